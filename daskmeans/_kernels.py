@@ -1,0 +1,497 @@
+"""Per-chunk numerical kernels: pure numpy (and scipy.sparse), no dask.
+
+Every function here works on one in-memory block and never mutates its inputs. The
+dask layer (:mod:`daskmeans._reduce`) maps them over chunks and tree-reduces their
+results with the ``combine_*`` functions, which are associative: the result does not
+depend on how rows are split into chunks, beyond float rounding.
+
+Conventions: data ``X`` is (n, d) float32 or float64 and the GEMM runs in that dtype;
+every accumulator (sums, counts, SSE, moments) is float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+#: rows per block inside a kernel: bounds the (rows, k) distance matrix and keeps the
+#: float32 partial sums short before they are added into float64.
+ROW_BLOCK = 2048
+#: max bytes of the (rows, k) distance block in :func:`assign`.
+DIST_BLOCK_BYTES = 32 << 20
+
+
+def row_norms_sq(X: np.ndarray) -> np.ndarray:
+    """Squared L2 norm of every row, in X's dtype."""
+    return np.einsum("ij,ij->i", X, X)
+
+
+def normalize_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero); a new array."""
+    norms = np.sqrt(row_norms_sq(X))
+    norms[norms == 0] = 1
+    return X / norms[:, None].astype(X.dtype, copy=False)
+
+
+def _dist_block(X: np.ndarray, C: np.ndarray, c_sq: np.ndarray) -> np.ndarray:
+    """``|c|^2 - 2 x.c`` for a block: the squared distance minus ``|x|^2``."""
+    D = X @ C.T
+    D *= -2
+    D += c_sq
+    return D
+
+
+def assign(
+    X: np.ndarray, C: np.ndarray, c_sq: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre of every row.
+
+    Parameters
+    ----------
+    X : (n, d) array
+    C : (k, d) array, same dtype as X
+    c_sq : (k,) squared norms of C, optional
+
+    Returns
+    -------
+    labels : (n,) int32
+    sqdist : (n,) squared distance to that centre, X's dtype, clipped at 0
+
+    Examples
+    --------
+    >>> assign(np.array([[0., 0.], [3., 1.]]), np.array([[0., 1.], [4., 1.]]))
+    (array([0, 1], dtype=int32), array([1., 1.]))
+    """
+    C = C.astype(X.dtype, copy=False)
+    if c_sq is None:
+        c_sq = row_norms_sq(C)
+    n, k = X.shape[0], C.shape[0]
+    labels = np.empty(n, dtype=np.int32)
+    sqdist = np.empty(n, dtype=X.dtype)
+    step = max(1, min(n, DIST_BLOCK_BYTES // max(1, k * X.dtype.itemsize)))
+    for s in range(0, n, step):
+        xb = X[s : s + step]
+        D = _dist_block(xb, C, c_sq)
+        lab = np.argmin(D, axis=1)
+        labels[s : s + step] = lab
+        sqdist[s : s + step] = np.take_along_axis(D, lab[:, None], axis=1)[:, 0]
+    sqdist += row_norms_sq(X)
+    np.maximum(sqdist, 0, out=sqdist)
+    return labels, sqdist
+
+
+def distances(X: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """(n, k) Euclidean (not squared) distances, X's dtype."""
+    C = C.astype(X.dtype, copy=False)
+    D = _dist_block(X, C, row_norms_sq(C))
+    D += row_norms_sq(X)[:, None]
+    np.maximum(D, 0, out=D)
+    return np.sqrt(D, out=D)
+
+
+def cluster_sums(
+    X: np.ndarray, labels: np.ndarray, k: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-cluster (weighted) sums of rows, (k, d) float64.
+
+    A sparse one-hot matrix times X, in X's dtype over blocks of :data:`ROW_BLOCK` rows,
+    accumulated across blocks in float64 (measured ~3x faster than sort + reduceat and
+    than a float64 sparse product, which must copy X to float64).
+    """
+    n, d = X.shape
+    out = np.zeros((k, d), dtype=np.float64)
+    for s in range(0, n, ROW_BLOCK):
+        lab = labels[s : s + ROW_BLOCK]
+        m = lab.shape[0]
+        vals = (
+            np.ones(m, dtype=X.dtype)
+            if weights is None
+            else weights[s : s + ROW_BLOCK].astype(X.dtype, copy=False)
+        )
+        onehot = sp.csr_matrix((vals, (lab, np.arange(m))), shape=(k, m))
+        out += onehot @ X[s : s + ROW_BLOCK]
+    return out
+
+
+@dataclass
+class TopM:
+    """The ``m`` rows farthest from their centres, with what relocation needs."""
+
+    sqdist: np.ndarray  # (m,) float64, descending
+    index: np.ndarray  # (m,) int64 global row index (ties: smaller index first)
+    rows: np.ndarray  # (m, d)
+    labels: np.ndarray  # (m,) int32
+    weights: np.ndarray  # (m,) float64
+
+    @classmethod
+    def empty(cls, d: int, dtype: np.dtype) -> TopM:
+        return cls(
+            np.empty(0), np.empty(0, np.int64), np.empty((0, d), dtype), np.empty(0, np.int32),
+            np.empty(0),
+        )
+
+    def select(self, m: int) -> TopM:
+        order = np.lexsort((self.index, -self.sqdist))[:m]
+        return TopM(
+            self.sqdist[order], self.index[order], self.rows[order], self.labels[order],
+            self.weights[order],
+        )
+
+
+def top_m(
+    sqdist: np.ndarray,
+    m: int,
+    X: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    offset: int,
+) -> TopM:
+    """The ``m`` rows with the largest ``sqdist``, ties broken by smaller global index."""
+    n = sqdist.shape[0]
+    m = min(m, n)
+    if m == 0:
+        return TopM.empty(X.shape[1], X.dtype)
+    idx = np.arange(n) if m == n else np.argpartition(sqdist, n - m)[n - m :]
+    # argpartition keeps all rows > the m-th value but is arbitrary among equal values
+    # at the boundary: pull every row equal to the threshold and let select() decide.
+    thr = sqdist[idx].min()
+    idx = np.union1d(idx, np.flatnonzero(sqdist == thr)) if m < n else idx
+    t = TopM(
+        sqdist[idx].astype(np.float64), idx.astype(np.int64) + offset, X[idx],
+        labels[idx], weights[idx].astype(np.float64),
+    )
+    return t.select(m)
+
+
+@dataclass
+class Moments:
+    """Weighted-free column moments for the tolerance (Chan et al. parallel update)."""
+
+    n: float
+    mean: np.ndarray  # (d,) float64
+    m2: np.ndarray  # (d,) float64
+
+    @classmethod
+    def of(cls, X: np.ndarray) -> Moments:
+        n = X.shape[0]
+        if n == 0:
+            return cls(0.0, np.zeros(X.shape[1]), np.zeros(X.shape[1]))
+        mean = X.mean(axis=0, dtype=np.float64)
+        m2 = np.var(X, axis=0, dtype=np.float64) * n
+        return cls(float(n), mean, m2)
+
+    def __add__(self, other: Moments) -> Moments:
+        if self.n == 0:
+            return other
+        if other.n == 0:
+            return self
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        m2 = self.m2 + other.m2 + delta**2 * (self.n * other.n / n)
+        return Moments(n, mean, m2)
+
+    @property
+    def var(self) -> np.ndarray:
+        return self.m2 / self.n if self.n else np.zeros_like(self.m2)
+
+
+@dataclass
+class LloydPartial:
+    """What one chunk contributes to a Lloyd iteration; added with ``+``.
+
+    ``sums``/``counts`` are weighted per-cluster sums and weights; ``xsq`` is
+    ``sum(w * |x|^2)`` so that the SSE against the assigning centres ``C`` is
+    ``xsq - 2 sum_k C_k . sums_k + sum_k counts_k |C_k|^2`` in float64.
+    """
+
+    sums: np.ndarray  # (k, d) float64
+    counts: np.ndarray  # (k,) float64
+    xsq: float
+    top: TopM
+    moments: Moments | None = None
+    n_rows: int = 0
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __add__(self, other: LloydPartial) -> LloydPartial:
+        m = max(len(self.top.sqdist), len(other.top.sqdist))
+        top = TopM(
+            np.concatenate([self.top.sqdist, other.top.sqdist]),
+            np.concatenate([self.top.index, other.top.index]),
+            np.concatenate([self.top.rows, other.top.rows]),
+            np.concatenate([self.top.labels, other.top.labels]),
+            np.concatenate([self.top.weights, other.top.weights]),
+        ).select(m)
+        moments = None
+        if self.moments is not None and other.moments is not None:
+            moments = self.moments + other.moments
+        return LloydPartial(
+            self.sums + other.sums,
+            self.counts + other.counts,
+            self.xsq + other.xsq,
+            top,
+            moments,
+            self.n_rows + other.n_rows,
+        )
+
+    def sse(self, C: np.ndarray) -> float:
+        """Weighted sum of squared distances to the assigning centres ``C``."""
+        C64 = C.astype(np.float64)
+        val = self.xsq - 2 * float(np.einsum("ij,ij->", C64, self.sums))
+        val += float(self.counts @ np.einsum("ij,ij->i", C64, C64))
+        return max(val, 0.0)
+
+
+def lloyd_partial(
+    X: np.ndarray,
+    C: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    offset: int = 0,
+    n_top: int = 0,
+    moments: bool = False,
+) -> LloydPartial:
+    """Assign a chunk to ``C`` and return its per-cluster sums, counts and SSE parts.
+
+    Parameters
+    ----------
+    X : (n, d) float array, one chunk
+    C : (k, d) current centres (cast to X's dtype for the GEMM)
+    weights : (n,) sample weights or None
+    offset : global index of the chunk's first row (for deterministic tie-breaks)
+    n_top : how many farthest rows to keep for empty-cluster relocation
+    moments : also return column moments (for the tolerance)
+
+    Examples
+    --------
+    >>> p = lloyd_partial(np.array([[0., 0.], [0., 2.], [9., 9.]]),
+    ...                   np.array([[0., 1.], [9., 9.]]))
+    >>> p.sums.tolist(), p.counts.tolist(), p.sse(np.array([[0., 1.], [9., 9.]]))
+    ([[0.0, 2.0], [9.0, 9.0]], [2.0, 1.0], 2.0)
+    """
+    k = C.shape[0]
+    labels, sqdist = assign(X, C)
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    sums = cluster_sums(X, labels, k, None if weights is None else w)
+    counts = np.bincount(labels, weights=w, minlength=k).astype(np.float64)
+    xsq = float(row_norms_sq(X).astype(np.float64) @ w)
+    top = top_m(sqdist, n_top, X, labels, w, offset)
+    return LloydPartial(
+        sums, counts, xsq, top, Moments.of(X) if moments else None, X.shape[0]
+    )
+
+
+def kmeans_plusplus(
+    X: np.ndarray,
+    n_clusters: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+    n_local_trials: int | None = None,
+) -> np.ndarray:
+    """Greedy k-means++ (Arthur & Vassilvitskii; greedy variant as in scikit-learn).
+
+    Each new centre is the best of ``2 + log(k)`` candidates drawn with probability
+    proportional to weight x squared distance. Returns (k, d) centres in X's dtype.
+    """
+    n, d = X.shape
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_clusters))
+    centers = np.empty((n_clusters, d), dtype=X.dtype)
+    x_sq = row_norms_sq(X).astype(np.float64)
+    first = rng.choice(n, p=w / w.sum())
+    centers[0] = X[first]
+
+    def sqd(cands: np.ndarray) -> np.ndarray:
+        D = -2.0 * (cands.astype(np.float64) @ X.T.astype(np.float64, copy=False))
+        D += row_norms_sq(cands.astype(np.float64))[:, None]
+        D += x_sq
+        return np.maximum(D, 0, out=D)
+
+    closest = sqd(centers[:1])[0]
+    pot = float(closest @ w)
+    for c in range(1, n_clusters):
+        if pot <= 0:  # fewer distinct points than clusters: duplicate one
+            centers[c] = X[rng.integers(n)]
+            continue
+        cum = np.cumsum(closest * w)
+        ids = np.searchsorted(cum, rng.uniform(size=n_local_trials) * cum[-1])
+        np.clip(ids, None, n - 1, out=ids)
+        dcand = np.minimum(closest, sqd(X[ids]))
+        pots = dcand @ w
+        best = int(np.argmin(pots))
+        pot, closest = float(pots[best]), dcand[best]
+        centers[c] = X[ids[best]]
+    return centers
+
+
+def splitmix64_uniform(index: np.ndarray, seed: int) -> np.ndarray:
+    """Counter-based uniforms in [0, 1): one per global row index, for any chunking."""
+    with np.errstate(over="ignore"):
+        z = index.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * np.uint64(
+            0x9E3779B97F4A7C15
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+@dataclass
+class Oversample:
+    """One k-means|| round's contribution: total cost and the top rows by sampling key."""
+
+    cost: float
+    key: np.ndarray  # (m,) float64, descending
+    index: np.ndarray  # (m,) int64
+    rows: np.ndarray  # (m, d)
+
+    def __add__(self, other: Oversample) -> Oversample:
+        m = max(len(self.key), len(other.key))
+        key = np.concatenate([self.key, other.key])
+        index = np.concatenate([self.index, other.index])
+        order = np.lexsort((index, -key))[:m]
+        return Oversample(
+            self.cost + other.cost, key[order], index[order],
+            np.concatenate([self.rows, other.rows])[order],
+        )
+
+
+def oversample_partial(
+    X: np.ndarray,
+    C: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    offset: int,
+    seed: int,
+    m: int,
+) -> Oversample:
+    """k-means|| sampling in one pass: row i is kept when ``w d^2 / u_i > cost / l``.
+
+    The key ``w d^2 / u`` (u from :func:`splitmix64_uniform`) does not depend on the
+    chunking; each chunk returns its ``m`` largest keys and the caller, once the total
+    cost is known, keeps those above the threshold.
+    """
+    _, sqdist = assign(X, C)
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    cost_i = sqdist.astype(np.float64) * w
+    u = splitmix64_uniform(np.arange(X.shape[0]) + offset, seed)
+    key = cost_i / np.maximum(u, 1e-300)
+    mm = min(m, key.shape[0])
+    idx = np.argpartition(-key, mm - 1)[:mm] if 0 < mm < key.shape[0] else np.arange(mm)
+    order = np.lexsort((idx, -key[idx]))
+    idx = idx[order]
+    return Oversample(float(cost_i.sum()), key[idx], idx.astype(np.int64) + offset, X[idx])
+
+
+def count_nearest(
+    X: np.ndarray, C: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Weight of rows nearest to each centre of C, (k,) float64."""
+    labels, _ = assign(X, C)
+    return np.bincount(labels, weights=weights, minlength=C.shape[0]).astype(np.float64)
+
+
+class LabelError(ValueError):
+    """Labels that are not non-negative integers (names the argument and the value)."""
+
+
+def as_label_codes(block: np.ndarray, name: str) -> np.ndarray:
+    """Validate one block of labels and return it as int64.
+
+    Accepts integer dtypes and floats with integral values; rejects NaN, fractions and
+    negative values with a :class:`LabelError` naming ``name``.
+    """
+    a = np.asarray(block)
+    if a.ndim != 1:
+        raise LabelError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.dtype.kind == "f":
+        if np.isnan(a).any():
+            raise LabelError(f"{name} contains NaN")
+        if not np.all(a == np.round(a)):
+            bad = a[a != np.round(a)][0]
+            raise LabelError(f"{name} must hold integers, got fractional value {bad!r}")
+    elif a.dtype.kind == "b":
+        a = a.astype(np.int64)
+    elif a.dtype.kind not in "iu":
+        raise LabelError(f"{name} must be integer labels, got dtype {a.dtype}")
+    if a.size and a.min() < 0:
+        raise LabelError(f"{name} must be non-negative, got {a.min()!r}")
+    return a.astype(np.int64)
+
+
+#: a dense per-chunk table is used while (max_true + 1) * (max_pred + 1) stays below this.
+DENSE_TABLE_CELLS = 1 << 22
+
+
+@dataclass
+class PairTable:
+    """Contingency counts of one or more chunks, added with ``+``.
+
+    Dense (``table[t, p]`` for codes up to the maxima seen) while the label values are
+    small, as in every clustering here; sparse (distinct pairs + counts) otherwise.
+    """
+
+    table: np.ndarray | None  # dense (max_t + 1, max_p + 1) int64
+    pairs: np.ndarray | None = None  # sparse (m, 2) int64
+    counts: np.ndarray | None = None  # sparse (m,) int64
+
+    def to_sparse(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.table is None:
+            assert self.pairs is not None and self.counts is not None
+            return self.pairs, self.counts
+        t, p = np.nonzero(self.table)
+        return np.stack([t, p], axis=1).astype(np.int64), self.table[t, p]
+
+    def __add__(self, other: PairTable) -> PairTable:
+        if self.table is not None and other.table is not None:
+            shape = tuple(max(a, b) for a, b in zip(self.table.shape, other.table.shape,
+                                                     strict=True))
+            if shape[0] * shape[1] <= DENSE_TABLE_CELLS:
+                out = np.zeros(shape, dtype=np.int64)
+                out[: self.table.shape[0], : self.table.shape[1]] += self.table
+                out[: other.table.shape[0], : other.table.shape[1]] += other.table
+                return PairTable(out)
+        (pa, ca), (pb, cb) = self.to_sparse(), other.to_sparse()
+        pairs, counts = np.concatenate([pa, pb]), np.concatenate([ca, cb])
+        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+        return PairTable(None, uniq, np.bincount(inv.ravel(), weights=counts,
+                                                 minlength=uniq.shape[0]).astype(np.int64))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(classes, clusters, table) over the label values that occur."""
+        pairs, counts = self.to_sparse()
+        classes, ti = np.unique(pairs[:, 0], return_inverse=True)
+        clusters, pi = np.unique(pairs[:, 1], return_inverse=True)
+        table = np.zeros((classes.shape[0], clusters.shape[0]), dtype=np.int64)
+        table[ti.ravel(), pi.ravel()] = counts
+        return classes, clusters, table
+
+
+def pair_table(labels_true: np.ndarray, labels_pred: np.ndarray) -> PairTable:
+    """Contingency counts of one block (validated), dense by ``bincount`` when small.
+
+    Examples
+    --------
+    >>> pair_table(np.array([0, 0, 2]), np.array([1, 1, 0])).table
+    array([[0, 2],
+           [0, 0],
+           [1, 0]])
+    """
+    t = as_label_codes(labels_true, "labels_true")
+    p = as_label_codes(labels_pred, "labels_pred")
+    if t.shape != p.shape:
+        raise LabelError(
+            f"labels_true and labels_pred must have the same length, got {t.shape[0]} "
+            f"and {p.shape[0]}"
+        )
+    if t.size == 0:
+        return PairTable(np.zeros((0, 0), np.int64))
+    nt, npred = int(t.max()) + 1, int(p.max()) + 1
+    if nt * npred <= DENSE_TABLE_CELLS:
+        flat = np.bincount(t * npred + p, minlength=nt * npred)
+        return PairTable(flat.reshape(nt, npred).astype(np.int64))
+    uniq, counts = np.unique(np.stack([t, p], axis=1), axis=0, return_counts=True)
+    return PairTable(None, uniq, counts.astype(np.int64))

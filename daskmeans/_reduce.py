@@ -1,0 +1,292 @@
+"""Dask graphs: the only module that builds them.
+
+Each ``*_pass`` function maps a kernel from :mod:`daskmeans._kernels` over the row
+chunks of a dask array, tree-reduces the per-chunk results (``split_every`` at a
+time) and computes the result with exactly one ``dask.compute`` call under whatever
+scheduler is active (threaded by default, a ``distributed.Client`` when one is
+active). Small operands (centres) enter the graph once as a single key, not once per
+task. ``*_lazy`` functions return dask arrays and compute nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import operator
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from . import _kernels as K
+
+log = logging.getLogger(__name__)
+
+#: partial results combined per tree node.
+SPLIT_EVERY = 8
+#: target bytes per chunk when we chunk an in-memory array ourselves.
+TARGET_CHUNK_BYTES = 32 << 20
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def using_distributed() -> bool:
+    """True when computations go to a ``distributed.Client``."""
+    sched = dask.config.get("scheduler", None)
+    if sched is not None and sched not in ("dask.distributed", "distributed"):
+        return False
+    try:
+        from distributed import default_client
+
+        default_client()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+def n_threads() -> int:
+    """Threads the local scheduler uses (``dask.config num_workers`` or the CPU count)."""
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _blas_limits(n_tasks: int) -> Iterator[None]:
+    """Under the local threaded scheduler, split the cores between dask and BLAS.
+
+    Distributed workers already pin BLAS to one thread per worker thread (dask sets
+    ``OMP_NUM_THREADS`` etc. in the nanny); in-process we use threadpoolctl.
+    """
+    if using_distributed() or dask.config.get("scheduler", None) == "sync":
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    cores = os.cpu_count() or 1
+    parallel = max(1, min(n_tasks, n_threads()))
+    with threadpool_limits(limits=max(1, cores // parallel), user_api="blas"):
+        yield
+
+
+def compute(obj: Any, n_tasks: int = 1) -> Any:
+    """The one ``dask.compute`` call of a pass (BLAS threads pinned for local threads)."""
+    with _blas_limits(n_tasks):
+        (out,) = dask.compute(obj)
+    return out
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def auto_row_chunks(n: int, d: int, itemsize: int) -> int:
+    """Rows per chunk for an in-memory array: ~32 MB, and at least one chunk per thread."""
+    threads = n_threads()
+    by_bytes = max(1, TARGET_CHUNK_BYTES // max(1, d * itemsize))
+    if n * d * itemsize < (1 << 20):  # tiny: one chunk, scheduling would dominate
+        return max(n, 1)
+    n_chunks = max(threads, -(-n // by_bytes))
+    n_chunks = -(-n_chunks // threads) * threads
+    return max(1, -(-n // n_chunks))
+
+
+def as_dask(X: Any, *, row_chunks: int | None = None) -> da.Array:
+    """A 2-D dask array with a single chunk along features (no copy of numpy data)."""
+    if isinstance(X, da.Array):
+        arr = X
+    else:
+        arr = da.from_array(
+            X,
+            chunks=(row_chunks or auto_row_chunks(X.shape[0], X.shape[1], X.dtype.itemsize), -1),
+            name=False,
+        )
+    if arr.ndim == 2 and arr.numblocks[1] != 1:
+        arr = arr.rechunk({1: -1})
+    return arr
+
+
+def align_weights(sample_weight: Any, X: da.Array) -> da.Array | None:
+    """Sample weights as a dask array chunked like X's rows (or None)."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, da.Array):
+        return sample_weight.astype(np.float64).rechunk((X.chunks[0],))
+    return da.from_array(np.asarray(sample_weight, dtype=np.float64), chunks=(X.chunks[0],))
+
+
+def _offsets(X: da.Array) -> list[int]:
+    return [0, *np.cumsum(X.chunks[0])[:-1].tolist()]
+
+
+def _blocks(X: da.Array) -> list[Any]:
+    return list(X.to_delayed(optimize_graph=False).ravel())
+
+
+def _weight_blocks(w: da.Array | None, n: int) -> list[Any]:
+    return [None] * n if w is None else list(w.to_delayed(optimize_graph=False).ravel())
+
+
+def tree_reduce(parts: Sequence[Any], split_every: int = SPLIT_EVERY) -> Any:
+    """Combine delayed partials with ``+`` in a tree of fan-in ``split_every``."""
+    if not parts:
+        raise ValueError("tree_reduce needs at least one part")
+    level = list(parts)
+    add_all = functools.partial(functools.reduce, operator.add)
+    while len(level) > 1:
+        level = [
+            dask.delayed(lambda *p: add_all(p), pure=True)(*level[i : i + split_every])
+            for i in range(0, len(level), split_every)
+        ]
+    return level[0]
+
+
+def _map_reduce(
+    kernel: Callable[..., Any],
+    X: da.Array,
+    weights: da.Array | None,
+    shared: dict[str, Any],
+    per_block: Callable[[int, int], dict[str, Any]] | None = None,
+    split_every: int = SPLIT_EVERY,
+) -> Any:
+    """Apply ``kernel(block, weights, **shared, **per_block(i, offset))`` and reduce."""
+    shared_d = {k: dask.delayed(v, pure=True) if isinstance(v, np.ndarray) else v
+                for k, v in shared.items()}
+    blocks = _blocks(X)
+    wblocks = _weight_blocks(weights, len(blocks))
+    kern = dask.delayed(kernel, pure=True)
+    parts = [
+        kern(b, w, **shared_d, **(per_block(i, off) if per_block else {}))
+        for i, (b, w, off) in enumerate(zip(blocks, wblocks, _offsets(X), strict=True))
+    ]
+    return compute(tree_reduce(parts, split_every), n_tasks=len(parts))
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def lloyd_pass(
+    X: da.Array,
+    C: np.ndarray,
+    weights: da.Array | None = None,
+    *,
+    n_top: int = 0,
+    moments: bool = False,
+    split_every: int = SPLIT_EVERY,
+) -> K.LloydPartial:
+    """One Lloyd iteration's statistics over all rows: one graph, one compute."""
+
+    def kernel(block: np.ndarray, w: np.ndarray | None, C: np.ndarray, offset: int) -> Any:
+        return K.lloyd_partial(block, C, w, offset=offset, n_top=n_top, moments=moments)
+
+    return _map_reduce(
+        kernel, X, weights, {"C": C}, lambda i, off: {"offset": off}, split_every
+    )
+
+
+def oversample_pass(
+    X: da.Array, C: np.ndarray, weights: da.Array | None, *, seed: int, m: int,
+    split_every: int = SPLIT_EVERY,
+) -> K.Oversample:
+    """One k-means|| round: total cost and the ``m`` rows with the largest keys."""
+
+    def kernel(block: np.ndarray, w: np.ndarray | None, C: np.ndarray, offset: int) -> Any:
+        return K.oversample_partial(block, C, w, offset=offset, seed=seed, m=m)
+
+    return _map_reduce(
+        kernel, X, weights, {"C": C}, lambda i, off: {"offset": off}, split_every
+    )
+
+
+def count_pass(
+    X: da.Array, C: np.ndarray, weights: da.Array | None, split_every: int = SPLIT_EVERY
+) -> np.ndarray:
+    """Weight of rows nearest to each row of C."""
+
+    def kernel(block: np.ndarray, w: np.ndarray | None, C: np.ndarray) -> np.ndarray:
+        return K.count_nearest(block, C, w)
+
+    return _map_reduce(kernel, X, weights, {"C": C}, None, split_every)
+
+
+def take_rows(X: da.Array, index: np.ndarray, weights: da.Array | None = None) -> tuple[
+    np.ndarray, np.ndarray | None
+]:
+    """Rows ``index`` (sorted, unique) of X (and their weights), one compute."""
+    index = np.asarray(index, dtype=np.int64)
+    rows = X[index]
+    w = weights[index] if weights is not None else None
+    out = compute((rows, w), n_tasks=X.numblocks[0])
+    return np.asarray(out[0]), (None if out[1] is None else np.asarray(out[1]))
+
+
+# --------------------------------------------------------------------------- lazy maps
+
+
+def _labels_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
+    return K.assign(block, C)[0]
+
+
+def _transform_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
+    return K.distances(block, C)
+
+
+def _sqdist_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
+    return K.assign(block, C)[1]
+
+
+def predict_lazy(X: da.Array, C: np.ndarray) -> da.Array:
+    """(n,) int32 labels of the nearest centre, lazily."""
+    return X.map_blocks(
+        _labels_block, dask.delayed(C, pure=True), drop_axis=1, dtype=np.int32,
+        meta=np.empty((0,), np.int32),
+    )
+
+
+def transform_lazy(X: da.Array, C: np.ndarray) -> da.Array:
+    """(n, k) Euclidean distances to the centres, lazily."""
+    return X.map_blocks(
+        _transform_block, dask.delayed(C, pure=True), dtype=X.dtype,
+        chunks=(X.chunks[0], (C.shape[0],)), meta=np.empty((0, 0), X.dtype),
+    )
+
+
+def sqdist_lazy(X: da.Array, C: np.ndarray) -> da.Array:
+    """(n,) squared distance to the nearest centre, lazily."""
+    return X.map_blocks(
+        _sqdist_block, dask.delayed(C, pure=True), drop_axis=1, dtype=X.dtype,
+        meta=np.empty((0,), X.dtype),
+    )
+
+
+def normalize_lazy(X: da.Array) -> da.Array:
+    """Rows scaled to unit norm, lazily (spherical k-means)."""
+    return X.map_blocks(K.normalize_rows, dtype=X.dtype, meta=np.empty((0, 0), X.dtype))
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def contingency_pass(
+    labels_true: da.Array, labels_pred: da.Array, *, split_every: int = SPLIT_EVERY
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(classes, clusters, table): per-chunk bincount tables, tree-reduced, one compute.
+
+    The label sets are discovered in the same pass: each chunk's table spans
+    ``0..max`` of the values it holds, tables are zero-padded when added, and rows or
+    columns that stay empty are dropped at the end.
+    """
+    if labels_true.shape[0] != labels_pred.shape[0]:
+        raise K.LabelError(
+            f"labels_true and labels_pred must have the same length, got "
+            f"{labels_true.shape[0]} and {labels_pred.shape[0]}"
+        )
+    labels_pred = labels_pred.rechunk((labels_true.chunks[0],))
+    tb = labels_true.to_delayed(optimize_graph=False).ravel()
+    pb = labels_pred.to_delayed(optimize_graph=False).ravel()
+    kern = dask.delayed(K.pair_table, pure=True)
+    parts = [kern(t, p) for t, p in zip(tb, pb, strict=True)]
+    table = compute(tree_reduce(parts, split_every), n_tasks=len(parts))
+    return table.finish()
