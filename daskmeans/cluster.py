@@ -73,6 +73,8 @@ def _check_weights(sample_weight: Any, n: int) -> np.ndarray | da.Array | None:
         raise ValueError("sample_weight contains NaN or infinity")
     if np.any(w < 0):
         raise ValueError(f"sample_weight must be non-negative, got min {w.min()!r}")
+    if n and not np.any(w > 0):
+        raise ValueError("sample_weight must not be all zero: every sample has zero weight")
     return w
 
 

@@ -113,13 +113,45 @@ def _open_maybe_gzip(path: Path) -> IO[bytes]:
 
 
 def _read_exact(f: IO[bytes], n: int, path: Path, what: str) -> bytes:
+    parts = []
+    got = 0
     try:
-        buf = f.read(n)
+        while got < n:  # bounded reads: a corrupt header cannot ask for terabytes at once
+            piece = f.read(min(n - got, 64 << 20))
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise IDXFormatError(f"{path}: corrupt compressed data while reading {what}: {e}") from e
+    buf = b"".join(parts)
     if len(buf) != n:
         raise IDXFormatError(f"{path}: truncated: expected {n} bytes of {what}, got {len(buf)}")
     return buf
+
+
+def _check_size(path: Path, expected: int) -> None:
+    """Compare the header's byte count with the file size (gzip: its ISIZE trailer)."""
+    size = path.stat().st_size
+    with open(path, "rb") as raw:
+        if raw.read(2) == b"\x1f\x8b":
+            if size < 18:
+                raise IDXFormatError(f"{path}: truncated gzip file ({size} bytes)")
+            raw.seek(-4, os.SEEK_END)
+            isize = struct.unpack("<I", raw.read(4))[0]
+            # ISIZE is the uncompressed size mod 2**32 (only the last member's for a
+            # multi-member file, so only a single-member mismatch is conclusive)
+            if isize != expected % (1 << 32) and isize < expected:
+                raise IDXFormatError(
+                    f"{path}: header declares {expected} bytes but the gzip trailer says "
+                    f"{isize}: truncated, corrupt, or a wrong header"
+                )
+            return
+    if size != expected:
+        what = "truncated" if size < expected else "trailing bytes after the data"
+        raise IDXFormatError(
+            f"{path}: {what}: header declares {expected} bytes, file has {size}"
+        )
 
 
 def read_idx_header(f: IO[bytes], path: Path) -> tuple[np.dtype[Any], tuple[int, ...]]:
@@ -164,6 +196,7 @@ def iter_idx(
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
     with _open_maybe_gzip(path) as f:
         dtype, shape = read_idx_header(f, path)
+        _check_size(path, 4 + 4 * len(shape) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
         row_items = int(np.prod(shape[1:], dtype=np.int64))
         row_bytes = row_items * dtype.itemsize
         n = shape[0]
@@ -205,7 +238,7 @@ def file_checksums(path: PathLike) -> dict[str, str]:
         for block in iter(lambda: f.read(1 << 20), b""):
             md5.update(block)
             sha.update(block)
-    return {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
+    return {"md5": md5.hexdigest(), "sha256": sha.hexdigest(), "size": os.path.getsize(path)}
 
 
 # --------------------------------------------------------------------------- atomic writes

@@ -108,12 +108,12 @@ def main() -> None:
 
                 wait(Xp)
                 record("daskmeans LocalCluster 2x1", k,
-                       per_iteration(lambda m, C0=C0, k=k: ours(m, C0, k, Xp), 2, args.iters,
+                       per_iteration(lambda m, C0=C0, k=k, Xp=Xp: ours(m, C0, k, Xp), 2, args.iters,
                                      args.repeat))
                 if not args.no_dask_ml:
                     from dask_ml.cluster import KMeans as DMKMeans
 
-                    def dm(m: int, C0: np.ndarray = C0, k: int = k) -> object:
+                    def dm(m: int, C0: np.ndarray = C0, k: int = k, Xp: object = Xp) -> object:
                         return DMKMeans(n_clusters=k, init=C0, max_iter=m, tol=0).fit(Xp)
 
                     record("dask-ml LocalCluster 2x1", k,

@@ -1,0 +1,99 @@
+"""Shared fixtures: offline data, stores, schedulers (threaded and a LocalCluster)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+MNIST_DIR = SHARED / "mnist"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"offline MNIST not found at {MNIST_DIR}")
+    return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist_store(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from daskmeans import io
+
+    return io.ingest(mnist_dir, tmp_path_factory.mktemp("mnist") / "mnist.zarr",
+                     chunk_rows=2500)
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_store: Path) -> tuple[np.ndarray, np.ndarray]:
+    from daskmeans import io
+
+    X, y = io.open_dataset(mnist_store, "test")
+    return X.compute(), y.compute()
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """One LocalCluster (2 worker processes x 1 thread) for the whole session."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None, host="127.0.0.1", memory_limit="2GiB")
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(params=["threads", "local_cluster"])
+def scheduler(request: pytest.FixtureRequest):
+    """Run the test under dask's threaded scheduler, then under the LocalCluster."""
+    if request.param == "threads":
+        with dask.config.set(scheduler="threads"):
+            yield "threads"
+    else:
+        client = request.getfixturevalue("local_cluster")
+        with client.as_current():
+            yield "local_cluster"
+
+
+class CountingScheduler:
+    """A dask scheduler (the threaded one) that counts how often it is asked to compute."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, dsk, keys, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return dask.threaded.get(dsk, keys, **kwargs)
+
+
+@pytest.fixture
+def counting_scheduler():
+    counter = CountingScheduler()
+    with dask.config.set(scheduler=counter):
+        yield counter
+
+
+@contextlib.contextmanager
+def no_compute():
+    """Fail if anything is computed inside the block."""
+
+    def refuse(dsk, keys, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("computed inside a block that must stay lazy")
+
+    with dask.config.set(scheduler=refuse):
+        yield

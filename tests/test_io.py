@@ -1,0 +1,246 @@
+"""Storage: IDX parsing, ingest to Zarr, open as dask arrays, images, synthetic blobs."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from daskmeans import io
+
+
+def write_idx(path: Path, arr: np.ndarray, *, gz: bool = True, code: int = 0x08) -> Path:
+    header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    data = header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)  # type: ignore[operator]
+    return path
+
+
+@pytest.fixture
+def small_dir(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(25, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=25, dtype=np.uint8)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", imgs)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    return tmp_path, imgs, labels
+
+
+# ---------------------------------------------------------------- IDX reading
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_iter_idx_streams_in_blocks(tmp_path: Path, gz: bool) -> None:
+    arr = np.arange(7 * 3 * 2, dtype=np.uint8).reshape(7, 3, 2)
+    p = write_idx(tmp_path / "a.idx", arr, gz=gz)
+    blocks = [b for _, _, b in io.iter_idx(p, chunk_rows=3)]
+    assert [b.shape[0] for b in blocks] == [3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate(blocks), arr)
+
+
+def test_read_idx_other_dtypes(tmp_path: Path) -> None:
+    arr = np.array([[1.5, -2.0], [3.25, 4.0]], dtype=np.float32)
+    p = write_idx(tmp_path / "f.idx", arr.astype(">f4"), gz=False, code=0x0D)
+    out = io.read_idx(p)
+    assert out.dtype == np.float32 and out.dtype.isnative
+    np.testing.assert_array_equal(out, arr)
+
+
+def test_real_mnist_labels_match_idx(mnist_dir: Path, mnist_store: Path) -> None:
+    """The ingested test split is the IDX file, byte for byte."""
+    labels = io.read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    images = io.read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    g = zarr.open_group(mnist_store, mode="r")
+    assert g["test/images"].shape == (10000, 28, 28)
+    assert g["test/images"].dtype == np.uint8
+    np.testing.assert_array_equal(g["test/labels"][:], labels)
+    np.testing.assert_array_equal(g["test/images"][:], images)
+    assert labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert g.attrs["splits"] == ["test"] and g.attrs["missing_splits"] == ["train"]
+    assert g.attrs["sources"]["test/images"]["md5"] == "9fb629c4189551a2d022fa330f9573f3"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b: b"\x08\x08" + b[2:], "wrong magic number"),
+        (lambda b: b[:2] + b"\x42" + b[3:], "unknown IDX type code"),
+        (lambda b: b[:-10], "truncated"),
+        (lambda b: b + b"\x00\x00", "trailing bytes"),
+        (lambda b: b[:3] + b"\x00" + b[4:], "0 dimensions"),
+    ],
+)
+def test_bad_idx_raises_named_error(tmp_path: Path, mutate, message: str) -> None:
+    arr = np.zeros((4, 2, 2), np.uint8)
+    raw = bytes([0, 0, 8, 3]) + struct.pack(">3I", 4, 2, 2) + arr.tobytes()
+    p = tmp_path / "bad.idx"
+    p.write_bytes(mutate(raw))
+    with pytest.raises(io.IDXFormatError, match=message) as e:
+        io.read_idx(p)
+    assert str(p) in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+def test_corrupt_and_truncated_gzip(tmp_path: Path) -> None:
+    p = write_idx(tmp_path / "x.gz", np.arange(4000, dtype=np.uint8).reshape(1000, 4))
+    data = p.read_bytes()
+    trunc = tmp_path / "trunc.gz"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(io.IDXFormatError, match="trunc.gz"):
+        io.read_idx(trunc)
+    corrupt = tmp_path / "corrupt.gz"
+    corrupt.write_bytes(data[:20] + bytes(b ^ 0xFF for b in data[20:40]) + data[40:])
+    with pytest.raises(io.IDXFormatError, match="corrupt.gz"):
+        io.read_idx(corrupt)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(FileNotFoundError, match="nope.idx"):
+        io.read_idx("/nonexistent/nope.idx")
+
+
+# ---------------------------------------------------------------- ingest / open
+
+
+def test_ingest_and_open_dataset(small_dir, tmp_path: Path) -> None:
+    d, imgs, labels = small_dir
+    store = io.ingest(d, tmp_path / "s.zarr", chunk_rows=10)
+    g = zarr.open_group(store, mode="r")
+    assert g["test/images"].chunks == (10, 28, 28)
+    assert g["test/images"].compressors  # compressed on disk
+    X, y = io.open_dataset(store, "test")
+    assert isinstance(X, da.Array) and X.dtype == np.float32 and X.shape == (25, 784)
+    assert X.chunks[0] == (10, 10, 5)
+    da.utils.assert_eq(X, imgs.reshape(25, -1).astype(np.float32) / np.float32(255))
+    np.testing.assert_array_equal(y.compute(), labels)
+    assert y.dtype == np.int64
+    assert io.open_array(store).shape == (25, 784)  # no train split: falls back to test
+
+
+def test_open_dataset_is_lazy_and_scaled_per_chunk(small_dir, tmp_path: Path) -> None:
+    from .conftest import no_compute
+
+    d, _, _ = small_dir
+    store = io.ingest(d, tmp_path / "s.zarr", chunk_rows=10)
+    with no_compute():
+        X, _ = io.open_dataset(store, "test")
+    assert zarr.open_group(store)["test/images"].dtype == np.uint8  # no float copy on disk
+    assert X.numblocks == (3, 1)  # scaled chunk by chunk
+    assert 0.0 <= float(X.min().compute()) and float(X.max().compute()) <= 1.0
+
+
+def test_ingest_count_mismatch_is_atomic(tmp_path: Path) -> None:
+    d = tmp_path / "src"
+    d.mkdir()
+    write_idx(d / "t10k-images-idx3-ubyte.gz", np.zeros((5, 28, 28), np.uint8))
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", np.zeros(4, np.uint8))
+    dest = tmp_path / "out.zarr"
+    with pytest.raises(io.DataFormatError, match="5 images but .* 4 labels"):
+        io.ingest(d, dest)
+    assert not dest.exists()
+    assert list(tmp_path.glob(".out.zarr*")) == []  # no temporary left behind
+
+
+def test_failed_ingest_keeps_previous_store(small_dir, tmp_path: Path) -> None:
+    d, _, labels = small_dir
+    dest = io.ingest(d, tmp_path / "keep.zarr")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "t10k-images-idx3-ubyte.gz").write_bytes(b"garbage")
+    write_idx(bad / "t10k-labels-idx1-ubyte.gz", np.zeros(3, np.uint8))
+    with pytest.raises(io.IDXFormatError):
+        io.ingest(bad, dest)
+    np.testing.assert_array_equal(io.open_dataset(dest, "test")[1].compute(), labels)
+
+
+def test_ingest_no_split(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no complete split"):
+        io.ingest(tmp_path, tmp_path / "x.zarr")
+
+
+def test_open_dataset_errors(small_dir, tmp_path: Path) -> None:
+    d, _, _ = small_dir
+    store = io.ingest(d, tmp_path / "s.zarr")
+    with pytest.raises(io.StoreError, match="split 'train' is not in this store"):
+        io.open_dataset(store, "train")
+    with pytest.raises(ValueError, match="split must be one of"):
+        io.open_dataset(store, "validation")
+    with pytest.raises(FileNotFoundError, match="no such Zarr store"):
+        io.open_dataset(tmp_path / "missing.zarr", "test")
+    g = zarr.open_group(store, mode="a")
+    del g["test/labels"]
+    with pytest.raises(io.StoreError, match="no array 'test/labels'"):
+        io.open_dataset(store, "test")
+
+
+# ---------------------------------------------------------------- images
+
+
+def test_image_roundtrip_tiles(tmp_path: Path) -> None:
+    from sklearn.datasets import load_sample_image
+
+    china = load_sample_image("china.jpg")
+    store = io.image_to_zarr(china, tmp_path / "c.zarr", tile=128)
+    img = io.open_image(store)
+    assert img.shape == (427, 640, 3) and img.dtype == np.uint8
+    assert img.chunksize == (128, 128, 3)
+    np.testing.assert_array_equal(img.compute(), china)
+    px = io.image_pixels(store)
+    assert px.shape == (427 * 640, 3) and px.dtype == np.float32
+    assert max(px.chunks[0]) == 128 * 128  # one tile per task
+    # tile-major order: the first chunk is the top-left tile, row-major
+    np.testing.assert_allclose(
+        px.blocks[0].compute(), china[:128, :128].reshape(-1, 3) / 255.0, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.sort(px.compute(), axis=0), np.sort(china.reshape(-1, 3) / 255.0, axis=0), rtol=1e-6
+    )
+
+
+def test_image_from_file_and_conversion(tmp_path: Path) -> None:
+    from PIL import Image
+
+    grey = np.arange(40 * 30, dtype=np.uint8).reshape(40, 30)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    store = io.image_to_zarr(tmp_path / "g.png", tmp_path / "g.zarr", tile=16)
+    out = io.open_image(store).compute()
+    assert out.shape == (40, 30, 3)
+    np.testing.assert_array_equal(out[..., 1], grey)
+
+
+def test_image_errors(tmp_path: Path) -> None:
+    (tmp_path / "x.jpg").write_bytes(b"not an image")
+    with pytest.raises(io.ImageFormatError, match="x.jpg"):
+        io.image_to_zarr(tmp_path / "x.jpg", tmp_path / "x.zarr")
+    with pytest.raises(FileNotFoundError):
+        io.image_to_zarr(tmp_path / "none.png", tmp_path / "x.zarr")
+    with pytest.raises(io.ImageFormatError, match=r"\(H, W, 3\)"):
+        io.image_to_zarr(np.zeros((4, 4), np.uint8), tmp_path / "x.zarr")
+    assert not (tmp_path / "x.zarr").exists()
+
+
+# ---------------------------------------------------------------- synthetic
+
+
+def test_make_blobs_zarr_reproducible(tmp_path: Path) -> None:
+    a = io.make_blobs_zarr(tmp_path / "a.zarr", 1050, 5, centers=3, chunk_rows=100,
+                           random_state=7)
+    b = io.make_blobs_zarr(tmp_path / "b.zarr", 1050, 5, centers=3, chunk_rows=100,
+                           random_state=7)
+    Xa, Xb = io.open_array(a), io.open_array(b)
+    assert Xa.shape == (1050, 5) and Xa.chunks[0][-1] == 50 and Xa.dtype == np.float32
+    np.testing.assert_array_equal(Xa.compute(), Xb.compute())
+    g = zarr.open_group(a, mode="r")
+    y = g["y"][:]
+    C = g["centers"][:]
+    # rows are their centre plus unit noise
+    resid = Xa.compute() - C[y]
+    assert abs(resid.std() - 1.0) < 0.05
+    c = io.make_blobs_zarr(tmp_path / "c.zarr", 1050, 5, centers=3, chunk_rows=100,
+                           random_state=8)
+    assert not np.array_equal(io.open_array(c).compute(), Xa.compute())

@@ -1,0 +1,129 @@
+"""Pure numpy kernels: hand-computed cases and brute-force references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daskmeans import _kernels as K
+
+
+def brute_sqdist(X: np.ndarray, C: np.ndarray) -> np.ndarray:
+    return ((X[:, None, :].astype(np.float64) - C[None, :, :]) ** 2).sum(-1)
+
+
+def test_assign_hand_computed() -> None:
+    X = np.array([[0.0, 0.0], [3.0, 1.0], [5.0, 5.0]])
+    C = np.array([[0.0, 1.0], [4.0, 1.0]])
+    labels, sq = K.assign(X, C)
+    assert labels.tolist() == [0, 1, 1] and labels.dtype == np.int32
+    np.testing.assert_allclose(sq, [1.0, 1.0, 17.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_assign_matches_brute_force(dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 7)).astype(dtype)
+    C = rng.normal(size=(13, 7)).astype(dtype)
+    X0, C0 = X.copy(), C.copy()
+    labels, sq = K.assign(X, C)
+    D = brute_sqdist(X, C)
+    np.testing.assert_array_equal(labels, D.argmin(1))
+    np.testing.assert_allclose(sq, D.min(1), rtol=1e-4 if dtype == np.float32 else 1e-10,
+                               atol=1e-4)
+    assert sq.dtype == dtype
+    np.testing.assert_array_equal(X, X0)  # inputs untouched
+    np.testing.assert_array_equal(C, C0)
+    np.testing.assert_allclose(K.distances(X, C), np.sqrt(D), rtol=1e-3, atol=1e-3)
+
+
+def test_assign_blocks_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    X, C = rng.normal(size=(101, 3)), rng.normal(size=(4, 3))
+    full = K.assign(X, C)
+    monkeypatch.setattr(K, "DIST_BLOCK_BYTES", 64)  # 2 rows per block
+    blocked = K.assign(X, C)
+    np.testing.assert_array_equal(full[0], blocked[0])
+    np.testing.assert_allclose(full[1], blocked[1])
+
+
+def test_cluster_sums_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(1000, 5)).astype(np.float32)
+    labels = rng.integers(0, 6, 1000).astype(np.int32)
+    w = rng.uniform(0, 2, 1000)
+    monkeypatch.setattr(K, "ROW_BLOCK", 128)
+    ref = np.zeros((7, 5))
+    for i in range(1000):
+        ref[labels[i]] += w[i] * X[i].astype(np.float64)
+    out = K.cluster_sums(X, labels, 7, w)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    assert np.all(out[6] == 0)  # an empty cluster sums to zero
+
+
+def test_lloyd_partial_hand_computed_and_additive() -> None:
+    X = np.array([[0.0, 0.0], [0.0, 2.0], [9.0, 9.0], [10.0, 9.0]])
+    C = np.array([[0.0, 1.0], [9.0, 9.0], [100.0, 100.0]])
+    p = K.lloyd_partial(X, C, n_top=2)
+    assert p.sums.tolist() == [[0.0, 2.0], [19.0, 18.0], [0.0, 0.0]]
+    assert p.counts.tolist() == [2.0, 2.0, 0.0]
+    assert p.sse(C) == pytest.approx(3.0)
+    # the farthest rows, largest first, ties to the smaller index
+    assert p.top.index.tolist() == [0, 1] and p.top.sqdist.tolist() == [1.0, 1.0]
+    halves = K.lloyd_partial(X[:2], C, n_top=2) + K.lloyd_partial(X[2:], C, offset=2, n_top=2)
+    np.testing.assert_array_equal(halves.sums, p.sums)
+    assert halves.sse(C) == pytest.approx(p.sse(C))
+    assert halves.top.index.tolist() == [0, 1]
+
+
+def test_moments_merge_equals_numpy() -> None:
+    X = np.random.default_rng(3).normal(5, 2, size=(300, 4))
+    m = K.Moments.of(X[:17]) + K.Moments.of(X[17:200]) + K.Moments.of(X[200:])
+    np.testing.assert_allclose(m.var, X.var(0), rtol=1e-12)
+    np.testing.assert_allclose(m.mean, X.mean(0), rtol=1e-12)
+
+
+def test_kmeans_plusplus_picks_distinct_blobs() -> None:
+    rng = np.random.default_rng(4)
+    centres = np.array([[0, 0], [100, 0], [0, 100]], dtype=float)
+    X = np.concatenate([c + rng.normal(size=(50, 2)) for c in centres])
+    C = K.kmeans_plusplus(X, 3, np.random.default_rng(0))
+    owners = np.argmin(brute_sqdist(C, centres), axis=1)
+    assert sorted(owners.tolist()) == [0, 1, 2]
+
+
+def test_splitmix_uniform_is_chunk_independent() -> None:
+    idx = np.arange(1000)
+    u = K.splitmix64_uniform(idx, 42)
+    np.testing.assert_array_equal(u[500:], K.splitmix64_uniform(idx[500:], 42))
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.05
+    assert not np.array_equal(u, K.splitmix64_uniform(idx, 43))
+
+
+def test_pair_table_hand_and_brute() -> None:
+    t = np.array([0, 0, 2, 5])
+    p = np.array([1, 1, 0, 1])
+    table = K.pair_table(t, p)
+    assert table.table is not None and table.table.shape == (6, 2)
+    classes, clusters, ct = table.finish()
+    assert classes.tolist() == [0, 2, 5] and clusters.tolist() == [0, 1]
+    assert ct.tolist() == [[0, 2], [1, 0], [0, 1]]
+    big = K.pair_table(np.array([0, 10**9]), np.array([3, 3]))  # sparse path
+    merged = (big + table).finish()
+    assert merged[0].tolist() == [0, 2, 5, 10**9]
+    assert merged[2].sum() == 6
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.array([0, -1]), "non-negative"),
+        (np.array([0.5, 1.0]), "fractional"),
+        (np.array([np.nan, 1.0]), "NaN"),
+        (np.array(["a", "b"]), "integer labels"),
+    ],
+)
+def test_label_validation(labels: np.ndarray, message: str) -> None:
+    with pytest.raises(K.LabelError, match=message):
+        K.pair_table(labels, np.array([0, 0]))

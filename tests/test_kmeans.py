@@ -1,0 +1,234 @@
+"""daskmeans.KMeans against scikit-learn, across chunkings and schedulers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans as SKKMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from daskmeans import KMeans, io
+
+from .conftest import no_compute
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    X, y = make_blobs(n_samples=3000, n_features=6, centers=5, cluster_std=2.0,
+                      random_state=0)
+    return X, y
+
+
+def init_rows(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    return X[np.random.default_rng(seed).choice(len(X), k, replace=False)].copy()
+
+
+def test_equals_sklearn_lloyd_float64_blobs(blobs) -> None:
+    X, _ = blobs
+    C0 = init_rows(X, 8)
+    sk = SKKMeans(8, init=C0, n_init=1, algorithm="lloyd").fit(X)
+    ours = KMeans(8, init=C0).fit(da.from_array(X, chunks=(400, 6)))
+    np.testing.assert_array_equal(ours.labels_.compute(), sk.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, atol=1e-10)
+    assert ours.inertia_ == pytest.approx(sk.inertia_, rel=1e-9)
+    assert ours.n_iter_ == sk.n_iter_
+
+
+@pytest.mark.parametrize("k", [10, 32])
+def test_equals_sklearn_on_real_mnist_float32(mnist_test, k: int) -> None:
+    X, _ = mnist_test
+    C0 = init_rows(X, k, seed=1)
+    sk = SKKMeans(k, init=C0, n_init=1, algorithm="lloyd", max_iter=100).fit(X)
+    ours = KMeans(k, init=C0, max_iter=100).fit(X)
+    assert ours.cluster_centers_.dtype == np.float32
+    np.testing.assert_array_equal(ours.labels_, sk.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, atol=1e-5)
+    assert ours.inertia_ == pytest.approx(sk.inertia_, rel=1e-6)
+    assert ours.n_iter_ == sk.n_iter_
+
+
+def test_sample_weight_equals_sklearn(blobs) -> None:
+    X, _ = blobs
+    w = np.random.default_rng(5).uniform(0.1, 3, len(X))
+    C0 = init_rows(X, 6)
+    sk = SKKMeans(6, init=C0, n_init=1, algorithm="lloyd").fit(X, sample_weight=w)
+    ours = KMeans(6, init=C0).fit(da.from_array(X, chunks=500),
+                                  sample_weight=da.from_array(w, chunks=700))
+    np.testing.assert_array_equal(ours.labels_.compute(), sk.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, atol=1e-10)
+    assert ours.inertia_ == pytest.approx(sk.inertia_, rel=1e-9)
+    assert -ours.score(X, sample_weight=w) == pytest.approx(sk.inertia_, rel=1e-9)
+
+
+def test_integer_weights_equal_repeated_rows(blobs) -> None:
+    X, _ = blobs
+    X = X[:600]
+    w = np.random.default_rng(6).integers(1, 4, len(X))
+    C0 = init_rows(X, 4)
+    a = KMeans(4, init=C0).fit(X, sample_weight=w)
+    b = KMeans(4, init=C0).fit(np.repeat(X, w, axis=0))
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, atol=1e-9)
+    assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-9)
+
+
+def test_empty_cluster_relocated_to_farthest_point_like_sklearn(blobs) -> None:
+    X, _ = blobs
+    C0 = init_rows(X, 5)
+    C0[2] = 1e4  # attracts nothing: empty after the first assignment
+    sk = SKKMeans(5, init=C0, n_init=1, algorithm="lloyd").fit(X)
+    ours = KMeans(5, init=C0).fit(da.from_array(X, chunks=300))
+    assert ours.history_[0]["n_relocated"] == 1
+    assert not np.any(np.all(ours.cluster_centers_ == 0, axis=1))  # never the origin
+    np.testing.assert_array_equal(ours.labels_.compute(), sk.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, sk.cluster_centers_, atol=1e-9)
+    assert np.bincount(ours.labels_.compute(), minlength=5).min() > 0
+
+
+def test_one_compute_per_iteration(blobs, counting_scheduler) -> None:
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(250, 6))
+    km = KMeans(5, init=init_rows(X, 5), max_iter=4, tol=0).fit(Xd)
+    assert km.n_iter_ == 4
+    # 4 iterations + the final E-step for inertia_ against the final centres
+    assert counting_scheduler.calls == 5
+    assert isinstance(km.labels_, da.Array)  # still lazy
+    counting_scheduler.calls = 0
+    KMeans(5, init="k-means++", max_iter=3, tol=0, random_state=0).fit(Xd)
+    assert counting_scheduler.calls == 1 + 3 + 1  # init sample + 3 iterations + E-step
+
+
+def test_graph_does_not_embed_centres_per_task(blobs) -> None:
+    from daskmeans import _reduce as R
+
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(100, 6))
+    km = KMeans(5, random_state=0).fit(X)
+    with no_compute():
+        lab = R.predict_lazy(Xd, km.cluster_centers_)
+    graph = dict(lab.__dask_graph__())
+    big = [k for k, v in graph.items() if "ndarray" in repr(v) and "centre" in str(k)]
+    assert not big
+    assert len(graph) == 2 * Xd.numblocks[0] + 1  # one key holds the centres
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||", "random"])
+def test_same_seed_same_result_for_any_chunking(blobs, init: str) -> None:
+    X, _ = blobs
+    X = X.astype(np.float32)
+    results = []
+    for n_chunks in (1, 7, 64):
+        rows = -(-len(X) // n_chunks)
+        km = KMeans(5, init=init, random_state=3, n_init=2).fit(
+            da.from_array(X, chunks=(rows, 6)))
+        results.append(km)
+    for km in results[1:]:
+        np.testing.assert_array_equal(km.labels_.compute(), results[0].labels_.compute())
+        np.testing.assert_allclose(km.cluster_centers_, results[0].cluster_centers_, atol=1e-5)
+        assert km.inertia_ == pytest.approx(results[0].inertia_, rel=1e-5)  # float32 sums
+
+
+def test_threaded_and_local_cluster_agree(blobs, scheduler) -> None:
+    X, y = blobs
+    km = KMeans(5, init="k-means||", random_state=1).fit(da.from_array(X, chunks=500))
+    ref = KMeans(5, init="k-means||", random_state=1)
+    import dask
+
+    with dask.config.set(scheduler="sync"):
+        ref.fit(da.from_array(X, chunks=700))
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_.compute())
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-9)
+    assert adjusted_rand_score(y, km.labels_.compute()) > 0.95
+
+
+@pytest.mark.parametrize("init", ["k-means++", "k-means||"])
+def test_init_quality_on_blobs(init: str) -> None:
+    X, y = make_blobs(4000, 10, centers=20, cluster_std=0.5, random_state=2)
+    km = KMeans(20, init=init, random_state=0).fit(X)
+    sk = SKKMeans(20, random_state=0, n_init=1).fit(X)
+    assert km.inertia_ <= 1.05 * sk.inertia_
+    assert adjusted_rand_score(y, km.labels_) > 0.95
+
+
+def test_init_array_and_callable(blobs) -> None:
+    X, _ = blobs
+    C0 = init_rows(X, 3)
+    calls = []
+
+    def my_init(sample, k, random_state):
+        calls.append(sample.shape)
+        return C0
+
+    a = KMeans(3, init=my_init, max_iter=1).fit(X)
+    b = KMeans(3, init=C0, max_iter=1).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    assert calls and calls[0][1] == 6
+    with pytest.raises(ValueError, match=r"init array must have shape \(n_clusters"):
+        KMeans(4, init=C0).fit(X)
+
+
+def test_cosine_is_spherical(blobs) -> None:
+    X, _ = blobs
+    X = X + 20  # directions matter, not magnitudes
+    km = KMeans(4, metric="cosine", random_state=0).fit(X)
+    np.testing.assert_allclose(np.linalg.norm(km.cluster_centers_, axis=1), 1, rtol=1e-9)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_array_equal(km.labels_, np.argmax(Xn @ km.cluster_centers_.T, axis=1))
+    np.testing.assert_array_equal(km.predict(X * 3.0), km.labels_)  # scale invariant
+
+
+def test_predict_transform_lazy_for_dask(blobs) -> None:
+    X, _ = blobs
+    km = KMeans(5, random_state=0).fit(X)
+    Xd = da.from_array(X, chunks=1000)
+    with no_compute():
+        lab, dist = km.predict(Xd), km.transform(Xd)
+    assert lab.dtype == np.int32 and dist.shape == (len(X), 5)
+    da.utils.assert_eq(lab, km.predict(X))
+    sk = SKKMeans(5, init=km.cluster_centers_, n_init=1, max_iter=1).fit(X)
+    sk.cluster_centers_ = km.cluster_centers_
+    da.utils.assert_eq(dist, sk.transform(X), rtol=1e-6)
+
+
+def test_zarr_store_input(tmp_path: Path) -> None:
+    store = io.make_blobs_zarr(tmp_path / "b.zarr", 5000, 4, centers=3, chunk_rows=700,
+                               random_state=0)
+    km = KMeans(3, random_state=0).fit(store)
+    assert km.cluster_centers_.dtype == np.float32
+    import zarr
+
+    true = zarr.open_group(store, mode="r")["centers"][:]
+    d = ((km.cluster_centers_[:, None] - true[None]) ** 2).sum(-1)
+    assert d.min(axis=1).max() < 0.01
+    assert km.predict(str(store)).shape == (5000,)
+
+
+def test_history_records_each_iteration(blobs) -> None:
+    X, _ = blobs
+    km = KMeans(5, random_state=0, tol=0).fit(X)
+    h = km.history_
+    assert len(h) == km.n_iter_ and h[-1]["center_shift"] == 0
+    inertias = [r["inertia"] for r in h]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(inertias, inertias[1:]))
+    assert all(r["seconds"] > 0 for r in h)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_clusters": 50}, r"n_clusters=50 must be <= n_samples=10"),
+        ({"n_clusters": 0}, "n_clusters must be a positive integer, got 0"),
+        ({"init": "kmeans"}, "init must be one of"),
+        ({"metric": "manhattan"}, "metric must be one of"),
+        ({"tol": -1}, "tol must be a non-negative number, got -1"),
+        ({"max_iter": 0}, "max_iter must be a positive integer, got 0"),
+        ({"n_init": 0}, "n_init must be 'auto' or a positive integer"),
+    ],
+)
+def test_errors_name_parameter(params: dict, message: str) -> None:
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(ValueError, match=message):
+        KMeans(**{"n_clusters": 2, **params}).fit(X)
