@@ -64,12 +64,18 @@ def _blas_limits(n_tasks: int) -> Iterator[None]:
     if using_distributed() or dask.config.get("scheduler", None) == "sync":
         yield
         return
-    from threadpoolctl import threadpool_limits
-
     cores = os.cpu_count() or 1
     parallel = max(1, min(n_tasks, n_threads()))
-    with threadpool_limits(limits=max(1, cores // parallel), user_api="blas"):
+    with _threadpool_controller().limit(limits=max(1, cores // parallel), user_api="blas"):
         yield
+
+
+@functools.cache
+def _threadpool_controller() -> Any:
+    """One threadpoolctl controller (finding the BLAS libraries costs milliseconds)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def compute(obj: Any, n_tasks: int = 1) -> Any:
@@ -137,7 +143,7 @@ def tree_reduce(parts: Sequence[Any], split_every: int = SPLIT_EVERY) -> Any:
     add_all = functools.partial(functools.reduce, operator.add)
     while len(level) > 1:
         level = [
-            dask.delayed(lambda *p: add_all(p), pure=True)(*level[i : i + split_every])
+            dask.delayed(lambda *p: add_all(p), pure=False)(*level[i : i + split_every])
             for i in range(0, len(level), split_every)
         ]
     return level[0]
@@ -152,11 +158,11 @@ def _map_reduce(
     split_every: int = SPLIT_EVERY,
 ) -> Any:
     """Apply ``kernel(block, weights, **shared, **per_block(i, offset))`` and reduce."""
-    shared_d = {k: dask.delayed(v, pure=True) if isinstance(v, np.ndarray) else v
+    shared_d = {k: dask.delayed(v, pure=False) if isinstance(v, np.ndarray) else v
                 for k, v in shared.items()}
     blocks = _blocks(X)
     wblocks = _weight_blocks(weights, len(blocks))
-    kern = dask.delayed(kernel, pure=True)
+    kern = dask.delayed(kernel, pure=False)
     parts = [
         kern(b, w, **shared_d, **(per_block(i, off) if per_block else {}))
         for i, (b, w, off) in enumerate(zip(blocks, wblocks, _offsets(X), strict=True))
@@ -240,7 +246,7 @@ def _sqdist_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
 def predict_lazy(X: da.Array, C: np.ndarray) -> da.Array:
     """(n,) int32 labels of the nearest centre, lazily."""
     return X.map_blocks(
-        _labels_block, dask.delayed(C, pure=True), drop_axis=1, dtype=np.int32,
+        _labels_block, dask.delayed(C, pure=False), drop_axis=1, dtype=np.int32,
         meta=np.empty((0,), np.int32),
     )
 
@@ -248,7 +254,7 @@ def predict_lazy(X: da.Array, C: np.ndarray) -> da.Array:
 def transform_lazy(X: da.Array, C: np.ndarray) -> da.Array:
     """(n, k) Euclidean distances to the centres, lazily."""
     return X.map_blocks(
-        _transform_block, dask.delayed(C, pure=True), dtype=X.dtype,
+        _transform_block, dask.delayed(C, pure=False), dtype=X.dtype,
         chunks=(X.chunks[0], (C.shape[0],)), meta=np.empty((0, 0), X.dtype),
     )
 
@@ -256,7 +262,7 @@ def transform_lazy(X: da.Array, C: np.ndarray) -> da.Array:
 def sqdist_lazy(X: da.Array, C: np.ndarray) -> da.Array:
     """(n,) squared distance to the nearest centre, lazily."""
     return X.map_blocks(
-        _sqdist_block, dask.delayed(C, pure=True), drop_axis=1, dtype=X.dtype,
+        _sqdist_block, dask.delayed(C, pure=False), drop_axis=1, dtype=X.dtype,
         meta=np.empty((0,), X.dtype),
     )
 
@@ -286,7 +292,7 @@ def contingency_pass(
     labels_pred = labels_pred.rechunk((labels_true.chunks[0],))
     tb = labels_true.to_delayed(optimize_graph=False).ravel()
     pb = labels_pred.to_delayed(optimize_graph=False).ravel()
-    kern = dask.delayed(K.pair_table, pure=True)
+    kern = dask.delayed(K.pair_table, pure=False)
     parts = [kern(t, p) for t, p in zip(tb, pb, strict=True)]
     table = compute(tree_reduce(parts, split_every), n_tasks=len(parts))
     return table.finish()
