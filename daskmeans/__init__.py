@@ -1,6 +1,6 @@
 """daskmeans: distributed, out-of-core K-means on Dask and Zarr."""
 
-from .cluster import KMeans
+from .cluster import KMeans, MiniBatchKMeans
 
-__all__ = ["KMeans"]
+__all__ = ["KMeans", "MiniBatchKMeans"]
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ every accumulator (sums, counts, SSE, moments) is float64.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -170,9 +170,12 @@ def top_m(
     X: np.ndarray,
     labels: np.ndarray,
     weights: np.ndarray,
-    offset: int,
+    offset: int | np.ndarray,
 ) -> TopM:
-    """The ``m`` rows with the largest ``sqdist``, ties broken by smaller global index."""
+    """The ``m`` rows with the largest ``sqdist``, ties broken by smaller global index.
+
+    ``offset`` is the global index of row 0, or an array of every row's global index.
+    """
     n = sqdist.shape[0]
     m = min(m, n)
     if m == 0:
@@ -182,11 +185,39 @@ def top_m(
     # at the boundary: pull every row equal to the threshold and let select() decide.
     thr = sqdist[idx].min()
     idx = np.union1d(idx, np.flatnonzero(sqdist == thr)) if m < n else idx
+    gidx = idx.astype(np.int64) + offset if np.isscalar(offset) else np.asarray(offset)[idx]
     t = TopM(
-        sqdist[idx].astype(np.float64), idx.astype(np.int64) + offset, X[idx],
+        sqdist[idx].astype(np.float64), gidx.astype(np.int64), X[idx],
         labels[idx], weights[idx].astype(np.float64),
     )
     return t.select(m)
+
+
+def _merge_top(a: TopM, b: TopM) -> TopM:
+    m = max(len(a.sqdist), len(b.sqdist))
+    return TopM(
+        np.concatenate([a.sqdist, b.sqdist]),
+        np.concatenate([a.index, b.index]),
+        np.concatenate([a.rows, b.rows]),
+        np.concatenate([a.labels, b.labels]),
+        np.concatenate([a.weights, b.weights]),
+    ).select(m)
+
+
+def weighted_sample(
+    X: np.ndarray, labels: np.ndarray, weights: np.ndarray, index: np.ndarray, m: int,
+    seed: int,
+) -> TopM:
+    """``m`` rows drawn without replacement with probability ~ weight, mergeable.
+
+    Efraimidis-Spirakis keys ``u ** (1 / w)`` with ``u`` from the rows' global index
+    (:func:`splitmix64_uniform`): the top ``m`` keys of a union of chunks are a
+    weighted sample of that union, whatever the chunking.
+    """
+    u = splitmix64_uniform(index, seed)
+    with np.errstate(divide="ignore"):
+        key = np.where(weights > 0, np.log(np.maximum(u, 1e-300)) / weights, -np.inf)
+    return top_m(key, m, X, labels, weights, index)
 
 
 @dataclass
@@ -237,20 +268,16 @@ class LloydPartial:
     top: TopM
     moments: Moments | None = None
     n_rows: int = 0
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    sample: TopM | None = None  # weighted random rows (key in ``sqdist``), mini-batch
 
     def __add__(self, other: LloydPartial) -> LloydPartial:
-        m = max(len(self.top.sqdist), len(other.top.sqdist))
-        top = TopM(
-            np.concatenate([self.top.sqdist, other.top.sqdist]),
-            np.concatenate([self.top.index, other.top.index]),
-            np.concatenate([self.top.rows, other.top.rows]),
-            np.concatenate([self.top.labels, other.top.labels]),
-            np.concatenate([self.top.weights, other.top.weights]),
-        ).select(m)
+        top = _merge_top(self.top, other.top)
         moments = None
         if self.moments is not None and other.moments is not None:
             moments = self.moments + other.moments
+        sample = None
+        if self.sample is not None and other.sample is not None:
+            sample = _merge_top(self.sample, other.sample)
         return LloydPartial(
             self.sums + other.sums,
             self.counts + other.counts,
@@ -258,6 +285,7 @@ class LloydPartial:
             top,
             moments,
             self.n_rows + other.n_rows,
+            sample,
         )
 
     def sse(self, C: np.ndarray) -> float:
@@ -273,9 +301,11 @@ def lloyd_partial(
     C: np.ndarray,
     weights: np.ndarray | None = None,
     *,
-    offset: int = 0,
+    offset: int | np.ndarray = 0,
     n_top: int = 0,
     moments: bool = False,
+    n_sample: int = 0,
+    sample_seed: int = 0,
 ) -> LloydPartial:
     """Assign a chunk to ``C`` and return its per-cluster sums, counts and SSE parts.
 
@@ -284,9 +314,11 @@ def lloyd_partial(
     X : (n, d) float array, one chunk
     C : (k, d) current centres (cast to X's dtype for the GEMM)
     weights : (n,) sample weights or None
-    offset : global index of the chunk's first row (for deterministic tie-breaks)
+    offset : global index of the chunk's first row, or of every row (tie-breaks, keys)
     n_top : how many farthest rows to keep for empty-cluster relocation
     moments : also return column moments (for the tolerance)
+    n_sample : also return that many weighted random rows (mini-batch reassignment)
+    sample_seed : seed of those draws
 
     Examples
     --------
@@ -313,8 +345,15 @@ def lloyd_partial(
         sums += _onehot(lab, k, vals) @ xb
     counts = np.bincount(labels, weights=w, minlength=k).astype(np.float64)
     xsq = float(xsq_rows.sum() if w is None else xsq_rows @ w)
-    top = top_m(sqdist, n_top, X, labels, np.ones(n) if w is None else w, offset)
-    return LloydPartial(sums, counts, xsq, top, Moments.of(X) if moments else None, n)
+    w1 = np.ones(n) if w is None else w
+    top = top_m(sqdist, n_top, X, labels, w1, offset)
+    sample = None
+    if n_sample:
+        index = np.arange(n, dtype=np.int64) + offset if np.isscalar(offset) else offset
+        sample = weighted_sample(X, labels, w1, np.asarray(index), n_sample, sample_seed)
+    return LloydPartial(
+        sums, counts, xsq, top, Moments.of(X) if moments else None, n, sample
+    )
 
 
 def kmeans_plusplus(
@@ -339,7 +378,9 @@ def kmeans_plusplus(
     centers[0] = X[first]
 
     def sqd(cands: np.ndarray) -> np.ndarray:
-        D = -2.0 * (cands.astype(np.float64) @ X.T.astype(np.float64, copy=False))
+        # GEMM in X's dtype (float32 stays float32), distances kept in float64
+        D = (cands @ X.T).astype(np.float64)
+        D *= -2.0
         D += row_norms_sq(cands.astype(np.float64))[:, None]
         D += x_sq
         return np.maximum(D, 0, out=D)

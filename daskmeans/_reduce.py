@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import operator
 import os
@@ -52,6 +53,15 @@ def using_distributed() -> bool:
 def n_threads() -> int:
     """Threads the local scheduler uses (``dask.config num_workers`` or the CPU count)."""
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def total_threads() -> int:
+    """Threads computing: the cluster's worker threads, or the local thread count."""
+    if using_distributed():
+        from distributed import default_client
+
+        return max(1, sum(default_client().nthreads().values()))
+    return n_threads()
 
 
 @contextlib.contextmanager
@@ -190,6 +200,62 @@ def lloyd_pass(
     return _map_reduce(
         kernel, X, weights, {"C": C}, lambda i, off: {"offset": off}, split_every
     )
+
+
+def batch_pass(
+    X: da.Array,
+    C: np.ndarray,
+    weights: da.Array | None = None,
+    *,
+    rows: np.ndarray | None = None,
+    chunk_ids: Sequence[int] | None = None,
+    n_top: int = 0,
+    n_sample: int = 0,
+    seed: int = 0,
+    split_every: int = SPLIT_EVERY,
+) -> K.LloydPartial:
+    """Lloyd statistics of a mini-batch, gathered where the rows live: one compute.
+
+    ``rows``: sorted global row indices (repeats allowed); each chunk holding some of
+    them computes on just those rows, the reservoir keys use their position in the
+    batch. ``chunk_ids``: whole chunks form the batch (for data streamed from disk,
+    where any row read costs its chunk).
+    """
+    blocks = _blocks(X)
+    wblocks = _weight_blocks(weights, len(blocks))
+    offsets = _offsets(X)
+    C_d = dask.delayed(C, pure=False)
+    parts = []
+    if rows is not None:
+        bounds = np.searchsorted(rows, [*offsets, X.shape[0]])
+        kern = dask.delayed(_batch_rows_kernel, pure=False)
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            if hi > lo:
+                local = rows[lo:hi] - offsets[i]
+                parts.append(kern(blocks[i], wblocks[i], C_d, local,
+                                  np.arange(lo, hi, dtype=np.int64), n_top, n_sample, seed))
+    else:
+        assert chunk_ids is not None
+        kern = dask.delayed(_batch_chunk_kernel, pure=False)
+        parts = [kern(blocks[i], wblocks[i], C_d, offsets[i], n_top, n_sample, seed)
+                 for i in chunk_ids]
+    return compute(tree_reduce(parts, split_every), n_tasks=len(parts))
+
+
+def _batch_rows_kernel(
+    block: np.ndarray, w: np.ndarray | None, C: np.ndarray, local: np.ndarray,
+    positions: np.ndarray, n_top: int, n_sample: int, seed: int,
+) -> K.LloydPartial:
+    return K.lloyd_partial(block[local], C, None if w is None else w[local], offset=positions,
+                           n_top=n_top, n_sample=n_sample, sample_seed=seed)
+
+
+def _batch_chunk_kernel(
+    block: np.ndarray, w: np.ndarray | None, C: np.ndarray, offset: int, n_top: int,
+    n_sample: int, seed: int,
+) -> K.LloydPartial:
+    return K.lloyd_partial(block, C, w, offset=offset, n_top=n_top, n_sample=n_sample,
+                           sample_seed=seed)
 
 
 def oversample_pass(

@@ -474,3 +474,349 @@ def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: K.TopM) -> int:
         sums[new] = row
         counts[new] = wt
     return n
+
+
+#: default rows per mini-batch step (see MiniBatchKMeans docs for the measurement).
+DEFAULT_BATCH_SIZE = 4096
+#: above this many bytes, "auto" sampling streams whole chunks instead of random rows.
+ROWS_SAMPLING_MAX_BYTES = 2 << 30
+
+
+class MiniBatchKMeans(_BaseKMeans):
+    """Mini-batch K-means (Sculley 2010) with scikit-learn's semantics, distributed.
+
+    Each step draws a batch, computes per-chunk partial sums against the current
+    centres where the rows live, tree-reduces them (one ``dask.compute`` per step) and
+    moves every centre by scikit-learn's count-based learning rate
+    ``c <- (c * N_c + S_c) / (N_c + n_c)``. Low-count centres are reassigned to rows
+    of the batch (``reassignment_ratio``); early stopping uses the smoothed batch
+    inertia (``max_no_improvement``) or the centre shift (``tol``) as scikit-learn
+    defines them.
+
+    Parameters
+    ----------
+    n_clusters : int, default 8
+    init, n_init, metric, random_state, oversampling_factor, init_rounds, split_every
+        As :class:`KMeans`; ``n_init="auto"`` is 3 for ``init="random"``, else 1. With
+        several inits the best one on an ``init_size`` validation sample wins.
+    batch_size : int or "auto"
+        Rows per step (``"auto"``: 4096). Larger than scikit-learn's 1024 because a
+        distributed step costs a few milliseconds of scheduling whatever its size: at
+        4096 rows x 784 features the compute dominates that overhead from K=10 up.
+    max_iter : int, default 100
+        Passes over the data (epochs); ``n_steps = max_iter * n // batch_size``.
+    max_no_improvement : int or None, default 10
+    tol : float, default 0.0
+        Relative to the mean feature variance, estimated on the init sample.
+    reassignment_ratio : float, default 0.01
+    init_size : int or None
+        Rows for initialisation (default ``max(3 * 1024, 3 * n_clusters)``, scikit-learn's
+        default size, at least ``n_clusters``).
+    sampling : {"auto", "rows", "chunks"}
+        ``"rows"``: i.i.d. rows (with replacement) from all chunks, scikit-learn's
+        scheme, best when the data are in memory. ``"chunks"``: each step takes whole
+        chunks (one per dask thread, in a fresh random order every epoch), best when
+        the data stream from disk, where a row costs its whole chunk. ``"auto"``:
+        rows for numpy input or dask arrays up to 2 GiB, chunks otherwise.
+
+    Attributes
+    ----------
+    cluster_centers_, labels_, inertia_ (exact, over all the data, squared), n_iter_,
+    n_steps_, history_ (per step: batch inertia, ewa inertia, center shift, relocated)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from daskmeans import MiniBatchKMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [4, 2], [4, 0], [4, 4],
+    ...               [4, 5], [0, 1], [2, 2], [3, 2], [5, 5], [1, -1]], dtype=float)
+    >>> km = MiniBatchKMeans(n_clusters=2, batch_size=6, random_state=0).fit(X)
+    >>> km.cluster_centers_.shape
+    (2, 2)
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: str | np.ndarray | Callable[..., np.ndarray] = "k-means++",
+        n_init: str | int = "auto",
+        batch_size: int | str = "auto",
+        max_iter: int = 100,
+        max_no_improvement: int | None = 10,
+        tol: float = 0.0,
+        reassignment_ratio: float = 0.01,
+        init_size: int | None = None,
+        sampling: str = "auto",
+        metric: str = "euclidean",
+        random_state: Any = None,
+        oversampling_factor: float = 2,
+        init_rounds: int = 5,
+        split_every: int = 8,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.max_no_improvement = max_no_improvement
+        self.tol = tol
+        self.reassignment_ratio = reassignment_ratio
+        self.init_size = init_size
+        self.sampling = sampling
+        self.metric = metric
+        self.random_state = random_state
+        self.oversampling_factor = oversampling_factor
+        self.init_rounds = init_rounds
+        self.split_every = split_every
+
+    # ------------------------------------------------------------------ parameters
+
+    def _check_params(self, n_samples: int) -> None:
+        super()._check_params(n_samples)
+        bs = self.batch_size
+        if bs != "auto" and (not isinstance(bs, numbers.Integral) or bs < 1):
+            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {bs!r}")
+        if self.sampling not in ("auto", "rows", "chunks"):
+            raise ValueError(
+                f"sampling must be 'auto', 'rows' or 'chunks', got {self.sampling!r}")
+        r = self.reassignment_ratio
+        if not isinstance(r, numbers.Real) or r < 0:
+            raise ValueError(f"reassignment_ratio must be >= 0, got {r!r}")
+        m = self.max_no_improvement
+        if m is not None and (not isinstance(m, numbers.Integral) or m < 0):
+            raise ValueError(f"max_no_improvement must be None or >= 0, got {m!r}")
+
+    def _n_init(self) -> int:
+        if self.n_init == "auto":
+            return 3 if isinstance(self.init, str) and self.init == "random" else 1
+        return super()._n_init()
+
+    def _batch(self, n: int) -> int:
+        return int(min(n, DEFAULT_BATCH_SIZE if self.batch_size == "auto" else self.batch_size))
+
+    def _sample_size(self, n: int) -> int:
+        # scikit-learn's default is 3 * its batch (1024); k-means++ cost grows with it
+        size = self.init_size if self.init_size is not None else 3 * 1024
+        return int(min(n, max(size, 3 * self.n_clusters if self.init_size is None else 0,
+                              self.n_clusters)))
+
+    def _sampling_mode(self, X: da.Array, lazy: bool) -> str:
+        if self.sampling != "auto":
+            return self.sampling
+        return "rows" if (not lazy or X.nbytes <= ROWS_SAMPLING_MAX_BYTES) else "chunks"
+
+    # ------------------------------------------------------------------ state
+
+    def _start(self, C: np.ndarray) -> None:
+        self.cluster_centers_ = C
+        self._counts = np.zeros(C.shape[0], dtype=np.float64)
+        self._n_since_last_reassign = 0
+        self._ewa_inertia: float | None = None
+        self._ewa_inertia_min: float | None = None
+        self._no_improvement = 0
+        self.n_steps_ = 0
+        self.history_: list[dict[str, Any]] = []
+
+    def _random_reassign(self, batch: int) -> bool:
+        """As scikit-learn: every ``10 * n_clusters`` rows, or while a centre is unseen."""
+        self._n_since_last_reassign += batch
+        if (self._counts == 0).any() or self._n_since_last_reassign >= 10 * self.n_clusters:
+            self._n_since_last_reassign = 0
+            return True
+        return False
+
+    def _step(self, part: K.LloydPartial, reassign: bool, batch: int) -> tuple[float, int]:
+        """Apply one batch's partial sums; returns (squared centre shift, reassigned)."""
+        C = self.cluster_centers_
+        C64 = C.astype(np.float64)
+        new = C64.copy()
+        wsum, counts = part.counts, self._counts
+        nz = wsum > 0
+        new[nz] = (C64[nz] * counts[nz, None] + part.sums[nz]) / (counts[nz] + wsum[nz])[:, None]
+        counts[nz] += wsum[nz]
+        n_re = 0
+        if reassign and self.reassignment_ratio > 0 and part.sample is not None:
+            to_re = counts < self.reassignment_ratio * counts.max()
+            if to_re.sum() > 0.5 * batch:  # at most half a batch of centres at once
+                to_re[np.argsort(counts)[int(0.5 * batch):]] = False
+            n_re = min(int(to_re.sum()), len(part.sample.rows))
+            if n_re:
+                idx = np.flatnonzero(to_re)[:n_re]
+                new[idx] = part.sample.rows[:n_re]
+                # reset their counts, but not so low that they are reassigned at once
+                keep = counts[~to_re]
+                counts[idx] = keep.min() if keep.size else 0.0
+        if self.metric == "cosine":
+            new = K.normalize_rows(new)
+        new = new.astype(C.dtype)
+        shift = float(((new.astype(np.float64) - C64) ** 2).sum())
+        self.cluster_centers_ = new
+        return shift, n_re
+
+    def _converged(self, step: int, n: int, shift: float, batch_inertia: float,
+                   batch: int, tol_abs: float) -> bool:
+        """scikit-learn's early stopping on the EWA batch inertia or the centre shift."""
+        batch_inertia /= batch
+        if step == 0:
+            return False
+        if self._ewa_inertia is None:
+            self._ewa_inertia = batch_inertia
+        else:
+            alpha = min(batch * 2.0 / (n + 1), 1.0)
+            self._ewa_inertia = self._ewa_inertia * (1 - alpha) + batch_inertia * alpha
+        if tol_abs > 0.0 and shift <= tol_abs:
+            log.info("converged: centre shift %.3g <= tol %.3g", shift, tol_abs)
+            return True
+        if self._ewa_inertia_min is None or self._ewa_inertia < self._ewa_inertia_min:
+            self._no_improvement = 0
+            self._ewa_inertia_min = self._ewa_inertia
+        else:
+            self._no_improvement += 1
+        m = self.max_no_improvement
+        if m is not None and self._no_improvement >= m:
+            log.info("converged: no improvement of the smoothed batch inertia in %d steps", m)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
+        """Fit on all of X with mini-batches; ``inertia_`` is then exact over X.
+
+        Parameters
+        ----------
+        X : (n_samples, n_features) numpy array, dask array, Zarr array or store path
+        y : ignored
+        sample_weight : (n_samples,) array-like or dask array, optional
+
+        Returns
+        -------
+        self
+        """
+        Xd, wd, lazy, Xnp = self._prepare(X, sample_weight)
+        n, k = Xd.shape[0], self.n_clusters
+        rs = check_random_state(self.random_state)
+        batch = self._batch(n)
+        mode = self._sampling_mode(Xd, lazy)
+        seed0 = int(rs.randint(np.iinfo(np.int32).max))
+        rng = np.random.default_rng(seed0)
+
+        C = self._best_init(Xd, wd, rng, rs)
+        tol_abs = 0.0
+        if self.tol > 0:  # estimated on the init-sized sample: no extra pass
+            idx = np.sort(rng.choice(n, size=self._sample_size(n), replace=False))
+            sample, _ = R.take_rows(Xd, idx)
+            tol_abs = float(np.mean(np.var(sample, axis=0))) * self.tol
+        self._start(C)
+
+        n_chunks = Xd.numblocks[0]
+        per_step = max(1, min(n_chunks, R.total_threads()))
+        if mode == "rows":
+            n_steps = max(1, (self.max_iter * n) // batch)
+        else:
+            n_steps = self.max_iter * -(-n_chunks // per_step)
+        order: list[int] = []
+        for step in range(n_steps):
+            t0 = time.perf_counter()
+            if mode == "rows":
+                rows = np.sort(rng.integers(0, n, size=batch))
+                chunk_ids = None
+                b = batch
+            else:
+                if len(order) < per_step:
+                    order += rng.permutation(n_chunks).tolist()
+                chunk_ids, order = order[:per_step], order[per_step:]
+                rows = None
+                b = int(sum(Xd.chunks[0][i] for i in chunk_ids))
+            reassign = self._random_reassign(b)
+            part = R.batch_pass(
+                Xd, self.cluster_centers_, wd, rows=rows, chunk_ids=chunk_ids,
+                n_sample=min(k, b) if reassign else 0, seed=seed0 + step + 1,
+                split_every=self.split_every,
+            )
+            batch_inertia = part.sse(self.cluster_centers_)
+            shift, n_re = self._step(part, reassign, b)
+            self.n_steps_ = step + 1
+            stop = self._converged(step, n, shift, batch_inertia, b, tol_abs)
+            self.history_.append({
+                "step": step + 1, "batch_inertia": batch_inertia, "ewa_inertia": self._ewa_inertia,
+                "center_shift": shift, "n_reassigned": n_re, "batch_rows": b,
+                "seconds": time.perf_counter() - t0,
+            })
+            if stop:
+                break
+        rows_seen = sum(h["batch_rows"] for h in self.history_)
+        self.n_iter_ = int(np.ceil(rows_seen / n))
+        self._final_labels(Xd, wd, lazy, Xnp, sample_weight)
+        return self
+
+    def _best_init(self, X: da.Array, w: da.Array | None, rng: np.random.Generator,
+                   rs: np.random.RandomState) -> np.ndarray:
+        n_init = self._n_init()
+        if n_init == 1:
+            return self._init_centers(X, w, rng, int(rs.randint(np.iinfo(np.int32).max)))
+        n = X.shape[0]
+        idx = np.sort(rng.integers(0, n, size=self._sample_size(n)))
+        valid, vw = R.take_rows(X, idx, w)
+        best, best_inertia = None, np.inf
+        for _ in range(n_init):
+            C = self._init_centers(X, w, rng, int(rs.randint(np.iinfo(np.int32).max)))
+            sq = K.assign(valid, C)[1].astype(np.float64)
+            inertia = float(sq.sum() if vw is None else sq @ vw)
+            if inertia < best_inertia:
+                best, best_inertia = C, inertia
+        assert best is not None
+        return best
+
+    def _final_labels(self, Xd: da.Array, wd: da.Array | None, lazy: bool,
+                      Xnp: np.ndarray | None, sample_weight: Any) -> None:
+        C = self.cluster_centers_
+        if lazy:
+            self.labels_ = R.predict_lazy(Xd, C)
+            self.inertia_ = R.lloyd_pass(Xd, C, wd, split_every=self.split_every).sse(C)
+        else:
+            assert Xnp is not None
+            labels, sq = K.assign(Xnp, C)
+            sq = sq.astype(np.float64)
+            w = _check_weights(sample_weight, Xnp.shape[0])
+            self.labels_ = labels
+            self.inertia_ = float(sq.sum() if w is None else sq @ np.asarray(w))
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
+        """One mini-batch step with all of X (a chunk of a stream) as the batch.
+
+        The first call initialises the centres on this chunk. Memory is bounded by the
+        chunk: ``for block in Xd.blocks: km.partial_fit(block)`` streams a Zarr store.
+        ``labels_``/``inertia_`` then describe this chunk against the updated centres.
+        """
+        first = not hasattr(self, "cluster_centers_")
+        Xv, lazy = self._validate_X(X, reset=first)
+        n = Xv.shape[0]
+        w = _check_weights(sample_weight, n)
+        Xd = R.as_dask(Xv)
+        if self.metric == "cosine":
+            Xd = R.normalize_lazy(Xd)
+        wd = R.align_weights(w, Xd)
+        if first or not hasattr(self, "_stream_rs"):
+            self._stream_rs = check_random_state(self.random_state)
+        if first:
+            self._check_params(n)
+            seed = int(self._stream_rs.randint(np.iinfo(np.int32).max))
+            self._start(self._init_centers(Xd, wd, np.random.default_rng(seed), seed))
+        reassign = self._random_reassign(n)
+        seed = int(self._stream_rs.randint(np.iinfo(np.int32).max))
+        part = R.batch_pass(Xd, self.cluster_centers_, wd, chunk_ids=range(Xd.numblocks[0]),
+                            n_sample=min(self.n_clusters, n) if reassign else 0, seed=seed,
+                            split_every=self.split_every)
+        batch_inertia = part.sse(self.cluster_centers_)
+        shift, n_re = self._step(part, reassign, n)
+        self.n_steps_ += 1
+        self.history_.append({
+            "step": self.n_steps_, "batch_inertia": batch_inertia, "ewa_inertia": None,
+            "center_shift": shift, "n_reassigned": n_re, "batch_rows": n, "seconds": 0.0,
+        })
+        self.n_iter_ = 0
+        Xnp = None if lazy else (K.normalize_rows(Xv) if self.metric == "cosine" else Xv)
+        self._final_labels(Xd, wd, lazy, Xnp, sample_weight)
+        return self

@@ -1,0 +1,456 @@
+"""Clustering evaluation as one distributed reduction plus formulas on a small table.
+
+Every score here is a function of the contingency table (n_classes x n_clusters),
+which :func:`contingency_matrix` builds in one pass: per-chunk ``bincount`` tables,
+tree-reduced. Inputs may be numpy arrays, lists or dask arrays (lazy predictions
+included: the predictions are then computed in the same pass).
+
+Label sets are discovered in that same pass: labels must be non-negative integers
+(floats with integral values are accepted); each chunk's table spans ``0..max`` of the
+values it holds and the columns/rows that stay empty are dropped, so labels need not
+be contiguous. Values above ~4 million fall back to a sparse per-chunk table.
+
+The formulas follow scikit-learn's definitions exactly (natural logarithms,
+arithmetic-mean NMI, ARI from the pair confusion matrix) and agree with
+``sklearn.metrics`` to 1e-12.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from . import _kernels as K
+from . import _reduce as R
+
+__all__ = [
+    "Contingency",
+    "adjusted_rand_score",
+    "apply_mapping",
+    "cluster_accuracy",
+    "completeness_score",
+    "confusion_matrix",
+    "contingency_matrix",
+    "evaluate",
+    "homogeneity_score",
+    "infer_cluster_labels",
+    "normalized_mutual_info_score",
+    "purity_score",
+    "sweep",
+    "to_markdown",
+    "v_measure_score",
+    "write_csv",
+    "write_json",
+]
+
+log = logging.getLogger(__name__)
+
+LabelError = K.LabelError
+
+
+@dataclass(frozen=True)
+class Contingency:
+    """A contingency table with the label values of its rows and columns."""
+
+    classes: np.ndarray  # (n_classes,) sorted true label values
+    clusters: np.ndarray  # (n_clusters,) sorted predicted label values
+    table: np.ndarray  # (n_classes, n_clusters) int64
+
+    @property
+    def n(self) -> int:
+        return int(self.table.sum())
+
+
+def _as_1d(a: Any, name: str) -> np.ndarray | da.Array:
+    if isinstance(a, da.Array):
+        if a.ndim != 1:
+            raise LabelError(f"{name} must be 1-D, got shape {a.shape}")
+        return a
+    arr = np.asarray(a)
+    if arr.ndim != 1:
+        raise LabelError(f"{name} must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def contingency(labels_true: Any, labels_pred: Any) -> Contingency:
+    """The :class:`Contingency` of two labelings, in one pass (one compute for dask)."""
+    if isinstance(labels_true, Contingency):
+        return labels_true
+    t = _as_1d(labels_true, "labels_true")
+    p = _as_1d(labels_pred, "labels_pred")
+    if t.shape[0] != p.shape[0]:
+        raise LabelError(
+            f"labels_true and labels_pred must have the same length, got {t.shape[0]} "
+            f"and {p.shape[0]}"
+        )
+    if isinstance(t, da.Array) or isinstance(p, da.Array):
+        if not isinstance(t, da.Array):
+            t = da.from_array(t, chunks=(p.chunks[0],))  # type: ignore[union-attr]
+        if not isinstance(p, da.Array):
+            p = da.from_array(p, chunks=(t.chunks[0],))
+        classes, clusters, table = R.contingency_pass(t, p)
+    else:
+        classes, clusters, table = K.pair_table(t, p).finish()
+    return Contingency(classes, clusters, table)
+
+
+def contingency_matrix(labels_true: Any, labels_pred: Any) -> np.ndarray:
+    """(n_classes, n_clusters) counts, rows and columns in sorted label order.
+
+    scikit-learn's orientation: ``C[i, j]`` counts samples of true class ``i`` (the
+    i-th smallest true label) predicted in cluster ``j``.
+
+    Examples
+    --------
+    >>> contingency_matrix([0, 0, 1, 2], [1, 1, 0, 0])
+    array([[0, 2],
+           [1, 0],
+           [1, 0]])
+    """
+    return contingency(labels_true, labels_pred).table
+
+
+# ----------------------------------------------------------------------- formulas
+
+
+def _entropy(counts: np.ndarray) -> float:
+    pi = counts[counts > 0].astype(np.float64)
+    if pi.size <= 1:
+        return 0.0
+    s = pi.sum()
+    return float(-np.sum((pi / s) * (np.log(pi) - math.log(s))))
+
+
+def _mutual_info(table: np.ndarray) -> float:
+    nzx, nzy = np.nonzero(table)
+    nz = table[nzx, nzy].astype(np.float64)
+    pi, pj = table.sum(axis=1), table.sum(axis=0)
+    if pi.size == 1 or pj.size == 1:
+        return 0.0
+    total = float(table.sum())
+    log_c = np.log(nz)
+    c_nm = nz / total
+    outer = pi.take(nzx).astype(np.int64) * pj.take(nzy).astype(np.int64)
+    log_outer = -np.log(outer) + math.log(pi.sum()) + math.log(pj.sum())
+    mi = c_nm * (log_c - math.log(total)) + c_nm * log_outer
+    mi = np.where(np.abs(mi) < np.finfo(mi.dtype).eps, 0.0, mi)
+    return float(np.clip(mi.sum(), 0.0, None))
+
+
+def _hcv(c: Contingency) -> tuple[float, float, float]:
+    if c.n == 0:
+        return 1.0, 1.0, 1.0
+    h_c, h_k = _entropy(c.table.sum(axis=1)), _entropy(c.table.sum(axis=0))
+    mi = _mutual_info(c.table)
+    h = mi / h_c if h_c else 1.0
+    comp = mi / h_k if h_k else 1.0
+    v = 0.0 if h + comp == 0 else 2 * h * comp / (h + comp)
+    return float(h), float(comp), float(v)
+
+
+def homogeneity_score(labels_true: Any, labels_pred: Any) -> float:
+    """Each cluster contains only members of a single class (1.0 is perfect)."""
+    return _hcv(contingency(labels_true, labels_pred))[0]
+
+
+def completeness_score(labels_true: Any, labels_pred: Any) -> float:
+    """All members of a class are in the same cluster (1.0 is perfect)."""
+    return _hcv(contingency(labels_true, labels_pred))[1]
+
+
+def v_measure_score(labels_true: Any, labels_pred: Any) -> float:
+    """Harmonic mean of homogeneity and completeness."""
+    return _hcv(contingency(labels_true, labels_pred))[2]
+
+
+def _nmi(c: Contingency) -> float:
+    nc, nk = c.table.shape
+    if (nc == nk == 1) or (nc == nk == 0):
+        return 1.0
+    mi = _mutual_info(c.table)
+    if mi == 0:
+        return 0.0
+    norm = (_entropy(c.table.sum(axis=1)) + _entropy(c.table.sum(axis=0))) / 2
+    return float(mi / norm)
+
+
+def normalized_mutual_info_score(labels_true: Any, labels_pred: Any) -> float:
+    """Mutual information normalised by the arithmetic mean of the two entropies."""
+    return _nmi(contingency(labels_true, labels_pred))
+
+
+def _ari(c: Contingency) -> float:
+    table = c.table.astype(object)  # exact Python integers: no overflow at any n
+    n = int(c.n)
+    n_c = [int(v) for v in table.sum(axis=1)]
+    n_k = [int(v) for v in table.sum(axis=0)]
+    sum_sq = int((table**2).sum()) if table.size else 0
+    tp = sum_sq - n
+    fp = int((table @ np.array(n_k, dtype=object)).sum()) - sum_sq if table.size else 0
+    fn = int((table.T @ np.array(n_c, dtype=object)).sum()) - sum_sq if table.size else 0
+    tn = n * n - fp - fn - sum_sq
+    if fn == 0 and fp == 0:
+        return 1.0
+    return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
+
+
+def adjusted_rand_score(labels_true: Any, labels_pred: Any) -> float:
+    """Rand index adjusted for chance (1.0 perfect, ~0 random, may be negative)."""
+    return _ari(contingency(labels_true, labels_pred))
+
+
+def _majority(c: Contingency) -> dict[int, int]:
+    # argmax returns the first maximum: rows are sorted, so ties go to the smallest label
+    best = np.argmax(c.table, axis=0) if c.table.size else np.empty(0, int)
+    return {int(k): int(c.classes[b]) for k, b in zip(c.clusters, best, strict=True)}
+
+
+def infer_cluster_labels(labels_true: Any, labels_pred: Any) -> dict[int, int]:
+    """Map each cluster to its majority true label (ties: the smallest label).
+
+    Returns ``{cluster: label}``. Learn it on training data and apply it to new
+    predictions with :func:`apply_mapping` or ``cluster_accuracy(..., mapping=dict)``.
+
+    Examples
+    --------
+    >>> infer_cluster_labels([3, 3, 5, 5, 5], [0, 0, 1, 1, 0])
+    {0: 3, 1: 5}
+    """
+    return _majority(contingency(labels_true, labels_pred))
+
+
+def purity_score(labels_true: Any, labels_pred: Any, per_cluster: bool = False) -> Any:
+    """Fraction of samples in their cluster's majority class.
+
+    With ``per_cluster=True`` returns ``(purity, per_cluster_purity)`` where the array
+    is aligned with the sorted cluster labels.
+    """
+    c = contingency(labels_true, labels_pred)
+    if c.n == 0:
+        raise LabelError("purity is undefined for empty labelings")
+    top = c.table.max(axis=0)
+    score = float(top.sum() / c.n)
+    if per_cluster:
+        return score, top / c.table.sum(axis=0)
+    return score
+
+
+def _mapping_for(c: Contingency, mapping: str | dict[int, int]) -> dict[int, int]:
+    if isinstance(mapping, dict):
+        return mapping
+    if mapping == "majority":
+        return _majority(c)
+    if mapping == "hungarian":
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(-c.table)
+        return {int(c.clusters[j]): int(c.classes[i]) for i, j in zip(rows, cols, strict=True)}
+    raise ValueError(f"mapping must be 'majority', 'hungarian' or a dict, got {mapping!r}")
+
+
+def _mapped_correct(c: Contingency, mapping: dict[int, int]) -> int:
+    pos = {int(v): i for i, v in enumerate(c.classes)}
+    total = 0
+    for j, k in enumerate(c.clusters):
+        lab = mapping.get(int(k))
+        if lab is not None and lab in pos:
+            total += int(c.table[pos[lab], j])
+    return total
+
+
+def cluster_accuracy(
+    labels_true: Any, labels_pred: Any, mapping: str | dict[int, int] = "majority"
+) -> float:
+    """Accuracy after mapping clusters to labels.
+
+    ``mapping``: ``"majority"`` (each cluster -> its majority label, learned on these
+    labels; equals purity), ``"hungarian"`` (one-to-one assignment maximising the
+    matches; clusters left unmatched count as wrong), or a ``{cluster: label}`` dict
+    learned elsewhere (e.g. on the training split); unmapped clusters count as wrong.
+    """
+    c = contingency(labels_true, labels_pred)
+    if c.n == 0:
+        raise LabelError("accuracy is undefined for empty labelings")
+    return _mapped_correct(c, _mapping_for(c, mapping)) / c.n
+
+
+def confusion_matrix(
+    labels_true: Any, labels_pred: Any, mapping: str | dict[int, int] = "majority"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Confusion matrix of the mapped predictions, and its label order.
+
+    Returns ``(matrix, labels)``: ``matrix[i, j]`` counts samples of true label
+    ``labels[i]`` predicted as ``labels[j]`` after mapping (unmapped clusters are left
+    out).
+    """
+    c = contingency(labels_true, labels_pred)
+    m = _mapping_for(c, mapping)
+    labels = np.unique(np.concatenate([c.classes, np.array(list(m.values()), dtype=np.int64)]))
+    pos = {int(v): i for i, v in enumerate(labels)}
+    out = np.zeros((labels.size, labels.size), dtype=np.int64)
+    for j, k in enumerate(c.clusters):
+        lab = m.get(int(k))
+        if lab is None:
+            continue
+        for i, t in enumerate(c.classes):
+            out[pos[int(t)], pos[lab]] += c.table[i, j]
+    return out, labels
+
+
+def apply_mapping(labels_pred: Any, mapping: dict[int, int], unknown: int = -1) -> Any:
+    """Map cluster ids to labels (lazily for dask input); unknown clusters -> ``unknown``."""
+    keys = np.array(sorted(mapping), dtype=np.int64)
+    vals = np.array([mapping[k] for k in keys], dtype=np.int64)
+
+    def _map(block: np.ndarray) -> np.ndarray:
+        idx = np.searchsorted(keys, block)
+        idx = np.clip(idx, 0, max(len(keys) - 1, 0))
+        hit = keys[idx] == block if len(keys) else np.zeros(block.shape, bool)
+        return np.where(hit, vals[idx] if len(keys) else unknown, unknown)
+
+    if isinstance(labels_pred, da.Array):
+        return labels_pred.map_blocks(_map, dtype=np.int64)
+    return _map(np.asarray(labels_pred))
+
+
+def evaluate(
+    labels_true: Any, labels_pred: Any, mapping: str | dict[int, int] = "majority"
+) -> dict[str, Any]:
+    """Every score from one contingency table (one pass, one compute for dask input).
+
+    Returns a dict with n_samples, n_classes, n_clusters, accuracy (with ``mapping``),
+    accuracy_hungarian, purity, homogeneity, completeness, v_measure,
+    adjusted_rand, normalized_mutual_info, and the mapping used.
+
+    Examples
+    --------
+    >>> r = evaluate([0, 0, 1, 1], [1, 1, 0, 0])
+    >>> r["accuracy"], r["homogeneity"], r["adjusted_rand"]
+    (1.0, 1.0, 1.0)
+    """
+    c = contingency(labels_true, labels_pred)
+    if c.n == 0:
+        raise LabelError("evaluate needs at least one sample")
+    h, comp, v = _hcv(c)
+    m = _mapping_for(c, mapping)
+    return {
+        "n_samples": c.n,
+        "n_classes": int(c.classes.size),
+        "n_clusters": int(c.clusters.size),
+        "accuracy": _mapped_correct(c, m) / c.n,
+        "accuracy_hungarian": _mapped_correct(c, _mapping_for(c, "hungarian")) / c.n,
+        "purity": float(c.table.max(axis=0).sum() / c.n),
+        "homogeneity": h,
+        "completeness": comp,
+        "v_measure": v,
+        "adjusted_rand": _ari(c),
+        "normalized_mutual_info": _nmi(c),
+        "mapping": m,
+    }
+
+
+# ----------------------------------------------------------------------- the K sweep
+
+
+def sweep(
+    X: Any,
+    y: Any,
+    ks: Iterable[int] = (10, 16, 36, 64, 144, 256),
+    *,
+    X_test: Any = None,
+    y_test: Any = None,
+    algorithm: str = "lloyd",
+    callback: Any = None,
+    **estimator_params: Any,
+) -> list[dict[str, Any]]:
+    """Fit K-means for each K and score it: the tutorials' table.
+
+    Each row: k, inertia, homogeneity, completeness, purity, train_accuracy (majority
+    mapping learned on the training labels), test_accuracy (that mapping applied to
+    ``X_test``'s predictions), n_iter, seconds (fit + evaluation).
+
+    ``algorithm`` is ``"lloyd"`` (:class:`daskmeans.KMeans`) or ``"minibatch"``
+    (:class:`daskmeans.MiniBatchKMeans`); other keywords go to the estimator.
+    ``callback(row)`` is called after each K (progress reporting).
+
+    Examples
+    --------
+    >>> rows = sweep(X, y, [10, 64], X_test=Xt, y_test=yt, random_state=0)  # doctest: +SKIP
+    >>> write_csv(rows, "sweep.csv")                                      # doctest: +SKIP
+    """
+    from .cluster import KMeans, MiniBatchKMeans
+
+    est_cls = {"lloyd": KMeans, "minibatch": MiniBatchKMeans}.get(algorithm)
+    if est_cls is None:
+        raise ValueError(f"algorithm must be 'lloyd' or 'minibatch', got {algorithm!r}")
+    if (X_test is None) != (y_test is None):
+        raise ValueError("X_test and y_test must be given together")
+    rows = []
+    for k in ks:
+        t0 = time.perf_counter()
+        est = est_cls(n_clusters=int(k), **estimator_params).fit(X)
+        c = contingency(y, est.labels_)
+        mapping = _majority(c)
+        h, comp, _ = _hcv(c)
+        row: dict[str, Any] = {
+            "k": int(k),
+            "inertia": float(est.inertia_),
+            "homogeneity": h,
+            "completeness": comp,
+            "purity": float(c.table.max(axis=0).sum() / c.n),
+            "train_accuracy": _mapped_correct(c, mapping) / c.n,
+        }
+        if X_test is not None:
+            row["test_accuracy"] = cluster_accuracy(y_test, est.predict(X_test), mapping)
+        row["n_iter"] = int(est.n_iter_)
+        row["seconds"] = time.perf_counter() - t0
+        log.info("sweep K=%d: %s", k, row)
+        rows.append(row)
+        if callback is not None:
+            callback(row)
+    return rows
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write sweep rows as CSV (header from the first row)."""
+    path = Path(path)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def write_json(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write sweep rows as a JSON list."""
+    path = Path(path)
+    path.write_text(json.dumps(list(rows), indent=2) + "\n")
+    return path
+
+
+def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of sweep rows (floats to 4 decimals, seconds to 1)."""
+    if not rows:
+        return ""
+    cols = list(rows[0])
+
+    def fmt(key: str, v: Any) -> str:
+        if isinstance(v, float):
+            if key == "seconds":
+                return f"{v:.1f}"
+            return f"{v:.1f}" if key == "inertia" else f"{v:.4f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(c, r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,168 @@
+"""Evaluation: every score equals scikit-learn's, on numpy and on dask in one compute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics.cluster import contingency_matrix as sk_contingency
+
+from daskmeans import KMeans, metrics
+
+SCORES = {
+    "homogeneity": (metrics.homogeneity_score, skm.homogeneity_score),
+    "completeness": (metrics.completeness_score, skm.completeness_score),
+    "v_measure": (metrics.v_measure_score, skm.v_measure_score),
+    "adjusted_rand": (metrics.adjusted_rand_score, skm.adjusted_rand_score),
+    "normalized_mutual_info": (metrics.normalized_mutual_info_score,
+                               skm.normalized_mutual_info_score),
+}
+
+labelings = st.integers(1, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.sampled_from([0, 1, 2, 7, 100]), min_size=n, max_size=n),
+        st.lists(st.sampled_from([0, 3, 4, 9, 1000, 5]), min_size=n, max_size=n),
+    )
+)
+
+
+def sk_purity(t: np.ndarray, p: np.ndarray) -> float:
+    c = sk_contingency(t, p)
+    return c.max(axis=0).sum() / c.sum()
+
+
+@settings(max_examples=150, deadline=None)
+@given(labelings)
+def test_scores_equal_sklearn(pair: tuple[list[int], list[int]]) -> None:
+    t, p = np.array(pair[0]), np.array(pair[1])
+    np.testing.assert_array_equal(metrics.contingency_matrix(t, p), sk_contingency(t, p))
+    for name, (ours, ref) in SCORES.items():
+        assert ours(t, p) == pytest.approx(ref(t, p), abs=1e-12), name
+    assert metrics.purity_score(t, p) == pytest.approx(sk_purity(t, p), abs=1e-12)
+    r = metrics.evaluate(t, p)
+    for name, (_, ref) in SCORES.items():
+        assert r[name] == pytest.approx(ref(t, p), abs=1e-12), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(labelings, st.integers(1, 9))
+def test_dask_any_chunking_equals_numpy(pair, chunk: int) -> None:
+    t, p = np.array(pair[0]), np.array(pair[1])
+    dt, dp = da.from_array(t, chunks=chunk), da.from_array(p, chunks=max(1, chunk // 2))
+    assert metrics.evaluate(dt, dp) == metrics.evaluate(t, p)
+
+
+def test_edge_cases_match_sklearn() -> None:
+    cases = [
+        ([0, 0, 0], [1, 1, 1]),  # single class, single cluster
+        ([0, 0, 0], [0, 1, 2]),  # single class
+        ([0, 1, 2], [5, 5, 5]),  # single cluster
+        ([3], [8]),
+        ([10**6, 5, 5], [2, 2, 10**7]),  # large, non-contiguous label values
+    ]
+    for t, p in cases:
+        for name, (ours, ref) in SCORES.items():
+            assert ours(t, p) == pytest.approx(ref(t, p), abs=1e-12), (name, t, p)
+
+
+def test_empty_chunks_and_float_labels() -> None:
+    t = da.concatenate([da.from_array(np.array([0, 1, 1]), chunks=3),
+                        da.zeros(0, dtype=int, chunks=1),
+                        da.from_array(np.array([2.0, 2.0]), chunks=1)])
+    p = np.array([1, 0, 0, 2, 2])
+    np.testing.assert_array_equal(metrics.contingency_matrix(t, p),
+                                  sk_contingency([0, 1, 1, 2, 2], p))
+
+
+def test_evaluate_is_one_compute_with_lazy_predictions(counting_scheduler) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 4))
+    y = (X[:, 0] > 0).astype(int)
+    km = KMeans(4, random_state=0, init=X[:4]).fit(X)
+    counting_scheduler.calls = 0
+    Xd = da.from_array(X, chunks=500)
+    r = metrics.evaluate(da.from_array(y, chunks=500), km.predict(Xd))
+    assert counting_scheduler.calls == 1
+    assert r["accuracy"] == pytest.approx(metrics.cluster_accuracy(y, km.predict(X)))
+
+
+def test_mapping_accuracy_and_confusion() -> None:
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    c = np.array([5, 5, 6, 6, 6, 7, 7, 5])
+    assert metrics.infer_cluster_labels(y, c) == {5: 0, 6: 1, 7: 2}
+    assert metrics.cluster_accuracy(y, c) == pytest.approx(6 / 8)
+    assert metrics.cluster_accuracy(y, c, mapping="hungarian") == pytest.approx(6 / 8)
+    score, per = metrics.purity_score(y, c, per_cluster=True)
+    assert score == pytest.approx(6 / 8) and per.tolist() == pytest.approx([2 / 3, 2 / 3, 1])
+    cm, labels = metrics.confusion_matrix(y, c)
+    assert labels.tolist() == [0, 1, 2]
+    assert cm.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 2]]
+    # ties go to the smallest label
+    assert metrics.infer_cluster_labels([4, 2], [0, 0]) == {0: 2}
+    # hungarian is one-to-one: two clusters cannot both map to label 0
+    assert metrics.cluster_accuracy([0, 0, 0, 0], [1, 1, 2, 2], mapping="hungarian") == 0.5
+
+
+def test_mapping_learned_on_train_applies_to_test(mnist_test) -> None:
+    X, y = mnist_test
+    Xtr, ytr, Xte, yte = X[:8000], y[:8000], X[8000:], y[8000:]
+    km = KMeans(36, random_state=0).fit(Xtr)
+    mapping = metrics.infer_cluster_labels(ytr, km.labels_)
+    pred_te = km.predict(da.from_array(Xte, chunks=700))
+    acc = metrics.cluster_accuracy(yte, pred_te, mapping)
+    mapped = metrics.apply_mapping(pred_te, mapping)
+    assert isinstance(mapped, da.Array)
+    assert acc == pytest.approx(float((mapped.compute() == yte).mean()))
+    assert acc > 0.7
+
+
+@pytest.mark.parametrize(
+    ("t", "p", "message"),
+    [
+        ([0, 1], [0], "same length"),
+        ([0, -1], [0, 1], "non-negative"),
+        ([0.5, 1], [0, 1], "fractional"),
+        ([np.nan, 1], [0, 1], "NaN"),
+    ],
+)
+def test_label_errors(t, p, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        metrics.evaluate(np.array(t), np.array(p))
+    with pytest.raises(ValueError, match=message):
+        metrics.evaluate(da.from_array(np.array(t), chunks=1), np.array(p))
+
+
+def test_sweep_table_and_writers(mnist_test, tmp_path: Path) -> None:
+    X, y = mnist_test
+    rows = metrics.sweep(X[:3000], y[:3000], [10, 36], X_test=X[3000:4000],
+                         y_test=y[3000:4000], random_state=0, max_iter=50)
+    assert [r["k"] for r in rows] == [10, 36]
+    assert rows[1]["train_accuracy"] > rows[0]["train_accuracy"]
+    assert rows[1]["inertia"] < rows[0]["inertia"]
+    assert set(rows[0]) >= {"inertia", "homogeneity", "purity", "train_accuracy",
+                            "test_accuracy", "seconds"}
+    metrics.write_csv(rows, tmp_path / "s.csv")
+    metrics.write_json(rows, tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())[0]["k"] == 10
+    assert (tmp_path / "s.csv").read_text().startswith("k,inertia")
+    assert "| k |" in metrics.to_markdown(rows)
+    with pytest.raises(ValueError, match="algorithm must be"):
+        metrics.sweep(X[:100], y[:100], [2], algorithm="elkan")
+
+
+@pytest.mark.slow
+def test_tutorial_table_on_real_mnist(mnist_test) -> None:
+    """The tutorials' K sweep on the real MNIST test split (mini-batch, as they do)."""
+    X, y = mnist_test
+    ks = [10, 16, 36, 64, 144, 256]
+    rows = metrics.sweep(X, y, ks, algorithm="minibatch", random_state=0)
+    acc = [r["train_accuracy"] for r in rows]
+    assert acc[-1] >= 0.89, acc
+    assert acc[2] < acc[4] < acc[5] and acc[0] < acc[3], acc  # rising with K
+    assert all(a.get("homogeneity") for a in rows)

@@ -1,0 +1,111 @@
+"""daskmeans.MiniBatchKMeans: scikit-learn semantics, distributed steps, streaming."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from sklearn.datasets import make_blobs
+
+from daskmeans import MiniBatchKMeans, io, metrics
+
+
+def match_centres(found: np.ndarray, true: np.ndarray) -> float:
+    d = np.sqrt(((found[:, None] - true[None]) ** 2).sum(-1))
+    return float(d.min(axis=0).max())  # worst distance from a true centre to our nearest
+
+
+def test_recovers_blob_centres() -> None:
+    true = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], dtype=float)
+    X, _ = make_blobs(20000, centers=true, cluster_std=0.5, random_state=0)
+    km = MiniBatchKMeans(4, batch_size=512, random_state=0).fit(X)
+    assert match_centres(km.cluster_centers_, true) < 0.1
+    assert km.n_steps_ >= 2 and km.n_iter_ >= 1
+    # inertia_ is exact over all the data, squared
+    sq = ((X - km.cluster_centers_[km.labels_]) ** 2).sum()
+    assert km.inertia_ == pytest.approx(sq, rel=1e-9)
+
+
+def test_mnist_quality(mnist_test) -> None:
+    """Real MNIST test split: K=256 accuracy >= 0.89, K=10 purity >= 0.55 on average."""
+    X, y = mnist_test
+    km = MiniBatchKMeans(256, random_state=1).fit(X)
+    assert metrics.cluster_accuracy(y, km.labels_) >= 0.89
+    purities = [metrics.purity_score(y, MiniBatchKMeans(10, random_state=s).fit(X).labels_)
+                for s in range(5)]
+    assert np.mean(purities) >= 0.55, purities
+
+
+def test_same_seed_same_centres_across_chunkings_and_schedulers(scheduler) -> None:
+    X, _ = make_blobs(6000, n_features=5, centers=6, random_state=3)
+    ref = MiniBatchKMeans(6, batch_size=700, random_state=4).fit(X)
+    for chunks in (6000, 900, 137):
+        km = MiniBatchKMeans(6, batch_size=700, random_state=4).fit(
+            da.from_array(X, chunks=(chunks, 5)))
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-9)
+        assert km.n_steps_ == ref.n_steps_
+        np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+
+
+def test_one_compute_per_step(counting_scheduler) -> None:
+    X, _ = make_blobs(3000, n_features=4, centers=3, random_state=0)
+    Xd = da.from_array(X, chunks=500)
+    km = MiniBatchKMeans(3, batch_size=300, max_iter=1, max_no_improvement=None,
+                         init=X[:3], random_state=0).fit(Xd)
+    assert km.n_steps_ == 10
+    assert counting_scheduler.calls == km.n_steps_ + 1  # + the exact inertia pass
+    assert isinstance(km.labels_, da.Array)
+
+
+def test_reassigns_starved_centres() -> None:
+    X, _ = make_blobs(4000, n_features=2, centers=3, cluster_std=0.3, random_state=1)
+    init = np.vstack([X[:3], [[1e3, 1e3]]])  # one centre nobody will ever choose
+    km = MiniBatchKMeans(4, init=init, batch_size=256, random_state=0, max_iter=3,
+                         reassignment_ratio=0.05).fit(X)
+    assert sum(h["n_reassigned"] for h in km.history_) >= 1
+    assert np.abs(km.cluster_centers_).max() < 100
+    no = MiniBatchKMeans(4, init=init, batch_size=256, random_state=0, max_iter=3,
+                         reassignment_ratio=0.0).fit(X)
+    assert np.abs(no.cluster_centers_).max() >= 1e3
+
+
+def test_sample_weight_zero_rows_are_ignored() -> None:
+    X, _ = make_blobs(3000, n_features=2, centers=2, random_state=5)
+    far = np.full((500, 2), 1e4)
+    w = np.r_[np.ones(len(X)), np.zeros(len(far))]
+    km = MiniBatchKMeans(2, random_state=0, batch_size=512).fit(np.vstack([X, far]),
+                                                                 sample_weight=w)
+    assert np.abs(km.cluster_centers_).max() < 100
+
+
+def test_chunk_sampling_and_partial_fit_stream_a_store(tmp_path: Path) -> None:
+    store = io.make_blobs_zarr(tmp_path / "b.zarr", 40_000, 3, centers=4, chunk_rows=4000,
+                               cluster_std=0.3, random_state=2)
+    true = zarr.open_group(store, mode="r")["centers"][:]
+    km = MiniBatchKMeans(4, sampling="chunks", random_state=0).fit(store)
+    assert match_centres(km.cluster_centers_, true) < 0.05
+    assert {h["batch_rows"] for h in km.history_} <= {4000, 8000}
+    stream = MiniBatchKMeans(4, random_state=0)
+    X = io.open_array(store)
+    for block in X.blocks:
+        stream.partial_fit(block.compute())  # one chunk in memory at a time
+    assert stream.n_steps_ == X.numblocks[0]
+    assert match_centres(stream.cluster_centers_, true) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be 'auto' or a positive integer, got 0"),
+        ({"sampling": "random"}, "sampling must be"),
+        ({"reassignment_ratio": -1}, "reassignment_ratio must be >= 0"),
+        ({"n_clusters": 30}, r"n_clusters=30 must be <= n_samples=20"),
+    ],
+)
+def test_errors(params: dict, message: str) -> None:
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match=message):
+        MiniBatchKMeans(**{"n_clusters": 2, **params}).fit(X)
