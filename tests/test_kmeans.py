@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import dask.array as da
@@ -212,7 +213,7 @@ def test_history_records_each_iteration(blobs) -> None:
     h = km.history_
     assert len(h) == km.n_iter_ and h[-1]["center_shift"] == 0
     inertias = [r["inertia"] for r in h]
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(inertias, inertias[1:]))
+    assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(inertias))
     assert all(r["seconds"] > 0 for r in h)
 
 
