@@ -25,7 +25,7 @@ from . import _kernels as K
 from . import _reduce as R
 from . import io
 
-__all__ = ["KMeans", "MiniBatchKMeans"]
+__all__ = ["KMeans", "MiniBatchKMeans", "ModelFormatError", "load_model", "save_model"]
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +432,8 @@ class KMeans(_BaseKMeans):
                 IterationRecord(it + 1, inertia, shift, n_reloc, time.perf_counter() - t0, run)
             )
             log.info("iter %d: inertia %.6g shift %.3g relocated %d", it + 1, inertia, shift,
-                     n_reloc)
+                     n_reloc, extra={"progress": ("fit", it + 1, self.max_iter,
+                                                  f"inertia {inertia:.6g} shift {shift:.3g}")})
             C = C_new
             if shift == 0 and n_reloc == 0:
                 strict = True  # labels are a fixed point: this pass's inertia is final
@@ -744,6 +745,10 @@ class MiniBatchKMeans(_BaseKMeans):
                 "center_shift": shift, "n_reassigned": n_re, "batch_rows": b,
                 "seconds": time.perf_counter() - t0,
             })
+            log.debug("step %d: batch inertia %.6g", step + 1, batch_inertia,
+                      extra={"progress": ("mini-batch", step + 1, n_steps,
+                                          f"batch inertia {batch_inertia / b:.4g}/row "
+                                          f"shift {shift:.3g}")})
             if stop:
                 break
         rows_seen = sum(h["batch_rows"] for h in self.history_)
@@ -820,3 +825,105 @@ class MiniBatchKMeans(_BaseKMeans):
         Xnp = None if lazy else (K.normalize_rows(Xv) if self.metric == "cosine" else Xv)
         self._final_labels(Xd, wd, lazy, Xnp, sample_weight)
         return self
+
+
+# ---------------------------------------------------------------------- persistence
+
+MODEL_FORMAT = "daskmeans-model"
+MODEL_VERSION = 1
+
+
+class ModelFormatError(ValueError):
+    """A model file is not a daskmeans model, or of an unsupported version."""
+
+
+def save_model(
+    estimator: _BaseKMeans, path: str | Path, *, mapping: dict[int, int] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save a fitted estimator without pickle: one ``.npz`` (arrays + a JSON header).
+
+    Stores the centres, the constructor parameters that are plain values, the
+    cluster -> label mapping (optional), and the versions of daskmeans, numpy and
+    scikit-learn. Written atomically (temporary file, then rename).
+
+    Examples
+    --------
+    >>> save_model(KMeans(2).fit([[0.0], [1.0]]), "/tmp/m.npz")  # doctest: +SKIP
+    """
+    import json
+    import os
+    import tempfile
+
+    import sklearn
+
+    from . import __version__
+
+    check_is_fitted(estimator)
+    params = {k: v for k, v in estimator.get_params().items()
+              if v is None or isinstance(v, str | int | float | bool)}
+    header = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "class": type(estimator).__name__,
+        "params": params,
+        "n_features_in": int(estimator.n_features_in_),
+        "inertia": float(getattr(estimator, "inertia_", float("nan"))),
+        "n_iter": int(getattr(estimator, "n_iter_", 0)),
+        "mapping": {str(k): int(v) for k, v in (mapping or {}).items()},
+        "versions": {"daskmeans": __version__, "numpy": np.__version__,
+                     "scikit-learn": sklearn.__version__},
+        "extra": extra or {},
+    }
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, cluster_centers=estimator.cluster_centers_,
+                     header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def load_model(path: str | Path) -> tuple[_BaseKMeans, dict[str, Any]]:
+    """Load a model saved by :func:`save_model` (never unpickles).
+
+    Returns ``(estimator, header)``; ``header["mapping"]`` holds the cluster -> label
+    mapping with integer keys. Raises :class:`ModelFormatError` for anything else.
+    """
+    import json
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(bytes(data["header"]).decode())
+            centers = np.array(data["cluster_centers"])
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"{path}: not a daskmeans model file ({e})") from e
+    if header.get("format") != MODEL_FORMAT:
+        raise ModelFormatError(f"{path}: not a daskmeans model (format {header.get('format')!r})")
+    if header.get("version") != MODEL_VERSION:
+        raise ModelFormatError(
+            f"{path}: model format version {header.get('version')!r} is not supported "
+            f"(this daskmeans reads version {MODEL_VERSION})"
+        )
+    cls = {"KMeans": KMeans, "MiniBatchKMeans": MiniBatchKMeans}.get(header.get("class", ""))
+    if cls is None:
+        raise ModelFormatError(f"{path}: unknown estimator class {header.get('class')!r}")
+    est = cls()
+    valid = est.get_params()
+    est.set_params(**{k: v for k, v in header["params"].items() if k in valid})
+    est.cluster_centers_ = centers
+    est.n_features_in_ = int(header["n_features_in"])
+    est.inertia_ = header["inertia"]
+    est.n_iter_ = header["n_iter"]
+    header["mapping"] = {int(k): int(v) for k, v in header.get("mapping", {}).items()}
+    return est, header

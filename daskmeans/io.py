@@ -42,6 +42,7 @@ __all__ = [
     "IDXFormatError",
     "ImageFormatError",
     "StoreError",
+    "arrays_to_dataset",
     "image_pixels",
     "image_to_zarr",
     "ingest",
@@ -348,7 +349,7 @@ def ingest(
     for s in SPLITS:
         half = [k for k in ("images", "labels") if (s, k) in files]
         if len(half) == 1:
-            log.warning("split %r has only its %s file; skipped", s, half[0])
+            log.info("split %r has only its %s file; skipped", s, half[0])
     if not splits:
         raise FileNotFoundError(
             f"{source}: no complete split found (need e.g. "
@@ -382,6 +383,39 @@ def ingest(
             }
         )
     log.info("ingested %s (%s) into %s", name, ", ".join(splits), store)
+    return Path(store)
+
+
+def arrays_to_dataset(
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    store: PathLike,
+    *,
+    name: str,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    overwrite: bool = True,
+) -> Path:
+    """Write in-memory ``{split: (images uint8 (n, h, w), labels (n,))}`` as a dataset
+    store with the layout of :func:`ingest` (used for scikit-learn's digits)."""
+    with atomic_dir(store, overwrite=overwrite) as tmp:
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        for split, (images, labels) in splits.items():
+            if split not in SPLITS:
+                raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            images = np.asarray(images, dtype=np.uint8)
+            labels = np.asarray(labels, dtype=np.uint8)
+            if images.shape[0] != labels.shape[0]:
+                raise DataFormatError(
+                    f"{split}: {images.shape[0]} images but {labels.shape[0]} labels")
+            grp = root.create_group(split)
+            rows = min(chunk_rows, max(1, images.shape[0]))
+            grp.create_array("images", shape=images.shape, chunks=(rows, *images.shape[1:]),
+                             dtype=np.uint8, compressors=_compressor(np.uint8))[...] = images
+            grp.create_array("labels", shape=labels.shape, chunks=(rows,), dtype=np.uint8,
+                             compressors=_compressor(np.uint8))[...] = labels
+        root.attrs.update({"dataset": name, "format": "daskmeans-idx/1",
+                           "splits": [s for s in SPLITS if s in splits],
+                           "missing_splits": [s for s in SPLITS if s not in splits],
+                           "sources": {}})
     return Path(store)
 
 

@@ -1,0 +1,605 @@
+"""The ``daskmeans`` command: parse, pick the cluster, call the library, print.
+
+Examples::
+
+    daskmeans demo                                    # everything, offline-safe
+    daskmeans ingest mnist --source ../shared/data/mnist --out mnist.zarr
+    daskmeans fit mnist.zarr --split test --k 256 --algorithm minibatch --model m.npz
+    daskmeans evaluate mnist.zarr --model m.npz --split test --json
+    daskmeans sweep mnist.zarr --split test --k 10,16,36,64,144,256 --out sweep/
+    daskmeans quantize china.jpg --colors 64 --out china64.png
+    daskmeans fit big.zarr --k 64 --model m.npz --scheduler tcp://10.0.0.5:8786
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main"]
+
+log = logging.getLogger("daskmeans.cli")
+
+TUTORIAL_KS = (10, 16, 36, 64, 144, 256)
+
+
+class UserError(Exception):
+    """A mistake on the command line: printed as one line, exit status 2."""
+
+
+# --------------------------------------------------------------------- output
+
+
+class Console:
+    """What the command prints: results always, progress on a TTY unless --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty() and not quiet
+        self._open_line = False
+
+    def say(self, msg: str = "") -> None:
+        self.end_progress()
+        print(msg, flush=True)
+
+    def info(self, msg: str) -> None:
+        """Status (not results): to stderr, silent with --quiet."""
+        if not self.quiet:
+            self.end_progress()
+            print(msg, file=sys.stderr, flush=True)
+
+    def progress(self, what: str, i: int, total: int | None, detail: str) -> None:
+        if not self.tty:
+            return
+        frac = f"{i}/{total}" if total else str(i)
+        bar = ""
+        if total:
+            filled = int(20 * min(i, total) / total)
+            bar = "[" + "#" * filled + "." * (20 - filled) + "] "
+        sys.stderr.write(f"\r  {what:<11} {bar}{frac:>9}  {detail[:60]:<60}")
+        sys.stderr.flush()
+        self._open_line = True
+
+    def end_progress(self) -> None:
+        if self._open_line:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._open_line = False
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, console: Console) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prog = getattr(record, "progress", None)
+        if prog:
+            self.console.progress(*prog)
+
+
+def _setup_logging(level: str, console: Console) -> None:
+    pkg = logging.getLogger("daskmeans")
+    pkg.setLevel(logging.DEBUG)
+    pkg.handlers.clear()
+    pkg.propagate = False
+    text = logging.StreamHandler(sys.stderr)
+    text.setLevel(getattr(logging, level.upper()))
+    text.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    pkg.addHandler(text)
+    pkg.addHandler(_ProgressHandler(console))
+    logging.getLogger("distributed").setLevel(
+        logging.WARNING if level.lower() != "debug" else logging.INFO)
+
+
+# --------------------------------------------------------------------- the cluster
+
+
+@contextlib.contextmanager
+def dask_cluster(args: argparse.Namespace, console: Console) -> Iterator[Any]:
+    """A ``distributed.Client``: to ``--scheduler``, or an embedded LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if args.scheduler:
+        security = None
+        if args.tls_ca_file or args.tls_cert or args.tls_key:
+            from distributed.security import Security
+
+            for opt in ("tls_ca_file", "tls_cert", "tls_key"):
+                f = getattr(args, opt)
+                if f and not Path(f).is_file():
+                    raise UserError(f"--{opt.replace('_', '-')}: no such file: {f}")
+            security = Security(tls_ca_file=args.tls_ca_file, tls_client_cert=args.tls_cert,
+                                tls_client_key=args.tls_key, require_encryption=True)
+        try:
+            client = Client(args.scheduler, security=security, timeout=args.connect_timeout)
+        except (OSError, TimeoutError) as e:
+            raise UserError(f"cannot reach the scheduler at {args.scheduler}: {e}") from e
+        console.info(f"cluster: {args.scheduler} "
+                    f"({len(client.scheduler_info().get('workers', {}))} workers)")
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    n_cores = os.cpu_count() or 1
+    threads = args.threads_per_worker or 1
+    workers = args.workers or max(1, n_cores // threads)
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=threads, memory_limit=args.memory_limit,
+        host="127.0.0.1", dashboard_address="127.0.0.1:0", processes=True,
+    )
+    client = Client(cluster)
+    console.info(f"cluster: local, {workers} workers x {threads} threads, "
+                f"memory limit {args.memory_limit}/worker; dashboard {client.dashboard_link}")
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+# --------------------------------------------------------------------- commands
+
+
+def _open_split(store: str, split: str) -> tuple[Any, Any]:
+    from . import io
+
+    p = Path(store)
+    if not p.exists():
+        raise UserError(f"{store}: no such store (make one with 'daskmeans ingest')")
+    try:
+        return io.open_dataset(p, split)
+    except io.StoreError as e:
+        raise UserError(str(e)) from e
+
+
+def _check_k(k: int, n: int, what: str = "--k") -> None:
+    if k < 1:
+        raise UserError(f"{what} must be >= 1, got {k}")
+    if k > n:
+        raise UserError(f"{what} {k} is larger than the number of samples ({n})")
+
+
+def _estimator(algorithm: str, k: int, args: argparse.Namespace) -> Any:
+    from . import KMeans, MiniBatchKMeans
+
+    params: dict[str, Any] = {"n_clusters": k, "random_state": args.seed}
+    if getattr(args, "init", None):
+        params["init"] = args.init
+    if getattr(args, "max_iter", None):
+        params["max_iter"] = args.max_iter
+    return (MiniBatchKMeans if algorithm == "minibatch" else KMeans)(**params)
+
+
+def _writable_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{path}: cannot create output directory: {e.strerror}") from e
+    if not os.access(path, os.W_OK):
+        raise UserError(f"{path}: output directory is not writable")
+    return path
+
+
+def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
+    from . import datasets, io
+
+    out = Path(args.out)
+    _writable_dir(out.parent if out.parent != Path("") else Path("."))
+    t0 = time.perf_counter()
+    if args.kind == "image":
+        if not args.path:
+            raise UserError("ingest image needs the photo's path")
+        io.image_to_zarr(args.path, out, tile=args.tile)
+        img = io.open_image(out)
+        console.say(f"ingested {args.path} -> {out}: {img.shape} uint8, tiles {args.tile}")
+        return 0
+    spec = datasets.MNIST if args.kind == "mnist" else datasets.FASHION_MNIST
+    source = args.source or (args.path if args.path else None)
+    if source:
+        store = io.ingest(source, out, name=spec.name, chunk_rows=args.chunk_rows)
+    else:
+        import shutil
+
+        cached = datasets.fetch(spec, chunk_rows=args.chunk_rows)  # download + verify
+        with io.atomic_dir(out) as tmp:
+            shutil.copytree(cached, tmp)
+        store = out
+    import zarr
+
+    attrs = zarr.open_group(store, mode="r").attrs
+    console.say(f"ingested {spec.name} -> {store} in {time.perf_counter() - t0:.1f}s: "
+                f"splits {attrs['splits']}"
+                + (f" (missing: {attrs['missing_splits']})" if attrs["missing_splits"] else ""))
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace, console: Console) -> int:
+    from . import metrics, save_model
+
+    X, y = _open_split(args.store, args.split)
+    _check_k(args.k, X.shape[0])
+    _writable_dir(Path(args.model).resolve().parent)
+    with dask_cluster(args, console):
+        t0 = time.perf_counter()
+        est = _estimator(args.algorithm, args.k, args).fit(X)
+        secs = time.perf_counter() - t0
+        mapping = metrics.infer_cluster_labels(y, est.labels_)
+    path = save_model(est, args.model, mapping=mapping,
+                      extra={"store": str(args.store), "split": args.split})
+    console.say(f"fitted {type(est).__name__}(K={args.k}) on {X.shape[0]} x {X.shape[1]} in "
+                f"{secs:.1f}s: inertia {est.inertia_:.6g}, {est.n_iter_} iterations")
+    console.say(f"model -> {path}")
+    return 0
+
+
+def _load(model: str) -> tuple[Any, dict[str, Any]]:
+    from . import load_model
+    from .cluster import ModelFormatError
+
+    try:
+        return load_model(model)
+    except (FileNotFoundError, ModelFormatError) as e:
+        raise UserError(str(e)) from e
+
+
+def cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    import dask.array as da
+    import zarr
+
+    from . import _reduce as R
+    from . import io
+
+    est, _ = _load(args.model)
+    X, _ = _open_split(args.store, args.split)
+    with dask_cluster(args, console):
+        labels = est.predict(X)
+        with io.atomic_dir(args.out) as tmp:
+            root = zarr.open_group(tmp, mode="w", zarr_format=3)
+            arr = root.create_array("labels", shape=labels.shape, dtype=np.int32,
+                                    chunks=(labels.chunks[0][0],))
+            R.compute(da.store(labels, arr, lock=False, compute=False),
+                      n_tasks=labels.numblocks[0])
+    console.say(f"labels of {labels.shape[0]} rows -> {args.out} (array 'labels', int32)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    from . import metrics
+
+    est, header = _load(args.model)
+    X, y = _open_split(args.store, args.split)
+    with dask_cluster(args, console):
+        pred = est.predict(X)
+        mapping = header["mapping"] or "majority"
+        r = metrics.evaluate(y, pred, mapping=mapping)
+        r["inertia"] = -est.score(X)
+    r["mapping"] = {str(k): v for k, v in r["mapping"].items()}
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    how = "mapping learned at fit time" if header["mapping"] else "majority mapping"
+    console.say(f"{args.split}: {r['n_samples']} samples, K={r['n_clusters']} ({how})")
+    for key in ("accuracy", "purity", "homogeneity", "completeness", "v_measure",
+                "adjusted_rand", "normalized_mutual_info"):
+        console.say(f"  {key:<24} {r[key]:.4f}")
+    console.say(f"  {'inertia':<24} {r['inertia']:.6g}")
+    return 0
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise UserError(f"--k must be comma-separated integers, got {text!r}") from e
+    if not ks:
+        raise UserError("--k needs at least one value")
+    return ks
+
+
+def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.Namespace,
+           console: Console, out: Path) -> tuple[list[dict[str, Any]], list[Path]]:
+    from . import metrics, plot
+
+    def report(row: dict[str, Any]) -> None:
+        console.progress("sweep", ks.index(row["k"]) + 1, len(ks),
+                         f"K={row['k']} accuracy {row['train_accuracy']:.3f}")
+
+    rows = metrics.sweep(X, y, ks, X_test=Xt, y_test=yt, algorithm=args.algorithm,
+                         random_state=args.seed, callback=report)
+    console.end_progress()
+    files = [metrics.write_csv(rows, out / "sweep.csv"),
+             metrics.write_json(rows, out / "sweep.json")]
+    (out / "sweep.md").write_text(metrics.to_markdown(rows))
+    files.append(out / "sweep.md")
+    files.append(plot.sweep_curves(rows, out / "sweep.png"))
+    files.append(plot.elbow_curve([r["k"] for r in rows], [r["inertia"] for r in rows],
+                                  out / "elbow.png"))
+    return rows, files
+
+
+def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+    from . import metrics
+
+    ks = _parse_ks(args.k)
+    out = _writable_dir(Path(args.out))
+    X, y = _open_split(args.store, args.split)
+    for k in ks:
+        _check_k(k, X.shape[0])
+    Xt = yt = None
+    if args.test_split:
+        Xt, yt = _open_split(args.store, args.test_split)
+    with dask_cluster(args, console):
+        rows, files = _sweep(X, y, Xt, yt, ks, args, console, out)
+    console.say(metrics.to_markdown(rows))
+    for f in files:
+        console.say(f"  -> {f}")
+    return 0
+
+
+def _quantize(photo: Any, colors: int, out: Path, seed: int, store: Path | None,
+              console: Console, label: str) -> list[Path]:
+    from . import plot
+    from .quantize import quantize, random_palette_psnr
+
+    t0 = time.perf_counter()
+    q = quantize(photo, colors, random_state=seed, store=store)
+    _, psnr_random = random_palette_psnr(q.image, colors, random_state=seed)
+    png = q.to_png(out)
+    side = out.with_name(out.stem + "-comparison.png")
+    h, w = q.labels.shape
+    stride = max(1, int(np.ceil(np.sqrt(h * w / 4e6))))
+    original = q.image[::stride, ::stride].compute()
+    from .quantize import _assign_lazy, sample_pixels
+
+    rng = np.random.default_rng(seed)
+    rand_pal = np.clip(np.rint(sample_pixels(q.image, colors, rng) * 255), 0, 255).astype(
+        np.uint8)
+    rand_img = rand_pal[_assign_lazy(q.image[::stride, ::stride], rand_pal, False).compute()]
+    plot.quantize_comparison(original, q.preview(4_000_000), rand_img, side, n_colors=colors,
+                             psnr_kmeans=q.psnr or 0.0, psnr_random=psnr_random)
+    console.say(f"quantised {label} ({h}x{w}) to {colors} colours in "
+                f"{time.perf_counter() - t0:.1f}s: PSNR {q.psnr:.2f} dB with K-means colours, "
+                f"{psnr_random:.2f} dB with {colors} random colours")
+    files = [png, side]
+    if store is not None:
+        files.append(store)
+    return files
+
+
+def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
+    photo = Path(args.photo)
+    if not photo.exists():
+        raise UserError(f"{photo}: no such image")
+    out = Path(args.out)
+    _writable_dir(out.resolve().parent)
+    with dask_cluster(args, console):
+        files = _quantize(photo, args.colors, out, args.seed,
+                          Path(args.store) if args.store else None, console, str(photo))
+    for f in files:
+        console.say(f"  -> {f}")
+    return 0
+
+
+# --------------------------------------------------------------------- demo
+
+
+def _demo_data(args: argparse.Namespace, console: Console, out: Path) -> tuple[Path, str]:
+    """The MNIST store, or scikit-learn's digits when MNIST cannot be had."""
+    from . import datasets, io
+
+    source = args.source or os.environ.get("DASKMEANS_MNIST_DIR")
+    if source:  # an explicit local copy must work: its errors are the user's to see
+        return datasets.fetch_mnist(source=source, data_home=out / "data"), "MNIST"
+    quiet = logging.getLogger("daskmeans.datasets")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # one line below says it all
+    try:
+        return datasets.fetch_mnist(data_home=args.data_home, timeout=10), "MNIST"
+    except (OSError, io.DataFormatError) as e:
+        reason = str(e).split(": http")[0]
+        console.say(f"MNIST unavailable ({reason}: no mirror reachable); running on "
+                    "scikit-learn's bundled digits instead (set DASKMEANS_MNIST_DIR or "
+                    "--source to use MNIST)")
+    finally:
+        quiet.setLevel(level)
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.rint(d.images * (255 / 16)).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(images))
+    tr, te = order[:1400], order[1400:]
+    store = io.arrays_to_dataset({"train": (images[tr], d.target[tr]),
+                                  "test": (images[te], d.target[te])},
+                                 out / "data" / "digits.zarr", name="digits", chunk_rows=500)
+    return store, "digits"
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    import zarr
+
+    from . import io, metrics, plot, save_model
+
+    t_start = time.perf_counter()
+    out = _writable_dir(Path(args.out))
+    store, name = _demo_data(args, console, out)
+    splits = zarr.open_group(store, mode="r").attrs["splits"]
+    if "train" in splits:
+        X, y = io.open_dataset(store, "train")
+        Xt, yt = io.open_dataset(store, "test")
+        how = "fit on train, evaluate on test"
+    else:  # the offline MNIST copy has only the 10k test split: hold part of it out
+        Xa, ya = io.open_dataset(store, "test")
+        cut = int(Xa.shape[0] * 0.8)
+        X, y, Xt, yt = Xa[:cut], ya[:cut], Xa[cut:], ya[cut:]
+        how = f"only the test split is present: fit on its first {cut}, evaluate on the rest"
+    console.say(f"data: {name} {X.shape[0]} + {Xt.shape[0]} images of {X.shape[1]} pixels "
+                f"({store}); {how}")
+    ks = [k for k in TUTORIAL_KS if k <= X.shape[0] // 4]
+    k_main = ks[-1]
+    files: list[Path] = []
+    with dask_cluster(args, console):
+        Xs, ys = X[:36].compute(), y[:36].compute()
+        files.append(plot.sample_grid(Xs, ys, out / "samples.png", title=f"{name} samples"))
+        t0 = time.perf_counter()
+        est = _estimator(args.algorithm, k_main, args).fit(X)
+        mapping = metrics.infer_cluster_labels(y, est.labels_)
+        r = metrics.evaluate(yt, est.predict(Xt), mapping=mapping)
+        console.end_progress()
+        console.say(f"K={k_main} {type(est).__name__}: fit in {time.perf_counter() - t0:.1f}s; "
+                    f"held-out accuracy {r['accuracy']:.4f}, purity {r['purity']:.4f}, "
+                    f"homogeneity {r['homogeneity']:.4f}; inertia {est.inertia_:.6g}")
+        files.append(save_model(est, out / "model.npz", mapping=mapping,
+                                extra={"dataset": name}))
+        files.append(plot.centroid_grid(est.cluster_centers_, out / "centroids.png",
+                                        mapping=mapping))
+        k10 = _estimator(args.algorithm, 10, args).fit(X)
+        c = metrics.contingency(y, k10.labels_)
+        files.append(plot.contingency_heatmap(c.table, c.classes, c.clusters,
+                                              out / "contingency_k10.png",
+                                              title=f"{name}, K=10: true digit x cluster"))
+        rows, sweep_files = _sweep(X, y, Xt, yt, ks, args, console, out)
+        files += sweep_files
+        console.say(metrics.to_markdown(rows))
+        from sklearn.datasets import load_sample_image
+
+        files += _quantize(load_sample_image("china.jpg"), 64, out / "china-64.png", args.seed,
+                           None, console, "china.jpg")
+    console.say(f"demo finished in {time.perf_counter() - t_start:.0f}s; outputs:")
+    for f in files:
+        console.say(f"  {f}")
+    return 0
+
+
+# --------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("cluster and output")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="use this dask.distributed scheduler (tcp://host:8786 or tls://...) "
+                        "instead of an embedded LocalCluster")
+    g.add_argument("--tls-ca-file", help="CA certificate for a tls:// scheduler")
+    g.add_argument("--tls-cert", help="client certificate for a tls:// scheduler")
+    g.add_argument("--tls-key", help="client key for a tls:// scheduler")
+    g.add_argument("--connect-timeout", type=float, default=10, metavar="SECONDS")
+    g.add_argument("--workers", type=int, help="LocalCluster workers (default: cores)")
+    g.add_argument("--threads-per-worker", type=int, default=1)
+    g.add_argument("--memory-limit", default="4GiB", help="per LocalCluster worker")
+    g.add_argument("--log-level", default="warning",
+                   choices=["debug", "info", "warning", "error"],
+                   help="debug also shows tracebacks")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--seed", type=int, default=0, help="random_state")
+
+    p = argparse.ArgumentParser(
+        prog="daskmeans", description="Distributed, out-of-core K-means on Dask and Zarr.",
+        epilog=__doc__.split("Examples::", 1)[1], parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, parents=[common],
+                              epilog="example:\n  " + example,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    s = add("ingest", "IDX files or a photo -> chunked Zarr store",
+            "daskmeans ingest mnist --source ../shared/data/mnist --out mnist.zarr")
+    s.add_argument("kind", choices=["mnist", "fashion-mnist", "image"])
+    s.add_argument("path", nargs="?", help="the photo (image) or a directory of IDX files")
+    s.add_argument("--source", help="directory with the IDX files (else download)")
+    s.add_argument("--out", required=True, help="destination store")
+    s.add_argument("--chunk-rows", type=int, default=10_000)
+    s.add_argument("--tile", type=int, default=1024)
+
+    algo = {"choices": ["lloyd", "minibatch"], "default": "lloyd"}
+    s = add("fit", "fit K-means on a split of a store and save the model",
+            "daskmeans fit mnist.zarr --split test --k 256 --model mnist256.npz")
+    s.add_argument("store")
+    s.add_argument("--k", type=int, required=True)
+    s.add_argument("--split", default="train")
+    s.add_argument("--algorithm", **algo)
+    s.add_argument("--init", choices=["k-means++", "k-means||", "random"])
+    s.add_argument("--max-iter", type=int)
+    s.add_argument("--model", required=True, help="output .npz (no pickle)")
+
+    s = add("predict", "cluster labels of a split, written chunk by chunk to Zarr",
+            "daskmeans predict mnist.zarr --model m.npz --out labels.zarr")
+    s.add_argument("store")
+    s.add_argument("--model", required=True)
+    s.add_argument("--split", default="test")
+    s.add_argument("--out", required=True)
+
+    s = add("evaluate", "accuracy, purity, homogeneity, inertia of a model on a split",
+            "daskmeans evaluate mnist.zarr --model m.npz --split test --json")
+    s.add_argument("store")
+    s.add_argument("--model", required=True)
+    s.add_argument("--split", default="test")
+    s.add_argument("--json", action="store_true")
+
+    s = add("sweep", "the tutorials' table over K, with figures",
+            "daskmeans sweep mnist.zarr --split test --k 10,16,36,64,144,256 --out sweep/")
+    s.add_argument("store")
+    s.add_argument("--k", default=",".join(map(str, TUTORIAL_KS)))
+    s.add_argument("--split", default="train")
+    s.add_argument("--test-split", help="also score a held-out split")
+    s.add_argument("--algorithm", **{**algo, "default": "minibatch"})
+    s.add_argument("--out", required=True)
+
+    s = add("quantize", "reduce a photo to N colours (K-means vs random colours)",
+            "daskmeans quantize china.jpg --colors 64 --out china64.png")
+    s.add_argument("photo")
+    s.add_argument("--colors", type=int, default=64)
+    s.add_argument("--out", required=True)
+    s.add_argument("--store", help="also write the labels as a Zarr store here")
+
+    s = add("demo", "the whole MNIST pipeline end to end (offline: scikit-learn digits)",
+            "DASKMEANS_MNIST_DIR=../shared/data/mnist daskmeans demo")
+    s.add_argument("--source", help="directory with MNIST IDX files "
+                                    "(default: $DASKMEANS_MNIST_DIR, else download)")
+    s.add_argument("--data-home", help="download cache")
+    s.add_argument("--out", default="daskmeans-output")
+    s.add_argument("--algorithm", **{**algo, "default": "minibatch"})
+    return p
+
+
+COMMANDS = {
+    "ingest": cmd_ingest, "fit": cmd_fit, "predict": cmd_predict, "evaluate": cmd_evaluate,
+    "sweep": cmd_sweep, "quantize": cmd_quantize, "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``daskmeans`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    console = Console(args.quiet)
+    _setup_logging(args.log_level, console)
+    debug = args.log_level == "debug"
+    try:
+        return COMMANDS[args.command](args, console)
+    except KeyboardInterrupt:
+        console.end_progress()
+        print("daskmeans: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, OSError, ValueError, TimeoutError) as e:
+        console.end_progress()
+        if debug:
+            raise
+        print(f"daskmeans: error: {e}", file=sys.stderr)
+        return 2
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Figures (matplotlib, Agg backend): samples, centroids, sweep curves, contingency.
+
+Every function writes a PNG and returns its path; nothing is shown on screen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = [
+    "centroid_grid",
+    "contingency_heatmap",
+    "elbow_curve",
+    "quantize_comparison",
+    "sample_grid",
+    "sweep_curves",
+]
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _side(d: int) -> int:
+    side = round(math.sqrt(d))
+    if side * side != d:
+        raise ValueError(f"rows of {d} features are not square images")
+    return side
+
+
+def sample_grid(
+    X: np.ndarray, labels: Sequence[int] | np.ndarray, path: str | Path, *, n: int = 36,
+    title: str = "Samples",
+) -> Path:
+    """The first ``n`` images (rows of ``X``, square) titled with their labels."""
+    X = np.asarray(X)[:n]
+    side = _side(X.shape[1])
+    r, c = _grid(len(X))
+    fig, axes = plt.subplots(r, c, figsize=(1.3 * c, 1.45 * r), layout="constrained")
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.axis("off")
+        if i < len(X):
+            ax.imshow(X[i].reshape(side, side), cmap="gray_r")
+            ax.set_title(str(int(labels[i])), fontsize=9)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def centroid_grid(
+    centers: np.ndarray, path: str | Path, *, mapping: dict[int, int] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Every centroid as a square image, titled with its inferred label when known."""
+    k, d = centers.shape
+    side = _side(d)
+    r, c = _grid(k)
+    size = 1.0 if k > 64 else 1.4
+    fig, axes = plt.subplots(r, c, figsize=(size * c, (size + 0.2) * r), layout="constrained")
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.axis("off")
+        if i < k:
+            ax.imshow(centers[i].reshape(side, side), cmap="gray_r")
+            if mapping is not None and i in mapping:
+                ax.set_title(str(mapping[i]), fontsize=8 if k > 64 else 10, pad=1)
+    fig.suptitle(title or f"{k} cluster centres" + (", titled with the majority label"
+                                                     if mapping else ""))
+    return _save(fig, path)
+
+
+def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Accuracy and homogeneity vs K, and inertia vs K, from :func:`metrics.sweep` rows."""
+    ks = [r["k"] for r in rows]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    a1.plot(ks, [r["train_accuracy"] for r in rows], "o-", label="accuracy (fit split)")
+    if "test_accuracy" in rows[0]:
+        a1.plot(ks, [r["test_accuracy"] for r in rows], "s-", label="accuracy (held out)")
+    a1.plot(ks, [r["homogeneity"] for r in rows], "^-", label="homogeneity")
+    a1.set_xscale("log")
+    a1.set_xticks(ks, [str(k) for k in ks])
+    a1.set_xlabel("K (clusters)")
+    a1.set_ylim(0, 1)
+    a1.grid(alpha=0.3)
+    a1.legend()
+    a1.set_title("Accuracy and homogeneity vs K")
+    a2.plot(ks, [r["inertia"] for r in rows], "o-", color="C3")
+    a2.set_xscale("log")
+    a2.set_xticks(ks, [str(k) for k in ks])
+    a2.set_xlabel("K (clusters)")
+    a2.set_ylabel("inertia (sum of squared distances)")
+    a2.grid(alpha=0.3)
+    a2.set_title("Inertia vs K")
+    return _save(fig, path)
+
+
+def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path) -> Path:
+    """The elbow plot: inertia against K on linear axes."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(list(ks), list(inertias), "o-")
+    ax.set_xlabel("K (clusters)")
+    ax.set_ylabel("inertia")
+    ax.set_title("Elbow curve")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def contingency_heatmap(
+    table: np.ndarray, classes: Sequence[int], clusters: Sequence[int], path: str | Path,
+    *, title: str = "Contingency (true label x cluster)",
+) -> Path:
+    """Heat map of a contingency table, counts written in the cells when it is small."""
+    table = np.asarray(table)
+    fig, ax = plt.subplots(figsize=(max(5, 0.45 * table.shape[1] + 2),
+                                    max(4, 0.4 * table.shape[0] + 1.5)))
+    im = ax.imshow(table, cmap="Blues", aspect="auto")
+    fig.colorbar(im, ax=ax, label="samples")
+    if table.shape[1] <= 40:
+        ax.set_xticks(range(len(clusters)), [str(c) for c in clusters], fontsize=8)
+    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    if table.size <= 400:
+        hi = table.max() / 2 if table.size else 0
+        for (i, j), v in np.ndenumerate(table):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > hi else "black")
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("true label")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def quantize_comparison(
+    original: np.ndarray, quantized: np.ndarray, random: np.ndarray, path: str | Path, *,
+    n_colors: int, psnr_kmeans: float, psnr_random: float,
+) -> Path:
+    """Original, K-means colours and random colours side by side, with their PSNR."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = [
+        (original, "Original"),
+        (quantized, f"{n_colors} colours, K-means (PSNR {psnr_kmeans:.1f} dB)"),
+        (random, f"{n_colors} colours, random (PSNR {psnr_random:.1f} dB)"),
+    ]
+    for ax, (img, t) in zip(axes, panels, strict=True):
+        ax.imshow(img)
+        ax.set_title(t)
+        ax.axis("off")
+    return _save(fig, path)
