@@ -98,9 +98,9 @@ def compute(obj: Any, n_tasks: int = 1) -> Any:
 # --------------------------------------------------------------------------- arrays
 
 
-def auto_row_chunks(n: int, d: int, itemsize: int) -> int:
+def auto_row_chunks(n: int, d: int, itemsize: int, threads: int | None = None) -> int:
     """Rows per chunk for an in-memory array: ~32 MB, and at least one chunk per thread."""
-    threads = n_threads()
+    threads = threads or n_threads()
     by_bytes = max(1, TARGET_CHUNK_BYTES // max(1, d * itemsize))
     if n * d * itemsize < (1 << 20):  # tiny: one chunk, scheduling would dominate
         return max(n, 1)
@@ -122,6 +122,35 @@ def as_dask(X: Any, *, row_chunks: int | None = None) -> da.Array:
     if arr.ndim == 2 and arr.numblocks[1] != 1:
         arr = arr.rechunk({1: -1})
     return arr
+
+
+def scatter_rows(X: np.ndarray) -> da.Array:
+    """Ship an in-memory array to the cluster once, its row chunks spread over workers.
+
+    (``persist`` of a ``from_array`` graph may leave every chunk on one worker, which
+    then computes alone.)
+    """
+    from distributed import default_client
+
+    client = default_client()
+    # one chunk per worker thread (up to 256 MB each): every task costs a scheduler
+    # round trip, and in-memory chunks need no streaming granularity
+    threads = total_threads()
+    rows = max(-(-X.shape[0] // threads),
+               auto_row_chunks(X.shape[0], X.shape[1], X.dtype.itemsize, threads)
+               if X.nbytes > threads * (256 << 20) else 0)
+    parts = [X[s : s + rows] for s in range(0, X.shape[0], rows)]
+    # received buffers may be unaligned for float32 (seen: address % 64 == 42), which
+    # slows every kernel: keep an aligned copy on the worker instead
+    futures = [client.submit(_aligned, f) for f in client.scatter(parts)]
+    return da.concatenate([
+        da.from_delayed(f, shape=p.shape, dtype=X.dtype) for f, p in zip(futures, parts,
+                                                                         strict=True)
+    ])
+
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.aligned and a.flags.c_contiguous else np.array(a, order="C")
 
 
 def align_weights(sample_weight: Any, X: da.Array) -> da.Array | None:

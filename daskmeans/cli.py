@@ -586,6 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``daskmeans`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
     console = Console(args.quiet)
+    pkg, dist = logging.getLogger("daskmeans"), logging.getLogger("distributed")
+    saved = (pkg.level, list(pkg.handlers), pkg.propagate, dist.level)
     _setup_logging(args.log_level, console)
     debug = args.log_level == "debug"
     try:
@@ -600,6 +602,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"daskmeans: error: {e}", file=sys.stderr)
         return 2
+    finally:  # called in-process (tests, notebooks): leave logging as it was
+        pkg.setLevel(saved[0])
+        pkg.handlers[:] = saved[1]
+        pkg.propagate = saved[2]
+        dist.setLevel(saved[3])
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -146,9 +146,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         self._check_params(n)
         w = _check_weights(sample_weight, n)
         Xnp = None if lazy else X
-        Xd = R.as_dask(X)
         if not lazy and R.using_distributed():
-            Xd = Xd.persist()  # ship in-memory data to the workers once, not per iteration
+            Xd = R.scatter_rows(X)  # ship in-memory data to the workers once, spread out
+        else:
+            Xd = R.as_dask(X)
         if self.metric == "cosine":
             Xd = R.normalize_lazy(Xd)
             if Xnp is not None:

@@ -100,13 +100,10 @@ def main() -> None:
                    per_iteration(lambda m, C0=C0, k=k: ours(m, C0, k, Xz), 2, args.iters,
                                  args.repeat))
         if client is not None:
-            import dask.array as da
-
             with client.as_current():
-                Xp = client.persist(da.from_array(X, chunks=(n // 2 + 1, -1)))
-                from distributed import wait
+                from daskmeans import _reduce
 
-                wait(Xp)
+                Xp = _reduce.scatter_rows(X)  # persisted, chunks spread over the workers
                 record("daskmeans LocalCluster 2x1", k,
                        per_iteration(lambda m, C0=C0, k=k, Xp=Xp: ours(m, C0, k, Xp), 2, args.iters,
                                      args.repeat))
