@@ -1,7 +1,7 @@
 """daskmeans: distributed, out-of-core K-means on Dask and Zarr."""
 
 from .cluster import KMeans, MiniBatchKMeans, load_model, save_model
-from .quantize import QuantizedImage, quantize
+from .quantization import QuantizedImage, quantize
 
 __all__ = ["KMeans", "MiniBatchKMeans", "QuantizedImage", "load_model", "quantize", "save_model"]
 __version__ = "0.1.0"

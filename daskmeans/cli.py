@@ -351,7 +351,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 def _quantize(photo: Any, colors: int, out: Path, seed: int, store: Path | None,
               console: Console, label: str) -> list[Path]:
     from . import plot
-    from .quantize import quantize, random_palette_psnr
+    from .quantization import quantize, random_palette_psnr
 
     t0 = time.perf_counter()
     q = quantize(photo, colors, random_state=seed, store=store)
@@ -361,7 +361,7 @@ def _quantize(photo: Any, colors: int, out: Path, seed: int, store: Path | None,
     h, w = q.labels.shape
     stride = max(1, int(np.ceil(np.sqrt(h * w / 4e6))))
     original = q.image[::stride, ::stride].compute()
-    from .quantize import _assign_lazy, sample_pixels
+    from .quantization import _assign_lazy, sample_pixels
 
     rng = np.random.default_rng(seed)
     rand_pal = np.clip(np.rint(sample_pixels(q.image, colors, rng) * 255), 0, 255).astype(
