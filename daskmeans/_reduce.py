@@ -88,6 +88,39 @@ def _threadpool_controller() -> Any:
     return ThreadpoolController()
 
 
+_PINNED: list[Any] = []
+
+
+def _pin_blas_in_worker() -> None:
+    """Inside a distributed worker, pin BLAS to one thread per process, once.
+
+    Workers started through a nanny already get ``OPENBLAS_NUM_THREADS=1``; workers
+    started without one (``--no-nanny``, some batch systems) do not, and each would
+    run a BLAS pool as large as the machine: on 2 cores, 3 workers spun 6 BLAS threads
+    and made every task ~5x slower.
+    """
+    if _PINNED:
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return
+    _PINNED.append(_threadpool_controller().limit(limits=1, user_api="blas"))
+
+
+def _task(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a function that runs inside dask tasks (pins worker BLAS threads)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        _pin_blas_in_worker()
+        return fn(*args, **kwargs)
+
+    return run
+
+
 def compute(obj: Any, n_tasks: int = 1) -> Any:
     """The one ``dask.compute`` call of a pass (BLAS threads pinned for local threads)."""
     with _blas_limits(n_tasks):
@@ -201,7 +234,7 @@ def _map_reduce(
                 for k, v in shared.items()}
     blocks = _blocks(X)
     wblocks = _weight_blocks(weights, len(blocks))
-    kern = dask.delayed(kernel, pure=False)
+    kern = dask.delayed(_task(kernel), pure=False)
     parts = [
         kern(b, w, **shared_d, **(per_block(i, off) if per_block else {}))
         for i, (b, w, off) in enumerate(zip(blocks, wblocks, _offsets(X), strict=True))
@@ -257,7 +290,7 @@ def batch_pass(
     parts = []
     if rows is not None:
         bounds = np.searchsorted(rows, [*offsets, X.shape[0]])
-        kern = dask.delayed(_batch_rows_kernel, pure=False)
+        kern = dask.delayed(_task(_batch_rows_kernel), pure=False)
         for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             if hi > lo:
                 local = rows[lo:hi] - offsets[i]
@@ -265,7 +298,7 @@ def batch_pass(
                                   np.arange(lo, hi, dtype=np.int64), n_top, n_sample, seed))
     else:
         assert chunk_ids is not None
-        kern = dask.delayed(_batch_chunk_kernel, pure=False)
+        kern = dask.delayed(_task(_batch_chunk_kernel), pure=False)
         parts = [kern(blocks[i], wblocks[i], C_d, offsets[i], n_top, n_sample, seed)
                  for i in chunk_ids]
     return compute(tree_reduce(parts, split_every), n_tasks=len(parts))
@@ -326,14 +359,17 @@ def take_rows(X: da.Array, index: np.ndarray, weights: da.Array | None = None) -
 # --------------------------------------------------------------------------- lazy maps
 
 
+@_task
 def _labels_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
     return K.assign(block, C)[0]
 
 
+@_task
 def _transform_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
     return K.distances(block, C)
 
 
+@_task
 def _sqdist_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
     return K.assign(block, C)[1]
 
@@ -387,7 +423,7 @@ def contingency_pass(
     labels_pred = labels_pred.rechunk((labels_true.chunks[0],))
     tb = labels_true.to_delayed(optimize_graph=False).ravel()
     pb = labels_pred.to_delayed(optimize_graph=False).ravel()
-    kern = dask.delayed(K.pair_table, pure=False)
+    kern = dask.delayed(_task(K.pair_table), pure=False)
     parts = [kern(t, p) for t, p in zip(tb, pb, strict=True)]
     table = compute(tree_reduce(parts, split_every), n_tasks=len(parts))
     return table.finish()

@@ -123,8 +123,11 @@ def dask_cluster(args: argparse.Namespace, console: Console) -> Iterator[Any]:
                                 tls_client_key=args.tls_key, require_encryption=True)
         try:
             client = Client(args.scheduler, security=security, timeout=args.connect_timeout)
-        except (OSError, TimeoutError) as e:
-            raise UserError(f"cannot reach the scheduler at {args.scheduler}: {e}") from e
+        except (OSError, TimeoutError, TypeError, ValueError) as e:
+            hint = ""
+            if args.scheduler.startswith("tls://") and security is None:
+                hint = " (a tls:// scheduler needs --tls-ca-file, --tls-cert and --tls-key)"
+            raise UserError(f"cannot reach the scheduler at {args.scheduler}: {e}{hint}") from e
         console.info(f"cluster: {args.scheduler} "
                     f"({len(client.scheduler_info().get('workers', {}))} workers)")
         try:

@@ -33,6 +33,10 @@ _INIT_NAMES = ("k-means++", "k-means||", "random")
 _METRICS = ("euclidean", "cosine")
 
 
+class ModelFormatError(ValueError):
+    """A model or checkpoint file is not daskmeans', or of an unsupported version."""
+
+
 @dataclass
 class IterationRecord:
     """One entry of ``history_``."""
@@ -368,7 +372,16 @@ class KMeans(_BaseKMeans):
         self.init_rounds = init_rounds
         self.split_every = split_every
 
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
+    ) -> KMeans:
         """Compute the clustering.
 
         Parameters
@@ -376,6 +389,11 @@ class KMeans(_BaseKMeans):
         X : (n_samples, n_features) numpy array, dask array, Zarr array or store path
         y : ignored
         sample_weight : (n_samples,) array-like or dask array, optional
+        checkpoint : path of an ``.npz`` checkpoint, written atomically every
+            ``checkpoint_every`` iterations (centres, iteration, tolerance, history, the
+            seeds of every init run and the best run so far; no pickle)
+        resume : continue from ``checkpoint`` if it exists (it must come from the same
+            parameters and data shape); the result equals an uninterrupted fit's
 
         Returns
         -------
@@ -383,16 +401,34 @@ class KMeans(_BaseKMeans):
         """
         Xd, wd, lazy, Xnp = self._prepare(X, sample_weight)
         rs = check_random_state(self.random_state)
+        seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]
+        ckpt = _Checkpoint(checkpoint, checkpoint_every, self, Xd, seeds) if checkpoint else None
+        state = ckpt.load() if (ckpt is not None and resume) else None
         best: tuple[float, np.ndarray, int, list[IterationRecord], bool] | None = None
-        for run in range(self._n_init()):
-            seed = int(rs.randint(np.iinfo(np.int32).max))
-            rng = np.random.default_rng(seed)
-            t0 = time.perf_counter()
-            C0 = self._init_centers(Xd, wd, rng, seed)
-            log.info("init run %d (%s): %.2fs", run, self._init_name(), time.perf_counter() - t0)
-            result = self._lloyd(Xd, wd, C0, run)
+        first_run = 0
+        if state is not None:
+            best, first_run = state["best"], state["run"]
+        for run in range(first_run, len(seeds)):
+            seed = seeds[run]
+            resume_at = state if (state is not None and run == first_run) else None
+            if resume_at is not None and resume_at["centers"] is not None:
+                C0 = resume_at["centers"]
+                log.info("resuming run %d at iteration %d", run, resume_at["iteration"])
+            else:
+                rng = np.random.default_rng(seed)
+                t0 = time.perf_counter()
+                C0 = self._init_centers(Xd, wd, rng, seed)
+                log.info("init run %d (%s): %.2fs", run, self._init_name(),
+                         time.perf_counter() - t0)
+                resume_at = None
+            save = None if ckpt is None else (
+                lambda it, C, tol_abs, hist, run=run, best=best: ckpt.save(
+                    run, it, C, tol_abs, hist, best))
+            result = self._lloyd(Xd, wd, C0, run, resume=resume_at, save=save)
             if best is None or result[0] < best[0]:
                 best = result
+            if ckpt is not None:
+                ckpt.save(run + 1, 0, None, 0.0, [], best)
         assert best is not None
         inertia, C, n_iter, history, _ = best
         self.cluster_centers_ = C
@@ -406,15 +442,17 @@ class KMeans(_BaseKMeans):
         return self.init if isinstance(self.init, str) else type(self.init).__name__
 
     def _lloyd(
-        self, X: da.Array, w: da.Array | None, C: np.ndarray, run: int
+        self, X: da.Array, w: da.Array | None, C: np.ndarray, run: int,
+        resume: dict[str, Any] | None = None, save: Callable[..., None] | None = None,
     ) -> tuple[float, np.ndarray, int, list[IterationRecord], bool]:
         """Lloyd iterations from centres C; returns (inertia, centres, n_iter, history)."""
         k = self.n_clusters
-        tol_abs = 0.0
-        history: list[IterationRecord] = []
+        tol_abs = 0.0 if resume is None else resume["tol_abs"]
+        history: list[IterationRecord] = [] if resume is None else resume["history"]
+        start = 0 if resume is None else resume["iteration"]
         strict = False
         inertia = np.inf
-        for it in range(self.max_iter):
+        for it in range(start, self.max_iter):
             t0 = time.perf_counter()
             first = it == 0 and self.tol > 0
             part = R.lloyd_pass(X, C, w, n_top=k, moments=first, split_every=self.split_every)
@@ -441,10 +479,82 @@ class KMeans(_BaseKMeans):
                 break
             if shift <= tol_abs:
                 break
+            if save is not None:
+                save(it + 1, C, tol_abs, history)
         n_iter = len(history)
         if not strict:  # E-step against the final centres, as scikit-learn does
             inertia = R.lloyd_pass(X, C, w, split_every=self.split_every).sse(C)
         return inertia, C, n_iter, history, strict
+
+
+class _Checkpoint:
+    """Atomic ``.npz`` checkpoints of a Lloyd fit (arrays + a JSON header, no pickle)."""
+
+    def __init__(self, path: str | Path, every: int, est: KMeans, X: da.Array,
+                 seeds: list[int]) -> None:
+        if not isinstance(every, numbers.Integral) or every < 1:
+            raise ValueError(f"checkpoint_every must be a positive integer, got {every!r}")
+        self.path = Path(path)
+        self.every = int(every)
+        params = {k: v for k, v in est.get_params().items()
+                  if v is None or isinstance(v, str | int | float | bool)}
+        self.fingerprint = {"params": params, "shape": list(X.shape), "dtype": str(X.dtype),
+                            "seeds": seeds}
+
+    def save(self, run: int, iteration: int, C: np.ndarray | None, tol_abs: float,
+             history: list[IterationRecord], best: Any) -> None:
+        if C is not None and iteration % self.every:
+            return
+        import json
+        import os
+        import tempfile
+
+        header = {
+            "format": "daskmeans-checkpoint/1", "fingerprint": self.fingerprint, "run": run,
+            "iteration": iteration, "tol_abs": tol_abs,
+            "history": [asdict(h) for h in history],
+            "best": None if best is None else {
+                "inertia": best[0], "n_iter": best[2], "strict": best[4],
+                "history": [asdict(h) for h in best[3]]},
+        }
+        arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+        if C is not None:
+            arrays["centers"] = C
+        if best is not None:
+            arrays["best_centers"] = best[1]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, self.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def load(self) -> dict[str, Any] | None:
+        import json
+
+        if not self.path.exists():
+            log.info("no checkpoint at %s: starting afresh", self.path)
+            return None
+        with np.load(self.path, allow_pickle=False) as data:
+            header = json.loads(bytes(data["header"]).decode())
+            centers = np.array(data["centers"]) if "centers" in data else None
+            best_c = np.array(data["best_centers"]) if "best_centers" in data else None
+        if header.get("format") != "daskmeans-checkpoint/1":
+            raise ModelFormatError(f"{self.path}: not a daskmeans checkpoint")
+        if header["fingerprint"] != self.fingerprint:
+            raise ValueError(
+                f"checkpoint {self.path} comes from other parameters or data "
+                f"({header['fingerprint']} != {self.fingerprint})")
+        best = None
+        if header["best"] is not None:
+            b = header["best"]
+            best = (b["inertia"], best_c, b["n_iter"],
+                    [IterationRecord(**h) for h in b["history"]], b["strict"])
+        return {"run": header["run"], "iteration": header["iteration"], "centers": centers,
+                "tol_abs": header["tol_abs"], "best": best,
+                "history": [IterationRecord(**h) for h in header["history"]]}
 
 
 def centers_from_sums(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -832,10 +942,6 @@ class MiniBatchKMeans(_BaseKMeans):
 
 MODEL_FORMAT = "daskmeans-model"
 MODEL_VERSION = 1
-
-
-class ModelFormatError(ValueError):
-    """A model file is not a daskmeans model, or of an unsupported version."""
 
 
 def save_model(

@@ -51,7 +51,7 @@ def local_cluster():
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None, host="127.0.0.1", memory_limit="2GiB")
+                           dashboard_address="127.0.0.1:0", host="127.0.0.1", memory_limit="2GiB")
     client = Client(cluster, set_as_default=False)
     yield client
     client.close()

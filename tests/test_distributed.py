@@ -1,0 +1,280 @@
+"""A real multi-process cluster: `dask scheduler` + `dask worker` OS processes on 127.0.0.1.
+
+Fits through Client(address) and the CLI's --scheduler, a worker killed mid-fit,
+concurrent fits, a TLS scheduler, and checkpoint/resume after the client process dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from daskmeans import KMeans, MiniBatchKMeans, io
+
+pytestmark = pytest.mark.slow
+
+
+class ProcessCluster:
+    """A scheduler and workers as separate processes; torn down reliably."""
+
+    def __init__(self, workdir: Path, n_workers: int = 3, tls: dict[str, str] | None = None,
+                 memory_limit: str = "1GiB") -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.file = workdir / "scheduler.json"
+        self.file.unlink(missing_ok=True)
+        tls_args = [] if tls is None else [
+            "--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]]
+        proto = ["--protocol", "tls"] if tls else []
+        log = open(workdir / "cluster.log", "ab")
+        self.log = log
+        self.procs.append(subprocess.Popen(
+            ["dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(self.file), *proto, *tls_args],
+            stdout=log, stderr=log, start_new_session=True))
+        deadline = time.time() + 60
+        while not self.file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        self.address = json.loads(self.file.read_text())["address"]
+        for i in range(n_workers):
+            self.procs.append(subprocess.Popen(
+                ["dask", "worker", self.address, "--nthreads", "1", "--no-nanny",
+                 "--no-dashboard", "--memory-limit", memory_limit, "--name", f"w{i}",
+                 "--host", "127.0.0.1", *tls_args],
+                stdout=log, stderr=log, start_new_session=True))
+        self.security = None
+        if tls:
+            from distributed.security import Security
+
+            self.security = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"],
+                                     tls_client_key=tls["key"], require_encryption=True)
+        from distributed import Client
+
+        with Client(self.address, security=self.security, timeout=60) as c:
+            c.wait_for_workers(n_workers, timeout=60)
+            self.worker_pids = c.run(os.getpid)
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from distributed import Client
+
+        return Client(self.address, security=self.security, timeout=30)
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.time() + 3
+        for p in self.procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
+    c = ProcessCluster(tmp_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def blobs_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return io.make_blobs_zarr(tmp_path_factory.mktemp("pc") / "blobs.zarr", 300_000, 16,
+                              centers=12, chunk_rows=10_000, random_state=3)
+
+
+def _fit(est, X):  # type: ignore[no-untyped-def]
+    return est.fit(X)
+
+
+def test_fits_through_address_equal_threaded(cluster: ProcessCluster, blobs_store: Path) -> None:
+    X = io.open_array(blobs_store)
+    with dask.config.set(scheduler="threads"):
+        ref_l = KMeans(12, init="k-means||", random_state=0, max_iter=30).fit(X)
+        ref_m = MiniBatchKMeans(12, random_state=0, batch_size=5000).fit(X)
+    with cluster.client():
+        lloyd = KMeans(12, init="k-means||", random_state=0, max_iter=30).fit(X)
+        mini = MiniBatchKMeans(12, random_state=0, batch_size=5000).fit(X)
+    np.testing.assert_allclose(lloyd.cluster_centers_, ref_l.cluster_centers_, atol=1e-5)
+    assert lloyd.n_iter_ == ref_l.n_iter_
+    np.testing.assert_allclose(mini.cluster_centers_, ref_m.cluster_centers_, atol=1e-5)
+
+
+def test_cli_scheduler_option(cluster: ProcessCluster, mnist_store: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.npz"
+    p = subprocess.run([sys.executable, "-m", "daskmeans.cli", "fit", str(mnist_store),
+                        "--split", "test", "--k", "10", "--model", str(model),
+                        "--scheduler", cluster.address], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert f"cluster: {cluster.address}" in p.stderr and model.exists()
+
+
+def _kill_when(cond, pid: int, fit_thread: threading.Thread) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.time() + 120
+    while not cond() and time.time() < deadline:
+        time.sleep(0.02)
+    alive = fit_thread.is_alive()
+    os.kill(pid, signal.SIGKILL)
+    return alive
+
+
+def test_worker_killed_mid_lloyd_fit(cluster: ProcessCluster, blobs_store: Path,
+                                     tmp_path: Path) -> None:
+    X = io.open_array(blobs_store)
+    ckpt = tmp_path / "c.npz"
+    victim = next(iter(cluster.worker_pids.values()))
+    result: dict[str, KMeans] = {}
+    with cluster.client():
+        # 40 clusters on 12 blobs keep moving for many iterations: the kill lands mid-fit.
+        # The reference runs on the same cluster: BLAS thread settings change float
+        # rounding, which near-ties carry through 25 unconverged iterations.
+        ref = KMeans(40, random_state=1, max_iter=25, tol=0).fit(X)
+        assert ref.n_iter_ > 6
+        t = threading.Thread(target=lambda: result.setdefault("km", KMeans(
+            40, random_state=1, max_iter=25, tol=0).fit(X, checkpoint=ckpt)))
+        t.start()
+
+        def two_iterations_done() -> bool:
+            if not ckpt.exists():
+                return False
+            try:
+                with np.load(ckpt) as d:
+                    return json.loads(bytes(d["header"]).decode())["iteration"] >= 2
+            except Exception:
+                return False
+
+        assert _kill_when(two_iterations_done, victim, t), "fit ended before the kill"
+        t.join(timeout=300)
+    km = result["km"]
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
+    assert km.n_iter_ == ref.n_iter_ and km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+
+
+def test_worker_killed_mid_minibatch_and_evaluate(cluster: ProcessCluster,
+                                                  blobs_store: Path) -> None:
+    import zarr
+
+    from daskmeans import metrics
+
+    X = io.open_array(blobs_store)
+    y = da.from_zarr(zarr.open_group(blobs_store, mode="r")["y"])
+    params = {"n_clusters": 12, "random_state": 2, "sampling": "chunks", "max_iter": 3,
+              "max_no_improvement": None}
+    pids = list(cluster.worker_pids.values())
+    result: dict[str, object] = {}
+    with cluster.client():
+        ref = MiniBatchKMeans(**params).fit(X)  # undisturbed, on the same cluster
+        ref_eval = metrics.evaluate(y, ref.predict(X))
+        t = threading.Thread(target=lambda: result.setdefault(
+            "mb", MiniBatchKMeans(**params).fit(X)))
+        start = time.time()
+        t.start()
+        assert _kill_when(lambda: time.time() - start > 1.5, pids[0], t)
+        t.join(timeout=300)
+        mb = result["mb"]
+        e = threading.Thread(target=lambda: result.setdefault(
+            "eval", metrics.evaluate(y, mb.predict(X))))  # type: ignore[attr-defined]
+        e.start()
+        os.kill(pids[1], signal.SIGKILL)  # one worker left
+        e.join(timeout=300)
+    np.testing.assert_allclose(mb.cluster_centers_, ref.cluster_centers_, atol=1e-5)  # type: ignore[attr-defined]
+    assert result["eval"] == ref_eval
+
+
+def test_ten_concurrent_fits(cluster: ProcessCluster) -> None:
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(20_000, n_features=8, centers=6, random_state=0)
+    ref = KMeans(6, random_state=0).fit(X)
+    out: list[KMeans] = []
+    with cluster.client():
+        threads = [threading.Thread(target=lambda: out.append(KMeans(6, random_state=0).fit(
+            da.from_array(X, chunks=2000)))) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    assert len(out) == 10
+    for km in out:
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-9)
+
+
+def test_tls_scheduler_with_self_signed_certificate(tmp_path: Path, mnist_store: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    tls = {"ca": str(cert), "cert": str(cert), "key": str(key)}
+    c = ProcessCluster(tmp_path, n_workers=2, tls=tls)
+    try:
+        assert c.address.startswith("tls://")
+        model = tmp_path / "m.npz"
+        p = subprocess.run([sys.executable, "-m", "daskmeans.cli", "fit", str(mnist_store),
+                            "--split", "test", "--k", "10", "--model", str(model),
+                            "--scheduler", c.address, "--tls-ca-file", str(cert),
+                            "--tls-cert", str(cert), "--tls-key", str(key)],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        # without the certificate the scheduler refuses us: one clear line
+        p = subprocess.run([sys.executable, "-m", "daskmeans.cli", "fit", str(mnist_store),
+                            "--split", "test", "--k", "10", "--model", str(model),
+                            "--scheduler", c.address, "--connect-timeout", "3"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and "daskmeans: error:" in p.stderr
+    finally:
+        c.close()
+
+
+CRASHING_FIT = """
+import os, sys
+import numpy as np
+import dask
+import dask.array as da
+import daskmeans._reduce as R
+from daskmeans import KMeans
+real, calls = R.lloyd_pass, [0]
+def dying(*a, **k):
+    calls[0] += 1
+    if calls[0] == 7:
+        os._exit(3)  # the client process dies, mid-fit, without cleaning up
+    return real(*a, **k)
+R.lloyd_pass = dying
+X = np.load(sys.argv[1])
+with dask.config.set(scheduler="threads"):
+    KMeans(8, random_state=0, max_iter=40, tol=0).fit(X, checkpoint=sys.argv[2])
+"""
+
+
+def test_checkpoint_resume_after_client_dies(tmp_path: Path, mnist_test) -> None:
+    X = mnist_test[0][:4000]
+    np.save(tmp_path / "X.npy", X)
+    ckpt = tmp_path / "fit.npz"
+    p = subprocess.run([sys.executable, "-c", CRASHING_FIT, str(tmp_path / "X.npy"),
+                        str(ckpt)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 3, p.stderr
+    with np.load(ckpt) as d:
+        assert json.loads(bytes(d["header"]).decode())["iteration"] == 6
+    resumed = KMeans(8, random_state=0, max_iter=40, tol=0).fit(X, checkpoint=ckpt,
+                                                                 resume=True)
+    fresh = KMeans(8, random_state=0, max_iter=40, tol=0).fit(X)
+    np.testing.assert_array_equal(resumed.cluster_centers_, fresh.cluster_centers_)
+    assert resumed.n_iter_ == fresh.n_iter_ and resumed.inertia_ == fresh.inertia_
+    assert [h["iteration"] for h in resumed.history_] == list(range(1, fresh.n_iter_ + 1))
+    with pytest.raises(ValueError, match="other parameters or data"):
+        KMeans(9, random_state=0).fit(X, checkpoint=ckpt, resume=True)
