@@ -384,7 +384,7 @@ def _quantize(photo: Any, colors: int, out: Path, seed: int, store: Path | None,
 def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
     photo = Path(args.photo)
     if not photo.exists():
-        raise UserError(f"{photo}: no such image")
+        raise UserError(f"{photo}: no such image or image store")
     out = Path(args.out)
     _writable_dir(out.resolve().parent)
     with dask_cluster(args, console):

@@ -53,6 +53,7 @@ __all__ = [
     "open_image",
     "read_idx",
     "read_idx_header",
+    "synthetic_image",
 ]
 
 log = logging.getLogger(__name__)
@@ -441,6 +442,8 @@ def _idx_to_zarr(path: Path, grp: zarr.Group, kind: str, chunk_rows: int) -> int
         if block.shape[0]:
             arr[n : n + block.shape[0]] = block
         n += block.shape[0]
+        log.debug("%s: %d/%d rows", path.name, n, shape[0],
+                  extra={"progress": ("ingest", n, shape[0], f"{path.name}")})
     return n
 
 
@@ -594,8 +597,8 @@ def image_to_zarr(
     ``image`` is a file PIL can read (greyscale, palette and RGBA are converted to RGB)
     or an (H, W, 3) uint8 array. Decoding a compressed file needs its uint8 pixels in
     memory once (PIL decodes whole frames); everything downstream works tile by tile.
-    For images too large to decode at once, write tiles directly with
-    :func:`zarr.open_array` (see ``synthetic_image``), then use :func:`open_image`.
+    For images too large to decode at once, write tiles directly into a store laid
+    out like this one (see :func:`synthetic_image`), then use :func:`open_image`.
 
     Examples
     --------
@@ -661,6 +664,46 @@ def image_pixels(store: PathLike | zarr.Group | da.Array) -> da.Array:
 
 
 # --------------------------------------------------------------------------- synthetic
+
+
+def _synthetic_tile(src: np.ndarray, r0: int, c0: int, h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, r0, c0])
+    sh, sw = src.shape[:2]
+    rows = (np.arange(r0, r0 + h) + rng.integers(sh)) % sh
+    cols = (np.arange(c0, c0 + w) + rng.integers(sw)) % sw
+    tile = src[rows][:, cols].astype(np.int16)
+    tile += rng.integers(-8, 9, size=tile.shape, dtype=np.int16)
+    return np.clip(tile, 0, 255).astype(np.uint8)
+
+
+def synthetic_image(
+    store: PathLike, height: int, width: int, *, source: np.ndarray | None = None,
+    tile: int = DEFAULT_TILE, random_state: int = 0, overwrite: bool = True,
+) -> Path:
+    """Write a large RGB test image tile by tile: a photo repeated with random shifts
+    and +-8 noise (scikit-learn's china.jpg by default). Memory: a few tiles.
+
+    Examples
+    --------
+    >>> p = synthetic_image("/tmp/big.zarr", 20_000, 20_000)  # 400 megapixels  # doctest: +SKIP
+    """
+    import dask
+
+    if source is None:
+        from sklearn.datasets import load_sample_image
+
+        source = load_sample_image("china.jpg")
+    with atomic_dir(store, overwrite=overwrite) as tmp:
+        arr = _create_image_store(tmp, height, width, tile, source="synthetic")
+
+        def write(r0: int, c0: int) -> None:
+            h, w = min(tile, height - r0), min(tile, width - c0)
+            arr[r0 : r0 + h, c0 : c0 + w] = _synthetic_tile(source, r0, c0, h, w, random_state)
+
+        dask.compute(*[dask.delayed(write)(r, c) for r in range(0, height, tile)
+                       for c in range(0, width, tile)])
+    return Path(store)
+
 
 
 def _blob_block(

@@ -33,8 +33,9 @@ __all__ = ["QuantizedImage", "assign_colors", "color_lut", "psnr", "quantize"]
 
 log = logging.getLogger(__name__)
 
-#: images with at least this many pixels are assigned through the 2**24 lookup table.
-LUT_MIN_PIXELS = 4_000_000
+#: images with at least this many pixels are assigned through the 2**24 lookup table
+#: (building it costs about as much as assigning 16.7 M pixels directly).
+LUT_MIN_PIXELS = 24_000_000
 _PIX_BLOCK = 1 << 16
 
 
@@ -63,11 +64,19 @@ def assign_colors(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def color_lut(palette: np.ndarray) -> np.ndarray:
-    """Nearest palette entry of every 24-bit colour: (2**24,) lookup table."""
-    r = np.arange(256, dtype=np.uint32)
-    codes = (r[:, None, None] << 16) | (r[None, :, None] << 8) | r[None, None, :]
-    rgb = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=-1)
-    return assign_colors(rgb.reshape(-1, 3).astype(np.uint8), palette)
+    """Nearest palette entry of every 24-bit colour: (2**24,) lookup table.
+
+    Built one red value (65,536 colours) at a time: a few MB of temporaries.
+    """
+    dtype = np.uint8 if len(palette) <= 256 else np.uint16
+    lut = np.empty(1 << 24, dtype=dtype)
+    gb = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), axis=-1)
+    slab = np.empty((65536, 3), dtype=np.uint8)
+    slab[:, 1:] = gb.reshape(-1, 2)
+    for r in range(256):
+        slab[:, 0] = r
+        lut[r << 16 : (r + 1) << 16] = assign_colors(slab, palette)
+    return lut
 
 
 def sample_pixels(img: da.Array, size: int, rng: np.random.Generator) -> np.ndarray:

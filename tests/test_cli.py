@@ -151,3 +151,34 @@ def test_demo_offline_falls_back_to_digits(tmp_path: Path) -> None:
     assert "MNIST unavailable" in p.stdout and "digits" in p.stdout
     assert p.stdout.count("MNIST unavailable") == 1 and "WARNING" not in p.stderr
     assert (tmp_path / "out" / "centroids.png").exists()
+
+
+def test_ingest_image_then_quantize_store(sched: list[str], tmp_path: Path, capsys) -> None:
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    photo = tmp_path / "china.png"
+    Image.fromarray(load_sample_image("china.jpg")).save(photo)
+    store = tmp_path / "china.zarr"
+    code, out, _ = run(["ingest", "image", str(photo), "--out", str(store), "--tile", "128",
+                        *sched], capsys)
+    assert code == 0 and "(427, 640, 3)" in out
+    code, out, _ = run(["quantize", str(store), "--colors", "8", "--out",
+                        str(tmp_path / "q.png"), *sched], capsys)
+    assert code == 0 and "PSNR" in out
+
+
+def test_model_version_is_checked(store: Path, tmp_path: Path, capsys) -> None:
+    import json as _json
+
+    from daskmeans import KMeans, save_model
+
+    path = save_model(KMeans(2, random_state=0).fit(np.eye(4)), tmp_path / "m.npz")
+    with np.load(path) as d:
+        header = _json.loads(bytes(d["header"]).decode())
+        centres = d["cluster_centers"]
+    header["version"] = 99
+    np.savez(path, cluster_centers=centres,
+             header=np.frombuffer(_json.dumps(header).encode(), dtype=np.uint8))
+    code, _, err = run(["evaluate", str(store), "--model", str(path)], capsys)
+    assert code == 2 and "version 99 is not supported" in err
