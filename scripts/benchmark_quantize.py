@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--memory-limit", default="1GiB")
     p.add_argument("--assign-megapixels", type=float, default=16)
     p.add_argument("--workdir", default=None)
+    p.add_argument("--reuse", action="store_true", help="reuse WORKDIR/big.zarr if present")
     args = p.parse_args()
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
@@ -46,14 +47,16 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from daskmeans import io, quantize
-    from daskmeans.quantization import assign_colors, color_lut
+    from daskmeans.quantization import _lut_tile, assign_colors, color_lut
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dm-quant-"))
     side = int(math.sqrt(args.megapixels * 1e6))
     t0 = time.perf_counter()
     with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=args.memory_limit,
                       dashboard_address=None, host="127.0.0.1") as cl, Client(cl) as client:
-        store = io.synthetic_image(work / "big.zarr", side, side, tile=args.tile)
+        store = work / "big.zarr"
+        if not (args.reuse and store.exists()):
+            io.synthetic_image(store, side, side, tile=args.tile)
         t1 = time.perf_counter()
         mp = side * side / 1e6
         print(f"synthetic image {side}x{side} ({mp:.0f} MP) written in {t1 - t0:.1f}s "
@@ -73,6 +76,7 @@ def main() -> None:
     img = io.open_image(store)
     rows = math.ceil(n / side)
     pixels = img[:rows].compute().reshape(-1, 3)[:n]
+    n = len(pixels)
     palette = q.palette
     X = pixels.astype(np.float32) / np.float32(255)
     sk = SKKMeans(args.colors, n_init=1, max_iter=1, init=palette / 255.0).fit(X[:: max(
@@ -86,9 +90,9 @@ def main() -> None:
         lut = color_lut(palette)
         t_lut_build = time.perf_counter() - t
         t = time.perf_counter()
-        codes = (pixels[:, 0].astype(np.uint32) << 16) | (pixels[:, 1].astype(np.uint32) << 8) \
-            | pixels[:, 2]
-        ours = lut[codes]
+        step = 1 << 20  # tile-sized blocks, as the per-tile tasks do
+        ours = np.concatenate([_lut_tile(pixels[s : s + step], lut)
+                               for s in range(0, n, step)])
         t_lut = time.perf_counter() - t
         t = time.perf_counter()
         direct = assign_colors(pixels, palette)
