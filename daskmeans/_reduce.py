@@ -175,7 +175,7 @@ def scatter_rows(X: np.ndarray) -> da.Array:
     parts = [X[s : s + rows] for s in range(0, X.shape[0], rows)]
     # received buffers may be unaligned for float32 (seen: address % 64 == 42), which
     # slows every kernel: keep an aligned copy on the worker instead
-    futures = [client.submit(_aligned, f) for f in client.scatter(parts)]
+    futures = [client.submit(_aligned, f, pure=False) for f in client.scatter(parts, hash=False)]
     return da.concatenate([
         da.from_delayed(f, shape=p.shape, dtype=X.dtype) for f, p in zip(futures, parts,
                                                                          strict=True)

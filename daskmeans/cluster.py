@@ -531,6 +531,43 @@ class _Checkpoint:
         finally:
             Path(tmp).unlink(missing_ok=True)
 
+    def write_raw(self, header: dict[str, Any], **arrays: np.ndarray) -> None:
+        """Atomically write ``header`` (JSON, with the fingerprint) and arrays."""
+        import json
+        import os
+        import tempfile
+
+        header = {"format": "daskmeans-checkpoint/1", "fingerprint": self.fingerprint,
+                  **header}
+        arrays = {**arrays,
+                  "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, self.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def load_raw(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """(header, arrays) of a checkpoint from the same problem, or None."""
+        import json
+
+        if not self.path.exists():
+            log.info("no checkpoint at %s: starting afresh", self.path)
+            return None
+        with np.load(self.path, allow_pickle=False) as data:
+            header = json.loads(bytes(data["header"]).decode())
+            arrays = {key: np.array(data[key]) for key in data.files if key != "header"}
+        if header.get("format") != "daskmeans-checkpoint/1":
+            raise ModelFormatError(f"{self.path}: not a daskmeans checkpoint")
+        if header["fingerprint"] != self.fingerprint:
+            raise ValueError(
+                f"checkpoint {self.path} comes from other parameters or data "
+                f"({header['fingerprint']} != {self.fingerprint})")
+        return header, arrays
+
     def load(self) -> dict[str, Any] | None:
         import json
 
@@ -793,7 +830,11 @@ class MiniBatchKMeans(_BaseKMeans):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
+    def fit(
+        self, X: Any, y: Any = None, sample_weight: Any = None, *,
+        checkpoint: str | Path | None = None, checkpoint_every: int = 10,
+        resume: bool = False,
+    ) -> MiniBatchKMeans:
         """Fit on all of X with mini-batches; ``inertia_`` is then exact over X.
 
         Parameters
@@ -801,6 +842,9 @@ class MiniBatchKMeans(_BaseKMeans):
         X : (n_samples, n_features) numpy array, dask array, Zarr array or store path
         y : ignored
         sample_weight : (n_samples,) array-like or dask array, optional
+        checkpoint, checkpoint_every, resume : as :meth:`KMeans.fit`; the checkpoint
+            holds the centres, per-centre counts, step, early-stopping state and the
+            random generator's state, so a resumed fit equals an uninterrupted one
 
         Returns
         -------
@@ -814,14 +858,6 @@ class MiniBatchKMeans(_BaseKMeans):
         seed0 = int(rs.randint(np.iinfo(np.int32).max))
         rng = np.random.default_rng(seed0)
 
-        C = self._best_init(Xd, wd, rng, rs)
-        tol_abs = 0.0
-        if self.tol > 0:  # estimated on the init-sized sample: no extra pass
-            idx = np.sort(rng.choice(n, size=self._sample_size(n), replace=False))
-            sample, _ = R.take_rows(Xd, idx)
-            tol_abs = float(np.mean(np.var(sample, axis=0))) * self.tol
-        self._start(C)
-
         n_chunks = Xd.numblocks[0]
         per_step = max(1, min(n_chunks, R.total_threads()))
         if mode == "rows":
@@ -829,7 +865,33 @@ class MiniBatchKMeans(_BaseKMeans):
         else:
             n_steps = self.max_iter * -(-n_chunks // per_step)
         order: list[int] = []
-        for step in range(n_steps):
+        ckpt = None
+        if checkpoint is not None:
+            ckpt = _Checkpoint(checkpoint, checkpoint_every, self, Xd, [seed0])
+            ckpt.fingerprint["mode"], ckpt.fingerprint["per_step"] = mode, per_step
+        state = ckpt.load_raw() if (ckpt is not None and resume) else None
+        first_step = 0
+        if state is None:
+            C = self._best_init(Xd, wd, rng, rs)
+            tol_abs = 0.0
+            if self.tol > 0:  # estimated on the init-sized sample: no extra pass
+                idx = np.sort(rng.choice(n, size=self._sample_size(n), replace=False))
+                sample, _ = R.take_rows(Xd, idx)
+                tol_abs = float(np.mean(np.var(sample, axis=0))) * self.tol
+            self._start(C)
+        else:
+            header, arrays = state
+            self._start(arrays["centers"])
+            self._counts = arrays["counts"]
+            st = header["state"]
+            tol_abs, order, first_step = st["tol_abs"], st["order"], st["step"]
+            self._n_since_last_reassign = st["n_since_last_reassign"]
+            self._ewa_inertia, self._ewa_inertia_min = st["ewa"], st["ewa_min"]
+            self._no_improvement, self.history_ = st["no_improvement"], st["history"]
+            self.n_steps_ = first_step
+            rng.bit_generator.state = st["rng"]
+            log.info("resuming mini-batch at step %d", first_step)
+        for step in range(first_step, n_steps):
             t0 = time.perf_counter()
             if mode == "rows":
                 rows = np.sort(rng.integers(0, n, size=batch))
@@ -862,6 +924,14 @@ class MiniBatchKMeans(_BaseKMeans):
                                           f"shift {shift:.3g}")})
             if stop:
                 break
+            if ckpt is not None and (step + 1) % ckpt.every == 0:
+                ckpt.write_raw({"state": {
+                    "step": step + 1, "tol_abs": tol_abs, "order": order,
+                    "n_since_last_reassign": self._n_since_last_reassign,
+                    "ewa": self._ewa_inertia, "ewa_min": self._ewa_inertia_min,
+                    "no_improvement": self._no_improvement, "history": self.history_,
+                    "rng": rng.bit_generator.state}},
+                    centers=self.cluster_centers_, counts=self._counts)
         rows_seen = sum(h["batch_rows"] for h in self.history_)
         self.n_iter_ = int(np.ceil(rows_seen / n))
         self._final_labels(Xd, wd, lazy, Xnp, sample_weight)

@@ -109,3 +109,36 @@ def test_errors(params: dict, message: str) -> None:
     X = np.random.default_rng(0).normal(size=(20, 2))
     with pytest.raises(ValueError, match=message):
         MiniBatchKMeans(**{"n_clusters": 2, **params}).fit(X)
+
+
+def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, monkeypatch) -> None:
+    from daskmeans import _reduce as R
+
+    X, _ = make_blobs(5000, n_features=4, centers=5, random_state=9)
+    params = {"n_clusters": 5, "batch_size": 256, "random_state": 3, "max_iter": 3,
+              "max_no_improvement": None}
+    fresh = MiniBatchKMeans(**params).fit(X)
+    real, calls = R.batch_pass, [0]
+
+    def dying(*a, **k):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 25:
+            raise KeyboardInterrupt  # the client goes away mid-fit
+        return real(*a, **k)
+
+    monkeypatch.setattr(R, "batch_pass", dying)
+    ckpt = tmp_path / "mb.npz"
+    with pytest.raises(KeyboardInterrupt):
+        MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5)
+    calls[0] = 0
+
+    def counting(*a, **k):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(R, "batch_pass", counting)
+    resumed = MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5,
+                                            resume=True)
+    np.testing.assert_array_equal(resumed.cluster_centers_, fresh.cluster_centers_)
+    assert resumed.n_steps_ == fresh.n_steps_ and resumed.inertia_ == fresh.inertia_
+    assert calls[0] == fresh.n_steps_ - 20  # continued from the step-20 checkpoint
