@@ -186,13 +186,12 @@ def _estimator(algorithm: str, k: int, args: argparse.Namespace) -> Any:
 
 
 def _writable_dir(path: Path) -> Path:
+    from . import io
+
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        return io.ensure_writable_dir(path)
     except OSError as e:
-        raise UserError(f"{path}: cannot create output directory: {e.strerror}") from e
-    if not os.access(path, os.W_OK):
-        raise UserError(f"{path}: output directory is not writable")
-    return path
+        raise UserError(str(e)) from e
 
 
 def cmd_ingest(args: argparse.Namespace, console: Console) -> int:

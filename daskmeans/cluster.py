@@ -487,6 +487,23 @@ class KMeans(_BaseKMeans):
         return inertia, C, n_iter, history, strict
 
 
+def _write_npz(path: Path, header: dict[str, Any], **arrays: np.ndarray) -> None:
+    """Arrays plus a JSON header in one ``.npz``, written atomically (temp + rename)."""
+    import json
+    import os
+    import tempfile
+
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 class _Checkpoint:
     """Atomic ``.npz`` checkpoints of a Lloyd fit (arrays + a JSON header, no pickle)."""
 
@@ -505,50 +522,24 @@ class _Checkpoint:
              history: list[IterationRecord], best: Any) -> None:
         if C is not None and iteration % self.every:
             return
-        import json
-        import os
-        import tempfile
-
         header = {
-            "format": "daskmeans-checkpoint/1", "fingerprint": self.fingerprint, "run": run,
-            "iteration": iteration, "tol_abs": tol_abs,
+            "run": run, "iteration": iteration, "tol_abs": tol_abs,
             "history": [asdict(h) for h in history],
             "best": None if best is None else {
                 "inertia": best[0], "n_iter": best[2], "strict": best[4],
                 "history": [asdict(h) for h in best[3]]},
         }
-        arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+        arrays = {}
         if C is not None:
             arrays["centers"] = C
         if best is not None:
             arrays["best_centers"] = best[1]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, self.path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        self.write_raw(header, **arrays)
 
     def write_raw(self, header: dict[str, Any], **arrays: np.ndarray) -> None:
         """Atomically write ``header`` (JSON, with the fingerprint) and arrays."""
-        import json
-        import os
-        import tempfile
-
-        header = {"format": "daskmeans-checkpoint/1", "fingerprint": self.fingerprint,
-                  **header}
-        arrays = {**arrays,
-                  "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, self.path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        _write_npz(self.path, {"format": "daskmeans-checkpoint/1",
+                               "fingerprint": self.fingerprint, **header}, **arrays)
 
     def load_raw(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
         """(header, arrays) of a checkpoint from the same problem, or None."""
@@ -569,21 +560,11 @@ class _Checkpoint:
         return header, arrays
 
     def load(self) -> dict[str, Any] | None:
-        import json
-
-        if not self.path.exists():
-            log.info("no checkpoint at %s: starting afresh", self.path)
+        raw = self.load_raw()
+        if raw is None:
             return None
-        with np.load(self.path, allow_pickle=False) as data:
-            header = json.loads(bytes(data["header"]).decode())
-            centers = np.array(data["centers"]) if "centers" in data else None
-            best_c = np.array(data["best_centers"]) if "best_centers" in data else None
-        if header.get("format") != "daskmeans-checkpoint/1":
-            raise ModelFormatError(f"{self.path}: not a daskmeans checkpoint")
-        if header["fingerprint"] != self.fingerprint:
-            raise ValueError(
-                f"checkpoint {self.path} comes from other parameters or data "
-                f"({header['fingerprint']} != {self.fingerprint})")
+        header, arrays = raw
+        centers, best_c = arrays.get("centers"), arrays.get("best_centers")
         best = None
         if header["best"] is not None:
             b = header["best"]
@@ -1028,9 +1009,6 @@ def save_model(
     --------
     >>> save_model(KMeans(2).fit([[0.0], [1.0]]), "/tmp/m.npz")  # doctest: +SKIP
     """
-    import json
-    import os
-    import tempfile
 
     import sklearn
 
@@ -1055,15 +1033,7 @@ def save_model(
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_suffix(".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, cluster_centers=estimator.cluster_centers_,
-                     header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    _write_npz(path, header, cluster_centers=estimator.cluster_centers_)
     return path
 
 

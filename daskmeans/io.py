@@ -257,19 +257,25 @@ def file_checksums(path: PathLike) -> dict[str, str]:
 # --------------------------------------------------------------------------- atomic writes
 
 
+def ensure_writable_dir(path: PathLike) -> Path:
+    """Create ``path`` if needed; raise a clear OSError if it cannot be written."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{path}: cannot create output directory: {e.strerror}") from e
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"{path}: output directory is not writable")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``dest`` only if the block succeeds."""
     dest = Path(dest)
     if dest.exists() and not overwrite:
         raise FileExistsError(f"{dest}: exists (pass overwrite=True to replace it)")
-    parent = dest.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"{parent}: cannot create output directory: {e.strerror}") from e
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"{parent}: output directory is not writable")
+    parent = ensure_writable_dir(dest.parent)
     tmp = parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         yield tmp
