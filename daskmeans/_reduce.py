@@ -369,11 +369,6 @@ def _transform_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
     return K.distances(block, C)
 
 
-@_task
-def _sqdist_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
-    return K.assign(block, C)[1]
-
-
 def predict_lazy(X: da.Array, C: np.ndarray) -> da.Array:
     """(n,) int32 labels of the nearest centre, lazily."""
     return X.map_blocks(
@@ -387,14 +382,6 @@ def transform_lazy(X: da.Array, C: np.ndarray) -> da.Array:
     return X.map_blocks(
         _transform_block, dask.delayed(C, pure=False), dtype=X.dtype,
         chunks=(X.chunks[0], (C.shape[0],)), meta=np.empty((0, 0), X.dtype),
-    )
-
-
-def sqdist_lazy(X: da.Array, C: np.ndarray) -> da.Array:
-    """(n,) squared distance to the nearest centre, lazily."""
-    return X.map_blocks(
-        _sqdist_block, dask.delayed(C, pure=False), drop_axis=1, dtype=X.dtype,
-        meta=np.empty((0,), X.dtype),
     )
 
 

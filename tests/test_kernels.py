@@ -52,7 +52,7 @@ def test_cluster_sums_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
     X = rng.normal(size=(1000, 5)).astype(np.float32)
     labels = rng.integers(0, 6, 1000).astype(np.int32)
     w = rng.uniform(0, 2, 1000)
-    monkeypatch.setattr(K, "ROW_BLOCK", 128)
+    monkeypatch.setattr(K, "SUM_BLOCK", 128)
     ref = np.zeros((7, 5))
     for i in range(1000):
         ref[labels[i]] += w[i] * X[i].astype(np.float64)
