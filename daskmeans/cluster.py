@@ -49,10 +49,6 @@ class IterationRecord:
     init_run: int = 0
 
 
-def _is_lazy(X: Any) -> bool:
-    return isinstance(X, da.Array) or not hasattr(X, "__array__") or _is_zarr(X)
-
-
 def _is_zarr(X: Any) -> bool:
     import zarr
 
@@ -405,6 +401,20 @@ class KMeans(_BaseKMeans):
         ckpt = _Checkpoint(checkpoint, checkpoint_every, self, Xd, seeds) if checkpoint else None
         state = ckpt.load() if (ckpt is not None and resume) else None
         best: tuple[float, np.ndarray, int, list[IterationRecord], bool] | None = None
+        best_labels = None
+        w_np = None if lazy else _check_weights(sample_weight, Xd.shape[0])
+        labels_of: dict[int, np.ndarray] = {}
+
+        def final_e_step(C: np.ndarray, run: int) -> float:
+            """Inertia against the final centres: for in-memory data one numpy pass
+            that also gives ``labels_`` (no second pass after the fit)."""
+            if lazy:
+                return R.lloyd_pass(Xd, C, wd, split_every=self.split_every).sse()
+            labels, sq = K.assign(Xnp, C)
+            labels_of[run] = labels
+            sq64 = sq.astype(np.float64)
+            return float(sq64.sum() if w_np is None else sq64 @ np.asarray(w_np))
+
         first_run = 0
         if state is not None:
             best, first_run = state["best"], state["run"]
@@ -424,9 +434,12 @@ class KMeans(_BaseKMeans):
             save = None if ckpt is None else (
                 lambda it, C, tol_abs, hist, run=run, best=best: ckpt.save(
                     run, it, C, tol_abs, hist, best))
-            result = self._lloyd(Xd, wd, C0, run, resume=resume_at, save=save)
+            result = self._lloyd(Xd, wd, C0, run, resume=resume_at, save=save,
+                                 final=lambda C, run=run: final_e_step(C, run),
+                                 always_final=not lazy)
             if best is None or result[0] < best[0]:
-                best = result
+                best, best_labels = result, labels_of.get(run)
+            labels_of.clear()
             if ckpt is not None:
                 ckpt.save(run + 1, 0, None, 0.0, [], best)
         assert best is not None
@@ -435,7 +448,10 @@ class KMeans(_BaseKMeans):
         self.n_iter_ = n_iter
         self.history_ = [asdict(h) for h in history]
         self.inertia_ = inertia
-        self.labels_ = R.predict_lazy(Xd, C) if lazy else K.assign(Xnp, C)[0]
+        if lazy:
+            self.labels_ = R.predict_lazy(Xd, C)
+        else:  # labels of the best run's final E-step (or, after a resume, computed now)
+            self.labels_ = best_labels if best_labels is not None else K.assign(Xnp, C)[0]
         return self
 
     def _init_name(self) -> str:
@@ -444,8 +460,14 @@ class KMeans(_BaseKMeans):
     def _lloyd(
         self, X: da.Array, w: da.Array | None, C: np.ndarray, run: int,
         resume: dict[str, Any] | None = None, save: Callable[..., None] | None = None,
+        final: Callable[[np.ndarray], float] | None = None, always_final: bool = False,
     ) -> tuple[float, np.ndarray, int, list[IterationRecord], bool]:
-        """Lloyd iterations from centres C; returns (inertia, centres, n_iter, history)."""
+        """Lloyd iterations from centres C; returns (inertia, centres, n_iter, history).
+
+        ``final(C)`` is the E-step against the final centres (as scikit-learn runs it
+        unless the labels reached a fixed point); ``always_final`` runs it even then
+        (in-memory data, where it also yields ``labels_``).
+        """
         k = self.n_clusters
         tol_abs = 0.0 if resume is None else resume["tol_abs"]
         history: list[IterationRecord] = [] if resume is None else resume["history"]
@@ -482,8 +504,9 @@ class KMeans(_BaseKMeans):
             if save is not None:
                 save(it + 1, C, tol_abs, history)
         n_iter = len(history)
-        if not strict:  # E-step against the final centres, as scikit-learn does
-            inertia = R.lloyd_pass(X, C, w, split_every=self.split_every).sse(C)
+        if not strict or always_final:  # E-step against the final centres
+            inertia = (final(C) if final is not None
+                       else R.lloyd_pass(X, C, w, split_every=self.split_every).sse())
         return inertia, C, n_iter, history, strict
 
 
