@@ -169,9 +169,10 @@ def scatter_rows(X: np.ndarray) -> da.Array:
     # one chunk per worker thread (up to 256 MB each): every task costs a scheduler
     # round trip, and in-memory chunks need no streaming granularity
     threads = total_threads()
-    rows = max(-(-X.shape[0] // threads),
-               auto_row_chunks(X.shape[0], X.shape[1], X.dtype.itemsize, threads)
-               if X.nbytes > threads * (256 << 20) else 0)
+    if X.nbytes <= threads * (256 << 20):
+        rows = -(-X.shape[0] // threads)
+    else:  # too large for one chunk per thread: ~32 MB chunks, a multiple of the threads
+        rows = auto_row_chunks(X.shape[0], X.shape[1], X.dtype.itemsize, threads)
     parts = [X[s : s + rows] for s in range(0, X.shape[0], rows)]
     # received buffers may be unaligned for float32 (seen: address % 64 == 42), which
     # slows every kernel: keep an aligned copy on the worker instead
