@@ -353,22 +353,18 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 def _quantize(photo: Any, colors: int, out: Path, seed: int, store: Path | None,
               console: Console, label: str) -> list[Path]:
     from . import plot
-    from .quantization import quantize, random_palette_psnr
+    from .quantization import assign_colors, quantize, random_palette_psnr
 
     t0 = time.perf_counter()
     q = quantize(photo, colors, random_state=seed, store=store)
-    _, psnr_random = random_palette_psnr(q.image, colors, random_state=seed)
+    rand_pal, psnr_random = random_palette_psnr(q.image, colors, random_state=seed)
     png = q.to_png(out)
     side = out.with_name(out.stem + "-comparison.png")
     h, w = q.labels.shape
     stride = max(1, int(np.ceil(np.sqrt(h * w / 4e6))))
     original = q.image[::stride, ::stride].compute()
-    from .quantization import _assign_lazy, sample_pixels
-
-    rng = np.random.default_rng(seed)
-    rand_pal = np.clip(np.rint(sample_pixels(q.image, colors, rng) * 255), 0, 255).astype(
-        np.uint8)
-    rand_img = rand_pal[_assign_lazy(q.image[::stride, ::stride], rand_pal, False).compute()]
+    # the picture shows the very palette whose PSNR the title states, on the preview
+    rand_img = rand_pal[assign_colors(original, rand_pal)]
     plot.quantize_comparison(original, q.preview(4_000_000), rand_img, side, n_colors=colors,
                              psnr_kmeans=q.psnr or 0.0, psnr_random=psnr_random)
     console.say(f"quantised {label} ({h}x{w}) to {colors} colours in "
