@@ -39,31 +39,45 @@ class ProcessCluster:
         proto = ["--protocol", "tls"] if tls else []
         log = open(workdir / "cluster.log", "ab")
         self.log = log
-        self.procs.append(subprocess.Popen(
-            ["dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(self.file), *proto, *tls_args],
-            stdout=log, stderr=log, start_new_session=True))
-        deadline = time.time() + 60
-        while not self.file.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        self.address = json.loads(self.file.read_text())["address"]
-        for i in range(n_workers):
+        try:
             self.procs.append(subprocess.Popen(
-                ["dask", "worker", self.address, "--nthreads", "1", "--no-nanny",
-                 "--no-dashboard", "--memory-limit", memory_limit, "--name", f"w{i}",
-                 "--host", "127.0.0.1", *tls_args],
+                ["dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                 "--scheduler-file", str(self.file), *proto, *tls_args],
                 stdout=log, stderr=log, start_new_session=True))
-        self.security = None
-        if tls:
-            from distributed.security import Security
+            self.address = self._wait_for_address(workdir / "cluster.log")
+            for i in range(n_workers):
+                self.procs.append(subprocess.Popen(
+                    ["dask", "worker", self.address, "--nthreads", "1", "--no-nanny",
+                     "--no-dashboard", "--memory-limit", memory_limit, "--name", f"w{i}",
+                     "--host", "127.0.0.1", *tls_args],
+                    stdout=log, stderr=log, start_new_session=True))
+            self.security = None
+            if tls:
+                from distributed.security import Security
 
-            self.security = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"],
-                                     tls_client_key=tls["key"], require_encryption=True)
-        from distributed import Client
+                self.security = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"],
+                                         tls_client_key=tls["key"], require_encryption=True)
+            from distributed import Client
 
-        with Client(self.address, security=self.security, timeout=60) as c:
-            c.wait_for_workers(n_workers, timeout=60)
-            self.worker_pids = c.run(os.getpid)
+            with Client(self.address, security=self.security, timeout=60) as c:
+                c.wait_for_workers(n_workers, timeout=60)
+                self.worker_pids = c.run(os.getpid)
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_for_address(self, log_path: Path) -> str:
+        # The scheduler creates its file before it finishes writing the JSON: poll until
+        # the document parses, and report the scheduler's log if it died instead.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.procs[0].poll() is not None:
+                raise RuntimeError(f"dask scheduler exited:\n{log_path.read_text()}")
+            try:
+                return str(json.loads(self.file.read_text())["address"])
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                time.sleep(0.1)
+        raise TimeoutError(f"no scheduler address after 60 s:\n{log_path.read_text()}")
 
     def client(self):  # type: ignore[no-untyped-def]
         from distributed import Client
