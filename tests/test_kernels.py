@@ -77,6 +77,22 @@ def test_lloyd_partial_hand_computed_and_additive() -> None:
     assert halves.top.index.tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("k", [5, 10, 16])  # 10 runs the GEMM padded to 16 centres
+def test_lloyd_partial_brute_force_over_blocks(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(k)
+    X = rng.normal(size=(700, 6)).astype(np.float32)
+    C = rng.normal(size=(k, 6)).astype(np.float32)
+    w = rng.uniform(0, 2, 700)
+    monkeypatch.setattr(K, "ROW_BLOCK", 64)  # 11 blocks, the last one short
+    p = K.lloyd_partial(X, C, w)
+    D = brute_sqdist(X, C)
+    lab = D.argmin(1)
+    onehot = np.eye(k)[lab] * w[:, None]
+    np.testing.assert_allclose(p.counts, onehot.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(p.sums, onehot.T @ X.astype(np.float64), rtol=1e-5, atol=1e-5)
+    assert p.sse() == pytest.approx(float(D.min(1) @ w), rel=1e-5)
+
+
 def test_moments_merge_equals_numpy() -> None:
     X = np.random.default_rng(3).normal(5, 2, size=(300, 4))
     m = K.Moments.of(X[:17]) + K.Moments.of(X[17:200]) + K.Moments.of(X[200:])
