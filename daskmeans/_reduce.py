@@ -2,10 +2,15 @@
 
 Each ``*_pass`` function maps a kernel from :mod:`daskmeans._kernels` over the row
 chunks of a dask array, tree-reduces the per-chunk results (``split_every`` at a
-time) and computes the result with exactly one ``dask.compute`` call under whatever
-scheduler is active (threaded by default, a ``distributed.Client`` when one is
-active). Small operands (centres) enter the graph once as a single key, not once per
-task. ``*_lazy`` functions return dask arrays and compute nothing.
+time) and computes the result with exactly one call of whatever scheduler is active
+(threaded by default, a ``distributed.Client`` when one is active). Small operands
+(centres) enter the graph once as a single key, not once per task. ``*_lazy``
+functions return dask arrays and compute nothing.
+
+Passes are built as plain task graphs over the input's block keys and handed to the
+active scheduler's ``get``: an iteration is a handful of tasks, and going through
+``dask.compute`` and delayed objects cost ~2 ms of graph handling per pass (measured),
+as much as a whole mini-batch step's kernel at small k.
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ import itertools
 import logging
 import operator
 import os
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dask
 import dask.array as da
+import dask.threaded
 import numpy as np
+from dask.base import get_scheduler
 
 from . import _kernels as K
 
@@ -200,47 +208,83 @@ def _offsets(X: da.Array) -> list[int]:
     return [0, *np.cumsum(X.chunks[0])[:-1].tolist()]
 
 
-def _blocks(X: da.Array) -> list[Any]:
-    return list(X.to_delayed(optimize_graph=False).ravel())
+def _block_keys(X: da.Array | None, n: int) -> list[Any]:
+    """The row-block keys of a dask array (or ``n`` times None)."""
+    if X is None:
+        return [None] * n
+    return [k for row in X.__dask_keys__() for k in (row if isinstance(row, list) else [row])]
 
 
-def _weight_blocks(w: da.Array | None, n: int) -> list[Any]:
-    return [None] * n if w is None else list(w.to_delayed(optimize_graph=False).ravel())
+def _add_all(*parts: Any) -> Any:
+    return functools.reduce(operator.add, parts)
 
 
-def tree_reduce(parts: Sequence[Any], split_every: int = SPLIT_EVERY) -> Any:
-    """Combine delayed partials with ``+`` in a tree of fan-in ``split_every``."""
-    if not parts:
-        raise ValueError("tree_reduce needs at least one part")
-    level = list(parts)
-    add_all = functools.partial(functools.reduce, operator.add)
-    while len(level) > 1:
-        level = [
-            dask.delayed(lambda *p: add_all(p), pure=False)(*level[i : i + split_every])
-            for i in range(0, len(level), split_every)
-        ]
-    return level[0]
+class _Graph:
+    """A plain task graph over dask arrays' blocks, run by the active scheduler.
+
+    Tasks are ``(callable, *args)`` tuples whose args are keys of the graph (or None);
+    constants are bound with :func:`functools.partial` so no literal can be mistaken
+    for a key.
+    """
+
+    def __init__(self, name: str, *arrays: da.Array | None) -> None:
+        self.prefix = f"{name}-{uuid.uuid4().hex}"
+        self.dsk: dict[Any, Any] = {}
+        for a in arrays:
+            if a is not None:
+                self.dsk.update(a.__dask_graph__())
+        self.n = 0
+
+    def data(self, value: Any) -> tuple[str, int]:
+        """Put a small operand in the graph once; return its key."""
+        return self.task(None, value)
+
+    def task(self, fn: Callable[..., Any] | None, *args: Any, **consts: Any) -> tuple[str, int]:
+        key = (self.prefix, self.n)
+        self.n += 1
+        if fn is None:
+            self.dsk[key] = args[0]
+        else:
+            fn = _task(fn)
+            self.dsk[key] = (functools.partial(fn, **consts) if consts else fn, *args)
+        return key
+
+    def tree(self, parts: Sequence[Any], split_every: int = SPLIT_EVERY) -> Any:
+        """Combine the results of ``parts`` with ``+`` in a tree of fan-in ``split_every``."""
+        if not parts:
+            raise ValueError("tree_reduce needs at least one part")
+        level = list(parts)
+        while len(level) > 1:
+            level = [self.task(_add_all, *level[i : i + split_every])
+                     for i in range(0, len(level), split_every)]
+        return level[0]
+
+    def run(self, key: Any, n_tasks: int) -> Any:
+        """Compute ``key`` with one call of the active scheduler."""
+        get = get_scheduler() or dask.threaded.get
+        with _blas_limits(n_tasks):
+            return get(self.dsk, key)
 
 
 def _map_reduce(
+    name: str,
     kernel: Callable[..., Any],
     X: da.Array,
     weights: da.Array | None,
-    shared: dict[str, Any],
+    shared: np.ndarray,
     per_block: Callable[[int, int], dict[str, Any]] | None = None,
     split_every: int = SPLIT_EVERY,
 ) -> Any:
-    """Apply ``kernel(block, weights, **shared, **per_block(i, offset))`` and reduce."""
-    shared_d = {k: dask.delayed(v, pure=False) if isinstance(v, np.ndarray) else v
-                for k, v in shared.items()}
-    blocks = _blocks(X)
-    wblocks = _weight_blocks(weights, len(blocks))
-    kern = dask.delayed(_task(kernel), pure=False)
+    """``kernel(block, weights, shared, **per_block(i, offset))`` over blocks, reduced."""
+    g = _Graph(name, X, weights)
+    s = g.data(shared)
+    blocks = _block_keys(X, 0)
     parts = [
-        kern(b, w, **shared_d, **(per_block(i, off) if per_block else {}))
-        for i, (b, w, off) in enumerate(zip(blocks, wblocks, _offsets(X), strict=True))
+        g.task(kernel, b, w, s, **(per_block(i, off) if per_block else {}))
+        for i, (b, w, off) in enumerate(
+            zip(blocks, _block_keys(weights, len(blocks)), _offsets(X), strict=True))
     ]
-    return compute(tree_reduce(parts, split_every), n_tasks=len(parts))
+    return g.run(g.tree(parts, split_every), n_tasks=len(parts))
 
 
 # --------------------------------------------------------------------------- passes
@@ -261,7 +305,7 @@ def lloyd_pass(
         return K.lloyd_partial(block, C, w, offset=offset, n_top=n_top, moments=moments)
 
     return _map_reduce(
-        kernel, X, weights, {"C": C}, lambda i, off: {"offset": off}, split_every
+        "lloyd", kernel, X, weights, C, lambda i, off: {"offset": off}, split_every
     )
 
 
@@ -284,25 +328,25 @@ def batch_pass(
     batch. ``chunk_ids``: whole chunks form the batch (for data streamed from disk,
     where any row read costs its chunk).
     """
-    blocks = _blocks(X)
-    wblocks = _weight_blocks(weights, len(blocks))
+    g = _Graph("batch", X, weights)
+    blocks = _block_keys(X, 0)
+    wblocks = _block_keys(weights, len(blocks))
     offsets = _offsets(X)
-    C_d = dask.delayed(C, pure=False)
+    c = g.data(C)
+    consts = {"n_top": n_top, "n_sample": n_sample, "seed": seed}
     parts = []
     if rows is not None:
         bounds = np.searchsorted(rows, [*offsets, X.shape[0]])
-        kern = dask.delayed(_task(_batch_rows_kernel), pure=False)
         for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             if hi > lo:
-                local = rows[lo:hi] - offsets[i]
-                parts.append(kern(blocks[i], wblocks[i], C_d, local,
-                                  np.arange(lo, hi, dtype=np.int64), n_top, n_sample, seed))
+                parts.append(g.task(_batch_rows_kernel, blocks[i], wblocks[i], c,
+                                    local=rows[lo:hi] - offsets[i],
+                                    positions=np.arange(lo, hi, dtype=np.int64), **consts))
     else:
         assert chunk_ids is not None
-        kern = dask.delayed(_task(_batch_chunk_kernel), pure=False)
-        parts = [kern(blocks[i], wblocks[i], C_d, offsets[i], n_top, n_sample, seed)
-                 for i in chunk_ids]
-    return compute(tree_reduce(parts, split_every), n_tasks=len(parts))
+        parts = [g.task(_batch_chunk_kernel, blocks[i], wblocks[i], c, offset=offsets[i],
+                        **consts) for i in chunk_ids]
+    return g.run(g.tree(parts, split_every), n_tasks=len(parts))
 
 
 def _batch_rows_kernel(
@@ -331,7 +375,7 @@ def oversample_pass(
         return K.oversample_partial(block, C, w, offset=offset, seed=seed, m=m)
 
     return _map_reduce(
-        kernel, X, weights, {"C": C}, lambda i, off: {"offset": off}, split_every
+        "oversample", kernel, X, weights, C, lambda i, off: {"offset": off}, split_every
     )
 
 
@@ -343,7 +387,7 @@ def count_pass(
     def kernel(block: np.ndarray, w: np.ndarray | None, C: np.ndarray) -> np.ndarray:
         return K.count_nearest(block, C, w)
 
-    return _map_reduce(kernel, X, weights, {"C": C}, None, split_every)
+    return _map_reduce("count", kernel, X, weights, C, None, split_every)
 
 
 def take_rows(X: da.Array, index: np.ndarray, weights: da.Array | None = None) -> tuple[
@@ -409,9 +453,7 @@ def contingency_pass(
             f"{labels_true.shape[0]} and {labels_pred.shape[0]}"
         )
     labels_pred = labels_pred.rechunk((labels_true.chunks[0],))
-    tb = labels_true.to_delayed(optimize_graph=False).ravel()
-    pb = labels_pred.to_delayed(optimize_graph=False).ravel()
-    kern = dask.delayed(_task(K.pair_table), pure=False)
-    parts = [kern(t, p) for t, p in zip(tb, pb, strict=True)]
-    table = compute(tree_reduce(parts, split_every), n_tasks=len(parts))
-    return table.finish()
+    g = _Graph("contingency", labels_true, labels_pred)
+    parts = [g.task(K.pair_table, t, p) for t, p in zip(
+        _block_keys(labels_true, 0), _block_keys(labels_pred, 0), strict=True)]
+    return g.run(g.tree(parts, split_every), n_tasks=len(parts)).finish()
