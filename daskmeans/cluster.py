@@ -283,6 +283,64 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         tags.input_tags.sparse = False
         return tags
 
+    def _lloyd(
+        self, X: da.Array, w: da.Array | None, C: np.ndarray, run: int,
+        resume: dict[str, Any] | None = None, save: Callable[..., None] | None = None,
+        final: Callable[[np.ndarray], float] | None = None, always_final: bool = False,
+        max_iter: int | None = None, tol: float | None = None,
+    ) -> tuple[float, np.ndarray, int, list[IterationRecord], bool]:
+        """Lloyd iterations from centres C; returns (inertia, centres, n_iter, history).
+
+        ``max_iter``/``tol`` default to the estimator's (mini-batch refinement passes
+        its own: a fixed number of iterations).
+
+        ``final(C)`` is the E-step against the final centres (as scikit-learn runs it
+        unless the labels reached a fixed point); ``always_final`` runs it even then
+        (in-memory data, where it also yields ``labels_``).
+        """
+        k = self.n_clusters
+        max_iter = self.max_iter if max_iter is None else max_iter
+        tol = self.tol if tol is None else tol
+        tol_abs = 0.0 if resume is None else resume["tol_abs"]
+        history: list[IterationRecord] = [] if resume is None else resume["history"]
+        start = 0 if resume is None else resume["iteration"]
+        strict = False
+        inertia = np.inf
+        for it in range(start, max_iter):
+            t0 = time.perf_counter()
+            first = it == 0 and tol > 0
+            part = R.lloyd_pass(X, C, w, n_top=k, moments=first, split_every=self.split_every)
+            if first:
+                assert part.moments is not None
+                tol_abs = float(np.mean(part.moments.var)) * tol
+            inertia = part.sse(C)
+            sums, counts = part.sums.copy(), part.counts.copy()
+            n_reloc = relocate_empty(sums, counts, part.top)
+            C_new = centers_from_sums(sums, counts, C)
+            if self.metric == "cosine":
+                C_new = K.normalize_rows(C_new)
+            C_new = C_new.astype(C.dtype)
+            shift = float(((C_new.astype(np.float64) - C) ** 2).sum())
+            history.append(
+                IterationRecord(it + 1, inertia, shift, n_reloc, time.perf_counter() - t0, run)
+            )
+            log.info("iter %d: inertia %.6g shift %.3g relocated %d", it + 1, inertia, shift,
+                     n_reloc, extra={"progress": ("fit", it + 1, max_iter,
+                                                  f"inertia {inertia:.6g} shift {shift:.3g}")})
+            C = C_new
+            if shift == 0 and n_reloc == 0:
+                strict = True  # labels are a fixed point: this pass's inertia is final
+                break
+            if shift <= tol_abs:
+                break
+            if save is not None:
+                save(it + 1, C, tol_abs, history)
+        n_iter = len(history)
+        if not strict or always_final:  # E-step against the final centres
+            inertia = (final(C) if final is not None
+                       else R.lloyd_pass(X, C, w, split_every=self.split_every).sse())
+        return inertia, C, n_iter, history, strict
+
 
 class KMeans(_BaseKMeans):
     """Lloyd's K-means on numpy or dask arrays, one pass over the data per iteration.
@@ -456,59 +514,6 @@ class KMeans(_BaseKMeans):
 
     def _init_name(self) -> str:
         return self.init if isinstance(self.init, str) else type(self.init).__name__
-
-    def _lloyd(
-        self, X: da.Array, w: da.Array | None, C: np.ndarray, run: int,
-        resume: dict[str, Any] | None = None, save: Callable[..., None] | None = None,
-        final: Callable[[np.ndarray], float] | None = None, always_final: bool = False,
-    ) -> tuple[float, np.ndarray, int, list[IterationRecord], bool]:
-        """Lloyd iterations from centres C; returns (inertia, centres, n_iter, history).
-
-        ``final(C)`` is the E-step against the final centres (as scikit-learn runs it
-        unless the labels reached a fixed point); ``always_final`` runs it even then
-        (in-memory data, where it also yields ``labels_``).
-        """
-        k = self.n_clusters
-        tol_abs = 0.0 if resume is None else resume["tol_abs"]
-        history: list[IterationRecord] = [] if resume is None else resume["history"]
-        start = 0 if resume is None else resume["iteration"]
-        strict = False
-        inertia = np.inf
-        for it in range(start, self.max_iter):
-            t0 = time.perf_counter()
-            first = it == 0 and self.tol > 0
-            part = R.lloyd_pass(X, C, w, n_top=k, moments=first, split_every=self.split_every)
-            if first:
-                assert part.moments is not None
-                tol_abs = float(np.mean(part.moments.var)) * self.tol
-            inertia = part.sse(C)
-            sums, counts = part.sums.copy(), part.counts.copy()
-            n_reloc = relocate_empty(sums, counts, part.top)
-            C_new = centers_from_sums(sums, counts, C)
-            if self.metric == "cosine":
-                C_new = K.normalize_rows(C_new)
-            C_new = C_new.astype(C.dtype)
-            shift = float(((C_new.astype(np.float64) - C) ** 2).sum())
-            history.append(
-                IterationRecord(it + 1, inertia, shift, n_reloc, time.perf_counter() - t0, run)
-            )
-            log.info("iter %d: inertia %.6g shift %.3g relocated %d", it + 1, inertia, shift,
-                     n_reloc, extra={"progress": ("fit", it + 1, self.max_iter,
-                                                  f"inertia {inertia:.6g} shift {shift:.3g}")})
-            C = C_new
-            if shift == 0 and n_reloc == 0:
-                strict = True  # labels are a fixed point: this pass's inertia is final
-                break
-            if shift <= tol_abs:
-                break
-            if save is not None:
-                save(it + 1, C, tol_abs, history)
-        n_iter = len(history)
-        if not strict or always_final:  # E-step against the final centres
-            inertia = (final(C) if final is not None
-                       else R.lloyd_pass(X, C, w, split_every=self.split_every).sse())
-        return inertia, C, n_iter, history, strict
-
 
 def _write_npz(path: Path, header: dict[str, Any], **arrays: np.ndarray) -> None:
     """Arrays plus a JSON header in one ``.npz``, written atomically (temp + rename)."""
