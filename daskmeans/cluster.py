@@ -670,6 +670,12 @@ class MiniBatchKMeans(_BaseKMeans):
     init_size : int or None
         Rows for initialisation (default ``max(3 * 1024, 3 * n_clusters)``, scikit-learn's
         default size, at least ``n_clusters``).
+    refine : int, default 0
+        Full Lloyd iterations over all the data after the mini-batch steps (each one
+        pass, empty clusters relocated as in :class:`KMeans`). Mini-batch centres are
+        running means that still carry the early, poor assignments; a few passes
+        remove that bias: on Fashion-MNIST at K=256 three passes took the inertia from
+        +1.6% to +0.9% of a converged Lloyd fit. 0 keeps scikit-learn's semantics.
     sampling : {"auto", "rows", "chunks"}
         ``"rows"``: i.i.d. rows (with replacement) from all chunks, scikit-learn's
         scheme, best when the data are in memory. ``"chunks"``: each step takes whole
@@ -680,7 +686,9 @@ class MiniBatchKMeans(_BaseKMeans):
     Attributes
     ----------
     cluster_centers_, labels_, inertia_ (exact, over all the data, squared), n_iter_,
-    n_steps_, history_ (per step: batch inertia, ewa inertia, center shift, relocated)
+    n_steps_ (mini-batch steps), history_ (per step: batch inertia, ewa inertia, center
+    shift, reassigned, rows, seconds, ``phase``: ``"mini-batch"``, or ``"lloyd"`` for
+    ``refine`` iterations, whose ``batch_inertia`` is over all the data)
 
     Examples
     --------
@@ -705,6 +713,7 @@ class MiniBatchKMeans(_BaseKMeans):
         tol: float = 0.0,
         reassignment_ratio: float = 0.01,
         init_size: int | None = None,
+        refine: int = 0,
         sampling: str = "auto",
         metric: str = "euclidean",
         random_state: Any = None,
@@ -721,6 +730,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self.tol = tol
         self.reassignment_ratio = reassignment_ratio
         self.init_size = init_size
+        self.refine = refine
         self.sampling = sampling
         self.metric = metric
         self.random_state = random_state
@@ -744,6 +754,8 @@ class MiniBatchKMeans(_BaseKMeans):
         m = self.max_no_improvement
         if m is not None and (not isinstance(m, numbers.Integral) or m < 0):
             raise ValueError(f"max_no_improvement must be None or >= 0, got {m!r}")
+        if not isinstance(self.refine, numbers.Integral) or self.refine < 0:
+            raise ValueError(f"refine must be a non-negative integer, got {self.refine!r}")
 
     def _n_init(self) -> int:
         if self.n_init == "auto":
@@ -943,7 +955,7 @@ class MiniBatchKMeans(_BaseKMeans):
             self.history_.append({
                 "step": step + 1, "batch_inertia": batch_inertia, "ewa_inertia": self._ewa_inertia,
                 "center_shift": shift, "n_reassigned": n_re, "batch_rows": b,
-                "seconds": time.perf_counter() - t0,
+                "seconds": time.perf_counter() - t0, "phase": "mini-batch",
             })
             log.debug("step %d: batch inertia %.6g", step + 1, batch_inertia,
                       extra={"progress": ("mini-batch", step + 1, n_steps,
@@ -959,10 +971,26 @@ class MiniBatchKMeans(_BaseKMeans):
                     "no_improvement": self._no_improvement, "history": self.history_,
                     "rng": rng.bit_generator.state}},
                     centers=self.cluster_centers_, counts=self._counts)
+        if self.refine:
+            self._refine(Xd, wd, n)
         rows_seen = sum(h["batch_rows"] for h in self.history_)
         self.n_iter_ = int(np.ceil(rows_seen / n))
         self._final_labels(Xd, wd, lazy, Xnp, sample_weight)
         return self
+
+    def _refine(self, Xd: da.Array, wd: da.Array | None, n: int) -> None:
+        """``refine`` Lloyd iterations from the mini-batch centres (history marks them)."""
+        _, C, _, records, _ = self._lloyd(
+            Xd, wd, self.cluster_centers_, 0, max_iter=self.refine, tol=0.0,
+            final=lambda C: np.nan)  # the exact inertia comes from _final_labels
+        for r in records:
+            self.history_.append({
+                "step": self.n_steps_ + r.iteration, "batch_inertia": r.inertia,
+                "ewa_inertia": None, "center_shift": r.center_shift,
+                "n_reassigned": r.n_relocated, "batch_rows": n, "seconds": r.seconds,
+                "phase": "lloyd",
+            })
+        self.cluster_centers_ = C
 
     def _best_init(self, X: da.Array, w: da.Array | None, rng: np.random.Generator,
                    rs: np.random.RandomState) -> np.ndarray:
@@ -1028,6 +1056,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self.history_.append({
             "step": self.n_steps_, "batch_inertia": batch_inertia, "ewa_inertia": None,
             "center_shift": shift, "n_reassigned": n_re, "batch_rows": n, "seconds": 0.0,
+            "phase": "mini-batch",
         })
         self.n_iter_ = 0
         Xnp = None if lazy else (K.normalize_rows(Xv) if self.metric == "cosine" else Xv)

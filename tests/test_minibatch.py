@@ -10,7 +10,7 @@ import pytest
 import zarr
 from sklearn.datasets import make_blobs
 
-from daskmeans import MiniBatchKMeans, io, metrics
+from daskmeans import KMeans, MiniBatchKMeans, io, metrics
 
 
 def match_centres(found: np.ndarray, true: np.ndarray) -> float:
@@ -60,6 +60,24 @@ def test_one_compute_per_step(counting_scheduler) -> None:
     assert isinstance(km.labels_, da.Array)
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_refine_runs_lloyd_from_the_minibatch_centres(lazy: bool, counting_scheduler) -> None:
+    X, _ = make_blobs(5000, n_features=3, centers=8, cluster_std=2.0, random_state=7)
+    data = da.from_array(X, chunks=700) if lazy else X
+    params = {"batch_size": 256, "max_iter": 2, "random_state": 3}
+    plain = MiniBatchKMeans(8, **params).fit(data)
+    counting_scheduler.calls = 0
+    refined = MiniBatchKMeans(8, refine=3, **params).fit(data)
+    if lazy:  # init sample + steps + 3 Lloyd passes + the exact inertia pass
+        assert counting_scheduler.calls == 1 + refined.n_steps_ + 3 + 1
+    lloyd = KMeans(8, init=plain.cluster_centers_, max_iter=3, tol=0).fit(X)
+    np.testing.assert_allclose(refined.cluster_centers_, lloyd.cluster_centers_, rtol=1e-10)
+    assert refined.inertia_ == pytest.approx(lloyd.inertia_, rel=1e-10)
+    assert refined.inertia_ < plain.inertia_
+    assert [h["phase"] for h in refined.history_[-4:]] == ["mini-batch"] + ["lloyd"] * 3
+    assert refined.n_steps_ == plain.n_steps_ and refined.n_iter_ == plain.n_iter_ + 3
+
+
 def test_reassigns_starved_centres() -> None:
     X, _ = make_blobs(4000, n_features=2, centers=3, cluster_std=0.3, random_state=1)
     init = np.vstack([X[:3], [[1e3, 1e3]]])  # one centre nobody will ever choose
@@ -102,6 +120,7 @@ def test_chunk_sampling_and_partial_fit_stream_a_store(tmp_path: Path) -> None:
         ({"batch_size": 0}, "batch_size must be 'auto' or a positive integer, got 0"),
         ({"sampling": "random"}, "sampling must be"),
         ({"reassignment_ratio": -1}, "reassignment_ratio must be >= 0"),
+        ({"refine": -1}, "refine must be a non-negative integer, got -1"),
         ({"n_clusters": 30}, r"n_clusters=30 must be <= n_samples=20"),
     ],
 )
