@@ -77,13 +77,18 @@ def test_lloyd_partial_hand_computed_and_additive() -> None:
     assert halves.top.index.tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("k", [5, 10, 16])  # 10 runs the GEMM padded to 16 centres
-def test_lloyd_partial_brute_force_over_blocks(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("fused", [True, False])  # sums per cached block, or per chunk
+@pytest.mark.parametrize("k", [5, 10, 16])  # 5 and 10 run the GEMM padded to 8 and 16
+def test_lloyd_partial_brute_force_over_blocks(
+    k: int, fused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(k)
     X = rng.normal(size=(700, 6)).astype(np.float32)
     C = rng.normal(size=(k, 6)).astype(np.float32)
     w = rng.uniform(0, 2, 700)
     monkeypatch.setattr(K, "ROW_BLOCK", 64)  # 11 blocks, the last one short
+    monkeypatch.setattr(K, "SUM_BLOCK", 100)
+    monkeypatch.setattr(K, "FUSED_SUMS_MAX_BYTES", 1 << 20 if fused else 0)
     p = K.lloyd_partial(X, C, w)
     D = brute_sqdist(X, C)
     lab = D.argmin(1)
