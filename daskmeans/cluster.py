@@ -139,8 +139,13 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             return 1
         return int(self.n_init)
 
-    def _prepare(self, X: Any, sample_weight: Any) -> tuple[da.Array, Any, bool, Any]:
-        """Validate and return (dask X, dask weights, lazy, numpy X or None)."""
+    def _prepare(
+        self, X: Any, sample_weight: Any
+    ) -> tuple[da.Array, Any, bool, Any, da.Array | None]:
+        """Validate and return (dask X, dask weights, lazy, numpy X or None, xsq).
+
+        ``xsq``: in-memory rows' ``|x|^2``, computed once for the passes (or None).
+        """
         X, lazy = self._validate_X(X, reset=True)
         n = X.shape[0]
         self._check_params(n)
@@ -155,7 +160,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             if Xnp is not None:
                 Xnp = K.normalize_rows(Xnp)
         wd = R.align_weights(w, Xd)
-        return Xd, wd, lazy, Xnp
+        xsq = None if Xnp is None else R.row_norms(Xnp, Xd)
+        return Xd, wd, lazy, Xnp, xsq
 
     # ------------------------------------------------------------------ init
 
@@ -287,12 +293,12 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         self, X: da.Array, w: da.Array | None, C: np.ndarray, run: int,
         resume: dict[str, Any] | None = None, save: Callable[..., None] | None = None,
         final: Callable[[np.ndarray], float] | None = None, always_final: bool = False,
-        max_iter: int | None = None, tol: float | None = None,
+        max_iter: int | None = None, tol: float | None = None, xsq: da.Array | None = None,
     ) -> tuple[float, np.ndarray, int, list[IterationRecord], bool]:
         """Lloyd iterations from centres C; returns (inertia, centres, n_iter, history).
 
         ``max_iter``/``tol`` default to the estimator's (mini-batch refinement passes
-        its own: a fixed number of iterations).
+        its own: a fixed number of iterations); ``xsq`` as :func:`_reduce.lloyd_pass`.
 
         ``final(C)`` is the E-step against the final centres (as scikit-learn runs it
         unless the labels reached a fixed point); ``always_final`` runs it even then
@@ -309,7 +315,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         for it in range(start, max_iter):
             t0 = time.perf_counter()
             first = it == 0 and tol > 0
-            part = R.lloyd_pass(X, C, w, n_top=k, moments=first, split_every=self.split_every)
+            part = R.lloyd_pass(X, C, w, xsq=xsq, n_top=k, moments=first,
+                                split_every=self.split_every)
             if first:
                 assert part.moments is not None
                 tol_abs = float(np.mean(part.moments.var)) * tol
@@ -453,7 +460,7 @@ class KMeans(_BaseKMeans):
         -------
         self
         """
-        Xd, wd, lazy, Xnp = self._prepare(X, sample_weight)
+        Xd, wd, lazy, Xnp, xsq = self._prepare(X, sample_weight)
         rs = check_random_state(self.random_state)
         seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]
         ckpt = _Checkpoint(checkpoint, checkpoint_every, self, Xd, seeds) if checkpoint else None
@@ -492,7 +499,7 @@ class KMeans(_BaseKMeans):
             save = None if ckpt is None else (
                 lambda it, C, tol_abs, hist, run=run, best=best: ckpt.save(
                     run, it, C, tol_abs, hist, best))
-            result = self._lloyd(Xd, wd, C0, run, resume=resume_at, save=save,
+            result = self._lloyd(Xd, wd, C0, run, resume=resume_at, save=save, xsq=xsq,
                                  final=lambda C, run=run: final_e_step(C, run),
                                  always_final=not lazy)
             if best is None or result[0] < best[0]:
@@ -889,7 +896,7 @@ class MiniBatchKMeans(_BaseKMeans):
         -------
         self
         """
-        Xd, wd, lazy, Xnp = self._prepare(X, sample_weight)
+        Xd, wd, lazy, Xnp, xsq = self._prepare(X, sample_weight)
         n = Xd.shape[0]
         rs = check_random_state(self.random_state)
         batch = self._batch(n)
@@ -972,16 +979,17 @@ class MiniBatchKMeans(_BaseKMeans):
                     "rng": rng.bit_generator.state}},
                     centers=self.cluster_centers_, counts=self._counts)
         if self.refine:
-            self._refine(Xd, wd, n)
+            self._refine(Xd, wd, n, xsq)
         rows_seen = sum(h["batch_rows"] for h in self.history_)
         self.n_iter_ = int(np.ceil(rows_seen / n))
         self._final_labels(Xd, wd, lazy, Xnp, sample_weight)
         return self
 
-    def _refine(self, Xd: da.Array, wd: da.Array | None, n: int) -> None:
+    def _refine(self, Xd: da.Array, wd: da.Array | None, n: int,
+                xsq: da.Array | None) -> None:
         """``refine`` Lloyd iterations from the mini-batch centres (history marks them)."""
         _, C, _, records, _ = self._lloyd(
-            Xd, wd, self.cluster_centers_, 0, max_iter=self.refine, tol=0.0,
+            Xd, wd, self.cluster_centers_, 0, max_iter=self.refine, tol=0.0, xsq=xsq,
             final=lambda C: np.nan)  # the exact inertia comes from _final_labels
         for r in records:
             self.history_.append({

@@ -96,6 +96,9 @@ def test_lloyd_partial_brute_force_over_blocks(
     np.testing.assert_allclose(p.counts, onehot.sum(0), rtol=1e-12)
     np.testing.assert_allclose(p.sums, onehot.T @ X.astype(np.float64), rtol=1e-5, atol=1e-5)
     assert p.sse() == pytest.approx(float(D.min(1) @ w), rel=1e-5)
+    given = K.lloyd_partial(X, C, w, xsq=K.row_norms_sq(X))  # |x|^2 known in advance
+    np.testing.assert_array_equal(given.sums, p.sums)
+    assert given.sse() == p.sse()
 
 
 def test_moments_merge_equals_numpy() -> None:
