@@ -36,10 +36,12 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 def test_fit_evaluate_predict(store: Path, sched: list[str], tmp_path: Path, capsys) -> None:
     model = tmp_path / "m.npz"
     code, out, _ = run(["fit", str(store), "--split", "test", "--k", "16", "--model",
-                        str(model), "--algorithm", "minibatch", *sched], capsys)
+                        str(model), "--algorithm", "minibatch", "--max-iter", "2",
+                        "--refine", "2", *sched], capsys)
     assert code == 0 and "model ->" in out
     est, header = load_model(model)
     assert est.cluster_centers_.shape == (16, 784) and len(header["mapping"]) == 16
+    assert est.get_params()["refine"] == 2 and est.get_params()["max_iter"] == 2
     code, out, _ = run(["evaluate", str(store), "--model", str(model), "--json", *sched], capsys)
     r = json.loads(out)
     assert code == 0 and r["n_samples"] == 10000 and 0.5 < r["accuracy"] <= 1
@@ -91,6 +93,8 @@ def test_quantize(sched: list[str], tmp_path: Path, capsys) -> None:
         (["fit", "STORE", "--split", "test", "--k", "3", "--model", "FILE/m.npz"],
          "cannot create output directory"),
         (["sweep", "STORE", "--k", "10,x", "--out", "D"], "--k must be comma-separated"),
+        (["fit", "STORE", "--split", "test", "--k", "3", "--model", "M", "--refine", "2"],
+         "--refine applies to --algorithm minibatch"),
     ],
 )
 def test_user_errors_one_line(argv: list[str], message: str, store: Path, tmp_path: Path,
