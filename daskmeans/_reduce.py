@@ -3,9 +3,10 @@
 Each ``*_pass`` function maps a kernel from :mod:`daskmeans._kernels` over the row
 chunks of a dask array, tree-reduces the per-chunk results (``split_every`` at a
 time) and computes the result with exactly one call of whatever scheduler is active
-(threaded by default, a ``distributed.Client`` when one is active). Small operands
-(centres) enter the graph once as a single key, not once per task. ``*_lazy``
-functions return dask arrays and compute nothing.
+(threaded by default, a ``distributed.Client`` when one is active). Centres are
+prepared once per pass and enter the graph once as a single key, or inside each task
+when they are small (see :meth:`_Graph.shared`); the graph never grows with them
+beyond that. ``*_lazy`` functions return dask arrays and compute nothing.
 
 Passes are built as plain task graphs over the input's block keys and handed to the
 active scheduler's ``get``: an iteration is a handful of tasks, and going through
@@ -256,7 +257,8 @@ class _Graph:
         self.n = 0
 
     def data(self, value: Any) -> tuple[str, int]:
-        """Put a small operand in the graph once; return its key."""
+        """Put an operand (not a tuple, which would read as a task) in the graph once;
+        return its key."""
         return self.task(None, value)
 
     def shared(self, value: Any) -> Any:
@@ -290,7 +292,7 @@ class _Graph:
         a scheduler round trip (~5-10 ms measured on a 2-core LocalCluster), and the
         last few partials are small (k x d)."""
         if not parts:
-            raise ValueError("tree_reduce needs at least one part")
+            raise ValueError("a pass needs at least one partial result")
         level = list(parts)
         while len(level) > split_every:
             level = [self.task(_add_all, *level[i : i + split_every])
