@@ -138,6 +138,15 @@ def test_cli_scheduler_option(cluster: ProcessCluster, mnist_store: Path, tmp_pa
     assert f"cluster: {cluster.address}" in p.stderr and model.exists()
 
 
+def _checkpoint_header(path: Path) -> dict:
+    """The JSON header of a checkpoint being written by a running fit ({} if none yet)."""
+    try:
+        with np.load(path) as d:
+            return json.loads(bytes(d["header"]).decode())
+    except Exception:  # not written yet (writes are atomic: never half a file)
+        return {}
+
+
 def _kill_when(cond, pid: int, fit_thread: threading.Thread) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.time() + 120
     while not cond() and time.time() < deadline:
@@ -163,16 +172,8 @@ def test_worker_killed_mid_lloyd_fit(cluster: ProcessCluster, blobs_store: Path,
             40, random_state=1, max_iter=25, tol=0).fit(X, checkpoint=ckpt)))
         t.start()
 
-        def two_iterations_done() -> bool:
-            if not ckpt.exists():
-                return False
-            try:
-                with np.load(ckpt) as d:
-                    return json.loads(bytes(d["header"]).decode())["iteration"] >= 2
-            except Exception:
-                return False
-
-        assert _kill_when(two_iterations_done, victim, t), "fit ended before the kill"
+        assert _kill_when(lambda: _checkpoint_header(ckpt).get("iteration", 0) >= 2,
+                          victim, t), "fit ended before the kill"
         t.join(timeout=300)
     km = result["km"]
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
@@ -180,7 +181,7 @@ def test_worker_killed_mid_lloyd_fit(cluster: ProcessCluster, blobs_store: Path,
 
 
 def test_worker_killed_mid_minibatch_and_evaluate(cluster: ProcessCluster,
-                                                  blobs_store: Path) -> None:
+                                                  blobs_store: Path, tmp_path: Path) -> None:
     import zarr
 
     from daskmeans import metrics
@@ -194,11 +195,14 @@ def test_worker_killed_mid_minibatch_and_evaluate(cluster: ProcessCluster,
     with cluster.client():
         ref = MiniBatchKMeans(**params).fit(X)  # undisturbed, on the same cluster
         ref_eval = metrics.evaluate(y, ref.predict(X))
+        assert ref.n_steps_ >= 20
+        ckpt = tmp_path / "mb.npz"  # only to see progress: the kill lands after step 4
         t = threading.Thread(target=lambda: result.setdefault(
-            "mb", MiniBatchKMeans(**params).fit(X)))
-        start = time.time()
+            "mb", MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=2)))
         t.start()
-        assert _kill_when(lambda: time.time() - start > 1.5, pids[0], t)
+        assert _kill_when(
+            lambda: _checkpoint_header(ckpt).get("state", {}).get("step", 0) >= 4, pids[0], t
+        ), "fit ended before the kill"
         t.join(timeout=300)
         mb = result["mb"]
         e = threading.Thread(target=lambda: result.setdefault(
