@@ -650,3 +650,42 @@ def pair_table(labels_true: np.ndarray, labels_pred: np.ndarray) -> PairTable:
         return PairTable(flat.reshape(nt, npred).astype(np.int64))
     uniq, counts = np.unique(np.stack([t, p], axis=1), axis=0, return_counts=True)
     return PairTable(None, uniq, counts.astype(np.int64))
+
+
+@dataclass
+class Scored:
+    """What one chunk contributes to scoring a model; added with ``+``."""
+
+    sse: float  # weighted sum of squared distances to the nearest centre
+    table: PairTable | None = None  # contingency counts against true labels, if given
+
+    def __add__(self, other: Scored) -> Scored:
+        table = None
+        if self.table is not None and other.table is not None:
+            table = self.table + other.table
+        return Scored(self.sse + other.sse, table)
+
+
+def score_block(
+    X: np.ndarray,
+    C: np.ndarray | Centres,
+    weights: np.ndarray | None = None,
+    labels_true: np.ndarray | None = None,
+) -> Scored:
+    """Assign a chunk: its (weighted) SSE and, given true labels, its contingency counts.
+
+    Evaluating a model needs both; one assignment of each chunk gives both.
+
+    Examples
+    --------
+    >>> s = score_block(np.array([[0., 0.], [0., 2.], [9., 9.]]),
+    ...                 np.array([[0., 1.], [9., 9.]]), labels_true=np.array([3, 3, 5]))
+    >>> s.sse, s.table.table[3:].tolist()
+    (2.0, [[2, 0], [0, 0], [0, 1]])
+    """
+    labels, sq = assign(X, C)
+    sq64 = sq.astype(np.float64)
+    sse = float(sq64.sum() if weights is None else sq64 @ np.asarray(weights, np.float64))
+    table = None if labels_true is None else pair_table(labels_true, labels)
+    return Scored(sse, table)
+

@@ -416,6 +416,27 @@ def _batch_chunk_kernel(
                            sample_seed=seed)
 
 
+def score_pass(
+    X: da.Array, C: np.ndarray, weights: da.Array | None = None,
+    labels_true: da.Array | None = None, split_every: int = SPLIT_EVERY,
+) -> K.Scored:
+    """SSE against ``C`` (and, given true labels, the contingency table of the nearest
+    centres against them) in one pass: no per-cluster sums, no far rows."""
+    if labels_true is not None:
+        if labels_true.shape[0] != X.shape[0]:
+            raise K.LabelError(
+                f"labels_true must have one label per row of X ({X.shape[0]}), got "
+                f"{labels_true.shape[0]}")
+        labels_true = labels_true.rechunk((X.chunks[0],))
+
+    def kernel(block: np.ndarray, w: np.ndarray | None, y: np.ndarray | None,
+               C: K.Centres) -> K.Scored:
+        return K.score_block(block, C, w, y)
+
+    return _map_reduce("score", kernel, X, [weights, labels_true], K.Centres(C, X.dtype),
+                       None, split_every)
+
+
 def oversample_pass(
     X: da.Array, C: np.ndarray, weights: da.Array | None, *, seed: int, m: int,
     split_every: int = SPLIT_EVERY,

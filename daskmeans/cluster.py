@@ -274,11 +274,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         C = self.cluster_centers_.astype(X.dtype, copy=False)
         w = _check_weights(sample_weight, X.shape[0])
         if lazy:
-            part = R.lloyd_pass(X, C, R.align_weights(w, X))
-            return -part.sse(C)
-        _, sq = K.assign(X, C)
-        sq = sq.astype(np.float64)
-        return -float(sq.sum() if w is None else sq @ np.asarray(w))
+            return -R.score_pass(X, C, R.align_weights(w, X)).sse
+        return -K.score_block(X, C, w).sse
 
     @property
     def _n_features_out(self) -> int:
