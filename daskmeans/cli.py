@@ -289,11 +289,8 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
     est, header = _load(args.model)
     X, y = _open_split(args.store, args.split)
-    with dask_cluster(args, console):
-        pred = est.predict(X)
-        mapping = header["mapping"] or "majority"
-        r = metrics.evaluate(y, pred, mapping=mapping)
-        r["inertia"] = -est.score(X)
+    with dask_cluster(args, console):  # scores and inertia from one pass over X
+        r = metrics.evaluate_model(est, X, y, mapping=header["mapping"] or "majority")
     r["mapping"] = {str(k): v for k, v in r["mapping"].items()}
     if args.json:
         print(json.dumps(r, indent=2))

@@ -42,6 +42,7 @@ __all__ = [
     "confusion_matrix",
     "contingency_matrix",
     "evaluate",
+    "evaluate_model",
     "homogeneity_score",
     "infer_cluster_labels",
     "normalized_mutual_info_score",
@@ -338,7 +339,51 @@ def evaluate(
     >>> r["accuracy"], r["homogeneity"], r["adjusted_rand"]
     (1.0, 1.0, 1.0)
     """
-    c = contingency(labels_true, labels_pred)
+    return _report(contingency(labels_true, labels_pred), mapping)
+
+
+def evaluate_model(
+    model: Any, X: Any, labels_true: Any, mapping: str | dict[int, int] = "majority"
+) -> dict[str, Any]:
+    """:func:`evaluate` of a fitted model's clusters on X, plus its ``inertia`` on X.
+
+    One pass over X (one compute for dask input): each chunk is assigned once and gives
+    both its contingency counts and its squared distances, where ``evaluate(y,
+    model.predict(X))`` and ``-model.score(X)`` would read X twice.
+
+    Parameters
+    ----------
+    model : fitted :class:`daskmeans.KMeans` or :class:`daskmeans.MiniBatchKMeans`
+    X : (n_samples, n_features) numpy array, dask array, Zarr array or store path
+    labels_true : (n_samples,) true labels (numpy or dask)
+    mapping : as :func:`evaluate` (e.g. the mapping inferred on the training split)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from daskmeans import KMeans
+    >>> X = np.array([[0.0], [0.1], [5.0], [5.2]])
+    >>> km = KMeans(2, random_state=0).fit(X)
+    >>> r = evaluate_model(km, X, [7, 7, 9, 9])
+    >>> r["accuracy"], round(r["inertia"], 3)
+    (1.0, 0.025)
+    """
+    Xv, lazy = model._centers_for(X)
+    C = model.cluster_centers_.astype(Xv.dtype, copy=False)
+    y = _as_1d(labels_true, "labels_true")
+    if y.shape[0] != Xv.shape[0]:
+        raise LabelError(
+            f"labels_true must have one label per row of X ({Xv.shape[0]}), got {y.shape[0]}")
+    if lazy:
+        y = y if isinstance(y, da.Array) else da.from_array(y, chunks=(Xv.chunks[0],))
+        scored = R.score_pass(Xv, C, labels_true=y)
+    else:
+        scored = K.score_block(Xv, C, labels_true=np.asarray(y))
+    assert scored.table is not None
+    return {**_report(Contingency(*scored.table.finish()), mapping), "inertia": scored.sse}
+
+
+def _report(c: Contingency, mapping: str | dict[int, int]) -> dict[str, Any]:
     if c.n == 0:
         raise LabelError("evaluate needs at least one sample")
     h, comp, v = _hcv(c)

@@ -166,3 +166,26 @@ def test_tutorial_table_on_real_mnist(mnist_test) -> None:
     assert acc[-1] >= 0.89, acc
     assert acc[2] < acc[4] < acc[5] and acc[0] < acc[3], acc  # rising with K
     assert all(a.get("homogeneity") for a in rows)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_evaluate_model_is_one_pass_and_equals_two(lazy: bool, counting_scheduler) -> None:
+    from sklearn.datasets import make_blobs
+
+    from daskmeans import KMeans
+
+    X, y = make_blobs(3000, n_features=5, centers=6, cluster_std=3.0, random_state=4)
+    km = KMeans(8, random_state=0, n_init=1).fit(X)
+    Xin = da.from_array(X, chunks=700) if lazy else X
+    yin = da.from_array(y, chunks=1000) if lazy else y  # chunked unlike X on purpose
+    counting_scheduler.calls = 0
+    r = metrics.evaluate_model(km, Xin, yin, mapping="hungarian")
+    assert counting_scheduler.calls == (1 if lazy else 0)
+    two = metrics.evaluate(y, km.predict(X), mapping="hungarian")
+    assert {k: v for k, v in r.items() if k != "inertia"} == two
+    assert r["inertia"] == pytest.approx(-km.score(X), rel=1e-12)
+    assert r["inertia"] == pytest.approx(((X - km.cluster_centers_[km.predict(X)]) ** 2).sum(),
+                                         rel=1e-6)
+    with pytest.raises(metrics.LabelError, match="one label per row of X"):
+        metrics.evaluate_model(km, Xin, y[:10])
+
