@@ -5,8 +5,9 @@ chunks of a dask array, tree-reduces the per-chunk results (``split_every`` at a
 time) and computes the result with exactly one call of whatever scheduler is active
 (threaded by default, a ``distributed.Client`` when one is active). Centres are
 prepared once per pass and enter the graph once as a single key, or inside each task
-when they are small (see :meth:`_Graph.shared`); the graph never grows with them
-beyond that. ``*_lazy`` functions return dask arrays and compute nothing.
+while all the copies stay under 1 MB (see :meth:`_Graph.shared`), so the graph does
+not grow with them as the chunks multiply. ``*_lazy`` functions return dask arrays
+and compute nothing.
 
 Passes are built as plain task graphs over the input's block keys and handed to the
 active scheduler's ``get``: an iteration is a handful of tasks, and going through
@@ -40,8 +41,9 @@ log = logging.getLogger(__name__)
 SPLIT_EVERY = 8
 #: target bytes per chunk when we chunk a large in-memory array ourselves.
 TARGET_CHUNK_BYTES = 32 << 20
-#: operands up to this size travel inside every task rather than as one graph key.
-INLINE_MAX_BYTES = 256 << 10
+#: an operand travels inside every task (not as one graph key) while all its copies
+#: together stay under this many bytes.
+INLINE_MAX_BYTES = 1 << 20
 #: in-memory arrays up to this many bytes per thread get one chunk per thread.
 MAX_MEMORY_CHUNK_BYTES = 256 << 20
 
@@ -261,16 +263,17 @@ class _Graph:
         return its key."""
         return self.task(None, value)
 
-    def shared(self, value: Any) -> Any:
-        """An operand every task uses: itself when small, else a key holding it once.
+    def shared(self, value: Any, n_uses: int) -> Any:
+        """An operand ``n_uses`` tasks use: itself while all those copies together stay
+        under :data:`INLINE_MAX_BYTES`, else a key holding it once.
 
         On a distributed cluster a data key lives on one worker and every other worker
         fetches it before its task can start (one more round trip per pass, ~5-10 ms
-        on a 2-core LocalCluster); up to :data:`INLINE_MAX_BYTES` (k=10 x 784 centres:
-        50 kB) copying it into each task is cheaper.
+        on a 2-core LocalCluster); copying small centres (k=10 x 784: 50 kB) into a few
+        tasks is cheaper, and the bound keeps the graph from growing with the chunks.
         """
         nbytes = value.nbytes if isinstance(value, np.ndarray) else getattr(value, "nbytes", None)
-        if nbytes is not None and nbytes <= INLINE_MAX_BYTES:
+        if nbytes is not None and nbytes * max(n_uses, 1) <= INLINE_MAX_BYTES:
             return value
         return self.data(value)
 
@@ -320,8 +323,8 @@ def _map_reduce(
     ``aligned``: arrays chunked like X's rows (weights, ...); None passes None.
     """
     g = _Graph(name, X, *aligned)
-    s = g.shared(shared)
     blocks = _block_keys(X, 0)
+    s = g.shared(shared, len(blocks))
     cols = [_block_keys(a, len(blocks)) for a in aligned]
     parts = [
         g.task(kernel, b, *(c[i] for c in cols), s,
@@ -383,7 +386,7 @@ def batch_pass(
     blocks = _block_keys(X, 0)
     wblocks = _block_keys(weights, len(blocks))
     offsets = _offsets(X)
-    c = g.shared(K.Centres(C, X.dtype))  # prepared once, not per task
+    c = g.shared(K.Centres(C, X.dtype), len(blocks))  # prepared once, not per task
     consts = {"n_top": n_top, "n_sample": n_sample, "seed": seed}
     parts = []
     if rows is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import dask
 import dask.array as da
+import dask.threaded
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans as SKKMeans
@@ -233,3 +235,29 @@ def test_errors_name_parameter(params: dict, message: str) -> None:
     X = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(ValueError, match=message):
         KMeans(**{"n_clusters": 2, **params}).fit(X)
+
+
+@pytest.mark.parametrize(("chunks", "copies"), [(2, 2), (64, 1)])
+def test_centres_enter_a_pass_once_or_inline_when_small(chunks: int, copies: int) -> None:
+    """Small centres ride inside a few tasks; with many chunks they are one graph key."""
+    from daskmeans import _kernels as K
+    from daskmeans import _reduce as R
+
+    X = np.random.default_rng(0).normal(size=(6400, 784)).astype(np.float32)
+    Xd = da.from_array(X, chunks=(6400 // chunks, 784))
+    seen: list[int] = []
+
+    def capture(dsk, keys, **kwargs):  # type: ignore[no-untyped-def]
+        def n_centres(v: object) -> int:
+            if isinstance(v, K.Centres):
+                return 1
+            return sum(map(n_centres, v)) if isinstance(v, tuple) else 0
+
+        seen.append(sum(n_centres(v) for v in dsk.values()))
+        return dask.threaded.get(dsk, keys, **kwargs)
+
+    with dask.config.set(scheduler=capture):
+        part = R.lloyd_pass(Xd, X[:10])
+    assert seen == [copies]
+    assert part.counts.sum() == 6400
+
