@@ -15,6 +15,10 @@ Rows:
 - ours, LocalCluster 2x1: 2 worker processes x 1 thread, data persisted;
 - ours, Zarr stream: every iteration reads the compressed uint8 store (not persisted);
 - dask-ml: ``dask_ml.cluster.KMeans`` on the same LocalCluster and persisted data.
+
+Run it with the BLAS configuration you deploy: on these machines the environment forces
+``OPENBLAS_CORETYPE=Haswell``; ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` lets
+OpenBLAS pick its AVX-512 kernels, for every contender alike (README numbers).
 """
 
 from __future__ import annotations
