@@ -679,7 +679,9 @@ class MiniBatchKMeans(_BaseKMeans):
         pass, empty clusters relocated as in :class:`KMeans`). Mini-batch centres are
         running means that still carry the early, poor assignments; a few passes
         remove that bias: on Fashion-MNIST at K=256 three passes took the inertia from
-        +1.6% to +0.9% of a converged Lloyd fit. 0 keeps scikit-learn's semantics.
+        +1.6% to +0.9% of a converged Lloyd fit, and ``max_iter=1, refine=6`` ends
+        within 1% of it in 0.8x scikit-learn's mini-batch time (README). 0 keeps
+        scikit-learn's semantics.
     sampling : {"auto", "rows", "chunks"}
         ``"rows"``: i.i.d. rows (with replacement) from all chunks, scikit-learn's
         scheme, best when the data are in memory. ``"chunks"``: each step takes whole
