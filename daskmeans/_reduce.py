@@ -257,6 +257,7 @@ class _Graph:
             if a is not None:
                 self.dsk.update(a.__dask_graph__())
         self.n = 0
+        self._wrapped: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def data(self, value: Any) -> tuple[str, int]:
         """Put an operand (not a tuple, which would read as a task) in the graph once;
@@ -283,7 +284,7 @@ class _Graph:
         if fn is None:
             self.dsk[key] = args[0]
         else:
-            fn = _task(fn)
+            fn = self._wrapped.setdefault(fn, _task(fn))  # one wrapper per pass, not per task
             self.dsk[key] = (functools.partial(fn, **consts) if consts else fn, *args)
         return key
 
@@ -425,11 +426,7 @@ def score_pass(
 ) -> K.Scored:
     """SSE against ``C`` (and, given true labels, the contingency table of the nearest
     centres against them) in one pass: no per-cluster sums, no far rows."""
-    if labels_true is not None:
-        if labels_true.shape[0] != X.shape[0]:
-            raise K.LabelError(
-                f"labels_true must have one label per row of X ({X.shape[0]}), got "
-                f"{labels_true.shape[0]}")
+    if labels_true is not None:  # (same length as X: checked by the caller)
         labels_true = labels_true.rechunk((X.chunks[0],))
 
     def kernel(block: np.ndarray, w: np.ndarray | None, y: np.ndarray | None,

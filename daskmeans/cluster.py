@@ -270,12 +270,23 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) sum of squared distances of X to its nearest centre."""
+        return -self._scored(X, sample_weight).sse
+
+    def _scored(self, X: Any, sample_weight: Any = None, labels_true: Any = None) -> K.Scored:
+        """One assignment pass over X: SSE and, given true labels, contingency counts."""
         X, lazy = self._centers_for(X)
         C = self.cluster_centers_.astype(X.dtype, copy=False)
         w = _check_weights(sample_weight, X.shape[0])
+        if labels_true is not None and labels_true.shape[0] != X.shape[0]:
+            raise K.LabelError(f"labels_true must have one label per row of X "
+                               f"({X.shape[0]}), got {labels_true.shape[0]}")
         if lazy:
-            return -R.score_pass(X, C, R.align_weights(w, X)).sse
-        return -K.score_block(X, C, w).sse
+            if labels_true is not None and not isinstance(labels_true, da.Array):
+                labels_true = da.from_array(labels_true, chunks=(X.chunks[0],))
+            return R.score_pass(X, C, R.align_weights(w, X), labels_true)
+        if isinstance(labels_true, da.Array):
+            labels_true = labels_true.compute()
+        return K.score_block(X, C, w, labels_true)
 
     @property
     def _n_features_out(self) -> int:

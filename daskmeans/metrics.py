@@ -368,17 +368,7 @@ def evaluate_model(
     >>> r["accuracy"], round(r["inertia"], 3)
     (1.0, 0.025)
     """
-    Xv, lazy = model._centers_for(X)
-    C = model.cluster_centers_.astype(Xv.dtype, copy=False)
-    y = _as_1d(labels_true, "labels_true")
-    if y.shape[0] != Xv.shape[0]:
-        raise LabelError(
-            f"labels_true must have one label per row of X ({Xv.shape[0]}), got {y.shape[0]}")
-    if lazy:
-        y = y if isinstance(y, da.Array) else da.from_array(y, chunks=(Xv.chunks[0],))
-        scored = R.score_pass(Xv, C, labels_true=y)
-    else:
-        scored = K.score_block(Xv, C, labels_true=np.asarray(y))
+    scored = model._scored(X, labels_true=_as_1d(labels_true, "labels_true"))
     assert scored.table is not None
     return {**_report(Contingency(*scored.table.finish()), mapping), "inertia": scored.sse}
 
