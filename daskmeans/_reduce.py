@@ -34,6 +34,7 @@ import numpy as np
 from dask.base import get_scheduler
 
 from . import _kernels as K
+from . import io
 
 log = logging.getLogger(__name__)
 
@@ -318,21 +319,40 @@ def _map_reduce(
     shared: Any,
     per_block: Callable[[int, int], dict[str, Any]] | None = None,
     split_every: int = SPLIT_EVERY,
+    *,
+    raw: bool = False,
 ) -> Any:
     """``kernel(block, *aligned blocks, shared, **per_block(i, offset))``, tree-reduced.
 
     ``aligned``: arrays chunked like X's rows (weights, ...); None passes None.
+    ``raw``: the kernel accepts ``scale=`` and raw stored rows (see
+    :class:`daskmeans.io.RowSource`), used when X was opened from a store.
     """
-    g = _Graph(name, X, *aligned)
-    blocks = _block_keys(X, 0)
-    s = g.shared(shared, len(blocks))
-    cols = [_block_keys(a, len(blocks)) for a in aligned]
-    parts = [
-        g.task(kernel, b, *(c[i] for c in cols), s,
-               **(per_block(i, off) if per_block else {}))
-        for i, (b, off) in enumerate(zip(blocks, _offsets(X), strict=True))
-    ]
+    src = io.row_source(X)
+    g = _Graph(name, None if src else X, *aligned)
+    n_blocks = len(X.chunks[0])
+    blocks = [None] * n_blocks if src else _block_keys(X, 0)
+    s = g.shared(shared, n_blocks)
+    cols = [_block_keys(a, n_blocks) for a in aligned]
+    parts = []
+    for i, (b, off) in enumerate(zip(blocks, _offsets(X), strict=True)):
+        extra = per_block(i, off) if per_block else {}
+        args = (*(c[i] for c in cols), s)
+        if src is None:
+            parts.append(g.task(kernel, b, *args, **extra))
+        else:
+            parts.append(g.task(_from_source, *args, kernel=kernel, src=src, start=off,
+                                stop=off + X.chunks[0][i], raw=raw, **extra))
     return g.run(g.tree(parts, split_every), n_tasks=len(parts))
+
+
+def _from_source(*args: Any, kernel: Callable[..., Any], src: io.RowSource, start: int,
+                 stop: int, raw: bool, **kwargs: Any) -> Any:
+    """Read a chunk where the task runs and hand it to the kernel (raw and ``scale``
+    for kernels that scale block by block)."""
+    if raw:
+        return kernel(src.read(start, stop), *args, scale=src.scale, **kwargs)
+    return kernel(src.read_float(start, stop), *args, **kwargs)
 
 
 # --------------------------------------------------------------------------- passes
@@ -354,13 +374,13 @@ def lloyd_pass(
     """
 
     def kernel(block: np.ndarray, w: np.ndarray | None, xs: np.ndarray | None,
-               C: K.Centres, offset: int) -> Any:
+               C: K.Centres, offset: int, scale: float | None = None) -> Any:
         return K.lloyd_partial(block, C, w, xsq=xs, offset=offset, n_top=n_top,
-                               moments=moments)
+                               moments=moments, scale=scale)
 
     return _map_reduce(
         "lloyd", kernel, X, [weights, xsq], K.Centres(C, X.dtype),
-        lambda i, off: {"offset": off}, split_every,
+        lambda i, off: {"offset": off}, split_every, raw=True,
     )
 
 
@@ -383,41 +403,47 @@ def batch_pass(
     batch. ``chunk_ids``: whole chunks form the batch (for data streamed from disk,
     where any row read costs its chunk).
     """
-    g = _Graph("batch", X, weights)
-    blocks = _block_keys(X, 0)
-    wblocks = _block_keys(weights, len(blocks))
+    src = io.row_source(X)
+    g = _Graph("batch", None if src else X, weights)
     offsets = _offsets(X)
+    blocks = [None] * len(offsets) if src else _block_keys(X, 0)
+    wblocks = _block_keys(weights, len(blocks))
     c = g.shared(K.Centres(C, X.dtype), len(blocks))  # prepared once, not per task
     consts = {"n_top": n_top, "n_sample": n_sample, "seed": seed}
+
+    def task(i: int, kernel: Callable[..., Any], **kw: Any) -> Any:
+        if src is None:
+            return g.task(kernel, blocks[i], wblocks[i], c, **kw, **consts)
+        return g.task(_from_source, wblocks[i], c, kernel=kernel, src=src, start=offsets[i],
+                      stop=offsets[i] + X.chunks[0][i], raw=True, **kw, **consts)
+
     parts = []
     if rows is not None:
         bounds = np.searchsorted(rows, [*offsets, X.shape[0]])
         for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             if hi > lo:
-                parts.append(g.task(_batch_rows_kernel, blocks[i], wblocks[i], c,
-                                    local=rows[lo:hi] - offsets[i],
-                                    positions=np.arange(lo, hi, dtype=np.int64), **consts))
+                parts.append(task(i, _batch_rows_kernel, local=rows[lo:hi] - offsets[i],
+                                  positions=np.arange(lo, hi, dtype=np.int64)))
     else:
         assert chunk_ids is not None
-        parts = [g.task(_batch_chunk_kernel, blocks[i], wblocks[i], c, offset=offsets[i],
-                        **consts) for i in chunk_ids]
+        parts = [task(i, _batch_chunk_kernel, offset=offsets[i]) for i in chunk_ids]
     return g.run(g.tree(parts, split_every), n_tasks=len(parts))
 
 
 def _batch_rows_kernel(
     block: np.ndarray, w: np.ndarray | None, C: K.Centres, local: np.ndarray,
-    positions: np.ndarray, n_top: int, n_sample: int, seed: int,
+    positions: np.ndarray, n_top: int, n_sample: int, seed: int, scale: float | None = None,
 ) -> K.LloydPartial:
     return K.lloyd_partial(block[local], C, None if w is None else w[local], offset=positions,
-                           n_top=n_top, n_sample=n_sample, sample_seed=seed)
+                           n_top=n_top, n_sample=n_sample, sample_seed=seed, scale=scale)
 
 
 def _batch_chunk_kernel(
     block: np.ndarray, w: np.ndarray | None, C: K.Centres, offset: int, n_top: int,
-    n_sample: int, seed: int,
+    n_sample: int, seed: int, scale: float | None = None,
 ) -> K.LloydPartial:
     return K.lloyd_partial(block, C, w, offset=offset, n_top=n_top, n_sample=n_sample,
-                           sample_seed=seed)
+                           sample_seed=seed, scale=scale)
 
 
 def score_pass(

@@ -25,8 +25,10 @@ import logging
 import os
 import shutil
 import struct
+import threading
 import uuid
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -53,6 +55,7 @@ __all__ = [
     "open_image",
     "read_idx",
     "read_idx_header",
+    "row_source",
     "synthetic_image",
 ]
 
@@ -475,10 +478,17 @@ def _get_array(group: zarr.Group, key: str, where: str) -> zarr.Array:
     return node
 
 
+#: uint8 pixels are scaled to [0, 1] by this factor (in float32).
+PIXEL_SCALE = 1.0 / 255.0
+
+
+def _scale_rows(raw: np.ndarray, scale: float) -> np.ndarray:
+    """(n, ...) raw values -> (n, d) float32 times ``scale`` (cast, then multiply)."""
+    return np.multiply(raw.reshape(raw.shape[0], -1), np.float32(scale), dtype=np.float32)
+
+
 def _scale_uint8(block: np.ndarray) -> np.ndarray:
-    out = block.reshape(block.shape[0], -1).astype(np.float32)
-    out *= np.float32(1.0 / 255.0)
-    return out
+    return _scale_rows(block, PIXEL_SCALE)
 
 
 def scale_images(images: da.Array) -> da.Array:
@@ -493,6 +503,135 @@ def scale_images(images: da.Array) -> da.Array:
         drop_axis=list(range(2, images.ndim)) or None,
         meta=np.empty((0, 0), dtype=np.float32),
     )
+
+
+# --------------------------------------------------------------------------- row sources
+
+
+class RowSource:
+    """Where the rows of a dask array opened by this module come from.
+
+    The array is ``float32(stored) * scale`` (or the stored values when ``scale`` is
+    None) of a Zarr array chunked by rows, flattened to (n, d). Passes over such an
+    array (:mod:`daskmeans._reduce`) read each chunk inside the task that uses it,
+    into a buffer the thread reuses, and kernels that can scale block by block take
+    the raw rows: no float32 copy of the chunk is materialised and no fresh
+    multi-megabyte buffers are faulted in every pass. Results are those of the dask
+    array bit for bit.
+    """
+
+    def __init__(self, array: zarr.Array, scale: float | None) -> None:
+        self.array = array
+        self.scale = scale
+        self.n = int(array.shape[0])
+        self.d = int(np.prod(array.shape[1:], dtype=np.int64))
+        self.dtype = np.dtype(array.dtype)
+        self._root = _direct_chunk_root(array)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"array": self.array, "scale": self.scale}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["array"], state["scale"])  # type: ignore[misc]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Stored rows ``[start, stop)`` as (m, d), in a buffer this thread reuses: the
+        result is valid until the thread's next :meth:`read`."""
+        m = stop - start
+        buf = getattr(_READ_BUFFERS, "buf", None)
+        nbytes = m * self.d * self.dtype.itemsize
+        if buf is None or buf.nbytes < nbytes:
+            buf = np.empty(max(nbytes, 1), dtype=np.uint8)
+            _READ_BUFFERS.buf = buf
+        out = buf[:nbytes].view(self.dtype).reshape(m, self.d)
+        if not self._read_direct(start, stop, out):
+            out[...] = self.array[start:stop].reshape(m, self.d)
+        return out
+
+    def read_float(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` as the dask array has them, in a new array."""
+        raw = self.read(start, stop)
+        return raw.copy() if self.scale is None else _scale_rows(raw, self.scale)
+
+    def _read_direct(self, start: int, stop: int, out: np.ndarray) -> bool:
+        """Decode whole chunk files straight into ``out`` (Blosc releases the GIL, so
+        chunks decode in parallel threads); False where zarr has to do it.
+
+        zarr's own read of a 10,000-image chunk took ~4.3 ms here and two threads
+        barely overlapped (six chunks: 21-26 ms); reading the file and decoding into a
+        reused buffer takes 0.4 + 2.1 ms, and six chunks 6.6 ms on two threads.
+        """
+        rows = self.array.chunks[0]
+        if self._root is None or start % rows or (stop % rows and stop != self.n):
+            return False
+        import numcodecs.blosc
+
+        meta = self.array.metadata
+        prefix = f"{self.array.path}/" if self.array.path else ""
+        trailing = (0,) * (self.array.ndim - 1)
+        for c in range(start // rows, -(-stop // rows)):
+            lo = c * rows - start
+            hi = min(lo + rows, stop - start)
+            dest = out[lo:hi]
+            path = self._root / (prefix + meta.encode_chunk_key((c, *trailing)))
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # never written: all fill value
+                dest[...] = self.array.fill_value
+                continue
+            if hi - lo == rows:
+                numcodecs.blosc.decompress(data, dest)
+            else:  # the last chunk is stored full size
+                full = np.frombuffer(numcodecs.blosc.decompress(data), dtype=self.dtype)
+                dest[...] = full[: dest.size].reshape(dest.shape)
+        return True
+
+
+def _direct_chunk_root(array: zarr.Array) -> Path | None:
+    """The local directory whose chunk files :meth:`RowSource.read` may decode itself:
+    zarr v3, a local store, whole rows per chunk, codecs exactly bytes + Blosc, in
+    native byte order. None for anything else (zarr reads it)."""
+    import sys
+
+    from zarr.codecs import BloscCodec, BytesCodec
+    from zarr.storage import LocalStore
+
+    meta = array.metadata
+    if meta.zarr_format != 3 or not isinstance(array.store, LocalStore):
+        return None
+    if tuple(array.chunks[1:]) != tuple(array.shape[1:]) or array.ndim < 1:
+        return None
+    codecs = getattr(meta, "codecs", ())
+    if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(
+        codecs[1], BloscCodec
+    ):
+        return None
+    endian = getattr(codecs[0].endian, "value", codecs[0].endian)
+    if np.dtype(array.dtype).itemsize > 1 and endian not in (None, sys.byteorder):
+        return None
+    return Path(array.store.root)
+
+
+_READ_BUFFERS = threading.local()
+#: dask array name -> its RowSource (the most recent arrays opened here).
+_SOURCES: OrderedDict[str, RowSource] = OrderedDict()
+_MAX_SOURCES = 256
+
+
+def _with_source(arr: da.Array, array: zarr.Array, scale: float | None) -> da.Array:
+    """Remember that ``arr`` reads ``array`` (see :class:`RowSource`); return ``arr``."""
+    if arr.ndim == 2 and arr.numblocks[1] == 1:
+        _SOURCES[arr.name] = RowSource(array, scale)
+        _SOURCES.move_to_end(arr.name)
+        while len(_SOURCES) > _MAX_SOURCES:
+            _SOURCES.popitem(last=False)
+    return arr
+
+
+def row_source(X: da.Array) -> RowSource | None:
+    """The :class:`RowSource` of a dask array opened by this module, unchanged since
+    (any operation on it makes a new array, which has none)."""
+    return _SOURCES.get(X.name)
 
 
 def open_dataset(
@@ -530,7 +669,7 @@ def open_dataset(
         )
     imgs = da.from_zarr(images)
     y = da.from_zarr(labels).rechunk((imgs.chunks[0],)).astype(np.int64)
-    return (scale_images(imgs) if scale else imgs), y
+    return (_with_source(scale_images(imgs), images, PIXEL_SCALE) if scale else imgs), y
 
 
 def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = None) -> da.Array:
@@ -557,13 +696,14 @@ def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = No
             return open_dataset(node, split)[0]
         if fmt.startswith("daskmeans-image"):
             return image_pixels(node)
-        return da.from_zarr(_get_array(node, "X", str(store)))
+        Xz = _get_array(node, "X", str(store))
+        return _with_source(da.from_zarr(Xz), Xz, None)
     arr = da.from_zarr(node)
     if arr.dtype == np.uint8 and arr.ndim >= 2:
-        return scale_images(arr)
+        return _with_source(scale_images(arr), node, PIXEL_SCALE)
     if arr.ndim != 2:
         raise StoreError(f"{store}: expected a 2-D array, got shape {arr.shape}")
-    return arr
+    return _with_source(arr, node, None)
 
 
 # --------------------------------------------------------------------------- images
@@ -642,9 +782,7 @@ def open_image(store: PathLike | zarr.Group) -> da.Array:
 
 
 def _tile_pixels(block: np.ndarray) -> np.ndarray:
-    out = block.reshape(-1, 3).astype(np.float32)
-    out *= np.float32(1.0 / 255.0)
-    return out
+    return _scale_rows(block.reshape(-1, 3), PIXEL_SCALE)
 
 
 def image_pixels(store: PathLike | zarr.Group | da.Array) -> da.Array:

@@ -244,3 +244,51 @@ def test_make_blobs_zarr_reproducible(tmp_path: Path) -> None:
     c = io.make_blobs_zarr(tmp_path / "c.zarr", 1050, 5, centers=3, chunk_rows=100,
                            random_state=8)
     assert not np.array_equal(io.open_array(c).compute(), Xa.compute())
+
+
+# ---------------------------------------------------------------- row sources
+
+
+def _images_with_empty_chunk() -> np.ndarray:
+    imgs = np.random.default_rng(2).integers(0, 256, size=(25, 4, 5), dtype=np.uint8)
+    imgs[7:14] = 0  # chunk 1 of 7 rows equals the fill value: zarr never writes it
+    return imgs
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 25), (7, 21), (14, 25), (21, 25), (3, 12)])
+def test_row_source_reads_what_zarr_reads(tmp_path: Path, start: int, stop: int) -> None:
+    imgs = _images_with_empty_chunk()
+    store = io.arrays_to_dataset({"test": (imgs, np.zeros(25, np.uint8))}, tmp_path / "d.zarr",
+                                 name="t", chunk_rows=7)
+    X, _ = io.open_dataset(store, "test")
+    src = io.row_source(X)
+    assert src is not None and src.scale == io.PIXEL_SCALE
+    assert src._root is not None  # this layout is decoded directly
+    z = zarr.open_group(store, mode="r")["test/images"]
+    assert not (Path(store) / "test" / "images" / "c" / "1").exists()  # the empty chunk
+    np.testing.assert_array_equal(src.read(start, stop), z[start:stop].reshape(-1, 20))
+    np.testing.assert_array_equal(src.read_float(start, stop), X[start:stop].compute())
+
+
+def test_row_source_other_layouts_read_through_zarr(tmp_path: Path) -> None:
+    imgs = _images_with_empty_chunk()
+    z = zarr.create_array(zarr.storage.MemoryStore(), shape=imgs.shape, chunks=(7, 4, 5),
+                          dtype=np.uint8)
+    z[:] = imgs
+    X = io.open_array(z)
+    src = io.row_source(X)
+    assert src is not None and src._root is None
+    np.testing.assert_array_equal(src.read(7, 21), imgs[7:21].reshape(-1, 20))
+    blobs = io.make_blobs_zarr(tmp_path / "b.zarr", 50, 3, centers=2, chunk_rows=20,
+                               random_state=0)
+    B = io.open_array(blobs)
+    np.testing.assert_array_equal(io.row_source(B).read_float(20, 40), B[20:40].compute())
+
+
+def test_only_arrays_opened_here_have_a_row_source(small_dir, tmp_path: Path) -> None:
+    d, _, _ = small_dir
+    X, _ = io.open_dataset(io.ingest(d, tmp_path / "s.zarr"), "test")
+    assert io.row_source(X) is not None
+    for derived in (X[:10], X + 0, X.rechunk(5), X.astype(np.float64)):
+        assert io.row_source(derived) is None
+    assert io.row_source(da.zeros((4, 3), chunks=2)) is None

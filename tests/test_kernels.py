@@ -101,6 +101,35 @@ def test_lloyd_partial_brute_force_over_blocks(
     assert given.sse() == p.sse()
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_lloyd_partial_on_raw_rows_equals_scaled_rows(
+    fused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uint8 rows with ``scale``: scaled block by block, bit for bit the float32 result."""
+    rng = np.random.default_rng(1)
+    U = rng.integers(0, 256, size=(700, 2, 3), dtype=np.uint8)  # reshaped to (700, 6)
+    X = U.reshape(700, 6).astype(np.float32) * np.float32(1 / 255)
+    C = X[rng.choice(700, 5, replace=False)]
+    w = rng.uniform(0, 2, 700)
+    monkeypatch.setattr(K, "ROW_BLOCK", 64)  # 11 blocks, the last one short
+    monkeypatch.setattr(K, "SUM_BLOCK", 128)  # unfused: scaled and summed 128 rows at a time
+    monkeypatch.setattr(K, "FUSED_SUMS_MAX_BYTES", 1 << 20 if fused else 0)
+    kw = {"n_top": 3, "moments": True, "n_sample": 4, "offset": 10}
+    a = K.lloyd_partial(X, C, w, **kw)
+    b = K.lloyd_partial(U, C, w, scale=1 / 255, **kw)
+    np.testing.assert_array_equal(b.sums, a.sums)
+    np.testing.assert_array_equal(b.counts, a.counts)
+    assert b.sq == a.sq
+    for got, want in ((b.top, a.top), (b.sample, a.sample)):
+        np.testing.assert_array_equal(got.rows, want.rows)
+        np.testing.assert_array_equal(got.index, want.index)
+        assert got.rows.dtype == np.float32
+    np.testing.assert_allclose(b.moments.var, a.moments.var, rtol=1e-12)
+    untouched = U.reshape(700, 6).astype(np.float32) * np.float32(1 / 255)
+    np.testing.assert_array_equal(untouched, X)
+    np.testing.assert_array_equal(K.scale_rows(U, 1 / 255), X)
+
+
 def test_moments_merge_equals_numpy() -> None:
     X = np.random.default_rng(3).normal(5, 2, size=(300, 4))
     m = K.Moments.of(X[:17]) + K.Moments.of(X[17:200]) + K.Moments.of(X[200:])

@@ -261,3 +261,52 @@ def test_centres_enter_a_pass_once_or_inline_when_small(chunks: int, copies: int
     assert seen == [copies]
     assert part.counts.sum() == 6400
 
+
+
+@pytest.fixture(scope="module")
+def pixel_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3000 uint8 'images' (4 x 5) of 6 blobs, stored in 700-row chunks."""
+    X, y = make_blobs(n_samples=3000, n_features=20, centers=6, cluster_std=1.5,
+                      random_state=1)
+    imgs = ((X - X.min()) / (X.max() - X.min()) * 255).astype(np.uint8).reshape(-1, 4, 5)
+    return io.arrays_to_dataset({"train": (imgs, y.astype(np.uint8))},
+                                tmp_path_factory.mktemp("px") / "p.zarr", name="p",
+                                chunk_rows=700)
+
+
+def test_store_chunks_read_inside_tasks_give_the_same_fit(
+    pixel_store: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daskmeans import MiniBatchKMeans
+
+    X, _ = io.open_dataset(pixel_store, "train")
+    assert io.row_source(X) is not None
+    models = [KMeans(6, random_state=0, n_init=2),
+              MiniBatchKMeans(6, random_state=0, batch_size=1000, max_iter=3)]
+    direct = [m.fit(X) for m in models]
+    monkeypatch.setattr(io, "row_source", lambda X: None)  # dask reads and scales chunks
+    via_dask = [type(m)(**m.get_params()).fit(X) for m in models]
+    for a, b in zip(direct, via_dask, strict=True):
+        np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+        assert a.inertia_ == b.inertia_
+    np.testing.assert_array_equal(direct[0].labels_.compute(), via_dask[0].labels_.compute())
+
+
+def test_store_passes_read_each_chunk_once_per_pass(
+    pixel_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, _ = io.open_dataset(pixel_store, "train")
+    reads: list[tuple[int, int]] = []
+    read = io.RowSource.read
+
+    def counting(self: io.RowSource, start: int, stop: int):  # type: ignore[no-untyped-def]
+        reads.append((start, stop))
+        return read(self, start, stop)
+
+    monkeypatch.setattr(io.RowSource, "read", counting)
+    with dask.config.set(scheduler="threads"):
+        km = KMeans(6, init=X[:6].compute(), max_iter=4, tol=0).fit(X)
+    assert km.n_iter_ == 4
+    # 5 chunks x (4 Lloyd passes + the final assignment of labels_)
+    assert sorted(set(reads)) == [(s, min(s + 700, 3000)) for s in range(0, 3000, 700)]
+    assert len(reads) == 5 * (km.n_iter_ + 1)
