@@ -251,14 +251,28 @@ class _Graph:
     for a key.
     """
 
-    def __init__(self, name: str, *arrays: da.Array | None) -> None:
+    def __init__(self, name: str, X: da.Array, *arrays: da.Array | None) -> None:
         self.prefix = f"{name}-{uuid.uuid4().hex}"
         self.dsk: dict[Any, Any] = {}
-        for a in arrays:
+        # X opened from a store: its chunks are read inside the tasks using them
+        self.X, self.src = X, io.row_source(X)
+        for a in (None if self.src else X, *arrays):
             if a is not None:
                 self.dsk.update(a.__dask_graph__())
         self.n = 0
         self._wrapped: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._blocks = _block_keys(None if self.src else X, len(X.chunks[0]))
+        self._offsets = _offsets(X)
+
+    def chunk_task(self, kernel: Callable[..., Any], i: int, *args: Any, raw: bool = False,
+                   **consts: Any) -> tuple[str, int]:
+        """``kernel(chunk i of X, *args, **consts)``; from a store, the task reads the
+        chunk itself, raw (with ``scale=``) if the kernel scales block by block."""
+        if self.src is None:
+            return self.task(kernel, self._blocks[i], *args, **consts)
+        start = self._offsets[i]
+        return self.task(_from_source, *args, kernel=kernel, src=self.src, start=start,
+                         stop=start + self.X.chunks[0][i], raw=raw, **consts)
 
     def data(self, value: Any) -> tuple[str, int]:
         """Put an operand (not a tuple, which would read as a task) in the graph once;
@@ -328,21 +342,15 @@ def _map_reduce(
     ``raw``: the kernel accepts ``scale=`` and raw stored rows (see
     :class:`daskmeans.io.RowSource`), used when X was opened from a store.
     """
-    src = io.row_source(X)
-    g = _Graph(name, None if src else X, *aligned)
+    g = _Graph(name, X, *aligned)
     n_blocks = len(X.chunks[0])
-    blocks = [None] * n_blocks if src else _block_keys(X, 0)
     s = g.shared(shared, n_blocks)
     cols = [_block_keys(a, n_blocks) for a in aligned]
-    parts = []
-    for i, (b, off) in enumerate(zip(blocks, _offsets(X), strict=True)):
-        extra = per_block(i, off) if per_block else {}
-        args = (*(c[i] for c in cols), s)
-        if src is None:
-            parts.append(g.task(kernel, b, *args, **extra))
-        else:
-            parts.append(g.task(_from_source, *args, kernel=kernel, src=src, start=off,
-                                stop=off + X.chunks[0][i], raw=raw, **extra))
+    parts = [
+        g.chunk_task(kernel, i, *(c[i] for c in cols), s, raw=raw,
+                     **(per_block(i, off) if per_block else {}))
+        for i, off in enumerate(_offsets(X))
+    ]
     return g.run(g.tree(parts, split_every), n_tasks=len(parts))
 
 
@@ -403,19 +411,14 @@ def batch_pass(
     batch. ``chunk_ids``: whole chunks form the batch (for data streamed from disk,
     where any row read costs its chunk).
     """
-    src = io.row_source(X)
-    g = _Graph("batch", None if src else X, weights)
+    g = _Graph("batch", X, weights)
     offsets = _offsets(X)
-    blocks = [None] * len(offsets) if src else _block_keys(X, 0)
-    wblocks = _block_keys(weights, len(blocks))
-    c = g.shared(K.Centres(C, X.dtype), len(blocks))  # prepared once, not per task
+    wblocks = _block_keys(weights, len(offsets))
+    c = g.shared(K.Centres(C, X.dtype), len(offsets))  # prepared once, not per task
     consts = {"n_top": n_top, "n_sample": n_sample, "seed": seed}
 
     def task(i: int, kernel: Callable[..., Any], **kw: Any) -> Any:
-        if src is None:
-            return g.task(kernel, blocks[i], wblocks[i], c, **kw, **consts)
-        return g.task(_from_source, wblocks[i], c, kernel=kernel, src=src, start=offsets[i],
-                      stop=offsets[i] + X.chunks[0][i], raw=True, **kw, **consts)
+        return g.chunk_task(kernel, i, wblocks[i], c, raw=True, **kw, **consts)
 
     parts = []
     if rows is not None:
