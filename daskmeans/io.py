@@ -3,7 +3,7 @@
 Layout of a dataset store written by :func:`ingest`::
 
     STORE/                      zarr v3 group, attrs: dataset, splits, missing_splits, sources
-      train/images  (n, 28, 28) uint8, chunked by rows, zstd-compressed
+      train/images  (n, 28, 28) uint8, chunked by rows, Blosc-LZ4-compressed
       train/labels  (n,)        uint8
       test/images   ...
       test/labels   ...

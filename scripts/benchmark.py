@@ -8,7 +8,11 @@ Usage (Fashion-MNIST train: ``apt-get install dataset-fashion-mnist``)::
 Every contender starts from the same initial centres with ``tol=0``. Time per
 iteration is measured as ``(t(max_iter=a+n) - t(max_iter=a)) / n``, which cancels
 set-up, initialisation and the final E-step. Ratios are to scikit-learn
-``KMeans(algorithm="lloyd")`` on the same in-memory array, measured in this run.
+``KMeans(algorithm="lloyd")`` on the same in-memory array. The contenders take turns:
+each round measures every one once, and the table gives the median time and the median
+of the per-round ratios (with their range), because these virtual machines' speed
+drifts by up to 2x within minutes and a ratio of two measurements taken minutes apart
+means little.
 
 Rows:
 - ours, threaded: numpy input, dask's threaded scheduler;
@@ -33,18 +37,16 @@ from pathlib import Path
 import numpy as np
 
 
-def per_iteration(fit: Callable[[int], object], base: int, extra: int, repeat: int) -> float:
-    """Best-of-``repeat`` marginal seconds per iteration."""
-    fit(base)  # warm-up: thread pools, imports, worker caches
-    best = np.inf
-    for _ in range(repeat):
+def marginal(fit: Callable[[int], object], base: int, extra: int) -> float:
+    """Seconds per iteration, ``(t(base + extra) - t(base)) / extra``, each ``t`` the
+    faster of two fits (a pause in one short fit would otherwise make the difference
+    zero or negative: seen here for scikit-learn)."""
+    times: dict[int, float] = {}
+    for m in (base, base + extra) * 2:
         t0 = time.perf_counter()
-        fit(base)
-        t1 = time.perf_counter()
-        fit(base + extra)
-        t2 = time.perf_counter()
-        best = min(best, ((t2 - t1) - (t1 - t0)) / extra)
-    return max(best, 1e-9)
+        fit(m)
+        times[m] = min(times.get(m, np.inf), time.perf_counter() - t0)
+    return max((times[base + extra] - times[base]) / extra, 1e-9)
 
 
 def main() -> None:
@@ -53,12 +55,14 @@ def main() -> None:
                    help="directory of MNIST-format IDX files (uses the train split)")
     p.add_argument("--k", type=int, nargs="+", default=[10, 256])
     p.add_argument("--iters", type=int, default=10, help="extra iterations measured")
-    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=5, help="interleaved rounds")
     p.add_argument("--no-cluster", action="store_true", help="skip LocalCluster rows")
     p.add_argument("--no-dask-ml", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.ERROR)
+
+    import contextlib
 
     import dask
     from sklearn.cluster import KMeans as SKKMeans
@@ -72,65 +76,88 @@ def main() -> None:
     n, d = X.shape
     print(f"data: {n} x {d} float32 from {args.data}; store {store}")
 
-    rows: dict[str, dict[int, float]] = {}
-
-    def record(name: str, k: int, secs: float) -> None:
-        rows.setdefault(name, {})[k] = secs
-        print(f"  {name:<28} K={k:<4} {secs * 1000:8.1f} ms/iter", flush=True)
-
     client = cluster = None
+    Xp = None
     if not args.no_cluster:
         from distributed import Client, LocalCluster
+
+        from daskmeans import _reduce
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                dashboard_address=None, host="127.0.0.1")
         client = Client(cluster, set_as_default=False)
+        with client.as_current():
+            Xp = _reduce.scatter_rows(X)  # persisted, chunks spread over the workers
 
+    def threads() -> contextlib.AbstractContextManager[object]:
+        return dask.config.set(scheduler="threads")
+
+    def on_cluster() -> contextlib.AbstractContextManager[object]:
+        assert client is not None
+        return client.as_current()  # type: ignore[no-any-return]
+
+    # (name, fit(max_iter), context, rounds): every round measures each contender once,
+    # in this order, so each ratio compares measurements seconds apart
+    results: dict[str, dict[int, list[float]]] = {}
+    ratios: dict[str, dict[int, list[float]]] = {}
     for k in args.k:
         C0 = X[np.random.default_rng(0).choice(n, k, replace=False)]
-        print(f"K={k}")
 
         def sk(m: int, C0: np.ndarray = C0, k: int = k) -> object:
             return SKKMeans(k, init=C0, n_init=1, max_iter=m, tol=0, algorithm="lloyd").fit(X)
 
-        record("scikit-learn (lloyd)", k, per_iteration(sk, 2, args.iters, args.repeat))
+        def ours(data: object, C0: np.ndarray = C0, k: int = k) -> Callable[[int], object]:
+            return lambda m: KMeans(k, init=C0, max_iter=m, tol=0).fit(data)
 
-        def ours(m: int, C0: np.ndarray = C0, k: int = k, data: object = X) -> object:
-            return KMeans(k, init=C0, max_iter=m, tol=0).fit(data)
+        contenders: list[tuple[str, Callable[[int], object], Callable[[], object], int]] = [
+            ("scikit-learn (lloyd)", sk, contextlib.nullcontext, args.repeat),
+            ("daskmeans threaded", ours(X), threads, args.repeat),
+            ("daskmeans Zarr stream", ours(Xz), threads, args.repeat),
+        ]
+        if Xp is not None:
+            contenders.append(("daskmeans LocalCluster 2x1", ours(Xp), on_cluster, args.repeat))
+            if not args.no_dask_ml:
+                from dask_ml.cluster import KMeans as DMKMeans
 
-        with dask.config.set(scheduler="threads"):
-            record("daskmeans threaded", k, per_iteration(ours, 2, args.iters, args.repeat))
-            record("daskmeans Zarr stream", k,
-                   per_iteration(lambda m, C0=C0, k=k: ours(m, C0, k, Xz), 2, args.iters,
-                                 args.repeat))
-        if client is not None:
-            with client.as_current():
-                from daskmeans import _reduce
+                def dm(m: int, C0: np.ndarray = C0, k: int = k) -> object:
+                    return DMKMeans(n_clusters=k, init=C0, max_iter=m, tol=0).fit(Xp)
 
-                Xp = _reduce.scatter_rows(X)  # persisted, chunks spread over the workers
-                record("daskmeans LocalCluster 2x1", k,
-                       per_iteration(lambda m, C0=C0, k=k, Xp=Xp: ours(m, C0, k, Xp), 2, args.iters,
-                                     args.repeat))
-                if not args.no_dask_ml:
-                    from dask_ml.cluster import KMeans as DMKMeans
-
-                    def dm(m: int, C0: np.ndarray = C0, k: int = k, Xp: object = Xp) -> object:
-                        return DMKMeans(n_clusters=k, init=C0, max_iter=m, tol=0).fit(Xp)
-
-                    record("dask-ml LocalCluster 2x1", k,
-                           per_iteration(dm, 2, min(args.iters, 5), 1))
+                contenders.append(("dask-ml LocalCluster 2x1", dm, on_cluster, 1))
+        print(f"K={k}", flush=True)
+        for _, fit, ctx, _ in contenders:  # warm-up: thread pools, imports, worker caches
+            with ctx():
+                fit(2)
+        for r in range(args.repeat):
+            ref = None
+            for name, fit, ctx, rounds in contenders:
+                if r >= rounds:
+                    continue
+                with ctx():
+                    secs = marginal(fit, 2, args.iters if rounds > 1 else min(args.iters, 5))
+                ref = secs if ref is None else ref
+                results.setdefault(name, {}).setdefault(k, []).append(secs)
+                ratios.setdefault(name, {}).setdefault(k, []).append(secs / ref)
+                print(f"  round {r} {name:<28} K={k:<4} {secs * 1000:8.1f} ms/iter "
+                      f"({secs / ref:.2f}x)", flush=True)
 
     if client is not None:
         client.close()
         cluster.close()  # type: ignore[union-attr]
-    ref = rows["scikit-learn (lloyd)"]
     print()
-    print(f"Seconds per Lloyd iteration, {n} x {d} float32, ratio to scikit-learn")
+    print(f"Seconds per Lloyd iteration, {n} x {d} float32: median over {args.repeat} "
+          "interleaved rounds; ratio = median of the per-round ratios to scikit-learn "
+          "[range]")
     print()
     print("| contender | " + " | ".join(f"K={k}" for k in args.k) + " |")
     print("|---|" + "---|" * len(args.k))
-    for name, vals in rows.items():
-        cells = [f"{vals[k] * 1000:.0f} ms ({vals[k] / ref[k]:.2f}x)" for k in args.k if k in vals]
+    for name, vals in results.items():
+        cells = []
+        for k in args.k:
+            if k not in vals:
+                continue
+            rs = ratios[name][k]
+            rng = f" [{min(rs):.2f}-{max(rs):.2f}]" if len(rs) > 1 and min(rs) != max(rs) else ""
+            cells.append(f"{np.median(vals[k]) * 1000:.0f} ms ({np.median(rs):.2f}x{rng})")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
