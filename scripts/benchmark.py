@@ -159,6 +159,12 @@ def main() -> None:
             rng = f" [{min(rs):.2f}-{max(rs):.2f}]" if len(rs) > 1 and min(rs) != max(rs) else ""
             cells.append(f"{np.median(vals[k]) * 1000:.0f} ms ({np.median(rs):.2f}x{rng})")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    stream, memory = results.get("daskmeans Zarr stream", {}), results["daskmeans threaded"]
+    for k in args.k:
+        if k in stream:  # the target for the stream is relative to in-memory
+            rs = [a / b for a, b in zip(stream[k], memory[k], strict=True)]
+            print(f"Zarr stream / in-memory, K={k}: {np.median(rs):.2f}x "
+                  f"[{min(rs):.2f}-{max(rs):.2f}] per round")
 
 
 if __name__ == "__main__":
