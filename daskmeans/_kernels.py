@@ -37,6 +37,22 @@ DIST_BLOCK_BYTES = 16 << 20
 _SCRATCH = threading.local()
 
 
+def _scratch(name: str, size: int, dtype: np.dtype) -> np.ndarray:
+    """This thread's reusable 1-D buffer ``name`` of at least ``size`` items of ``dtype``
+    (grown when too small; see :meth:`Centres.buffer` for why buffers are reused)."""
+    buf = getattr(_SCRATCH, name, None)
+    if buf is None or buf.dtype != dtype or buf.size < size:
+        buf = np.empty(max(size, 1), dtype=dtype)
+        setattr(_SCRATCH, name, buf)
+    return buf[:size]
+
+
+def weighted_sse(sqdist: np.ndarray, weights: np.ndarray | None) -> float:
+    """Sum of squared distances (weighted if ``weights``), accumulated in float64."""
+    sq64 = sqdist.astype(np.float64)
+    return float(sq64.sum() if weights is None else sq64 @ np.asarray(weights, np.float64))
+
+
 def _block_rows(k: int, itemsize: int) -> int:
     return max(1, min(ROW_BLOCK, DIST_BLOCK_BYTES // max(1, k * itemsize)))
 
@@ -98,11 +114,7 @@ class Centres:
         kp = self.m2t.shape[1]
         step = _block_rows(kp, itemsize)
         rows = min(n, step)
-        buf = getattr(_SCRATCH, "dist", None)
-        if buf is None or buf.dtype != self.dtype or buf.size < rows * kp:
-            buf = np.empty(max(rows * kp, 1), dtype=self.dtype)
-            _SCRATCH.dist = buf
-        return step, buf[: rows * kp].reshape(rows, kp)
+        return step, _scratch("dist", rows * kp, self.dtype).reshape(rows, kp)
 
     def nearest(
         self, xb: np.ndarray, buf: np.ndarray | None = None, xsq: np.ndarray | None = None
@@ -387,11 +399,7 @@ def scale_rows(raw: np.ndarray, scale: float, out: np.ndarray | None = None) -> 
 def _scaled_block(raw: np.ndarray, scale: float) -> np.ndarray:
     """Scale a block of raw rows into this thread's reusable float32 buffer."""
     n, d = raw.shape
-    buf = getattr(_SCRATCH, "scaled", None)
-    if buf is None or buf.size < n * d:
-        buf = np.empty(n * d, dtype=np.float32)
-        _SCRATCH.scaled = buf
-    return scale_rows(raw, scale, buf[: n * d].reshape(n, d))
+    return scale_rows(raw, scale, _scratch("scaled", n * d, np.dtype(np.float32)).reshape(n, d))
 
 
 class _ScaledRows:
@@ -487,8 +495,7 @@ def lloyd_partial(
     if moments and not raw:
         mom = Moments.of(X)
     counts = np.bincount(labels, weights=w, minlength=k).astype(np.float64)
-    sq64 = sqdist.astype(np.float64)
-    sq = float(sq64.sum() if w is None else sq64 @ w)
+    sq = weighted_sse(sqdist, w)
     w1 = np.ones(n) if w is None else w
     rows: Any = _ScaledRows(X, scale) if raw else X
     top = top_m(sqdist, n_top, rows, labels, w1, offset)
@@ -749,8 +756,6 @@ def score_block(
     (2.0, [[2, 0], [0, 0], [0, 1]])
     """
     labels, sq = assign(X, C)
-    sq64 = sq.astype(np.float64)
-    sse = float(sq64.sum() if weights is None else sq64 @ np.asarray(weights, np.float64))
     table = None if labels_true is None else pair_table(labels_true, labels)
-    return Scored(sse, table)
+    return Scored(weighted_sse(sq, weights), table)
 

@@ -262,7 +262,7 @@ class _Graph:
         self.n = 0
         self._wrapped: dict[Callable[..., Any], Callable[..., Any]] = {}
         self._blocks = _block_keys(None if self.src else X, len(X.chunks[0]))
-        self._offsets = _offsets(X)
+        self.offsets = _offsets(X)
 
     def chunk_task(self, kernel: Callable[..., Any], i: int, *args: Any, raw: bool = False,
                    **consts: Any) -> tuple[str, int]:
@@ -270,7 +270,7 @@ class _Graph:
         chunk itself, raw (with ``scale=``) if the kernel scales block by block."""
         if self.src is None:
             return self.task(kernel, self._blocks[i], *args, **consts)
-        start = self._offsets[i]
+        start = self.offsets[i]
         return self.task(_from_source, *args, kernel=kernel, src=self.src, start=start,
                          stop=start + self.X.chunks[0][i], raw=raw, **consts)
 
@@ -349,7 +349,7 @@ def _map_reduce(
     parts = [
         g.chunk_task(kernel, i, *(c[i] for c in cols), s, raw=raw,
                      **(per_block(i, off) if per_block else {}))
-        for i, off in enumerate(_offsets(X))
+        for i, off in enumerate(g.offsets)
     ]
     return g.run(g.tree(parts, split_every), n_tasks=len(parts))
 
@@ -412,7 +412,7 @@ def batch_pass(
     where any row read costs its chunk).
     """
     g = _Graph("batch", X, weights)
-    offsets = _offsets(X)
+    offsets = g.offsets
     wblocks = _block_keys(weights, len(offsets))
     c = g.shared(K.Centres(C, X.dtype), len(offsets))  # prepared once, not per task
     consts = {"n_top": n_top, "n_sample": n_sample, "seed": seed}
@@ -555,6 +555,6 @@ def contingency_pass(
         )
     labels_pred = labels_pred.rechunk((labels_true.chunks[0],))
     g = _Graph("contingency", labels_true, labels_pred)
-    parts = [g.task(K.pair_table, t, p) for t, p in zip(
-        _block_keys(labels_true, 0), _block_keys(labels_pred, 0), strict=True)]
+    parts = [g.chunk_task(K.pair_table, i, p)
+             for i, p in enumerate(_block_keys(labels_pred, 0))]
     return g.run(g.tree(parts, split_every), n_tasks=len(parts)).finish()

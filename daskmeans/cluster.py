@@ -483,10 +483,8 @@ class KMeans(_BaseKMeans):
             that also gives ``labels_`` (no second pass after the fit)."""
             if lazy:
                 return R.lloyd_pass(Xd, C, wd, split_every=self.split_every).sse()
-            labels, sq = K.assign(Xnp, C)
-            labels_of[run] = labels
-            sq64 = sq.astype(np.float64)
-            return float(sq64.sum() if w_np is None else sq64 @ np.asarray(w_np))
+            labels_of[run], sq = K.assign(Xnp, C)
+            return K.weighted_sse(sq, w_np)
 
         first_run = 0
         if state is not None:
