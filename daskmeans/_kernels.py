@@ -247,6 +247,14 @@ class TopM:
         )
 
 
+def _row_index(offset: int | np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Global int64 index of the local rows ``idx``: ``offset`` is the index of row 0,
+    or an array of every row's index."""
+    if np.ndim(offset) == 0:
+        return idx.astype(np.int64) + int(offset)
+    return np.asarray(offset, dtype=np.int64)[idx]
+
+
 def top_m(
     sqdist: np.ndarray,
     m: int,
@@ -268,7 +276,7 @@ def top_m(
     # at the boundary: pull every row equal to the threshold and let select() decide.
     thr = sqdist[idx].min()
     idx = np.union1d(idx, np.flatnonzero(sqdist == thr)) if m < n else idx
-    gidx = idx.astype(np.int64) + offset if np.isscalar(offset) else np.asarray(offset)[idx]
+    gidx = _row_index(offset, idx)
     t = TopM(
         sqdist[idx].astype(np.float64), gidx.astype(np.int64), X[idx],
         labels[idx], weights[idx].astype(np.float64),
@@ -479,7 +487,7 @@ def lloyd_partial(
     outer = (step if fused else max(step, SUM_BLOCK // step * step)) if raw else max(n, 1)
     mom = None
     for s0 in range(0, n, outer):
-        xo = _scaled_block(X[s0 : s0 + outer], scale) if raw else X
+        xo = _scaled_block(X[s0 : s0 + outer], scale) if scale is not None else X
         wo = None if w is None else w[s0 : s0 + outer]
         for s in range(0, xo.shape[0], step):
             xb, g = xo[s : s + step], s0 + s
@@ -497,12 +505,12 @@ def lloyd_partial(
     counts = np.bincount(labels, weights=w, minlength=k).astype(np.float64)
     sq = weighted_sse(sqdist, w)
     w1 = np.ones(n) if w is None else w
-    rows: Any = _ScaledRows(X, scale) if raw else X
+    rows: Any = _ScaledRows(X, scale) if scale is not None else X
     top = top_m(sqdist, n_top, rows, labels, w1, offset)
     sample = None
     if n_sample:
-        index = np.arange(n, dtype=np.int64) + offset if np.isscalar(offset) else offset
-        sample = weighted_sample(rows, labels, w1, np.asarray(index), n_sample, sample_seed)
+        index = _row_index(offset, np.arange(n))
+        sample = weighted_sample(rows, labels, w1, index, n_sample, sample_seed)
     if moments and mom is None:  # no rows
         mom = Moments.of(np.empty((0, d), dtype))
     return LloydPartial(sums, counts, sq, top, mom, n, sample)

@@ -517,23 +517,23 @@ def _transform_block(block: np.ndarray, C: np.ndarray) -> np.ndarray:
 
 def predict_lazy(X: da.Array, C: np.ndarray) -> da.Array:
     """(n,) int32 labels of the nearest centre, lazily."""
-    return X.map_blocks(
-        _labels_block, dask.delayed(C, pure=False), drop_axis=1, dtype=np.int32,
+    return da.map_blocks(
+        _labels_block, X, dask.delayed(C, pure=False), drop_axis=1, dtype=np.int32,
         meta=np.empty((0,), np.int32),
     )
 
 
 def transform_lazy(X: da.Array, C: np.ndarray) -> da.Array:
     """(n, k) Euclidean distances to the centres, lazily."""
-    return X.map_blocks(
-        _transform_block, dask.delayed(C, pure=False), dtype=X.dtype,
+    return da.map_blocks(
+        _transform_block, X, dask.delayed(C, pure=False), dtype=X.dtype,
         chunks=(X.chunks[0], (C.shape[0],)), meta=np.empty((0, 0), X.dtype),
     )
 
 
 def normalize_lazy(X: da.Array) -> da.Array:
     """Rows scaled to unit norm, lazily (spherical k-means)."""
-    return X.map_blocks(K.normalize_rows, dtype=X.dtype, meta=np.empty((0, 0), X.dtype))
+    return da.map_blocks(K.normalize_rows, X, dtype=X.dtype, meta=np.empty((0, 0), X.dtype))
 
 
 # --------------------------------------------------------------------------- labels

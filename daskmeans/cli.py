@@ -278,7 +278,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
             root = zarr.open_group(tmp, mode="w", zarr_format=3)
             arr = root.create_array("labels", shape=labels.shape, dtype=np.int32,
                                     chunks=(labels.chunks[0][0],))
-            R.compute(da.store(labels, arr, lock=False, compute=False),
+            R.compute(da.store(labels, arr, lock=False, compute=False),  # type: ignore[arg-type]
                       n_tasks=labels.numblocks[0])
     console.say(f"labels of {labels.shape[0]} rows -> {args.out} (array 'labels', int32)")
     return 0
@@ -437,7 +437,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     t_start = time.perf_counter()
     out = _writable_dir(Path(args.out))
     store, name = _demo_data(args, console, out)
-    splits = zarr.open_group(store, mode="r").attrs["splits"]
+    splits = list(zarr.open_group(store, mode="r").attrs["splits"])  # type: ignore[arg-type]
     if "train" in splits:
         X, y = io.open_dataset(store, "train")
         Xt, yt = io.open_dataset(store, "test")
@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-rows", type=int, default=10_000)
     s.add_argument("--tile", type=int, default=1024)
 
-    algo = {"choices": ["lloyd", "minibatch"], "default": "lloyd"}
+    algo: dict[str, Any] = {"choices": ["lloyd", "minibatch"], "default": "lloyd"}
     s = add("fit", "fit K-means on a split of a store and save the model",
             "daskmeans fit mnist.zarr --split test --k 256 --model mnist256.npz")
     s.add_argument("store")

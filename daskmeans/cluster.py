@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import numbers
 import time
@@ -64,7 +65,7 @@ def _check_weights(sample_weight: Any, n: int) -> np.ndarray | da.Array | None:
                 f"sample_weight must have shape ({n},), got {sample_weight.shape}"
             )
         return sample_weight
-    if isinstance(sample_weight, numbers.Number):
+    if isinstance(sample_weight, numbers.Real):
         return np.full(n, float(sample_weight))
     w = np.asarray(sample_weight, dtype=np.float64)
     if w.ndim != 1 or w.shape[0] != n:
@@ -80,6 +81,8 @@ def _check_weights(sample_weight: Any, n: int) -> np.ndarray | da.Array | None:
 
 class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Shared validation, initialisation, predict/transform/score."""
+
+    labels_: np.ndarray | da.Array  # numpy for numpy input, lazy for dask input
 
     # ------------------------------------------------------------------ input handling
 
@@ -110,11 +113,11 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     def _check_params(self, n_samples: int) -> None:
         k = self.n_clusters
-        if not isinstance(k, numbers.Integral) or k < 1:
+        if not isinstance(k, numbers.Integral) or int(k) < 1:
             raise ValueError(f"n_clusters must be a positive integer, got {k!r}")
-        if k > n_samples:
+        if int(k) > n_samples:
             raise ValueError(f"n_clusters={k} must be <= n_samples={n_samples}")
-        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
+        if not isinstance(self.max_iter, numbers.Integral) or int(self.max_iter) < 1:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         if not isinstance(self.tol, numbers.Real) or self.tol < 0:
             raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
@@ -286,7 +289,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             return R.score_pass(X, C, R.align_weights(w, X), labels_true)
         if isinstance(labels_true, da.Array):
             labels_true = labels_true.compute()
-        return K.score_block(X, C, w, labels_true)
+        return K.score_block(X, C, None if w is None else np.asarray(w), labels_true)
 
     @property
     def _n_features_out(self) -> int:
@@ -475,7 +478,8 @@ class KMeans(_BaseKMeans):
         state = ckpt.load() if (ckpt is not None and resume) else None
         best: tuple[float, np.ndarray, int, list[IterationRecord], bool] | None = None
         best_labels = None
-        w_np = None if lazy else _check_weights(sample_weight, Xd.shape[0])
+        w_chk = None if lazy else _check_weights(sample_weight, Xd.shape[0])
+        w_np = None if w_chk is None else np.asarray(w_chk)
         labels_of: dict[int, np.ndarray] = {}
 
         def final_e_step(C: np.ndarray, run: int) -> float:
@@ -502,11 +506,11 @@ class KMeans(_BaseKMeans):
                 log.info("init run %d (%s): %.2fs", run, self._init_name(),
                          time.perf_counter() - t0)
                 resume_at = None
-            save = None if ckpt is None else (
-                lambda it, C, tol_abs, hist, run=run, best=best: ckpt.save(
-                    run, it, C, tol_abs, hist, best))
+            save: Callable[..., None] | None = None
+            if ckpt is not None:
+                save = functools.partial(_save_run, ckpt, run, best)
             result = self._lloyd(Xd, wd, C0, run, resume=resume_at, save=save, xsq=xsq,
-                                 final=lambda C, run=run: final_e_step(C, run),
+                                 final=functools.partial(final_e_step, run=run),
                                  always_final=not lazy)
             if best is None or result[0] < best[0]:
                 best, best_labels = result, labels_of.get(run)
@@ -539,10 +543,16 @@ def _write_npz(path: Path, header: dict[str, Any], **arrays: np.ndarray) -> None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # (stub: a key could be allow_pickle)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _save_run(ckpt: _Checkpoint, run: int, best: Any, iteration: int, C: np.ndarray | None,
+              tol_abs: float, history: list[IterationRecord]) -> None:
+    """``ckpt.save`` with a run's fixed arguments first (``functools.partial``)."""
+    ckpt.save(run, iteration, C, tol_abs, history, best)
 
 
 class _Checkpoint:
@@ -552,12 +562,12 @@ class _Checkpoint:
                  seeds: list[int]) -> None:
         if not isinstance(every, numbers.Integral) or every < 1:
             raise ValueError(f"checkpoint_every must be a positive integer, got {every!r}")
-        self.path = Path(path)
-        self.every = int(every)
+        self.path: Path = Path(path)
+        self.every: int = int(every)
         params = {k: v for k, v in est.get_params().items()
                   if v is None or isinstance(v, str | int | float | bool)}
-        self.fingerprint = {"params": params, "shape": list(X.shape), "dtype": str(X.dtype),
-                            "seeds": seeds}
+        self.fingerprint: dict[str, Any] = {
+            "params": params, "shape": list(X.shape), "dtype": str(X.dtype), "seeds": seeds}
 
     def save(self, run: int, iteration: int, C: np.ndarray | None, tol_abs: float,
              history: list[IterationRecord], best: Any) -> None:

@@ -20,6 +20,7 @@ published md5 (Debian recompresses the files).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -30,6 +31,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import zarr
 
@@ -138,7 +140,7 @@ def download(
         try:
             h = hashlib.md5()
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
-                for block in iter(lambda r=r: r.read(1 << 20), b""):
+                for block in iter(functools.partial(r.read, 1 << 20), b""):
                     h.update(block)
                     out.write(block)
             got = h.hexdigest()
@@ -172,7 +174,7 @@ def _same_origin(store: Path, src: Path) -> bool:
     found = io.find_idx_files(src)
     complete = {s for (s, _) in found if (s, "images") in found and (s, "labels") in found}
     found = {key: p for key, p in found.items() if key[0] in complete}
-    recorded = attrs.get("sources", {})
+    recorded: dict[str, Any] = dict(attrs.get("sources", {}))  # type: ignore[arg-type]
     return {f"{s}/{k}" for (s, k) in found} == set(recorded) and all(
         recorded[f"{s}/{k}"].get("size") == p.stat().st_size for (s, k), p in found.items()
     )
@@ -183,7 +185,7 @@ def _store_has(store: Path, splits: Sequence[str]) -> bool:
         attrs = zarr.open_group(store, mode="r").attrs
     except Exception:
         return False
-    return set(splits) <= set(attrs.get("splits", []))
+    return set(splits) <= set(attrs.get("splits", []))  # type: ignore[arg-type]
 
 
 def fetch(
@@ -243,7 +245,7 @@ def fetch(
             return io.ingest(local, store, name=spec.name, chunk_rows=chunk_rows,
                              extra_attrs={"origin": local})
     raw = home / spec.name / "raw"
-    files: dict[tuple[str, str], os.PathLike[str]] = {}
+    files: dict[tuple[str, str], io.PathLike] = {}
     for split in splits:
         for kind in ("images", "labels"):
             fname = io.MNIST_FILES[(split, kind)] + ".gz"

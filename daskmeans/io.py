@@ -31,7 +31,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import dask.array as da
 import numpy as np
@@ -124,7 +124,7 @@ def _open_maybe_gzip(path: Path) -> IO[bytes]:
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return open(path, "rb")
 
 
@@ -247,8 +247,8 @@ def read_idx(path: PathLike) -> np.ndarray:
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
-def file_checksums(path: PathLike) -> dict[str, str]:
-    """md5 and sha256 of a file's bytes, streamed."""
+def file_checksums(path: PathLike) -> dict[str, Any]:
+    """md5 and sha256 (hex strings) and size (int) of a file's bytes, streamed."""
     md5, sha = hashlib.md5(), hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -496,8 +496,8 @@ def scale_images(images: da.Array) -> da.Array:
     if images.ndim > 2:
         images = images.rechunk({i: -1 for i in range(1, images.ndim)})
     d = int(np.prod(images.shape[1:]))
-    return images.map_blocks(
-        _scale_uint8,
+    return da.map_blocks(
+        _scale_uint8, images,
         dtype=np.float32,
         chunks=(images.chunks[0], (d,)),
         drop_axis=list(range(2, images.ndim)) or None,
@@ -545,7 +545,7 @@ class RowSource:
             _READ_BUFFERS.buf = buf
         out = buf[:nbytes].view(self.dtype).reshape(m, self.d)
         if not self._read_direct(start, stop, out):
-            out[...] = self.array[start:stop].reshape(m, self.d)
+            out[...] = np.asarray(self.array[start:stop]).reshape(m, self.d)
         return out
 
     def read_float(self, start: int, stop: int) -> np.ndarray:
@@ -601,7 +601,7 @@ def _direct_chunk_root(array: zarr.Array) -> Path | None:
         return None
     if tuple(array.chunks[1:]) != tuple(array.shape[1:]) or array.ndim < 1:
         return None
-    codecs = getattr(meta, "codecs", ())
+    codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
     if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(
         codecs[1], BloscCodec
     ):
@@ -689,7 +689,7 @@ def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = No
         except Exception as e:
             raise StoreError(f"{p}: not a Zarr store: {e}") from e
     if isinstance(node, zarr.Group):
-        fmt = node.attrs.get("format", "")
+        fmt = str(node.attrs.get("format", ""))
         if fmt.startswith("daskmeans-idx"):
             if split is None:
                 split = "train" if "train" in node else "test"

@@ -320,7 +320,7 @@ def apply_mapping(labels_pred: Any, mapping: dict[int, int], unknown: int = -1) 
         return np.where(hit, vals[idx] if len(keys) else unknown, unknown)
 
     if isinstance(labels_pred, da.Array):
-        return labels_pred.map_blocks(_map, dtype=np.int64)
+        return da.map_blocks(_map, labels_pred, dtype=np.int64)
     return _map(np.asarray(labels_pred))
 
 

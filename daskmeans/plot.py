@@ -122,7 +122,8 @@ def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path) 
 
 
 def contingency_heatmap(
-    table: np.ndarray, classes: Sequence[int], clusters: Sequence[int], path: str | Path,
+    table: np.ndarray, classes: Sequence[int] | np.ndarray,
+    clusters: Sequence[int] | np.ndarray, path: str | Path,
     *, title: str = "Contingency (true label x cluster)",
 ) -> Path:
     """Heat map of a contingency table, counts written in the cells when it is small."""

@@ -93,6 +93,11 @@ def _lut_tile(tile: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return lut[(t[..., 0] << 16) | (t[..., 1] << 8) | t[..., 2]]
 
 
+def _take_rows(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """The palette colour of every label (a tile of the quantised image)."""
+    return palette[labels]
+
+
 def _sq_err_tile(tile: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     diff = tile.astype(np.float64) - palette[labels[..., 0]].astype(np.float64)
     return np.array([[[np.sum(diff * diff)]]])
@@ -127,8 +132,8 @@ class QuantizedImage:
     def rgb(self) -> da.Array:
         """The quantised image, (H, W, 3) uint8, reconstructed lazily per tile."""
         pal = dask.delayed(self.palette, pure=False)
-        return self.labels.map_blocks(
-            lambda lab, p: p[lab], pal, new_axis=2, chunks=(*self.labels.chunks, (3,)),
+        return da.map_blocks(
+            _take_rows, self.labels, pal, new_axis=2, chunks=(*self.labels.chunks, (3,)),
             dtype=np.uint8, meta=np.empty((0, 0, 0), np.uint8),
         )
 
@@ -229,9 +234,9 @@ def _assign_lazy(img: da.Array, palette: np.ndarray, lut: bool) -> da.Array:
     meta = np.empty((0, 0), dtype)
     if lut:
         table = dask.delayed(color_lut)(palette)
-        return img.map_blocks(_lut_tile, table, drop_axis=2, dtype=dtype, meta=meta)
-    return img.map_blocks(assign_colors, dask.delayed(palette, pure=False), drop_axis=2,
-                          dtype=dtype, meta=meta)
+        return da.map_blocks(_lut_tile, img, table, drop_axis=2, dtype=dtype, meta=meta)
+    return da.map_blocks(assign_colors, img, dask.delayed(palette, pure=False), drop_axis=2,
+                         dtype=dtype, meta=meta)
 
 
 def _mse(img: da.Array, labels: da.Array, palette: np.ndarray) -> float:
@@ -252,7 +257,7 @@ def _write(labels: da.Array, palette: np.ndarray, store: Path, n_colors: int) ->
         arr = root.create_array("labels", shape=labels.shape, dtype=labels.dtype,
                                 chunks=tuple(c[0] for c in labels.chunks),
                                 compressors=io._compressor(labels.dtype))
-        R.compute(da.store(labels, arr, lock=False, compute=False),
+        R.compute(da.store(labels, arr, lock=False, compute=False),  # type: ignore[arg-type]
                   n_tasks=labels.numblocks[0] * labels.numblocks[1])
     return da.from_zarr(zarr.open_group(store, mode="r")["labels"]), store
 
