@@ -18,7 +18,11 @@ Rows:
 - ours, threaded: numpy input, dask's threaded scheduler;
 - ours, LocalCluster 2x1: 2 worker processes x 1 thread, data persisted;
 - ours, Zarr stream: every iteration reads the compressed uint8 store (not persisted);
-- dask-ml: ``dask_ml.cluster.KMeans`` on the same LocalCluster and persisted data.
+- dask-ml: ``dask_ml.cluster.KMeans`` on the same LocalCluster and persisted data;
+- floor: the distance GEMM alone (``X @ -2C^T``, float32, the BLAS call every Lloyd
+  implementation here makes), one block of rows per thread on as many threads as the
+  machine has cores. No Lloyd pass can be faster without doing less arithmetic, so
+  this row shows how far a target below it is out of reach.
 
 Run it with the BLAS configuration you deploy: on these machines the environment forces
 ``OPENBLAS_CORETYPE=Haswell``; ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`` lets
@@ -47,6 +51,38 @@ def marginal(fit: Callable[[int], object], base: int, extra: int) -> float:
         fit(m)
         times[m] = min(times.get(m, np.inf), time.perf_counter() - t0)
     return max((times[base + extra] - times[base]) / extra, 1e-9)
+
+
+def gemm_floor(X: np.ndarray, C: np.ndarray) -> Callable[[], float]:
+    """Seconds of the distance GEMM alone over ``X``, rows split evenly over the cores
+    (one BLAS thread each), in blocks of the kernels' row block, like one pass."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    from daskmeans import _kernels
+
+    cen = _kernels.Centres(C, X.dtype)
+    threads = os.cpu_count() or 1
+    parts = np.array_split(X, threads)
+    pool = ThreadPoolExecutor(threads)
+
+    def gemm(part: np.ndarray) -> None:
+        step, buf = cen.buffer(part.shape[0], part.dtype.itemsize)
+        for s in range(0, part.shape[0], step):
+            np.matmul(part[s : s + step], cen.m2t, out=buf[: part[s : s + step].shape[0]])
+
+    def run() -> float:
+        best = np.inf
+        with threadpool_limits(1, user_api="blas"):
+            for _ in range(2):
+                t0 = time.perf_counter()
+                list(pool.map(gemm, parts))
+                best = min(best, time.perf_counter() - t0)
+        return best
+
+    return run
 
 
 def main() -> None:
@@ -123,6 +159,7 @@ def main() -> None:
                     return DMKMeans(n_clusters=k, init=C0, max_iter=m, tol=0).fit(Xp)
 
                 contenders.append(("dask-ml LocalCluster 2x1", dm, on_cluster, 1))
+        floor = gemm_floor(X, C0)
         print(f"K={k}", flush=True)
         for _, fit, ctx, _ in contenders:  # warm-up: thread pools, imports, worker caches
             with ctx():
@@ -139,6 +176,13 @@ def main() -> None:
                 ratios.setdefault(name, {}).setdefault(k, []).append(secs / ref)
                 print(f"  round {r} {name:<28} K={k:<4} {secs * 1000:8.1f} ms/iter "
                       f"({secs / ref:.2f}x)", flush=True)
+            assert ref is not None
+            secs = floor()
+            name = "floor: distance GEMM alone"
+            results.setdefault(name, {}).setdefault(k, []).append(secs)
+            ratios.setdefault(name, {}).setdefault(k, []).append(secs / ref)
+            print(f"  round {r} {name:<28} K={k:<4} {secs * 1000:8.1f} ms/pass "
+                  f"({secs / ref:.2f}x)", flush=True)
 
     if client is not None:
         client.close()
