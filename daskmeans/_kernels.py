@@ -117,7 +117,8 @@ class Centres:
         return step, _scratch("dist", rows * kp, self.dtype).reshape(rows, kp)
 
     def nearest(
-        self, xb: np.ndarray, buf: np.ndarray | None = None, xsq: np.ndarray | None = None
+        self, xb: np.ndarray, buf: np.ndarray | None = None, xsq: np.ndarray | None = None,
+        runs: int = 1,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(labels, squared distance clipped at 0, |x|^2) of a block.
 
@@ -125,14 +126,25 @@ class Centres:
         it matters inside dask workers, where ``MALLOC_TRIM_THRESHOLD_`` makes every
         large temporary a fresh mmap (measured 2x slower without reuse).
         ``xsq``: the rows' ``|x|^2`` if already known (computed here otherwise).
+        ``runs``: the centres are that many sets of ``k / runs`` stacked (independent
+        fits, see :func:`lloyd_runs`): labels and distances are then (rows, runs), the
+        nearest centre of each set (labels index the stacked centres).
         """
-        D = xb @ self.m2t if buf is None else np.matmul(xb, self.m2t, out=buf[: len(xb)])
+        m = xb.shape[0]
+        D = xb @ self.m2t if buf is None else np.matmul(xb, self.m2t, out=buf[:m])
         D += self.sq
-        lab = np.argmin(D, axis=1)
         if xsq is None:
             xsq = row_norms_sq(xb)
-        sq = D[np.arange(xb.shape[0]), lab]
-        sq += xsq
+        if runs == 1:
+            lab = np.argmin(D, axis=1)
+            sq = D[np.arange(m), lab]
+            sq += xsq
+        else:
+            k = self.k // runs
+            lab = np.argmin(D[:, : self.k].reshape(m, runs, k), axis=2)
+            lab += np.arange(0, self.k, k)
+            sq = np.take_along_axis(D, lab, axis=1)
+            sq += xsq[:, None]
         np.maximum(sq, 0, out=sq)
         return lab, sq, xsq
 
@@ -187,10 +199,11 @@ def distances(X: np.ndarray, C: np.ndarray | Centres) -> np.ndarray:
     return np.sqrt(D, out=D)
 
 
-def _onehot(labels: np.ndarray, k: int, values: np.ndarray) -> sp.csc_matrix:
-    """(k, m) one-hot matrix in CSC form: built without sorting (one entry per column)."""
-    m = labels.shape[0]
-    return sp.csc_matrix((values, labels, np.arange(m + 1)), shape=(k, m))
+def _onehot(labels: np.ndarray, k: int, values: np.ndarray, runs: int = 1) -> sp.csc_matrix:
+    """(k, m) one-hot matrix in CSC form, built without sorting: ``runs`` entries per
+    column, ``labels`` row-major (m, runs) flattened."""
+    m = labels.shape[0] // runs
+    return sp.csc_matrix((values, labels, np.arange(0, m * runs + 1, runs)), shape=(k, m))
 
 
 def cluster_sums(
@@ -205,20 +218,23 @@ def cluster_sums(
     A sparse one-hot (CSC) matrix times X, in X's dtype over blocks of
     :data:`SUM_BLOCK` rows, accumulated across blocks in float64. Measured ~2x faster
     than the CSR product, ~3x faster than sort + reduceat and than a float64 product
-    (which must copy X to float64).
+    (which must copy X to float64). ``labels`` may be (n, runs): every row then counts
+    once in each of ``runs`` clusters (independent fits with stacked centres), all
+    summed in one product that reads X once.
     """
     n, d = X.shape
+    runs = 1 if labels.ndim == 1 else labels.shape[1]
     if out is None:
         out = np.zeros((k, d), dtype=np.float64)
-    ones = np.ones(min(n, SUM_BLOCK), dtype=X.dtype)
+    ones = np.ones(min(n, SUM_BLOCK) * runs, dtype=X.dtype)
     for s in range(0, n, SUM_BLOCK):
         lab = labels[s : s + SUM_BLOCK]
         vals = (
-            ones[: lab.shape[0]]
+            ones[: lab.size]
             if weights is None
-            else weights[s : s + SUM_BLOCK].astype(X.dtype, copy=False)
+            else np.repeat(weights[s : s + SUM_BLOCK].astype(X.dtype, copy=False), runs)
         )
-        out += _onehot(lab, k, vals) @ X[s : s + SUM_BLOCK]
+        out += _onehot(lab.ravel(), k, vals, runs) @ X[s : s + SUM_BLOCK]
     return out
 
 
@@ -464,6 +480,51 @@ def lloyd_partial(
     >>> q.sums.tolist() == p.sums.tolist()
     True
     """
+    return lloyd_runs(X, C, weights, runs=1, xsq=xsq, offset=offset, n_top=n_top,
+                      moments=moments, n_sample=n_sample, sample_seed=sample_seed,
+                      scale=scale).parts[0]
+
+
+@dataclass
+class LloydRuns:
+    """One :class:`LloydPartial` per independent fit of a pass; added run by run."""
+
+    parts: tuple[LloydPartial, ...]
+
+    def __add__(self, other: LloydRuns) -> LloydRuns:
+        return LloydRuns(tuple(a + b for a, b in zip(self.parts, other.parts, strict=True)))
+
+
+def lloyd_runs(
+    X: np.ndarray,
+    C: np.ndarray | Centres,
+    weights: np.ndarray | None = None,
+    *,
+    runs: int = 1,
+    xsq: np.ndarray | None = None,
+    offset: int | np.ndarray = 0,
+    n_top: int = 0,
+    moments: bool = False,
+    n_sample: int = 0,
+    sample_seed: int = 0,
+    scale: float | None = None,
+) -> LloydRuns:
+    """:func:`lloyd_partial` for ``runs`` independent fits at once (``n_init``).
+
+    ``C`` stacks the runs' centres, (runs * k, d), run ``r`` owning rows ``r*k`` to
+    ``(r+1)*k``. One GEMM computes every run's distances and one sparse product every
+    run's sums, so the chunk is read once for all runs (K=10 and ten runs on 30k
+    Fashion-MNIST rows, one thread: 66 ms instead of 153 ms for ten passes). Each
+    run's partial equals what :func:`lloyd_partial` gives for its centres alone (the
+    same GEMM columns and the same float32 sums order), other arguments as there.
+
+    Examples
+    --------
+    >>> X = np.array([[0., 0.], [0., 2.], [9., 9.]])
+    >>> a, b = lloyd_runs(X, np.array([[0., 1.], [9., 9.], [0., 0.], [1., 1.]]), runs=2).parts
+    >>> a.counts.tolist(), b.counts.tolist(), b.sse()
+    ([2.0, 1.0], [1.0, 2.0], 130.0)
+    """
     n = X.shape[0]
     raw = scale is not None
     if raw:
@@ -471,15 +532,19 @@ def lloyd_partial(
     dtype = np.dtype(np.float32) if raw else X.dtype
     d = X.shape[1]
     cen = Centres.of(C, dtype)
-    k = cen.k
+    kk = cen.k
+    if runs < 1 or kk % runs:
+        raise ValueError(f"runs must divide the {kk} stacked centres, got {runs!r}")
+    k = kk // runs
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
-    labels = np.empty(n, dtype=np.int32)
-    sqdist = np.empty(n, dtype=dtype)
-    sums = np.zeros((k, d), dtype=np.float64)
+    labels = np.empty((n, runs), dtype=np.int32)  # index of the stacked centre
+    sqdist = np.empty((n, runs), dtype=dtype)
+    sums = np.zeros((kk, d), dtype=np.float64)
     step, buf = cen.buffer(n, dtype.itemsize)
     # small k: sum each block while it is cached (K=10: 21.5 -> 16.8 ms per 30k rows);
     # large k: the (k, d) product per block is a large temporary, which dask workers
-    # (MALLOC_TRIM_THRESHOLD_) mmap afresh every time: sum over SUM_BLOCK rows instead
+    # (MALLOC_TRIM_THRESHOLD_) mmap afresh every time: sum over SUM_BLOCK rows instead.
+    # Decided by one run's k, so that every run sums its rows as it would alone.
     fused = k * d * dtype.itemsize <= FUSED_SUMS_MAX_BYTES
     # raw rows are scaled into a reused float32 block just before use: one block of
     # `step` rows while sums are fused (cache-resident: K=10, 10k uint8 rows 6.9 ms,
@@ -491,30 +556,36 @@ def lloyd_partial(
         wo = None if w is None else w[s0 : s0 + outer]
         for s in range(0, xo.shape[0], step):
             xb, g = xo[s : s + step], s0 + s
-            lab, sqdist[g : g + step], _ = cen.nearest(
-                xb, buf, None if xsq is None else xsq[g : g + step])
-            labels[g : g + step] = lab
+            lab, sq, _ = cen.nearest(xb, buf, None if xsq is None else xsq[g : g + step], runs)
+            labels[g : g + step] = lab.reshape(-1, runs)
+            sqdist[g : g + step] = sq.reshape(-1, runs)
             if fused:
-                cluster_sums(xb, lab, k, None if wo is None else wo[s : s + step], out=sums)
+                cluster_sums(xb, lab, kk, None if wo is None else wo[s : s + step], out=sums)
         if not fused:
-            cluster_sums(xo, labels[s0 : s0 + outer], k, wo, out=sums)
+            lab_o = labels[s0 : s0 + outer]
+            cluster_sums(xo, lab_o[:, 0] if runs == 1 else lab_o, kk, wo, out=sums)
         if moments and raw:
             mom = Moments.of(xo) if mom is None else mom + Moments.of(xo)
     if moments and not raw:
         mom = Moments.of(X)
-    counts = np.bincount(labels, weights=w, minlength=k).astype(np.float64)
-    sq = weighted_sse(sqdist, w)
-    w1 = np.ones(n) if w is None else w
-    rows: Any = _ScaledRows(X, scale) if scale is not None else X
-    top = top_m(sqdist, n_top, rows, labels, w1, offset)
-    sample = None
-    if n_sample:
-        index = _row_index(offset, np.arange(n))
-        sample = weighted_sample(rows, labels, w1, index, n_sample, sample_seed)
     if moments and mom is None:  # no rows
         mom = Moments.of(np.empty((0, d), dtype))
-    return LloydPartial(sums, counts, sq, top, mom, n, sample)
-
+    counts = np.bincount(labels.ravel(), weights=None if w is None else np.repeat(w, runs),
+                         minlength=kk).astype(np.float64)
+    w1 = np.ones(n) if w is None else w
+    rows: Any = _ScaledRows(X, scale) if scale is not None else X
+    index = _row_index(offset, np.arange(n)) if n_sample else None
+    parts = []
+    for r in range(runs):
+        lab_r = labels[:, r] - np.int32(r * k) if r else labels[:, 0]
+        sample = None
+        if index is not None:
+            sample = weighted_sample(rows, lab_r, w1, index, n_sample, sample_seed)
+        parts.append(LloydPartial(
+            sums[r * k : (r + 1) * k], counts[r * k : (r + 1) * k],
+            weighted_sse(sqdist[:, r], w), top_m(sqdist[:, r], n_top, rows, lab_r, w1, offset),
+            mom, n, sample))
+    return LloydRuns(tuple(parts))
 
 def kmeans_plusplus(
     X: np.ndarray,

@@ -380,16 +380,34 @@ def lloyd_pass(
 
     ``xsq``: the rows' ``|x|^2`` chunked like X (see :func:`row_norms`), or None.
     """
+    return lloyd_runs_pass(X, [C], weights, xsq=xsq, n_top=n_top, moments=moments,
+                           split_every=split_every)[0]
+
+
+def lloyd_runs_pass(
+    X: da.Array,
+    Cs: Sequence[np.ndarray],
+    weights: da.Array | None = None,
+    *,
+    xsq: da.Array | None = None,
+    n_top: int = 0,
+    moments: bool = False,
+    split_every: int = SPLIT_EVERY,
+) -> list[K.LloydPartial]:
+    """:func:`lloyd_pass` for several independent fits with the same k (``n_init``
+    runs): one pass over the data, one compute, one partial per entry of ``Cs``."""
+    runs = len(Cs)
 
     def kernel(block: np.ndarray, w: np.ndarray | None, xs: np.ndarray | None,
                C: K.Centres, offset: int, scale: float | None = None) -> Any:
-        return K.lloyd_partial(block, C, w, xsq=xs, offset=offset, n_top=n_top,
-                               moments=moments, scale=scale)
+        return K.lloyd_runs(block, C, w, runs=runs, xsq=xs, offset=offset, n_top=n_top,
+                            moments=moments, scale=scale)
 
-    return _map_reduce(
-        "lloyd", kernel, X, [weights, xsq], K.Centres(C, X.dtype),
+    out = _map_reduce(
+        "lloyd", kernel, X, [weights, xsq], K.Centres(np.concatenate(Cs), X.dtype),
         lambda i, off: {"offset": off}, split_every, raw=True,
     )
+    return list(out.parts)
 
 
 def batch_pass(

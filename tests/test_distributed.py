@@ -266,13 +266,13 @@ import dask
 import dask.array as da
 import daskmeans._reduce as R
 from daskmeans import KMeans
-real, calls = R.lloyd_pass, [0]
+real, calls = R.lloyd_runs_pass, [0]
 def dying(*a, **k):
     calls[0] += 1
     if calls[0] == 7:
         os._exit(3)  # the client process dies, mid-fit, without cleaning up
     return real(*a, **k)
-R.lloyd_pass = dying
+R.lloyd_runs_pass = dying
 X = np.load(sys.argv[1])
 with dask.config.set(scheduler="threads"):
     KMeans(8, random_state=0, max_iter=40, tol=0).fit(X, checkpoint=sys.argv[2])

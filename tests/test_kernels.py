@@ -102,6 +102,49 @@ def test_lloyd_partial_brute_force_over_blocks(
 
 
 @pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("raw", [False, True])
+def test_lloyd_runs_give_each_run_its_own_partial_bit_for_bit(
+    fused: bool, raw: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stacked centres of 3 runs (n_init): one pass, each run exactly as if alone."""
+    rng = np.random.default_rng(7)
+    U = rng.integers(0, 256, size=(700, 6), dtype=np.uint8)
+    X = U.astype(np.float32) * np.float32(1 / 255)
+    Cs = [X[rng.choice(700, 10, replace=False)] for _ in range(3)]
+    w = rng.uniform(0, 2, 700)
+    monkeypatch.setattr(K, "ROW_BLOCK", 64)  # 11 blocks, the last one short
+    monkeypatch.setattr(K, "SUM_BLOCK", 128)
+    monkeypatch.setattr(K, "FUSED_SUMS_MAX_BYTES", 1 << 20 if fused else 0)
+    data, kw = (U, {"scale": 1 / 255}) if raw else (X, {})
+    kw |= {"n_top": 3, "moments": True, "n_sample": 4, "offset": 10}
+    runs = K.lloyd_runs(data, np.concatenate(Cs), w, runs=3, **kw).parts
+    assert len(runs) == 3
+    for C, got in zip(Cs, runs, strict=True):
+        want = K.lloyd_partial(data, C, w, **kw)
+        np.testing.assert_array_equal(got.sums, want.sums)
+        np.testing.assert_array_equal(got.counts, want.counts)
+        assert got.sq == want.sq and got.n_rows == want.n_rows
+        np.testing.assert_array_equal(got.moments.m2, want.moments.m2)
+        for a, b in ((got.top, want.top), (got.sample, want.sample)):
+            np.testing.assert_array_equal(a.rows, b.rows)
+            np.testing.assert_array_equal(a.labels, b.labels)  # each run's own 0..k-1
+            np.testing.assert_array_equal(a.index, b.index)
+    with pytest.raises(ValueError, match="runs must divide the 30 stacked centres, got 4"):
+        K.lloyd_runs(X, np.concatenate(Cs), runs=4)
+
+
+def test_lloyd_runs_hand_computed() -> None:
+    X = np.array([[0.0, 0.0], [0.0, 2.0], [9.0, 9.0]])
+    a, b = K.lloyd_runs(X, np.array([[0.0, 1.0], [9.0, 9.0], [0.0, 0.0], [1.0, 1.0]]),
+                        runs=2).parts
+    assert a.sums.tolist() == [[0.0, 2.0], [9.0, 9.0]] and a.sse() == 2.0
+    assert b.sums.tolist() == [[0.0, 0.0], [9.0, 11.0]] and b.counts.tolist() == [1.0, 2.0]
+    assert b.sse() == 0.0 + 2.0 + 128.0
+    s = (K.LloydRuns((a, b)) + K.LloydRuns((a, b))).parts
+    assert s[1].counts.tolist() == [2.0, 4.0] and s[0].sse() == 4.0
+
+
+@pytest.mark.parametrize("fused", [True, False])
 def test_lloyd_partial_on_raw_rows_equals_scaled_rows(
     fused: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

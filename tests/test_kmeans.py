@@ -104,6 +104,35 @@ def test_one_compute_per_iteration(blobs, counting_scheduler) -> None:
     assert counting_scheduler.calls == 1 + 3 + 1  # init sample + 3 iterations + E-step
 
 
+def test_n_init_runs_share_passes_and_equal_separate_runs(
+    blobs, scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """n_init runs fitted together (one pass per iteration for all) give what each run
+    gives alone: same best run, centres, inertia, labels and per-run histories."""
+    from daskmeans import cluster
+
+    X, _ = blobs
+    Xd = da.from_array(X.astype(np.float32), chunks=(300, 6))
+    params = {"n_clusters": 7, "init": "random", "n_init": 4, "random_state": 5, "tol": 1e-6}
+    together = KMeans(**params).fit(Xd)
+    assert together._runs_per_pass(6) == 4
+    monkeypatch.setattr(cluster, "RUNS_MAX_BYTES", 1)  # one run per pass
+    alone = KMeans(**params).fit(Xd)
+    np.testing.assert_array_equal(together.cluster_centers_, alone.cluster_centers_)
+    assert together.inertia_ == alone.inertia_ and together.n_iter_ == alone.n_iter_
+    np.testing.assert_array_equal(together.labels_.compute(), alone.labels_.compute())
+    strip = [{**h, "seconds": 0} for h in together.history_]
+    assert strip == [{**h, "seconds": 0} for h in alone.history_]
+
+
+def test_n_init_runs_one_compute_per_iteration(blobs, counting_scheduler) -> None:
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(250, 6))
+    KMeans(5, init="random", n_init=3, max_iter=4, tol=0, random_state=0).fit(Xd)
+    # 3 random inits (one sample pass each) + 4 shared iterations + one shared E-step
+    assert counting_scheduler.calls == 3 + 4 + 1
+
+
 def test_graph_does_not_embed_centres_per_task(blobs) -> None:
     from daskmeans import _reduce as R
 
