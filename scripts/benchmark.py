@@ -101,13 +101,15 @@ def main() -> None:
     import contextlib
 
     import dask
+    import zarr
     from sklearn.cluster import KMeans as SKKMeans
 
     from daskmeans import KMeans, io
 
     tmp = Path(tempfile.mkdtemp(prefix="daskmeans-bench-"))
     store = io.ingest(args.data, tmp / "data.zarr", name="bench")
-    Xz, _ = io.open_dataset(store, "train" if "train" in io._open_group(store) else "test")
+    split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
+    Xz, _ = io.open_dataset(store, split)
     X = Xz.compute()
     n, d = X.shape
     print(f"data: {n} x {d} float32 from {args.data}; store {store}")
@@ -120,7 +122,8 @@ def main() -> None:
         from daskmeans import _reduce
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=None, host="127.0.0.1")
+                               dashboard_address=None, host="127.0.0.1",
+                               silence_logs=logging.ERROR)
         client = Client(cluster, set_as_default=False)
         with client.as_current():
             Xp = _reduce.scatter_rows(X)  # persisted, chunks spread over the workers
