@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 #: than ten passes; no gain at K=256 in memory, where the GEMM is the cost, but a
 #: store is still read once instead of ten times).
 RUNS_MAX_BYTES = 32 << 20
+#: the init samples of several ``n_init`` runs are gathered in one pass while their rows
+#: together stay under this many bytes.
+SAMPLES_MAX_BYTES = 256 << 20
 
 _INIT_NAMES = ("k-means++", "k-means||", "random")
 _METRICS = ("euclidean", "cosine")
@@ -183,6 +186,18 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
     def _init_centers(
         self, X: da.Array, w: da.Array | None, rng: np.random.Generator, seed: int
     ) -> np.ndarray:
+        return self._init_runs(X, w, [rng], [seed])[0]
+
+    def _init_runs(
+        self, X: da.Array, w: da.Array | None, rngs: list[np.random.Generator],
+        seeds: list[int],
+    ) -> list[np.ndarray]:
+        """Initial centres of independent runs (one generator and seed each).
+
+        Inits that start from a uniform sample of rows (k-means++, random, a callable)
+        gather every run's sample in one pass (see :data:`SAMPLES_MAX_BYTES`); each run
+        gets the rows and random draws it would get alone.
+        """
         k, n = self.n_clusters, X.shape[0]
         init = self.init
         if hasattr(init, "__array__") and not isinstance(init, str):
@@ -192,26 +207,34 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
                     f"init array must have shape (n_clusters, n_features)=({k}, {X.shape[1]}),"
                     f" got {C.shape}"
                 )
+            Cs = [C.copy() for _ in rngs]
         elif isinstance(init, str) and init == "k-means||":
-            C = self._init_scalable(X, w, rng, seed)
+            Cs = [self._init_scalable(X, w, rng, seed)
+                  for rng, seed in zip(rngs, seeds, strict=True)]
         else:
-            idx = np.sort(rng.choice(n, size=self._sample_size(n), replace=False))
-            sample, sw = R.take_rows(X, idx, w)
-            if callable(init):
-                C = np.asarray(init(sample, k, random_state=check_random_state(seed)),
-                               dtype=X.dtype)
-                if C.shape != (k, X.shape[1]):
-                    raise ValueError(
-                        f"init callable must return shape ({k}, {X.shape[1]}), got {C.shape}"
-                    )
-            elif init == "random":
-                p = None if sw is None else sw / sw.sum()
-                C = sample[np.sort(rng.choice(sample.shape[0], size=k, replace=False, p=p))]
-            else:
-                C = K.kmeans_plusplus(sample, k, rng, weights=sw)
+            idxs = [np.sort(rng.choice(n, size=self._sample_size(n), replace=False))
+                    for rng in rngs]
+            Cs = [self._from_sample(sample, sw, rng, seed, X.shape[1])
+                  for (sample, sw), rng, seed in zip(_take_samples(X, idxs, w), rngs, seeds,
+                                                     strict=True)]
         if self.metric == "cosine":
-            C = K.normalize_rows(C)
-        return C.astype(X.dtype, copy=False)
+            Cs = [K.normalize_rows(C) for C in Cs]
+        return [C.astype(X.dtype, copy=False) for C in Cs]
+
+    def _from_sample(self, sample: np.ndarray, sw: np.ndarray | None,
+                     rng: np.random.Generator, seed: int, d: int) -> np.ndarray:
+        """Initial centres drawn from a sample of rows (k-means++, random, callable)."""
+        k, init = self.n_clusters, self.init
+        if callable(init):
+            C = np.asarray(init(sample, k, random_state=check_random_state(seed)),
+                           dtype=sample.dtype)
+            if C.shape != (k, d):
+                raise ValueError(f"init callable must return shape ({k}, {d}), got {C.shape}")
+            return C
+        if init == "random":
+            p = None if sw is None else sw / sw.sum()
+            return sample[np.sort(rng.choice(sample.shape[0], size=k, replace=False, p=p))]
+        return K.kmeans_plusplus(sample, k, rng, weights=sw)
 
     def _init_scalable(
         self, X: da.Array, w: da.Array | None, rng: np.random.Generator, seed: int
@@ -535,16 +558,14 @@ class KMeans(_BaseKMeans):
         for batch_start in range(first_run, len(seeds), per_pass):
             batch = list(range(batch_start, min(batch_start + per_pass, len(seeds))))
             resume_at = state if (state is not None and batch_start == first_run) else None
-            C0s = []
-            for run in batch:
-                if resume_at is not None and resume_at["centers"] is not None:
-                    C0s.append(resume_at["centers"])
-                    log.info("resuming run %d at iteration %d", run, resume_at["iteration"])
-                    continue
-                rng = np.random.default_rng(seeds[run])
+            if resume_at is not None and resume_at["centers"] is not None:
+                C0s = [resume_at["centers"]]  # one run per batch with checkpoints
+                log.info("resuming run %d at iteration %d", batch[0], resume_at["iteration"])
+            else:
                 t0 = time.perf_counter()
-                C0s.append(self._init_centers(Xd, wd, rng, seeds[run]))
-                log.info("init run %d (%s): %.2fs", run, self._init_name(),
+                C0s = self._init_runs(Xd, wd, [np.random.default_rng(seeds[r]) for r in batch],
+                                      [seeds[r] for r in batch])
+                log.info("init runs %d-%d (%s): %.2fs", batch[0], batch[-1], self._init_name(),
                          time.perf_counter() - t0)
                 resume_at = None
             save: Callable[..., None] | None = None
@@ -670,6 +691,27 @@ class _Checkpoint:
         return {"run": header["run"], "iteration": header["iteration"], "centers": centers,
                 "tol_abs": header["tol_abs"], "best": best,
                 "history": [IterationRecord(**h) for h in header["history"]]}
+
+
+def _take_samples(X: da.Array, idxs: list[np.ndarray], w: da.Array | None
+                  ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The rows (and weights) at each sorted index array: the union of consecutive
+    arrays gathered in one pass while it stays under :data:`SAMPLES_MAX_BYTES`."""
+    row_bytes = X.shape[1] * X.dtype.itemsize
+    out: list[tuple[np.ndarray, np.ndarray | None]] = []
+    group: list[np.ndarray] = []
+    for i, idx in enumerate(idxs):
+        group.append(idx)
+        rows_next = sum(g.size for g in group) + (idxs[i + 1].size if i + 1 < len(idxs) else 0)
+        if i + 1 < len(idxs) and rows_next * row_bytes <= SAMPLES_MAX_BYTES:
+            continue  # the next run's sample still fits in this gather
+        union = np.unique(np.concatenate(group)) if len(group) > 1 else group[0]
+        rows, sw = R.take_rows(X, union, w)
+        for g in group:
+            pos = np.searchsorted(union, g)
+            out.append((rows[pos], None if sw is None else sw[pos]))
+        group = []
+    return out
 
 
 def _no_final(Cs: list[np.ndarray], runs: list[int]) -> list[float]:

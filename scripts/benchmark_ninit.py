@@ -7,7 +7,8 @@ Contenders take turns, round by round, on the same data in one process: scikit-l
 ``KMeans(init="random", n_init=N, algorithm="lloyd")`` on the in-memory array, and
 daskmeans with the same parameters on that array and streaming from the Zarr store,
 once with the runs sharing every pass (the default) and once one run per pass (the
-behaviour before runs shared passes, forced through ``cluster.RUNS_MAX_BYTES``).
+behaviour before runs shared passes, forced through ``cluster.RUNS_MAX_BYTES`` and
+``cluster.SAMPLES_MAX_BYTES``).
 Prints the median seconds and ratio to scikit-learn, and each fit's inertia.
 
 Run it with the BLAS configuration you deploy (see scripts/benchmark.py).
@@ -44,16 +45,16 @@ def main() -> None:
     split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
     Xz, _ = io.open_dataset(store, split)
     X = Xz.compute()
-    shared = cluster.RUNS_MAX_BYTES
+    shared = cluster.RUNS_MAX_BYTES, cluster.SAMPLES_MAX_BYTES
     params = {"init": "random", "n_init": args.n_init, "random_state": 0}
 
     def ours(data: object, share: bool) -> Callable[[], float]:
         def fit() -> float:
-            cluster.RUNS_MAX_BYTES = shared if share else 1
+            cluster.RUNS_MAX_BYTES, cluster.SAMPLES_MAX_BYTES = shared if share else (1, 1)
             try:
                 return float(KMeans(args.k, **params).fit(data).inertia_)
             finally:
-                cluster.RUNS_MAX_BYTES = shared
+                cluster.RUNS_MAX_BYTES, cluster.SAMPLES_MAX_BYTES = shared
         return fit
 
     def sk() -> float:

@@ -117,6 +117,7 @@ def test_n_init_runs_share_passes_and_equal_separate_runs(
     together = KMeans(**params).fit(Xd)
     assert together._runs_per_pass(6) == 4
     monkeypatch.setattr(cluster, "RUNS_MAX_BYTES", 1)  # one run per pass
+    monkeypatch.setattr(cluster, "SAMPLES_MAX_BYTES", 1)  # one init sample per pass
     alone = KMeans(**params).fit(Xd)
     np.testing.assert_array_equal(together.cluster_centers_, alone.cluster_centers_)
     assert together.inertia_ == alone.inertia_ and together.n_iter_ == alone.n_iter_
@@ -125,12 +126,31 @@ def test_n_init_runs_share_passes_and_equal_separate_runs(
     assert strip == [{**h, "seconds": 0} for h in alone.history_]
 
 
+def test_init_samples_of_runs_gathered_together_within_the_cap(
+    blobs, counting_scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daskmeans import cluster
+
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(250, 6))
+    w = da.from_array(np.arange(X.shape[0], dtype=np.float64), chunks=250)
+    rng = np.random.default_rng(0)
+    idxs = [np.sort(rng.choice(X.shape[0], size=s, replace=False)) for s in (100, 50, 80)]
+    row = 6 * X.dtype.itemsize
+    monkeypatch.setattr(cluster, "SAMPLES_MAX_BYTES", 150 * row)  # runs 0+1, then 2
+    got = cluster._take_samples(Xd, idxs, w)
+    assert counting_scheduler.calls == 2
+    for (rows, sw), idx in zip(got, idxs, strict=True):
+        np.testing.assert_array_equal(rows, X[idx])
+        np.testing.assert_array_equal(sw, idx.astype(np.float64))
+
+
 def test_n_init_runs_one_compute_per_iteration(blobs, counting_scheduler) -> None:
     X, _ = blobs
     Xd = da.from_array(X, chunks=(250, 6))
     KMeans(5, init="random", n_init=3, max_iter=4, tol=0, random_state=0).fit(Xd)
-    # 3 random inits (one sample pass each) + 4 shared iterations + one shared E-step
-    assert counting_scheduler.calls == 3 + 4 + 1
+    # one pass gathers the 3 runs' init samples, 4 shared iterations, one shared E-step
+    assert counting_scheduler.calls == 1 + 4 + 1
 
 
 def test_graph_does_not_embed_centres_per_task(blobs) -> None:
