@@ -435,7 +435,8 @@ class KMeans(_BaseKMeans):
         ``init="random"`` and 1 otherwise (as scikit-learn). The runs' Lloyd iterations
         share the passes over the data (one GEMM and one read for all runs while their
         stacked sums stay under :data:`RUNS_MAX_BYTES`; each run stops on its own and
-        ends exactly as it would alone). With a checkpoint, runs go one at a time.
+        ends exactly as it would alone), and their init samples are gathered in one
+        pass (:data:`SAMPLES_MAX_BYTES`). With a checkpoint, runs go one at a time.
     max_iter : int, default 300
     tol : float, default 1e-4
         Convergence when the summed squared centre shift is <= ``tol`` times the mean
