@@ -587,6 +587,7 @@ def lloyd_runs(
             mom, n, sample))
     return LloydRuns(tuple(parts))
 
+
 def kmeans_plusplus(
     X: np.ndarray,
     n_clusters: int,

@@ -332,8 +332,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     def _lloyd(
         self, X: da.Array, w: da.Array | None, C0s: list[np.ndarray], runs: list[int],
+        final: Callable[[list[np.ndarray], list[int]], list[float]],
         resume: dict[str, Any] | None = None, save: Callable[..., None] | None = None,
-        final: Callable[[list[np.ndarray], list[int]], list[float]] | None = None,
         always_final: bool = False, max_iter: int | None = None, tol: float | None = None,
         xsq: da.Array | None = None,
     ) -> list[tuple[float, np.ndarray, int, list[IterationRecord], bool]]:
@@ -401,10 +401,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
                 save(it + 1, Cs[0], tol_abs, histories[0])
         again = [i for i in range(n_runs) if not strict[i] or always_final]
         if again:  # E-step against the final centres
-            again_C = [Cs[i] for i in again]
-            values = (final(again_C, [runs[i] for i in again]) if final is not None
-                      else [p.sse() for p in R.lloyd_runs_pass(
-                          X, again_C, w, split_every=self.split_every)])
+            values = final([Cs[i] for i in again], [runs[i] for i in again])
             for i, v in zip(again, values, strict=True):
                 inertia[i] = v
         return [(inertia[i], Cs[i], len(histories[i]), histories[i], strict[i])
@@ -706,11 +703,14 @@ def _take_samples(X: da.Array, idxs: list[np.ndarray], w: da.Array | None
         rows_next = sum(g.size for g in group) + (idxs[i + 1].size if i + 1 < len(idxs) else 0)
         if i + 1 < len(idxs) and rows_next * row_bytes <= SAMPLES_MAX_BYTES:
             continue  # the next run's sample still fits in this gather
-        union = np.unique(np.concatenate(group)) if len(group) > 1 else group[0]
-        rows, sw = R.take_rows(X, union, w)
-        for g in group:
-            pos = np.searchsorted(union, g)
-            out.append((rows[pos], None if sw is None else sw[pos]))
+        if len(group) == 1:  # alone: its rows as gathered, no copy
+            out.append(R.take_rows(X, group[0], w))
+        else:
+            union = np.unique(np.concatenate(group))
+            rows, sw = R.take_rows(X, union, w)
+            for g in group:
+                pos = np.searchsorted(union, g)
+                out.append((rows[pos], None if sw is None else sw[pos]))
         group = []
     return out
 
