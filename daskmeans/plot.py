@@ -1,6 +1,9 @@
-"""Figures (matplotlib, Agg backend): samples, centroids, sweep curves, contingency.
+"""Figures (matplotlib, Agg canvas): samples, centroids, sweep curves, contingency.
 
 Every function writes a PNG and returns its path; nothing is shown on screen.
+Figures are built as :class:`matplotlib.figure.Figure` objects drawn on their own Agg
+canvas: pyplot is never imported and the process-wide backend is left alone, so
+importing or calling this module does not change the caller's matplotlib state.
 """
 
 from __future__ import annotations
@@ -10,11 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 __all__ = [
     "centroid_grid",
@@ -31,11 +32,17 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def _figure(**kwargs: Any) -> Figure:
+    """A figure on its own Agg canvas (no pyplot, no global figure registry)."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -54,7 +61,8 @@ def sample_grid(
     X = np.asarray(X)[:n]
     side = _side(X.shape[1])
     r, c = _grid(len(X))
-    fig, axes = plt.subplots(r, c, figsize=(1.3 * c, 1.45 * r), layout="constrained")
+    fig = _figure(figsize=(1.3 * c, 1.45 * r), layout="constrained")
+    axes = fig.subplots(r, c)
     for i, ax in enumerate(np.ravel(axes)):
         ax.axis("off")
         if i < len(X):
@@ -73,7 +81,8 @@ def centroid_grid(
     side = _side(d)
     r, c = _grid(k)
     size = 1.0 if k > 64 else 1.4
-    fig, axes = plt.subplots(r, c, figsize=(size * c, (size + 0.2) * r), layout="constrained")
+    fig = _figure(figsize=(size * c, (size + 0.2) * r), layout="constrained")
+    axes = fig.subplots(r, c)
     for i, ax in enumerate(np.ravel(axes)):
         ax.axis("off")
         if i < k:
@@ -88,7 +97,8 @@ def centroid_grid(
 def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Accuracy and homogeneity vs K, and inertia vs K, from :func:`metrics.sweep` rows."""
     ks = [r["k"] for r in rows]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = _figure(figsize=(11, 4))
+    a1, a2 = fig.subplots(1, 2)
     a1.plot(ks, [r["train_accuracy"] for r in rows], "o-", label="accuracy (fit split)")
     if "test_accuracy" in rows[0]:
         a1.plot(ks, [r["test_accuracy"] for r in rows], "s-", label="accuracy (held out)")
@@ -112,7 +122,8 @@ def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path) -> Path:
     """The elbow plot: inertia against K on linear axes."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(list(ks), list(inertias), "o-")
     ax.set_xlabel("K (clusters)")
     ax.set_ylabel("inertia")
@@ -128,8 +139,9 @@ def contingency_heatmap(
 ) -> Path:
     """Heat map of a contingency table, counts written in the cells when it is small."""
     table = np.asarray(table)
-    fig, ax = plt.subplots(figsize=(max(5, 0.45 * table.shape[1] + 2),
-                                    max(4, 0.4 * table.shape[0] + 1.5)))
+    fig = _figure(figsize=(max(5, 0.45 * table.shape[1] + 2),
+                           max(4, 0.4 * table.shape[0] + 1.5)))
+    ax = fig.subplots()
     im = ax.imshow(table, cmap="Blues", aspect="auto")
     fig.colorbar(im, ax=ax, label="samples")
     if table.shape[1] <= 40:
@@ -151,7 +163,8 @@ def quantize_comparison(
     n_colors: int, psnr_kmeans: float, psnr_random: float,
 ) -> Path:
     """Original, K-means colours and random colours side by side, with their PSNR."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = _figure(figsize=(15, 4.2))
+    axes = fig.subplots(1, 3)
     panels = [
         (original, "Original"),
         (quantized, f"{n_colors} colours, K-means (PSNR {psnr_kmeans:.1f} dB)"),
