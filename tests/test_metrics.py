@@ -65,10 +65,15 @@ def test_edge_cases_match_sklearn() -> None:
         ([0, 1, 2], [5, 5, 5]),  # single cluster
         ([3], [8]),
         ([10**6, 5, 5], [2, 2, 10**7]),  # large, non-contiguous label values
+        ([], []),  # empty
     ]
     for t, p in cases:
+        ta, pa = np.array(t, dtype=np.int64), np.array(p, dtype=np.int64)
         for name, (ours, ref) in SCORES.items():
-            assert ours(t, p) == pytest.approx(ref(t, p), abs=1e-12), (name, t, p)
+            want = ref(t, p)
+            assert ours(t, p) == pytest.approx(want, abs=1e-12), (name, t, p)
+            lazy = ours(da.from_array(ta, chunks=2), da.from_array(pa, chunks=2))
+            assert lazy == pytest.approx(want, abs=1e-12), (name, t, p, "dask")
 
 
 def test_empty_chunks_and_float_labels() -> None:
