@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ._progress import TqdmBars
+
 __all__ = ["main"]
 
 log = logging.getLogger("daskmeans.cli")
@@ -41,12 +43,18 @@ class UserError(Exception):
 
 
 class Console:
-    """What the command prints: results always, progress on a TTY unless --quiet."""
+    """What the command prints: results always, progress on a TTY unless --quiet.
+
+    :meth:`progress` is the :data:`daskmeans._progress.ProgressCallback` the commands
+    hand to the library (``callback=`` of the estimators, ``progress=`` of
+    :func:`daskmeans.io.ingest` and :func:`daskmeans.quantize`): one tqdm bar per phase
+    on stderr, nothing when --quiet or when stderr is not a terminal.
+    """
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty() and not quiet
-        self._open_line = False
+        self._bars = TqdmBars()
 
     def say(self, msg: str = "") -> None:
         self.end_progress()
@@ -58,34 +66,26 @@ class Console:
             self.end_progress()
             print(msg, file=sys.stderr, flush=True)
 
-    def progress(self, what: str, i: int, total: int | None, detail: str) -> None:
-        if not self.tty:
-            return
-        frac = f"{i}/{total}" if total else str(i)
-        bar = ""
-        if total:
-            filled = int(20 * min(i, total) / total)
-            bar = "[" + "#" * filled + "." * (20 - filled) + "] "
-        sys.stderr.write(f"\r  {what:<11} {bar}{frac:>9}  {detail[:60]:<60}")
-        sys.stderr.flush()
-        self._open_line = True
+    def progress(self, phase: str, done: int, total: int | None, detail: str = "") -> None:
+        """Draw ``done`` of ``total`` steps of ``phase`` (a ``ProgressCallback``)."""
+        if self.tty:
+            self._bars(phase, done, total, detail)
 
     def end_progress(self) -> None:
-        if self._open_line:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self._open_line = False
+        """Close the bar being drawn (it stays on screen as last drawn)."""
+        self._bars.close()
 
 
-class _ProgressHandler(logging.Handler):
+class _ConsoleLogHandler(logging.StreamHandler):
+    """Log lines to stderr, each after closing any progress bar being drawn."""
+
     def __init__(self, console: Console) -> None:
-        super().__init__(level=logging.DEBUG)
+        super().__init__(sys.stderr)
         self.console = console
 
     def emit(self, record: logging.LogRecord) -> None:
-        prog = getattr(record, "progress", None)
-        if prog:
-            self.console.progress(*prog)
+        self.console.end_progress()
+        super().emit(record)
 
 
 def _setup_logging(level: str, console: Console) -> None:
@@ -93,11 +93,10 @@ def _setup_logging(level: str, console: Console) -> None:
     pkg.setLevel(logging.DEBUG)
     pkg.handlers.clear()
     pkg.propagate = False
-    text = logging.StreamHandler(sys.stderr)
+    text = _ConsoleLogHandler(console)
     text.setLevel(getattr(logging, level.upper()))
     text.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     pkg.addHandler(text)
-    pkg.addHandler(_ProgressHandler(console))
     logging.getLogger("distributed").setLevel(
         logging.WARNING if level.lower() != "debug" else logging.INFO)
 
@@ -174,10 +173,11 @@ def _check_k(k: int, n: int, what: str = "--k") -> None:
         raise UserError(f"{what} {k} is larger than the number of samples ({n})")
 
 
-def _estimator(algorithm: str, k: int, args: argparse.Namespace) -> Any:
+def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Console) -> Any:
     from . import KMeans, MiniBatchKMeans
 
-    params: dict[str, Any] = {"n_clusters": k, "random_state": args.seed}
+    params: dict[str, Any] = {"n_clusters": k, "random_state": args.seed,
+                              "callback": console.progress}
     if getattr(args, "init", None):
         params["init"] = args.init
     if getattr(args, "max_iter", None):
@@ -217,7 +217,8 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
     spec = datasets.MNIST if args.kind == "mnist" else datasets.FASHION_MNIST
     source = args.source or (args.path if args.path else None)
     if source:
-        store = io.ingest(source, out, name=spec.name, chunk_rows=args.chunk_rows)
+        store = io.ingest(source, out, name=spec.name, chunk_rows=args.chunk_rows,
+                          progress=console.progress)
     else:
         import shutil
 
@@ -242,7 +243,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     _writable_dir(Path(args.model).resolve().parent)
     with dask_cluster(args, console):
         t0 = time.perf_counter()
-        est = _estimator(args.algorithm, args.k, args).fit(X)
+        est = _estimator(args.algorithm, args.k, args, console).fit(X)
         secs = time.perf_counter() - t0
         mapping = metrics.infer_cluster_labels(y, est.labels_)
     path = save_model(est, args.model, mapping=mapping,
@@ -264,7 +265,6 @@ def _load(model: str) -> tuple[Any, dict[str, Any]]:
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
-    import dask.array as da
     import zarr
 
     from . import _reduce as R
@@ -278,7 +278,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
             root = zarr.open_group(tmp, mode="w", zarr_format=3)
             arr = root.create_array("labels", shape=labels.shape, dtype=np.int32,
                                     chunks=(labels.chunks[0][0],))
-            R.compute(da.store(labels, arr, lock=False, compute=False),  # type: ignore[arg-type]
+            R.compute(io.store_blocks(labels, arr),
                       n_tasks=labels.numblocks[0])
     console.say(f"labels of {labels.shape[0]} rows -> {args.out} (array 'labels', int32)")
     return 0
@@ -360,7 +360,7 @@ def _quantize(photo: Any, colors: int, out: Path, seed: int, store: Path | None,
     from .quantization import assign_colors, quantize, random_palette_psnr
 
     t0 = time.perf_counter()
-    q = quantize(photo, colors, random_state=seed, store=store)
+    q = quantize(photo, colors, random_state=seed, store=store, progress=console.progress)
     rand_pal, psnr_random = random_palette_psnr(q.image, colors, random_state=seed)
     png = q.to_png(out)
     side = out.with_name(out.stem + "-comparison.png")
@@ -456,7 +456,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         Xs, ys = X[:36].compute(), y[:36].compute()
         files.append(plot.sample_grid(Xs, ys, out / "samples.png", title=f"{name} samples"))
         t0 = time.perf_counter()
-        est = _estimator(args.algorithm, k_main, args).fit(X)
+        est = _estimator(args.algorithm, k_main, args, console).fit(X)
         mapping = metrics.infer_cluster_labels(y, est.labels_)
         r = metrics.evaluate(yt, est.predict(Xt), mapping=mapping)
         console.end_progress()
@@ -467,7 +467,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
                                 extra={"dataset": name}))
         files.append(plot.centroid_grid(est.cluster_centers_, out / "centroids.png",
                                         mapping=mapping))
-        k10 = _estimator(args.algorithm, 10, args).fit(X)
+        k10 = _estimator(args.algorithm, 10, args, console).fit(X)
         c = metrics.contingency(y, k10.labels_)
         files.append(plot.contingency_heatmap(c.table, c.classes, c.clusters,
                                               out / "contingency_k10.png",

@@ -27,6 +27,7 @@ from sklearn.utils import check_random_state
 
 from . import _reduce as R
 from . import io
+from ._progress import Progress, ProgressCallback
 from .cluster import KMeans, MiniBatchKMeans
 
 __all__ = ["QuantizedImage", "assign_colors", "color_lut", "psnr", "quantize"]
@@ -84,8 +85,26 @@ def sample_pixels(img: da.Array, size: int, rng: np.random.Generator) -> np.ndar
     so the sample does not depend on the tiling; one compute."""
     h, w, _ = img.shape
     idx = np.sort(rng.choice(h * w, size=size, replace=False))
-    rows = R.compute(img.vindex[idx // w, idx % w], n_tasks=img.numblocks[0] * img.numblocks[1])
+    # each tile returns its sampled pixels (and their positions) in a 1x1 object block:
+    # works with dask's array query planning, where ``vindex`` does not exist
+    picks = da.map_blocks(_tile_picks, img, r=idx // w, c=idx % w, drop_axis=2,
+                          chunks=tuple((1,) * n for n in img.numblocks[:2]), dtype=object,
+                          meta=np.empty((0, 0), dtype=object))
+    parts = [p for p in R.compute(picks, n_tasks=img.numblocks[0] * img.numblocks[1]).ravel()
+             if len(p[0])]
+    pos = np.concatenate([p[0] for p in parts])
+    rows = np.concatenate([p[1] for p in parts])[np.argsort(pos, kind="stable")]
     return np.asarray(rows, dtype=np.float32) / np.float32(255)
+
+
+def _tile_picks(tile: np.ndarray, r: np.ndarray, c: np.ndarray,
+                block_info: Any = None) -> np.ndarray:
+    """The sampled pixels inside one tile: ``[(positions, pixels)]`` as a 1x1 object."""
+    (r0, r1), (c0, c1) = block_info[0]["array-location"][:2]
+    inside = (r >= r0) & (r < r1) & (c >= c0) & (c < c1)
+    out = np.empty((1, 1), dtype=object)
+    out[0, 0] = (np.flatnonzero(inside), tile[r[inside] - r0, c[inside] - c0])
+    return out
 
 
 def _lut_tile(tile: np.ndarray, lut: np.ndarray) -> np.ndarray:
@@ -182,6 +201,7 @@ def quantize(
     tile: int = io.DEFAULT_TILE,
     compute_psnr: bool = True,
     use_lut: bool | None = None,
+    progress: ProgressCallback | None = None,
 ) -> QuantizedImage:
     """Reduce an image to ``n_colors`` colours with K-means.
 
@@ -195,6 +215,11 @@ def quantize(
     store : when given, write ``labels`` (H, W) and ``palette`` there (atomically) and
         return labels read back from it
     use_lut : force (True) or forbid (False) the 2**24 lookup table; default by size
+    progress : :data:`daskmeans._progress.ProgressCallback`, optional
+        Told ``("quantize", step, n_steps, detail)`` before the first and after every
+        step (sample the pixels, fit the palette, write the store if any, PSNR if
+        computed); also given to the palette's estimator as its ``callback``, so its
+        own phase (``"mini-batch"`` or Lloyd's) shows between steps 1 and 2.
 
     Returns
     -------
@@ -215,17 +240,28 @@ def quantize(
     h, w, _ = img.shape
     n = h * w
     rng = np.random.default_rng(check_random_state(random_state).randint(2**31))
-    sample = sample_pixels(img, min(n, sample_size), rng)
-    est_cls = MiniBatchKMeans if algorithm == "minibatch" else KMeans
-    est = est_cls(n_clusters=min(n_colors, len(sample)), random_state=random_state).fit(sample)
-    palette = np.clip(np.rint(est.cluster_centers_ * 255), 0, 255).astype(np.uint8)
-    labels = _assign_lazy(img, palette, use_lut if use_lut is not None else n >= LUT_MIN_PIXELS)
-    out_store = None
-    if store is not None:
-        labels, out_store = _write(labels, palette, Path(store), n_colors)
-    q = QuantizedImage(palette, labels, img, out_store)
-    if compute_psnr:
-        q.psnr = psnr(_mse(img, labels, palette))
+    n_steps = 2 + (store is not None) + bool(compute_psnr)
+    with Progress(callback=progress) as p:
+        m = min(n, sample_size)
+        p.report("quantize", 0, n_steps, f"sampling {m} of {n} pixels")
+        sample = sample_pixels(img, m, rng)
+        p.report("quantize", 1, n_steps, f"sampled {m} of {n} pixels")
+        est_cls = MiniBatchKMeans if algorithm == "minibatch" else KMeans
+        k = min(n_colors, len(sample))
+        watch: dict[str, Any] = {} if progress is None else {"callback": progress}
+        est = est_cls(n_clusters=k, random_state=random_state, **watch).fit(sample)
+        palette = np.clip(np.rint(est.cluster_centers_ * 255), 0, 255).astype(np.uint8)
+        p.report("quantize", 2, n_steps, f"palette of {k} colours")
+        labels = _assign_lazy(img, palette,
+                              use_lut if use_lut is not None else n >= LUT_MIN_PIXELS)
+        out_store = None
+        if store is not None:
+            labels, out_store = _write(labels, palette, Path(store), n_colors)
+            p.report("quantize", 3, n_steps, f"labels -> {out_store}")
+        q = QuantizedImage(palette, labels, img, out_store)
+        if compute_psnr:
+            q.psnr = psnr(_mse(img, labels, palette))
+            p.report("quantize", n_steps, n_steps, f"PSNR {q.psnr:.2f} dB")
     return q
 
 
@@ -257,9 +293,11 @@ def _write(labels: da.Array, palette: np.ndarray, store: Path, n_colors: int) ->
         arr = root.create_array("labels", shape=labels.shape, dtype=labels.dtype,
                                 chunks=tuple(c[0] for c in labels.chunks),
                                 compressors=io._compressor(labels.dtype))
-        R.compute(da.store(labels, arr, lock=False, compute=False),  # type: ignore[arg-type]
+        R.compute(io.store_blocks(labels, arr),
                   n_tasks=labels.numblocks[0] * labels.numblocks[1])
-    return da.from_zarr(zarr.open_group(store, mode="r")["labels"]), store
+    written = zarr.open_group(store, mode="r")["labels"]
+    assert isinstance(written, zarr.Array)
+    return io.zarr_to_dask(written), store
 
 
 def random_palette_psnr(img: da.Array, n_colors: int, random_state: Any = None) -> tuple[
