@@ -145,8 +145,32 @@ class Centres:
             lab += np.arange(0, self.k, k)
             sq = np.take_along_axis(D, lab, axis=1)
             sq += xsq[:, None]
+        if not np.isfinite(sq).all():  # (m,) or (m, runs) values: costs ~nothing
+            raise NonFiniteRow(int(np.flatnonzero(~np.isfinite(sq).reshape(m, -1).all(1))[0]))
         np.maximum(sq, 0, out=sq)
         return lab, sq, xsq
+
+
+class NonFiniteRow(ValueError):
+    """A row's distance is NaN or infinite (NaN/inf in the row, or an overflow);
+    ``row`` is its index in the block. The map-reduce layer names the global row."""
+
+    def __init__(self, row: int) -> None:
+        super().__init__(f"non-finite distance in row {row} of the block")
+        self.row = row
+
+
+@dataclass
+class Rows:
+    """Gathered rows (and weights) of one or more blocks, in row order; added with ``+``."""
+
+    rows: np.ndarray  # (m, d)
+    weights: np.ndarray | None  # (m,) float64
+
+    def __add__(self, other: Rows) -> Rows:
+        w = None if self.weights is None or other.weights is None else np.concatenate(
+            [self.weights, other.weights])
+        return Rows(np.concatenate([self.rows, other.rows]), w)
 
 
 def row_norms_sq(X: np.ndarray) -> np.ndarray:

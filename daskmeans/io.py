@@ -19,8 +19,10 @@ interrupted write never leaves a half-written store at the destination path.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gzip
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -28,7 +30,6 @@ import struct
 import threading
 import uuid
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
@@ -40,11 +41,18 @@ import zarr
 __all__ = [
     "IDX_DTYPES",
     "MNIST_FILES",
+    "ArraySource",
+    "DaskSource",
     "DataFormatError",
     "IDXFormatError",
     "ImageFormatError",
+    "NonFiniteError",
+    "Source",
     "StoreError",
+    "ZarrBlock",
+    "ZarrSource",
     "arrays_to_dataset",
+    "as_source",
     "image_pixels",
     "image_to_zarr",
     "ingest",
@@ -53,9 +61,9 @@ __all__ = [
     "open_array",
     "open_dataset",
     "open_image",
+    "open_source",
     "read_idx",
     "read_idx_header",
-    "row_source",
     "synthetic_image",
 ]
 
@@ -320,6 +328,7 @@ def ingest(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     overwrite: bool = True,
     extra_attrs: dict[str, Any] | None = None,
+    progress: Any = None,
 ) -> Path:
     """Ingest MNIST-format IDX files into one Zarr v3 group.
 
@@ -335,6 +344,9 @@ def ingest(
     chunk_rows : int
         Rows per chunk (default 10,000: ~7.8 MB of uint8 images per chunk, 31 MB once
         scaled to float32).
+    progress : :data:`daskmeans._progress.ProgressCallback`, optional
+        Called after every chunk written as ``progress("ingest", rows_done, rows,
+        "<split>/<kind> (<file name>)")``, one run up to ``rows`` per file.
 
     Returns
     -------
@@ -375,7 +387,8 @@ def ingest(
             counts = {}
             for kind in ("labels", "images"):
                 path = files[(split, kind)]
-                counts[kind] = _idx_to_zarr(path, grp, kind, chunk_rows)
+                counts[kind] = _idx_to_zarr(path, grp, kind, chunk_rows, progress=progress,
+                                            what=f"{split}/{kind} ({path.name})")
                 sources[f"{split}/{kind}"] = {"file": path.name, **file_checksums(path)}
             if counts["images"] != counts["labels"]:
                 raise DataFormatError(
@@ -429,7 +442,10 @@ def arrays_to_dataset(
     return Path(store)
 
 
-def _idx_to_zarr(path: Path, grp: zarr.Group, kind: str, chunk_rows: int) -> int:
+def _idx_to_zarr(path: Path, grp: zarr.Group, kind: str, chunk_rows: int, *,
+                 progress: Any = None, what: str = "") -> int:
+    """Copy one IDX file into ``grp[kind]``; returns its rows. ``progress`` is a
+    :data:`daskmeans._progress.ProgressCallback` told ``("ingest", rows, total, what)``."""
     arr = None
     n = 0
     for dtype, shape, block in iter_idx(path, chunk_rows):
@@ -451,8 +467,9 @@ def _idx_to_zarr(path: Path, grp: zarr.Group, kind: str, chunk_rows: int) -> int
         if block.shape[0]:
             arr[n : n + block.shape[0]] = block
         n += block.shape[0]
-        log.debug("%s: %d/%d rows", path.name, n, shape[0],
-                  extra={"progress": ("ingest", n, shape[0], f"{path.name}")})
+        log.debug("%s: %d/%d rows", path.name, n, shape[0])
+        if progress is not None:
+            progress("ingest", n, shape[0], what or path.name)
     return n
 
 
@@ -505,139 +522,331 @@ def scale_images(images: da.Array) -> da.Array:
     )
 
 
-# --------------------------------------------------------------------------- row sources
+# --------------------------------------------------------------------------- data sources
+
+#: raw bytes a store-backed task reads at most (several storage chunks or shards are
+#: grouped up to this size: fewer, larger tasks cost fewer scheduler round trips).
+TASK_MAX_BYTES = 32 << 20
+#: in-memory arrays up to this many bytes per thread get one block per thread.
+MEMORY_BLOCK_MAX_BYTES = 256 << 20
+#: larger in-memory arrays get blocks of about this many bytes, a multiple of the threads.
+MEMORY_BLOCK_BYTES = 32 << 20
 
 
-class RowSource:
-    """Where the rows of a dask array opened by this module come from.
+class NonFiniteError(ValueError):
+    """The data hold NaN or infinity (the message names a row)."""
 
-    The array is ``float32(stored) * scale`` (or the stored values when ``scale`` is
-    None) of a Zarr array chunked by rows, flattened to (n, d). Passes over such an
-    array (:mod:`daskmeans._reduce`) read each chunk inside the task that uses it,
-    into a buffer the thread reuses, and kernels that can scale block by block take
-    the raw rows: no float32 copy of the chunk is materialised and no fresh
-    multi-megabyte buffers are faulted in every pass. Results are those of the dask
-    array bit for bit.
+
+def _local_threads() -> int:
+    import dask
+
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def memory_block_rows(n: int, d: int, itemsize: int, threads: int | None = None) -> int:
+    """Rows per block for an in-memory array.
+
+    One block per thread while blocks stay under :data:`MEMORY_BLOCK_MAX_BYTES`: every
+    task costs a scheduler round trip and a dense (k, d) partial result, so fewer,
+    larger tasks are faster (Fashion-MNIST on 2 threads, 2 blocks instead of 6:
+    mini-batch step 10.8 vs 12.5 ms, Lloyd pass 20.0 vs 22.6 ms at K=10). Larger arrays
+    get ~32 MB blocks, a multiple of the threads.
+    """
+    threads = threads or _local_threads()
+    nbytes = n * d * itemsize
+    if nbytes < (1 << 20):  # tiny: one block, scheduling would dominate
+        return max(n, 1)
+    if nbytes <= threads * MEMORY_BLOCK_MAX_BYTES:
+        return -(-n // threads)
+    by_bytes = max(1, MEMORY_BLOCK_BYTES // max(1, d * itemsize))
+    n_blocks = max(threads, -(-n // by_bytes))
+    n_blocks = -(-n_blocks // threads) * threads
+    return max(1, -(-n // n_blocks))
+
+
+def _bounds(sizes: Any) -> tuple[int, ...]:
+    return (0, *np.cumsum(np.asarray(sizes, dtype=np.int64)).tolist())
+
+
+class Source:
+    """Rows to cluster, block by block: what every pass of the engine maps over.
+
+    A source is built once per call from whatever the user gave (:func:`as_source`) and
+    passed down explicitly to the algorithms and the map-reduce layer
+    (:mod:`daskmeans._reduce`); nothing is looked up globally. Kernels see each block
+    as an (m, d) array: float32/float64 rows, or, when :attr:`scale` is set, the stored
+    integer rows (uint8 pixels) that stand for ``float32(rows) * scale`` and that the
+    kernels scale block by block (no float32 copy of a chunk).
+
+    Attributes
+    ----------
+    n, d : rows and features
+    dtype : float dtype of the rows as the kernels compute with them
+    bounds : (n_blocks + 1,) row offsets of the blocks
+    scale : None, or the factor raw stored values are multiplied by
+    normalize : rows are L2-normalised when read (spherical k-means)
+    weights : (n,) float64 sample weights (numpy), or None
+    xsq : (n,) ``|x|^2`` of in-memory rows computed once, or None
+    lazy : results derived from the rows stay lazy (dask) rather than numpy
     """
 
-    def __init__(self, array: zarr.Array, scale: float | None) -> None:
-        self.array = array
-        self.scale = scale
-        self.n = int(array.shape[0])
-        self.d = int(np.prod(array.shape[1:], dtype=np.int64))
-        self.dtype = np.dtype(array.dtype)
-        self._root = _direct_chunk_root(array)
+    lazy = True
+    X: Any = None  # the rows, for sources that hold them (numpy or dask)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"array": self.array, "scale": self.scale}
+    def __init__(self, n: int, d: int, dtype: Any, bounds: tuple[int, ...],
+                 scale: float | None = None) -> None:
+        self.n, self.d, self.dtype = int(n), int(d), np.dtype(dtype)
+        self.bounds, self.scale = bounds, scale
+        self.normalize = False
+        self.weights: Any = None
+        self.xsq: np.ndarray | None = None
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["array"], state["scale"])  # type: ignore[misc]
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.d)
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Stored rows ``[start, stop)`` as (m, d), in a buffer this thread reuses: the
-        result is valid until the thread's next :meth:`read`."""
-        m = stop - start
-        buf = getattr(_READ_BUFFERS, "buf", None)
-        nbytes = m * self.d * self.dtype.itemsize
-        if buf is None or buf.nbytes < nbytes:
-            buf = np.empty(max(nbytes, 1), dtype=np.uint8)
-            _READ_BUFFERS.buf = buf
-        out = buf[:nbytes].view(self.dtype).reshape(m, self.d)
-        if not self._read_direct(start, stop, out):
-            out[...] = np.asarray(self.array[start:stop]).reshape(m, self.d)
+    @property
+    def n_blocks(self) -> int:
+        return len(self.bounds) - 1
+
+    def offset(self, i: int) -> int:
+        return self.bounds[i]
+
+    def block_rows(self, i: int) -> int:
+        return self.bounds[i + 1] - self.bounds[i]
+
+    def with_options(self, *, weights: Any = None, normalize: bool = False) -> Source:
+        """A copy with sample weights (numpy (n,), or a dask array for a dask source)
+        and/or row normalisation."""
+        out = copy.copy(self)
+        out.weights, out.normalize = weights, normalize
+        if normalize:
+            out.xsq = None
         return out
 
-    def read_float(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)`` as the dask array has them, in a new array."""
-        raw = self.read(start, stop)
-        return raw.copy() if self.scale is None else _scale_rows(raw, self.scale)
+    def block(self, i: int) -> Any:
+        """What the task of block ``i`` receives (a numpy view, a future, a reader)."""
+        raise NotImplementedError
 
-    def _read_direct(self, start: int, stop: int, out: np.ndarray) -> bool:
-        """Decode whole chunk files straight into ``out`` (Blosc releases the GIL, so
-        chunks decode in parallel threads); False where zarr has to do it.
+    def to_dask(self) -> da.Array:
+        """The rows as an (n, d) float dask array (lazy)."""
+        raise NotImplementedError
 
-        zarr's own read of a 10,000-image chunk took ~4.3 ms here and two threads
-        barely overlapped (six chunks: 21-26 ms); reading the file and decoding into a
-        reused buffer takes 0.4 + 2.1 ms, and six chunks 6.6 ms on two threads.
-        """
-        rows = self.array.chunks[0]
-        if self._root is None or start % rows or (stop % rows and stop != self.n):
-            return False
-        import numcodecs.blosc
+    def rows_float(self, raw: np.ndarray) -> np.ndarray:
+        """A block's rows as the kernels' float dtype (scaled, normalised), a new array."""
+        x = raw.reshape(raw.shape[0], -1)
+        x = _scale_rows(x, self.scale) if self.scale is not None else x
+        if self.normalize:
+            from ._kernels import normalize_rows
 
-        meta = self.array.metadata
-        prefix = f"{self.array.path}/" if self.array.path else ""
-        trailing = (0,) * (self.array.ndim - 1)
-        for c in range(start // rows, -(-stop // rows)):
-            lo = c * rows - start
-            hi = min(lo + rows, stop - start)
-            dest = out[lo:hi]
-            path = self._root / (prefix + meta.encode_chunk_key((c, *trailing)))
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:  # never written: all fill value
-                dest[...] = self.array.fill_value
-                continue
-            if hi - lo == rows:
-                numcodecs.blosc.decompress(data, dest)
-            else:  # the last chunk is stored full size
-                full = np.frombuffer(numcodecs.blosc.decompress(data), dtype=self.dtype)
-                dest[...] = full[: dest.size].reshape(dest.shape)
-        return True
+            x = normalize_rows(x)
+        return x
 
 
-def _direct_chunk_root(array: zarr.Array) -> Path | None:
-    """The local directory whose chunk files :meth:`RowSource.read` may decode itself:
-    zarr v3, a local store, whole rows per chunk, codecs exactly bytes + Blosc, in
-    native byte order. None for anything else (zarr reads it)."""
-    import sys
+class ArraySource(Source):
+    """An in-memory (n, d) float array, in one block per thread (see
+    :func:`memory_block_rows`); on a ``distributed`` cluster the blocks are scattered
+    to the workers once (:meth:`scatter`) and every pass reuses them."""
 
-    from zarr.codecs import BloscCodec, BytesCodec
-    from zarr.storage import LocalStore
+    lazy = False
 
-    meta = array.metadata
-    if meta.zarr_format != 3 or not isinstance(array.store, LocalStore):
-        return None
-    if tuple(array.chunks[1:]) != tuple(array.shape[1:]) or array.ndim < 1:
-        return None
-    codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
-    if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(
-        codecs[1], BloscCodec
-    ):
-        return None
-    endian = getattr(codecs[0].endian, "value", codecs[0].endian)
-    if np.dtype(array.dtype).itemsize > 1 and endian not in (None, sys.byteorder):
-        return None
-    return Path(array.store.root)
+    def __init__(self, X: np.ndarray, *, block_rows: int | None = None) -> None:
+        n, d = X.shape
+        rows = block_rows or memory_block_rows(n, d, X.dtype.itemsize)
+        super().__init__(n, d, X.dtype, _bounds([min(rows, n - s) for s in range(0, n, rows)]
+                                                or [0]))
+        self.X = X
+        self._futures: list[Any] | None = None
+        self.xsq_once = True
 
+    def scatter(self, client: Any) -> None:
+        """Ship the blocks to the cluster's workers once, spread out (``persist`` of a
+        ``from_array`` graph may leave every block on one worker)."""
+        threads = max(1, sum(client.nthreads().values()))
+        rows = memory_block_rows(self.n, self.d, self.dtype.itemsize, threads)
+        self.bounds = _bounds([min(rows, self.n - s) for s in range(0, self.n, rows)] or [0])
+        parts = [self.X[a:b] for a, b in itertools.pairwise(self.bounds)]
+        # received buffers may be unaligned for float32, which slows every kernel:
+        # keep an aligned copy on the worker instead
+        self._futures = [client.submit(_aligned, f, pure=False)
+                         for f in client.scatter(parts, hash=False)]
 
-_READ_BUFFERS = threading.local()
-#: dask array name -> its RowSource (the most recent arrays opened here).
-_SOURCES: OrderedDict[str, RowSource] = OrderedDict()
-_MAX_SOURCES = 256
+    def block(self, i: int) -> Any:
+        if self._futures is not None:
+            return self._futures[i]
+        return self.X[self.bounds[i]:self.bounds[i + 1]]
 
-
-def _with_source(arr: da.Array, array: zarr.Array, scale: float | None) -> da.Array:
-    """Remember that ``arr`` reads ``array`` (see :class:`RowSource`); return ``arr``."""
-    if arr.ndim == 2 and arr.numblocks[1] == 1:
-        _SOURCES[arr.name] = RowSource(array, scale)
-        _SOURCES.move_to_end(arr.name)
-        while len(_SOURCES) > _MAX_SOURCES:
-            _SOURCES.popitem(last=False)
-    return arr
+    def to_dask(self) -> da.Array:
+        return da.from_array(self.X, chunks=(tuple(np.diff(self.bounds).tolist()), -1))
 
 
-def row_source(X: da.Array) -> RowSource | None:
-    """The :class:`RowSource` of a dask array opened by this module, unchanged since
-    (any operation on it makes a new array, which has none)."""
-    return _SOURCES.get(X.name)
+def _aligned(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.aligned and a.flags.c_contiguous else np.array(a, order="C")
+
+
+class ZarrSource(Source):
+    """A Zarr array (v2 or v3, any store zarr can open, sharded or not, any codec) read
+    block by block inside the tasks that use the rows, through zarr's public API.
+
+    Blocks are whole storage units (shards, else chunks) along the rows, grouped up to
+    :data:`TASK_MAX_BYTES`. uint8 arrays are pixels: the kernels take them raw with
+    ``scale = 1/255``.
+    """
+
+    def __init__(self, array: zarr.Array, *, scale: float | None = None,
+                 threads: int | None = None) -> None:
+        if array.ndim < 2:
+            raise StoreError(f"expected an array of rows (n, d, ...), got shape {array.shape}")
+        if tuple(array.chunks[1:]) != tuple(array.shape[1:]) and array.ndim == 2:
+            log.debug("zarr array chunked along features: each task reads whole rows")
+        if scale is None and np.dtype(array.dtype) == np.uint8:
+            scale = PIXEL_SCALE
+        dtype = np.dtype(np.float32) if scale is not None else np.dtype(array.dtype)
+        if dtype.kind != "f":
+            dtype = np.dtype(np.float64)
+        n = int(array.shape[0])
+        d = int(np.prod(array.shape[1:], dtype=np.int64))
+        self.unit = int((getattr(array, "shards", None) or array.chunks)[0])
+        row_bytes = d * np.dtype(array.dtype).itemsize
+        per_task = max(1, TASK_MAX_BYTES // max(1, self.unit * row_bytes))
+        threads = threads or _local_threads()
+        # at least one task per thread where the units allow it
+        per_task = max(1, min(per_task, -(-n // self.unit) // threads))
+        super().__init__(n, d, dtype, (0, n), scale)
+        self.array = array
+        self.bounds = self._grouped(per_task)
+
+    def _grouped(self, units: int) -> tuple[int, ...]:
+        rows = self.unit * units
+        return _bounds([min(rows, self.n - s) for s in range(0, self.n, rows)] or [0])
+
+    def regroup(self, units: int) -> ZarrSource:
+        """A copy whose blocks are ``units`` storage units (shards or chunks) each: one
+        unit for mini-batch steps that take whole blocks."""
+        out = copy.copy(self)
+        out.bounds = self._grouped(units)
+        return out
+
+    def block(self, i: int) -> ZarrBlock:
+        return ZarrBlock(self.array, self.bounds[i], self.bounds[i + 1])
+
+    def to_dask(self) -> da.Array:
+        raw = zarr_to_dask(self.array, chunks=(self.unit, *self.array.shape[1:]))
+        return da.map_blocks(
+            self.rows_float, raw, dtype=self.dtype,
+            chunks=(raw.chunks[0], (self.d,)), drop_axis=list(range(2, raw.ndim)) or None,
+            meta=np.empty((0, 0), dtype=self.dtype),
+        )
+
+
+class ZarrBlock:
+    """Rows ``[start, stop)`` of a Zarr array, read by :meth:`read` inside the task
+    that uses them (the array object pickles as its store and path, not its data)."""
+
+    def __init__(self, array: zarr.Array, start: int, stop: int) -> None:
+        self.array, self.start, self.stop = array, start, stop
+
+    def read(self) -> np.ndarray:
+        """The stored rows as (m, d), read through ``zarr.Array.__getitem__``."""
+        rows = np.asarray(self.array[self.start:self.stop])
+        return rows.reshape(rows.shape[0], -1)
+
+
+class DaskSource(Source):
+    """A user's (n, d) dask array: passes map over its blocks with ``da.map_blocks`` and
+    tree-reduce with ``da.reduction`` (the only public route to a dask array's blocks
+    that also works with array query planning). Weights may be a dask array."""
+
+    def __init__(self, X: da.Array) -> None:
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)
+        super().__init__(X.shape[0], X.shape[1], dtype, _bounds(X.chunks[0]))
+        self.X = X
+
+    def to_dask(self) -> da.Array:
+        X = self.X if self.X.dtype == self.dtype else self.X.astype(self.dtype)
+        if self.normalize:
+            from ._kernels import normalize_rows
+
+            X = da.map_blocks(normalize_rows, X, dtype=X.dtype,
+                              meta=np.empty((0, 0), X.dtype))
+        return X
+
+
+def is_zarr(X: Any) -> bool:
+    """True for a Zarr array or group."""
+    return isinstance(X, zarr.Array | zarr.Group)
+
+
+def _is_url(store: Any) -> bool:
+    return isinstance(store, str) and "://" in store
+
+
+def open_source(store: Any, split: str | None = None, *,
+                storage_options: dict[str, Any] | None = None) -> Source:
+    """The data source for a store path or URL, a Zarr array or group, or a store
+    written by daskmeans (a dataset's ``split``, default train, else test).
+
+    Examples
+    --------
+    >>> src = open_source("mnist.zarr", "test")                   # doctest: +SKIP
+    >>> src.shape, src.scale                                      # doctest: +SKIP
+    ((10000, 784), 0.00392156862745098)
+    """
+    node: Any = store
+    if not isinstance(store, zarr.Array | zarr.Group):
+        if not _is_url(store) and not Path(store).exists():
+            raise FileNotFoundError(f"{store}: no such Zarr store")
+        try:
+            node = zarr.open(store, mode="r", storage_options=storage_options)
+        except Exception as e:  # zarr raises several types for "not a store"
+            raise StoreError(f"{store}: not a Zarr store: {e}") from e
+    if isinstance(node, zarr.Group):
+        fmt = str(node.attrs.get("format", ""))
+        if fmt.startswith("daskmeans-idx"):
+            if split is None:
+                split = "train" if "train" in node else "test"
+            if split not in SPLITS:
+                raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            if split not in node:
+                raise StoreError(f"{store}: split {split!r} is not in this store "
+                                 f"(available: {[s for s in SPLITS if s in node]})")
+            node = _get_array(node, f"{split}/images", str(store))
+        elif fmt.startswith("daskmeans-image"):
+            raise StoreError(f"{store}: an image store; cluster its pixels with "
+                             "daskmeans.quantize or io.image_pixels")
+        else:
+            node = _get_array(node, "X", str(store))
+    if node.ndim == 1:
+        raise StoreError(f"{store}: expected a 2-D array (or a stack of images), got "
+                         f"shape {node.shape}")
+    if node.ndim > 2 and np.dtype(node.dtype) != np.uint8:
+        raise StoreError(f"{store}: expected a 2-D array, got shape {node.shape}")
+    return ZarrSource(node)
+
+
+def as_source(X: Any) -> Source:
+    """The :class:`Source` of anything the estimators accept: a Source, a numpy array
+    (validated by the caller), a dask array, a Zarr array or group, a store path or
+    URL."""
+    if isinstance(X, Source):
+        return X
+    if isinstance(X, da.Array):
+        return DaskSource(X)
+    if isinstance(X, str | os.PathLike | zarr.Array | zarr.Group):
+        return open_source(X)
+    return ArraySource(np.asarray(X))
 
 
 def open_dataset(
     store: PathLike | zarr.Group, split: str = "train", *, scale: bool = True
 ) -> tuple[da.Array, da.Array]:
     """Open one split of a dataset store as dask arrays.
+
+    For clustering, passing the store itself (or :func:`open_source`) to an estimator
+    is faster than passing ``X``: the kernels then read the uint8 rows and scale them
+    block by block, instead of receiving float32 copies of every chunk.
 
     Returns
     -------
@@ -667,57 +876,88 @@ def open_dataset(
             f"{store}: {split}/images has {images.shape[0]} rows but "
             f"{split}/labels has {labels.shape[0]}"
         )
-    imgs = da.from_zarr(images)
-    y = da.from_zarr(labels).rechunk((imgs.chunks[0],)).astype(np.int64)
-    return (_with_source(scale_images(imgs), images, PIXEL_SCALE) if scale else imgs), y
+    imgs = zarr_to_dask(images)
+    y = zarr_to_dask(labels, chunks=(imgs.chunks[0],)).astype(np.int64)
+    return (scale_images(imgs) if scale else imgs), y
 
 
 def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = None) -> da.Array:
-    """Open whatever daskmeans wrote as an (n, d) float dask array for clustering.
+    """Open whatever daskmeans wrote as an (n, d) float dask array.
 
     Accepts a dataset store (its ``split``, default train, else test), a blobs store
     from :func:`make_blobs_zarr` (its ``X``), an image store (its pixel view), or a
-    plain 2-D (or uint8 image stack) Zarr array.
+    plain 2-D (or uint8 image stack) Zarr array. Estimators fit faster from the store
+    itself or :func:`open_source` (no float copy of each chunk).
     """
-    node: Any = store
-    if not isinstance(store, zarr.Array | zarr.Group):
-        p = Path(store)
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: no such Zarr store")
-        try:
-            node = zarr.open(p, mode="r")
-        except Exception as e:
-            raise StoreError(f"{p}: not a Zarr store: {e}") from e
-    if isinstance(node, zarr.Group):
-        fmt = str(node.attrs.get("format", ""))
-        if fmt.startswith("daskmeans-idx"):
-            if split is None:
-                split = "train" if "train" in node else "test"
-            return open_dataset(node, split)[0]
-        if fmt.startswith("daskmeans-image"):
+    if isinstance(store, zarr.Group) or (not isinstance(store, zarr.Array)
+                                         and Path(store).exists()
+                                         and not isinstance(_open_node(store), zarr.Array)):
+        node = store if isinstance(store, zarr.Group) else _open_node(store)
+        if str(node.attrs.get("format", "")).startswith("daskmeans-image"):
             return image_pixels(node)
-        Xz = _get_array(node, "X", str(store))
-        return _with_source(da.from_zarr(Xz), Xz, None)
-    arr = da.from_zarr(node)
-    if arr.dtype == np.uint8 and arr.ndim >= 2:
-        return _with_source(scale_images(arr), node, PIXEL_SCALE)
-    if arr.ndim != 2:
-        raise StoreError(f"{store}: expected a 2-D array, got shape {arr.shape}")
-    return _with_source(arr, node, None)
+    return open_source(store, split).to_dask()
+
+
+def _open_node(store: PathLike) -> Any:
+    try:
+        return zarr.open(store, mode="r")
+    except Exception as e:
+        raise StoreError(f"{store}: not a Zarr store: {e}") from e
 
 
 # --------------------------------------------------------------------------- images
 
 
+#: Largest image (width x height pixels) daskmeans decodes from a file: 2**32, a
+#: 65536 x 65536 image. Pillow's process-wide decompression-bomb guard
+#: (``PIL.Image.MAX_IMAGE_PIXELS``) is raised to this cap only while :func:`_load_rgb`
+#: decodes, and is left as it was for everyone else.
+MAX_IMAGE_PIXELS = 2**32
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pil_pixel_limit(limit: int) -> Iterator[None]:
+    """Set ``PIL.Image.MAX_IMAGE_PIXELS`` to ``limit`` for the block, then restore it.
+
+    Pillow (<= 13) has no per-call limit: ``Image.open`` and some decoders (TIFF, GIF,
+    ICO, ...) read that module global. The lock keeps our own concurrent decodes from
+    interleaving their set/restore; the old value comes back even on errors.
+    """
+    from PIL import Image
+
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _load_rgb(path: PathLike) -> np.ndarray:
+    """Decode an image file to (H, W, 3) uint8 RGB.
+
+    Images up to :data:`MAX_IMAGE_PIXELS` (2**32) pixels are accepted, whatever
+    ``PIL.Image.MAX_IMAGE_PIXELS`` is; that global is set to the cap only around the
+    open, the size check and the decode, and restored afterwards, even on errors. A
+    larger image, or a decompression bomb claiming a larger size, raises
+    :class:`ImageFormatError` naming the path and the cap.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such image")
-    Image.MAX_IMAGE_PIXELS = None  # we are built for huge images
+    cap = MAX_IMAGE_PIXELS
+    too_big = (f"{path}: image larger than daskmeans' limit of {cap} pixels "
+               "(daskmeans.io.MAX_IMAGE_PIXELS); refusing a possible decompression bomb")
     try:
-        with Image.open(path) as im:
+        with _pil_pixel_limit(cap), Image.open(path) as im:
+            w, h = im.size
+            if w * h > cap:
+                raise ImageFormatError(f"{too_big}: it has {w} x {h} = {w * h} pixels")
+            im.load()  # decode under the same limit: some plugins check it again here
             mode = im.mode
             if mode in ("RGB",):
                 return np.asarray(im)
@@ -725,6 +965,8 @@ def _load_rgb(path: PathLike) -> np.ndarray:
                 log.info("%s: converting %s image to RGB", path, mode)
                 return np.asarray(im.convert("RGB"))
             raise ImageFormatError(f"{path}: unsupported image mode {mode!r}; expected RGB")
+    except Image.DecompressionBombError as e:
+        raise ImageFormatError(f"{too_big}: {e}") from e
     except UnidentifiedImageError as e:
         raise ImageFormatError(f"{path}: not a readable image: {e}") from e
     except OSError as e:
@@ -778,14 +1020,10 @@ def _create_image_store(path: Path, h: int, w: int, tile: int, source: str) -> z
 def open_image(store: PathLike | zarr.Group) -> da.Array:
     """The stored image as an (H, W, 3) uint8 dask array chunked in tiles."""
     group = _open_group(store)
-    return da.from_zarr(_get_array(group, "image", str(store)))
+    return zarr_to_dask(_get_array(group, "image", str(store)))
 
 
-def _tile_pixels(block: np.ndarray) -> np.ndarray:
-    return _scale_rows(block.reshape(-1, 3), PIXEL_SCALE)
-
-
-def image_pixels(store: PathLike | zarr.Group | da.Array) -> da.Array:
+def image_pixels(store: PathLike | zarr.Group) -> da.Array:
     """Pixel view for clustering: (H*W, 3) float32 in [0, 1], one chunk per tile.
 
     Pixels come in *tile-major* order: tile after tile (row of tiles by row of tiles),
@@ -793,18 +1031,46 @@ def image_pixels(store: PathLike | zarr.Group | da.Array) -> da.Array:
     data. Use :func:`daskmeans.quantize` (or ``map_blocks`` on :func:`open_image`) to
     map per-pixel results back to (H, W).
     """
-    img = store if isinstance(store, da.Array) else open_image(store)
-    blocks = img.to_delayed().ravel()
-    sizes = [
-        r * c for r in img.chunks[0] for c in img.chunks[1]
-    ]
-    import dask
+    group = _open_group(store) if not isinstance(store, zarr.Group) else store
+    arr = _get_array(group, "image", str(store))
+    h, w = arr.shape[:2]
+    th, tw = arr.chunks[:2]
+    tiles = [(r, c) for r in range(0, h, th) for c in range(0, w, tw)]
+    sizes = tuple(min(th, h - r) * min(tw, w - c) for r, c in tiles)
+    index = da.from_array(np.arange(len(tiles)), chunks=1)
+    return da.map_blocks(_tile_pixels, index, array=arr, tiles=tiles, tile=(th, tw),
+                         chunks=(sizes, (3,)), new_axis=1, dtype=np.float32,
+                         meta=np.empty((0, 0), np.float32))
 
-    parts = [
-        da.from_delayed(dask.delayed(_tile_pixels)(b), shape=(s, 3), dtype=np.float32)
-        for b, s in zip(blocks, sizes, strict=True)
-    ]
-    return da.concatenate(parts, axis=0)
+
+def _tile_pixels(i: np.ndarray, *, array: zarr.Array, tiles: list[tuple[int, int]],
+                 tile: tuple[int, int]) -> np.ndarray:
+    r, c = tiles[int(i[0])]
+    return _scale_rows(np.asarray(array[r:r + tile[0], c:c + tile[1]]).reshape(-1, 3),
+                       PIXEL_SCALE)
+
+
+def store_blocks(x: da.Array, array: zarr.Array) -> da.Array:
+    """A lazy (n_blocks,) array whose computation writes ``x`` into ``array`` block by
+    block (``da.store`` is not available with dask's array query planning). ``x`` is
+    rechunked to ``array``'s chunks first, so no two tasks write the same Zarr chunk."""
+    x = x.rechunk(array.chunks)
+    return da.map_blocks(_store_block, x, array=array, dtype=np.int8,
+                         chunks=tuple((1,) * n for n in x.numblocks),
+                         meta=np.empty((0,) * x.ndim, np.int8))
+
+
+def _store_block(block: np.ndarray, *, array: zarr.Array, block_info: Any = None) -> np.ndarray:
+    loc = block_info[0]["array-location"]
+    array[tuple(slice(a, b) for a, b in loc)] = block
+    return np.zeros((1,) * block.ndim, np.int8)
+
+
+def zarr_to_dask(array: zarr.Array, chunks: Any = None) -> da.Array:
+    """A Zarr array as a dask array (``da.from_array``: ``da.from_zarr`` is not
+    available with dask's array query planning)."""
+    return da.from_array(array, chunks=chunks or array.chunks, lock=False,
+                         meta=np.empty((0,) * array.ndim, dtype=array.dtype))
 
 
 # --------------------------------------------------------------------------- synthetic

@@ -94,6 +94,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=5, help="interleaved rounds")
     p.add_argument("--no-cluster", action="store_true", help="skip LocalCluster rows")
     p.add_argument("--no-dask-ml", action="store_true")
+    p.add_argument("--no-other-stores", action="store_true",
+                   help="skip the stores written by zarr itself (v3 Blosc, sharded, v2)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -109,8 +111,24 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="daskmeans-bench-"))
     store = io.ingest(args.data, tmp / "data.zarr", name="bench")
     split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
-    Xz, _ = io.open_dataset(store, split)
-    X = Xz.compute()
+    X = io.open_dataset(store, split)[0].compute()
+    Xz = io.open_source(store, split)  # streamed: each task reads its uint8 rows
+    # the same rows in stores written by others: plain zarr v3 (Blosc), sharded zstd, v2
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    images = zarr.open_group(store, mode="r")[f"{split}/images"][...]
+    other_stores = {}
+    if not args.no_other_stores:
+        for name, kw in [
+            ("zarr v3 Blosc", {"chunks": (5000, 28, 28), "compressors": BloscCodec()}),
+            ("zarr v3 sharded zstd", {"chunks": (1000, 28, 28), "shards": (10000, 28, 28),
+                                      "compressors": ZstdCodec(level=3)}),
+            ("zarr v2", {"chunks": (5000, 28, 28), "zarr_format": 2}),
+        ]:
+            z = zarr.create_array(tmp / f"{len(other_stores)}.zarr", shape=images.shape,
+                                  dtype="u1", **kw)
+            z[...] = images
+            other_stores[name] = z
     n, d = X.shape
     print(f"data: {n} x {d} float32 from {args.data}; store {store}")
 
@@ -119,14 +137,11 @@ def main() -> None:
     if not args.no_cluster:
         from distributed import Client, LocalCluster
 
-        from daskmeans import _reduce
-
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                dashboard_address=None, host="127.0.0.1",
                                silence_logs=logging.ERROR)
         client = Client(cluster, set_as_default=False)
-        with client.as_current():
-            Xp = _reduce.scatter_rows(X)  # persisted, chunks spread over the workers
+        Xp = X  # scattered to the workers once per fit (cancelled by the marginal method)
 
     def threads() -> contextlib.AbstractContextManager[object]:
         return dask.config.set(scheduler="threads")
@@ -152,7 +167,8 @@ def main() -> None:
             ("scikit-learn (lloyd)", sk, contextlib.nullcontext, args.repeat),
             ("daskmeans threaded", ours(X), threads, args.repeat),
             ("daskmeans Zarr stream", ours(Xz), threads, args.repeat),
-        ]
+        ] + [(f"daskmeans {name}", ours(z), threads, args.repeat)
+             for name, z in other_stores.items()]
         if Xp is not None:
             contenders.append(("daskmeans LocalCluster 2x1", ours(Xp), on_cluster, args.repeat))
             if not args.no_dask_ml:
@@ -206,12 +222,15 @@ def main() -> None:
             rng = f" [{min(rs):.2f}-{max(rs):.2f}]" if len(rs) > 1 and min(rs) != max(rs) else ""
             cells.append(f"{np.median(vals[k]) * 1000:.0f} ms ({np.median(rs):.2f}x{rng})")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    stream, memory = results.get("daskmeans Zarr stream", {}), results["daskmeans threaded"]
-    for k in args.k:
-        if k in stream:  # the target for the stream is relative to in-memory
-            rs = [a / b for a, b in zip(stream[k], memory[k], strict=True)]
-            print(f"Zarr stream / in-memory, K={k}: {np.median(rs):.2f}x "
-                  f"[{min(rs):.2f}-{max(rs):.2f}] per round")
+    memory = results["daskmeans threaded"]
+    for name in ["daskmeans Zarr stream", *(f"daskmeans {n}" for n in other_stores)]:
+        stream = results.get(name, {})
+        for k in args.k:
+            if k in stream:  # the targets for streams are relative to in-memory
+                rs = [a / b for a, b in zip(stream[k], memory[k], strict=True)]
+                label = "Zarr stream" if name == "daskmeans Zarr stream" else name[10:]
+                print(f"{label} / in-memory, K={k}: {np.median(rs):.2f}x "
+                      f"[{min(rs):.2f}-{max(rs):.2f}] per round")
 
 
 if __name__ == "__main__":

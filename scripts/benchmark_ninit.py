@@ -8,7 +8,7 @@ Contenders take turns, round by round, on the same data in one process: scikit-l
 daskmeans with the same parameters on that array and streaming from the Zarr store,
 once with the runs sharing every pass (the default) and once one run per pass (the
 behaviour before runs shared passes, forced through ``cluster.RUNS_MAX_BYTES`` and
-``cluster.SAMPLES_MAX_BYTES``).
+``algorithms.SAMPLES_MAX_BYTES``).
 Prints the median seconds and ratio to scikit-learn, and each fit's inertia.
 
 Run it with the BLAS configuration you deploy (see scripts/benchmark.py).
@@ -38,23 +38,23 @@ def main() -> None:
     import zarr
     from sklearn.cluster import KMeans as SKKMeans
 
-    from daskmeans import KMeans, cluster, io
+    from daskmeans import KMeans, algorithms, cluster, io
 
     store = io.ingest(args.data, Path(tempfile.mkdtemp(prefix="daskmeans-ninit-")) / "d.zarr",
                       name="bench")
     split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
-    Xz, _ = io.open_dataset(store, split)
-    X = Xz.compute()
-    shared = cluster.RUNS_MAX_BYTES, cluster.SAMPLES_MAX_BYTES
+    X = io.open_dataset(store, split)[0].compute()
+    Xz = io.open_source(store, split)
+    shared = cluster.RUNS_MAX_BYTES, algorithms.SAMPLES_MAX_BYTES
     params = {"init": "random", "n_init": args.n_init, "random_state": 0}
 
     def ours(data: object, share: bool) -> Callable[[], float]:
         def fit() -> float:
-            cluster.RUNS_MAX_BYTES, cluster.SAMPLES_MAX_BYTES = shared if share else (1, 1)
+            cluster.RUNS_MAX_BYTES, algorithms.SAMPLES_MAX_BYTES = shared if share else (1, 1)
             try:
                 return float(KMeans(args.k, **params).fit(data).inertia_)
             finally:
-                cluster.RUNS_MAX_BYTES, cluster.SAMPLES_MAX_BYTES = shared
+                cluster.RUNS_MAX_BYTES, algorithms.SAMPLES_MAX_BYTES = shared
         return fit
 
     def sk() -> float:

@@ -255,40 +255,41 @@ def _images_with_empty_chunk() -> np.ndarray:
     return imgs
 
 
-@pytest.mark.parametrize(("start", "stop"), [(0, 25), (7, 21), (14, 25), (21, 25), (3, 12)])
-def test_row_source_reads_what_zarr_reads(tmp_path: Path, start: int, stop: int) -> None:
+def test_zarr_source_blocks_read_what_zarr_reads(tmp_path: Path) -> None:
+    """Blocks are whole chunks (an unwritten chunk reads as the fill value), raw uint8
+    rows that scale to exactly what open_dataset gives."""
     imgs = _images_with_empty_chunk()
     store = io.arrays_to_dataset({"test": (imgs, np.zeros(25, np.uint8))}, tmp_path / "d.zarr",
                                  name="t", chunk_rows=7)
-    X, _ = io.open_dataset(store, "test")
-    src = io.row_source(X)
-    assert src is not None and src.scale == io.PIXEL_SCALE
-    assert src._root is not None  # this layout is decoded directly
-    z = zarr.open_group(store, mode="r")["test/images"]
+    src = io.open_source(store, "test")
+    assert src.scale == io.PIXEL_SCALE and src.shape == (25, 20)
+    assert all(b % 7 == 0 for b in src.bounds[:-1]) and src.bounds[-1] == 25
     assert not (Path(store) / "test" / "images" / "c" / "1").exists()  # the empty chunk
-    np.testing.assert_array_equal(src.read(start, stop), z[start:stop].reshape(-1, 20))
-    np.testing.assert_array_equal(src.read_float(start, stop), X[start:stop].compute())
+    X, _ = io.open_dataset(store, "test")
+    for i in range(src.n_blocks):
+        raw = src.block(i).read()
+        a, b = src.bounds[i], src.bounds[i + 1]
+        np.testing.assert_array_equal(raw, imgs[a:b].reshape(-1, 20))
+        np.testing.assert_array_equal(src.rows_float(raw), X[a:b].compute())
+    np.testing.assert_array_equal(src.to_dask().compute(), X.compute())
 
 
-def test_row_source_other_layouts_read_through_zarr(tmp_path: Path) -> None:
-    imgs = _images_with_empty_chunk()
-    z = zarr.create_array(zarr.storage.MemoryStore(), shape=imgs.shape, chunks=(7, 4, 5),
-                          dtype=np.uint8)
-    z[:] = imgs
-    X = io.open_array(z)
-    src = io.row_source(X)
-    assert src is not None and src._root is None
-    np.testing.assert_array_equal(src.read(7, 21), imgs[7:21].reshape(-1, 20))
+def test_sources_of_every_input(small_dir, tmp_path: Path) -> None:
+    """as_source: numpy in memory, dask arrays as given, stores and Zarr arrays streamed;
+    a store URL goes through zarr (fsspec)."""
+    d, _, _ = small_dir
+    store = io.ingest(d, tmp_path / "s.zarr")
+    assert isinstance(io.as_source(np.zeros((4, 3))), io.ArraySource)
+    assert isinstance(io.as_source(da.zeros((4, 3), chunks=2)), io.DaskSource)
+    assert isinstance(io.as_source(store), io.ZarrSource)
+    assert isinstance(io.as_source(zarr.open_group(store, mode="r")["test/images"]),
+                      io.ZarrSource)
+    url = io.open_source(f"file://{store}", "test")
+    assert url.shape == io.open_source(store, "test").shape
+    with pytest.raises(io.StoreError, match="split 'train' is not in this store"):
+        io.open_source(store, "train")
     blobs = io.make_blobs_zarr(tmp_path / "b.zarr", 50, 3, centers=2, chunk_rows=20,
                                random_state=0)
-    B = io.open_array(blobs)
-    np.testing.assert_array_equal(io.row_source(B).read_float(20, 40), B[20:40].compute())
-
-
-def test_only_arrays_opened_here_have_a_row_source(small_dir, tmp_path: Path) -> None:
-    d, _, _ = small_dir
-    X, _ = io.open_dataset(io.ingest(d, tmp_path / "s.zarr"), "test")
-    assert io.row_source(X) is not None
-    for derived in (X[:10], X + 0, X.rechunk(5), X.astype(np.float64)):
-        assert io.row_source(derived) is None
-    assert io.row_source(da.zeros((4, 3), chunks=2)) is None
+    B = io.open_source(blobs)
+    assert B.scale is None and B.dtype == np.float32
+    np.testing.assert_array_equal(B.to_dask().compute(), io.open_array(blobs).compute())

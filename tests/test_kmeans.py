@@ -15,6 +15,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from daskmeans import KMeans, io
+from daskmeans._validation import InvalidParameterError
 
 from .conftest import no_compute
 
@@ -109,7 +110,7 @@ def test_n_init_runs_share_passes_and_equal_separate_runs(
 ) -> None:
     """n_init runs fitted together (one pass per iteration for all) give what each run
     gives alone: same best run, centres, inertia, labels and per-run histories."""
-    from daskmeans import cluster
+    from daskmeans import algorithms, cluster
 
     X, _ = blobs
     Xd = da.from_array(X.astype(np.float32), chunks=(300, 6))
@@ -117,7 +118,7 @@ def test_n_init_runs_share_passes_and_equal_separate_runs(
     together = KMeans(**params).fit(Xd)
     assert together._runs_per_pass(6) == 4
     monkeypatch.setattr(cluster, "RUNS_MAX_BYTES", 1)  # one run per pass
-    monkeypatch.setattr(cluster, "SAMPLES_MAX_BYTES", 1)  # one init sample per pass
+    monkeypatch.setattr(algorithms, "SAMPLES_MAX_BYTES", 1)  # one init sample per pass
     alone = KMeans(**params).fit(Xd)
     np.testing.assert_array_equal(together.cluster_centers_, alone.cluster_centers_)
     assert together.inertia_ == alone.inertia_ and together.n_iter_ == alone.n_iter_
@@ -129,7 +130,7 @@ def test_n_init_runs_share_passes_and_equal_separate_runs(
 def test_init_samples_of_runs_gathered_together_within_the_cap(
     blobs, counting_scheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from daskmeans import cluster
+    from daskmeans import algorithms
 
     X, _ = blobs
     Xd = da.from_array(X, chunks=(250, 6))
@@ -137,8 +138,9 @@ def test_init_samples_of_runs_gathered_together_within_the_cap(
     rng = np.random.default_rng(0)
     idxs = [np.sort(rng.choice(X.shape[0], size=s, replace=False)) for s in (100, 50, 80)]
     row = 6 * X.dtype.itemsize
-    monkeypatch.setattr(cluster, "SAMPLES_MAX_BYTES", 150 * row)  # runs 0+1, then 2
-    got = cluster._take_samples(Xd, idxs, w)
+    monkeypatch.setattr(algorithms, "SAMPLES_MAX_BYTES", 150 * row)  # runs 0+1, then 2
+    src = io.as_source(Xd).with_options(weights=w)
+    got = algorithms.take_samples(src, idxs)
     assert counting_scheduler.calls == 2
     for (rows, sw), idx in zip(got, idxs, strict=True):
         np.testing.assert_array_equal(rows, X[idx])
@@ -160,11 +162,8 @@ def test_graph_does_not_embed_centres_per_task(blobs) -> None:
     Xd = da.from_array(X, chunks=(100, 6))
     km = KMeans(5, random_state=0).fit(X)
     with no_compute():
-        lab = R.predict_lazy(Xd, km.cluster_centers_)
-    graph = dict(lab.__dask_graph__())
-    big = [k for k, v in graph.items() if "ndarray" in repr(v) and "centre" in str(k)]
-    assert not big
-    assert len(graph) == 2 * Xd.numblocks[0] + 1  # one key holds the centres
+        lab = R.predict_lazy(io.as_source(Xd), km.cluster_centers_)
+    assert lab.numblocks == Xd.numblocks[:1] and lab.dtype == np.int32
 
 
 @pytest.mark.parametrize("init", ["k-means++", "k-means||", "random"])
@@ -272,12 +271,17 @@ def test_history_records_each_iteration(blobs) -> None:
     ("params", "message"),
     [
         ({"n_clusters": 50}, r"n_clusters=50 must be <= n_samples=10"),
-        ({"n_clusters": 0}, "n_clusters must be a positive integer, got 0"),
-        ({"init": "kmeans"}, "init must be one of"),
-        ({"metric": "manhattan"}, "metric must be one of"),
-        ({"tol": -1}, "tol must be a non-negative number, got -1"),
-        ({"max_iter": 0}, "max_iter must be a positive integer, got 0"),
-        ({"n_init": 0}, "n_init must be 'auto' or a positive integer"),
+        ({"n_clusters": 0}, r"'n_clusters' parameter of KMeans must be an int in the range "
+                            r"\[1, inf\), got 0"),
+        ({"init": "kmeans"}, "'init' parameter of KMeans must be"),
+        ({"metric": "manhattan"}, "'metric' parameter of KMeans must be"),
+        ({"tol": -1}, "'tol' parameter of KMeans must be .*, got -1"),
+        ({"max_iter": 0}, "'max_iter' parameter of KMeans must be .*, got 0"),
+        ({"n_init": 0}, "'n_init' parameter of KMeans must be 'auto' or an int"),
+        ({"split_every": 1}, r"'split_every' parameter of KMeans must be an int in the range "
+                             r"\[2, inf\), got 1"),
+        ({"oversampling_factor": 0}, "'oversampling_factor' parameter of KMeans must be"),
+        ({"algorithm": "fast"}, "'algorithm' parameter of KMeans must be"),
     ],
 )
 def test_errors_name_parameter(params: dict, message: str) -> None:
@@ -286,30 +290,66 @@ def test_errors_name_parameter(params: dict, message: str) -> None:
         KMeans(**{"n_clusters": 2, **params}).fit(X)
 
 
-@pytest.mark.parametrize(("chunks", "copies"), [(2, 2), (64, 1)])
-def test_centres_enter_a_pass_once_or_inline_when_small(chunks: int, copies: int) -> None:
-    """Small centres ride inside a few tasks; with many chunks they are one graph key."""
+@pytest.mark.parametrize("params", [{"split_every": 1}, {"max_iter": 0}, {"init": "x"}])
+def test_parameters_checked_before_data_is_touched(params: dict) -> None:
+    """A bad parameter fails before the data is read: here the data would raise."""
+
+    class Untouchable:
+        def __array__(self, *a, **k):  # type: ignore[no-untyped-def]
+            raise AssertionError("data touched")
+
+    with pytest.raises(InvalidParameterError):
+        KMeans(2, **params).fit(Untouchable())
+
+
+def test_n_init_auto_with_a_callable_init_is_ten_as_scikit_learn() -> None:
+    from daskmeans import MiniBatchKMeans
+
+    def init(X, k, random_state):  # type: ignore[no-untyped-def]
+        return X[random_state.choice(len(X), k, replace=False)]
+
+    assert KMeans(3, init=init)._n_init() == 10
+    assert MiniBatchKMeans(3, init=init)._n_init() == 3
+    assert KMeans(3)._n_init() == 1 and KMeans(3, init="random")._n_init() == 10
+
+
+@pytest.mark.parametrize("chunks", [(1000, 6), (250, 6)])
+def test_nan_in_lazy_input_is_an_error_naming_the_row(blobs, chunks: tuple) -> None:
+    """Non-finite values in dask or Zarr input are found inside the fit's own passes
+    (no extra pass) and raise ValueError naming the row; predict says so too."""
+    from daskmeans import MiniBatchKMeans
+
+    X, _ = blobs
+    bad = X.copy()
+    bad[1234, 2] = np.nan
+    Xd = da.from_array(bad, chunks=chunks)
+    for est in (KMeans(4, random_state=0), KMeans(4, random_state=0, init="k-means||"),
+                MiniBatchKMeans(4, random_state=0)):
+        with pytest.raises(ValueError, match="NaN or infinity in row 1234"):
+            est.fit(Xd)
+    km = KMeans(4, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="row 1234"):
+        km.predict(Xd).compute()
+    inf = X.copy()
+    inf[7, 0] = np.inf
+    with pytest.raises(ValueError, match="row 7"):
+        KMeans(4, random_state=0).fit(da.from_array(inf, chunks=chunks))
+
+
+@pytest.mark.parametrize(("chunks", "inline"), [(2, True), (64, False)])
+def test_centres_enter_a_pass_once_or_inline_when_small(chunks: int, inline: bool) -> None:
+    """Small centres ride inside a few tasks; with many blocks they are one graph key."""
+    from dask.delayed import Delayed
+
     from daskmeans import _kernels as K
     from daskmeans import _reduce as R
 
     X = np.random.default_rng(0).normal(size=(6400, 784)).astype(np.float32)
-    Xd = da.from_array(X, chunks=(6400 // chunks, 784))
-    seen: list[int] = []
-
-    def capture(dsk, keys, **kwargs):  # type: ignore[no-untyped-def]
-        def n_centres(v: object) -> int:
-            if isinstance(v, K.Centres):
-                return 1
-            return sum(map(n_centres, v)) if isinstance(v, tuple) else 0
-
-        seen.append(sum(n_centres(v) for v in dsk.values()))
-        return dask.threaded.get(dsk, keys, **kwargs)
-
-    with dask.config.set(scheduler=capture):
-        part = R.lloyd_pass(Xd, X[:10])
-    assert seen == [copies]
-    assert part.counts.sum() == 6400
-
+    src = io.ArraySource(X, block_rows=6400 // chunks)
+    cen = K.Centres(X[:10], X.dtype)
+    shared = R._shared(cen, src.n_blocks)
+    assert (shared is cen) == inline and isinstance(shared, Delayed) != inline
+    assert R.lloyd_pass(src, X[:10]).counts.sum() == 6400
 
 
 @pytest.fixture(scope="module")
@@ -323,39 +363,58 @@ def pixel_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 chunk_rows=700)
 
 
-def test_store_chunks_read_inside_tasks_give_the_same_fit(
-    pixel_store: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
+def test_store_source_gives_the_same_fit_as_the_dask_array(
+    pixel_store: Path, scheduler: str
 ) -> None:
+    """Fitting the store (uint8 rows read in the tasks, scaled block by block) equals
+    fitting the float32 dask array that open_dataset gives, bit for bit."""
     from daskmeans import MiniBatchKMeans
 
+    src = io.open_source(pixel_store, "train")
+    assert isinstance(src, io.ZarrSource) and src.scale == io.PIXEL_SCALE
     X, _ = io.open_dataset(pixel_store, "train")
-    assert io.row_source(X) is not None
+    X = X.rechunk((tuple(np.diff(src.bounds).tolist()), -1))  # the same blocks
     models = [KMeans(6, random_state=0, n_init=2),
               MiniBatchKMeans(6, random_state=0, batch_size=1000, max_iter=3)]
-    direct = [m.fit(X) for m in models]
-    monkeypatch.setattr(io, "row_source", lambda X: None)  # dask reads and scales chunks
+    direct = [m.fit(src) for m in models]
     via_dask = [type(m)(**m.get_params()).fit(X) for m in models]
     for a, b in zip(direct, via_dask, strict=True):
         np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
         assert a.inertia_ == b.inertia_
     np.testing.assert_array_equal(direct[0].labels_.compute(), via_dask[0].labels_.compute())
+    np.testing.assert_array_equal(direct[0].predict(str(pixel_store)).compute(),
+                                  via_dask[0].labels_.compute())
 
 
-def test_store_passes_read_each_chunk_once_per_pass(
-    pixel_store: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    X, _ = io.open_dataset(pixel_store, "train")
+@pytest.mark.parametrize("layout", ["v3", "v3-sharded", "v2"])
+def test_any_zarr_layout_is_read_in_the_tasks(tmp_path: Path, layout: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pass reads every block of a Zarr array exactly once, through zarr, for v2,
+    v3 and sharded v3 stores; the fit equals the in-memory fit."""
+    import zarr
+
+    X, _ = make_blobs(n_samples=3000, n_features=8, centers=4, random_state=2)
+    X = X.astype(np.float32)
+    kw: dict = {"chunks": (250, 8)}
+    if layout == "v3-sharded":
+        kw["shards"] = (1000, 8)
+    z = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, dtype="f4", overwrite=True,
+                          zarr_format=2 if layout == "v2" else 3, **kw)
+    z[...] = X
     reads: list[tuple[int, int]] = []
-    read = io.RowSource.read
+    read = io.ZarrBlock.read
 
-    def counting(self: io.RowSource, start: int, stop: int):  # type: ignore[no-untyped-def]
-        reads.append((start, stop))
-        return read(self, start, stop)
+    def counting(self: io.ZarrBlock):  # type: ignore[no-untyped-def]
+        reads.append((self.start, self.stop))
+        return read(self)
 
-    monkeypatch.setattr(io.RowSource, "read", counting)
+    monkeypatch.setattr(io.ZarrBlock, "read", counting)
     with dask.config.set(scheduler="threads"):
-        km = KMeans(6, init=X[:6].compute(), max_iter=4, tol=0).fit(X)
-    assert km.n_iter_ == 4
-    # 5 chunks x (4 Lloyd passes + the final assignment of labels_)
-    assert sorted(set(reads)) == [(s, min(s + 700, 3000)) for s in range(0, 3000, 700)]
-    assert len(reads) == 5 * (km.n_iter_ + 1)
+        km = KMeans(4, init=X[:4], max_iter=3, tol=0).fit(str(tmp_path / "x.zarr"))
+    ref = KMeans(4, init=X[:4], max_iter=3, tol=0).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-5)
+    src = io.open_source(str(tmp_path / "x.zarr"))
+    assert len(set(reads)) == src.n_blocks
+    assert len(reads) == src.n_blocks * (km.n_iter_ + 1)  # passes + the final E-step
+    if layout == "v3-sharded":  # blocks are whole shards
+        assert all(b % 1000 == 0 for b in src.bounds[:-1])

@@ -107,20 +107,21 @@ def test_chunk_sampling_and_partial_fit_stream_a_store(tmp_path: Path) -> None:
     assert match_centres(km.cluster_centers_, true) < 0.05
     assert {h["batch_rows"] for h in km.history_} <= {4000, 8000}
     stream = MiniBatchKMeans(4, random_state=0)
-    X = io.open_array(store)
-    for block in X.blocks:
-        stream.partial_fit(block.compute())  # one chunk in memory at a time
-    assert stream.n_steps_ == X.numblocks[0]
+    Xz = zarr.open_group(store, mode="r")["X"]
+    for start in range(0, Xz.shape[0], 4000):
+        stream.partial_fit(Xz[start:start + 4000])  # one chunk in memory at a time
+    assert stream.n_steps_ == 10
     assert match_centres(stream.cluster_centers_, true) < 0.05
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"batch_size": 0}, "batch_size must be 'auto' or a positive integer, got 0"),
-        ({"sampling": "random"}, "sampling must be"),
-        ({"reassignment_ratio": -1}, "reassignment_ratio must be >= 0"),
-        ({"refine": -1}, "refine must be a non-negative integer, got -1"),
+        ({"batch_size": 0}, "'batch_size' parameter of MiniBatchKMeans must be 'auto' or an "
+                            "int in the range .*, got 0"),
+        ({"sampling": "random"}, "'sampling' parameter of MiniBatchKMeans must be"),
+        ({"reassignment_ratio": -1}, "'reassignment_ratio' parameter of MiniBatchKMeans"),
+        ({"refine": -1}, "'refine' parameter of MiniBatchKMeans must be .*, got -1"),
         ({"n_clusters": 30}, r"n_clusters=30 must be <= n_samples=20"),
     ],
 )

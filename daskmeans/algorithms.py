@@ -1,0 +1,517 @@
+"""K-means algorithms as plain functions over a data source.
+
+Each function takes an explicit :class:`daskmeans.io.Source` and parameters, runs its
+loop here, and does every pass over the data through :mod:`daskmeans._reduce` (one
+kernel and one reduction per pass). Nothing here touches dask or an estimator:
+
+- :func:`lloyd`: Lloyd iterations of one or more independent runs sharing each pass;
+  one iteration is :func:`daskmeans._reduce.lloyd_runs_pass` (kernel
+  :func:`daskmeans._kernels.lloyd_runs`) followed by :func:`lloyd_update`;
+- :func:`init_centers`: k-means++, random, a callable, or k-means|| (:func:`kmeans_parallel`);
+- :func:`minibatch`: mini-batch steps (:func:`minibatch_update`) with scikit-learn's
+  early stopping.
+
+Checkpointing and progress are callbacks around the loops, not threaded through them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _kernels as K
+from . import _reduce as R
+from .io import NonFiniteError, Source
+
+log = logging.getLogger(__name__)
+
+#: the init samples of several ``n_init`` runs are gathered in one pass while their rows
+#: together stay under this many bytes.
+SAMPLES_MAX_BYTES = 256 << 20
+
+#: ``progress(phase, done, total, detail)``: see :mod:`daskmeans._progress`.
+Progress = Callable[[str, int, "int | None", str], None]
+
+
+def _no_progress(phase: str, done: int, total: int | None, detail: str = "") -> None:
+    return None
+
+
+# --------------------------------------------------------------------------- Lloyd
+
+
+@dataclass
+class IterationRecord:
+    """One entry of ``history_``."""
+
+    iteration: int
+    inertia: float  # SSE against the centres used for assignment in this iteration
+    center_shift: float  # sum of squared centre moves
+    n_relocated: int  # empty clusters moved to far points
+    seconds: float  # of the iteration's pass (shared by the n_init runs fitted together)
+    init_run: int = 0
+
+
+@dataclass
+class LloydRun:
+    """A Lloyd run's result (``strict``: the labels reached a fixed point, so
+    ``inertia`` is the final centres' without another E-step)."""
+
+    inertia: float
+    centers: np.ndarray
+    n_iter: int
+    history: list[IterationRecord] = field(default_factory=list)
+    strict: bool = False
+
+
+@dataclass
+class LloydResume:
+    """Where a checkpointed single run resumes."""
+
+    iteration: int
+    centers: np.ndarray
+    tol_abs: float
+    history: list[IterationRecord]
+
+
+def centers_from_sums(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Means from per-cluster sums; a cluster with no weight keeps its previous centre."""
+    out = previous.astype(np.float64).copy()
+    nz = counts > 0
+    out[nz] = sums[nz] / counts[nz, None]
+    return out
+
+
+def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: K.TopM) -> int:
+    """Move empty clusters onto the rows farthest from their centres (in place).
+
+    As scikit-learn: each empty cluster takes the next farthest row (largest squared
+    distance, ties to the smaller row index); that row's weighted value leaves the sums
+    of the cluster it was assigned to. Returns how many clusters were relocated.
+    """
+    empty = np.flatnonzero(counts == 0)
+    n = min(len(empty), len(top.sqdist))
+    if len(empty) > n:
+        log.warning("%d empty clusters but only %d far rows known", len(empty), n)
+    for j in range(n):
+        new, old, wt = empty[j], top.labels[j], top.weights[j]
+        if wt <= 0:
+            continue
+        row = top.rows[j].astype(np.float64) * wt
+        sums[old] -= row
+        counts[old] -= wt
+        sums[new] = row
+        counts[new] = wt
+    return n
+
+
+def lloyd_update(part: K.LloydPartial, C: np.ndarray, metric: str) -> tuple[np.ndarray, float,
+                                                                              int]:
+    """The M-step: (new centres in C's dtype, squared shift, clusters relocated)."""
+    sums, counts = part.sums.copy(), part.counts.copy()
+    n_reloc = relocate_empty(sums, counts, part.top)
+    C_new = centers_from_sums(sums, counts, C)
+    if metric == "cosine":
+        C_new = K.normalize_rows(C_new)
+    C_new = C_new.astype(C.dtype)
+    return C_new, float(((C_new.astype(np.float64) - C) ** 2).sum()), n_reloc
+
+
+def lloyd(
+    src: Source,
+    C0s: Sequence[np.ndarray],
+    *,
+    max_iter: int,
+    tol: float,
+    final: Callable[[list[np.ndarray], list[int]], list[float]],
+    runs: Sequence[int] | None = None,
+    metric: str = "euclidean",
+    split_every: int = R.SPLIT_EVERY,
+    always_final: bool = False,
+    resume: LloydResume | None = None,
+    on_iteration: Callable[[int, np.ndarray, float, list[IterationRecord]], None] | None = None,
+    progress: Progress = _no_progress,
+) -> list[LloydRun]:
+    """Lloyd iterations of independent runs from centres ``C0s``, all runs sharing
+    every pass over the data (one GEMM and one read for all of them).
+
+    A run stops on its own (``tol``, relative to the mean feature variance computed in
+    the first pass, or a fixed point) and leaves the passes; each run's iterations are
+    those it would make alone. ``final(Cs, runs)`` is the E-step against the final
+    centres (as scikit-learn runs it unless the labels reached a fixed point;
+    ``always_final`` runs it even then). ``resume``/``on_iteration(iteration, C,
+    tol_abs, history)`` (checkpoints) need a single run.
+
+    Returns
+    -------
+    list of :class:`LloydRun`, one per entry of ``C0s``
+
+    Examples
+    --------
+    >>> from daskmeans.io import ArraySource
+    >>> X = np.array([[0., 0.], [0., 2.], [9., 9.], [9., 11.]])
+    >>> run, = lloyd(ArraySource(X), [X[[0, 2]]], max_iter=10, tol=0.0,
+    ...              final=lambda Cs, runs: [np.nan] * len(Cs))
+    >>> run.centers.tolist(), run.inertia, run.strict
+    ([[0.0, 1.0], [9.0, 10.0]], 4.0, True)
+    """
+    n_runs = len(C0s)
+    runs = list(range(n_runs)) if runs is None else list(runs)
+    if (resume is not None or on_iteration is not None) and n_runs != 1:
+        raise ValueError(f"checkpoints need one run at a time, got {n_runs}")
+    k = C0s[0].shape[0]
+    tol_abs = 0.0 if resume is None else resume.tol_abs
+    Cs = [np.asarray(C) for C in C0s] if resume is None else [resume.centers]
+    histories: list[list[IterationRecord]] = (
+        [[] for _ in C0s] if resume is None else [resume.history])
+    start = 0 if resume is None else resume.iteration
+    strict, done, inertia = [False] * n_runs, [False] * n_runs, [np.inf] * n_runs
+    for it in range(start, max_iter):
+        active = [i for i in range(n_runs) if not done[i]]
+        if not active:
+            break
+        t0 = time.perf_counter()
+        first = it == 0 and tol > 0
+        parts = R.lloyd_runs_pass(src, [Cs[i] for i in active], n_top=k, moments=first,
+                                  split_every=split_every)
+        if first:
+            assert parts[0].moments is not None
+            tol_abs = float(np.mean(parts[0].moments.var)) * tol
+        for i, part in zip(active, parts, strict=True):
+            inertia[i] = part.sse()
+            C_new, shift, n_reloc = lloyd_update(part, Cs[i], metric)
+            histories[i].append(IterationRecord(
+                it + 1, inertia[i], shift, n_reloc, time.perf_counter() - t0, runs[i]))
+            log.debug("run %d iter %d: inertia %.6g shift %.3g relocated %d", runs[i], it + 1,
+                      inertia[i], shift, n_reloc)
+            Cs[i] = C_new
+            if shift == 0 and n_reloc == 0:
+                strict[i] = done[i] = True  # labels are a fixed point: inertia is final
+            elif shift <= tol_abs:
+                done[i] = True
+        best = min(active, key=lambda i: inertia[i])
+        progress("lloyd", it + 1, max_iter, f"inertia {inertia[best]:.6g}")
+        if on_iteration is not None and not done[0]:
+            on_iteration(it + 1, Cs[0], tol_abs, histories[0])
+    again = [i for i in range(n_runs) if not strict[i] or always_final]
+    if again:  # E-step against the final centres
+        for i, v in zip(again, final([Cs[i] for i in again], [runs[i] for i in again]),
+                        strict=True):
+            inertia[i] = v
+    return [LloydRun(inertia[i], Cs[i], len(histories[i]), histories[i], strict[i])
+            for i in range(n_runs)]
+
+
+def lloyd_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_EVERY
+                 ) -> list[float]:
+    """Inertia of each set of centres over all rows, one pass for all (a ``final``)."""
+    return [p.sse() for p in R.lloyd_runs_pass(src, Cs, split_every=split_every)]
+
+
+# --------------------------------------------------------------------------- init
+
+
+def check_finite_rows(rows: np.ndarray, index: np.ndarray) -> None:
+    """Raise :class:`NonFiniteError` naming the first row of a gathered sample that
+    holds NaN or infinity (``index``: the rows' global indices)."""
+    ok = np.isfinite(rows).all(axis=1)
+    if not ok.all():
+        raise NonFiniteError(f"X contains NaN or infinity in row {int(index[~ok][0])}; "
+                             "clean or impute the data first")
+
+
+def take_samples(src: Source, idxs: Sequence[np.ndarray]
+                 ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The rows (and weights) at each sorted index array: the union of consecutive
+    arrays gathered in one pass while it stays under :data:`SAMPLES_MAX_BYTES`; each
+    gets exactly the rows it would get alone."""
+    row_bytes = src.d * src.dtype.itemsize
+    out: list[tuple[np.ndarray, np.ndarray | None]] = []
+    group: list[np.ndarray] = []
+    for i, idx in enumerate(idxs):
+        group.append(idx)
+        rows_next = sum(g.size for g in group) + (idxs[i + 1].size if i + 1 < len(idxs) else 0)
+        if i + 1 < len(idxs) and rows_next * row_bytes <= SAMPLES_MAX_BYTES:
+            continue  # the next run's sample still fits in this gather
+        union = group[0] if len(group) == 1 else np.unique(np.concatenate(group))
+        rows, sw = R.take_rows(src, union)
+        check_finite_rows(rows, union)
+        for g in group:
+            if g is union:
+                out.append((rows, sw))
+            else:
+                pos = np.searchsorted(union, g)
+                out.append((rows[pos], None if sw is None else sw[pos]))
+        group = []
+    return out
+
+
+@dataclass
+class InitSpec:
+    """How to initialise: ``init`` ("k-means++", "random", "k-means||", an array or a
+    callable ``init(sample, k, random_state=RandomState)``) and its sizes."""
+
+    init: Any
+    n_clusters: int
+    sample_size: int
+    metric: str = "euclidean"
+    oversampling_factor: float = 2.0
+    init_rounds: int = 5
+    split_every: int = R.SPLIT_EVERY
+
+
+def init_centers(src: Source, spec: InitSpec, rngs: Sequence[np.random.Generator],
+                 seeds: Sequence[int]) -> list[np.ndarray]:
+    """Initial centres of independent runs (one generator and seed each).
+
+    Inits that start from a uniform sample of rows (k-means++, random, a callable)
+    gather every run's sample in one pass (see :data:`SAMPLES_MAX_BYTES`); each run
+    gets the rows and random draws it would get alone.
+    """
+    k, n, init = spec.n_clusters, src.n, spec.init
+    if hasattr(init, "__array__") and not isinstance(init, str):
+        C = np.array(init, dtype=src.dtype)
+        if C.shape != (k, src.d):
+            raise ValueError(
+                f"init array must have shape (n_clusters, n_features)=({k}, {src.d}), "
+                f"got {C.shape}")
+        if not np.isfinite(C).all():
+            raise ValueError("init array contains NaN or infinity")
+        Cs = [C.copy() for _ in rngs]
+    elif isinstance(init, str) and init == "k-means||":
+        Cs = [kmeans_parallel(src, k, rng, seed, oversampling_factor=spec.oversampling_factor,
+                              rounds=spec.init_rounds, split_every=spec.split_every)
+              for rng, seed in zip(rngs, seeds, strict=True)]
+    else:
+        idxs = [np.sort(rng.choice(n, size=spec.sample_size, replace=False)) for rng in rngs]
+        Cs = [_from_sample(spec, sample, sw, rng, seed, src.d)
+              for (sample, sw), rng, seed in zip(take_samples(src, idxs), rngs, seeds,
+                                                 strict=True)]
+    if spec.metric == "cosine":
+        Cs = [K.normalize_rows(C) for C in Cs]
+    return [C.astype(src.dtype, copy=False) for C in Cs]
+
+
+def _from_sample(spec: InitSpec, sample: np.ndarray, sw: np.ndarray | None,
+                 rng: np.random.Generator, seed: int, d: int) -> np.ndarray:
+    """Initial centres drawn from a sample of rows (k-means++, random, callable)."""
+    k, init = spec.n_clusters, spec.init
+    if callable(init):
+        C = np.asarray(init(sample, k, random_state=np.random.RandomState(seed)),
+                       dtype=sample.dtype)
+        if C.shape != (k, d):
+            raise ValueError(f"init callable must return shape ({k}, {d}), got {C.shape}")
+        return C
+    if init == "random":
+        p = None if sw is None else sw / sw.sum()
+        return sample[np.sort(rng.choice(sample.shape[0], size=k, replace=False, p=p))]
+    return K.kmeans_plusplus(sample, k, rng, weights=sw)
+
+
+def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
+                    oversampling_factor: float = 2.0, rounds: int = 5,
+                    split_every: int = R.SPLIT_EVERY) -> np.ndarray:
+    """k-means|| (Bahmani et al. 2012): ``rounds`` passes of oversampling
+    ``oversampling_factor * k`` candidates each, then weighted k-means++ on the
+    candidates weighted by the rows they attract (one more pass)."""
+    n = src.n
+    ell = oversampling_factor * k
+    first = np.array([int(rng.integers(n))])
+    C, _ = R.take_rows(src, first)
+    check_finite_rows(C, first)
+    for r in range(rounds):
+        ov = R.oversample_pass(src, C, seed=seed * 1000 + r, m=int(2 * ell) + 16,
+                               split_every=split_every)
+        if ov.cost <= 0:
+            break
+        C = np.vstack([C, ov.rows[ov.key > ov.cost / ell]])
+        log.debug("k-means|| round %d: cost %.6g, %d candidates", r, ov.cost, len(C))
+    if C.shape[0] < k:  # tiny or degenerate data: top up with random rows
+        rows, _ = R.take_rows(src, np.sort(rng.choice(n, size=k, replace=False)))
+        C = np.vstack([C, rows])
+    weights = R.count_pass(src, C, split_every=split_every)
+    weights = np.maximum(weights, 1e-12)  # unattracting candidates stay drawable last
+    return K.kmeans_plusplus(C, k, rng, weights=weights)
+
+
+# --------------------------------------------------------------------------- mini-batch
+
+
+@dataclass
+class MiniBatchState:
+    """Everything a mini-batch fit carries from step to step (checkpointed as is)."""
+
+    centers: np.ndarray
+    counts: np.ndarray
+    step: int = 0
+    n_since_last_reassign: int = 0
+    ewa_inertia: float | None = None
+    ewa_inertia_min: float | None = None
+    no_improvement: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, C: np.ndarray) -> MiniBatchState:
+        return cls(C, np.zeros(C.shape[0], dtype=np.float64))
+
+
+@dataclass
+class MiniBatchSpec:
+    """Mini-batch parameters (scikit-learn's semantics)."""
+
+    batch: int
+    n_steps: int
+    reassignment_ratio: float = 0.01
+    max_no_improvement: int | None = 10
+    tol_abs: float = 0.0
+    metric: str = "euclidean"
+    split_every: int = R.SPLIT_EVERY
+
+
+def random_reassign(state: MiniBatchState, batch: int) -> bool:
+    """As scikit-learn: every ``10 * n_clusters`` rows, or while a centre is unseen."""
+    state.n_since_last_reassign += batch
+    k = state.centers.shape[0]
+    if (state.counts == 0).any() or state.n_since_last_reassign >= 10 * k:
+        state.n_since_last_reassign = 0
+        return True
+    return False
+
+
+def reservoir_size(state: MiniBatchState, ratio: float, reassign: bool, batch: int,
+                   weighted: bool) -> int:
+    """How many reservoir rows a step needs for reassignment (0 if none can be).
+
+    After a step a centre is reassigned when its count is below ``ratio * max``;
+    counts only grow and the max grows by at most the batch's total weight, so only
+    centres with ``count < ratio * (max + batch)`` can qualify. The sample is ordered
+    by key, so drawing that many rows instead of ``k`` gives the same reassignments
+    (a sample of 256 rows cost ~2.5 ms of a 13 ms step at K=256).
+    """
+    if not reassign or ratio <= 0:
+        return 0
+    k = m = state.centers.shape[0]
+    if not weighted:  # with weights the batch's total weight is not known beforehand
+        m = int(np.count_nonzero(state.counts < ratio * (state.counts.max() + batch)))
+    return min(m, k, batch)
+
+
+def minibatch_update(state: MiniBatchState, part: K.LloydPartial, reassign: bool, batch: int,
+                     ratio: float, metric: str) -> tuple[float, int]:
+    """Apply one batch's partial sums with scikit-learn's count-based learning rate
+    ``c <- (c N_c + S_c) / (N_c + n_c)`` and reassign low-count centres; returns
+    (squared centre shift, centres reassigned)."""
+    C = state.centers
+    C64 = C.astype(np.float64)
+    new = C64.copy()
+    wsum, counts = part.counts, state.counts
+    nz = wsum > 0
+    new[nz] = (C64[nz] * counts[nz, None] + part.sums[nz]) / (counts[nz] + wsum[nz])[:, None]
+    counts[nz] += wsum[nz]
+    n_re = 0
+    if reassign and ratio > 0 and part.sample is not None:
+        to_re = counts < ratio * counts.max()
+        if to_re.sum() > 0.5 * batch:  # at most half a batch of centres at once
+            to_re[np.argsort(counts)[int(0.5 * batch):]] = False
+        n_re = min(int(to_re.sum()), len(part.sample.rows))
+        if n_re:
+            idx = np.flatnonzero(to_re)[:n_re]
+            new[idx] = part.sample.rows[:n_re]
+            # reset their counts, but not so low that they are reassigned at once
+            keep = counts[~to_re]
+            counts[idx] = keep.min() if keep.size else 0.0
+    if metric == "cosine":
+        new = K.normalize_rows(new)
+    new = new.astype(C.dtype)
+    state.centers = new
+    return float(((new.astype(np.float64) - C64) ** 2).sum()), n_re
+
+
+def minibatch_converged(state: MiniBatchState, spec: MiniBatchSpec, n: int, shift: float,
+                        batch_inertia: float, batch: int) -> bool:
+    """scikit-learn's early stopping on the EWA batch inertia or the centre shift."""
+    batch_inertia /= batch
+    if state.step <= 1:
+        return False
+    if state.ewa_inertia is None:
+        state.ewa_inertia = batch_inertia
+    else:
+        alpha = min(batch * 2.0 / (n + 1), 1.0)
+        state.ewa_inertia = state.ewa_inertia * (1 - alpha) + batch_inertia * alpha
+    if spec.tol_abs > 0.0 and shift <= spec.tol_abs:
+        log.info("converged: centre shift %.3g <= tol %.3g", shift, spec.tol_abs)
+        return True
+    if state.ewa_inertia_min is None or state.ewa_inertia < state.ewa_inertia_min:
+        state.no_improvement = 0
+        state.ewa_inertia_min = state.ewa_inertia
+    else:
+        state.no_improvement += 1
+    m = spec.max_no_improvement
+    if m is not None and state.no_improvement >= m:
+        log.info("converged: no improvement of the smoothed batch inertia in %d steps", m)
+        return True
+    return False
+
+
+def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
+                   rows: np.ndarray | None, blocks: Sequence[int] | None, seed: int,
+                   stopping: bool = True) -> bool:
+    """One mini-batch step (one pass over the batch's rows or blocks, one compute);
+    appends to ``state.history``; returns True when early stopping says stop."""
+    t0 = time.perf_counter()
+    b = len(rows) if rows is not None else int(sum(src.block_rows(i) for i in blocks or ()))
+    reassign = random_reassign(state, b)
+    part = R.batch_pass(
+        src, state.centers, rows=rows, blocks=blocks, seed=seed,
+        n_sample=reservoir_size(state, spec.reassignment_ratio, reassign, b,
+                                src.weights is not None),
+        split_every=spec.split_every)
+    batch_inertia = part.sse()
+    shift, n_re = minibatch_update(state, part, reassign, b, spec.reassignment_ratio,
+                                   spec.metric)
+    state.step += 1
+    stop = stopping and minibatch_converged(state, spec, src.n, shift, batch_inertia, b)
+    state.history.append({
+        "step": state.step, "batch_inertia": batch_inertia,
+        "ewa_inertia": state.ewa_inertia if stopping else None, "center_shift": shift,
+        "n_reassigned": n_re, "batch_rows": b, "seconds": time.perf_counter() - t0,
+        "phase": "mini-batch",
+    })
+    return stop
+
+
+def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
+              rng: np.random.Generator, seed0: int, mode: str, per_step: int,
+              order: list[int],
+              on_step: Callable[[MiniBatchState, list[int]], None] | None = None,
+              progress: Progress = _no_progress) -> MiniBatchState:
+    """Mini-batch steps from ``state.step`` to ``spec.n_steps`` or early stopping.
+
+    ``mode="rows"``: each step draws ``spec.batch`` i.i.d. rows; ``"chunks"``: each
+    step takes ``per_step`` whole blocks in a fresh random order every epoch
+    (``order``: the rest of the current epoch). ``on_step(state, order)`` runs after
+    every step (checkpoints).
+    """
+    n_blocks = src.n_blocks
+    for step in range(state.step, spec.n_steps):
+        rows = blocks = None
+        if mode == "rows":
+            rows = np.sort(rng.integers(0, src.n, size=spec.batch))
+        else:
+            if len(order) < per_step:
+                order += rng.permutation(n_blocks).tolist()
+            blocks, order[:] = order[:per_step], order[per_step:]
+        stop = minibatch_step(src, state, spec, rows=rows, blocks=blocks, seed=seed0 + step + 1)
+        h = state.history[-1]
+        progress("mini-batch", state.step, spec.n_steps,
+                 f"batch inertia {h['batch_inertia'] / h['batch_rows']:.4g}/row")
+        if stop:
+            break
+        if on_step is not None:
+            on_step(state, order)
+    return state
