@@ -271,12 +271,14 @@ def _assign_lazy(img: da.Array, palette: np.ndarray, lut: bool) -> da.Array:
     if lut:
         table = dask.delayed(color_lut)(palette)
         return da.map_blocks(_lut_tile, img, table, drop_axis=2, dtype=dtype, meta=meta)
-    return da.map_blocks(assign_colors, img, dask.delayed(palette, pure=False), drop_axis=2,
-                         dtype=dtype, meta=meta)
+    # the palette (<= 64 kB) goes inside each task: a delayed argument to map_blocks
+    # fails with dask's array query planning ("Missing dependency")
+    return da.map_blocks(assign_colors, img, palette=palette, drop_axis=2, dtype=dtype,
+                         meta=meta)
 
 
 def _mse(img: da.Array, labels: da.Array, palette: np.ndarray) -> float:
-    sq = da.map_blocks(_sq_err_tile, img, labels[..., None], dask.delayed(palette, pure=False),
+    sq = da.map_blocks(_sq_err_tile, img, labels[..., None], palette=palette,
                        chunks=(tuple(1 for _ in img.chunks[0]), tuple(1 for _ in img.chunks[1]),
                                (1,)), dtype=np.float64)
     total = R.compute(sq.sum(), n_tasks=img.numblocks[0] * img.numblocks[1])

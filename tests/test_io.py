@@ -188,14 +188,14 @@ def test_image_roundtrip_tiles(tmp_path: Path) -> None:
     store = io.image_to_zarr(china, tmp_path / "c.zarr", tile=128)
     img = io.open_image(store)
     assert img.shape == (427, 640, 3) and img.dtype == np.uint8
-    assert img.chunksize == (128, 128, 3)
+    assert img.chunks[0][0] == 128 and img.chunks[1][0] == 128
     np.testing.assert_array_equal(img.compute(), china)
     px = io.image_pixels(store)
     assert px.shape == (427 * 640, 3) and px.dtype == np.float32
     assert max(px.chunks[0]) == 128 * 128  # one tile per task
     # tile-major order: the first chunk is the top-left tile, row-major
     np.testing.assert_allclose(
-        px.blocks[0].compute(), china[:128, :128].reshape(-1, 3) / 255.0, rtol=1e-6
+        px[: 128 * 128].compute(), china[:128, :128].reshape(-1, 3) / 255.0, rtol=1e-6
     )
     np.testing.assert_allclose(
         np.sort(px.compute(), axis=0), np.sort(china.reshape(-1, 3) / 255.0, axis=0), rtol=1e-6
