@@ -68,7 +68,7 @@ def total_threads() -> int:
         from distributed import default_client
 
         return max(1, sum(default_client().nthreads().values()))
-    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+    return io.local_threads()
 
 
 @functools.cache
@@ -179,7 +179,7 @@ class _Light:
         self.scale, self.normalize, self.dtype = src.scale, src.normalize, src.dtype
 
     def rows_float(self, raw: np.ndarray) -> np.ndarray:
-        return Source.rows_float(self, raw)  # type: ignore[arg-type]
+        return io.float_rows(raw, self.scale, self.normalize)
 
 
 def _shared(value: Any, n_uses: int) -> Any:
@@ -228,16 +228,14 @@ def map_reduce(
     aligned = aligned or {}
     if isinstance(src, DaskSource):
         return _map_reduce_dask(src, light, kernel, shared, blocks, split_every, raw, aligned)
-    for i, consts in blocks:
-        consts.update({k: a[src.bounds[i]:src.bounds[i + 1]] for k, a in aligned.items()})
+    def rows_of(a: Any, i: int) -> Any:
+        return None if a is None else a[src.bounds[i]:src.bounds[i + 1]]
+
     s = _shared(shared, len(blocks))
-    w, xsq = src.weights, src.xsq
     task = dask.delayed(_call, pure=False)
     parts = [
-        task(kernel, light, src.block(i),
-             None if w is None else w[src.bounds[i]:src.bounds[i + 1]],
-             None if xsq is None else xsq[src.bounds[i]:src.bounds[i + 1]],
-             s, src.offset(i), consts, raw)
+        task(kernel, light, src.block(i), rows_of(src.weights, i), rows_of(src.xsq, i), s,
+             src.offset(i), {**consts, **{k: rows_of(a, i) for k, a in aligned.items()}}, raw)
         for i, consts in blocks
     ]
     add = dask.delayed(_add_all, pure=False)

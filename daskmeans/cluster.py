@@ -148,22 +148,24 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         if isinstance(w, da.Array) and not isinstance(src, io.DaskSource):
             w = R.compute(w)  # n float64 values: small next to the rows
             w = _check_weights(w, src.n)
+        src = self._as_kernels_see_it(src, w)
         if isinstance(src, io.ArraySource):
-            if self.metric == "cosine":
-                src = io.ArraySource(K.normalize_rows(src.X))
             if R.using_distributed():
                 from distributed import default_client
 
                 src.scatter(default_client())
             else:  # |x|^2 once for every pass (~15% of a pass at k=10)
                 src.xsq = K.row_norms_sq(src.X)
-            return src.with_options(weights=w) if w is not None else src
-        return src.with_options(weights=w, normalize=self.metric == "cosine")
+        return src
 
-    def _init_spec(self) -> A.InitSpec:
-        return A.InitSpec(self.init, int(self.n_clusters), 0, self.metric,
-                          float(self.oversampling_factor), int(self.init_rounds),
-                          int(self.split_every))
+    def _as_kernels_see_it(self, src: io.Source, weights: Any = None) -> io.Source:
+        """The source with its weights and, for cosine, normalised rows (numpy rows at
+        once, lazy rows as each block is read)."""
+        if isinstance(src, io.ArraySource):
+            if self.metric == "cosine":
+                src = io.ArraySource(K.normalize_rows(src.X))
+            return src.with_options(weights=weights)
+        return src.with_options(weights=weights, normalize=self.metric == "cosine")
 
     def _sample_size(self, n: int) -> int:
         k = self.n_clusters
@@ -172,8 +174,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     def _init(self, src: io.Source, rngs: list[np.random.Generator], seeds: list[int]
               ) -> list[np.ndarray]:
-        spec = self._init_spec()
-        spec.sample_size = self._sample_size(src.n)
+        spec = A.InitSpec(self.init, int(self.n_clusters), self._sample_size(src.n),
+                          self.metric, float(self.oversampling_factor),
+                          int(self.init_rounds), int(self.split_every))
         return A.init_centers(src, spec, rngs, seeds)
 
     def _progress(self) -> Any:
@@ -183,10 +186,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     def _centers_for(self, X: Any) -> tuple[io.Source, np.ndarray]:
         check_is_fitted(self)
-        src = self._source(X, reset=False)
-        if self.metric == "cosine":
-            src = (io.ArraySource(K.normalize_rows(src.X)) if isinstance(src, io.ArraySource)
-                   else src.with_options(normalize=True))
+        src = self._as_kernels_see_it(self._source(X, reset=False))
         return src, self.cluster_centers_.astype(src.dtype, copy=False)
 
     def predict(self, X: Any) -> Any:
@@ -755,10 +755,7 @@ class MiniBatchKMeans(_BaseKMeans):
         if first:
             validate_params(self)
         src = self._source(X, reset=first)
-        w = _check_weights(sample_weight, src.n)
-        if isinstance(src, io.ArraySource) and self.metric == "cosine":
-            src = io.ArraySource(K.normalize_rows(src.X))
-        src = src.with_options(weights=w, normalize=self.metric == "cosine" and src.lazy)
+        src = self._as_kernels_see_it(src, _check_weights(sample_weight, src.n))
         if first or not hasattr(self, "_stream_rs"):
             self._stream_rs = check_random_state(self.random_state)
         if first:

@@ -537,7 +537,8 @@ class NonFiniteError(ValueError):
     """The data hold NaN or infinity (the message names a row)."""
 
 
-def _local_threads() -> int:
+def local_threads() -> int:
+    """Threads of dask's local scheduler (``num_workers`` or the CPU count)."""
     import dask
 
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
@@ -552,7 +553,7 @@ def memory_block_rows(n: int, d: int, itemsize: int, threads: int | None = None)
     mini-batch step 10.8 vs 12.5 ms, Lloyd pass 20.0 vs 22.6 ms at K=10). Larger arrays
     get ~32 MB blocks, a multiple of the threads.
     """
-    threads = threads or _local_threads()
+    threads = threads or local_threads()
     nbytes = n * d * itemsize
     if nbytes < (1 << 20):  # tiny: one block, scheduling would dominate
         return max(n, 1)
@@ -566,6 +567,23 @@ def memory_block_rows(n: int, d: int, itemsize: int, threads: int | None = None)
 
 def _bounds(sizes: Any) -> tuple[int, ...]:
     return (0, *np.cumsum(np.asarray(sizes, dtype=np.int64)).tolist())
+
+
+def _even_bounds(n: int, rows: int) -> tuple[int, ...]:
+    """Block offsets of ``n`` rows in blocks of ``rows`` (the last one shorter)."""
+    return _bounds([min(rows, n - s) for s in range(0, n, rows)] or [0])
+
+
+def float_rows(raw: np.ndarray, scale: float | None, normalize: bool) -> np.ndarray:
+    """Stored rows (m, ...) as float (m, d): scaled when ``scale``, L2-normalised when
+    ``normalize``; a new array unless neither applies."""
+    x = raw.reshape(raw.shape[0], -1)
+    x = _scale_rows(x, scale) if scale is not None else x
+    if normalize:
+        from ._kernels import normalize_rows
+
+        x = normalize_rows(x)
+    return x
 
 
 class Source:
@@ -633,14 +651,8 @@ class Source:
         raise NotImplementedError
 
     def rows_float(self, raw: np.ndarray) -> np.ndarray:
-        """A block's rows as the kernels' float dtype (scaled, normalised), a new array."""
-        x = raw.reshape(raw.shape[0], -1)
-        x = _scale_rows(x, self.scale) if self.scale is not None else x
-        if self.normalize:
-            from ._kernels import normalize_rows
-
-            x = normalize_rows(x)
-        return x
+        """A block's rows as the kernels' float dtype (see :func:`float_rows`)."""
+        return float_rows(raw, self.scale, self.normalize)
 
 
 class ArraySource(Source):
@@ -653,18 +665,16 @@ class ArraySource(Source):
     def __init__(self, X: np.ndarray, *, block_rows: int | None = None) -> None:
         n, d = X.shape
         rows = block_rows or memory_block_rows(n, d, X.dtype.itemsize)
-        super().__init__(n, d, X.dtype, _bounds([min(rows, n - s) for s in range(0, n, rows)]
-                                                or [0]))
+        super().__init__(n, d, X.dtype, _even_bounds(n, rows))
         self.X = X
         self._futures: list[Any] | None = None
-        self.xsq_once = True
 
     def scatter(self, client: Any) -> None:
         """Ship the blocks to the cluster's workers once, spread out (``persist`` of a
         ``from_array`` graph may leave every block on one worker)."""
         threads = max(1, sum(client.nthreads().values()))
         rows = memory_block_rows(self.n, self.d, self.dtype.itemsize, threads)
-        self.bounds = _bounds([min(rows, self.n - s) for s in range(0, self.n, rows)] or [0])
+        self.bounds = _even_bounds(self.n, rows)
         parts = [self.X[a:b] for a, b in itertools.pairwise(self.bounds)]
         # received buffers may be unaligned for float32, which slows every kernel:
         # keep an aligned copy on the worker instead
@@ -697,8 +707,6 @@ class ZarrSource(Source):
                  threads: int | None = None) -> None:
         if array.ndim < 2:
             raise StoreError(f"expected an array of rows (n, d, ...), got shape {array.shape}")
-        if tuple(array.chunks[1:]) != tuple(array.shape[1:]) and array.ndim == 2:
-            log.debug("zarr array chunked along features: each task reads whole rows")
         if scale is None and np.dtype(array.dtype) == np.uint8:
             scale = PIXEL_SCALE
         dtype = np.dtype(np.float32) if scale is not None else np.dtype(array.dtype)
@@ -709,7 +717,7 @@ class ZarrSource(Source):
         self.unit = int((getattr(array, "shards", None) or array.chunks)[0])
         row_bytes = d * np.dtype(array.dtype).itemsize
         per_task = max(1, TASK_MAX_BYTES // max(1, self.unit * row_bytes))
-        threads = threads or _local_threads()
+        threads = threads or local_threads()
         # at least one task per thread where the units allow it
         per_task = max(1, min(per_task, -(-n // self.unit) // threads))
         super().__init__(n, d, dtype, (0, n), scale)
@@ -717,8 +725,7 @@ class ZarrSource(Source):
         self.bounds = self._grouped(per_task)
 
     def _grouped(self, units: int) -> tuple[int, ...]:
-        rows = self.unit * units
-        return _bounds([min(rows, self.n - s) for s in range(0, self.n, rows)] or [0])
+        return _even_bounds(self.n, self.unit * units)
 
     def regroup(self, units: int) -> ZarrSource:
         """A copy whose blocks are ``units`` storage units (shards or chunks) each: one
@@ -753,9 +760,9 @@ class ZarrBlock:
 
 
 class DaskSource(Source):
-    """A user's (n, d) dask array: passes map over its blocks with ``da.map_blocks`` and
-    tree-reduce with ``da.reduction`` (the only public route to a dask array's blocks
-    that also works with array query planning). Weights may be a dask array."""
+    """A user's (n, d) dask array: passes map over its row blocks with ``da.blockwise``
+    and tree-reduce with ``da.reduction`` (the only public route to a dask array's
+    blocks that also works with array query planning). Weights may be a dask array."""
 
     def __init__(self, X: da.Array) -> None:
         if X.numblocks[1] != 1:
@@ -794,25 +801,13 @@ def open_source(store: Any, split: str | None = None, *,
     >>> src.shape, src.scale                                      # doctest: +SKIP
     ((10000, 784), 0.00392156862745098)
     """
-    node: Any = store
-    if not isinstance(store, zarr.Array | zarr.Group):
-        if not _is_url(store) and not Path(store).exists():
-            raise FileNotFoundError(f"{store}: no such Zarr store")
-        try:
-            node = zarr.open(store, mode="r", storage_options=storage_options)
-        except Exception as e:  # zarr raises several types for "not a store"
-            raise StoreError(f"{store}: not a Zarr store: {e}") from e
+    node = store if is_zarr(store) else _open_node(store, storage_options)
     if isinstance(node, zarr.Group):
         fmt = str(node.attrs.get("format", ""))
         if fmt.startswith("daskmeans-idx"):
             if split is None:
                 split = "train" if "train" in node else "test"
-            if split not in SPLITS:
-                raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-            if split not in node:
-                raise StoreError(f"{store}: split {split!r} is not in this store "
-                                 f"(available: {[s for s in SPLITS if s in node]})")
-            node = _get_array(node, f"{split}/images", str(store))
+            node = _split_array(node, split, "images", str(store))
         elif fmt.startswith("daskmeans-image"):
             raise StoreError(f"{store}: an image store; cluster its pixels with "
                              "daskmeans.quantize or io.image_pixels")
@@ -862,15 +857,8 @@ def open_dataset(
     (1.0, 7)
     """
     group = _open_group(store)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    available = [s for s in SPLITS if s in group]
-    if split not in group:
-        raise StoreError(
-            f"{store}: split {split!r} is not in this store (available: {available})"
-        )
-    images = _get_array(group, f"{split}/images", str(store))
-    labels = _get_array(group, f"{split}/labels", str(store))
+    images = _split_array(group, split, "images", str(store))
+    labels = _split_array(group, split, "labels", str(store))
     if images.shape[0] != labels.shape[0]:
         raise StoreError(
             f"{store}: {split}/images has {images.shape[0]} rows but "
@@ -889,20 +877,31 @@ def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = No
     plain 2-D (or uint8 image stack) Zarr array. Estimators fit faster from the store
     itself or :func:`open_source` (no float copy of each chunk).
     """
-    if isinstance(store, zarr.Group) or (not isinstance(store, zarr.Array)
-                                         and Path(store).exists()
-                                         and not isinstance(_open_node(store), zarr.Array)):
-        node = store if isinstance(store, zarr.Group) else _open_node(store)
-        if str(node.attrs.get("format", "")).startswith("daskmeans-image"):
-            return image_pixels(node)
-    return open_source(store, split).to_dask()
+    node = store if is_zarr(store) else _open_node(store)
+    if isinstance(node, zarr.Group) and str(node.attrs.get("format", "")).startswith(
+            "daskmeans-image"):
+        return image_pixels(node)
+    return open_source(node, split).to_dask()
 
 
-def _open_node(store: PathLike) -> Any:
+def _open_node(store: Any, storage_options: dict[str, Any] | None = None) -> Any:
+    """The Zarr array or group at a path or URL (clear errors for what is not one)."""
+    if not _is_url(store) and not Path(store).exists():
+        raise FileNotFoundError(f"{store}: no such Zarr store")
     try:
-        return zarr.open(store, mode="r")
-    except Exception as e:
+        return zarr.open(store, mode="r", storage_options=storage_options)
+    except Exception as e:  # zarr raises several types for "not a store"
         raise StoreError(f"{store}: not a Zarr store: {e}") from e
+
+
+def _split_array(group: zarr.Group, split: str, kind: str, where: str) -> zarr.Array:
+    """``group[split/kind]`` of a dataset store, with errors naming the split."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in group:
+        raise StoreError(f"{where}: split {split!r} is not in this store "
+                         f"(available: {[s for s in SPLITS if s in group]})")
+    return _get_array(group, f"{split}/{kind}", where)
 
 
 # --------------------------------------------------------------------------- images
@@ -1031,8 +1030,7 @@ def image_pixels(store: PathLike | zarr.Group) -> da.Array:
     data. Use :func:`daskmeans.quantize` (or ``map_blocks`` on :func:`open_image`) to
     map per-pixel results back to (H, W).
     """
-    group = _open_group(store) if not isinstance(store, zarr.Group) else store
-    arr = _get_array(group, "image", str(store))
+    arr = _get_array(_open_group(store), "image", str(store))
     h, w = arr.shape[:2]
     th, tw = arr.chunks[:2]
     tiles = [(r, c) for r in range(0, h, th) for c in range(0, w, tw)]
