@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gzip
 import hashlib
 import itertools
@@ -1036,8 +1037,10 @@ def image_pixels(store: PathLike | zarr.Group) -> da.Array:
     tiles = [(r, c) for r in range(0, h, th) for c in range(0, w, tw)]
     sizes = tuple(min(th, h - r) * min(tw, w - c) for r, c in tiles)
     index = da.from_array(np.arange(len(tiles)), chunks=1)
-    return da.map_blocks(_tile_pixels, index, array=arr, tiles=tiles, tile=(th, tw),
-                         chunks=(sizes, (3,)), new_axis=1, dtype=np.float32,
+    # bound with partial: dask-expr loses a list keyword of map_blocks ("Missing
+    # dependency list-...") when the result is sliced
+    read = functools.partial(_tile_pixels, array=arr, tiles=tiles, tile=(th, tw))
+    return da.map_blocks(read, index, chunks=(sizes, (3,)), new_axis=1, dtype=np.float32,
                          meta=np.empty((0, 0), np.float32))
 
 

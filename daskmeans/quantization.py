@@ -13,13 +13,14 @@ and assignment becomes one table lookup per pixel; small images use the direct
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import zarr
@@ -107,7 +108,19 @@ def _tile_picks(tile: np.ndarray, r: np.ndarray, c: np.ndarray,
     return out
 
 
-def _lut_tile(tile: np.ndarray, lut: np.ndarray) -> np.ndarray:
+_LUT_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_lut(palette_bytes: bytes, k: int) -> np.ndarray:
+    return color_lut(np.frombuffer(palette_bytes, dtype=np.uint8).reshape(k, 3))
+
+
+def _lut_tile(tile: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Labels of a tile through the palette's lookup table, built once per process
+    (worker) and palette: the 16-32 MB table never travels in the graph."""
+    with _LUT_LOCK:
+        lut = _cached_lut(np.ascontiguousarray(palette).tobytes(), len(palette))
     t = tile.astype(np.uint32)
     return lut[(t[..., 0] << 16) | (t[..., 1] << 8) | t[..., 2]]
 
@@ -150,9 +163,9 @@ class QuantizedImage:
     @property
     def rgb(self) -> da.Array:
         """The quantised image, (H, W, 3) uint8, reconstructed lazily per tile."""
-        pal = dask.delayed(self.palette, pure=False)
         return da.map_blocks(
-            _take_rows, self.labels, pal, new_axis=2, chunks=(*self.labels.chunks, (3,)),
+            _take_rows, self.labels, palette=self.palette, new_axis=2,
+            chunks=(*self.labels.chunks, (3,)),
             dtype=np.uint8, meta=np.empty((0, 0, 0), np.uint8),
         )
 
@@ -268,13 +281,10 @@ def quantize(
 def _assign_lazy(img: da.Array, palette: np.ndarray, lut: bool) -> da.Array:
     dtype = np.uint8 if len(palette) <= 256 else np.uint16
     meta = np.empty((0, 0), dtype)
-    if lut:
-        table = dask.delayed(color_lut)(palette)
-        return da.map_blocks(_lut_tile, img, table, drop_axis=2, dtype=dtype, meta=meta)
-    # the palette (<= 64 kB) goes inside each task: a delayed argument to map_blocks
-    # fails with dask's array query planning ("Missing dependency")
-    return da.map_blocks(assign_colors, img, palette=palette, drop_axis=2, dtype=dtype,
-                         meta=meta)
+    # the palette (<= 192 kB) goes inside each task: a delayed argument to map_blocks
+    # fails with dask's array query planning ("Missing dependency ...")
+    return da.map_blocks(_lut_tile if lut else assign_colors, img, palette=palette,
+                         drop_axis=2, dtype=dtype, meta=meta)
 
 
 def _mse(img: da.Array, labels: da.Array, palette: np.ndarray) -> float:

@@ -187,7 +187,7 @@ def test_worker_killed_mid_minibatch_and_evaluate(cluster: ProcessCluster,
     from daskmeans import metrics
 
     X = io.open_array(blobs_store)
-    y = da.from_zarr(zarr.open_group(blobs_store, mode="r")["y"])
+    y = io.zarr_to_dask(zarr.open_group(blobs_store, mode="r")["y"])
     params = {"n_clusters": 12, "random_state": 2, "sampling": "chunks", "max_iter": 3,
               "max_no_improvement": None}
     pids = list(cluster.worker_pids.values())
