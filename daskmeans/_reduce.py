@@ -160,6 +160,13 @@ def _call(kernel: Callable[..., Any], src: Source | _Light, rows: Any, w: Any, x
         if isinstance(rows, io.ZarrBlock):
             rows = rows.read()
         x, scale = _rows_for(src, rows, raw)
+        if w is not None:  # (m,) values: dask weights are checked here, in the pass
+            w = np.asarray(w, dtype=np.float64)
+            bad = ~(np.isfinite(w) & (w >= 0))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"sample_weight must be finite and non-negative, got "
+                                 f"{w[i]!r} in row {offset + i}")
         try:
             if scale is not None:
                 return kernel(x, w, xsq, shared, offset=offset, scale=scale, **consts)

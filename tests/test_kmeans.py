@@ -330,6 +330,11 @@ def test_nan_in_lazy_input_is_an_error_naming_the_row(blobs, chunks: tuple) -> N
     km = KMeans(4, random_state=0).fit(X)
     with pytest.raises(ValueError, match="row 1234"):
         km.predict(Xd).compute()
+    w = np.ones(len(X))
+    w[2100] = -1.0
+    with pytest.raises(ValueError, match="sample_weight must be .* in row 2100"):
+        KMeans(4, random_state=0).fit(da.from_array(X, chunks=chunks),
+                                      sample_weight=da.from_array(w, chunks=chunks[0]))
     inf = X.copy()
     inf[7, 0] = np.inf
     with pytest.raises(ValueError, match="row 7"):
