@@ -160,8 +160,8 @@ def _open_split(store: str, split: str) -> tuple[Any, Any]:
     p = Path(store)
     if not p.exists():
         raise UserError(f"{store}: no such store (make one with 'daskmeans ingest')")
-    try:
-        return io.open_dataset(p, split)
+    try:  # the rows as a source (read block by block in the tasks), the labels as dask
+        return io.open_source(p, split), io.open_dataset(p, split)[1]
     except io.StoreError as e:
         raise UserError(str(e)) from e
 
