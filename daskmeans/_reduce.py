@@ -231,8 +231,17 @@ def map_reduce(
             blocks.append((i, consts))
     if not blocks:
         raise ValueError("a pass needs at least one block")
-    light = _Light(src)
     aligned = aligned or {}
+    if not isinstance(src, DaskSource) and any(isinstance(a, da.Array)
+                                               for a in aligned.values()):
+        # a dask array read alongside the rows (true labels): the whole pass goes the
+        # dask-array route (a dask array handed to a delayed task fails with query
+        # planning); only evaluation passes do this
+        if per_block is not None:
+            raise ValueError("aligned dask arrays need every block (no per_block)")
+        src = DaskSource(src.to_dask()).with_options(weights=src.weights)
+        blocks = [(i, {}) for i in range(src.n_blocks)]
+    light = _Light(src)
     if isinstance(src, DaskSource):
         return _map_reduce_dask(src, light, kernel, shared, blocks, split_every, raw, aligned)
     def rows_of(a: Any, i: int) -> Any:
@@ -426,7 +435,7 @@ def take_rows(src: Source, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
     """Rows ``index`` (sorted) of the source as float rows (and their weights): one
     compute, each block sending only its rows."""
     index = np.asarray(index, dtype=np.int64)
-    if isinstance(src, ArraySource) and src.normalize is False:
+    if isinstance(src, ArraySource):  # in memory (cosine rows are normalised up front)
         w = None if src.weights is None else np.asarray(src.weights)[index]
         return src.X[index], w
     cuts = np.searchsorted(index, src.bounds)
