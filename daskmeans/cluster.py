@@ -379,7 +379,9 @@ class KMeans(_BaseKMeans):
         Parameters
         ----------
         X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-            URL, or :class:`daskmeans.io.Source`
+            URL, or :class:`daskmeans.io.Source`. A store's decoded rows are read once
+            and held in memory for the fit while they take at most a quarter of it
+            (``io.open_source(store, cache=False)`` streams them every iteration)
         y : ignored
         sample_weight : (n_samples,) array-like or dask array, optional
         checkpoint : path of an ``.npz`` checkpoint, written atomically every
@@ -393,7 +395,8 @@ class KMeans(_BaseKMeans):
         self
         """
         check_scalar_param("checkpoint_every", checkpoint_every, [_POSITIVE], "KMeans.fit")
-        src = self._prepare(X, sample_weight)
+        # a store's decoded rows are read once and held while they fit in memory
+        src = R.hold(self._prepare(X, sample_weight))
         rs = check_random_state(self.random_state)
         seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]
         ckpt = _Checkpoint(checkpoint, checkpoint_every, self, src, seeds) if checkpoint else None

@@ -702,10 +702,18 @@ class ZarrSource(Source):
     Blocks are whole storage units (shards, else chunks) along the rows, grouped up to
     :data:`TASK_MAX_BYTES`. uint8 arrays are pixels: the kernels take them raw with
     ``scale = 1/255``.
+
+    ``cache``: a Lloyd fit makes tens of passes, and decoding a compressed chunk can
+    cost as much as the pass's arithmetic (zstd: ~38 ms per 47 MB on one core), so by
+    default (``None``) :class:`daskmeans.KMeans` reads the decoded stored rows (uint8
+    stays uint8) into memory once, in parallel tasks, when they take at most
+    :data:`daskmeans._reduce.CACHE_FRACTION` of the memory (the workers' on a
+    cluster); ``True`` always, ``False`` never (every pass reads the store: data
+    larger than memory streams either way).
     """
 
     def __init__(self, array: zarr.Array, *, scale: float | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, cache: bool | None = None) -> None:
         if array.ndim < 2:
             raise StoreError(f"expected an array of rows (n, d, ...), got shape {array.shape}")
         if scale is None and np.dtype(array.dtype) == np.uint8:
@@ -724,6 +732,27 @@ class ZarrSource(Source):
         super().__init__(n, d, dtype, (0, n), scale)
         self.array = array
         self.bounds = self._grouped(per_task)
+        self.cache = cache
+        self.held: list[Any] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored rows once decoded (what holding them in memory costs)."""
+        return self.n * self.d * np.dtype(self.array.dtype).itemsize
+
+    def wants_cache(self, budget: int) -> bool:
+        """Hold the decoded blocks in memory for a fit: ``cache=True``, or by default
+        (``cache=None``) when they take at most ``budget`` bytes; never with
+        ``cache=False`` (every pass reads the store)."""
+        return self.cache if self.cache is not None else self.nbytes <= budget
+
+    def with_held(self, blocks: list[Any], xsq: np.ndarray | None) -> ZarrSource:
+        """A copy whose blocks are already read: numpy arrays (local scheduler) or
+        futures in a cluster's workers, with the rows' ``|x|^2`` if known. Passes take
+        them instead of reading the store (see :func:`daskmeans._reduce.hold`)."""
+        out = copy.copy(self)
+        out.held, out.xsq = list(blocks), xsq
+        return out
 
     def _grouped(self, units: int) -> tuple[int, ...]:
         return _even_bounds(self.n, self.unit * units)
@@ -733,9 +762,12 @@ class ZarrSource(Source):
         unit for mini-batch steps that take whole blocks."""
         out = copy.copy(self)
         out.bounds = self._grouped(units)
+        out.held, out.xsq = None, None  # held blocks follow the old bounds
         return out
 
-    def block(self, i: int) -> ZarrBlock:
+    def block(self, i: int) -> Any:
+        if self.held is not None:
+            return self.held[i]
         return ZarrBlock(self.array, self.bounds[i], self.bounds[i + 1])
 
     def to_dask(self) -> da.Array:
@@ -792,9 +824,14 @@ def _is_url(store: Any) -> bool:
 
 
 def open_source(store: Any, split: str | None = None, *,
-                storage_options: dict[str, Any] | None = None) -> Source:
+                storage_options: dict[str, Any] | None = None,
+                cache: bool | None = None) -> Source:
     """The data source for a store path or URL, a Zarr array or group, or a store
     written by daskmeans (a dataset's ``split``, default train, else test).
+
+    ``cache``: hold the decoded rows in memory during a fit (``True``), never
+    (``False``: every pass reads the store), or when they fit (``None``); see
+    :class:`ZarrSource`.
 
     Examples
     --------
@@ -819,7 +856,7 @@ def open_source(store: Any, split: str | None = None, *,
                          f"shape {node.shape}")
     if node.ndim > 2 and np.dtype(node.dtype) != np.uint8:
         raise StoreError(f"{store}: expected a 2-D array, got shape {node.shape}")
-    return ZarrSource(node)
+    return ZarrSource(node, cache=cache)
 
 
 def as_source(X: Any) -> Source:

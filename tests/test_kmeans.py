@@ -414,12 +414,50 @@ def test_any_zarr_layout_is_read_in_the_tasks(tmp_path: Path, layout: str,
         return read(self)
 
     monkeypatch.setattr(io.ZarrBlock, "read", counting)
+    streamed = io.open_source(str(tmp_path / "x.zarr"), cache=False)
     with dask.config.set(scheduler="threads"):
-        km = KMeans(4, init=X[:4], max_iter=3, tol=0).fit(str(tmp_path / "x.zarr"))
+        km = KMeans(4, init=X[:4], max_iter=3, tol=0).fit(streamed)
     ref = KMeans(4, init=X[:4], max_iter=3, tol=0).fit(X)
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-5)
     src = io.open_source(str(tmp_path / "x.zarr"))
     assert len(set(reads)) == src.n_blocks
     assert len(reads) == src.n_blocks * (km.n_iter_ + 1)  # passes + the final E-step
+    reads.clear()  # by default the decoded blocks are read once and held for the fit
+    with dask.config.set(scheduler="threads"):
+        held = KMeans(4, init=X[:4], max_iter=3, tol=0).fit(str(tmp_path / "x.zarr"))
+    assert sorted(reads) == sorted(set(reads)) and len(reads) == src.n_blocks
+    np.testing.assert_array_equal(held.cluster_centers_, km.cluster_centers_)
+    assert held.inertia_ == km.inertia_
     if layout == "v3-sharded":  # blocks are whole shards
         assert all(b % 1000 == 0 for b in src.bounds[:-1])
+
+
+@pytest.mark.parametrize("cache", [None, False, True])
+def test_store_rows_held_in_memory_or_streamed_give_one_fit(
+    pixel_store: Path, scheduler: str, cache: bool | None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fit holds the decoded uint8 blocks (cache=True, or None within the memory
+    budget) or reads the store every pass (False, or None over the budget): the same
+    model bit for bit, still one compute per Lloyd iteration."""
+    from daskmeans import _reduce as R
+
+    ref = KMeans(6, random_state=0, n_init=2).fit(io.open_source(pixel_store, cache=False))
+    if cache is None:  # over the budget: streamed, as with cache=False
+        monkeypatch.setattr(R, "CACHE_FRACTION", 0.0)
+    src = io.open_source(pixel_store, cache=cache)
+    held = R.hold(src)
+    assert (held is not src) == bool(cache)
+    if cache and scheduler == "threads":  # numpy blocks here (futures on a cluster)
+        assert all(b.dtype == np.uint8 for b in held.held)
+    km = KMeans(6, random_state=0, n_init=2).fit(src)
+    np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+    assert km.inertia_ == ref.inertia_ and km.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_.compute())
+
+
+def test_held_store_fit_one_compute_per_iteration(pixel_store: Path, counting_scheduler) -> None:
+    C0 = io.open_dataset(pixel_store)[0][:6].compute()
+    counting_scheduler.calls = 0
+    km = KMeans(6, init=C0, max_iter=4, tol=0).fit(io.open_source(pixel_store, cache=True))
+    assert km.n_iter_ == 4
+    assert counting_scheduler.calls == 1 + 4 + 1  # read and hold + 4 iterations + E-step
