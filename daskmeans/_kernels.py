@@ -1,4 +1,10 @@
-"""Per-chunk numerical kernels: pure numpy (and scipy.sparse), no dask.
+"""Per-chunk numerical kernels: numpy (and scipy.sparse), no dask.
+
+The Lloyd pass's hot loop (distances, argmin, per-cluster sums) runs compiled
+(:mod:`daskmeans._kernels_numba`) when numba is installed; the numpy version here
+(:func:`_lloyd_numpy`) is the reference the tests compare it with, selected with
+``DASKMEANS_KERNELS=numpy``. Measured on Fashion-MNIST, 30,000 rows per thread on two
+threads: 21.4 vs 29.0 ms at K=10, equal at K=256 (where the GEMM is the cost).
 
 Every function here works on one in-memory block and never mutates its inputs. The
 dask layer (:mod:`daskmeans._reduce`) maps them over chunks and tree-reduces their
@@ -11,6 +17,8 @@ every accumulator (sums, counts, SSE, moments) is float64.
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -174,7 +182,13 @@ class Rows:
 
 
 def row_norms_sq(X: np.ndarray) -> np.ndarray:
-    """Squared L2 norm of every row, in X's dtype."""
+    """Squared L2 norm of every row, in X's dtype (with the compiled kernels, summed
+    in float64 as the compiled Lloyd loop does, so that a norm given in advance equals
+    the one the loop would compute)."""
+    if X.ndim == 2 and X.dtype in (np.float32, np.float64) and compiled_kernels():
+        out = np.empty(X.shape[0], dtype=X.dtype)
+        _numba().row_sq(np.ascontiguousarray(X), out)
+        return out
     return np.einsum("ij,ij->i", X, X)
 
 
@@ -564,6 +578,36 @@ def lloyd_runs(
     labels = np.empty((n, runs), dtype=np.int32)  # index of the stacked centre
     sqdist = np.empty((n, runs), dtype=dtype)
     sums = np.zeros((kk, d), dtype=np.float64)
+    if compiled_kernels():
+        counts = np.zeros(kk, dtype=np.float64)
+        _lloyd_compiled(X, scale, cen, xsq, w, runs, k, labels, sqdist, sums, counts)
+        mom = _moments(X, scale) if moments else None
+    else:
+        mom, counts = _lloyd_numpy(X, scale, cen, xsq, w, runs, k, moments, labels, sqdist,
+                                   sums)
+    w1 = np.ones(n) if w is None else w
+    rows: Any = _ScaledRows(X, scale) if scale is not None else X
+    index = _row_index(offset, np.arange(n)) if n_sample else None
+    parts = []
+    for r in range(runs):
+        lab_r = labels[:, r] - np.int32(r * k) if r else labels[:, 0]
+        sample = None
+        if index is not None:
+            sample = weighted_sample(rows, lab_r, w1, index, n_sample, sample_seed)
+        parts.append(LloydPartial(
+            sums[r * k : (r + 1) * k], counts[r * k : (r + 1) * k],
+            weighted_sse(sqdist[:, r], w), top_m(sqdist[:, r], n_top, rows, lab_r, w1, offset),
+            mom, n, sample))
+    return LloydRuns(tuple(parts))
+
+def _lloyd_numpy(X: np.ndarray, scale: float | None, cen: Centres, xsq: np.ndarray | None,
+                 w: np.ndarray | None, runs: int, k: int, moments: bool, labels: np.ndarray,
+                 sqdist: np.ndarray, sums: np.ndarray) -> tuple[Moments | None, np.ndarray]:
+    """The numpy reference of the fused loop (see :func:`lloyd_runs`): fills
+    ``labels``, ``sqdist`` and ``sums`` (outputs); returns (moments, counts)."""
+    n, d = X.shape
+    raw = scale is not None
+    dtype, kk = cen.dtype, cen.k
     step, buf = cen.buffer(n, dtype.itemsize)
     # small k: sum each block while it is cached (K=10: 21.5 -> 16.8 ms per 30k rows);
     # large k: the (k, d) product per block is a large temporary, which dask workers
@@ -596,20 +640,51 @@ def lloyd_runs(
         mom = Moments.of(np.empty((0, d), dtype))
     counts = np.bincount(labels.ravel(), weights=None if w is None else np.repeat(w, runs),
                          minlength=kk).astype(np.float64)
-    w1 = np.ones(n) if w is None else w
-    rows: Any = _ScaledRows(X, scale) if scale is not None else X
-    index = _row_index(offset, np.arange(n)) if n_sample else None
-    parts = []
-    for r in range(runs):
-        lab_r = labels[:, r] - np.int32(r * k) if r else labels[:, 0]
-        sample = None
-        if index is not None:
-            sample = weighted_sample(rows, lab_r, w1, index, n_sample, sample_seed)
-        parts.append(LloydPartial(
-            sums[r * k : (r + 1) * k], counts[r * k : (r + 1) * k],
-            weighted_sse(sqdist[:, r], w), top_m(sqdist[:, r], n_top, rows, lab_r, w1, offset),
-            mom, n, sample))
-    return LloydRuns(tuple(parts))
+    return mom, counts
+
+
+def _moments(X: np.ndarray, scale: float | None) -> Moments:
+    """Column moments of the rows (raw rows scaled a block at a time)."""
+    if scale is None:
+        return Moments.of(X)
+    mom = Moments.of(np.empty((0, X.shape[1]), np.float32))
+    for s in range(0, X.shape[0], SUM_BLOCK):
+        mom = mom + Moments.of(_scaled_block(X[s : s + SUM_BLOCK], scale))
+    return mom
+
+
+def compiled_kernels() -> bool:
+    """True when the compiled (numba) fused kernel runs Lloyd passes: numba is
+    installed and ``DASKMEANS_KERNELS`` is not ``numpy`` (the reference)."""
+    return os.environ.get("DASKMEANS_KERNELS", "numba") != "numpy" and _numba() is not None
+
+
+@functools.cache
+def _numba() -> Any:
+    try:
+        from . import _kernels_numba
+    except ImportError:  # numba missing: the numpy kernels do everything
+        return None
+    return _kernels_numba
+
+
+def _lloyd_compiled(X: np.ndarray, scale: float | None, cen: Centres, xsq: np.ndarray | None,
+                    w: np.ndarray | None, runs: int, k: int, labels: np.ndarray,
+                    sqdist: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> None:
+    """The fused loop in compiled code (:mod:`daskmeans._kernels_numba`)."""
+    N = _numba()
+    X = np.ascontiguousarray(X)
+    xs = np.empty(0, cen.dtype) if xsq is None else np.ascontiguousarray(xsq, cen.dtype)
+    ww = np.empty(0) if w is None else np.ascontiguousarray(w)
+    if scale is not None:
+        bad = N.lloyd_raw(X, float(scale), cen.m2t, cen.sq, xs, ww, runs, k, N.TILE,
+                          labels, sqdist, sums, counts)
+    else:
+        bad = N.lloyd_float(X, cen.m2t, cen.sq, xs, ww, runs, k, N.TILE, labels, sqdist,
+                            sums, counts)
+    if bad >= 0:
+        raise NonFiniteRow(int(bad))
+
 
 
 def kmeans_plusplus(

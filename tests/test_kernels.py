@@ -1,4 +1,5 @@
-"""Pure numpy kernels: hand-computed cases and brute-force references."""
+"""Kernels: hand-computed cases and brute-force references, for the numpy reference
+and for the compiled (numba) fused Lloyd kernel (every test runs under both)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,18 @@ import numpy as np
 import pytest
 
 from daskmeans import _kernels as K
+
+
+@pytest.fixture(autouse=True, params=["numpy", "numba"])
+def kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the numpy reference and with the compiled kernel."""
+    monkeypatch.setenv("DASKMEANS_KERNELS", request.param)
+    assert K.compiled_kernels() == (request.param == "numba")
+    if request.param == "numba":
+        from daskmeans import _kernels_numba as N
+
+        monkeypatch.setattr(N, "TILE", 64)  # several tiles per block, the last one short
+    return str(request.param)
 
 
 def brute_sqdist(X: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -223,3 +236,15 @@ def test_pair_table_hand_and_brute() -> None:
 def test_label_validation(labels: np.ndarray, message: str) -> None:
     with pytest.raises(K.LabelError, match=message):
         K.pair_table(labels, np.array([0, 0]))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf * 0 in numpy
+def test_non_finite_distance_names_the_row() -> None:
+    X = np.zeros((300, 3), np.float32)
+    X[201, 1] = np.nan
+    with pytest.raises(K.NonFiniteRow) as e:
+        K.lloyd_partial(X, np.ones((2, 3)))
+    assert e.value.row == 201
+    with pytest.raises(K.NonFiniteRow) as e:  # raw rows: an infinite centre
+        K.lloyd_partial(np.zeros((300, 3), np.uint8), np.full((1, 3), np.inf), scale=1.0)
+    assert e.value.row == 0

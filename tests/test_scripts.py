@@ -24,10 +24,13 @@ def test_benchmark_prints_every_row(mnist_dir: Path) -> None:
                      "--repeat", "1", "--no-cluster")
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     names = [r.split(" | ")[0].lstrip("| ") for r in rows[1:]]
-    assert names[:3] == ["scikit-learn (lloyd)", "daskmeans threaded", "daskmeans Zarr stream"]
-    assert names[3:] == ["daskmeans zarr v3 Blosc", "daskmeans zarr v3 sharded zstd",
-                         "daskmeans zarr v2", "floor: distance GEMM alone"], out
-    assert "Zarr stream / in-memory, K=3:" in out and "zarr v2 / in-memory, K=3:" in out
+    stores = ["our store", "zarr v3 Blosc", "zarr v3 sharded zstd", "zarr v2"]
+    assert names == ["scikit-learn (lloyd)", "daskmeans threaded",
+                     *(f"daskmeans {s} {h}" for s in stores for h in ("streamed", "held")),
+                     "floor: distance GEMM alone"], out
+    assert "our store held / in-memory, K=3:" in out
+    assert "zarr v2 streamed / in-memory, K=3:" in out
+    assert "read and hold, zarr v3 sharded zstd:" in out
 
 
 @pytest.mark.slow
@@ -38,4 +41,13 @@ def test_benchmark_ninit_prints_every_fit(mnist_dir: Path) -> None:
     assert len(rows) == 4, out
     ours = [line for line in out.splitlines() if "round 0 daskmeans" in line]
     inertias = {line.split("inertia ")[1] for line in ours}
-    assert len(ours) == 4 and len(inertias) == 1, out  # shared passes or not: same fit
+    assert len(ours) == 4 and len(inertias) == 1, out  # shared passes or not, held or not
+
+
+@pytest.mark.slow
+def test_benchmark_kernel_prints_both_kernels(mnist_dir: Path) -> None:
+    out = run_script("benchmark_kernel.py", "--data", str(mnist_dir), "--rows", "1000",
+                     "--k", "3", "--rounds", "1")
+    assert "numba kernels: compiled on first use in" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 3 |")]
+    assert [r.split(" | ")[1] for r in rows] == ["float32", "uint8"], out
