@@ -158,3 +158,152 @@ def warm_up() -> float:
                           1, 2, TILE, np.empty((3, 1), np.int32), np.empty((3, 1), dtype),
                           np.zeros((2, 2)), np.zeros(2))
     return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+@_jit
+def _load_row(X: np.ndarray, i: int, scale: float, raw: bool, out: np.ndarray) -> None:
+    """Row ``i`` of X as floats into ``out`` (raw rows: ``float32(X) * scale``)."""
+    d = X.shape[1]
+    if raw:
+        sc = np.float32(scale)
+        for t in range(d):
+            out[t] = np.float32(X[i, t]) * sc
+    else:
+        for t in range(d):
+            out[t] = X[i, t]
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
+def _sqdist(x: np.ndarray, c: np.ndarray) -> float:
+    """``|x - c|^2`` in float64 (c float64)."""
+    acc = 0.0
+    for t in range(x.shape[0]):
+        v = x[t] - c[t]
+        acc += v * v
+    return acc
+
+
+@_jit
+def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.ndarray,
+           m2t: np.ndarray, csq: np.ndarray, w: np.ndarray, lab_in: np.ndarray,
+           lab: np.ndarray, u: np.ndarray, lo: np.ndarray, dS: np.ndarray, dN: np.ndarray,
+           dQ: np.ndarray) -> int:
+    """Full assignment of the ``cnt`` gathered rows (one GEMM); moved rows leave their
+    old cluster's sums for the new one's. Returns a row with a non-finite distance or
+    -1."""
+    if cnt == 0:
+        return -1
+    Db = D[:cnt]
+    np.dot(G[:cnt], m2t, Db)
+    k = csq.shape[0]
+    weighted = w.shape[0] > 0
+    for r in range(cnt):
+        i = gidx[r]
+        best = Db[r, 0] + csq[0]
+        bj = 0
+        second = np.inf
+        for j in range(1, k):
+            v = Db[r, j] + csq[j]
+            if v < best:
+                second = best
+                best, bj = v, j
+            elif v < second:
+                second = v
+        s1 = best + gx2[r]
+        if not np.isfinite(s1):
+            return i
+        u[i] = np.sqrt(max(s1, 0.0))
+        lo[i] = np.sqrt(max(second + gx2[r], 0.0)) if k > 1 else np.inf
+        lab[i] = bj
+        a = lab_in[i]
+        if bj != a:
+            wi = w[i] if weighted else 1.0
+            dN[bj] += wi
+            dQ[bj] += wi * gx2[r]
+            for t in range(G.shape[1]):
+                dS[bj, t] += wi * G[r, t]
+            if a >= 0:  # leaves its old cluster (none before the first assignment)
+                dN[a] -= wi
+                dQ[a] -= wi * gx2[r]
+                for t in range(G.shape[1]):
+                    dS[a, t] -= wi * G[r, t]
+    return -1
+
+
+@_jit
+def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np.ndarray,
+                C64: np.ndarray, w: np.ndarray, lab_in: np.ndarray, u_in: np.ndarray,
+                l_in: np.ndarray, drift: np.ndarray, drift_other: np.ndarray,
+                half_sep: np.ndarray, margin: float, tile: int, lab: np.ndarray,
+                u: np.ndarray, lo: np.ndarray, dS: np.ndarray, dN: np.ndarray,
+                dQ: np.ndarray) -> tuple[int, int, int, float]:
+    """One Lloyd iteration with Hamerly bounds over a block (see
+    :func:`daskmeans._kernels.bounds_block`): rows whose bounds prove they keep their
+    centre are not read; the others are tightened against their own centre, and those
+    still in doubt are assigned in full, a GEMM per ``tile`` gathered rows. Rows with
+    label -1 have no bounds yet and are assigned in full. Writes the new labels and
+    bounds into ``lab``, ``u``, ``lo`` and the changes of the per-cluster sums, weights
+    and ``sum w |x|^2`` of the rows that moved into ``dS``, ``dN``, ``dQ``. Returns
+    (first non-finite row or -1, rows read, rows assigned in full, largest |x|^2 of
+    those)."""
+    n, d = X.shape
+    k = C64.shape[0]
+    G = np.empty((tile, d), dtype=m2t.dtype)
+    D = np.empty((tile, m2t.shape[1]), dtype=m2t.dtype)
+    gidx = np.empty(tile, dtype=np.int64)
+    gx2 = np.empty(tile, dtype=m2t.dtype)
+    cnt = 0
+    n_read = 0
+    n_full = 0
+    x2max = 0.0
+    for i in range(n):
+        a = lab_in[i]
+        xr = G[cnt]
+        if a >= 0:
+            ub = u_in[i] + drift[a]
+            lb = l_in[i] - drift_other[a]
+            bnd = max(half_sep[a], lb)
+            if bnd > 0 and ub * ub <= bnd * bnd - margin:
+                lab[i], u[i], lo[i] = a, ub, lb
+                continue
+            n_read += 1
+            _load_row(X, i, scale, raw, xr)
+            d2 = _sqdist(xr, C64[a])
+            if bnd > 0 and d2 <= bnd * bnd - margin:
+                lab[i], u[i], lo[i] = a, np.sqrt(d2), lb
+                continue
+        else:
+            n_read += 1
+            _load_row(X, i, scale, raw, xr)
+        row_sq(G[cnt:cnt + 1], gx2[cnt:cnt + 1])
+        x2max = max(x2max, gx2[cnt])
+        gidx[cnt] = i
+        cnt += 1
+        n_full += 1
+        if cnt == tile:
+            bad = _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], w, lab_in, lab, u, lo, dS, dN,
+                         dQ)
+            if bad >= 0:
+                return bad, n_read, n_full, x2max
+            cnt = 0
+    bad = _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], w, lab_in, lab, u, lo, dS, dN, dQ)
+    return bad, n_read, n_full, x2max
+
+
+@_jit
+def cluster_extrema(lab: np.ndarray, u: np.ndarray, lo: np.ndarray, k: int,
+                    umax: np.ndarray, gapmax: np.ndarray) -> None:
+    """Per cluster, the largest upper bound and the largest ``upper - lower`` of its
+    rows (-inf for clusters without rows), written into ``umax`` and ``gapmax``."""
+    umax[:] = -np.inf
+    gapmax[:] = -np.inf
+    for i in range(lab.shape[0]):
+        a = lab[i]
+        if u[i] > umax[a]:
+            umax[a] = u[i]
+        g = u[i] - lo[i]
+        if g > gapmax[a]:
+            gapmax[a] = g

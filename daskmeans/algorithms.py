@@ -7,6 +7,8 @@ kernel and one reduction per pass). Nothing here touches dask or an estimator:
 - :func:`lloyd`: Lloyd iterations of one or more independent runs sharing each pass;
   one iteration is :func:`daskmeans._reduce.lloyd_runs_pass` (kernel
   :func:`daskmeans._kernels.lloyd_runs`) followed by :func:`lloyd_update`;
+- :func:`lloyd_bounded`: the same iterations for one run, with per-row bounds that
+  skip the rows (and blocks) that cannot change centre;
 - :func:`init_centers`: k-means++, random, a callable, or k-means|| (:func:`kmeans_parallel`);
 - :func:`minibatch`: mini-batch steps (:func:`minibatch_update`) with scikit-learn's
   early stopping.
@@ -205,6 +207,126 @@ def lloyd(
             inertia[i] = v
     return [LloydRun(inertia[i], Cs[i], len(histories[i]), histories[i], strict[i])
             for i in range(n_runs)]
+
+
+def lloyd_bounded(
+    src: Source,
+    C0: np.ndarray,
+    *,
+    max_iter: int,
+    tol: float,
+    final: Callable[[list[np.ndarray], list[int]], list[float]],
+    run: int = 0,
+    metric: str = "euclidean",
+    split_every: int = R.SPLIT_EVERY,
+    resume: LloydResume | None = None,
+    on_iteration: Callable[[int, np.ndarray, float, list[IterationRecord]], None] | None = None,
+    progress: Progress = _no_progress,
+) -> LloydRun:
+    """:func:`lloyd` for one run, with Hamerly's bounds kept per row between
+    iterations: the same iterations, labels and centres (up to float rounding), but
+    rows whose bounds prove they keep their centre are not read, blocks whose rows are
+    all settled are not even scheduled, and the per-cluster sums change by the rows
+    that moved (:func:`daskmeans._reduce.bounds_pass`).
+
+    The first pass assigns every row (and gives the farthest rows and, with ``tol``,
+    the feature variances); a pass that leaves a cluster empty is redone in full so
+    that it can be relocated as plain Lloyd does. The inertia of each iteration comes
+    from the per-cluster sums (``sum_j Q_j - 2 c_j . S_j + N_j |c_j|^2``); the final
+    inertia always from ``final`` (an exact E-step).
+
+    Examples
+    --------
+    >>> from daskmeans.io import ArraySource
+    >>> X = np.array([[0., 0.], [0., 2.], [9., 9.], [9., 11.]])
+    >>> r = lloyd_bounded(ArraySource(X), X[[0, 2]], max_iter=10, tol=0.0,
+    ...                   final=lambda Cs, runs: [4.0])
+    >>> r.centers.tolist(), r.n_iter
+    ([[0.0, 1.0], [9.0, 10.0]], 2)
+    """
+    k, d = C0.shape
+    C = np.asarray(C0) if resume is None else resume.centers
+    tol_abs = 0.0 if resume is None else resume.tol_abs
+    history: list[IterationRecord] = [] if resume is None else resume.history
+    start = 0 if resume is None else resume.iteration
+    n_blocks = src.n_blocks
+    fresh_states = [K.BlockBounds.fresh(src.block_rows(i)) for i in range(n_blocks)]
+    states: list[Any] = list(fresh_states)
+    summaries: list[K.BoundsSummary | None] = [None] * n_blocks
+    centres_at: dict[int, np.ndarray] = {}
+    S, N, Q = np.zeros((k, d)), np.zeros(k), np.zeros(k)
+    margin = 0.0
+    strict = False
+    for it in range(start, max_iter):
+        t0 = time.perf_counter()
+        first = it == start
+        top = None
+        if first:
+            part, new, sums = R.bounds_pass(
+                src, C, fresh_states, dict.fromkeys(range(n_blocks)), version=it, n_top=k,
+                moments=it == 0 and tol > 0, split_every=split_every)
+        else:
+            steps: dict[int, K.Drift | None] = {}
+            by_version: dict[int, K.Drift] = {}  # blocks read last iteration share one
+            with R.client_blas():
+                half_sep = K.half_separation(C)
+                for i, sm in enumerate(summaries):
+                    assert sm is not None
+                    if sm.version not in by_version:
+                        by_version[sm.version] = K.Drift.of(C, centres_at[sm.version],
+                                                            margin, half_sep)
+                    if not sm.settled(by_version[sm.version]):
+                        steps[i] = by_version[sm.version]
+            if steps:
+                part, new, sums = R.bounds_pass(src, C, states, steps, version=it,
+                                                split_every=split_every)
+            else:  # every block settled: no row can move, nothing to read
+                part = K.BoundsPartial(np.zeros((k, d)), np.zeros(k), np.zeros(k), 0, 0, 0,
+                                       0.0)
+                new, sums = {}, {}
+        S2, N2, Q2 = S + part.dsums, N + part.dcounts, Q + part.dsumsq
+        if not first and (N2 <= 0).any():  # an empty cluster: redo this pass in full
+            part, new, sums = R.bounds_pass(src, C, fresh_states,
+                                            dict.fromkeys(range(n_blocks)), version=it,
+                                            n_top=k, split_every=split_every)
+            S2, N2, Q2 = part.dsums, part.dcounts, part.dsumsq
+            first = True
+        if first:
+            S2, N2, Q2 = part.dsums, part.dcounts, part.dsumsq
+            top = part.top
+            margin = K.bounds_margin(part.xsq_max, C, src.dtype)
+            if part.moments is not None:
+                tol_abs = float(np.mean(part.moments.var)) * tol
+        S, N, Q = S2, N2, Q2
+        for i, st in new.items():
+            states[i] = st
+        for i, sm in sums.items():
+            summaries[i] = sm
+        centres_at[it] = C
+        live = {sm.version for sm in summaries if sm is not None}
+        for v in [v for v in centres_at if v not in live]:
+            del centres_at[v]
+        C64 = C.astype(np.float64)
+        inertia = float(Q.sum() - 2 * np.einsum("ij,ij->", C64, S) + N @ (C64 ** 2).sum(1))
+        lp = K.LloydPartial(S, N, max(inertia, 0.0),
+                            top if top is not None else K.TopM.empty(d, src.dtype))
+        C_new, shift, n_reloc = lloyd_update(lp, C, metric)
+        history.append(IterationRecord(it + 1, lp.sq, shift, n_reloc,
+                                       time.perf_counter() - t0, run))
+        log.debug("run %d iter %d: inertia %.6g shift %.3g relocated %d, read %d of %d rows, "
+                  "%d in full", run, it + 1, lp.sq, shift, n_reloc, part.n_read, src.n,
+                  part.n_full)
+        C = C_new
+        progress("lloyd", it + 1, max_iter, f"inertia {lp.sq:.6g}")
+        if shift == 0 and n_reloc == 0:
+            strict = True
+            break
+        if shift <= tol_abs:
+            break
+        if on_iteration is not None:
+            on_iteration(it + 1, C, tol_abs, history)
+    inertia_final = final([C], [run])[0]
+    return LloydRun(inertia_final, C, len(history), history, strict)
 
 
 def lloyd_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_EVERY

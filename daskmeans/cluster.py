@@ -288,9 +288,14 @@ class KMeans(_BaseKMeans):
     metric : {"euclidean", "cosine"}
         ``"cosine"`` is spherical k-means: rows and centres are L2-normalised; inertia
         is then the SSE of the normalised rows (``2 * sum(1 - cos)``).
-    algorithm : {"lloyd", "elkan"}, default "lloyd"
-        Accepted for scikit-learn compatibility; both run exact Lloyd iterations
-        (same result: Elkan's pruning changes the speed, not the answer).
+    algorithm : {"auto", "lloyd", "elkan"}, default "auto"
+        All three give Lloyd's iterations and answer. ``"lloyd"``: every iteration
+        assigns every row. ``"elkan"``: each row keeps bounds of its distances between
+        iterations (Hamerly's: one upper, one lower bound, 20 bytes a row, kept where
+        the rows are) and rows, or whole blocks, that cannot change centre are
+        skipped; ``n_init`` runs then run one after another. ``"auto"``: bounds for a
+        single run, shared passes when several ``n_init`` runs are fitted together.
+        Bounds need a numpy array or Zarr source (a dask array runs ``"lloyd"``).
     random_state : int, RandomState or None
     init_size : int or None
         Rows sampled for k-means++/random init (default ``min(n, 10_000 + 20 k)``).
@@ -326,7 +331,8 @@ class KMeans(_BaseKMeans):
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        **_COMMON_CONSTRAINTS, "algorithm": [Options("lloyd", "elkan")], "copy_x": ["boolean"],
+        **_COMMON_CONSTRAINTS, "algorithm": [Options("auto", "lloyd", "elkan")],
+        "copy_x": ["boolean"],
     }
 
     def __init__(
@@ -338,7 +344,7 @@ class KMeans(_BaseKMeans):
         max_iter: int = 300,
         tol: float = 1e-4,
         metric: str = "euclidean",
-        algorithm: str = "lloyd",
+        algorithm: str = "auto",
         random_state: Any = None,
         init_size: int | None = None,
         oversampling_factor: float = 2,
@@ -440,11 +446,19 @@ class KMeans(_BaseKMeans):
                 on_iteration = None
                 if ckpt is not None:
                     on_iteration = _SaveRun(ckpt, batch[0], best)
-                results = A.lloyd(
-                    src, C0s, runs=batch, max_iter=int(self.max_iter), tol=float(self.tol),
-                    final=final_e_steps, metric=self.metric, split_every=int(self.split_every),
-                    always_final=not src.lazy, resume=resume_at, on_iteration=on_iteration,
-                    progress=progress.report)
+                if len(batch) == 1 and self._bounded(src):
+                    results = [A.lloyd_bounded(
+                        src, C0s[0], run=batch[0], max_iter=int(self.max_iter),
+                        tol=float(self.tol), final=final_e_steps, metric=self.metric,
+                        split_every=int(self.split_every), resume=resume_at,
+                        on_iteration=on_iteration, progress=progress.report)]
+                else:
+                    results = A.lloyd(
+                        src, C0s, runs=batch, max_iter=int(self.max_iter),
+                        tol=float(self.tol), final=final_e_steps, metric=self.metric,
+                        split_every=int(self.split_every), always_final=not src.lazy,
+                        resume=resume_at, on_iteration=on_iteration,
+                        progress=progress.report)
                 for run, result in zip(batch, results, strict=True):
                     if best is None or result.inertia < best.inertia:
                         best, best_labels = result, labels_of.get(run)
@@ -463,8 +477,14 @@ class KMeans(_BaseKMeans):
                             else K.assign(src.X, best.centers)[0])
         return self
 
+    def _bounded(self, src: io.Source) -> bool:
+        """Iterate with per-row bounds (see ``algorithm``)."""
+        return self.algorithm != "lloyd" and not isinstance(src, io.DaskSource)
+
     def _runs_per_pass(self, n_features: int) -> int:
         """How many ``n_init`` runs share each pass (see :data:`RUNS_MAX_BYTES`)."""
+        if self.algorithm == "elkan":
+            return 1  # each run keeps its own bounds
         per_run = self.n_clusters * n_features * 8
         return max(1, min(self._n_init(), RUNS_MAX_BYTES // per_run))
 

@@ -266,31 +266,36 @@ import dask
 import dask.array as da
 import daskmeans._reduce as R
 from daskmeans import KMeans
-real, calls = R.lloyd_runs_pass, [0]
+algorithm = sys.argv[3]
+name = "lloyd_runs_pass" if algorithm == "lloyd" else "bounds_pass"
+real, calls = getattr(R, name), [0]
 def dying(*a, **k):
     calls[0] += 1
     if calls[0] == 7:
         os._exit(3)  # the client process dies, mid-fit, without cleaning up
     return real(*a, **k)
-R.lloyd_runs_pass = dying
+setattr(R, name, dying)
 X = np.load(sys.argv[1])
 with dask.config.set(scheduler="threads"):
-    KMeans(8, random_state=0, max_iter=40, tol=0).fit(X, checkpoint=sys.argv[2])
+    KMeans(8, random_state=0, max_iter=40, tol=0, algorithm=algorithm).fit(
+        X, checkpoint=sys.argv[2])
 """
 
 
-def test_checkpoint_resume_after_client_dies(tmp_path: Path, mnist_test) -> None:
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_checkpoint_resume_after_client_dies(tmp_path: Path, mnist_test,
+                                             algorithm: str) -> None:
     X = mnist_test[0][:4000]
     np.save(tmp_path / "X.npy", X)
     ckpt = tmp_path / "fit.npz"
     p = subprocess.run([sys.executable, "-c", CRASHING_FIT, str(tmp_path / "X.npy"),
-                        str(ckpt)], capture_output=True, text=True, timeout=300)
+                        str(ckpt), algorithm], capture_output=True, text=True, timeout=300)
     assert p.returncode == 3, p.stderr
     with np.load(ckpt) as d:
         assert json.loads(bytes(d["header"]).decode())["iteration"] == 6
-    resumed = KMeans(8, random_state=0, max_iter=40, tol=0).fit(X, checkpoint=ckpt,
-                                                                 resume=True)
-    fresh = KMeans(8, random_state=0, max_iter=40, tol=0).fit(X)
+    params = {"random_state": 0, "max_iter": 40, "tol": 0, "algorithm": algorithm}
+    resumed = KMeans(8, **params).fit(X, checkpoint=ckpt, resume=True)
+    fresh = KMeans(8, **params).fit(X)
     np.testing.assert_array_equal(resumed.cluster_centers_, fresh.cluster_centers_)
     assert resumed.n_iter_ == fresh.n_iter_ and resumed.inertia_ == fresh.inertia_
     assert [h["iteration"] for h in resumed.history_] == list(range(1, fresh.n_iter_ + 1))

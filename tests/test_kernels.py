@@ -248,3 +248,42 @@ def test_non_finite_distance_names_the_row() -> None:
     with pytest.raises(K.NonFiniteRow) as e:  # raw rows: an infinite centre
         K.lloyd_partial(np.zeros((300, 3), np.uint8), np.full((1, 3), np.inf), scale=1.0)
     assert e.value.row == 0
+
+
+def test_bounds_block_brute_force_over_iterations() -> None:
+    """Bounded iterations over two blocks: labels equal the brute-force argmin, the
+    bounds hold (upper >= own distance, lower <= every other distance), the summed
+    changes equal the brute-force per-cluster sums, and rows are skipped."""
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(c, 1.0, size=(300, 5)) for c in (0, 4, 8)])
+    X = X[rng.permutation(len(X))].astype(np.float32)
+    C = X[:6].astype(np.float64)
+    parts = [(0, 400), (400, 900)]
+    states = [K.BlockBounds.fresh(b - a) for a, b in parts]
+    S, N = np.zeros((6, 5)), np.zeros(6)
+    seen: dict[int, np.ndarray] = {}
+    margin, skipped = 0.0, 0
+    for it in range(8):
+        tot = None
+        for j, (a, b) in enumerate(parts):
+            st = states[j]
+            step = None if st.version < 0 else K.Drift.of(C, seen[st.version], margin)
+            p, states[j], _ = K.bounds_block(X[a:b], C, st, step, version=it, offset=a)
+            tot = p if tot is None else tot + p
+        margin = K.bounds_margin(tot.xsq_max, C, np.float32) if it == 0 else margin
+        skipped += len(X) - tot.n_read
+        S, N = S + tot.dsums, N + tot.dcounts
+        D = np.sqrt(brute_sqdist(X, C))
+        labels = np.concatenate([s.labels for s in states])
+        np.testing.assert_array_equal(labels, D.argmin(1))
+        upper = np.concatenate([s.upper for s in states])
+        lower = np.concatenate([s.lower for s in states])
+        own = D[np.arange(len(X)), labels]
+        D[np.arange(len(X)), labels] = np.inf
+        assert np.all(upper >= own - 1e-4) and np.all(lower <= D.min(1) + 1e-4)
+        onehot = np.eye(6)[labels]
+        np.testing.assert_allclose(N, onehot.sum(0))
+        np.testing.assert_allclose(S, onehot.T @ X.astype(np.float64), rtol=1e-9, atol=1e-6)
+        seen[it] = C
+        C = np.where(N[:, None] > 0, S / np.maximum(N, 1)[:, None], C)
+    assert skipped > len(X)  # the bounds settled rows without reading them

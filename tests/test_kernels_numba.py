@@ -61,3 +61,39 @@ def test_compiled_functions_are_cached_on_disk(tmp_path: Path) -> None:
                                  capture_output=True, text=True).stdout)
     assert any(tmp_path.rglob("*.nbi"))  # numba's cache index files
     assert again < first / 3, (first, again)
+
+
+@pytest.mark.parametrize("rows", ["float32", "float64", "uint8"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three bounded iterations over one block: the compiled kernel and the numpy
+    reference give the same labels, bounds and summed changes."""
+    monkeypatch.setattr(N, "TILE", 64)
+    rng = np.random.default_rng(5)
+    U = rng.integers(0, 256, size=(500, 9), dtype=np.uint8)
+    X = U.astype(np.float32) * np.float32(1 / 255)
+    data, kw = (U, {"scale": 1 / 255}) if rows == "uint8" else (X.astype(rows), {})
+    w = rng.uniform(0.5, 2, 500) if weighted else None
+    Cs = [X[:7].astype(np.float64)]
+    for _ in range(3):
+        Cs.append(Cs[-1] + rng.normal(0, 0.02, Cs[-1].shape))
+    results = {}
+    for kern in ("numba", "numpy"):
+        monkeypatch.setenv("DASKMEANS_KERNELS", kern)
+        st, out = K.BlockBounds.fresh(500), []
+        for it, C in enumerate(Cs):
+            step = None if it == 0 else K.Drift.of(C, Cs[it - 1], 1e-6)
+            p, st, sm = K.bounds_block(data, C, st, step, w, version=it, **kw)
+            out.append((p, st, sm))
+        results[kern] = out
+    for (p, st, sm), (q, su, sn) in zip(results["numba"], results["numpy"], strict=True):
+        np.testing.assert_array_equal(st.labels, su.labels)
+        np.testing.assert_allclose(st.upper, su.upper, rtol=1e-5, atol=1e-3)  # sqrt near 0
+        np.testing.assert_allclose(st.lower, su.lower, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(p.dsums, q.dsums, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(p.dcounts, q.dcounts, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(p.dsumsq, q.dsumsq, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(sm.umax, sn.umax, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(sm.gapmax, sn.gapmax, rtol=1e-5, atol=2e-3)
+    assert results["numba"][-1][0].n_read < 500  # later iterations skip rows

@@ -466,3 +466,79 @@ def test_held_store_fit_one_compute_per_iteration(pixel_store: Path, counting_sc
     km = KMeans(6, init=C0, max_iter=4, tol=0).fit(io.open_source(pixel_store, cache=True))
     assert km.n_iter_ == 4
     assert counting_scheduler.calls == 1 + 4 + 1  # read and hold + 4 iterations + E-step
+
+
+@pytest.mark.parametrize("k", [10, 64])
+def test_bounds_give_plain_lloyd_iterations_on_real_mnist(
+    mnist_test, k: int, scheduler: str
+) -> None:
+    """algorithm="elkan" (per-row bounds) and "lloyd" (every row every pass): the same
+    labels, n_iter_, centres and inertia, iteration by iteration, on both schedulers."""
+    X, _ = mnist_test
+    C0 = init_rows(X, k, seed=2)
+    plain = KMeans(k, init=C0, algorithm="lloyd", max_iter=60).fit(X)
+    bounded = KMeans(k, init=C0, algorithm="elkan", max_iter=60).fit(X)
+    assert bounded.n_iter_ == plain.n_iter_
+    np.testing.assert_array_equal(bounded.labels_, plain.labels_)
+    np.testing.assert_allclose(bounded.cluster_centers_, plain.cluster_centers_, atol=1e-6)
+    assert bounded.inertia_ == pytest.approx(plain.inertia_, rel=1e-9)
+    for a, b in zip(bounded.history_, plain.history_, strict=True):
+        assert a["inertia"] == pytest.approx(b["inertia"], rel=1e-6)
+        assert a["center_shift"] == pytest.approx(b["center_shift"], rel=1e-4, abs=1e-12)
+    assert KMeans(k).algorithm == "auto"
+
+
+def test_bounded_fit_one_compute_per_iteration_and_skips_settled_blocks(
+    pixel_store: Path, counting_scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamed from a store, a bounded fit makes at most one compute per iteration
+    and, once blocks settle, does not read them; the result is plain Lloyd's."""
+    reads: list[int] = []
+    read = io.ZarrBlock.read
+
+    def counting(self: io.ZarrBlock):  # type: ignore[no-untyped-def]
+        reads.append(self.start)
+        return read(self)
+
+    monkeypatch.setattr(io.ZarrBlock, "read", counting)
+    src = io.open_source(pixel_store, cache=False)
+    C0 = io.open_dataset(pixel_store)[0][:6].compute()
+    plain = KMeans(6, init=C0, algorithm="lloyd", tol=0, max_iter=50).fit(src)
+    counting_scheduler.calls, reads[:] = 0, []
+    km = KMeans(6, init=C0, algorithm="elkan", tol=0, max_iter=50).fit(src)
+    # passes (at most one per iteration) + the final E-step
+    assert counting_scheduler.calls <= km.n_iter_ + 1
+    assert km.n_iter_ == plain.n_iter_ > 3
+    np.testing.assert_allclose(km.cluster_centers_, plain.cluster_centers_, atol=1e-6)
+    assert km.inertia_ == pytest.approx(plain.inertia_, rel=1e-9)
+    assert len(reads) == src.n_blocks * (km.n_iter_ + 1)  # boundary rows in every block
+    np.testing.assert_array_equal(km.labels_.compute(), plain.labels_.compute())
+    # well-separated blobs in 100-row chunks: once the centres sit in the blobs, the
+    # bounds settle every block and the store is no longer read
+    import zarr
+
+    X, _ = make_blobs(n_samples=2000, n_features=4, centers=[[0] * 4, [30] * 4, [-30] * 4],
+                      cluster_std=1.0, random_state=0)
+    z = zarr.create_array(pixel_store.parent / "sep.zarr", shape=X.shape, chunks=(100, 4),
+                          dtype="f8", overwrite=True)
+    z[...] = X
+    src = io.open_source(z, cache=False)
+    C0 = X[[int(np.flatnonzero(np.abs(X[:, 0] - c) < 5)[0]) for c in (0, 30, -30)]]
+    reads[:] = []
+    km = KMeans(3, init=C0, algorithm="elkan", tol=0).fit(src)
+    plain = KMeans(3, init=C0, algorithm="lloyd", tol=0).fit(X)
+    assert km.n_iter_ == plain.n_iter_ == 2
+    np.testing.assert_allclose(km.cluster_centers_, plain.cluster_centers_, rtol=1e-12)
+    assert len(reads) == 2 * src.n_blocks  # first pass and final E-step only
+
+
+def test_bounded_fit_relocates_empty_clusters_as_plain_lloyd(blobs) -> None:
+    X, _ = blobs
+    C0 = np.concatenate([init_rows(X, 4), [[1e3] * X.shape[1]]])  # one centre far away
+    plain = KMeans(5, init=C0, algorithm="lloyd", max_iter=30).fit(X)
+    bounded = KMeans(5, init=C0, algorithm="elkan", max_iter=30).fit(X)
+    assert plain.history_[0]["n_relocated"] == 1
+    assert [h["n_relocated"] for h in bounded.history_] == [
+        h["n_relocated"] for h in plain.history_]
+    np.testing.assert_array_equal(bounded.labels_, plain.labels_)
+    np.testing.assert_allclose(bounded.cluster_centers_, plain.cluster_centers_, atol=1e-9)
