@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -694,19 +694,20 @@ def _lloyd_compiled(X: np.ndarray, scale: float | None, cen: Centres, xsq: np.nd
 
 @dataclass
 class BlockBounds:
-    """A block's rows between Lloyd iterations (Hamerly's bounds): each row's centre,
-    an upper bound of its distance to that centre and a lower bound of its distance
-    to every other centre, valid for the centres of iteration ``version``. 20 bytes a
-    row (784 uint8 pixels: 2.6% of the data)."""
+    """A block's rows between Lloyd iterations: each row's centre, an upper bound of
+    its distance to that centre and, per group of centres (Yinyang's global filter;
+    one group is Hamerly's), a lower bound of its distance to every other centre of
+    the group, valid for the centres of iteration ``version``. ``12 + 8 t`` bytes a row
+    (t groups: 1 below K=32, ``min(8, K // 32)`` above)."""
 
     labels: np.ndarray  # (m,) int32; -1: not assigned yet
     upper: np.ndarray  # (m,) float64
-    lower: np.ndarray  # (m,) float64
+    lower: np.ndarray  # (m, t) float64: per group of centres
     version: int = -1
 
     @classmethod
-    def fresh(cls, m: int) -> BlockBounds:
-        return cls(np.full(m, -1, np.int32), np.full(m, np.inf), np.zeros(m))
+    def fresh(cls, m: int, n_groups: int = 1) -> BlockBounds:
+        return cls(np.full(m, -1, np.int32), np.full(m, np.inf), np.zeros((m, n_groups)))
 
     @property
     def nbytes(self) -> int:
@@ -730,7 +731,8 @@ class BoundsSummary:
         with ``sqrt(margin)`` of slack, more than the rows' own tests keep)."""
         has = self.umax > -np.inf
         slack = np.sqrt(step.margin)
-        by_lower = self.gapmax[has] + step.drift[has] + step.drift_other[has] + slack <= 0
+        # every group bound of a row fell by at most the largest group drift
+        by_lower = self.gapmax[has] + step.drift[has] + step.group_drift.max() + slack <= 0
         by_sep = self.umax[has] + step.drift[has] + slack <= step.half_sep[has]
         return bool(np.all(by_lower | by_sep))
 
@@ -744,12 +746,14 @@ class Drift:
     drift_other: np.ndarray  # (k,) max drift of the other centres
     half_sep: np.ndarray  # (k,) half the distance to the nearest other current centre
     margin: float  # squared-distance slack covering the float rounding of distances
+    group_drift: np.ndarray = field(default_factory=lambda: np.zeros(1))  # (t,) max per group
 
     @classmethod
     def of(cls, C_now: np.ndarray, C_then: np.ndarray, margin: float,
-           half_sep: np.ndarray | None = None) -> Drift:
+           half_sep: np.ndarray | None = None, groups: np.ndarray | None = None) -> Drift:
         """The step from ``C_then`` to ``C_now`` (``half_sep``: of ``C_now``, if known;
-        the same for every block in an iteration, and costs a (k, k) Gram matrix)."""
+        the same for every block in an iteration, and costs a (k, k) Gram matrix;
+        ``groups``: (k,) group of each centre, one group if None)."""
         C_now = np.asarray(C_now, np.float64)
         drift = np.sqrt(((C_now - np.asarray(C_then, np.float64)) ** 2).sum(1))
         k = len(drift)
@@ -760,7 +764,12 @@ class Drift:
             other[order[-1]] = drift[order[-2]]
         if half_sep is None:
             half_sep = half_separation(C_now)
-        return cls(drift, other, half_sep, float(margin))
+        if groups is None or k == 0:
+            group_drift = np.array([drift.max() if k else 0.0])
+        else:
+            group_drift = np.zeros(int(groups.max()) + 1)
+            np.maximum.at(group_drift, groups, drift)
+        return cls(drift, other, half_sep, float(margin), group_drift)
 
 
 def half_separation(C: np.ndarray) -> np.ndarray:
@@ -826,6 +835,7 @@ def bounds_block(
     offset: int = 0,
     scale: float | None = None,
     centres64: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[BoundsPartial, BlockBounds, BoundsSummary]:
     """One Lloyd iteration over a block with Hamerly's bounds, exact: the labels are
     those of :func:`lloyd_runs` (up to float ties), but rows whose bounds prove they
@@ -843,6 +853,8 @@ def bounds_block(
     version : the iteration of ``C`` (stored in the new bounds)
     n_top, moments : as :func:`lloyd_runs`, only for fresh bounds (exact distances)
     centres64 : C as float64, if the caller has it (C prepared as :class:`Centres`)
+    groups : (k,) group of each centre (``state.lower`` holds one bound per group);
+        one group if None
 
     Returns
     -------
@@ -871,23 +883,25 @@ def bounds_block(
     if centres64 is None:
         centres64 = cen.centres() if isinstance(C, Centres) else np.asarray(C)
     C64 = np.ascontiguousarray(centres64, dtype=np.float64)
+    grp = np.zeros(k, np.int64) if groups is None else np.asarray(groups, np.int64)
+    t = state.lower.shape[1]
     if step is None:
         if not (state.labels < 0).all():
             raise ValueError("bounds that refer to earlier centres need their drift")
-        step = Drift(np.zeros(k), np.zeros(k), np.zeros(k), 0.0)
+        step = Drift(np.zeros(k), np.zeros(k), np.zeros(k), 0.0, np.zeros(t))
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
-    out = BlockBounds(np.empty(n, np.int32), np.empty(n), np.empty(n), version)
+    out = BlockBounds(np.empty(n, np.int32), np.empty(n), np.empty((n, t)), version)
     dS, dN, dQ = np.zeros((k, d)), np.zeros(k), np.zeros(k)
     if compiled_kernels():
         N = _numba()
         bad, n_read, n_full, x2max = N.bounds_pass(
-            np.ascontiguousarray(X), float(scale or 1.0), raw, cen.m2t, cen.sq, C64,
+            np.ascontiguousarray(X), float(scale or 1.0), raw, cen.m2t, cen.sq, C64, grp,
             np.empty(0) if w is None else w, state.labels, state.upper, state.lower,
-            step.drift, step.drift_other, step.half_sep, step.margin, N.TILE,
+            step.drift, step.group_drift, step.half_sep, step.margin, N.TILE,
             out.labels, out.upper, out.lower, dS, dN, dQ)
     else:
         bad, n_read, n_full, x2max = _bounds_numpy(
-            X, scale, cen, C64, w, state, step, out, dS, dN, dQ)
+            X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
     if bad >= 0:
         raise NonFiniteRow(int(bad))
     top = mom = None
@@ -906,25 +920,25 @@ def bounds_block(
     else:
         umax[:], gapmax[:] = -np.inf, -np.inf
         np.maximum.at(umax, out.labels, out.upper)
-        np.maximum.at(gapmax, out.labels, out.upper - out.lower)
+        np.maximum.at(gapmax, out.labels, out.upper - out.lower.min(1))
     part = BoundsPartial(dS, dN, dQ, n, int(n_read), int(n_full), float(x2max), top, mom)
     return part, out, BoundsSummary(umax, gapmax, version)
 
 
 def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarray,
-                  w: np.ndarray | None, state: BlockBounds, step: Drift, out: BlockBounds,
-                  dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray
+                  grp: np.ndarray, w: np.ndarray | None, state: BlockBounds, step: Drift,
+                  out: BlockBounds, dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray
                   ) -> tuple[int, int, int, float]:
     """The numpy reference of the compiled bounded pass (same outputs)."""
-    k = cen.k
+    k, t = cen.k, state.lower.shape[1]
     a = state.labels
     fresh = a < 0
     ai = np.where(fresh, 0, a)
     ub = state.upper + step.drift[ai]
-    lb = state.lower - step.drift_other[ai]
-    bnd = np.maximum(step.half_sep[ai], lb)
+    lg = state.lower - step.group_drift[None, :]
+    bnd = np.maximum(step.half_sep[ai], lg.min(1))
     ok = (bnd > 0) & (ub * ub <= bnd * bnd - step.margin) & ~fresh
-    out.labels[:], out.upper[:], out.lower[:] = a, ub, lb
+    out.labels[:], out.upper[:], out.lower[:] = a, ub, lg
     read = np.flatnonzero(~ok)
     rows = X[read]
     rows = scale_rows(rows, scale) if scale is not None else rows
@@ -942,10 +956,12 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
     if not np.isfinite(s1).all():
         return int(full[np.flatnonzero(~np.isfinite(s1))[0]]), len(read), len(full), 0.0
     D[np.arange(len(full)), lab] = np.inf
-    second = D.min(1) if k > 1 else np.full(len(full), np.inf)
     out.labels[full] = lab
     out.upper[full] = np.sqrt(np.maximum(s1.astype(np.float64), 0))
-    out.lower[full] = np.sqrt(np.maximum((second + x2).astype(np.float64), 0))
+    for g in range(t):
+        in_g = grp == g
+        gmin = D[:, in_g].min(1) if in_g.any() else np.full(len(full), np.inf)
+        out.lower[full, g] = np.sqrt(np.maximum((gmin + x2).astype(np.float64), 0))
     old = a[full]
     moved = lab != old
     wf = np.ones(len(full)) if w is None else w[full]
@@ -958,6 +974,7 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
     np.subtract.at(dQ, old[moved][was], (wm * x2m)[was])
     np.subtract.at(dS, old[moved][was], (xm * wm[:, None])[was])
     return -1, len(read), len(full), float(x2.max())
+
 
 def kmeans_plusplus(
     X: np.ndarray,

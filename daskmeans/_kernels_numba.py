@@ -188,69 +188,87 @@ def _sqdist(x: np.ndarray, c: np.ndarray) -> float:
 
 @_jit
 def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.ndarray,
-           m2t: np.ndarray, csq: np.ndarray, w: np.ndarray, lab_in: np.ndarray,
-           lab: np.ndarray, u: np.ndarray, lo: np.ndarray, dS: np.ndarray, dN: np.ndarray,
-           dQ: np.ndarray) -> int:
-    """Full assignment of the ``cnt`` gathered rows (one GEMM); moved rows leave their
-    old cluster's sums for the new one's. Returns a row with a non-finite distance or
-    -1."""
+           m2t: np.ndarray, csq: np.ndarray, group: np.ndarray, w: np.ndarray,
+           lab_in: np.ndarray, lab: np.ndarray, u: np.ndarray, lo: np.ndarray,
+           dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray) -> int:
+    """Full assignment of the ``cnt`` gathered rows (one GEMM): the nearest centre,
+    the distance to it and, per group of centres, the distance to the nearest other
+    one; moved rows leave their old cluster's sums for the new one's. Returns a row
+    with a non-finite distance or -1."""
     if cnt == 0:
         return -1
     Db = D[:cnt]
     np.dot(G[:cnt], m2t, Db)
     k = csq.shape[0]
+    t = lo.shape[1]
     weighted = w.shape[0] > 0
+    gm1 = np.empty(t, dtype=D.dtype)  # per group: nearest, second nearest, its index
+    gm2 = np.empty(t, dtype=D.dtype)
+    gj = np.empty(t, dtype=np.int64)
     for r in range(cnt):
         i = gidx[r]
-        best = Db[r, 0] + csq[0]
-        bj = 0
-        second = np.inf
-        for j in range(1, k):
+        gm1[:] = np.inf
+        gm2[:] = np.inf
+        gj[:] = -1
+        for j in range(k):  # one sweep: first minimum wins ties, as np.argmin
             v = Db[r, j] + csq[j]
-            if v < best:
-                second = best
-                best, bj = v, j
-            elif v < second:
-                second = v
-        s1 = best + gx2[r]
+            g = group[j]
+            if v < gm1[g]:
+                gm2[g] = gm1[g]
+                gm1[g], gj[g] = v, j
+            elif v < gm2[g]:
+                gm2[g] = v
+        gb = -1
+        for g in range(t):  # the nearest overall; ties to the smaller centre index
+            if gj[g] >= 0 and (gb < 0 or gm1[g] < gm1[gb] or (gm1[g] == gm1[gb]
+                                                               and gj[g] < gj[gb])):
+                gb = g
+        if gb < 0:  # NaN distances compare false everywhere
+            return i
+        bj = gj[gb]
+        s1 = gm1[gb] + gx2[r]
         if not np.isfinite(s1):
             return i
         u[i] = np.sqrt(max(s1, 0.0))
-        lo[i] = np.sqrt(max(second + gx2[r], 0.0)) if k > 1 else np.inf
+        for g in range(t):
+            v = gm2[g] if g == gb else gm1[g]
+            lo[i, g] = np.sqrt(max(v + gx2[r], 0.0))
         lab[i] = bj
         a = lab_in[i]
         if bj != a:
             wi = w[i] if weighted else 1.0
             dN[bj] += wi
             dQ[bj] += wi * gx2[r]
-            for t in range(G.shape[1]):
-                dS[bj, t] += wi * G[r, t]
+            for t_ in range(G.shape[1]):
+                dS[bj, t_] += wi * G[r, t_]
             if a >= 0:  # leaves its old cluster (none before the first assignment)
                 dN[a] -= wi
                 dQ[a] -= wi * gx2[r]
-                for t in range(G.shape[1]):
-                    dS[a, t] -= wi * G[r, t]
+                for t_ in range(G.shape[1]):
+                    dS[a, t_] -= wi * G[r, t_]
     return -1
 
 
 @_jit
 def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np.ndarray,
-                C64: np.ndarray, w: np.ndarray, lab_in: np.ndarray, u_in: np.ndarray,
-                l_in: np.ndarray, drift: np.ndarray, drift_other: np.ndarray,
-                half_sep: np.ndarray, margin: float, tile: int, lab: np.ndarray,
-                u: np.ndarray, lo: np.ndarray, dS: np.ndarray, dN: np.ndarray,
-                dQ: np.ndarray) -> tuple[int, int, int, float]:
-    """One Lloyd iteration with Hamerly bounds over a block (see
-    :func:`daskmeans._kernels.bounds_block`): rows whose bounds prove they keep their
-    centre are not read; the others are tightened against their own centre, and those
-    still in doubt are assigned in full, a GEMM per ``tile`` gathered rows. Rows with
-    label -1 have no bounds yet and are assigned in full. Writes the new labels and
-    bounds into ``lab``, ``u``, ``lo`` and the changes of the per-cluster sums, weights
-    and ``sum w |x|^2`` of the rows that moved into ``dS``, ``dN``, ``dQ``. Returns
-    (first non-finite row or -1, rows read, rows assigned in full, largest |x|^2 of
-    those)."""
+                C64: np.ndarray, group: np.ndarray, w: np.ndarray, lab_in: np.ndarray,
+                u_in: np.ndarray, l_in: np.ndarray, drift: np.ndarray,
+                group_drift: np.ndarray, half_sep: np.ndarray, margin: float, tile: int,
+                lab: np.ndarray, u: np.ndarray, lo: np.ndarray, dS: np.ndarray,
+                dN: np.ndarray, dQ: np.ndarray) -> tuple[int, int, int, float]:
+    """One Lloyd iteration with Yinyang-style bounds over a block (see
+    :func:`daskmeans._kernels.bounds_block`): per row an upper bound of the distance to
+    its centre and, per group of centres, a lower bound of the distance to every other
+    centre of the group. Rows whose bounds prove they keep their centre are not read;
+    the others are tightened against their own centre, and those still in doubt are
+    assigned in full, a GEMM per ``tile`` gathered rows. Rows with label -1 have no
+    bounds yet and are assigned in full. Writes the new labels and bounds into ``lab``,
+    ``u``, ``lo`` and the changes of the per-cluster sums, weights and
+    ``sum w |x|^2`` of the rows that moved into ``dS``, ``dN``, ``dQ``. Returns (first
+    non-finite row or -1, rows read, rows assigned in full, largest |x|^2 of those)."""
     n, d = X.shape
     k = C64.shape[0]
+    t = l_in.shape[1]
     G = np.empty((tile, d), dtype=m2t.dtype)
     D = np.empty((tile, m2t.shape[1]), dtype=m2t.dtype)
     gidx = np.empty(tile, dtype=np.int64)
@@ -264,16 +282,21 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
         xr = G[cnt]
         if a >= 0:
             ub = u_in[i] + drift[a]
-            lb = l_in[i] - drift_other[a]
-            bnd = max(half_sep[a], lb)
+            lmin = np.inf
+            for g in range(t):
+                v = l_in[i, g] - group_drift[g]
+                lo[i, g] = v
+                if v < lmin:
+                    lmin = v
+            bnd = max(half_sep[a], lmin)
             if bnd > 0 and ub * ub <= bnd * bnd - margin:
-                lab[i], u[i], lo[i] = a, ub, lb
+                lab[i], u[i] = a, ub
                 continue
             n_read += 1
             _load_row(X, i, scale, raw, xr)
             d2 = _sqdist(xr, C64[a])
             if bnd > 0 and d2 <= bnd * bnd - margin:
-                lab[i], u[i], lo[i] = a, np.sqrt(d2), lb
+                lab[i], u[i] = a, np.sqrt(d2)
                 continue
         else:
             n_read += 1
@@ -284,26 +307,32 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
         cnt += 1
         n_full += 1
         if cnt == tile:
-            bad = _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], w, lab_in, lab, u, lo, dS, dN,
-                         dQ)
+            bad = _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u, lo,
+                         dS, dN, dQ)
             if bad >= 0:
                 return bad, n_read, n_full, x2max
             cnt = 0
-    bad = _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], w, lab_in, lab, u, lo, dS, dN, dQ)
+    bad = _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u, lo, dS, dN,
+                 dQ)
     return bad, n_read, n_full, x2max
 
 
 @_jit
 def cluster_extrema(lab: np.ndarray, u: np.ndarray, lo: np.ndarray, k: int,
                     umax: np.ndarray, gapmax: np.ndarray) -> None:
-    """Per cluster, the largest upper bound and the largest ``upper - lower`` of its
-    rows (-inf for clusters without rows), written into ``umax`` and ``gapmax``."""
+    """Per cluster, the largest upper bound and the largest ``upper - lower`` (the
+    smallest of a row's group bounds) of its rows (-inf for clusters without rows),
+    written into ``umax`` and ``gapmax``."""
     umax[:] = -np.inf
     gapmax[:] = -np.inf
     for i in range(lab.shape[0]):
         a = lab[i]
         if u[i] > umax[a]:
             umax[a] = u[i]
-        g = u[i] - lo[i]
-        if g > gapmax[a]:
-            gapmax[a] = g
+        lmin = np.inf
+        for g in range(lo.shape[1]):
+            if lo[i, g] < lmin:
+                lmin = lo[i, g]
+        gap = u[i] - lmin
+        if gap > gapmax[a]:
+            gapmax[a] = gap

@@ -468,7 +468,8 @@ def _batch_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
 
 def bounds_pass(
     src: Source, C: np.ndarray, states: Sequence[Any], steps: dict[int, K.Drift | None],
-    *, version: int, n_top: int = 0, moments: bool = False, split_every: int = SPLIT_EVERY,
+    *, version: int, groups: np.ndarray | None = None, n_top: int = 0,
+    moments: bool = False, split_every: int = SPLIT_EVERY,
 ) -> tuple[K.BoundsPartial, dict[int, Any], dict[int, K.BoundsSummary]]:
     """One Lloyd iteration with per-row bounds (:func:`daskmeans._kernels.bounds_block`)
     over the blocks named in ``steps`` (block -> how the centres moved since its
@@ -490,7 +491,7 @@ def bounds_pass(
     parts, new, summaries = [], {}, {}
     for i in blocks:
         w = None if src.weights is None else src.weights[src.bounds[i]:src.bounds[i + 1]]
-        p, st, sm = task(light, src.block(i), w, states[i], steps[i], cen, C64,
+        p, st, sm = task(light, src.block(i), w, states[i], steps[i], cen, C64, groups,
                          src.offset(i), version, n_top, moments)
         parts.append(p)
         new[i], summaries[i] = st, sm
@@ -514,20 +515,22 @@ def bounds_pass(
 
 
 def _bounds_call(light: _Light, rows: Any, w: Any, state: K.BlockBounds, step: K.Drift | None,
-                 C: K.Centres, C64: np.ndarray, offset: int, version: int, n_top: int,
-                 moments: bool) -> tuple[K.BoundsPartial, K.BlockBounds, K.BoundsSummary]:
+                 C: K.Centres, C64: np.ndarray, groups: np.ndarray | None, offset: int,
+                 version: int, n_top: int, moments: bool
+                 ) -> tuple[K.BoundsPartial, K.BlockBounds, K.BoundsSummary]:
     kernel = functools.partial(_bounds_kernel, state=state, step=step, C64=C64,
-                               version=version, n_top=n_top, moments=moments)
+                               groups=groups, version=version, n_top=n_top, moments=moments)
     return _call(kernel, light, rows, w, None, C, offset, {}, True)
 
 
 def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                    C: K.Centres, *, offset: int, state: K.BlockBounds, step: K.Drift | None,
-                   C64: np.ndarray, version: int, n_top: int, moments: bool,
-                   scale: float | None = None
+                   C64: np.ndarray, groups: np.ndarray | None, version: int, n_top: int,
+                   moments: bool, scale: float | None = None
                    ) -> tuple[K.BoundsPartial, K.BlockBounds, K.BoundsSummary]:
     return K.bounds_block(x, C, state, step, w, version=version, n_top=n_top,
-                          moments=moments, offset=offset, scale=scale, centres64=C64)
+                          moments=moments, offset=offset, scale=scale, centres64=C64,
+                          groups=groups)
 
 
 def score_pass(src: Source, C: np.ndarray, labels_true: Any = None,

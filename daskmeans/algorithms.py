@@ -209,6 +209,28 @@ def lloyd(
             for i in range(n_runs)]
 
 
+#: Yinyang groups: one lower bound per group of centres (see :func:`centre_groups`).
+GROUP_CENTRES = 32
+MAX_GROUPS = 8
+
+
+def centre_groups(C: np.ndarray) -> np.ndarray:
+    """(k,) group of each centre for the rows' lower bounds: one group (Hamerly's
+    single bound) below :data:`GROUP_CENTRES` centres, else ``min(8, k // 32)`` groups
+    of nearby centres (k-means on the initial centres, as Yinyang K-means does). On
+    Fashion-MNIST at K=256 the share of rows assigned in full over a whole fit fell from
+    52% with one bound to 32% with 8 groups (28% with 16, 26% with 25)."""
+    k = len(C)
+    t = min(MAX_GROUPS, k // GROUP_CENTRES)
+    if t <= 1:
+        return np.zeros(k, np.int64)
+    from sklearn.cluster import KMeans as _SKKMeans
+
+    with R.client_blas():
+        labels = _SKKMeans(t, n_init=1, random_state=0).fit(np.asarray(C, np.float64)).labels_
+    return np.asarray(labels, np.int64)
+
+
 def lloyd_bounded(
     src: Source,
     C0: np.ndarray,
@@ -250,7 +272,9 @@ def lloyd_bounded(
     history: list[IterationRecord] = [] if resume is None else resume.history
     start = 0 if resume is None else resume.iteration
     n_blocks = src.n_blocks
-    fresh_states = [K.BlockBounds.fresh(src.block_rows(i)) for i in range(n_blocks)]
+    groups = centre_groups(C)
+    t = int(groups.max()) + 1
+    fresh_states = [K.BlockBounds.fresh(src.block_rows(i), t) for i in range(n_blocks)]
     states: list[Any] = list(fresh_states)
     summaries: list[K.BoundsSummary | None] = [None] * n_blocks
     centres_at: dict[int, np.ndarray] = {}
@@ -264,7 +288,7 @@ def lloyd_bounded(
         if first:
             part, new, sums = R.bounds_pass(
                 src, C, fresh_states, dict.fromkeys(range(n_blocks)), version=it, n_top=k,
-                moments=it == 0 and tol > 0, split_every=split_every)
+                groups=groups, moments=it == 0 and tol > 0, split_every=split_every)
         else:
             steps: dict[int, K.Drift | None] = {}
             by_version: dict[int, K.Drift] = {}  # blocks read last iteration share one
@@ -274,12 +298,12 @@ def lloyd_bounded(
                     assert sm is not None
                     if sm.version not in by_version:
                         by_version[sm.version] = K.Drift.of(C, centres_at[sm.version],
-                                                            margin, half_sep)
+                                                            margin, half_sep, groups)
                     if not sm.settled(by_version[sm.version]):
                         steps[i] = by_version[sm.version]
             if steps:
                 part, new, sums = R.bounds_pass(src, C, states, steps, version=it,
-                                                split_every=split_every)
+                                                groups=groups, split_every=split_every)
             else:  # every block settled: no row can move, nothing to read
                 part = K.BoundsPartial(np.zeros((k, d)), np.zeros(k), np.zeros(k), 0, 0, 0,
                                        0.0)
@@ -288,7 +312,7 @@ def lloyd_bounded(
         if not first and (N2 <= 0).any():  # an empty cluster: redo this pass in full
             part, new, sums = R.bounds_pass(src, C, fresh_states,
                                             dict.fromkeys(range(n_blocks)), version=it,
-                                            n_top=k, split_every=split_every)
+                                            n_top=k, groups=groups, split_every=split_every)
             S2, N2, Q2 = part.dsums, part.dcounts, part.dsumsq
             first = True
         if first:

@@ -14,7 +14,11 @@ of the per-round ratios (with their range), because these virtual machines' spee
 drifts by up to 2x within minutes and a ratio of two measurements taken minutes apart
 means little.
 
-Rows:
+Rows (ours run ``algorithm="lloyd"``, every row assigned in every iteration, unless
+marked "bounds": ``algorithm="auto"``, the default, whose per-row bounds skip rows that
+cannot change centre; with ``tol=0`` from the same centres both make the same
+iterations; how much bounds save grows as a fit converges, see
+``scripts/benchmark_converge.py`` for whole fits):
 - ours, threaded: numpy input, dask's threaded scheduler;
 - ours, LocalCluster 2x1: 2 worker processes x 1 thread, data persisted;
 - ours, <store> streamed: every iteration reads and decodes the compressed uint8 store
@@ -164,17 +168,22 @@ def main() -> None:
         def sk(m: int, C0: np.ndarray = C0, k: int = k) -> object:
             return SKKMeans(k, init=C0, n_init=1, max_iter=m, tol=0, algorithm="lloyd").fit(X)
 
-        def ours(data: object, C0: np.ndarray = C0, k: int = k) -> Callable[[int], object]:
-            return lambda m: KMeans(k, init=C0, max_iter=m, tol=0).fit(data)
+        def ours(data: object, C0: np.ndarray = C0, k: int = k,
+                 algorithm: str = "lloyd") -> Callable[[int], object]:
+            return lambda m: KMeans(k, init=C0, max_iter=m, tol=0,
+                                    algorithm=algorithm).fit(data)
 
         contenders: list[tuple[str, Callable[[int], object], Callable[[], object], int]] = [
             ("scikit-learn (lloyd)", sk, contextlib.nullcontext, args.repeat),
             ("daskmeans threaded", ours(X), threads, args.repeat),
+            ("daskmeans threaded, bounds", ours(X, algorithm="auto"), threads, args.repeat),
         ] + [(f"daskmeans {name} {how}", ours(io.open_source(z, cache=how == "held")),
               threads, args.repeat) for name, z in stores.items()
              for how in ("streamed", "held")]
         if Xp is not None:
             contenders.append(("daskmeans LocalCluster 2x1", ours(Xp), on_cluster, args.repeat))
+            contenders.append(("daskmeans LocalCluster 2x1, bounds",
+                               ours(Xp, algorithm="auto"), on_cluster, args.repeat))
             if not args.no_dask_ml:
                 from dask_ml.cluster import KMeans as DMKMeans
 

@@ -250,16 +250,20 @@ def test_non_finite_distance_names_the_row() -> None:
     assert e.value.row == 0
 
 
-def test_bounds_block_brute_force_over_iterations() -> None:
-    """Bounded iterations over two blocks: labels equal the brute-force argmin, the
-    bounds hold (upper >= own distance, lower <= every other distance), the summed
-    changes equal the brute-force per-cluster sums, and rows are skipped."""
+@pytest.mark.parametrize("groups", [None, [0, 1, 0, 1, 2, 2]])
+def test_bounds_block_brute_force_over_iterations(groups: list[int] | None) -> None:
+    """Bounded iterations over two blocks (one lower bound per row, or one per group
+    of centres): labels equal the brute-force argmin, the bounds hold (upper >= own
+    distance, each group's lower bound <= the distance to every other centre of the
+    group), the summed changes equal the brute-force sums, and rows are skipped."""
+    grp = None if groups is None else np.array(groups)
+    t = 1 if grp is None else 3
     rng = np.random.default_rng(4)
     X = np.concatenate([rng.normal(c, 1.0, size=(300, 5)) for c in (0, 4, 8)])
     X = X[rng.permutation(len(X))].astype(np.float32)
     C = X[:6].astype(np.float64)
     parts = [(0, 400), (400, 900)]
-    states = [K.BlockBounds.fresh(b - a) for a, b in parts]
+    states = [K.BlockBounds.fresh(b - a, t) for a, b in parts]
     S, N = np.zeros((6, 5)), np.zeros(6)
     seen: dict[int, np.ndarray] = {}
     margin, skipped = 0.0, 0
@@ -267,8 +271,10 @@ def test_bounds_block_brute_force_over_iterations() -> None:
         tot = None
         for j, (a, b) in enumerate(parts):
             st = states[j]
-            step = None if st.version < 0 else K.Drift.of(C, seen[st.version], margin)
-            p, states[j], _ = K.bounds_block(X[a:b], C, st, step, version=it, offset=a)
+            step = None if st.version < 0 else K.Drift.of(C, seen[st.version], margin,
+                                                          groups=grp)
+            p, states[j], _ = K.bounds_block(X[a:b], C, st, step, version=it, offset=a,
+                                             groups=grp)
             tot = p if tot is None else tot + p
         margin = K.bounds_margin(tot.xsq_max, C, np.float32) if it == 0 else margin
         skipped += len(X) - tot.n_read
@@ -280,7 +286,10 @@ def test_bounds_block_brute_force_over_iterations() -> None:
         lower = np.concatenate([s.lower for s in states])
         own = D[np.arange(len(X)), labels]
         D[np.arange(len(X)), labels] = np.inf
-        assert np.all(upper >= own - 1e-4) and np.all(lower <= D.min(1) + 1e-4)
+        assert np.all(upper >= own - 1e-4)
+        for g in range(t):
+            in_g = np.ones(6, bool) if grp is None else grp == g
+            assert np.all(lower[:, g] <= D[:, in_g].min(1) + 1e-4)
         onehot = np.eye(6)[labels]
         np.testing.assert_allclose(N, onehot.sum(0))
         np.testing.assert_allclose(S, onehot.T @ X.astype(np.float64), rtol=1e-9, atol=1e-6)

@@ -78,13 +78,15 @@ def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
     Cs = [X[:7].astype(np.float64)]
     for _ in range(3):
         Cs.append(Cs[-1] + rng.normal(0, 0.02, Cs[-1].shape))
+    groups = np.array([0, 0, 1, 1, 2, 2, 2])  # three groups of centres, three bounds
     results = {}
     for kern in ("numba", "numpy"):
         monkeypatch.setenv("DASKMEANS_KERNELS", kern)
-        st, out = K.BlockBounds.fresh(500), []
+        st, out = K.BlockBounds.fresh(500, 3), []
         for it, C in enumerate(Cs):
-            step = None if it == 0 else K.Drift.of(C, Cs[it - 1], 1e-6)
-            p, st, sm = K.bounds_block(data, C, st, step, w, version=it, **kw)
+            step = None if it == 0 else K.Drift.of(C, Cs[it - 1], 1e-6, groups=groups)
+            p, st, sm = K.bounds_block(data, C, st, step, w, version=it, groups=groups,
+                                       **kw)
             out.append((p, st, sm))
         results[kern] = out
     for (p, st, sm), (q, su, sn) in zip(results["numba"], results["numpy"], strict=True):

@@ -25,7 +25,7 @@ def test_benchmark_prints_every_row(mnist_dir: Path) -> None:
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     names = [r.split(" | ")[0].lstrip("| ") for r in rows[1:]]
     stores = ["our store", "zarr v3 Blosc", "zarr v3 sharded zstd", "zarr v2"]
-    assert names == ["scikit-learn (lloyd)", "daskmeans threaded",
+    assert names == ["scikit-learn (lloyd)", "daskmeans threaded", "daskmeans threaded, bounds",
                      *(f"daskmeans {s} {h}" for s in stores for h in ("streamed", "held")),
                      "floor: distance GEMM alone"], out
     assert "our store held / in-memory, K=3:" in out
@@ -51,3 +51,16 @@ def test_benchmark_kernel_prints_both_kernels(mnist_dir: Path) -> None:
     assert "numba kernels: compiled on first use in" in out
     rows = [line for line in out.splitlines() if line.startswith("| 3 |")]
     assert [r.split(" | ")[1] for r in rows] == ["float32", "uint8"], out
+
+
+@pytest.mark.slow
+def test_benchmark_converge_prints_every_contender(mnist_dir: Path) -> None:
+    out = run_script("benchmark_converge.py", "--data", str(mnist_dir), "--k", "3",
+                     "--rounds", "1", "--no-peers")
+    rows = [line.split(" | ")[0].lstrip("| ") for line in out.splitlines()
+            if line.startswith("| ") and "contender" not in line]
+    assert rows == ["scikit-learn lloyd", "scikit-learn elkan", "daskmeans lloyd, in memory",
+                    "daskmeans auto (bounds), in memory", "daskmeans auto, Zarr store held",
+                    "daskmeans auto, Zarr store streamed"], out
+    inertias = {line.rsplit(", ", 1)[1] for line in out.splitlines() if " it, " in line}
+    assert len(inertias) == 1, out  # every contender converged to the same answer
