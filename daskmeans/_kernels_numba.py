@@ -142,7 +142,8 @@ def lloyd_raw(X: np.ndarray, scale: float, m2t: np.ndarray, csq: np.ndarray,
 
 def warm_up() -> float:
     """Compile (or load from numba's on-disk cache) every specialisation a fit uses
-    (float32, float64 and uint8 rows, weighted or not); returns the seconds it took."""
+    (float32, float64 and uint8 rows, weighted or not; plain and bounded passes);
+    returns the seconds it took."""
     t0 = time.perf_counter()
     for dtype in (np.float32, np.float64):
         X = np.zeros((3, 2), dtype=dtype)
@@ -157,6 +158,15 @@ def warm_up() -> float:
                 lloyd_raw(np.zeros((3, 2), np.uint8), 1.0, m2t, csq, np.empty(0, dtype), w,
                           1, 2, TILE, np.empty((3, 1), np.int32), np.empty((3, 1), dtype),
                           np.zeros((2, 2)), np.zeros(2))
+            for rows, raw in ((X, False), (np.zeros((3, 2), np.uint8), True)):
+                if raw and dtype != np.float32:
+                    continue
+                lab, u, lo = np.empty(3, np.int32), np.empty(3), np.empty((3, 1))
+                bounds_pass(rows, 1.0, raw, m2t, csq, np.zeros((2, 2)), np.zeros(2, np.int64),
+                            w, np.full(3, -1, np.int32), np.full(3, np.inf),
+                            np.zeros((3, 1)), np.zeros(2), np.zeros(1), np.zeros(2), 0.0,
+                            TILE, lab, u, lo, np.zeros((2, 2)), np.zeros(2), np.zeros(2))
+                cluster_extrema(lab, u, lo, 2, np.empty(2), np.empty(2))
     return time.perf_counter() - t0
 
 
