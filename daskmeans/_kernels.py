@@ -533,6 +533,15 @@ class LloydRuns:
         return LloydRuns(tuple(a + b for a, b in zip(self.parts, other.parts, strict=True)))
 
 
+def _rows_and_centres(X: np.ndarray, C: np.ndarray | Centres, scale: float | None
+                      ) -> tuple[np.ndarray, Centres]:
+    """A block as (m, d) rows (raw rows with ``scale`` flattened: they are float32
+    once scaled) and the centres prepared for their dtype."""
+    if scale is not None:
+        X = X.reshape(X.shape[0], -1)
+    return X, Centres.of(C, np.dtype(np.float32) if scale is not None else X.dtype)
+
+
 def lloyd_runs(
     X: np.ndarray,
     C: np.ndarray | Centres,
@@ -564,12 +573,8 @@ def lloyd_runs(
     ([2.0, 1.0], [1.0, 2.0], 130.0)
     """
     n = X.shape[0]
-    raw = scale is not None
-    if raw:
-        X = X.reshape(n, -1)
-    dtype = np.dtype(np.float32) if raw else X.dtype
-    d = X.shape[1]
-    cen = Centres.of(C, dtype)
+    X, cen = _rows_and_centres(X, C, scale)
+    dtype, d = cen.dtype, X.shape[1]
     kk = cen.k
     if runs < 1 or kk % runs:
         raise ValueError(f"runs must divide the {kk} stacked centres, got {runs!r}")
@@ -873,12 +878,8 @@ def bounds_block(
     ([0.0, 0.0], 0, [0, 0, 1])
     """
     n = X.shape[0]
-    raw = scale is not None
-    if raw:
-        X = X.reshape(n, -1)
-    dtype = np.dtype(np.float32) if raw else X.dtype
-    d = X.shape[1]
-    cen = Centres.of(C, dtype)
+    X, cen = _rows_and_centres(X, C, scale)
+    raw, d = scale is not None, X.shape[1]
     k = cen.k
     if centres64 is None:
         centres64 = cen.centres() if isinstance(C, Centres) else np.asarray(C)

@@ -84,6 +84,23 @@ def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray,
 
 
 @_jit
+def _lloyd_tile(xb: np.ndarray, D: np.ndarray, x2: np.ndarray, m2t: np.ndarray,
+                csq: np.ndarray, xsq: np.ndarray, s0: int, w: np.ndarray, runs: int, k: int,
+                labels: np.ndarray, sqd: np.ndarray, sums: np.ndarray,
+                counts: np.ndarray) -> int:
+    """One tile of float rows starting at row ``s0``: the GEMM into ``D``, ``|x|^2``
+    (given or summed here into ``x2``), then :func:`_assign_tile`."""
+    m = xb.shape[0]
+    Db = D[:m]
+    np.dot(xb, m2t, Db)
+    if xsq.shape[0] > 0:
+        x2[:m] = xsq[s0:s0 + m]
+    else:
+        row_sq(xb, x2)
+    return _assign_tile(xb, Db, csq, x2, s0, w, runs, k, labels, sqd, sums, counts)
+
+
+@_jit
 def lloyd_float(X: np.ndarray, m2t: np.ndarray, csq: np.ndarray, xsq: np.ndarray,
                 w: np.ndarray, runs: int, k: int, tile: int, labels: np.ndarray,
                 sqd: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> int:
@@ -96,15 +113,8 @@ def lloyd_float(X: np.ndarray, m2t: np.ndarray, csq: np.ndarray, xsq: np.ndarray
     D = np.empty((tile, m2t.shape[1]), dtype=m2t.dtype)
     x2 = np.empty(tile, dtype=m2t.dtype)
     for s0 in range(0, n, tile):
-        s1 = min(n, s0 + tile)
-        xb = X[s0:s1]
-        Db = D[: s1 - s0]
-        np.dot(xb, m2t, Db)
-        if xsq.shape[0] > 0:
-            x2[: s1 - s0] = xsq[s0:s1]
-        else:
-            row_sq(xb, x2)
-        bad = _assign_tile(xb, Db, csq, x2, s0, w, runs, k, labels, sqd, sums, counts)
+        bad = _lloyd_tile(X[s0:min(n, s0 + tile)], D, x2, m2t, csq, xsq, s0, w, runs, k,
+                          labels, sqd, sums, counts)
         if bad >= 0:
             return bad
     return -1
@@ -128,13 +138,8 @@ def lloyd_raw(X: np.ndarray, scale: float, m2t: np.ndarray, csq: np.ndarray,
         for i in range(s1 - s0):
             for t in range(d):
                 xb[i, t] = np.float32(X[s0 + i, t]) * sc
-        Db = D[: s1 - s0]
-        np.dot(xb, m2t, Db)
-        if xsq.shape[0] > 0:
-            x2[: s1 - s0] = xsq[s0:s1]
-        else:
-            row_sq(xb, x2)
-        bad = _assign_tile(xb, Db, csq, x2, s0, w, runs, k, labels, sqd, sums, counts)
+        bad = _lloyd_tile(xb, D, x2, m2t, csq, xsq, s0, w, runs, k, labels, sqd, sums,
+                          counts)
         if bad >= 0:
             return bad
     return -1
