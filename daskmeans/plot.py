@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "centroid_grid",
+    "label_order",
     "contingency_heatmap",
     "elbow_curve",
     "quantize_comparison",
@@ -72,24 +73,52 @@ def sample_grid(
     return _save(fig, path)
 
 
+def label_order(k: int, mapping: dict[int, int] | None) -> list[int]:
+    """Clusters ``0..k-1`` sorted by their majority label (unlabelled ones last), ties by
+    index: the order in which :func:`centroid_grid` draws them.
+
+    >>> label_order(4, {0: 7, 1: 2, 3: 2})
+    [1, 3, 0, 2]
+    """
+    big = np.iinfo(np.int64).max
+    return sorted(range(k), key=lambda i: (big if not mapping else mapping.get(i, big), i))
+
+
 def centroid_grid(
     centers: np.ndarray, path: str | Path, *, mapping: dict[int, int] | None = None,
     title: str | None = None,
 ) -> Path:
-    """Every centroid as a square image, titled with its inferred label when known."""
+    """Every centroid as a square image in one mosaic, sorted by inferred label and
+    marked with it when ``mapping`` is known.
+
+    One image drawn once, with a text per tile, instead of a subplot per centroid:
+    256 centroids took 8.4 s as subplots under a constrained layout.
+    """
     k, d = centers.shape
     side = _side(d)
     r, c = _grid(k)
-    size = 1.0 if k > 64 else 1.4
-    fig = _figure(figsize=(size * c, (size + 0.2) * r), layout="constrained")
-    axes = fig.subplots(r, c)
-    for i, ax in enumerate(np.ravel(axes)):
-        ax.axis("off")
-        if i < k:
-            ax.imshow(centers[i].reshape(side, side), cmap="gray_r")
-            if mapping is not None and i in mapping:
-                ax.set_title(str(mapping[i]), fontsize=8 if k > 64 else 10, pad=1)
-    fig.suptitle(title or f"{k} cluster centres" + (", titled with the majority label"
+    order = label_order(k, mapping)
+    pad = max(1, side // 7)
+    tile = side + pad
+    mosaic = np.full((r * tile + pad, c * tile + pad), np.nan)
+    for pos, i in enumerate(order):
+        y, x = divmod(pos, c)
+        mosaic[pad + y * tile:pad + y * tile + side, pad + x * tile:pad + x * tile + side] = (
+            centers[i].reshape(side, side))
+    inch = 0.75 if k > 64 else 1.1
+    fig = _figure(figsize=(inch * c + 0.4, inch * r + 0.6))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.94))
+    ax.imshow(mosaic, cmap="gray_r", interpolation="nearest")
+    ax.axis("off")
+    if mapping:
+        for pos, i in enumerate(order):
+            if i in mapping:
+                y, x = divmod(pos, c)
+                ax.text(pad + x * tile, pad + y * tile, str(mapping[i]), color="C3",
+                        fontsize=10 if k > 64 else 12, fontweight="bold", ha="left",
+                        va="top", bbox={"facecolor": "white", "edgecolor": "none",
+                                        "pad": 0.6, "alpha": 0.85})
+    fig.suptitle(title or f"{k} cluster centres" + (", sorted by majority label (red)"
                                                      if mapping else ""))
     return _save(fig, path)
 
