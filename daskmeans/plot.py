@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "centroid_grid",
-    "label_order",
     "contingency_heatmap",
     "elbow_curve",
+    "label_order",
     "quantize_comparison",
     "sample_grid",
     "sweep_curves",
