@@ -488,6 +488,18 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 # --------------------------------------------------------------------- parser
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and every option's default shown (where there is one
+    and its help does not already say it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_ = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS)
+                and "default" not in help_ and action.option_strings):
+            help_ += " (default: %(default)s)"
+        return help_
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("cluster and output")
@@ -497,9 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tls-ca-file", help="CA certificate for a tls:// scheduler")
     g.add_argument("--tls-cert", help="client certificate for a tls:// scheduler")
     g.add_argument("--tls-key", help="client key for a tls:// scheduler")
-    g.add_argument("--connect-timeout", type=float, default=10, metavar="SECONDS")
+    g.add_argument("--connect-timeout", type=float, default=10, metavar="SECONDS",
+                   help="give up connecting to --scheduler after this long")
     g.add_argument("--workers", type=int, help="LocalCluster workers (default: cores)")
-    g.add_argument("--threads-per-worker", type=int, default=1)
+    g.add_argument("--threads-per-worker", type=int, default=1,
+                   help="threads of each LocalCluster worker")
     g.add_argument("--memory-limit", default="4GiB", help="per LocalCluster worker")
     g.add_argument("--log-level", default="warning",
                    choices=["debug", "info", "warning", "error"],
@@ -507,34 +521,39 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--seed", type=int, default=0, help="random_state")
 
+    from . import __version__
+
     p = argparse.ArgumentParser(
         prog="daskmeans", description="Distributed, out-of-core K-means on Dask and Zarr.",
         epilog=__doc__.split("Examples::", 1)[1], parents=[common],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=_HelpFormatter)
+    p.add_argument("--version", action="version", version=f"daskmeans {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=[common],
-                              epilog="example:\n  " + example,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              epilog="example:\n  " + example, formatter_class=_HelpFormatter)
 
     s = add("ingest", "IDX files or a photo -> chunked Zarr store",
             "daskmeans ingest mnist --source ../shared/data/mnist --out mnist.zarr")
-    s.add_argument("kind", choices=["mnist", "fashion-mnist", "image"])
+    s.add_argument("kind", choices=["mnist", "fashion-mnist", "image"],
+                   help="what to ingest")
     s.add_argument("path", nargs="?", help="the photo (image) or a directory of IDX files")
     s.add_argument("--source", help="directory with the IDX files (else download)")
     s.add_argument("--out", required=True, help="destination store")
-    s.add_argument("--chunk-rows", type=int, default=10_000)
-    s.add_argument("--tile", type=int, default=1024)
+    s.add_argument("--chunk-rows", type=int, default=10_000, help="images per Zarr chunk")
+    s.add_argument("--tile", type=int, default=1024, help="image: tile side in pixels")
 
     algo: dict[str, Any] = {"choices": ["lloyd", "minibatch"], "default": "lloyd"}
     s = add("fit", "fit K-means on a split of a store and save the model",
             "daskmeans fit mnist.zarr --split test --k 256 --model mnist256.npz")
-    s.add_argument("store")
-    s.add_argument("--k", type=int, required=True)
-    s.add_argument("--split", default="train")
-    s.add_argument("--algorithm", **algo)
-    s.add_argument("--init", choices=["k-means++", "k-means||", "random"])
+    s.add_argument("store", help="a store written by 'daskmeans ingest' (or any Zarr array)")
+    s.add_argument("--k", type=int, required=True, help="number of clusters")
+    s.add_argument("--split", default="train", help="the split to fit")
+    s.add_argument("--algorithm", help="Lloyd (exact; pruned with bounds) or mini-batch",
+                   **algo)
+    s.add_argument("--init", choices=["k-means++", "k-means||", "random"],
+                   help="initialisation (default: k-means++; k-means|| for minibatch)")
     s.add_argument("--max-iter", type=int, help="Lloyd iterations, or mini-batch epochs")
     s.add_argument("--refine", type=int,
                    help="mini-batch: full Lloyd iterations at the end (e.g. --max-iter 1 "
@@ -543,32 +562,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("predict", "cluster labels of a split, written chunk by chunk to Zarr",
             "daskmeans predict mnist.zarr --model m.npz --out labels.zarr")
-    s.add_argument("store")
-    s.add_argument("--model", required=True)
-    s.add_argument("--split", default="test")
-    s.add_argument("--out", required=True)
+    s.add_argument("store", help="a store written by 'daskmeans ingest'")
+    s.add_argument("--model", required=True, help="a model written by 'daskmeans fit'")
+    s.add_argument("--split", default="test", help="the split to label")
+    s.add_argument("--out", required=True, help="destination Zarr store of the labels")
 
     s = add("evaluate", "accuracy, purity, homogeneity, inertia of a model on a split",
             "daskmeans evaluate mnist.zarr --model m.npz --split test --json")
-    s.add_argument("store")
-    s.add_argument("--model", required=True)
-    s.add_argument("--split", default="test")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("store", help="a store written by 'daskmeans ingest'")
+    s.add_argument("--model", required=True, help="a model written by 'daskmeans fit'")
+    s.add_argument("--split", default="test", help="the split to score")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     s = add("sweep", "the tutorials' table over K, with figures",
             "daskmeans sweep mnist.zarr --split test --k 10,16,36,64,144,256 --out sweep/")
-    s.add_argument("store")
-    s.add_argument("--k", default=",".join(map(str, TUTORIAL_KS)))
-    s.add_argument("--split", default="train")
+    s.add_argument("store", help="a store written by 'daskmeans ingest'")
+    s.add_argument("--k", default=",".join(map(str, TUTORIAL_KS)),
+                   help="comma-separated numbers of clusters")
+    s.add_argument("--split", default="train", help="the split to fit")
     s.add_argument("--test-split", help="also score a held-out split")
-    s.add_argument("--algorithm", **{**algo, "default": "minibatch"})
-    s.add_argument("--out", required=True)
+    s.add_argument("--algorithm", help="Lloyd or mini-batch (faster over many K)",
+                   **{**algo, "default": "minibatch"})
+    s.add_argument("--out", required=True, help="directory for the table and figures")
 
     s = add("quantize", "reduce a photo to N colours (K-means vs random colours)",
             "daskmeans quantize china.jpg --colors 64 --out china64.png")
-    s.add_argument("photo")
-    s.add_argument("--colors", type=int, default=64)
-    s.add_argument("--out", required=True)
+    s.add_argument("photo", help="an image file or a store from 'daskmeans ingest image'")
+    s.add_argument("--colors", type=int, default=64, help="palette size")
+    s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--store", help="also write the labels as a Zarr store here")
 
     s = add("demo", "the whole MNIST pipeline end to end (offline: scikit-learn digits)",
@@ -576,8 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", help="directory with MNIST IDX files "
                                     "(default: $DASKMEANS_MNIST_DIR, else download)")
     s.add_argument("--data-home", help="download cache")
-    s.add_argument("--out", default="daskmeans-output")
-    s.add_argument("--algorithm", **{**algo, "default": "minibatch"})
+    s.add_argument("--out", default="daskmeans-output", help="directory for every output")
+    s.add_argument("--algorithm", help="Lloyd or mini-batch", **{**algo, "default": "minibatch"})
     return p
 
 

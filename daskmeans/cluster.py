@@ -826,6 +826,7 @@ def _write_npz(path: Path, header: dict[str, Any], **arrays: np.ndarray) -> None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]  # (stub: a key could be allow_pickle)
+        os.chmod(tmp, io.new_file_mode())  # mkstemp's 0o600 -> as any other output
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

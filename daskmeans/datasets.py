@@ -152,6 +152,7 @@ def download(
                 log.warning("%s: checksum mismatch (md5 %s, expected %s); trying next mirror",
                             url, got, md5)
                 continue
+            os.chmod(tmp, io.new_file_mode())  # mkstemp's 0o600 -> as any other file
             os.replace(tmp, dest)
             log.info("downloaded %s from %s", name, mirror)
             return dest

@@ -269,6 +269,24 @@ def file_checksums(path: PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------- atomic writes
 
 
+def new_file_mode() -> int:
+    """The permissions ``open()`` would give a new file: ``0o666`` minus the umask.
+
+    ``tempfile.mkstemp`` creates ``0o600`` files; files we write through a temporary
+    (models, checkpoints, downloads) get this mode instead, like every other output.
+    The umask is read from ``/proc/self/status`` (setting it to read it back would
+    change it, for a moment, for every thread of the caller's process); 0o022 where
+    that file does not say.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o644
+
+
 def ensure_writable_dir(path: PathLike) -> Path:
     """Create ``path`` if needed; raise a clear OSError if it cannot be written."""
     path = Path(path)
@@ -483,7 +501,18 @@ def _open_group(store: PathLike | zarr.Group) -> zarr.Group:
     try:
         return zarr.open_group(p, mode="r")
     except Exception as e:  # zarr raises several types for "not a group"
-        raise StoreError(f"{p}: not a Zarr group: {e}") from e
+        raise StoreError(f"{p}: not a Zarr group: {e}{_ingest_hint(p)}") from e
+
+
+def _ingest_hint(path: Any) -> str:
+    """A pointer to ``daskmeans ingest`` when ``path`` is a folder of IDX files."""
+    try:
+        if not _is_url(path) and Path(path).is_dir() and find_idx_files(Path(path)):
+            return (f". It holds MNIST-format IDX files: convert them first with "
+                    f"'daskmeans ingest mnist --source {path} --out data.zarr'")
+    except OSError:
+        pass
+    return ""
 
 
 def _get_array(group: zarr.Group, key: str, where: str) -> zarr.Array:
@@ -929,7 +958,7 @@ def _open_node(store: Any, storage_options: dict[str, Any] | None = None) -> Any
     try:
         return zarr.open(store, mode="r", storage_options=storage_options)
     except Exception as e:  # zarr raises several types for "not a store"
-        raise StoreError(f"{store}: not a Zarr store: {e}") from e
+        raise StoreError(f"{store}: not a Zarr store: {e}{_ingest_hint(store)}") from e
 
 
 def _split_array(group: zarr.Group, split: str, kind: str, where: str) -> zarr.Array:

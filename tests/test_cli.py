@@ -186,3 +186,35 @@ def test_model_version_is_checked(store: Path, tmp_path: Path, capsys) -> None:
              header=np.frombuffer(_json.dumps(header).encode(), dtype=np.uint8))
     code, _, err = run(["evaluate", str(store), "--model", str(path)], capsys)
     assert code == 2 and "version 99 is not supported" in err
+
+
+def test_version_and_defaults_in_every_help(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == "daskmeans 0.1.0"
+    parser = cli.build_parser()
+    subs = parser._subparsers._group_actions[0].choices
+    helps = {name: " ".join(sub.format_help().split()) for name, sub in subs.items()}
+    assert "--split SPLIT the split to fit (default: train)" in helps["fit"]
+    assert "(default: lloyd)" in helps["fit"] and "(default: minibatch)" in helps["sweep"]
+    assert "--k K number of clusters" in helps["fit"]
+    for name, sub in subs.items():  # every argument says what it is
+        for action in sub._actions:
+            assert action.help, (name, action.dest)
+        assert "(default: None)" not in helps[name]
+
+
+def test_idx_folder_suggests_ingest(mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = run(["fit", str(mnist_dir), "--k", "3", "--model", str(tmp_path / "m")],
+                       capsys)
+    assert code == 2 and "daskmeans ingest mnist --source" in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_model_files_get_the_permissions_of_other_outputs(tmp_path: Path) -> None:
+    from daskmeans import KMeans, io, save_model
+
+    path = save_model(KMeans(2, random_state=0).fit(np.eye(4)), tmp_path / "m.npz")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == io.new_file_mode()
