@@ -104,11 +104,31 @@ def _setup_logging(level: str, console: Console) -> None:
 # --------------------------------------------------------------------- the cluster
 
 
+def _nbytes(X: Any) -> int:
+    """Bytes of the data as stored (a source's raw rows, a dask array's chunks)."""
+    return int(getattr(X, "nbytes", 0) or 0)
+
+
 @contextlib.contextmanager
-def dask_cluster(args: argparse.Namespace, console: Console) -> Iterator[Any]:
-    """A ``distributed.Client``: to ``--scheduler``, or an embedded LocalCluster."""
+def dask_cluster(args: argparse.Namespace, console: Console,
+                 nbytes: int | None = None) -> Iterator[Any]:
+    """Where the work runs: a ``distributed.Client`` to ``--scheduler``; an embedded
+    LocalCluster with ``--workers``; otherwise dask's threaded scheduler in this process
+    when the data (``nbytes`` as stored) fit in memory (a quarter of what is available:
+    no cluster to start, no round trips), else a LocalCluster. Says which in one line."""
     from distributed import Client, LocalCluster
 
+    if not args.scheduler and not args.workers and nbytes is not None:
+        import dask
+
+        from . import _reduce
+
+        if nbytes <= _reduce.memory_budget():
+            console.info(f"scheduler: dask's threads, in this process ({nbytes / 1e6:.0f} MB "
+                         "of data; --workers N or --scheduler ADDRESS for a cluster)")
+            with dask.config.set(scheduler="threads"):
+                yield None
+            return
     if args.scheduler:
         security = None
         if args.tls_ca_file or args.tls_cert or args.tls_key:
@@ -241,7 +261,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     X, y = _open_split(args.store, args.split)
     _check_k(args.k, X.shape[0])
     _writable_dir(Path(args.model).resolve().parent)
-    with dask_cluster(args, console):
+    with dask_cluster(args, console, _nbytes(X)):
         t0 = time.perf_counter()
         est = _estimator(args.algorithm, args.k, args, console).fit(X)
         secs = time.perf_counter() - t0
@@ -272,7 +292,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
 
     est, _ = _load(args.model)
     X, _ = _open_split(args.store, args.split)
-    with dask_cluster(args, console):
+    with dask_cluster(args, console, _nbytes(X)):
         labels = est.predict(X)
         with io.atomic_dir(args.out) as tmp:
             root = zarr.open_group(tmp, mode="w", zarr_format=3)
@@ -289,7 +309,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
     est, header = _load(args.model)
     X, y = _open_split(args.store, args.split)
-    with dask_cluster(args, console):  # scores and inertia from one pass over X
+    with dask_cluster(args, console, _nbytes(X)):  # scores and inertia from one pass over X
         r = metrics.evaluate_model(est, X, y, mapping=header["mapping"] or "majority")
     r["mapping"] = {str(k): v for k, v in r["mapping"].items()}
     if args.json:
@@ -346,7 +366,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     Xt = yt = None
     if args.test_split:
         Xt, yt = _open_split(args.store, args.test_split)
-    with dask_cluster(args, console):
+    with dask_cluster(args, console, _nbytes(X) + (_nbytes(Xt) if Xt is not None else 0)):
         rows, files = _sweep(X, y, Xt, yt, ks, args, console, out)
     console.say(metrics.to_markdown(rows))
     for f in files:
@@ -452,7 +472,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     ks = [k for k in TUTORIAL_KS if k <= X.shape[0] // 4]
     k_main = ks[-1]
     files: list[Path] = []
-    with dask_cluster(args, console):
+    with dask_cluster(args, console, _nbytes(X) + _nbytes(Xt)):
         Xs, ys = X[:36].compute(), y[:36].compute()
         files.append(plot.sample_grid(Xs, ys, out / "samples.png", title=f"{name} samples"))
         t0 = time.perf_counter()

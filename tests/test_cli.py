@@ -138,6 +138,7 @@ def test_demo_with_real_mnist(mnist_dir: Path, tmp_path: Path) -> None:
     p = _subprocess(["demo", "--out", str(tmp_path / "out"), "--workers", "2"], tmp_path,
                     env={"DASKMEANS_MNIST_DIR": str(mnist_dir)})
     assert p.returncode == 0, p.stderr
+    assert "cluster: local, 2 workers" in p.stderr  # --workers asks for a cluster
     assert "data: MNIST" in p.stdout and "PSNR" in p.stdout
     rows = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert [r["k"] for r in rows] == [10, 16, 36, 64, 144, 256]
@@ -155,6 +156,9 @@ def test_demo_offline_falls_back_to_digits(tmp_path: Path) -> None:
     assert "MNIST unavailable" in p.stdout and "digits" in p.stdout
     assert p.stdout.count("MNIST unavailable") == 1 and "WARNING" not in p.stderr
     assert (tmp_path / "out" / "centroids.png").exists()
+    # small data, no --workers: in this process on dask's threads, no cluster started
+    assert "scheduler: dask's threads, in this process" in p.stderr
+    assert "cluster: local" not in p.stderr
 
 
 def test_ingest_image_then_quantize_store(sched: list[str], tmp_path: Path, capsys) -> None:

@@ -63,3 +63,13 @@ def test_benchmark_converge_prints_every_contender(mnist_dir: Path) -> None:
                     "daskmeans auto, Zarr store streamed"], out
     inertias = {line.rsplit(", ", 1)[1] for line in out.splitlines() if " it, " in line}
     assert len(inertias) == 1, out  # every contender converged to the same answer
+
+
+@pytest.mark.slow
+def test_benchmark_big_store_prints_every_contender(mnist_dir: Path) -> None:
+    out = run_script("benchmark_big_store.py", "--data", str(mnist_dir), "--repeat-data", "1",
+                     "--k", "3", "--iters", "1", "--rounds", "1")
+    rows = [line.split(" | ")[0].lstrip("| ") for line in out.splitlines()
+            if line.startswith("| ") and "contender" not in line]
+    assert rows == ["threaded, streamed", "threaded, held", "LocalCluster 2x1, streamed",
+                    "LocalCluster 2x1, held"], out
