@@ -400,13 +400,31 @@ def _quantize(photo: Any, colors: int, out: Path, seed: int, store: Path | None,
     return files
 
 
+def _image_nbytes(photo: Path) -> int | None:
+    """Bytes of a photo's RGB pixels from its header (nothing decoded), or of an image
+    store's array; None when neither says."""
+    try:
+        if photo.is_dir():
+            import zarr
+
+            node = zarr.open(photo, mode="r")
+            arrays = [node] if isinstance(node, zarr.Array) else [a for _, a in node.arrays()]
+            return sum(int(a.nbytes) for a in arrays)
+        from PIL import Image
+
+        with Image.open(photo) as im:  # reads the header only
+            return int(im.width) * int(im.height) * 3
+    except Exception:  # unreadable here: _quantize reports it properly
+        return None
+
+
 def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
     photo = Path(args.photo)
     if not photo.exists():
         raise UserError(f"{photo}: no such image or image store")
     out = Path(args.out)
     _writable_dir(out.resolve().parent)
-    with dask_cluster(args, console):
+    with dask_cluster(args, console, _image_nbytes(photo)):
         files = _quantize(photo, args.colors, out, args.seed,
                           Path(args.store) if args.store else None, console, str(photo))
     for f in files:

@@ -80,6 +80,10 @@ def test_quantize(sched: list[str], tmp_path: Path, capsys) -> None:
     img = np.asarray(Image.open(out))
     assert img.shape == (427, 640, 3) and len(np.unique(img.reshape(-1, 3), axis=0)) <= 16
     assert (tmp_path / "q-comparison.png").exists()
+    # without --scheduler/--workers a photo that fits in memory is done in this process
+    code, text, err = run(["quantize", str(photo), "--colors", "4", "--out",
+                           str(tmp_path / "q4.png")], capsys)
+    assert code == 0 and "PSNR" in text and "in this process (1 MB of data" in err
 
 
 @pytest.mark.parametrize(
