@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -748,10 +748,9 @@ class Drift:
     apart they are now: what :func:`bounds_block` needs to update and test bounds."""
 
     drift: np.ndarray  # (k,) |C_now - C_then| per centre
-    drift_other: np.ndarray  # (k,) max drift of the other centres
     half_sep: np.ndarray  # (k,) half the distance to the nearest other current centre
     margin: float  # squared-distance slack covering the float rounding of distances
-    group_drift: np.ndarray = field(default_factory=lambda: np.zeros(1))  # (t,) max per group
+    group_drift: np.ndarray  # (t,) largest drift of a centre in each group
 
     @classmethod
     def of(cls, C_now: np.ndarray, C_then: np.ndarray, margin: float,
@@ -762,11 +761,6 @@ class Drift:
         C_now = np.asarray(C_now, np.float64)
         drift = np.sqrt(((C_now - np.asarray(C_then, np.float64)) ** 2).sum(1))
         k = len(drift)
-        other = np.full(k, 0.0)
-        if k > 1:
-            order = np.argsort(drift)
-            other[:] = drift[order[-1]]
-            other[order[-1]] = drift[order[-2]]
         if half_sep is None:
             half_sep = half_separation(C_now)
         if groups is None or k == 0:
@@ -774,7 +768,7 @@ class Drift:
         else:
             group_drift = np.zeros(int(groups.max()) + 1)
             np.maximum.at(group_drift, groups, drift)
-        return cls(drift, other, half_sep, float(margin), group_drift)
+        return cls(drift, half_sep, float(margin), group_drift)
 
 
 def half_separation(C: np.ndarray) -> np.ndarray:
@@ -889,7 +883,7 @@ def bounds_block(
     if step is None:
         if not (state.labels < 0).all():
             raise ValueError("bounds that refer to earlier centres need their drift")
-        step = Drift(np.zeros(k), np.zeros(k), np.zeros(k), 0.0, np.zeros(t))
+        step = Drift(np.zeros(k), np.zeros(k), 0.0, np.zeros(t))
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
     out = BlockBounds(np.empty(n, np.int32), np.empty(n), np.empty((n, t)), version)
     dS, dN, dQ = np.zeros((k, d)), np.zeros(k), np.zeros(k)

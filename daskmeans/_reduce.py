@@ -162,6 +162,15 @@ def _add_all(*parts: Any) -> Any:
 # --------------------------------------------------------------------------- map-reduce
 
 
+def _delayed_tree(parts: list[Any], split_every: int) -> list[Any]:
+    """Delayed partials added ``split_every`` at a time until at most that many are
+    left (the last level is added on the client, not as a task)."""
+    add = dask.delayed(_add_all, pure=False)
+    while len(parts) > split_every:
+        parts = [add(*parts[j:j + split_every]) for j in range(0, len(parts), split_every)]
+    return parts
+
+
 def _rows_for(src: Source | _Light, rows: np.ndarray, raw: bool) -> tuple[np.ndarray, float | None]:
     """A block's rows as a kernel takes them: raw with ``scale`` when it can, else float."""
     if src.scale is not None and raw and not src.normalize:
@@ -272,9 +281,7 @@ def map_reduce(
              src.offset(i), {**consts, **{k: rows_of(a, i) for k, a in aligned.items()}}, raw)
         for i, consts in blocks
     ]
-    add = dask.delayed(_add_all, pure=False)
-    while len(parts) > split_every:  # the last level is added here, not as a task
-        parts = [add(*parts[j:j + split_every]) for j in range(0, len(parts), split_every)]
+    parts = _delayed_tree(parts, split_every)
     out = compute(*parts, n_tasks=len(blocks))
     return _add_all(*out) if len(parts) > 1 else out
 
@@ -495,9 +502,7 @@ def bounds_pass(
                          src.offset(i), version, n_top, moments)
         parts.append(p)
         new[i], summaries[i] = st, sm
-    add = dask.delayed(_add_all, pure=False)
-    while len(parts) > split_every:
-        parts = [add(*parts[j:j + split_every]) for j in range(0, len(parts), split_every)]
+    parts = _delayed_tree(parts, split_every)
     if using_distributed():  # the bounds stay in the workers as futures
         from distributed import default_client
 

@@ -281,15 +281,18 @@ def lloyd_bounded(
     S, N, Q = np.zeros((k, d)), np.zeros(k), np.zeros(k)
     margin = 0.0
     strict = False
+    def full_pass(it: int, moments: bool) -> tuple[K.BoundsPartial, dict[int, Any],
+                                                   dict[int, K.BoundsSummary]]:
+        """Every row assigned from fresh bounds (with the farthest rows for relocation)."""
+        return R.bounds_pass(src, C, fresh_states, dict.fromkeys(range(n_blocks)),
+                             version=it, n_top=k, groups=groups, moments=moments,
+                             split_every=split_every)
+
     for it in range(start, max_iter):
         t0 = time.perf_counter()
         first = it == start
         top = None
-        if first:
-            part, new, sums = R.bounds_pass(
-                src, C, fresh_states, dict.fromkeys(range(n_blocks)), version=it, n_top=k,
-                groups=groups, moments=it == 0 and tol > 0, split_every=split_every)
-        else:
+        if not first:
             steps: dict[int, K.Drift | None] = {}
             by_version: dict[int, K.Drift] = {}  # blocks read last iteration share one
             with R.client_blas():
@@ -308,20 +311,16 @@ def lloyd_bounded(
                 part = K.BoundsPartial(np.zeros((k, d)), np.zeros(k), np.zeros(k), 0, 0, 0,
                                        0.0)
                 new, sums = {}, {}
-        S2, N2, Q2 = S + part.dsums, N + part.dcounts, Q + part.dsumsq
-        if not first and (N2 <= 0).any():  # an empty cluster: redo this pass in full
-            part, new, sums = R.bounds_pass(src, C, fresh_states,
-                                            dict.fromkeys(range(n_blocks)), version=it,
-                                            n_top=k, groups=groups, split_every=split_every)
-            S2, N2, Q2 = part.dsums, part.dcounts, part.dsumsq
-            first = True
+            first = bool((N + part.dcounts <= 0).any())  # an empty cluster: redo in full
         if first:
-            S2, N2, Q2 = part.dsums, part.dcounts, part.dsumsq
+            part, new, sums = full_pass(it, moments=it == 0 and tol > 0)
+            S, N, Q = part.dsums, part.dcounts, part.dsumsq
             top = part.top
             margin = K.bounds_margin(part.xsq_max, C, src.dtype)
             if part.moments is not None:
                 tol_abs = float(np.mean(part.moments.var)) * tol
-        S, N, Q = S2, N2, Q2
+        else:
+            S, N, Q = S + part.dsums, N + part.dcounts, Q + part.dsumsq
         for i, st in new.items():
             states[i] = st
         for i, sm in sums.items():
