@@ -1,7 +1,33 @@
-"""daskmeans: distributed, out-of-core K-means on Dask and Zarr."""
+"""daskmeans: distributed, out-of-core K-means on Dask and Zarr.
 
-from .cluster import KMeans, MiniBatchKMeans, load_model, save_model
-from .quantization import QuantizedImage, quantize
+The estimators and functions below are imported on first use (PEP 562), so that
+``import daskmeans.cli`` (the ``daskmeans`` command, its ``--help`` and its usage
+errors) does not pay for dask and scikit-learn before it needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["KMeans", "MiniBatchKMeans", "QuantizedImage", "load_model", "quantize", "save_model"]
 __version__ = "0.1.0"
+
+_WHERE = {"KMeans": "cluster", "MiniBatchKMeans": "cluster", "load_model": "cluster",
+          "save_model": "cluster", "QuantizedImage": "quantization", "quantize": "quantization"}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from .cluster import KMeans, MiniBatchKMeans, load_model, save_model
+    from .quantization import QuantizedImage, quantize
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

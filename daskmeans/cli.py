@@ -4,11 +4,13 @@ Examples::
 
     daskmeans demo                                    # everything, offline-safe
     daskmeans ingest mnist --source ../shared/data/mnist --out mnist.zarr
-    daskmeans fit mnist.zarr --split test --k 256 --algorithm minibatch --model m.npz
-    daskmeans evaluate mnist.zarr --model m.npz --split test --json
+    daskmeans fit mnist.zarr --split test --k 256 --algorithm minibatch --model mnist256.npz
+    daskmeans evaluate mnist.zarr --model mnist256.npz --split test
+    daskmeans predict mnist.zarr --model mnist256.npz --out labels.zarr
     daskmeans sweep mnist.zarr --split test --k 10,16,36,64,144,256 --out sweep/
-    daskmeans quantize china.jpg --colors 64 --out china64.png
-    daskmeans fit big.zarr --k 64 --model m.npz --scheduler tcp://10.0.0.5:8786
+    daskmeans quantize --sample china --colors 64 --out china64.png
+
+Add --workers N for a LocalCluster, or --scheduler tcp://HOST:8786 for a running one.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ import numpy as np
 from ._progress import TqdmBars
 
 __all__ = ["main"]
+
+#: When this command started (the entry point imports this module first): the times it
+#: prints are wall-clock times from here, imports included.
+STARTED = time.perf_counter()
 
 log = logging.getLogger("daskmeans.cli")
 
@@ -51,25 +57,36 @@ class Console:
     on stderr, nothing when --quiet or when stderr is not a terminal.
     """
 
+    #: without a terminal, a long phase prints a line at most this often (seconds)
+    HEARTBEAT = 5.0
+
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty() and not quiet
         self._bars = TqdmBars()
+        self._last_line = time.perf_counter()
 
     def say(self, msg: str = "") -> None:
+        """A result: to stdout, always."""
         self.end_progress()
         print(msg, flush=True)
+        self._last_line = time.perf_counter()
 
     def info(self, msg: str) -> None:
         """Status (not results): to stderr, silent with --quiet."""
         if not self.quiet:
             self.end_progress()
             print(msg, file=sys.stderr, flush=True)
+            self._last_line = time.perf_counter()
 
     def progress(self, phase: str, done: int, total: int | None, detail: str = "") -> None:
-        """Draw ``done`` of ``total`` steps of ``phase`` (a ``ProgressCallback``)."""
+        """Draw ``done`` of ``total`` steps of ``phase`` (a ``ProgressCallback``); with
+        stderr not a terminal, a plain line every :attr:`HEARTBEAT` seconds instead."""
         if self.tty:
             self._bars(phase, done, total, detail)
+        elif not self.quiet and time.perf_counter() - self._last_line >= self.HEARTBEAT:
+            of = f"/{total}" if total is not None else ""
+            self.info(f"  {phase}: {done}{of}" + (f" ({detail})" if detail else ""))
 
     def end_progress(self) -> None:
         """Close the bar being drawn (it stays on screen as last drawn)."""
@@ -195,6 +212,7 @@ def _check_k(k: int, n: int, what: str = "--k") -> None:
 
 def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Console) -> Any:
     from . import KMeans, MiniBatchKMeans
+    from ._validation import InvalidParameterError, validate_params
 
     params: dict[str, Any] = {"n_clusters": k, "random_state": args.seed,
                               "callback": console.progress}
@@ -209,7 +227,19 @@ def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Consol
         if refine < 0:
             raise UserError(f"--refine must be >= 0, got {refine}")
         params["refine"] = refine
-    return (MiniBatchKMeans if algorithm == "minibatch" else KMeans)(**params)
+    est = (MiniBatchKMeans if algorithm == "minibatch" else KMeans)(**params)
+    try:
+        validate_params(est)  # before any data is read or any cluster started
+    except InvalidParameterError as e:
+        raise UserError(str(e)) from e
+    return est
+
+
+def _check_model(est: Any, X: Any, model: str) -> None:
+    """The model's features against the data's, before any cluster starts."""
+    if X.shape[1] != est.n_features_in_:
+        raise UserError(f"{model} was fitted on {est.n_features_in_} features; this split "
+                        f"has {X.shape[1]}")
 
 
 def _writable_dir(path: Path) -> Path:
@@ -261,9 +291,10 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     X, y = _open_split(args.store, args.split)
     _check_k(args.k, X.shape[0])
     _writable_dir(Path(args.model).resolve().parent)
+    est = _estimator(args.algorithm, args.k, args, console)  # parameters checked here
     with dask_cluster(args, console, _nbytes(X)):
         t0 = time.perf_counter()
-        est = _estimator(args.algorithm, args.k, args, console).fit(X)
+        est.fit(X)
         secs = time.perf_counter() - t0
         mapping = metrics.infer_cluster_labels(y, est.labels_)
     path = save_model(est, args.model, mapping=mapping,
@@ -292,6 +323,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
 
     est, _ = _load(args.model)
     X, _ = _open_split(args.store, args.split)
+    _check_model(est, X, args.model)
     with dask_cluster(args, console, _nbytes(X)):
         labels = est.predict(X)
         with io.atomic_dir(args.out) as tmp:
@@ -309,6 +341,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
     est, header = _load(args.model)
     X, y = _open_split(args.store, args.split)
+    _check_model(est, X, args.model)
     with dask_cluster(args, console, _nbytes(X)):  # scores and inertia from one pass over X
         r = metrics.evaluate_model(est, X, y, mapping=header["mapping"] or "majority")
     r["mapping"] = {str(k): v for k, v in r["mapping"].items()}
@@ -339,8 +372,10 @@ def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.N
     from . import metrics, plot
 
     def report(row: dict[str, Any]) -> None:
-        console.progress("sweep", ks.index(row["k"]) + 1, len(ks),
-                         f"K={row['k']} accuracy {row['train_accuracy']:.3f}")
+        detail = f"K={row['k']} accuracy {row['train_accuracy']:.3f}"
+        console.progress("sweep", ks.index(row["k"]) + 1, len(ks), detail)
+        if not console.tty:  # no bar to show it: one line per K
+            console.info(f"  sweep {ks.index(row['k']) + 1}/{len(ks)}: {detail}")
 
     rows = metrics.sweep(X, y, ks, X_test=Xt, y_test=yt, algorithm=args.algorithm,
                          random_state=args.seed, callback=report)
@@ -418,15 +453,30 @@ def _image_nbytes(photo: Path) -> int | None:
         return None
 
 
+SAMPLES = ("china", "flower")  # scikit-learn's bundled photos (sklearn.datasets)
+
+
 def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
-    photo = Path(args.photo)
-    if not photo.exists():
-        raise UserError(f"{photo}: no such image or image store")
+    if (args.photo is None) == (args.sample is None):
+        raise UserError("quantize needs a photo (a file or an image store) or --sample "
+                        f"{'|'.join(SAMPLES)}, not both")
+    photo: Any
+    if args.sample:
+        from sklearn.datasets import load_sample_image
+
+        label = f"{args.sample}.jpg"
+        photo = load_sample_image(label)
+        nbytes: int | None = photo.nbytes
+    else:
+        photo = Path(args.photo)
+        if not photo.exists():
+            raise UserError(f"{photo}: no such image or image store")
+        label, nbytes = str(photo), _image_nbytes(photo)
     out = Path(args.out)
     _writable_dir(out.resolve().parent)
-    with dask_cluster(args, console, _image_nbytes(photo)):
+    with dask_cluster(args, console, nbytes):
         files = _quantize(photo, args.colors, out, args.seed,
-                          Path(args.store) if args.store else None, console, str(photo))
+                          Path(args.store) if args.store else None, console, label)
     for f in files:
         console.say(f"  -> {f}")
     return 0
@@ -435,25 +485,47 @@ def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
 # --------------------------------------------------------------------- demo
 
 
-def _demo_data(args: argparse.Namespace, console: Console, out: Path) -> tuple[Path, str]:
-    """The MNIST store, or scikit-learn's digits when MNIST cannot be had."""
+@contextlib.contextmanager
+def _quiet_log(name: str) -> Iterator[None]:
+    """Silence one logger below ERROR for a while (the caller says it all in a line)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _demo_data(args: argparse.Namespace, console: Console, out: Path) -> tuple[Path, str, str]:
+    """The demo's data: ``(store, name, where it came from)``.
+
+    In order: MNIST from ``--source`` / ``$DASKMEANS_MNIST_DIR`` (an explicit copy: its
+    errors are the user's to see); MNIST from the cache or a mirror; a local
+    Fashion-MNIST (the cache, or Debian's ``dataset-fashion-mnist``); scikit-learn's
+    bundled 8x8 digits.
+    """
     from . import datasets, io
 
     source = args.source or os.environ.get("DASKMEANS_MNIST_DIR")
-    if source:  # an explicit local copy must work: its errors are the user's to see
-        return datasets.fetch_mnist(source=source, data_home=out / "data"), "MNIST"
-    quiet = logging.getLogger("daskmeans.datasets")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # one line below says it all
-    try:
-        return datasets.fetch_mnist(data_home=args.data_home, timeout=10), "MNIST"
-    except (OSError, io.DataFormatError) as e:
-        reason = str(e).split(": http")[0]
-        console.say(f"MNIST unavailable ({reason}: no mirror reachable); running on "
-                    "scikit-learn's bundled digits instead (set DASKMEANS_MNIST_DIR or "
-                    "--source to use MNIST)")
-    finally:
-        quiet.setLevel(level)
+    if source:
+        return (datasets.fetch_mnist(source=source, data_home=out / "data"), "MNIST",
+                f"the local copy in {source}")
+    console.info("looking for MNIST (cache, then its mirrors; 10 s timeout each) ...")
+    with _quiet_log("daskmeans.datasets"):
+        try:
+            return (datasets.fetch_mnist(data_home=args.data_home, timeout=10), "MNIST",
+                    "downloaded or cached")
+        except (OSError, io.DataFormatError) as e:
+            why = f"MNIST cannot be downloaded ({str(e).split(': http')[0]})"
+        try:  # no download: only a copy already on this machine
+            store = datasets.fetch_fashion_mnist(data_home=args.data_home, mirrors=())
+            import zarr
+
+            origin = zarr.open_group(store, mode="r").attrs.get("origin", store)
+            return store, "Fashion-MNIST", f"{why}; using the Fashion-MNIST found at {origin}"
+        except (OSError, io.DataFormatError):
+            pass
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -464,7 +536,9 @@ def _demo_data(args: argparse.Namespace, console: Console, out: Path) -> tuple[P
     store = io.arrays_to_dataset({"train": (images[tr], d.target[tr]),
                                   "test": (images[te], d.target[te])},
                                  out / "data" / "digits.zarr", name="digits", chunk_rows=500)
-    return store, "digits"
+    return store, "digits", (f"{why} and no local MNIST or Fashion-MNIST was found; using "
+                             "scikit-learn's bundled 8x8 digits (set DASKMEANS_MNIST_DIR or "
+                             "--source to use MNIST)")
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
@@ -472,9 +546,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
     from . import io, metrics, plot, save_model
 
-    t_start = time.perf_counter()
     out = _writable_dir(Path(args.out))
-    store, name = _demo_data(args, console, out)
+    store, name, where = _demo_data(args, console, out)
     splits = list(zarr.open_group(store, mode="r").attrs["splits"])  # type: ignore[arg-type]
     if "train" in splits:
         X, y = io.open_dataset(store, "train")
@@ -485,8 +558,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         cut = int(Xa.shape[0] * 0.8)
         X, y, Xt, yt = Xa[:cut], ya[:cut], Xa[cut:], ya[cut:]
         how = f"only the test split is present: fit on its first {cut}, evaluate on the rest"
-    console.say(f"data: {name} {X.shape[0]} + {Xt.shape[0]} images of {X.shape[1]} pixels "
-                f"({store}); {how}")
+    console.say(f"data: {name}, {X.shape[0]} + {Xt.shape[0]} images of {X.shape[1]} pixels: "
+                f"{where}")
+    console.say(f"  store {store}; {how}")
     ks = [k for k in TUTORIAL_KS if k <= X.shape[0] // 4]
     k_main = ks[-1]
     files: list[Path] = []
@@ -494,6 +568,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         Xs, ys = X[:36].compute(), y[:36].compute()
         files.append(plot.sample_grid(Xs, ys, out / "samples.png", title=f"{name} samples"))
         t0 = time.perf_counter()
+        console.info(f"fitting K={k_main} on {X.shape[0]} images ...")
         est = _estimator(args.algorithm, k_main, args, console).fit(X)
         mapping = metrics.infer_cluster_labels(y, est.labels_)
         r = metrics.evaluate(yt, est.predict(Xt), mapping=mapping)
@@ -505,19 +580,23 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
                                 extra={"dataset": name}))
         files.append(plot.centroid_grid(est.cluster_centers_, out / "centroids.png",
                                         mapping=mapping))
+        console.info("fitting K=10 for the contingency table ...")
         k10 = _estimator(args.algorithm, 10, args, console).fit(X)
         c = metrics.contingency(y, k10.labels_)
         files.append(plot.contingency_heatmap(c.table, c.classes, c.clusters,
                                               out / "contingency_k10.png",
-                                              title=f"{name}, K=10: true digit x cluster"))
+                                              title=f"{name}, K=10: true class x cluster"))
+        console.info(f"the tutorials' sweep over K = {', '.join(map(str, ks))} ...")
         rows, sweep_files = _sweep(X, y, Xt, yt, ks, args, console, out)
         files += sweep_files
         console.say(metrics.to_markdown(rows))
         from sklearn.datasets import load_sample_image
 
+        console.info("quantising china.jpg to 64 colours ...")
         files += _quantize(load_sample_image("china.jpg"), 64, out / "china-64.png", args.seed,
                            None, console, "china.jpg")
-    console.say(f"demo finished in {time.perf_counter() - t_start:.0f}s; outputs:")
+    console.say(f"demo finished in {time.perf_counter() - STARTED:.0f}s (wall clock); "
+                "outputs:")
     for f in files:
         console.say(f"  {f}")
     return 0
@@ -584,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     algo: dict[str, Any] = {"choices": ["lloyd", "minibatch"], "default": "lloyd"}
     s = add("fit", "fit K-means on a split of a store and save the model",
-            "daskmeans fit mnist.zarr --split test --k 256 --model mnist256.npz")
+            "daskmeans fit mnist.zarr --split test --k 256 --algorithm minibatch "
+            "--model mnist256.npz")
     s.add_argument("store", help="a store written by 'daskmeans ingest' (or any Zarr array)")
     s.add_argument("--k", type=int, required=True, help="number of clusters")
     s.add_argument("--split", default="train", help="the split to fit")
@@ -599,14 +679,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="output .npz (no pickle)")
 
     s = add("predict", "cluster labels of a split, written chunk by chunk to Zarr",
-            "daskmeans predict mnist.zarr --model m.npz --out labels.zarr")
+            "daskmeans predict mnist.zarr --model mnist256.npz --out labels.zarr")
     s.add_argument("store", help="a store written by 'daskmeans ingest'")
     s.add_argument("--model", required=True, help="a model written by 'daskmeans fit'")
     s.add_argument("--split", default="test", help="the split to label")
     s.add_argument("--out", required=True, help="destination Zarr store of the labels")
 
     s = add("evaluate", "accuracy, purity, homogeneity, inertia of a model on a split",
-            "daskmeans evaluate mnist.zarr --model m.npz --split test --json")
+            "daskmeans evaluate mnist.zarr --model mnist256.npz --split test")
     s.add_argument("store", help="a store written by 'daskmeans ingest'")
     s.add_argument("--model", required=True, help="a model written by 'daskmeans fit'")
     s.add_argument("--split", default="test", help="the split to score")
@@ -624,8 +704,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="directory for the table and figures")
 
     s = add("quantize", "reduce a photo to N colours (K-means vs random colours)",
-            "daskmeans quantize china.jpg --colors 64 --out china64.png")
-    s.add_argument("photo", help="an image file or a store from 'daskmeans ingest image'")
+            "daskmeans quantize --sample china --colors 64 --out china64.png")
+    s.add_argument("photo", nargs="?",
+                   help="an image file or a store from 'daskmeans ingest image'")
+    s.add_argument("--sample", choices=SAMPLES,
+                   help="instead of a photo: one of scikit-learn's bundled photos")
     s.add_argument("--colors", type=int, default=64, help="palette size")
     s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--store", help="also write the labels as a Zarr store here")
@@ -660,6 +743,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.end_progress()
         print("daskmeans: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `daskmeans evaluate ... | head`: the reader left, stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own advice: no second error at exit
+        return 141
     except (UserError, OSError, ValueError, TimeoutError) as e:
         console.end_progress()
         if debug:

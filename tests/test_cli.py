@@ -152,17 +152,87 @@ def test_demo_with_real_mnist(mnist_dir: Path, tmp_path: Path) -> None:
         assert (tmp_path / "out" / name).stat().st_size > 0, name
 
 
-@pytest.mark.slow
-def test_demo_offline_falls_back_to_digits(tmp_path: Path) -> None:
-    env = {"DASKMEANS_MNIST_DIR": "", "DASKMEANS_DATA_HOME": str(tmp_path / "cache")}
-    p = _subprocess(["demo", "--out", str(tmp_path / "out")], tmp_path, env=env)
-    assert p.returncode == 0, p.stderr
-    assert "MNIST unavailable" in p.stdout and "digits" in p.stdout
-    assert p.stdout.count("MNIST unavailable") == 1 and "WARNING" not in p.stderr
-    assert (tmp_path / "out" / "centroids.png").exists()
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No MNIST mirror answers, no Fashion-MNIST on this machine, an empty cache."""
+    import dataclasses
+
+    from daskmeans import datasets
+
+    monkeypatch.delenv("DASKMEANS_MNIST_DIR", raising=False)
+    monkeypatch.setenv("DASKMEANS_DATA_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "MNIST",
+                        dataclasses.replace(datasets.MNIST, mirrors=("http://127.0.0.1:9/",)))
+    monkeypatch.setattr(datasets, "FASHION_MNIST",
+                        dataclasses.replace(datasets.FASHION_MNIST, local_dirs=()))
+    return tmp_path
+
+
+def test_demo_offline_falls_back_to_digits(offline: Path, capsys) -> None:
+    code, out, err = run(["demo", "--out", str(offline / "out")], capsys)
+    assert code == 0, err
+    first = out.splitlines()[0]  # the first line says which data, and why
+    assert first.startswith("data: digits, 1400 + 397 images of 64 pixels: MNIST cannot be "
+                            "downloaded"), first
+    assert "no local MNIST or Fashion-MNIST" in first and "WARNING" not in err
+    assert err.startswith("looking for MNIST")  # said before the (up to 10 s) attempt
+    assert (offline / "out" / "centroids.png").exists()
+    assert "PSNR" in out and "wall clock" in out
     # small data, no --workers: in this process on dask's threads, no cluster started
-    assert "scheduler: dask's threads, in this process" in p.stderr
-    assert "cluster: local" not in p.stderr
+    assert "scheduler: dask's threads, in this process" in err
+    assert "cluster: local" not in err
+    # without a terminal, the steps without a bar are announced, the sweep line by line
+    assert "fitting K=10 for the contingency table" in err and "sweep 6/6: K=256" in err
+
+
+def test_demo_finds_a_local_fashion_mnist(offline: Path, mnist_test, monkeypatch) -> None:
+    import dataclasses
+
+    from daskmeans import datasets
+    from tests.test_io import write_idx
+
+    X, y = mnist_test  # stand-ins for Fashion-MNIST's files, small
+    local = offline / "debian-fashion-mnist"
+    local.mkdir()
+    images = np.rint(X[:300] * 255).astype(np.uint8).reshape(-1, 28, 28)
+    for split, rows in (("train", slice(0, 200)), ("t10k", slice(200, 300))):
+        write_idx(local / f"{split}-images-idx3-ubyte.gz", images[rows])
+        write_idx(local / f"{split}-labels-idx1-ubyte.gz", y[rows].astype(np.uint8))
+    monkeypatch.setattr(datasets, "FASHION_MNIST",
+                        dataclasses.replace(datasets.FASHION_MNIST, local_dirs=(str(local),)))
+    args = cli.build_parser().parse_args(["demo", "--out", str(offline / "out")])
+    store, name, where = cli._demo_data(args, cli.Console(quiet=True), offline / "out")
+    assert name == "Fashion-MNIST" and str(local) in where and "MNIST cannot be" in where
+    from daskmeans import io
+
+    np.testing.assert_array_equal(io.open_dataset(store, "train")[1].compute(), y[:200])
+
+
+def test_help_imports_neither_dask_nor_scikit_learn(tmp_path: Path) -> None:
+    code = ("import sys, daskmeans.cli\n"
+            "try:\n    daskmeans.cli.main(['fit', '--help'])\nexcept SystemExit: pass\n"
+            "try:\n    daskmeans.cli.main(['fit', 'x.zarr'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('dask', 'distributed', 'sklearn', 'zarr', 'numba')"
+            " if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert p.stdout.splitlines()[-1] == "[]", p.stdout + p.stderr
+    assert "the following arguments are required: --k, --model" in p.stderr
+
+
+def test_model_and_parameters_checked_before_any_cluster(store: Path, tmp_path: Path,
+                                                         capsys) -> None:
+    from daskmeans import KMeans, save_model
+
+    model = save_model(KMeans(2, random_state=0).fit(np.eye(4)), tmp_path / "m4.npz")
+    for cmd in (["evaluate", str(store), "--model", str(model)],
+                ["predict", str(store), "--model", str(model), "--out", str(tmp_path / "l")]):
+        code, _, err = run([*cmd, "--workers", "2"], capsys)
+        assert code == 2 and "was fitted on 4 features; this split has 784" in err
+        assert "cluster:" not in err
+    code, _, err = run(["fit", str(store), "--split", "test", "--k", "3", "--max-iter", "-1",
+                        "--model", str(tmp_path / "m.npz"), "--workers", "2"], capsys)
+    assert code == 2 and "'max_iter' parameter" in err and "cluster:" not in err
 
 
 def test_ingest_image_then_quantize_store(sched: list[str], tmp_path: Path, capsys) -> None:

@@ -22,3 +22,53 @@ def test_readme_python_example_runs(mnist_dir: Path, tmp_path: Path,
     exec(compile(code, str(README), "exec"), namespace)
     assert namespace["km"].cluster_centers_.shape == (256, 784)  # type: ignore[attr-defined]
     assert len(namespace["rows"]) == 1  # type: ignore[arg-type]
+
+
+def _cli_block() -> list[str]:
+    """The commands of the README's command-line block, continuation lines joined."""
+    text = README.read_text()
+    block = re.search(r"## The command line\n\n```bash\n(.*?)```", text, re.S)
+    assert block is not None, "the README lost its command-line block"
+    joined = block.group(1).replace("\\\n", " ")
+    return [line.split("  #")[0].strip() for line in joined.splitlines() if line.strip()]
+
+
+def test_readme_commands_run_in_order(mnist_dir: Path, tmp_path: Path, capsys,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
+
+    from daskmeans import cli
+
+    monkeypatch.chdir(tmp_path)
+    commands = _cli_block()
+    assert len(commands) >= 8
+    for command in commands:
+        # the K sweep over six K is covered by the demo test: two K here, to keep it short
+        command = command.replace("../shared/data/mnist", str(mnist_dir)).replace(
+            "--k 10,16,36,64,144,256", "--k 10,16")
+        argv = shlex.split(command)
+        assert argv[0] == "daskmeans", command
+        code = cli.main(argv[1:])
+        _, err = capsys.readouterr()
+        assert code == 0, f"{command}: {err}"
+    for output in ("mnist.zarr", "mnist256.npz", "mnist256r.npz", "labels.zarr",
+                   "sweep/sweep.json", "china64.png", "china8.png", "china8.zarr"):
+        assert (tmp_path / output).exists(), output
+
+
+def test_every_help_example_is_in_the_readme() -> None:
+    """So that the test above runs each of them (demo: the demo tests run it)."""
+    from daskmeans import cli
+
+    parser = cli.build_parser()
+    subs = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    examples = [line.split("#")[0].strip() for line in (parser.epilog or "").splitlines()
+                if line.strip().startswith("daskmeans")]
+    examples += [sub.epilog.split("example:", 1)[1].strip() for sub in subs.values()]
+    commands, text = _cli_block(), README.read_text()
+    assert len(examples) >= 2 * len(subs) - 1
+    for example in examples:
+        if example.endswith("daskmeans demo"):
+            assert example in text
+        else:
+            assert any(c.startswith(example) for c in commands), example
