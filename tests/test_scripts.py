@@ -73,3 +73,10 @@ def test_benchmark_big_store_prints_every_contender(mnist_dir: Path) -> None:
             if line.startswith("| ") and "contender" not in line]
     assert rows == ["threaded, streamed", "threaded, held", "LocalCluster 2x1, streamed",
                     "LocalCluster 2x1, held"], out
+
+
+@pytest.mark.slow
+def test_benchmark_cli_prints_ratios(mnist_dir: Path) -> None:
+    out = run_script("benchmark_cli.py", "--data", str(mnist_dir), "--rounds", "1",
+                     "--commands", "evaluate", "--no-cluster")
+    assert "| threaded | evaluate |" in out and "daskmeans --help:" in out, out
