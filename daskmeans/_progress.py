@@ -77,13 +77,13 @@ class TqdmBars:
             bar = self._bar = tqdm(
                 desc=f"{phase:<11}", total=total, initial=done, leave=True,
                 file=self._file if self._file is not None else sys.stderr,
-                postfix=detail[:60] or None, dynamic_ncols=True, **self._kwargs)
+                postfix=detail[:100] or None, dynamic_ncols=True, **self._kwargs)
             self._phase = phase
             return
         if total != bar.total:
             bar.total = total
         if detail:
-            bar.set_postfix_str(detail[:60], refresh=False)
+            bar.set_postfix_str(detail[:100], refresh=False)
         if done > bar.n:
             bar.update(done - bar.n)  # redraws at most every ``mininterval``
         if total is not None and done >= total:

@@ -40,6 +40,11 @@ SAMPLES_MAX_BYTES = 256 << 20
 Progress = Callable[[str, int, "int | None", str], None]
 
 
+def _converged(step: int, max_iter: int, why: str) -> str:
+    """The last word of a loop's bar when it stops before ``max_iter``."""
+    return f"converged at iteration {step} of at most {max_iter}: {why}"
+
+
 def _no_progress(phase: str, done: int, total: int | None, detail: str = "") -> None:
     return None
 
@@ -197,7 +202,13 @@ def lloyd(
             elif shift <= tol_abs:
                 done[i] = True
         best = min(active, key=lambda i: inertia[i])
-        progress("lloyd", it + 1, max_iter, f"inertia {inertia[best]:.6g}")
+        if all(done):
+            why = "labels unchanged" if all(strict) else "centre shift <= tol"
+            if n_runs > 1:
+                why = f"all {n_runs} runs ({why} in the last)"
+            progress("lloyd", it + 1, it + 1, _converged(it + 1, max_iter, why))
+        else:
+            progress("lloyd", it + 1, max_iter, f"inertia {inertia[best]:.6g}")
         if on_iteration is not None and not done[0]:
             on_iteration(it + 1, Cs[0], tol_abs, histories[0])
     again = [i for i in range(n_runs) if not strict[i] or always_final]
@@ -340,12 +351,15 @@ def lloyd_bounded(
                   "%d in full", run, it + 1, lp.sq, shift, n_reloc, part.n_read, src.n,
                   part.n_full)
         C = C_new
-        progress("lloyd", it + 1, max_iter, f"inertia {lp.sq:.6g}")
         if shift == 0 and n_reloc == 0:
             strict = True
+            progress("lloyd", it + 1, it + 1, _converged(it + 1, max_iter, "labels unchanged"))
             break
         if shift <= tol_abs:
+            progress("lloyd", it + 1, it + 1,
+                     _converged(it + 1, max_iter, f"centre shift {shift:.3g} <= tol"))
             break
+        progress("lloyd", it + 1, max_iter, f"inertia {lp.sq:.6g}")
         if on_iteration is not None:
             on_iteration(it + 1, C, tol_abs, history)
     inertia_final = final([C], [run])[0]
@@ -578,19 +592,21 @@ def minibatch_update(state: MiniBatchState, part: K.LloydPartial, reassign: bool
 
 
 def minibatch_converged(state: MiniBatchState, spec: MiniBatchSpec, n: int, shift: float,
-                        batch_inertia: float, batch: int) -> bool:
-    """scikit-learn's early stopping on the EWA batch inertia or the centre shift."""
+                        batch_inertia: float, batch: int) -> str | None:
+    """scikit-learn's early stopping on the EWA batch inertia or the centre shift: the
+    reason to stop, or None."""
     batch_inertia /= batch
     if state.step <= 1:
-        return False
+        return None
     if state.ewa_inertia is None:
         state.ewa_inertia = batch_inertia
     else:
         alpha = min(batch * 2.0 / (n + 1), 1.0)
         state.ewa_inertia = state.ewa_inertia * (1 - alpha) + batch_inertia * alpha
     if spec.tol_abs > 0.0 and shift <= spec.tol_abs:
-        log.info("converged: centre shift %.3g <= tol %.3g", shift, spec.tol_abs)
-        return True
+        why = f"converged: centre shift {shift:.3g} <= tol {spec.tol_abs:.3g}"
+        log.info(why)
+        return why
     if state.ewa_inertia_min is None or state.ewa_inertia < state.ewa_inertia_min:
         state.no_improvement = 0
         state.ewa_inertia_min = state.ewa_inertia
@@ -598,16 +614,17 @@ def minibatch_converged(state: MiniBatchState, spec: MiniBatchSpec, n: int, shif
         state.no_improvement += 1
     m = spec.max_no_improvement
     if m is not None and state.no_improvement >= m:
-        log.info("converged: no improvement of the smoothed batch inertia in %d steps", m)
-        return True
-    return False
+        why = f"converged: smoothed batch inertia not improved in {m} steps"
+        log.info(why)
+        return why
+    return None
 
 
 def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
                    rows: np.ndarray | None, blocks: Sequence[int] | None, seed: int,
-                   stopping: bool = True) -> bool:
+                   stopping: bool = True) -> str | None:
     """One mini-batch step (one pass over the batch's rows or blocks, one compute);
-    appends to ``state.history``; returns True when early stopping says stop."""
+    appends to ``state.history``; returns why early stopping says stop, or None."""
     t0 = time.perf_counter()
     b = len(rows) if rows is not None else int(sum(src.block_rows(i) for i in blocks or ()))
     reassign = random_reassign(state, b)
@@ -620,7 +637,7 @@ def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     shift, n_re = minibatch_update(state, part, reassign, b, spec.reassignment_ratio,
                                    spec.metric)
     state.step += 1
-    stop = stopping and minibatch_converged(state, spec, src.n, shift, batch_inertia, b)
+    stop = minibatch_converged(state, spec, src.n, shift, batch_inertia, b) if stopping else None
     state.history.append({
         "step": state.step, "batch_inertia": batch_inertia,
         "ewa_inertia": state.ewa_inertia if stopping else None, "center_shift": shift,
@@ -653,10 +670,12 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
             blocks, order[:] = order[:per_step], order[per_step:]
         stop = minibatch_step(src, state, spec, rows=rows, blocks=blocks, seed=seed0 + step + 1)
         h = state.history[-1]
+        if stop:  # the bar ends here, full, saying why
+            progress("mini-batch", state.step, state.step,
+                     f"{stop} (step {state.step} of at most {spec.n_steps})")
+            break
         progress("mini-batch", state.step, spec.n_steps,
                  f"batch inertia {h['batch_inertia'] / h['batch_rows']:.4g}/row")
-        if stop:
-            break
         if on_step is not None:
             on_step(state, order)
     return state

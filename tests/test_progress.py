@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from daskmeans import cli, io, quantize
+from daskmeans import KMeans, MiniBatchKMeans, cli, io, quantize
 from daskmeans._progress import Progress, TqdmBars, progress
 
 Call = tuple[str, int, "int | None", str]
@@ -204,7 +204,31 @@ def test_console_progress_draws_on_a_tty_only(capsys: pytest.CaptureFixture[str]
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     piped = cli.Console(quiet=False)
     piped.progress("fit", 1, 2, "x")
-    assert capsys.readouterr() == ("", "")
+    assert capsys.readouterr() == ("", "")  # a line was just printed (none yet: start)
+    piped.HEARTBEAT = 0.0  # piped: a plain line at most every HEARTBEAT seconds
+    piped.progress("fit", 2, 3, "y")
+    assert capsys.readouterr() == ("", "  fit: 2/3 (y)\n")
+
+
+@pytest.mark.parametrize("make", [
+    lambda cb: MiniBatchKMeans(10, random_state=0, callback=cb),
+    lambda cb: KMeans(10, random_state=0, callback=cb),  # bounds
+    lambda cb: KMeans(10, random_state=0, algorithm="lloyd", callback=cb),
+    lambda cb: KMeans(10, random_state=0, init="random", n_init=3, callback=cb),  # runs
+])
+def test_a_fit_that_converges_says_so_at_the_end(make) -> None:
+    from sklearn.datasets import load_digits
+
+    calls: list[tuple[str, int, int | None, str]] = []
+    est = make(lambda *a: calls.append(a)).fit(load_digits().data)
+    phase, done, total, detail = calls[-1]
+    assert done == total and detail.startswith("converged") and "of at most" in detail
+    max_steps = calls[0][2]
+    assert max_steps is not None and done < max_steps
+    if phase == "lloyd" and "runs" not in detail:
+        assert detail.startswith(f"converged at iteration {est.n_iter_} of at most 300")
+    elif phase == "lloyd":  # several runs share the passes: the bar ends with the last
+        assert done >= est.n_iter_ and "all 3 runs" in detail
 
 
 @pytest.mark.parametrize("quiet", [False, True])
