@@ -1169,7 +1169,19 @@ def pair_table(labels_true: np.ndarray, labels_pred: np.ndarray) -> PairTable:
     array([[0, 2],
            [0, 0],
            [1, 0]])
+
+    A predicted label of -1 (a sample masked as nodata, or DBSCAN's noise) takes no
+    part: the row is left out of the table.
+
+    >>> pair_table(np.array([0, 0, 2]), np.array([1, -1, 0])).table
+    array([[0, 1],
+           [0, 0],
+           [1, 0]])
     """
+    raw = np.asarray(labels_pred)
+    if raw.dtype.kind in "if" and np.shape(labels_true) == raw.shape and (raw == -1).any():
+        keep = raw != -1
+        labels_true, labels_pred = np.asarray(labels_true)[keep], raw[keep]
     t = as_label_codes(labels_true, "labels_true")
     p = as_label_codes(labels_pred, "labels_pred")
     if t.shape != p.shape:
@@ -1207,7 +1219,8 @@ def score_block(
     weights: np.ndarray | None = None,
     labels_true: np.ndarray | None = None,
 ) -> Scored:
-    """Assign a chunk: its (weighted) SSE and, given true labels, its contingency counts.
+    """Assign a chunk: its (weighted) SSE and, given true labels, its contingency counts
+    (rows of zero weight, such as nodata samples, left out).
 
     Evaluating a model needs both; one assignment of each chunk gives both.
 
@@ -1219,6 +1232,8 @@ def score_block(
     (2.0, [[2, 0], [0, 0], [0, 1]])
     """
     labels, sq = assign(X, C)
+    if labels_true is not None and weights is not None:  # zero weight (nodata): no part
+        labels = np.where(weights > 0, labels, np.int32(-1))
     table = None if labels_true is None else pair_table(labels_true, labels)
     return Scored(weighted_sse(sq, weights), table)
 

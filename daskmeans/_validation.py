@@ -122,6 +122,9 @@ _TAGS: dict[str, tuple[Callable[[Any], bool], str]] = {
                      or isinstance(v, np.random.RandomState | np.random.Generator),
                      f"{_SEED}, a numpy RandomState or Generator, or None"),
     "boolean": (lambda v: isinstance(v, bool | np.bool_), "a bool"),
+    "string": (lambda v: isinstance(v, str), "a str"),
+    "real": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_),
+             "a real number (NaN allowed)"),
 }
 
 

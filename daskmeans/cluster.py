@@ -89,21 +89,69 @@ _COMMON_CONSTRAINTS: dict[str, list[Any]] = {
     "split_every": [Interval(Integral, 2, None)],
     "verbose": [Interval(Integral, 0, None), "boolean"],
     "callback": [None, callable],
+    "feature_dim": [None, "string"],
+    "nodata": [None, "real"],
 }
+
+
+class _Rows:
+    """What an input went through on its way to a source, undone on the way out: an
+    xarray object's samples flattened to rows (``grid``), rows holding ``nodata``
+    masked (``valid``: numpy or dask bool per row)."""
+
+    def __init__(self, grid: io.SampleGrid | None = None, valid: Any = None) -> None:
+        self.grid, self.valid = grid, valid
+
+    def weights(self, w: Any, n: int) -> Any:
+        """The sample weights with masked rows at zero (so they take no part)."""
+        if self.valid is None:
+            return w
+        if isinstance(self.valid, np.ndarray):
+            if not self.valid.any():
+                raise ValueError("nodata: every sample of X holds the nodata value")
+            if isinstance(w, da.Array):
+                w = R.compute(w)
+        v = self.valid.astype(np.float64)
+        return v if w is None else v * w
+
+    def labels(self, labels: Any) -> Any:
+        """Cluster labels per row -> -1 where masked, on the input's grid."""
+        if self.valid is not None:
+            labels = io.where_rows(labels, self.valid, -1)
+        return labels if self.grid is None else self.grid.wrap(labels, "labels")
+
+    def distances(self, D: Any) -> Any:
+        """(n, k) distances -> NaN where masked, on the input's grid (``cluster`` last)."""
+        if self.valid is not None:
+            D = io.where_rows(D, self.valid, np.nan)
+        return D if self.grid is None else self.grid.wrap(D, "distances", "cluster")
 
 
 class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Shared validation, initialisation, predict/transform/score."""
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
-    labels_: np.ndarray | da.Array  # numpy for numpy input, lazy for lazy input
+    labels_: Any  # numpy for numpy input, lazy dask for lazy input, xarray for xarray
+    cluster_centers_: Any  # (k, d) numpy; a DataArray(cluster, feature) for xarray input
     _auto_n_init = 10
 
     # ------------------------------------------------------------------ input handling
 
-    def _source(self, X: Any, reset: bool) -> io.Source:
-        """The data source of X: numpy validated by scikit-learn (copied only if not
-        float C-contiguous), anything else opened lazily, its shape checked."""
+    def _source(self, X: Any, reset: bool) -> tuple[io.Source, _Rows]:
+        """The data source of X and how to map results back (:class:`_Rows`): an
+        xarray object flattened to rows, rows holding ``nodata`` masked."""
+        grid = None
+        if io.is_xarray(X):
+            X, grid = io.xarray_rows(X, self.feature_dim)
+        src = self._rows_source(X, reset)
+        valid = None
+        if self.nodata is not None:
+            src, valid = io.mask_nodata(src, float(self.nodata))
+        return src, _Rows(grid, valid)
+
+    def _rows_source(self, X: Any, reset: bool) -> io.Source:
+        """The data source of (n, d) rows: numpy validated by scikit-learn (copied only
+        if not float C-contiguous), anything else opened lazily, its shape checked."""
         if isinstance(X, str | Path | io.Source) or io.is_zarr(X) or isinstance(X, da.Array):
             src = io.as_source(X)
             if isinstance(X, da.Array) and any(np.isnan(c) for c in X.shape):
@@ -119,8 +167,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
                     f"{self.n_features_in_} features as input"
                 )
             return src
+        nan_nodata = self.nodata is not None and np.isnan(self.nodata)
         Xv = validate_data(self, X, accept_sparse=False, dtype=[np.float64, np.float32],
-                           order="C", reset=reset)
+                           order="C", reset=reset,
+                           ensure_all_finite="allow-nan" if nan_nodata else True)
         return io.ArraySource(Xv)
 
     def _n_init(self) -> int:
@@ -138,13 +188,14 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         if self.n_clusters > src.n:
             raise ValueError(f"n_clusters={self.n_clusters} must be <= n_samples={src.n}")
 
-    def _prepare(self, X: Any, sample_weight: Any) -> io.Source:
+    def _prepare(self, X: Any, sample_weight: Any) -> tuple[io.Source, _Rows]:
         """Validate parameters (before any data is touched), then the input; the
-        source with its weights, normalised for cosine, scattered to a cluster."""
+        source with its weights (zero for nodata rows), normalised for cosine, scattered
+        to a cluster; and how to map results back to the input."""
         validate_params(self)
-        src = self._source(X, reset=True)
+        src, rows = self._source(X, reset=True)
         self._check_params(src)
-        w = _check_weights(sample_weight, src.n)
+        w = rows.weights(_check_weights(sample_weight, src.n), src.n)
         if isinstance(w, da.Array) and not isinstance(src, io.DaskSource):
             w = R.compute(w)  # n float64 values: small next to the rows
             w = _check_weights(w, src.n)
@@ -156,7 +207,14 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
                 src.scatter(default_client())
             else:  # |x|^2 once for every pass (~15% of a pass at k=10)
                 src.xsq = K.row_norms_sq(src.X)
-        return src
+        return src, rows
+
+    def _fitted_on(self, rows: _Rows) -> None:
+        """Learned attributes as the input was given: labels -1 where masked, xarray
+        labels and centres for xarray input."""
+        self.labels_ = rows.labels(self.labels_)
+        if rows.grid is not None:
+            self.cluster_centers_ = rows.grid.centers(np.asarray(self.cluster_centers_))
 
     def _as_kernels_see_it(self, src: io.Source, weights: Any = None) -> io.Source:
         """The source with its weights and, for cosine, normalised rows (numpy rows at
@@ -184,10 +242,11 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     # ------------------------------------------------------------------ public methods
 
-    def _centers_for(self, X: Any) -> tuple[io.Source, np.ndarray]:
+    def _centers_for(self, X: Any) -> tuple[io.Source, np.ndarray, _Rows]:
         check_is_fitted(self)
-        src = self._as_kernels_see_it(self._source(X, reset=False))
-        return src, self.cluster_centers_.astype(src.dtype, copy=False)
+        src, rows = self._source(X, reset=False)
+        src = self._as_kernels_see_it(src)
+        return src, np.asarray(self.cluster_centers_).astype(src.dtype, copy=False), rows
 
     def predict(self, X: Any) -> Any:
         """Index of the nearest centre of each row.
@@ -202,17 +261,17 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         labels : (n_samples,) int32, numpy for numpy input, a lazy dask array otherwise
             (computing it raises ``ValueError`` naming a row that holds NaN or inf).
         """
-        src, C = self._centers_for(X)
+        src, C, rows = self._centers_for(X)
         if not src.lazy:
-            return K.assign(src.X, C)[0]
-        return R.predict_lazy(src, C)
+            return rows.labels(K.assign(src.X, C)[0])
+        return rows.labels(R.predict_lazy(src, C))
 
     def transform(self, X: Any) -> Any:
         """Euclidean distances to every centre, shape (n_samples, n_clusters)."""
-        src, C = self._centers_for(X)
+        src, C, rows = self._centers_for(X)
         if not src.lazy:
-            return K.distances(src.X, C)
-        return R.transform_lazy(src, C)
+            return rows.distances(K.distances(src.X, C))
+        return rows.distances(R.transform_lazy(src, C))
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return ``labels_``."""
@@ -228,8 +287,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     def _scored(self, X: Any, sample_weight: Any = None, labels_true: Any = None) -> K.Scored:
         """One assignment pass over X: SSE and, given true labels, contingency counts."""
-        src, C = self._centers_for(X)
-        w = _check_weights(sample_weight, src.n)
+        src, C, rows = self._centers_for(X)
+        w = rows.weights(_check_weights(sample_weight, src.n), src.n)
         if labels_true is not None and labels_true.shape[0] != src.n:
             raise K.LabelError(f"labels_true must have one label per row of X "
                                f"({src.n}), got {labels_true.shape[0]}")
@@ -246,7 +305,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     @property
     def _n_features_out(self) -> int:
-        return self.cluster_centers_.shape[0]
+        return int(np.shape(self.cluster_centers_)[0])
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -309,6 +368,21 @@ class KMeans(_BaseKMeans):
         Show a progress bar (tqdm, on stderr) when > 0.
     callback : callable or None
         ``callback(phase, done, total, detail)`` after every iteration (instead of a bar).
+    feature_dim : str or None
+        For an ``xarray.DataArray`` X: the dimension that holds the features (e.g.
+        ``"band"``); every other dimension is a sample dimension, so a ``(band, y, x)``
+        scene is clustered per pixel. None: the last dimension of a 2-D DataArray. An
+        ``xarray.Dataset``'s variables are its features. With xarray input,
+        ``labels_``, ``predict`` and ``transform`` return DataArrays over the sample
+        dimensions with the input's coordinates, attributes and chunks (lazy for lazy
+        input), and ``cluster_centers_`` is a ``DataArray(cluster, feature_dim)``.
+    nodata : float or None
+        A sample where any feature equals ``nodata`` (NaN: any NaN) is masked: it takes
+        no part in init, fit, inertia or ``score`` (it gets zero weight) and its label
+        is -1 (as scikit-learn's DBSCAN marks noise) in ``labels_`` and ``predict``
+        (``transform`` gives NaN distances). Values are compared as stored (a uint8
+        store's raw values). Without ``nodata``, NaN and infinity are errors. A Zarr
+        store with ``nodata`` is read through dask (no held rows or bounds).
 
     Attributes
     ----------
@@ -353,6 +427,8 @@ class KMeans(_BaseKMeans):
         copy_x: bool = True,
         verbose: int = 0,
         callback: Callable[..., None] | None = None,
+        feature_dim: str | None = None,
+        nodata: float | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -369,6 +445,8 @@ class KMeans(_BaseKMeans):
         self.copy_x = copy_x
         self.verbose = verbose
         self.callback = callback
+        self.feature_dim = feature_dim
+        self.nodata = nodata
 
     def fit(
         self,
@@ -402,7 +480,8 @@ class KMeans(_BaseKMeans):
         """
         check_scalar_param("checkpoint_every", checkpoint_every, [_POSITIVE], "KMeans.fit")
         # a store's decoded rows are read once and held while they fit in memory
-        src = R.hold(self._prepare(X, sample_weight))
+        src, rows = self._prepare(X, sample_weight)
+        src = R.hold(src)
         rs = check_random_state(self.random_state)
         seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]
         ckpt = _Checkpoint(checkpoint, checkpoint_every, self, src, seeds) if checkpoint else None
@@ -475,6 +554,7 @@ class KMeans(_BaseKMeans):
         else:  # labels of the best run's final E-step (or, after a resume, computed now)
             self.labels_ = (best_labels if best_labels is not None
                             else K.assign(src.X, best.centers)[0])
+        self._fitted_on(rows)
         return self
 
     def _bounded(self, src: io.Source) -> bool:
@@ -545,6 +625,21 @@ class MiniBatchKMeans(_BaseKMeans):
     compute_labels : bool, default True
         Compute ``labels_`` and the exact ``inertia_`` over all of X after the steps
         (one more pass); as scikit-learn.
+    feature_dim : str or None
+        For an ``xarray.DataArray`` X: the dimension that holds the features (e.g.
+        ``"band"``); every other dimension is a sample dimension, so a ``(band, y, x)``
+        scene is clustered per pixel. None: the last dimension of a 2-D DataArray. An
+        ``xarray.Dataset``'s variables are its features. With xarray input,
+        ``labels_``, ``predict`` and ``transform`` return DataArrays over the sample
+        dimensions with the input's coordinates, attributes and chunks (lazy for lazy
+        input), and ``cluster_centers_`` is a ``DataArray(cluster, feature_dim)``.
+    nodata : float or None
+        A sample where any feature equals ``nodata`` (NaN: any NaN) is masked: it takes
+        no part in init, fit, inertia or ``score`` (it gets zero weight) and its label
+        is -1 (as scikit-learn's DBSCAN marks noise) in ``labels_`` and ``predict``
+        (``transform`` gives NaN distances). Values are compared as stored (a uint8
+        store's raw values). Without ``nodata``, NaN and infinity are errors. A Zarr
+        store with ``nodata`` is read through dask (no held rows or bounds).
 
     Attributes
     ----------
@@ -598,6 +693,8 @@ class MiniBatchKMeans(_BaseKMeans):
         split_every: int = 8,
         verbose: int = 0,
         callback: Callable[..., None] | None = None,
+        feature_dim: str | None = None,
+        nodata: float | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -618,6 +715,8 @@ class MiniBatchKMeans(_BaseKMeans):
         self.split_every = split_every
         self.verbose = verbose
         self.callback = callback
+        self.feature_dim = feature_dim
+        self.nodata = nodata
 
     def _batch(self, n: int) -> int:
         return int(min(n, DEFAULT_BATCH_SIZE if self.batch_size == "auto" else self.batch_size))
@@ -663,7 +762,7 @@ class MiniBatchKMeans(_BaseKMeans):
         """
         check_scalar_param("checkpoint_every", checkpoint_every, [_POSITIVE],
                            "MiniBatchKMeans.fit")
-        src = self._prepare(X, sample_weight)
+        src, rows = self._prepare(X, sample_weight)
         n = src.n
         rs = check_random_state(self.random_state)
         batch = self._batch(n)
@@ -724,11 +823,14 @@ class MiniBatchKMeans(_BaseKMeans):
         self.n_iter_ = int(np.ceil(rows_seen / n))
         if self.compute_labels:
             self._final_labels(src)
+            self._fitted_on(rows)
+        elif rows.grid is not None:
+            self.cluster_centers_ = rows.grid.centers(np.asarray(self.cluster_centers_))
         return self
 
     def _refine(self, src: io.Source, progress: Any) -> None:
         """``refine`` Lloyd iterations from the mini-batch centres (history marks them)."""
-        (run,) = A.lloyd(src, [self.cluster_centers_], max_iter=int(self.refine), tol=0.0,
+        (run,) = A.lloyd(src, [self._state.centers], max_iter=int(self.refine), tol=0.0,
                          final=_no_final, metric=self.metric,
                          split_every=int(self.split_every), progress=progress.report)
         for r in run.history:  # the exact inertia comes from _final_labels
@@ -758,7 +860,7 @@ class MiniBatchKMeans(_BaseKMeans):
         return best
 
     def _final_labels(self, src: io.Source) -> None:
-        C = self.cluster_centers_
+        C = self._state.centers
         if src.lazy:
             self.labels_ = R.predict_lazy(src, C)
             self.inertia_ = R.lloyd_pass(src, C, split_every=int(self.split_every)).sse()
@@ -777,8 +879,9 @@ class MiniBatchKMeans(_BaseKMeans):
         first = not hasattr(self, "cluster_centers_")
         if first:
             validate_params(self)
-        src = self._source(X, reset=first)
-        src = self._as_kernels_see_it(src, _check_weights(sample_weight, src.n))
+        src, rows = self._source(X, reset=first)
+        src = self._as_kernels_see_it(
+            src, rows.weights(_check_weights(sample_weight, src.n), src.n))
         if first or not hasattr(self, "_stream_rs"):
             self._stream_rs = check_random_state(self.random_state)
         if first:
@@ -795,6 +898,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self._set_state(self._state)
         self.n_iter_ = 0
         self._final_labels(src)
+        self._fitted_on(rows)
         return self
 
 
@@ -949,7 +1053,7 @@ def save_model(
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_suffix(".npz")
-    _write_npz(path, header, cluster_centers=estimator.cluster_centers_)
+    _write_npz(path, header, cluster_centers=np.asarray(estimator.cluster_centers_))
     return path
 
 
