@@ -320,7 +320,13 @@ def top_m(
     """The ``m`` rows with the largest ``sqdist``, ties broken by smaller global index.
 
     ``offset`` is the global index of row 0, or an array of every row's global index.
+    Rows of zero weight (nodata) are never chosen: they take no part, not even as the
+    farthest rows that empty clusters move to.
     """
+    if weights.size and not (weights > 0).all():
+        keep = np.flatnonzero(weights > 0)
+        return top_m(sqdist[keep], m, X[keep], labels[keep], weights[keep],
+                     _row_index(offset, keep))
     n = sqdist.shape[0]
     m = min(m, n)
     if m == 0:

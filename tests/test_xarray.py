@@ -172,3 +172,17 @@ def test_zarr_store_with_nodata_compares_raw_values(tmp_path: Path) -> None:
     lab = np.asarray(km.labels_.compute())
     assert (lab[mask.ravel()] == -1).all()
     assert adjusted_rand_score(classes.ravel()[~mask.ravel()], lab[~mask.ravel()]) > 0.99
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_empty_clusters_never_move_to_nodata_rows(lazy: bool) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(10, 0.5, size=(400, 3))
+    X[::7] = -999.0  # nodata rows: by far the farthest from any centre
+    init = np.array([[10.0, 10, 10], [11, 11, 11], [500, 500, 500]])  # the last: empty
+    data = da.from_array(X, chunks=100) if lazy else X
+    km = KMeans(3, init=init, n_init=1, nodata=-999, algorithm="lloyd",
+                max_iter=5).fit(data)
+    centres = np.asarray(km.cluster_centers_)
+    assert np.abs(centres - 10).max() < 3, centres  # the empty one moved to a real row
+    assert (values(km.labels_)[::7] == -1).all()
