@@ -48,6 +48,7 @@ __all__ = [
     "IDXFormatError",
     "ImageFormatError",
     "NonFiniteError",
+    "Raster",
     "SampleGrid",
     "Source",
     "StoreError",
@@ -55,6 +56,7 @@ __all__ = [
     "ZarrSource",
     "arrays_to_dataset",
     "as_source",
+    "grid_rows",
     "image_pixels",
     "image_to_zarr",
     "ingest",
@@ -65,11 +67,15 @@ __all__ = [
     "open_array",
     "open_dataset",
     "open_image",
+    "open_raster",
     "open_source",
     "read_idx",
     "read_idx_header",
+    "rows_to_grid",
     "synthetic_image",
+    "synthetic_scene",
     "where_rows",
+    "write_labels",
     "xarray_rows",
 ]
 
@@ -880,10 +886,8 @@ class SampleGrid:
         """(n,) or (n, m) per-row values -> DataArray over the sample dims (+ ``extra_dim``)."""
         import xarray as xr
 
-        shape = self.shape + tuple(values.shape[1:])
         dims = self.dims + ((extra_dim,) if values.ndim == 2 and extra_dim else ())
-        grid = (_unflatten(values, self.shape) if isinstance(values, da.Array)
-                else values.reshape(shape))
+        grid = rows_to_grid(values, self.shape)
         if isinstance(grid, da.Array) and self.chunks is not None:
             grid = grid.rechunk(self.chunks + tuple((m,) for m in values.shape[1:]))
         return xr.DataArray(grid, dims=dims, coords=self.template.coords,
@@ -948,14 +952,21 @@ def xarray_rows(X: Any, feature_dim: str | None = None) -> tuple[Any, SampleGrid
     rows: np.ndarray | da.Array
     if isinstance(data, da.Array):
         chunks = data.chunks[:-1]
-        inner = int(np.prod(arr.shape[1:])) * data.dtype.itemsize
-        first = max(data.chunks[0])
-        strip = first if first * inner <= 4 * TASK_MAX_BYTES else max(1, TASK_MAX_BYTES // inner)
-        data = data.rechunk((strip, *(-1 for _ in arr.shape[1:])))
-        rows = _flatten(data, data.ndim - 1)  # strips of whole rows: no data moves
+        rows = grid_rows(data)
     else:
         rows = np.asarray(data).reshape(n, d)
     return rows, SampleGrid(template, feature_dim, features, chunks)
+
+
+def grid_rows(data: da.Array) -> da.Array:
+    """(*sample dims, features) dask array -> (n, features) rows in C order, lazily:
+    rechunked to strips of the first sample dimension (every other dimension in one
+    chunk; ~32 MB a block unless the input's chunks are larger), each strip's block
+    reshaped into whole rows (no data moves between blocks)."""
+    inner = int(np.prod(data.shape[1:])) * data.dtype.itemsize
+    first = max(data.chunks[0])
+    strip = first if first * inner <= 4 * TASK_MAX_BYTES else max(1, TASK_MAX_BYTES // inner)
+    return _flatten(data.rechunk((strip, *(-1 for _ in data.shape[1:]))), data.ndim - 1)
 
 
 def _flat_block(block: np.ndarray, keep: int) -> np.ndarray:
@@ -979,6 +990,13 @@ def _flatten(x: da.Array, n_lead: int) -> da.Array:
 
 def _grid_block(block: np.ndarray, lead: tuple[int, ...]) -> np.ndarray:
     return block.reshape((-1, *lead, *block.shape[1:]))
+
+
+def rows_to_grid(values: Any, shape: tuple[int, ...]) -> Any:
+    """Per-row values (n, ...) -> (*shape, ...): numpy reshaped, dask block by block."""
+    if isinstance(values, da.Array):
+        return _unflatten(values, shape)
+    return np.asarray(values).reshape((*shape, *np.shape(values)[1:]))
 
 
 def _unflatten(values: da.Array, shape: tuple[int, ...]) -> da.Array:
@@ -1344,6 +1362,224 @@ def zarr_to_dask(array: zarr.Array, chunks: Any = None) -> da.Array:
     available with dask's array query planning)."""
     return da.from_array(array, chunks=chunks or array.chunks, lock=False,
                          meta=np.empty((0,) * array.ndim, dtype=array.dtype))
+
+
+# --------------------------------------------------------------------------- rasters
+
+
+class Raster:
+    """A multi-band raster read from Zarr, lazily: ``data`` is a dask array of shape
+    ``(*sample dims, band)`` (the band axis moved last), with the names, coordinates
+    and attributes needed to write results aligned with it.
+
+    Attributes
+    ----------
+    data : dask array (*shape, n_bands)
+    dims : sample dimension names (e.g. ``("y", "x")``)
+    feature_dim : the band dimension's name
+    bands : list of str, band names (coordinate values, variable names, or indices)
+    coords : dict name -> 1-D numpy coordinate of a sample dimension (when stored)
+    attrs : the array's (and group's) attributes, e.g. a CRS
+    chunks : the input's chunks over the sample dimensions
+    """
+
+    def __init__(self, data: da.Array, dims: tuple[str, ...], feature_dim: str,
+                 bands: list[str], coords: dict[str, np.ndarray], attrs: dict[str, Any],
+                 chunks: tuple[tuple[int, ...], ...]) -> None:
+        self.data, self.dims, self.feature_dim, self.bands = data, dims, feature_dim, bands
+        self.coords, self.attrs, self.chunks = coords, attrs, chunks
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The sample dimensions' sizes."""
+        return tuple(self.data.shape[:-1])
+
+    def rows(self) -> da.Array:
+        """(n_pixels, n_bands) rows in C order (:func:`grid_rows`)."""
+        return grid_rows(self.data)
+
+
+def _dim_names(array: zarr.Array) -> tuple[str, ...]:
+    names: Any = getattr(array.metadata, "dimension_names", None)  # zarr v3
+    if not names:
+        names = array.attrs.get("_ARRAY_DIMENSIONS")  # xarray's convention for zarr v2
+    if not names or len(names) != array.ndim:
+        return tuple(f"dim_{i}" for i in range(array.ndim))
+    return tuple(str(n) for n in names)
+
+
+def open_raster(store: Any, feature_dim: str | int | None = None, *,
+                variable: str | None = None,
+                storage_options: dict[str, Any] | None = None) -> Raster:
+    """Open a multi-band raster stored in Zarr (xarray is not needed).
+
+    ``store`` holds either one array of any layout, e.g. ``(band, y, x)`` or
+    ``(y, x, band)``, whose band dimension is ``feature_dim`` (a dimension name from
+    the array's ``dimension_names`` or xarray's ``_ARRAY_DIMENSIONS``, or an axis
+    number; default: the first axis of a 3-D array), or a group as xarray writes a
+    Dataset: its data variables of the largest rank are the bands (``variable`` picks
+    one multi-band array instead) and its 1-D arrays named like dimensions are
+    coordinates.
+
+    Examples
+    --------
+    >>> r = open_raster("scene.zarr", "band")                      # doctest: +SKIP
+    >>> r.data.shape, r.dims, r.bands                              # doctest: +SKIP
+    ((1024, 1024, 6), ('y', 'x'), ['B1', 'B2', 'B3', 'B4', 'B5', 'B6'])
+    """
+    node = store if is_zarr(store) else _open_node(store, storage_options)
+    coords: dict[str, np.ndarray] = {}
+    attrs: dict[str, Any] = {}
+    if isinstance(node, zarr.Group):
+        attrs.update(node.attrs)
+        arrays = dict(node.arrays())
+        if variable is not None:
+            if variable not in arrays:
+                raise StoreError(f"{store}: no array {variable!r} (has {sorted(arrays)})")
+            node = arrays[variable]
+        else:
+            rank = max((a.ndim for a in arrays.values()), default=0)
+            if rank < 2:
+                raise StoreError(f"{store}: no 2-D or larger array to segment")
+            layers = {k: a for k, a in arrays.items() if a.ndim == rank}
+            if len(layers) == 1:
+                node = next(iter(layers.values()))
+            else:  # a Dataset of single-band variables: stack them, the names are the bands
+                names = sorted(layers)
+                shapes = {layers[k].shape for k in names}
+                if len(shapes) != 1:
+                    raise StoreError(f"{store}: band variables differ in shape: {shapes}")
+                dims = _dim_names(layers[names[0]])
+                for k in names:
+                    attrs.update(layers[k].attrs)
+                attrs.pop("_ARRAY_DIMENSIONS", None)
+                data = da.stack([zarr_to_dask(layers[k]) for k in names], axis=-1)
+                coords = _coords_of(arrays, dims)
+                return Raster(data, dims, "variable", names, coords, attrs,
+                              tuple(data.chunks[:-1]))
+        coords = _coords_of(arrays, _dim_names(node))
+    if not isinstance(node, zarr.Array) or node.ndim < 2:
+        raise StoreError(f"{store}: expected a raster of 2 or more dimensions")
+    attrs.update(node.attrs)
+    attrs.pop("_ARRAY_DIMENSIONS", None)
+    dims = _dim_names(node)
+    if feature_dim is None:
+        if node.ndim != 3:
+            raise ValueError(f"feature_dim: name the band dimension of {store}, one of {dims}")
+        axis = 0
+    elif isinstance(feature_dim, int) or str(feature_dim).lstrip("-").isdigit():
+        axis = int(feature_dim) % node.ndim
+    elif feature_dim in dims:
+        axis = dims.index(str(feature_dim))
+    else:
+        raise ValueError(f"feature_dim={feature_dim!r} is not a dimension of {store} {dims}")
+    band_dim = dims[axis]
+    x = zarr_to_dask(node)
+    order = [i for i in range(node.ndim) if i != axis] + [axis]
+    data = x.transpose(order) if axis != node.ndim - 1 else x  # (no moveaxis in dask-expr)
+    band_coord = coords.pop(band_dim, None)
+    bands = ([str(b) for b in band_coord] if band_coord is not None
+             else [str(i) for i in range(node.shape[axis])])
+    sample_dims = tuple(d for i, d in enumerate(dims) if i != axis)
+    return Raster(data, sample_dims, band_dim, bands, coords, attrs,
+                  tuple(data.chunks[:-1]))
+
+
+def _coords_of(arrays: dict[str, zarr.Array], dims: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {d: np.asarray(arrays[d][:]) for d in dims if d in arrays and arrays[d].ndim == 1}
+
+
+def write_labels(labels: da.Array, raster: Raster, out: Any, *,
+                 attrs: dict[str, Any] | None = None,
+                 storage_options: dict[str, Any] | None = None) -> tuple[zarr.Array, da.Array]:
+    """Create ``out`` (a Zarr v3 group, readable by ``xarray.open_zarr``) holding a
+    ``labels`` array over the raster's sample dimensions, chunked like the input, its
+    coordinates copied; returns the array and the lazy write (compute it once)."""
+    root = zarr.open_group(out, mode="w", zarr_format=3, storage_options=storage_options)
+    root.attrs.update({k: v for k, v in raster.attrs.items() if _jsonable(v)})
+    arr = root.create_array("labels", shape=raster.shape, dtype=np.int32,
+                            chunks=tuple(c[0] for c in raster.chunks),
+                            dimension_names=raster.dims, fill_value=-1)
+    arr.attrs.update({k: v for k, v in {**raster.attrs, **(attrs or {})}.items()
+                      if _jsonable(v)})
+    for d, values in raster.coords.items():
+        c = root.create_array(d, shape=values.shape,
+                              dtype=str if values.dtype.kind in "UOT" else values.dtype,
+                              chunks=values.shape, dimension_names=(d,))
+        c[:] = values
+    return arr, store_blocks(labels, arr)
+
+
+def _jsonable(v: Any) -> bool:
+    import json
+
+    try:
+        json.dumps(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def synthetic_scene(store: PathLike, height: int, width: int, *, bands: int = 6,
+                    n_classes: int = 5, nodata: float = 0.0, tile: int = 512,
+                    noise: float = 0.02, random_state: int = 0,
+                    overwrite: bool = True) -> Path:
+    """Write a multi-band scene with known classes, tile by tile (a few tiles in memory).
+
+    The group holds ``reflectance`` (band, y, x) float32 — each pixel the spectrum of
+    its class plus Gaussian noise — with ``nodata`` outside a tilted swath (the
+    borders of a satellite scene), ``classes`` (y, x) int32 (-1 outside the swath),
+    coordinates ``band``, ``y``, ``x``, and a CRS attribute; xarray opens it as a
+    Dataset. Classes are the Voronoi cells of 4 seeds per class.
+
+    Examples
+    --------
+    >>> p = synthetic_scene("/tmp/scene.zarr", 512, 512)             # doctest: +SKIP
+    """
+    import dask
+
+    rng = np.random.default_rng(random_state)
+    spectra = rng.uniform(0.05, 0.9, size=(n_classes, bands)).astype(np.float32)
+    seeds = rng.uniform(0, 1, size=(4 * n_classes, 2)) * (height, width)
+    seed_class = np.repeat(np.arange(n_classes), 4)
+    with atomic_dir(store, overwrite=overwrite) as tmp:
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        root.attrs.update({"crs": "EPSG:32633", "title": "daskmeans synthetic scene",
+                           "nodata": nodata})
+        refl = root.create_array("reflectance", shape=(bands, height, width),
+                                 dtype=np.float32, chunks=(bands, tile, tile),
+                                 dimension_names=("band", "y", "x"), fill_value=nodata,
+                                 compressors=_compressor(np.float32))
+        refl.attrs.update({"nodata": nodata, "units": "reflectance"})
+        cls = root.create_array("classes", shape=(height, width), dtype=np.int32,
+                                chunks=(tile, tile), dimension_names=("y", "x"),
+                                fill_value=-1)
+        for name, values in (("band", np.array([f"B{i + 1}" for i in range(bands)])),
+                             ("y", 5.0 + 10.0 * np.arange(height)),
+                             ("x", 500_000.0 + 10.0 * np.arange(width))):
+            c = root.create_array(name, shape=values.shape,
+                                  dtype=str if values.dtype.kind == "U" else values.dtype,
+                                  chunks=values.shape, dimension_names=(name,))
+            c[:] = values
+
+        def write(r0: int, c0: int) -> None:
+            h, w = min(tile, height - r0), min(tile, width - c0)
+            yy, xx = np.mgrid[r0 : r0 + h, c0 : c0 + w]
+            d2 = (yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2
+            label = seed_class[np.argmin(d2, axis=-1)].astype(np.int32)
+            t = np.random.default_rng([random_state, r0, c0])
+            pix = spectra[label] + t.normal(0, noise, size=(h, w, bands)).astype(np.float32)
+            # a swath tilted by ~8 degrees, 80% of the width: nodata outside it
+            centre = width / 2 + (yy - height / 2) * 0.14
+            outside = np.abs(xx - centre) > 0.4 * width
+            pix[outside] = nodata
+            label[outside] = -1
+            refl[:, r0 : r0 + h, c0 : c0 + w] = np.moveaxis(pix, -1, 0)
+            cls[r0 : r0 + h, c0 : c0 + w] = label
+
+        dask.compute(*[dask.delayed(write)(r, c) for r in range(0, height, tile)
+                       for c in range(0, width, tile)])
+    return Path(store)
 
 
 # --------------------------------------------------------------------------- synthetic

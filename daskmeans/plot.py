@@ -24,6 +24,7 @@ __all__ = [
     "label_order",
     "quantize_comparison",
     "sample_grid",
+    "segment_preview",
     "sweep_curves",
 ]
 
@@ -203,4 +204,35 @@ def quantize_comparison(
         ax.imshow(img)
         ax.set_title(t)
         ax.axis("off")
+    return _save(fig, path)
+
+
+def segment_preview(labels: np.ndarray, centers: np.ndarray, bands: Sequence[str],
+                    path: str | Path, *, title: str = "Segmentation") -> Path:
+    """A label map in qualitative colours (nodata, label -1, white) beside a legend of
+    the clusters' centre spectra in the same colours.
+
+    ``labels``: (h, w) int, a preview of the map (see ``Segmentation.preview``);
+    ``centers``: (k, n_bands).
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    k = centers.shape[0]
+    base = colormaps["tab10" if k <= 10 else "tab20"]
+    colours = [base(i % base.N) for i in range(k)]
+    cmap = ListedColormap([(1.0, 1.0, 1.0, 1.0), *colours])
+    fig = _figure(figsize=(13, 5.5), layout="constrained")
+    ax_map, ax_spec = fig.subplots(1, 2, width_ratios=[1.4, 1])
+    ax_map.imshow(np.asarray(labels) + 1, cmap=cmap, vmin=0, vmax=k, interpolation="nearest")
+    ax_map.set_title(f"{title}: {k} clusters (white: nodata)")
+    ax_map.axis("off")
+    x = np.arange(len(bands))
+    for j in range(k):
+        ax_spec.plot(x, centers[j], marker="o", color=colours[j], label=f"cluster {j}")
+    ax_spec.set_xticks(x, [str(b) for b in bands], rotation=45 if len(bands) > 8 else 0)
+    ax_spec.set_xlabel("band")
+    ax_spec.set_ylabel("centre value")
+    ax_spec.set_title("cluster centres (mean spectra)")
+    ax_spec.legend(fontsize="small", ncols=2 if k > 8 else 1)
     return _save(fig, path)

@@ -183,6 +183,9 @@ def test_demo_offline_falls_back_to_digits(offline: Path, capsys) -> None:
     assert "cluster: local" not in err
     # without a terminal, the steps without a bar are announced, the sweep line by line
     assert "fitting K=10 for the contingency table" in err and "sweep 6/6: K=256" in err
+    # the multi-band step: a synthetic scene (none ships in a package), classes recovered
+    assert "segmented synthetic 6-band scene" in out and "adjusted Rand index 1.0000" in out
+    assert (offline / "out" / "scene-labels.png").exists()
 
 
 def test_demo_finds_a_local_fashion_mnist(offline: Path, mnist_test, monkeypatch) -> None:

@@ -1,0 +1,142 @@
+"""Segment a multi-band raster (satellite scene, microscopy stack) stored in Zarr.
+
+Fit K-means on a reproducible sample of pixels drawn across all chunks (or on every
+pixel, ``full=True``), then label every pixel lazily chunk by chunk and write the
+label map to Zarr aligned with the input's chunks, with its coordinates and
+attributes (a CRS survives), readable by ``xarray.open_zarr``. Pixels holding the
+``nodata`` value in any band take no part and are labelled -1. The scene is never
+loaded whole: each task holds one strip of rows (see :func:`daskmeans.io.grid_rows`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+from sklearn.utils import check_random_state
+
+from . import _reduce as R
+from . import io
+from ._progress import ProgressCallback
+from ._progress import progress as make_progress
+from .cluster import KMeans
+
+__all__ = ["Segmentation", "segment"]
+
+log = logging.getLogger(__name__)
+
+#: pixels the model is fitted on unless ``full=True`` (drawn uniformly over the scene).
+DEFAULT_SAMPLE = 200_000
+
+
+@dataclass
+class Segmentation:
+    """What :func:`segment` made.
+
+    Attributes
+    ----------
+    labels : zarr.Array (*sample dims) int32, -1 where nodata
+    centers : (n_clusters, n_bands) float ndarray, the clusters' mean spectra
+    bands : list of str, band names
+    nodata : the nodata value used, or None
+    estimator : the fitted :class:`daskmeans.KMeans`
+    n_fit : pixels the model was fitted on
+    store : where the labels were written
+    """
+
+    labels: zarr.Array
+    centers: np.ndarray
+    bands: list[str]
+    nodata: float | None
+    estimator: KMeans
+    n_fit: int
+    store: Any
+
+    def preview(self, max_pixels: int = 2_000_000) -> np.ndarray:
+        """The label map read at a stride so that it has at most ``max_pixels``."""
+        shape = self.labels.shape
+        stride = max(1, int(np.ceil(np.sqrt(np.prod(shape) / max_pixels))))
+        return np.asarray(self.labels[tuple(slice(None, None, stride) for _ in shape)])
+
+
+def segment(
+    scene: Any,
+    n_clusters: int,
+    out: Any,
+    *,
+    feature_dim: str | int | None = None,
+    variable: str | None = None,
+    nodata: float | None = None,
+    full: bool = False,
+    sample_size: int = DEFAULT_SAMPLE,
+    random_state: Any = 0,
+    storage_options: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+) -> Segmentation:
+    """Cluster the pixels of a multi-band raster by their spectra; write the label map.
+
+    Parameters
+    ----------
+    scene : path, URL or Zarr array/group of the raster (see :func:`daskmeans.io.open_raster`)
+    n_clusters : int
+    out : path or URL of the Zarr group to write (array ``labels``, the coordinates)
+    feature_dim : the band dimension (name or axis; default: the first axis of a 3-D
+        array, or the variables of a Dataset-like group)
+    variable : the array of a group to segment (default: the group's largest-rank
+        arrays, stacked when there are several)
+    nodata : value marking missing pixels (NaN allowed); default: the store's
+        ``nodata`` attribute if it has one
+    full : fit on every pixel (Lloyd over the whole scene, one pass per iteration)
+        instead of ``sample_size`` pixels drawn uniformly over it (one pass to gather)
+    sample_size : int
+    random_state : seed of the sample and of k-means++
+    progress : ``callback(phase, done, total, detail)``
+
+    Returns
+    -------
+    Segmentation
+
+    Examples
+    --------
+    >>> from daskmeans import io
+    >>> from daskmeans.segmentation import segment
+    >>> scene = io.synthetic_scene("/tmp/s.zarr", 256, 256)      # doctest: +SKIP
+    >>> seg = segment(scene, 5, "/tmp/labels.zarr")               # doctest: +SKIP
+    >>> seg.labels.shape, seg.centers.shape                       # doctest: +SKIP
+    ((256, 256), (5, 6))
+    """
+    raster = io.open_raster(scene, feature_dim, variable=variable,
+                            storage_options=storage_options)
+    if nodata is None and isinstance(raster.attrs.get("nodata"), int | float):
+        nodata = float(raster.attrs["nodata"])
+        log.info("nodata %s, from the store's attributes", nodata)
+    rows = raster.rows()
+    n = rows.shape[0]
+    km = KMeans(n_clusters, random_state=random_state, nodata=nodata, callback=progress)
+    with make_progress(0, progress) as p:
+        if full or sample_size >= n:
+            p.report("segment", 0, 3, f"fitting on all {n} pixels")
+            km.fit(rows)
+            n_fit = n
+        else:
+            rs = check_random_state(random_state)
+            idx = np.sort(rs.choice(n, size=sample_size, replace=False))
+            p.report("segment", 0, 3, f"sampling {sample_size} of {n} pixels")
+            sample, _ = R.take_rows(io.as_source(rows), idx)
+            p.report("segment", 1, 3, f"fitting on {sample_size} pixels")
+            km.fit(sample)
+            n_fit = sample_size
+        centers = np.asarray(km.cluster_centers_)
+        p.report("segment", 2, 3, f"labelling {n} pixels -> {out}")
+        labels = io.rows_to_grid(km.predict(rows), raster.shape)
+        meta = {"n_clusters": int(n_clusters), "bands": raster.bands,
+                "cluster_centers": centers.tolist(), "nodata": nodata,
+                "fitted_on_pixels": int(n_fit)}
+        arr, write = io.write_labels(labels, raster, out, attrs={"daskmeans": meta},
+                                     storage_options=storage_options)
+        R.compute(write, n_tasks=int(np.prod(write.numblocks)))
+        p.report("segment", 3, 3, f"{n} pixels labelled")
+    return Segmentation(arr, centers, raster.bands, nodata, km, n_fit, out)
