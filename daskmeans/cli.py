@@ -627,8 +627,8 @@ def _demo_segment(args: argparse.Namespace, console: Console, out: Path) -> list
                                   full=False, sample_size=50_000, seed=args.seed)
     files = _segment(scene, 5, out / "scene-labels.zarr", out / "scene-labels.png", seg_args,
                      console, "synthetic 6-band scene")
-    truth = np.asarray(zarr.open_group(scene, mode="r")["classes"][:])
-    got = np.asarray(zarr.open_group(out / "scene-labels.zarr", mode="r")["labels"][:])
+    truth = np.asarray(zarr.open_array(scene / "classes", mode="r")[:])
+    got = np.asarray(zarr.open_array(out / "scene-labels.zarr" / "labels", mode="r")[:])
     inside = truth >= 0
     ari = metrics.adjusted_rand_score(truth[inside], got[inside])
     console.say(f"  (no multi-band image ships in the installed packages: a synthetic 768x1024 "
