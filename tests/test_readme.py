@@ -73,3 +73,22 @@ def test_every_help_example_is_in_the_readme() -> None:
             assert example in text
         else:
             assert any(c.startswith(example) for c in commands), example
+
+
+def test_readme_xarray_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("xarray")
+    import dask
+
+    if dask.config.get("array.query-planning", None):
+        pytest.skip("xarray does not read dask's query-planning arrays (README says so)")
+    text = README.read_text()
+    block = re.search(r"## Rasters, xarray and nodata.*?```python\n(.*?)```", text, re.S)
+    assert block is not None, "the README lost its xarray example"
+    monkeypatch.chdir(tmp_path)
+    code = block.group(1).replace("1024, 1024", "256, 256")  # the same, smaller
+    namespace: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    import xarray as xr
+
+    labels = xr.open_zarr(tmp_path / "labels.zarr", consolidated=False)["labels"]
+    assert labels.dims == ("y", "x") and int(labels.min()) == -1 and int(labels.max()) == 4
