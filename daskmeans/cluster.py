@@ -625,21 +625,9 @@ class MiniBatchKMeans(_BaseKMeans):
     compute_labels : bool, default True
         Compute ``labels_`` and the exact ``inertia_`` over all of X after the steps
         (one more pass); as scikit-learn.
-    feature_dim : str or None
-        For an ``xarray.DataArray`` X: the dimension that holds the features (e.g.
-        ``"band"``); every other dimension is a sample dimension, so a ``(band, y, x)``
-        scene is clustered per pixel. None: the last dimension of a 2-D DataArray. An
-        ``xarray.Dataset``'s variables are its features. With xarray input,
-        ``labels_``, ``predict`` and ``transform`` return DataArrays over the sample
-        dimensions with the input's coordinates, attributes and chunks (lazy for lazy
-        input), and ``cluster_centers_`` is a ``DataArray(cluster, feature_dim)``.
-    nodata : float or None
-        A sample where any feature equals ``nodata`` (NaN: any NaN) is masked: it takes
-        no part in init, fit, inertia or ``score`` (it gets zero weight) and its label
-        is -1 (as scikit-learn's DBSCAN marks noise) in ``labels_`` and ``predict``
-        (``transform`` gives NaN distances). Values are compared as stored (a uint8
-        store's raw values). Without ``nodata``, NaN and infinity are errors. A Zarr
-        store with ``nodata`` is read through dask (no held rows or bounds).
+    feature_dim : str or None; nodata : float or None
+        As for :class:`KMeans`: the feature dimension of xarray input, and the value
+        that masks a sample (label -1, no part in the fit).
 
     Attributes
     ----------
