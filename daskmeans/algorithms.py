@@ -358,6 +358,205 @@ def lloyd_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_E
     return [p.sse() for p in R.lloyd_runs_pass(src, Cs, split_every=split_every)]
 
 
+# --------------------------------------------------------------------------- k-medians
+
+
+def median_grid(src: Source, split_every: int = R.SPLIT_EVERY) -> K.MedianGrid:
+    """The levels a k-medians fit histograms (:class:`daskmeans._kernels.MedianGrid`):
+    a uint8 store's raw pixels are their own levels (exact medians, no pass); other
+    data get a grid over each feature's range, found in one pass."""
+    if R.reads_raw_uint8(src):
+        return K.MedianGrid(256, scale=src.scale)
+    rng = R.range_pass(src, split_every)
+    return K.MedianGrid.of_range(rng.lo, rng.hi)
+
+
+@dataclass
+class MedianSearch:
+    """The digit-by-digit search for every (cluster, feature)'s lower weighted median:
+    the level prefix chosen so far and the weight of the cluster's values below it.
+
+    The lower weighted median of values ``x_i`` with weights ``w_i > 0`` (total ``W``)
+    is the smallest ``x_i`` with ``sum(w_l for x_l <= x_i) >= W / 2``: with unit
+    weights, the middle value (odd count) or the lower of the two middle values (even
+    count). It minimises ``sum w_i |x_i - c|`` over c; when ``W / 2`` is reached
+    exactly, every c up to the next value does too, and the lowest is taken. Levels
+    are monotone in the values, so it lies in the first level whose cumulative weight
+    reaches ``W / 2``, found here one digit at a time.
+    """
+
+    prefix: np.ndarray  # (k, d) int64
+    below: np.ndarray  # (k, d) float64
+    target: np.ndarray  # (k,) float64: half of each cluster's weight
+
+    @classmethod
+    def start(cls, counts: np.ndarray, d: int) -> MedianSearch:
+        k = counts.shape[0]
+        return cls(np.zeros((k, d), np.int64), np.zeros((k, d)), counts / 2.0)
+
+    def choose(self, hist: np.ndarray) -> np.ndarray:
+        """Take, per (cluster, feature), the first bin of ``hist`` (k, d, 16) whose
+        cumulative weight (with what lies below the prefix) reaches half the
+        cluster's weight; its digit joins the prefix. Returns the (k, d) digits."""
+        csum = np.cumsum(hist, axis=2)
+        reached = self.below[..., None] + csum >= self.target[:, None, None]
+        # non-integer weights: rounding may leave every bin a hair short; the last bin
+        # holding weight is then the one
+        last = K.BINS - 1 - np.argmax((hist > 0)[..., ::-1], axis=2)
+        digit = np.where(reached.any(axis=2), np.argmax(reached, axis=2), last)
+        excl = np.concatenate([np.zeros((*hist.shape[:2], 1)), csum[..., :-1]], axis=2)
+        self.below = self.below + np.take_along_axis(excl, digit[..., None], axis=2)[..., 0]
+        self.prefix = self.prefix * K.BINS + digit
+        return np.asarray(digit)
+
+
+def relocate_empty_medians(counts: np.ndarray, hist: np.ndarray, top: K.TopM,
+                           grid: K.MedianGrid) -> tuple[int, np.ndarray, np.ndarray]:
+    """:func:`relocate_empty` for k-medians: each empty cluster takes the next row
+    farthest (in L1 distance) from its centre, which leaves its cluster. ``counts`` and
+    the first digit's histograms ``hist`` (k, d, 16) are updated in place; returns
+    (clusters relocated, the moved rows' global indices, their new clusters), which the
+    iteration's later passes apply to the rows' labels."""
+    empty = np.flatnonzero(counts == 0)
+    n = min(len(empty), len(top.sqdist))
+    if len(empty) > n:
+        log.warning("%d empty clusters but only %d far rows known", len(empty), n)
+    cols = np.arange(hist.shape[1])
+    index, label = [], []
+    for j in range(n):
+        new, old, wt = int(empty[j]), int(top.labels[j]), float(top.weights[j])
+        if wt <= 0:
+            continue
+        b = (grid.level(top.rows[j:j + 1])[0] >> grid.shift(0)) & (K.BINS - 1)
+        hist[old, cols, b] -= wt
+        counts[old] -= wt
+        hist[new, cols, b] += wt
+        counts[new] = wt
+        index.append(int(top.index[j]))
+        label.append(new)
+    return n, np.array(index, np.int64), np.array(label, np.int32)
+
+
+def median_update(src: Source, C: np.ndarray, grid: K.MedianGrid, part: K.MedianPartial,
+                  labels: Sequence[Any] | None, split_every: int = R.SPLIT_EVERY
+                  ) -> tuple[np.ndarray, int]:
+    """The M-step of k-medians: every centre to its rows' coordinate-wise lower weighted
+    median (:class:`MedianSearch`), after moving empty clusters to far rows.
+
+    ``part``: the iteration's first pass (labels and first digit); each further digit
+    of the levels costs one pass (:func:`daskmeans._reduce.median_refine_pass`, over
+    the kept ``labels``, or assigning again when None). Raw uint8 levels: the median is
+    exact. Float grid: the median lies in one cell whose smallest and largest values
+    ``[lo, hi]`` the last pass found; the coordinate becomes ``clip(old, lo, hi)``:
+    the median itself when the cell holds one distinct value, else within the cell's
+    width of it, and never further from it than the old coordinate (so the L1
+    objective of the cluster cannot grow). A cluster without weight keeps its centre.
+
+    Returns (new centres in C's dtype, clusters relocated).
+    """
+    d = C.shape[1]
+    counts, hist = part.counts.copy(), part.hist.copy()
+    n_reloc, moved_index, moved_label = relocate_empty_medians(counts, hist, part.top, grid)
+    search = MedianSearch.start(counts, d)
+    digit = search.choose(hist)
+    last: K.MedianHist | None = None
+    for p in range(1, grid.digits):
+        track = not grid.raw and p == grid.digits - 1
+        step = K.MedianStep(grid.shift(p), search.prefix, track, moved_index, moved_label,
+                            None if labels is not None else K.L1Centres(C))
+        last = R.median_refine_pass(src, grid, step, labels, split_every)
+        digit = search.choose(last.hist)
+    has = counts > 0
+    C_new = np.array(C)
+    if grid.raw:
+        C_new[has] = grid.value(search.prefix[has])
+    else:
+        assert last is not None and last.vmin is not None and last.vmax is not None
+        lo = np.take_along_axis(last.vmin, digit[..., None], axis=2)[..., 0]
+        hi = np.take_along_axis(last.vmax, digit[..., None], axis=2)[..., 0]
+        C_new[has] = np.clip(C[has], lo[has], hi[has])
+    return C_new.astype(C.dtype, copy=False), n_reloc
+
+
+def kmedians(
+    src: Source,
+    C0: np.ndarray,
+    *,
+    grid: K.MedianGrid,
+    max_iter: int,
+    tol: float,
+    final: Callable[[list[np.ndarray], list[int]], list[float]],
+    run: int = 0,
+    split_every: int = R.SPLIT_EVERY,
+    always_final: bool = False,
+    resume: LloydResume | None = None,
+    on_iteration: Callable[[int, np.ndarray, float, list[IterationRecord]], None] | None = None,
+    progress: Progress = _no_progress,
+) -> LloydRun:
+    """k-medians iterations of one run from centres ``C0``: rows to the centre nearest
+    in L1 distance, centres to the coordinate-wise weighted median of their rows.
+
+    One iteration is :func:`daskmeans._reduce.median_assign_pass` (assignment, the
+    objective, the first digit of the medians, the farthest rows) then
+    :func:`median_update` (``grid.digits - 1`` more passes: 1 for raw uint8 rows, 2 for
+    float rows), each one compute. Neither step can raise the L1 objective, so the
+    recorded ``inertia`` (the objective against the assigning centres) never grows.
+    Stopping, ``tol`` (on the summed squared centre shift, relative to the mean
+    feature variance), ``final``, ``resume`` and ``on_iteration`` are as in
+    :func:`lloyd`.
+
+    Examples
+    --------
+    >>> from daskmeans.io import ArraySource
+    >>> X = np.array([[0., 0.], [0., 2.], [1., 5.], [9., 9.], [9., 11.], [30., 9.]])
+    >>> src = ArraySource(X)
+    >>> run = kmedians(src, X[[0, 3]], grid=median_grid(src), max_iter=10, tol=0.0,
+    ...                final=lambda Cs, runs: [np.nan])
+    >>> run.centers.tolist(), run.inertia, run.n_iter
+    ([[0.0, 2.0], [9.0, 9.0]], 29.0, 2)
+    """
+    k = C0.shape[0]
+    C = np.asarray(C0) if resume is None else resume.centers
+    tol_abs = 0.0 if resume is None else resume.tol_abs
+    history: list[IterationRecord] = [] if resume is None else resume.history
+    start = 0 if resume is None else resume.iteration
+    strict, inertia = False, np.inf
+    for it in range(start, max_iter):
+        t0 = time.perf_counter()
+        first = it == 0 and tol > 0
+        part, labels = R.median_assign_pass(src, C, grid, n_top=k, moments=first,
+                                            split_every=split_every)
+        if first:
+            assert part.moments is not None
+            tol_abs = float(np.mean(part.moments.var)) * tol
+        inertia = part.dist
+        C_new, n_reloc = median_update(src, C, grid, part, labels, split_every)
+        shift = float(((C_new.astype(np.float64) - C) ** 2).sum())
+        history.append(IterationRecord(it + 1, inertia, shift, n_reloc,
+                                       time.perf_counter() - t0, run))
+        log.debug("run %d iter %d: L1 objective %.6g shift %.3g relocated %d", run, it + 1,
+                  inertia, shift, n_reloc)
+        C = C_new
+        progress("k-medians", it + 1, max_iter, f"L1 objective {inertia:.6g}")
+        if shift == 0 and n_reloc == 0:
+            strict = True  # the labels are a fixed point: the objective is final
+            break
+        if shift <= tol_abs:
+            break
+        if on_iteration is not None:
+            on_iteration(it + 1, C, tol_abs, history)
+    if not strict or always_final:
+        inertia = final([C], [run])[0]
+    return LloydRun(inertia, C, len(history), history, strict)
+
+
+def kmedians_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_EVERY
+                    ) -> list[float]:
+    """The L1 objective of each set of centres over all rows, one pass each."""
+    return [R.score_pass(src, C, split_every=split_every, metric="manhattan").sse
+            for C in Cs]
+
+
 # --------------------------------------------------------------------------- init
 
 
@@ -430,7 +629,8 @@ def init_centers(src: Source, spec: InitSpec, rngs: Sequence[np.random.Generator
         Cs = [C.copy() for _ in rngs]
     elif isinstance(init, str) and init == "k-means||":
         Cs = [kmeans_parallel(src, k, rng, seed, oversampling_factor=spec.oversampling_factor,
-                              rounds=spec.init_rounds, split_every=spec.split_every)
+                              rounds=spec.init_rounds, split_every=spec.split_every,
+                              metric=spec.metric)
               for rng, seed in zip(rngs, seeds, strict=True)]
     else:
         idxs = [np.sort(rng.choice(n, size=spec.sample_size, replace=False)) for rng in rngs]
@@ -455,15 +655,16 @@ def _from_sample(spec: InitSpec, sample: np.ndarray, sw: np.ndarray | None,
     if init == "random":
         p = None if sw is None else sw / sw.sum()
         return sample[np.sort(rng.choice(sample.shape[0], size=k, replace=False, p=p))]
-    return K.kmeans_plusplus(sample, k, rng, weights=sw)
+    return K.kmeans_plusplus(sample, k, rng, weights=sw, metric=spec.metric)
 
 
 def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
                     oversampling_factor: float = 2.0, rounds: int = 5,
-                    split_every: int = R.SPLIT_EVERY) -> np.ndarray:
+                    split_every: int = R.SPLIT_EVERY, metric: str = "euclidean") -> np.ndarray:
     """k-means|| (Bahmani et al. 2012): ``rounds`` passes of oversampling
     ``oversampling_factor * k`` candidates each, then weighted k-means++ on the
-    candidates weighted by the rows they attract (one more pass)."""
+    candidates weighted by the rows they attract (one more pass). With
+    ``metric="manhattan"`` every distance is L1 (not squared)."""
     n = src.n
     ell = oversampling_factor * k
     first = np.array([int(rng.integers(n))])
@@ -471,7 +672,7 @@ def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
     check_finite_rows(C, first)
     for r in range(rounds):
         ov = R.oversample_pass(src, C, seed=seed * 1000 + r, m=int(2 * ell) + 16,
-                               split_every=split_every)
+                               split_every=split_every, metric=metric)
         if ov.cost <= 0:
             break
         C = np.vstack([C, ov.rows[ov.key > ov.cost / ell]])
@@ -479,9 +680,9 @@ def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
     if C.shape[0] < k:  # tiny or degenerate data: top up with random rows
         rows, _ = R.take_rows(src, np.sort(rng.choice(n, size=k, replace=False)))
         C = np.vstack([C, rows])
-    weights = R.count_pass(src, C, split_every=split_every)
+    weights = R.count_pass(src, C, split_every=split_every, metric=metric)
     weights = np.maximum(weights, 1e-12)  # unattracting candidates stay drawable last
-    return K.kmeans_plusplus(C, k, rng, weights=weights)
+    return K.kmeans_plusplus(C, k, rng, weights=weights, metric=metric)
 
 
 # --------------------------------------------------------------------------- mini-batch

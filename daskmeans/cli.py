@@ -193,6 +193,14 @@ def _check_k(k: int, n: int, what: str = "--k") -> None:
         raise UserError(f"{what} {k} is larger than the number of samples ({n})")
 
 
+def _metric(args: argparse.Namespace) -> str:
+    """The --metric of fit and sweep (euclidean for commands without it)."""
+    metric = str(getattr(args, "metric", None) or "euclidean")
+    if metric == "manhattan" and args.algorithm == "minibatch":
+        raise UserError("--metric manhattan (k-medians) needs --algorithm lloyd")
+    return metric
+
+
 def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Console) -> Any:
     from . import KMeans, MiniBatchKMeans
 
@@ -202,6 +210,7 @@ def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Consol
         params["init"] = args.init
     if getattr(args, "max_iter", None):
         params["max_iter"] = args.max_iter
+    params["metric"] = _metric(args)
     refine = getattr(args, "refine", None)
     if refine is not None:
         if algorithm != "minibatch":
@@ -258,6 +267,7 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from . import metrics, save_model
 
+    _metric(args)
     X, y = _open_split(args.store, args.split)
     _check_k(args.k, X.shape[0])
     _writable_dir(Path(args.model).resolve().parent)
@@ -343,7 +353,8 @@ def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.N
                          f"K={row['k']} accuracy {row['train_accuracy']:.3f}")
 
     rows = metrics.sweep(X, y, ks, X_test=Xt, y_test=yt, algorithm=args.algorithm,
-                         random_state=args.seed, callback=report)
+                         random_state=args.seed, callback=report,
+                         metric=_metric(args))
     console.end_progress()
     files = [metrics.write_csv(rows, out / "sweep.csv"),
              metrics.write_json(rows, out / "sweep.json")]
@@ -359,6 +370,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     from . import metrics
 
     ks = _parse_ks(args.k)
+    _metric(args)
     out = _writable_dir(Path(args.out))
     X, y = _open_split(args.store, args.split)
     for k in ks:
@@ -583,6 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile", type=int, default=1024, help="image: tile side in pixels")
 
     algo: dict[str, Any] = {"choices": ["lloyd", "minibatch"], "default": "lloyd"}
+    metric: dict[str, Any] = {
+        "choices": ["euclidean", "cosine", "manhattan"], "default": "euclidean",
+        "help": "distance: manhattan is k-medians (L1 distance, coordinate-wise medians; "
+                "--algorithm lloyd)"}
     s = add("fit", "fit K-means on a split of a store and save the model",
             "daskmeans fit mnist.zarr --split test --k 256 --model mnist256.npz")
     s.add_argument("store", help="a store written by 'daskmeans ingest' (or any Zarr array)")
@@ -590,6 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="train", help="the split to fit")
     s.add_argument("--algorithm", help="Lloyd (exact; pruned with bounds) or mini-batch",
                    **algo)
+    s.add_argument("--metric", **metric)
     s.add_argument("--init", choices=["k-means++", "k-means||", "random"],
                    help="initialisation (default: k-means++; k-means|| for minibatch)")
     s.add_argument("--max-iter", type=int, help="Lloyd iterations, or mini-batch epochs")
@@ -621,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-split", help="also score a held-out split")
     s.add_argument("--algorithm", help="Lloyd or mini-batch (faster over many K)",
                    **{**algo, "default": "minibatch"})
+    s.add_argument("--metric", **metric)
     s.add_argument("--out", required=True, help="directory for the table and figures")
 
     s = add("quantize", "reduce a photo to N colours (K-means vs random colours)",
