@@ -793,4 +793,4 @@ def transform_lazy(src: Source, C: np.ndarray, metric: str = "euclidean") -> da.
                          chunks=(X.chunks[0], (C.shape[0],)), meta=np.empty((0, 0), X.dtype))
 
 
-__all__ = ["ArraySource", "DaskSource", "ZarrSource", "compute", "map_reduce"]
+__all__ = ["ArraySource", "DaskSource", "ZarrSource", "compute", "map_reduce", "map_reduce_kept"]

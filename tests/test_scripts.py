@@ -73,3 +73,11 @@ def test_benchmark_big_store_prints_every_contender(mnist_dir: Path) -> None:
             if line.startswith("| ") and "contender" not in line]
     assert rows == ["threaded, streamed", "threaded, held", "LocalCluster 2x1, streamed",
                     "LocalCluster 2x1, held"], out
+
+
+@pytest.mark.slow
+def test_kmedians_quality_prints_both_metrics(mnist_dir: Path) -> None:
+    out = run_script("kmedians_quality.py", "--data", str(mnist_dir), "--rows", "300",
+                     "--k", "3", "--max-iter", "2", "--seeds", "1")
+    rows = [line.split(" | ")[:2] for line in out.splitlines() if line.startswith("| 3 |")]
+    assert rows == [["| 3", "euclidean"], ["| 3", "manhattan"]] * 2, out
