@@ -1212,13 +1212,14 @@ class Scored:
 
 def score_block(
     X: np.ndarray,
-    C: np.ndarray | Centres | L1Centres,
+    C: np.ndarray | Centres | L1Centres | TreeCentres,
     weights: np.ndarray | None = None,
     labels_true: np.ndarray | None = None,
     metric: str = "euclidean",
 ) -> Scored:
     """Assign a chunk: its (weighted) SSE (sum of L1 distances for
-    ``metric="manhattan"``) and, given true labels, its contingency counts.
+    ``metric="manhattan"``; rows to the leaf of a bisecting tree they reach for
+    :class:`TreeCentres`) and, given true labels, its contingency counts.
 
     Evaluating a model needs both; one assignment of each chunk gives both.
 
@@ -1229,7 +1230,9 @@ def score_block(
     >>> s.sse, s.table.table[3:].tolist()
     (2.0, [[2, 0], [0, 0], [0, 1]])
     """
-    if metric == "manhattan":
+    if isinstance(C, TreeCentres):
+        labels, sq = tree_assign(X, C)
+    elif metric == "manhattan":
         assert not isinstance(C, Centres)
         labels, sq = l1_assign(X, C)
     else:
@@ -1633,3 +1636,229 @@ def median_refine(
         labels[step.moved_index[sel] - offset] = step.moved_label[sel]
     k = step.prefix.shape[0]
     return median_hist(X, labels, weights, k, grid, step.shift, step.prefix, step.track)
+
+
+# --------------------------------------------------------------------------- bisecting
+#
+# BisectingKMeans: every row follows the tree from the root, at each split to the
+# nearer of the two children's centres (squared distances in float64, row by row, so
+# that a row's path does not depend on the block it is in), and the rows that reach a
+# leaf being bisected take part in that leaf's 2-means. Leaves hold disjoint rows, so
+# all the bisections of a round share each pass.
+
+#: rows per step of the float64 distances to two centres.
+_BISECT_STEP = 1024
+
+
+def _sq_two(x64: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances (float64) of float64 rows to two centres."""
+    return ((x64 - c0) ** 2).sum(1), ((x64 - c1) ** 2).sum(1)
+
+
+@dataclass
+class TreeSnapshot:
+    """What a task needs to send rows down a bisecting tree: per node its children
+    (-1 for a leaf) and centre, plus per node the slot of the 2-means it takes part in
+    this pass (-1: none)."""
+
+    left: np.ndarray  # (nodes,) int64
+    right: np.ndarray  # (nodes,) int64
+    centre: np.ndarray  # (nodes, d) float64
+    slot: np.ndarray  # (nodes,) int64
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.left.nbytes + self.right.nbytes + self.centre.nbytes + self.slot.nbytes)
+
+    def descend(self, X: np.ndarray) -> np.ndarray:
+        """(m,) node each row ends in: from the root, at every split the child whose
+        centre is nearer (the left one on a tie, as scikit-learn's argmin)."""
+        node = np.zeros(X.shape[0], np.int64)
+        for i in np.flatnonzero(self.left >= 0):  # parents come before their children
+            at = np.flatnonzero(node == i)
+            for s in range(0, at.shape[0], _BISECT_STEP):
+                idx = at[s:s + _BISECT_STEP]
+                x64 = X[idx].astype(np.float64)
+                d0, d1 = _sq_two(x64, self.centre[self.left[i]], self.centre[self.right[i]])
+                node[idx] = np.where(d1 < d0, self.right[i], self.left[i])
+        return node
+
+
+def tree_labels(X: np.ndarray, tree: TreeSnapshot, leaf_label: np.ndarray) -> np.ndarray:
+    """(m,) int32 label of the leaf each row reaches (``leaf_label``: per node)."""
+    X = X.reshape(X.shape[0], -1)
+    ok = np.isfinite(X).all(1)
+    if not ok.all():
+        raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
+    return leaf_label[tree.descend(X)].astype(np.int32)
+
+
+@dataclass
+class TreeCentres:
+    """A bisecting tree as an assignment: each row to the leaf it reaches, its squared
+    distance to that leaf's centre."""
+
+    tree: TreeSnapshot
+    leaf_label: np.ndarray  # (nodes,) int64
+    centres: np.ndarray  # (k, d) float64, by label
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.tree.nbytes + self.centres.nbytes)
+
+
+def tree_assign(X: np.ndarray, tc: TreeCentres) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (m,) int32, squared distances (m,) float64 to the leaf's centre)."""
+    X = X.reshape(X.shape[0], -1)
+    labels = tree_labels(X, tc.tree, tc.leaf_label)
+    sq = np.empty(X.shape[0])
+    for s in range(0, X.shape[0], _BISECT_STEP):
+        x64 = X[s:s + _BISECT_STEP].astype(np.float64)
+        sq[s:s + _BISECT_STEP] = ((x64 - tc.centres[labels[s:s + _BISECT_STEP]]) ** 2).sum(1)
+    return labels, sq
+
+
+@dataclass
+class BisectStep:
+    """One pass of a round of bisections: the tree, and per slot (a leaf being
+    bisected) and init run the two current centres and whether that 2-means is still
+    running (``active``). ``sample``: an initialisation pass instead: per slot and run,
+    the ``sample`` rows with the largest keys (seeded by ``seeds``), keys weighted by
+    the sample weights when ``weighted`` (random init: a weighted draw without
+    replacement), else uniform (the k-means++ sample)."""
+
+    tree: TreeSnapshot
+    centres: np.ndarray  # (a, r, 2, d) float64
+    active: np.ndarray  # (a, r) bool
+    seeds: np.ndarray  # (a, r) int64
+    sample: int = 0
+    weighted: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.tree.nbytes + self.centres.nbytes)
+
+
+@dataclass
+class BisectPartial:
+    """What one block contributes to a pass of a round of bisections; added with ``+``:
+    per slot, run and child the weighted sums, weights and SSE against the pass's
+    centres and the unweighted row counts; per slot and run the 2 rows farthest from
+    their centre (empty children) or, in an init pass, the sampled rows."""
+
+    sums: np.ndarray  # (a, r, 2, d) float64
+    weight: np.ndarray  # (a, r, 2) float64
+    sse: np.ndarray  # (a, r, 2) float64
+    count: np.ndarray  # (a, r, 2) int64
+    top: list[list[TopM]]  # [a][r]
+    cap: int  # rows kept per top (a block may hold fewer)
+
+    def __add__(self, other: BisectPartial) -> BisectPartial:
+        top = [[TopM(*(np.concatenate([getattr(p, f), getattr(q, f)]) for f in
+                       ("sqdist", "index", "rows", "labels", "weights"))).select(self.cap)
+                for p, q in zip(a, b, strict=True)]
+               for a, b in zip(self.top, other.top, strict=True)]
+        return BisectPartial(self.sums + other.sums, self.weight + other.weight,
+                             self.sse + other.sse, self.count + other.count, top, self.cap)
+
+
+def _top_of(key: np.ndarray, idx: np.ndarray, n: int, X: np.ndarray, labels: np.ndarray,
+            w: np.ndarray, offset: int) -> TopM:
+    """The ``n`` rows ``idx`` of the block with the largest ``key`` (one per row of idx)."""
+    full = np.full(X.shape[0], -np.inf)
+    full[idx] = key
+    lab = np.zeros(X.shape[0], np.int32)
+    lab[idx] = labels
+    return top_m(full, min(n, idx.shape[0]), X, lab, w, offset)
+
+
+def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
+                 offset: int = 0) -> BisectPartial:
+    """A block's part of one pass of a round of bisections (see :class:`BisectStep`):
+    each row descends the tree; rows reaching a slot's leaf go to the nearer of each
+    running 2-means' two centres (ties: the first), or, in an init pass, are sampled
+    by key. Rows are taken :data:`_BISECT_STEP` at a time in float64.
+
+    Examples
+    --------
+    >>> tree = TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, 1)),
+    ...                     np.array([0]))                 # the root, bisected in slot 0
+    >>> step = BisectStep(tree, np.array([[[[0.], [10.]]]]), np.ones((1, 1), bool),
+    ...                   np.zeros((1, 1), np.int64))
+    >>> p = bisect_block(np.array([[1.], [2.], [9.]]), None, step)
+    >>> p.sums[0, 0].tolist(), p.count[0, 0].tolist(), p.sse[0, 0].tolist()
+    ([[3.0], [9.0]], [2, 1], [5.0, 1.0])
+    """
+    X = X.reshape(X.shape[0], -1)
+    m, d = X.shape
+    a, r = step.active.shape
+    w = np.ones(m) if weights is None else np.asarray(weights, np.float64)
+    ok = np.isfinite(X).all(1)
+    if not ok.all():
+        raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
+    sums = np.zeros((a, r, 2, d))
+    weight, sse = np.zeros((a, r, 2)), np.zeros((a, r, 2))
+    count = np.zeros((a, r, 2), np.int64)
+    top = [[TopM.empty(d, X.dtype) for _ in range(r)] for _ in range(a)]
+    slot = step.tree.slot[step.tree.descend(X)]
+    order = np.argsort(slot, kind="stable")
+    cuts = np.searchsorted(slot[order], np.arange(a + 1))
+    for s in range(a):
+        idx = order[cuts[s]:cuts[s + 1]]
+        if idx.shape[0] == 0:
+            continue
+        if step.sample:
+            for j in range(r):
+                u = splitmix64_uniform(idx.astype(np.int64) + offset, int(step.seeds[s, j]))
+                key = np.log(np.maximum(u, 1e-300))
+                if step.weighted:
+                    with np.errstate(divide="ignore"):
+                        key = np.where(w[idx] > 0, key / w[idx], -np.inf)
+                top[s][j] = _top_of(key, idx, step.sample, X, np.zeros(len(idx), np.int32),
+                                    w, offset)
+            continue
+        for j in range(r):
+            if not step.active[s, j]:
+                continue
+            lab = np.empty(idx.shape[0], np.int32)
+            dist = np.empty(idx.shape[0])
+            for t in range(0, idx.shape[0], _BISECT_STEP):
+                it = idx[t:t + _BISECT_STEP]
+                x64, wt = X[it].astype(np.float64), w[it]
+                d0, d1 = _sq_two(x64, step.centres[s, j, 0], step.centres[s, j, 1])
+                lt = d1 < d0
+                lab[t:t + _BISECT_STEP], dist[t:t + _BISECT_STEP] = lt, np.where(lt, d1, d0)
+                for c, sel in ((0, ~lt), (1, lt)):
+                    sums[s, j, c] += wt[sel] @ x64[sel]
+                    weight[s, j, c] += wt[sel].sum()
+                    sse[s, j, c] += dist[t:t + _BISECT_STEP][sel] @ wt[sel]
+                    count[s, j, c] += int(sel.sum())
+            top[s][j] = _top_of(dist, idx, 2, X, lab, w, offset)
+    return BisectPartial(sums, weight, sse, count, top, step.sample or 2)
+
+
+@dataclass
+class RootPartial:
+    """Column sums (plain and weighted), row count, total weight and ``sum w |x|^2``
+    of one or more blocks: the root of a bisecting tree; added with ``+``."""
+
+    sum: np.ndarray  # (d,) float64
+    wsum: np.ndarray  # (d,) float64
+    n: int
+    weight: float
+    wsq: float
+
+    def __add__(self, other: RootPartial) -> RootPartial:
+        return RootPartial(self.sum + other.sum, self.wsum + other.wsum, self.n + other.n,
+                           self.weight + other.weight, self.wsq + other.wsq)
+
+
+def root_block(X: np.ndarray, weights: np.ndarray | None) -> RootPartial:
+    """A block's part of the root statistics (:class:`RootPartial`)."""
+    X = X.reshape(X.shape[0], -1)
+    if not np.isfinite(X).all():
+        raise NonFiniteRow(int(np.flatnonzero(~np.isfinite(X).all(1))[0]))
+    x64 = X.astype(np.float64)
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    return RootPartial(x64.sum(0), w @ x64, X.shape[0], float(w.sum()),
+                       float(w @ (x64 ** 2).sum(1)))

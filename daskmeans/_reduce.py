@@ -646,16 +646,20 @@ def _range_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, s
     return K.value_range(x)
 
 
-def _prepared(C: np.ndarray, dtype: np.dtype, metric: str) -> K.Centres | K.L1Centres:
+def _prepared(C: np.ndarray | K.TreeCentres, dtype: np.dtype, metric: str
+              ) -> K.Centres | K.L1Centres | K.TreeCentres:
     """Centres prepared once per pass for the metric's distances."""
+    if isinstance(C, K.TreeCentres):
+        return C
     return K.L1Centres(C) if metric == "manhattan" else K.Centres(C, dtype)
 
 
-def score_pass(src: Source, C: np.ndarray, labels_true: Any = None,
+def score_pass(src: Source, C: np.ndarray | K.TreeCentres, labels_true: Any = None,
                split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> K.Scored:
     """The objective against ``C`` (SSE; the sum of L1 distances for
-    ``metric="manhattan"``) and, given true labels (n,), the contingency table of the
-    nearest centres against them, in one pass."""
+    ``metric="manhattan"``; to the leaves of a bisecting tree for
+    :class:`~daskmeans._kernels.TreeCentres`) and, given true labels (n,), the
+    contingency table of the rows' clusters against them, in one pass."""
     kernel = functools.partial(_score_kernel, metric=metric)
     return map_reduce(src, kernel, _prepared(C, src.dtype, metric), split_every=split_every,
                       aligned=None if labels_true is None else {"labels": labels_true})
@@ -690,6 +694,28 @@ def count_pass(src: Source, C: np.ndarray, split_every: int = SPLIT_EVERY,
 def _count_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                   C: np.ndarray, *, offset: int, metric: str) -> np.ndarray:
     return K.count_nearest(x, C, w, metric)
+
+
+def bisect_pass(src: Source, step: K.BisectStep, split_every: int = SPLIT_EVERY
+                ) -> K.BisectPartial:
+    """One pass of a round of bisections (:func:`daskmeans._kernels.bisect_block`): every
+    2-means of the round (or their init samples) in one read of the data, one compute."""
+    return map_reduce(src, _bisect_kernel, step, split_every=split_every)
+
+
+def _bisect_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
+                   step: K.BisectStep, *, offset: int) -> K.BisectPartial:
+    return K.bisect_block(x, w, step, offset=offset)
+
+
+def root_pass(src: Source, split_every: int = SPLIT_EVERY) -> K.RootPartial:
+    """Column sums, weights and ``sum w |x|^2`` of all rows (a bisecting tree's root)."""
+    return map_reduce(src, _root_kernel, split_every=split_every)
+
+
+def _root_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
+                 *, offset: int) -> K.RootPartial:
+    return K.root_block(x, w)
 
 
 def take_rows(src: Source, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -773,6 +799,23 @@ def _l1_labels_block(x: np.ndarray, C: np.ndarray, block_info: Any = None) -> np
 
 def _l1_transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
     return K.l1_distances(x, C).astype(x.dtype, copy=False)
+
+
+def _tree_labels_block(x: np.ndarray, tree: K.TreeSnapshot, leaf_label: np.ndarray,
+                       block_info: Any = None) -> np.ndarray:
+    try:
+        return K.tree_labels(x, tree, leaf_label)
+    except K.NonFiniteRow as e:
+        start = block_info[0]["array-location"][0][0] if block_info else 0
+        raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
+                             "no cluster can be predicted for it") from None
+
+
+def predict_tree_lazy(src: Source, tree: K.TreeSnapshot, leaf_label: np.ndarray) -> da.Array:
+    """(n,) int32 label of the leaf of a bisecting tree each row reaches, lazily."""
+    X = src.to_dask()
+    return da.map_blocks(_tree_labels_block, X, tree=tree, leaf_label=leaf_label,
+                         drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
 
 
 def predict_lazy(src: Source, C: np.ndarray, metric: str = "euclidean") -> da.Array:

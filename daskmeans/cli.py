@@ -193,16 +193,19 @@ def _check_k(k: int, n: int, what: str = "--k") -> None:
         raise UserError(f"{what} {k} is larger than the number of samples ({n})")
 
 
-def _metric(args: argparse.Namespace) -> str:
-    """The --metric of fit and sweep (euclidean for commands without it)."""
+def _metric(args: argparse.Namespace) -> dict[str, str]:
+    """The estimator keyword for --metric of fit and sweep (none when euclidean, the
+    default, or for commands without it)."""
     metric = str(getattr(args, "metric", None) or "euclidean")
-    if metric == "manhattan" and args.algorithm == "minibatch":
+    if metric == "manhattan" and args.algorithm != "lloyd":
         raise UserError("--metric manhattan (k-medians) needs --algorithm lloyd")
-    return metric
+    if metric != "euclidean" and args.algorithm == "bisecting":
+        raise UserError(f"--algorithm bisecting is Euclidean, got --metric {metric}")
+    return {} if metric == "euclidean" else {"metric": metric}
 
 
 def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Console) -> Any:
-    from . import KMeans, MiniBatchKMeans
+    from . import BisectingKMeans, KMeans, MiniBatchKMeans
 
     params: dict[str, Any] = {"n_clusters": k, "random_state": args.seed,
                               "callback": console.progress}
@@ -210,7 +213,7 @@ def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Consol
         params["init"] = args.init
     if getattr(args, "max_iter", None):
         params["max_iter"] = args.max_iter
-    params["metric"] = _metric(args)
+    params |= _metric(args)
     refine = getattr(args, "refine", None)
     if refine is not None:
         if algorithm != "minibatch":
@@ -218,7 +221,8 @@ def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Consol
         if refine < 0:
             raise UserError(f"--refine must be >= 0, got {refine}")
         params["refine"] = refine
-    return (MiniBatchKMeans if algorithm == "minibatch" else KMeans)(**params)
+    classes = {"minibatch": MiniBatchKMeans, "bisecting": BisectingKMeans}
+    return classes.get(algorithm, KMeans)(**params)
 
 
 def _writable_dir(path: Path) -> Path:
@@ -353,8 +357,7 @@ def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.N
                          f"K={row['k']} accuracy {row['train_accuracy']:.3f}")
 
     rows = metrics.sweep(X, y, ks, X_test=Xt, y_test=yt, algorithm=args.algorithm,
-                         random_state=args.seed, callback=report,
-                         metric=_metric(args))
+                         random_state=args.seed, callback=report, **_metric(args))
     console.end_progress()
     files = [metrics.write_csv(rows, out / "sweep.csv"),
              metrics.write_json(rows, out / "sweep.json")]
@@ -594,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-rows", type=int, default=10_000, help="images per Zarr chunk")
     s.add_argument("--tile", type=int, default=1024, help="image: tile side in pixels")
 
-    algo: dict[str, Any] = {"choices": ["lloyd", "minibatch"], "default": "lloyd"}
+    algo: dict[str, Any] = {"choices": ["lloyd", "minibatch", "bisecting"], "default": "lloyd"}
     metric: dict[str, Any] = {
         "choices": ["euclidean", "cosine", "manhattan"], "default": "euclidean",
         "help": "distance: manhattan is k-medians (L1 distance, coordinate-wise medians; "
@@ -604,8 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("store", help="a store written by 'daskmeans ingest' (or any Zarr array)")
     s.add_argument("--k", type=int, required=True, help="number of clusters")
     s.add_argument("--split", default="train", help="the split to fit")
-    s.add_argument("--algorithm", help="Lloyd (exact; pruned with bounds) or mini-batch",
-                   **algo)
+    s.add_argument("--algorithm", help="Lloyd (exact; pruned with bounds), mini-batch, or "
+                                       "bisecting K-means (a tree of 2-means splits)", **algo)
     s.add_argument("--metric", **metric)
     s.add_argument("--init", choices=["k-means++", "k-means||", "random"],
                    help="initialisation (default: k-means++; k-means|| for minibatch)")

@@ -88,6 +88,24 @@ def test_fit_and_sweep_with_manhattan_metric(store: Path, tmp_path: Path, capsys
     assert seen[0]["metric"] == "manhattan" and seen[0]["algorithm"] == "lloyd"
 
 
+def test_fit_bisecting(store: Path, tmp_path: Path, capsys) -> None:
+    """--algorithm bisecting saves a BisectingKMeans with its tree; evaluate scores the
+    tree's clusters (their SSE is the model's inertia)."""
+    model = tmp_path / "b.npz"
+    code, out, _ = run(["fit", str(store), "--split", "test", "--k", "4", "--model",
+                        str(model), "--algorithm", "bisecting", "--max-iter", "3", "--quiet"],
+                       capsys)
+    assert code == 0 and "BisectingKMeans(K=4)" in out
+    est, header = load_model(model)
+    assert len(est.tree_.parent) == 7 and len(header["mapping"]) == 4
+    code, out, _ = run(["evaluate", str(store), "--model", str(model), "--json", "--quiet"],
+                       capsys)
+    assert code == 0 and json.loads(out)["inertia"] == pytest.approx(est.inertia_, rel=1e-6)
+    code, _, err = run(["fit", str(store), "--k", "4", "--model", str(model), "--algorithm",
+                        "bisecting", "--metric", "cosine", "--quiet"], capsys)
+    assert code == 2 and "--algorithm bisecting is Euclidean" in err
+
+
 def test_sweep_writes_table_and_figures(store: Path, sched: list[str], tmp_path: Path,
                                         capsys) -> None:
     code, out, _ = run(["sweep", str(store), "--split", "test", "--k", "10,36", "--out",
