@@ -10,14 +10,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["KMeans", "MiniBatchKMeans", "QuantizedImage", "load_model", "quantize", "save_model"]
+__all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "QuantizedImage", "load_model",
+           "quantize", "save_model"]
 __version__ = "0.1.0"
 
-_WHERE = {"KMeans": "cluster", "MiniBatchKMeans": "cluster", "load_model": "cluster",
+_WHERE = {"BisectingKMeans": "cluster", "KMeans": "cluster", "MiniBatchKMeans": "cluster",
+          "load_model": "cluster",
           "save_model": "cluster", "QuantizedImage": "quantization", "quantize": "quantization"}
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
-    from .cluster import KMeans, MiniBatchKMeans, load_model, save_model
+    from .cluster import BisectingKMeans, KMeans, MiniBatchKMeans, load_model, save_model
     from .quantization import QuantizedImage, quantize
 
 

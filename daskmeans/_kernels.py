@@ -983,11 +983,14 @@ def kmeans_plusplus(
     rng: np.random.Generator,
     weights: np.ndarray | None = None,
     n_local_trials: int | None = None,
+    metric: str = "euclidean",
 ) -> np.ndarray:
     """Greedy k-means++ (Arthur & Vassilvitskii; greedy variant as in scikit-learn).
 
     Each new centre is the best of ``2 + log(k)`` candidates drawn with probability
-    proportional to weight x squared distance. Returns (k, d) centres in X's dtype.
+    proportional to weight x squared distance (x L1 distance for
+    ``metric="manhattan"``, the k-medians seeding: the potential is then the L1
+    objective). Returns (k, d) centres in X's dtype.
     """
     n, d = X.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -999,6 +1002,8 @@ def kmeans_plusplus(
     centers[0] = X[first]
 
     def sqd(cands: np.ndarray) -> np.ndarray:
+        if metric == "manhattan":
+            return l1_distances(X, cands).T
         # GEMM in X's dtype (float32 stays float32) and padded to an efficient width
         # (7 candidates at k=256: 2.7x faster), distances kept in float64
         D = (X @ Centres(cands, X.dtype).m2t)[:, : len(cands)].T.astype(np.float64)
@@ -1063,14 +1068,16 @@ def oversample_partial(
     offset: int,
     seed: int,
     m: int,
+    metric: str = "euclidean",
 ) -> Oversample:
     """k-means|| sampling in one pass: row i is kept when ``w d^2 / u_i > cost / l``.
 
     The key ``w d^2 / u`` (u from :func:`splitmix64_uniform`) does not depend on the
     chunking; each chunk returns its ``m`` largest keys and the caller, once the total
-    cost is known, keeps those above the threshold.
+    cost is known, keeps those above the threshold. ``metric="manhattan"``: ``d`` is
+    the L1 distance (not squared).
     """
-    _, sqdist = assign(X, C)
+    _, sqdist = l1_assign(X, C) if metric == "manhattan" else assign(X, C)
     w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, np.float64)
     cost_i = sqdist.astype(np.float64) * w
     u = splitmix64_uniform(np.arange(X.shape[0]) + offset, seed)
@@ -1083,10 +1090,12 @@ def oversample_partial(
 
 
 def count_nearest(
-    X: np.ndarray, C: np.ndarray, weights: np.ndarray | None = None
+    X: np.ndarray, C: np.ndarray, weights: np.ndarray | None = None,
+    metric: str = "euclidean",
 ) -> np.ndarray:
-    """Weight of rows nearest to each centre of C, (k,) float64."""
-    labels, _ = assign(X, C)
+    """Weight of rows nearest to each centre of C (in L1 distance for
+    ``metric="manhattan"``), (k,) float64."""
+    labels, _ = l1_assign(X, C) if metric == "manhattan" else assign(X, C)
     return np.bincount(labels, weights=weights, minlength=C.shape[0]).astype(np.float64)
 
 
@@ -1209,7 +1218,7 @@ def pair_table(labels_true: np.ndarray, labels_pred: np.ndarray) -> PairTable:
 class Scored:
     """What one chunk contributes to scoring a model; added with ``+``."""
 
-    sse: float  # weighted sum of squared distances to the nearest centre
+    sse: float  # weighted sum of squared (L1 for manhattan) distances to the nearest centre
     table: PairTable | None = None  # contingency counts against true labels, if given
 
     def __add__(self, other: Scored) -> Scored:
@@ -1221,12 +1230,15 @@ class Scored:
 
 def score_block(
     X: np.ndarray,
-    C: np.ndarray | Centres,
+    C: np.ndarray | Centres | L1Centres | TreeCentres,
     weights: np.ndarray | None = None,
     labels_true: np.ndarray | None = None,
+    metric: str = "euclidean",
 ) -> Scored:
-    """Assign a chunk: its (weighted) SSE and, given true labels, its contingency counts
-    (rows of zero weight, such as nodata samples, left out).
+    """Assign a chunk: its (weighted) SSE (sum of L1 distances for
+    ``metric="manhattan"``; rows to the leaf of a bisecting tree they reach for
+    :class:`TreeCentres`) and, given true labels, its contingency counts (rows of zero
+    weight, such as nodata samples, left out).
 
     Evaluating a model needs both; one assignment of each chunk gives both.
 
@@ -1237,9 +1249,637 @@ def score_block(
     >>> s.sse, s.table.table[3:].tolist()
     (2.0, [[2, 0], [0, 0], [0, 1]])
     """
-    labels, sq = assign(X, C)
+    if isinstance(C, TreeCentres):
+        labels, sq = tree_assign(X, C)
+    elif metric == "manhattan":
+        assert not isinstance(C, Centres)
+        labels, sq = l1_assign(X, C)
+    else:
+        assert not isinstance(C, L1Centres)
+        labels, sq = assign(X, C)
     if labels_true is not None and weights is not None:  # zero weight (nodata): no part
         labels = np.where(weights > 0, labels, np.int32(-1))
     table = None if labels_true is None else pair_table(labels_true, labels)
     return Scored(weighted_sse(sq, weights), table)
 
+
+
+# --------------------------------------------------------------------------- k-medians
+#
+# metric="manhattan": rows go to the centre nearest in L1 distance, and each centre
+# moves to the coordinate-wise weighted median of its rows. Medians come from
+# histograms of the values' *levels* (integers), one 16-bin digit per pass: raw uint8
+# rows are their own level (256 levels, 2 passes, exact); float values fall on a grid
+# of 4096 cells per feature (3 passes, then the centre is placed inside the cell that
+# holds the median, see :class:`MedianGrid`). A pass's partial result is a (k, d, 16)
+# float64 histogram: 25.7 MB at K=256, d=784, whatever the block size.
+
+#: bits of a level's digit: each median pass counts 16 bins per cluster and feature.
+DIGIT_BITS = 4
+BINS = 1 << DIGIT_BITS
+#: cells of the float grid per feature (three 16-bin passes).
+FLOAT_LEVELS = BINS ** 3
+#: target size in elements of one (rows, k) step of the numpy L1 reference.
+_L1_STEP = 1 << 16
+
+
+class L1Centres:
+    """Centres prepared for L1 distances: (d, k) float64, transposed (a pass prepares
+    them once and shares them with every task, as :class:`Centres`)."""
+
+    def __init__(self, C: np.ndarray) -> None:
+        C = np.asarray(C)
+        self.k, self.d = C.shape
+        self.ct = np.ascontiguousarray(C.T, dtype=np.float64)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.ct.nbytes)
+
+    @classmethod
+    def of(cls, C: np.ndarray | L1Centres) -> L1Centres:
+        return C if isinstance(C, L1Centres) else cls(C)
+
+
+def _l1_dist_numpy(X: np.ndarray, scale: float | None, ct: np.ndarray, D: np.ndarray) -> None:
+    """The numpy reference of the compiled L1 distances: features added in order, in
+    float64, so that both give the same bits."""
+    m, k = D.shape
+    step = max(1, _L1_STEP // max(k, 1))
+    for s in range(0, m, step):
+        xb = X[s:s + step]
+        xb = (scale_rows(xb, scale) if scale is not None else xb).astype(np.float64)
+        Db = D[s:s + step]
+        Db[:] = 0.0
+        tmp = np.empty_like(Db)
+        for t in range(xb.shape[1]):
+            np.subtract(xb[:, t, None], ct[t], out=tmp)
+            np.abs(tmp, out=tmp)
+            Db += tmp
+
+
+def l1_distances(X: np.ndarray, C: np.ndarray | L1Centres, scale: float | None = None
+                 ) -> np.ndarray:
+    """(n, k) L1 (Manhattan) distances in float64, the features added in order.
+
+    Parameters
+    ----------
+    X : (n, d) float rows, or raw integer rows standing for ``float32(X) * scale``
+    C : (k, d) centres
+
+    Examples
+    --------
+    >>> l1_distances(np.array([[0., 0.], [3., 1.]]), np.array([[0., 1.], [4., 1.]]))
+    array([[1., 5.],
+           [3., 1.]])
+    """
+    X = X.reshape(X.shape[0], -1)
+    cen = L1Centres.of(C)
+    D = np.empty((X.shape[0], cen.k))
+    if compiled_kernels():
+        _numba().l1_dist(np.ascontiguousarray(X), float(scale or 1.0), scale is not None,
+                         cen.ct, D)
+    else:
+        _l1_dist_numpy(X, scale, cen.ct, D)
+    return D
+
+
+def l1_assign(X: np.ndarray, C: np.ndarray | L1Centres, scale: float | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre in L1 distance (ties: the lower index) of every row.
+
+    Rows are taken :data:`DIST_BLOCK_BYTES` of distances at a time.
+
+    Returns
+    -------
+    labels : (n,) int32
+    dist : (n,) float64 L1 distance to that centre
+
+    Raises :class:`NonFiniteRow` for a row whose distance is NaN or infinite.
+
+    Examples
+    --------
+    >>> l1_assign(np.array([[0., 0.], [3., 1.]]), np.array([[0., 1.], [4., 1.]]))
+    (array([0, 1], dtype=int32), array([1., 1.]))
+    """
+    X = X.reshape(X.shape[0], -1)
+    cen = L1Centres.of(C)
+    n = X.shape[0]
+    labels = np.empty(n, np.int32)
+    dist = np.empty(n)
+    step = max(1, DIST_BLOCK_BYTES // max(1, 8 * cen.k))
+    for s in range(0, n, step):
+        D = l1_distances(X[s:s + step], cen, scale)
+        lab = np.argmin(D, axis=1)
+        best = D[np.arange(D.shape[0]), lab]
+        if not np.isfinite(best).all():
+            raise NonFiniteRow(s + int(np.flatnonzero(~np.isfinite(best))[0]))
+        labels[s:s + step], dist[s:s + step] = lab, best
+    return labels, dist
+
+
+@dataclass
+class MedianGrid:
+    """How values map to integer *levels* whose histograms give the medians.
+
+    Raw uint8 rows (a store's pixels, ``scale`` set) are their own level: 256 levels,
+    two 16-bin digits, and the median level is exact (its value is ``float32(level) *
+    scale``, as the rows are scaled). Float values fall on a grid of
+    :data:`FLOAT_LEVELS` cells per feature between the feature's smallest and largest
+    value: ``level = clip(floor((x - lo) * inv), 0, levels - 1)`` (monotone in x), three
+    digits; the median is then known to lie in one cell, whose smallest and largest
+    values are tracked in the last pass.
+    """
+
+    levels: int
+    lo: np.ndarray | None = None  # (d,) float64; None: raw levels
+    inv: np.ndarray | None = None  # (d,) float64 cells per unit (0 for a constant feature)
+    scale: float | None = None  # raw rows: the value of level l is float32(l) * scale
+
+    @property
+    def raw(self) -> bool:
+        return self.lo is None
+
+    @property
+    def digits(self) -> int:
+        return max(1, (int(self.levels) - 1).bit_length() + DIGIT_BITS - 1) // DIGIT_BITS
+
+    def shift(self, p: int) -> int:
+        """Bit position of digit ``p`` (0: the most significant)."""
+        return DIGIT_BITS * (self.digits - 1 - p)
+
+    @classmethod
+    def of_range(cls, lo: np.ndarray, hi: np.ndarray, levels: int = FLOAT_LEVELS
+                 ) -> MedianGrid:
+        """The float grid over ``[lo, hi]`` per feature."""
+        lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        width = hi - lo
+        inv = np.zeros_like(lo)
+        np.divide(levels, width, out=inv, where=width > 0)
+        return cls(levels, lo, inv)
+
+    def level(self, rows: np.ndarray) -> np.ndarray:
+        """(m, d) int64 levels of rows (raw rows for the raw grid, float otherwise)."""
+        rows = rows.reshape(rows.shape[0], -1)
+        if self.lo is None:
+            return rows.astype(np.int64)
+        assert self.inv is not None
+        u = np.floor((rows.astype(np.float64) - self.lo) * self.inv)
+        return np.clip(u, 0, self.levels - 1).astype(np.int64)
+
+    def value(self, level: np.ndarray) -> np.ndarray:
+        """The float32 value of raw levels (the raw grid only)."""
+        return scale_rows(np.asarray(level, np.float32), float(self.scale or 1.0))
+
+
+@dataclass
+class ValueRange:
+    """Per-feature smallest and largest value of one or more blocks; added with ``+``."""
+
+    lo: np.ndarray  # (d,) float64
+    hi: np.ndarray  # (d,) float64
+
+    def __add__(self, other: ValueRange) -> ValueRange:
+        return ValueRange(np.minimum(self.lo, other.lo), np.maximum(self.hi, other.hi))
+
+
+def value_range(X: np.ndarray) -> ValueRange:
+    """Per-feature min and max of a block; :class:`NonFiniteRow` for a row holding NaN
+    or infinity."""
+    ok = np.isfinite(X).all(axis=1)
+    if not ok.all():
+        raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
+    if X.shape[0] == 0:
+        return ValueRange(np.full(X.shape[1], np.inf), np.full(X.shape[1], -np.inf))
+    return ValueRange(X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64))
+
+
+@dataclass
+class MedianHist:
+    """One median pass's histograms, added with ``+``: the weight per (cluster,
+    feature, digit) of the values still in the running and, in a float grid's last
+    pass, the smallest and largest of those values per bin."""
+
+    hist: np.ndarray  # (k, d, BINS) float64
+    vmin: np.ndarray | None = None  # (k, d, BINS) X's dtype, +inf where no value
+    vmax: np.ndarray | None = None  # (k, d, BINS) X's dtype, -inf where no value
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in (self.hist, self.vmin, self.vmax) if a is not None))
+
+    def __add__(self, other: MedianHist) -> MedianHist:
+        if self.vmin is None or other.vmin is None:
+            return MedianHist(self.hist + other.hist)
+        assert self.vmax is not None and other.vmax is not None
+        return MedianHist(self.hist + other.hist, np.minimum(self.vmin, other.vmin),
+                          np.maximum(self.vmax, other.vmax))
+
+
+def median_hist(X: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, k: int,
+                grid: MedianGrid, shift: int, prefix: np.ndarray | None = None,
+                track: bool = False) -> MedianHist:
+    """Histogram of one block's levels per (cluster, feature): each row's weight goes
+    to ``hist[label, feature, (level >> shift) & 15]``, for the values whose level has
+    ``level >> (shift + 4) == prefix[label, feature]`` (all values if ``prefix`` is
+    None). Rows of weight 0 are left out (they never hold a median). ``track``: also
+    the smallest and largest such value per bin.
+
+    Parameters
+    ----------
+    X : (m, d) rows as the grid takes them (raw uint8 for the raw grid)
+    labels : (m,) int cluster of each row
+    weights : (m,) or None
+    prefix : (k, d) int64 or None
+
+    Examples
+    --------
+    >>> g = MedianGrid(256, scale=1.0)                    # raw levels 0..255
+    >>> X = np.array([[1], [17], [18], [200]], np.uint8)
+    >>> h = median_hist(X, np.array([0, 0, 0, 1]), None, 2, g, shift=4)
+    >>> h.hist[0, 0, :2].tolist(), float(h.hist[1, 0, 12])   # high digits 0, 1, 1; 12
+    ([1.0, 2.0], 1.0)
+    >>> median_hist(X, np.array([0, 0, 0, 1]), None, 2, g, shift=0,
+    ...             prefix=np.array([[1], [12]])).hist[0, 0, :3].tolist()
+    [0.0, 1.0, 1.0]
+    """
+    X = X.reshape(X.shape[0], -1)
+    m, d = X.shape
+    hist = np.zeros((k, d, BINS))
+    vmin = vmax = None
+    if track:
+        vmin = np.full((k, d, BINS), np.inf, X.dtype)
+        vmax = np.full((k, d, BINS), -np.inf, X.dtype)
+    labels = np.asarray(labels)
+    w = None if weights is None else np.asarray(weights, np.float64)
+    if compiled_kernels():
+        empty_f = np.empty(0)
+        _numba().median_hist(
+            np.ascontiguousarray(X), grid.raw,
+            empty_f if grid.lo is None else grid.lo, empty_f if grid.inv is None else grid.inv,
+            int(grid.levels), np.ascontiguousarray(labels),
+            empty_f if w is None else w, int(shift),
+            np.empty((0, 0), np.int64) if prefix is None else np.ascontiguousarray(prefix,
+                                                                                     np.int64),
+            hist, np.empty((0, 0, 0), X.dtype) if vmin is None else vmin,
+            np.empty((0, 0, 0), X.dtype) if vmax is None else vmax)
+        return MedianHist(hist, vmin, vmax)
+    keep = np.ones(m, bool) if w is None else w > 0
+    order = np.argsort(labels, kind="stable")
+    order = order[keep[order]]
+    cuts = np.searchsorted(labels[order], np.arange(k + 1))
+    base = np.arange(d) * BINS
+    step = max(1, SUM_BLOCK // max(1, d // 64))
+    for j in np.flatnonzero(np.diff(cuts)):
+        rows = order[cuts[j]:cuts[j + 1]]
+        flat = hist[j].reshape(-1)
+        for s in range(0, rows.shape[0], step):
+            r = rows[s:s + step]
+            xb = X[r]
+            lev = grid.level(xb)
+            idx = base + ((lev >> shift) & (BINS - 1))
+            wt = np.broadcast_to((np.ones(len(r)) if w is None else w[r])[:, None], idx.shape)
+            if prefix is None:
+                sel = np.ones(idx.shape, bool)
+            else:
+                sel = (lev >> (shift + DIGIT_BITS)) == prefix[j]
+            flat += np.bincount(idx[sel], wt[sel], minlength=d * BINS)
+            if vmin is not None and vmax is not None:
+                np.minimum.at(vmin[j].reshape(-1), idx[sel], xb[sel])
+                np.maximum.at(vmax[j].reshape(-1), idx[sel], xb[sel])
+    return MedianHist(hist, vmin, vmax)
+
+
+@dataclass
+class MedianPartial:
+    """What one block contributes to a k-medians iteration's first pass; added with
+    ``+``: per-cluster weights, the weighted L1 objective against the assigning
+    centres, the first digit's histograms, the rows farthest from their centres (for
+    empty clusters) and, optionally, column moments (for the tolerance)."""
+
+    counts: np.ndarray  # (k,) float64
+    dist: float
+    hist: np.ndarray  # (k, d, BINS) float64
+    top: TopM
+    moments: Moments | None = None
+    n_rows: int = 0
+
+    def __add__(self, other: MedianPartial) -> MedianPartial:
+        mom = (None if self.moments is None or other.moments is None
+               else self.moments + other.moments)
+        return MedianPartial(self.counts + other.counts, self.dist + other.dist,
+                             self.hist + other.hist, _merge_top(self.top, other.top), mom,
+                             self.n_rows + other.n_rows)
+
+
+def median_assign(
+    X: np.ndarray, C: np.ndarray | L1Centres, weights: np.ndarray | None = None, *,
+    grid: MedianGrid, offset: int = 0, n_top: int = 0, moments: bool = False,
+    scale: float | None = None,
+) -> tuple[MedianPartial, np.ndarray]:
+    """The first pass of a k-medians iteration over one block: assign every row to
+    its nearest centre in L1 distance and histogram the first digit of its levels.
+
+    Parameters
+    ----------
+    X : (m, d) float rows, or raw uint8 rows with ``scale`` (then ``grid`` is raw)
+    C : (k, d) centres
+    weights : (m,) or None
+    grid : the levels (:class:`MedianGrid`)
+    offset : global index of row 0 (farthest rows)
+    n_top : how many farthest rows (by L1 distance) to keep
+    moments : also the column moments
+
+    Returns
+    -------
+    (partial, labels): the block's :class:`MedianPartial` and its (m,) int32 labels
+
+    Examples
+    --------
+    >>> X = np.array([[0, 0], [0, 2], [9, 9], [9, 7]], np.uint8)
+    >>> p, lab = median_assign(X, np.array([[0., 1.], [9., 8.]]), grid=MedianGrid(256,
+    ...                        scale=1.0), scale=1.0)
+    >>> lab.tolist(), p.counts.tolist(), p.dist, float(p.hist[1, 0, 0])
+    ([0, 0, 1, 1], [2.0, 2.0], 4.0, 2.0)
+    """
+    X = X.reshape(X.shape[0], -1)
+    cen = L1Centres.of(C)
+    labels, dist = l1_assign(X, cen, scale)
+    w = None if weights is None else np.asarray(weights, np.float64)
+    counts = np.bincount(labels, weights=w, minlength=cen.k).astype(np.float64)
+    total = float(dist.sum() if w is None else dist @ w)
+    hist = median_hist(X, labels, w, cen.k, grid, grid.shift(0)).hist
+    w1 = np.ones(X.shape[0]) if w is None else w
+    top = top_m(dist, n_top, X, labels, w1, offset)  # raw rows stay raw (their levels)
+    mom = _moments(X, scale) if moments else None
+    return MedianPartial(counts, total, hist, top, mom, X.shape[0]), labels
+
+
+@dataclass
+class MedianStep:
+    """What a later median pass needs: the digit to count (``shift``), the level
+    prefix chosen so far per (cluster, feature), whether to track the values' range
+    (a float grid's last pass), the rows moved to empty clusters (global index -> new
+    cluster) and, when the block's labels were not kept, the centres to recompute
+    them."""
+
+    shift: int
+    prefix: np.ndarray  # (k, d) int64
+    track: bool
+    moved_index: np.ndarray  # (r,) int64
+    moved_label: np.ndarray  # (r,) int32
+    centres: L1Centres | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.prefix.nbytes + (0 if self.centres is None else self.centres.nbytes))
+
+
+def median_refine(
+    X: np.ndarray, weights: np.ndarray | None, step: MedianStep, *, grid: MedianGrid,
+    labels: np.ndarray | None = None, offset: int = 0, scale: float | None = None,
+) -> MedianHist:
+    """A later pass of a k-medians iteration over one block: the histogram of the next
+    digit of the levels that match the prefix chosen so far.
+
+    ``labels``: the block's labels from the iteration's first pass (kept where the
+    block is), or None to assign the rows again with ``step.centres`` (same labels);
+    rows in ``step.moved_index`` count for their new cluster. Inputs are not modified.
+    """
+    X = X.reshape(X.shape[0], -1)
+    if labels is None:
+        assert step.centres is not None
+        labels = l1_assign(X, step.centres, scale)[0]
+    m = X.shape[0]
+    sel = (step.moved_index >= offset) & (step.moved_index < offset + m)
+    if sel.any():
+        labels = np.array(labels)
+        labels[step.moved_index[sel] - offset] = step.moved_label[sel]
+    k = step.prefix.shape[0]
+    return median_hist(X, labels, weights, k, grid, step.shift, step.prefix, step.track)
+
+
+# --------------------------------------------------------------------------- bisecting
+#
+# BisectingKMeans: every row follows the tree from the root, at each split to the
+# nearer of the two children's centres (squared distances in float64, row by row, so
+# that a row's path does not depend on the block it is in), and the rows that reach a
+# leaf being bisected take part in that leaf's 2-means. Leaves hold disjoint rows, so
+# all the bisections of a round share each pass.
+
+#: rows per step of the float64 distances to two centres.
+_BISECT_STEP = 1024
+
+
+def _sq_two(x64: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances (float64) of float64 rows to two centres."""
+    return ((x64 - c0) ** 2).sum(1), ((x64 - c1) ** 2).sum(1)
+
+
+@dataclass
+class TreeSnapshot:
+    """What a task needs to send rows down a bisecting tree: per node its children
+    (-1 for a leaf) and centre, plus per node the slot of the 2-means it takes part in
+    this pass (-1: none)."""
+
+    left: np.ndarray  # (nodes,) int64
+    right: np.ndarray  # (nodes,) int64
+    centre: np.ndarray  # (nodes, d) float64
+    slot: np.ndarray  # (nodes,) int64
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.left.nbytes + self.right.nbytes + self.centre.nbytes + self.slot.nbytes)
+
+    def descend(self, X: np.ndarray) -> np.ndarray:
+        """(m,) node each row ends in: from the root, at every split the child whose
+        centre is nearer (the left one on a tie, as scikit-learn's argmin)."""
+        node = np.zeros(X.shape[0], np.int64)
+        for i in np.flatnonzero(self.left >= 0):  # parents come before their children
+            at = np.flatnonzero(node == i)
+            for s in range(0, at.shape[0], _BISECT_STEP):
+                idx = at[s:s + _BISECT_STEP]
+                x64 = X[idx].astype(np.float64)
+                d0, d1 = _sq_two(x64, self.centre[self.left[i]], self.centre[self.right[i]])
+                node[idx] = np.where(d1 < d0, self.right[i], self.left[i])
+        return node
+
+
+def tree_labels(X: np.ndarray, tree: TreeSnapshot, leaf_label: np.ndarray) -> np.ndarray:
+    """(m,) int32 label of the leaf each row reaches (``leaf_label``: per node)."""
+    X = X.reshape(X.shape[0], -1)
+    ok = np.isfinite(X).all(1)
+    if not ok.all():
+        raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
+    return leaf_label[tree.descend(X)].astype(np.int32)
+
+
+@dataclass
+class TreeCentres:
+    """A bisecting tree as an assignment: each row to the leaf it reaches, its squared
+    distance to that leaf's centre."""
+
+    tree: TreeSnapshot
+    leaf_label: np.ndarray  # (nodes,) int64
+    centres: np.ndarray  # (k, d) float64, by label
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.tree.nbytes + self.centres.nbytes)
+
+
+def tree_assign(X: np.ndarray, tc: TreeCentres) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (m,) int32, squared distances (m,) float64 to the leaf's centre)."""
+    X = X.reshape(X.shape[0], -1)
+    labels = tree_labels(X, tc.tree, tc.leaf_label)
+    sq = np.empty(X.shape[0])
+    for s in range(0, X.shape[0], _BISECT_STEP):
+        x64 = X[s:s + _BISECT_STEP].astype(np.float64)
+        sq[s:s + _BISECT_STEP] = ((x64 - tc.centres[labels[s:s + _BISECT_STEP]]) ** 2).sum(1)
+    return labels, sq
+
+
+@dataclass
+class BisectStep:
+    """One pass of a round of bisections: the tree, and per slot (a leaf being
+    bisected) and init run the two current centres and whether that 2-means is still
+    running (``active``). ``sample``: an initialisation pass instead: per slot and run,
+    the ``sample`` rows with the largest keys (seeded by ``seeds``), keys weighted by
+    the sample weights when ``weighted`` (random init: a weighted draw without
+    replacement), else uniform (the k-means++ sample)."""
+
+    tree: TreeSnapshot
+    centres: np.ndarray  # (a, r, 2, d) float64
+    active: np.ndarray  # (a, r) bool
+    seeds: np.ndarray  # (a, r) int64
+    sample: int = 0
+    weighted: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.tree.nbytes + self.centres.nbytes)
+
+
+@dataclass
+class BisectPartial:
+    """What one block contributes to a pass of a round of bisections; added with ``+``:
+    per slot, run and child the weighted sums, weights and SSE against the pass's
+    centres and the unweighted row counts; per slot and run the 2 rows farthest from
+    their centre (empty children) or, in an init pass, the sampled rows."""
+
+    sums: np.ndarray  # (a, r, 2, d) float64
+    weight: np.ndarray  # (a, r, 2) float64
+    sse: np.ndarray  # (a, r, 2) float64
+    count: np.ndarray  # (a, r, 2) int64
+    top: list[list[TopM]]  # [a][r]
+    cap: int  # rows kept per top (a block may hold fewer)
+
+    def __add__(self, other: BisectPartial) -> BisectPartial:
+        top = [[TopM(*(np.concatenate([getattr(p, f), getattr(q, f)]) for f in
+                       ("sqdist", "index", "rows", "labels", "weights"))).select(self.cap)
+                for p, q in zip(a, b, strict=True)]
+               for a, b in zip(self.top, other.top, strict=True)]
+        return BisectPartial(self.sums + other.sums, self.weight + other.weight,
+                             self.sse + other.sse, self.count + other.count, top, self.cap)
+
+
+def _top_of(key: np.ndarray, idx: np.ndarray, n: int, X: np.ndarray, labels: np.ndarray,
+            w: np.ndarray, offset: int) -> TopM:
+    """The ``n`` rows ``idx`` of the block with the largest ``key`` (one per row of idx)."""
+    full = np.full(X.shape[0], -np.inf)
+    full[idx] = key
+    lab = np.zeros(X.shape[0], np.int32)
+    lab[idx] = labels
+    return top_m(full, min(n, idx.shape[0]), X, lab, w, offset)
+
+
+def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
+                 offset: int = 0) -> BisectPartial:
+    """A block's part of one pass of a round of bisections (see :class:`BisectStep`):
+    each row descends the tree; rows reaching a slot's leaf go to the nearer of each
+    running 2-means' two centres (ties: the first), or, in an init pass, are sampled
+    by key. Rows are taken :data:`_BISECT_STEP` at a time in float64.
+
+    Examples
+    --------
+    >>> tree = TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, 1)),
+    ...                     np.array([0]))                 # the root, bisected in slot 0
+    >>> step = BisectStep(tree, np.array([[[[0.], [10.]]]]), np.ones((1, 1), bool),
+    ...                   np.zeros((1, 1), np.int64))
+    >>> p = bisect_block(np.array([[1.], [2.], [9.]]), None, step)
+    >>> p.sums[0, 0].tolist(), p.count[0, 0].tolist(), p.sse[0, 0].tolist()
+    ([[3.0], [9.0]], [2, 1], [5.0, 1.0])
+    """
+    X = X.reshape(X.shape[0], -1)
+    m, d = X.shape
+    a, r = step.active.shape
+    w = np.ones(m) if weights is None else np.asarray(weights, np.float64)
+    ok = np.isfinite(X).all(1)
+    if not ok.all():
+        raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
+    sums = np.zeros((a, r, 2, d))
+    weight, sse = np.zeros((a, r, 2)), np.zeros((a, r, 2))
+    count = np.zeros((a, r, 2), np.int64)
+    top = [[TopM.empty(d, X.dtype) for _ in range(r)] for _ in range(a)]
+    slot = step.tree.slot[step.tree.descend(X)]
+    order = np.argsort(slot, kind="stable")
+    cuts = np.searchsorted(slot[order], np.arange(a + 1))
+    for s in range(a):
+        idx = order[cuts[s]:cuts[s + 1]]
+        if idx.shape[0] == 0:
+            continue
+        if step.sample:
+            for j in range(r):
+                u = splitmix64_uniform(idx.astype(np.int64) + offset, int(step.seeds[s, j]))
+                key = np.log(np.maximum(u, 1e-300))
+                if step.weighted:
+                    with np.errstate(divide="ignore"):
+                        key = np.where(w[idx] > 0, key / w[idx], -np.inf)
+                top[s][j] = _top_of(key, idx, step.sample, X, np.zeros(len(idx), np.int32),
+                                    w, offset)
+            continue
+        for j in range(r):
+            if not step.active[s, j]:
+                continue
+            lab = np.empty(idx.shape[0], np.int32)
+            dist = np.empty(idx.shape[0])
+            for t in range(0, idx.shape[0], _BISECT_STEP):
+                it = idx[t:t + _BISECT_STEP]
+                x64, wt = X[it].astype(np.float64), w[it]
+                d0, d1 = _sq_two(x64, step.centres[s, j, 0], step.centres[s, j, 1])
+                lt = d1 < d0
+                lab[t:t + _BISECT_STEP], dist[t:t + _BISECT_STEP] = lt, np.where(lt, d1, d0)
+                for c, sel in ((0, ~lt), (1, lt)):
+                    sums[s, j, c] += wt[sel] @ x64[sel]
+                    weight[s, j, c] += wt[sel].sum()
+                    sse[s, j, c] += dist[t:t + _BISECT_STEP][sel] @ wt[sel]
+                    count[s, j, c] += int(sel.sum())
+            top[s][j] = _top_of(dist, idx, 2, X, lab, w, offset)
+    return BisectPartial(sums, weight, sse, count, top, step.sample or 2)
+
+
+@dataclass
+class RootPartial:
+    """Column sums (plain and weighted), row count, total weight and ``sum w |x|^2``
+    of one or more blocks: the root of a bisecting tree; added with ``+``."""
+
+    sum: np.ndarray  # (d,) float64
+    wsum: np.ndarray  # (d,) float64
+    n: int
+    weight: float
+    wsq: float
+
+    def __add__(self, other: RootPartial) -> RootPartial:
+        return RootPartial(self.sum + other.sum, self.wsum + other.wsum, self.n + other.n,
+                           self.weight + other.weight, self.wsq + other.wsq)
+
+
+def root_block(X: np.ndarray, weights: np.ndarray | None) -> RootPartial:
+    """A block's part of the root statistics (:class:`RootPartial`)."""
+    X = X.reshape(X.shape[0], -1)
+    if not np.isfinite(X).all():
+        raise NonFiniteRow(int(np.flatnonzero(~np.isfinite(X).all(1))[0]))
+    x64 = X.astype(np.float64)
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    return RootPartial(x64.sum(0), w @ x64, X.shape[0], float(w.sum()),
+                       float(w @ (x64 ** 2).sum(1)))

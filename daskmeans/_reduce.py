@@ -538,39 +538,184 @@ def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                           groups=groups)
 
 
-def score_pass(src: Source, C: np.ndarray, labels_true: Any = None,
-               split_every: int = SPLIT_EVERY) -> K.Scored:
-    """SSE against ``C`` (and, given true labels (n,), the contingency table of the
-    nearest centres against them) in one pass."""
-    return map_reduce(src, _score_kernel, K.Centres(C, src.dtype), split_every=split_every,
+def reads_raw_uint8(src: Source) -> bool:
+    """True when the kernels get ``src``'s blocks as raw uint8 rows with a scale."""
+    return (isinstance(src, ZarrSource) and src.scale is not None and not src.normalize
+            and np.dtype(src.array.dtype) == np.uint8)
+
+
+def _kept_call(kernel: Callable[..., Any], light: _Light, rows: Any, w: Any, shared: Any,
+               offset: int, state: Any, raw: bool) -> Any:
+    return _call(kernel, light, rows, w, None, shared, offset, {"state": state}, raw)
+
+
+def map_reduce_kept(
+    src: Source, kernel: Callable[..., Any], shared: Any, states: Sequence[Any] | None, *,
+    keep: bool, split_every: int = SPLIT_EVERY, raw: bool = False,
+) -> tuple[Any, list[Any] | None]:
+    """:func:`map_reduce` over every block of a numpy or Zarr source whose tasks also
+    receive ``state=states[i]`` (something a block's task made in an earlier pass,
+    kept where it was made) and, with ``keep``, return ``(partial, new state)``: the
+    partials are tree-reduced and the new states kept (numpy here, futures in the
+    workers on a cluster: only the reduced partial comes back). One compute.
+
+    Returns (summed partial, new states or None).
+    """
+    if isinstance(src, DaskSource):
+        raise TypeError("per-block state needs a numpy or Zarr source, not a dask array")
+    n = src.n_blocks
+    light = _Light(src)
+    s = _shared(shared, n)
+    task = dask.delayed(_kept_call, pure=False, nout=2 if keep else None)
+    parts, kept = [], []
+    for i in range(n):
+        w = None if src.weights is None else src.weights[src.bounds[i]:src.bounds[i + 1]]
+        out = task(kernel, light, src.block(i), w, s, src.offset(i),
+                   None if states is None else states[i], raw)
+        if keep:
+            part, state = out
+            parts.append(part)
+            kept.append(state)
+        else:
+            parts.append(out)
+    parts = _delayed_tree(parts, split_every)
+    if keep and using_distributed():  # the states stay in the workers as futures
+        from distributed import default_client
+
+        client = default_client()
+        futures = client.compute([*parts, *kept])
+        return _add_all(*client.gather(futures[:len(parts)])), futures[len(parts):]
+    with _local_blas(n):
+        got, got_kept = dask.compute(parts, kept)
+    return _add_all(*got), (list(got_kept) if keep else None)
+
+
+def median_assign_pass(
+    src: Source, C: np.ndarray, grid: K.MedianGrid, *, n_top: int = 0, moments: bool = False,
+    split_every: int = SPLIT_EVERY,
+) -> tuple[K.MedianPartial, list[Any] | None]:
+    """The first pass of a k-medians iteration (:func:`daskmeans._kernels.median_assign`):
+    one compute. Returns the summed partial and each block's labels, kept where the
+    block is (numpy, or futures on a cluster) for the iteration's later passes; None
+    for a dask array (no public per-block state: later passes assign again)."""
+    kernel = functools.partial(_median_assign_kernel, grid=grid, n_top=n_top, moments=moments)
+    cen = K.L1Centres(C)
+    if isinstance(src, DaskSource):
+        return map_reduce(src, functools.partial(kernel, keep=False), cen,
+                          split_every=split_every, raw=grid.raw), None
+    return map_reduce_kept(src, functools.partial(kernel, keep=True), cen, None, keep=True,
+                           split_every=split_every, raw=grid.raw)
+
+
+def _median_assign_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
+                          C: K.L1Centres, *, offset: int, grid: K.MedianGrid, n_top: int,
+                          moments: bool, keep: bool, scale: float | None = None,
+                          state: Any = None) -> Any:
+    part, labels = K.median_assign(x, C, w, grid=grid, offset=offset, n_top=n_top,
+                                   moments=moments, scale=scale)
+    return (part, labels) if keep else part
+
+
+def median_refine_pass(src: Source, grid: K.MedianGrid, step: K.MedianStep,
+                       labels: Sequence[Any] | None, split_every: int = SPLIT_EVERY
+                       ) -> K.MedianHist:
+    """A later pass of a k-medians iteration (:func:`daskmeans._kernels.median_refine`)
+    over the blocks with their kept ``labels`` (or, when None, assigning the rows
+    again with ``step.centres``): one compute."""
+    kernel = functools.partial(_median_refine_kernel, grid=grid)
+    if labels is None:
+        return map_reduce(src, kernel, step, split_every=split_every, raw=grid.raw)
+    return map_reduce_kept(src, kernel, step, labels, keep=False, split_every=split_every,
+                           raw=grid.raw)[0]
+
+
+def _median_refine_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
+                          step: K.MedianStep, *, offset: int, grid: K.MedianGrid,
+                          scale: float | None = None, state: Any = None) -> K.MedianHist:
+    return K.median_refine(x, w, step, grid=grid, labels=state, offset=offset, scale=scale)
+
+
+def range_pass(src: Source, split_every: int = SPLIT_EVERY) -> K.ValueRange:
+    """Per-feature min and max of the rows (as float): one compute; a row holding NaN
+    or infinity raises :class:`~daskmeans.io.NonFiniteError` naming it."""
+    return map_reduce(src, _range_kernel, split_every=split_every)
+
+
+def _range_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
+                  *, offset: int) -> K.ValueRange:
+    return K.value_range(x)
+
+
+def _prepared(C: np.ndarray | K.TreeCentres, dtype: np.dtype, metric: str
+              ) -> K.Centres | K.L1Centres | K.TreeCentres:
+    """Centres prepared once per pass for the metric's distances."""
+    if isinstance(C, K.TreeCentres):
+        return C
+    return K.L1Centres(C) if metric == "manhattan" else K.Centres(C, dtype)
+
+
+def score_pass(src: Source, C: np.ndarray | K.TreeCentres, labels_true: Any = None,
+               split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> K.Scored:
+    """The objective against ``C`` (SSE; the sum of L1 distances for
+    ``metric="manhattan"``; to the leaves of a bisecting tree for
+    :class:`~daskmeans._kernels.TreeCentres`) and, given true labels (n,), the
+    contingency table of the rows' clusters against them, in one pass."""
+    kernel = functools.partial(_score_kernel, metric=metric)
+    return map_reduce(src, kernel, _prepared(C, src.dtype, metric), split_every=split_every,
                       aligned=None if labels_true is None else {"labels": labels_true})
 
 
 def _score_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                  C: K.Centres, *, offset: int, labels: np.ndarray | None = None) -> K.Scored:
-    return K.score_block(x, C, w, None if labels is None else np.asarray(labels))
+                  C: K.Centres, *, offset: int, metric: str,
+                  labels: np.ndarray | None = None) -> K.Scored:
+    return K.score_block(x, C, w, None if labels is None else np.asarray(labels), metric)
 
 
 def oversample_pass(src: Source, C: np.ndarray, *, seed: int, m: int,
-                    split_every: int = SPLIT_EVERY) -> K.Oversample:
+                    split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> K.Oversample:
     """One k-means|| round: total cost and the ``m`` rows with the largest keys."""
-    kernel = functools.partial(_oversample_kernel, seed=seed, m=m)
+    kernel = functools.partial(_oversample_kernel, seed=seed, m=m, metric=metric)
     return map_reduce(src, kernel, C, split_every=split_every)
 
 
 def _oversample_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                       C: np.ndarray, *, offset: int, seed: int, m: int) -> K.Oversample:
-    return K.oversample_partial(x, C, w, offset=offset, seed=seed, m=m)
+                       C: np.ndarray, *, offset: int, seed: int, m: int,
+                       metric: str) -> K.Oversample:
+    return K.oversample_partial(x, C, w, offset=offset, seed=seed, m=m, metric=metric)
 
 
-def count_pass(src: Source, C: np.ndarray, split_every: int = SPLIT_EVERY) -> np.ndarray:
+def count_pass(src: Source, C: np.ndarray, split_every: int = SPLIT_EVERY,
+               metric: str = "euclidean") -> np.ndarray:
     """Weight of rows nearest to each row of C."""
-    return map_reduce(src, _count_kernel, C, split_every=split_every)
+    return map_reduce(src, functools.partial(_count_kernel, metric=metric), C,
+                      split_every=split_every)
 
 
 def _count_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                  C: np.ndarray, *, offset: int) -> np.ndarray:
-    return K.count_nearest(x, C, w)
+                  C: np.ndarray, *, offset: int, metric: str) -> np.ndarray:
+    return K.count_nearest(x, C, w, metric)
+
+
+def bisect_pass(src: Source, step: K.BisectStep, split_every: int = SPLIT_EVERY
+                ) -> K.BisectPartial:
+    """One pass of a round of bisections (:func:`daskmeans._kernels.bisect_block`): every
+    2-means of the round (or their init samples) in one read of the data, one compute."""
+    return map_reduce(src, _bisect_kernel, step, split_every=split_every)
+
+
+def _bisect_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
+                   step: K.BisectStep, *, offset: int) -> K.BisectPartial:
+    return K.bisect_block(x, w, step, offset=offset)
+
+
+def root_pass(src: Source, split_every: int = SPLIT_EVERY) -> K.RootPartial:
+    """Column sums, weights and ``sum w |x|^2`` of all rows (a bisecting tree's root)."""
+    return map_reduce(src, _root_kernel, split_every=split_every)
+
+
+def _root_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
+                 *, offset: int) -> K.RootPartial:
+    return K.root_block(x, w)
 
 
 def take_rows(src: Source, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -643,18 +788,52 @@ def _transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
         return K.distances(x, C)
 
 
-def predict_lazy(src: Source, C: np.ndarray) -> da.Array:
-    """(n,) int32 labels of the nearest centre, lazily."""
+def _l1_labels_block(x: np.ndarray, C: np.ndarray, block_info: Any = None) -> np.ndarray:
+    try:
+        return K.l1_assign(x, C)[0]
+    except K.NonFiniteRow as e:
+        start = block_info[0]["array-location"][0][0] if block_info else 0
+        raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
+                             "no cluster can be predicted for it") from None
+
+
+def _l1_transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
+    return K.l1_distances(x, C).astype(x.dtype, copy=False)
+
+
+def _tree_labels_block(x: np.ndarray, tree: K.TreeSnapshot, leaf_label: np.ndarray,
+                       block_info: Any = None) -> np.ndarray:
+    try:
+        return K.tree_labels(x, tree, leaf_label)
+    except K.NonFiniteRow as e:
+        start = block_info[0]["array-location"][0][0] if block_info else 0
+        raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
+                             "no cluster can be predicted for it") from None
+
+
+def predict_tree_lazy(src: Source, tree: K.TreeSnapshot, leaf_label: np.ndarray) -> da.Array:
+    """(n,) int32 label of the leaf of a bisecting tree each row reaches, lazily."""
     X = src.to_dask()
-    return da.map_blocks(_labels_block, X, C=C.astype(X.dtype, copy=False), drop_axis=1,
+    return da.map_blocks(_tree_labels_block, X, tree=tree, leaf_label=leaf_label,
+                         drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
+
+
+def predict_lazy(src: Source, C: np.ndarray, metric: str = "euclidean") -> da.Array:
+    """(n,) int32 labels of the nearest centre (in L1 distance for
+    ``metric="manhattan"``), lazily."""
+    X = src.to_dask()
+    fn = _l1_labels_block if metric == "manhattan" else _labels_block
+    return da.map_blocks(fn, X, C=C.astype(X.dtype, copy=False), drop_axis=1,
                          dtype=np.int32, meta=np.empty((0,), np.int32))
 
 
-def transform_lazy(src: Source, C: np.ndarray) -> da.Array:
-    """(n, k) Euclidean distances to the centres, lazily."""
+def transform_lazy(src: Source, C: np.ndarray, metric: str = "euclidean") -> da.Array:
+    """(n, k) Euclidean (L1 for ``metric="manhattan"``) distances to the centres,
+    lazily."""
     X = src.to_dask()
-    return da.map_blocks(_transform_block, X, C=C.astype(X.dtype, copy=False), dtype=X.dtype,
+    fn = _l1_transform_block if metric == "manhattan" else _transform_block
+    return da.map_blocks(fn, X, C=C.astype(X.dtype, copy=False), dtype=X.dtype,
                          chunks=(X.chunks[0], (C.shape[0],)), meta=np.empty((0, 0), X.dtype))
 
 
-__all__ = ["ArraySource", "DaskSource", "ZarrSource", "compute", "map_reduce"]
+__all__ = ["ArraySource", "DaskSource", "ZarrSource", "compute", "map_reduce", "map_reduce_kept"]

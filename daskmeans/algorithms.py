@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -372,6 +372,496 @@ def lloyd_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_E
     return [p.sse() for p in R.lloyd_runs_pass(src, Cs, split_every=split_every)]
 
 
+# --------------------------------------------------------------------------- k-medians
+
+
+def median_grid(src: Source, split_every: int = R.SPLIT_EVERY) -> K.MedianGrid:
+    """The levels a k-medians fit histograms (:class:`daskmeans._kernels.MedianGrid`):
+    a uint8 store's raw pixels are their own levels (exact medians, no pass); other
+    data get a grid over each feature's range, found in one pass."""
+    if R.reads_raw_uint8(src):
+        return K.MedianGrid(256, scale=src.scale)
+    rng = R.range_pass(src, split_every)
+    return K.MedianGrid.of_range(rng.lo, rng.hi)
+
+
+@dataclass
+class MedianSearch:
+    """The digit-by-digit search for every (cluster, feature)'s lower weighted median:
+    the level prefix chosen so far and the weight of the cluster's values below it.
+
+    The lower weighted median of values ``x_i`` with weights ``w_i > 0`` (total ``W``)
+    is the smallest ``x_i`` with ``sum(w_l for x_l <= x_i) >= W / 2``: with unit
+    weights, the middle value (odd count) or the lower of the two middle values (even
+    count). It minimises ``sum w_i |x_i - c|`` over c; when ``W / 2`` is reached
+    exactly, every c up to the next value does too, and the lowest is taken. Levels
+    are monotone in the values, so it lies in the first level whose cumulative weight
+    reaches ``W / 2``, found here one digit at a time.
+    """
+
+    prefix: np.ndarray  # (k, d) int64
+    below: np.ndarray  # (k, d) float64
+    target: np.ndarray  # (k,) float64: half of each cluster's weight
+
+    @classmethod
+    def start(cls, counts: np.ndarray, d: int) -> MedianSearch:
+        k = counts.shape[0]
+        return cls(np.zeros((k, d), np.int64), np.zeros((k, d)), counts / 2.0)
+
+    def choose(self, hist: np.ndarray) -> np.ndarray:
+        """Take, per (cluster, feature), the first bin of ``hist`` (k, d, 16) whose
+        cumulative weight (with what lies below the prefix) reaches half the
+        cluster's weight; its digit joins the prefix. Returns the (k, d) digits."""
+        csum = np.cumsum(hist, axis=2)
+        reached = self.below[..., None] + csum >= self.target[:, None, None]
+        # non-integer weights: rounding may leave every bin a hair short; the last bin
+        # holding weight is then the one
+        last = K.BINS - 1 - np.argmax((hist > 0)[..., ::-1], axis=2)
+        digit = np.where(reached.any(axis=2), np.argmax(reached, axis=2), last)
+        excl = np.concatenate([np.zeros((*hist.shape[:2], 1)), csum[..., :-1]], axis=2)
+        self.below = self.below + np.take_along_axis(excl, digit[..., None], axis=2)[..., 0]
+        self.prefix = self.prefix * K.BINS + digit
+        return np.asarray(digit)
+
+
+def relocate_empty_medians(counts: np.ndarray, hist: np.ndarray, top: K.TopM,
+                           grid: K.MedianGrid) -> tuple[int, np.ndarray, np.ndarray]:
+    """:func:`relocate_empty` for k-medians: each empty cluster takes the next row
+    farthest (in L1 distance) from its centre, which leaves its cluster. ``counts`` and
+    the first digit's histograms ``hist`` (k, d, 16) are updated in place; returns
+    (clusters relocated, the moved rows' global indices, their new clusters), which the
+    iteration's later passes apply to the rows' labels."""
+    empty = np.flatnonzero(counts == 0)
+    n = min(len(empty), len(top.sqdist))
+    if len(empty) > n:
+        log.warning("%d empty clusters but only %d far rows known", len(empty), n)
+    cols = np.arange(hist.shape[1])
+    index, label = [], []
+    for j in range(n):
+        new, old, wt = int(empty[j]), int(top.labels[j]), float(top.weights[j])
+        if wt <= 0:
+            continue
+        b = (grid.level(top.rows[j:j + 1])[0] >> grid.shift(0)) & (K.BINS - 1)
+        hist[old, cols, b] -= wt
+        counts[old] -= wt
+        hist[new, cols, b] += wt
+        counts[new] = wt
+        index.append(int(top.index[j]))
+        label.append(new)
+    return n, np.array(index, np.int64), np.array(label, np.int32)
+
+
+def median_update(src: Source, C: np.ndarray, grid: K.MedianGrid, part: K.MedianPartial,
+                  labels: Sequence[Any] | None, split_every: int = R.SPLIT_EVERY
+                  ) -> tuple[np.ndarray, int]:
+    """The M-step of k-medians: every centre to its rows' coordinate-wise lower weighted
+    median (:class:`MedianSearch`), after moving empty clusters to far rows.
+
+    ``part``: the iteration's first pass (labels and first digit); each further digit
+    of the levels costs one pass (:func:`daskmeans._reduce.median_refine_pass`, over
+    the kept ``labels``, or assigning again when None). Raw uint8 levels: the median is
+    exact. Float grid: the median lies in one cell whose smallest and largest values
+    ``[lo, hi]`` the last pass found; the coordinate becomes ``clip(old, lo, hi)``:
+    the median itself when the cell holds one distinct value, else within the cell's
+    width of it, and never further from it than the old coordinate (so the L1
+    objective of the cluster cannot grow). A cluster without weight keeps its centre.
+
+    Returns (new centres in C's dtype, clusters relocated).
+    """
+    d = C.shape[1]
+    counts, hist = part.counts.copy(), part.hist.copy()
+    n_reloc, moved_index, moved_label = relocate_empty_medians(counts, hist, part.top, grid)
+    search = MedianSearch.start(counts, d)
+    digit = search.choose(hist)
+    last: K.MedianHist | None = None
+    for p in range(1, grid.digits):
+        track = not grid.raw and p == grid.digits - 1
+        step = K.MedianStep(grid.shift(p), search.prefix, track, moved_index, moved_label,
+                            None if labels is not None else K.L1Centres(C))
+        last = R.median_refine_pass(src, grid, step, labels, split_every)
+        digit = search.choose(last.hist)
+    has = counts > 0
+    C_new = np.array(C)
+    if grid.raw:
+        C_new[has] = grid.value(search.prefix[has])
+    else:
+        assert last is not None and last.vmin is not None and last.vmax is not None
+        lo = np.take_along_axis(last.vmin, digit[..., None], axis=2)[..., 0]
+        hi = np.take_along_axis(last.vmax, digit[..., None], axis=2)[..., 0]
+        C_new[has] = np.clip(C[has], lo[has], hi[has])
+    return C_new.astype(C.dtype, copy=False), n_reloc
+
+
+def kmedians(
+    src: Source,
+    C0: np.ndarray,
+    *,
+    grid: K.MedianGrid,
+    max_iter: int,
+    tol: float,
+    final: Callable[[list[np.ndarray], list[int]], list[float]],
+    run: int = 0,
+    split_every: int = R.SPLIT_EVERY,
+    always_final: bool = False,
+    resume: LloydResume | None = None,
+    on_iteration: Callable[[int, np.ndarray, float, list[IterationRecord]], None] | None = None,
+    progress: Progress = _no_progress,
+) -> LloydRun:
+    """k-medians iterations of one run from centres ``C0``: rows to the centre nearest
+    in L1 distance, centres to the coordinate-wise weighted median of their rows.
+
+    One iteration is :func:`daskmeans._reduce.median_assign_pass` (assignment, the
+    objective, the first digit of the medians, the farthest rows) then
+    :func:`median_update` (``grid.digits - 1`` more passes: 1 for raw uint8 rows, 2 for
+    float rows), each one compute. Neither step can raise the L1 objective, so the
+    recorded ``inertia`` (the objective against the assigning centres) never grows.
+    Stopping, ``tol`` (on the summed squared centre shift, relative to the mean
+    feature variance), ``final``, ``resume`` and ``on_iteration`` are as in
+    :func:`lloyd`.
+
+    Examples
+    --------
+    >>> from daskmeans.io import ArraySource
+    >>> X = np.array([[0., 0.], [0., 2.], [1., 5.], [9., 9.], [9., 11.], [30., 9.]])
+    >>> src = ArraySource(X)
+    >>> run = kmedians(src, X[[0, 3]], grid=median_grid(src), max_iter=10, tol=0.0,
+    ...                final=lambda Cs, runs: [np.nan])
+    >>> run.centers.tolist(), run.inertia, run.n_iter
+    ([[0.0, 2.0], [9.0, 9.0]], 29.0, 2)
+    """
+    k = C0.shape[0]
+    C = np.asarray(C0) if resume is None else resume.centers
+    tol_abs = 0.0 if resume is None else resume.tol_abs
+    history: list[IterationRecord] = [] if resume is None else resume.history
+    start = 0 if resume is None else resume.iteration
+    strict, inertia = False, np.inf
+    for it in range(start, max_iter):
+        t0 = time.perf_counter()
+        first = it == 0 and tol > 0
+        part, labels = R.median_assign_pass(src, C, grid, n_top=k, moments=first,
+                                            split_every=split_every)
+        if first:
+            assert part.moments is not None
+            tol_abs = float(np.mean(part.moments.var)) * tol
+        inertia = part.dist
+        C_new, n_reloc = median_update(src, C, grid, part, labels, split_every)
+        shift = float(((C_new.astype(np.float64) - C) ** 2).sum())
+        history.append(IterationRecord(it + 1, inertia, shift, n_reloc,
+                                       time.perf_counter() - t0, run))
+        log.debug("run %d iter %d: L1 objective %.6g shift %.3g relocated %d", run, it + 1,
+                  inertia, shift, n_reloc)
+        C = C_new
+        progress("k-medians", it + 1, max_iter, f"L1 objective {inertia:.6g}")
+        if shift == 0 and n_reloc == 0:
+            strict = True  # the labels are a fixed point: the objective is final
+            break
+        if shift <= tol_abs:
+            break
+        if on_iteration is not None:
+            on_iteration(it + 1, C, tol_abs, history)
+    if not strict or always_final:
+        inertia = final([C], [run])[0]
+    return LloydRun(inertia, C, len(history), history, strict)
+
+
+def kmedians_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_EVERY
+                    ) -> list[float]:
+    """The L1 objective of each set of centres over all rows, one pass each."""
+    return [R.score_pass(src, C, split_every=split_every, metric="manhattan").sse
+            for C in Cs]
+
+
+# --------------------------------------------------------------------------- bisecting
+
+#: rows a k-means++ or callable bisection init draws from its cluster: at most this
+#: many per cluster, and all the clusters of a round (and their init runs) together
+#: at most :data:`BISECT_SAMPLE_BYTES` of rows.
+BISECT_SAMPLE_ROWS = 2048
+BISECT_SAMPLE_BYTES = 32 << 20
+#: bisect every leaf that may still be split in each round (False: only the next one,
+#: scikit-learn's sequence, one bisection per round; the same tree, more passes).
+BISECT_TOGETHER = True
+
+
+@dataclass
+class BisectingTree:
+    """The tree of a bisecting K-means: node 0 is the root (all rows); a node that was
+    bisected has two children (``children[i]``, left then right; ``-1`` for leaves).
+    Nodes are numbered in the order they were made (children of the k-th split are
+    nodes ``2k+1`` and ``2k+2``).
+
+    Attributes
+    ----------
+    parent : (n_nodes,) int64, -1 for the root
+    children : (n_nodes, 2) int64
+    centers : (n_nodes, n_features) float64: the mean of the node's rows (weighted
+        below the root; the root's is the plain mean, as scikit-learn's)
+    sizes : (n_nodes,) int64 rows in the node
+    weights : (n_nodes,) float64 their total sample weight
+    sse : (n_nodes,) float64 weighted sum of squared distances of the rows to
+        ``centers`` (the node's inertia)
+    scores : (n_nodes,) float64 what ``bisecting_strategy`` ranks (the SSE, or the
+        row count; 0 for the root)
+    labels : (n_nodes,) int64 the cluster label of a leaf, -1 for inner nodes
+    """
+
+    parent: np.ndarray
+    children: np.ndarray
+    centers: np.ndarray
+    sizes: np.ndarray
+    weights: np.ndarray
+    sse: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+    ARRAYS: ClassVar[tuple[str, ...]] = ("parent", "children", "centers", "sizes", "weights",
+                                        "sse", "scores", "labels")
+
+    def leaves(self) -> list[int]:
+        """Leaf nodes left to right (scikit-learn's ``iter_leaves`` order)."""
+        out, stack = [], [0]
+        while stack:
+            i = stack.pop()
+            if self.children[i, 0] < 0:
+                out.append(i)
+            else:
+                stack += [int(self.children[i, 1]), int(self.children[i, 0])]
+        return out
+
+    def snapshot(self, slot: np.ndarray | None = None) -> K.TreeSnapshot:
+        """What tasks need to send rows down the tree (``slot``: per node, the 2-means
+        it takes part in, -1 for none)."""
+        n = self.parent.shape[0]
+        return K.TreeSnapshot(self.children[:, 0].copy(), self.children[:, 1].copy(),
+                              np.asarray(self.centers, np.float64),
+                              np.full(n, -1, np.int64) if slot is None else slot)
+
+    @classmethod
+    def empty(cls, d: int) -> BisectingTree:
+        return cls(np.empty(0, np.int64), np.empty((0, 2), np.int64), np.empty((0, d)),
+                   np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0),
+                   np.empty(0, np.int64))
+
+    def add(self, parent: int, center: np.ndarray, size: int, weight: float, sse: float,
+            score: float) -> int:
+        """Append a node (a child of ``parent``, or the root); returns its number."""
+        i = self.parent.shape[0]
+        self.parent = np.append(self.parent, parent)
+        self.children = np.vstack([self.children, [[-1, -1]]])
+        self.centers = np.vstack([self.centers, np.asarray(center, np.float64)[None]])
+        self.sizes = np.append(self.sizes, size)
+        self.weights = np.append(self.weights, weight)
+        self.sse = np.append(self.sse, sse)
+        self.scores = np.append(self.scores, score)
+        self.labels = np.append(self.labels, -1)
+        if parent >= 0:
+            self.children[parent, int(self.children[parent, 0] >= 0)] = i
+        return i
+
+
+@dataclass
+class Bisection:
+    """The best of a cluster's ``n_init`` 2-means: the children's centres, row counts,
+    weights and SSE, and how it went."""
+
+    centers: np.ndarray  # (2, d) float64
+    sizes: np.ndarray  # (2,) int64
+    weights: np.ndarray  # (2,) float64
+    sse: np.ndarray  # (2,) float64
+    n_iter: int
+    run: int
+
+
+@dataclass
+class BisectSpec:
+    """How to bisect (scikit-learn's BisectingKMeans parameters)."""
+
+    init: Any  # "random", "k-means++" or a callable
+    n_init: int
+    max_iter: int
+    tol: float  # absolute, on the summed squared shift of the two centres
+    strategy: str  # "biggest_inertia" or "largest_cluster"
+    split_every: int = R.SPLIT_EVERY
+
+
+def _node_seed(key: int, branch: int) -> int:
+    """A seed for a node's child or init run from the node's own: it depends on the
+    path from the root only, not on the order bisections run in."""
+    u = K.splitmix64_uniform(np.array([branch], np.int64), key)[0]
+    return int(u * (1 << 62))
+
+
+def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np.ndarray,
+                  spec: BisectSpec, snap_slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Initial centres (a, r, 2, d) of the round's 2-means: one pass drawing, per
+    cluster and init run, 2 rows with probability ~ weight, without replacement
+    ("random", as scikit-learn), or a uniform sample of the cluster's rows for
+    k-means++ (weighted) or a callable. Also (a,) whether each cluster has 2 rows of
+    positive weight (one that has not cannot be bisected)."""
+    a, r = seeds.shape
+    d = src.d
+    if isinstance(spec.init, str) and spec.init == "random":
+        m, weighted = 2, True
+    else:
+        per = BISECT_SAMPLE_BYTES // max(1, a * r * d * src.dtype.itemsize)
+        m, weighted = int(max(2, min(BISECT_SAMPLE_ROWS, per))), False
+    step = K.BisectStep(tree.snapshot(snap_slot), np.zeros((a, r, 2, d)),
+                        np.zeros((a, r), bool), seeds, sample=m, weighted=weighted)
+    part = R.bisect_pass(src, step, spec.split_every)
+    C = np.zeros((a, r, 2, d))
+    ok = np.ones(a, bool)
+    for s in range(a):
+        for j in range(r):
+            t = part.top[s][j]
+            usable = np.isfinite(t.sqdist) & (t.weights > 0)
+            if usable.sum() < 2:
+                ok[s] = False
+                continue
+            rows, w = np.asarray(t.rows[usable], np.float64), t.weights[usable]
+            if weighted:  # the two largest keys: two weighted draws without replacement
+                C[s, j] = rows[:2]
+            elif callable(spec.init):
+                out = np.asarray(spec.init(t.rows[usable], 2,
+                                           random_state=np.random.RandomState(
+                                               int(seeds[s, j]) % (1 << 32))))
+                if out.shape != (2, d):
+                    raise ValueError(f"init callable must return shape (2, {d}) for a "
+                                     f"bisection, got {out.shape}")
+                C[s, j] = out
+            else:
+                C[s, j] = K.kmeans_plusplus(rows, 2, np.random.default_rng(int(seeds[s, j])),
+                                            weights=w)
+    return C, ok
+
+
+def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict[int, int],
+                 spec: BisectSpec) -> tuple[dict[int, Bisection], int]:
+    """Bisect the clusters ``leaves`` of ``tree`` together: each pass of the round
+    (the init draws, every Lloyd iteration, the final E-step) serves all their 2-means
+    and ``n_init`` runs at once, the rows of each cluster picked out of every block by
+    following the tree (a masked pass: no copy or gather of the rows). Each 2-means
+    stops on its own (labels fixed, or its squared centre shift <= ``spec.tol``) and
+    empty children take the farthest rows, as in :func:`lloyd`.
+
+    Returns ({leaf: its best Bisection}, passes made); a leaf without two rows of
+    positive weight gets none."""
+    a, r = len(leaves), spec.n_init
+    slot = np.full(tree.parent.shape[0], -1, np.int64)
+    slot[leaves] = np.arange(a)
+    seeds = np.array([[_node_seed(keys[node], 2 + j) for j in range(r)] for node in leaves],
+                     np.int64)
+    C, ok = _bisect_inits(src, tree, leaves, seeds, spec, slot)
+    passes = 1
+    active = np.repeat(ok[:, None], r, axis=1)
+    strict = ~active
+    n_iter = np.zeros((a, r), np.int64)
+    stats: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    snap = tree.snapshot(slot)
+    for _ in range(spec.max_iter):
+        if not active.any():
+            break
+        part = R.bisect_pass(src, K.BisectStep(snap, C.copy(), active.copy(), seeds),
+                             spec.split_every)
+        passes += 1
+        for s, j in zip(*np.nonzero(active), strict=True):
+            sums, weight = part.sums[s, j].copy(), part.weight[s, j].copy()
+            n_reloc = relocate_empty(sums, weight, part.top[s][j])
+            new = centers_from_sums(sums, weight, C[s, j])
+            shift = float(((new - C[s, j]) ** 2).sum())
+            n_iter[s, j] += 1
+            stats[s, j] = (part.sse[s, j], part.count[s, j], part.weight[s, j])
+            if shift == 0 and n_reloc == 0:
+                strict[s, j], active[s, j] = True, False  # labels fixed: stats are final
+            elif shift <= spec.tol:
+                active[s, j] = False
+            C[s, j] = new
+    again = ~strict
+    if again.any():  # E-step against the final centres (scikit-learn's last labels)
+        part = R.bisect_pass(src, K.BisectStep(snap, C.copy(), again, seeds),
+                             spec.split_every)
+        passes += 1
+        for s, j in zip(*np.nonzero(again), strict=True):
+            stats[s, j] = (part.sse[s, j], part.count[s, j], part.weight[s, j])
+    out = {}
+    for s, node in enumerate(leaves):
+        if not ok[s]:
+            continue
+        best = None
+        for j in range(r):
+            inertia = float(stats[s, j][0].sum())
+            if best is None or inertia < best[0] * (1 - 1e-6):  # as scikit-learn
+                best = (inertia, j)
+        assert best is not None
+        j = best[1]
+        sse, count, weight = stats[s, j]
+        out[node] = Bisection(C[s, j].copy(), count.copy(), weight.copy(), sse.copy(),
+                              int(n_iter[s, j]), j)
+    return out, passes
+
+
+def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
+              progress: Progress = _no_progress) -> tuple[BisectingTree, list[dict[str, Any]]]:
+    """Bisecting K-means with scikit-learn's semantics, distributed.
+
+    Starting from one cluster (all rows), ``n_clusters - 1`` times the leaf with the
+    largest score (its SSE for ``"biggest_inertia"``, its row count for
+    ``"largest_cluster"``; the first such leaf left to right) is split in two by the
+    best of ``n_init`` 2-means. Since a leaf's bisection depends only on its rows and
+    on a seed drawn from its path in the tree, the leaves that may still be split (the
+    ``n_clusters - 1 - splits`` best-scored ones) are bisected together in rounds
+    (:func:`bisect_round`: the rows of all of them in each pass); the splits are then
+    applied in scikit-learn's order, and a round runs again when the next leaf to split
+    has no bisection yet. A bisection computed for a leaf that is never chosen is
+    dropped (its passes were shared with ones that were needed).
+
+    Returns the tree (leaf labels set left to right) and one record per round.
+    """
+    root = R.root_pass(src, spec.split_every)
+    c = root.sum / max(root.n, 1)
+    sse = max(root.wsq - 2 * float(c @ root.wsum) + root.weight * float(c @ c), 0.0)
+    tree = BisectingTree.empty(src.d)
+    tree.add(-1, c, root.n, root.weight, sse, 0.0)
+    keys = {0: seed}
+    done: dict[int, Bisection] = {}
+    history: list[dict[str, Any]] = []
+    splits = 0
+    while splits < n_clusters - 1:
+        leaves = tree.leaves()
+        order = sorted(range(len(leaves)), key=lambda p: (-tree.scores[leaves[p]], p))
+        ranked = [leaves[p] for p in order]  # by score, then left to right
+        node = ranked[0]
+        if node not in done:
+            t0 = time.perf_counter()
+            budget = n_clusters - 1 - splits
+            todo = [node] + [i for i in ranked[1:budget] if BISECT_TOGETHER
+                             and i not in done and tree.sizes[i] >= 2]
+            got, passes = bisect_round(src, tree, todo, keys, spec)
+            if node not in got:
+                raise ValueError(
+                    f"cannot bisect a cluster of {int(tree.sizes[node])} rows with fewer "
+                    f"than 2 of positive weight: n_clusters={n_clusters} is too large for "
+                    "these data")
+            done.update(got)
+            history.append({"round": len(history) + 1, "bisections": len(todo),
+                            "passes": passes,
+                            "n_iter": int(max(b.n_iter for b in got.values())),
+                            "seconds": time.perf_counter() - t0})
+            log.debug("bisecting round %d: %d clusters, %d passes", len(history), len(todo),
+                      passes)
+            continue
+        b = done.pop(node)
+        scores = b.sse if spec.strategy == "biggest_inertia" else b.sizes.astype(np.float64)
+        for side in (0, 1):
+            child = tree.add(node, b.centers[side], int(b.sizes[side]),
+                             float(b.weights[side]), float(b.sse[side]), float(scores[side]))
+            keys[child] = _node_seed(keys[node], side)
+        splits += 1
+        progress("bisecting", splits, n_clusters - 1, f"{len(tree.leaves())} clusters")
+    for label, leaf in enumerate(tree.leaves()):
+        tree.labels[leaf] = label
+    return tree, history
+
+
 # --------------------------------------------------------------------------- init
 
 
@@ -444,7 +934,8 @@ def init_centers(src: Source, spec: InitSpec, rngs: Sequence[np.random.Generator
         Cs = [C.copy() for _ in rngs]
     elif isinstance(init, str) and init == "k-means||":
         Cs = [kmeans_parallel(src, k, rng, seed, oversampling_factor=spec.oversampling_factor,
-                              rounds=spec.init_rounds, split_every=spec.split_every)
+                              rounds=spec.init_rounds, split_every=spec.split_every,
+                              metric=spec.metric)
               for rng, seed in zip(rngs, seeds, strict=True)]
     else:
         idxs = [np.sort(rng.choice(n, size=spec.sample_size, replace=False)) for rng in rngs]
@@ -469,15 +960,16 @@ def _from_sample(spec: InitSpec, sample: np.ndarray, sw: np.ndarray | None,
     if init == "random":
         p = None if sw is None else sw / sw.sum()
         return sample[np.sort(rng.choice(sample.shape[0], size=k, replace=False, p=p))]
-    return K.kmeans_plusplus(sample, k, rng, weights=sw)
+    return K.kmeans_plusplus(sample, k, rng, weights=sw, metric=spec.metric)
 
 
 def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
                     oversampling_factor: float = 2.0, rounds: int = 5,
-                    split_every: int = R.SPLIT_EVERY) -> np.ndarray:
+                    split_every: int = R.SPLIT_EVERY, metric: str = "euclidean") -> np.ndarray:
     """k-means|| (Bahmani et al. 2012): ``rounds`` passes of oversampling
     ``oversampling_factor * k`` candidates each, then weighted k-means++ on the
-    candidates weighted by the rows they attract (one more pass)."""
+    candidates weighted by the rows they attract (one more pass). With
+    ``metric="manhattan"`` every distance is L1 (not squared)."""
     n = src.n
     ell = oversampling_factor * k
     first = np.array([int(rng.integers(n))])
@@ -485,7 +977,7 @@ def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
     check_finite_rows(C, first)
     for r in range(rounds):
         ov = R.oversample_pass(src, C, seed=seed * 1000 + r, m=int(2 * ell) + 16,
-                               split_every=split_every)
+                               split_every=split_every, metric=metric)
         if ov.cost <= 0:
             break
         C = np.vstack([C, ov.rows[ov.key > ov.cost / ell]])
@@ -493,9 +985,9 @@ def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
     if C.shape[0] < k:  # tiny or degenerate data: top up with random rows
         rows, _ = R.take_rows(src, np.sort(rng.choice(n, size=k, replace=False)))
         C = np.vstack([C, rows])
-    weights = R.count_pass(src, C, split_every=split_every)
+    weights = R.count_pass(src, C, split_every=split_every, metric=metric)
     weights = np.maximum(weights, 1e-12)  # unattracting candidates stay drawable last
-    return K.kmeans_plusplus(C, k, rng, weights=weights)
+    return K.kmeans_plusplus(C, k, rng, weights=weights, metric=metric)
 
 
 # --------------------------------------------------------------------------- mini-batch

@@ -211,8 +211,19 @@ def _check_k(k: int, n: int, what: str = "--k") -> None:
         raise UserError(f"{what} {k} is larger than the number of samples ({n})")
 
 
+def _metric(args: argparse.Namespace) -> dict[str, str]:
+    """The estimator keyword for --metric of fit and sweep (none when euclidean, the
+    default, or for commands without it)."""
+    metric = str(getattr(args, "metric", None) or "euclidean")
+    if metric == "manhattan" and args.algorithm != "lloyd":
+        raise UserError("--metric manhattan (k-medians) needs --algorithm lloyd")
+    if metric != "euclidean" and args.algorithm == "bisecting":
+        raise UserError(f"--algorithm bisecting is Euclidean, got --metric {metric}")
+    return {} if metric == "euclidean" else {"metric": metric}
+
+
 def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Console) -> Any:
-    from . import KMeans, MiniBatchKMeans
+    from . import BisectingKMeans, KMeans, MiniBatchKMeans
     from ._validation import InvalidParameterError, validate_params
 
     params: dict[str, Any] = {"n_clusters": k, "random_state": args.seed,
@@ -221,6 +232,7 @@ def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Consol
         params["init"] = args.init
     if getattr(args, "max_iter", None):
         params["max_iter"] = args.max_iter
+    params |= _metric(args)
     refine = getattr(args, "refine", None)
     if refine is not None:
         if algorithm != "minibatch":
@@ -228,7 +240,8 @@ def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Consol
         if refine < 0:
             raise UserError(f"--refine must be >= 0, got {refine}")
         params["refine"] = refine
-    est = (MiniBatchKMeans if algorithm == "minibatch" else KMeans)(**params)
+    classes = {"minibatch": MiniBatchKMeans, "bisecting": BisectingKMeans}
+    est = classes.get(algorithm, KMeans)(**params)
     try:
         validate_params(est)  # before any data is read or any cluster started
     except InvalidParameterError as e:
@@ -300,6 +313,7 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from . import metrics, save_model
 
+    _metric(args)
     X, y = _open_split(args.store, args.split)
     _check_k(args.k, X.shape[0])
     _writable_dir(Path(args.model).resolve().parent)
@@ -390,7 +404,7 @@ def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.N
             console.info(f"  sweep {ks.index(row['k']) + 1}/{len(ks)}: {detail}")
 
     rows = metrics.sweep(X, y, ks, X_test=Xt, y_test=yt, algorithm=args.algorithm,
-                         random_state=args.seed, callback=report)
+                         random_state=args.seed, callback=report, **_metric(args))
     console.end_progress()
     files = [metrics.write_csv(rows, out / "sweep.csv"),
              metrics.write_json(rows, out / "sweep.json")]
@@ -406,6 +420,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     from . import metrics
 
     ks = _parse_ks(args.k)
+    _metric(args)
     out = _writable_dir(Path(args.out))
     X, y = _open_split(args.store, args.split)
     for k in ks:
@@ -762,15 +777,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", default="1024x1024",
                    help="synthetic-scene: height x width in pixels")
 
-    algo: dict[str, Any] = {"choices": ["lloyd", "minibatch"], "default": "lloyd"}
+    algo: dict[str, Any] = {"choices": ["lloyd", "minibatch", "bisecting"], "default": "lloyd"}
+    metric: dict[str, Any] = {
+        "choices": ["euclidean", "cosine", "manhattan"], "default": "euclidean",
+        "help": "distance: manhattan is k-medians (L1 distance, coordinate-wise medians; "
+                "--algorithm lloyd)"}
     s = add("fit", "fit K-means on a split of a store and save the model",
             "daskmeans fit mnist.zarr --split test --k 256 --algorithm minibatch "
             "--model mnist256.npz")
     s.add_argument("store", help="a store written by 'daskmeans ingest' (or any Zarr array)")
     s.add_argument("--k", type=int, required=True, help="number of clusters")
     s.add_argument("--split", default="train", help="the split to fit")
-    s.add_argument("--algorithm", help="Lloyd (exact; pruned with bounds) or mini-batch",
-                   **algo)
+    s.add_argument("--algorithm", help="Lloyd (exact; pruned with bounds), mini-batch, or "
+                                       "bisecting K-means (a tree of 2-means splits)", **algo)
+    s.add_argument("--metric", **metric)
     s.add_argument("--init", choices=["k-means++", "k-means||", "random"],
                    help="initialisation (default: k-means++; k-means|| for minibatch)")
     s.add_argument("--max-iter", type=int, help="Lloyd iterations, or mini-batch epochs")
@@ -802,6 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-split", help="also score a held-out split")
     s.add_argument("--algorithm", help="Lloyd or mini-batch (faster over many K)",
                    **{**algo, "default": "minibatch"})
+    s.add_argument("--metric", **metric)
     s.add_argument("--out", required=True, help="directory for the table and figures")
 
     s = add("quantize", "reduce a photo to N colours (K-means vs random colours)",

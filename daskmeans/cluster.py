@@ -32,10 +32,17 @@ from . import _reduce as R
 from . import algorithms as A
 from . import io
 from ._progress import progress as make_progress
-from ._validation import Interval, Options, check_scalar_param, validate_params
+from ._validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    check_scalar_param,
+    validate_params,
+)
 from .algorithms import IterationRecord, LloydResume, LloydRun
 
-__all__ = ["KMeans", "MiniBatchKMeans", "ModelFormatError", "load_model", "save_model"]
+__all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "ModelFormatError", "load_model",
+           "save_model"]
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +195,15 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         if self.n_clusters > src.n:
             raise ValueError(f"n_clusters={self.n_clusters} must be <= n_samples={src.n}")
 
+    def _check_combination(self) -> None:
+        """Parameters that are valid alone but not together (none here)."""
+
     def _prepare(self, X: Any, sample_weight: Any) -> tuple[io.Source, _Rows]:
         """Validate parameters (before any data is touched), then the input; the
         source with its weights (zero for nodata rows), normalised for cosine, scattered
         to a cluster; and how to map results back to the input."""
         validate_params(self)
+        self._check_combination()
         src, rows = self._source(X, reset=True)
         self._check_params(src)
         w = rows.weights(_check_weights(sample_weight, src.n), src.n)
@@ -205,7 +216,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
                 from distributed import default_client
 
                 src.scatter(default_client())
-            else:  # |x|^2 once for every pass (~15% of a pass at k=10)
+            elif self.metric != "manhattan":  # |x|^2 once for every pass (~15% at k=10)
                 src.xsq = K.row_norms_sq(src.X)
         return src, rows
 
@@ -263,15 +274,20 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         """
         src, C, rows = self._centers_for(X)
         if not src.lazy:
+            if self.metric == "manhattan":
+                return rows.labels(K.l1_assign(src.X, C)[0])
             return rows.labels(K.assign(src.X, C)[0])
-        return rows.labels(R.predict_lazy(src, C))
+        return rows.labels(R.predict_lazy(src, C, self.metric))
 
     def transform(self, X: Any) -> Any:
-        """Euclidean distances to every centre, shape (n_samples, n_clusters)."""
+        """Distances to every centre, shape (n_samples, n_clusters): Euclidean, or L1
+        for ``metric="manhattan"``."""
         src, C, rows = self._centers_for(X)
         if not src.lazy:
+            if self.metric == "manhattan":
+                return rows.distances(K.l1_distances(src.X, C).astype(src.X.dtype, copy=False))
             return rows.distances(K.distances(src.X, C))
-        return rows.distances(R.transform_lazy(src, C))
+        return rows.distances(R.transform_lazy(src, C, self.metric))
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return ``labels_``."""
@@ -282,12 +298,21 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Opposite of the (weighted) sum of squared distances of X to its nearest centre."""
-        return -self._scored(X, sample_weight).sse
+        """Opposite of the (weighted) sum of squared distances of X to its nearest centre
+        (of L1 distances for ``metric="manhattan"``)."""
+        return -self._scored(X, sample_weight, nearest=True).sse
 
-    def _scored(self, X: Any, sample_weight: Any = None, labels_true: Any = None) -> K.Scored:
-        """One assignment pass over X: SSE and, given true labels, contingency counts."""
+    def _assigner(self, C: np.ndarray, nearest: bool) -> Any:
+        """What scoring assigns rows with: the centres (the nearest one wins)."""
+        return C
+
+    def _scored(self, X: Any, sample_weight: Any = None, labels_true: Any = None,
+                nearest: bool = False) -> K.Scored:
+        """One assignment pass over X: SSE and, given true labels, contingency counts
+        (rows to their cluster as ``predict`` gives it, or with ``nearest`` to the
+        nearest centre)."""
         src, C, rows = self._centers_for(X)
+        C = self._assigner(C, nearest)
         w = rows.weights(_check_weights(sample_weight, src.n), src.n)
         if labels_true is not None and labels_true.shape[0] != src.n:
             raise K.LabelError(f"labels_true must have one label per row of X "
@@ -296,12 +321,12 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             if isinstance(w, da.Array) and not isinstance(src, io.DaskSource):
                 w = R.compute(w)
             return R.score_pass(src.with_options(weights=w, normalize=src.normalize), C,
-                                labels_true)
+                                labels_true, metric=self.metric)
         if isinstance(labels_true, da.Array):
             labels_true = labels_true.compute()
         if isinstance(w, da.Array):
             w = w.compute()
-        return K.score_block(src.X, C, w, labels_true)
+        return K.score_block(src.X, C, w, labels_true, self.metric)
 
     @property
     def _n_features_out(self) -> int:
@@ -344,9 +369,26 @@ class KMeans(_BaseKMeans):
     tol : float, default 1e-4
         Convergence when the summed squared centre shift is <= ``tol`` times the mean
         per-feature variance of X (computed in the first iteration's pass).
-    metric : {"euclidean", "cosine"}
+    metric : {"euclidean", "cosine", "manhattan"}
         ``"cosine"`` is spherical k-means: rows and centres are L2-normalised; inertia
         is then the SSE of the normalised rows (``2 * sum(1 - cos)``).
+        ``"manhattan"`` is k-medians: rows go to the centre nearest in L1 distance and
+        each centre moves to the coordinate-wise (weighted) median of its rows, the
+        centre that minimises the sum of L1 distances, so no iteration raises it;
+        ``inertia_``, ``score`` and ``transform`` are then in L1 distance (not
+        squared), k-means++ and k-means|| seed with L1 distances and empty clusters
+        go to the rows farthest in L1. The median is the lower weighted median (the
+        smallest value whose cumulative weight reaches half the cluster's weight),
+        found by distributed histograms, never by gathering rows: exact for uint8
+        stores (256 levels: 2 passes per iteration); for float data 3 passes per
+        iteration (plus one per fit for the features' ranges) place it within
+        ``(max - min) / 4096`` of the feature's range, exactly when that cell of the
+        range holds one distinct value (e.g. pixels scaled to [0, 1]). Memory per
+        task: a (K, d, 16) float64 histogram, 25.7 MB at K=256, d=784 (twice that in
+        a float fit's last pass). Some tutorials assign by L1 distance but keep the
+        mean as the update; the mean does not minimise L1 distances, so that loop can
+        raise its own objective and need not converge; this one cannot raise it.
+        ``n_init`` runs then go one after another.
     algorithm : {"auto", "lloyd", "elkan"}, default "auto"
         All three give Lloyd's iterations and answer. ``"lloyd"``: every iteration
         assigns every row. ``"elkan"``: each row keeps bounds of its distances between
@@ -355,6 +397,8 @@ class KMeans(_BaseKMeans):
         skipped; ``n_init`` runs then run one after another. ``"auto"``: bounds for a
         single run, shared passes when several ``n_init`` runs are fitted together.
         Bounds need a numpy array or Zarr source (a dask array runs ``"lloyd"``).
+        With ``metric="manhattan"`` every row is assigned in every iteration
+        (``"elkan"`` is refused: the bounds are Euclidean).
     random_state : int, RandomState or None
     init_size : int or None
         Rows sampled for k-means++/random init (default ``min(n, 10_000 + 20 k)``).
@@ -388,7 +432,8 @@ class KMeans(_BaseKMeans):
     ----------
     cluster_centers_ : (n_clusters, n_features) ndarray, X's dtype
     labels_ : (n_samples,) int32, numpy for numpy input, lazy dask array otherwise
-    inertia_ : float, weighted sum of squared distances to the final centres
+    inertia_ : float, weighted sum of squared distances to the final centres (of L1
+        distances for ``metric="manhattan"``)
     n_iter_ : int
     history_ : list of dict (iteration, inertia, center_shift, n_relocated, seconds)
 
@@ -402,10 +447,14 @@ class KMeans(_BaseKMeans):
     [[1.0, 2.0], [10.0, 2.0]]
     >>> float(km.inertia_)
     16.0
+    >>> km1 = KMeans(n_clusters=2, metric="manhattan", random_state=0).fit(X)   # k-medians
+    >>> sorted(km1.cluster_centers_.tolist()), float(km1.inertia_)
+    ([[1.0, 2.0], [10.0, 2.0]], 8.0)
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **_COMMON_CONSTRAINTS, "algorithm": [Options("auto", "lloyd", "elkan")],
+        "metric": [Options("euclidean", "cosine", "manhattan")],
         "copy_x": ["boolean"],
     }
 
@@ -482,6 +531,8 @@ class KMeans(_BaseKMeans):
         # a store's decoded rows are read once and held while they fit in memory
         src, rows = self._prepare(X, sample_weight)
         src = R.hold(src)
+        manhattan = self.metric == "manhattan"
+        grid = A.median_grid(src, int(self.split_every)) if manhattan else None
         rs = check_random_state(self.random_state)
         seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]
         ckpt = _Checkpoint(checkpoint, checkpoint_every, self, src, seeds) if checkpoint else None
@@ -494,11 +545,14 @@ class KMeans(_BaseKMeans):
             run that also gives ``labels_`` (no second pass after the fit), else one
             pass for all runs."""
             if src.lazy:
+                if manhattan:
+                    return A.kmedians_e_step(src, Cs, self.split_every)
                 return A.lloyd_e_step(src, Cs, self.split_every)
             out = []
             for C, run in zip(Cs, runs, strict=True):
-                labels_of[run], sq = K.assign(src.X, C)
-                out.append(K.weighted_sse(sq, w_np))
+                assigned = K.l1_assign if manhattan else K.assign
+                labels_of[run], dist = assigned(src.X, C)
+                out.append(K.weighted_sse(dist, w_np))
             return out
 
         best: LloydRun | None = None if state is None else state["best"]
@@ -525,7 +579,14 @@ class KMeans(_BaseKMeans):
                 on_iteration = None
                 if ckpt is not None:
                     on_iteration = _SaveRun(ckpt, batch[0], best)
-                if len(batch) == 1 and self._bounded(src):
+                if grid is not None:
+                    results = [A.kmedians(
+                        src, C0s[0], grid=grid, run=batch[0], max_iter=int(self.max_iter),
+                        tol=float(self.tol), final=final_e_steps,
+                        split_every=int(self.split_every), always_final=not src.lazy,
+                        resume=resume_at, on_iteration=on_iteration,
+                        progress=progress.report)]
+                elif len(batch) == 1 and self._bounded(src):
                     results = [A.lloyd_bounded(
                         src, C0s[0], run=batch[0], max_iter=int(self.max_iter),
                         tol=float(self.tol), final=final_e_steps, metric=self.metric,
@@ -550,12 +611,19 @@ class KMeans(_BaseKMeans):
         self.history_ = [asdict(h) for h in best.history]
         self.inertia_ = best.inertia
         if src.lazy:
-            self.labels_ = R.predict_lazy(src, best.centers)
+            self.labels_ = R.predict_lazy(src, best.centers, self.metric)
         else:  # labels of the best run's final E-step (or, after a resume, computed now)
+            assigned = K.l1_assign if manhattan else K.assign
             self.labels_ = (best_labels if best_labels is not None
-                            else K.assign(src.X, best.centers)[0])
+                            else assigned(src.X, best.centers)[0])
         self._fitted_on(rows)
         return self
+
+    def _check_combination(self) -> None:
+        if self.metric == "manhattan" and self.algorithm == "elkan":
+            raise InvalidParameterError(
+                "The 'algorithm' parameter of KMeans must be 'auto' or 'lloyd' with "
+                "metric='manhattan' (the bounds of 'elkan' are Euclidean), got 'elkan'.")
 
     def _bounded(self, src: io.Source) -> bool:
         """Iterate with per-row bounds (see ``algorithm``)."""
@@ -563,8 +631,8 @@ class KMeans(_BaseKMeans):
 
     def _runs_per_pass(self, n_features: int) -> int:
         """How many ``n_init`` runs share each pass (see :data:`RUNS_MAX_BYTES`)."""
-        if self.algorithm == "elkan":
-            return 1  # each run keeps its own bounds
+        if self.algorithm == "elkan" or self.metric == "manhattan":
+            return 1  # each run keeps its own bounds; k-medians runs go one at a time
         per_run = self.n_clusters * n_features * 8
         return max(1, min(self._n_init(), RUNS_MAX_BYTES // per_run))
 
@@ -890,6 +958,197 @@ class MiniBatchKMeans(_BaseKMeans):
         return self
 
 
+class BisectingKMeans(_BaseKMeans):
+    """Bisecting K-means with scikit-learn's semantics, on numpy, dask or Zarr data.
+
+    Starting from one cluster holding every row, ``n_clusters - 1`` times the cluster
+    with the largest score (``bisecting_strategy``) is split in two by a 2-means (the
+    best of ``n_init``, each from its own initialisation), as
+    ``sklearn.cluster.BisectingKMeans`` does. Each 2-means runs as masked passes over
+    the blocks: in every pass each row follows the tree from the root to its cluster
+    (at each split, to the nearer child centre) and counts only for the 2-means of that
+    cluster; nothing is copied or gathered. The clusters that may still be split are
+    bisected together, their 2-means (and ``n_init`` runs) sharing every pass, one per
+    Lloyd iteration; their splits are then applied in scikit-learn's order (see
+    :func:`daskmeans.algorithms.bisecting`). The result does not depend on the
+    chunking or on which bisections shared a round: each one's initialisation is
+    seeded from ``random_state`` and its place in the tree.
+
+    Parameters
+    ----------
+    n_clusters : int, default 8
+    init : {"random", "k-means++"} or callable, default "random"
+        Initialisation of each 2-means: ``"random"`` draws two of the cluster's rows
+        with probability ~ sample weight, without replacement (as scikit-learn);
+        ``"k-means++"`` runs k-means++ for two centres on a uniform sample of at most
+        2048 of the cluster's rows (fewer when many clusters are bisected at once:
+        all samples of a pass stay under 32 MB); a callable gets such a sample as
+        ``init(sample, 2, random_state=RandomState)``.
+    n_init : int, default 1
+        2-means runs per bisection; the lowest inertia wins (ties within 1e-6, the
+        first, as scikit-learn).
+    random_state : int, RandomState or None
+    max_iter : int, default 300
+        Lloyd iterations of each 2-means.
+    verbose : int, default 0
+    tol : float, default 1e-4
+        A 2-means stops when the summed squared shift of its two centres is <= ``tol``
+        (an absolute tolerance: scikit-learn's BisectingKMeans passes ``tol`` to its
+        inner K-means unscaled), or when its labels no longer change.
+    copy_x : bool, default True
+        Accepted for scikit-learn compatibility: X is never modified.
+    algorithm : {"lloyd", "elkan"}, default "lloyd"
+        Accepted for scikit-learn compatibility: both run Lloyd's iterations (the
+        same centres as Elkan's).
+    bisecting_strategy : {"biggest_inertia", "largest_cluster"}, default "biggest_inertia"
+        Which cluster to split next: the largest sum of squared distances to its centre,
+        or the most rows (unweighted, as scikit-learn).
+    split_every : int >= 2, default 8
+        Fan-in of the tree reduction.
+    callback : callable or None
+        ``callback(phase, done, total, detail)`` after every split.
+
+    Attributes
+    ----------
+    cluster_centers_ : (n_clusters, n_features) ndarray, X's dtype: the leaves' centres,
+        left to right
+    labels_ : (n_samples,) int32, the leaf each row belongs to (numpy for numpy
+        input, lazy dask array otherwise)
+    inertia_ : float, weighted sum of squared distances of the rows to their leaf's
+        centre
+    tree_ : :class:`daskmeans.algorithms.BisectingTree`: parent and children of every
+        node, its centre, rows, weight, SSE and score, and the leaves' labels
+    n_iter_ : int, Lloyd passes over the data (shared by the bisections of a round)
+    history_ : list of dict, per round: bisections run together, passes, the largest
+        number of iterations, seconds
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from daskmeans import BisectingKMeans
+    >>> X = np.array([[1, 1], [10, 1], [3, 1], [10, 0], [2, 1], [10, 2],
+    ...               [10, 8], [10, 9], [10, 10]], dtype=float)
+    >>> bk = BisectingKMeans(n_clusters=3, random_state=0).fit(X)
+    >>> sorted(bk.cluster_centers_.tolist())
+    [[2.0, 1.0], [10.0, 1.0], [10.0, 9.0]]
+    >>> bk.predict(np.array([[0., 0.], [12., 3.]])).tolist() == [
+    ...     bk.labels_[0], bk.labels_[1]]
+    True
+    """
+
+    # not parameters: what the shared methods of _BaseKMeans read (xarray input with
+    # feature_dim and nodata masking are KMeans' and MiniBatchKMeans')
+    metric = "euclidean"
+    feature_dim = None
+    nodata = None
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_clusters": [_POSITIVE],
+        "init": [Options("k-means++", "random"), callable],
+        "n_init": [_POSITIVE],
+        "random_state": ["random_state"],
+        "max_iter": [_POSITIVE],
+        "verbose": [Interval(Integral, 0, None), "boolean"],
+        "tol": [Interval(Real, 0, None)],
+        "copy_x": ["boolean"],
+        "algorithm": [Options("lloyd", "elkan")],
+        "bisecting_strategy": [Options("biggest_inertia", "largest_cluster")],
+        "split_every": [Interval(Integral, 2, None)],
+        "callback": [None, callable],
+    }
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: str | Callable[..., np.ndarray] = "random",
+        n_init: int = 1,
+        random_state: Any = None,
+        max_iter: int = 300,
+        verbose: int = 0,
+        tol: float = 1e-4,
+        copy_x: bool = True,
+        algorithm: str = "lloyd",
+        bisecting_strategy: str = "biggest_inertia",
+        split_every: int = 8,
+        callback: Callable[..., None] | None = None,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.random_state = random_state
+        self.max_iter = max_iter
+        self.verbose = verbose
+        self.tol = tol
+        self.copy_x = copy_x
+        self.algorithm = algorithm
+        self.bisecting_strategy = bisecting_strategy
+        self.split_every = split_every
+        self.callback = callback
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> BisectingKMeans:
+        """Build the tree of ``n_clusters`` leaves.
+
+        Parameters
+        ----------
+        X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
+            URL, or :class:`daskmeans.io.Source` (a store's decoded rows are held in
+            memory for the fit while they fit in a quarter of it, as for KMeans)
+        y : ignored
+        sample_weight : (n_samples,) array-like or dask array, optional
+
+        Returns
+        -------
+        self
+        """
+        src = R.hold(self._prepare(X, sample_weight)[0])
+        rs = check_random_state(self.random_state)
+        seed = int(rs.randint(np.iinfo(np.int32).max))
+        spec = A.BisectSpec(self.init, int(self.n_init), int(self.max_iter), float(self.tol),
+                            str(self.bisecting_strategy), int(self.split_every))
+        with self._progress() as progress:
+            tree, history = A.bisecting(src, int(self.n_clusters), spec, seed,
+                                        progress.report)
+        leaves = tree.leaves()
+        self.tree_ = tree
+        self.cluster_centers_ = tree.centers[leaves].astype(src.dtype)
+        self.inertia_ = float(tree.sse[leaves].sum())
+        self.history_ = history
+        self.n_iter_ = int(sum(h["n_iter"] for h in history))
+        self.labels_ = self._tree_labels(src)
+        return self
+
+    def _assigner(self, C: np.ndarray, nearest: bool) -> Any:
+        """Rows go to the leaf they reach (as ``predict``; ``evaluate_model`` scores
+        those clusters and their SSE, as ``inertia_``); ``score`` keeps scikit-learn's
+        nearest centre."""
+        if nearest:
+            return C
+        return K.TreeCentres(self.tree_.snapshot(), self.tree_.labels,
+                             self.tree_.centers[self.tree_.leaves()])
+
+    def _tree_labels(self, src: io.Source) -> Any:
+        snap = self.tree_.snapshot()
+        if not src.lazy:
+            return K.tree_labels(src.X, snap, self.tree_.labels)
+        return R.predict_tree_lazy(src, snap, self.tree_.labels)
+
+    def predict(self, X: Any) -> Any:
+        """The leaf each row reaches following the tree from the root (at each split,
+        the nearer child centre), as scikit-learn's BisectingKMeans predicts.
+
+        Parameters
+        ----------
+        X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
+            :class:`daskmeans.io.Source`
+
+        Returns
+        -------
+        labels : (n_samples,) int32, numpy for numpy input, a lazy dask array otherwise
+        """
+        src, _, _ = self._centers_for(X)
+        return self._tree_labels(src)
+
+
 def _no_final(Cs: list[np.ndarray], runs: list[int]) -> list[float]:
     """No E-step after the iterations (NaN inertias)."""
     return [np.nan] * len(Cs)
@@ -1041,7 +1300,11 @@ def save_model(
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_suffix(".npz")
-    _write_npz(path, header, cluster_centers=np.asarray(estimator.cluster_centers_))
+    arrays = {"cluster_centers": np.asarray(estimator.cluster_centers_)}
+    tree = getattr(estimator, "tree_", None)
+    if tree is not None:  # BisectingKMeans predicts by following its tree
+        arrays |= {f"tree_{name}": getattr(tree, name) for name in tree.ARRAYS}
+    _write_npz(path, header, **arrays)
     return path
 
 
@@ -1061,6 +1324,7 @@ def load_model(path: str | Path) -> tuple[_BaseKMeans, dict[str, Any]]:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(bytes(data["header"]).decode())
             centers = np.array(data["cluster_centers"])
+            tree = {k[5:]: np.array(data[k]) for k in data.files if k.startswith("tree_")}
     except (ValueError, KeyError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as e:
         raise ModelFormatError(f"{path}: not a daskmeans model file ({e})") from e
     if header.get("format") != MODEL_FORMAT:
@@ -1070,7 +1334,10 @@ def load_model(path: str | Path) -> tuple[_BaseKMeans, dict[str, Any]]:
             f"{path}: model format version {header.get('version')!r} is not supported "
             f"(this daskmeans reads version {MODEL_VERSION})"
         )
-    cls = {"KMeans": KMeans, "MiniBatchKMeans": MiniBatchKMeans}.get(header.get("class", ""))
+    classes: dict[str, type[_BaseKMeans]] = {
+        "KMeans": KMeans, "MiniBatchKMeans": MiniBatchKMeans,
+        "BisectingKMeans": BisectingKMeans}
+    cls = classes.get(header.get("class", ""))
     if cls is None:
         raise ModelFormatError(f"{path}: unknown estimator class {header.get('class')!r}")
     est = cls()
@@ -1080,5 +1347,11 @@ def load_model(path: str | Path) -> tuple[_BaseKMeans, dict[str, Any]]:
     est.n_features_in_ = int(header["n_features_in"])
     est.inertia_ = header["inertia"]
     est.n_iter_ = header["n_iter"]
+    if isinstance(est, BisectingKMeans):
+        missing = set(A.BisectingTree.ARRAYS) - set(tree)
+        if missing:
+            raise ModelFormatError(f"{path}: a BisectingKMeans model without its tree "
+                                   f"({sorted(missing)} missing)")
+        est.tree_ = A.BisectingTree(**{name: tree[name] for name in A.BisectingTree.ARRAYS})
     header["mapping"] = {int(k): int(v) for k, v in header.get("mapping", {}).items()}
     return est, header

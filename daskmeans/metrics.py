@@ -401,8 +401,9 @@ def sweep(
     mapping learned on the training labels), test_accuracy (that mapping applied to
     ``X_test``'s predictions), n_iter, seconds (fit + evaluation).
 
-    ``algorithm`` is ``"lloyd"`` (:class:`daskmeans.KMeans`) or ``"minibatch"``
-    (:class:`daskmeans.MiniBatchKMeans`); other keywords go to the estimator.
+    ``algorithm`` is ``"lloyd"`` (:class:`daskmeans.KMeans`), ``"minibatch"``
+    (:class:`daskmeans.MiniBatchKMeans`) or ``"bisecting"``
+    (:class:`daskmeans.BisectingKMeans`); other keywords go to the estimator.
     ``callback(row)`` is called after each K (progress reporting).
 
     Examples
@@ -410,11 +411,13 @@ def sweep(
     >>> rows = sweep(X, y, [10, 64], X_test=Xt, y_test=yt, random_state=0)  # doctest: +SKIP
     >>> write_csv(rows, "sweep.csv")                                      # doctest: +SKIP
     """
-    from .cluster import KMeans, MiniBatchKMeans
+    from .cluster import BisectingKMeans, KMeans, MiniBatchKMeans
 
-    est_cls = {"lloyd": KMeans, "minibatch": MiniBatchKMeans}.get(algorithm)
+    est_cls = {"lloyd": KMeans, "minibatch": MiniBatchKMeans,
+               "bisecting": BisectingKMeans}.get(algorithm)
     if est_cls is None:
-        raise ValueError(f"algorithm must be 'lloyd' or 'minibatch', got {algorithm!r}")
+        raise ValueError(f"algorithm must be 'lloyd', 'minibatch' or 'bisecting', got "
+                         f"{algorithm!r}")
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together")
     rows = []

@@ -56,6 +56,56 @@ def test_fit_evaluate_predict(store: Path, sched: list[str], tmp_path: Path, cap
     assert lab.shape == (10000,) and set(np.unique(lab)) <= set(range(16))
 
 
+def test_fit_and_sweep_with_manhattan_metric(store: Path, tmp_path: Path, capsys,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """--metric manhattan fits k-medians (L1 inertia) and the model keeps the metric;
+    sweep hands it to every fit."""
+    model = tmp_path / "m1.npz"
+    code, out, _ = run(["fit", str(store), "--split", "test", "--k", "4", "--model",
+                        str(model), "--metric", "manhattan", "--max-iter", "2", "--quiet"],
+                       capsys)
+    assert code == 0 and "KMeans(K=4)" in out
+    est, _ = load_model(model)
+    assert est.metric == "manhattan" and est.n_iter_ <= 2
+    code, out, _ = run(["evaluate", str(store), "--model", str(model), "--json", "--quiet"],
+                       capsys)
+    assert code == 0 and json.loads(out)["inertia"] == pytest.approx(est.inertia_, rel=1e-9)
+    from daskmeans import metrics
+
+    seen: list[dict] = []
+    sweep = metrics.sweep
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs)
+        return sweep(*args, **kwargs, max_iter=1)
+
+    monkeypatch.setattr(metrics, "sweep", spy)
+    code, out, _ = run(["sweep", str(store), "--split", "test", "--k", "3", "--out",
+                        str(tmp_path), "--metric", "manhattan", "--algorithm", "lloyd",
+                        "--quiet"], capsys)
+    rows = json.loads((tmp_path / "sweep.json").read_text())
+    assert code == 0 and [r["k"] for r in rows] == [3] and rows[0]["n_iter"] == 1
+    assert seen[0]["metric"] == "manhattan" and seen[0]["algorithm"] == "lloyd"
+
+
+def test_fit_bisecting(store: Path, tmp_path: Path, capsys) -> None:
+    """--algorithm bisecting saves a BisectingKMeans with its tree; evaluate scores the
+    tree's clusters (their SSE is the model's inertia)."""
+    model = tmp_path / "b.npz"
+    code, out, _ = run(["fit", str(store), "--split", "test", "--k", "4", "--model",
+                        str(model), "--algorithm", "bisecting", "--max-iter", "3", "--quiet"],
+                       capsys)
+    assert code == 0 and "BisectingKMeans(K=4)" in out
+    est, header = load_model(model)
+    assert len(est.tree_.parent) == 7 and len(header["mapping"]) == 4
+    code, out, _ = run(["evaluate", str(store), "--model", str(model), "--json", "--quiet"],
+                       capsys)
+    assert code == 0 and json.loads(out)["inertia"] == pytest.approx(est.inertia_, rel=1e-6)
+    code, _, err = run(["fit", str(store), "--k", "4", "--model", str(model), "--algorithm",
+                        "bisecting", "--metric", "cosine", "--quiet"], capsys)
+    assert code == 2 and "--algorithm bisecting is Euclidean" in err
+
+
 def test_sweep_writes_table_and_figures(store: Path, sched: list[str], tmp_path: Path,
                                         capsys) -> None:
     code, out, _ = run(["sweep", str(store), "--split", "test", "--k", "10,36", "--out",
@@ -99,6 +149,8 @@ def test_quantize(sched: list[str], tmp_path: Path, capsys) -> None:
         (["sweep", "STORE", "--k", "10,x", "--out", "D"], "--k must be comma-separated"),
         (["fit", "STORE", "--split", "test", "--k", "3", "--model", "M", "--refine", "2"],
          "--refine applies to --algorithm minibatch"),
+        (["sweep", "STORE", "--k", "10", "--out", "D", "--metric", "manhattan"],
+         "--metric manhattan (k-medians) needs --algorithm lloyd"),
     ],
 )
 def test_user_errors_one_line(argv: list[str], message: str, store: Path, tmp_path: Path,

@@ -50,6 +50,40 @@ def test_compiled_lloyd_equals_numpy_reference(
 
 
 
+@pytest.mark.parametrize("rows", ["float32", "uint8"])
+def test_compiled_l1_and_histograms_equal_numpy_reference_bit_for_bit(
+    rows: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """L1 distances add the features in the same order in both (same bits, so the
+    same labels even on exact ties); histograms and tracked values are equal."""
+    rng = np.random.default_rng(4)
+    U = rng.integers(0, 256, size=(203, 11), dtype=np.uint8)
+    X = K.scale_rows(U, 1 / 255)
+    data, scale = (U, 1 / 255) if rows == "uint8" else (X, None)
+    C = X[rng.choice(203, 9, replace=False)]
+    grid = (K.MedianGrid(256, scale=scale) if rows == "uint8"
+            else K.MedianGrid.of_range(X.min(0), X.max(0)))
+    w = rng.integers(0, 3, 203).astype(np.float64)
+    out = []
+    for kind in ("numba", "numpy"):
+        monkeypatch.setenv("DASKMEANS_KERNELS", kind)
+        part, labels = K.median_assign(data, C, w, grid=grid, scale=scale, n_top=5)
+        h = K.median_hist(data, labels, w, 9, grid, 0, np.zeros((9, 11), np.int64),
+                          track=rows != "uint8")
+        out.append((K.l1_distances(data, C, scale), labels, part, h))
+    (D1, l1, p1, h1), (D2, l2, p2, h2) = out
+    np.testing.assert_array_equal(D1, D2)
+    np.testing.assert_array_equal(l1, l2)
+    assert p1.dist == p2.dist
+    np.testing.assert_array_equal(p1.hist, p2.hist)
+    np.testing.assert_array_equal(p1.top.index, p2.top.index)
+    np.testing.assert_array_equal(h1.hist, h2.hist)
+    for a, b in ((h1.vmin, h2.vmin), (h1.vmax, h2.vmax)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
 def test_compiled_functions_are_cached_on_disk(tmp_path: Path) -> None:
     """A second process loads the compiled kernels from numba's cache instead of
     compiling them again (first call: seconds; from the cache: a fraction of that)."""

@@ -279,7 +279,7 @@ def test_history_records_each_iteration(blobs) -> None:
         ({"n_clusters": 0}, r"'n_clusters' parameter of KMeans must be an int in the range "
                             r"\[1, inf\), got 0"),
         ({"init": "kmeans"}, "'init' parameter of KMeans must be"),
-        ({"metric": "manhattan"}, "'metric' parameter of KMeans must be"),
+        ({"metric": "chebyshev"}, "'metric' parameter of KMeans must be"),
         ({"tol": -1}, "'tol' parameter of KMeans must be .*, got -1"),
         ({"max_iter": 0}, "'max_iter' parameter of KMeans must be .*, got 0"),
         ({"n_init": 0}, "'n_init' parameter of KMeans must be 'auto' or an int"),

@@ -80,3 +80,21 @@ def test_benchmark_cli_prints_ratios(mnist_dir: Path) -> None:
     out = run_script("benchmark_cli.py", "--data", str(mnist_dir), "--rounds", "1",
                      "--commands", "evaluate", "--no-cluster")
     assert "| threaded | evaluate |" in out and "daskmeans --help:" in out, out
+
+
+@pytest.mark.slow
+def test_kmedians_quality_prints_both_metrics(mnist_dir: Path) -> None:
+    out = run_script("kmedians_quality.py", "--data", str(mnist_dir), "--rows", "300",
+                     "--k", "3", "--max-iter", "2", "--seeds", "1")
+    rows = [line.split(" | ")[:2] for line in out.splitlines() if line.startswith("| 3 |")]
+    assert rows == [["| 3", "euclidean"], ["| 3", "manhattan"]] * 2, out
+
+
+@pytest.mark.slow
+def test_benchmark_bisecting_prints_both_contenders(mnist_dir: Path) -> None:
+    out = run_script("benchmark_bisecting.py", "--data", str(mnist_dir), "--rows", "300",
+                     "--k", "3", "--seeds", "1", "--max-iter", "3",
+                     "--strategies", "largest_cluster")
+    rows = [line.split(" | ")[3] for line in out.splitlines() if line.startswith("| 3 |")
+            and line.count(" | ") == 8]
+    assert rows == ["scikit-learn", "daskmeans"], out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from daskmeans import KMeans, MiniBatchKMeans
+from daskmeans import BisectingKMeans, KMeans, MiniBatchKMeans
 
 EXPECTED_FAILURES: dict[str, str] = {
     # As scikit-learn's own KMeans (it xfails the same check): the random init draws
@@ -19,7 +19,8 @@ EXPECTED_FAILURES: dict[str, str] = {
 
 @parametrize_with_checks(
     [KMeans(n_clusters=3, random_state=0, n_init=1),
-     MiniBatchKMeans(n_clusters=3, random_state=0, batch_size=10)],
+     MiniBatchKMeans(n_clusters=3, random_state=0, batch_size=10),
+     BisectingKMeans(n_clusters=3, random_state=0)],
     expected_failed_checks=lambda est: EXPECTED_FAILURES,
 )
 def test_sklearn_compatible(estimator, check) -> None:

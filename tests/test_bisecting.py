@@ -1,0 +1,165 @@
+"""BisectingKMeans against scikit-learn's and brute-force references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from sklearn.cluster import BisectingKMeans as SKBisecting
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from daskmeans import BisectingKMeans, io, load_model, save_model
+from daskmeans import algorithms as A
+from daskmeans._validation import InvalidParameterError
+
+
+def computed(a: object) -> np.ndarray:
+    return a.compute() if isinstance(a, da.Array) else np.asarray(a)
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    """1,500 rows of 6 well-separated blobs of unequal sizes in 5-D."""
+    centers = np.random.default_rng(0).uniform(-30, 30, size=(6, 5))
+    X, y = make_blobs(n_samples=[100, 200, 250, 300, 300, 350], n_features=5,
+                      centers=centers, cluster_std=0.7, random_state=0)
+    return X, y
+
+
+def descend(tree: A.BisectingTree, X: np.ndarray) -> np.ndarray:
+    """Each row from the root to a leaf, at each split to the nearer child centre."""
+    out = np.empty(len(X), np.int64)
+    for i, x in enumerate(X.astype(np.float64)):
+        node = 0
+        while tree.children[node, 0] >= 0:
+            left, right = tree.children[node]
+            d = [((x - tree.centers[c]) ** 2).sum() for c in (left, right)]
+            node = right if d[1] < d[0] else left
+        out[i] = tree.labels[node]
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["biggest_inertia", "largest_cluster"])
+def test_tree_recovers_the_blobs_and_describes_itself(blobs, strategy: str) -> None:
+    X, y = blobs
+    w = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
+    bk = BisectingKMeans(6, bisecting_strategy=strategy, random_state=0).fit(
+        X, sample_weight=w)
+    assert adjusted_rand_score(y, bk.labels_) == 1.0
+    t = bk.tree_
+    leaves = t.leaves()
+    assert len(leaves) == 6 and len(t.parent) == 11 and t.labels[leaves].tolist() == list(
+        range(6))
+    inner = np.flatnonzero(t.children[:, 0] >= 0)
+    for i in inner:  # the children partition their parent's rows
+        kids = t.children[i]
+        assert t.parent[kids].tolist() == [i, i]
+        assert t.sizes[kids].sum() == t.sizes[i]
+        assert t.weights[kids].sum() == pytest.approx(t.weights[i], rel=1e-12)
+        assert t.sse[kids].sum() <= t.sse[i] * (1 + 1e-12)
+    assert t.sizes[0] == len(X) and t.weights[0] == pytest.approx(w.sum(), rel=1e-12)
+    lab = bk.labels_
+    for leaf in leaves:  # each leaf: its rows' count, weight, weighted mean and SSE
+        rows = lab == t.labels[leaf]
+        mean = w[rows] @ X[rows] / w[rows].sum()
+        np.testing.assert_allclose(t.centers[leaf], mean, rtol=1e-9, atol=1e-9)
+        assert t.sizes[leaf] == rows.sum()
+        sse = w[rows] @ ((X[rows] - t.centers[leaf]) ** 2).sum(1)
+        assert t.sse[leaf] == pytest.approx(sse, rel=1e-9)
+    scores = t.sse if strategy == "biggest_inertia" else t.sizes
+    np.testing.assert_allclose(t.scores[1:], scores[1:])
+    assert bk.inertia_ == pytest.approx(t.sse[leaves].sum(), rel=1e-12)
+    np.testing.assert_array_equal(bk.predict(X), descend(t, X))
+    np.testing.assert_array_equal(bk.predict(X), bk.labels_)
+    np.testing.assert_array_equal(bk.cluster_centers_, t.centers[leaves])
+
+
+def test_inertia_within_two_percent_of_scikit_learn_on_digits() -> None:
+    """Same settings, three seeds each: the mean inertias agree within 2% (the seeds
+    draw different rows, so single fits reach different nearby trees)."""
+    from threadpoolctl import threadpool_limits
+
+    X = load_digits().data
+    for k, strategy in ((16, "biggest_inertia"), (8, "largest_cluster")):
+        ours = [BisectingKMeans(k, bisecting_strategy=strategy, random_state=s).fit(X)
+                for s in range(3)]
+        with threadpool_limits(1):  # its OpenMP threads are slow on a busy 2-core box
+            theirs = [SKBisecting(k, bisecting_strategy=strategy, random_state=s).fit(X)
+                      for s in range(3)]
+        a, b = np.mean([m.inertia_ for m in ours]), np.mean([m.inertia_ for m in theirs])
+        assert abs(a / b - 1) < 0.02, (k, strategy, a, b)
+        for m in ours:  # inertia_ is the SSE of the tree's own labels
+            C = m.cluster_centers_[m.labels_]
+            assert m.inertia_ == pytest.approx(((X - C) ** 2).sum(), rel=1e-9)
+
+
+def test_bisections_share_passes_and_give_the_sequential_tree(
+    blobs, counting_scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leaves that may still be split are bisected together (their 2-means share
+    every pass, one compute each) and the tree is the one made one bisection at a
+    time, in scikit-learn's order."""
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(400, 5))
+    together = BisectingKMeans(6, random_state=3, n_init=2).fit(Xd)
+    passes = sum(h["passes"] for h in together.history_)
+    assert counting_scheduler.calls == 1 + passes  # the root's pass + the rounds' passes
+    assert isinstance(together.labels_, da.Array)
+    assert max(h["bisections"] for h in together.history_) > 1
+    monkeypatch.setattr(A, "BISECT_TOGETHER", False)
+    counting_scheduler.calls = 0
+    alone = BisectingKMeans(6, random_state=3, n_init=2).fit(Xd)
+    assert [h["bisections"] for h in alone.history_] == [1] * 5
+    assert counting_scheduler.calls == 1 + sum(h["passes"] for h in alone.history_) > 1 + passes
+    np.testing.assert_array_equal(together.cluster_centers_, alone.cluster_centers_)
+    np.testing.assert_array_equal(together.tree_.children, alone.tree_.children)
+    np.testing.assert_array_equal(together.labels_.compute(), alone.labels_.compute())
+
+
+def test_independent_of_chunking_source_and_scheduler(blobs, tmp_path: Path,
+                                                      scheduler: str) -> None:
+    X, _ = blobs
+    X = X.astype(np.float32)
+    ref = BisectingKMeans(5, init="k-means++", random_state=2)
+    with dask.config.set(scheduler="sync"):
+        ref.fit(X)
+    z = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(300, 5), dtype="f4")
+    z[...] = X
+    sources = [io.open_source(z, cache=False)]  # masked passes over streamed blocks
+    if scheduler == "threads":
+        sources += [da.from_array(X, chunks=(170, 5)), X]
+    for data in sources:
+        bk = BisectingKMeans(5, init="k-means++", random_state=2).fit(data)
+        np.testing.assert_array_equal(computed(bk.labels_), ref.labels_)
+        np.testing.assert_allclose(bk.cluster_centers_, ref.cluster_centers_, rtol=1e-6)
+        np.testing.assert_array_equal(bk.tree_.sizes, ref.tree_.sizes)
+        assert bk.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+
+
+def test_saved_model_predicts_by_its_tree(blobs, tmp_path: Path) -> None:
+    X, _ = blobs
+    bk = BisectingKMeans(4, random_state=0).fit(X)
+    est, _ = load_model(save_model(bk, tmp_path / "b.npz"))
+    assert isinstance(est, BisectingKMeans)
+    np.testing.assert_array_equal(est.predict(X), bk.labels_)
+    np.testing.assert_array_equal(est.tree_.children, bk.tree_.children)
+    Xd = da.from_array(X, chunks=500)
+    np.testing.assert_array_equal(est.predict(Xd).compute(), bk.labels_)
+    assert -est.score(X) <= bk.inertia_ * (1 + 1e-12)  # score: nearest centre, as sklearn
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"bisecting_strategy": "smallest"}, "'bisecting_strategy' parameter of BisectingKMeans"),
+    ({"init": "k-means||"}, "'init' parameter of BisectingKMeans"),
+    ({"n_init": 0}, "'n_init' parameter of BisectingKMeans"),
+])
+def test_errors_name_the_parameter(params: dict, message: str) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        BisectingKMeans(2, **params).fit(np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="n_clusters=6 must be <= n_samples=5"):
+        BisectingKMeans(6).fit(np.zeros((5, 2)))
