@@ -377,6 +377,22 @@ def test_dropped_connections_are_retried(s3: S3, s3_store: str, local_store: Pat
 # ---------------------------------------------------------------- the command line
 
 
+def _write_idx_dir(where: Path, n: int = 30) -> Path:
+    """A directory of MNIST-format test-split files with ``n`` random images."""
+    import gzip
+    import struct
+
+    rng = np.random.default_rng(0)
+    arrays = {"t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (n, 28, 28), np.uint8),
+              "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, n).astype(np.uint8)}
+    where.mkdir(parents=True, exist_ok=True)
+    for name, a in arrays.items():
+        header = bytes([0, 0, 8, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
+        with gzip.open(where / name, "wb") as f:
+            f.write(header + a.tobytes())
+    return where
+
+
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = cli.main(argv)
     out, err = capsys.readouterr()
@@ -410,23 +426,16 @@ def test_cli_fit_evaluate_predict_with_a_bucket(s3: S3, s3_store: str, local_sto
 
 
 def test_cli_ingest_to_a_bucket(s3: S3, tmp_path: Path, capsys) -> None:
-    import gzip
-    import struct
-
-    rng = np.random.default_rng(0)
-    arrays = {"t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (30, 28, 28), np.uint8),
-              "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 30).astype(np.uint8)}
-    for name, a in arrays.items():
-        header = bytes([0, 0, 8, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
-        with gzip.open(tmp_path / name, "wb") as f:
-            f.write(header + a.tobytes())
+    idx = _write_idx_dir(tmp_path)
     url = f"s3://{BUCKET}/ingested.zarr"
-    code, out, err = run(["ingest", "mnist", "--source", str(tmp_path), "--out", url,
+    code, out, err = run(["ingest", "mnist", "--source", str(idx), "--out", url,
                           "--chunk-rows", "10", *s3.cli_options()], capsys)
     assert code == 0 and url in out, err
     X, y = io.open_dataset(url, "test", storage_options=s3.options(), scale=False)
-    np.testing.assert_array_equal(X.compute(), arrays["t10k-images-idx3-ubyte.gz"])
-    np.testing.assert_array_equal(y.compute(), arrays["t10k-labels-idx1-ubyte.gz"])
+    Xl, yl = io.open_dataset(io.ingest(idx, tmp_path / "local.zarr"), "test", scale=False)
+    np.testing.assert_array_equal(X.compute(), Xl.compute())
+    np.testing.assert_array_equal(y.compute(), yl.compute())
+    assert X.chunks[0] == (10, 10, 10)
 
 
 def test_cli_errors_name_the_url(s3: S3, s3_store: str, local_store: Path, model: KMeans,
@@ -463,3 +472,66 @@ def test_parse_storage_options() -> None:
         cli.parse_storage_options(["a=1", "a.b=2"])
     with pytest.raises(cli.UserError, match="KEY=VALUE"):
         cli.parse_storage_options(["=1"])
+
+
+# ---------------------------------------------------------------- the README's examples
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _section() -> str:
+    text = README.read_text()
+    return text[text.index("## Object storage\n"):text.index("\n## ", text.index(
+        "## Object storage\n") + 1)]
+
+
+def test_readme_python_example_runs(s3: S3, local_store: Path) -> None:
+    """The section's Python block, against this session's server (digits, not MNIST)."""
+    import re
+
+    block = re.search(r"```python\n(.*?)```", _section(), re.S)
+    assert block is not None, "the README's Object storage section lost its Python example"
+    code = block.group(1).replace("http://127.0.0.1:5555", s3.endpoint).replace(
+        'datasets.fetch_mnist(source="../shared/data/mnist")', repr(str(local_store)))
+    assert s3.endpoint in code and str(local_store) in code
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    opts = namespace["opts"]
+    back = zarr.open_group("s3://demo/labels.zarr", mode="r", storage_options=opts)
+    np.testing.assert_array_equal(back["labels"][:], computed(namespace["labels"]))
+
+
+def test_readme_commands_run(s3: S3, tmp_path: Path, capsys,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The section's command block in order (a 30-image IDX directory for MNIST's), the
+    credentials from the environment as the README has them."""
+    import re
+    import shlex
+
+    import s3fs
+
+    blocks = re.findall(r"```bash\n(.*?)```", _section(), re.S)
+    lines = [line.split("  #")[0].strip() for line in blocks[-1].splitlines() if line.strip()]
+    env = dict(kv.split("=", 1) for kv in shlex.split(lines[0].removeprefix("export ")))
+    assert set(env) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    name, value = lines[1].split("=", 1)
+    extra = shlex.split(value)[0].replace("http://127.0.0.1:5555", s3.endpoint)
+    monkeypatch.chdir(tmp_path)
+    idx = _write_idx_dir(tmp_path / "idx")
+    fs = s3fs.S3FileSystem(**s3.options())
+    if not fs.exists("demo"):  # made by the Python example, when it ran first
+        fs.mkdir("demo")
+    commands = lines[2:]
+    assert len(commands) == 4 and all(f"${name}" in c for c in commands)
+    for command in commands:
+        argv = shlex.split(command.replace(f"${name}", extra).replace(
+            "../shared/data/mnist", str(idx)))
+        assert argv[0] == "daskmeans", command
+        code = cli.main(argv[1:])
+        _, err = capsys.readouterr()
+        assert code == 0, f"{command}: {err}"
+    back = zarr.open_group("s3://demo/cli-labels.zarr", mode="r",
+                           storage_options=s3.options())
+    assert back["labels"].shape == (30,)
