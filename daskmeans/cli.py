@@ -336,19 +336,22 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
         return 0
     spec = datasets.MNIST if args.kind == "mnist" else datasets.FASHION_MNIST
     source = args.source or (args.path if args.path else None)
-    if source:
-        store = io.ingest(source, out, name=spec.name, chunk_rows=args.chunk_rows,
-                          progress=console.progress, storage_options=so)
-    else:
-        import shutil
-
-        cached = datasets.fetch(spec, chunk_rows=args.chunk_rows)  # download + verify
-        if url:
-            io.upload_store(cached, out, storage_options=so)
+    try:  # to a URL: written locally, then uploaded with its root metadata last
+        if source:
+            store = io.ingest(source, out, name=spec.name, chunk_rows=args.chunk_rows,
+                              progress=console.progress, storage_options=so)
         else:
-            with io.atomic_dir(out) as tmp:
-                shutil.copytree(cached, tmp)
-        store = out
+            import shutil
+
+            cached = datasets.fetch(spec, chunk_rows=args.chunk_rows)  # download + verify
+            if url:
+                io.upload_store(cached, out, storage_options=so)
+            else:
+                with io.atomic_dir(out) as tmp:
+                    shutil.copytree(cached, tmp)
+            store = out
+    except ImportError as e:  # no filesystem package for the URL (s3fs)
+        raise UserError(str(e)) from e
     import zarr
 
     attrs = zarr.open_group(store, mode="r", storage_options=so).attrs

@@ -441,24 +441,34 @@ def _open_url(url: str, storage_options: dict[str, Any] | None) -> Any:
         raise StoreError(f"{url}: not a Zarr store: {e}") from e
 
 
-def _clear_remote(fs: Any, path: str, url: str, overwrite: bool) -> None:
-    """Make way for a new store at ``url``: refuse a bucket's root, or anything that is
-    not a Zarr store (never delete what daskmeans did not write), or an existing store
-    unless ``overwrite``; else delete the old store, its root metadata first (it stops
-    being readable as a group at once)."""
-    if "/" not in path:
+def _check_remote(fs: Any, path: str, url: str, overwrite: bool) -> list[str]:
+    """Whether a new store may be written at ``url``: refused at a bucket's root, over
+    anything that is not a Zarr store (never delete what daskmeans did not write), over
+    an existing store unless ``overwrite``. Returns the root metadata files of the store
+    already there (empty when there is none)."""
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if protocols & _BUCKET_PROTOCOLS and "/" not in path.strip("/"):
         raise ValueError(f"{url}: a store needs a path inside the bucket, e.g. "
                          f"{url.rstrip('/')}/data.zarr")
     with _remote_errors(url, "checking what is stored there"):
         fs.invalidate_cache(path)
         if not fs.exists(path):
-            return
+            return []
         if not overwrite:
             raise FileExistsError(f"{url}: exists (pass overwrite=True to replace it)")
         metas = [m for m in ("zarr.json", ".zgroup", ".zarray") if fs.exists(f"{path}/{m}")]
         if not metas:
             raise FileExistsError(f"{url}: exists and is not a Zarr store: refusing to "
                                   "delete it to write a store there")
+    return metas
+
+
+def _clear_remote(fs: Any, path: str, url: str, overwrite: bool) -> None:
+    """Make way for a new store at ``url`` (see :func:`_check_remote`): delete the old
+    store, its root metadata first (it stops being readable as a group at once)."""
+    metas = _check_remote(fs, path, url, overwrite)
+    if not metas:
+        return
     with _remote_errors(url, "deleting the old store"):
         fs.rm([f"{path}/{m}" for m in metas])
         fs.rm(path, recursive=True)
@@ -531,7 +541,7 @@ def _staged(store: PathLike, storage_options: dict[str, Any] | None,
     import tempfile
 
     url = str(store)
-    _clear_remote(*_url_fs(url, storage_options), url, overwrite)  # refuse before working
+    _check_remote(*_url_fs(url, storage_options), url, overwrite)  # refuse before working
     with tempfile.TemporaryDirectory(prefix="daskmeans-upload-") as d:
         tmp = Path(d) / "store.zarr"
         yield tmp
@@ -553,16 +563,19 @@ class GroupWriter:
         self.root, self.storage_options = root, storage_options
         self.attrs: dict[str, Any] = {}
 
+    def _errors(self, where: str, doing: str) -> contextlib.AbstractContextManager[None]:
+        return _remote_errors(where, doing) if is_url(where) else contextlib.nullcontext()
+
     def create_array(self, name: str, **kwargs: Any) -> zarr.Array:
         """``zarr.create_array`` of the group's child ``name`` (keywords as zarr's)."""
         where = f"{self.root.rstrip('/')}/{name}"
-        with _remote_errors(where, "creating an array"):
+        with self._errors(where, "creating an array"):
             return zarr.create_array(where, zarr_format=3,
                                      storage_options=self.storage_options, **kwargs)
 
     def finish(self) -> None:
         """Write the group's metadata (and attributes): the last write of a group."""
-        with _remote_errors(self.root, "writing the group's metadata"):
+        with self._errors(self.root, "writing the group's metadata"):
             zarr.create_group(self.root, zarr_format=3, attributes=self.attrs,
                               storage_options=self.storage_options)
 
