@@ -214,6 +214,19 @@ def test_fit_from_url_equals_fit_from_local_store(s3: S3, s3_store: str, local_s
                                   computed(local.predict(io.open_source(local_store, "test"))))
 
 
+def test_estimators_take_a_bare_url(s3: S3, s3_store: str, local_store: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL string alone, credentials and endpoint from the environment (as botocore
+    reads them): fit and predict as from the local store (the dataset's train split)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    remote = KMeans(n_clusters=10, random_state=0, max_iter=5).fit(s3_store)
+    local = KMeans(n_clusters=10, random_state=0, max_iter=5).fit(str(local_store))
+    np.testing.assert_array_equal(remote.cluster_centers_, local.cluster_centers_)
+    np.testing.assert_array_equal(computed(remote.predict(s3_store)), computed(local.labels_))
+
+
 def test_open_dataset_from_url(s3: S3, s3_store: str, local_store: Path) -> None:
     X, y = io.open_dataset(s3_store, "test", storage_options=s3.options())
     Xl, yl = io.open_dataset(local_store, "test")
