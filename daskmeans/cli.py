@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -192,15 +193,79 @@ def dask_cluster(args: argparse.Namespace, console: Console,
 # --------------------------------------------------------------------- commands
 
 
-def _open_split(store: str, split: str) -> tuple[Any, Any]:
+def _is_url(where: Any) -> bool:
+    return isinstance(where, str) and "://" in where  # as io.is_url, without importing io
+
+
+def _option_value(text: str) -> Any:
+    """A --storage-option value: true/false as bools, integers as ints, decimals as
+    floats, anything else as the string given."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?", text):
+        return float(text)
+    return text
+
+
+def parse_storage_options(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (repeated ``--storage-option``) as fsspec storage options.
+
+    Values are parsed by :func:`_option_value`; dotted keys nest, so
+    ``config_kwargs.retries.max_attempts=3`` gives
+    ``{"config_kwargs": {"retries": {"max_attempts": 3}}}``.
+
+    Examples
+    --------
+    >>> parse_storage_options(["endpoint_url=http://127.0.0.1:5555", "anon=false",
+    ...                        "config_kwargs.read_timeout=2.5"])
+    {'endpoint_url': 'http://127.0.0.1:5555', 'anon': False, 'config_kwargs': {'read_timeout': 2.5}}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise UserError(f"--storage-option must be KEY=VALUE (KEY may be dotted: "
+                            f"config_kwargs.read_timeout=5), got {item!r}")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--storage-option {item!r}: {'.'.join(parts[:i + 1])} "
+                                "was already given a value")
+        if isinstance(node.get(parts[-1]), dict):
+            raise UserError(f"--storage-option {item!r}: {key} already holds options")
+        node[parts[-1]] = _option_value(text)
+    return out
+
+
+def _storage_options(args: argparse.Namespace, *where: Any) -> dict[str, Any] | None:
+    """The command's --storage-option values (None when there are none); refused when
+    none of ``where`` (its store and outputs) is a URL."""
+    items = getattr(args, "storage_option", None) or []
+    if not items:
+        return None
+    if not any(_is_url(w) for w in where):
+        raise UserError("--storage-option applies to stores at URLs (s3://bucket/data.zarr); "
+                        f"this command's stores are local paths: {', '.join(map(str, where))}")
+    return parse_storage_options(items)
+
+
+def _open_split(store: str, split: str,
+                storage_options: dict[str, Any] | None = None) -> tuple[Any, Any]:
     from . import io
 
-    p = Path(store)
-    if not p.exists():
+    url = _is_url(store)
+    if not url and not Path(store).exists():
         raise UserError(f"{store}: no such store (make one with 'daskmeans ingest')")
+    where: Any = store if url else Path(store)
+    so = storage_options if url else None
     try:  # the rows as a source (read block by block in the tasks), the labels as dask
-        return io.open_source(p, split), io.open_dataset(p, split)[1]
-    except io.StoreError as e:
+        return (io.open_source(where, split, storage_options=so),
+                io.open_dataset(where, split, storage_options=so)[1])
+    except (io.StoreError, ImportError) as e:
         raise UserError(str(e)) from e
 
 
@@ -268,12 +333,17 @@ def _writable_dir(path: Path) -> Path:
 def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
     from . import datasets, io
 
-    out = Path(args.out)
-    _writable_dir(out.parent if out.parent != Path("") else Path("."))
+    so = _storage_options(args, args.out)
+    url = _is_url(args.out)
+    out: Any = args.out if url else Path(args.out)
+    if not url:
+        _writable_dir(out.parent if out.parent != Path("") else Path("."))
     t0 = time.perf_counter()
     if args.kind == "image":
         if not args.path:
             raise UserError("ingest image needs the photo's path")
+        if url:
+            raise UserError("ingest image writes a local store: --out must be a path")
         io.image_to_zarr(args.path, out, tile=args.tile)
         img = io.open_image(out)
         console.say(f"ingested {args.path} -> {out}: {img.shape} uint8, tiles {args.tile}")
@@ -291,19 +361,25 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
         return 0
     spec = datasets.MNIST if args.kind == "mnist" else datasets.FASHION_MNIST
     source = args.source or (args.path if args.path else None)
-    if source:
-        store = io.ingest(source, out, name=spec.name, chunk_rows=args.chunk_rows,
-                          progress=console.progress)
-    else:
-        import shutil
+    try:  # to a URL: written locally, then uploaded with its root metadata last
+        if source:
+            store = io.ingest(source, out, name=spec.name, chunk_rows=args.chunk_rows,
+                              progress=console.progress, storage_options=so)
+        else:
+            import shutil
 
-        cached = datasets.fetch(spec, chunk_rows=args.chunk_rows)  # download + verify
-        with io.atomic_dir(out) as tmp:
-            shutil.copytree(cached, tmp)
-        store = out
+            cached = datasets.fetch(spec, chunk_rows=args.chunk_rows)  # download + verify
+            if url:
+                io.upload_store(cached, out, storage_options=so)
+            else:
+                with io.atomic_dir(out) as tmp:
+                    shutil.copytree(cached, tmp)
+            store = out
+    except ImportError as e:  # no filesystem package for the URL (s3fs)
+        raise UserError(str(e)) from e
     import zarr
 
-    attrs = zarr.open_group(store, mode="r").attrs
+    attrs = zarr.open_group(store, mode="r", storage_options=so).attrs
     console.say(f"ingested {spec.name} -> {store} in {time.perf_counter() - t0:.1f}s: "
                 f"splits {attrs['splits']}"
                 + (f" (missing: {attrs['missing_splits']})" if attrs["missing_splits"] else ""))
@@ -314,7 +390,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from . import metrics, save_model
 
     _metric(args)
-    X, y = _open_split(args.store, args.split)
+    X, y = _open_split(args.store, args.split, _storage_options(args, args.store))
     _check_k(args.k, X.shape[0])
     _writable_dir(Path(args.model).resolve().parent)
     est = _estimator(args.algorithm, args.k, args, console)  # parameters checked here
@@ -323,7 +399,7 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
         est.fit(X)
         secs = time.perf_counter() - t0
         mapping = metrics.infer_cluster_labels(y, est.labels_)
-    path = save_model(est, args.model, mapping=mapping,
+    path = save_model(est, args.model, mapping=mapping,  # never the storage options: secrets
                       extra={"store": str(args.store), "split": args.split})
     console.say(f"fitted {type(est).__name__}(K={args.k}) on {X.shape[0]} x {X.shape[1]} in "
                 f"{secs:.1f}s: inertia {est.inertia_:.6g}, {est.n_iter_} iterations")
@@ -342,22 +418,31 @@ def _load(model: str) -> tuple[Any, dict[str, Any]]:
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
-    import zarr
-
     from . import _reduce as R
     from . import io
 
+    so = _storage_options(args, args.store, args.out)
     est, _ = _load(args.model)
-    X, _ = _open_split(args.store, args.split)
+    X, _ = _open_split(args.store, args.split, so)
     _check_model(est, X, args.model)
     with dask_cluster(args, console, _nbytes(X)):
         labels = est.predict(X)
-        with io.atomic_dir(args.out) as tmp:
-            root = zarr.open_group(tmp, mode="w", zarr_format=3)
-            arr = root.create_array("labels", shape=labels.shape, dtype=np.int32,
-                                    chunks=(labels.chunks[0][0],))
-            R.compute(io.store_blocks(labels, arr),
-                      n_tasks=labels.numblocks[0])
+        # A local --out is written into a temporary directory renamed into place (atomic).
+        # An s3:// --out is written in place by the tasks, chunk by chunk (each object put
+        # whole), with the group's root metadata last: the URL opens as a store only once
+        # every label is written, and a failed write deletes what it wrote when it can.
+        # S3 cannot swap the old store for the new one in one step: the old one is gone
+        # from the start of the write (see io.write_group).
+        try:
+            with io.write_group(args.out, storage_options=so if _is_url(args.out) else None
+                                ) as group:
+                group.attrs.update({"model": str(args.model), "store": str(args.store),
+                                    "split": args.split})
+                arr = group.create_array("labels", shape=labels.shape, dtype=np.int32,
+                                         chunks=(labels.chunks[0][0],))
+                R.compute(io.store_blocks(labels, arr), n_tasks=labels.numblocks[0])
+        except ImportError as e:
+            raise UserError(str(e)) from e
     console.say(f"labels of {labels.shape[0]} rows -> {args.out} (array 'labels', int32)")
     return 0
 
@@ -366,7 +451,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     from . import metrics
 
     est, header = _load(args.model)
-    X, y = _open_split(args.store, args.split)
+    X, y = _open_split(args.store, args.split, _storage_options(args, args.store))
     _check_model(est, X, args.model)
     with dask_cluster(args, console, _nbytes(X)):  # scores and inertia from one pass over X
         r = metrics.evaluate_model(est, X, y, mapping=header["mapping"] or "majority")
@@ -422,12 +507,13 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     ks = _parse_ks(args.k)
     _metric(args)
     out = _writable_dir(Path(args.out))
-    X, y = _open_split(args.store, args.split)
+    so = _storage_options(args, args.store)
+    X, y = _open_split(args.store, args.split, so)
     for k in ks:
         _check_k(k, X.shape[0])
     Xt = yt = None
     if args.test_split:
-        Xt, yt = _open_split(args.store, args.test_split)
+        Xt, yt = _open_split(args.store, args.test_split, so)
     with dask_cluster(args, console, _nbytes(X) + (_nbytes(Xt) if Xt is not None else 0)):
         rows, files = _sweep(X, y, Xt, yt, ks, args, console, out)
     console.say(metrics.to_markdown(rows))
@@ -518,8 +604,9 @@ def _nodata_arg(text: str | None) -> float | None:
         raise UserError(f"--nodata must be a number or nan, got {text!r}") from e
 
 
-def _segment(scene: Any, k: int, out: Path, preview: Path | None, args: argparse.Namespace,
-             console: Console, label: str) -> list[Path]:
+def _segment(scene: Any, k: int, out: Any, preview: Path | None, args: argparse.Namespace,
+             console: Console, label: str,
+             storage_options: dict[str, Any] | None = None) -> list[Any]:
     from . import plot
     from .segmentation import segment
 
@@ -527,14 +614,14 @@ def _segment(scene: Any, k: int, out: Path, preview: Path | None, args: argparse
     seg = segment(scene, k, out, feature_dim=args.feature_dim, variable=args.variable,
                   nodata=_nodata_arg(args.nodata), full=args.full,
                   sample_size=args.sample_size, random_state=args.seed,
-                  progress=console.progress)
+                  storage_options=storage_options, progress=console.progress)
     console.end_progress()
     shape = "x".join(map(str, seg.labels.shape))
     how = "all pixels" if seg.n_fit == int(np.prod(seg.labels.shape)) else f"{seg.n_fit} pixels"
     console.say(f"segmented {label} ({shape}, {len(seg.bands)} bands) into {k} clusters in "
                 f"{time.perf_counter() - t0:.1f}s (fitted on {how}; nodata "
                 f"{seg.nodata if seg.nodata is not None else 'none'} -> label -1)")
-    files = [out]
+    files: list[Any] = [out]
     if preview is not None:
         files.append(plot.segment_preview(seg.preview(), seg.centers, seg.bands, preview,
                                           title=label))
@@ -548,21 +635,25 @@ def cmd_segment(args: argparse.Namespace, console: Console) -> int:
     if args.sample_size < args.k:
         raise UserError(f"--sample-size must be >= --k ({args.k}), got {args.sample_size}")
     _nodata_arg(args.nodata)
-    scene = Path(args.scene)
-    if not scene.exists():
+    so = _storage_options(args, args.scene, args.out)
+    scene: Any = args.scene if _is_url(args.scene) else Path(args.scene)
+    if isinstance(scene, Path) and not scene.exists():
         raise UserError(f"{scene}: no such Zarr store")
-    out = Path(args.out)
-    _writable_dir(out.resolve().parent)
+    out: Any = args.out if _is_url(args.out) else Path(args.out)
+    if isinstance(out, Path):
+        _writable_dir(out.resolve().parent)
     if args.preview:
         _writable_dir(Path(args.preview).resolve().parent)
     try:
-        raster = io.open_raster(scene, args.feature_dim, variable=args.variable)
+        raster = io.open_raster(scene, args.feature_dim, variable=args.variable,
+                                storage_options=so if _is_url(args.scene) else None)
     except (io.StoreError, FileNotFoundError) as e:
         raise UserError(str(e)) from e
     nbytes = int(np.prod(raster.data.shape)) * raster.data.dtype.itemsize
+    label = str(scene) if _is_url(args.scene) else scene.name
     with dask_cluster(args, console, nbytes):
         files = _segment(scene, args.k, out, Path(args.preview) if args.preview else None,
-                         args, console, scene.name)
+                         args, console, label, so)
     for f in files:
         console.say(f"  -> {f}")
     return 0
@@ -751,6 +842,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--seed", type=int, default=0, help="random_state")
 
+    remote = argparse.ArgumentParser(add_help=False)
+    r = remote.add_argument_group("object storage")
+    r.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                   help="fsspec option for stores at URLs (s3://bucket/data.zarr), "
+                        "repeatable: endpoint_url=http://127.0.0.1:5555, anon=false, "
+                        "config_kwargs.retries.max_attempts=3 (dotted keys nest; true/false, "
+                        "integers and decimals are parsed, anything else stays a string). "
+                        "Credentials are better left to s3fs's environment variables or "
+                        "profile: a command line is visible to other users")
+
     from . import __version__
 
     p = argparse.ArgumentParser(
@@ -760,18 +861,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"daskmeans {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=help_, parents=[common],
+    def add(name: str, help_: str, example: str, url: bool = False) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_,
+                              parents=[common, remote] if url else [common],
                               epilog="example:\n  " + example, formatter_class=_HelpFormatter)
 
     s = add("ingest", "IDX files or a photo -> chunked Zarr store",
-            "daskmeans ingest mnist --source ../shared/data/mnist --out mnist.zarr")
+            "daskmeans ingest mnist --source ../shared/data/mnist --out mnist.zarr", url=True)
     s.add_argument("kind", choices=["mnist", "fashion-mnist", "image", "synthetic-scene"],
                    help="what to ingest (synthetic-scene: a multi-band scene with known "
                         "classes and nodata borders, --size HxW)")
     s.add_argument("path", nargs="?", help="the photo (image) or a directory of IDX files")
     s.add_argument("--source", help="directory with the IDX files (else download)")
-    s.add_argument("--out", required=True, help="destination store")
+    s.add_argument("--out", required=True, help="destination store (a path, or for mnist "
+                                                "and fashion-mnist a URL: s3://bucket/x.zarr)")
     s.add_argument("--chunk-rows", type=int, default=10_000, help="images per Zarr chunk")
     s.add_argument("--tile", type=int, default=1024, help="image: tile side in pixels")
     s.add_argument("--size", default="1024x1024",
@@ -784,8 +887,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "--algorithm lloyd)"}
     s = add("fit", "fit K-means on a split of a store and save the model",
             "daskmeans fit mnist.zarr --split test --k 256 --algorithm minibatch "
-            "--model mnist256.npz")
-    s.add_argument("store", help="a store written by 'daskmeans ingest' (or any Zarr array)")
+            "--model mnist256.npz", url=True)
+    s.add_argument("store", help="a store written by 'daskmeans ingest' (or any Zarr array), "
+                                 "a path or a URL")
     s.add_argument("--k", type=int, required=True, help="number of clusters")
     s.add_argument("--split", default="train", help="the split to fit")
     s.add_argument("--algorithm", help="Lloyd (exact; pruned with bounds), mini-batch, or "
@@ -800,22 +904,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="output .npz (no pickle)")
 
     s = add("predict", "cluster labels of a split, written chunk by chunk to Zarr",
-            "daskmeans predict mnist.zarr --model mnist256.npz --out labels.zarr")
-    s.add_argument("store", help="a store written by 'daskmeans ingest'")
+            "daskmeans predict mnist.zarr --model mnist256.npz --out labels.zarr", url=True)
+    s.add_argument("store", help="a store written by 'daskmeans ingest' (a path or a URL)")
     s.add_argument("--model", required=True, help="a model written by 'daskmeans fit'")
     s.add_argument("--split", default="test", help="the split to label")
-    s.add_argument("--out", required=True, help="destination Zarr store of the labels")
+    s.add_argument("--out", required=True,
+                   help="destination Zarr store of the labels (a path or a URL)")
 
     s = add("evaluate", "accuracy, purity, homogeneity, inertia of a model on a split",
-            "daskmeans evaluate mnist.zarr --model mnist256.npz --split test")
-    s.add_argument("store", help="a store written by 'daskmeans ingest'")
+            "daskmeans evaluate mnist.zarr --model mnist256.npz --split test", url=True)
+    s.add_argument("store", help="a store written by 'daskmeans ingest' (a path or a URL)")
     s.add_argument("--model", required=True, help="a model written by 'daskmeans fit'")
     s.add_argument("--split", default="test", help="the split to score")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     s = add("sweep", "the tutorials' table over K, with figures",
-            "daskmeans sweep mnist.zarr --split test --k 10,16,36,64,144,256 --out sweep/")
-    s.add_argument("store", help="a store written by 'daskmeans ingest'")
+            "daskmeans sweep mnist.zarr --split test --k 10,16,36,64,144,256 --out sweep/",
+            url=True)
+    s.add_argument("store", help="a store written by 'daskmeans ingest' (a path or a URL)")
     s.add_argument("--k", default=",".join(map(str, TUTORIAL_KS)),
                    help="comma-separated numbers of clusters")
     s.add_argument("--split", default="train", help="the split to fit")
@@ -837,7 +943,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("segment", "cluster the pixels of a multi-band Zarr raster by their spectra",
             "daskmeans segment scene.zarr --k 5 --feature-dim band --out scene-labels.zarr "
-            "--preview scene.png")
+            "--preview scene.png", url=True)
     s.add_argument("scene", help="a Zarr array (band, y, x) / (y, x, band), or a group "
                                  "as xarray writes a Dataset")
     s.add_argument("--k", type=int, required=True, help="number of clusters")

@@ -11,9 +11,15 @@ Layout of a dataset store written by :func:`ingest`::
 Pixels stay uint8 on disk; :func:`open_dataset` scales them to float32 in [0, 1]
 lazily, chunk by chunk.
 
-Every writer here is atomic: it writes into a hidden temporary directory beside the
-destination and renames it into place only once everything is written, so a failed or
-interrupted write never leaves a half-written store at the destination path.
+Every writer here is atomic on a local disk: it writes into a hidden temporary directory
+beside the destination and renames it into place only once everything is written, so a
+failed or interrupted write never leaves a half-written store at the destination path.
+
+Stores may also live in object storage: any fsspec URL (``s3://bucket/data.zarr``, with
+``storage_options`` handed to fsspec, e.g. s3fs's ``key``, ``secret``, ``endpoint_url``,
+``config_kwargs``) is read block by block like a local store. Object stores have no
+rename, so writers there give a weaker guarantee (see :func:`write_group`): the group's
+root metadata is written last, so a store is readable as a group only once complete.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, cast, overload
 
 import dask.array as da
 import numpy as np
@@ -45,12 +51,14 @@ __all__ = [
     "ArraySource",
     "DaskSource",
     "DataFormatError",
+    "GroupWriter",
     "IDXFormatError",
     "ImageFormatError",
     "NonFiniteError",
     "Raster",
     "SampleGrid",
     "Source",
+    "StoreConnectionError",
     "StoreError",
     "ZarrBlock",
     "ZarrSource",
@@ -60,6 +68,7 @@ __all__ = [
     "image_pixels",
     "image_to_zarr",
     "ingest",
+    "is_url",
     "is_xarray",
     "iter_idx",
     "make_blobs_zarr",
@@ -74,7 +83,9 @@ __all__ = [
     "rows_to_grid",
     "synthetic_image",
     "synthetic_scene",
+    "upload_store",
     "where_rows",
+    "write_group",
     "write_labels",
     "xarray_rows",
 ]
@@ -131,6 +142,12 @@ class ImageFormatError(DataFormatError):
 
 class StoreError(ValueError):
     """A Zarr store is missing, or lacks an array or split it should have."""
+
+
+class StoreConnectionError(ConnectionError):
+    """A store at a URL cannot be reached or stopped answering (the message names the
+    URL; the transport's own error is chained). Raised once the retries the filesystem
+    was configured with are spent (see :data:`RETRY_HINT`)."""
 
 
 # --------------------------------------------------------------------------- IDX
@@ -332,6 +349,304 @@ def atomic_dir(dest: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------- object storage
+
+#: What a user sets for retries and timeouts (named in errors about unreachable stores).
+RETRY_HINT = (
+    "; retries and timeouts are set in storage_options, for s3:// e.g. "
+    "config_kwargs={'retries': {'max_attempts': 10, 'mode': 'standard'}, "
+    "'connect_timeout': 5, 'read_timeout': 30}"
+)
+#: Where credentials come from (named in errors about denied access).
+CREDENTIALS_HINT = (
+    "check the credentials: storage_options key and secret (and token), or the "
+    "environment variables and profile the filesystem reads (for s3://, s3fs/botocore's)"
+)
+#: Packages whose exceptions are transport failures (botocore's are not OSErrors).
+_TRANSPORT_PACKAGES = frozenset({"botocore", "aiobotocore", "aiohttp", "urllib3", "requests",
+                                 "s3fs", "fsspec", "gcsfs", "adlfs", "google"})
+#: Filesystems whose first path component is a bucket (or container).
+_BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+
+
+def _is_transport_error(e: BaseException) -> bool:
+    """True for a failure of the network under an fsspec store, not of the data: OSErrors
+    other than missing or denied (timeouts, refused or reset connections) and the HTTP
+    clients' own exception types, recognised by their package so that none of them is
+    imported here."""
+    if isinstance(e, FileNotFoundError | PermissionError | FileExistsError):
+        return False
+    if isinstance(e, OSError):  # ConnectionError, TimeoutError, socket errors
+        return True
+    return any(c.__module__.split(".")[0] in _TRANSPORT_PACKAGES for c in type(e).__mro__)
+
+
+@contextlib.contextmanager
+def _remote_errors(url: str, doing: str) -> Iterator[None]:
+    """Errors of a URL's filesystem, made to name ``url`` and what was being done: denied
+    access as PermissionError, an unreachable server as :class:`StoreConnectionError`,
+    a missing filesystem package as ImportError; anything else unchanged."""
+    try:
+        yield
+    except (StoreError, StoreConnectionError):
+        raise
+    except ImportError as e:
+        raise ImportError(f"{url}: {doing} needs the filesystem package of this URL: {e} "
+                          "(for s3://: pip install 'daskmeans[s3]')") from e
+    except PermissionError as e:
+        raise PermissionError(f"{url}: {doing}: access denied ({e}); {CREDENTIALS_HINT}") from e
+    except Exception as e:
+        if _is_transport_error(e):
+            raise StoreConnectionError(
+                f"{url}: {doing}: cannot reach the store ({type(e).__name__}: {e}){RETRY_HINT}"
+            ) from e
+        raise
+
+
+def _url_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    """fsspec's (synchronous) filesystem and path of a URL."""
+    from fsspec.core import url_to_fs
+
+    with _remote_errors(url, "opening the filesystem"):
+        fs, path = url_to_fs(url, **(storage_options or {}))
+    return fs, str(path).rstrip("/")
+
+
+def _missing_hint(url: str, storage_options: dict[str, Any] | None) -> str:
+    """Why nothing was found at a URL: its bucket is missing, or only the path is."""
+    try:
+        fs, path = _url_fs(url, storage_options)
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        bucket = path.split("/", 1)[0]
+        if not protocols & _BUCKET_PROTOCOLS or not bucket:
+            return ""
+        if not fs.exists(bucket):
+            return (f": the bucket {bucket!r} does not exist (or these credentials "
+                    "cannot see it)")
+        return f": the bucket {bucket!r} exists, nothing is stored at this path in it"
+    except Exception:  # the hint is a courtesy: the error stays "not found"
+        return ""
+
+
+def _array_url(array: zarr.Array) -> str | None:
+    """The URL of a Zarr array in an fsspec store (object storage), else None."""
+    store = array.store
+    if not isinstance(store, zarr.storage.FsspecStore):
+        return None
+    root = str(store.fs.unstrip_protocol(store.path)).rstrip("/")
+    return f"{root}/{array.path}" if array.path else root
+
+
+def _open_url(url: str, storage_options: dict[str, Any] | None) -> Any:
+    """The Zarr array or group at a URL, with errors naming the URL: FileNotFoundError
+    (saying whether the bucket exists), PermissionError, :class:`StoreConnectionError`."""
+    try:
+        with _remote_errors(url, "opening the store"):
+            return zarr.open(url, mode="r", storage_options=storage_options)
+    except FileNotFoundError as e:  # zarr's NodeNotFoundError is one
+        raise FileNotFoundError(f"{url}: no Zarr store at this URL"
+                                f"{_missing_hint(url, storage_options)}") from e
+    except (ImportError, OSError, StoreError):
+        raise
+    except Exception as e:  # zarr raises several types for "not a store"
+        raise StoreError(f"{url}: not a Zarr store: {e}") from e
+
+
+def _check_remote(fs: Any, path: str, url: str, overwrite: bool) -> list[str]:
+    """Whether a new store may be written at ``url``: refused at a bucket's root, over
+    anything that is not a Zarr store (never delete what daskmeans did not write), over
+    an existing store unless ``overwrite``. Returns the root metadata files of the store
+    already there (empty when there is none)."""
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if protocols & _BUCKET_PROTOCOLS and "/" not in path.strip("/"):
+        raise ValueError(f"{url}: a store needs a path inside the bucket, e.g. "
+                         f"{url.rstrip('/')}/data.zarr")
+    with _remote_errors(url, "checking what is stored there"):
+        fs.invalidate_cache(path)
+        if not fs.exists(path):
+            return []
+        if not overwrite:
+            raise FileExistsError(f"{url}: exists (pass overwrite=True to replace it)")
+        metas = [m for m in ("zarr.json", ".zgroup", ".zarray") if fs.exists(f"{path}/{m}")]
+        if not metas:
+            raise FileExistsError(f"{url}: exists and is not a Zarr store: refusing to "
+                                  "delete it to write a store there")
+    return metas
+
+
+def _clear_remote(fs: Any, path: str, url: str, overwrite: bool) -> None:
+    """Make way for a new store at ``url`` (see :func:`_check_remote`): delete the old
+    store, its root metadata first (it stops being readable as a group at once)."""
+    metas = _check_remote(fs, path, url, overwrite)
+    if not metas:
+        return
+    with _remote_errors(url, "deleting the old store"):
+        fs.rm([f"{path}/{m}" for m in metas])
+        fs.rm(path, recursive=True)
+        fs.invalidate_cache(path)
+
+
+def _remove_partial(fs: Any, path: str, url: str) -> None:
+    """Best effort after a failed write: delete what was written (the server may be the
+    reason it failed, in which case a partial store without root metadata stays)."""
+    try:
+        fs.rm(path, recursive=True)
+    except Exception as e:
+        log.warning("%s: could not delete the partial store after a failed write (%s); it "
+                    "has no root metadata, so it does not open as a store", url, e)
+
+
+def upload_store(local: PathLike, url: str, *, storage_options: dict[str, Any] | None = None,
+                 overwrite: bool = True) -> str:
+    """Copy a local Zarr store to a URL (object storage), its root metadata last.
+
+    Parameters
+    ----------
+    local : path
+        A Zarr store on disk (v2 or v3).
+    url : str
+        Destination, e.g. ``s3://bucket/mnist.zarr``; a store already there is replaced
+        when ``overwrite`` (anything else there is refused, never deleted).
+    storage_options : dict, optional
+        Passed to fsspec (s3fs: ``key``, ``secret``, ``endpoint_url``, ``config_kwargs``).
+
+    Returns
+    -------
+    The URL. Object stores have no rename: see :func:`write_group` for what a reader
+    can see while the copy runs or after it fails.
+    """
+    local = Path(local)
+    if not local.is_dir():
+        raise FileNotFoundError(f"{local}: no such Zarr store")
+    fs, path = _url_fs(url, storage_options)
+    _clear_remote(fs, path, url, overwrite)
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    root_meta = {"zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata"}
+    last = [p for p in files if p.parent == local and p.name in root_meta]
+    first = [p for p in files if p not in last]
+    try:
+        with _remote_errors(url, "uploading the store"):
+            for batch in (first, last):
+                if batch:
+                    fs.put([str(p) for p in batch],
+                           [f"{path}/{p.relative_to(local).as_posix()}" for p in batch])
+    except BaseException:
+        _remove_partial(fs, path, url)
+        raise
+    fs.invalidate_cache(path)
+    return url
+
+
+@contextlib.contextmanager
+def _staged(store: PathLike, storage_options: dict[str, Any] | None,
+            overwrite: bool) -> Iterator[Path]:
+    """A local directory to write a whole store into: :func:`atomic_dir` for a path; for
+    a URL a temporary directory uploaded by :func:`upload_store` once the block succeeds
+    (for writers that run in this process and whose data fit on the local disk)."""
+    if not _is_url(store):
+        if storage_options:
+            raise ValueError(f"storage_options apply to URLs, got the local path {store}")
+        with atomic_dir(store, overwrite=overwrite) as tmp:
+            yield tmp
+        return
+    import tempfile
+
+    url = str(store)
+    _check_remote(*_url_fs(url, storage_options), url, overwrite)  # refuse before working
+    with tempfile.TemporaryDirectory(prefix="daskmeans-upload-") as d:
+        tmp = Path(d) / "store.zarr"
+        yield tmp
+        upload_store(tmp, url, storage_options=storage_options, overwrite=overwrite)
+
+
+class GroupWriter:
+    """The arrays of a new Zarr v3 group being written by :func:`write_group`.
+
+    Attributes
+    ----------
+    root : str
+        Where the group is written (a temporary directory for a local destination).
+    attrs : dict
+        The group's attributes, written with its metadata when the block ends.
+    """
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None) -> None:
+        self.root, self.storage_options = root, storage_options
+        self.attrs: dict[str, Any] = {}
+
+    def _errors(self, where: str, doing: str) -> contextlib.AbstractContextManager[None]:
+        return _remote_errors(where, doing) if is_url(where) else contextlib.nullcontext()
+
+    def create_array(self, name: str, **kwargs: Any) -> zarr.Array:
+        """``zarr.create_array`` of the group's child ``name`` (keywords as zarr's)."""
+        where = f"{self.root.rstrip('/')}/{name}"
+        with self._errors(where, "creating an array"):
+            return zarr.create_array(where, zarr_format=3,
+                                     storage_options=self.storage_options, **kwargs)
+
+    def finish(self) -> None:
+        """Write the group's metadata (and attributes): the last write of a group."""
+        with self._errors(self.root, "writing the group's metadata"):
+            zarr.create_group(self.root, zarr_format=3, attributes=self.attrs,
+                              storage_options=self.storage_options)
+
+
+@contextlib.contextmanager
+def write_group(dest: PathLike, *, storage_options: dict[str, Any] | None = None,
+                overwrite: bool = True) -> Iterator[GroupWriter]:
+    """Write a new Zarr v3 group at a local path or a URL, its arrays created with
+    :meth:`GroupWriter.create_array` and filled by the block (in dask tasks, on any
+    scheduler: the arrays pickle as their store and path).
+
+    On a local disk the group is written into :func:`atomic_dir` and renamed into place:
+    readers see the old store or the whole new one, never a part.
+
+    In object storage (``s3://...``) there is no rename, and this is the guarantee:
+
+    - a store already at ``dest`` is deleted first (its root metadata first), when
+      ``overwrite``; anything there that is not a Zarr store is refused, never deleted;
+    - each object (a chunk, a metadata file) is put whole: a reader never sees a torn
+      chunk;
+    - the group's root metadata (``zarr.json``) is written last, so ``dest`` opens as a
+      Zarr group only once every array is complete; before that, ``zarr.open(dest)``
+      fails with "not found";
+    - a failed write deletes what it wrote, as far as it can (not when the server is the
+      reason it failed, nor when the process is killed): what stays behind has no root
+      metadata and does not open as a group.
+
+    It cannot give: replacing an old store in one step (between the delete and the end
+    of the write there is no store at ``dest``), isolation from a concurrent writer to
+    the same URL, or protection for a reader that opens ``dest/array`` directly during
+    the write.
+
+    Examples
+    --------
+    >>> with write_group("s3://bucket/labels.zarr", storage_options=opts) as g:  # doctest: +SKIP
+    ...     g.attrs["model"] = "m.npz"
+    ...     g.create_array("labels", shape=(n,), dtype="int32", chunks=(10_000,))[:] = y
+    """
+    if not _is_url(dest):
+        if storage_options:
+            raise ValueError(f"storage_options apply to URLs, got the local path {dest}")
+        with atomic_dir(dest, overwrite=overwrite) as tmp:
+            tmp.mkdir()
+            writer = GroupWriter(str(tmp), None)
+            yield writer
+            writer.finish()
+        return
+    url = str(dest).rstrip("/")
+    fs, path = _url_fs(url, storage_options)
+    _clear_remote(fs, path, url, overwrite)
+    writer = GroupWriter(url, storage_options)
+    try:
+        yield writer
+        writer.finish()
+    except BaseException:
+        _remove_partial(fs, path, url)
+        raise
+    fs.invalidate_cache(path)
+
+
 # --------------------------------------------------------------------------- MNIST ingest
 
 
@@ -350,6 +665,16 @@ def find_idx_files(directory: PathLike) -> dict[tuple[str, str], Path]:
     return found
 
 
+@overload
+def ingest(source: PathLike | dict[tuple[str, str], PathLike], store: os.PathLike[str], *,
+           name: str = ..., chunk_rows: int = ..., overwrite: bool = ...,
+           extra_attrs: dict[str, Any] | None = ..., progress: Any = ...,
+           storage_options: dict[str, Any] | None = ...) -> Path: ...
+@overload
+def ingest(source: PathLike | dict[tuple[str, str], PathLike], store: str, *,
+           name: str = ..., chunk_rows: int = ..., overwrite: bool = ...,
+           extra_attrs: dict[str, Any] | None = ..., progress: Any = ...,
+           storage_options: dict[str, Any] | None = ...) -> Path | str: ...
 def ingest(
     source: PathLike | dict[tuple[str, str], PathLike],
     store: PathLike,
@@ -359,7 +684,8 @@ def ingest(
     overwrite: bool = True,
     extra_attrs: dict[str, Any] | None = None,
     progress: Any = None,
-) -> Path:
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
     """Ingest MNIST-format IDX files into one Zarr v3 group.
 
     Parameters
@@ -367,8 +693,10 @@ def ingest(
     source : path or dict
         A directory holding any of the four standard file names (``.gz`` or not), or a
         mapping ``{(split, "images" | "labels"): path}``.
-    store : path
-        Destination directory of the Zarr group; replaced atomically.
+    store : path or URL
+        Destination directory of the Zarr group; replaced atomically. A URL
+        (``s3://bucket/mnist.zarr``) is written to a local temporary directory first,
+        then uploaded with :func:`upload_store` (root metadata last).
     name : str
         Dataset name recorded in the attrs.
     chunk_rows : int
@@ -377,10 +705,12 @@ def ingest(
     progress : :data:`daskmeans._progress.ProgressCallback`, optional
         Called after every chunk written as ``progress("ingest", rows_done, rows,
         "<split>/<kind> (<file name>)")``, one run up to ``rows`` per file.
+    storage_options : dict, optional
+        For a URL: passed to fsspec (s3fs: ``key``, ``secret``, ``endpoint_url``, ...).
 
     Returns
     -------
-    Path of the store. Splits without both files are skipped and listed in the
+    Path of the store (the URL for a URL). Splits without both files are skipped and listed in the
     ``missing_splits`` attribute (and logged).
 
     Examples
@@ -410,7 +740,7 @@ def ingest(
     if missing:
         log.info("%s: splits %s not present; ingesting %s", name, missing, splits)
     sources: dict[str, Any] = {}
-    with atomic_dir(store, overwrite=overwrite) as tmp:
+    with _staged(store, storage_options, overwrite) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         for split in splits:
             grp = root.create_group(split)
@@ -436,9 +766,18 @@ def ingest(
             }
         )
     log.info("ingested %s (%s) into %s", name, ", ".join(splits), store)
-    return Path(store)
+    return str(store) if _is_url(store) else Path(store)
 
 
+@overload
+def arrays_to_dataset(splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                      store: os.PathLike[str], *, name: str, chunk_rows: int = ...,
+                      overwrite: bool = ...,
+                      storage_options: dict[str, Any] | None = ...) -> Path: ...
+@overload
+def arrays_to_dataset(splits: dict[str, tuple[np.ndarray, np.ndarray]], store: str, *,
+                      name: str, chunk_rows: int = ..., overwrite: bool = ...,
+                      storage_options: dict[str, Any] | None = ...) -> Path | str: ...
 def arrays_to_dataset(
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     store: PathLike,
@@ -446,10 +785,12 @@ def arrays_to_dataset(
     name: str,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     overwrite: bool = True,
-) -> Path:
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
     """Write in-memory ``{split: (images uint8 (n, h, w), labels (n,))}`` as a dataset
-    store with the layout of :func:`ingest` (used for scikit-learn's digits)."""
-    with atomic_dir(store, overwrite=overwrite) as tmp:
+    store with the layout of :func:`ingest` (used for scikit-learn's digits); ``store``
+    may be a URL (with ``storage_options``), written as :func:`ingest` writes one."""
+    with _staged(store, storage_options, overwrite) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         for split, (images, labels) in splits.items():
             if split not in SPLITS:
@@ -469,7 +810,7 @@ def arrays_to_dataset(
                            "splits": [s for s in SPLITS if s in splits],
                            "missing_splits": [s for s in SPLITS if s not in splits],
                            "sources": {}})
-    return Path(store)
+    return str(store) if _is_url(store) else Path(store)
 
 
 def _idx_to_zarr(path: Path, grp: zarr.Group, kind: str, chunk_rows: int, *,
@@ -503,9 +844,17 @@ def _idx_to_zarr(path: Path, grp: zarr.Group, kind: str, chunk_rows: int, *,
     return n
 
 
-def _open_group(store: PathLike | zarr.Group) -> zarr.Group:
+def _open_group(store: PathLike | zarr.Group,
+                storage_options: dict[str, Any] | None = None) -> zarr.Group:
     if isinstance(store, zarr.Group):
         return store
+    if _is_url(store):
+        node = _open_url(str(store), storage_options)
+        if not isinstance(node, zarr.Group):
+            raise StoreError(f"{store}: a Zarr array, not a group")
+        return node
+    if storage_options:
+        raise ValueError(f"storage_options apply to URLs, got the local path {store}")
     p = Path(store)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such Zarr store")
@@ -827,8 +1176,14 @@ class ZarrBlock:
         self.array, self.start, self.stop = array, start, stop
 
     def read(self) -> np.ndarray:
-        """The stored rows as (m, d), read through ``zarr.Array.__getitem__``."""
-        rows = np.asarray(self.array[self.start:self.stop])
+        """The stored rows as (m, d), read through ``zarr.Array.__getitem__``; from
+        object storage, a failure names the URL and the rows (:func:`_remote_errors`)."""
+        url = _array_url(self.array)
+        if url is None:
+            rows = np.asarray(self.array[self.start:self.stop])
+        else:
+            with _remote_errors(url, f"reading rows {self.start}..{self.stop - 1}"):
+                rows = np.asarray(self.array[self.start:self.stop])
         return rows.reshape(rows.shape[0], -1)
 
 
@@ -1072,8 +1427,13 @@ def is_zarr(X: Any) -> bool:
     return isinstance(X, zarr.Array | zarr.Group)
 
 
-def _is_url(store: Any) -> bool:
+def is_url(store: Any) -> bool:
+    """True for a URL string (``s3://bucket/data.zarr``): a store fsspec opens, with
+    ``storage_options``."""
     return isinstance(store, str) and "://" in store
+
+
+_is_url = is_url
 
 
 def open_source(store: Any, split: str | None = None, *,
@@ -1085,6 +1445,16 @@ def open_source(store: Any, split: str | None = None, *,
     ``cache``: hold the decoded rows in memory during a fit (``True``), never
     (``False``: every pass reads the store), or when they fit (``None``); see
     :class:`ZarrSource`.
+
+    ``storage_options``: for a URL (``s3://bucket/mnist.zarr``), passed to fsspec
+    (s3fs: ``key``, ``secret``, ``token``, ``endpoint_url``, ``anon``, ``client_kwargs``,
+    and ``config_kwargs`` for botocore's retries and timeouts, e.g.
+    ``{"retries": {"max_attempts": 10, "mode": "standard"}, "connect_timeout": 5,
+    "read_timeout": 30}``). This is how an estimator reads a bucket with explicit
+    credentials: ``KMeans(...).fit(open_source(url, split, storage_options=...))``.
+    A missing bucket or path raises FileNotFoundError, denied access PermissionError,
+    an unreachable server :class:`StoreConnectionError`, each naming the URL; so does a
+    read that fails during a fit, once the filesystem's retries are spent.
 
     Examples
     --------
@@ -1126,13 +1496,17 @@ def as_source(X: Any) -> Source:
 
 
 def open_dataset(
-    store: PathLike | zarr.Group, split: str = "train", *, scale: bool = True
+    store: PathLike | zarr.Group, split: str = "train", *, scale: bool = True,
+    storage_options: dict[str, Any] | None = None,
 ) -> tuple[da.Array, da.Array]:
     """Open one split of a dataset store as dask arrays.
 
     For clustering, passing the store itself (or :func:`open_source`) to an estimator
     is faster than passing ``X``: the kernels then read the uint8 rows and scale them
     block by block, instead of receiving float32 copies of every chunk.
+
+    ``store`` may be a URL (``s3://bucket/mnist.zarr``), with ``storage_options`` for
+    fsspec (s3fs: ``key``, ``secret``, ``endpoint_url``, ``config_kwargs``).
 
     Returns
     -------
@@ -1147,7 +1521,7 @@ def open_dataset(
     >>> float(X.max().compute()), int(y[0].compute())            # doctest: +SKIP
     (1.0, 7)
     """
-    group = _open_group(store)
+    group = _open_group(store, storage_options)
     images = _split_array(group, split, "images", str(store))
     labels = _split_array(group, split, "labels", str(store))
     if images.shape[0] != labels.shape[0]:
@@ -1177,7 +1551,11 @@ def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = No
 
 def _open_node(store: Any, storage_options: dict[str, Any] | None = None) -> Any:
     """The Zarr array or group at a path or URL (clear errors for what is not one)."""
-    if not _is_url(store) and not Path(store).exists():
+    if _is_url(store):
+        return _open_url(str(store), storage_options)
+    if storage_options:
+        raise ValueError(f"storage_options apply to URLs, got the local path {store}")
+    if not Path(store).exists():
         raise FileNotFoundError(f"{store}: no such Zarr store")
     try:
         return zarr.open(store, mode="r", storage_options=storage_options)
@@ -1353,7 +1731,13 @@ def store_blocks(x: da.Array, array: zarr.Array) -> da.Array:
 
 def _store_block(block: np.ndarray, *, array: zarr.Array, block_info: Any = None) -> np.ndarray:
     loc = block_info[0]["array-location"]
-    array[tuple(slice(a, b) for a, b in loc)] = block
+    where = tuple(slice(a, b) for a, b in loc)
+    url = _array_url(array)
+    if url is None:
+        array[where] = block
+    else:
+        with _remote_errors(url, f"writing rows {loc[0][0]}..{loc[0][1] - 1}"):
+            array[where] = block
     return np.zeros((1,) * block.ndim, np.int8)
 
 

@@ -93,6 +93,7 @@ def segment(
         instead of ``sample_size`` pixels drawn uniformly over it (one pass to gather)
     sample_size : int
     random_state : seed of the sample and of k-means++
+    storage_options : passed to fsspec for whichever of ``scene`` and ``out`` is a URL
     progress : ``callback(phase, done, total, detail)``
 
     Returns
@@ -108,8 +109,11 @@ def segment(
     >>> seg.labels.shape, seg.centers.shape                       # doctest: +SKIP
     ((256, 256), (5, 6))
     """
+    def options_for(where: Any) -> dict[str, Any] | None:
+        return storage_options if io.is_url(where) else None
+
     raster = io.open_raster(scene, feature_dim, variable=variable,
-                            storage_options=storage_options)
+                            storage_options=options_for(scene))
     if nodata is None and isinstance(raster.attrs.get("nodata"), int | float):
         nodata = float(raster.attrs["nodata"])
         log.info("nodata %s, from the store's attributes", nodata)
@@ -136,7 +140,7 @@ def segment(
                 "cluster_centers": centers.tolist(), "nodata": nodata,
                 "fitted_on_pixels": int(n_fit)}
         arr, write = io.write_labels(labels, raster, out, attrs={"daskmeans": meta},
-                                     storage_options=storage_options)
+                                     storage_options=options_for(out))
         R.compute(write, n_tasks=int(np.prod(write.numblocks)))
         p.report("segment", 3, 3, f"{n} pixels labelled")
     return Segmentation(arr, centers, raster.bands, nodata, km, n_fit, out)

@@ -98,3 +98,15 @@ def test_benchmark_bisecting_prints_both_contenders(mnist_dir: Path) -> None:
     rows = [line.split(" | ")[3] for line in out.splitlines() if line.startswith("| 3 |")
             and line.count(" | ") == 8]
     assert rows == ["scikit-learn", "daskmeans"], out
+
+
+@pytest.mark.slow
+def test_benchmark_s3_prints_both_stores(mnist_dir: Path) -> None:
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    out = run_script("benchmark_s3.py", "--data", str(mnist_dir), "--rows", "1000",
+                     "--chunk-rows", "500", "--k", "3", "--iters", "1", "--rounds", "1")
+    rows = [line.split(" | ")[0].lstrip("| ") for line in out.splitlines()
+            if line.startswith("| ") and "contender" not in line]
+    assert rows == ["local disk, streamed", "moto S3 (127.0.0.1), streamed"], out
+    assert "S3 / local disk, median of the per-round ratios:" in out, out
