@@ -334,16 +334,27 @@ def _parse_ks(text: str) -> list[int]:
     return ks
 
 
+def _dataset_name(store: Any) -> str:
+    """The dataset a store was ingested from (its ``dataset`` attribute), else its name."""
+    import zarr
+
+    try:
+        return str(zarr.open_group(store, mode="r").attrs.get("dataset") or Path(store).name)
+    except Exception:  # not a daskmeans store: its file name says enough
+        return Path(str(store)).name
+
+
 def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.Namespace,
-           console: Console, out: Path) -> tuple[list[dict[str, Any]], list[Path]]:
+           console: Console, out: Path, meta: dict[str, Any]
+           ) -> tuple[list[dict[str, Any]], list[Path]]:
     from . import metrics, plot
 
     def report(row: dict[str, Any]) -> None:
         console.progress("sweep", ks.index(row["k"]) + 1, len(ks),
-                         f"K={row['k']} accuracy {row['train_accuracy']:.3f}")
+                         f"K={row['k']} purity {row['purity']:.3f}")
 
     rows = metrics.sweep(X, y, ks, X_test=Xt, y_test=yt, algorithm=args.algorithm,
-                         random_state=args.seed, callback=report)
+                         random_state=args.seed, callback=report, meta=meta)
     console.end_progress()
     files = [metrics.write_csv(rows, out / "sweep.csv"),
              metrics.write_json(rows, out / "sweep.json")]
@@ -366,8 +377,11 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     Xt = yt = None
     if args.test_split:
         Xt, yt = _open_split(args.store, args.test_split)
+    meta = {"dataset": _dataset_name(args.store), "split": args.split}
+    if args.test_split:
+        meta["heldout_split"] = args.test_split
     with dask_cluster(args, console, _nbytes(X) + (_nbytes(Xt) if Xt is not None else 0)):
-        rows, files = _sweep(X, y, Xt, yt, ks, args, console, out)
+        rows, files = _sweep(X, y, Xt, yt, ks, args, console, out, meta)
     console.say(metrics.to_markdown(rows))
     for f in files:
         console.say(f"  -> {f}")
@@ -510,7 +524,10 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         files.append(plot.contingency_heatmap(c.table, c.classes, c.clusters,
                                               out / "contingency_k10.png",
                                               title=f"{name}, K=10: true digit x cluster"))
-        rows, sweep_files = _sweep(X, y, Xt, yt, ks, args, console, out)
+        split = "train" if "train" in splits else f"test[:{X.shape[0]}]"
+        held = "test" if "train" in splits else f"test[{X.shape[0]}:]"
+        rows, sweep_files = _sweep(X, y, Xt, yt, ks, args, console, out,
+                                   {"dataset": name, "split": split, "heldout_split": held})
         files += sweep_files
         console.say(metrics.to_markdown(rows))
         from sklearn.datasets import load_sample_image

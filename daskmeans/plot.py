@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
+
+from . import metrics
 
 __all__ = [
     "centroid_grid",
@@ -80,8 +83,7 @@ def label_order(k: int, mapping: dict[int, int] | None) -> list[int]:
     >>> label_order(4, {0: 7, 1: 2, 3: 2})
     [1, 3, 0, 2]
     """
-    big = np.iinfo(np.int64).max
-    return sorted(range(k), key=lambda i: (big if not mapping else mapping.get(i, big), i))
+    return metrics.order_by_label(range(k), mapping)
 
 
 def centroid_grid(
@@ -123,37 +125,47 @@ def centroid_grid(
     return _save(fig, path)
 
 
+def _k_axis(ax: Any, ks: Sequence[int]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("K (clusters)")
+    ax.grid(alpha=0.3)
+
+
 def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Accuracy and homogeneity vs K, and inertia vs K, from :func:`metrics.sweep` rows."""
+    """Scores vs K, and inertia vs K, from :func:`metrics.sweep` rows."""
+    return _save(_sweep_figure(rows), path)
+
+
+def _sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     ks = [r["k"] for r in rows]
-    fig = _figure(figsize=(11, 4))
+    fig = _figure(figsize=(11, 4), layout="constrained")
     a1, a2 = fig.subplots(1, 2)
-    a1.plot(ks, [r["train_accuracy"] for r in rows], "o-", label="accuracy (fit split)")
-    if "test_accuracy" in rows[0]:
-        a1.plot(ks, [r["test_accuracy"] for r in rows], "s-", label="accuracy (held out)")
+    a1.plot(ks, [r["purity"] for r in rows], "o-", label="purity (fit split)")
+    if "heldout_accuracy" in rows[0]:
+        a1.plot(ks, [r["heldout_accuracy"] for r in rows], "s-",
+                label="accuracy (held out, majority mapping)")
     a1.plot(ks, [r["homogeneity"] for r in rows], "^-", label="homogeneity")
-    a1.set_xscale("log")
-    a1.set_xticks(ks, [str(k) for k in ks])
-    a1.set_xlabel("K (clusters)")
+    _k_axis(a1, ks)
     a1.set_ylim(0, 1)
-    a1.grid(alpha=0.3)
+    a1.set_ylabel("score (1 is best)")
     a1.legend()
-    a1.set_title("Accuracy and homogeneity vs K")
+    a1.set_title("Scores vs K")
     a2.plot(ks, [r["inertia"] for r in rows], "o-", color="C3")
-    a2.set_xscale("log")
-    a2.set_xticks(ks, [str(k) for k in ks])
-    a2.set_xlabel("K (clusters)")
+    _k_axis(a2, ks)
+    a2.yaxis.set_major_formatter(EngFormatter(sep=""))
     a2.set_ylabel("inertia (sum of squared distances)")
-    a2.grid(alpha=0.3)
     a2.set_title("Inertia vs K")
-    return _save(fig, path)
+    return fig
 
 
 def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path) -> Path:
     """The elbow plot: inertia against K on linear axes."""
-    fig = _figure(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     ax.plot(list(ks), list(inertias), "o-")
+    ax.yaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel("K (clusters)")
     ax.set_ylabel("inertia")
     ax.set_title("Elbow curve")
@@ -165,9 +177,37 @@ def contingency_heatmap(
     table: np.ndarray, classes: Sequence[int] | np.ndarray,
     clusters: Sequence[int] | np.ndarray, path: str | Path,
     *, title: str = "Contingency (true label x cluster)",
+    order: str | dict[int, int] = "auto",
 ) -> Path:
-    """Heat map of a contingency table, counts written in the cells when it is small."""
+    """Heat map of a contingency table (n_classes, n_clusters), counts written in the
+    cells when it is small.
+
+    Clusters are drawn in :func:`daskmeans.metrics.cluster_order` (``order`` is its
+    ``mapping``; ``"sorted"`` keeps ``clusters`` as given): matched one-to-one
+    (Hungarian) when there are as many clusters as classes, else by majority label, so
+    the large counts form a diagonal.
+    """
+    return _save(_contingency_figure(table, classes, clusters, title=title, order=order), path)
+
+
+def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
+                        clusters: Sequence[int] | np.ndarray, *, title: str,
+                        order: str | dict[int, int]) -> Figure:
     table = np.asarray(table)
+    classes, clusters = np.asarray(classes), np.asarray(clusters)
+    if order != "sorted":
+        c = metrics.Contingency(classes, clusters, table)
+        cols = metrics.cluster_order(c, mapping=order)
+        where = {int(k): i for i, k in enumerate(clusters)}
+        pos = [where[int(k)] for k in cols]
+        table, clusters = table[:, pos], clusters[pos]
+        if isinstance(order, dict):
+            how = "ordered by the label they are mapped to"
+        elif order == "hungarian" or (order == "auto" and clusters.size == classes.size):
+            how = "matched to labels one-to-one (Hungarian)"
+        else:
+            how = "ordered by majority label"
+        title = f"{title}\nclusters {how}"
     fig = _figure(figsize=(max(5, 0.45 * table.shape[1] + 2),
                            max(4, 0.4 * table.shape[0] + 1.5)))
     ax = fig.subplots()
@@ -184,7 +224,7 @@ def contingency_heatmap(
     ax.set_xlabel("cluster")
     ax.set_ylabel("true label")
     ax.set_title(title)
-    return _save(fig, path)
+    return fig
 
 
 def quantize_comparison(

@@ -146,17 +146,21 @@ def test_label_errors(t, p, message: str) -> None:
 def test_sweep_table_and_writers(mnist_test, tmp_path: Path) -> None:
     X, y = mnist_test
     rows = metrics.sweep(X[:3000], y[:3000], [10, 36], X_test=X[3000:4000],
-                         y_test=y[3000:4000], random_state=0, max_iter=50)
+                         y_test=y[3000:4000], random_state=0, max_iter=50,
+                         meta={"dataset": "mnist", "split": "test[:3000]"})
     assert [r["k"] for r in rows] == [10, 36]
-    assert rows[1]["train_accuracy"] > rows[0]["train_accuracy"]
+    assert rows[1]["purity"] > rows[0]["purity"]
     assert rows[1]["inertia"] < rows[0]["inertia"]
-    assert set(rows[0]) >= {"inertia", "homogeneity", "purity", "train_accuracy",
-                            "test_accuracy", "seconds"}
+    assert list(rows[0])[:5] == ["dataset", "split", "algorithm", "seed", "k"]
+    assert set(rows[0]) >= {"inertia", "homogeneity", "purity", "heldout_accuracy", "seconds"}
+    assert "train_accuracy" not in rows[0]  # it was purity under another name
     metrics.write_csv(rows, tmp_path / "s.csv")
     metrics.write_json(rows, tmp_path / "s.json")
     assert json.loads((tmp_path / "s.json").read_text())[0]["k"] == 10
-    assert (tmp_path / "s.csv").read_text().startswith("k,inertia")
-    assert "| k |" in metrics.to_markdown(rows)
+    assert (tmp_path / "s.csv").read_text().startswith("dataset,split,algorithm,seed,k,inertia")
+    md = metrics.to_markdown(rows)
+    assert md.startswith("dataset: mnist, split: test[:3000], algorithm: lloyd, seed: 0\n")
+    assert "| k | inertia |" in md
     with pytest.raises(ValueError, match="algorithm must be"):
         metrics.sweep(X[:100], y[:100], [2], algorithm="elkan")
 
@@ -167,7 +171,7 @@ def test_tutorial_table_on_real_mnist(mnist_test) -> None:
     X, y = mnist_test
     ks = [10, 16, 36, 64, 144, 256]
     rows = metrics.sweep(X, y, ks, algorithm="minibatch", random_state=0)
-    acc = [r["train_accuracy"] for r in rows]
+    acc = [r["purity"] for r in rows]
     assert acc[-1] >= 0.89, acc
     assert acc[2] < acc[4] < acc[5] and acc[0] < acc[3], acc  # rising with K
     assert all(a.get("homogeneity") for a in rows)
@@ -194,3 +198,63 @@ def test_evaluate_model_is_one_pass_and_equals_two(lazy: bool, counting_schedule
     with pytest.raises(metrics.LabelError, match="one label per row of X"):
         metrics.evaluate_model(km, Xin, y[:10])
 
+
+
+def test_cluster_order_puts_counts_on_the_diagonal() -> None:
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, 3000)
+    perm = rng.permutation(10) + 20  # cluster ids unrelated to the labels
+    p = np.where(rng.random(3000) < 0.7, perm[y], rng.choice(perm, 3000))
+    table = sk_contingency(y, p)
+    order = metrics.cluster_order(y, p)  # K == n_classes: Hungarian, a permutation
+    assert sorted(order.tolist()) == sorted(perm.tolist())
+    reordered = table[:, np.searchsorted(np.unique(p), order)]
+    rows, cols = linear_sum_assignment(-table)
+    assert np.trace(reordered) == table[rows, cols].sum()
+    assert order.tolist() == perm.tolist()  # cluster perm[i] holds mostly label i
+    # more clusters than classes: majority labels non-decreasing along the order
+    p2 = p * 3 + rng.integers(0, 3, 3000)
+    order2 = metrics.cluster_order(y, da.from_array(p2, chunks=700))
+    mapping = metrics.infer_cluster_labels(y, p2)
+    labels = [mapping[k] for k in order2.tolist()]
+    assert labels == sorted(labels) and len(order2) == 30
+    assert metrics.cluster_order(y, p2, mapping="majority").tolist() == order2.tolist()
+    from daskmeans import plot
+
+    assert plot.label_order(4, {0: 7, 1: 2, 3: 2}) == metrics.order_by_label(range(4),
+                                                                          {0: 7, 1: 2, 3: 2})
+
+
+def test_contingency_frame_and_purity_table() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 4, 500) * 2 + 1  # labels 1, 3, 5, 7
+    p = (y + rng.integers(0, 3, 500)) % 6  # six clusters
+    frame = metrics.contingency_frame(y, da.from_array(p, chunks=77))
+    order = metrics.cluster_order(y, p)
+    assert frame.index.tolist() == [1, 3, 5, 7] and frame.columns.tolist() == order.tolist()
+    assert frame.index.name == "true label" and frame.columns.name == "cluster"
+    np.testing.assert_array_equal(frame.to_numpy(), sk_contingency(y, p)[:, order])
+    by_id = metrics.contingency_frame(y, p, order="sorted")
+    assert by_id.columns.tolist() == list(range(6))
+    table = metrics.purity_table(y, p)
+    assert table.index.tolist() == order.tolist()
+    c = sk_contingency(y, p)[:, order]
+    np.testing.assert_array_equal(table["size"], c.sum(axis=0))
+    np.testing.assert_allclose(table["purity"], c.max(axis=0) / c.sum(axis=0))
+    assert (table["label"].to_numpy() == np.array([1, 3, 5, 7])[c.argmax(axis=0)]).all()
+    assert table["count"].sum() / table["size"].sum() == pytest.approx(sk_purity(y, p))
+    _, per = metrics.purity_score(y, p, per_cluster=True)
+    np.testing.assert_allclose(table.sort_index()["purity"], per)
+    with pytest.raises(ValueError, match="order must be .* got 'diagonal'"):
+        metrics.purity_table(y, p, order="diagonal")
+
+
+def test_hungarian_accuracy_only_where_clusters_can_all_be_matched() -> None:
+    y = np.repeat([0, 1, 2], 4)
+    assert metrics.evaluate(y, y + 5)["accuracy_hungarian"] == 1.0
+    few = metrics.evaluate(y, np.repeat([0, 1, 1], 4))  # 2 clusters, 3 classes
+    assert few["accuracy_hungarian"] == pytest.approx(8 / 12)
+    many = metrics.evaluate(y, np.arange(12))  # 12 clusters: 9 would be left unmatched
+    assert many["accuracy_hungarian"] is None and many["accuracy"] == 1.0

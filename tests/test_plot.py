@@ -1,0 +1,53 @@
+"""Figures: what they show (read back from the matplotlib objects), and that they are written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.transforms import Bbox
+
+from daskmeans import plot
+
+KS = [10, 16, 36, 64, 144, 256]
+INERTIA = [2.53e5, 2.30e5, 1.95e5, 1.76e5, 1.52e5, 1.36e5]  # MNIST-sized values
+
+
+def _rows() -> list[dict]:
+    return [{"k": k, "inertia": i, "purity": 0.5 + k / 600, "homogeneity": 0.4 + k / 500,
+             "heldout_accuracy": 0.5 + k / 700} for k, i in zip(KS, INERTIA, strict=True)]
+
+
+def _overlaps(a: Bbox, others: list[Bbox]) -> bool:
+    return any(a.overlaps(b) for b in others)
+
+
+def test_sweep_figure_labels_clear_of_ticks() -> None:
+    fig = plot._sweep_figure(_rows())
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for ax in fig.axes:
+        label = ax.yaxis.label
+        assert label.get_text(), ax.get_title()  # every panel says what its y axis is
+        ticks = [t.get_window_extent(renderer) for t in ax.get_yticklabels() if t.get_text()]
+        assert ticks and not _overlaps(label.get_window_extent(renderer), ticks), ax.get_title()
+        # nor over the panel to its left
+        others = [o.get_tightbbox(renderer) for o in fig.axes if o is not ax]
+        assert not _overlaps(label.get_window_extent(renderer),
+                             [b for b in others if b.x1 < ax.get_window_extent(renderer).x0])
+
+
+def test_contingency_heatmap_draws_a_diagonal(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    classes = np.arange(10)
+    clusters = np.arange(10)
+    perm = rng.permutation(10)
+    table = np.full((10, 10), 3)
+    table[classes, perm] = 90  # label i is mostly in cluster perm[i]
+    fig = plot._contingency_figure(table, classes, clusters, title="t", order="auto")
+    drawn = fig.axes[0].images[0].get_array()
+    assert (np.diag(drawn) == 90).all()
+    ticks = [int(t.get_text()) for t in fig.axes[0].get_xticklabels()]
+    assert ticks == perm.tolist()
+    path = plot.contingency_heatmap(table, classes, clusters, tmp_path / "c.png")
+    assert path.stat().st_size > 0
