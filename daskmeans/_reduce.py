@@ -595,6 +595,41 @@ def _take_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, sh
     return K.Rows(np.array(x[local]), None if w is None else np.asarray(w, np.float64)[local])
 
 
+def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None = None, *,
+                split_every: int = SPLIT_EVERY) -> K.Gathered:
+    """Rows ``index`` (sorted, distinct) of the source as float rows, and the same
+    entries of each (n,) vector in ``vectors`` (numpy or dask, e.g. labels): one
+    compute (none for numpy rows and vectors), each block sending only its rows."""
+    index = np.asarray(index, dtype=np.int64)
+    vectors = vectors or {}
+    if isinstance(src, ArraySource) and not any(isinstance(v, da.Array)
+                                                for v in vectors.values()):
+        return K.Gathered(index, np.asarray(src.X[index]),
+                          {k: np.asarray(v)[index] for k, v in vectors.items()})
+    out = map_reduce(src, _gather_kernel, index, split_every=split_every, aligned=vectors)
+    return out.sorted()
+
+
+def _gather_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
+                   index: np.ndarray, *, offset: int, **vectors: Any) -> K.Gathered:
+    return K.gather(x, index, offset=offset, **vectors)
+
+
+def cluster_distance_pass(src: Source, labels: Any, queries: K.Queries, *,
+                          split_every: int = SPLIT_EVERY) -> K.ClusterDistances:
+    """Distances from every query row to every row of the source, summed per cluster
+    of the row (``labels``: (n,) numpy or dask, read in the same pass), in float64:
+    one compute (:func:`daskmeans._kernels.cluster_distance_sums` per block)."""
+    return map_reduce(src, _cluster_distance_kernel, queries, split_every=split_every,
+                      aligned={"labels": labels})
+
+
+def _cluster_distance_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
+                             queries: K.Queries, *, offset: int,
+                             labels: np.ndarray) -> K.ClusterDistances:
+    return K.cluster_distance_sums(x, np.asarray(labels), queries, offset=offset)
+
+
 def contingency_pass(labels_true: da.Array, labels_pred: da.Array, *,
                      split_every: int = SPLIT_EVERY) -> tuple[np.ndarray, np.ndarray,
                                                                 np.ndarray]:

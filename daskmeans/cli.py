@@ -354,7 +354,8 @@ def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.N
                          f"K={row['k']} purity {row['purity']:.3f}")
 
     rows = metrics.sweep(X, y, ks, X_test=Xt, y_test=yt, algorithm=args.algorithm,
-                         random_state=args.seed, callback=report, meta=meta)
+                         random_state=args.seed, callback=report, meta=meta,
+                         silhouette_sample_size=getattr(args, "silhouette_sample", 1000) or None)
     console.end_progress()
     files = [metrics.write_csv(rows, out / "sweep.csv"),
              metrics.write_json(rows, out / "sweep.json")]
@@ -370,6 +371,8 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     from . import metrics
 
     ks = _parse_ks(args.k)
+    if args.silhouette_sample < 0 or args.silhouette_sample == 1:
+        raise UserError(f"--silhouette-sample must be 0 or >= 2, got {args.silhouette_sample}")
     out = _writable_dir(Path(args.out))
     X, y = _open_split(args.store, args.split)
     for k in ks:
@@ -638,6 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-split", help="also score a held-out split")
     s.add_argument("--algorithm", help="Lloyd or mini-batch (faster over many K)",
                    **{**algo, "default": "minibatch"})
+    s.add_argument("--silhouette-sample", type=int, default=1000, metavar="ROWS",
+                   help="rows whose silhouette (against all rows) estimates each K's; "
+                        "0: no silhouette column")
     s.add_argument("--out", required=True, help="directory for the table and figures")
 
     s = add("quantize", "reduce a photo to N colours (K-means vs random colours)",

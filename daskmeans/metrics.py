@@ -37,6 +37,7 @@ from . import _reduce as R
 
 __all__ = [
     "Contingency",
+    "Silhouette",
     "adjusted_rand_score",
     "apply_mapping",
     "cluster_accuracy",
@@ -54,6 +55,9 @@ __all__ = [
     "order_by_label",
     "purity_score",
     "purity_table",
+    "silhouette",
+    "silhouette_samples",
+    "silhouette_score",
     "sweep",
     "to_markdown",
     "v_measure_score",
@@ -512,6 +516,208 @@ def _report(c: Contingency, mapping: str | dict[int, int]) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------- silhouette
+
+#: bytes of the per-cluster distance sums (k x queries, float64) and of the float64
+#: query rows one exact-silhouette pass carries; more queries go in further passes.
+SILHOUETTE_PASS_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class Silhouette:
+    """Silhouette coefficients of a sample of rows (of every row when exact).
+
+    ``values[j]`` is the silhouette of row ``index[j]`` measured against ALL rows:
+    ``(b - a) / max(a, b)`` with ``a`` the mean distance to the other rows of its
+    cluster and ``b`` the smallest mean distance to the rows of another cluster (0 for
+    a row alone in its cluster), as scikit-learn defines it.
+    """
+
+    score: float  #: mean of ``values``: the mean silhouette (estimated from the sample)
+    standard_error: float  #: of ``score`` as an estimate of the all-rows mean; 0 if exact
+    n_samples: int  #: rows in the data
+    index: np.ndarray  #: (m,) sorted rows the values belong to
+    values: np.ndarray  #: (m,) their silhouette coefficients
+    labels: np.ndarray  #: (m,) their clusters
+    a: np.ndarray  #: (m,) mean distance to the other rows of the own cluster
+    b: np.ndarray  #: (m,) smallest mean distance to the rows of another cluster
+
+    @property
+    def exact(self) -> bool:
+        """True when every row is in the sample (``score`` is the exact mean)."""
+        return int(self.index.size) == self.n_samples
+
+
+def _metric_source(X: Any) -> Any:
+    from sklearn.utils import check_array
+
+    from . import io
+
+    if isinstance(X, io.Source | da.Array | str | Path) or io.is_zarr(X):
+        return io.as_source(X)
+    return io.as_source(check_array(X, dtype=[np.float64, np.float32]))
+
+
+def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
+               random_state: int | np.random.Generator | None = None) -> Silhouette:
+    """Silhouette coefficients of every row (exact) or of a random sample of rows,
+    each measured against ALL rows; the sample's mean estimates the mean silhouette.
+
+    Exact (``sample_size=None``, or at least the number of rows): the values equal
+    ``sklearn.metrics.silhouette_samples`` (to ~1e-12). This is O(n^2 d) arithmetic
+    and needs the rows in memory: lazy X (dask, Zarr) is read into memory once, then
+    every row's distances to all rows are summed per cluster, ``SILHOUETTE_PASS_BYTES``
+    worth of query rows per pass. Use it on data that fits (~10^4-10^5 rows).
+
+    Sampled (``sample_size=m``): ``m`` rows are drawn uniformly without replacement,
+    ``np.sort(np.random.default_rng(random_state).choice(n, m, replace=False))``, so
+    the sample depends only on ``n``, ``m`` and ``random_state``, never on the
+    chunking. One pass gathers them (none for numpy input), one distributed pass
+    (:func:`daskmeans._reduce.cluster_distance_pass`) sums, in float64, their distances
+    to every row per cluster: each sampled row's a(i), b(i) and s(i) are exact, only
+    the mean is estimated. O(m n d); ``standard_error`` is ``std(values, ddof=1) /
+    sqrt(m) * sqrt(1 - m / n)`` (simple random sampling without replacement).
+    scikit-learn's ``silhouette_score(sample_size=m)`` instead measures the sample
+    against itself, which biases a(i) and b(i) for small samples.
+
+    Why not ``sklearn.metrics.silhouette_samples``: it needs X in one process's memory;
+    this runs as tree-reduced passes over any source (numpy, dask, Zarr) and a cluster.
+
+    Parameters
+    ----------
+    X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
+        :func:`daskmeans.io.open_source` source
+    labels : (n_samples,) cluster of each row: numpy (any values), or dask
+        (non-negative integers, checked inside the passes)
+    sample_size : rows to sample (>= 2), or None for all rows (exact)
+    random_state : seed of the sample (unused when exact)
+
+    Returns
+    -------
+    :class:`Silhouette` (values, labels, a, b of shape (m,), score, standard_error)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [9.0], [10.0], [11.0]])
+    >>> s = silhouette(X, [0, 0, 1, 1, 1])
+    >>> np.round(s.values, 4).tolist(), round(s.score, 4), s.exact
+    ([0.9, 0.8889, 0.8235, 0.8947, 0.8571], 0.8729, True)
+    >>> r = silhouette(X, [0, 0, 1, 1, 1], sample_size=3, random_state=0)
+    >>> r.index.tolist(), np.round(r.values, 4).tolist()
+    ([2, 3, 4], [0.8235, 0.8947, 0.8571])
+    """
+    from . import _reduce, io
+
+    src = _metric_source(X)
+    lab, classes = _silhouette_labels(labels, src.n)
+    n = src.n
+    if sample_size is not None and (isinstance(sample_size, bool)
+                                    or not isinstance(sample_size, int | np.integer)
+                                    or sample_size < 2):
+        raise ValueError(f"sample_size must be an integer >= 2 or None, got {sample_size!r}")
+    if sample_size is not None and sample_size < n:
+        index = _silhouette_index(n, int(sample_size), random_state)
+        queries = K.Queries(_reduce.gather_pass(src, index).rows, index)
+        return _sampled_silhouette(src, lab, classes, queries)
+    index = np.arange(n, dtype=np.int64)  # exact: every row, in memory
+    if not isinstance(src, io.ArraySource) or isinstance(lab, da.Array):
+        got = _reduce.gather_pass(src, index, {"labels": lab})  # lazy input read once
+        src, lab = io.ArraySource(got.rows), got.values["labels"]
+        if classes is None:
+            classes, lab = np.unique(K.as_label_codes(lab, "labels"), return_inverse=True)
+            _check_n_labels(classes.size, n)
+    assert classes is not None
+    per_pass = max(1, SILHOUETTE_PASS_BYTES // (8 * max(classes.size, src.d)))
+    parts = [_reduce.cluster_distance_pass(
+        src, lab, K.Queries(src.X[a:a + per_pass], index[a:a + per_pass]))
+        for a in range(0, n, per_pass)]
+    values, a, b = _silhouette_values(np.concatenate([p.sums for p in parts], axis=1),
+                                      parts[0].counts, np.asarray(lab))
+    return Silhouette(float(values.mean()), 0.0, n, index, values, classes[lab], a, b)
+
+
+def _silhouette_labels(labels: Any, n: int) -> tuple[Any, np.ndarray | None]:
+    """(codes, classes): numpy labels encoded 0..k-1 (any values, checked now); dask
+    labels as they are (non-negative integers, checked in the passes), classes None."""
+    lab = _as_1d(labels, "labels")
+    if lab.shape[0] != n:
+        raise LabelError(f"labels must have one entry per row of X, got {lab.shape[0]} "
+                         f"labels for {n} rows")
+    if isinstance(lab, da.Array):
+        return lab, None
+    classes, codes = np.unique(lab, return_inverse=True)
+    _check_n_labels(classes.size, n)
+    return codes.astype(np.int64), classes
+
+
+def _silhouette_index(n: int, m: int, random_state: Any) -> np.ndarray:
+    """The documented sample: ``m`` of ``n`` rows, uniform without replacement, sorted."""
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
+
+
+def _sampled_silhouette(src: Any, lab: Any, classes: np.ndarray | None,
+                        queries: K.Queries) -> Silhouette:
+    """One distributed pass: the queries' distances to every row, per cluster."""
+    from . import _reduce
+
+    dist = _reduce.cluster_distance_pass(src, lab, queries)
+    if classes is None:
+        _check_n_labels(int((dist.counts > 0).sum()), src.n)
+    values, a, b = _silhouette_values(dist.sums, dist.counts, dist.own)
+    m, n = values.size, src.n
+    se = float(np.std(values, ddof=1) / math.sqrt(m) * math.sqrt(1 - m / n))
+    return Silhouette(float(values.mean()), se, n, queries.index, values,
+                      dist.own if classes is None else classes[dist.own], a, b)
+
+
+def _check_n_labels(n_labels: int, n: int) -> None:
+    if not 2 <= n_labels <= n - 1:
+        raise ValueError(f"labels must hold 2 to n_samples - 1 = {n - 1} distinct values "
+                         f"for a silhouette, got {n_labels}")
+
+
+def _silhouette_values(sums: np.ndarray, counts: np.ndarray, own: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """s, a, b of each query from its per-cluster distance sums (k, m), the cluster
+    sizes (k,) and its own cluster (m,), as scikit-learn computes them."""
+    cols = np.arange(own.size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = sums[own, cols] / (counts[own] - 1)
+        means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], np.inf)
+        means[own, cols] = np.inf
+        b = means.min(axis=0)
+        s = (b - a) / np.maximum(a, b)
+    return np.nan_to_num(s), a, b
+
+
+def silhouette_samples(X: Any, labels: Any) -> np.ndarray:
+    """(n_samples,) silhouette coefficient of every row, exact: equal to
+    ``sklearn.metrics.silhouette_samples`` (Euclidean). O(n^2 d); see :func:`silhouette`.
+
+    Examples
+    --------
+    >>> silhouette_samples([[0.0], [1.0], [9.0], [10.0]], [0, 0, 1, 1]).round(4).tolist()
+    [0.8947, 0.8824, 0.8824, 0.8947]
+    """
+    return silhouette(X, labels).values
+
+
+def silhouette_score(X: Any, labels: Any, *, sample_size: int | None = None,
+                     random_state: int | np.random.Generator | None = None) -> float:
+    """Mean silhouette coefficient: exact (``sample_size=None``, equal to
+    ``sklearn.metrics.silhouette_score``) or estimated from ``sample_size`` random rows
+    measured against ALL rows (:func:`silhouette`, which also gives its standard error).
+
+    Examples
+    --------
+    >>> round(silhouette_score([[0.0], [1.0], [9.0], [10.0]], [0, 0, 1, 1]), 4)
+    0.8885
+    """
+    return silhouette(X, labels, sample_size=sample_size, random_state=random_state).score
+
+
 # ----------------------------------------------------------------------- the K sweep
 
 
@@ -525,15 +731,22 @@ def sweep(
     algorithm: str = "lloyd",
     callback: Any = None,
     meta: dict[str, Any] | None = None,
+    silhouette_sample_size: int | None = 1000,
     **estimator_params: Any,
 ) -> list[dict[str, Any]]:
     """Fit K-means for each K and score it: the tutorials' table.
 
     Each row starts with what the table was made from: the entries of ``meta`` (the
     CLI records ``dataset``, ``split`` and ``heldout_split``), ``algorithm`` and
-    ``seed`` (the ``random_state`` given, or None); then k, inertia, homogeneity,
-    completeness, purity, heldout_accuracy (only with ``X_test``), n_iter, seconds
-    (fit + evaluation).
+    ``seed`` (the ``random_state`` given, or None); then k, inertia, silhouette and
+    silhouette_se, homogeneity, completeness, purity, heldout_accuracy (only with
+    ``X_test``), n_iter, seconds (fit + evaluation).
+
+    ``silhouette`` is estimated from ``silhouette_sample_size`` rows measured against
+    all rows (:func:`silhouette`; the same rows for every K, drawn with the
+    ``random_state`` given, gathered once), ``silhouette_se`` its standard error: one
+    more pass over X per K, O(sample x n x d) arithmetic in float64. ``None`` (or 0)
+    leaves both out; a sample of at least the number of rows gives the exact value.
 
     ``purity`` is the majority accuracy on the split the model was fitted on (each
     cluster read as its majority label, learned on these very labels); it rises with K
@@ -558,8 +771,10 @@ def sweep(
         raise ValueError("X_test and y_test must be given together")
     if meta is not None and "k" in meta:
         raise ValueError(f"meta must not hold the key 'k', got {meta!r}")
+    seed = estimator_params.get("random_state")
     head = {**(meta or {}), "algorithm": algorithm,
-            "seed": estimator_params.get("random_state")}
+            "seed": seed if seed is None or isinstance(seed, int | np.integer) else repr(seed)}
+    sil = _SweepSilhouette(X, silhouette_sample_size, seed)
     rows = []
     for k in ks:
         t0 = time.perf_counter()
@@ -570,6 +785,7 @@ def sweep(
             **head,
             "k": int(k),
             "inertia": float(est.inertia_),
+            **sil.row(est.labels_, c.clusters.size),
             "homogeneity": h,
             "completeness": comp,
             "purity": float(c.table.max(axis=0).sum() / c.n),
@@ -584,6 +800,37 @@ def sweep(
         if callback is not None:
             callback(row)
     return rows
+
+
+class _SweepSilhouette:
+    """The sweep's silhouette columns: the sampled rows gathered once for every K."""
+
+    def __init__(self, X: Any, sample_size: int | None, seed: Any) -> None:
+        self.on = bool(sample_size)
+        if not self.on:
+            return
+        from . import _reduce
+
+        self.src = _metric_source(X)
+        self.sample_size = int(sample_size or 0)
+        self.queries = None
+        if self.sample_size < self.src.n:
+            if isinstance(seed, np.random.RandomState):
+                seed = int(seed.randint(np.iinfo(np.int32).max))
+            index = _silhouette_index(self.src.n, self.sample_size, seed)
+            self.queries = K.Queries(_reduce.gather_pass(self.src, index).rows, index)
+
+    def row(self, labels: Any, n_clusters: int) -> dict[str, Any]:
+        if not self.on:
+            return {}
+        if not 2 <= n_clusters <= self.src.n - 1:
+            return {"silhouette": None, "silhouette_se": None}
+        if self.queries is None:  # the sample would be every row: exact
+            r = silhouette(self.src, labels)
+        else:
+            r = _sampled_silhouette(self.src, *_silhouette_labels(labels, self.src.n),
+                                    self.queries)
+        return {"silhouette": r.score, "silhouette_se": r.standard_error}
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -627,6 +874,8 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     caption = ", ".join(f"{c}: {rows[0][c]}" for c in same)
 
     def fmt(key: str, v: Any) -> str:
+        if v is None:
+            return ""
         if isinstance(v, float):
             if key == "seconds":
                 return f"{v:.1f}"

@@ -27,6 +27,7 @@ __all__ = [
     "label_order",
     "quantize_comparison",
     "sample_grid",
+    "silhouette_plot",
     "sweep_curves",
 ]
 
@@ -224,6 +225,70 @@ def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
     ax.set_xlabel("cluster")
     ax.set_ylabel("true label")
     ax.set_title(title)
+    return fig
+
+
+def silhouette_plot(
+    values: np.ndarray, labels: np.ndarray, path: str | Path, *,
+    score: float | None = None, standard_error: float | None = None,
+    title: str | None = None,
+) -> Path:
+    """Silhouette analysis as in scikit-learn's gallery: each cluster's coefficients
+    sorted into a knife shape, clusters stacked, the mean as a dashed line.
+
+    Parameters
+    ----------
+    values : (m,) silhouette coefficients (``metrics.silhouette(...).values``, of a
+        sample or of every row)
+    labels : (m,) their clusters
+    score : the mean silhouette to draw (default: ``values.mean()``)
+    standard_error : drawn as a band around the mean when given (a sampled estimate)
+
+    Examples
+    --------
+    >>> from daskmeans import metrics
+    >>> s = metrics.silhouette(X, km.labels_, sample_size=2000)  # doctest: +SKIP
+    >>> silhouette_plot(s.values, s.labels, "silhouette.png", score=s.score,
+    ...                 standard_error=s.standard_error)        # doctest: +SKIP
+    """
+    return _save(_silhouette_figure(values, labels, score=score,
+                                    standard_error=standard_error, title=title), path)
+
+
+def _silhouette_figure(values: np.ndarray, labels: np.ndarray, *, score: float | None,
+                       standard_error: float | None, title: str | None) -> Figure:
+    from matplotlib import colormaps
+
+    values, labels = np.asarray(values, dtype=np.float64), np.asarray(labels)
+    if values.shape != labels.shape or values.ndim != 1:
+        raise ValueError(f"values and labels must be 1-D of the same length, got shapes "
+                         f"{values.shape} and {labels.shape}")
+    clusters = np.unique(labels)
+    k = clusters.size
+    score = float(values.mean()) if score is None else score
+    gap = max(1, values.size // 100)
+    fig = _figure(figsize=(7, 6 if k <= 30 else 8), layout="constrained")
+    ax = fig.subplots()
+    cmap = colormaps["nipy_spectral"]
+    y, middles = gap, []
+    for i, c in enumerate(clusters):
+        v = np.sort(values[labels == c])
+        ax.fill_betweenx(np.arange(y, y + v.size), 0, v, facecolor=cmap(i / k),
+                         edgecolor=cmap(i / k), alpha=0.7)
+        middles.append(y + v.size / 2)
+        y += v.size + gap
+    ax.axvline(score, color="red", linestyle="--", label=f"mean {score:.3f}")
+    if standard_error:
+        ax.axvspan(score - 2 * standard_error, score + 2 * standard_error, color="red",
+                   alpha=0.15, label=f"± 2 standard errors (SE {standard_error:.3f})")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlim(min(-0.1, float(values.min()) - 0.02), 1)
+    ax.set_ylim(0, y)
+    ax.set_yticks(middles if k <= 30 else [], [str(c) for c in clusters] if k <= 30 else [])
+    ax.set_xlabel("silhouette coefficient")
+    ax.set_ylabel(f"cluster ({values.size} rows)")
+    ax.legend(loc="lower right")
+    ax.set_title(title or f"Silhouette of {k} clusters")
     return fig
 
 

@@ -152,7 +152,13 @@ def test_sweep_table_and_writers(mnist_test, tmp_path: Path) -> None:
     assert rows[1]["purity"] > rows[0]["purity"]
     assert rows[1]["inertia"] < rows[0]["inertia"]
     assert list(rows[0])[:5] == ["dataset", "split", "algorithm", "seed", "k"]
-    assert set(rows[0]) >= {"inertia", "homogeneity", "purity", "heldout_accuracy", "seconds"}
+    assert set(rows[0]) >= {"inertia", "homogeneity", "purity", "heldout_accuracy", "seconds",
+                            "silhouette", "silhouette_se"}
+    # the silhouette column is the sampled estimate (1000 of the 3000 rows, the sweep's seed)
+    km = KMeans(36, random_state=0, max_iter=50).fit(X[:3000])
+    want = metrics.silhouette(X[:3000], km.labels_, sample_size=1000, random_state=0)
+    assert rows[1]["silhouette"] == pytest.approx(want.score, abs=1e-12)
+    assert rows[1]["silhouette_se"] == pytest.approx(want.standard_error, rel=1e-9)
     assert "train_accuracy" not in rows[0]  # it was purity under another name
     metrics.write_csv(rows, tmp_path / "s.csv")
     metrics.write_json(rows, tmp_path / "s.json")
@@ -258,3 +264,87 @@ def test_hungarian_accuracy_only_where_clusters_can_all_be_matched() -> None:
     assert few["accuracy_hungarian"] == pytest.approx(8 / 12)
     many = metrics.evaluate(y, np.arange(12))  # 12 clusters: 9 would be left unmatched
     assert many["accuracy_hungarian"] is None and many["accuracy"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def digits_clusters() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data.astype(np.float32)
+    return X, KMeans(10, random_state=0, n_init=1).fit(X).labels_
+
+
+def test_silhouette_exact_equals_sklearn(digits_clusters) -> None:
+    X, labels = digits_clusters
+    want = skm.silhouette_samples(X, labels)
+    got = metrics.silhouette_samples(X, labels)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert metrics.silhouette_score(X, labels) == pytest.approx(want.mean(), abs=1e-6)
+    # float32 rows: scikit-learn rounds its distances to float32, ours stay float64
+    want64 = skm.silhouette_samples(X.astype(np.float64), labels)
+    np.testing.assert_allclose(got, want64, rtol=0, atol=1e-12)
+    # any label values, a cluster of one row, duplicate rows; lazy rows and labels
+    odd = labels.astype(np.int64) * 7 + 3
+    odd[100] = 1000
+    Xd = np.concatenate([X[:300], X[:50]])
+    ld = np.concatenate([odd[:300], odd[:50]])
+    want = skm.silhouette_samples(Xd, ld)
+    got = metrics.silhouette(da.from_array(Xd, chunks=77), da.from_array(ld, chunks=50))
+    np.testing.assert_allclose(got.values, want, rtol=0, atol=1e-6)
+    assert got.exact and got.standard_error == 0 and got.values[100] == 0
+    np.testing.assert_array_equal(got.labels, ld)
+
+
+def test_silhouette_sample_is_exact_per_row_and_chunking_free(
+        digits_clusters, tmp_path: Path, counting_scheduler) -> None:
+    import zarr
+
+    X, labels = digits_clusters
+    exact = skm.silhouette_samples(X, labels)
+    counting_scheduler.calls = 0
+    est = metrics.silhouette(X, labels, sample_size=400, random_state=3)
+    assert counting_scheduler.calls == 1  # numpy: no gathering pass
+    want_index = np.sort(np.random.default_rng(3).choice(len(X), 400, replace=False))
+    np.testing.assert_array_equal(est.index, want_index)
+    np.testing.assert_allclose(est.values, exact[est.index], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(est.labels, labels[est.index])
+    se = np.std(est.values, ddof=1) / np.sqrt(400) * np.sqrt(1 - 400 / len(X))
+    assert est.standard_error == pytest.approx(se) and est.score == pytest.approx(
+        est.values.mean())
+    assert abs(est.score - exact.mean()) < 4 * est.standard_error
+    # the same estimate from dask (any chunks, labels chunked otherwise) and from Zarr
+    counting_scheduler.calls = 0
+    lazy = metrics.silhouette(da.from_array(X, chunks=333), da.from_array(labels, chunks=500),
+                              sample_size=400, random_state=3)
+    assert counting_scheduler.calls == 2  # gather the sample, then one pass of sums
+    z = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(250, 64), dtype=X.dtype)
+    z[:] = X
+    stored = metrics.silhouette(z, labels, sample_size=400, random_state=3)
+    for other in (lazy, stored):
+        np.testing.assert_array_equal(other.index, est.index)
+        np.testing.assert_allclose(other.values, est.values, rtol=0, atol=1e-12)
+        assert other.standard_error == pytest.approx(est.standard_error, rel=1e-9)
+    assert metrics.silhouette_score(X, labels, sample_size=400, random_state=3) == est.score
+    other_seed = metrics.silhouette(X, labels, sample_size=400, random_state=4)
+    assert not np.array_equal(other_seed.index, est.index)
+
+
+def test_silhouette_errors() -> None:
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    lab = np.arange(50) % 3
+    with pytest.raises(ValueError, match="labels must have one entry per row of X, got 49"):
+        metrics.silhouette(X, lab[:49])
+    with pytest.raises(ValueError, match="sample_size must be an integer >= 2 or None, got 1"):
+        metrics.silhouette(X, lab, sample_size=1)
+    with pytest.raises(ValueError, match="2 to n_samples - 1 = 49 distinct values.*got 1"):
+        metrics.silhouette(X, np.zeros(50, int))
+    with pytest.raises(ValueError, match="labels must be non-negative"):
+        metrics.silhouette(da.from_array(X, chunks=20), da.from_array(lab - 1, chunks=20),
+                           sample_size=10, random_state=0)
+    with pytest.raises(ValueError, match="2 to n_samples - 1 = 49 distinct values.*got 1"):
+        metrics.silhouette(da.from_array(X, chunks=20), da.zeros(50, dtype=int, chunks=20),
+                           sample_size=10, random_state=0)
+    bad = X.copy()
+    bad[33, 1] = np.nan
+    with pytest.raises(ValueError, match="row 33"):
+        metrics.silhouette(da.from_array(bad, chunks=20), lab, sample_size=10, random_state=0)

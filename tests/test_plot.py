@@ -51,3 +51,23 @@ def test_contingency_heatmap_draws_a_diagonal(tmp_path: Path) -> None:
     assert ticks == perm.tolist()
     path = plot.contingency_heatmap(table, classes, clusters, tmp_path / "c.png")
     assert path.stat().st_size > 0
+
+
+def test_silhouette_figure_draws_sorted_knives(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 300) * 5
+    values = rng.uniform(-0.2, 0.9, 300)
+    fig = plot._silhouette_figure(values, labels, score=0.3, standard_error=0.01, title=None)
+    ax = fig.axes[0]
+    knives = [c for c in ax.collections if c.get_label() == "" or c.get_label().startswith("_")]
+    assert len(knives) == 4
+    for knife, c in zip(knives, [0, 5, 10, 15], strict=True):
+        xy = knife.get_paths()[0].vertices
+        mine = values[labels == c]
+        edge = xy[np.isin(np.round(xy[:, 0], 9), np.round(mine, 9))]
+        edge = edge[np.argsort(edge[:, 1], kind="stable")]
+        assert len(np.unique(edge[:, 1])) == mine.size  # one step per row of the cluster
+        assert (np.diff(edge[:, 0]) >= 0).all()  # sorted: a knife
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "5", "10", "15"]
+    assert any(line.get_xdata()[0] == 0.3 for line in ax.get_lines())  # the mean
+    assert plot.silhouette_plot(values, labels, tmp_path / "s.png").stat().st_size > 0
