@@ -348,3 +348,11 @@ def test_silhouette_errors() -> None:
     bad[33, 1] = np.nan
     with pytest.raises(ValueError, match="row 33"):
         metrics.silhouette(da.from_array(bad, chunks=20), lab, sample_size=10, random_state=0)
+
+
+def test_silhouette_under_each_scheduler(digits_clusters, scheduler) -> None:
+    X, labels = digits_clusters
+    want = metrics.silhouette(X, labels, sample_size=300, random_state=1)
+    for Xin, lab in [(X, labels), (da.from_array(X, chunks=400), da.from_array(labels, 600))]:
+        got = metrics.silhouette(Xin, lab, sample_size=300, random_state=1)
+        np.testing.assert_allclose(got.values, want.values, rtol=0, atol=1e-12)
