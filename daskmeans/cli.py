@@ -359,12 +359,19 @@ def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.N
     console.end_progress()
     files = [metrics.write_csv(rows, out / "sweep.csv"),
              metrics.write_json(rows, out / "sweep.json")]
-    (out / "sweep.md").write_text(metrics.to_markdown(rows))
+    (out / "sweep.md").write_text(metrics.to_markdown(rows) + "\n" + _recommendation(rows)
+                                  + "\n")
     files.append(out / "sweep.md")
     files.append(plot.sweep_curves(rows, out / "sweep.png"))
     files.append(plot.elbow_curve([r["k"] for r in rows], [r["inertia"] for r in rows],
                                   out / "elbow.png"))
     return rows, files
+
+
+def _recommendation(rows: Sequence[dict[str, Any]]) -> str:
+    from . import metrics
+
+    return "recommendation: " + metrics.choose_k(rows)["message"]
 
 
 def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
@@ -386,6 +393,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     with dask_cluster(args, console, _nbytes(X) + (_nbytes(Xt) if Xt is not None else 0)):
         rows, files = _sweep(X, y, Xt, yt, ks, args, console, out, meta)
     console.say(metrics.to_markdown(rows))
+    console.say(_recommendation(rows))
     for f in files:
         console.say(f"  -> {f}")
     return 0

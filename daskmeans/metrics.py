@@ -37,9 +37,11 @@ from . import _reduce as R
 
 __all__ = [
     "Contingency",
+    "Knee",
     "Silhouette",
     "adjusted_rand_score",
     "apply_mapping",
+    "choose_k",
     "cluster_accuracy",
     "cluster_order",
     "completeness_score",
@@ -51,6 +53,7 @@ __all__ = [
     "evaluate_model",
     "homogeneity_score",
     "infer_cluster_labels",
+    "kneedle",
     "normalized_mutual_info_score",
     "order_by_label",
     "purity_score",
@@ -800,6 +803,129 @@ def sweep(
         if callback is not None:
             callback(row)
     return rows
+
+
+@dataclass(frozen=True)
+class Knee:
+    """The Kneedle analysis of a decreasing convex curve (e.g. inertia against K)."""
+
+    knee: float | None  #: x value of the knee, or None when the curve has none
+    x: np.ndarray  #: (n,) the x values, sorted
+    y: np.ndarray  #: (n,) the y values in that order
+    x_norm: np.ndarray  #: (n,) x scaled to [0, 1]
+    y_norm: np.ndarray  #: (n,) y scaled to [0, 1]
+    difference: np.ndarray  #: (n,) ``1 - x_norm - y_norm``: height below the chord
+    threshold: float | None  #: the threshold the knee's difference fell below
+
+
+def kneedle(x: Sequence[float], y: Sequence[float], *, sensitivity: float = 1.0) -> Knee:
+    """The knee of a decreasing convex curve by the Kneedle method (Satopää, Albrecht,
+    Irwin and Raghavan, "Finding a 'Kneedle' in a Haystack: Detecting Knee Points in
+    System Behavior", ICDCS Workshops 2011), offline, as the ``kneed`` package does it.
+
+    x and y are scaled to [0, 1]; the difference curve ``1 - x_norm - y_norm`` (how far
+    each point lies below the straight line from the first point to the last) has local
+    maxima; a maximum is the knee when the difference curve falls below ``its value -
+    sensitivity * mean x step`` before the next local maximum (a local minimum in
+    between cancels it). The first knee found is returned. x is used as given (K on a
+    linear axis). Implemented here (a dozen lines) rather than depending on ``kneed``;
+    checked against ``kneed.KneeLocator(curve="convex", direction="decreasing")``, which
+    it equals except that the first point is never a knee here (kneed returns it when
+    the curve starts above its chord, i.e. has no elbow there).
+
+    Parameters
+    ----------
+    x : (n,) e.g. the K values; any order (sorted here), distinct
+    y : (n,) e.g. inertia at each K, decreasing
+    sensitivity : Kneedle's S (1 is the paper's recommendation offline; larger is more
+        conservative)
+
+    Returns
+    -------
+    :class:`Knee` (``knee`` is None with fewer than 3 points, a flat curve, or none
+    found)
+
+    Examples
+    --------
+    >>> kneedle([1, 2, 3, 4, 5, 6, 7, 8], [100, 50, 20, 16, 13, 11, 10, 9]).knee
+    3.0
+    >>> print(kneedle([1, 2, 3], [3, 2, 1]).knee)  # a straight line has no knee
+    None
+    """
+    if sensitivity < 0:
+        raise ValueError(f"sensitivity must be >= 0, got {sensitivity!r}")
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise ValueError(f"x and y must be 1-D of the same length, got shapes {xs.shape} "
+                         f"and {ys.shape}")
+    order = np.argsort(xs, kind="stable")
+    xs, ys = xs[order], ys[order]
+    n = xs.size
+    span_x = xs[-1] - xs[0] if n else 0.0
+    span_y = ys.max() - ys.min() if n else 0.0
+    if n < 3 or span_x <= 0 or span_y <= 0:
+        z = np.zeros(n)
+        return Knee(None, xs, ys, z, z, z, None)
+    xn = (xs - xs[0]) / span_x
+    yn = (ys - ys.min()) / span_y
+    d = 1 - xn - yn
+    step = float(np.mean(np.diff(xn)))
+    threshold, candidate, active = 0.0, -1, False
+    for i in range(1, n - 1):
+        if d[i] >= d[i - 1] and d[i] >= d[i + 1]:  # a local maximum: its threshold
+            threshold, candidate, active = float(d[i] - sensitivity * step), i, True
+        if d[i] <= d[i - 1] and d[i] <= d[i + 1]:  # a local minimum: none until the next
+            active = False
+        if active and d[i + 1] < threshold:
+            return Knee(float(xs[candidate]), xs, ys, xn, yn, d, threshold)
+    return Knee(None, xs, ys, xn, yn, d, None)
+
+
+def choose_k(rows: Sequence[dict[str, Any]], *, sensitivity: float = 1.0) -> dict[str, Any]:
+    """What :func:`sweep` rows say about K, with a one-line recommendation.
+
+    Returns a dict: ``knee`` (the K at the elbow of inertia by :func:`kneedle`, or
+    None), ``best_silhouette`` (the K with the highest silhouette, None without that
+    column), ``k`` (the recommendation: the knee, else the best silhouette, else None)
+    and ``message`` (one line saying why).
+
+    Examples
+    --------
+    >>> rows = [{"k": k, "inertia": i, "silhouette": s, "silhouette_se": 0.002}
+    ...         for k, i, s in [(2, 90, 0.30), (4, 40, 0.35), (6, 30, 0.25), (8, 26, 0.2),
+    ...                         (10, 24, 0.18)]]
+    >>> print(choose_k(rows)["message"])
+    K=4: the elbow of inertia (Kneedle); the highest silhouette is at K=4 too (0.350, SE 0.002)
+    """
+    if not rows:
+        raise ValueError("choose_k needs at least one sweep row, got none")
+    knee = kneedle([r["k"] for r in rows], [r["inertia"] for r in rows],
+                   sensitivity=sensitivity).knee
+    k_knee = None if knee is None else int(knee)
+    sil = [r for r in rows if r.get("silhouette") is not None]
+    best = max(sil, key=lambda r: r["silhouette"]) if sil else None
+    k_sil = None if best is None else int(best["k"])
+
+    def at(r: dict[str, Any]) -> str:
+        se = r.get("silhouette_se")
+        return f"{r['silhouette']:.3f}" + (f", SE {se:.3f}" if se else "")
+
+    if k_knee is not None:
+        msg = f"K={k_knee}: the elbow of inertia (Kneedle)"
+        if best is not None:
+            msg += ("; the highest silhouette is at K=" + str(k_sil)
+                    + (" too" if k_sil == k_knee else "") + f" ({at(best)})")
+            mine = next(r for r in rows if r["k"] == k_knee)
+            if k_sil != k_knee and mine.get("silhouette") is not None:
+                msg += f", at K={k_knee} it is {at(mine)}"
+    elif best is not None:
+        msg = (f"K={k_sil}: the highest silhouette ({at(best)}); inertia shows no elbow "
+               "(Kneedle) over these K")
+    else:
+        msg = "no recommendation: inertia shows no elbow (Kneedle) over these K and there "
+        msg += "is no silhouette column"
+    return {"k": k_knee if k_knee is not None else k_sil, "knee": k_knee,
+            "best_silhouette": k_sil, "message": msg}
 
 
 class _SweepSilhouette:

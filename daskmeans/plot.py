@@ -135,14 +135,18 @@ def _k_axis(ax: Any, ks: Sequence[int]) -> None:
 
 
 def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Scores vs K, and inertia vs K, from :func:`metrics.sweep` rows."""
+    """The K sweep side by side: scores vs K; inertia vs K with the Kneedle knee; the
+    sampled silhouette vs K with 2-standard-error bars (when the rows have it), from
+    :func:`daskmeans.metrics.sweep` rows."""
     return _save(_sweep_figure(rows), path)
 
 
 def _sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     ks = [r["k"] for r in rows]
-    fig = _figure(figsize=(11, 4), layout="constrained")
-    a1, a2 = fig.subplots(1, 2)
+    sil = [r for r in rows if r.get("silhouette") is not None]
+    fig = _figure(figsize=(16 if sil else 11, 4), layout="constrained")
+    axes = fig.subplots(1, 3 if sil else 2)
+    a1, a2 = axes[0], axes[1]
     a1.plot(ks, [r["purity"] for r in rows], "o-", label="purity (fit split)")
     if "heldout_accuracy" in rows[0]:
         a1.plot(ks, [r["heldout_accuracy"] for r in rows], "s-",
@@ -157,21 +161,59 @@ def _sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     _k_axis(a2, ks)
     a2.yaxis.set_major_formatter(EngFormatter(sep=""))
     a2.set_ylabel("inertia (sum of squared distances)")
+    knee = metrics.kneedle(ks, [r["inertia"] for r in rows]).knee
+    if knee is not None:
+        a2.axvline(knee, color="gray", linestyle="--", label=f"knee K={knee:g} (Kneedle)")
+        a2.legend()
     a2.set_title("Inertia vs K")
+    if sil:
+        a3 = axes[2]
+        se = [2 * (r.get("silhouette_se") or 0.0) for r in sil]
+        a3.errorbar([r["k"] for r in sil], [r["silhouette"] for r in sil], yerr=se, fmt="o-",
+                    color="C4", capsize=3, label="mean silhouette ± 2 SE")
+        _k_axis(a3, ks)
+        a3.set_ylabel("silhouette coefficient")
+        a3.legend()
+        a3.set_title("Silhouette vs K")
     return fig
 
 
-def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path) -> Path:
-    """The elbow plot: inertia against K on linear axes."""
-    fig = _figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(list(ks), list(inertias), "o-")
-    ax.yaxis.set_major_formatter(EngFormatter(sep=""))
-    ax.set_xlabel("K (clusters)")
-    ax.set_ylabel("inertia")
-    ax.set_title("Elbow curve")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path, *,
+                sensitivity: float = 1.0) -> Path:
+    """The elbow and how its knee was found: inertia against K on linear axes with the
+    knee marked, and Kneedle's view of it (the curve scaled to [0, 1], its chord, and
+    the difference curve whose maximum is the knee; :func:`daskmeans.metrics.kneedle`)."""
+    return _save(_elbow_figure(ks, inertias, sensitivity), path)
+
+
+def _elbow_figure(ks: Sequence[int], inertias: Sequence[float], sensitivity: float) -> Figure:
+    r = metrics.kneedle(ks, inertias, sensitivity=sensitivity)
+    fig = _figure(figsize=(11, 4), layout="constrained")
+    a1, a2 = fig.subplots(1, 2)
+    a1.plot(r.x, r.y, "o-")
+    a1.yaxis.set_major_formatter(EngFormatter(sep=""))
+    a1.set_xlabel("K (clusters)")
+    a1.set_ylabel("inertia")
+    a1.grid(alpha=0.3)
+    a2.plot(r.x_norm, r.y_norm, "o-", label="inertia, scaled")
+    a2.plot([0, 1], [1, 0], color="gray", linewidth=0.8, label="chord")
+    a2.plot(r.x_norm, r.difference, "s-", color="C2", label="difference (below the chord)")
+    if r.knee is not None:
+        at = int(np.flatnonzero(r.x == r.knee)[0])
+        a1.plot([r.knee], [r.y[at]], "o", color="C3", markersize=12, fillstyle="none")
+        a1.set_title(f"Elbow curve: knee at K={r.knee:g} (Kneedle)")
+        a2.axvline(r.x_norm[at], color="C3", linestyle="--", label=f"knee K={r.knee:g}")
+        if r.threshold is not None:
+            a2.axhline(r.threshold, color="C2", linestyle=":", linewidth=0.8,
+                       label=f"threshold (S={sensitivity:g})")
+    else:
+        a1.set_title("Elbow curve: no knee found (Kneedle)")
+    a2.set_xlabel("K, scaled to [0, 1]")
+    a2.set_ylabel("scaled value")
+    a2.grid(alpha=0.3)
+    a2.legend()
+    a2.set_title("Kneedle: the knee is where the difference curve peaks")
+    return fig
 
 
 def contingency_heatmap(

@@ -68,6 +68,9 @@ def test_sweep_writes_table_and_figures(store: Path, sched: list[str], tmp_path:
     assert {r["dataset"] for r in rows} == {"mnist"} and {r["split"] for r in rows} == {"test"}
     assert {r["algorithm"] for r in rows} == {"minibatch"} and {r["seed"] for r in rows} == {0}
     assert "train_accuracy" not in out and "dataset: mnist, split: test" in out
+    assert all(0 < r["silhouette"] < 1 and 0 < r["silhouette_se"] < 0.05 for r in rows)
+    best = max(rows, key=lambda r: r["silhouette"])["k"]  # two K: no elbow to find
+    assert f"recommendation: K={best}: the highest silhouette" in out
 
 
 def test_quantize(sched: list[str], tmp_path: Path, capsys) -> None:

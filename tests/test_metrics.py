@@ -356,3 +356,39 @@ def test_silhouette_under_each_scheduler(digits_clusters, scheduler) -> None:
     for Xin, lab in [(X, labels), (da.from_array(X, chunks=400), da.from_array(labels, 600))]:
         got = metrics.silhouette(Xin, lab, sample_size=300, random_state=1)
         np.testing.assert_allclose(got.values, want.values, rtol=0, atol=1e-12)
+
+
+MNIST_KS = [10, 16, 36, 64, 144, 256]
+MNIST_INERTIA = [2.53e5, 2.30e5, 1.95e5, 1.76e5, 1.52e5, 1.36e5]
+TWO_ELBOWS = [100, 60, 40, 38, 37, 36, 35.5, 20, 10, 9, 8.5, 8, 7.8, 7.6, 7.5]
+
+
+@pytest.mark.parametrize(("x", "y", "s", "want"), [
+    # the answers of kneed 0.9.0's KneeLocator(curve="convex", direction="decreasing")
+    (MNIST_KS, MNIST_INERTIA, 0.5, 64), (MNIST_KS, MNIST_INERTIA, 1.0, 64),
+    (MNIST_KS, MNIST_INERTIA, 3.0, None),
+    (list(range(1, 11)), [7.5, 3.5, 2.3, 1.8, 1.5, 1.3, 1.1, 1.0, 0.9, 0.85], 1.0, 3),
+    (list(range(1, 16)), TWO_ELBOWS, 1.0, 3), (list(range(1, 16)), TWO_ELBOWS, 2.0, 3),
+    # an L: the corner; a straight line: none; kneed says 2 (the first point) here
+    ([1, 2, 3, 4, 5, 6], [50, 25, 0, -1, -2, -3], 1.0, 3), ([1, 2, 3, 4], [4, 3, 2, 1], 1.0, None),
+    ([2, 3, 4, 5, 6, 7, 8], [100, 99, 98, 60, 30, 29, 28], 1.0, 6),
+])
+def test_kneedle(x, y, s: float, want) -> None:
+    r = metrics.kneedle(x[::-1], y[::-1], sensitivity=s)  # any order
+    assert r.knee == want
+    assert r.x.tolist() == sorted(x) and r.difference[0] == pytest.approx(0)
+
+
+def test_choose_k_says_why() -> None:
+    rows = [{"k": k, "inertia": i, "silhouette": s, "silhouette_se": 0.002}
+            for k, i, s in zip(MNIST_KS, MNIST_INERTIA, [0.18, 0.12, 0.09, 0.07, 0.06, 0.06],
+                               strict=True)]
+    r = metrics.choose_k(rows)
+    assert (r["k"], r["knee"], r["best_silhouette"]) == (64, 64, 10)
+    assert r["message"] == ("K=64: the elbow of inertia (Kneedle); the highest silhouette "
+                            "is at K=10 (0.180, SE 0.002), at K=64 it is 0.070, SE 0.002")
+    flat = [{**row, "inertia": 100.0 - row["k"]} for row in rows]  # a line: no elbow
+    assert metrics.choose_k(flat)["k"] == 10
+    assert metrics.choose_k([{"k": 2, "inertia": 1.0}])["k"] is None
+    with pytest.raises(ValueError, match="at least one sweep row"):
+        metrics.choose_k([])

@@ -13,9 +13,14 @@ KS = [10, 16, 36, 64, 144, 256]
 INERTIA = [2.53e5, 2.30e5, 1.95e5, 1.76e5, 1.52e5, 1.36e5]  # MNIST-sized values
 
 
+SILHOUETTE = [0.18, 0.12, 0.09, 0.07, 0.06, 0.06]
+
+
 def _rows() -> list[dict]:
-    return [{"k": k, "inertia": i, "purity": 0.5 + k / 600, "homogeneity": 0.4 + k / 500,
-             "heldout_accuracy": 0.5 + k / 700} for k, i in zip(KS, INERTIA, strict=True)]
+    return [{"k": k, "inertia": i, "silhouette": s, "silhouette_se": 0.003,
+             "purity": 0.5 + k / 600, "homogeneity": 0.4 + k / 500,
+             "heldout_accuracy": 0.5 + k / 700}
+            for k, i, s in zip(KS, INERTIA, SILHOUETTE, strict=True)]
 
 
 def _overlaps(a: Bbox, others: list[Bbox]) -> bool:
@@ -24,6 +29,15 @@ def _overlaps(a: Bbox, others: list[Bbox]) -> bool:
 
 def test_sweep_figure_labels_clear_of_ticks() -> None:
     fig = plot._sweep_figure(_rows())
+    assert [ax.get_title() for ax in fig.axes] == ["Scores vs K", "Inertia vs K",
+                                                   "Silhouette vs K"]
+    knee = [line for line in fig.axes[1].get_lines() if "Kneedle" in line.get_label()]
+    assert len(knee) == 1 and knee[0].get_xdata()[0] == 64
+    bars = fig.axes[2].containers[0]  # silhouette ± 2 SE
+    lows = bars.lines[1][0].get_ydata() if bars.lines[1] else None
+    assert lows is not None and np.allclose(lows, np.array(SILHOUETTE) - 0.006)
+    assert len(plot._sweep_figure([{k: v for k, v in r.items() if "silhouette" not in k}
+                                   for r in _rows()]).axes) == 2
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     for ax in fig.axes:
@@ -71,3 +85,13 @@ def test_silhouette_figure_draws_sorted_knives(tmp_path: Path) -> None:
     assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "5", "10", "15"]
     assert any(line.get_xdata()[0] == 0.3 for line in ax.get_lines())  # the mean
     assert plot.silhouette_plot(values, labels, tmp_path / "s.png").stat().st_size > 0
+
+
+def test_elbow_figure_marks_the_knee(tmp_path: Path) -> None:
+    fig = plot._elbow_figure(KS, INERTIA, 1.0)
+    assert "knee at K=64" in fig.axes[0].get_title()
+    marked = [line for line in fig.axes[1].get_lines() if line.get_label() == "knee K=64"]
+    assert len(marked) == 1
+    flat = plot._elbow_figure([1, 2, 3], [3.0, 2.0, 1.0], 1.0)
+    assert "no knee" in flat.axes[0].get_title()
+    assert plot.elbow_curve(KS, INERTIA, tmp_path / "e.png").stat().st_size > 0
