@@ -535,12 +535,27 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         files.append(plot.contingency_heatmap(c.table, c.classes, c.clusters,
                                               out / "contingency_k10.png",
                                               title=f"{name}, K=10: true digit x cluster"))
+        metrics.contingency_frame(c).to_csv(out / "contingency_k10.csv")
+        metrics.purity_table(c).to_csv(out / "purity_k10.csv")
+        files += [out / "contingency_k10.csv", out / "purity_k10.csv"]
+        sil = metrics.silhouette(X, k10.labels_, sample_size=1000, random_state=args.seed)
+        files.append(plot.silhouette_plot(
+            sil.values, sil.labels, out / "silhouette_k10.png", score=sil.score,
+            standard_error=sil.standard_error,
+            title=f"{name}, K=10: silhouette of {sil.index.size} random rows "
+                  f"(against all {sil.n_samples})"))
+        try:
+            files.append(plot.pca_view(X, y, k10.labels_, out / "pca_k10.png",
+                                       centers=k10.cluster_centers_, random_state=args.seed))
+        except NotImplementedError as e:  # dask-ml's PCA under array query planning
+            console.say(f"PCA view skipped: {e}")
         split = "train" if "train" in splits else f"test[:{X.shape[0]}]"
         held = "test" if "train" in splits else f"test[{X.shape[0]}:]"
         rows, sweep_files = _sweep(X, y, Xt, yt, ks, args, console, out,
                                    {"dataset": name, "split": split, "heldout_split": held})
         files += sweep_files
         console.say(metrics.to_markdown(rows))
+        console.say(_recommendation(rows))
         from sklearn.datasets import load_sample_image
 
         files += _quantize(load_sample_image("china.jpg"), 64, out / "china-64.png", args.seed,

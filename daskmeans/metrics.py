@@ -620,7 +620,7 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
                                     or sample_size < 2):
         raise ValueError(f"sample_size must be an integer >= 2 or None, got {sample_size!r}")
     if sample_size is not None and sample_size < n:
-        index = _silhouette_index(n, int(sample_size), random_state)
+        index = _sample_index(n, int(sample_size), random_state)
         queries = K.Queries(_reduce.gather_pass(src, index).rows, index)
         return _sampled_silhouette(src, lab, classes, queries)
     index = np.arange(n, dtype=np.int64)  # exact: every row, in memory
@@ -654,7 +654,7 @@ def _silhouette_labels(labels: Any, n: int) -> tuple[Any, np.ndarray | None]:
     return codes.astype(np.int64), classes
 
 
-def _silhouette_index(n: int, m: int, random_state: Any) -> np.ndarray:
+def _sample_index(n: int, m: int, random_state: Any) -> np.ndarray:
     """The documented sample: ``m`` of ``n`` rows, uniform without replacement, sorted."""
     rng = np.random.default_rng(random_state)
     return np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
@@ -943,7 +943,7 @@ class _SweepSilhouette:
         if self.sample_size < self.src.n:
             if isinstance(seed, np.random.RandomState):
                 seed = int(seed.randint(np.iinfo(np.int32).max))
-            index = _silhouette_index(self.src.n, self.sample_size, seed)
+            index = _sample_index(self.src.n, self.sample_size, seed)
             self.queries = K.Queries(_reduce.gather_pass(self.src, index).rows, index)
 
     def row(self, labels: Any, n_clusters: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,13 @@ from matplotlib.ticker import EngFormatter
 from . import metrics
 
 __all__ = [
+    "PCAView",
     "centroid_grid",
     "contingency_heatmap",
     "elbow_curve",
     "label_order",
+    "pca_projection",
+    "pca_view",
     "quantize_comparison",
     "sample_grid",
     "silhouette_plot",
@@ -331,6 +335,154 @@ def _silhouette_figure(values: np.ndarray, labels: np.ndarray, *, score: float |
     ax.set_ylabel(f"cluster ({values.size} rows)")
     ax.legend(loc="lower right")
     ax.set_title(title or f"Silhouette of {k} clusters")
+    return fig
+
+
+@dataclass(frozen=True)
+class PCAView:
+    """A 2-D PCA projection fitted on all rows, of a random sample of them."""
+
+    points: np.ndarray  #: (m, 2) the sampled rows, projected
+    index: np.ndarray  #: (m,) which rows (sorted)
+    labels_true: np.ndarray | None  #: (m,) their true labels, if given
+    labels_pred: np.ndarray | None  #: (m,) their clusters, if given (or nearest centre)
+    centers: np.ndarray | None  #: (k, 2) the cluster centres, projected, if given
+    explained_variance_ratio: np.ndarray  #: (2,) of the two components
+    n_samples: int  #: rows the projection was fitted on
+    pca: Any  #: the fitted ``dask_ml.decomposition.PCA``
+
+
+def pca_projection(
+    X: Any, labels_true: Any = None, labels_pred: Any = None, *,
+    centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
+    svd_solver: str = "tsqr",
+) -> PCAView:
+    """Project the data on its first two principal components, fitted on ALL rows with
+    ``dask_ml.decomposition.PCA`` (exact ``tsqr`` by default; see
+    :func:`daskmeans._reduce.pca_fit`), and keep a random sample of ``n_points`` rows to
+    draw (all rows when there are fewer): ``np.sort(default_rng(random_state).choice(n,
+    n_points, replace=False))``, as for the sampled silhouette.
+
+    Passes: dask-ml's fit (one compute), its mean (one), and one gathering the sampled
+    rows and their labels (none for numpy rows and labels).
+
+    Parameters
+    ----------
+    X : (n_samples, n_features) numpy, dask, Zarr array, store path or source
+    labels_true, labels_pred : (n_samples,) numpy or dask, optional
+    centers : (n_clusters, n_features) cluster centres to project; without
+        ``labels_pred`` the sampled rows take their nearest centre's index
+    n_points : rows to draw
+
+    Examples
+    --------
+    >>> v = pca_projection(X, y, km.labels_, centers=km.cluster_centers_)  # doctest: +SKIP
+    >>> v.points.shape, v.centers.shape                                 # doctest: +SKIP
+    ((5000, 2), (10, 2))
+    """
+    from . import _kernels, _reduce
+
+    if isinstance(n_points, bool) or not isinstance(n_points, int | np.integer) or n_points < 1:
+        raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
+    src = metrics._metric_source(X)
+    n = src.n
+    vectors = {}
+    for name, v in (("labels_true", labels_true), ("labels_pred", labels_pred)):
+        if v is not None:
+            v = metrics._as_1d(v, name)
+            if v.shape[0] != n:
+                raise ValueError(f"{name} must have one entry per row of X, got "
+                                 f"{v.shape[0]} for {n} rows")
+            vectors[name] = v
+    if centers is not None:
+        centers = np.asarray(centers, dtype=np.float64)
+        if centers.ndim != 2 or centers.shape[1] != src.d:
+            raise ValueError(f"centers must be (n_clusters, {src.d}), got shape "
+                             f"{centers.shape}")
+    pca = _reduce.pca_fit(src, 2, svd_solver=svd_solver, random_state=random_state)
+    index = (np.arange(n, dtype=np.int64) if n <= n_points
+             else metrics._sample_index(n, int(n_points), random_state))
+    got = _reduce.gather_pass(src, index, vectors)
+    mean = np.asarray(pca.mean_, dtype=np.float64)
+    comps = np.asarray(pca.components_, dtype=np.float64)
+    pred = got.values.get("labels_pred")
+    if pred is None and centers is not None:
+        pred = _kernels.assign(np.asarray(got.rows, np.float64), centers)[0]
+    return PCAView((np.asarray(got.rows, np.float64) - mean) @ comps.T, index,
+                   got.values.get("labels_true"), pred,
+                   None if centers is None else (centers - mean) @ comps.T,
+                   np.asarray(pca.explained_variance_ratio_, dtype=np.float64), n, pca)
+
+
+def pca_view(
+    X: Any, labels_true: Any, labels_pred: Any, path: str | Path, *,
+    centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
+    svd_solver: str = "tsqr", title: str | None = None,
+) -> Path:
+    """The data on their first two principal components, side by side coloured by true
+    label and by cluster, the cluster centres projected (black crosses): the PCA is
+    fitted on all rows with dask-ml, ``n_points`` random rows are drawn
+    (:func:`pca_projection`). Either labelling may be None (one panel then).
+
+    Examples
+    --------
+    >>> pca_view(X, y, km.labels_, "pca.png", centers=km.cluster_centers_)  # doctest: +SKIP
+    """
+    view = pca_projection(X, labels_true, labels_pred, centers=centers, n_points=n_points,
+                          random_state=random_state, svd_solver=svd_solver)
+    return _save(_pca_figure(view, title), path)
+
+
+def _pca_figure(view: PCAView, title: str | None) -> Figure:
+    from matplotlib import colormaps
+
+    panels = [(v, what) for v, what in ((view.labels_true, "true label"),
+                                        (view.labels_pred, "cluster")) if v is not None]
+    if not panels:
+        raise ValueError("labels_true, labels_pred and centers are all None: nothing to "
+                         "colour the points by")
+    fig = _figure(figsize=(6.5 * len(panels), 6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharex=True, sharey=True))
+    evr = view.explained_variance_ratio
+    size = 4 if view.points.shape[0] > 2000 else 10
+    matched = False
+    for ax, (values, what) in zip(axes, panels, strict=True):
+        uniq, codes = np.unique(values, return_inverse=True)
+        if (what == "cluster" and view.labels_true is not None
+                and uniq.size == np.unique(view.labels_true).size <= 20):
+            # as many clusters as labels: each cluster takes the colour of the label it
+            # is matched to one-to-one (Hungarian, on the drawn rows), so panels compare
+            uniq = metrics.cluster_order(view.labels_true, values, mapping="hungarian")
+            sorter = np.argsort(uniq)
+            codes = sorter[np.searchsorted(uniq, values, sorter=sorter)]
+            matched = True
+        if uniq.size <= 10:
+            colours = colormaps["tab10"](codes % 10)
+        elif uniq.size <= 20:
+            colours = colormaps["tab20"](codes % 20)
+        else:
+            colours = colormaps["nipy_spectral"](codes / max(uniq.size - 1, 1))
+        ax.scatter(view.points[:, 0], view.points[:, 1], c=colours, s=size, alpha=0.6,
+                   linewidths=0)
+        if uniq.size <= 20:  # a legend of the colours
+            cmap = colormaps["tab10" if uniq.size <= 10 else "tab20"]
+            for i, u in enumerate(uniq):
+                ax.scatter([], [], color=cmap(i), s=20, label=str(u))
+            ax.legend(title=what, fontsize=8, loc="best", ncols=2)
+        if view.centers is not None and what == "cluster":
+            ax.scatter(view.centers[:, 0], view.centers[:, 1], marker="x", color="black",
+                       s=40 if view.centers.shape[0] <= 64 else 15, linewidths=1.5,
+                       label="centres")
+        ax.set_xlabel(f"PC1 ({100 * evr[0]:.1f}% of the variance)")
+        ax.set_ylabel(f"PC2 ({100 * evr[1]:.1f}% of the variance)")
+        ax.set_title(f"coloured by {what} ({uniq.size})"
+                     + (", centres x" if view.centers is not None and what == "cluster"
+                        else "")
+                     + ("\neach in the colour of the label it matches (Hungarian)"
+                        if matched and what == "cluster" else ""))
+        ax.grid(alpha=0.3)
+    shown = view.points.shape[0]
+    fig.suptitle(title or f"PCA fitted on all {view.n_samples} rows; {shown} drawn")
     return fig
 
 
