@@ -887,7 +887,9 @@ def choose_k(rows: Sequence[dict[str, Any]], *, sensitivity: float = 1.0) -> dic
     Returns a dict: ``knee`` (the K at the elbow of inertia by :func:`kneedle`, or
     None), ``best_silhouette`` (the K with the highest silhouette, None without that
     column), ``k`` (the recommendation: the knee, else the best silhouette, else None)
-    and ``message`` (one line saying why).
+    and ``message`` (one line saying why). With few K values Kneedle is conservative
+    (a knee must lie ``sensitivity / (len(rows) - 1)`` below the chord of the
+    normalised curve): sweep at least 5-6 values of K.
 
     Examples
     --------
@@ -919,11 +921,11 @@ def choose_k(rows: Sequence[dict[str, Any]], *, sensitivity: float = 1.0) -> dic
             if k_sil != k_knee and mine.get("silhouette") is not None:
                 msg += f", at K={k_knee} it is {at(mine)}"
     elif best is not None:
-        msg = (f"K={k_sil}: the highest silhouette ({at(best)}); inertia shows no elbow "
-               "(Kneedle) over these K")
+        msg = (f"K={k_sil}: the highest silhouette ({at(best)}); inertia shows no clear "
+               f"elbow (Kneedle, S={sensitivity:g}) over these {len(rows)} K")
     else:
-        msg = "no recommendation: inertia shows no elbow (Kneedle) over these K and there "
-        msg += "is no silhouette column"
+        msg = (f"no recommendation: inertia shows no clear elbow (Kneedle, "
+               f"S={sensitivity:g}) over these {len(rows)} K and there is no silhouette")
     return {"k": k_knee if k_knee is not None else k_sil, "knee": k_knee,
             "best_silhouette": k_sil, "message": msg}
 

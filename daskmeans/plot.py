@@ -355,11 +355,12 @@ class PCAView:
 def pca_projection(
     X: Any, labels_true: Any = None, labels_pred: Any = None, *,
     centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
-    svd_solver: str = "tsqr",
+    svd_solver: str = "randomized", iterated_power: int = 4,
 ) -> PCAView:
     """Project the data on its first two principal components, fitted on ALL rows with
-    ``dask_ml.decomposition.PCA`` (exact ``tsqr`` by default; see
-    :func:`daskmeans._reduce.pca_fit`), and keep a random sample of ``n_points`` rows to
+    ``dask_ml.decomposition.PCA`` (randomized with 4 power iterations, which equals the
+    exact solution to ~1e-6; see :func:`daskmeans._reduce.pca_fit`; ``svd_solver="tsqr"``
+    is exact and slower), and keep a random sample of ``n_points`` rows to
     draw (all rows when there are fewer): ``np.sort(default_rng(random_state).choice(n,
     n_points, replace=False))``, as for the sampled silhouette.
 
@@ -399,7 +400,8 @@ def pca_projection(
         if centers.ndim != 2 or centers.shape[1] != src.d:
             raise ValueError(f"centers must be (n_clusters, {src.d}), got shape "
                              f"{centers.shape}")
-    pca = _reduce.pca_fit(src, 2, svd_solver=svd_solver, random_state=random_state)
+    pca = _reduce.pca_fit(src, 2, svd_solver=svd_solver, iterated_power=iterated_power,
+                          random_state=random_state)
     index = (np.arange(n, dtype=np.int64) if n <= n_points
              else metrics._sample_index(n, int(n_points), random_state))
     got = _reduce.gather_pass(src, index, vectors)
@@ -417,7 +419,7 @@ def pca_projection(
 def pca_view(
     X: Any, labels_true: Any, labels_pred: Any, path: str | Path, *,
     centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
-    svd_solver: str = "tsqr", title: str | None = None,
+    svd_solver: str = "randomized", iterated_power: int = 4, title: str | None = None,
 ) -> Path:
     """The data on their first two principal components, side by side coloured by true
     label and by cluster, the cluster centres projected (black crosses): the PCA is
@@ -429,7 +431,8 @@ def pca_view(
     >>> pca_view(X, y, km.labels_, "pca.png", centers=km.cluster_centers_)  # doctest: +SKIP
     """
     view = pca_projection(X, labels_true, labels_pred, centers=centers, n_points=n_points,
-                          random_state=random_state, svd_solver=svd_solver)
+                          random_state=random_state, svd_solver=svd_solver,
+                          iterated_power=iterated_power)
     return _save(_pca_figure(view, title), path)
 
 
