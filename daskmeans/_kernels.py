@@ -1883,3 +1883,146 @@ def root_block(X: np.ndarray, weights: np.ndarray | None) -> RootPartial:
     w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, np.float64)
     return RootPartial(x64.sum(0), w @ x64, X.shape[0], float(w.sum()),
                        float(w @ (x64 ** 2).sum(1)))
+
+
+# --------------------------------------------------------------------------- silhouette
+
+
+@dataclass
+class Queries:
+    """Rows whose Euclidean distances to every row of the data are summed per cluster
+    (the silhouette's a(i) and b(i)), with their global row indices (sorted, distinct)."""
+
+    rows: np.ndarray  # (m, d) float
+    index: np.ndarray  # (m,) int64
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.rows.nbytes + self.index.nbytes)
+
+
+@dataclass
+class ClusterDistances:
+    """Per-cluster sums of distances to the queries over one or more blocks; added with
+    ``+`` (tables of different cluster counts are zero-padded)."""
+
+    sums: np.ndarray  # (k, m) float64: sums[c, j] = sum over rows x of cluster c of |x - q_j|
+    counts: np.ndarray  # (k,) int64 rows per cluster
+    own: np.ndarray  # (m,) int64 cluster of each query (-1 while its row is not among these)
+
+    def __add__(self, other: ClusterDistances) -> ClusterDistances:
+        own = np.maximum(self.own, other.own)
+        if self.sums.shape == other.sums.shape:
+            return ClusterDistances(self.sums + other.sums, self.counts + other.counts, own)
+        k = max(self.sums.shape[0], other.sums.shape[0])
+        sums = np.zeros((k, self.sums.shape[1]))
+        counts = np.zeros(k, dtype=np.int64)
+        for part in (self, other):
+            sums[: part.sums.shape[0]] += part.sums
+            counts[: part.counts.shape[0]] += part.counts
+        return ClusterDistances(sums, counts, own)
+
+
+def cluster_distance_sums(X: np.ndarray, labels: np.ndarray, queries: Queries, *,
+                          offset: int = 0) -> ClusterDistances:
+    """Distances from every query to the rows of one block, summed per cluster.
+
+    Parameters
+    ----------
+    X : (n, d) float rows of the block
+    labels : (n,) their clusters, non-negative integers (validated here: the error
+        names ``labels``)
+    queries : (m, d) rows and their global indices; a query that is row ``offset + i``
+        of the data is at distance exactly 0 from ``X[i]`` (as scikit-learn zeroes the
+        diagonal)
+    offset : global index of ``X[0]``
+
+    Returns
+    -------
+    ClusterDistances with ``sums`` (max label + 1, m) float64, ``counts`` and ``own``
+    (the label of each query that is a row of this block, else -1)
+
+    Distances are computed in float64 (``|x|^2 + |q|^2 - 2 x.q``, clipped at 0, square
+    root), in tiles of rows whose (tile, m) distance block stays under
+    :data:`DIST_BLOCK_BYTES`, and summed per cluster by a sparse one-hot product.
+
+    Examples
+    --------
+    >>> q = Queries(np.array([[0.0, 0.0]]), np.array([0]))
+    >>> r = cluster_distance_sums(np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]),
+    ...                           np.array([0, 1, 1]), q)
+    >>> r.sums.tolist(), r.counts.tolist(), r.own.tolist()
+    ([[0.0], [15.0]], [1, 2], [0])
+    """
+    codes = as_label_codes(labels, "labels")
+    n, m = X.shape[0], queries.rows.shape[0]
+    if codes.shape[0] != n:
+        raise LabelError(f"labels must have one entry per row of X, got {codes.shape[0]} "
+                         f"for {n} rows")
+    k = int(codes.max()) + 1 if n else 0
+    sums = np.zeros((k, m))
+    counts = np.bincount(codes, minlength=k).astype(np.int64)
+    # the queries that are rows of this block: their label, and their own distance is 0
+    lo, hi = np.searchsorted(queries.index, [offset, offset + n])
+    own_rows, own_q = queries.index[lo:hi] - offset, np.arange(lo, hi)
+    own = np.full(m, -1, dtype=np.int64)
+    own[own_q] = codes[own_rows]
+    if n == 0 or m == 0:
+        return ClusterDistances(sums, counts, own)
+    Q = np.asarray(queries.rows, dtype=np.float64)
+    qsq = np.einsum("ij,ij->i", Q, Q)
+    step = max(1, DIST_BLOCK_BYTES // (8 * m))
+    for s in range(0, n, step):
+        x = np.asarray(X[s:s + step], dtype=np.float64)
+        xsq = np.einsum("ij,ij->i", x, x)
+        if not np.isfinite(xsq).all():
+            raise NonFiniteRow(s + int(np.flatnonzero(~np.isfinite(xsq))[0]))
+        D = x @ Q.T
+        D *= -2
+        D += xsq[:, None]
+        D += qsq
+        np.maximum(D, 0, out=D)
+        np.sqrt(D, out=D)
+        mine = (own_rows >= s) & (own_rows < s + x.shape[0])
+        D[own_rows[mine] - s, own_q[mine]] = 0
+        t = codes[s:s + x.shape[0]]
+        sums += _onehot(t, k, np.ones(t.shape[0])) @ D
+    return ClusterDistances(sums, counts, own)
+
+
+@dataclass
+class Gathered:
+    """Rows picked by global index from one or more blocks, with the values of the
+    vectors read alongside (labels); added with ``+`` (concatenated)."""
+
+    index: np.ndarray  # (m,) int64
+    rows: np.ndarray  # (m, d)
+    values: dict[str, np.ndarray]  # name -> (m,)
+
+    def __add__(self, other: Gathered) -> Gathered:
+        return Gathered(np.concatenate([self.index, other.index]),
+                        np.concatenate([self.rows, other.rows]),
+                        {k: np.concatenate([v, other.values[k]]) for k, v in self.values.items()})
+
+    def sorted(self) -> Gathered:
+        order = np.argsort(self.index, kind="stable")
+        return Gathered(self.index[order], self.rows[order],
+                        {k: v[order] for k, v in self.values.items()})
+
+
+def gather(X: np.ndarray, index: np.ndarray, *, offset: int = 0,
+           **vectors: np.ndarray) -> Gathered:
+    """The rows of one block whose global indices are in ``index`` (sorted), and the
+    same entries of each of ``vectors`` (the block's slices of (n,) arrays).
+
+    Examples
+    --------
+    >>> g = gather(np.arange(6.0).reshape(3, 2), np.array([1, 4, 9]), offset=3,
+    ...            labels=np.array([7, 8, 9]))
+    >>> g.index.tolist(), g.rows.tolist(), g.values["labels"].tolist()
+    ([4], [[2.0, 3.0]], [8])
+    """
+    lo, hi = np.searchsorted(index, [offset, offset + X.shape[0]])
+    local = np.asarray(index[lo:hi]) - offset
+    return Gathered(np.asarray(index[lo:hi], dtype=np.int64), np.array(X[local]),
+                    {k: np.asarray(v)[local] for k, v in vectors.items()})

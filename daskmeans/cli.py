@@ -478,22 +478,36 @@ def _parse_ks(text: str) -> list[int]:
     return ks
 
 
+def _dataset_name(store: Any) -> str:
+    """The dataset a store was ingested from (its ``dataset`` attribute), else its name."""
+    import zarr
+
+    try:
+        return str(zarr.open_group(store, mode="r").attrs.get("dataset") or Path(store).name)
+    except Exception:  # not a daskmeans store: its file name says enough
+        return Path(str(store)).name
+
+
 def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.Namespace,
-           console: Console, out: Path) -> tuple[list[dict[str, Any]], list[Path]]:
+           console: Console, out: Path, meta: dict[str, Any]
+           ) -> tuple[list[dict[str, Any]], list[Path]]:
     from . import metrics, plot
 
     def report(row: dict[str, Any]) -> None:
-        detail = f"K={row['k']} accuracy {row['train_accuracy']:.3f}"
+        detail = f"K={row['k']} purity {row['purity']:.3f}"
         console.progress("sweep", ks.index(row["k"]) + 1, len(ks), detail)
         if not console.tty:  # no bar to show it: one line per K
             console.info(f"  sweep {ks.index(row['k']) + 1}/{len(ks)}: {detail}")
 
     rows = metrics.sweep(X, y, ks, X_test=Xt, y_test=yt, algorithm=args.algorithm,
-                         random_state=args.seed, callback=report, **_metric(args))
+                         random_state=args.seed, callback=report, meta=meta,
+                         silhouette_sample_size=getattr(args, "silhouette_sample", 1000) or None,
+                         **_metric(args))
     console.end_progress()
     files = [metrics.write_csv(rows, out / "sweep.csv"),
              metrics.write_json(rows, out / "sweep.json")]
-    (out / "sweep.md").write_text(metrics.to_markdown(rows))
+    (out / "sweep.md").write_text(metrics.to_markdown(rows) + "\n" + _recommendation(rows)
+                                  + "\n")
     files.append(out / "sweep.md")
     files.append(plot.sweep_curves(rows, out / "sweep.png"))
     files.append(plot.elbow_curve([r["k"] for r in rows], [r["inertia"] for r in rows],
@@ -501,11 +515,19 @@ def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.N
     return rows, files
 
 
+def _recommendation(rows: Sequence[dict[str, Any]]) -> str:
+    from . import metrics
+
+    return "recommendation: " + metrics.choose_k(rows)["message"]
+
+
 def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     from . import metrics
 
     ks = _parse_ks(args.k)
     _metric(args)
+    if args.silhouette_sample < 0 or args.silhouette_sample == 1:
+        raise UserError(f"--silhouette-sample must be 0 or >= 2, got {args.silhouette_sample}")
     out = _writable_dir(Path(args.out))
     so = _storage_options(args, args.store)
     X, y = _open_split(args.store, args.split, so)
@@ -514,9 +536,13 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     Xt = yt = None
     if args.test_split:
         Xt, yt = _open_split(args.store, args.test_split, so)
+    meta = {"dataset": _dataset_name(args.store), "split": args.split}
+    if args.test_split:
+        meta["heldout_split"] = args.test_split
     with dask_cluster(args, console, _nbytes(X) + (_nbytes(Xt) if Xt is not None else 0)):
-        rows, files = _sweep(X, y, Xt, yt, ks, args, console, out)
+        rows, files = _sweep(X, y, Xt, yt, ks, args, console, out, meta)
     console.say(metrics.to_markdown(rows))
+    console.say(_recommendation(rows))
     for f in files:
         console.say(f"  -> {f}")
     return 0
@@ -789,10 +815,28 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         files.append(plot.contingency_heatmap(c.table, c.classes, c.clusters,
                                               out / "contingency_k10.png",
                                               title=f"{name}, K=10: true class x cluster"))
+        metrics.contingency_frame(c).to_csv(out / "contingency_k10.csv")
+        metrics.purity_table(c).to_csv(out / "purity_k10.csv")
+        files += [out / "contingency_k10.csv", out / "purity_k10.csv"]
+        sil = metrics.silhouette(X, k10.labels_, sample_size=1000, random_state=args.seed)
+        files.append(plot.silhouette_plot(
+            sil.values, sil.labels, out / "silhouette_k10.png", score=sil.score,
+            standard_error=sil.standard_error,
+            title=f"{name}, K=10: silhouette of {sil.index.size} random rows "
+                  f"(against all {sil.n_samples})"))
+        try:
+            files.append(plot.pca_view(X, y, k10.labels_, out / "pca_k10.png",
+                                       centers=k10.cluster_centers_, random_state=args.seed))
+        except NotImplementedError as e:  # dask-ml's PCA under array query planning
+            console.say(f"PCA view skipped: {e}")
+        split = "train" if "train" in splits else f"test[:{X.shape[0]}]"
+        held = "test" if "train" in splits else f"test[{X.shape[0]}:]"
         console.info(f"the tutorials' sweep over K = {', '.join(map(str, ks))} ...")
-        rows, sweep_files = _sweep(X, y, Xt, yt, ks, args, console, out)
+        rows, sweep_files = _sweep(X, y, Xt, yt, ks, args, console, out,
+                                   {"dataset": name, "split": split, "heldout_split": held})
         files += sweep_files
         console.say(metrics.to_markdown(rows))
+        console.say(_recommendation(rows))
         from sklearn.datasets import load_sample_image
 
         console.info("quantising china.jpg to 64 colours ...")
@@ -929,6 +973,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--algorithm", help="Lloyd or mini-batch (faster over many K)",
                    **{**algo, "default": "minibatch"})
     s.add_argument("--metric", **metric)
+    s.add_argument("--silhouette-sample", type=int, default=1000, metavar="ROWS",
+                   help="rows whose silhouette (against all rows) estimates each K's; "
+                        "0: no silhouette column")
     s.add_argument("--out", required=True, help="directory for the table and figures")
 
     s = add("quantize", "reduce a photo to N colours (K-means vs random colours)",

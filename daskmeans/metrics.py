@@ -37,18 +37,30 @@ from . import _reduce as R
 
 __all__ = [
     "Contingency",
+    "Knee",
+    "Silhouette",
     "adjusted_rand_score",
     "apply_mapping",
+    "choose_k",
     "cluster_accuracy",
+    "cluster_order",
     "completeness_score",
     "confusion_matrix",
+    "contingency",
+    "contingency_frame",
     "contingency_matrix",
     "evaluate",
     "evaluate_model",
     "homogeneity_score",
     "infer_cluster_labels",
+    "kneedle",
     "normalized_mutual_info_score",
+    "order_by_label",
     "purity_score",
+    "purity_table",
+    "silhouette",
+    "silhouette_samples",
+    "silhouette_score",
     "sweep",
     "to_markdown",
     "v_measure_score",
@@ -233,6 +245,125 @@ def purity_score(labels_true: Any, labels_pred: Any, per_cluster: bool = False) 
     return score
 
 
+def order_by_label(clusters: Iterable[int], mapping: dict[int, int] | None) -> list[int]:
+    """``clusters`` sorted by their label in ``mapping`` (clusters it does not map go
+    last), ties by cluster id: the order of :func:`daskmeans.plot.centroid_grid`, of
+    :func:`cluster_order` and of the contingency figures.
+
+    Examples
+    --------
+    >>> order_by_label([0, 1, 2, 3], {0: 7, 1: 2, 3: 2})
+    [1, 3, 0, 2]
+    """
+    big = np.iinfo(np.int64).max
+    return sorted((int(k) for k in clusters),
+                  key=lambda k: (big if not mapping else mapping.get(k, big), k))
+
+
+def cluster_order(labels_true: Any, labels_pred: Any = None, *,
+                  mapping: str | dict[int, int] = "auto") -> np.ndarray:
+    """Cluster ids in the order that puts a contingency table's large counts on its
+    diagonal: sorted by the label each cluster is mapped to (:func:`order_by_label`).
+
+    ``mapping="auto"`` matches clusters to labels one-to-one (Hungarian) when there are
+    as many clusters as classes (a permutation: the diagonal holds the best matching)
+    and by majority label otherwise (clusters of the same label side by side);
+    ``"majority"``, ``"hungarian"`` or a dict choose. ``labels_true`` may be a
+    :class:`Contingency` (then ``labels_pred`` is not needed).
+
+    Returns
+    -------
+    (n_clusters,) int64 cluster ids
+
+    Examples
+    --------
+    >>> cluster_order([0, 0, 1, 1, 2], [2, 2, 0, 0, 1]).tolist()
+    [2, 0, 1]
+    """
+    c = contingency(labels_true, labels_pred)
+    if mapping == "auto":
+        mapping = "hungarian" if c.clusters.size == c.classes.size else "majority"
+    return np.array(order_by_label(c.clusters, _mapping_for(c, mapping)), dtype=np.int64)
+
+
+def _ordered(c: Contingency, order: str | dict[int, int]) -> np.ndarray:
+    if isinstance(order, dict):
+        return cluster_order(c, mapping=order)
+    if order not in ("auto", "majority", "hungarian", "sorted"):
+        raise ValueError("order must be 'auto', 'majority', 'hungarian', 'sorted' or a dict, "
+                         f"got {order!r}")
+    return c.clusters if order == "sorted" else cluster_order(c, mapping=order)
+
+
+def _pandas(what: str) -> Any:
+    try:
+        import pandas as pd
+    except ImportError as e:  # pragma: no cover - pandas is present where tests run
+        raise ImportError(f"{what} returns a pandas DataFrame: install pandas (or use "
+                          "metrics.contingency, which returns numpy arrays)") from e
+    return pd
+
+
+def contingency_frame(labels_true: Any, labels_pred: Any = None, *,
+                      order: str | dict[int, int] = "auto") -> Any:
+    """The contingency table as a pandas DataFrame: true labels x clusters.
+
+    Rows are the true labels (sorted), columns the clusters in :func:`cluster_order`
+    (``order`` is its ``mapping``: ``"auto"``, ``"majority"``, ``"hungarian"``, a dict,
+    or ``"sorted"`` for cluster id order), so the large counts run down the diagonal.
+    One pass over the labels (one compute for dask input); needs pandas.
+
+    Returns
+    -------
+    DataFrame of shape (n_classes, n_clusters), int64 counts; index named
+    ``"true label"``, columns named ``"cluster"``
+
+    Examples
+    --------
+    >>> contingency_frame([0, 0, 1, 1, 1], [5, 5, 3, 3, 5])  # doctest: +NORMALIZE_WHITESPACE
+    cluster     5  3
+    true label
+    0           2  0
+    1           1  2
+    """
+    pd = _pandas("contingency_frame")
+    c = contingency(labels_true, labels_pred)
+    cols = _ordered(c, order)
+    pos = np.searchsorted(c.clusters, cols)
+    return pd.DataFrame(c.table[:, pos], index=pd.Index(c.classes, name="true label"),
+                        columns=pd.Index(cols, name="cluster"))
+
+
+def purity_table(labels_true: Any, labels_pred: Any = None, *,
+                 order: str | dict[int, int] = "auto") -> Any:
+    """Per-cluster purity as a pandas DataFrame, one row per cluster.
+
+    Columns: ``size`` (samples in the cluster), ``label`` (its majority true label;
+    ties: the smallest), ``count`` (samples of that label in it) and ``purity``
+    (``count / size``). Rows in :func:`cluster_order` (``order`` as in
+    :func:`contingency_frame`). The overall purity (:func:`purity_score`) is
+    ``count.sum() / size.sum()``. One pass over the labels; needs pandas.
+
+    Examples
+    --------
+    >>> purity_table([0, 0, 1, 1, 1], [5, 5, 3, 3, 5])  # doctest: +NORMALIZE_WHITESPACE
+             size  label  count    purity
+    cluster
+    5           3      0      2  0.666667
+    3           2      1      2  1.000000
+    """
+    pd = _pandas("purity_table")
+    c = contingency(labels_true, labels_pred)
+    if c.n == 0:
+        raise LabelError("purity is undefined for empty labelings")
+    cols = _ordered(c, order)
+    t = c.table[:, np.searchsorted(c.clusters, cols)]
+    size, top = t.sum(axis=0), t.max(axis=0)
+    return pd.DataFrame({"size": size, "label": c.classes[np.argmax(t, axis=0)],
+                         "count": top, "purity": top / size},
+                        index=pd.Index(cols, name="cluster"))
+
+
 def _mapping_for(c: Contingency, mapping: str | dict[int, int]) -> dict[int, int]:
     if isinstance(mapping, dict):
         return mapping
@@ -320,6 +451,12 @@ def evaluate(
     accuracy_hungarian, purity, homogeneity, completeness, v_measure,
     adjusted_rand, normalized_mutual_info, and the mapping used.
 
+    ``accuracy_hungarian`` (clusters matched to labels one-to-one) is ``None`` when there
+    are more clusters than classes: the matching then leaves ``n_clusters - n_classes``
+    clusters without a label and counts their samples as wrong (0.07 for K=256 on
+    MNIST), which says nothing about the clustering. ``accuracy`` with the majority
+    mapping (= ``purity`` when learned on these labels) is the score for large K.
+
     Examples
     --------
     >>> r = evaluate([0, 0, 1, 1], [1, 1, 0, 0])
@@ -370,7 +507,8 @@ def _report(c: Contingency, mapping: str | dict[int, int]) -> dict[str, Any]:
         "n_classes": int(c.classes.size),
         "n_clusters": int(c.clusters.size),
         "accuracy": _mapped_correct(c, m) / c.n,
-        "accuracy_hungarian": _mapped_correct(c, _mapping_for(c, "hungarian")) / c.n,
+        "accuracy_hungarian": (_mapped_correct(c, _mapping_for(c, "hungarian")) / c.n
+                               if c.clusters.size <= c.classes.size else None),
         "purity": float(c.table.max(axis=0).sum() / c.n),
         "homogeneity": h,
         "completeness": comp,
@@ -379,6 +517,208 @@ def _report(c: Contingency, mapping: str | dict[int, int]) -> dict[str, Any]:
         "normalized_mutual_info": _nmi(c),
         "mapping": m,
     }
+
+
+# ----------------------------------------------------------------------- silhouette
+
+#: bytes of the per-cluster distance sums (k x queries, float64) and of the float64
+#: query rows one exact-silhouette pass carries; more queries go in further passes.
+SILHOUETTE_PASS_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class Silhouette:
+    """Silhouette coefficients of a sample of rows (of every row when exact).
+
+    ``values[j]`` is the silhouette of row ``index[j]`` measured against ALL rows:
+    ``(b - a) / max(a, b)`` with ``a`` the mean distance to the other rows of its
+    cluster and ``b`` the smallest mean distance to the rows of another cluster (0 for
+    a row alone in its cluster), as scikit-learn defines it.
+    """
+
+    score: float  #: mean of ``values``: the mean silhouette (estimated from the sample)
+    standard_error: float  #: of ``score`` as an estimate of the all-rows mean; 0 if exact
+    n_samples: int  #: rows in the data
+    index: np.ndarray  #: (m,) sorted rows the values belong to
+    values: np.ndarray  #: (m,) their silhouette coefficients
+    labels: np.ndarray  #: (m,) their clusters
+    a: np.ndarray  #: (m,) mean distance to the other rows of the own cluster
+    b: np.ndarray  #: (m,) smallest mean distance to the rows of another cluster
+
+    @property
+    def exact(self) -> bool:
+        """True when every row is in the sample (``score`` is the exact mean)."""
+        return int(self.index.size) == self.n_samples
+
+
+def _metric_source(X: Any) -> Any:
+    from sklearn.utils import check_array
+
+    from . import io
+
+    if isinstance(X, io.Source | da.Array | str | Path) or io.is_zarr(X):
+        return io.as_source(X)
+    return io.as_source(check_array(X, dtype=[np.float64, np.float32]))
+
+
+def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
+               random_state: int | np.random.Generator | None = None) -> Silhouette:
+    """Silhouette coefficients of every row (exact) or of a random sample of rows,
+    each measured against ALL rows; the sample's mean estimates the mean silhouette.
+
+    Exact (``sample_size=None``, or at least the number of rows): the values equal
+    ``sklearn.metrics.silhouette_samples`` (to ~1e-12). This is O(n^2 d) arithmetic
+    and needs the rows in memory: lazy X (dask, Zarr) is read into memory once, then
+    every row's distances to all rows are summed per cluster, ``SILHOUETTE_PASS_BYTES``
+    worth of query rows per pass. Use it on data that fits (~10^4-10^5 rows).
+
+    Sampled (``sample_size=m``): ``m`` rows are drawn uniformly without replacement,
+    ``np.sort(np.random.default_rng(random_state).choice(n, m, replace=False))``, so
+    the sample depends only on ``n``, ``m`` and ``random_state``, never on the
+    chunking. One pass gathers them (none for numpy input), one distributed pass
+    (:func:`daskmeans._reduce.cluster_distance_pass`) sums, in float64, their distances
+    to every row per cluster: each sampled row's a(i), b(i) and s(i) are exact, only
+    the mean is estimated. O(m n d); ``standard_error`` is ``std(values, ddof=1) /
+    sqrt(m) * sqrt(1 - m / n)`` (simple random sampling without replacement).
+    scikit-learn's ``silhouette_score(sample_size=m)`` instead measures the sample
+    against itself, which biases a(i) and b(i) for small samples.
+
+    Why not ``sklearn.metrics.silhouette_samples``: it needs X in one process's memory;
+    this runs as tree-reduced passes over any source (numpy, dask, Zarr) and a cluster.
+
+    Parameters
+    ----------
+    X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
+        :func:`daskmeans.io.open_source` source
+    labels : (n_samples,) cluster of each row: numpy (any values), or dask
+        (non-negative integers, checked inside the passes)
+    sample_size : rows to sample (>= 2), or None for all rows (exact)
+    random_state : seed of the sample (unused when exact)
+
+    Returns
+    -------
+    :class:`Silhouette` (values, labels, a, b of shape (m,), score, standard_error)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [1.0], [9.0], [10.0], [11.0]])
+    >>> s = silhouette(X, [0, 0, 1, 1, 1])
+    >>> np.round(s.values, 4).tolist(), round(s.score, 4), s.exact
+    ([0.9, 0.8889, 0.8235, 0.8947, 0.8571], 0.8729, True)
+    >>> r = silhouette(X, [0, 0, 1, 1, 1], sample_size=3, random_state=0)
+    >>> r.index.tolist(), np.round(r.values, 4).tolist()
+    ([2, 3, 4], [0.8235, 0.8947, 0.8571])
+    """
+    from . import _reduce, io
+
+    src = _metric_source(X)
+    lab, classes = _silhouette_labels(labels, src.n)
+    n = src.n
+    if sample_size is not None and (isinstance(sample_size, bool)
+                                    or not isinstance(sample_size, int | np.integer)
+                                    or sample_size < 2):
+        raise ValueError(f"sample_size must be an integer >= 2 or None, got {sample_size!r}")
+    if sample_size is not None and sample_size < n:
+        index = _sample_index(n, int(sample_size), random_state)
+        queries = K.Queries(_reduce.gather_pass(src, index).rows, index)
+        return _sampled_silhouette(src, lab, classes, queries)
+    index = np.arange(n, dtype=np.int64)  # exact: every row, in memory
+    if not isinstance(src, io.ArraySource) or isinstance(lab, da.Array):
+        got = _reduce.gather_pass(src, index, {"labels": lab})  # lazy input read once
+        src, lab = io.ArraySource(got.rows), got.values["labels"]
+        if classes is None:
+            classes, lab = np.unique(K.as_label_codes(lab, "labels"), return_inverse=True)
+            _check_n_labels(classes.size, n)
+    assert classes is not None
+    per_pass = max(1, SILHOUETTE_PASS_BYTES // (8 * max(classes.size, src.d)))
+    parts = [_reduce.cluster_distance_pass(
+        src, lab, K.Queries(src.X[a:a + per_pass], index[a:a + per_pass]))
+        for a in range(0, n, per_pass)]
+    values, a, b = _silhouette_values(np.concatenate([p.sums for p in parts], axis=1),
+                                      parts[0].counts, np.asarray(lab))
+    return Silhouette(float(values.mean()), 0.0, n, index, values, classes[lab], a, b)
+
+
+def _silhouette_labels(labels: Any, n: int) -> tuple[Any, np.ndarray | None]:
+    """(codes, classes): numpy labels encoded 0..k-1 (any values, checked now); dask
+    labels as they are (non-negative integers, checked in the passes), classes None."""
+    lab = _as_1d(labels, "labels")
+    if lab.shape[0] != n:
+        raise LabelError(f"labels must have one entry per row of X, got {lab.shape[0]} "
+                         f"labels for {n} rows")
+    if isinstance(lab, da.Array):
+        return lab, None
+    classes, codes = np.unique(lab, return_inverse=True)
+    _check_n_labels(classes.size, n)
+    return codes.astype(np.int64), classes
+
+
+def _sample_index(n: int, m: int, random_state: Any) -> np.ndarray:
+    """The documented sample: ``m`` of ``n`` rows, uniform without replacement, sorted."""
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
+
+
+def _sampled_silhouette(src: Any, lab: Any, classes: np.ndarray | None,
+                        queries: K.Queries) -> Silhouette:
+    """One distributed pass: the queries' distances to every row, per cluster."""
+    from . import _reduce
+
+    dist = _reduce.cluster_distance_pass(src, lab, queries)
+    if classes is None:
+        _check_n_labels(int((dist.counts > 0).sum()), src.n)
+    values, a, b = _silhouette_values(dist.sums, dist.counts, dist.own)
+    m, n = values.size, src.n
+    se = float(np.std(values, ddof=1) / math.sqrt(m) * math.sqrt(1 - m / n))
+    return Silhouette(float(values.mean()), se, n, queries.index, values,
+                      dist.own if classes is None else classes[dist.own], a, b)
+
+
+def _check_n_labels(n_labels: int, n: int) -> None:
+    if not 2 <= n_labels <= n - 1:
+        raise ValueError(f"labels must hold 2 to n_samples - 1 = {n - 1} distinct values "
+                         f"for a silhouette, got {n_labels}")
+
+
+def _silhouette_values(sums: np.ndarray, counts: np.ndarray, own: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """s, a, b of each query from its per-cluster distance sums (k, m), the cluster
+    sizes (k,) and its own cluster (m,), as scikit-learn computes them."""
+    cols = np.arange(own.size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = sums[own, cols] / (counts[own] - 1)
+        means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], np.inf)
+        means[own, cols] = np.inf
+        b = means.min(axis=0)
+        s = (b - a) / np.maximum(a, b)
+    return np.nan_to_num(s), a, b
+
+
+def silhouette_samples(X: Any, labels: Any) -> np.ndarray:
+    """(n_samples,) silhouette coefficient of every row, exact: equal to
+    ``sklearn.metrics.silhouette_samples`` (Euclidean). O(n^2 d); see :func:`silhouette`.
+
+    Examples
+    --------
+    >>> silhouette_samples([[0.0], [1.0], [9.0], [10.0]], [0, 0, 1, 1]).round(4).tolist()
+    [0.8947, 0.8824, 0.8824, 0.8947]
+    """
+    return silhouette(X, labels).values
+
+
+def silhouette_score(X: Any, labels: Any, *, sample_size: int | None = None,
+                     random_state: int | np.random.Generator | None = None) -> float:
+    """Mean silhouette coefficient: exact (``sample_size=None``, equal to
+    ``sklearn.metrics.silhouette_score``) or estimated from ``sample_size`` random rows
+    measured against ALL rows (:func:`silhouette`, which also gives its standard error).
+
+    Examples
+    --------
+    >>> round(silhouette_score([[0.0], [1.0], [9.0], [10.0]], [0, 0, 1, 1]), 4)
+    0.8885
+    """
+    return silhouette(X, labels, sample_size=sample_size, random_state=random_state).score
 
 
 # ----------------------------------------------------------------------- the K sweep
@@ -393,13 +733,28 @@ def sweep(
     y_test: Any = None,
     algorithm: str = "lloyd",
     callback: Any = None,
+    meta: dict[str, Any] | None = None,
+    silhouette_sample_size: int | None = 1000,
     **estimator_params: Any,
 ) -> list[dict[str, Any]]:
     """Fit K-means for each K and score it: the tutorials' table.
 
-    Each row: k, inertia, homogeneity, completeness, purity, train_accuracy (majority
-    mapping learned on the training labels), test_accuracy (that mapping applied to
-    ``X_test``'s predictions), n_iter, seconds (fit + evaluation).
+    Each row starts with what the table was made from: the entries of ``meta`` (the
+    CLI records ``dataset``, ``split`` and ``heldout_split``), ``algorithm`` and
+    ``seed`` (the ``random_state`` given, or None); then k, inertia, silhouette and
+    silhouette_se, homogeneity, completeness, purity, heldout_accuracy (only with
+    ``X_test``), n_iter, seconds (fit + evaluation).
+
+    ``silhouette`` is estimated from ``silhouette_sample_size`` rows measured against
+    all rows (:func:`silhouette`; the same rows for every K, drawn with the
+    ``random_state`` given, gathered once), ``silhouette_se`` its standard error: one
+    more pass over X per K, O(sample x n x d) arithmetic in float64. ``None`` (or 0)
+    leaves both out; a sample of at least the number of rows gives the exact value.
+
+    ``purity`` is the majority accuracy on the split the model was fitted on (each
+    cluster read as its majority label, learned on these very labels); it rises with K
+    by construction. ``heldout_accuracy`` applies that cluster -> label mapping to
+    ``X_test``'s predictions: the honest number.
 
     ``algorithm`` is ``"lloyd"`` (:class:`daskmeans.KMeans`), ``"minibatch"``
     (:class:`daskmeans.MiniBatchKMeans`) or ``"bisecting"``
@@ -420,23 +775,30 @@ def sweep(
                          f"{algorithm!r}")
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together")
+    if meta is not None and "k" in meta:
+        raise ValueError(f"meta must not hold the key 'k', got {meta!r}")
+    seed = estimator_params.get("random_state")
+    head = {**(meta or {}), "algorithm": algorithm,
+            "seed": seed if seed is None or isinstance(seed, int | np.integer) else repr(seed)}
+    sil = _SweepSilhouette(X, silhouette_sample_size, seed)
     rows = []
     for k in ks:
         t0 = time.perf_counter()
         est = est_cls(n_clusters=int(k), **estimator_params).fit(X)
         c = contingency(y, est.labels_)
-        mapping = _majority(c)
         h, comp, _ = _hcv(c)
         row: dict[str, Any] = {
+            **head,
             "k": int(k),
             "inertia": float(est.inertia_),
+            **sil.row(est.labels_, c.clusters.size),
             "homogeneity": h,
             "completeness": comp,
             "purity": float(c.table.max(axis=0).sum() / c.n),
-            "train_accuracy": _mapped_correct(c, mapping) / c.n,
         }
         if X_test is not None:
-            row["test_accuracy"] = cluster_accuracy(y_test, est.predict(X_test), mapping)
+            row["heldout_accuracy"] = cluster_accuracy(y_test, est.predict(X_test),
+                                                       _majority(c))
         row["n_iter"] = int(est.n_iter_)
         row["seconds"] = time.perf_counter() - t0
         log.info("sweep K=%d: %s", k, row)
@@ -444,6 +806,162 @@ def sweep(
         if callback is not None:
             callback(row)
     return rows
+
+
+@dataclass(frozen=True)
+class Knee:
+    """The Kneedle analysis of a decreasing convex curve (e.g. inertia against K)."""
+
+    knee: float | None  #: x value of the knee, or None when the curve has none
+    x: np.ndarray  #: (n,) the x values, sorted
+    y: np.ndarray  #: (n,) the y values in that order
+    x_norm: np.ndarray  #: (n,) x scaled to [0, 1]
+    y_norm: np.ndarray  #: (n,) y scaled to [0, 1]
+    difference: np.ndarray  #: (n,) ``1 - x_norm - y_norm``: height below the chord
+    threshold: float | None  #: the threshold the knee's difference fell below
+
+
+def kneedle(x: Sequence[float], y: Sequence[float], *, sensitivity: float = 1.0) -> Knee:
+    """The knee of a decreasing convex curve by the Kneedle method (Satopää, Albrecht,
+    Irwin and Raghavan, "Finding a 'Kneedle' in a Haystack: Detecting Knee Points in
+    System Behavior", ICDCS Workshops 2011), offline, as the ``kneed`` package does it.
+
+    x and y are scaled to [0, 1]; the difference curve ``1 - x_norm - y_norm`` (how far
+    each point lies below the straight line from the first point to the last) has local
+    maxima; a maximum is the knee when the difference curve falls below ``its value -
+    sensitivity * mean x step`` before the next local maximum (a local minimum in
+    between cancels it). The first knee found is returned. x is used as given (K on a
+    linear axis). Implemented here (a dozen lines) rather than depending on ``kneed``;
+    checked against ``kneed.KneeLocator(curve="convex", direction="decreasing")``, which
+    it equals except that the first point is never a knee here (kneed returns it when
+    the curve starts above its chord, i.e. has no elbow there).
+
+    Parameters
+    ----------
+    x : (n,) e.g. the K values; any order (sorted here), distinct
+    y : (n,) e.g. inertia at each K, decreasing
+    sensitivity : Kneedle's S (1 is the paper's recommendation offline; larger is more
+        conservative)
+
+    Returns
+    -------
+    :class:`Knee` (``knee`` is None with fewer than 3 points, a flat curve, or none
+    found)
+
+    Examples
+    --------
+    >>> kneedle([1, 2, 3, 4, 5, 6, 7, 8], [100, 50, 20, 16, 13, 11, 10, 9]).knee
+    3.0
+    >>> print(kneedle([1, 2, 3], [3, 2, 1]).knee)  # a straight line has no knee
+    None
+    """
+    if sensitivity < 0:
+        raise ValueError(f"sensitivity must be >= 0, got {sensitivity!r}")
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise ValueError(f"x and y must be 1-D of the same length, got shapes {xs.shape} "
+                         f"and {ys.shape}")
+    order = np.argsort(xs, kind="stable")
+    xs, ys = xs[order], ys[order]
+    n = xs.size
+    span_x = xs[-1] - xs[0] if n else 0.0
+    span_y = ys.max() - ys.min() if n else 0.0
+    if n < 3 or span_x <= 0 or span_y <= 0:
+        z = np.zeros(n)
+        return Knee(None, xs, ys, z, z, z, None)
+    xn = (xs - xs[0]) / span_x
+    yn = (ys - ys.min()) / span_y
+    d = 1 - xn - yn
+    step = float(np.mean(np.diff(xn)))
+    threshold, candidate, active = 0.0, -1, False
+    for i in range(1, n - 1):
+        if d[i] >= d[i - 1] and d[i] >= d[i + 1]:  # a local maximum: its threshold
+            threshold, candidate, active = float(d[i] - sensitivity * step), i, True
+        if d[i] <= d[i - 1] and d[i] <= d[i + 1]:  # a local minimum: none until the next
+            active = False
+        if active and d[i + 1] < threshold:
+            return Knee(float(xs[candidate]), xs, ys, xn, yn, d, threshold)
+    return Knee(None, xs, ys, xn, yn, d, None)
+
+
+def choose_k(rows: Sequence[dict[str, Any]], *, sensitivity: float = 1.0) -> dict[str, Any]:
+    """What :func:`sweep` rows say about K, with a one-line recommendation.
+
+    Returns a dict: ``knee`` (the K at the elbow of inertia by :func:`kneedle`, or
+    None), ``best_silhouette`` (the K with the highest silhouette, None without that
+    column), ``k`` (the recommendation: the knee, else the best silhouette, else None)
+    and ``message`` (one line saying why). With few K values Kneedle is conservative
+    (a knee must lie ``sensitivity / (len(rows) - 1)`` below the chord of the
+    normalised curve): sweep at least 5-6 values of K.
+
+    Examples
+    --------
+    >>> rows = [{"k": k, "inertia": i, "silhouette": s, "silhouette_se": 0.002}
+    ...         for k, i, s in [(2, 90, 0.30), (4, 40, 0.35), (6, 30, 0.25), (8, 26, 0.2),
+    ...                         (10, 24, 0.18)]]
+    >>> print(choose_k(rows)["message"])
+    K=4: the elbow of inertia (Kneedle); the highest silhouette is at K=4 too (0.350, SE 0.002)
+    """
+    if not rows:
+        raise ValueError("choose_k needs at least one sweep row, got none")
+    knee = kneedle([r["k"] for r in rows], [r["inertia"] for r in rows],
+                   sensitivity=sensitivity).knee
+    k_knee = None if knee is None else int(knee)
+    sil = [r for r in rows if r.get("silhouette") is not None]
+    best = max(sil, key=lambda r: r["silhouette"]) if sil else None
+    k_sil = None if best is None else int(best["k"])
+
+    def at(r: dict[str, Any]) -> str:
+        se = r.get("silhouette_se")
+        return f"{r['silhouette']:.3f}" + (f", SE {se:.3f}" if se else "")
+
+    if k_knee is not None:
+        msg = f"K={k_knee}: the elbow of inertia (Kneedle)"
+        if best is not None:
+            msg += ("; the highest silhouette is at K=" + str(k_sil)
+                    + (" too" if k_sil == k_knee else "") + f" ({at(best)})")
+            mine = next(r for r in rows if r["k"] == k_knee)
+            if k_sil != k_knee and mine.get("silhouette") is not None:
+                msg += f", at K={k_knee} it is {at(mine)}"
+    elif best is not None:
+        msg = (f"K={k_sil}: the highest silhouette ({at(best)}); inertia shows no clear "
+               f"elbow (Kneedle, S={sensitivity:g}) over these {len(rows)} K")
+    else:
+        msg = (f"no recommendation: inertia shows no clear elbow (Kneedle, "
+               f"S={sensitivity:g}) over these {len(rows)} K and there is no silhouette")
+    return {"k": k_knee if k_knee is not None else k_sil, "knee": k_knee,
+            "best_silhouette": k_sil, "message": msg}
+
+
+class _SweepSilhouette:
+    """The sweep's silhouette columns: the sampled rows gathered once for every K."""
+
+    def __init__(self, X: Any, sample_size: int | None, seed: Any) -> None:
+        self.on = bool(sample_size)
+        if not self.on:
+            return
+        from . import _reduce
+
+        self.src = _metric_source(X)
+        self.sample_size = int(sample_size or 0)
+        self.queries = None
+        if self.sample_size < self.src.n:
+            if isinstance(seed, np.random.RandomState):
+                seed = int(seed.randint(np.iinfo(np.int32).max))
+            index = _sample_index(self.src.n, self.sample_size, seed)
+            self.queries = K.Queries(_reduce.gather_pass(self.src, index).rows, index)
+
+    def row(self, labels: Any, n_clusters: int) -> dict[str, Any]:
+        if not self.on:
+            return {}
+        if not 2 <= n_clusters <= self.src.n - 1:
+            return {"silhouette": None, "silhouette_se": None}
+        if self.queries is None:  # the sample would be every row: exact
+            r = silhouette(self.src, labels)
+        else:
+            r = _sampled_silhouette(self.src, *_silhouette_labels(labels, self.src.n),
+                                    self.queries)
+        return {"silhouette": r.score, "silhouette_se": r.standard_error}
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -464,18 +982,38 @@ def write_json(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """A markdown table of sweep rows (floats to 4 decimals, seconds to 1)."""
+    """A markdown table of sweep rows (floats to 4 decimals, seconds to 1).
+
+    The columns before ``k`` (what the table was made from: dataset, split, algorithm,
+    seed) are written once, in a line above the table, when every row has the same.
+
+    Examples
+    --------
+    >>> print(to_markdown([{"split": "test", "k": 10, "purity": 0.5}]), end="")
+    split: test
+    <BLANKLINE>
+    | k | purity |
+    |---|---|
+    | 10 | 0.5000 |
+    """
     if not rows:
         return ""
     cols = list(rows[0])
+    lead = cols[:cols.index("k")] if "k" in cols else []
+    same = [c for c in lead if all(r.get(c) == rows[0].get(c) for r in rows)]
+    cols = [c for c in cols if c not in same]
+    caption = ", ".join(f"{c}: {rows[0][c]}" for c in same)
 
     def fmt(key: str, v: Any) -> str:
+        if v is None:
+            return ""
         if isinstance(v, float):
             if key == "seconds":
                 return f"{v:.1f}"
             return f"{v:.1f}" if key == "inertia" else f"{v:.4f}"
         return str(v)
 
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = [caption, ""] if caption else []
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(c, r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"

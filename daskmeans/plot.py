@@ -10,21 +10,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
+
+from . import metrics
 
 __all__ = [
+    "PCAView",
     "centroid_grid",
     "contingency_heatmap",
     "elbow_curve",
     "label_order",
+    "pca_projection",
+    "pca_view",
     "quantize_comparison",
     "sample_grid",
     "segment_preview",
+    "silhouette_plot",
     "sweep_curves",
 ]
 
@@ -81,8 +89,7 @@ def label_order(k: int, mapping: dict[int, int] | None) -> list[int]:
     >>> label_order(4, {0: 7, 1: 2, 3: 2})
     [1, 3, 0, 2]
     """
-    big = np.iinfo(np.int64).max
-    return sorted(range(k), key=lambda i: (big if not mapping else mapping.get(i, big), i))
+    return metrics.order_by_label(range(k), mapping)
 
 
 def centroid_grid(
@@ -124,51 +131,131 @@ def centroid_grid(
     return _save(fig, path)
 
 
-def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Accuracy and homogeneity vs K, and inertia vs K, from :func:`metrics.sweep` rows."""
-    ks = [r["k"] for r in rows]
-    fig = _figure(figsize=(11, 4))
-    a1, a2 = fig.subplots(1, 2)
-    a1.plot(ks, [r["train_accuracy"] for r in rows], "o-", label="accuracy (fit split)")
-    if "test_accuracy" in rows[0]:
-        a1.plot(ks, [r["test_accuracy"] for r in rows], "s-", label="accuracy (held out)")
-    a1.plot(ks, [r["homogeneity"] for r in rows], "^-", label="homogeneity")
-    a1.set_xscale("log")
-    a1.set_xticks(ks, [str(k) for k in ks])
-    a1.set_xlabel("K (clusters)")
-    a1.set_ylim(0, 1)
-    a1.grid(alpha=0.3)
-    a1.legend()
-    a1.set_title("Accuracy and homogeneity vs K")
-    a2.plot(ks, [r["inertia"] for r in rows], "o-", color="C3")
-    a2.set_xscale("log")
-    a2.set_xticks(ks, [str(k) for k in ks])
-    a2.set_xlabel("K (clusters)")
-    a2.set_ylabel("inertia (sum of squared distances)")
-    a2.grid(alpha=0.3)
-    a2.set_title("Inertia vs K")
-    return _save(fig, path)
-
-
-def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path) -> Path:
-    """The elbow plot: inertia against K on linear axes."""
-    fig = _figure(figsize=(6, 4))
-    ax = fig.subplots()
-    ax.plot(list(ks), list(inertias), "o-")
+def _k_axis(ax: Any, ks: Sequence[int]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
     ax.set_xlabel("K (clusters)")
-    ax.set_ylabel("inertia")
-    ax.set_title("Elbow curve")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+
+
+def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """The K sweep side by side: scores vs K; inertia vs K with the Kneedle knee; the
+    sampled silhouette vs K with 2-standard-error bars (when the rows have it), from
+    :func:`daskmeans.metrics.sweep` rows."""
+    return _save(_sweep_figure(rows), path)
+
+
+def _sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
+    ks = [r["k"] for r in rows]
+    sil = [r for r in rows if r.get("silhouette") is not None]
+    fig = _figure(figsize=(16 if sil else 11, 4), layout="constrained")
+    axes = fig.subplots(1, 3 if sil else 2)
+    a1, a2 = axes[0], axes[1]
+    a1.plot(ks, [r["purity"] for r in rows], "o-", label="purity (fit split)")
+    if "heldout_accuracy" in rows[0]:
+        a1.plot(ks, [r["heldout_accuracy"] for r in rows], "s-",
+                label="accuracy (held out, majority mapping)")
+    a1.plot(ks, [r["homogeneity"] for r in rows], "^-", label="homogeneity")
+    _k_axis(a1, ks)
+    a1.set_ylim(0, 1)
+    a1.set_ylabel("score (1 is best)")
+    a1.legend()
+    a1.set_title("Scores vs K")
+    a2.plot(ks, [r["inertia"] for r in rows], "o-", color="C3")
+    _k_axis(a2, ks)
+    a2.yaxis.set_major_formatter(EngFormatter(sep=""))
+    a2.set_ylabel("inertia (sum of squared distances)")
+    knee = metrics.kneedle(ks, [r["inertia"] for r in rows]).knee
+    if knee is not None:
+        a2.axvline(knee, color="gray", linestyle="--", label=f"knee K={knee:g} (Kneedle)")
+        a2.legend()
+    a2.set_title("Inertia vs K")
+    if sil:
+        a3 = axes[2]
+        se = [2 * (r.get("silhouette_se") or 0.0) for r in sil]
+        a3.errorbar([r["k"] for r in sil], [r["silhouette"] for r in sil], yerr=se, fmt="o-",
+                    color="C4", capsize=3, label="mean silhouette ± 2 SE")
+        _k_axis(a3, ks)
+        a3.set_ylabel("silhouette coefficient")
+        a3.legend()
+        a3.set_title("Silhouette vs K")
+    return fig
+
+
+def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path, *,
+                sensitivity: float = 1.0) -> Path:
+    """The elbow and how its knee was found: inertia against K on linear axes with the
+    knee marked, and Kneedle's view of it (the curve scaled to [0, 1], its chord, and
+    the difference curve whose maximum is the knee; :func:`daskmeans.metrics.kneedle`)."""
+    return _save(_elbow_figure(ks, inertias, sensitivity), path)
+
+
+def _elbow_figure(ks: Sequence[int], inertias: Sequence[float], sensitivity: float) -> Figure:
+    r = metrics.kneedle(ks, inertias, sensitivity=sensitivity)
+    fig = _figure(figsize=(11, 4), layout="constrained")
+    a1, a2 = fig.subplots(1, 2)
+    a1.plot(r.x, r.y, "o-")
+    a1.yaxis.set_major_formatter(EngFormatter(sep=""))
+    a1.set_xlabel("K (clusters)")
+    a1.set_ylabel("inertia")
+    a1.grid(alpha=0.3)
+    a2.plot(r.x_norm, r.y_norm, "o-", label="inertia, scaled")
+    a2.plot([0, 1], [1, 0], color="gray", linewidth=0.8, label="chord")
+    a2.plot(r.x_norm, r.difference, "s-", color="C2", label="difference (below the chord)")
+    if r.knee is not None:
+        at = int(np.flatnonzero(r.x == r.knee)[0])
+        a1.plot([r.knee], [r.y[at]], "o", color="C3", markersize=12, fillstyle="none")
+        a1.set_title(f"Elbow curve: knee at K={r.knee:g} (Kneedle)")
+        a2.axvline(r.x_norm[at], color="C3", linestyle="--", label=f"knee K={r.knee:g}")
+        if r.threshold is not None:
+            a2.axhline(r.threshold, color="C2", linestyle=":", linewidth=0.8,
+                       label=f"threshold (S={sensitivity:g})")
+    else:
+        a1.set_title("Elbow curve: no knee found (Kneedle)")
+    a2.set_xlabel("K, scaled to [0, 1]")
+    a2.set_ylabel("scaled value")
+    a2.grid(alpha=0.3)
+    a2.legend()
+    a2.set_title("Kneedle: the knee is where the difference curve peaks")
+    return fig
 
 
 def contingency_heatmap(
     table: np.ndarray, classes: Sequence[int] | np.ndarray,
     clusters: Sequence[int] | np.ndarray, path: str | Path,
     *, title: str = "Contingency (true label x cluster)",
+    order: str | dict[int, int] = "auto",
 ) -> Path:
-    """Heat map of a contingency table, counts written in the cells when it is small."""
+    """Heat map of a contingency table (n_classes, n_clusters), counts written in the
+    cells when it is small.
+
+    Clusters are drawn in :func:`daskmeans.metrics.cluster_order` (``order`` is its
+    ``mapping``; ``"sorted"`` keeps ``clusters`` as given): matched one-to-one
+    (Hungarian) when there are as many clusters as classes, else by majority label, so
+    the large counts form a diagonal.
+    """
+    return _save(_contingency_figure(table, classes, clusters, title=title, order=order), path)
+
+
+def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
+                        clusters: Sequence[int] | np.ndarray, *, title: str,
+                        order: str | dict[int, int]) -> Figure:
     table = np.asarray(table)
+    classes, clusters = np.asarray(classes), np.asarray(clusters)
+    if order != "sorted":
+        c = metrics.Contingency(classes, clusters, table)
+        cols = metrics.cluster_order(c, mapping=order)
+        where = {int(k): i for i, k in enumerate(clusters)}
+        pos = [where[int(k)] for k in cols]
+        table, clusters = table[:, pos], clusters[pos]
+        if isinstance(order, dict):
+            how = "ordered by the label they are mapped to"
+        elif order == "hungarian" or (order == "auto" and clusters.size == classes.size):
+            how = "matched to labels one-to-one (Hungarian)"
+        else:
+            how = "ordered by majority label"
+        title = f"{title}\nclusters {how}"
     fig = _figure(figsize=(max(5, 0.45 * table.shape[1] + 2),
                            max(4, 0.4 * table.shape[0] + 1.5)))
     ax = fig.subplots()
@@ -185,7 +272,229 @@ def contingency_heatmap(
     ax.set_xlabel("cluster")
     ax.set_ylabel("true label")
     ax.set_title(title)
-    return _save(fig, path)
+    return fig
+
+
+def silhouette_plot(
+    values: np.ndarray, labels: np.ndarray, path: str | Path, *,
+    score: float | None = None, standard_error: float | None = None,
+    title: str | None = None,
+) -> Path:
+    """Silhouette analysis as in scikit-learn's gallery: each cluster's coefficients
+    sorted into a knife shape, clusters stacked, the mean as a dashed line.
+
+    Parameters
+    ----------
+    values : (m,) silhouette coefficients (``metrics.silhouette(...).values``, of a
+        sample or of every row)
+    labels : (m,) their clusters
+    score : the mean silhouette to draw (default: ``values.mean()``)
+    standard_error : drawn as a band around the mean when given (a sampled estimate)
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from daskmeans import metrics
+    >>> X = np.array([[0.0], [1.0], [9.0], [10.0], [11.0]])
+    >>> s = metrics.silhouette(X, [0, 0, 1, 1, 1], sample_size=4, random_state=0)
+    >>> out = silhouette_plot(s.values, s.labels, Path(tempfile.mkdtemp()) / "sil.png",
+    ...                       score=s.score, standard_error=s.standard_error)
+    >>> out.name, out.stat().st_size > 0
+    ('sil.png', True)
+    """
+    return _save(_silhouette_figure(values, labels, score=score,
+                                    standard_error=standard_error, title=title), path)
+
+
+def _silhouette_figure(values: np.ndarray, labels: np.ndarray, *, score: float | None,
+                       standard_error: float | None, title: str | None) -> Figure:
+    from matplotlib import colormaps
+
+    values, labels = np.asarray(values, dtype=np.float64), np.asarray(labels)
+    if values.shape != labels.shape or values.ndim != 1:
+        raise ValueError(f"values and labels must be 1-D of the same length, got shapes "
+                         f"{values.shape} and {labels.shape}")
+    clusters = np.unique(labels)
+    k = clusters.size
+    score = float(values.mean()) if score is None else score
+    gap = max(1, values.size // 100)
+    fig = _figure(figsize=(7, 6 if k <= 30 else 8), layout="constrained")
+    ax = fig.subplots()
+    cmap = colormaps["nipy_spectral"]
+    y, middles = gap, []
+    for i, c in enumerate(clusters):
+        v = np.sort(values[labels == c])
+        ax.fill_betweenx(np.arange(y, y + v.size), 0, v, facecolor=cmap(i / k),
+                         edgecolor=cmap(i / k), alpha=0.7)
+        middles.append(y + v.size / 2)
+        y += v.size + gap
+    ax.axvline(score, color="red", linestyle="--", label=f"mean {score:.3f}")
+    if standard_error:
+        ax.axvspan(score - 2 * standard_error, score + 2 * standard_error, color="red",
+                   alpha=0.15, label=f"± 2 standard errors (SE {standard_error:.3f})")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlim(min(-0.1, float(values.min()) - 0.02), 1)
+    ax.set_ylim(0, y)
+    ax.set_yticks(middles if k <= 30 else [], [str(c) for c in clusters] if k <= 30 else [])
+    ax.set_xlabel("silhouette coefficient")
+    ax.set_ylabel(f"cluster ({values.size} rows)")
+    ax.legend(loc="lower right")
+    ax.set_title(title or f"Silhouette of {k} clusters")
+    return fig
+
+
+@dataclass(frozen=True)
+class PCAView:
+    """A 2-D PCA projection fitted on all rows, of a random sample of them."""
+
+    points: np.ndarray  #: (m, 2) the sampled rows, projected
+    index: np.ndarray  #: (m,) which rows (sorted)
+    labels_true: np.ndarray | None  #: (m,) their true labels, if given
+    labels_pred: np.ndarray | None  #: (m,) their clusters, if given (or nearest centre)
+    centers: np.ndarray | None  #: (k, 2) the cluster centres, projected, if given
+    explained_variance_ratio: np.ndarray  #: (2,) of the two components
+    n_samples: int  #: rows the projection was fitted on
+    pca: Any  #: the fitted ``dask_ml.decomposition.PCA``
+
+
+def pca_projection(
+    X: Any, labels_true: Any = None, labels_pred: Any = None, *,
+    centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
+    svd_solver: str = "randomized", iterated_power: int = 4,
+) -> PCAView:
+    """Project the data on its first two principal components, fitted on ALL rows with
+    ``dask_ml.decomposition.PCA`` (randomized with 4 power iterations, which equals the
+    exact solution to ~1e-6; see :func:`daskmeans._reduce.pca_fit`; ``svd_solver="tsqr"``
+    is exact and slower), and keep a random sample of ``n_points`` rows to
+    draw (all rows when there are fewer): ``np.sort(default_rng(random_state).choice(n,
+    n_points, replace=False))``, as for the sampled silhouette.
+
+    Passes: dask-ml's fit (one compute), its mean (one), and one gathering the sampled
+    rows and their labels (none for numpy rows and labels).
+
+    Parameters
+    ----------
+    X : (n_samples, n_features) numpy, dask, Zarr array, store path or source
+    labels_true, labels_pred : (n_samples,) numpy or dask, optional
+    centers : (n_clusters, n_features) cluster centres to project; without
+        ``labels_pred`` the sampled rows take their nearest centre's index
+    n_points : rows to draw
+
+    Examples
+    --------
+    >>> v = pca_projection(X, y, km.labels_, centers=km.cluster_centers_)  # doctest: +SKIP
+    >>> v.points.shape, v.centers.shape                                 # doctest: +SKIP
+    ((5000, 2), (10, 2))
+    """
+    from . import _kernels, _reduce
+
+    if isinstance(n_points, bool) or not isinstance(n_points, int | np.integer) or n_points < 1:
+        raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
+    src = metrics._metric_source(X)
+    n = src.n
+    vectors = {}
+    for name, v in (("labels_true", labels_true), ("labels_pred", labels_pred)):
+        if v is not None:
+            v = metrics._as_1d(v, name)
+            if v.shape[0] != n:
+                raise ValueError(f"{name} must have one entry per row of X, got "
+                                 f"{v.shape[0]} for {n} rows")
+            vectors[name] = v
+    if centers is not None:
+        centers = np.asarray(centers, dtype=np.float64)
+        if centers.ndim != 2 or centers.shape[1] != src.d:
+            raise ValueError(f"centers must be (n_clusters, {src.d}), got shape "
+                             f"{centers.shape}")
+    pca = _reduce.pca_fit(src, 2, svd_solver=svd_solver, iterated_power=iterated_power,
+                          random_state=random_state)
+    index = (np.arange(n, dtype=np.int64) if n <= n_points
+             else metrics._sample_index(n, int(n_points), random_state))
+    got = _reduce.gather_pass(src, index, vectors)
+    mean = np.asarray(pca.mean_, dtype=np.float64)
+    comps = np.asarray(pca.components_, dtype=np.float64)
+    pred = got.values.get("labels_pred")
+    if pred is None and centers is not None:
+        pred = _kernels.assign(np.asarray(got.rows, np.float64), centers)[0]
+    return PCAView((np.asarray(got.rows, np.float64) - mean) @ comps.T, index,
+                   got.values.get("labels_true"), pred,
+                   None if centers is None else (centers - mean) @ comps.T,
+                   np.asarray(pca.explained_variance_ratio_, dtype=np.float64), n, pca)
+
+
+def pca_view(
+    X: Any, labels_true: Any, labels_pred: Any, path: str | Path, *,
+    centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
+    svd_solver: str = "randomized", iterated_power: int = 4, title: str | None = None,
+) -> Path:
+    """The data on their first two principal components, side by side coloured by true
+    label and by cluster, the cluster centres projected (black crosses): the PCA is
+    fitted on all rows with dask-ml, ``n_points`` random rows are drawn
+    (:func:`pca_projection`). Either labelling may be None (one panel then).
+
+    Needs dask-ml, whose PCA does not run under dask's array query planning (hence the
+    skipped example).
+
+    Examples
+    --------
+    >>> pca_view(X, y, km.labels_, "pca.png", centers=km.cluster_centers_)  # doctest: +SKIP
+    """
+    view = pca_projection(X, labels_true, labels_pred, centers=centers, n_points=n_points,
+                          random_state=random_state, svd_solver=svd_solver,
+                          iterated_power=iterated_power)
+    return _save(_pca_figure(view, title), path)
+
+
+def _pca_figure(view: PCAView, title: str | None) -> Figure:
+    from matplotlib import colormaps
+
+    panels = [(v, what) for v, what in ((view.labels_true, "true label"),
+                                        (view.labels_pred, "cluster")) if v is not None]
+    if not panels:
+        raise ValueError("labels_true, labels_pred and centers are all None: nothing to "
+                         "colour the points by")
+    fig = _figure(figsize=(6.5 * len(panels), 6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharex=True, sharey=True))
+    evr = view.explained_variance_ratio
+    size = 4 if view.points.shape[0] > 2000 else 10
+    matched = False
+    for ax, (values, what) in zip(axes, panels, strict=True):
+        uniq, codes = np.unique(values, return_inverse=True)
+        if (what == "cluster" and view.labels_true is not None
+                and uniq.size == np.unique(view.labels_true).size <= 20):
+            # as many clusters as labels: each cluster takes the colour of the label it
+            # is matched to one-to-one (Hungarian, on the drawn rows), so panels compare
+            uniq = metrics.cluster_order(view.labels_true, values, mapping="hungarian")
+            sorter = np.argsort(uniq)
+            codes = sorter[np.searchsorted(uniq, values, sorter=sorter)]
+            matched = True
+        if uniq.size <= 10:
+            colours = colormaps["tab10"](codes % 10)
+        elif uniq.size <= 20:
+            colours = colormaps["tab20"](codes % 20)
+        else:
+            colours = colormaps["nipy_spectral"](codes / max(uniq.size - 1, 1))
+        ax.scatter(view.points[:, 0], view.points[:, 1], c=colours, s=size, alpha=0.6,
+                   linewidths=0)
+        if uniq.size <= 20:  # a legend of the colours
+            cmap = colormaps["tab10" if uniq.size <= 10 else "tab20"]
+            for i, u in enumerate(uniq):
+                ax.scatter([], [], color=cmap(i), s=20, label=str(u))
+            ax.legend(title=what, fontsize=8, loc="best", ncols=2)
+        if view.centers is not None and what == "cluster":
+            ax.scatter(view.centers[:, 0], view.centers[:, 1], marker="x", color="black",
+                       s=40 if view.centers.shape[0] <= 64 else 15, linewidths=1.5,
+                       label="centres")
+        ax.set_xlabel(f"PC1 ({100 * evr[0]:.1f}% of the variance)")
+        ax.set_ylabel(f"PC2 ({100 * evr[1]:.1f}% of the variance)")
+        ax.set_title(f"coloured by {what} ({uniq.size})"
+                     + (", centres x" if view.centers is not None and what == "cluster"
+                        else "")
+                     + ("\neach in the colour of the label it matches (Hungarian)"
+                        if matched and what == "cluster" else ""))
+        ax.grid(alpha=0.3)
+    shown = view.points.shape[0]
+    fig.suptitle(title or f"PCA fitted on all {view.n_samples} rows; {shown} drawn")
+    return fig
 
 
 def quantize_comparison(

@@ -5,10 +5,10 @@
     python scripts/mnist_sweep.py --scheduler tcp://head:8786 --out sweep/   # on a cluster
 
 Fits on the training split (or, when only the test split is present, on the test
-split, as the tutorials also do), scores every K (inertia, homogeneity, purity,
-accuracy with the majority mapping) and writes sweep.csv/.json/.md, sweep.png
-(accuracy and homogeneity vs K, inertia vs K) and elbow.png. A thin wrapper over
-``daskmeans sweep``.
+split, as the tutorials also do), scores every K (inertia, sampled silhouette,
+homogeneity, purity: the majority accuracy on that split) and writes
+sweep.csv/.json/.md, sweep.png (scores, inertia with its Kneedle knee, silhouette vs K)
+and elbow.png, and prints a recommended K. A thin wrapper over ``daskmeans sweep``.
 """
 
 from __future__ import annotations

@@ -115,6 +115,12 @@ def test_sweep_writes_table_and_figures(store: Path, sched: list[str], tmp_path:
         assert (tmp_path / name).stat().st_size > 0, name
     rows = json.loads((tmp_path / "sweep.json").read_text())
     assert [r["k"] for r in rows] == [10, 36]
+    assert {r["dataset"] for r in rows} == {"mnist"} and {r["split"] for r in rows} == {"test"}
+    assert {r["algorithm"] for r in rows} == {"minibatch"} and {r["seed"] for r in rows} == {0}
+    assert "train_accuracy" not in out and "dataset: mnist, split: test" in out
+    assert all(0 < r["silhouette"] < 1 and 0 < r["silhouette_se"] < 0.05 for r in rows)
+    best = max(rows, key=lambda r: r["silhouette"])["k"]  # two K: no elbow to find
+    assert f"recommendation: K={best}: the highest silhouette" in out
 
 
 def test_quantize(sched: list[str], tmp_path: Path, capsys) -> None:
@@ -198,9 +204,12 @@ def test_demo_with_real_mnist(mnist_dir: Path, tmp_path: Path) -> None:
     assert "data: MNIST" in p.stdout and "PSNR" in p.stdout
     rows = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert [r["k"] for r in rows] == [10, 16, 36, 64, 144, 256]
-    assert rows[-1]["test_accuracy"] >= 0.89
+    assert rows[-1]["heldout_accuracy"] >= 0.89
+    assert rows[0]["dataset"] == "MNIST" and rows[0]["split"] == "test[:8000]"
     for name in ("samples.png", "centroids.png", "contingency_k10.png", "sweep.png",
-                 "elbow.png", "china-64.png", "china-64-comparison.png", "model.npz"):
+                 "elbow.png", "china-64.png", "china-64-comparison.png", "model.npz",
+                 "silhouette_k10.png", "contingency_k10.csv", "purity_k10.csv",
+                 *(() if "PCA view skipped" in p.stdout else ("pca_k10.png",))):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
 
 
