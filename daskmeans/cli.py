@@ -541,6 +541,11 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
         meta["heldout_split"] = args.test_split
     with dask_cluster(args, console, _nbytes(X) + (_nbytes(Xt) if Xt is not None else 0)):
         rows, files = _sweep(X, y, Xt, yt, ks, args, console, out, meta)
+    from . import plot
+
+    files.append(plot.report_page(out / "report.html", f"K sweep: {args.store}", [
+        ("p", ", ".join(f"{k} {v}" for k, v in meta.items())), ("table", rows),
+        ("p", _recommendation(rows)), ("img", out / "sweep.png"), ("img", out / "elbow.png")]))
     console.say(metrics.to_markdown(rows))
     console.say(_recommendation(rows))
     for f in files:
@@ -802,9 +807,10 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         mapping = metrics.infer_cluster_labels(y, est.labels_)
         r = metrics.evaluate(yt, est.predict(Xt), mapping=mapping)
         console.end_progress()
-        console.say(f"K={k_main} {type(est).__name__}: fit in {time.perf_counter() - t0:.1f}s; "
-                    f"held-out accuracy {r['accuracy']:.4f}, purity {r['purity']:.4f}, "
-                    f"homogeneity {r['homogeneity']:.4f}; inertia {est.inertia_:.6g}")
+        fitted = (f"K={k_main} {type(est).__name__}: fit in {time.perf_counter() - t0:.1f}s; "
+                  f"held-out accuracy {r['accuracy']:.4f}, purity {r['purity']:.4f}, "
+                  f"homogeneity {r['homogeneity']:.4f}; inertia {est.inertia_:.6g}")
+        console.say(fitted)
         files.append(save_model(est, out / "model.npz", mapping=mapping,
                                 extra={"dataset": name}))
         files.append(plot.centroid_grid(est.cluster_centers_, out / "centroids.png",
@@ -843,6 +849,18 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         files += _quantize(load_sample_image("china.jpg"), 64, out / "china-64.png", args.seed,
                            None, console, "china.jpg")
         files += _demo_segment(args, console, out)
+    files.append(plot.report_page(out / "report.html", f"daskmeans demo: {name}", [
+        ("p", f"{name}: {X.shape[0]} + {Xt.shape[0]} images of {X.shape[1]} pixels; {how}"),
+        ("img", out / "samples.png"),
+        ("h", f"K={k_main}"), ("p", fitted), ("img", out / "centroids.png"),
+        ("h", "K=10: contingency, purity, silhouette, PCA view"),
+        ("img", out / "contingency_k10.png"),
+        ("table", metrics.purity_table(c).reset_index().to_dict("records")),
+        ("img", out / "silhouette_k10.png"), ("img", out / "pca_k10.png"),
+        ("h", "Choosing K"), ("table", rows), ("p", _recommendation(rows)),
+        ("img", out / "sweep.png"), ("img", out / "elbow.png"),
+        ("h", "Colour quantisation"), ("img", out / "china-64-comparison.png"),
+        ("h", "A multi-band scene"), ("img", out / "scene-labels.png")]))
     console.say(f"demo finished in {time.perf_counter() - STARTED:.0f}s (wall clock); "
                 "outputs:")
     for f in files:

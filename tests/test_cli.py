@@ -111,8 +111,11 @@ def test_sweep_writes_table_and_figures(store: Path, sched: list[str], tmp_path:
     code, out, _ = run(["sweep", str(store), "--split", "test", "--k", "10,36", "--out",
                         str(tmp_path), *sched], capsys)
     assert code == 0 and "| k |" in out
-    for name in ("sweep.csv", "sweep.json", "sweep.md", "sweep.png", "elbow.png"):
+    for name in ("sweep.csv", "sweep.json", "sweep.md", "sweep.png", "elbow.png",
+                 "report.html"):
         assert (tmp_path / name).stat().st_size > 0, name
+    page = (tmp_path / "report.html").read_text()
+    assert "src='sweep.png'" in page and "recommendation:" in page and "<td>36</td>" in page
     rows = json.loads((tmp_path / "sweep.json").read_text())
     assert [r["k"] for r in rows] == [10, 36]
     assert {r["dataset"] for r in rows} == {"mnist"} and {r["split"] for r in rows} == {"test"}
@@ -247,6 +250,11 @@ def test_demo_offline_falls_back_to_digits(offline: Path, capsys) -> None:
     # the multi-band step: a synthetic scene (none ships in a package), classes recovered
     assert "segmented synthetic 6-band scene" in out and "adjusted Rand index 1.0000" in out
     assert (offline / "out" / "scene-labels.png").exists()
+    page = (offline / "out" / "report.html").read_text()  # one page holds every picture
+    for name in ("centroids.png", "contingency_k10.png", "silhouette_k10.png", "sweep.png",
+                 "elbow.png", "china-64-comparison.png", "scene-labels.png"):
+        assert f"src='{name}'" in page, name
+    assert "recommendation:" in page and "<table>" in page
 
 
 def test_demo_finds_a_local_fashion_mnist(offline: Path, mnist_test, monkeypatch) -> None:
