@@ -1274,7 +1274,7 @@ def xarray_rows(X: Any, feature_dim: str | None = None) -> tuple[Any, SampleGrid
     >>> scene = xr.DataArray(np.arange(12.).reshape(3, 2, 2), dims=("band", "y", "x"),
     ...                      coords={"band": ["r", "g", "b"]})
     >>> rows, grid = xarray_rows(scene, "band")
-    >>> rows.shape, grid.dims, list(grid.features.values)
+    >>> rows.shape, grid.dims, grid.features.values.tolist()
     ((4, 3), ('y', 'x'), ['r', 'g', 'b'])
     """
     if type(X).__name__ == "Dataset":

@@ -85,22 +85,28 @@ class ProcessCluster:
         return Client(self.address, security=self.security, timeout=30)
 
     def close(self) -> None:
+        # Test processes with nothing to flush: killed at once (a SIGTERM'd worker took
+        # the whole 3 s grace period to exit, per test).
         for p in self.procs:
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        deadline = time.time() + 3
-        for p in self.procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        for p in self.procs:
+            p.wait()
         self.log.close()
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
+    """A cluster of its own, for a test that kills its workers."""
     c = ProcessCluster(tmp_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessCluster]:
+    """One cluster for the tests that leave it as they found it."""
+    c = ProcessCluster(tmp_path_factory.mktemp("shared-cluster"))
     yield c
     c.close()
 
@@ -115,7 +121,9 @@ def _fit(est, X):  # type: ignore[no-untyped-def]
     return est.fit(X)
 
 
-def test_fits_through_address_equal_threaded(cluster: ProcessCluster, blobs_store: Path) -> None:
+def test_fits_through_address_equal_threaded(shared_cluster: ProcessCluster,
+                                             blobs_store: Path) -> None:
+    cluster = shared_cluster
     X = io.open_array(blobs_store)
     with dask.config.set(scheduler="threads"):
         ref_l = KMeans(12, init="k-means||", random_state=0, max_iter=30).fit(X)
@@ -128,7 +136,9 @@ def test_fits_through_address_equal_threaded(cluster: ProcessCluster, blobs_stor
     np.testing.assert_allclose(mini.cluster_centers_, ref_m.cluster_centers_, atol=1e-5)
 
 
-def test_cli_scheduler_option(cluster: ProcessCluster, mnist_store: Path, tmp_path: Path) -> None:
+def test_cli_scheduler_option(shared_cluster: ProcessCluster, mnist_store: Path,
+                              tmp_path: Path) -> None:
+    cluster = shared_cluster
     model = tmp_path / "m.npz"
     p = subprocess.run([sys.executable, "-m", "daskmeans.cli", "fit", str(mnist_store),
                         "--split", "test", "--k", "10", "--model", str(model),
@@ -214,7 +224,8 @@ def test_worker_killed_mid_minibatch_and_evaluate(cluster: ProcessCluster,
     assert result["eval"] == ref_eval
 
 
-def test_ten_concurrent_fits(cluster: ProcessCluster) -> None:
+def test_ten_concurrent_fits(shared_cluster: ProcessCluster) -> None:
+    cluster = shared_cluster
     from sklearn.datasets import make_blobs
 
     X, _ = make_blobs(20_000, n_features=8, centers=6, random_state=0)

@@ -118,8 +118,8 @@ def test_n_init_runs_share_passes_and_equal_separate_runs(
     from daskmeans import algorithms, cluster
 
     X, _ = blobs
-    Xd = da.from_array(X.astype(np.float32), chunks=(300, 6))
-    params = {"n_clusters": 7, "init": "random", "n_init": 4, "random_state": 5, "tol": 1e-6}
+    Xd = da.from_array(X.astype(np.float32), chunks=(750, 6))
+    params = {"n_clusters": 7, "init": "random", "n_init": 4, "random_state": 5, "tol": 1e-4}
     together = KMeans(**params).fit(Xd)
     assert together._runs_per_pass(6) == 4
     monkeypatch.setattr(cluster, "RUNS_MAX_BYTES", 1)  # one run per pass
