@@ -551,12 +551,16 @@ def kmedians(
         log.debug("run %d iter %d: L1 objective %.6g shift %.3g relocated %d", run, it + 1,
                   inertia, shift, n_reloc)
         C = C_new
-        progress("k-medians", it + 1, max_iter, f"L1 objective {inertia:.6g}")
         if shift == 0 and n_reloc == 0:
             strict = True  # the labels are a fixed point: the objective is final
+            progress("k-medians", it + 1, it + 1,
+                     _converged(it + 1, max_iter, "centres unchanged"))
             break
         if shift <= tol_abs:
+            progress("k-medians", it + 1, it + 1,
+                     _converged(it + 1, max_iter, f"centre shift {shift:.3g} <= tol"))
             break
+        progress("k-medians", it + 1, max_iter, f"L1 objective {inertia:.6g}")
         if on_iteration is not None:
             on_iteration(it + 1, C, tol_abs, history)
     if not strict or always_final:

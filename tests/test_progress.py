@@ -215,6 +215,7 @@ def test_console_progress_draws_on_a_tty_only(capsys: pytest.CaptureFixture[str]
     lambda cb: KMeans(10, random_state=0, callback=cb),  # bounds
     lambda cb: KMeans(10, random_state=0, algorithm="lloyd", callback=cb),
     lambda cb: KMeans(10, random_state=0, init="random", n_init=3, callback=cb),  # runs
+    lambda cb: KMeans(10, random_state=0, metric="manhattan", callback=cb),  # k-medians
 ])
 def test_a_fit_that_converges_says_so_at_the_end(make) -> None:
     from sklearn.datasets import load_digits
@@ -225,7 +226,7 @@ def test_a_fit_that_converges_says_so_at_the_end(make) -> None:
     assert done == total and detail.startswith("converged") and "of at most" in detail
     max_steps = calls[0][2]
     assert max_steps is not None and done < max_steps
-    if phase == "lloyd" and "runs" not in detail:
+    if phase in ("lloyd", "k-medians") and "runs" not in detail:
         assert detail.startswith(f"converged at iteration {est.n_iter_} of at most 300")
     elif phase == "lloyd":  # several runs share the passes: the bar ends with the last
         assert done >= est.n_iter_ and "all 3 runs" in detail
