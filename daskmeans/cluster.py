@@ -392,9 +392,11 @@ class KMeans(_BaseKMeans):
     algorithm : {"auto", "lloyd", "elkan"}, default "auto"
         All three give Lloyd's iterations and answer. ``"lloyd"``: every iteration
         assigns every row. ``"elkan"``: each row keeps bounds of its distances between
-        iterations (Hamerly's: one upper, one lower bound, 20 bytes a row, kept where
-        the rows are) and rows, or whole blocks, that cannot change centre are
-        skipped; ``n_init`` runs then run one after another. ``"auto"``: bounds for a
+        iterations (an upper bound to its centre and, per group of nearby centres, a
+        lower bound to the others: Hamerly's below 16 centres, Yinyang's groups above,
+        ``k // 8`` of them up to 32 while the bounds stay within an eighth of a row's
+        bytes: 12 + 8 per group bytes a row, kept where the rows are) and rows, or whole
+        blocks, that cannot change centre are skipped; ``n_init`` runs then run one after another. ``"auto"``: bounds for a
         single run, shared passes when several ``n_init`` runs are fitted together.
         Bounds need a numpy array or Zarr source (a dask array runs ``"lloyd"``).
         With ``metric="manhattan"`` every row is assigned in every iteration

@@ -1036,6 +1036,11 @@ class Source:
         """What the task of block ``i`` receives (a numpy view, a future, a reader)."""
         raise NotImplementedError
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the rows as the source holds them."""
+        return self.n * self.d * np.dtype(self.dtype).itemsize
+
     def to_dask(self) -> da.Array:
         """The rows as an (n, d) float dask array (lazy)."""
         raise NotImplementedError
