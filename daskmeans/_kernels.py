@@ -1793,12 +1793,23 @@ def _top_of(key: np.ndarray, idx: np.ndarray, n: int, X: np.ndarray, labels: np.
     return top_m(full, min(n, idx.shape[0]), X, lab, w, offset)
 
 
+def tree_nodes(X: np.ndarray, tree: TreeSnapshot) -> np.ndarray:
+    """(m,) node of the tree each row of a block ends in (rows checked finite first)."""
+    X = X.reshape(X.shape[0], -1)
+    ok = np.isfinite(X).all(1)
+    if not ok.all():
+        raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
+    return tree.descend(X)
+
+
 def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
-                 offset: int = 0) -> BisectPartial:
+                 offset: int = 0, nodes: np.ndarray | None = None) -> BisectPartial:
     """A block's part of one pass of a round of bisections (see :class:`BisectStep`):
     each row descends the tree; rows reaching a slot's leaf go to the nearer of each
     running 2-means' two centres (ties: the first), or, in an init pass, are sampled
-    by key. Rows are taken :data:`_BISECT_STEP` at a time in float64.
+    by key. Rows are taken :data:`_BISECT_STEP` at a time in float64. ``nodes``: the
+    rows' nodes from :func:`tree_nodes` when an earlier pass of the round (same tree)
+    found them: the tree is not descended again.
 
     Examples
     --------
@@ -1814,14 +1825,13 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
     m, d = X.shape
     a, r = step.active.shape
     w = np.ones(m) if weights is None else np.asarray(weights, np.float64)
-    ok = np.isfinite(X).all(1)
-    if not ok.all():
-        raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
+    if nodes is None:
+        nodes = tree_nodes(X, step.tree)
     sums = np.zeros((a, r, 2, d))
     weight, sse = np.zeros((a, r, 2)), np.zeros((a, r, 2))
     count = np.zeros((a, r, 2), np.int64)
     top = [[TopM.empty(d, X.dtype) for _ in range(r)] for _ in range(a)]
-    slot = step.tree.slot[step.tree.descend(X)]
+    slot = step.tree.slot[nodes]
     order = np.argsort(slot, kind="stable")
     cuts = np.searchsorted(slot[order], np.arange(a + 1))
     for s in range(a):

@@ -714,12 +714,14 @@ def _node_seed(key: int, branch: int) -> int:
 
 
 def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np.ndarray,
-                  spec: BisectSpec, snap_slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  spec: BisectSpec, snap_slot: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
     """Initial centres (a, r, 2, d) of the round's 2-means: one pass drawing, per
     cluster and init run, 2 rows with probability ~ weight, without replacement
     ("random", as scikit-learn), or a uniform sample of the cluster's rows for
     k-means++ (weighted) or a callable. Also (a,) whether each cluster has 2 rows of
-    positive weight (one that has not cannot be bisected)."""
+    positive weight (one that has not cannot be bisected), and the blocks' nodes in the
+    tree, kept for the round's later passes (see :func:`_reduce.bisect_pass`)."""
     a, r = seeds.shape
     d = src.d
     if isinstance(spec.init, str) and spec.init == "random":
@@ -729,7 +731,7 @@ def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np
         m, weighted = int(max(2, min(BISECT_SAMPLE_ROWS, per))), False
     step = K.BisectStep(tree.snapshot(snap_slot), np.zeros((a, r, 2, d)),
                         np.zeros((a, r), bool), seeds, sample=m, weighted=weighted)
-    part = R.bisect_pass(src, step, spec.split_every)
+    part, nodes = R.bisect_pass(src, step, spec.split_every, keep=True)
     C = np.zeros((a, r, 2, d))
     ok = np.ones(a, bool)
     for s in range(a):
@@ -753,7 +755,7 @@ def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np
             else:
                 C[s, j] = K.kmeans_plusplus(rows, 2, np.random.default_rng(int(seeds[s, j])),
                                             weights=w)
-    return C, ok
+    return C, ok, nodes
 
 
 def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict[int, int],
@@ -772,7 +774,7 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
     slot[leaves] = np.arange(a)
     seeds = np.array([[_node_seed(keys[node], 2 + j) for j in range(r)] for node in leaves],
                      np.int64)
-    C, ok = _bisect_inits(src, tree, leaves, seeds, spec, slot)
+    C, ok, nodes = _bisect_inits(src, tree, leaves, seeds, spec, slot)
     passes = 1
     active = np.repeat(ok[:, None], r, axis=1)
     strict = ~active
@@ -782,8 +784,8 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
     for _ in range(spec.max_iter):
         if not active.any():
             break
-        part = R.bisect_pass(src, K.BisectStep(snap, C.copy(), active.copy(), seeds),
-                             spec.split_every)
+        part, _ = R.bisect_pass(src, K.BisectStep(snap, C.copy(), active.copy(), seeds),
+                                spec.split_every, nodes=nodes)
         passes += 1
         for s, j in zip(*np.nonzero(active), strict=True):
             sums, weight = part.sums[s, j].copy(), part.weight[s, j].copy()
@@ -799,8 +801,8 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
             C[s, j] = new
     again = ~strict
     if again.any():  # E-step against the final centres (scikit-learn's last labels)
-        part = R.bisect_pass(src, K.BisectStep(snap, C.copy(), again, seeds),
-                             spec.split_every)
+        part, _ = R.bisect_pass(src, K.BisectStep(snap, C.copy(), again, seeds),
+                                spec.split_every, nodes=nodes)
         passes += 1
         for s, j in zip(*np.nonzero(again), strict=True):
             stats[s, j] = (part.sse[s, j], part.count[s, j], part.weight[s, j])

@@ -396,8 +396,9 @@ class KMeans(_BaseKMeans):
         lower bound to the others: Hamerly's below 16 centres, Yinyang's groups above,
         ``k // 8`` of them up to 32 while the bounds stay within an eighth of a row's
         bytes: 12 + 8 per group bytes a row, kept where the rows are) and rows, or whole
-        blocks, that cannot change centre are skipped; ``n_init`` runs then run one after another. ``"auto"``: bounds for a
-        single run, shared passes when several ``n_init`` runs are fitted together.
+        blocks, that cannot change centre are skipped; ``n_init`` runs then run one
+        after another. ``"auto"``: bounds for a single run, shared passes when several
+        ``n_init`` runs are fitted together.
         Bounds need a numpy array or Zarr source (a dask array runs ``"lloyd"``).
         With ``metric="manhattan"`` every row is assigned in every iteration
         (``"elkan"`` is refused: the bounds are Euclidean).
