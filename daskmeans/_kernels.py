@@ -312,13 +312,14 @@ def _row_index(offset: int | np.ndarray, idx: np.ndarray) -> np.ndarray:
 def top_m(
     sqdist: np.ndarray,
     m: int,
-    X: np.ndarray,
+    X: Any,
     labels: np.ndarray,
     weights: np.ndarray,
     offset: int | np.ndarray,
 ) -> TopM:
     """The ``m`` rows with the largest ``sqdist``, ties broken by smaller global index.
 
+    ``X``: the rows, or an accessor of them (``[idx]``, ``shape``, ``dtype``).
     ``offset`` is the global index of row 0, or an array of every row's global index.
     Rows of zero weight (nodata) are never chosen: they take no part, not even as the
     farthest rows that empty clusters move to.
@@ -1694,6 +1695,11 @@ class TreeSnapshot:
     def descend(self, X: np.ndarray) -> np.ndarray:
         """(m,) node each row ends in: from the root, at every split the child whose
         centre is nearer (the left one on a tie, as scikit-learn's argmin)."""
+        if compiled_kernels() and X.dtype in (np.float32, np.float64):
+            out = np.empty(X.shape[0], np.int64)
+            _numba().tree_descend(np.ascontiguousarray(X), self.left, self.right,
+                                  np.ascontiguousarray(self.centre, dtype=np.float64), out)
+            return out
         node = np.zeros(X.shape[0], np.int64)
         for i in np.flatnonzero(self.left >= 0):  # parents come before their children
             at = np.flatnonzero(node == i)
@@ -1783,14 +1789,24 @@ class BisectPartial:
                              self.sse + other.sse, self.count + other.count, top, self.cap)
 
 
+class _RowsAt:
+    """Row access (``[i]``, ``shape``, ``dtype``) to the rows ``rows`` of a block, so
+    that only the rows :func:`top_m` selects are copied."""
+
+    def __init__(self, X: Any, rows: np.ndarray) -> None:
+        self.X, self.rows = X, rows
+        self.shape, self.dtype = (rows.shape[0], X.shape[1]), X.dtype
+
+    def __getitem__(self, i: np.ndarray) -> np.ndarray:
+        return np.asarray(self.X[self.rows[i]])
+
+
 def _top_of(key: np.ndarray, idx: np.ndarray, n: int, X: np.ndarray, labels: np.ndarray,
             w: np.ndarray, offset: int) -> TopM:
-    """The ``n`` rows ``idx`` of the block with the largest ``key`` (one per row of idx)."""
-    full = np.full(X.shape[0], -np.inf)
-    full[idx] = key
-    lab = np.zeros(X.shape[0], np.int32)
-    lab[idx] = labels
-    return top_m(full, min(n, idx.shape[0]), X, lab, w, offset)
+    """The ``n`` rows ``idx`` (ascending) of the block with the largest ``key`` (one per
+    row of idx), ties to the smaller index; O(len(idx)), not O(block)."""
+    return top_m(key, min(n, idx.shape[0]), _RowsAt(X, idx), labels, w[idx],
+                 idx.astype(np.int64) + offset)
 
 
 def tree_nodes(X: np.ndarray, tree: TreeSnapshot) -> np.ndarray:
@@ -1853,6 +1869,13 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
                 continue
             lab = np.empty(idx.shape[0], np.int32)
             dist = np.empty(idx.shape[0])
+            if compiled_kernels() and X.dtype in (np.float32, np.float64):
+                _numba().two_means_rows(
+                    np.ascontiguousarray(X), idx, w, step.centres[s, j, 0],
+                    step.centres[s, j, 1], sums[s, j], weight[s, j], sse[s, j],
+                    count[s, j], lab, dist)
+                top[s][j] = _top_of(dist, idx, 2, X, lab, w, offset)
+                continue
             for t in range(0, idx.shape[0], _BISECT_STEP):
                 it = idx[t:t + _BISECT_STEP]
                 x64, wt = X[it].astype(np.float64), w[it]

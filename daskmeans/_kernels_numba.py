@@ -148,7 +148,8 @@ def lloyd_raw(X: np.ndarray, scale: float, m2t: np.ndarray, csq: np.ndarray,
 def warm_up() -> float:
     """Compile (or load from numba's on-disk cache) every specialisation a fit uses
     (float32, float64 and uint8 rows, weighted or not; plain and bounded passes; the
-    k-medians L1 distances and histograms); returns the seconds it took."""
+    k-medians L1 distances and histograms; the bisecting tree descent and 2-means
+    step); returns the seconds it took."""
     t0 = time.perf_counter()
     for dtype in (np.float32, np.float64):
         X = np.zeros((3, 2), dtype=dtype)
@@ -181,6 +182,12 @@ def warm_up() -> float:
                 vm = np.full((2, 2, 16) if track else (0, 0, 0), 0, rows.dtype)
                 median_hist(rows, raw, np.zeros(2), np.ones(2), 256, np.zeros(3, np.int32),
                             w, 0, prefix, np.zeros((2, 2, 16)), vm, vm.copy())
+    for rows in (np.zeros((3, 2), np.float32), np.zeros((3, 2))):
+        kids = np.array([-1]), np.zeros((1, 2))
+        tree_descend(rows, kids[0], kids[0], kids[1], np.empty(3, np.int64))
+        two_means_rows(rows, np.arange(3), np.ones(3), np.zeros(2), np.zeros(2),
+                       np.zeros((2, 2)), np.zeros(2), np.zeros(2), np.zeros(2, np.int64),
+                       np.empty(3, np.int32), np.empty(3))
     return time.perf_counter() - t0
 
 
@@ -436,3 +443,66 @@ def median_hist(X: np.ndarray, raw: bool, lo: np.ndarray, inv: np.ndarray, n_lev
                     vmin[j, t, b] = v
                 if v > vmax[j, t, b]:
                     vmax[j, t, b] = v
+
+
+# --------------------------------------------------------------------------- bisecting
+
+
+#: the bisecting loops let float64 sums reassociate (they vectorise; a strict
+#: left-to-right sum of 784 terms is a chain of dependent additions): a row's
+#: distances depend only on the row and the centres, never on its block.
+_jit_reassoc = numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
+
+
+@_jit_reassoc
+def tree_descend(X: np.ndarray, left: np.ndarray, right: np.ndarray, centre: np.ndarray,
+                 nodes: np.ndarray) -> None:
+    """``nodes[i]``: the node row ``i`` ends in, from the root, at every split the child
+    whose centre is nearer in float64 squared distance (the left one on a tie): what
+    :meth:`daskmeans._kernels.TreeSnapshot.descend` computes, row by row."""
+    m, d = X.shape
+    for i in range(m):
+        node = 0
+        while left[node] >= 0:
+            a, b = left[node], right[node]
+            d0 = 0.0
+            d1 = 0.0
+            for t in range(d):
+                v = np.float64(X[i, t])
+                e0 = v - centre[a, t]
+                e1 = v - centre[b, t]
+                d0 += e0 * e0
+                d1 += e1 * e1
+            node = b if d1 < d0 else a
+        nodes[i] = node
+
+
+@_jit_reassoc
+def two_means_rows(X: np.ndarray, idx: np.ndarray, w: np.ndarray, c0: np.ndarray,
+                   c1: np.ndarray, sums: np.ndarray, weight: np.ndarray, sse: np.ndarray,
+                   count: np.ndarray, lab: np.ndarray, dist: np.ndarray) -> None:
+    """One 2-means pass over the rows ``idx`` of X (a leaf's rows in a block): each to
+    the nearer of ``c0``/``c1`` (float64 squared distances; ``c0`` on a tie), its label
+    and distance into ``lab``/``dist``, its weighted row, weight, weighted squared
+    distance and count added into ``sums`` (2, d), ``weight``, ``sse`` and ``count``."""
+    d = X.shape[1]
+    for r in range(idx.shape[0]):
+        i = idx[r]
+        d0 = 0.0
+        d1 = 0.0
+        for t in range(d):
+            v = np.float64(X[i, t])
+            e0 = v - c0[t]
+            e1 = v - c1[t]
+            d0 += e0 * e0
+            d1 += e1 * e1
+        c = 1 if d1 < d0 else 0
+        dd = d1 if c == 1 else d0
+        lab[r] = c
+        dist[r] = dd
+        wi = w[i]
+        for t in range(d):
+            sums[c, t] += wi * np.float64(X[i, t])
+        weight[c] += wi
+        sse[c] += dd * wi
+        count[c] += 1

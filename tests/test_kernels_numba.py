@@ -141,3 +141,37 @@ def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
         np.testing.assert_allclose(sm.umax, sn.umax, rtol=1e-5, atol=1e-3)
         np.testing.assert_allclose(sm.gapmax, sn.gapmax, rtol=1e-5, atol=2e-3)
     assert results["numba"][-1][0].n_read < 500  # later iterations skip rows
+
+
+@pytest.mark.parametrize("rows", ["float32", "float64"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_bisect_step_equals_numpy_reference(
+    rows: str, weighted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled tree descent and 2-means step give the reference's nodes, labels,
+    counts and farthest rows, and its sums, weights and SSE to float rounding."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(600, 9)).astype(rows)
+    # a root split in two, its right child split again: leaves 1, 3, 4
+    left, right = np.array([1, -1, 3, -1, -1]), np.array([2, -1, 4, -1, -1])
+    centre = np.stack([X[:5].mean(0), X[5], X[6], X[7], X[8]]).astype(np.float64)
+    tree = K.TreeSnapshot(left, right, centre, np.array([-1, 0, -1, 1, 2]))
+    step = K.BisectStep(tree, rng.normal(size=(3, 2, 2, 9)), np.ones((3, 2), bool),
+                        np.zeros((3, 2), np.int64))
+    w = rng.uniform(0, 2, 600) if weighted else None
+    before = X.copy()
+    monkeypatch.setenv("DASKMEANS_KERNELS", "numba")
+    nodes = K.tree_nodes(X, tree)
+    got = K.bisect_block(X, w, step, offset=7)
+    monkeypatch.setenv("DASKMEANS_KERNELS", "numpy")
+    np.testing.assert_array_equal(nodes, K.tree_nodes(X, tree))
+    assert set(np.unique(nodes)) == {1, 3, 4}
+    want = K.bisect_block(X, w, step, offset=7)
+    np.testing.assert_array_equal(got.count, want.count)
+    np.testing.assert_allclose(got.sums, want.sums, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got.weight, want.weight, rtol=1e-12)
+    np.testing.assert_allclose(got.sse, want.sse, rtol=1e-9)
+    for tops_got, tops_want in zip(got.top, want.top, strict=True):
+        for a, b in zip(tops_got, tops_want, strict=True):
+            np.testing.assert_array_equal(a.index, b.index)
+    np.testing.assert_array_equal(X, before)
