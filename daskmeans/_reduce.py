@@ -852,14 +852,20 @@ def _pair_block(t: np.ndarray, p: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- lazy maps
 
 
+def _labels_of(assign: Callable[..., Any], x: np.ndarray, C: np.ndarray,
+               block_info: Any) -> np.ndarray:
+    """A block's labels by ``assign``; a non-finite row is named by its global index."""
+    try:
+        return assign(x, C)[0]
+    except K.NonFiniteRow as e:
+        start = block_info[0]["array-location"][0][0] if block_info else 0
+        raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
+                             "no cluster can be predicted for it") from None
+
+
 def _labels_block(x: np.ndarray, C: np.ndarray, block_info: Any = None) -> np.ndarray:
     with _worker_blas():
-        try:
-            return K.assign(x, C)[0]
-        except K.NonFiniteRow as e:
-            start = block_info[0]["array-location"][0][0] if block_info else 0
-            raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
-                                 "no cluster can be predicted for it") from None
+        return _labels_of(K.assign, x, C, block_info)
 
 
 def _transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -868,12 +874,7 @@ def _transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
 
 
 def _l1_labels_block(x: np.ndarray, C: np.ndarray, block_info: Any = None) -> np.ndarray:
-    try:
-        return K.l1_assign(x, C)[0]
-    except K.NonFiniteRow as e:
-        start = block_info[0]["array-location"][0][0] if block_info else 0
-        raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
-                             "no cluster can be predicted for it") from None
+    return _labels_of(K.l1_assign, x, C, block_info)
 
 
 def _l1_transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:

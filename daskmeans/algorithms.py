@@ -45,6 +45,21 @@ def _converged(step: int, max_iter: int, why: str) -> str:
     return f"converged at iteration {step} of at most {max_iter}: {why}"
 
 
+def _stop_or_go(progress: Progress, phase: str, step: int, max_iter: int, shift: float,
+                n_reloc: int, tol_abs: float, fixed: str, detail: str) -> str | None:
+    """After iteration ``step`` of a single run: ``"strict"`` at a fixed point (no shift,
+    nothing relocated), ``"tol"`` when the shift is within the tolerance, else None;
+    the progress bar is told either way (ending with why it stopped)."""
+    if shift == 0 and n_reloc == 0:
+        progress(phase, step, step, _converged(step, max_iter, fixed))
+        return "strict"
+    if shift <= tol_abs:
+        progress(phase, step, step, _converged(step, max_iter, f"centre shift {shift:.3g} <= tol"))
+        return "tol"
+    progress(phase, step, max_iter, detail)
+    return None
+
+
 def _no_progress(phase: str, done: int, total: int | None, detail: str = "") -> None:
     return None
 
@@ -369,15 +384,11 @@ def lloyd_bounded(
                   "%d in full", run, it + 1, lp.sq, shift, n_reloc, part.n_read, src.n,
                   part.n_full)
         C = C_new
-        if shift == 0 and n_reloc == 0:
-            strict = True
-            progress("lloyd", it + 1, it + 1, _converged(it + 1, max_iter, "labels unchanged"))
+        stop = _stop_or_go(progress, "lloyd", it + 1, max_iter, shift, n_reloc, tol_abs,
+                           "labels unchanged", f"inertia {lp.sq:.6g}")
+        if stop:
+            strict = stop == "strict"
             break
-        if shift <= tol_abs:
-            progress("lloyd", it + 1, it + 1,
-                     _converged(it + 1, max_iter, f"centre shift {shift:.3g} <= tol"))
-            break
-        progress("lloyd", it + 1, max_iter, f"inertia {lp.sq:.6g}")
         if on_iteration is not None:
             on_iteration(it + 1, C, tol_abs, history)
     inertia_final = final([C], [run])[0]
@@ -569,16 +580,11 @@ def kmedians(
         log.debug("run %d iter %d: L1 objective %.6g shift %.3g relocated %d", run, it + 1,
                   inertia, shift, n_reloc)
         C = C_new
-        if shift == 0 and n_reloc == 0:
-            strict = True  # the labels are a fixed point: the objective is final
-            progress("k-medians", it + 1, it + 1,
-                     _converged(it + 1, max_iter, "centres unchanged"))
+        stop = _stop_or_go(progress, "k-medians", it + 1, max_iter, shift, n_reloc, tol_abs,
+                           "centres unchanged", f"L1 objective {inertia:.6g}")
+        if stop:  # "strict": the labels are a fixed point, the objective is final
+            strict = stop == "strict"
             break
-        if shift <= tol_abs:
-            progress("k-medians", it + 1, it + 1,
-                     _converged(it + 1, max_iter, f"centre shift {shift:.3g} <= tol"))
-            break
-        progress("k-medians", it + 1, max_iter, f"L1 objective {inertia:.6g}")
         if on_iteration is not None:
             on_iteration(it + 1, C, tol_abs, history)
     if not strict or always_final:
