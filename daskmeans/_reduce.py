@@ -808,7 +808,7 @@ def pca_fit(src: Source, n_components: int = 2, *, svd_solver: str = "randomized
             "(config array.query-planning=True) does not implement; run without it")
     try:
         from dask_ml.decomposition import PCA
-    except ImportError as e:  # pragma: no cover - dask-ml is a dev dependency
+    except ImportError as e:  # pragma: no cover - dask-ml is a dependency
         raise ImportError("the PCA view needs dask-ml: pip install dask-ml") from e
     pca = PCA(n_components=n_components, svd_solver=svd_solver, iterated_power=iterated_power,
               random_state=random_state)
