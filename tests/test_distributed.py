@@ -126,10 +126,10 @@ def test_fits_through_address_equal_threaded(shared_cluster: ProcessCluster,
     cluster = shared_cluster
     X = io.open_array(blobs_store)
     with dask.config.set(scheduler="threads"):
-        ref_l = KMeans(12, init="k-means||", random_state=0, max_iter=30).fit(X)
+        ref_l = KMeans(12, init="k-means||", random_state=0, max_iter=12).fit(X)
         ref_m = MiniBatchKMeans(12, random_state=0, batch_size=5000).fit(X)
     with cluster.client():
-        lloyd = KMeans(12, init="k-means||", random_state=0, max_iter=30).fit(X)
+        lloyd = KMeans(12, init="k-means||", random_state=0, max_iter=12).fit(X)
         mini = MiniBatchKMeans(12, random_state=0, batch_size=5000).fit(X)
     np.testing.assert_allclose(lloyd.cluster_centers_, ref_l.cluster_centers_, atol=1e-5)
     assert lloyd.n_iter_ == ref_l.n_iter_
@@ -250,7 +250,7 @@ def test_tls_scheduler_with_self_signed_certificate(tmp_path: Path, mnist_store:
                     "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                    check=True, capture_output=True)
     tls = {"ca": str(cert), "cert": str(cert), "key": str(key)}
-    c = ProcessCluster(tmp_path, n_workers=2, tls=tls)
+    c = ProcessCluster(tmp_path, n_workers=1, tls=tls)
     try:
         assert c.address.startswith("tls://")
         model = tmp_path / "m.npz"
@@ -263,7 +263,7 @@ def test_tls_scheduler_with_self_signed_certificate(tmp_path: Path, mnist_store:
         # without the certificate the scheduler refuses us: one clear line
         p = subprocess.run([sys.executable, "-m", "daskmeans.cli", "fit", str(mnist_store),
                             "--split", "test", "--k", "10", "--model", str(model),
-                            "--scheduler", c.address, "--connect-timeout", "3"],
+                            "--scheduler", c.address, "--connect-timeout", "2"],
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and "daskmeans: error:" in p.stderr
     finally:

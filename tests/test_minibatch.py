@@ -42,7 +42,7 @@ def test_mnist_quality(mnist_test) -> None:
 def test_same_seed_same_centres_across_chunkings_and_schedulers(scheduler) -> None:
     X, _ = make_blobs(6000, n_features=5, centers=6, random_state=3)
     ref = MiniBatchKMeans(6, batch_size=700, random_state=4).fit(X)
-    for chunks in (6000, 900, 137):
+    for chunks in (6000, 900, 411):  # one block, even and odd splits
         km = MiniBatchKMeans(6, batch_size=700, random_state=4).fit(
             da.from_array(X, chunks=(chunks, 5)))
         np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-9)
