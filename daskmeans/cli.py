@@ -495,8 +495,9 @@ def _sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.N
 
     def report(row: dict[str, Any]) -> None:
         detail = f"K={row['k']} purity {row['purity']:.3f}"
-        console.progress("sweep", ks.index(row["k"]) + 1, len(ks), detail)
-        if not console.tty:  # no bar to show it: one line per K
+        if console.tty:
+            console.progress("sweep", ks.index(row["k"]) + 1, len(ks), detail)
+        else:  # no bar to show it: one line per K
             console.info(f"  sweep {ks.index(row['k']) + 1}/{len(ks)}: {detail}")
 
     rows = metrics.sweep(X, y, ks, X_test=Xt, y_test=yt, algorithm=args.algorithm,
