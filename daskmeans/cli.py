@@ -128,6 +128,16 @@ def _nbytes(X: Any) -> int:
     return int(getattr(X, "nbytes", 0) or 0)
 
 
+def _default_client() -> Any:
+    """distributed's default client, or None."""
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
 @contextlib.contextmanager
 def dask_cluster(args: argparse.Namespace, console: Console,
                  nbytes: int | None = None) -> Iterator[Any]:
@@ -159,9 +169,20 @@ def dask_cluster(args: argparse.Namespace, console: Console,
                     raise UserError(f"--{opt.replace('_', '-')}: no such file: {f}")
             security = Security(tls_ca_file=args.tls_ca_file, tls_client_cert=args.tls_cert,
                                 tls_client_key=args.tls_key, require_encryption=True)
+        import dask
+
+        before = {k: dask.config.get(k, None) for k in ("scheduler", "shuffle")}
+        previous = _default_client()
         try:
             client = Client(args.scheduler, security=security, timeout=args.connect_timeout)
-        except (OSError, TimeoutError, TypeError, ValueError) as e:
+        except (OSError, TypeError, ValueError) as e:  # TimeoutError is an OSError
+            # a Client that failed to connect can stay registered as the default one
+            # (and dask pointed at it): every later computation of this process would
+            # wait for it. Undo that: cli.main may run inside a notebook or a test.
+            stale = _default_client()
+            if stale is not None and stale is not previous:
+                stale.close()
+            dask.config.set(before)
             hint = ""
             if args.scheduler.startswith("tls://") and security is None:
                 hint = " (a tls:// scheduler needs --tls-ca-file, --tls-cert and --tls-key)"
