@@ -1848,6 +1848,8 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
     count = np.zeros((a, r, 2), np.int64)
     top = [[TopM.empty(d, X.dtype) for _ in range(r)] for _ in range(a)]
     slot = step.tree.slot[nodes]
+    compiled = compiled_kernels() and X.dtype in (np.float32, np.float64)
+    Xc = np.ascontiguousarray(X) if compiled else X
     order = np.argsort(slot, kind="stable")
     cuts = np.searchsorted(slot[order], np.arange(a + 1))
     for s in range(a):
@@ -1869,9 +1871,9 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
                 continue
             lab = np.empty(idx.shape[0], np.int32)
             dist = np.empty(idx.shape[0])
-            if compiled_kernels() and X.dtype in (np.float32, np.float64):
+            if compiled:
                 _numba().two_means_rows(
-                    np.ascontiguousarray(X), idx, w, step.centres[s, j, 0],
+                    Xc, idx, w, step.centres[s, j, 0],
                     step.centres[s, j, 1], sums[s, j], weight[s, j], sse[s, j],
                     count[s, j], lab, dist)
                 top[s][j] = _top_of(dist, idx, 2, X, lab, w, offset)

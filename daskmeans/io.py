@@ -1164,13 +1164,22 @@ class ZarrSource(Source):
             return self.held[i]
         return ZarrBlock(self.array, self.bounds[i], self.bounds[i + 1])
 
-    def to_dask(self) -> da.Array:
+    def raw_dask(self) -> da.Array:
+        """The stored rows as an (n, d) dask array of the stored dtype (a stack of
+        images: one row per image), one block per storage unit."""
         raw = zarr_to_dask(self.array, chunks=(self.unit, *self.array.shape[1:]))
-        return da.map_blocks(
-            self.rows_float, raw, dtype=self.dtype,
-            chunks=(raw.chunks[0], (self.d,)), drop_axis=list(range(2, raw.ndim)) or None,
-            meta=np.empty((0, 0), dtype=self.dtype),
-        )
+        if raw.ndim == 2:
+            return raw
+        return da.map_blocks(_image_rows, raw, chunks=(raw.chunks[0], (self.d,)),
+                             drop_axis=list(range(2, raw.ndim)), dtype=raw.dtype,
+                             meta=np.empty((0, 0), raw.dtype))
+
+    def to_dask(self, raw: da.Array | None = None) -> da.Array:
+        """The rows as an (n, d) float dask array; ``raw``: :meth:`raw_dask` if the
+        caller has it (so both come from one read of the store)."""
+        raw = self.raw_dask() if raw is None else raw
+        return da.map_blocks(self.rows_float, raw, dtype=self.dtype,
+                             meta=np.empty((0, 0), dtype=self.dtype))
 
 
 class ZarrBlock:
@@ -1413,13 +1422,9 @@ def mask_nodata(src: Source, nodata: float) -> tuple[Source, Any]:
     if isinstance(src, ArraySource):
         valid = ~_nodata_rows(src.X, nodata)
         return (ArraySource(src.X if valid.all() else where_rows(src.X, valid, 0)), valid)
-    if isinstance(src, ZarrSource):
-        raw = zarr_to_dask(src.array, chunks=(src.unit, *src.array.shape[1:]))
-        if raw.ndim > 2:  # a stack of images: one row per image
-            raw = da.map_blocks(_image_rows, raw, chunks=(raw.chunks[0], (src.d,)),
-                                drop_axis=list(range(2, raw.ndim)), dtype=raw.dtype,
-                                meta=np.empty((0, 0), raw.dtype))
-        X = src.to_dask()
+    if isinstance(src, ZarrSource):  # the mask and the rows from one read of each block
+        raw = src.raw_dask()
+        X = src.to_dask(raw)
     else:
         raw = X = cast(DaskSource, src).X
     valid = da.map_blocks(_valid_block, raw, nodata=nodata, drop_axis=1, dtype=bool,
