@@ -109,8 +109,10 @@ class _Rows:
     def __init__(self, grid: io.SampleGrid | None = None, valid: Any = None) -> None:
         self.grid, self.valid = grid, valid
 
-    def weights(self, w: Any, n: int) -> Any:
-        """The sample weights with masked rows at zero (so they take no part)."""
+    def weights(self, sample_weight: Any, n: int) -> Any:
+        """The checked sample weights of ``n`` rows, masked rows at zero (so they take
+        no part)."""
+        w = _check_weights(sample_weight, n)
         if self.valid is None:
             return w
         if isinstance(self.valid, np.ndarray):
@@ -206,7 +208,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         self._check_combination()
         src, rows = self._source(X, reset=True)
         self._check_params(src)
-        w = rows.weights(_check_weights(sample_weight, src.n), src.n)
+        w = rows.weights(sample_weight, src.n)
         if isinstance(w, da.Array) and not isinstance(src, io.DaskSource):
             w = R.compute(w)  # n float64 values: small next to the rows
             w = _check_weights(w, src.n)
@@ -313,7 +315,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         nearest centre)."""
         src, C, rows = self._centers_for(X)
         C = self._assigner(C, nearest)
-        w = rows.weights(_check_weights(sample_weight, src.n), src.n)
+        w = rows.weights(sample_weight, src.n)
         if labels_true is not None and labels_true.shape[0] != src.n:
             raise K.LabelError(f"labels_true must have one label per row of X "
                                f"({src.n}), got {labels_true.shape[0]}")
@@ -940,7 +942,7 @@ class MiniBatchKMeans(_BaseKMeans):
             validate_params(self)
         src, rows = self._source(X, reset=first)
         src = self._as_kernels_see_it(
-            src, rows.weights(_check_weights(sample_weight, src.n), src.n))
+            src, rows.weights(sample_weight, src.n))
         if first or not hasattr(self, "_stream_rs"):
             self._stream_rs = check_random_state(self.random_state)
         if first:
