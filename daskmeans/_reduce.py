@@ -400,7 +400,16 @@ def hold(src: Source) -> Source:
     out = compute(*[read(src.block(i), light, True) for i in range(src.n_blocks)],
                   n_tasks=src.n_blocks)
     out = out if src.n_blocks > 1 else [out]
-    return src.with_held([r for r, _ in out], np.concatenate([x for _, x in out]))
+    blocks = [r for r, _ in out]
+    xsq = np.concatenate([x for _, x in out])
+    pieces = -(-total_threads() // src.n_blocks)
+    if pieces <= 1:
+        return src.with_held(blocks, xsq)
+    # fewer blocks than threads (a store of one or two chunks, e.g. MNIST's test split):
+    # each held block is cut into row ranges (views) so that every thread gets one
+    # (BisectingKMeans, MNIST test, K=64: ~270 passes on one thread instead of two)
+    views = [v for b in blocks for v in np.array_split(b, min(pieces, max(len(b), 1)))]
+    return src.with_held(views, xsq, bounds=io._bounds([len(v) for v in views]))
 
 
 # --------------------------------------------------------------------------- passes

@@ -1140,12 +1140,19 @@ class ZarrSource(Source):
         ``cache=False`` (every pass reads the store)."""
         return self.cache if self.cache is not None else self.nbytes <= budget
 
-    def with_held(self, blocks: list[Any], xsq: np.ndarray | None) -> ZarrSource:
+    def with_held(self, blocks: list[Any], xsq: np.ndarray | None,
+                  bounds: tuple[int, ...] | None = None) -> ZarrSource:
         """A copy whose blocks are already read: numpy arrays (local scheduler) or
         futures in a cluster's workers, with the rows' ``|x|^2`` if known. Passes take
-        them instead of reading the store (see :func:`daskmeans._reduce.hold`)."""
+        them instead of reading the store (see :func:`daskmeans._reduce.hold`).
+        ``bounds``: the held blocks' row offsets when they are not the store's blocks."""
         out = copy.copy(self)
         out.held, out.xsq = list(blocks), xsq
+        if bounds is not None:
+            if bounds[-1] != self.n or len(bounds) != len(out.held) + 1:
+                raise ValueError(f"bounds {bounds[:3]}... do not cover {self.n} rows in "
+                                 f"{len(out.held)} blocks")
+            out.bounds = tuple(bounds)
         return out
 
     def _grouped(self, units: int) -> tuple[int, ...]:

@@ -460,6 +460,30 @@ def test_store_rows_held_in_memory_or_streamed_give_one_fit(
     np.testing.assert_array_equal(km.labels_.compute(), ref.labels_.compute())
 
 
+def test_held_store_of_one_chunk_is_cut_for_every_thread(tmp_path: Path) -> None:
+    """A store of a single chunk held under the threaded scheduler becomes one block
+    per thread (row ranges of the one read), and fits as the streamed store does."""
+    import zarr
+
+    from daskmeans import _reduce as R
+
+    X, _ = make_blobs(n_samples=1001, n_features=5, centers=3, random_state=3)
+    z = zarr.create_array(tmp_path / "one.zarr", shape=X.shape, dtype="f8", chunks=X.shape)
+    z[...] = X
+    with dask.config.set(scheduler="threads", num_workers=3):
+        src = io.open_source(str(tmp_path / "one.zarr"), cache=True)
+        assert src.n_blocks == 1
+        held = R.hold(src)
+        assert held.n_blocks == 3 and held.bounds == (0, 334, 668, 1001)
+        np.testing.assert_array_equal(np.concatenate(held.held), X)
+        km = KMeans(3, init=X[:3], max_iter=5, tol=0).fit(held)
+        ref = KMeans(3, init=X[:3], max_iter=5, tol=0).fit(
+            io.open_source(str(tmp_path / "one.zarr"), cache=False))
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-12)
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_.compute())
+    assert km.n_iter_ == ref.n_iter_
+
+
 def test_held_store_fit_one_compute_per_iteration(pixel_store: Path, counting_scheduler) -> None:
     C0 = io.open_dataset(pixel_store)[0][:6].compute()
     counting_scheduler.calls = 0
