@@ -656,9 +656,17 @@ def _lloyd_numpy(X: np.ndarray, scale: float | None, cen: Centres, xsq: np.ndarr
 
 
 def _moments(X: np.ndarray, scale: float | None) -> Moments:
-    """Column moments of the rows, :data:`SUM_BLOCK` rows at a time (raw rows scaled
-    block by block): no float64 copy of the whole block (a fresh 188 MB temporary for
-    30,000 x 784 rows cost 0.5 s of page faults)."""
+    """Column moments of the rows: compiled, one tile at a time
+    (:func:`daskmeans._kernels_numba.column_moments`: 30,000 x 784 float32 rows in
+    ~20 ms, where numpy's float64 mean and var took ~100 ms), else numpy
+    :data:`SUM_BLOCK` rows at a time (raw rows scaled block by block): no float64 copy
+    of the whole block (a fresh 188 MB temporary for 30,000 x 784 rows cost 0.5 s of
+    page faults)."""
+    if compiled_kernels() and X.shape[0] and (scale is not None or X.dtype.kind == "f"):
+        mean, m2 = np.empty(X.shape[1]), np.empty(X.shape[1])
+        _numba().column_moments(np.ascontiguousarray(X), 1.0 if scale is None else scale,
+                                scale is not None, mean, m2)
+        return Moments(float(X.shape[0]), mean, m2)
     mom = Moments.of(np.empty((0, X.shape[1]), np.float32))
     for s in range(0, X.shape[0], SUM_BLOCK):
         xs = X[s : s + SUM_BLOCK]

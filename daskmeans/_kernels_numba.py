@@ -46,6 +46,47 @@ def row_sq(xb: np.ndarray, out: np.ndarray) -> None:
         out[i] = acc
 
 
+
+@_jit
+def column_moments(X: np.ndarray, scale: float, raw: bool, mean: np.ndarray,
+                   m2: np.ndarray) -> None:
+    """Column means and sums of squared deviations of X's rows into ``mean`` and ``m2``
+    (d,) float64 (raw rows: ``float32(x) * scale``, as the passes see them).
+
+    Per tile of :data:`TILE` rows (in cache): the tile's float64 means, then its squared
+    deviations from them (two passes over the cached tile: no cancellation), merged
+    into the running result as Chan et al.'s parallel update, which is what
+    :class:`daskmeans._kernels.Moments` does across blocks. No copy of the rows."""
+    n, d = X.shape
+    sc = np.float32(scale)
+    tm = np.empty(d)
+    tq = np.empty(d)
+    mean[:] = 0.0
+    m2[:] = 0.0
+    seen = 0
+    for s in range(0, n, TILE):
+        e = min(n, s + TILE)
+        m = e - s
+        tm[:] = 0.0
+        tq[:] = 0.0
+        for i in range(s, e):
+            for t in range(d):
+                v = np.float64(np.float32(X[i, t]) * sc) if raw else np.float64(X[i, t])
+                tm[t] += v
+        for t in range(d):
+            tm[t] /= m
+        for i in range(s, e):
+            for t in range(d):
+                v = np.float64(np.float32(X[i, t]) * sc) if raw else np.float64(X[i, t])
+                v -= tm[t]
+                tq[t] += v * v
+        tot = seen + m
+        for t in range(d):
+            delta = tm[t] - mean[t]
+            mean[t] += delta * (m / tot)
+            m2[t] += tq[t] + delta * delta * (seen * m / tot)
+        seen = tot
+
 @_jit
 def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray, g0: int,
                  w: np.ndarray, runs: int, k: int, labels: np.ndarray, sqd: np.ndarray,
@@ -175,6 +216,7 @@ def warm_up() -> float:
                 cluster_extrema(lab, u, lo, 2, np.empty(2), np.empty(2))
     for rows in (np.zeros((3, 2), np.float32), np.zeros((3, 2)), np.zeros((3, 2), np.uint8)):
         raw = rows.dtype == np.uint8
+        column_moments(rows, 1.0, raw, np.empty(2), np.empty(2))
         l1_dist(rows, 1.0, raw, np.zeros((2, 2)), np.empty((3, 2)))
         for w in (np.empty(0), np.ones(3)):
             for prefix, track in ((np.empty((0, 0), np.int64), False),

@@ -50,6 +50,29 @@ def test_compiled_lloyd_equals_numpy_reference(
 
 
 
+
+def test_column_moments_by_hand_and_against_a_long_double_reference() -> None:
+    """Means and squared deviations per column: a hand-computed case, then 700 rows (three
+    tiles, the last one short) of float32, float64 and raw uint8 against numpy in long
+    double; the rows are left untouched."""
+    mean, m2 = np.empty(2), np.empty(2)
+    N.column_moments(np.array([[1.0, 2.0], [3.0, 2.0], [5.0, 8.0]]), 1.0, False, mean, m2)
+    assert mean.tolist() == [3.0, 4.0] and m2.tolist() == [8.0, 24.0]
+    rng = np.random.default_rng(5)
+    U = rng.integers(0, 256, size=(700, 9), dtype=np.uint8)
+    for rows, scale, raw in ((U.astype(np.float32) + 1000, 1.0, False),
+                             (rng.normal(3, 2, (700, 9)), 1.0, False), (U, 1 / 255, True)):
+        before = rows.copy()
+        mean, m2 = np.empty(9), np.empty(9)
+        N.column_moments(rows, scale, raw, mean, m2)
+        x = (rows.astype(np.float32) * np.float32(scale) if raw else rows).astype(np.longdouble)
+        np.testing.assert_allclose(mean, x.mean(0), rtol=1e-14)
+        np.testing.assert_allclose(m2, ((x - x.mean(0)) ** 2).sum(0), rtol=1e-12)
+        np.testing.assert_array_equal(rows, before)
+        ref = K.Moments.of(x.astype(np.float64))
+        np.testing.assert_allclose(K._moments(rows, scale if raw else None).var, ref.var,
+                                   rtol=1e-12)
+
 @pytest.mark.parametrize("rows", ["float32", "uint8"])
 def test_compiled_l1_and_histograms_equal_numpy_reference_bit_for_bit(
     rows: str, monkeypatch: pytest.MonkeyPatch
