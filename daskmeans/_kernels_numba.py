@@ -149,7 +149,7 @@ def warm_up() -> float:
     """Compile (or load from numba's on-disk cache) every specialisation a fit uses
     (float32, float64 and uint8 rows, weighted or not; plain and bounded passes; the
     k-medians L1 distances and histograms; the bisecting tree descent and 2-means
-    step); returns the seconds it took."""
+    step, on float and raw uint8 rows); returns the seconds it took."""
     t0 = time.perf_counter()
     for dtype in (np.float32, np.float64):
         X = np.zeros((3, 2), dtype=dtype)
@@ -182,10 +182,11 @@ def warm_up() -> float:
                 vm = np.full((2, 2, 16) if track else (0, 0, 0), 0, rows.dtype)
                 median_hist(rows, raw, np.zeros(2), np.ones(2), 256, np.zeros(3, np.int32),
                             w, 0, prefix, np.zeros((2, 2, 16)), vm, vm.copy())
-    for rows in (np.zeros((3, 2), np.float32), np.zeros((3, 2))):
+    for rows in (np.zeros((3, 2), np.float32), np.zeros((3, 2)), np.zeros((3, 2), np.uint8)):
+        raw = rows.dtype == np.uint8
         kids = np.array([-1]), np.zeros((1, 2))
-        tree_descend(rows, kids[0], kids[0], kids[1], np.empty(3, np.int64))
-        two_means_rows(rows, np.arange(3), np.ones(3), np.zeros(2), np.zeros(2),
+        tree_descend(rows, 1.0, raw, kids[0], kids[0], kids[1], np.empty(3, np.int64))
+        two_means_rows(rows, 1.0, raw, np.arange(3), np.ones(3), np.zeros(2), np.zeros(2),
                        np.zeros((2, 2)), np.zeros(2), np.zeros(2), np.zeros(2, np.int64),
                        np.empty(3, np.int32), np.empty(3))
     return time.perf_counter() - t0
@@ -455,54 +456,86 @@ _jit_reassoc = numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_mo
 
 
 @_jit_reassoc
-def tree_descend(X: np.ndarray, left: np.ndarray, right: np.ndarray, centre: np.ndarray,
-                 nodes: np.ndarray) -> None:
-    """``nodes[i]``: the node row ``i`` ends in, from the root, at every split the child
-    whose centre is nearer in float64 squared distance (the left one on a tie): what
-    :meth:`daskmeans._kernels.TreeSnapshot.descend` computes, row by row."""
-    m, d = X.shape
-    for i in range(m):
-        node = 0
-        while left[node] >= 0:
-            a, b = left[node], right[node]
-            d0 = 0.0
-            d1 = 0.0
-            for t in range(d):
-                v = np.float64(X[i, t])
-                e0 = v - centre[a, t]
-                e1 = v - centre[b, t]
-                d0 += e0 * e0
-                d1 += e1 * e1
-            node = b if d1 < d0 else a
-        nodes[i] = node
+def _sq_two(x: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> tuple[float, float]:
+    """Squared float64 distances of one row ``x`` (d,) to ``c0`` and ``c1``. Float rows
+    and raw rows (scaled into a float32 row first) run this same loop, so they add the
+    same terms in the same order: the same bits."""
+    d0 = 0.0
+    d1 = 0.0
+    for t in range(x.shape[0]):
+        v = np.float64(x[t])
+        e0 = v - c0[t]
+        e1 = v - c1[t]
+        d0 += e0 * e0
+        d1 += e1 * e1
+    return d0, d1
 
 
 @_jit_reassoc
-def two_means_rows(X: np.ndarray, idx: np.ndarray, w: np.ndarray, c0: np.ndarray,
-                   c1: np.ndarray, sums: np.ndarray, weight: np.ndarray, sse: np.ndarray,
-                   count: np.ndarray, lab: np.ndarray, dist: np.ndarray) -> None:
+def _descend_row(x: np.ndarray, left: np.ndarray, right: np.ndarray,
+                 centre: np.ndarray) -> int:
+    """The node the row ``x`` (d,) ends in (see :func:`tree_descend`)."""
+    node = 0
+    while left[node] >= 0:
+        a, b = left[node], right[node]
+        d0, d1 = _sq_two(x, centre[a], centre[b])
+        node = b if d1 < d0 else a
+    return node
+
+
+@_jit_reassoc
+def tree_descend(X: np.ndarray, scale: float, raw: bool, left: np.ndarray, right: np.ndarray,
+                 centre: np.ndarray, nodes: np.ndarray) -> None:
+    """``nodes[i]``: the node row ``i`` ends in, from the root, at every split the child
+    whose centre is nearer in float64 squared distance (the left one on a tie): what
+    :meth:`daskmeans._kernels.TreeSnapshot.descend` computes, row by row. Raw rows
+    (``raw``: uint8 pixels) stand for ``float32(X) * scale``: each is scaled once into a
+    float32 row (:func:`_load_row`: the values the float path reads) that then takes the
+    same steps."""
+    m, d = X.shape
+    buf = np.empty(d if raw else 0, dtype=np.float32)
+    for i in range(m):
+        if raw:
+            _load_row(X, i, scale, True, buf)
+            nodes[i] = _descend_row(buf, left, right, centre)
+        else:
+            nodes[i] = _descend_row(X[i], left, right, centre)
+
+
+@_jit_reassoc
+def _two_means_row(x: np.ndarray, wi: float, c0: np.ndarray, c1: np.ndarray,
+                   sums: np.ndarray, weight: np.ndarray, sse: np.ndarray,
+                   count: np.ndarray) -> tuple[int, float]:
+    """One row ``x`` (d,) of weight ``wi`` into the 2-means of :func:`two_means_rows`;
+    returns (its child, its squared distance)."""
+    d0, d1 = _sq_two(x, c0, c1)
+    c = 1 if d1 < d0 else 0
+    dd = d1 if c == 1 else d0
+    for t in range(x.shape[0]):
+        sums[c, t] += wi * np.float64(x[t])
+    weight[c] += wi
+    sse[c] += dd * wi
+    count[c] += 1
+    return c, dd
+
+
+@_jit_reassoc
+def two_means_rows(X: np.ndarray, scale: float, raw: bool, idx: np.ndarray, w: np.ndarray,
+                   c0: np.ndarray, c1: np.ndarray, sums: np.ndarray, weight: np.ndarray,
+                   sse: np.ndarray, count: np.ndarray, lab: np.ndarray,
+                   dist: np.ndarray) -> None:
     """One 2-means pass over the rows ``idx`` of X (a leaf's rows in a block): each to
     the nearer of ``c0``/``c1`` (float64 squared distances; ``c0`` on a tie), its label
     and distance into ``lab``/``dist``, its weighted row, weight, weighted squared
-    distance and count added into ``sums`` (2, d), ``weight``, ``sse`` and ``count``."""
-    d = X.shape[1]
+    distance and count added into ``sums`` (2, d), ``weight``, ``sse`` and ``count``.
+    Raw rows as in :func:`tree_descend` (the same values, so the same results)."""
+    buf = np.empty(X.shape[1] if raw else 0, dtype=np.float32)
     for r in range(idx.shape[0]):
         i = idx[r]
-        d0 = 0.0
-        d1 = 0.0
-        for t in range(d):
-            v = np.float64(X[i, t])
-            e0 = v - c0[t]
-            e1 = v - c1[t]
-            d0 += e0 * e0
-            d1 += e1 * e1
-        c = 1 if d1 < d0 else 0
-        dd = d1 if c == 1 else d0
+        if raw:
+            _load_row(X, i, scale, True, buf)
+            c, dd = _two_means_row(buf, w[i], c0, c1, sums, weight, sse, count)
+        else:
+            c, dd = _two_means_row(X[i], w[i], c0, c1, sums, weight, sse, count)
         lab[r] = c
         dist[r] = dd
-        wi = w[i]
-        for t in range(d):
-            sums[c, t] += wi * np.float64(X[i, t])
-        weight[c] += wi
-        sse[c] += dd * wi
-        count[c] += 1
