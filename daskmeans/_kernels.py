@@ -1699,8 +1699,8 @@ class TreeSnapshot:
         the same nodes as for those float32 rows)."""
         if _bisect_compiled(X, scale):
             out = np.empty(X.shape[0], np.int64)
-            _numba().tree_descend(np.ascontiguousarray(X), float(scale or 1.0),
-                                  scale is not None, self.left, self.right,
+            _numba().tree_descend(np.ascontiguousarray(X),
+                                  None if scale is None else float(scale), self.left, self.right,
                                   np.ascontiguousarray(self.centre, dtype=np.float64), out)
             return out
         rows: Any = _ScaledRows(X, scale) if scale is not None else X
@@ -1896,7 +1896,7 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
             dist = np.empty(idx.shape[0])
             if compiled:
                 _numba().two_means_rows(
-                    Xc, float(scale or 1.0), scale is not None, idx, w, step.centres[s, j, 0],
+                    Xc, None if scale is None else float(scale), idx, w, step.centres[s, j, 0],
                     step.centres[s, j, 1], sums[s, j], weight[s, j], sse[s, j],
                     count[s, j], lab, dist)
                 top[s][j] = _top_of(dist, idx, 2, rows, lab, w, offset)
