@@ -1700,32 +1700,34 @@ class TreeSnapshot:
     def nbytes(self) -> int:
         return int(self.left.nbytes + self.right.nbytes + self.centre.nbytes + self.slot.nbytes)
 
-    def descend(self, X: np.ndarray) -> np.ndarray:
+    def descend(self, X: np.ndarray, scale: float | None = None) -> np.ndarray:
         """(m,) node each row ends in: from the root, at every split the child whose
-        centre is nearer (the left one on a tie, as scikit-learn's argmin)."""
-        if compiled_kernels() and X.dtype in (np.float32, np.float64):
+        centre is nearer (the left one on a tie, as scikit-learn's argmin). With
+        ``scale``, X holds raw rows standing for ``float32(X) * scale`` (uint8 pixels;
+        the same nodes as for those float32 rows)."""
+        if _bisect_compiled(X, scale):
             out = np.empty(X.shape[0], np.int64)
-            _numba().tree_descend(np.ascontiguousarray(X), self.left, self.right,
+            _numba().tree_descend(np.ascontiguousarray(X),
+                                  None if scale is None else float(scale), self.left, self.right,
                                   np.ascontiguousarray(self.centre, dtype=np.float64), out)
             return out
+        rows: Any = _ScaledRows(X, scale) if scale is not None else X
         node = np.zeros(X.shape[0], np.int64)
         for i in np.flatnonzero(self.left >= 0):  # parents come before their children
             at = np.flatnonzero(node == i)
             for s in range(0, at.shape[0], _BISECT_STEP):
                 idx = at[s:s + _BISECT_STEP]
-                x64 = X[idx].astype(np.float64)
+                x64 = rows[idx].astype(np.float64)
                 d0, d1 = _sq_two(x64, self.centre[self.left[i]], self.centre[self.right[i]])
                 node[idx] = np.where(d1 < d0, self.right[i], self.left[i])
         return node
 
 
-def tree_labels(X: np.ndarray, tree: TreeSnapshot, leaf_label: np.ndarray) -> np.ndarray:
-    """(m,) int32 label of the leaf each row reaches (``leaf_label``: per node)."""
-    X = X.reshape(X.shape[0], -1)
-    ok = np.isfinite(X).all(1)
-    if not ok.all():
-        raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
-    return leaf_label[tree.descend(X)].astype(np.int32)
+def tree_labels(X: np.ndarray, tree: TreeSnapshot, leaf_label: np.ndarray,
+                scale: float | None = None) -> np.ndarray:
+    """(m,) int32 label of the leaf each row reaches (``leaf_label``: per node; raw
+    rows with ``scale`` as :func:`tree_nodes`)."""
+    return leaf_label[tree_nodes(X, tree, scale)].astype(np.int32)
 
 
 @dataclass
@@ -1742,13 +1744,16 @@ class TreeCentres:
         return int(self.tree.nbytes + self.centres.nbytes)
 
 
-def tree_assign(X: np.ndarray, tc: TreeCentres) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (m,) int32, squared distances (m,) float64 to the leaf's centre)."""
+def tree_assign(X: np.ndarray, tc: TreeCentres, scale: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (m,) int32, squared distances (m,) float64 to the leaf's centre); raw
+    rows with ``scale`` as :func:`tree_nodes`."""
     X = X.reshape(X.shape[0], -1)
-    labels = tree_labels(X, tc.tree, tc.leaf_label)
+    labels = tree_labels(X, tc.tree, tc.leaf_label, scale)
+    rows: Any = _ScaledRows(X, scale) if scale is not None else X
     sq = np.empty(X.shape[0])
     for s in range(0, X.shape[0], _BISECT_STEP):
-        x64 = X[s:s + _BISECT_STEP].astype(np.float64)
+        x64 = rows[s:s + _BISECT_STEP].astype(np.float64)
         sq[s:s + _BISECT_STEP] = ((x64 - tc.centres[labels[s:s + _BISECT_STEP]]) ** 2).sum(1)
     return labels, sq
 
@@ -1809,31 +1814,48 @@ class _RowsAt:
         return np.asarray(self.X[self.rows[i]])
 
 
-def _top_of(key: np.ndarray, idx: np.ndarray, n: int, X: np.ndarray, labels: np.ndarray,
+def _top_of(key: np.ndarray, idx: np.ndarray, n: int, X: Any, labels: np.ndarray,
             w: np.ndarray, offset: int) -> TopM:
     """The ``n`` rows ``idx`` (ascending) of the block with the largest ``key`` (one per
-    row of idx), ties to the smaller index; O(len(idx)), not O(block)."""
+    row of idx), ties to the smaller index; O(len(idx)), not O(block). ``X``: the
+    block's rows, or an accessor of them (:class:`_ScaledRows` for raw rows)."""
     return top_m(key, min(n, idx.shape[0]), _RowsAt(X, idx), labels, w[idx],
                  idx.astype(np.int64) + offset)
 
 
-def tree_nodes(X: np.ndarray, tree: TreeSnapshot) -> np.ndarray:
-    """(m,) node of the tree each row of a block ends in (rows checked finite first)."""
+def tree_nodes(X: np.ndarray, tree: TreeSnapshot, scale: float | None = None) -> np.ndarray:
+    """(m,) node of the tree each row of a block ends in (float rows checked finite
+    first). With ``scale``, X holds raw integer rows (uint8 pixels) standing for
+    ``float32(X) * scale``: they take the same float64 steps as those float32 rows
+    (the same nodes, bit for bit) without a float copy of the block, and need no check.
+    """
     X = X.reshape(X.shape[0], -1)
-    ok = np.isfinite(X).all(1)
-    if not ok.all():
-        raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
-    return tree.descend(X)
+    if scale is None:
+        ok = np.isfinite(X).all(1)
+        if not ok.all():
+            raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
+    return tree.descend(X, scale)
+
+
+def _bisect_compiled(X: np.ndarray, scale: float | None) -> bool:
+    """The compiled bisecting kernels take these rows: float32/float64, or raw uint8."""
+    if scale is not None:
+        return compiled_kernels() and X.dtype == np.uint8
+    return compiled_kernels() and X.dtype in (np.float32, np.float64)
 
 
 def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
-                 offset: int = 0, nodes: np.ndarray | None = None) -> BisectPartial:
+                 offset: int = 0, nodes: np.ndarray | None = None,
+                 scale: float | None = None) -> BisectPartial:
     """A block's part of one pass of a round of bisections (see :class:`BisectStep`):
     each row descends the tree; rows reaching a slot's leaf go to the nearer of each
     running 2-means' two centres (ties: the first), or, in an init pass, are sampled
     by key. Rows are taken :data:`_BISECT_STEP` at a time in float64. ``nodes``: the
     rows' nodes from :func:`tree_nodes` when an earlier pass of the round (same tree)
-    found them: the tree is not descended again.
+    found them: the tree is not descended again. With ``scale``, X holds raw integer
+    rows (uint8 pixels) standing for ``float32(X) * scale``, scaled row by row as they
+    are used: the partial equals, bit for bit, the one of those float32 rows (its
+    sampled and farthest rows are the scaled float32 rows too).
 
     Examples
     --------
@@ -1850,13 +1872,14 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
     a, r = step.active.shape
     w = np.ones(m) if weights is None else np.asarray(weights, np.float64)
     if nodes is None:
-        nodes = tree_nodes(X, step.tree)
+        nodes = tree_nodes(X, step.tree, scale)
+    rows: Any = _ScaledRows(X, scale) if scale is not None else X  # float rows, by index
     sums = np.zeros((a, r, 2, d))
     weight, sse = np.zeros((a, r, 2)), np.zeros((a, r, 2))
     count = np.zeros((a, r, 2), np.int64)
-    top = [[TopM.empty(d, X.dtype) for _ in range(r)] for _ in range(a)]
+    top = [[TopM.empty(d, rows.dtype) for _ in range(r)] for _ in range(a)]
     slot = step.tree.slot[nodes]
-    compiled = compiled_kernels() and X.dtype in (np.float32, np.float64)
+    compiled = _bisect_compiled(X, scale)
     Xc = np.ascontiguousarray(X) if compiled else X
     order = np.argsort(slot, kind="stable")
     cuts = np.searchsorted(slot[order], np.arange(a + 1))
@@ -1871,8 +1894,8 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
                 if step.weighted:
                     with np.errstate(divide="ignore"):
                         key = np.where(w[idx] > 0, key / w[idx], -np.inf)
-                top[s][j] = _top_of(key, idx, step.sample, X, np.zeros(len(idx), np.int32),
-                                    w, offset)
+                top[s][j] = _top_of(key, idx, step.sample, rows,
+                                    np.zeros(len(idx), np.int32), w, offset)
             continue
         for j in range(r):
             if not step.active[s, j]:
@@ -1881,14 +1904,14 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
             dist = np.empty(idx.shape[0])
             if compiled:
                 _numba().two_means_rows(
-                    Xc, idx, w, step.centres[s, j, 0],
+                    Xc, None if scale is None else float(scale), idx, w, step.centres[s, j, 0],
                     step.centres[s, j, 1], sums[s, j], weight[s, j], sse[s, j],
                     count[s, j], lab, dist)
-                top[s][j] = _top_of(dist, idx, 2, X, lab, w, offset)
+                top[s][j] = _top_of(dist, idx, 2, rows, lab, w, offset)
                 continue
             for t in range(0, idx.shape[0], _BISECT_STEP):
                 it = idx[t:t + _BISECT_STEP]
-                x64, wt = X[it].astype(np.float64), w[it]
+                x64, wt = rows[it].astype(np.float64), w[it]
                 d0, d1 = _sq_two(x64, step.centres[s, j, 0], step.centres[s, j, 1])
                 lt = d1 < d0
                 lab[t:t + _BISECT_STEP], dist[t:t + _BISECT_STEP] = lt, np.where(lt, d1, d0)
@@ -1897,7 +1920,7 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
                     weight[s, j, c] += wt[sel].sum()
                     sse[s, j, c] += dist[t:t + _BISECT_STEP][sel] @ wt[sel]
                     count[s, j, c] += int(sel.sum())
-            top[s][j] = _top_of(dist, idx, 2, X, lab, w, offset)
+            top[s][j] = _top_of(dist, idx, 2, rows, lab, w, offset)
     return BisectPartial(sums, weight, sse, count, top, step.sample or 2)
 
 

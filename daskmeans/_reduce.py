@@ -715,20 +715,22 @@ def bisect_pass(src: Source, step: K.BisectStep, split_every: int = SPLIT_EVERY,
     its rows end in the tree) stay where the block is (numpy, or futures on a cluster)
     and are returned for the round's later passes (``nodes``), which then do not
     descend the tree again (at K=32 the descent was two thirds of a pass). A dask array
-    has no public per-block state: its passes descend every time (None returned).
+    has no public per-block state: its passes descend every time (None returned). A
+    store's uint8 rows reach the kernels raw (:func:`reads_raw_uint8`): each row is
+    scaled as it is used, not the whole block in every pass (the same results).
     """
     if isinstance(src, DaskSource):
         kernel = functools.partial(_bisect_kernel, keep=False)
         return map_reduce(src, kernel, step, split_every=split_every), None
     return map_reduce_kept(src, functools.partial(_bisect_kernel, keep=keep), step, nodes,
-                           keep=keep, split_every=split_every)
+                           keep=keep, split_every=split_every, raw=reads_raw_uint8(src))
 
 
 def _bisect_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                    step: K.BisectStep, *, offset: int, keep: bool, state: Any = None,
                    scale: float | None = None) -> Any:
-    nodes = state if state is not None else K.tree_nodes(x, step.tree)
-    part = K.bisect_block(x, w, step, offset=offset, nodes=nodes)
+    nodes = state if state is not None else K.tree_nodes(x, step.tree, scale)
+    part = K.bisect_block(x, w, step, offset=offset, nodes=nodes, scale=scale)
     return (part, nodes) if keep else part
 
 
@@ -891,9 +893,9 @@ def _l1_transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
 
 
 def _tree_labels_block(x: np.ndarray, tree: K.TreeSnapshot, leaf_label: np.ndarray,
-                       block_info: Any = None) -> np.ndarray:
+                       scale: float | None = None, block_info: Any = None) -> np.ndarray:
     try:
-        return K.tree_labels(x, tree, leaf_label)
+        return K.tree_labels(x, tree, leaf_label, scale)
     except K.NonFiniteRow as e:
         start = block_info[0]["array-location"][0][0] if block_info else 0
         raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
@@ -901,9 +903,13 @@ def _tree_labels_block(x: np.ndarray, tree: K.TreeSnapshot, leaf_label: np.ndarr
 
 
 def predict_tree_lazy(src: Source, tree: K.TreeSnapshot, leaf_label: np.ndarray) -> da.Array:
-    """(n,) int32 label of the leaf of a bisecting tree each row reaches, lazily."""
-    X = src.to_dask()
-    return da.map_blocks(_tree_labels_block, X, tree=tree, leaf_label=leaf_label,
+    """(n,) int32 label of the leaf of a bisecting tree each row reaches, lazily (a
+    store's uint8 rows raw, as in :func:`bisect_pass`)."""
+    if isinstance(src, ZarrSource) and reads_raw_uint8(src):
+        X, scale = src.raw_dask(), src.scale
+    else:
+        X, scale = src.to_dask(), None
+    return da.map_blocks(_tree_labels_block, X, tree=tree, leaf_label=leaf_label, scale=scale,
                          drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
 
 

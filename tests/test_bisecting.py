@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import dask
@@ -14,6 +15,8 @@ from sklearn.datasets import load_digits, make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from daskmeans import BisectingKMeans, io, load_model, save_model
+from daskmeans import _kernels as K
+from daskmeans import _reduce as R
 from daskmeans import algorithms as A
 from daskmeans._validation import InvalidParameterError
 
@@ -139,6 +142,52 @@ def test_independent_of_chunking_source_and_scheduler(blobs, tmp_path: Path,
         np.testing.assert_allclose(bk.cluster_centers_, ref.cluster_centers_, rtol=1e-6)
         np.testing.assert_array_equal(bk.tree_.sizes, ref.tree_.sizes)
         assert bk.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_uint8_store_fits_as_its_float32_rows_in_memory(
+    tmp_path: Path, kernels: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store of uint8 images reaches the bisecting passes and the labels raw; the fit
+    is, bit for bit, the one on the same rows as float32 (``float32(x) * float32(1/255)``)
+    in memory, in blocks of the same rows, whether the store is held or streamed."""
+    monkeypatch.setenv("DASKMEANS_KERNELS", kernels)
+    seen: list[tuple[str, np.dtype, float | None]] = []  # what the kernels were given
+
+    def spy(name: str, fn):  # type: ignore[no-untyped-def]
+        def call(*args, **kw):  # type: ignore[no-untyped-def]
+            given = inspect.signature(fn).bind(*args, **kw).arguments
+            seen.append((name, given["X"].dtype, given.get("scale")))
+            return fn(*args, **kw)
+        return call
+
+    for name in ("bisect_block", "tree_nodes", "tree_labels"):
+        monkeypatch.setattr(K, name, spy(name, getattr(K, name)))
+    pixels = (load_digits().images * 15).astype(np.uint8)  # (1797, 8, 8), 0..240
+    z = zarr.create_array(tmp_path / "px.zarr", shape=pixels.shape, chunks=(450, 8, 8),
+                          dtype="u1")
+    z[...] = pixels
+    X = pixels.reshape(len(pixels), -1).astype(np.float32) * np.float32(1 / 255)
+    for cache in (True, False):
+        src = io.open_source(z, cache=cache)
+        assert R.reads_raw_uint8(src) and src.n_blocks > 1
+        seen.clear()
+        bk = BisectingKMeans(8, init="k-means++", n_init=2, random_state=0).fit(src)
+        computed(bk.labels_)
+        assert {name for name, _, _ in seen} == {"bisect_block", "tree_nodes", "tree_labels"}
+        assert set(seen) == {(name, np.dtype(np.uint8), io.PIXEL_SCALE)
+                             for name in ("bisect_block", "tree_nodes", "tree_labels")}
+        mem = io.ArraySource(X, block_rows=src.bounds[1])  # the store's blocks
+        assert mem.bounds == src.bounds
+        ref = BisectingKMeans(8, init="k-means++", n_init=2, random_state=0).fit(mem)
+        np.testing.assert_array_equal(computed(bk.labels_), ref.labels_)
+        np.testing.assert_array_equal(bk.cluster_centers_, ref.cluster_centers_)
+        assert bk.cluster_centers_.dtype == np.float32
+        for name in A.BisectingTree.ARRAYS:
+            np.testing.assert_array_equal(getattr(bk.tree_, name), getattr(ref.tree_, name))
+        assert bk.inertia_ == ref.inertia_
+        assert bk.history_[-1]["passes"] == ref.history_[-1]["passes"]
+        np.testing.assert_array_equal(computed(bk.predict(z)), ref.labels_)
 
 
 def test_saved_model_predicts_by_its_tree(blobs, tmp_path: Path) -> None:

@@ -198,3 +198,57 @@ def test_compiled_bisect_step_equals_numpy_reference(
         for a, b in zip(tops_got, tops_want, strict=True):
             np.testing.assert_array_equal(a.index, b.index)
     np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("d", [37, 784])
+def test_raw_uint8_bisect_step_equals_float_rows_bit_for_bit(
+    kernels: str, weighted: bool, d: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uint8 rows with a scale give, bit for bit, what their float32 rows
+    (``float32(x) * float32(scale)``) give: the nodes, leaf labels and distances of the
+    tree descent, every 2-means partial, and the sampled and farthest rows (returned as
+    those float32 rows), compiled and in the numpy reference."""
+    monkeypatch.setenv("DASKMEANS_KERNELS", kernels)
+    rng = np.random.default_rng(6)
+    scale = 1 / 255
+    U = rng.integers(0, 256, size=(700, d), dtype=np.uint8)
+    F = U.astype(np.float32) * np.float32(scale)
+    assert K._bisect_compiled(U, scale) == (kernels == "numba")
+    # root -> 1, 2; 2 -> 3, 4; 3 -> 5, 6: leaves 1, 4, 5, 6, three of them bisected
+    left, right = np.array([1, -1, 3, 5, -1, -1, -1]), np.array([2, -1, 4, 6, -1, -1, -1])
+    centre = np.stack([F.mean(0), *F[:6]]).astype(np.float64)
+    tree = K.TreeSnapshot(left, right, centre, np.array([-1, 0, -1, -1, 1, 2, -1]))
+    leaf_label = np.array([-1, 0, -1, -1, 1, 2, 3])
+    w = rng.integers(0, 3, 700).astype(np.float64) if weighted else None  # zeros too
+    before = U.copy()
+
+    nodes = K.tree_nodes(U, tree, scale)
+    np.testing.assert_array_equal(nodes, K.tree_nodes(F, tree))
+    assert set(np.unique(nodes)) == {1, 4, 5, 6}
+    np.testing.assert_array_equal(K.tree_labels(U, tree, leaf_label, scale),
+                                  K.tree_labels(F, tree, leaf_label))
+    tc = K.TreeCentres(tree, leaf_label, centre[[1, 4, 5, 6]])
+    for a, b in zip(K.tree_assign(U, tc, scale), K.tree_assign(F, tc), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    C = F[rng.choice(700, (3, 2, 2))].astype(np.float64)  # 3 slots, 2 runs
+    active = np.array([[True, True], [True, False], [True, True]])
+    seeds = rng.integers(0, 1 << 40, (3, 2))
+    steps = [K.BisectStep(tree, C, active, seeds),
+             K.BisectStep(tree, C, active, seeds, sample=2, weighted=True),
+             K.BisectStep(tree, C, active, seeds, sample=50, weighted=False)]
+    for step in steps:
+        for given in (None, nodes):
+            got = K.bisect_block(U, w, step, offset=11, nodes=given, scale=scale)
+            want = K.bisect_block(F, w, step, offset=11, nodes=given)
+            for f in ("sums", "weight", "sse", "count"):
+                np.testing.assert_array_equal(getattr(got, f), getattr(want, f), err_msg=f)
+            for s, j in np.ndindex(*active.shape):
+                a, b = got.top[s][j], want.top[s][j]
+                assert a.rows.dtype == np.float32
+                assert len(a.index) > 0 or not (active[s, j] or step.sample)
+                for f in ("sqdist", "index", "rows", "labels", "weights"):
+                    np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    np.testing.assert_array_equal(U, before)
