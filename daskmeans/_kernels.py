@@ -100,6 +100,11 @@ class Centres:
     def nbytes(self) -> int:
         return int(self.m2t.nbytes + self.sq.nbytes)
 
+    @property
+    def tie(self) -> float:
+        """``4 d eps`` of the dtype: see :func:`settle_near_ties`."""
+        return 4.0 * self.m2t.shape[0] * float(np.finfo(self.dtype).eps)
+
     @classmethod
     def of(cls, C: np.ndarray | Centres, dtype: np.dtype) -> Centres:
         """``C`` itself if already prepared for ``dtype``, else prepared now."""
@@ -146,18 +151,66 @@ class Centres:
         if runs == 1:
             lab = np.argmin(D, axis=1)
             sq = D[np.arange(m), lab]
+            settle_near_ties(xb, self, D[:, : self.k], lab, sq, xsq, 0)
             sq += xsq
         else:
             k = self.k // runs
             lab = np.argmin(D[:, : self.k].reshape(m, runs, k), axis=2)
             lab += np.arange(0, self.k, k)
             sq = np.take_along_axis(D, lab, axis=1)
+            for r in range(runs):
+                lr, sr = lab[:, r].copy(), sq[:, r].copy()
+                settle_near_ties(xb, self, D[:, r * k:(r + 1) * k], lr, sr, xsq, r * k)
+                lab[:, r], sq[:, r] = lr, sr
             sq += xsq[:, None]
         if not np.isfinite(sq).all():  # (m,) or (m, runs) values: costs ~nothing
             raise NonFiniteRow(int(np.flatnonzero(~np.isfinite(sq).reshape(m, -1).all(1))[0]))
         np.maximum(sq, 0, out=sq)
         return lab, sq, xsq
 
+
+def settle_near_ties(xb: np.ndarray, cen: Centres, D: np.ndarray, lab: np.ndarray,
+                     sq: np.ndarray, xsq: np.ndarray, j0: int) -> None:
+    """Settle near ties of a GEMM assignment in float64, in place.
+
+    ``D`` (m, k): ``-2 x.c + |c|^2`` of the rows against one set of centres (stacked
+    index ``j0 + j``), ``lab``/``sq`` the argmin (stacked index) and its value. Where
+    another centre lies within ``tie * (|x|^2 + max |c|^2)`` of the smallest value
+    (twice what float rounding can move it; ``tie = 4 d eps``), the centres within that
+    window are compared by their float64 distance (the first on a tie) and ``sq``
+    becomes that distance minus ``|x|^2`` (the caller adds it back). Every assignment
+    path does this (GEMM tiles of any shape, the bounded passes' group by group
+    products), so a row gets the same centre whichever computed its distances, and the
+    nearer one where float32 rounding would have picked either: the compiled kernels'
+    :func:`daskmeans._kernels_numba.tie_window` and ``_near_tie`` are this rule.
+
+    Examples
+    --------
+    >>> cen = Centres(np.array([[0.0], [2.0]]), np.dtype(np.float32))
+    >>> x = np.array([[1.0]], np.float32)               # exactly half way: the first
+    >>> D = x @ cen.m2t[:, :2] + cen.sq[:2]
+    >>> lab, sq = np.array([0]), D[:, 0].astype(np.float64)
+    >>> settle_near_ties(x, cen, D, lab, sq, np.array([1.0]), 0); lab.tolist()
+    [0]
+    """
+    if D.shape[0] == 0 or D.shape[1] < 2:
+        return
+    k = D.shape[1]
+    csq = cen.sq[j0:j0 + k]
+    cmax = float(np.max(csq[np.isfinite(csq)], initial=0.0))
+    best = np.take_along_axis(D, (lab - j0)[:, None], axis=1)[:, 0]
+    win = cen.tie * (np.maximum(xsq, 0) + cmax)
+    two = np.partition(D, 1, axis=1)[:, 1]
+    rows = np.flatnonzero((two - best <= win) & np.isfinite(best))
+    if rows.shape[0] == 0:
+        return
+    C = cen.m2t[:, j0:j0 + k].T.astype(np.float64) * -0.5
+    for i in rows:
+        js = np.flatnonzero(D[i] <= best[i] + win[i])
+        e = ((xb[i].astype(np.float64)[None, :] - C[js]) ** 2).sum(1)
+        b = int(np.argmin(e))
+        lab[i] = j0 + js[b]
+        sq[i] = e[b] - float(xsq[i])
 
 class NonFiniteRow(ValueError):
     """A row's distance is NaN or infinite (NaN/inf in the row, or an overflow);
@@ -699,10 +752,10 @@ def _lloyd_compiled(X: np.ndarray, scale: float | None, cen: Centres, xsq: np.nd
     ww = np.empty(0) if w is None else np.ascontiguousarray(w)
     if scale is not None:
         bad = N.lloyd_raw(X, float(scale), cen.m2t, cen.sq, xs, ww, runs, k, N.TILE,
-                          labels, sqdist, sums, counts)
+                          labels, sqdist, sums, counts, cen.tie)
     else:
         bad = N.lloyd_float(X, cen.m2t, cen.sq, xs, ww, runs, k, N.TILE, labels, sqdist,
-                            sums, counts)
+                            sums, counts, cen.tie)
     if bad >= 0:
         raise NonFiniteRow(int(bad))
 
@@ -813,7 +866,9 @@ class BoundsPartial:
     changes of the per-cluster sums, weights and ``sum w |x|^2`` (the rows that moved;
     everything, from blocks without bounds yet) and how many rows were read and
     assigned in full. ``top``/``moments``: as :class:`LloydPartial`, for a pass that
-    assigns every row (from fresh bounds)."""
+    assigns every row (from fresh bounds). ``n_pairs``: (row, group of centres) pairs
+    the rows assigned in full were compared with (``n_full`` times the groups without
+    the group filter)."""
 
     dsums: np.ndarray  # (k, d) float64
     dcounts: np.ndarray  # (k,) float64
@@ -824,6 +879,7 @@ class BoundsPartial:
     xsq_max: float
     top: TopM | None = None
     moments: Moments | None = None
+    n_pairs: int = 0
 
     def __add__(self, other: BoundsPartial) -> BoundsPartial:
         top = None if self.top is None or other.top is None else _merge_top(self.top,
@@ -833,7 +889,8 @@ class BoundsPartial:
         return BoundsPartial(self.dsums + other.dsums, self.dcounts + other.dcounts,
                              self.dsumsq + other.dsumsq, self.n_rows + other.n_rows,
                              self.n_read + other.n_read, self.n_full + other.n_full,
-                             max(self.xsq_max, other.xsq_max), top, mom)
+                             max(self.xsq_max, other.xsq_max), top, mom,
+                             self.n_pairs + other.n_pairs)
 
 
 def bounds_block(
@@ -904,14 +961,17 @@ def bounds_block(
     dS, dN, dQ = np.zeros((k, d)), np.zeros(k), np.zeros(k)
     if compiled_kernels():
         N = _numba()
-        bad, n_read, n_full, x2max = N.bounds_pass(
+        m2g, gstart, gcols = _centres_by_group(cen, grp, t)
+        bad, n_read, n_full, x2max, n_pairs = N.bounds_pass(
             np.ascontiguousarray(X), float(scale or 1.0), raw, cen.m2t, cen.sq, C64, grp,
             np.empty(0) if w is None else w, state.labels, state.upper, state.lower,
             step.drift, step.group_drift, step.half_sep, step.margin, N.TILE,
-            out.labels, out.upper, out.lower, dS, dN, dQ)
+            out.labels, out.upper, out.lower, dS, dN, dQ, m2g, gstart, gcols,
+            N.GROUP_FILTER_SHARE, cen.tie)
     else:
         bad, n_read, n_full, x2max = _bounds_numpy(
             X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
+        n_pairs = n_full * t
     if bad >= 0:
         raise NonFiniteRow(int(bad))
     top = mom = None
@@ -931,8 +991,25 @@ def bounds_block(
         umax[:], gapmax[:] = -np.inf, -np.inf
         np.maximum.at(umax, out.labels, out.upper)
         np.maximum.at(gapmax, out.labels, out.upper - out.lower.min(1))
-    part = BoundsPartial(dS, dN, dQ, n, int(n_read), int(n_full), float(x2max), top, mom)
+    part = BoundsPartial(dS, dN, dQ, n, int(n_read), int(n_full), float(x2max), top, mom,
+                         int(n_pairs))
     return part, out, BoundsSummary(umax, gapmax, version)
+
+
+def _centres_by_group(cen: Centres, grp: np.ndarray, t: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The centres' ``-2 C^T`` group by group for the compiled group filter: a flat
+    array holding per group its (d, size) block, C-contiguous at ``d * start[g]``;
+    ``start`` (t + 1,) and the centres' indices by group, ascending within each."""
+    k = grp.shape[0]
+    d = cen.m2t.shape[0]
+    cols = np.argsort(grp, kind="stable").astype(np.int64)
+    start = np.searchsorted(grp[cols], np.arange(t + 1)).astype(np.int64)
+    flat = np.empty(d * k, cen.m2t.dtype)
+    for g in range(t):
+        a, b = int(start[g]), int(start[g + 1])
+        flat[d * a:d * b].reshape(d, b - a)[...] = cen.m2t[:, cols[a:b]]
+    return flat, start, cols
 
 
 def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarray,
@@ -960,8 +1037,10 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
         return -1, len(read), 0, 0.0
     x2 = row_norms_sq(xf)
     D = (xf @ cen.m2t)[:, :k] + cen.sq[:k]
-    lab = np.argmin(D, axis=1).astype(np.int32)
-    best = D[np.arange(len(full)), lab]
+    lab = np.argmin(D, axis=1)
+    best = D[np.arange(len(full)), lab].astype(np.float64)
+    settle_near_ties(xf, cen, D, lab, best, x2, 0)
+    lab = lab.astype(np.int32)
     s1 = best + x2
     if not np.isfinite(s1).all():
         return int(full[np.flatnonzero(~np.isfinite(s1))[0]]), len(read), len(full), 0.0

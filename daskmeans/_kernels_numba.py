@@ -87,13 +87,51 @@ def column_moments(X: np.ndarray, scale: float, raw: bool, mean: np.ndarray,
             m2[t] += tq[t] + delta * delta * (seen * m / tot)
         seen = tot
 
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
+def _exact_sq(x: np.ndarray, m2t: np.ndarray, j: int) -> float:
+    """``|x - c_j|^2`` in float64 from the row and the prepared ``m2t = -2 C^T`` (the
+    centre in the pass's dtype: ``-m2t / 2`` is exact)."""
+    acc = 0.0
+    for t in range(x.shape[0]):
+        v = np.float64(x[t]) + 0.5 * np.float64(m2t[t, j])
+        acc += v * v
+    return acc
+
+
+@_jit
+def _near_tie(x: np.ndarray, m2t: np.ndarray, Drow: np.ndarray, csq: np.ndarray, j0: int,
+              j1: int, limit: float) -> tuple[int, float]:
+    """Among the centres ``j0 <= j < j1`` whose GEMM distance ``Drow[j] + csq[j]`` is
+    at most ``limit``, the nearest in float64 (the first on a tie) and its squared
+    distance: how every assignment settles a near tie (see :func:`tie_window`)."""
+    bj = -1
+    be = np.inf
+    for j in range(j0, j1):
+        if Drow[j] + csq[j] <= limit:
+            e = _exact_sq(x, m2t, j)
+            if e < be:
+                be, bj = e, j
+    return bj, be
+
+
+@_jit
+def tie_window(tie: float, x2: float, cmax: float) -> float:
+    """How far above the smallest GEMM distance another centre's may lie and still be
+    the nearest: ``tie * (|x|^2 + max |c|^2)`` with ``tie = 4 d eps`` bounds twice the
+    rounding error of a ``-2 x.c + |c|^2`` in the pass's dtype. Within it, the float64
+    distances decide, so that every path (GEMM tiles of any shape, the bounded passes'
+    group by group products) gives each row the same centre."""
+    return tie * (max(x2, 0.0) + cmax)
+
 @_jit
 def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray, g0: int,
                  w: np.ndarray, runs: int, k: int, labels: np.ndarray, sqd: np.ndarray,
-                 sums: np.ndarray, counts: np.ndarray) -> int:
-    """Assign the rows of one tile (distances ``D = xb @ -2C^T`` given), add them to
-    their clusters; returns the global index of the first row whose distance is not
-    finite, else -1."""
+                 sums: np.ndarray, counts: np.ndarray, m2t: np.ndarray, tie: float,
+                 cmax: float) -> int:
+    """Assign the rows of one tile (distances ``D = xb @ -2C^T`` given; near ties
+    settled in float64, :func:`tie_window`), add them to their clusters; returns the
+    global index of the first row whose distance is not finite, else -1."""
     m, d = xb.shape
     weighted = w.shape[0] > 0
     for i in range(m):
@@ -103,11 +141,18 @@ def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray,
             j0 = r * k
             bj = j0
             best = D[i, j0] + csq[j0]
+            second = np.inf
             for j in range(j0 + 1, j0 + k):
                 v = D[i, j] + csq[j]
                 if v < best:
+                    second = best
                     best, bj = v, j
+                elif v < second:
+                    second = v
             s = best + x2[i]
+            win = tie_window(tie, x2[i], cmax)
+            if second - best <= win and np.isfinite(s):
+                bj, s = _near_tie(xb[i], m2t, D[i], csq, j0, j0 + k, best + win)
             if not np.isfinite(s):
                 return g
             if s < 0:
@@ -128,7 +173,7 @@ def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray,
 def _lloyd_tile(xb: np.ndarray, D: np.ndarray, x2: np.ndarray, m2t: np.ndarray,
                 csq: np.ndarray, xsq: np.ndarray, s0: int, w: np.ndarray, runs: int, k: int,
                 labels: np.ndarray, sqd: np.ndarray, sums: np.ndarray,
-                counts: np.ndarray) -> int:
+                counts: np.ndarray, tie: float, cmax: float) -> int:
     """One tile of float rows starting at row ``s0``: the GEMM into ``D``, ``|x|^2``
     (given or summed here into ``x2``), then :func:`_assign_tile`."""
     m = xb.shape[0]
@@ -138,13 +183,24 @@ def _lloyd_tile(xb: np.ndarray, D: np.ndarray, x2: np.ndarray, m2t: np.ndarray,
         x2[:m] = xsq[s0:s0 + m]
     else:
         row_sq(xb, x2)
-    return _assign_tile(xb, Db, csq, x2, s0, w, runs, k, labels, sqd, sums, counts)
+    return _assign_tile(xb, Db, csq, x2, s0, w, runs, k, labels, sqd, sums, counts, m2t,
+                        tie, cmax)
 
+
+
+@_jit
+def _finite_max(csq: np.ndarray, k: int) -> float:
+    """The largest finite ``|c|^2`` of the first ``k`` centres (0 if none)."""
+    out = 0.0
+    for j in range(k):
+        if np.isfinite(csq[j]) and csq[j] > out:
+            out = csq[j]
+    return out
 
 @_jit
 def lloyd_float(X: np.ndarray, m2t: np.ndarray, csq: np.ndarray, xsq: np.ndarray,
                 w: np.ndarray, runs: int, k: int, tile: int, labels: np.ndarray,
-                sqd: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> int:
+                sqd: np.ndarray, sums: np.ndarray, counts: np.ndarray, tie: float) -> int:
     """Fused Lloyd statistics of float rows ``X`` (n, d) against prepared centres
     (``m2t = -2 C^T`` (d, kp), ``csq = |C|^2`` (kp,)), written into ``labels`` (n, runs)
     int32, ``sqd`` (n, runs), ``sums`` (runs*k, d) float64 and ``counts`` (runs*k,)
@@ -153,9 +209,10 @@ def lloyd_float(X: np.ndarray, m2t: np.ndarray, csq: np.ndarray, xsq: np.ndarray
     n = X.shape[0]
     D = np.empty((tile, m2t.shape[1]), dtype=m2t.dtype)
     x2 = np.empty(tile, dtype=m2t.dtype)
+    cmax = _finite_max(csq, runs * k)
     for s0 in range(0, n, tile):
         bad = _lloyd_tile(X[s0:min(n, s0 + tile)], D, x2, m2t, csq, xsq, s0, w, runs, k,
-                          labels, sqd, sums, counts)
+                          labels, sqd, sums, counts, tie, cmax)
         if bad >= 0:
             return bad
     return -1
@@ -165,10 +222,11 @@ def lloyd_float(X: np.ndarray, m2t: np.ndarray, csq: np.ndarray, xsq: np.ndarray
 def lloyd_raw(X: np.ndarray, scale: float, m2t: np.ndarray, csq: np.ndarray,
               xsq: np.ndarray, w: np.ndarray, runs: int, k: int, tile: int,
               labels: np.ndarray, sqd: np.ndarray, sums: np.ndarray,
-              counts: np.ndarray) -> int:
+              counts: np.ndarray, tie: float) -> int:
     """:func:`lloyd_float` for raw stored rows (uint8 pixels) standing for
     ``float32(X) * scale``: each tile is scaled into a reused float32 block."""
     n, d = X.shape
+    cmax = _finite_max(csq, runs * k)
     sc = np.float32(scale)
     buf = np.empty((tile, d), dtype=np.float32)
     D = np.empty((tile, m2t.shape[1]), dtype=np.float32)
@@ -180,7 +238,7 @@ def lloyd_raw(X: np.ndarray, scale: float, m2t: np.ndarray, csq: np.ndarray,
             for t in range(d):
                 xb[i, t] = np.float32(X[s0 + i, t]) * sc
         bad = _lloyd_tile(xb, D, x2, m2t, csq, xsq, s0, w, runs, k, labels, sqd, sums,
-                          counts)
+                          counts, tie, cmax)
         if bad >= 0:
             return bad
     return -1
@@ -200,11 +258,11 @@ def warm_up() -> float:
         for w in (np.empty(0), np.ones(3)):
             lloyd_float(X, m2t, csq, np.empty(0, dtype), w, 1, 2, TILE,
                         np.empty((3, 1), np.int32), np.empty((3, 1), dtype),
-                        np.zeros((2, 2)), np.zeros(2))
+                        np.zeros((2, 2)), np.zeros(2), 1e-6)
             if dtype == np.float32:
                 lloyd_raw(np.zeros((3, 2), np.uint8), 1.0, m2t, csq, np.empty(0, dtype), w,
                           1, 2, TILE, np.empty((3, 1), np.int32), np.empty((3, 1), dtype),
-                          np.zeros((2, 2)), np.zeros(2))
+                          np.zeros((2, 2)), np.zeros(2), 1e-6)
             for rows, raw in ((X, False), (np.zeros((3, 2), np.uint8), True)):
                 if raw and dtype != np.float32:
                     continue
@@ -212,7 +270,9 @@ def warm_up() -> float:
                 bounds_pass(rows, 1.0, raw, m2t, csq, np.zeros((2, 2)), np.zeros(2, np.int64),
                             w, np.full(3, -1, np.int32), np.full(3, np.inf),
                             np.zeros((3, 1)), np.zeros(2), np.zeros(1), np.zeros(2), 0.0,
-                            TILE, lab, u, lo, np.zeros((2, 2)), np.zeros(2), np.zeros(2))
+                            TILE, lab, u, lo, np.zeros((2, 2)), np.zeros(2), np.zeros(2),
+                            np.zeros(4, dtype), np.array([0, 2]), np.array([0, 1]),
+                            GROUP_FILTER_SHARE, 1e-6)
                 cluster_extrema(lab, u, lo, 2, np.empty(2), np.empty(2))
     for rows in (np.zeros((3, 2), np.float32), np.zeros((3, 2)), np.zeros((3, 2), np.uint8)):
         raw = rows.dtype == np.uint8
@@ -264,7 +324,7 @@ def _sqdist(x: np.ndarray, c: np.ndarray) -> float:
 def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.ndarray,
            m2t: np.ndarray, csq: np.ndarray, group: np.ndarray, w: np.ndarray,
            lab_in: np.ndarray, lab: np.ndarray, u: np.ndarray, lo: np.ndarray,
-           dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray) -> int:
+           dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray, tie: float, cmax: float) -> int:
     """Full assignment of the ``cnt`` gathered rows (one GEMM): the nearest centre,
     the distance to it and, per group of centres, the distance to the nearest other
     one; moved rows leave their old cluster's sums for the new one's. Returns a row
@@ -303,9 +363,17 @@ def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.nda
         s1 = gm1[gb] + gx2[r]
         if not np.isfinite(s1):
             return i
-        u[i] = np.sqrt(max(s1, 0.0))
+        second = np.inf
         for g in range(t):
             v = gm2[g] if g == gb else gm1[g]
+            if v < second:
+                second = v
+        win = tie_window(tie, gx2[r], cmax)
+        if second - gm1[gb] <= win:  # a near tie: float64 decides, as every path does
+            bj, s1 = _near_tie(G[r], m2t, Db[r], csq, 0, k, gm1[gb] + win)
+        u[i] = np.sqrt(max(s1, 0.0))
+        for g in range(t):  # per group, the nearest centre other than the row's own
+            v = gm2[g] if gj[g] == bj else gm1[g]
             lo[i, g] = np.sqrt(max(v + gx2[r], 0.0))
         lab[i] = bj
         a = lab_in[i]
@@ -323,13 +391,152 @@ def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.nda
     return -1
 
 
+
+#: a tile's gathered rows go group by group (:func:`_flush_groups`) when at most this
+#: share of their (row, group of centres) pairs is still in doubt, else one GEMM against
+#: every centre (:func:`_flush`)
+GROUP_FILTER_SHARE = 0.5
+
+
+@_jit
+def _flush_groups(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray,
+                  cand: np.ndarray, Gg: np.ndarray, Dg: np.ndarray, m2g: np.ndarray,
+                  gstart: np.ndarray, gcols: np.ndarray, csq: np.ndarray, w: np.ndarray,
+                  lab_in: np.ndarray, lab: np.ndarray, u: np.ndarray, lo: np.ndarray,
+                  dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray, gm1: np.ndarray,
+                  gm2: np.ndarray, gj: np.ndarray, sel: np.ndarray, m2t: np.ndarray,
+                  tie: float, cmax: float) -> int:
+    """:func:`_flush` with Yinyang's group filter: each gathered row is compared only
+    with the centres of the groups ``cand`` marks for it (its own centre's group, and
+    every group whose lower bound does not prove all its centres farther than the
+    row's own centre); per group one GEMM of the rows that need it against that
+    group's centres (``m2g``: per group ``-2 C_g^T``, (d, size) contiguous at
+    ``d * gstart[g]``, its centres ``gcols[gstart[g]:gstart[g + 1]]`` ascending).
+    Groups not compared keep the lower bounds already written into ``lo`` (valid: the
+    new centre is in a compared group). Returns a row with a non-finite distance or
+    -1."""
+    if cnt == 0:
+        return -1
+    d = G.shape[1]
+    t = lo.shape[1]
+    weighted = w.shape[0] > 0
+    gm1[:cnt] = np.inf
+    gm2[:cnt] = np.inf
+    gj[:cnt] = -1
+    for g in range(t):
+        s, e = gstart[g], gstart[g + 1]
+        sg = e - s
+        if sg == 0:
+            continue
+        ng = 0
+        for r in range(cnt):
+            if cand[r, g]:
+                sel[ng] = r
+                ng += 1
+        if ng == 0:
+            continue
+        B = m2g[d * s:d * e].reshape((d, sg))
+        Db = Dg[:ng * sg].reshape((ng, sg))
+        if ng == cnt:
+            np.dot(G[:cnt], B, Db)
+        else:
+            for q in range(ng):
+                Gg[q, :] = G[sel[q], :]
+            np.dot(Gg[:ng], B, Db)
+        for q in range(ng):
+            r = sel[q]
+            m1 = np.inf
+            m2 = np.inf
+            j1 = -1
+            for jj in range(sg):  # ascending centre index: the first minimum wins
+                j = gcols[s + jj]
+                v = Db[q, jj] + csq[j]
+                if v < m1:
+                    m2 = m1
+                    m1, j1 = v, j
+                elif v < m2:
+                    m2 = v
+            gm1[r, g], gm2[r, g], gj[r, g] = m1, m2, j1
+    for r in range(cnt):
+        i = gidx[r]
+        gb = -1
+        for g in range(t):  # the nearest overall; ties to the smaller centre index
+            if gj[r, g] >= 0 and (gb < 0 or gm1[r, g] < gm1[r, gb] or (
+                    gm1[r, g] == gm1[r, gb] and gj[r, g] < gj[r, gb])):
+                gb = g
+        if gb < 0:  # NaN distances compare false everywhere
+            return i
+        bj = gj[r, gb]
+        s1 = gm1[r, gb] + gx2[r]
+        if not np.isfinite(s1):
+            return i
+        second = np.inf
+        for g in range(t):
+            if gj[r, g] >= 0:
+                v = gm2[r, g] if g == gb else gm1[r, g]
+                if v < second:
+                    second = v
+        win = tie_window(tie, gx2[r], cmax)
+        if second - gm1[r, gb] <= win:  # a near tie: float64 over the groups within reach
+            be = np.inf
+            for g in range(t):
+                if gj[r, g] < 0 or gm1[r, g] > gm1[r, gb] + win:
+                    continue
+                for jj in range(gstart[g], gstart[g + 1]):
+                    j = gcols[jj]
+                    e = _exact_sq(G[r], m2t, j)
+                    if e < be or (e == be and j < bj):
+                        be, bj = e, j
+            s1 = be
+        u[i] = np.sqrt(max(s1, 0.0))
+        for g in range(t):  # compared groups: the nearest centre other than the row's own
+            if cand[r, g]:
+                v = gm2[r, g] if gj[r, g] == bj else gm1[r, g]
+                lo[i, g] = np.sqrt(max(v + gx2[r], 0.0))
+        lab[i] = bj
+        a = lab_in[i]
+        if bj != a:
+            wi = w[i] if weighted else 1.0
+            dN[bj] += wi
+            dQ[bj] += wi * gx2[r]
+            for t_ in range(d):
+                dS[bj, t_] += wi * G[r, t_]
+            if a >= 0:
+                dN[a] -= wi
+                dQ[a] -= wi * gx2[r]
+                for t_ in range(d):
+                    dS[a, t_] -= wi * G[r, t_]
+    return -1
+
+
+@_jit
+def _flush_any(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.ndarray,
+               m2t: np.ndarray, csq: np.ndarray, group: np.ndarray, w: np.ndarray,
+               lab_in: np.ndarray, lab: np.ndarray, u: np.ndarray, lo: np.ndarray,
+               dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray, cand: np.ndarray,
+               n_cand: int, Gg: np.ndarray, Dg: np.ndarray, m2g: np.ndarray,
+               gstart: np.ndarray, gcols: np.ndarray, gm1: np.ndarray, gm2: np.ndarray,
+               gj: np.ndarray, sel: np.ndarray, share: float, tie: float,
+               cmax: float) -> int:
+    """The tile's gathered rows group by group when at most ``share`` of their (row,
+    group) pairs are in doubt, else against every centre at once."""
+    t = lo.shape[1]
+    if t > 1 and n_cand <= share * cnt * t:
+        return _flush_groups(G, cnt, gidx, gx2, cand, Gg, Dg, m2g, gstart, gcols, csq, w,
+                             lab_in, lab, u, lo, dS, dN, dQ, gm1, gm2, gj, sel, m2t, tie,
+                             cmax)
+    return _flush(G, cnt, gidx, gx2, D, m2t, csq, group, w, lab_in, lab, u, lo, dS, dN, dQ,
+                  tie, cmax)
+
 @_jit
 def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np.ndarray,
                 C64: np.ndarray, group: np.ndarray, w: np.ndarray, lab_in: np.ndarray,
                 u_in: np.ndarray, l_in: np.ndarray, drift: np.ndarray,
                 group_drift: np.ndarray, half_sep: np.ndarray, margin: float, tile: int,
                 lab: np.ndarray, u: np.ndarray, lo: np.ndarray, dS: np.ndarray,
-                dN: np.ndarray, dQ: np.ndarray) -> tuple[int, int, int, float]:
+                dN: np.ndarray, dQ: np.ndarray, m2g: np.ndarray, gstart: np.ndarray,
+                gcols: np.ndarray, share: float, tie: float
+                ) -> tuple[int, int, int, float, int]:
     """One Lloyd iteration with Yinyang-style bounds over a block (see
     :func:`daskmeans._kernels.bounds_block`): per row an upper bound of the distance to
     its centre and, per group of centres, a lower bound of the distance to every other
@@ -338,8 +545,12 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
     assigned in full, a GEMM per ``tile`` gathered rows. Rows with label -1 have no
     bounds yet and are assigned in full. Writes the new labels and bounds into ``lab``,
     ``u``, ``lo`` and the changes of the per-cluster sums, weights and
-    ``sum w |x|^2`` of the rows that moved into ``dS``, ``dN``, ``dQ``. Returns (first
-    non-finite row or -1, rows read, rows assigned in full, largest |x|^2 of those)."""
+    ``sum w |x|^2`` of the rows that moved into ``dS``, ``dN``, ``dQ``. A row in doubt
+    is compared only with the groups of centres its bounds do not rule out (Yinyang's
+    group filter, :func:`_flush_groups`; ``m2g``, ``gstart``, ``gcols``: the centres
+    by group; ``share``: :data:`GROUP_FILTER_SHARE`). Returns (first non-finite row or
+    -1, rows read, rows assigned in full, largest |x|^2 of those, (row, group) pairs
+    compared)."""
     n, d = X.shape
     k = C64.shape[0]
     t = l_in.shape[1]
@@ -347,7 +558,20 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
     D = np.empty((tile, m2t.shape[1]), dtype=m2t.dtype)
     gidx = np.empty(tile, dtype=np.int64)
     gx2 = np.empty(tile, dtype=m2t.dtype)
+    cand = np.empty((tile, t), dtype=np.bool_)
+    big = 0
+    for g in range(t):
+        big = max(big, gstart[g + 1] - gstart[g])
+    Gg = np.empty((tile if t > 1 else 0, d), dtype=m2t.dtype)
+    Dg = np.empty(tile * big if t > 1 else 0, dtype=m2t.dtype)
+    gm1 = np.empty((tile, t), dtype=m2t.dtype)
+    gm2 = np.empty((tile, t), dtype=m2t.dtype)
+    gj = np.empty((tile, t), dtype=np.int64)
+    sel = np.empty(tile, dtype=np.int64)
+    cmax = _finite_max(csq, k)
     cnt = 0
+    n_cand = 0  # (row, group) pairs of the tile's gathered rows still in doubt
+    n_pairs = 0
     n_read = 0
     n_full = 0
     x2max = 0.0
@@ -372,23 +596,35 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
             if bnd > 0 and d2 <= bnd * bnd - margin:
                 lab[i], u[i] = a, np.sqrt(d2)
                 continue
+            for g in range(t):  # the groups whose bound fails (and the row's own)
+                v = lo[i, g]
+                c = g == group[a] or not (v > 0 and d2 <= v * v - margin)
+                cand[cnt, g] = c
+                n_cand += c
         else:
             n_read += 1
             _load_row(X, i, scale, raw, xr)
+            cand[cnt, :] = True
+            n_cand += t
         row_sq(G[cnt:cnt + 1], gx2[cnt:cnt + 1])
         x2max = max(x2max, gx2[cnt])
         gidx[cnt] = i
         cnt += 1
         n_full += 1
         if cnt == tile:
-            bad = _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u, lo,
-                         dS, dN, dQ)
+            bad = _flush_any(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u,
+                             lo, dS, dN, dQ, cand, n_cand, Gg, Dg, m2g, gstart, gcols, gm1,
+                             gm2, gj, sel, share, tie, cmax)
             if bad >= 0:
-                return bad, n_read, n_full, x2max
+                return bad, n_read, n_full, x2max, n_pairs
+            n_pairs += n_cand if n_cand <= share * cnt * t else cnt * t
             cnt = 0
-    bad = _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u, lo, dS, dN,
-                 dQ)
-    return bad, n_read, n_full, x2max
+            n_cand = 0
+    bad = _flush_any(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u, lo, dS,
+                     dN, dQ, cand, n_cand, Gg, Dg, m2g, gstart, gcols, gm1, gm2, gj, sel,
+                     share, tie, cmax)
+    n_pairs += n_cand if n_cand <= share * cnt * t else cnt * t
+    return bad, n_read, n_full, x2max, n_pairs
 
 
 @_jit

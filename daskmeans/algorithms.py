@@ -289,11 +289,13 @@ def lloyd_bounded(
     on_iteration: Callable[[int, np.ndarray, float, list[IterationRecord]], None] | None = None,
     progress: Progress = _no_progress,
 ) -> LloydRun:
-    """:func:`lloyd` for one run, with Hamerly's bounds kept per row between
-    iterations: the same iterations, labels and centres (up to float rounding), but
-    rows whose bounds prove they keep their centre are not read, blocks whose rows are
-    all settled are not even scheduled, and the per-cluster sums change by the rows
-    that moved (:func:`daskmeans._reduce.bounds_pass`).
+    """:func:`lloyd` for one run, with Hamerly's bounds (Yinyang's per group of
+    centres from K=16) kept per row between iterations: the same iterations, labels
+    and centres (up to float rounding), but rows whose bounds prove they keep their
+    centre are not read, rows in doubt are compared only with the groups their bounds
+    do not rule out, blocks whose rows are all settled are not even scheduled, and the
+    per-cluster sums change by the rows that moved
+    (:func:`daskmeans._reduce.bounds_pass`).
 
     The first pass assigns every row (and gives the farthest rows and, with ``tol``,
     the feature variances); a pass that leaves a cluster empty is redone in full so
@@ -381,8 +383,9 @@ def lloyd_bounded(
         history.append(IterationRecord(it + 1, lp.sq, shift, n_reloc,
                                        time.perf_counter() - t0, run))
         log.debug("run %d iter %d: inertia %.6g shift %.3g relocated %d, read %d of %d rows, "
-                  "%d in full", run, it + 1, lp.sq, shift, n_reloc, part.n_read, src.n,
-                  part.n_full)
+                  "%d in full against %d groups of centres of %d", run, it + 1, lp.sq, shift,
+                  n_reloc, part.n_read, src.n, part.n_full, part.n_pairs,
+                  part.n_full * (int(groups.max()) + 1))
         C = C_new
         stop = _stop_or_go(progress, "lloyd", it + 1, max_iter, shift, n_reloc, tol_abs,
                            "labels unchanged", f"inertia {lp.sq:.6g}")

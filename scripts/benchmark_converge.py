@@ -130,6 +130,11 @@ def main() -> None:
             contenders["dask-ml (threaded)"] = daskml
 
     rows: dict[str, dict[int, list[tuple[float, float, int, float]]]] = {}
+    # compiled kernels loaded (or compiled, after an upgrade) before any timing: round 0
+    # of an earlier run paid 2-3 s of compilation in our first fit
+    from daskmeans import _kernels_numba
+
+    print(f"compiled kernels ready in {_kernels_numba.warm_up():.1f} s", flush=True)
     for k in args.k:
         C0 = X[np.random.default_rng(args.seed).choice(n, k, replace=False)]
         print(f"K={k}", flush=True)

@@ -116,7 +116,7 @@ from daskmeans import _kernels_numba as N
 t0 = time.perf_counter()
 N.lloyd_float(np.zeros((3, 2), np.float32), np.zeros((2, 2), np.float32), np.zeros(2, np.float32),
               np.empty(0, np.float32), np.empty(0), 1, 2, N.TILE, np.empty((3, 1), np.int32),
-              np.empty((3, 1), np.float32), np.zeros((2, 2)), np.zeros(2))
+              np.empty((3, 1), np.float32), np.zeros((2, 2)), np.zeros(2), 1e-6)
 print(time.perf_counter() - t0)
 """
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
@@ -165,6 +165,77 @@ def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
         np.testing.assert_allclose(sm.gapmax, sn.gapmax, rtol=1e-5, atol=2e-3)
     assert results["numba"][-1][0].n_read < 500  # later iterations skip rows
 
+
+@pytest.mark.parametrize("rows", ["float32", "uint8"])
+def test_group_filter_gives_the_full_assignment(rows: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounded iterations with the group filter always on (every tile group by group)
+    and always off give the same labels and summed changes; the filter compared fewer
+    (row, group) pairs, and its bounds are valid (looser lower bounds can leave a row
+    unsettled that the other run settles, so the bounds themselves may differ): the
+    upper bound above the distance to the row's centre, each lower bound below every
+    other centre's distance in its group."""
+    rng = np.random.default_rng(11)
+    U = rng.integers(0, 256, size=(1500, 16), dtype=np.uint8)
+    centres = rng.integers(0, 256, size=(24, 16))
+    U[:1200] = np.clip(centres[rng.integers(0, 24, 1200)] + rng.normal(0, 12, (1200, 16)),
+                       0, 255).astype(np.uint8)
+    X = U.astype(np.float32) * np.float32(1 / 255)
+    data, kw = (U, {"scale": 1 / 255}) if rows == "uint8" else (X, {})
+    Cs = [X[rng.choice(1500, 24, replace=False)].astype(np.float64)]
+    for _ in range(4):
+        Cs.append(Cs[-1] + rng.normal(0, 0.01, Cs[-1].shape))
+    groups = np.repeat(np.arange(6), 4)
+    margin = K.bounds_margin(float((X.astype(np.float64) ** 2).sum(1).max()), Cs[0],
+                             np.dtype(np.float32))
+    results = {}
+    for share in (0.0, 1.0):
+        monkeypatch.setattr(N, "GROUP_FILTER_SHARE", share)
+        st, out = K.BlockBounds.fresh(1500, 6), []
+        for it, C in enumerate(Cs):
+            step = None if it == 0 else K.Drift.of(C, Cs[it - 1], margin, groups=groups)
+            p, st, _ = K.bounds_block(data, C, st, step, version=it, groups=groups, **kw)
+            out.append((p, st))
+        results[share] = out
+    pairs = []
+    for it, ((p, st), (q, su)) in enumerate(zip(results[1.0], results[0.0], strict=True)):
+        np.testing.assert_array_equal(st.labels, su.labels)
+        np.testing.assert_allclose(p.dsums, q.dsums, rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(p.dcounts, q.dcounts)
+        C = Cs[it].astype(np.float32).astype(np.float64)
+        dist = np.sqrt(((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(2))
+        assert (st.upper >= dist[np.arange(1500), st.labels] - 1e-5).all()
+        dist[np.arange(1500), st.labels] = np.inf
+        for g in range(6):
+            assert (st.lower[:, g] <= dist[:, groups == g].min(1) + 1e-5).all()
+        pairs.append((p.n_pairs, q.n_pairs))
+    assert any(a < b for a, b in pairs[1:]), pairs  # the filter skipped groups
+
+
+@pytest.mark.parametrize("kern", ["numba", "numpy"])
+def test_near_ties_are_settled_in_float64_by_every_path(
+        kern: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows almost equidistant from two centres, far from the origin, where float32
+    GEMM distances pick either: the plain pass, the bounded pass and ``assign`` all give
+    the centre nearer in float64 (the first on an exact tie)."""
+    monkeypatch.setenv("DASKMEANS_KERNELS", kern)
+    rng = np.random.default_rng(2)
+    base = np.float32(300) + rng.normal(0, 1, 64).astype(np.float32)
+    C = np.stack([base, base + np.float32(2) * rng.choice([-1, 1], 64).astype(np.float32),
+                  base + 40]).astype(np.float32)
+    mid = (C[0].astype(np.float64) + C[1]) / 2
+    X = (mid + rng.normal(0, 1e-3, (400, 64))).astype(np.float32)
+    X[:3] = mid.astype(np.float32)  # exact float64 ties where mid is representable
+    e = ((X.astype(np.float64)[:, None, :] - C.astype(np.float64)[None]) ** 2).sum(2)
+    want = np.argmin(e, axis=1)
+    gemm = np.argmin((X @ (-2 * C.T)) + (C * C).sum(1), axis=1)
+    assert (gemm != want).any()  # float32 gets some of them wrong
+    plain = K.lloyd_runs(X, C).parts[0]
+    lab_assign, _ = K.assign(X, C)
+    _, st, _ = K.bounds_block(X, C, K.BlockBounds.fresh(400, 1), None, version=0)
+    for got in (lab_assign, st.labels):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(plain.counts, np.bincount(want, minlength=3))
 
 @pytest.mark.parametrize("rows", ["float32", "float64"])
 @pytest.mark.parametrize("weighted", [False, True])
