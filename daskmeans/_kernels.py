@@ -961,12 +961,12 @@ def bounds_block(
     dS, dN, dQ = np.zeros((k, d)), np.zeros(k), np.zeros(k)
     if compiled_kernels():
         N = _numba()
-        m2g, gstart, gcols = _centres_by_group(cen, grp, t)
+        m2r, gstart, gcols = _centres_by_group(cen, grp, t)
         bad, n_read, n_full, x2max, n_pairs = N.bounds_pass(
             np.ascontiguousarray(X), float(scale or 1.0), raw, cen.m2t, cen.sq, C64, grp,
             np.empty(0) if w is None else w, state.labels, state.upper, state.lower,
             step.drift, step.group_drift, step.half_sep, step.margin, N.TILE,
-            out.labels, out.upper, out.lower, dS, dN, dQ, m2g, gstart, gcols,
+            out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
             N.GROUP_FILTER_SHARE, cen.tie)
     else:
         bad, n_read, n_full, x2max = _bounds_numpy(
@@ -998,18 +998,12 @@ def bounds_block(
 
 def _centres_by_group(cen: Centres, grp: np.ndarray, t: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The centres' ``-2 C^T`` group by group for the compiled group filter: a flat
-    array holding per group its (d, size) block, C-contiguous at ``d * start[g]``;
-    ``start`` (t + 1,) and the centres' indices by group, ascending within each."""
-    k = grp.shape[0]
-    d = cen.m2t.shape[0]
+    """The centres' ``-2 C`` group by group for the compiled group filter: (k, d) rows
+    in group order, ``start`` (t + 1,) where each group begins, and the centres'
+    indices in that order (ascending within each group)."""
     cols = np.argsort(grp, kind="stable").astype(np.int64)
     start = np.searchsorted(grp[cols], np.arange(t + 1)).astype(np.int64)
-    flat = np.empty(d * k, cen.m2t.dtype)
-    for g in range(t):
-        a, b = int(start[g]), int(start[g + 1])
-        flat[d * a:d * b].reshape(d, b - a)[...] = cen.m2t[:, cols[a:b]]
-    return flat, start, cols
+    return np.ascontiguousarray(cen.m2t[:, cols].T), start, cols
 
 
 def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarray,

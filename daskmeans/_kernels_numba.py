@@ -271,7 +271,7 @@ def warm_up() -> float:
                             w, np.full(3, -1, np.int32), np.full(3, np.inf),
                             np.zeros((3, 1)), np.zeros(2), np.zeros(1), np.zeros(2), 0.0,
                             TILE, lab, u, lo, np.zeros((2, 2)), np.zeros(2), np.zeros(2),
-                            np.zeros(4, dtype), np.array([0, 2]), np.array([0, 1]),
+                            np.zeros((2, 2), dtype), np.array([0, 2]), np.array([0, 1]),
                             GROUP_FILTER_SHARE, 1e-6)
                 cluster_extrema(lab, u, lo, 2, np.empty(2), np.empty(2))
     for rows in (np.zeros((3, 2), np.float32), np.zeros((3, 2)), np.zeros((3, 2), np.uint8)):
@@ -398,59 +398,51 @@ def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.nda
 GROUP_FILTER_SHARE = 0.5
 
 
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """``x . y`` accumulated in the rows' dtype, vectorised (a GEMM's rounding, not its
+    order: near ties are settled in float64 whatever computed the distances)."""
+    acc = x.dtype.type(0)
+    for t in range(x.shape[0]):
+        acc += x[t] * y[t]
+    return acc
+
+
 @_jit
 def _flush_groups(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray,
-                  cand: np.ndarray, Gg: np.ndarray, Dg: np.ndarray, m2g: np.ndarray,
-                  gstart: np.ndarray, gcols: np.ndarray, csq: np.ndarray, w: np.ndarray,
-                  lab_in: np.ndarray, lab: np.ndarray, u: np.ndarray, lo: np.ndarray,
-                  dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray, gm1: np.ndarray,
-                  gm2: np.ndarray, gj: np.ndarray, sel: np.ndarray, m2t: np.ndarray,
-                  tie: float, cmax: float) -> int:
+                  cand: np.ndarray, m2r: np.ndarray, gstart: np.ndarray, gcols: np.ndarray,
+                  csq: np.ndarray, w: np.ndarray, lab_in: np.ndarray, lab: np.ndarray,
+                  u: np.ndarray, lo: np.ndarray, dS: np.ndarray, dN: np.ndarray,
+                  dQ: np.ndarray, gm1: np.ndarray, gm2: np.ndarray, gj: np.ndarray,
+                  m2t: np.ndarray, tie: float, cmax: float) -> int:
     """:func:`_flush` with Yinyang's group filter: each gathered row is compared only
     with the centres of the groups ``cand`` marks for it (its own centre's group, and
     every group whose lower bound does not prove all its centres farther than the
-    row's own centre); per group one GEMM of the rows that need it against that
-    group's centres (``m2g``: per group ``-2 C_g^T``, (d, size) contiguous at
-    ``d * gstart[g]``, its centres ``gcols[gstart[g]:gstart[g + 1]]`` ascending).
-    Groups not compared keep the lower bounds already written into ``lo`` (valid: the
-    new centre is in a compared group). Returns a row with a non-finite distance or
-    -1."""
+    row's own centre), by one dot product per centre with the row in cache (``m2r``:
+    the rows of ``-2 C`` in group order, group ``g`` at ``gstart[g]:gstart[g + 1]``,
+    its centres ``gcols[...]`` ascending; a GEMM per group needed a copy of the rows
+    per group and was slower). Groups not compared keep the lower bounds already
+    written into ``lo`` (valid: the new centre is in a compared group). Returns a row
+    with a non-finite distance or -1."""
     if cnt == 0:
         return -1
     d = G.shape[1]
     t = lo.shape[1]
     weighted = w.shape[0] > 0
-    gm1[:cnt] = np.inf
-    gm2[:cnt] = np.inf
-    gj[:cnt] = -1
-    for g in range(t):
-        s, e = gstart[g], gstart[g + 1]
-        sg = e - s
-        if sg == 0:
-            continue
-        ng = 0
-        for r in range(cnt):
-            if cand[r, g]:
-                sel[ng] = r
-                ng += 1
-        if ng == 0:
-            continue
-        B = m2g[d * s:d * e].reshape((d, sg))
-        Db = Dg[:ng * sg].reshape((ng, sg))
-        if ng == cnt:
-            np.dot(G[:cnt], B, Db)
-        else:
-            for q in range(ng):
-                Gg[q, :] = G[sel[q], :]
-            np.dot(Gg[:ng], B, Db)
-        for q in range(ng):
-            r = sel[q]
+    for r in range(cnt):
+        x = G[r]
+        for g in range(t):
+            gm1[r, g] = np.inf
+            gm2[r, g] = np.inf
+            gj[r, g] = -1
+            if not cand[r, g]:
+                continue
             m1 = np.inf
             m2 = np.inf
             j1 = -1
-            for jj in range(sg):  # ascending centre index: the first minimum wins
-                j = gcols[s + jj]
-                v = Db[q, jj] + csq[j]
+            for jj in range(gstart[g], gstart[g + 1]):  # ascending: the first minimum wins
+                j = gcols[jj]
+                v = _dot(x, m2r[jj]) + csq[j]
                 if v < m1:
                     m2 = m1
                     m1, j1 = v, j
@@ -514,17 +506,15 @@ def _flush_any(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np
                m2t: np.ndarray, csq: np.ndarray, group: np.ndarray, w: np.ndarray,
                lab_in: np.ndarray, lab: np.ndarray, u: np.ndarray, lo: np.ndarray,
                dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray, cand: np.ndarray,
-               n_cand: int, Gg: np.ndarray, Dg: np.ndarray, m2g: np.ndarray,
-               gstart: np.ndarray, gcols: np.ndarray, gm1: np.ndarray, gm2: np.ndarray,
-               gj: np.ndarray, sel: np.ndarray, share: float, tie: float,
+               n_cand: int, m2r: np.ndarray, gstart: np.ndarray, gcols: np.ndarray,
+               gm1: np.ndarray, gm2: np.ndarray, gj: np.ndarray, share: float, tie: float,
                cmax: float) -> int:
     """The tile's gathered rows group by group when at most ``share`` of their (row,
     group) pairs are in doubt, else against every centre at once."""
     t = lo.shape[1]
     if t > 1 and n_cand <= share * cnt * t:
-        return _flush_groups(G, cnt, gidx, gx2, cand, Gg, Dg, m2g, gstart, gcols, csq, w,
-                             lab_in, lab, u, lo, dS, dN, dQ, gm1, gm2, gj, sel, m2t, tie,
-                             cmax)
+        return _flush_groups(G, cnt, gidx, gx2, cand, m2r, gstart, gcols, csq, w, lab_in,
+                             lab, u, lo, dS, dN, dQ, gm1, gm2, gj, m2t, tie, cmax)
     return _flush(G, cnt, gidx, gx2, D, m2t, csq, group, w, lab_in, lab, u, lo, dS, dN, dQ,
                   tie, cmax)
 
@@ -534,7 +524,7 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
                 u_in: np.ndarray, l_in: np.ndarray, drift: np.ndarray,
                 group_drift: np.ndarray, half_sep: np.ndarray, margin: float, tile: int,
                 lab: np.ndarray, u: np.ndarray, lo: np.ndarray, dS: np.ndarray,
-                dN: np.ndarray, dQ: np.ndarray, m2g: np.ndarray, gstart: np.ndarray,
+                dN: np.ndarray, dQ: np.ndarray, m2r: np.ndarray, gstart: np.ndarray,
                 gcols: np.ndarray, share: float, tie: float
                 ) -> tuple[int, int, int, float, int]:
     """One Lloyd iteration with Yinyang-style bounds over a block (see
@@ -547,7 +537,7 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
     ``u``, ``lo`` and the changes of the per-cluster sums, weights and
     ``sum w |x|^2`` of the rows that moved into ``dS``, ``dN``, ``dQ``. A row in doubt
     is compared only with the groups of centres its bounds do not rule out (Yinyang's
-    group filter, :func:`_flush_groups`; ``m2g``, ``gstart``, ``gcols``: the centres
+    group filter, :func:`_flush_groups`; ``m2r``, ``gstart``, ``gcols``: the centres
     by group; ``share``: :data:`GROUP_FILTER_SHARE`). Returns (first non-finite row or
     -1, rows read, rows assigned in full, largest |x|^2 of those, (row, group) pairs
     compared)."""
@@ -559,15 +549,9 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
     gidx = np.empty(tile, dtype=np.int64)
     gx2 = np.empty(tile, dtype=m2t.dtype)
     cand = np.empty((tile, t), dtype=np.bool_)
-    big = 0
-    for g in range(t):
-        big = max(big, gstart[g + 1] - gstart[g])
-    Gg = np.empty((tile if t > 1 else 0, d), dtype=m2t.dtype)
-    Dg = np.empty(tile * big if t > 1 else 0, dtype=m2t.dtype)
     gm1 = np.empty((tile, t), dtype=m2t.dtype)
     gm2 = np.empty((tile, t), dtype=m2t.dtype)
     gj = np.empty((tile, t), dtype=np.int64)
-    sel = np.empty(tile, dtype=np.int64)
     cmax = _finite_max(csq, k)
     cnt = 0
     n_cand = 0  # (row, group) pairs of the tile's gathered rows still in doubt
@@ -613,16 +597,16 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
         n_full += 1
         if cnt == tile:
             bad = _flush_any(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u,
-                             lo, dS, dN, dQ, cand, n_cand, Gg, Dg, m2g, gstart, gcols, gm1,
-                             gm2, gj, sel, share, tie, cmax)
+                             lo, dS, dN, dQ, cand, n_cand, m2r, gstart, gcols, gm1, gm2,
+                             gj, share, tie, cmax)
             if bad >= 0:
                 return bad, n_read, n_full, x2max, n_pairs
             n_pairs += n_cand if n_cand <= share * cnt * t else cnt * t
             cnt = 0
             n_cand = 0
     bad = _flush_any(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u, lo, dS,
-                     dN, dQ, cand, n_cand, Gg, Dg, m2g, gstart, gcols, gm1, gm2, gj, sel,
-                     share, tie, cmax)
+                     dN, dQ, cand, n_cand, m2r, gstart, gcols, gm1, gm2, gj, share, tie,
+                     cmax)
     n_pairs += n_cand if n_cand <= share * cnt * t else cnt * t
     return bad, n_read, n_full, x2max, n_pairs
 
