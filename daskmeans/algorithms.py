@@ -238,7 +238,7 @@ def lloyd(
 #: Yinyang groups: one lower bound per group of centres (see :func:`centre_groups`).
 GROUP_CENTRES = 8
 MAX_GROUPS = 32
-#: the rows' bounds (12 + 8 t bytes a row) take at most this share of the rows' bytes as
+#: the rows' bounds (12 + 4 t bytes a row) take at most this share of the rows' bytes as
 #: stored (a uint8 store's rows allow fewer groups than float32 rows).
 BOUNDS_SHARE = 1 / 8
 
@@ -250,9 +250,9 @@ def n_groups(k: int, row_bytes: int) -> int:
     Examples
     --------
     >>> n_groups(10, 3136), n_groups(64, 3136), n_groups(256, 3136), n_groups(256, 784)
-    (1, 8, 32, 10)
+    (1, 8, 32, 21)
     """
-    budget = int((row_bytes * BOUNDS_SHARE - 12) // 8)
+    budget = int((row_bytes * BOUNDS_SHARE - 12) // 4)
     return max(1, min(MAX_GROUPS, k // GROUP_CENTRES, budget))
 
 

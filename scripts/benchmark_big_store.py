@@ -65,13 +65,6 @@ def main() -> None:
                            dashboard_address=None, host="127.0.0.1",
                            silence_logs=logging.ERROR)
     client = Client(cluster, set_as_default=False)
-    # the same cluster without distributed's statistical profiler in the workers (a
-    # thread sampling every task's stack every 10 ms): what it costs CPU-bound tasks
-    with dask.config.set({"distributed.worker.profile.enabled": False}):
-        quiet = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                             dashboard_address=None, host="127.0.0.1",
-                             silence_logs=logging.ERROR)
-    quiet_client = Client(quiet, set_as_default=False)
 
     @contextlib.contextmanager
     def threads() -> Iterator[None]:
@@ -80,9 +73,6 @@ def main() -> None:
 
     def on_cluster() -> contextlib.AbstractContextManager[object]:
         return client.as_current()  # type: ignore[no-any-return]
-
-    def on_quiet_cluster() -> contextlib.AbstractContextManager[object]:
-        return quiet_client.as_current()  # type: ignore[no-any-return]
 
     def fit(cache: bool) -> Callable[[int], float]:
         def run(m: int) -> float:
@@ -97,7 +87,6 @@ def main() -> None:
         "threaded, held": (fit(True), threads),
         "LocalCluster 2x1, streamed": (fit(False), on_cluster),
         "LocalCluster 2x1, held": (fit(True), on_cluster),
-        "LocalCluster 2x1, held, worker profiler off": (fit(True), on_quiet_cluster),
     }
     per_iter: dict[str, list[float]] = {name: [] for name in contenders}
     for r in range(args.rounds):
@@ -108,8 +97,8 @@ def main() -> None:
             per_iter[name].append((b - a) / args.iters)
             print(f"  round {r} {name:<28} {per_iter[name][-1]:7.2f} s/iteration "
                   f"(fit of 1 iteration {a:.1f} s)", flush=True)
-    for c in (client, cluster, quiet_client, quiet):
-        c.close()
+    client.close()
+    cluster.close()
     print(f"\nK={args.k}, {n} rows, algorithm={args.algorithm!r}, median of {args.rounds} "
           "rounds; ratios per round to threaded streamed, and to the threaded run of the "
           "same kind (streamed or held)\n")
