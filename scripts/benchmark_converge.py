@@ -47,6 +47,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-iter", type=int, default=300)
     p.add_argument("--no-peers", action="store_true", help="only scikit-learn and ours")
+    p.add_argument("--no-warm-up", action="store_true",
+                   help="skip compiling every kernel first (smoke runs)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -132,9 +134,10 @@ def main() -> None:
     rows: dict[str, dict[int, list[tuple[float, float, int, float]]]] = {}
     # compiled kernels loaded (or compiled, after an upgrade) before any timing: round 0
     # of an earlier run paid 2-3 s of compilation in our first fit
-    from daskmeans import _kernels_numba
+    if not args.no_warm_up:
+        from daskmeans import _kernels_numba
 
-    print(f"compiled kernels ready in {_kernels_numba.warm_up():.1f} s", flush=True)
+        print(f"compiled kernels ready in {_kernels_numba.warm_up():.1f} s", flush=True)
     for k in args.k:
         C0 = X[np.random.default_rng(args.seed).choice(n, k, replace=False)]
         print(f"K={k}", flush=True)

@@ -27,7 +27,7 @@ SMOKE: dict[str, list[str]] = {
     "benchmark_kernel.py":
         "--data {data} --rows 1000 --k 3 --rounds 1 --no-compile-timing".split(),
     "benchmark_converge.py":
-        "--data {data} --k 3 --rounds 1 --no-peers".split(),
+        "--data {data} --k 3 --rounds 1 --no-peers --no-warm-up".split(),
     "benchmark_big_store.py":
         "--data {data} --repeat-data 1 --k 3 --iters 1 --rounds 1".split(),
     "benchmark_cli.py":
