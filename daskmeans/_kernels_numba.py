@@ -320,6 +320,23 @@ def _sqdist(x: np.ndarray, c: np.ndarray) -> float:
     return acc
 
 
+
+@_jit
+def _move_row(x: np.ndarray, wi: float, x2: float, a: int, b: int, dS: np.ndarray,
+              dN: np.ndarray, dQ: np.ndarray) -> None:
+    """A row of weight ``wi`` and ``|x|^2 = x2`` moves from cluster ``a`` (-1: none
+    before its first assignment) to ``b``: the changes of the per-cluster sums, weights
+    and ``sum w |x|^2``."""
+    dN[b] += wi
+    dQ[b] += wi * x2
+    for t in range(x.shape[0]):
+        dS[b, t] += wi * x[t]
+    if a >= 0:
+        dN[a] -= wi
+        dQ[a] -= wi * x2
+        for t in range(x.shape[0]):
+            dS[a, t] -= wi * x[t]
+
 @_jit
 def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.ndarray,
            m2t: np.ndarray, csq: np.ndarray, group: np.ndarray, w: np.ndarray,
@@ -376,18 +393,8 @@ def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.nda
             v = gm2[g] if gj[g] == bj else gm1[g]
             lo[i, g] = np.sqrt(max(v + gx2[r], 0.0))
         lab[i] = bj
-        a = lab_in[i]
-        if bj != a:
-            wi = w[i] if weighted else 1.0
-            dN[bj] += wi
-            dQ[bj] += wi * gx2[r]
-            for t_ in range(G.shape[1]):
-                dS[bj, t_] += wi * G[r, t_]
-            if a >= 0:  # leaves its old cluster (none before the first assignment)
-                dN[a] -= wi
-                dQ[a] -= wi * gx2[r]
-                for t_ in range(G.shape[1]):
-                    dS[a, t_] -= wi * G[r, t_]
+        if bj != lab_in[i]:
+            _move_row(G[r], w[i] if weighted else 1.0, gx2[r], lab_in[i], bj, dS, dN, dQ)
     return -1
 
 
@@ -426,7 +433,6 @@ def _flush_groups(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray,
     with a non-finite distance or -1."""
     if cnt == 0:
         return -1
-    d = G.shape[1]
     t = lo.shape[1]
     weighted = w.shape[0] > 0
     for r in range(cnt):
@@ -486,18 +492,8 @@ def _flush_groups(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray,
                 v = gm2[r, g] if gj[r, g] == bj else gm1[r, g]
                 lo[i, g] = np.sqrt(max(v + gx2[r], 0.0))
         lab[i] = bj
-        a = lab_in[i]
-        if bj != a:
-            wi = w[i] if weighted else 1.0
-            dN[bj] += wi
-            dQ[bj] += wi * gx2[r]
-            for t_ in range(d):
-                dS[bj, t_] += wi * G[r, t_]
-            if a >= 0:
-                dN[a] -= wi
-                dQ[a] -= wi * gx2[r]
-                for t_ in range(d):
-                    dS[a, t_] -= wi * G[r, t_]
+        if bj != lab_in[i]:
+            _move_row(G[r], w[i] if weighted else 1.0, gx2[r], lab_in[i], bj, dS, dN, dQ)
     return -1
 
 
