@@ -102,8 +102,8 @@ class Centres:
 
     @property
     def tie(self) -> float:
-        """``4 d eps`` of the dtype: see :func:`settle_near_ties`."""
-        return 4.0 * self.m2t.shape[0] * float(np.finfo(self.dtype).eps)
+        """:data:`TIE_EPS` times the dtype's eps: see :func:`settle_near_ties`."""
+        return TIE_EPS * float(np.finfo(self.dtype).eps)
 
     @classmethod
     def of(cls, C: np.ndarray | Centres, dtype: np.dtype) -> Centres:
@@ -169,6 +169,14 @@ class Centres:
         return lab, sq, xsq
 
 
+#: near-tie window in units of ``eps * (|x|^2 + max |c|^2)``: several times the rounding
+#: differences seen between GEMMs of different shapes on the same row and centres (a
+#: few ulps of the largest term). The worst-case bound, ``4 d eps``, is 200x wider at
+#: d=784 and sent most rows of data away from the origin to float64 (pixels offset by 10:
+#: a K=256 pass 151 -> 1711 ms); this one keeps such data at GEMM speed. Paths agree
+#: wherever their roundings differ by less than the window.
+TIE_EPS = 16.0
+
 def settle_near_ties(xb: np.ndarray, cen: Centres, D: np.ndarray, lab: np.ndarray,
                      sq: np.ndarray, xsq: np.ndarray, j0: int) -> None:
     """Settle near ties of a GEMM assignment in float64, in place.
@@ -176,8 +184,8 @@ def settle_near_ties(xb: np.ndarray, cen: Centres, D: np.ndarray, lab: np.ndarra
     ``D`` (m, k): ``-2 x.c + |c|^2`` of the rows against one set of centres (stacked
     index ``j0 + j``), ``lab``/``sq`` the argmin (stacked index) and its value. Where
     another centre lies within ``tie * (|x|^2 + max |c|^2)`` of the smallest value
-    (twice what float rounding can move it; ``tie = 4 d eps``), the centres within that
-    window are compared by their float64 distance (the first on a tie) and ``sq``
+    (``tie`` = :data:`TIE_EPS` eps), the centres within that window are compared by
+    their float64 distance (the first on a tie) and ``sq``
     becomes that distance minus ``|x|^2`` (the caller adds it back). Every assignment
     path does this (GEMM tiles of any shape, the bounded passes' group by group
     products), so a row gets the same centre whichever computed its distances, and the

@@ -118,10 +118,11 @@ def _near_tie(x: np.ndarray, m2t: np.ndarray, Drow: np.ndarray, csq: np.ndarray,
 @_jit
 def tie_window(tie: float, x2: float, cmax: float) -> float:
     """How far above the smallest GEMM distance another centre's may lie and still be
-    the nearest: ``tie * (|x|^2 + max |c|^2)`` with ``tie = 4 d eps`` bounds twice the
-    rounding error of a ``-2 x.c + |c|^2`` in the pass's dtype. Within it, the float64
-    distances decide, so that every path (GEMM tiles of any shape, the bounded passes'
-    group by group products) gives each row the same centre."""
+    the nearest: ``tie * (|x|^2 + max |c|^2)`` (``tie``: see
+    :data:`daskmeans._kernels.TIE_EPS`), wider than the rounding differences between
+    GEMMs of different shapes. Within it, the float64 distances decide, so that every
+    path (GEMM tiles of any shape, the bounded passes' group by group products) gives
+    each row the same centre."""
     return tie * (max(x2, 0.0) + cmax)
 
 @_jit

@@ -37,6 +37,8 @@ SMOKE: dict[str, list[str]] = {
     "benchmark_bisecting.py":
         "--data {data} --rows 300 --k 3 --seeds 1 --max-iter 3 "
         "--strategies largest_cluster".split(),
+    "near_tie_cost.py":
+        "--data {data} --rows 500 --k 3 --offsets 0 100".split(),
     "benchmark_s3.py":
         "--data {data} --rows 1000 --chunk-rows 500 --k 3 --iters 1 --rounds 1".split(),
 }
@@ -134,6 +136,11 @@ def test_benchmark_big_store_prints_every_contender(smoke: dict[str, Any]) -> No
     assert rows == ["threaded, streamed", "threaded, held", "LocalCluster 2x1, streamed",
                     "LocalCluster 2x1, held"], out
 
+
+def test_near_tie_cost_prints_each_offset(smoke: dict[str, Any]) -> None:
+    out = ran(smoke, "near_tie_cost.py")
+    rows = [line.split(" | ")[:2] for line in out.splitlines() if line.startswith("| 3 |")]
+    assert rows == [["| 3", "0"], ["| 3", "100"]], out
 
 @pytest.mark.slow
 def test_benchmark_cli_prints_ratios(smoke: dict[str, Any]) -> None:
