@@ -158,10 +158,9 @@ class Centres:
             lab = np.argmin(D[:, : self.k].reshape(m, runs, k), axis=2)
             lab += np.arange(0, self.k, k)
             sq = np.take_along_axis(D, lab, axis=1)
-            for r in range(runs):
-                lr, sr = lab[:, r].copy(), sq[:, r].copy()
-                settle_near_ties(xb, self, D[:, r * k:(r + 1) * k], lr, sr, xsq, r * k)
-                lab[:, r], sq[:, r] = lr, sr
+            for r in range(runs):  # each run's columns; lab/sq settled through views
+                settle_near_ties(xb, self, D[:, r * k:(r + 1) * k], lab[:, r], sq[:, r],
+                                 xsq, r * k)
             sq += xsq[:, None]
         if not np.isfinite(sq).all():  # (m,) or (m, runs) values: costs ~nothing
             raise NonFiniteRow(int(np.flatnonzero(~np.isfinite(sq).reshape(m, -1).all(1))[0]))
@@ -176,6 +175,7 @@ class Centres:
 #: a K=256 pass 151 -> 1711 ms); this one keeps such data at GEMM speed. Paths agree
 #: wherever their roundings differ by less than the window.
 TIE_EPS = 16.0
+
 
 def settle_near_ties(xb: np.ndarray, cen: Centres, D: np.ndarray, lab: np.ndarray,
                      sq: np.ndarray, xsq: np.ndarray, j0: int) -> None:
@@ -219,6 +219,7 @@ def settle_near_ties(xb: np.ndarray, cen: Centres, D: np.ndarray, lab: np.ndarra
         b = int(np.argmin(e))
         lab[i] = j0 + js[b]
         sq[i] = e[b] - float(xsq[i])
+
 
 class NonFiniteRow(ValueError):
     """A row's distance is NaN or infinite (NaN/inf in the row, or an overflow);

@@ -399,7 +399,6 @@ def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.nda
     return -1
 
 
-
 #: a tile's gathered rows go group by group (:func:`_flush_groups`) when at most this
 #: share of their (row, group of centres) pairs is still in doubt, else one GEMM against
 #: every centre (:func:`_flush`)
@@ -505,15 +504,16 @@ def _flush_any(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np
                dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray, cand: np.ndarray,
                n_cand: int, m2r: np.ndarray, gstart: np.ndarray, gcols: np.ndarray,
                gm1: np.ndarray, gm2: np.ndarray, gj: np.ndarray, share: float, tie: float,
-               cmax: float) -> int:
+               cmax: float) -> tuple[int, int]:
     """The tile's gathered rows group by group when at most ``share`` of their (row,
-    group) pairs are in doubt, else against every centre at once."""
+    group) pairs are in doubt, else against every centre at once. Returns (a row with
+    a non-finite distance or -1, the (row, group) pairs compared)."""
     t = lo.shape[1]
     if t > 1 and n_cand <= share * cnt * t:
         return _flush_groups(G, cnt, gidx, gx2, cand, m2r, gstart, gcols, csq, w, lab_in,
-                             lab, u, lo, dS, dN, dQ, gm1, gm2, gj, m2t, tie, cmax)
+                             lab, u, lo, dS, dN, dQ, gm1, gm2, gj, m2t, tie, cmax), n_cand
     return _flush(G, cnt, gidx, gx2, D, m2t, csq, group, w, lab_in, lab, u, lo, dS, dN, dQ,
-                  tie, cmax)
+                  tie, cmax), cnt * t
 
 @_jit
 def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np.ndarray,
@@ -593,19 +593,18 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
         cnt += 1
         n_full += 1
         if cnt == tile:
-            bad = _flush_any(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u,
-                             lo, dS, dN, dQ, cand, n_cand, m2r, gstart, gcols, gm1, gm2,
-                             gj, share, tie, cmax)
+            bad, pairs = _flush_any(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in,
+                                    lab, u, lo, dS, dN, dQ, cand, n_cand, m2r, gstart,
+                                    gcols, gm1, gm2, gj, share, tie, cmax)
+            n_pairs += pairs
             if bad >= 0:
                 return bad, n_read, n_full, x2max, n_pairs
-            n_pairs += n_cand if n_cand <= share * cnt * t else cnt * t
             cnt = 0
             n_cand = 0
-    bad = _flush_any(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u, lo, dS,
-                     dN, dQ, cand, n_cand, m2r, gstart, gcols, gm1, gm2, gj, share, tie,
-                     cmax)
-    n_pairs += n_cand if n_cand <= share * cnt * t else cnt * t
-    return bad, n_read, n_full, x2max, n_pairs
+    bad, pairs = _flush_any(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u,
+                            lo, dS, dN, dQ, cand, n_cand, m2r, gstart, gcols, gm1, gm2, gj,
+                            share, tie, cmax)
+    return bad, n_read, n_full, x2max, n_pairs + pairs
 
 
 @_jit

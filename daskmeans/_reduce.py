@@ -863,11 +863,10 @@ def _pair_block(t: np.ndarray, p: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- lazy maps
 
 
-def _labels_of(assign: Callable[..., Any], x: np.ndarray, C: np.ndarray,
-               block_info: Any) -> np.ndarray:
-    """A block's labels by ``assign``; a non-finite row is named by its global index."""
+def _labels_of(labels: Callable[[], np.ndarray], block_info: Any) -> np.ndarray:
+    """A block's ``labels()``; a non-finite row is named by its global index."""
     try:
-        return assign(x, C)[0]
+        return labels()
     except K.NonFiniteRow as e:
         start = block_info[0]["array-location"][0][0] if block_info else 0
         raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
@@ -876,7 +875,7 @@ def _labels_of(assign: Callable[..., Any], x: np.ndarray, C: np.ndarray,
 
 def _labels_block(x: np.ndarray, C: np.ndarray, block_info: Any = None) -> np.ndarray:
     with _worker_blas():
-        return _labels_of(K.assign, x, C, block_info)
+        return _labels_of(lambda: K.assign(x, C)[0], block_info)
 
 
 def _transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -885,7 +884,7 @@ def _transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
 
 
 def _l1_labels_block(x: np.ndarray, C: np.ndarray, block_info: Any = None) -> np.ndarray:
-    return _labels_of(K.l1_assign, x, C, block_info)
+    return _labels_of(lambda: K.l1_assign(x, C)[0], block_info)
 
 
 def _l1_transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -894,12 +893,7 @@ def _l1_transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
 
 def _tree_labels_block(x: np.ndarray, tree: K.TreeSnapshot, leaf_label: np.ndarray,
                        scale: float | None = None, block_info: Any = None) -> np.ndarray:
-    try:
-        return K.tree_labels(x, tree, leaf_label, scale)
-    except K.NonFiniteRow as e:
-        start = block_info[0]["array-location"][0][0] if block_info else 0
-        raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
-                             "no cluster can be predicted for it") from None
+    return _labels_of(lambda: K.tree_labels(x, tree, leaf_label, scale), block_info)
 
 
 def predict_tree_lazy(src: Source, tree: K.TreeSnapshot, leaf_label: np.ndarray) -> da.Array:
