@@ -113,8 +113,8 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process
 
 @pytest.fixture(scope="module")
 def blobs_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return io.make_blobs_zarr(tmp_path_factory.mktemp("pc") / "blobs.zarr", 300_000, 16,
-                              centers=12, chunk_rows=10_000, random_state=3)
+    return io.make_blobs_zarr(tmp_path_factory.mktemp("pc") / "blobs.zarr", 120_000, 16,
+                              centers=12, chunk_rows=8_000, random_state=3)
 
 
 def _fit(est, X):  # type: ignore[no-untyped-def]
@@ -205,7 +205,7 @@ def test_worker_killed_mid_minibatch_and_evaluate(cluster: ProcessCluster,
     with cluster.client():
         ref = MiniBatchKMeans(**params).fit(X)  # undisturbed, on the same cluster
         ref_eval = metrics.evaluate(y, ref.predict(X))
-        assert ref.n_steps_ >= 20
+        assert ref.n_steps_ >= 12  # the kill after step 4 lands mid-fit
         ckpt = tmp_path / "mb.npz"  # only to see progress: the kill lands after step 4
         t = threading.Thread(target=lambda: result.setdefault(
             "mb", MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=2)))
