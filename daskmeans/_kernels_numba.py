@@ -267,10 +267,12 @@ def warm_up() -> float:
             for rows, raw in ((X, False), (np.zeros((3, 2), np.uint8), True)):
                 if raw and dtype != np.float32:
                     continue
-                lab, u, lo = np.empty(3, np.int32), np.empty(3), np.empty((3, 1))
+                lab, u = np.empty(3, np.int32), np.empty(3)
+                lo = np.empty((3, 1), np.float32)  # the lower bounds are float32
                 bounds_pass(rows, 1.0, raw, m2t, csq, np.zeros((2, 2)), np.zeros(2, np.int64),
                             w, np.full(3, -1, np.int32), np.full(3, np.inf),
-                            np.zeros((3, 1)), np.zeros(2), np.zeros(1), np.zeros(2), 0.0,
+                            np.zeros((3, 1), np.float32), np.zeros(2), np.zeros(1),
+                            np.zeros(2), 0.0,
                             TILE, lab, u, lo, np.zeros((2, 2)), np.zeros(2), np.zeros(2),
                             np.zeros((2, 2), dtype), np.array([0, 2]), np.array([0, 1]),
                             GROUP_FILTER_SHARE, 1e-6)
