@@ -921,7 +921,8 @@ def bounds_block(
     centres64: np.ndarray | None = None,
     groups: np.ndarray | None = None,
 ) -> tuple[BoundsPartial, BlockBounds, BoundsSummary]:
-    """One Lloyd iteration over a block with Hamerly's bounds, exact: the labels are
+    """One Lloyd iteration over a block with per-row bounds (Hamerly's, Elkan's or
+    Yinyang's, by ``groups``), exact: the labels are
     those of :func:`lloyd_runs` (up to float ties), but rows whose bounds prove they
     keep their centre are not read and rows that move update the per-cluster sums by
     their difference.
@@ -981,7 +982,7 @@ def bounds_block(
             np.empty(0) if w is None else w, state.labels, state.upper, state.lower,
             step.drift, step.group_drift, step.half_sep, step.margin, N.TILE,
             out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
-            N.GROUP_FILTER_SHARE, cen.tie)
+            N.GROUP_FILTER_SHARE if t < k else 0.0, cen.tie)  # one centre a group: all
     else:
         bad, n_read, n_full, x2max = _bounds_numpy(
             X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)

@@ -237,6 +237,27 @@ def test_group_filter_gives_the_full_assignment(rows: str,
     assert any(a < b for a, b in pairs[1:]), pairs  # the filter skipped groups
 
 
+def test_one_centre_per_group_compares_every_centre() -> None:
+    """Below 16 centres each centre is its own group (Elkan's bounds) and a row that is
+    read meets every centre, whatever GROUP_FILTER_SHARE says: the filter would leave
+    the bounds of the centres it skips decaying (more rows read over a fit)."""
+    from daskmeans import algorithms as A
+
+    rng = np.random.default_rng(3)
+    X = rng.random((700, 8), dtype=np.float32)
+    C0 = X[:10].astype(np.float64)
+    groups = A.centre_groups(C0)
+    assert groups.tolist() == list(range(10))
+    C1 = C0 + rng.normal(0, 0.05, C0.shape)
+    margin = K.bounds_margin(float((X.astype(np.float64) ** 2).sum(1).max()), C0,
+                             np.dtype(np.float32))
+    _, st, _ = K.bounds_block(X, C0, K.BlockBounds.fresh(700, 10), None, version=0,
+                              groups=groups)
+    p, _, _ = K.bounds_block(X, C1, st, K.Drift.of(C1, C0, margin, groups=groups),
+                             version=1, groups=groups)
+    assert 0 < p.n_full < 700 and p.n_pairs == 10 * p.n_full, (p.n_full, p.n_pairs)
+
+
 @pytest.mark.parametrize("kern", ["numba", "numpy"])
 def test_near_ties_are_settled_in_float64_by_every_path(
         kern: str, monkeypatch: pytest.MonkeyPatch) -> None:
