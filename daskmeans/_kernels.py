@@ -347,19 +347,21 @@ class TopM:
     rows: np.ndarray  # (m, d)
     labels: np.ndarray  # (m,) int32
     weights: np.ndarray  # (m,) float64
+    cap: int = 0  # the rows asked for: a small block holds fewer, a merge keeps up to it
 
     @classmethod
-    def empty(cls, d: int, dtype: np.dtype) -> TopM:
+    def empty(cls, d: int, dtype: np.dtype, cap: int = 0) -> TopM:
         return cls(
             np.empty(0), np.empty(0, np.int64), np.empty((0, d), dtype), np.empty(0, np.int32),
-            np.empty(0),
+            np.empty(0), cap,
         )
 
     def select(self, m: int) -> TopM:
+        """The ``m`` farthest (ties: smaller index), ``m`` the new ``cap``."""
         order = np.lexsort((self.index, -self.sqdist))[:m]
         return TopM(
             self.sqdist[order], self.index[order], self.rows[order], self.labels[order],
-            self.weights[order],
+            self.weights[order], m,
         )
 
 
@@ -391,10 +393,9 @@ def top_m(
         return top_m(sqdist[keep], m, X[keep], labels[keep], weights[keep],
                      _row_index(offset, keep))
     n = sqdist.shape[0]
-    m = min(m, n)
-    if m == 0:
-        return TopM.empty(X.shape[1], X.dtype)
-    idx = np.arange(n) if m == n else np.argpartition(sqdist, n - m)[n - m :]
+    if min(m, n) == 0:
+        return TopM.empty(X.shape[1], X.dtype, m)
+    idx = np.arange(n) if m >= n else np.argpartition(sqdist, n - m)[n - m :]
     # argpartition keeps all rows > the m-th value but is arbitrary among equal values
     # at the boundary: pull every row equal to the threshold and let select() decide.
     thr = sqdist[idx].min()
@@ -407,8 +408,11 @@ def top_m(
     return t.select(m)
 
 
-def _merge_top(a: TopM, b: TopM) -> TopM:
-    m = max(len(a.sqdist), len(b.sqdist))
+def _merge_top(a: TopM, b: TopM, m: int | None = None) -> TopM:
+    """The ``m`` farthest rows of both; by default as many as either was asked for
+    (blocks smaller than that hold all their rows: the merge keeps them, up to it)."""
+    if m is None:
+        m = max(a.cap, b.cap, len(a.sqdist), len(b.sqdist))
     return TopM(
         np.concatenate([a.sqdist, b.sqdist]),
         np.concatenate([a.index, b.index]),
@@ -1882,9 +1886,7 @@ class BisectPartial:
     cap: int  # rows kept per top (a block may hold fewer)
 
     def __add__(self, other: BisectPartial) -> BisectPartial:
-        top = [[TopM(*(np.concatenate([getattr(p, f), getattr(q, f)]) for f in
-                       ("sqdist", "index", "rows", "labels", "weights"))).select(self.cap)
-                for p, q in zip(a, b, strict=True)]
+        top = [[_merge_top(p, q, self.cap) for p, q in zip(a, b, strict=True)]
                for a, b in zip(self.top, other.top, strict=True)]
         return BisectPartial(self.sums + other.sums, self.weight + other.weight,
                              self.sse + other.sse, self.count + other.count, top, self.cap)

@@ -90,6 +90,10 @@ def test_lloyd_partial_hand_computed_and_additive() -> None:
     np.testing.assert_array_equal(halves.sums, p.sums)
     assert halves.sse(C) == pytest.approx(p.sse(C))
     assert halves.top.index.tolist() == [0, 1]
+    # blocks of one row each, three rows asked for: the sum keeps the three farthest
+    ones = [K.lloyd_partial(X[i:i + 1], C, offset=i, n_top=3) for i in range(4)]
+    total = ones[0] + ones[1] + ones[2] + ones[3]
+    assert total.top.index.tolist() == [0, 1, 3] and total.top.sqdist.tolist() == [1, 1, 1]
 
 
 @pytest.mark.parametrize("fused", [True, False])  # sums per cached block, or per chunk
