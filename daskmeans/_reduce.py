@@ -286,9 +286,11 @@ def map_reduce(
     return _add_all(*out) if len(parts) > 1 else out
 
 
-def _dask_block(x: np.ndarray, *rest: Any, kernel: Callable[..., Any], light: _Light,
+def _dask_block(cols: list[np.ndarray], *rest: Any, kernel: Callable[..., Any], light: _Light,
                 shared: Any, raw: bool, weighted: bool, names: tuple[str, ...]) -> np.ndarray:
-    """``da.blockwise`` body: one block's partial in a 1-element object array."""
+    """``da.blockwise`` body: one block's partial in a 1-element object array (``cols``:
+    the block as the one-element list of its column blocks)."""
+    (x,) = cols  # not concatenated by dask: that copied every block in every pass
     w = rest[0] if weighted else None
     info = rest[-1][0]
     consts = {**info["consts"], **dict(zip(names, rest[int(weighted):-1], strict=True))}
@@ -339,7 +341,7 @@ def _map_reduce_dask(src: DaskSource, light: _Light, kernel: Callable[..., Any],
     args += [da.from_array(info, chunks=1), "i"]
     parts = da.blockwise(
         _dask_block, "i", *args, kernel=kernel, light=light, shared=shared, raw=raw,
-        weighted=src.weights is not None, names=tuple(aligned), concatenate=True,
+        weighted=src.weights is not None, names=tuple(aligned), concatenate=False,
         align_arrays=False, dtype=object,
         meta=np.empty((0,), dtype=object), adjust_chunks={"i": 1},
     )

@@ -566,3 +566,23 @@ def test_bounded_fit_relocates_empty_clusters_as_plain_lloyd(blobs) -> None:
         h["n_relocated"] for h in plain.history_]
     np.testing.assert_array_equal(bounded.labels_, plain.labels_)
     np.testing.assert_allclose(bounded.cluster_centers_, plain.cluster_centers_, atol=1e-9)
+
+
+def test_dask_array_blocks_reach_the_kernels_without_a_copy() -> None:
+    """A pass over a persisted dask array hands each kernel the block itself: dask's
+    blockwise ``concatenate=True`` copied every block in every pass (~27% of a Lloyd
+    iteration over 60,000 x 784 float32)."""
+    from daskmeans import _reduce as R
+
+    X = np.arange(40, dtype=np.float32).reshape(10, 4)
+    with dask.config.set(scheduler="threads"):
+        Xd = da.from_array(X, chunks=(5, 4)).persist()
+        blocks = list(dict(Xd.__dask_graph__()).values())  # the two chunks it holds
+        seen: list[bool] = []
+
+        def spy(x, w, xsq, shared, *, offset):  # type: ignore[no-untyped-def]
+            seen.append(any(np.shares_memory(x, b) for b in blocks))
+            return 0
+
+        R.map_reduce(io.as_source(Xd), spy, None)
+    assert seen == [True, True]
