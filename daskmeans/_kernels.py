@@ -763,11 +763,12 @@ def _lloyd_compiled(X: np.ndarray, scale: float | None, cen: Centres, xsq: np.nd
     X = np.ascontiguousarray(X)
     xs = np.empty(0, cen.dtype) if xsq is None else np.ascontiguousarray(xsq, cen.dtype)
     ww = np.empty(0) if w is None else np.ascontiguousarray(w)
+    tile = N.tile_rows(cen.m2t.shape[1])
     if scale is not None:
-        bad = N.lloyd_raw(X, float(scale), cen.m2t, cen.sq, xs, ww, runs, k, N.TILE,
+        bad = N.lloyd_raw(X, float(scale), cen.m2t, cen.sq, xs, ww, runs, k, tile,
                           labels, sqdist, sums, counts, cen.tie)
     else:
-        bad = N.lloyd_float(X, cen.m2t, cen.sq, xs, ww, runs, k, N.TILE, labels, sqdist,
+        bad = N.lloyd_float(X, cen.m2t, cen.sq, xs, ww, runs, k, tile, labels, sqdist,
                             sums, counts, cen.tie)
     if bad >= 0:
         raise NonFiniteRow(int(bad))
