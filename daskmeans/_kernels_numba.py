@@ -36,7 +36,11 @@ def tile_rows(columns: int) -> int:
     columns, else :data:`TILE`. One thread, 30,000 x 784 Fashion-MNIST rows, OpenBLAS
     on AVX-512, 64 / 256 rows: K=5 15.0 / 20.4 ms, K=10 15.4 / 25.0, K=16 16.1 / 23.3
     (uint8 rows: 15.9 / 18.4 at K=10); K=24 33.0 / 30.1 and 256 rows stay best above
-    (K=256: 169 / 145 ms with 64). The bounded pass's gathered tiles gain nothing."""
+    (K=256: 169 / 145 ms with 64). The bounded pass's gathered tiles gain nothing.
+
+    >>> tile_rows(16), tile_rows(17)
+    (64, 256)
+    """
     return min(NARROW_TILE, TILE) if columns <= NARROW else TILE
 
 _jit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
