@@ -985,7 +985,8 @@ def bounds_block(
         bad, n_read, n_full, x2max, n_pairs = N.bounds_pass(
             np.ascontiguousarray(X), float(scale or 1.0), raw, cen.m2t, cen.sq, C64, grp,
             np.empty(0) if w is None else w, state.labels, state.upper, state.lower,
-            step.drift, step.group_drift, step.half_sep, step.margin, N.TILE,
+            step.drift, step.group_drift, step.half_sep, step.margin,
+            N.tile_rows(cen.m2t.shape[1]),
             out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
             N.GROUP_FILTER_SHARE if t < k else 0.0, cen.tie)  # one centre a group: all
     else:
