@@ -988,7 +988,7 @@ def bounds_block(
             step.drift, step.group_drift, step.half_sep, step.margin,
             N.tile_rows(cen.m2t.shape[1]),
             out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
-            N.GROUP_FILTER_SHARE if t < k else 0.0, cen.tie)  # one centre a group: all
+            N.GROUP_FILTER_SHARE, cen.tie)
     else:
         bad, n_read, n_full, x2max = _bounds_numpy(
             X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)

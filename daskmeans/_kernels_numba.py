@@ -32,11 +32,12 @@ NARROW = 16
 
 
 def tile_rows(columns: int) -> int:
-    """Rows per tile of a plain pass against ``columns`` (padded) centres: 64 up to 16
-    columns, else :data:`TILE`. One thread, 30,000 x 784 Fashion-MNIST rows, OpenBLAS
-    on AVX-512, 64 / 256 rows: K=5 15.0 / 20.4 ms, K=10 15.4 / 25.0, K=16 16.1 / 23.3
-    (uint8 rows: 15.9 / 18.4 at K=10); K=24 33.0 / 30.1 and 256 rows stay best above
-    (K=256: 169 / 145 ms with 64). The bounded pass's gathered tiles gain nothing.
+    """Rows per tile (plain passes; gathered rows of bounded passes) against ``columns``
+    (padded) centres: 64 up to 16 columns, else :data:`TILE`. One thread, 30,000 x 784
+    Fashion-MNIST rows, OpenBLAS on AVX-512, a plain pass with 64 / 256 rows: K=5 15.0 /
+    20.4 ms, K=10 15.4 / 25.0, K=16 16.1 / 23.3 (uint8 rows: 15.9 / 18.4 at K=10); K=24
+    33.0 / 30.1 and 256 rows stay best above (K=256: 169 / 145 ms with 64). A full
+    bounded pass at K=10: 24.5 / 26.8 ms.
 
     >>> tile_rows(16), tile_rows(17)
     (64, 256)
@@ -60,7 +61,6 @@ def row_sq(xb: np.ndarray, out: np.ndarray) -> None:
             v = xb[i, t]
             acc += v * v
         out[i] = acc
-
 
 
 @_jit
@@ -141,6 +141,7 @@ def tie_window(tie: float, x2: float, cmax: float) -> float:
     each row the same centre."""
     return tie * (max(x2, 0.0) + cmax)
 
+
 @_jit
 def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray, g0: int,
                  w: np.ndarray, runs: int, k: int, labels: np.ndarray, sqd: np.ndarray,
@@ -204,7 +205,6 @@ def _lloyd_tile(xb: np.ndarray, D: np.ndarray, x2: np.ndarray, m2t: np.ndarray,
                         tie, cmax)
 
 
-
 @_jit
 def _finite_max(csq: np.ndarray, k: int) -> float:
     """The largest finite ``|c|^2`` of the first ``k`` centres (0 if none)."""
@@ -213,6 +213,7 @@ def _finite_max(csq: np.ndarray, k: int) -> float:
         if np.isfinite(csq[j]) and csq[j] > out:
             out = csq[j]
     return out
+
 
 @_jit
 def lloyd_float(X: np.ndarray, m2t: np.ndarray, csq: np.ndarray, xsq: np.ndarray,
@@ -339,7 +340,6 @@ def _sqdist(x: np.ndarray, c: np.ndarray) -> float:
     return acc
 
 
-
 @_jit
 def _move_row(x: np.ndarray, wi: float, x2: float, a: int, b: int, dS: np.ndarray,
               dN: np.ndarray, dQ: np.ndarray) -> None:
@@ -355,6 +355,7 @@ def _move_row(x: np.ndarray, wi: float, x2: float, a: int, b: int, dS: np.ndarra
         dQ[a] -= wi * x2
         for t in range(x.shape[0]):
             dS[a, t] -= wi * x[t]
+
 
 @_jit
 def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.ndarray,
@@ -524,14 +525,18 @@ def _flush_any(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np
                gm1: np.ndarray, gm2: np.ndarray, gj: np.ndarray, share: float, tie: float,
                cmax: float) -> tuple[int, int]:
     """The tile's gathered rows group by group when at most ``share`` of their (row,
-    group) pairs are in doubt, else against every centre at once. Returns (a row with
-    a non-finite distance or -1, the (row, group) pairs compared)."""
+    group) pairs are in doubt, else against every centre at once; always at once with
+    one centre a group (Elkan's bounds, below 16 centres): a row read then meets every
+    centre and all its bounds are fresh again (the filter left the skipped centres'
+    bounds decaying: more rows read over a fit). Returns (a row with a non-finite
+    distance or -1, the (row, group) pairs compared)."""
     t = lo.shape[1]
-    if t > 1 and n_cand <= share * cnt * t:
+    if 1 < t < csq.shape[0] and n_cand <= share * cnt * t:
         return _flush_groups(G, cnt, gidx, gx2, cand, m2r, gstart, gcols, csq, w, lab_in,
                              lab, u, lo, dS, dN, dQ, gm1, gm2, gj, m2t, tie, cmax), n_cand
     return _flush(G, cnt, gidx, gx2, D, m2t, csq, group, w, lab_in, lab, u, lo, dS, dN, dQ,
                   tie, cmax), cnt * t
+
 
 @_jit
 def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np.ndarray,

@@ -249,7 +249,7 @@ def n_groups(k: int, row_bytes: int) -> int:
     :data:`BOUNDS_SHARE` of a row (at least one).
 
     Below 16 centres a row that is read is compared with every centre (the group
-    filter is off: see :func:`daskmeans._kernels.bounds_block`), so all its bounds are
+    filter is off: see :func:`daskmeans._kernels_numba._flush_any`), so all its bounds are
     fresh again. Fashion-MNIST, K=10, a whole fit (43 iterations): 852,000 rows read
     with Hamerly's single bound, 731,000 with one bound per centre (914,000 with the
     group filter on: bounds it leaves decaying), 0.59-0.60 s instead of 0.65-0.67 s.
@@ -267,11 +267,11 @@ def n_groups(k: int, row_bytes: int) -> int:
 def centre_groups(C: np.ndarray, row_bytes: int = 1 << 30) -> np.ndarray:
     """(k,) group of each centre for the rows' lower bounds: :func:`n_groups` groups of
     nearby centres (k-means on the initial centres, as Yinyang K-means does); one
-    centre a group (Elkan's bounds) below 16 centres. Fashion-MNIST, time to convergence from
-    the same centres relative to scikit-learn's Lloyd (3 interleaved rounds): K=256,
-    8 / 16 / 32 groups: 0.53x / 0.50x / 0.48x; K=64, 2 / 4 / 8 groups: 0.53x / 0.48x /
-    0.48x (the share of rows assigned in full over a whole fit at K=256: 52% with one
-    bound, 32% with 8 groups, 26% with 32)."""
+    centre a group (Elkan's bounds) below 16 centres. Fashion-MNIST, time to
+    convergence from the same centres relative to scikit-learn's Lloyd (3 interleaved
+    rounds): K=256, 8 / 16 / 32 groups: 0.53x / 0.50x / 0.48x; K=64, 2 / 4 / 8 groups:
+    0.53x / 0.48x / 0.48x (the share of rows assigned in full over a whole fit at K=256:
+    52% with one bound, 32% with 8 groups, 26% with 32)."""
     k = len(C)
     t = n_groups(k, row_bytes)
     if t <= 1:
@@ -300,11 +300,11 @@ def lloyd_bounded(
     progress: Progress = _no_progress,
 ) -> LloydRun:
     """:func:`lloyd` for one run, with bounds (Elkan's per centre below K=16, Yinyang's
-    per group of centres from K=16) kept per row between iterations: the same iterations, labels
-    and centres (up to float rounding), but rows whose bounds prove they keep their
-    centre are not read, rows in doubt are compared only with the groups their bounds
-    do not rule out, blocks whose rows are all settled are not even scheduled, and the
-    per-cluster sums change by the rows that moved
+    per group of centres from K=16) kept per row between iterations: the same
+    iterations, labels and centres (up to float rounding), but rows whose bounds prove
+    they keep their centre are not read, rows in doubt are compared only with the
+    groups their bounds do not rule out, blocks whose rows are all settled are not even
+    scheduled, and the per-cluster sums change by the rows that moved
     (:func:`daskmeans._reduce.bounds_pass`).
 
     The first pass assigns every row (and gives the farthest rows and, with ``tol``,
