@@ -1050,7 +1050,8 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
     full, xf = read[~ok2], rows[~ok2]
     if len(full) == 0:
         return -1, len(read), 0, 0.0
-    x2 = row_norms_sq(xf)
+    xf64 = xf.astype(np.float64)
+    x2 = np.einsum("ij,ij->i", xf64, xf64)  # float64, as the compiled pass keeps it
     D = (xf @ cen.m2t)[:, :k] + cen.sq[:k]
     lab = np.argmin(D, axis=1)
     best = D[np.arange(len(full)), lab].astype(np.float64)
@@ -1069,7 +1070,7 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
     old = a[full]
     moved = lab != old
     wf = np.ones(len(full)) if w is None else w[full]
-    wm, xm, x2m = wf[moved], xf[moved].astype(np.float64), x2[moved].astype(np.float64)
+    wm, xm, x2m = wf[moved], xf64[moved], x2[moved]
     np.add.at(dN, lab[moved], wm)
     np.add.at(dQ, lab[moved], wm * x2m)
     np.add.at(dS, lab[moved], xm * wm[:, None])

@@ -530,6 +530,15 @@ def bounds_pass(
             dict(zip(summaries, got_sums, strict=True)))
 
 
+def bounds_labels(states: Sequence[Any]) -> np.ndarray | None:
+    """(n,) int32: the rows' labels held in the blocks' bounds, in row order; None
+    when the bounds are futures in a cluster's workers or a block has none yet."""
+    if not all(isinstance(st, K.BlockBounds) for st in states):
+        return None
+    labels = np.concatenate([st.labels for st in states]).astype(np.int32, copy=False)
+    return None if (labels < 0).any() else labels
+
+
 def _bounds_call(light: _Light, rows: Any, w: Any, state: K.BlockBounds, step: K.Drift | None,
                  C: K.Centres, C64: np.ndarray, groups: np.ndarray | None, offset: int,
                  version: int, n_top: int, moments: bool
@@ -916,6 +925,12 @@ def predict_lazy(src: Source, C: np.ndarray, metric: str = "euclidean") -> da.Ar
     fn = _l1_labels_block if metric == "manhattan" else _labels_block
     return da.map_blocks(fn, X, C=C.astype(X.dtype, copy=False), drop_axis=1,
                          dtype=np.int32, meta=np.empty((0,), np.int32))
+
+
+def labels_array(src: Source, labels: np.ndarray) -> da.Array:
+    """Labels already in memory as a dask array in ``src``'s row blocks (what a fit on
+    lazy data returns as ``labels_``)."""
+    return da.from_array(labels, chunks=(tuple(np.diff(src.bounds).tolist()),))
 
 
 def transform_lazy(src: Source, C: np.ndarray, metric: str = "euclidean") -> da.Array:

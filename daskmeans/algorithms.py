@@ -89,6 +89,8 @@ class LloydRun:
     n_iter: int
     history: list[IterationRecord] = field(default_factory=list)
     strict: bool = False
+    #: (n,) int32 labels against ``centers``, when the run made them in this process
+    labels: np.ndarray | None = None
 
 
 @dataclass
@@ -291,7 +293,6 @@ def lloyd_bounded(
     *,
     max_iter: int,
     tol: float,
-    final: Callable[[list[np.ndarray], list[int]], list[float]],
     run: int = 0,
     metric: str = "euclidean",
     split_every: int = R.SPLIT_EVERY,
@@ -310,17 +311,22 @@ def lloyd_bounded(
     The first pass assigns every row (and gives the farthest rows and, with ``tol``,
     the feature variances); a pass that leaves a cluster empty is redone in full so
     that it can be relocated as plain Lloyd does. The inertia of each iteration comes
-    from the per-cluster sums (``sum_j Q_j - 2 c_j . S_j + N_j |c_j|^2``); the final
-    inertia always from ``final`` (an exact E-step).
+    from the per-cluster sums (``sum_j Q_j - 2 c_j . S_j + N_j |c_j|^2``, float64).
+
+    The E-step against the final centres is one more bounded pass: it reads only the
+    rows whose bounds leave them in doubt (none after a fit whose labels stopped
+    changing), where a plain E-step reads every row; the labels are then those in the
+    bounds (``labels`` of the result, when the bounds are in this process) and the
+    inertia comes from the sums. Fashion-MNIST, K=10, streamed from its store: the
+    plain E-step and the labels' pass took 0.17-0.21 s of a 1.35 s fit.
 
     Examples
     --------
     >>> from daskmeans.io import ArraySource
     >>> X = np.array([[0., 0.], [0., 2.], [9., 9.], [9., 11.]])
-    >>> r = lloyd_bounded(ArraySource(X), X[[0, 2]], max_iter=10, tol=0.0,
-    ...                   final=lambda Cs, runs: [4.0])
-    >>> r.centers.tolist(), r.n_iter
-    ([[0.0, 1.0], [9.0, 10.0]], 2)
+    >>> r = lloyd_bounded(ArraySource(X), X[[0, 2]], max_iter=10, tol=0.0)
+    >>> r.centers.tolist(), r.n_iter, r.inertia, r.labels.tolist()
+    ([[0.0, 1.0], [9.0, 10.0]], 2, 4.0, [0, 0, 1, 1])
     """
     k, d = C0.shape
     C = np.asarray(C0) if resume is None else resume.centers
@@ -344,29 +350,54 @@ def lloyd_bounded(
                              version=it, n_top=k, groups=groups, moments=moments,
                              split_every=split_every)
 
+    def bounded_pass(it: int) -> tuple[K.BoundsPartial, dict[int, Any],
+                                       dict[int, K.BoundsSummary]]:
+        """The pass of iteration ``it`` against ``C`` from the bounds: only the blocks
+        whose rows may change centre are read."""
+        steps: dict[int, K.Drift | None] = {}
+        # blocks read last iteration share one; None: their labels were made against
+        # these very centres (a final E-step after the labels stopped changing)
+        by_version: dict[int, K.Drift | None] = {}
+        with R.client_blas():
+            half_sep = K.half_separation(C)
+            for i, sm in enumerate(summaries):
+                assert sm is not None
+                if sm.version not in by_version:
+                    then = centres_at[sm.version]
+                    by_version[sm.version] = None if np.array_equal(then, C) else K.Drift.of(
+                        C, then, margin, half_sep, groups)
+                step = by_version[sm.version]
+                if step is not None and not sm.settled(step):
+                    steps[i] = step
+        if steps:
+            return R.bounds_pass(src, C, states, steps, version=it, groups=groups,
+                                 split_every=split_every)
+        # every block settled: no row can move, nothing to read
+        return K.BoundsPartial(np.zeros((k, d)), np.zeros(k), np.zeros(k), 0, 0, 0, 0.0), {}, {}
+
+    def keep(it: int, new: dict[int, Any], sums: dict[int, K.BoundsSummary]) -> None:
+        """The blocks read by the pass of iteration ``it`` hold bounds for ``C`` now."""
+        for i, st in new.items():
+            states[i] = st
+        for i, sm in sums.items():
+            summaries[i] = sm
+        centres_at[it] = C
+        live = {sm.version for sm in summaries if sm is not None}
+        for v in [v for v in centres_at if v not in live]:
+            del centres_at[v]
+
+    def sse() -> float:
+        """The inertia of the rows' labels against ``C``, from the per-cluster sums."""
+        C64 = C.astype(np.float64)
+        out = float(Q.sum() - 2 * np.einsum("ij,ij->", C64, S) + N @ (C64 ** 2).sum(1))
+        return max(out, 0.0)
+
     for it in range(start, max_iter):
         t0 = time.perf_counter()
         first = it == start
         top = None
         if not first:
-            steps: dict[int, K.Drift | None] = {}
-            by_version: dict[int, K.Drift] = {}  # blocks read last iteration share one
-            with R.client_blas():
-                half_sep = K.half_separation(C)
-                for i, sm in enumerate(summaries):
-                    assert sm is not None
-                    if sm.version not in by_version:
-                        by_version[sm.version] = K.Drift.of(C, centres_at[sm.version],
-                                                            margin, half_sep, groups)
-                    if not sm.settled(by_version[sm.version]):
-                        steps[i] = by_version[sm.version]
-            if steps:
-                part, new, sums = R.bounds_pass(src, C, states, steps, version=it,
-                                                groups=groups, split_every=split_every)
-            else:  # every block settled: no row can move, nothing to read
-                part = K.BoundsPartial(np.zeros((k, d)), np.zeros(k), np.zeros(k), 0, 0, 0,
-                                       0.0)
-                new, sums = {}, {}
+            part, new, sums = bounded_pass(it)
             first = bool((N + part.dcounts <= 0).any())  # an empty cluster: redo in full
         if first:
             part, new, sums = full_pass(it, moments=it == 0 and tol > 0)
@@ -377,17 +408,8 @@ def lloyd_bounded(
                 tol_abs = float(np.mean(part.moments.var)) * tol
         else:
             S, N, Q = S + part.dsums, N + part.dcounts, Q + part.dsumsq
-        for i, st in new.items():
-            states[i] = st
-        for i, sm in sums.items():
-            summaries[i] = sm
-        centres_at[it] = C
-        live = {sm.version for sm in summaries if sm is not None}
-        for v in [v for v in centres_at if v not in live]:
-            del centres_at[v]
-        C64 = C.astype(np.float64)
-        inertia = float(Q.sum() - 2 * np.einsum("ij,ij->", C64, S) + N @ (C64 ** 2).sum(1))
-        lp = K.LloydPartial(S, N, max(inertia, 0.0),
+        keep(it, new, sums)
+        lp = K.LloydPartial(S, N, sse(),
                             top if top is not None else K.TopM.empty(d, src.dtype))
         C_new, shift, n_reloc = lloyd_update(lp, C, metric)
         history.append(IterationRecord(it + 1, lp.sq, shift, n_reloc,
@@ -404,8 +426,17 @@ def lloyd_bounded(
             break
         if on_iteration is not None:
             on_iteration(it + 1, C, tol_abs, history)
-    inertia_final = final([C], [run])[0]
-    return LloydRun(inertia_final, C, len(history), history, strict)
+    # the E-step against the final centres (a full pass if none was made here: a fit
+    # resumed after its last iteration)
+    it = len(history)
+    if any(sm is None for sm in summaries):
+        part, new, sums = full_pass(it, moments=False)
+        S, N, Q = part.dsums, part.dcounts, part.dsumsq
+    else:
+        part, new, sums = bounded_pass(it)
+        S, N, Q = S + part.dsums, N + part.dcounts, Q + part.dsumsq
+    keep(it, new, sums)
+    return LloydRun(sse(), C, len(history), history, strict, R.bounds_labels(states))
 
 
 def lloyd_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_EVERY

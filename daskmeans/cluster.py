@@ -527,6 +527,8 @@ class KMeans(_BaseKMeans):
             seeds of every init run and the best run so far; no pickle)
         resume : continue from ``checkpoint`` if it exists (it must come from the same
             parameters and data shape); the result equals an uninterrupted fit's
+            (the inertia of a bounded fit to float64 rounding: its per-cluster sums
+            were added up from the resume on)
 
         Returns
         -------
@@ -594,7 +596,7 @@ class KMeans(_BaseKMeans):
                 elif len(batch) == 1 and self._bounded(src):
                     results = [A.lloyd_bounded(
                         src, C0s[0], run=batch[0], max_iter=int(self.max_iter),
-                        tol=float(self.tol), final=final_e_steps, metric=self.metric,
+                        tol=float(self.tol), metric=self.metric,
                         split_every=int(self.split_every), resume=resume_at,
                         on_iteration=on_iteration, progress=progress.report)]
                 else:
@@ -606,7 +608,9 @@ class KMeans(_BaseKMeans):
                         progress=progress.report)
                 for run, result in zip(batch, results, strict=True):
                     if best is None or result.inertia < best.inertia:
-                        best, best_labels = result, labels_of.get(run)
+                        best = result
+                        best_labels = (result.labels if result.labels is not None
+                                       else labels_of.get(run))
                 labels_of.clear()
                 if ckpt is not None:
                     ckpt.save(batch[-1] + 1, 0, None, 0.0, [], best)
@@ -615,8 +619,9 @@ class KMeans(_BaseKMeans):
         self.n_iter_ = best.n_iter
         self.history_ = [asdict(h) for h in best.history]
         self.inertia_ = best.inertia
-        if src.lazy:
-            self.labels_ = R.predict_lazy(src, best.centers, self.metric)
+        if src.lazy:  # a bounded fit's labels are in its bounds; else a lazy E-step
+            self.labels_ = (R.predict_lazy(src, best.centers, self.metric)
+                            if best_labels is None else R.labels_array(src, best_labels))
         else:  # labels of the best run's final E-step (or, after a resume, computed now)
             assigned = K.l1_assign if manhattan else K.assign
             self.labels_ = (best_labels if best_labels is not None

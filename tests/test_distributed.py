@@ -315,7 +315,10 @@ def test_checkpoint_resume_after_client_dies(tmp_path: Path, mnist_test,
     resumed = KMeans(8, **params).fit(X, checkpoint=ckpt, resume=True)
     fresh = KMeans(8, **params).fit(X)
     np.testing.assert_array_equal(resumed.cluster_centers_, fresh.cluster_centers_)
-    assert resumed.n_iter_ == fresh.n_iter_ and resumed.inertia_ == fresh.inertia_
+    assert resumed.n_iter_ == fresh.n_iter_
+    # a bounded fit's inertia comes from per-cluster sums added up since the resume
+    assert resumed.inertia_ == (fresh.inertia_ if params["algorithm"] == "lloyd" else
+                                pytest.approx(fresh.inertia_, rel=1e-12))
     assert [h["iteration"] for h in resumed.history_] == list(range(1, fresh.n_iter_ + 1))
     with pytest.raises(ValueError, match="other parameters or data"):
         KMeans(9, random_state=0).fit(X, checkpoint=ckpt, resume=True)
