@@ -334,12 +334,21 @@ def _load_row(X: np.ndarray, i: int, scale: float, raw: bool, out: np.ndarray) -
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
-def _sqdist(x: np.ndarray, c: np.ndarray) -> float:
-    """``|x - c|^2`` in float64 (c float64)."""
-    acc = 0.0
-    for t in range(x.shape[0]):
-        v = x[t] - c[t]
-        acc += v * v
+def _row_sqdist(X: np.ndarray, i: int, scale: float, raw: bool, c: np.ndarray) -> float:
+    """``|x_i - c|^2`` straight from row ``i`` of X (raw rows scaled on the fly), in
+    c's dtype (the rows' float dtype), vectorised: how a bounded pass tightens a row's
+    upper bound. Its rounding (a few eps of ``|x - c|^2``) is far inside the margin
+    every bound test keeps (``4 d eps (|x|^2 + |c|^2)``)."""
+    acc = c.dtype.type(0)
+    if raw:
+        sc = c.dtype.type(scale)
+        for t in range(c.shape[0]):
+            v = c.dtype.type(X[i, t]) * sc - c[t]
+            acc += v * v
+    else:
+        for t in range(c.shape[0]):
+            v = X[i, t] - c[t]
+            acc += v * v
     return acc
 
 
@@ -576,6 +585,7 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
     gm2 = np.empty((tile, t), dtype=m2t.dtype)
     gj = np.empty((tile, t), dtype=np.int64)
     cmax = _finite_max(csq, k)
+    Cd = C64.astype(m2t.dtype)  # the centres in the rows' dtype, for tightening
     cnt = 0
     n_cand = 0  # (row, group) pairs of the tile's gathered rows still in doubt
     n_pairs = 0
@@ -598,11 +608,11 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
                 lab[i], u[i] = a, ub
                 continue
             n_read += 1
-            _load_row(X, i, scale, raw, xr)
-            d2 = _sqdist(xr, C64[a])
+            d2 = _row_sqdist(X, i, scale, raw, Cd[a])
             if bnd > 0 and d2 <= bnd * bnd - margin:
                 lab[i], u[i] = a, np.sqrt(d2)
                 continue
+            _load_row(X, i, scale, raw, xr)
             for g in range(t):  # the groups whose bound fails (and the row's own)
                 v = lo[i, g]
                 c = g == group[a] or not (v > 0 and d2 <= v * v - margin)

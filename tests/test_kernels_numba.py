@@ -258,6 +258,40 @@ def test_one_centre_per_group_compares_every_centre() -> None:
     assert 0 < p.n_full < 700 and p.n_pairs == 10 * p.n_full, (p.n_full, p.n_pairs)
 
 
+def test_row_sq_squares_in_float64() -> None:
+    """``|x|^2`` of float32 rows: each square taken in float64 (a bounded fit's inertia
+    comes from these sums); float32 squares of 1/3 and of scaled pixels round."""
+    x = np.array([[1 / 3, 7 / 255, 0.0], [1.0, 2.0, 2.0]], np.float32)
+    out = np.empty(2)
+    N.row_sq(x, out)
+    assert out[1] == 9.0  # by hand
+    ref = (x.astype(np.float64) ** 2).sum(1)
+    assert out[0] == ref[0] != float((x[0] * x[0]).astype(np.float64).sum())
+
+
+@pytest.mark.parametrize("rows", ["float32", "float64", "uint8"])
+def test_row_sqdist_by_hand_and_against_float64(rows: str) -> None:
+    """The bounded pass's tightening distance, straight from the stored row (uint8
+    scaled on the fly), in the rows' float dtype."""
+    X = np.array([[0, 3, 4], [255, 0, 51]], np.uint8)
+    scale = 1 / 255 if rows == "uint8" else 1.0
+    Xs = X if rows == "uint8" else X.astype(rows)
+    dt = np.float64 if rows == "float64" else np.float32
+    c = np.zeros(3, dt)
+    got = N._row_sqdist(Xs, 0, scale, rows == "uint8", c)
+    assert got == pytest.approx(25.0 * scale ** 2, rel=1e-6)  # 3-4-5 by hand
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (50, 784)).astype(np.uint8)
+    Xf = X.astype(np.float32) * np.float32(1 / 255)  # how uint8 rows are scaled
+    Xs = X if rows == "uint8" else Xf.astype(rows)
+    C = rng.random((3, 784)).astype(dt)
+    ref = (Xf.astype(np.float64)[:, None, :] - C.astype(np.float64)[None]) ** 2
+    for i in range(50):
+        for j in range(3):
+            d2 = N._row_sqdist(Xs, i, 1 / 255, rows == "uint8", C[j])
+            assert d2 == pytest.approx(ref[i, j].sum(), rel=1e-5 if dt == np.float32 else 1e-12)
+
+
 @pytest.mark.parametrize("kern", ["numba", "numpy"])
 def test_near_ties_are_settled_in_float64_by_every_path(
         kern: str, monkeypatch: pytest.MonkeyPatch) -> None:
