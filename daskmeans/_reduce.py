@@ -505,16 +505,29 @@ def bounds_pass(
     light = _Light(src)
     cen = _shared(K.Centres(C, src.dtype), len(blocks))
     C64 = _shared(np.asarray(C, np.float64), len(blocks))
-    task = dask.delayed(_bounds_call, pure=False, nout=3)
+    local = not using_distributed()
+
+    def calls(nout: int | None) -> list[Any]:
+        task = dask.delayed(_bounds_call, pure=False, nout=nout)
+        return [task(light, src.block(i),
+                     None if src.weights is None else src.weights[src.bounds[i]:src.bounds[i + 1]],
+                     states[i], steps[i], cen, C64, groups, src.offset(i), version, n_top,
+                     moments) for i in blocks]
+
+    if local and len(blocks) <= split_every:
+        # each block's (partial, bounds, summary) as one result, the partials added here:
+        # dask's own time per compute 2.1 -> 1.0 ms (a K=10 fit makes 44 passes of ~10 ms)
+        with _local_blas(len(blocks)):
+            (got,) = dask.compute(calls(None))
+        by = dict(zip(blocks, got, strict=True))
+        return (_add_all(*(g[0] for g in got)), {i: g[1] for i, g in by.items()},
+                {i: g[2] for i, g in by.items()})
     parts, new, summaries = [], {}, {}
-    for i in blocks:
-        w = None if src.weights is None else src.weights[src.bounds[i]:src.bounds[i + 1]]
-        p, st, sm = task(light, src.block(i), w, states[i], steps[i], cen, C64, groups,
-                         src.offset(i), version, n_top, moments)
+    for i, (p, st, sm) in zip(blocks, calls(3), strict=True):
         parts.append(p)
         new[i], summaries[i] = st, sm
     parts = _delayed_tree(parts, split_every)
-    if using_distributed():  # the bounds stay in the workers as futures
+    if not local:  # the bounds stay in the workers as futures
         from distributed import default_client
 
         client = default_client()
