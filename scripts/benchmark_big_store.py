@@ -36,6 +36,9 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--algorithm", default="lloyd", choices=["lloyd", "auto"])
+    p.add_argument("--no-worker-profile", action="store_true",
+                   help="start the LocalCluster with distributed's statistical profiler off "
+                        "(distributed.worker.profile.enabled: False)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -64,9 +67,11 @@ def main() -> None:
     C0 = images[np.random.default_rng(0).choice(len(images), args.k, replace=False)]
     C0 = C0.reshape(args.k, -1).astype(np.float32) / np.float32(255)
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None, host="127.0.0.1",
-                           silence_logs=logging.ERROR)
+    profile = {"distributed.worker.profile.enabled": False} if args.no_worker_profile else {}
+    with dask.config.set(profile):  # read by the workers when they start
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=None, host="127.0.0.1",
+                               silence_logs=logging.ERROR)
     client = Client(cluster, set_as_default=False)
 
     @contextlib.contextmanager
@@ -110,7 +115,9 @@ def main() -> None:
     cluster.close()
     print(f"\nK={args.k}, {n} rows, algorithm={args.algorithm!r}, median of {args.rounds} "
           "rounds; ratios per round to threaded streamed, and to the threaded run of the "
-          "same kind (streamed or held)\n")
+          "same kind (streamed or held)"
+          + ("; workers without distributed's profiler" if args.no_worker_profile else "")
+          + "\n")
     print("| contender | s/iteration | vs threaded streamed | vs threaded, same kind |\n"
           "|---|---|---|---|")
     for name, v in per_iter.items():
