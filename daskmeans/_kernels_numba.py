@@ -55,7 +55,7 @@ def row_sq(xb: np.ndarray, out: np.ndarray) -> None:
     terms is a chain of dependent additions, ~10x slower); the order depends only on
     the row, never on how rows are blocked. Squares in float64 cost the same as in
     float32 and keep a bounded fit's inertia (from ``sum |x|^2``, see
-    :func:`daskmeans.algorithms.lloyd_bounded`) exact to 1e-12: float32 squares of
+    :func:`daskmeans.algorithms.lloyd_bounded`) exact to 1e-14: float32 squares of
     scaled pixels round one way, 1e-9 of the sum off."""
     m, d = xb.shape
     for i in range(m):

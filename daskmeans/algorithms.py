@@ -318,7 +318,7 @@ def lloyd_bounded(
     changing), where a plain E-step reads every row; the labels are then those in the
     bounds (``labels`` of the result, when the bounds are in this process) and the
     inertia comes from the sums. Fashion-MNIST, K=10, streamed from its store: the
-    plain E-step and the labels' pass took 0.17-0.21 s of a 1.35 s fit.
+    plain E-step and the labels' pass took 0.17-0.21 s of 1.35-1.65 s.
 
     Examples
     --------
