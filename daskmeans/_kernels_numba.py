@@ -66,6 +66,19 @@ def row_sq(xb: np.ndarray, out: np.ndarray) -> None:
         out[i] = acc
 
 
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
+def winner_sq(X: np.ndarray, C: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = |X[i] - C[labels[i]]|^2``, differences squared and summed in float64
+    (C float64), stored in out's dtype: each row's distance to the centre it went to,
+    exact where the GEMM's ``|x|^2 - 2 x.c + |c|^2`` is not."""
+    for i in range(X.shape[0]):
+        acc = 0.0
+        for t in range(X.shape[1]):
+            v = np.float64(X[i, t]) - C[labels[i], t]
+            acc += v * v
+        out[i] = acc
+
+
 @_jit
 def column_moments(X: np.ndarray, scale: float, raw: bool, mean: np.ndarray,
                    m2: np.ndarray) -> None:
@@ -148,11 +161,12 @@ def tie_window(tie: float, x2: float, cmax: float) -> float:
 @_jit
 def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray, g0: int,
                  w: np.ndarray, runs: int, k: int, labels: np.ndarray, sqd: np.ndarray,
-                 sums: np.ndarray, counts: np.ndarray, m2t: np.ndarray, tie: float,
-                 cmax: float) -> int:
+                 sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray, m2t: np.ndarray,
+                 tie: float, cmax: float) -> int:
     """Assign the rows of one tile (distances ``D = xb @ -2C^T`` given; near ties
-    settled in float64, :func:`tie_window`), add them to their clusters; returns the
-    global index of the first row whose distance is not finite, else -1."""
+    settled in float64, :func:`tie_window`), add them (and their ``|x|^2``, float64
+    ``x2``) to their clusters; returns the global index of the first row whose
+    distance is not finite, else -1."""
     m, d = xb.shape
     weighted = w.shape[0] > 0
     for i in range(m):
@@ -181,6 +195,7 @@ def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray,
             labels[g, r] = bj
             sqd[g, r] = s
             counts[bj] += wi
+            sumsq[bj] += wi * x2[i]
             if weighted:
                 for t in range(d):
                     sums[bj, t] += wi * xb[i, t]
@@ -194,7 +209,7 @@ def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray,
 def _lloyd_tile(xb: np.ndarray, D: np.ndarray, x2: np.ndarray, m2t: np.ndarray,
                 csq: np.ndarray, xsq: np.ndarray, s0: int, w: np.ndarray, runs: int, k: int,
                 labels: np.ndarray, sqd: np.ndarray, sums: np.ndarray,
-                counts: np.ndarray, tie: float, cmax: float) -> int:
+                counts: np.ndarray, sumsq: np.ndarray, tie: float, cmax: float) -> int:
     """One tile of float rows starting at row ``s0``: the GEMM into ``D``, ``|x|^2``
     (given or summed here into ``x2``), then :func:`_assign_tile`."""
     m = xb.shape[0]
@@ -204,8 +219,8 @@ def _lloyd_tile(xb: np.ndarray, D: np.ndarray, x2: np.ndarray, m2t: np.ndarray,
         x2[:m] = xsq[s0:s0 + m]
     else:
         row_sq(xb, x2)
-    return _assign_tile(xb, Db, csq, x2, s0, w, runs, k, labels, sqd, sums, counts, m2t,
-                        tie, cmax)
+    return _assign_tile(xb, Db, csq, x2, s0, w, runs, k, labels, sqd, sums, counts, sumsq,
+                        m2t, tie, cmax)
 
 
 @_jit
@@ -221,19 +236,21 @@ def _finite_max(csq: np.ndarray, k: int) -> float:
 @_jit
 def lloyd_float(X: np.ndarray, m2t: np.ndarray, csq: np.ndarray, xsq: np.ndarray,
                 w: np.ndarray, runs: int, k: int, tile: int, labels: np.ndarray,
-                sqd: np.ndarray, sums: np.ndarray, counts: np.ndarray, tie: float) -> int:
+                sqd: np.ndarray, sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray,
+                tie: float) -> int:
     """Fused Lloyd statistics of float rows ``X`` (n, d) against prepared centres
     (``m2t = -2 C^T`` (d, kp), ``csq = |C|^2`` (kp,)), written into ``labels`` (n, runs)
-    int32, ``sqd`` (n, runs), ``sums`` (runs*k, d) float64 and ``counts`` (runs*k,)
-    float64 (added to). ``xsq`` (n,) or empty, ``w`` (n,) float64 or empty. Returns
-    the first row with a non-finite distance, or -1."""
+    int32, ``sqd`` (n, runs), ``sums`` (runs*k, d) float64, ``counts`` and ``sumsq``
+    (runs*k,) float64, the weights and ``w |x|^2`` per cluster (added to). ``xsq`` (n,)
+    or empty, ``w`` (n,) float64 or empty. Returns the first row with a non-finite
+    distance, or -1."""
     n = X.shape[0]
     D = np.empty((tile, m2t.shape[1]), dtype=m2t.dtype)
-    x2 = np.empty(tile, dtype=m2t.dtype)
+    x2 = np.empty(tile)  # float64: the clusters' sums of |x|^2 (the inertia) add these
     cmax = _finite_max(csq, runs * k)
     for s0 in range(0, n, tile):
         bad = _lloyd_tile(X[s0:min(n, s0 + tile)], D, x2, m2t, csq, xsq, s0, w, runs, k,
-                          labels, sqd, sums, counts, tie, cmax)
+                          labels, sqd, sums, counts, sumsq, tie, cmax)
         if bad >= 0:
             return bad
     return -1
@@ -243,7 +260,7 @@ def lloyd_float(X: np.ndarray, m2t: np.ndarray, csq: np.ndarray, xsq: np.ndarray
 def lloyd_raw(X: np.ndarray, scale: float, m2t: np.ndarray, csq: np.ndarray,
               xsq: np.ndarray, w: np.ndarray, runs: int, k: int, tile: int,
               labels: np.ndarray, sqd: np.ndarray, sums: np.ndarray,
-              counts: np.ndarray, tie: float) -> int:
+              counts: np.ndarray, sumsq: np.ndarray, tie: float) -> int:
     """:func:`lloyd_float` for raw stored rows (uint8 pixels) standing for
     ``float32(X) * scale``: each tile is scaled into a reused float32 block."""
     n, d = X.shape
@@ -251,7 +268,7 @@ def lloyd_raw(X: np.ndarray, scale: float, m2t: np.ndarray, csq: np.ndarray,
     sc = np.float32(scale)
     buf = np.empty((tile, d), dtype=np.float32)
     D = np.empty((tile, m2t.shape[1]), dtype=np.float32)
-    x2 = np.empty(tile, dtype=np.float32)
+    x2 = np.empty(tile)
     for s0 in range(0, n, tile):
         s1 = min(n, s0 + tile)
         xb = buf[: s1 - s0]
@@ -259,7 +276,7 @@ def lloyd_raw(X: np.ndarray, scale: float, m2t: np.ndarray, csq: np.ndarray,
             for t in range(d):
                 xb[i, t] = np.float32(X[s0 + i, t]) * sc
         bad = _lloyd_tile(xb, D, x2, m2t, csq, xsq, s0, w, runs, k, labels, sqd, sums,
-                          counts, tie, cmax)
+                          counts, sumsq, tie, cmax)
         if bad >= 0:
             return bad
     return -1
@@ -274,16 +291,18 @@ def warm_up() -> float:
     for dtype in (np.float32, np.float64):
         X = np.zeros((3, 2), dtype=dtype)
         row_sq(X, np.empty(3, dtype))
+        row_sq(X, np.empty(3))
+        winner_sq(X, np.zeros((2, 2)), np.zeros(3, np.int32), np.empty(3))
         m2t = np.zeros((2, 2), dtype=dtype)
         csq = np.zeros(2, dtype=dtype)
         for w in (np.empty(0), np.ones(3)):
-            lloyd_float(X, m2t, csq, np.empty(0, dtype), w, 1, 2, TILE,
+            lloyd_float(X, m2t, csq, np.empty(0), w, 1, 2, TILE,
                         np.empty((3, 1), np.int32), np.empty((3, 1), dtype),
-                        np.zeros((2, 2)), np.zeros(2), 1e-6)
+                        np.zeros((2, 2)), np.zeros(2), np.zeros(2), 1e-6)
             if dtype == np.float32:
-                lloyd_raw(np.zeros((3, 2), np.uint8), 1.0, m2t, csq, np.empty(0, dtype), w,
+                lloyd_raw(np.zeros((3, 2), np.uint8), 1.0, m2t, csq, np.empty(0), w,
                           1, 2, TILE, np.empty((3, 1), np.int32), np.empty((3, 1), dtype),
-                          np.zeros((2, 2)), np.zeros(2), 1e-6)
+                          np.zeros((2, 2)), np.zeros(2), np.zeros(2), 1e-6)
             for rows, raw in ((X, False), (np.zeros((3, 2), np.uint8), True)):
                 if raw and dtype != np.float32:
                     continue

@@ -376,7 +376,7 @@ def _read_block(block: io.ZarrBlock, light: _Light, with_xsq: bool
     rows = block.read()
     if not with_xsq:
         return rows, None
-    return rows, K.row_norms_sq(light.rows_float(rows))
+    return rows, K.row_norms_sq(light.rows_float(rows), np.float64)
 
 
 def hold(src: Source) -> Source:

@@ -386,12 +386,6 @@ def lloyd_bounded(
         for v in [v for v in centres_at if v not in live]:
             del centres_at[v]
 
-    def sse() -> float:
-        """The inertia of the rows' labels against ``C``, from the per-cluster sums."""
-        C64 = C.astype(np.float64)
-        out = float(Q.sum() - 2 * np.einsum("ij,ij->", C64, S) + N @ (C64 ** 2).sum(1))
-        return max(out, 0.0)
-
     for it in range(start, max_iter):
         t0 = time.perf_counter()
         first = it == start
@@ -409,7 +403,7 @@ def lloyd_bounded(
         else:
             S, N, Q = S + part.dsums, N + part.dcounts, Q + part.dsumsq
         keep(it, new, sums)
-        lp = K.LloydPartial(S, N, sse(),
+        lp = K.LloydPartial(S, N, K.sse_of_sums(S, N, Q, C),
                             top if top is not None else K.TopM.empty(d, src.dtype))
         C_new, shift, n_reloc = lloyd_update(lp, C, metric)
         history.append(IterationRecord(it + 1, lp.sq, shift, n_reloc,
@@ -436,7 +430,8 @@ def lloyd_bounded(
         part, new, sums = bounded_pass(it)
         S, N, Q = S + part.dsums, N + part.dcounts, Q + part.dsumsq
     keep(it, new, sums)
-    return LloydRun(sse(), C, len(history), history, strict, R.bounds_labels(states))
+    return LloydRun(K.sse_of_sums(S, N, Q, C), C, len(history), history, strict,
+                    R.bounds_labels(states))
 
 
 def lloyd_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_EVERY

@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 #: than ten passes; no gain at K=256 in memory, where the GEMM is the cost, but a
 #: store is still read once instead of ten times).
 RUNS_MAX_BYTES = 32 << 20
+#: a run replaces the best so far only if its inertia is lower by more than this share:
+#: runs that reach the same clusters (up to the order of their labels) have inertias
+#: equal up to the float64 rounding of sums added in an order that depends on the
+#: chunks, and the first of them must win whatever the chunking
+SAME_INERTIA_RTOL = 1e-10
 
 
 class ModelFormatError(ValueError):
@@ -219,7 +224,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
                 src.scatter(default_client())
             elif self.metric != "manhattan":  # |x|^2 once for every pass (~15% at k=10)
-                src.xsq = K.row_norms_sq(src.X)
+                src.xsq = K.row_norms_sq(src.X, np.float64)
         return src, rows
 
     def _fitted_on(self, rows: _Rows) -> None:
@@ -607,7 +612,7 @@ class KMeans(_BaseKMeans):
                         resume=resume_at, on_iteration=on_iteration,
                         progress=progress.report)
                 for run, result in zip(batch, results, strict=True):
-                    if best is None or result.inertia < best.inertia:
+                    if best is None or result.inertia < best.inertia * (1 - SAME_INERTIA_RTOL):
                         best = result
                         best_labels = (result.labels if result.labels is not None
                                        else labels_of.get(run))

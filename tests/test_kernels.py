@@ -44,9 +44,9 @@ def test_assign_matches_brute_force(dtype: type) -> None:
     labels, sq = K.assign(X, C)
     D = brute_sqdist(X, C)
     np.testing.assert_array_equal(labels, D.argmin(1))
-    np.testing.assert_allclose(sq, D.min(1), rtol=1e-4 if dtype == np.float32 else 1e-10,
-                               atol=1e-4)
-    assert sq.dtype == dtype
+    # float64 differences, whatever the rows' dtype (the GEMM only picks the centre)
+    np.testing.assert_allclose(sq, D.min(1), rtol=1e-12)
+    assert sq.dtype == np.float64
     np.testing.assert_array_equal(X, X0)  # inputs untouched
     np.testing.assert_array_equal(C, C0)
     np.testing.assert_allclose(K.distances(X, C), np.sqrt(D), rtol=1e-3, atol=1e-3)
@@ -115,9 +115,13 @@ def test_lloyd_partial_brute_force_over_blocks(
     np.testing.assert_allclose(p.counts, onehot.sum(0), rtol=1e-12)
     np.testing.assert_allclose(p.sums, onehot.T @ X.astype(np.float64), rtol=1e-5, atol=1e-5)
     assert p.sse() == pytest.approx(float(D.min(1) @ w), rel=1e-5)
-    given = K.lloyd_partial(X, C, w, xsq=K.row_norms_sq(X))  # |x|^2 known in advance
+    # |x|^2 known in advance (float64, as sources keep them): the same partial
+    given = K.lloyd_partial(X, C, w, xsq=K.row_norms_sq(X, np.float64))
     np.testing.assert_array_equal(given.sums, p.sums)
     assert given.sse() == p.sse()
+    # the SSE comes from the sums (exact): closer to float64 than float32 distances
+    exact = float(((X.astype(np.float64) - C.astype(np.float64)[lab]) ** 2).sum(1) @ w)
+    assert p.sse() == pytest.approx(exact, rel=1e-12)
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -115,8 +115,8 @@ import time, numpy as np
 from daskmeans import _kernels_numba as N
 t0 = time.perf_counter()
 N.lloyd_float(np.zeros((3, 2), np.float32), np.zeros((2, 2), np.float32), np.zeros(2, np.float32),
-              np.empty(0, np.float32), np.empty(0), 1, 2, N.TILE, np.empty((3, 1), np.int32),
-              np.empty((3, 1), np.float32), np.zeros((2, 2)), np.zeros(2), 1e-6)
+              np.empty(0), np.empty(0), 1, 2, N.TILE, np.empty((3, 1), np.int32),
+              np.empty((3, 1), np.float32), np.zeros((2, 2)), np.zeros(2), np.zeros(2), 1e-6)
 print(time.perf_counter() - t0)
 """
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
@@ -267,6 +267,23 @@ def test_row_sq_squares_in_float64() -> None:
     assert out[1] == 9.0  # by hand
     ref = (x.astype(np.float64) ** 2).sum(1)
     assert out[0] == ref[0] != float((x[0] * x[0]).astype(np.float64).sum())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winner_sq_equals_float64_differences(dtype: type) -> None:
+    """Each row's squared distance to its centre (what ``assign`` returns, hence
+    ``score``): compiled and numpy both sum float64 differences."""
+    rng = np.random.default_rng(1)
+    X = (rng.random((300, 784)) + 5).astype(dtype)  # far from the origin: the GEMM's
+    C = X[:4].astype(np.float64) + 0.01              # expansion would lose most digits
+    lab = rng.integers(0, 4, 300).astype(np.int32)
+    out = np.empty(300)
+    N.winner_sq(X, C, lab, out)
+    ref = ((X.astype(np.float64) - C[lab]) ** 2).sum(1)
+    np.testing.assert_allclose(out, ref, rtol=1e-13)
+    labels, sq = K.assign(X, C)
+    np.testing.assert_allclose(sq, ((X.astype(np.float64) - C[labels]) ** 2).sum(1),
+                               rtol=1e-13)
 
 
 @pytest.mark.parametrize("rows", ["float32", "float64", "uint8"])

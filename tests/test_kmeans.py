@@ -512,11 +512,11 @@ def test_bounds_give_plain_lloyd_iterations_on_real_mnist(
     assert bounded.n_iter_ == plain.n_iter_
     np.testing.assert_array_equal(bounded.labels_, plain.labels_)
     np.testing.assert_allclose(bounded.cluster_centers_, plain.cluster_centers_, atol=1e-6)
-    # the final inertia: from float64 per-cluster sums (bounded), from float32 distances
-    # (plain); measured 1e-8 and 2e-7 from the float64 sum of squared differences
+    # the final inertia: from float64 per-cluster sums (bounded), from float64
+    # differences (plain in memory); float32 distances were 2e-7 off here
     exact = exact_inertia(X, bounded.cluster_centers_, bounded.labels_)
-    assert bounded.inertia_ == pytest.approx(exact, rel=5e-8)
-    assert plain.inertia_ == pytest.approx(exact, rel=1e-6)
+    assert bounded.inertia_ == pytest.approx(exact, rel=1e-9)
+    assert plain.inertia_ == pytest.approx(exact, rel=1e-9)
     for a, b in zip(bounded.history_, plain.history_, strict=True):
         assert a["inertia"] == pytest.approx(b["inertia"], rel=1e-6)
         assert a["center_shift"] == pytest.approx(b["center_shift"], rel=1e-4, abs=1e-12)
@@ -549,8 +549,8 @@ def test_bounded_fit_one_compute_per_iteration_and_skips_settled_blocks(
     np.testing.assert_array_equal(labels, plain.labels_.compute())
     exact = exact_inertia(io.open_dataset(pixel_store)[0].compute(), km.cluster_centers_,
                           labels)
-    assert km.inertia_ == pytest.approx(exact, rel=5e-8)  # from float64 per-cluster sums
-    assert plain.inertia_ == pytest.approx(exact, rel=1e-6)  # from float32 distances
+    assert km.inertia_ == pytest.approx(exact, rel=1e-9)  # float64 per-cluster sums
+    assert plain.inertia_ == pytest.approx(exact, rel=1e-9)  # and plain Lloyd's too
     # boundary rows in every block at every iteration; the labels' final E-step reads
     # none (they stopped changing) and gives labels_ without another pass
     assert len(reads) == src.n_blocks * km.n_iter_

@@ -105,15 +105,15 @@ def test_results_do_not_depend_on_chunking_or_laziness(chunks: int | None) -> No
     np.testing.assert_array_equal(values(km.labels_), values(ref.labels_))
     np.testing.assert_allclose(np.asarray(km.cluster_centers_),
                                np.asarray(ref.cluster_centers_), rtol=1e-5)
-    # in-memory data (chunks=None) get bounds and an inertia from float64 per-cluster
-    # sums; dask input plain Lloyd's sum of float32 distances (|x|^2 - 2 x.c + |c|^2
-    # keeps few bits on these tight clusters: 1e-5 off)
+    # in-memory data (chunks=None) get bounds, dask input plain Lloyd: both inertias
+    # come from float64 per-cluster sums (float32 distances, |x|^2 - 2 x.c + |c|^2, keep
+    # few bits on these tight clusters: they were 1e-5 off)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
     lab = values(km.labels_)
     ok = lab >= 0
     C = np.asarray(km.cluster_centers_, np.float64)
     exact = float(((img[ok].astype(np.float64) - C[lab[ok]]) ** 2).sum())
-    assert km.inertia_ == pytest.approx(exact, rel=1e-7 if chunks is None else 3e-5)
-    assert ref.inertia_ == pytest.approx(exact, rel=3e-5)
+    assert km.inertia_ == pytest.approx(exact, rel=1e-9)
 
 
 def test_dataset_variables_are_the_features_and_4d_arrays() -> None:
@@ -144,19 +144,19 @@ def test_nodata_on_plain_arrays_and_metrics_leave_masked_rows_out() -> None:
     assert isinstance(km.labels_, np.ndarray) and (km.labels_[m] == -1).all()
     lazy = KMeans(N_CLASSES, random_state=0, nodata=0).fit(da.from_array(X, chunks=500))
     np.testing.assert_array_equal(lazy.labels_.compute(), km.labels_)
-    # the in-memory (bounded) fit's inertia comes from float64 per-cluster sums; plain
-    # passes (dask input, score, evaluate_model) sum float32 distances: 4e-5 off on
-    # these tight clusters
+    # bounded (in memory) and plain (dask input) fits, score and evaluate_model agree
+    # with the float64 sum of squared differences (float32 distances were 4e-5 off on
+    # these tight clusters)
     C = km.cluster_centers_.astype(np.float64)
     exact = float(((X[~m].astype(np.float64) - C[km.labels_[~m]]) ** 2).sum())
-    assert km.inertia_ == pytest.approx(exact, rel=1e-7)
-    assert lazy.inertia_ == pytest.approx(exact, rel=1e-4)
+    assert km.inertia_ == pytest.approx(exact, rel=1e-9)
+    assert lazy.inertia_ == pytest.approx(exact, rel=1e-9)
     # masked rows take no part in the scores
     c = metrics.contingency(y, km.labels_)
     assert c.n == int((~m).sum())
     r = metrics.evaluate_model(km, X, y)
-    assert r["purity"] == pytest.approx(1.0) and r["inertia"] == pytest.approx(exact, rel=1e-4)
-    assert km.score(X) == pytest.approx(-exact, rel=1e-4)
+    assert r["purity"] == pytest.approx(1.0) and r["inertia"] == pytest.approx(exact, rel=1e-9)
+    assert km.score(X) == pytest.approx(-exact, rel=1e-9)
     assert (km.predict(X)[m] == -1).all()
 
 
