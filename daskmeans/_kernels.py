@@ -301,16 +301,25 @@ def assign(X: np.ndarray, C: np.ndarray | Centres) -> tuple[np.ndarray, np.ndarr
     >>> assign(np.array([[0., 0.], [3., 1.]]), np.array([[0., 1.], [4., 1.]]))
     (array([0, 1], dtype=int32), array([1., 1.]))
     """
+    C64 = (C.centres() if isinstance(C, Centres) else np.asarray(C)).astype(np.float64)
+    labels = nearest_labels(X, C)
+    return labels, winner_sqdist(X, C64, labels)
+
+
+def nearest_labels(X: np.ndarray, C: np.ndarray | Centres) -> np.ndarray:
+    """(n,) int32 index of the nearest centre of every row (:func:`assign` without
+    the distances: what ``predict`` needs).
+
+    >>> nearest_labels(np.array([[0., 0.], [3., 1.]]), np.array([[0., 1.], [4., 1.]]))
+    array([0, 1], dtype=int32)
+    """
     cen = Centres.of(C, X.dtype)
-    C64 = (cen.centres() if isinstance(C, Centres) else np.asarray(C)).astype(np.float64)
     n = X.shape[0]
     labels = np.empty(n, dtype=np.int32)
-    sqdist = np.empty(n)
     step, buf = cen.buffer(n, X.dtype.itemsize)
     for s in range(0, n, step):
         labels[s : s + step], _, _ = cen.nearest(X[s : s + step], buf)
-        sqdist[s : s + step] = winner_sqdist(X[s : s + step], C64, labels[s : s + step])
-    return labels, sqdist
+    return labels
 
 
 def winner_sqdist(X: np.ndarray, C: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -327,8 +336,10 @@ def winner_sqdist(X: np.ndarray, C: np.ndarray, labels: np.ndarray) -> np.ndarra
         _numba().winner_sq(np.ascontiguousarray(X), np.ascontiguousarray(C, np.float64),
                            np.ascontiguousarray(labels, np.int32), out)
         return out
-    diff = X.astype(np.float64) - np.asarray(C, np.float64)[labels]
-    out[:] = np.einsum("ij,ij->i", diff, diff)
+    for s in range(0, X.shape[0], SUM_BLOCK):  # no (n, d) float64 temporary
+        diff = X[s : s + SUM_BLOCK].astype(np.float64) - np.asarray(C, np.float64)[
+            labels[s : s + SUM_BLOCK]]
+        out[s : s + SUM_BLOCK] = np.einsum("ij,ij->i", diff, diff)
     return out
 
 

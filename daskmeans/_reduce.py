@@ -899,7 +899,7 @@ def _labels_of(labels: Callable[[], np.ndarray], block_info: Any) -> np.ndarray:
 
 def _labels_block(x: np.ndarray, C: np.ndarray, block_info: Any = None) -> np.ndarray:
     with _worker_blas():
-        return _labels_of(lambda: K.assign(x, C)[0], block_info)
+        return _labels_of(lambda: K.nearest_labels(x, C), block_info)
 
 
 def _transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:

@@ -283,7 +283,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         if not src.lazy:
             if self.metric == "manhattan":
                 return rows.labels(K.l1_assign(src.X, C)[0])
-            return rows.labels(K.assign(src.X, C)[0])
+            return rows.labels(K.nearest_labels(src.X, C))
         return rows.labels(R.predict_lazy(src, C, self.metric))
 
     def transform(self, X: Any) -> Any:

@@ -429,7 +429,7 @@ def pca_projection(
     comps = np.asarray(pca.components_, dtype=np.float64)
     pred = got.values.get("labels_pred")
     if pred is None and centers is not None:
-        pred = _kernels.assign(np.asarray(got.rows, np.float64), centers)[0]
+        pred = _kernels.nearest_labels(np.asarray(got.rows, np.float64), centers)
     return PCAView((np.asarray(got.rows, np.float64) - mean) @ comps.T, index,
                    got.values.get("labels_true"), pred,
                    None if centers is None else (centers - mean) @ comps.T,

@@ -44,6 +44,7 @@ def test_assign_matches_brute_force(dtype: type) -> None:
     labels, sq = K.assign(X, C)
     D = brute_sqdist(X, C)
     np.testing.assert_array_equal(labels, D.argmin(1))
+    np.testing.assert_array_equal(K.nearest_labels(X, C), labels)  # predict's labels
     # float64 differences, whatever the rows' dtype (the GEMM only picks the centre)
     np.testing.assert_allclose(sq, D.min(1), rtol=1e-12)
     assert sq.dtype == np.float64
