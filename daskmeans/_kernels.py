@@ -717,9 +717,8 @@ def lloyd_runs(
         sumsq = np.zeros(kk, dtype=np.float64)  # per cluster, sum w |x|^2
         _lloyd_compiled(X, scale, cen, xsq, w, runs, k, labels, sqdist, sums, counts, sumsq)
         mom = _moments(X, scale) if moments else None
-        sse = [sse_of_sums(sums[r * k:(r + 1) * k], counts[r * k:(r + 1) * k],
-                           sumsq[r * k:(r + 1) * k], C64[r * k:(r + 1) * k])
-               for r in range(runs)]
+        each = [slice(r * k, (r + 1) * k) for r in range(runs)]
+        sse = [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j]) for j in each]
     else:
         mom, counts, sse = _lloyd_numpy(X, scale, cen, C64, xsq, w, runs, k, moments, labels,
                                         sqdist, sums)
@@ -768,10 +767,8 @@ def _lloyd_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarr
             lab, sq, _ = cen.nearest(xb, buf, None if xsq is None else xsq[g : g + step], runs)
             labels[g : g + step] = lab.reshape(-1, runs)
             sqdist[g : g + step] = sq.reshape(-1, runs)
-            x64 = xb.astype(np.float64)
             for r, lab_r in enumerate(lab.reshape(-1, runs).T):
-                diff = x64 - C64[lab_r]
-                e = np.einsum("ij,ij->i", diff, diff)
+                e = winner_sqdist(xb, C64, lab_r)
                 sse[r] += float(e.sum() if wo is None else e @ wo[s : s + step])
             if fused:
                 cluster_sums(xb, lab, kk, None if wo is None else wo[s : s + step], out=sums)
