@@ -45,6 +45,8 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from ._chunkfiles import ChunkFiles
+
 __all__ = [
     "IDX_DTYPES",
     "MNIST_FILES",
@@ -1091,7 +1093,9 @@ def _aligned(a: np.ndarray) -> np.ndarray:
 
 class ZarrSource(Source):
     """A Zarr array (v2 or v3, any store zarr can open, sharded or not, any codec) read
-    block by block inside the tasks that use the rows, through zarr's public API.
+    block by block inside the tasks that use the rows: a local unsharded array of plain
+    layout straight from its chunk files (:mod:`daskmeans._chunkfiles`: ~0.55x zarr's
+    time per read), anything else through zarr's public API.
 
     Blocks are whole storage units (shards, else chunks) along the rows, grouped up to
     :data:`TASK_MAX_BYTES`. uint8 arrays are pixels: the kernels take them raw with
@@ -1128,6 +1132,7 @@ class ZarrSource(Source):
         self.bounds = self._grouped(per_task)
         self.cache = cache
         self.held: list[Any] | None = None
+        self.files = ChunkFiles.of(array)  # None: zarr reads the blocks
 
     @property
     def nbytes(self) -> int:
@@ -1169,7 +1174,7 @@ class ZarrSource(Source):
     def block(self, i: int) -> Any:
         if self.held is not None:
             return self.held[i]
-        return ZarrBlock(self.array, self.bounds[i], self.bounds[i + 1])
+        return ZarrBlock(self.array, self.bounds[i], self.bounds[i + 1], self.files)
 
     def raw_dask(self) -> da.Array:
         """The stored rows as an (n, d) dask array of the stored dtype (a stack of
@@ -1191,16 +1196,22 @@ class ZarrSource(Source):
 
 class ZarrBlock:
     """Rows ``[start, stop)`` of a Zarr array, read by :meth:`read` inside the task
-    that uses them (the array object pickles as its store and path, not its data)."""
+    that uses them (the array object pickles as its store and path, not its data).
+    ``files``: the array's chunk files when they may be read directly."""
 
-    def __init__(self, array: zarr.Array, start: int, stop: int) -> None:
-        self.array, self.start, self.stop = array, start, stop
+    def __init__(self, array: zarr.Array, start: int, stop: int,
+                 files: ChunkFiles | None = None) -> None:
+        self.array, self.start, self.stop, self.files = array, start, stop, files
 
     def read(self) -> np.ndarray:
-        """The stored rows as (m, d), read through ``zarr.Array.__getitem__``; from
-        object storage, a failure names the URL and the rows (:func:`_remote_errors`)."""
+        """The stored rows as (m, d): straight from the chunk files of a local array
+        whose layout allows it (:class:`daskmeans._chunkfiles.ChunkFiles`, ~0.55x the
+        time), else through ``zarr.Array.__getitem__``; from object storage, a failure
+        names the URL and the rows (:func:`_remote_errors`)."""
         url = _array_url(self.array)
-        if url is None:
+        if self.files is not None:
+            rows = self.files.read(self.start, self.stop)
+        elif url is None:
             rows = np.asarray(self.array[self.start:self.stop])
         else:
             with _remote_errors(url, f"reading rows {self.start}..{self.stop - 1}"):

@@ -406,8 +406,8 @@ def test_store_source_gives_the_same_fit_as_the_dask_array(
 @pytest.mark.parametrize("layout", ["v3", "v3-sharded", "v2"])
 def test_any_zarr_layout_is_read_in_the_tasks(tmp_path: Path, layout: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each pass reads every block of a Zarr array exactly once, through zarr, for v2,
-    v3 and sharded v3 stores; the fit equals the in-memory fit."""
+    """Each pass reads every block of a Zarr array exactly once, for v2, v3 (from the
+    chunk files) and sharded v3 stores (through zarr); the fit equals the in-memory fit."""
     import zarr
 
     X, _ = make_blobs(n_samples=3000, n_features=8, centers=4, random_state=2)
@@ -432,6 +432,7 @@ def test_any_zarr_layout_is_read_in_the_tasks(tmp_path: Path, layout: str,
     ref = KMeans(4, init=X[:4], max_iter=3, tol=0).fit(X)
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-5)
     src = io.open_source(str(tmp_path / "x.zarr"))
+    assert (src.files is None) == (layout == "v3-sharded")
     assert len(set(reads)) == src.n_blocks
     assert len(reads) == src.n_blocks * (km.n_iter_ + 1)  # passes + the final E-step
     reads.clear()  # by default the decoded blocks are read once and held for the fit
