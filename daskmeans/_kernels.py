@@ -260,11 +260,21 @@ class Rows:
         return Rows(np.concatenate([self.rows, other.rows]), w)
 
 
-def row_norms_sq(X: np.ndarray, dtype: Any = None) -> np.ndarray:
-    """Squared L2 norm of every row, in ``dtype`` (default X's). With the compiled
-    kernels they are squared and summed in float64 as the compiled Lloyd loop does, so
-    that norms given in advance as float64 (:func:`lloyd_runs`' ``xsq``) are the ones
-    the loop would compute."""
+def row_norms_sq(X: np.ndarray, dtype: Any = None, *, scale: float | None = None
+                 ) -> np.ndarray:
+    """Squared L2 norm of every row, in ``dtype`` (default X's float dtype). With the
+    compiled kernels they are squared and summed in float64 as the compiled Lloyd loop
+    does, so that norms given in advance as float64 (:func:`lloyd_runs`' ``xsq``) are
+    the ones the loop would compute. ``scale``: X holds raw (m, d) values (uint8
+    pixels) standing for ``float32(X) * scale``, squared without a float32 copy of X
+    (holding a 40,000-row block of a store: 78 ms of scaling per block before)."""
+    if scale is not None:
+        if X.ndim == 2 and compiled_kernels():
+            out = np.empty(X.shape[0])
+            N = _numba()
+            N.row_sq_raw(np.ascontiguousarray(X), scale, N.TILE, out)
+            return out if dtype is None else out.astype(dtype, copy=False)
+        X = np.multiply(X, np.float32(scale), dtype=np.float32)
     dtype = X.dtype if dtype is None else np.dtype(dtype)
     if X.ndim == 2 and X.dtype in (np.float32, np.float64) and compiled_kernels():
         out = np.empty(X.shape[0], dtype=dtype)

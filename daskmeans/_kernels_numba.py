@@ -66,6 +66,26 @@ def row_sq(xb: np.ndarray, out: np.ndarray) -> None:
         out[i] = acc
 
 
+@_jit
+def row_sq_raw(X: np.ndarray, scale: float, tile: int, out: np.ndarray) -> None:
+    """:func:`row_sq` of raw stored rows (uint8 pixels) standing for
+    ``float32(X) * scale``, a tile at a time through a reused float32 block exactly as
+    :func:`lloyd_raw` scales them (so the norms are those its loop would compute),
+    with no float32 copy of X."""
+    n, d = X.shape
+    sc = np.float32(scale)
+    buf = np.empty((tile, d), dtype=np.float32)
+    x2 = np.empty(tile)
+    for s0 in range(0, n, tile):
+        s1 = min(n, s0 + tile)
+        xb = buf[: s1 - s0]
+        for i in range(s1 - s0):
+            for t in range(d):
+                xb[i, t] = np.float32(X[s0 + i, t]) * sc
+        row_sq(xb, x2)
+        out[s0:s1] = x2[: s1 - s0]
+
+
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
 def winner_sq(X: np.ndarray, C: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
     """``out[i] = |X[i] - C[labels[i]]|^2``, differences squared and summed in float64
@@ -288,6 +308,7 @@ def warm_up() -> float:
     k-medians L1 distances and histograms; the bisecting tree descent and 2-means
     step, on float and raw uint8 rows); returns the seconds it took."""
     t0 = time.perf_counter()
+    row_sq_raw(np.zeros((3, 2), np.uint8), 1.0 / 255.0, TILE, np.empty(3))
     for dtype in (np.float32, np.float64):
         X = np.zeros((3, 2), dtype=dtype)
         row_sq(X, np.empty(3, dtype))

@@ -219,11 +219,12 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             w = _check_weights(w, src.n)
         src = self._as_kernels_see_it(src, w)
         if isinstance(src, io.ArraySource):
+            xsq = self.metric != "manhattan"  # |x|^2 once for every pass (~15% at k=10)
             if R.using_distributed():
                 from distributed import default_client
 
-                src.scatter(default_client())
-            elif self.metric != "manhattan":  # |x|^2 once for every pass (~15% at k=10)
+                src.scatter(default_client(), xsq=xsq)
+            elif xsq:
                 src.xsq = K.row_norms_sq(src.X, np.float64)
         return src, rows
 

@@ -996,7 +996,9 @@ class Source:
     scale : None, or the factor raw stored values are multiplied by
     normalize : rows are L2-normalised when read (spherical k-means)
     weights : (n,) float64 sample weights (numpy), or None
-    xsq : (n,) ``|x|^2`` of in-memory rows computed once, or None
+    xsq : ``|x|^2`` of the rows computed once for every pass, or None: (n,) float64
+        numpy, or one future per block when the blocks are held in a cluster's workers
+        (see :meth:`block_xsq`)
     lazy : results derived from the rows stay lazy (dask) rather than numpy
     """
 
@@ -1009,7 +1011,7 @@ class Source:
         self.bounds, self.scale = bounds, scale
         self.normalize = False
         self.weights: Any = None
-        self.xsq: np.ndarray | None = None
+        self.xsq: np.ndarray | list[Any] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -1037,6 +1039,13 @@ class Source:
     def block(self, i: int) -> Any:
         """What the task of block ``i`` receives (a numpy view, a future, a reader)."""
         raise NotImplementedError
+
+    def block_xsq(self, i: int) -> Any:
+        """Block ``i``'s ``|x|^2`` as its task receives it (a numpy slice or a future in
+        the worker holding the block), or None when not known."""
+        if self.xsq is None or isinstance(self.xsq, list):
+            return None if self.xsq is None else self.xsq[i]
+        return self.xsq[self.bounds[i]:self.bounds[i + 1]]
 
     @property
     def nbytes(self) -> int:
@@ -1066,9 +1075,10 @@ class ArraySource(Source):
         self.X = X
         self._futures: list[Any] | None = None
 
-    def scatter(self, client: Any) -> None:
+    def scatter(self, client: Any, *, xsq: bool = False) -> None:
         """Ship the blocks to the cluster's workers once, spread out (``persist`` of a
-        ``from_array`` graph may leave every block on one worker)."""
+        ``from_array`` graph may leave every block on one worker); ``xsq``: also compute
+        each block's ``|x|^2`` once, in the worker holding it (as :attr:`xsq`)."""
         threads = max(1, sum(client.nthreads().values()))
         rows = memory_block_rows(self.n, self.d, self.dtype.itemsize, threads)
         self.bounds = _even_bounds(self.n, rows)
@@ -1077,6 +1087,8 @@ class ArraySource(Source):
         # keep an aligned copy on the worker instead
         self._futures = [client.submit(_aligned, f, pure=False)
                          for f in client.scatter(parts, hash=False)]
+        if xsq:
+            self.xsq = [client.submit(_block_xsq, f, pure=False) for f in self._futures]
 
     def block(self, i: int) -> Any:
         if self._futures is not None:
@@ -1089,6 +1101,12 @@ class ArraySource(Source):
 
 def _aligned(a: np.ndarray) -> np.ndarray:
     return a if a.flags.aligned and a.flags.c_contiguous else np.array(a, order="C")
+
+
+def _block_xsq(rows: np.ndarray) -> np.ndarray:
+    from ._kernels import row_norms_sq
+
+    return row_norms_sq(rows, np.float64)
 
 
 class ZarrSource(Source):
@@ -1145,7 +1163,7 @@ class ZarrSource(Source):
         ``cache=False`` (every pass reads the store)."""
         return self.cache if self.cache is not None else self.nbytes <= budget
 
-    def with_held(self, blocks: list[Any], xsq: np.ndarray | None,
+    def with_held(self, blocks: list[Any], xsq: np.ndarray | list[Any] | None,
                   bounds: tuple[int, ...] | None = None) -> ZarrSource:
         """A copy whose blocks are already read: numpy arrays (local scheduler) or
         futures in a cluster's workers, with the rows' ``|x|^2`` if known. Passes take
@@ -1190,7 +1208,10 @@ class ZarrSource(Source):
         """The rows as an (n, d) float dask array; ``raw``: :meth:`raw_dask` if the
         caller has it (so both come from one read of the store)."""
         raw = self.raw_dask() if raw is None else raw
-        return da.map_blocks(self.rows_float, raw, dtype=self.dtype,
+        # float_rows and two scalars, not the bound self.rows_float: dask tokenizes a
+        # bound method by pickling its object, held blocks and all (1.2 s of SHA-1 at
+        # the end of every held fit of a 2.35 GB store)
+        return da.map_blocks(float_rows, raw, self.scale, self.normalize, dtype=self.dtype,
                              meta=np.empty((0, 0), dtype=self.dtype))
 
 

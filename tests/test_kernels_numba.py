@@ -269,6 +269,25 @@ def test_row_sq_squares_in_float64() -> None:
     assert out[0] == ref[0] != float((x[0] * x[0]).astype(np.float64).sum())
 
 
+def test_row_norms_of_raw_pixels_are_those_of_the_scaled_rows() -> None:
+    """``row_norms_sq(raw, scale=)`` (how a held store's ``|x|^2`` is computed, with no
+    float32 copy of the block) equals, bit for bit, the norms of the float32 scaled
+    rows; by hand on one row; the numpy fallback agrees to rounding."""
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 256, (700, 784), dtype=np.uint8)  # more than one tile
+    raw[0] = 0
+    raw[0, :2] = (255, 51)  # 1 + 0.2^2
+    scaled = np.multiply(raw, np.float32(1 / 255), dtype=np.float32)
+    got = K.row_norms_sq(raw, np.float64, scale=1 / 255)
+    assert got.dtype == np.float64 and got.shape == (700,)
+    np.testing.assert_array_equal(got, K.row_norms_sq(scaled, np.float64))
+    assert got[0] == pytest.approx(1.04, rel=1e-7)
+    out = np.empty(700)
+    N.row_sq_raw(raw, 1 / 255, 64, out)  # the tile size does not matter
+    np.testing.assert_array_equal(out, got)
+    np.testing.assert_allclose(got, (scaled.astype(np.float64) ** 2).sum(1), rtol=1e-13)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_winner_sq_equals_float64_differences(dtype: type) -> None:
     """Each row's squared distance to its centre (what ``assign`` returns, hence
