@@ -73,17 +73,25 @@ def row_sq_raw(X: np.ndarray, scale: float, tile: int, out: np.ndarray) -> None:
     :func:`lloyd_raw` scales them (so the norms are those its loop would compute),
     with no float32 copy of X."""
     n, d = X.shape
-    sc = np.float32(scale)
     buf = np.empty((tile, d), dtype=np.float32)
     x2 = np.empty(tile)
     for s0 in range(0, n, tile):
-        s1 = min(n, s0 + tile)
-        xb = buf[: s1 - s0]
-        for i in range(s1 - s0):
-            for t in range(d):
-                xb[i, t] = np.float32(X[s0 + i, t]) * sc
+        xb = _scaled_tile(X, s0, scale, buf)
         row_sq(xb, x2)
-        out[s0:s1] = x2[: s1 - s0]
+        out[s0:s0 + xb.shape[0]] = x2[: xb.shape[0]]
+
+
+@_jit
+def _scaled_tile(X: np.ndarray, s0: int, scale: float, buf: np.ndarray) -> np.ndarray:
+    """Rows ``s0 ..`` of raw X (as many as ``buf`` holds) as ``float32(X) * scale`` in
+    ``buf``; returns the filled part."""
+    m = min(X.shape[0] - s0, buf.shape[0])
+    sc = np.float32(scale)
+    xb = buf[:m]
+    for i in range(m):
+        for t in range(X.shape[1]):
+            xb[i, t] = np.float32(X[s0 + i, t]) * sc
+    return xb
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
@@ -285,16 +293,11 @@ def lloyd_raw(X: np.ndarray, scale: float, m2t: np.ndarray, csq: np.ndarray,
     ``float32(X) * scale``: each tile is scaled into a reused float32 block."""
     n, d = X.shape
     cmax = _finite_max(csq, runs * k)
-    sc = np.float32(scale)
     buf = np.empty((tile, d), dtype=np.float32)
     D = np.empty((tile, m2t.shape[1]), dtype=np.float32)
     x2 = np.empty(tile)
     for s0 in range(0, n, tile):
-        s1 = min(n, s0 + tile)
-        xb = buf[: s1 - s0]
-        for i in range(s1 - s0):
-            for t in range(d):
-                xb[i, t] = np.float32(X[s0 + i, t]) * sc
+        xb = _scaled_tile(X, s0, scale, buf)
         bad = _lloyd_tile(xb, D, x2, m2t, csq, xsq, s0, w, runs, k, labels, sqd, sums,
                           counts, sumsq, tie, cmax)
         if bad >= 0:

@@ -269,7 +269,8 @@ def test_row_sq_squares_in_float64() -> None:
     assert out[0] == ref[0] != float((x[0] * x[0]).astype(np.float64).sum())
 
 
-def test_row_norms_of_raw_pixels_are_those_of_the_scaled_rows() -> None:
+def test_row_norms_of_raw_pixels_are_those_of_the_scaled_rows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """``row_norms_sq(raw, scale=)`` (how a held store's ``|x|^2`` is computed, with no
     float32 copy of the block) equals, bit for bit, the norms of the float32 scaled
     rows; by hand on one row; the numpy fallback agrees to rounding."""
@@ -286,6 +287,11 @@ def test_row_norms_of_raw_pixels_are_those_of_the_scaled_rows() -> None:
     N.row_sq_raw(raw, 1 / 255, 64, out)  # the tile size does not matter
     np.testing.assert_array_equal(out, got)
     np.testing.assert_allclose(got, (scaled.astype(np.float64) ** 2).sum(1), rtol=1e-13)
+    assert K.row_norms_sq(raw[:3], scale=1 / 255).dtype == np.float32  # the rows' dtype
+    monkeypatch.setenv("DASKMEANS_KERNELS", "numpy")
+    ref = K.row_norms_sq(raw, np.float64, scale=1 / 255)
+    assert ref.dtype == np.float64
+    np.testing.assert_allclose(ref, got, rtol=1e-13)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
