@@ -150,3 +150,22 @@ class ChunkFiles:
             raise ChunkDecodeError(f"{path}: chunk decodes to {flat.size} bytes, "
                                    f"expected {size}")
         dest.reshape(-1).view(np.uint8)[...] = flat
+
+
+class FileRows:
+    """:class:`ChunkFiles` as the array-like ``da.from_array`` slices (whole-row
+    blocks, as :meth:`daskmeans.io.ZarrSource.raw_dask` asks for them): lazy graphs
+    over a store (``predict``, evaluation) read the files as the fit's passes do."""
+
+    def __init__(self, files: ChunkFiles) -> None:
+        self.files = files
+        self.shape, self.dtype, self.ndim = files.shape, files.dtype, len(files.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        rows, rest = key[0], key[1:]
+        if isinstance(rows, slice) and rows.step in (None, 1):
+            start, stop, _ = rows.indices(self.shape[0])
+            out = self.files.read(start, max(start, stop))
+            return out[(slice(None), *rest)] if rest else out
+        return self.files.read(0, self.shape[0])[key]  # not how dask asks for blocks

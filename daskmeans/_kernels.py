@@ -317,19 +317,28 @@ def assign(X: np.ndarray, C: np.ndarray | Centres) -> tuple[np.ndarray, np.ndarr
     return labels, winner_sqdist(X, C64, labels)
 
 
-def nearest_labels(X: np.ndarray, C: np.ndarray | Centres) -> np.ndarray:
+def nearest_labels(X: np.ndarray, C: np.ndarray | Centres, *, scale: float | None = None
+                   ) -> np.ndarray:
     """(n,) int32 index of the nearest centre of every row (:func:`assign` without
-    the distances: what ``predict`` needs).
+    the distances: what ``predict`` needs). ``scale``: X holds raw (n, d) values (uint8
+    pixels) standing for ``float32(X) * scale``, scaled a block of rows at a time into
+    a reused buffer (the same labels as on the scaled rows, no float32 copy of X).
 
     >>> nearest_labels(np.array([[0., 0.], [3., 1.]]), np.array([[0., 1.], [4., 1.]]))
     array([0, 1], dtype=int32)
     """
-    cen = Centres.of(C, X.dtype)
+    dtype = np.dtype(np.float32) if scale is not None else X.dtype
+    cen = Centres.of(C, dtype)
     n = X.shape[0]
     labels = np.empty(n, dtype=np.int32)
-    step, buf = cen.buffer(n, X.dtype.itemsize)
+    step, buf = cen.buffer(n, dtype.itemsize)
+    scaled = None if scale is None else _scratch("scaled", min(n, step) * X.shape[1], dtype)
     for s in range(0, n, step):
-        labels[s : s + step], _, _ = cen.nearest(X[s : s + step], buf)
+        xb = X[s : s + step]
+        if scaled is not None:
+            xb = np.multiply(xb, np.float32(scale), dtype=np.float32,
+                             out=scaled[: xb.size].reshape(xb.shape))
+        labels[s : s + step], _, _ = cen.nearest(xb, buf)
     return labels
 
 

@@ -935,9 +935,21 @@ def predict_tree_lazy(src: Source, tree: K.TreeSnapshot, leaf_label: np.ndarray)
                          drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
 
 
+def _raw_labels_block(x: np.ndarray, C: np.ndarray, scale: float,
+                      block_info: Any = None) -> np.ndarray:
+    with _worker_blas():
+        return _labels_of(lambda: K.nearest_labels(x, C, scale=scale), block_info)
+
+
 def predict_lazy(src: Source, C: np.ndarray, metric: str = "euclidean") -> da.Array:
     """(n,) int32 labels of the nearest centre (in L1 distance for
-    ``metric="manhattan"``), lazily."""
+    ``metric="manhattan"``), lazily. A store's raw pixels are scaled block by block
+    inside the labelling (no float32 copy of each chunk)."""
+    if (isinstance(src, ZarrSource) and src.scale is not None and not src.normalize
+            and metric != "manhattan"):
+        raw = src.raw_dask()
+        return da.map_blocks(_raw_labels_block, raw, C=C.astype(np.float32), scale=src.scale,
+                             drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
     X = src.to_dask()
     fn = _l1_labels_block if metric == "manhattan" else _labels_block
     return da.map_blocks(fn, X, C=C.astype(X.dtype, copy=False), drop_axis=1,

@@ -45,7 +45,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from ._chunkfiles import ChunkFiles
+from ._chunkfiles import ChunkFiles, FileRows
 
 __all__ = [
     "IDX_DTYPES",
@@ -1197,7 +1197,12 @@ class ZarrSource(Source):
     def raw_dask(self) -> da.Array:
         """The stored rows as an (n, d) dask array of the stored dtype (a stack of
         images: one row per image), one block per storage unit."""
-        raw = zarr_to_dask(self.array, chunks=(self.unit, *self.array.shape[1:]))
+        chunks = (self.unit, *self.array.shape[1:])
+        if self.files is not None:  # read from the chunk files, as the passes do
+            raw = da.from_array(FileRows(self.files), chunks=chunks, lock=False,
+                                meta=np.empty((0,) * self.array.ndim, self.files.dtype))
+        else:
+            raw = zarr_to_dask(self.array, chunks=chunks)
         if raw.ndim == 2:
             return raw
         return da.map_blocks(_image_rows, raw, chunks=(raw.chunks[0], (self.d,)),

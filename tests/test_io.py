@@ -307,7 +307,7 @@ def test_chunk_files_read_exactly_what_zarr_reads(tmp_path: Path, layout: str) -
     """Local unsharded arrays are read from their chunk files: any row range equals
     zarr's read of it (whole chunks, chunk edges, the partial last chunk, an unwritten
     chunk's fill value), for v2 and v3, Blosc, Zstd and raw chunks."""
-    from daskmeans._chunkfiles import ChunkFiles
+    from daskmeans._chunkfiles import ChunkFiles, FileRows
 
     a, data = _partly_written(tmp_path / "a.zarr", _DIRECT_LAYOUTS[layout])
     files = ChunkFiles.of(a)
@@ -329,6 +329,12 @@ def test_chunk_files_read_exactly_what_zarr_reads(tmp_path: Path, layout: str) -
     np.testing.assert_array_equal(np.concatenate([src.block(i).read()
                                                   for i in range(src.n_blocks)]),
                                   expected.reshape(25, -1))
+    # lazy graphs (predict, evaluation) read the same files through da.from_array
+    np.testing.assert_array_equal(src.raw_dask().compute(), expected.reshape(25, -1))
+    rows = FileRows(files)
+    for key in [np.s_[3:17], np.s_[20:], np.s_[5:2], np.s_[2:9, 1:], 4, np.s_[::3],
+                [0, 24, 7]]:
+        np.testing.assert_array_equal(rows[key], expected[key], err_msg=str(key))
 
 
 def test_chunk_files_only_where_the_layout_is_plain(tmp_path: Path) -> None:

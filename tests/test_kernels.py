@@ -35,6 +35,24 @@ def test_assign_hand_computed() -> None:
     np.testing.assert_allclose(sq, [1.0, 1.0, 17.0])
 
 
+def test_nearest_labels_of_raw_pixels() -> None:
+    """``nearest_labels(raw, C, scale=)`` (a store's predict) scales the raw rows a block
+    at a time: by hand, then the very labels of the float32 scaled rows over several
+    blocks (K=256 makes blocks of 2,048 rows), the input untouched."""
+    raw = np.array([[0, 0], [255, 51], [204, 255]], np.uint8)
+    C = np.array([[0.0, 0.0], [1.0, 0.25], [0.8, 1.0]])
+    assert K.nearest_labels(raw, C, scale=1 / 255).tolist() == [0, 1, 2]
+    rng = np.random.default_rng(4)
+    raw = rng.integers(0, 256, (5000, 20), dtype=np.uint8)
+    keep = raw.copy()
+    C = rng.random((256, 20))
+    scaled = np.multiply(raw, np.float32(1 / 255), dtype=np.float32)
+    got = K.nearest_labels(raw, C, scale=1 / 255)
+    np.testing.assert_array_equal(got, K.nearest_labels(scaled, C))
+    np.testing.assert_array_equal(got, brute_sqdist(scaled, C).argmin(1))
+    np.testing.assert_array_equal(raw, keep)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_assign_matches_brute_force(dtype: type) -> None:
     rng = np.random.default_rng(0)
