@@ -65,6 +65,15 @@ class ChunkFiles:
     Made by :meth:`of` (None where zarr must read); :meth:`read` returns rows
     ``[start, stop)`` as ``(stop - start, *shape[1:])`` in the stored dtype, equal to
     ``array[start:stop]`` (chunks never written are the fill value).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/a.zarr"
+    >>> z = zarr.create_array(path, shape=(5, 2), chunks=(2, 2), dtype="u1", fill_value=9)
+    >>> z[:4] = np.arange(8, dtype="u1").reshape(4, 2)
+    >>> ChunkFiles.of(zarr.open_array(path, mode="r")).read(1, 5).tolist()
+    [[2, 3], [4, 5], [6, 7], [9, 9]]
     """
 
     directory: str
