@@ -69,10 +69,12 @@ class ChunkFiles:
     Examples
     --------
     >>> import tempfile
-    >>> path = tempfile.mkdtemp() + "/a.zarr"
-    >>> z = zarr.create_array(path, shape=(5, 2), chunks=(2, 2), dtype="u1", fill_value=9)
-    >>> z[:4] = np.arange(8, dtype="u1").reshape(4, 2)
-    >>> ChunkFiles.of(zarr.open_array(path, mode="r")).read(1, 5).tolist()
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     z = zarr.create_array(d + "/a.zarr", shape=(5, 2), chunks=(2, 2), dtype="u1",
+    ...                           fill_value=9)
+    ...     z[:4] = np.arange(8, dtype="u1").reshape(4, 2)
+    ...     files = ChunkFiles.of(zarr.open_array(d + "/a.zarr", mode="r"))
+    ...     print(files.read(1, 5).tolist())
     [[2, 3], [4, 5], [6, 7], [9, 9]]
     """
 
@@ -86,6 +88,8 @@ class ChunkFiles:
 
     @classmethod
     def of(cls, array: zarr.Array) -> ChunkFiles | None:
+        """The chunk files of ``array``, or None when zarr must read it (see the
+        module's docstring for what qualifies)."""
         store = array.store
         if not isinstance(store, zarr.storage.LocalStore) or array.shards is not None:
             return None
@@ -111,6 +115,11 @@ class ChunkFiles:
         return f"{self.directory}/{key}"
 
     def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` (``0 <= start <= stop <= n``) as a new
+        ``(stop - start, *shape[1:])`` array of the stored dtype."""
+        if not 0 <= start <= stop <= self.shape[0]:
+            raise ValueError(f"rows [{start}, {stop}) are not within the array's "
+                             f"{self.shape[0]} rows")
         out = np.empty((stop - start, *self.shape[1:]), self.dtype)
         cr = self.chunk_rows
         for c in range(start // cr, (stop - 1) // cr + 1 if stop > start else 0):
@@ -171,10 +180,17 @@ class FileRows:
         self.shape, self.dtype, self.ndim = files.shape, files.dtype, len(files.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        """``files`` as an (n, ...) array indexed by ``key``: only the rows it spans
+        are read."""
         key = key if isinstance(key, tuple) else (key,)
         rows, rest = key[0], key[1:]
-        if isinstance(rows, slice) and rows.step in (None, 1):
-            start, stop, _ = rows.indices(self.shape[0])
-            out = self.files.read(start, max(start, stop))
+        n = self.shape[0]
+        if isinstance(rows, slice) and (rows.step or 1) > 0:
+            start, stop, step = rows.indices(n)
+            stop = max(start, stop)
+            out = self.files.read(start, stop)[::step]
             return out[(slice(None), *rest)] if rest else out
-        return self.files.read(0, self.shape[0])[key]  # not how dask asks for blocks
+        if isinstance(rows, int | np.integer) and -n <= rows < n:
+            i = int(rows) % n
+            return self.files.read(i, i + 1)[(0, *rest)]
+        return self.files.read(0, n)[key]  # other indexes: not how dask asks for blocks

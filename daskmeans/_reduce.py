@@ -381,12 +381,14 @@ def _read_block(block: io.ZarrBlock, light: _Light, with_xsq: bool
     return rows, K.row_norms_sq(light.rows_float(rows), np.float64)
 
 
-def hold(src: Source) -> Source:
+def hold(src: Source, *, with_xsq: bool = True) -> Source:
     """``src`` with its blocks read once, now (one compute, one task per block) and
     kept in memory (numpy here, futures in the workers on a cluster) when the source
     asks for it (:meth:`daskmeans.io.ZarrSource.wants_cache`); every later pass takes
     the decoded rows instead of reading and decoding the store. Stored rows stay as
-    stored (uint8: a quarter of float32). Other sources are returned as they are."""
+    stored (uint8: a quarter of float32), with each row's ``|x|^2`` unless
+    ``with_xsq`` is False (k-medians never uses it). Other sources are returned as they
+    are."""
     if not isinstance(src, ZarrSource) or src.held is not None:
         return src
     if not src.wants_cache(memory_budget()):
@@ -398,16 +400,17 @@ def hold(src: Source) -> Source:
 
         # each block's |x|^2 too, held next to it (as for local blocks, ~15% of a pass
         # at K=10; without it a LocalCluster pass at K=64 took 1.2x the threaded one)
-        parts = [read(src.block(i), light, True) for i in range(src.n_blocks)]
-        futures = default_client().compute([p[0] for p in parts] + [p[1] for p in parts])
+        parts = [read(src.block(i), light, with_xsq) for i in range(src.n_blocks)]
+        wanted = [p[0] for p in parts] + ([p[1] for p in parts] if with_xsq else [])
+        futures = default_client().compute(wanted)
         wait(futures)
-        return src.with_held(futures[:src.n_blocks], futures[src.n_blocks:])
+        return src.with_held(futures[:src.n_blocks], futures[src.n_blocks:] or None)
     # |x|^2 once for every pass, as for in-memory arrays (~15% of a pass at K=10)
-    out = compute(*[read(src.block(i), light, True) for i in range(src.n_blocks)],
+    out = compute(*[read(src.block(i), light, with_xsq) for i in range(src.n_blocks)],
                   n_tasks=src.n_blocks)
     out = out if src.n_blocks > 1 else [out]
     blocks = [r for r, _ in out]
-    xsq = np.concatenate([x for _, x in out])
+    xsq = np.concatenate([x for _, x in out]) if with_xsq else None
     pieces = -(-total_threads() // src.n_blocks)
     if pieces <= 1:
         return src.with_held(blocks, xsq)
@@ -937,6 +940,7 @@ def predict_tree_lazy(src: Source, tree: K.TreeSnapshot, leaf_label: np.ndarray)
 
 def _raw_labels_block(x: np.ndarray, C: np.ndarray, scale: float,
                       block_info: Any = None) -> np.ndarray:
+    """(m,) labels of a block of raw stored rows standing for ``float32(x) * scale``."""
     with _worker_blas():
         return _labels_of(lambda: K.nearest_labels(x, C, scale=scale), block_info)
 

@@ -543,8 +543,8 @@ class KMeans(_BaseKMeans):
         check_scalar_param("checkpoint_every", checkpoint_every, [_POSITIVE], "KMeans.fit")
         # a store's decoded rows are read once and held while they fit in memory
         src, rows = self._prepare(X, sample_weight)
-        src = R.hold(src)
         manhattan = self.metric == "manhattan"
+        src = R.hold(src, with_xsq=not manhattan)
         grid = A.median_grid(src, int(self.split_every)) if manhattan else None
         rs = check_random_state(self.random_state)
         seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]

@@ -966,16 +966,18 @@ def _even_bounds(n: int, rows: int) -> tuple[int, ...]:
     return _bounds([min(rows, n - s) for s in range(0, n, rows)] or [0])
 
 
-def float_rows(raw: np.ndarray, scale: float | None, normalize: bool) -> np.ndarray:
+def float_rows(raw: np.ndarray, scale: float | None, normalize: bool,
+               dtype: Any = None) -> np.ndarray:
     """Stored rows (m, ...) as float (m, d): scaled when ``scale``, L2-normalised when
-    ``normalize``; a new array unless neither applies."""
+    ``normalize``, cast to ``dtype`` if given (integer rows without a scale stay as
+    stored otherwise); a new array unless nothing applies."""
     x = raw.reshape(raw.shape[0], -1)
     x = _scale_rows(x, scale) if scale is not None else x
     if normalize:
         from ._kernels import normalize_rows
 
         x = normalize_rows(x)
-    return x
+    return x if dtype is None else x.astype(dtype, copy=False)
 
 
 class Source:
@@ -1104,6 +1106,7 @@ def _aligned(a: np.ndarray) -> np.ndarray:
 
 
 def _block_xsq(rows: np.ndarray) -> np.ndarray:
+    """(m,) float64 ``|x|^2`` of a scattered block, computed in its worker."""
     from ._kernels import row_norms_sq
 
     return row_norms_sq(rows, np.float64)
@@ -1216,8 +1219,8 @@ class ZarrSource(Source):
         # float_rows and two scalars, not the bound self.rows_float: dask tokenizes a
         # bound method by pickling its object, held blocks and all (1.2 s of SHA-1 at
         # the end of every held fit of a 2.35 GB store)
-        return da.map_blocks(float_rows, raw, self.scale, self.normalize, dtype=self.dtype,
-                             meta=np.empty((0, 0), dtype=self.dtype))
+        return da.map_blocks(float_rows, raw, self.scale, self.normalize, self.dtype,
+                             dtype=self.dtype, meta=np.empty((0, 0), dtype=self.dtype))
 
 
 class ZarrBlock:

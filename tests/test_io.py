@@ -290,6 +290,12 @@ _DIRECT_LAYOUTS = {  # zarr.create_array keywords of layouts whose chunk files w
     "v2 zstd nested keys": dict(shape=(25, 2, 3), chunks=(4, 2, 3), dtype="u1", zarr_format=2,
                                 compressors=numcodecs.Zstd(),
                                 chunk_key_encoding={"name": "v2", "separator": "/"}),
+    "v2 no fill value int32": dict(shape=(25, 3), chunks=(6, 3), dtype="<i4", zarr_format=2,
+                                   fill_value=None),
+    "v3 F-order in memory": dict(shape=(25, 4), chunks=(7, 4), dtype="f4", fill_value=1,
+                                 config={"order": "F"}),
+    "v3 big-endian bytes of uint8": dict(shape=(25, 4), chunks=(7, 4), dtype="u1",
+                                         serializer=zarr.codecs.BytesCodec(endian="big")),
 }
 
 
@@ -314,7 +320,8 @@ def test_chunk_files_read_exactly_what_zarr_reads(tmp_path: Path, layout: str) -
     assert files is not None
     rows = a.chunks[0]
     expected = np.asarray(a[:])
-    assert (expected[2 * rows:3 * rows] == a.fill_value).all()  # the unwritten chunk
+    fill = 0 if a.fill_value is None else a.fill_value  # v2 without one: zeros
+    assert (expected[2 * rows:3 * rows] == fill).all()  # the unwritten chunk
     np.testing.assert_array_equal(np.delete(expected, np.s_[2 * rows:3 * rows], 0),
                                   np.delete(data, np.s_[2 * rows:3 * rows], 0))
     cuts = sorted({0, 1, rows - 1, rows, rows + 1, 2 * rows, 3 * rows - 1, 3 * rows, 24, 25})
@@ -332,9 +339,14 @@ def test_chunk_files_read_exactly_what_zarr_reads(tmp_path: Path, layout: str) -
     # lazy graphs (predict, evaluation) read the same files through da.from_array
     np.testing.assert_array_equal(src.raw_dask().compute(), expected.reshape(25, -1))
     rows = FileRows(files)
-    for key in [np.s_[3:17], np.s_[20:], np.s_[5:2], np.s_[2:9, 1:], 4, np.s_[::3],
-                [0, 24, 7]]:
+    for key in [np.s_[3:17], np.s_[20:], np.s_[5:2], np.s_[2:9, 1:], 4, -1, np.s_[::3],
+                np.s_[1:20:4, 0], np.s_[::-2], [0, 24, 7]]:
         np.testing.assert_array_equal(rows[key], expected[key], err_msg=str(key))
+    for start, stop in [(-1, 3), (5, 4), (0, 26)]:
+        with pytest.raises(ValueError, match=rf"rows \[{start}, {stop}\) are not within"):
+            files.read(start, stop)
+    lazy = src.to_dask()  # float rows as declared, whatever the stored integer type
+    assert lazy.dtype == src.dtype and lazy.compute().dtype == src.dtype
 
 
 def test_chunk_files_only_where_the_layout_is_plain(tmp_path: Path) -> None:

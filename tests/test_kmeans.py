@@ -470,6 +470,7 @@ def test_store_rows_held_in_memory_or_streamed_give_one_fit(
             return v.result() if hasattr(v, "result") else v
 
         assert isinstance(held.xsq, np.ndarray if scheduler == "threads" else list)
+        assert R.hold(io.open_source(pixel_store, cache=True), with_xsq=False).xsq is None
         for i in range(held.n_blocks):
             rows = held.rows_float(local(held.held[i]))
             np.testing.assert_array_equal(local(held.block_xsq(i)),
