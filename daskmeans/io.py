@@ -1045,8 +1045,10 @@ class Source:
     def block_xsq(self, i: int) -> Any:
         """Block ``i``'s ``|x|^2`` as its task receives it (a numpy slice or a future in
         the worker holding the block), or None when not known."""
-        if self.xsq is None or isinstance(self.xsq, list):
-            return None if self.xsq is None else self.xsq[i]
+        if self.xsq is None:
+            return None
+        if isinstance(self.xsq, list):
+            return self.xsq[i]
         return self.xsq[self.bounds[i]:self.bounds[i + 1]]
 
     @property
@@ -1237,7 +1239,7 @@ class ZarrBlock:
         whose layout allows it (:class:`daskmeans._chunkfiles.ChunkFiles`, ~0.55x the
         time), else through ``zarr.Array.__getitem__``; from object storage, a failure
         names the URL and the rows (:func:`_remote_errors`)."""
-        url = _array_url(self.array)
+        url = None if self.files is not None else _array_url(self.array)
         if self.files is not None:
             rows = self.files.read(self.start, self.stop)
         elif url is None:
