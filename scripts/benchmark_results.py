@@ -1,0 +1,91 @@
+"""What every benchmark script records beside its numbers, and how it writes them.
+
+A figure is only worth quoting with the machine it came from: the CPU (and whether it
+had AVX-512 that day), the cores, the versions of everything that computes, the BLAS
+and its variables, and the date. The docs' performance page reads these files; nothing
+else keeps a history of figures.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("daskmeans", "numpy", "scipy", "numba", "dask", "distributed", "zarr",
+            "scikit-learn", "scikit-learn-intelex", "faiss-cpu", "dask-ml")
+FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "amx_tile")
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and the vector-instruction flags that change kernel speed."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return {"model": model, "flags": sorted(f for f in FLAGS if f in flags)}
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """The BLAS libraries loaded in this process and their threads (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+
+    keep = ("internal_api", "version", "num_threads", "architecture")
+    return [{k: p.get(k) for k in keep} for p in threadpool_info()]
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine, the software and the date a result was measured on."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    import numpy  # noqa: F401  (so that its BLAS shows in blas_info)
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu_info(),
+        "cores": os.cpu_count(),
+        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "python": platform.python_version(),
+        "versions": versions,
+        "blas": blas_info(),
+        "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                           "OMP_NUM_THREADS") if k in os.environ},
+    }
+
+
+def write_results(path: str | Path, results: dict[str, Any], *,
+                  overwrite: bool = False) -> Path:
+    """Write ``results`` as JSON at ``path``, atomically (a sibling file renamed into
+    place); an existing file is kept unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass another --out (or remove it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def default_out(name: str) -> Path:
+    """``benchmarks/results/<name>-<UTC date and time>.json`` under the repository."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(__file__).resolve().parents[1] / "benchmarks" / "results" / f"{name}-{stamp}.json"
