@@ -35,7 +35,7 @@ def lloyd_step(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None
         counts[j] += w[i]
     own = d2[np.arange(len(X)), labels]
     far = np.lexsort((np.arange(len(X)), -own))  # farthest first, ties by index
-    for e, r in zip(np.flatnonzero(counts == 0), far):
+    for e, r in zip(np.flatnonzero(counts == 0), far, strict=False):
         old = labels[r]
         sums[old] -= w[r] * X[r]
         counts[old] -= w[r]
@@ -140,7 +140,7 @@ def padded(x: list[float], row_bytes: int, dtype: type) -> np.ndarray:
     """1-D values as the first feature of rows of ``row_bytes`` (the other features 0):
     8 bytes leave room for Hamerly's single lower bound only, 192 bytes for one lower
     bound per centre (Elkan's; see ``daskmeans.algorithms.n_groups``)."""
-    X = np.zeros((len(x), max(1, row_bytes // np.dtype(dtype).itemsize)), dtype)
+    X: np.ndarray = np.zeros((len(x), max(1, row_bytes // np.dtype(dtype).itemsize)), dtype)
     X[:, 0] = x
     return X
 

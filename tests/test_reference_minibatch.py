@@ -72,7 +72,7 @@ def test_weighted_partial_fit_steps_match_sklearn() -> None:
     ours = MiniBatchKMeans(3, init=INIT, n_init=1, reassignment_ratio=0.0)
     theirs = SkMiniBatchKMeans(3, init=INIT, n_init=1, reassignment_ratio=0.0)
     expected = running_mean_steps(data, INIT, weights)
-    for step, (X, w) in enumerate(zip(data, weights)):
+    for step, (X, w) in enumerate(zip(data, weights, strict=True)):
         ours.partial_fit(X, sample_weight=w)
         theirs.partial_fit(X, sample_weight=w)
         np.testing.assert_allclose(ours.cluster_centers_, expected[step], rtol=1e-12,
