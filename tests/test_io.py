@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import zarr
 
-from daskmeans import io
+from daskmeans import as_source, io, open_array, open_dataset, open_source
+from daskmeans.engine.source import ArraySource, DaskSource, ZarrSource
 
 
 def write_idx(path: Path, arr: np.ndarray, *, gz: bool = True, code: int = 0x08) -> Path:
@@ -114,13 +115,13 @@ def test_ingest_and_open_dataset(small_dir, tmp_path: Path) -> None:
     g = zarr.open_group(store, mode="r")
     assert g["test/images"].chunks == (10, 28, 28)
     assert g["test/images"].compressors  # compressed on disk
-    X, y = io.open_dataset(store, "test")
+    X, y = open_dataset(store, "test")
     assert isinstance(X, da.Array) and X.dtype == np.float32 and X.shape == (25, 784)
     assert X.chunks[0] == (10, 10, 5)
     da.utils.assert_eq(X, imgs.reshape(25, -1).astype(np.float32) / np.float32(255))
     np.testing.assert_array_equal(y.compute(), labels)
     assert y.dtype == np.int64
-    assert io.open_array(store).shape == (25, 784)  # no train split: falls back to test
+    assert open_array(store).shape == (25, 784)  # no train split: falls back to test
 
 
 def test_open_dataset_is_lazy_and_scaled_per_chunk(small_dir, tmp_path: Path) -> None:
@@ -129,7 +130,7 @@ def test_open_dataset_is_lazy_and_scaled_per_chunk(small_dir, tmp_path: Path) ->
     d, _, _ = small_dir
     store = io.ingest(d, tmp_path / "s.zarr", chunk_rows=10)
     with no_compute():
-        X, _ = io.open_dataset(store, "test")
+        X, _ = open_dataset(store, "test")
     assert zarr.open_group(store)["test/images"].dtype == np.uint8  # no float copy on disk
     assert X.numblocks == (3, 1)  # scaled chunk by chunk
     assert 0.0 <= float(X.min().compute()) and float(X.max().compute()) <= 1.0
@@ -156,7 +157,7 @@ def test_failed_ingest_keeps_previous_store(small_dir, tmp_path: Path) -> None:
     write_idx(bad / "t10k-labels-idx1-ubyte.gz", np.zeros(3, np.uint8))
     with pytest.raises(io.IDXFormatError):
         io.ingest(bad, dest)
-    np.testing.assert_array_equal(io.open_dataset(dest, "test")[1].compute(), labels)
+    np.testing.assert_array_equal(open_dataset(dest, "test")[1].compute(), labels)
 
 
 def test_ingest_no_split(tmp_path: Path) -> None:
@@ -168,15 +169,15 @@ def test_open_dataset_errors(small_dir, tmp_path: Path) -> None:
     d, _, _ = small_dir
     store = io.ingest(d, tmp_path / "s.zarr")
     with pytest.raises(io.StoreError, match="split 'train' is not in this store"):
-        io.open_dataset(store, "train")
+        open_dataset(store, "train")
     with pytest.raises(ValueError, match="split must be one of"):
-        io.open_dataset(store, "validation")
+        open_dataset(store, "validation")
     with pytest.raises(FileNotFoundError, match="no such Zarr store"):
-        io.open_dataset(tmp_path / "missing.zarr", "test")
+        open_dataset(tmp_path / "missing.zarr", "test")
     g = zarr.open_group(store, mode="a")
     del g["test/labels"]
     with pytest.raises(io.StoreError, match="no array 'test/labels'"):
-        io.open_dataset(store, "test")
+        open_dataset(store, "test")
 
 
 # ---------------------------------------------------------------- images
@@ -233,7 +234,7 @@ def test_make_blobs_zarr_reproducible(tmp_path: Path) -> None:
                            random_state=7)
     b = io.make_blobs_zarr(tmp_path / "b.zarr", 1050, 5, centers=3, chunk_rows=100,
                            random_state=7)
-    Xa, Xb = io.open_array(a), io.open_array(b)
+    Xa, Xb = open_array(a), open_array(b)
     assert Xa.shape == (1050, 5) and Xa.chunks[0][-1] == 50 and Xa.dtype == np.float32
     np.testing.assert_array_equal(Xa.compute(), Xb.compute())
     g = zarr.open_group(a, mode="r")
@@ -244,7 +245,7 @@ def test_make_blobs_zarr_reproducible(tmp_path: Path) -> None:
     assert abs(resid.std() - 1.0) < 0.05
     c = io.make_blobs_zarr(tmp_path / "c.zarr", 1050, 5, centers=3, chunk_rows=100,
                            random_state=8)
-    assert not np.array_equal(io.open_array(c).compute(), Xa.compute())
+    assert not np.array_equal(open_array(c).compute(), Xa.compute())
 
 
 # ---------------------------------------------------------------- row sources
@@ -262,14 +263,14 @@ def test_zarr_source_blocks_read_what_zarr_reads(tmp_path: Path) -> None:
     imgs = _images_with_empty_chunk()
     store = io.arrays_to_dataset({"test": (imgs, np.zeros(25, np.uint8))}, tmp_path / "d.zarr",
                                  name="t", chunk_rows=7)
-    src = io.open_source(store, "test")
+    src = open_source(store, "test")
     assert src.scale == io.PIXEL_SCALE and src.shape == (25, 20)
-    assert all(b % 7 == 0 for b in src.bounds[:-1]) and src.bounds[-1] == 25
+    assert all(b % 7 == 0 for b in src.offsets[:-1]) and src.offsets[-1] == 25
     assert not (Path(store) / "test" / "images" / "c" / "1").exists()  # the empty chunk
-    X, _ = io.open_dataset(store, "test")
+    X, _ = open_dataset(store, "test")
     for i in range(src.n_blocks):
         raw = src.block(i).read()
-        a, b = src.bounds[i], src.bounds[i + 1]
+        a, b = src.offsets[i], src.offsets[i + 1]
         np.testing.assert_array_equal(raw, imgs[a:b].reshape(-1, 20))
         np.testing.assert_array_equal(src.rows_float(raw), X[a:b].compute())
     np.testing.assert_array_equal(src.to_dask().compute(), X.compute())
@@ -313,7 +314,7 @@ def test_chunk_files_read_exactly_what_zarr_reads(tmp_path: Path, layout: str) -
     """Local unsharded arrays are read from their chunk files: any row range equals
     zarr's read of it (whole chunks, chunk edges, the partial last chunk, an unwritten
     chunk's fill value), for v2 and v3, Blosc, Zstd and raw chunks."""
-    from daskmeans._chunkfiles import ChunkFiles, FileRows
+    from daskmeans.io.chunkfiles import ChunkFiles, FileRows
 
     a, data = _partly_written(tmp_path / "a.zarr", _DIRECT_LAYOUTS[layout])
     files = ChunkFiles.of(a)
@@ -331,7 +332,7 @@ def test_chunk_files_read_exactly_what_zarr_reads(tmp_path: Path, layout: str) -
                 got = files.read(start, stop)
                 assert got.dtype == expected.dtype and got.shape == expected[start:stop].shape
                 np.testing.assert_array_equal(got, expected[start:stop], err_msg=f"{start}:{stop}")
-    src = io.ZarrSource(a)
+    src = ZarrSource(a)
     assert src.files is not None
     np.testing.assert_array_equal(np.concatenate([src.block(i).read()
                                                   for i in range(src.n_blocks)]),
@@ -352,7 +353,7 @@ def test_chunk_files_read_exactly_what_zarr_reads(tmp_path: Path, layout: str) -
 def test_chunk_files_only_where_the_layout_is_plain(tmp_path: Path) -> None:
     """Anything else is read by zarr: sharding, filters, chunks across the columns,
     byte-swapped or column-major data, other codecs, in-memory and fsspec stores."""
-    from daskmeans._chunkfiles import ChunkFiles
+    from daskmeans.io.chunkfiles import ChunkFiles
 
     base = dict(shape=(20, 6), chunks=(5, 6), dtype="f4")
     others = {
@@ -370,20 +371,20 @@ def test_chunk_files_only_where_the_layout_is_plain(tmp_path: Path) -> None:
         a[...] = X
         a = zarr.open_array(tmp_path / f"{name}.zarr", mode="r")
         assert ChunkFiles.of(a) is None, name
-        src = io.ZarrSource(a)
-        np.testing.assert_array_equal(src.block(0).read(), X[: src.bounds[1]], err_msg=name)
+        src = ZarrSource(a)
+        np.testing.assert_array_equal(src.block(0).read(), X[: src.offsets[1]], err_msg=name)
     mem = zarr.create_array(zarr.storage.MemoryStore(), **base)
     assert ChunkFiles.of(mem) is None
     zarr.create_array(tmp_path / "plain.zarr", **base)[...] = X
     assert ChunkFiles.of(zarr.open_array(tmp_path / "plain.zarr", mode="r")) is not None
-    assert io.open_source(f"file://{tmp_path / 'plain.zarr'}").files is None
+    assert open_source(f"file://{tmp_path / 'plain.zarr'}").files is None
 
 
 @pytest.mark.parametrize("codec", ["blosc", "zstd"])
 def test_corrupt_chunk_file_is_an_error_naming_it(tmp_path: Path, codec: str) -> None:
     """A chunk that does not decode, or decodes to the wrong size, raises
     ChunkDecodeError (a ValueError) naming the file: never rows of garbage."""
-    from daskmeans._chunkfiles import ChunkDecodeError, ChunkFiles
+    from daskmeans.io.chunkfiles import ChunkDecodeError, ChunkFiles
 
     zcodec, ncodec = {"blosc": (zarr.codecs.BloscCodec(), numcodecs.Blosc()),
                       "zstd": (zarr.codecs.ZstdCodec(), numcodecs.Zstd())}[codec]
@@ -407,17 +408,17 @@ def test_sources_of_every_input(small_dir, tmp_path: Path) -> None:
     a store URL goes through zarr (fsspec)."""
     d, _, _ = small_dir
     store = io.ingest(d, tmp_path / "s.zarr")
-    assert isinstance(io.as_source(np.zeros((4, 3))), io.ArraySource)
-    assert isinstance(io.as_source(da.zeros((4, 3), chunks=2)), io.DaskSource)
-    assert isinstance(io.as_source(store), io.ZarrSource)
-    assert isinstance(io.as_source(zarr.open_group(store, mode="r")["test/images"]),
-                      io.ZarrSource)
-    url = io.open_source(f"file://{store}", "test")
-    assert url.shape == io.open_source(store, "test").shape
+    assert isinstance(as_source(np.zeros((4, 3))), ArraySource)
+    assert isinstance(as_source(da.zeros((4, 3), chunks=2)), DaskSource)
+    assert isinstance(as_source(store), ZarrSource)
+    assert isinstance(as_source(zarr.open_group(store, mode="r")["test/images"]),
+                      ZarrSource)
+    url = open_source(f"file://{store}", "test")
+    assert url.shape == open_source(store, "test").shape
     with pytest.raises(io.StoreError, match="split 'train' is not in this store"):
-        io.open_source(store, "train")
+        open_source(store, "train")
     blobs = io.make_blobs_zarr(tmp_path / "b.zarr", 50, 3, centers=2, chunk_rows=20,
                                random_state=0)
-    B = io.open_source(blobs)
+    B = open_source(blobs)
     assert B.scale is None and B.dtype == np.float32
-    np.testing.assert_array_equal(B.to_dask().compute(), io.open_array(blobs).compute())
+    np.testing.assert_array_equal(B.to_dask().compute(), open_array(blobs).compute())

@@ -194,8 +194,9 @@ def bounds_labels(states: Sequence[Any]) -> np.ndarray | None:
 
 
 def _bounds_call(task_src: TaskSource, rows: Any, w: Any, state: K.BlockBounds,
-                 step: K.Drift | None, C: K.Centres, C64: np.ndarray, groups: np.ndarray | None, offset: int,
-                 version: int, n_top: int, moments: bool
+                 step: K.Drift | None, C: K.Centres, C64: np.ndarray,
+                 groups: np.ndarray | None, offset: int, version: int, n_top: int,
+                 moments: bool
                  ) -> tuple[K.BoundsPartial, K.BlockBounds, K.BoundsSummary]:
     kernel = functools.partial(_bounds_kernel, state=state, step=step, C64=C64,
                                groups=groups, version=version, n_top=n_top, moments=moments)

@@ -133,10 +133,19 @@ def iter_idx(
 
     Examples
     --------
-    >>> import daskmeans.io as dio                                  # doctest: +SKIP
-    >>> for dtype, shape, block in dio.iter_idx("t10k-labels-idx1-ubyte.gz"):
-    ...     print(shape, block.shape)                               # doctest: +SKIP
-    (10000,) (10000,)
+    An IDX file of five uint8 labels (type code 0x08, one dimension), read two rows at
+    a time:
+
+    >>> import pathlib, shutil, struct, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "labels-idx1-ubyte").write_bytes(
+    ...     struct.pack(">BBBBI", 0, 0, 0x08, 1, 5) + bytes([7, 2, 1, 0, 4]))
+    >>> for dtype, shape, block in iter_idx(d / "labels-idx1-ubyte", chunk_rows=2):
+    ...     print(shape, block.tolist())
+    (5,) [7, 2]
+    (5,) [1, 0]
+    (5,) [4]
+    >>> shutil.rmtree(d)
     """
     path = Path(path)
     if chunk_rows < 1:
@@ -170,9 +179,14 @@ def read_idx(path: PathLike) -> np.ndarray:
 
     Examples
     --------
-    >>> labels = read_idx("t10k-labels-idx1-ubyte.gz")           # doctest: +SKIP
-    >>> labels.shape, labels.dtype                                  # doctest: +SKIP
-    ((10000,), dtype('uint8'))
+    >>> import gzip, pathlib, shutil, struct, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with gzip.open(d / "labels-idx1-ubyte.gz", "wb") as f:
+    ...     _ = f.write(struct.pack(">BBBBI", 0, 0, 0x08, 1, 3) + bytes([7, 2, 1]))
+    >>> labels = read_idx(d / "labels-idx1-ubyte.gz")
+    >>> labels.shape, labels.dtype, labels.tolist()
+    ((3,), dtype('uint8'), [7, 2, 1])
+    >>> shutil.rmtree(d)
     """
     blocks = [b for _, _, b in iter_idx(path, chunk_rows=1 << 30)]
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)

@@ -84,7 +84,7 @@ def load_rgb(path: PathLike) -> np.ndarray:
         raise FileNotFoundError(f"{path}: no such image")
     cap = MAX_IMAGE_PIXELS
     too_big = (f"{path}: image larger than daskmeans' limit of {cap} pixels "
-               "(daskmeans.io.MAX_IMAGE_PIXELS); refusing a possible decompression bomb")
+               "(daskmeans.io.images.MAX_IMAGE_PIXELS); refusing a possible decompression bomb")
     try:
         with _pil_pixel_limit(cap), Image.open(path) as im:
             w, h = im.size
@@ -123,10 +123,13 @@ def image_to_zarr(
 
     Examples
     --------
+    >>> import pathlib, shutil, tempfile
     >>> from sklearn.datasets import load_sample_image
-    >>> p = image_to_zarr(load_sample_image("china.jpg"), "/tmp/china.zarr")  # doctest: +SKIP
-    >>> open_image(p).shape                                        # doctest: +SKIP
-    (427, 640, 3)
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> p = image_to_zarr(load_sample_image("china.jpg"), d / "china.zarr", tile=256)
+    >>> open_image(p).shape, open_image(p).numblocks
+    ((427, 640, 3), (2, 3, 1))
+    >>> shutil.rmtree(d)
     """
     if tile < 16:
         raise ValueError(f"tile must be >= 16, got {tile!r}")

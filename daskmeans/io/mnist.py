@@ -87,11 +87,22 @@ def ingest(
 
     Examples
     --------
-    >>> from daskmeans.io import ingest, open_dataset
-    >>> store = ingest("../shared/data/mnist", "/tmp/mnist.zarr")  # doctest: +SKIP
-    >>> X, y = open_dataset(store, "test")                        # doctest: +SKIP
-    >>> X.shape, X.dtype                                          # doctest: +SKIP
-    ((10000, 784), dtype('float32'))
+    A folder holding only the test split, three 2 x 2 images and their labels:
+
+    >>> import pathlib, shutil, struct, tempfile, zarr
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "t10k-images-idx3-ubyte").write_bytes(
+    ...     struct.pack(">BBBBIII", 0, 0, 0x08, 3, 3, 2, 2) + bytes(range(12)))
+    >>> _ = (d / "t10k-labels-idx1-ubyte").write_bytes(
+    ...     struct.pack(">BBBBI", 0, 0, 0x08, 1, 3) + bytes([7, 2, 1]))
+    >>> store = ingest(d, d / "mnist.zarr")
+    >>> group = zarr.open_group(store, mode="r")
+    >>> group.attrs["splits"], group.attrs["missing_splits"], group["test/images"].shape
+    (['test'], ['train'], (3, 2, 2))
+    >>> shutil.rmtree(d)
+
+    :func:`daskmeans.open_dataset` opens a split as ``(X, y)`` dask arrays and
+    :func:`daskmeans.open_source` as the rows an estimator reads.
     """
     if not isinstance(chunk_rows, int | np.integer) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")

@@ -73,9 +73,14 @@ def open_raster(store: Any, feature_dim: str | int | None = None, *,
 
     Examples
     --------
-    >>> r = open_raster("scene.zarr", "band")                      # doctest: +SKIP
-    >>> r.data.shape, r.dims, r.bands                              # doctest: +SKIP
-    ((1024, 1024, 6), ('y', 'x'), ['B1', 'B2', 'B3', 'B4', 'B5', 'B6'])
+    >>> import pathlib, shutil, tempfile
+    >>> from daskmeans.io import synthetic_scene
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> p = synthetic_scene(d / "scene.zarr", 64, 48, bands=4, tile=32)
+    >>> r = open_raster(p, "band", variable="reflectance")
+    >>> r.data.shape, r.dims, r.bands
+    ((64, 48, 4), ('y', 'x'), ['B1', 'B2', 'B3', 'B4'])
+    >>> shutil.rmtree(d)
     """
     node = store if is_zarr(store) else open_node(store, storage_options)
     coords: dict[str, np.ndarray] = {}

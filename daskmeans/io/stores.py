@@ -404,9 +404,16 @@ def write_group(dest: PathLike, *, storage_options: dict[str, Any] | None = None
 
     Examples
     --------
-    >>> with write_group("s3://bucket/labels.zarr", storage_options=opts) as g:  # doctest: +SKIP
+    The same code writes to ``"s3://bucket/labels.zarr"`` with ``storage_options``:
+
+    >>> import pathlib, shutil, tempfile, zarr
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with write_group(d / "labels.zarr") as g:
     ...     g.attrs["model"] = "m.npz"
-    ...     g.create_array("labels", shape=(n,), dtype="int32", chunks=(10_000,))[:] = y
+    ...     g.create_array("labels", shape=(3,), dtype="int32", chunks=(2,))[:] = [0, 1, 1]
+    >>> zarr.open_group(d / "labels.zarr", mode="r")["labels"][:].tolist()
+    [0, 1, 1]
+    >>> shutil.rmtree(d)
     """
     if not is_url(dest):
         if storage_options:

@@ -30,7 +30,13 @@ def synthetic_scene(store: PathLike, height: int, width: int, *, bands: int = 6,
 
     Examples
     --------
-    >>> p = synthetic_scene("/tmp/scene.zarr", 512, 512)             # doctest: +SKIP
+    >>> import pathlib, shutil, tempfile, zarr
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> p = synthetic_scene(d / "scene.zarr", 64, 64, n_classes=3, tile=32)
+    >>> scene = zarr.open_group(p, mode="r")
+    >>> scene["reflectance"].shape, sorted(set(scene["classes"][:].ravel().tolist()))
+    ((6, 64, 64), [-1, 0, 1, 2])
+    >>> shutil.rmtree(d)
     """
     import dask
 
@@ -98,7 +104,15 @@ def synthetic_image(
 
     Examples
     --------
-    >>> p = synthetic_image("/tmp/big.zarr", 20_000, 20_000)  # 400 megapixels  # doctest: +SKIP
+    Any size is written in the same memory; a small one here:
+
+    >>> import pathlib, shutil, tempfile
+    >>> from daskmeans.io import open_image
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> p = synthetic_image(d / "big.zarr", 300, 200, tile=128)
+    >>> open_image(p).shape
+    (300, 200, 3)
+    >>> shutil.rmtree(d)
     """
     import dask
 
@@ -155,9 +169,16 @@ def make_blobs_zarr(
 
     Examples
     --------
-    >>> p = make_blobs_zarr("/tmp/blobs.zarr", 1_000_000, 16, centers=5)  # doctest: +SKIP
-    >>> open_array(p).shape                                            # doctest: +SKIP
-    (1000000, 16)
+    >>> import pathlib, shutil, tempfile, zarr
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> p = make_blobs_zarr(d / "blobs.zarr", 1_000, 16, centers=5, chunk_rows=300)
+    >>> blobs = zarr.open_group(p, mode="r")
+    >>> blobs["X"].shape, blobs["X"].chunks, blobs["centers"].shape
+    ((1000, 16), (300, 16), (5, 16))
+    >>> shutil.rmtree(d)
+
+    :func:`daskmeans.open_array` opens ``X`` as a dask array, and estimators read the
+    store itself.
     """
     if n_samples < 1 or n_features < 1:
         raise ValueError(
