@@ -263,7 +263,7 @@ def test_demo_finds_a_local_fashion_mnist(offline: Path, mnist_test, monkeypatch
     import dataclasses
 
     from daskmeans import datasets
-    from tests.test_io import write_idx
+    from tests.io.idx_files import write_idx
 
     X, y = mnist_test  # stand-ins for Fashion-MNIST's files, small
     local = offline / "debian-fashion-mnist"

@@ -627,8 +627,8 @@ def test_bounded_fit_relocates_empty_clusters_as_plain_lloyd(blobs) -> None:
 
 def test_dask_array_blocks_reach_the_kernels_without_a_copy() -> None:
     """A pass over a persisted dask array hands each kernel the block itself: dask's
-    blockwise ``concatenate=True`` copied every block in every pass (~27% of a Lloyd
-    iteration over 60,000 x 784 float32)."""
+    blockwise ``concatenate=True`` copied every block in every pass (a sizeable part
+    of a Lloyd iteration)."""
     from daskmeans.engine import mapreduce
 
     X = np.arange(40, dtype=np.float32).reshape(10, 4)

@@ -489,7 +489,7 @@ def test_parse_storage_options() -> None:
 
 # ---------------------------------------------------------------- the README's examples
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _section() -> str:
