@@ -119,7 +119,7 @@ def image_to_zarr(
     or an (H, W, 3) uint8 array. Decoding a compressed file needs its uint8 pixels in
     memory once (PIL decodes whole frames); everything downstream works tile by tile.
     For images too large to decode at once, write tiles directly into a store laid
-    out like this one (see :func:`synthetic_image`), then use :func:`open_image`.
+    out like this one (see :func:`daskmeans.io.synthetic_image`), then use :func:`open_image`.
 
     Examples
     --------
