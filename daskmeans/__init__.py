@@ -10,16 +10,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "QuantizedImage", "load_model",
-           "quantize", "save_model"]
+__all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "QuantizedImage", "as_source",
+           "load_model", "open_array", "open_dataset", "open_source", "quantize", "save_model"]
 __version__ = "0.1.0"
 
 _WHERE = {"BisectingKMeans": "cluster", "KMeans": "cluster", "MiniBatchKMeans": "cluster",
           "load_model": "cluster",
-          "save_model": "cluster", "QuantizedImage": "quantization", "quantize": "quantization"}
+          "save_model": "cluster", "QuantizedImage": "quantization", "quantize": "quantization",
+          "as_source": "engine.source", "open_array": "engine.source",
+          "open_dataset": "engine.source", "open_source": "engine.source"}
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .cluster import BisectingKMeans, KMeans, MiniBatchKMeans, load_model, save_model
+    from .engine.source import as_source, open_array, open_dataset, open_source
     from .quantization import QuantizedImage, quantize
 
 

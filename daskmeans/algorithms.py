@@ -1,11 +1,11 @@
 """K-means algorithms as plain functions over a data source.
 
-Each function takes an explicit :class:`daskmeans.io.Source` and parameters, runs its
-loop here, and does every pass over the data through :mod:`daskmeans._reduce` (one
+Each function takes an explicit :class:`daskmeans.engine.source.Source` and parameters, runs its
+loop here, and does every pass over the data through :mod:`daskmeans.engine.passes` (one
 kernel and one reduction per pass). Nothing here touches dask or an estimator:
 
 - :func:`lloyd`: Lloyd iterations of one or more independent runs sharing each pass;
-  one iteration is :func:`daskmeans._reduce.lloyd_runs_pass` (kernel
+  one iteration is :func:`daskmeans.engine.passes.lloyd_runs_pass` (kernel
   :func:`daskmeans._kernels.lloyd_runs`) followed by :func:`lloyd_update`;
 - :func:`lloyd_bounded`: the same iterations for one run, with per-row bounds that
   skip the rows (and blocks) that cannot change centre;
@@ -27,8 +27,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import _kernels as K
-from . import _reduce as R
-from .io import NonFiniteError, Source
+from .engine import passes, schedule
+from .engine.mapreduce import SPLIT_EVERY
+from .engine.source import NonFiniteError, Source, reads_raw_uint8
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def lloyd(
     final: Callable[[list[np.ndarray], list[int]], list[float]],
     runs: Sequence[int] | None = None,
     metric: str = "euclidean",
-    split_every: int = R.SPLIT_EVERY,
+    split_every: int = SPLIT_EVERY,
     always_final: bool = False,
     resume: LloydResume | None = None,
     on_iteration: Callable[[int, np.ndarray, float, list[IterationRecord]], None] | None = None,
@@ -177,7 +178,7 @@ def lloyd(
 
     Examples
     --------
-    >>> from daskmeans.io import ArraySource
+    >>> from daskmeans.engine.source import ArraySource
     >>> X = np.array([[0., 0.], [0., 2.], [9., 9.], [9., 11.]])
     >>> run, = lloyd(ArraySource(X), [X[[0, 2]]], max_iter=10, tol=0.0,
     ...              final=lambda Cs, runs: [np.nan] * len(Cs))
@@ -201,7 +202,7 @@ def lloyd(
             break
         t0 = time.perf_counter()
         first = it == 0 and tol > 0
-        parts = R.lloyd_runs_pass(src, [Cs[i] for i in active], n_top=k, moments=first,
+        parts = passes.lloyd_runs_pass(src, [Cs[i] for i in active], n_top=k, moments=first,
                                   split_every=split_every)
         if first:
             assert parts[0].moments is not None
@@ -252,9 +253,8 @@ def n_groups(k: int, row_bytes: int) -> int:
 
     Below 16 centres a row that is read is compared with every centre (the group
     filter is off: see :func:`daskmeans._kernels_numba._flush_any`), so all its bounds are
-    fresh again. Fashion-MNIST, K=10, a whole fit (43 iterations): 852,000 rows read
-    with Hamerly's single bound, 731,000 with one bound per centre (914,000 with the
-    group filter on: bounds it leaves decaying), 0.59-0.60 s instead of 0.65-0.67 s.
+    fresh again: a fit reads fewer rows than with Hamerly's single bound (or with the
+    group filter on, whose bounds it leaves decaying), and takes less time.
 
     Examples
     --------
@@ -269,11 +269,9 @@ def n_groups(k: int, row_bytes: int) -> int:
 def centre_groups(C: np.ndarray, row_bytes: int = 1 << 30) -> np.ndarray:
     """(k,) group of each centre for the rows' lower bounds: :func:`n_groups` groups of
     nearby centres (k-means on the initial centres, as Yinyang K-means does); one
-    centre a group (Elkan's bounds) below 16 centres. Fashion-MNIST, time to
-    convergence from the same centres relative to scikit-learn's Lloyd (3 interleaved
-    rounds): K=256, 8 / 16 / 32 groups: 0.53x / 0.50x / 0.48x; K=64, 2 / 4 / 8 groups:
-    0.53x / 0.48x / 0.48x (the share of rows assigned in full over a whole fit at K=256:
-    52% with one bound, 32% with 8 groups, 26% with 32)."""
+    centre a group (Elkan's bounds) below 16 centres. More groups leave fewer rows to
+    be assigned in full over a fit, with diminishing returns beyond ``k // 8`` while
+    the bounds cost more memory per row."""
     k = len(C)
     t = n_groups(k, row_bytes)
     if t <= 1:
@@ -282,7 +280,7 @@ def centre_groups(C: np.ndarray, row_bytes: int = 1 << 30) -> np.ndarray:
         return np.arange(k, dtype=np.int64)
     from sklearn.cluster import KMeans as _SKKMeans
 
-    with R.client_blas():
+    with schedule.client_blas():
         labels = _SKKMeans(t, n_init=1, random_state=0).fit(np.asarray(C, np.float64)).labels_
     return np.asarray(labels, np.int64)
 
@@ -295,7 +293,7 @@ def lloyd_bounded(
     tol: float,
     run: int = 0,
     metric: str = "euclidean",
-    split_every: int = R.SPLIT_EVERY,
+    split_every: int = SPLIT_EVERY,
     resume: LloydResume | None = None,
     on_iteration: Callable[[int, np.ndarray, float, list[IterationRecord]], None] | None = None,
     progress: Progress = _no_progress,
@@ -306,7 +304,7 @@ def lloyd_bounded(
     they keep their centre are not read, rows in doubt are compared only with the
     groups their bounds do not rule out, blocks whose rows are all settled are not even
     scheduled, and the per-cluster sums change by the rows that moved
-    (:func:`daskmeans._reduce.bounds_pass`).
+    (:func:`daskmeans.engine.passes.bounds_pass`).
 
     The first pass assigns every row (and gives the farthest rows and, with ``tol``,
     the feature variances); a pass that leaves a cluster empty is redone in full so
@@ -317,12 +315,12 @@ def lloyd_bounded(
     rows whose bounds leave them in doubt (none after a fit whose labels stopped
     changing), where a plain E-step reads every row; the labels are then those in the
     bounds (``labels`` of the result, when the bounds are in this process) and the
-    inertia comes from the sums. Fashion-MNIST, K=10, streamed from its store: the
-    plain E-step and the labels' pass took 0.17-0.21 s of 1.35-1.65 s.
+    inertia comes from the sums (a plain E-step and a labels' pass are a sizeable part
+    of a streamed fit).
 
     Examples
     --------
-    >>> from daskmeans.io import ArraySource
+    >>> from daskmeans.engine.source import ArraySource
     >>> X = np.array([[0., 0.], [0., 2.], [9., 9.], [9., 11.]])
     >>> r = lloyd_bounded(ArraySource(X), X[[0, 2]], max_iter=10, tol=0.0)
     >>> r.centers.tolist(), r.n_iter, r.inertia, r.labels.tolist()
@@ -346,7 +344,7 @@ def lloyd_bounded(
     def full_pass(it: int, moments: bool) -> tuple[K.BoundsPartial, dict[int, Any],
                                                    dict[int, K.BoundsSummary]]:
         """Every row assigned from fresh bounds (with the farthest rows for relocation)."""
-        return R.bounds_pass(src, C, fresh_states, dict.fromkeys(range(n_blocks)),
+        return passes.bounds_pass(src, C, fresh_states, dict.fromkeys(range(n_blocks)),
                              version=it, n_top=k, groups=groups, moments=moments,
                              split_every=split_every)
 
@@ -358,7 +356,7 @@ def lloyd_bounded(
         # blocks read last iteration share one; None: their labels were made against
         # these very centres (a final E-step after the labels stopped changing)
         by_version: dict[int, K.Drift | None] = {}
-        with R.client_blas():
+        with schedule.client_blas():
             half_sep = K.half_separation(C)
             for i, sm in enumerate(summaries):
                 assert sm is not None
@@ -370,7 +368,7 @@ def lloyd_bounded(
                 if step is not None and not sm.settled(step):
                     steps[i] = step
         if steps:
-            return R.bounds_pass(src, C, states, steps, version=it, groups=groups,
+            return passes.bounds_pass(src, C, states, steps, version=it, groups=groups,
                                  split_every=split_every)
         # every block settled: no row can move, nothing to read
         return K.BoundsPartial(np.zeros((k, d)), np.zeros(k), np.zeros(k), 0, 0, 0, 0.0), {}, {}
@@ -431,25 +429,25 @@ def lloyd_bounded(
         S, N, Q = S + part.dsums, N + part.dcounts, Q + part.dsumsq
     keep(it, new, sums)
     return LloydRun(K.sse_of_sums(S, N, Q, C), C, len(history), history, strict,
-                    R.bounds_labels(states))
+                    passes.bounds_labels(states))
 
 
-def lloyd_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_EVERY
+def lloyd_e_step(src: Source, Cs: list[np.ndarray], split_every: int = SPLIT_EVERY
                  ) -> list[float]:
     """Inertia of each set of centres over all rows, one pass for all (a ``final``)."""
-    return [p.sse() for p in R.lloyd_runs_pass(src, Cs, split_every=split_every)]
+    return [p.sse() for p in passes.lloyd_runs_pass(src, Cs, split_every=split_every)]
 
 
 # --------------------------------------------------------------------------- k-medians
 
 
-def median_grid(src: Source, split_every: int = R.SPLIT_EVERY) -> K.MedianGrid:
+def median_grid(src: Source, split_every: int = SPLIT_EVERY) -> K.MedianGrid:
     """The levels a k-medians fit histograms (:class:`daskmeans._kernels.MedianGrid`):
     a uint8 store's raw pixels are their own levels (exact medians, no pass); other
     data get a grid over each feature's range, found in one pass."""
-    if R.reads_raw_uint8(src):
+    if reads_raw_uint8(src):
         return K.MedianGrid(256, scale=src.scale)
-    rng = R.range_pass(src, split_every)
+    rng = passes.range_pass(src, split_every)
     return K.MedianGrid.of_range(rng.lo, rng.hi)
 
 
@@ -520,13 +518,13 @@ def relocate_empty_medians(counts: np.ndarray, hist: np.ndarray, top: K.TopM,
 
 
 def median_update(src: Source, C: np.ndarray, grid: K.MedianGrid, part: K.MedianPartial,
-                  labels: Sequence[Any] | None, split_every: int = R.SPLIT_EVERY
+                  labels: Sequence[Any] | None, split_every: int = SPLIT_EVERY
                   ) -> tuple[np.ndarray, int]:
     """The M-step of k-medians: every centre to its rows' coordinate-wise lower weighted
     median (:class:`MedianSearch`), after moving empty clusters to far rows.
 
     ``part``: the iteration's first pass (labels and first digit); each further digit
-    of the levels costs one pass (:func:`daskmeans._reduce.median_refine_pass`, over
+    of the levels costs one pass (:func:`daskmeans.engine.passes.median_refine_pass`, over
     the kept ``labels``, or assigning again when None). Raw uint8 levels: the median is
     exact. Float grid: the median lies in one cell whose smallest and largest values
     ``[lo, hi]`` the last pass found; the coordinate becomes ``clip(old, lo, hi)``:
@@ -546,7 +544,7 @@ def median_update(src: Source, C: np.ndarray, grid: K.MedianGrid, part: K.Median
         track = not grid.raw and p == grid.digits - 1
         step = K.MedianStep(grid.shift(p), search.prefix, track, moved_index, moved_label,
                             None if labels is not None else K.L1Centres(C))
-        last = R.median_refine_pass(src, grid, step, labels, split_every)
+        last = passes.median_refine_pass(src, grid, step, labels, split_every)
         digit = search.choose(last.hist)
     has = counts > 0
     C_new = np.array(C)
@@ -569,7 +567,7 @@ def kmedians(
     tol: float,
     final: Callable[[list[np.ndarray], list[int]], list[float]],
     run: int = 0,
-    split_every: int = R.SPLIT_EVERY,
+    split_every: int = SPLIT_EVERY,
     always_final: bool = False,
     resume: LloydResume | None = None,
     on_iteration: Callable[[int, np.ndarray, float, list[IterationRecord]], None] | None = None,
@@ -578,7 +576,7 @@ def kmedians(
     """k-medians iterations of one run from centres ``C0``: rows to the centre nearest
     in L1 distance, centres to the coordinate-wise weighted median of their rows.
 
-    One iteration is :func:`daskmeans._reduce.median_assign_pass` (assignment, the
+    One iteration is :func:`daskmeans.engine.passes.median_assign_pass` (assignment, the
     objective, the first digit of the medians, the farthest rows) then
     :func:`median_update` (``grid.digits - 1`` more passes: 1 for raw uint8 rows, 2 for
     float rows), each one compute. Neither step can raise the L1 objective, so the
@@ -589,7 +587,7 @@ def kmedians(
 
     Examples
     --------
-    >>> from daskmeans.io import ArraySource
+    >>> from daskmeans.engine.source import ArraySource
     >>> X = np.array([[0., 0.], [0., 2.], [1., 5.], [9., 9.], [9., 11.], [30., 9.]])
     >>> src = ArraySource(X)
     >>> run = kmedians(src, X[[0, 3]], grid=median_grid(src), max_iter=10, tol=0.0,
@@ -606,7 +604,7 @@ def kmedians(
     for it in range(start, max_iter):
         t0 = time.perf_counter()
         first = it == 0 and tol > 0
-        part, labels = R.median_assign_pass(src, C, grid, n_top=k, moments=first,
+        part, labels = passes.median_assign_pass(src, C, grid, n_top=k, moments=first,
                                             split_every=split_every)
         if first:
             assert part.moments is not None
@@ -631,10 +629,10 @@ def kmedians(
     return LloydRun(inertia, C, len(history), history, strict)
 
 
-def kmedians_e_step(src: Source, Cs: list[np.ndarray], split_every: int = R.SPLIT_EVERY
+def kmedians_e_step(src: Source, Cs: list[np.ndarray], split_every: int = SPLIT_EVERY
                     ) -> list[float]:
     """The L1 objective of each set of centres over all rows, one pass each."""
-    return [R.score_pass(src, C, split_every=split_every, metric="manhattan").sse
+    return [passes.score_pass(src, C, split_every=split_every, metric="manhattan").sse
             for C in Cs]
 
 
@@ -748,7 +746,7 @@ class BisectSpec:
     max_iter: int
     tol: float  # absolute, on the summed squared shift of the two centres
     strategy: str  # "biggest_inertia" or "largest_cluster"
-    split_every: int = R.SPLIT_EVERY
+    split_every: int = SPLIT_EVERY
 
 
 def _node_seed(key: int, branch: int) -> int:
@@ -766,7 +764,7 @@ def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np
     ("random", as scikit-learn), or a uniform sample of the cluster's rows for
     k-means++ (weighted) or a callable. Also (a,) whether each cluster has 2 rows of
     positive weight (one that has not cannot be bisected), and the blocks' nodes in the
-    tree, kept for the round's later passes (see :func:`_reduce.bisect_pass`)."""
+    tree, kept for the round's later passes (see :func:`daskmeans.engine.passes.bisect_pass`)."""
     a, r = seeds.shape
     d = src.d
     if isinstance(spec.init, str) and spec.init == "random":
@@ -776,7 +774,7 @@ def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np
         m, weighted = int(max(2, min(BISECT_SAMPLE_ROWS, per))), False
     step = K.BisectStep(tree.snapshot(snap_slot), np.zeros((a, r, 2, d)),
                         np.zeros((a, r), bool), seeds, sample=m, weighted=weighted)
-    part, nodes = R.bisect_pass(src, step, spec.split_every, keep=True)
+    part, nodes = passes.bisect_pass(src, step, spec.split_every, keep=True)
     C = np.zeros((a, r, 2, d))
     ok = np.ones(a, bool)
     for s in range(a):
@@ -820,7 +818,7 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
     seeds = np.array([[_node_seed(keys[node], 2 + j) for j in range(r)] for node in leaves],
                      np.int64)
     C, ok, nodes = _bisect_inits(src, tree, leaves, seeds, spec, slot)
-    passes = 1
+    n_passes = 1
     active = np.repeat(ok[:, None], r, axis=1)
     strict = ~active
     n_iter = np.zeros((a, r), np.int64)
@@ -829,9 +827,9 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
     for _ in range(spec.max_iter):
         if not active.any():
             break
-        part, _ = R.bisect_pass(src, K.BisectStep(snap, C.copy(), active.copy(), seeds),
+        part, _ = passes.bisect_pass(src, K.BisectStep(snap, C.copy(), active.copy(), seeds),
                                 spec.split_every, nodes=nodes)
-        passes += 1
+        n_passes += 1
         for s, j in zip(*np.nonzero(active), strict=True):
             sums, weight = part.sums[s, j].copy(), part.weight[s, j].copy()
             n_reloc = relocate_empty(sums, weight, part.top[s][j])
@@ -846,9 +844,9 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
             C[s, j] = new
     again = ~strict
     if again.any():  # E-step against the final centres (scikit-learn's last labels)
-        part, _ = R.bisect_pass(src, K.BisectStep(snap, C.copy(), again, seeds),
+        part, _ = passes.bisect_pass(src, K.BisectStep(snap, C.copy(), again, seeds),
                                 spec.split_every, nodes=nodes)
-        passes += 1
+        n_passes += 1
         for s, j in zip(*np.nonzero(again), strict=True):
             stats[s, j] = (part.sse[s, j], part.count[s, j], part.weight[s, j])
     out = {}
@@ -865,7 +863,7 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
         sse, count, weight = stats[s, j]
         out[node] = Bisection(C[s, j].copy(), count.copy(), weight.copy(), sse.copy(),
                               int(n_iter[s, j]), j)
-    return out, passes
+    return out, n_passes
 
 
 def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
@@ -885,7 +883,7 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
 
     Returns the tree (leaf labels set left to right) and one record per round.
     """
-    root = R.root_pass(src, spec.split_every)
+    root = passes.root_pass(src, spec.split_every)
     c = root.sum / max(root.n, 1)
     sse = max(root.wsq - 2 * float(c @ root.wsum) + root.weight * float(c @ c), 0.0)
     tree = BisectingTree.empty(src.d)
@@ -904,7 +902,7 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
             budget = n_clusters - 1 - splits
             todo = [node] + [i for i in ranked[1:budget] if BISECT_TOGETHER
                              and i not in done and tree.sizes[i] >= 2]
-            got, passes = bisect_round(src, tree, todo, keys, spec)
+            got, n_passes = bisect_round(src, tree, todo, keys, spec)
             if node not in got:
                 raise ValueError(
                     f"cannot bisect a cluster of {int(tree.sizes[node])} rows with fewer "
@@ -912,11 +910,11 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
                     "these data")
             done.update(got)
             history.append({"round": len(history) + 1, "bisections": len(todo),
-                            "passes": passes,
+                            "passes": n_passes,
                             "n_iter": int(max(b.n_iter for b in got.values())),
                             "seconds": time.perf_counter() - t0})
             log.debug("bisecting round %d: %d clusters, %d passes", len(history), len(todo),
-                      passes)
+                      n_passes)
             continue
         b = done.pop(node)
         scores = b.sse if spec.strategy == "biggest_inertia" else b.sizes.astype(np.float64)
@@ -957,7 +955,7 @@ def take_samples(src: Source, idxs: Sequence[np.ndarray]
         if i + 1 < len(idxs) and rows_next * row_bytes <= SAMPLES_MAX_BYTES:
             continue  # the next run's sample still fits in this gather
         union = group[0] if len(group) == 1 else np.unique(np.concatenate(group))
-        rows, sw = R.take_rows(src, union)
+        rows, sw = passes.take_rows(src, union)
         check_finite_rows(rows, union)
         for g in group:
             if g is union:
@@ -980,7 +978,7 @@ class InitSpec:
     metric: str = "euclidean"
     oversampling_factor: float = 2.0
     init_rounds: int = 5
-    split_every: int = R.SPLIT_EVERY
+    split_every: int = SPLIT_EVERY
 
 
 def init_centers(src: Source, spec: InitSpec, rngs: Sequence[np.random.Generator],
@@ -1034,7 +1032,7 @@ def _from_sample(spec: InitSpec, sample: np.ndarray, sw: np.ndarray | None,
 
 def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
                     oversampling_factor: float = 2.0, rounds: int = 5,
-                    split_every: int = R.SPLIT_EVERY, metric: str = "euclidean") -> np.ndarray:
+                    split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> np.ndarray:
     """k-means|| (Bahmani et al. 2012): ``rounds`` passes of oversampling
     ``oversampling_factor * k`` candidates each, then weighted k-means++ on the
     candidates weighted by the rows they attract (one more pass). With
@@ -1042,19 +1040,19 @@ def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
     n = src.n
     ell = oversampling_factor * k
     first = np.array([int(rng.integers(n))])
-    C, _ = R.take_rows(src, first)
+    C, _ = passes.take_rows(src, first)
     check_finite_rows(C, first)
     for r in range(rounds):
-        ov = R.oversample_pass(src, C, seed=seed * 1000 + r, m=int(2 * ell) + 16,
+        ov = passes.oversample_pass(src, C, seed=seed * 1000 + r, m=int(2 * ell) + 16,
                                split_every=split_every, metric=metric)
         if ov.cost <= 0:
             break
         C = np.vstack([C, ov.rows[ov.key > ov.cost / ell]])
         log.debug("k-means|| round %d: cost %.6g, %d candidates", r, ov.cost, len(C))
     if C.shape[0] < k:  # tiny or degenerate data: top up with random rows
-        rows, _ = R.take_rows(src, np.sort(rng.choice(n, size=k, replace=False)))
+        rows, _ = passes.take_rows(src, np.sort(rng.choice(n, size=k, replace=False)))
         C = np.vstack([C, rows])
-    weights = R.count_pass(src, C, split_every=split_every, metric=metric)
+    weights = passes.count_pass(src, C, split_every=split_every, metric=metric)
     weights = np.maximum(weights, 1e-12)  # unattracting candidates stay drawable last
     return K.kmeans_plusplus(C, k, rng, weights=weights, metric=metric)
 
@@ -1090,7 +1088,7 @@ class MiniBatchSpec:
     max_no_improvement: int | None = 10
     tol_abs: float = 0.0
     metric: str = "euclidean"
-    split_every: int = R.SPLIT_EVERY
+    split_every: int = SPLIT_EVERY
 
 
 def random_reassign(state: MiniBatchState, batch: int) -> bool:
@@ -1111,7 +1109,7 @@ def reservoir_size(state: MiniBatchState, ratio: float, reassign: bool, batch: i
     counts only grow and the max grows by at most the batch's total weight, so only
     centres with ``count < ratio * (max + batch)`` can qualify. The sample is ordered
     by key, so drawing that many rows instead of ``k`` gives the same reassignments
-    (a sample of 256 rows cost ~2.5 ms of a 13 ms step at K=256).
+    (a sample of ``k`` rows is a noticeable part of a step at large K).
     """
     if not reassign or ratio <= 0:
         return 0
@@ -1189,7 +1187,7 @@ def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     t0 = time.perf_counter()
     b = len(rows) if rows is not None else int(sum(src.block_rows(i) for i in blocks or ()))
     reassign = random_reassign(state, b)
-    part = R.batch_pass(
+    part = passes.batch_pass(
         src, state.centers, rows=rows, blocks=blocks, seed=seed,
         n_sample=reservoir_size(state, spec.reassignment_ratio, reassign, b,
                                 src.weights is not None),

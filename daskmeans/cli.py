@@ -150,9 +150,9 @@ def dask_cluster(args: argparse.Namespace, console: Console,
     if not args.scheduler and not args.workers and nbytes is not None:
         import dask
 
-        from . import _reduce
+        from .engine import schedule
 
-        if nbytes <= _reduce.memory_budget():
+        if nbytes <= schedule.memory_budget():
             console.info(f"scheduler: dask's threads, in this process ({nbytes / 1e6:.0f} MB "
                          "of data; --workers N or --scheduler ADDRESS for a cluster)")
             with dask.config.set(scheduler="threads"):
@@ -277,6 +277,7 @@ def _storage_options(args: argparse.Namespace, *where: Any) -> dict[str, Any] | 
 def _open_split(store: str, split: str,
                 storage_options: dict[str, Any] | None = None) -> tuple[Any, Any]:
     from . import io
+    from .engine.source import open_dataset, open_source
 
     url = _is_url(store)
     if not url and not Path(store).exists():
@@ -284,8 +285,8 @@ def _open_split(store: str, split: str,
     where: Any = store if url else Path(store)
     so = storage_options if url else None
     try:  # the rows as a source (read block by block in the tasks), the labels as dask
-        return (io.open_source(where, split, storage_options=so),
-                io.open_dataset(where, split, storage_options=so)[1])
+        return (open_source(where, split, storage_options=so),
+                open_dataset(where, split, storage_options=so)[1])
     except (io.StoreError, ImportError) as e:
         raise UserError(str(e)) from e
 
@@ -439,8 +440,8 @@ def _load(model: str) -> tuple[Any, dict[str, Any]]:
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
-    from . import _reduce as R
     from . import io
+    from .engine import schedule
 
     so = _storage_options(args, args.store, args.out)
     est, _ = _load(args.model)
@@ -461,7 +462,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
                                     "split": args.split})
                 arr = group.create_array("labels", shape=labels.shape, dtype=np.int32,
                                          chunks=(labels.chunks[0][0],))
-                R.compute(io.store_blocks(labels, arr), n_tasks=labels.numblocks[0])
+                schedule.compute(io.store_blocks(labels, arr), n_tasks=labels.numblocks[0])
         except ImportError as e:
             raise UserError(str(e)) from e
     console.say(f"labels of {labels.shape[0]} rows -> {args.out} (array 'labels', int32)")
@@ -801,17 +802,18 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     import dask
     import zarr
 
-    from . import io, metrics, plot, save_model
+    from . import metrics, plot, save_model
+    from .engine.source import open_dataset
 
     out = _writable_dir(Path(args.out))
     store, name, where = _demo_data(args, console, out)
     splits = list(zarr.open_group(store, mode="r").attrs["splits"])  # type: ignore[arg-type]
     if "train" in splits:
-        X, y = io.open_dataset(store, "train")
-        Xt, yt = io.open_dataset(store, "test")
+        X, y = open_dataset(store, "train")
+        Xt, yt = open_dataset(store, "test")
         how = "fit on train, evaluate on test"
     else:  # the offline MNIST copy has only the 10k test split: hold part of it out
-        Xa, ya = io.open_dataset(store, "test")
+        Xa, ya = open_dataset(store, "test")
         cut = int(Xa.shape[0] * 0.8)
         X, y, Xt, yt = Xa[:cut], ya[:cut], Xa[cut:], ya[cut:]
         how = f"only the test split is present: fit on its first {cut}, evaluate on the rest"
@@ -825,7 +827,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         if client is None:  # in this process: the data fit in a quarter of the memory
             # numpy arrays: the scaled rows read and decoded once, not again in every
             # fit, mini-batch step, prediction and score of the demo, and no graph to
-            # build per step (17 -> ~12 s for the demo on MNIST's test split)
+            # build per step
             X, y, Xt, yt = dask.compute(X, y, Xt, yt)
         Xs, ys = X[:36], y[:36]
         if client is not None:

@@ -1,7 +1,7 @@
 """K-means estimators with scikit-learn conventions, on data of any size.
 
 An estimator validates its parameters (declared in ``_parameter_constraints``, checked
-before any data is touched), builds the data source (:func:`daskmeans.io.as_source`),
+before any data is touched), builds the data source (:func:`daskmeans.as_source`),
 initialises, calls an algorithm from :mod:`daskmeans.algorithms`, and sets the
 learned attributes. Checkpoints and ``n_init`` batching wrap the algorithms.
 """
@@ -28,7 +28,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _kernels as K
-from . import _reduce as R
 from . import algorithms as A
 from . import io
 from ._progress import progress as make_progress
@@ -40,6 +39,9 @@ from ._validation import (
     validate_params,
 )
 from .algorithms import IterationRecord, LloydResume, LloydRun
+from .engine import mapreduce, passes, schedule
+from .engine.rows import SampleGrid, is_xarray, mask_nodata, where_rows, xarray_rows
+from .engine.source import ArraySource, DaskSource, Source, ZarrSource, as_source
 
 __all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "ModelFormatError", "load_model",
            "save_model"]
@@ -48,9 +50,9 @@ log = logging.getLogger(__name__)
 
 #: ``n_init`` runs share each Lloyd pass while their stacked float64 per-cluster sums
 #: (every chunk's partial result holds them) stay under this many bytes: one GEMM and
-#: one read of the data for all of them (K=10 x 10 runs, Fashion-MNIST: 2.3x faster
-#: than ten passes; no gain at K=256 in memory, where the GEMM is the cost, but a
-#: store is still read once instead of ten times).
+#: one read of the data for all of them (much faster than one pass per run at small K;
+#: at large K in memory the GEMM is the cost either way, but a store is still read
+#: once instead of once per run).
 RUNS_MAX_BYTES = 32 << 20
 #: a run replaces the best so far only if its inertia is lower by more than this share:
 #: runs that reach the same clusters (up to the order of their labels) have inertias
@@ -111,7 +113,7 @@ class _Rows:
     xarray object's samples flattened to rows (``grid``), rows holding ``nodata``
     masked (``valid``: numpy or dask bool per row)."""
 
-    def __init__(self, grid: io.SampleGrid | None = None, valid: Any = None) -> None:
+    def __init__(self, grid: SampleGrid | None = None, valid: Any = None) -> None:
         self.grid, self.valid = grid, valid
 
     def weights(self, sample_weight: Any, n: int) -> Any:
@@ -124,20 +126,20 @@ class _Rows:
             if not self.valid.any():
                 raise ValueError("nodata: every sample of X holds the nodata value")
             if isinstance(w, da.Array):
-                w = R.compute(w)
+                w = schedule.compute(w)
         v = self.valid.astype(np.float64)
         return v if w is None else v * w
 
     def labels(self, labels: Any) -> Any:
         """Cluster labels per row -> -1 where masked, on the input's grid."""
         if self.valid is not None:
-            labels = io.where_rows(labels, self.valid, -1)
+            labels = where_rows(labels, self.valid, -1)
         return labels if self.grid is None else self.grid.wrap(labels, "labels")
 
     def distances(self, D: Any) -> Any:
         """(n, k) distances -> NaN where masked, on the input's grid (``cluster`` last)."""
         if self.valid is not None:
-            D = io.where_rows(D, self.valid, np.nan)
+            D = where_rows(D, self.valid, np.nan)
         return D if self.grid is None else self.grid.wrap(D, "distances", "cluster")
 
 
@@ -151,26 +153,26 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     # ------------------------------------------------------------------ input handling
 
-    def _source(self, X: Any, reset: bool) -> tuple[io.Source, _Rows]:
+    def _source(self, X: Any, reset: bool) -> tuple[Source, _Rows]:
         """The data source of X and how to map results back (:class:`_Rows`): an
         xarray object flattened to rows, rows holding ``nodata`` masked."""
         grid = None
-        if io.is_xarray(X):
-            X, grid = io.xarray_rows(X, self.feature_dim)
+        if is_xarray(X):
+            X, grid = xarray_rows(X, self.feature_dim)
         src = self._rows_source(X, reset)
         valid = None
         if self.nodata is not None:
-            src, valid = io.mask_nodata(src, float(self.nodata))
+            src, valid = mask_nodata(src, float(self.nodata))
         return src, _Rows(grid, valid)
 
-    def _rows_source(self, X: Any, reset: bool) -> io.Source:
+    def _rows_source(self, X: Any, reset: bool) -> Source:
         """The data source of (n, d) rows: numpy validated by scikit-learn (copied only
         if not float C-contiguous), anything else opened lazily, its shape checked."""
-        if isinstance(X, str | Path | io.Source) or io.is_zarr(X) or isinstance(X, da.Array):
-            src = io.as_source(X)
+        if isinstance(X, str | Path | Source) or io.is_zarr(X) or isinstance(X, da.Array):
+            src = as_source(X)
             if isinstance(X, da.Array) and any(np.isnan(c) for c in X.shape):
                 raise ValueError("X has unknown chunk sizes; call X.compute_chunk_sizes()")
-            if isinstance(src, io.DaskSource) and src.X.ndim != 2:
+            if isinstance(src, DaskSource) and src.X.ndim != 2:
                 raise ValueError(f"X must be 2-D (n_samples, n_features), got shape "
                                  f"{src.X.shape}")
             if reset:
@@ -185,7 +187,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         Xv = validate_data(self, X, accept_sparse=False, dtype=[np.float64, np.float32],
                            order="C", reset=reset,
                            ensure_all_finite="allow-nan" if nan_nodata else True)
-        return io.ArraySource(Xv)
+        return ArraySource(Xv)
 
     def _n_init(self) -> int:
         if self.n_init == "auto":
@@ -198,14 +200,14 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             return 1
         return int(self.n_init)
 
-    def _check_params(self, src: io.Source) -> None:
+    def _check_params(self, src: Source) -> None:
         if self.n_clusters > src.n:
             raise ValueError(f"n_clusters={self.n_clusters} must be <= n_samples={src.n}")
 
     def _check_combination(self) -> None:
         """Parameters that are valid alone but not together (none here)."""
 
-    def _prepare(self, X: Any, sample_weight: Any) -> tuple[io.Source, _Rows]:
+    def _prepare(self, X: Any, sample_weight: Any) -> tuple[Source, _Rows]:
         """Validate parameters (before any data is touched), then the input; the
         source with its weights (zero for nodata rows), normalised for cosine, scattered
         to a cluster; and how to map results back to the input."""
@@ -214,13 +216,13 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         src, rows = self._source(X, reset=True)
         self._check_params(src)
         w = rows.weights(sample_weight, src.n)
-        if isinstance(w, da.Array) and not isinstance(src, io.DaskSource):
-            w = R.compute(w)  # n float64 values: small next to the rows
+        if isinstance(w, da.Array) and not isinstance(src, DaskSource):
+            w = schedule.compute(w)  # n float64 values: small next to the rows
             w = _check_weights(w, src.n)
         src = self._as_kernels_see_it(src, w)
-        if isinstance(src, io.ArraySource):
+        if isinstance(src, ArraySource):
             xsq = self.metric != "manhattan"  # |x|^2 once for every pass (~15% at k=10)
-            if R.using_distributed():
+            if schedule.using_distributed():
                 from distributed import default_client
 
                 src.scatter(default_client(), xsq=xsq)
@@ -235,12 +237,12 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         if rows.grid is not None:
             self.cluster_centers_ = rows.grid.centers(np.asarray(self.cluster_centers_))
 
-    def _as_kernels_see_it(self, src: io.Source, weights: Any = None) -> io.Source:
+    def _as_kernels_see_it(self, src: Source, weights: Any = None) -> Source:
         """The source with its weights and, for cosine, normalised rows (numpy rows at
         once, lazy rows as each block is read)."""
-        if isinstance(src, io.ArraySource):
+        if isinstance(src, ArraySource):
             if self.metric == "cosine":
-                src = io.ArraySource(K.normalize_rows(src.X))
+                src = ArraySource(K.normalize_rows(src.X))
             return src.with_options(weights=weights)
         return src.with_options(weights=weights, normalize=self.metric == "cosine")
 
@@ -249,7 +251,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         size = self.init_size if self.init_size is not None else 10_000 + 20 * k
         return int(min(n, max(size, k)))
 
-    def _init(self, src: io.Source, rngs: list[np.random.Generator], seeds: list[int]
+    def _init(self, src: Source, rngs: list[np.random.Generator], seeds: list[int]
               ) -> list[np.ndarray]:
         spec = A.InitSpec(self.init, int(self.n_clusters), self._sample_size(src.n),
                           self.metric, float(self.oversampling_factor),
@@ -261,7 +263,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     # ------------------------------------------------------------------ public methods
 
-    def _centers_for(self, X: Any) -> tuple[io.Source, np.ndarray, _Rows]:
+    def _centers_for(self, X: Any) -> tuple[Source, np.ndarray, _Rows]:
         check_is_fitted(self)
         src, rows = self._source(X, reset=False)
         src = self._as_kernels_see_it(src)
@@ -273,7 +275,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         Parameters
         ----------
         X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-            :class:`daskmeans.io.Source`
+            :class:`daskmeans.engine.source.Source`
 
         Returns
         -------
@@ -285,7 +287,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             if self.metric == "manhattan":
                 return rows.labels(K.l1_assign(src.X, C)[0])
             return rows.labels(K.nearest_labels(src.X, C))
-        return rows.labels(R.predict_lazy(src, C, self.metric))
+        return rows.labels(passes.predict_lazy(src, C, self.metric))
 
     def transform(self, X: Any) -> Any:
         """Distances to every centre, shape (n_samples, n_clusters): Euclidean, or L1
@@ -295,7 +297,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             if self.metric == "manhattan":
                 return rows.distances(K.l1_distances(src.X, C).astype(src.X.dtype, copy=False))
             return rows.distances(K.distances(src.X, C))
-        return rows.distances(R.transform_lazy(src, C, self.metric))
+        return rows.distances(passes.transform_lazy(src, C, self.metric))
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return ``labels_``."""
@@ -326,9 +328,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             raise K.LabelError(f"labels_true must have one label per row of X "
                                f"({src.n}), got {labels_true.shape[0]}")
         if src.lazy:
-            if isinstance(w, da.Array) and not isinstance(src, io.DaskSource):
-                w = R.compute(w)
-            return R.score_pass(src.with_options(weights=w, normalize=src.normalize), C,
+            if isinstance(w, da.Array) and not isinstance(src, DaskSource):
+                w = schedule.compute(w)
+            return passes.score_pass(src.with_options(weights=w, normalize=src.normalize), C,
                                 labels_true, metric=self.metric)
         if isinstance(labels_true, da.Array):
             labels_true = labels_true.compute()
@@ -523,9 +525,9 @@ class KMeans(_BaseKMeans):
         Parameters
         ----------
         X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-            URL, or :class:`daskmeans.io.Source`. A store's decoded rows are read once
+            URL, or :class:`daskmeans.engine.source.Source`. A store's decoded rows are read once
             and held in memory for the fit while they take at most a quarter of it
-            (``io.open_source(store, cache=False)`` streams them every iteration)
+            (``daskmeans.open_source(store, cache=False)`` streams them every iteration)
         y : ignored
         sample_weight : (n_samples,) array-like or dask array, optional
         checkpoint : path of an ``.npz`` checkpoint, written atomically every
@@ -544,7 +546,7 @@ class KMeans(_BaseKMeans):
         # a store's decoded rows are read once and held while they fit in memory
         src, rows = self._prepare(X, sample_weight)
         manhattan = self.metric == "manhattan"
-        src = R.hold(src, with_xsq=not manhattan)
+        src = mapreduce.hold(src, with_xsq=not manhattan)
         grid = A.median_grid(src, int(self.split_every)) if manhattan else None
         rs = check_random_state(self.random_state)
         seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]
@@ -626,8 +628,8 @@ class KMeans(_BaseKMeans):
         self.history_ = [asdict(h) for h in best.history]
         self.inertia_ = best.inertia
         if src.lazy:  # a bounded fit's labels are in its bounds; else a lazy E-step
-            self.labels_ = (R.predict_lazy(src, best.centers, self.metric)
-                            if best_labels is None else R.labels_array(src, best_labels))
+            self.labels_ = (passes.predict_lazy(src, best.centers, self.metric)
+                            if best_labels is None else passes.labels_array(src, best_labels))
         else:  # labels of the best run's final E-step (or, after a resume, computed now)
             assigned = K.l1_assign if manhattan else K.assign
             self.labels_ = (best_labels if best_labels is not None
@@ -641,9 +643,9 @@ class KMeans(_BaseKMeans):
                 "The 'algorithm' parameter of KMeans must be 'auto' or 'lloyd' with "
                 "metric='manhattan' (the bounds of 'elkan' are Euclidean), got 'elkan'.")
 
-    def _bounded(self, src: io.Source) -> bool:
+    def _bounded(self, src: Source) -> bool:
         """Iterate with per-row bounds (see ``algorithm``)."""
-        return self.algorithm != "lloyd" and not isinstance(src, io.DaskSource)
+        return self.algorithm != "lloyd" and not isinstance(src, DaskSource)
 
     def _runs_per_pass(self, n_features: int) -> int:
         """How many ``n_init`` runs share each pass (see :data:`RUNS_MAX_BYTES`)."""
@@ -696,10 +698,9 @@ class MiniBatchKMeans(_BaseKMeans):
         Full Lloyd iterations over all the data after the mini-batch steps (each one
         pass, empty clusters relocated as in :class:`KMeans`). Mini-batch centres are
         running means that still carry the early, poor assignments; a few passes
-        remove that bias: on Fashion-MNIST at K=256 three passes took the inertia from
-        +1.6% to +0.9% of a converged Lloyd fit, and ``max_iter=1, refine=6`` ends
-        within 1% of it in 0.8x scikit-learn's mini-batch time (README). 0 keeps
-        scikit-learn's semantics.
+        remove that bias and bring the inertia close to a converged Lloyd fit's (the
+        README's benchmarks compare ``max_iter=1, refine=6`` with scikit-learn's
+        mini-batch). 0 keeps scikit-learn's semantics.
     sampling : {"auto", "rows", "chunks"}
         ``"rows"``: i.i.d. rows (with replacement) from all chunks, scikit-learn's
         scheme, best when the data are in memory. ``"chunks"``: each step takes whole
@@ -799,7 +800,7 @@ class MiniBatchKMeans(_BaseKMeans):
         return int(min(n, max(size, 3 * self.n_clusters if self.init_size is None else 0,
                               self.n_clusters)))
 
-    def _sampling_mode(self, src: io.Source) -> str:
+    def _sampling_mode(self, src: Source) -> str:
         if self.sampling != "auto":
             return self.sampling
         nbytes = src.n * src.d * src.dtype.itemsize
@@ -821,7 +822,7 @@ class MiniBatchKMeans(_BaseKMeans):
         Parameters
         ----------
         X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-            URL, or :class:`daskmeans.io.Source`
+            URL, or :class:`daskmeans.engine.source.Source`
         y : ignored
         sample_weight : (n_samples,) array-like or dask array, optional
         checkpoint, checkpoint_every, resume : as :meth:`KMeans.fit`; the checkpoint
@@ -839,11 +840,11 @@ class MiniBatchKMeans(_BaseKMeans):
         rs = check_random_state(self.random_state)
         batch = self._batch(n)
         mode = self._sampling_mode(src)
-        if mode == "chunks" and isinstance(src, io.ZarrSource):
+        if mode == "chunks" and isinstance(src, ZarrSource):
             src = src.regroup(1)  # a step reads whole storage chunks, not grouped blocks
         seed0 = int(rs.randint(np.iinfo(np.int32).max))
         rng = np.random.default_rng(seed0)
-        per_step = max(1, min(src.n_blocks, R.total_threads()))
+        per_step = max(1, min(src.n_blocks, schedule.total_threads()))
         if mode == "rows":
             n_steps = max(1, (self.max_iter * n) // batch)
         else:
@@ -859,7 +860,7 @@ class MiniBatchKMeans(_BaseKMeans):
             tol_abs = 0.0
             if self.tol > 0:  # estimated on the init-sized sample: no extra pass
                 idx = np.sort(rng.choice(n, size=self._sample_size(n), replace=False))
-                sample, _ = R.take_rows(src, idx)
+                sample, _ = passes.take_rows(src, idx)
                 tol_abs = float(np.mean(np.var(sample, axis=0))) * self.tol
             state = A.MiniBatchState.start(C)
         else:
@@ -900,7 +901,7 @@ class MiniBatchKMeans(_BaseKMeans):
             self.cluster_centers_ = rows.grid.centers(np.asarray(self.cluster_centers_))
         return self
 
-    def _refine(self, src: io.Source, progress: Any) -> None:
+    def _refine(self, src: Source, progress: Any) -> None:
         """``refine`` Lloyd iterations from the mini-batch centres (history marks them)."""
         (run,) = A.lloyd(src, [self._state.centers], max_iter=int(self.refine), tol=0.0,
                          final=_no_final, metric=self.metric,
@@ -914,14 +915,14 @@ class MiniBatchKMeans(_BaseKMeans):
             })
         self.cluster_centers_ = self._state.centers = run.centers
 
-    def _best_init(self, src: io.Source, rng: np.random.Generator,
+    def _best_init(self, src: Source, rng: np.random.Generator,
                    rs: np.random.RandomState) -> np.ndarray:
         n_init = self._n_init()
         if n_init == 1:
             seed = int(rs.randint(np.iinfo(np.int32).max))
             return self._init(src, [rng], [seed])[0]
         idx = np.sort(rng.integers(0, src.n, size=self._sample_size(src.n)))
-        valid, vw = R.take_rows(src, idx)
+        valid, vw = passes.take_rows(src, idx)
         best, best_inertia = None, np.inf
         for _ in range(n_init):
             C = self._init(src, [rng], [int(rs.randint(np.iinfo(np.int32).max))])[0]
@@ -931,11 +932,11 @@ class MiniBatchKMeans(_BaseKMeans):
         assert best is not None
         return best
 
-    def _final_labels(self, src: io.Source) -> None:
+    def _final_labels(self, src: Source) -> None:
         C = self._state.centers
         if src.lazy:
-            self.labels_ = R.predict_lazy(src, C)
-            self.inertia_ = R.lloyd_pass(src, C, split_every=int(self.split_every)).sse()
+            self.labels_ = passes.predict_lazy(src, C)
+            self.inertia_ = passes.lloyd_pass(src, C, split_every=int(self.split_every)).sse()
         else:
             labels, sq = K.assign(src.X, C)
             self.labels_ = labels
@@ -1107,7 +1108,7 @@ class BisectingKMeans(_BaseKMeans):
         Parameters
         ----------
         X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-            URL, or :class:`daskmeans.io.Source` (a store's decoded rows are held in
+            URL, or :class:`daskmeans.engine.source.Source` (a store's decoded rows are held in
             memory for the fit while they fit in a quarter of it, as for KMeans)
         y : ignored
         sample_weight : (n_samples,) array-like or dask array, optional
@@ -1116,7 +1117,7 @@ class BisectingKMeans(_BaseKMeans):
         -------
         self
         """
-        src = R.hold(self._prepare(X, sample_weight)[0])
+        src = mapreduce.hold(self._prepare(X, sample_weight)[0])
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(np.iinfo(np.int32).max))
         spec = A.BisectSpec(self.init, int(self.n_init), int(self.max_iter), float(self.tol),
@@ -1142,11 +1143,11 @@ class BisectingKMeans(_BaseKMeans):
         return K.TreeCentres(self.tree_.snapshot(), self.tree_.labels,
                              self.tree_.centers[self.tree_.leaves()])
 
-    def _tree_labels(self, src: io.Source) -> Any:
+    def _tree_labels(self, src: Source) -> Any:
         snap = self.tree_.snapshot()
         if not src.lazy:
             return K.tree_labels(src.X, snap, self.tree_.labels)
-        return R.predict_tree_lazy(src, snap, self.tree_.labels)
+        return passes.predict_tree_lazy(src, snap, self.tree_.labels)
 
     def predict(self, X: Any) -> Any:
         """The leaf each row reaches following the tree from the root (at each split,
@@ -1155,7 +1156,7 @@ class BisectingKMeans(_BaseKMeans):
         Parameters
         ----------
         X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-            :class:`daskmeans.io.Source`
+            :class:`daskmeans.engine.source.Source`
 
         Returns
         -------
@@ -1203,7 +1204,7 @@ def _write_npz(path: Path, header: dict[str, Any], **arrays: np.ndarray) -> None
 class _Checkpoint:
     """Atomic ``.npz`` checkpoints of a Lloyd fit (arrays + a JSON header, no pickle)."""
 
-    def __init__(self, path: str | Path, every: int, est: _BaseKMeans, X: io.Source,
+    def __init__(self, path: str | Path, every: int, est: _BaseKMeans, X: Source,
                  seeds: list[int]) -> None:
         self.path: Path = Path(path)
         self.every: int = int(every)

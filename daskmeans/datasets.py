@@ -1,7 +1,7 @@
 """Fetch MNIST and Fashion-MNIST: mirrors, checksums, a cache, or a local copy.
 
 ``fetch_mnist()`` returns the path of a Zarr store written by
-:func:`daskmeans.io.ingest`; open it with :func:`daskmeans.io.open_dataset`.
+:func:`daskmeans.io.ingest`; open it with :func:`daskmeans.open_dataset`.
 
 Where the files come from, in order:
 

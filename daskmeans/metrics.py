@@ -33,7 +33,9 @@ import numpy as np
 from sklearn.metrics import mutual_info_score
 
 from . import _kernels as K
-from . import _reduce as R
+from .engine import passes
+from .engine.source import ArraySource, Source, as_source
+from .io.stores import is_zarr
 
 __all__ = [
     "Contingency",
@@ -113,7 +115,7 @@ def contingency(labels_true: Any, labels_pred: Any) -> Contingency:
             t = da.from_array(t, chunks=(p.chunks[0],))  # type: ignore[union-attr]
         if not isinstance(p, da.Array):
             p = da.from_array(p, chunks=(t.chunks[0],))
-        classes, clusters, table = R.contingency_pass(t, p)
+        classes, clusters, table = passes.contingency_pass(t, p)
     else:
         classes, clusters, table = K.pair_table(t, p).finish()
     return Contingency(classes, clusters, table)
@@ -554,11 +556,9 @@ class Silhouette:
 def _metric_source(X: Any) -> Any:
     from sklearn.utils import check_array
 
-    from . import io
-
-    if isinstance(X, io.Source | da.Array | str | Path) or io.is_zarr(X):
-        return io.as_source(X)
-    return io.as_source(check_array(X, dtype=[np.float64, np.float32]))
+    if isinstance(X, Source | da.Array | str | Path) or is_zarr(X):
+        return as_source(X)
+    return as_source(check_array(X, dtype=[np.float64, np.float32]))
 
 
 def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
@@ -576,7 +576,7 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
     ``np.sort(np.random.default_rng(random_state).choice(n, m, replace=False))``, so
     the sample depends only on ``n``, ``m`` and ``random_state``, never on the
     chunking. One pass gathers them (none for numpy input), one distributed pass
-    (:func:`daskmeans._reduce.cluster_distance_pass`) sums, in float64, their distances
+    (:func:`daskmeans.engine.passes.cluster_distance_pass`) sums, in float64, their distances
     to every row per cluster: each sampled row's a(i), b(i) and s(i) are exact, only
     the mean is estimated. O(m n d); ``standard_error`` is ``std(values, ddof=1) /
     sqrt(m) * sqrt(1 - m / n)`` (simple random sampling without replacement).
@@ -589,7 +589,7 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
     Parameters
     ----------
     X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-        :func:`daskmeans.io.open_source` source
+        :func:`daskmeans.open_source` source
     labels : (n_samples,) cluster of each row: numpy (any values), or dask
         (non-negative integers, checked inside the passes)
     sample_size : rows to sample (>= 2), or None for all rows (exact)
@@ -610,8 +610,6 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
     >>> r.index.tolist(), np.round(r.values, 4).tolist()
     ([2, 3, 4], [0.8235, 0.8947, 0.8571])
     """
-    from . import _reduce, io
-
     src = _metric_source(X)
     lab, classes = _silhouette_labels(labels, src.n)
     n = src.n
@@ -621,18 +619,18 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
         raise ValueError(f"sample_size must be an integer >= 2 or None, got {sample_size!r}")
     if sample_size is not None and sample_size < n:
         index = _sample_index(n, int(sample_size), random_state)
-        queries = K.Queries(_reduce.gather_pass(src, index).rows, index)
+        queries = K.Queries(passes.gather_pass(src, index).rows, index)
         return _sampled_silhouette(src, lab, classes, queries)
     index = np.arange(n, dtype=np.int64)  # exact: every row, in memory
-    if not isinstance(src, io.ArraySource) or isinstance(lab, da.Array):
-        got = _reduce.gather_pass(src, index, {"labels": lab})  # lazy input read once
-        src, lab = io.ArraySource(got.rows), got.values["labels"]
+    if not isinstance(src, ArraySource) or isinstance(lab, da.Array):
+        got = passes.gather_pass(src, index, {"labels": lab})  # lazy input read once
+        src, lab = ArraySource(got.rows), got.values["labels"]
         if classes is None:
             classes, lab = np.unique(K.as_label_codes(lab, "labels"), return_inverse=True)
             _check_n_labels(classes.size, n)
     assert classes is not None
     per_pass = max(1, SILHOUETTE_PASS_BYTES // (8 * max(classes.size, src.d)))
-    parts = [_reduce.cluster_distance_pass(
+    parts = [passes.cluster_distance_pass(
         src, lab, K.Queries(src.X[a:a + per_pass], index[a:a + per_pass]))
         for a in range(0, n, per_pass)]
     values, a, b = _silhouette_values(np.concatenate([p.sums for p in parts], axis=1),
@@ -663,9 +661,7 @@ def _sample_index(n: int, m: int, random_state: Any) -> np.ndarray:
 def _sampled_silhouette(src: Any, lab: Any, classes: np.ndarray | None,
                         queries: K.Queries) -> Silhouette:
     """One distributed pass: the queries' distances to every row, per cluster."""
-    from . import _reduce
-
-    dist = _reduce.cluster_distance_pass(src, lab, queries)
+    dist = passes.cluster_distance_pass(src, lab, queries)
     if classes is None:
         _check_n_labels(int((dist.counts > 0).sum()), src.n)
     values, a, b = _silhouette_values(dist.sums, dist.counts, dist.own)
@@ -940,7 +936,6 @@ class _SweepSilhouette:
         self.on = bool(sample_size)
         if not self.on:
             return
-        from . import _reduce
 
         self.src = _metric_source(X)
         self.sample_size = int(sample_size or 0)
@@ -949,7 +944,7 @@ class _SweepSilhouette:
             if isinstance(seed, np.random.RandomState):
                 seed = int(seed.randint(np.iinfo(np.int32).max))
             index = _sample_index(self.src.n, self.sample_size, seed)
-            self.queries = K.Queries(_reduce.gather_pass(self.src, index).rows, index)
+            self.queries = K.Queries(passes.gather_pass(self.src, index).rows, index)
 
     def row(self, labels: Any, n_clusters: int) -> dict[str, Any]:
         if not self.on:

@@ -91,8 +91,8 @@ def _mosaic_figure(images: np.ndarray, order: Sequence[int], marks: Sequence[str
                    inch: float, fontsize: int, title: str, path: str | Path) -> Path:
     """One image of tiles (:func:`_mosaic`), tile ``pos`` marked with ``marks[pos]``.
 
-    Drawn once, with a text per tile, instead of a subplot per image: 256 centroids
-    took 8.4 s as subplots under a constrained layout, 36 samples 2 s."""
+    Drawn once, with a text per tile, instead of a subplot per image: hundreds of
+    subplots under a constrained layout take seconds to lay out."""
     mosaic, c, tile = _mosaic(images, order)
     r, pad = math.ceil(len(order) / c), tile - _side(images.shape[1])
     fig = _figure(figsize=(inch * c + 0.4, inch * r + 0.6))
@@ -379,7 +379,7 @@ def pca_projection(
 ) -> PCAView:
     """Project the data on its first two principal components, fitted on ALL rows with
     ``dask_ml.decomposition.PCA`` (randomized with 4 power iterations, which equals the
-    exact solution to ~1e-6; see :func:`daskmeans._reduce.pca_fit`; ``svd_solver="tsqr"``
+    exact solution to ~1e-6; see :func:`daskmeans.engine.passes.pca_fit`; ``svd_solver="tsqr"``
     is exact and slower), and keep a random sample of ``n_points`` rows to
     draw (all rows when there are fewer): ``np.sort(default_rng(random_state).choice(n,
     n_points, replace=False))``, as for the sampled silhouette.
@@ -401,7 +401,8 @@ def pca_projection(
     >>> v.points.shape, v.centers.shape                                 # doctest: +SKIP
     ((5000, 2), (10, 2))
     """
-    from . import _kernels, _reduce
+    from . import _kernels
+    from .engine import passes
 
     if isinstance(n_points, bool) or not isinstance(n_points, int | np.integer) or n_points < 1:
         raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
@@ -420,11 +421,11 @@ def pca_projection(
         if centers.ndim != 2 or centers.shape[1] != src.d:
             raise ValueError(f"centers must be (n_clusters, {src.d}), got shape "
                              f"{centers.shape}")
-    pca = _reduce.pca_fit(src, 2, svd_solver=svd_solver, iterated_power=iterated_power,
+    pca = passes.pca_fit(src, 2, svd_solver=svd_solver, iterated_power=iterated_power,
                           random_state=random_state)
     index = (np.arange(n, dtype=np.int64) if n <= n_points
              else metrics._sample_index(n, int(n_points), random_state))
-    got = _reduce.gather_pass(src, index, vectors)
+    got = passes.gather_pass(src, index, vectors)
     mean = np.asarray(pca.mean_, dtype=np.float64)
     comps = np.asarray(pca.components_, dtype=np.float64)
     pred = got.values.get("labels_pred")

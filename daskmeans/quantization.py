@@ -26,10 +26,10 @@ import numpy as np
 import zarr
 from sklearn.utils import check_random_state
 
-from . import _reduce as R
 from . import io
 from ._progress import Progress, ProgressCallback
 from .cluster import KMeans, MiniBatchKMeans
+from .engine import schedule
 
 __all__ = ["QuantizedImage", "assign_colors", "color_lut", "psnr", "quantize"]
 
@@ -91,7 +91,7 @@ def sample_pixels(img: da.Array, size: int, rng: np.random.Generator) -> np.ndar
     picks = da.map_blocks(_tile_picks, img, r=idx // w, c=idx % w, drop_axis=2,
                           chunks=tuple((1,) * n for n in img.numblocks[:2]), dtype=object,
                           meta=np.empty((0, 0), dtype=object))
-    parts = [p for p in R.compute(picks, n_tasks=img.numblocks[0] * img.numblocks[1]).ravel()
+    parts = [p for p in schedule.compute(picks, n_tasks=img.numblocks[0] * img.numblocks[1]).ravel()
              if len(p[0])]
     pos = np.concatenate([p[0] for p in parts])
     rows = np.concatenate([p[1] for p in parts])[np.argsort(pos, kind="stable")]
@@ -198,7 +198,7 @@ def _open_source(image: Any, tile: int, work: Path | None) -> da.Array:
     if p.is_dir():
         return io.open_image(p)
     if work is None:  # decode the file straight into tiles in memory
-        rgb = io._load_rgb(p)
+        rgb = io.load_rgb(p)
         return da.from_array(rgb, chunks=(tile, tile, 3))
     return io.open_image(io.image_to_zarr(p, work, tile=tile))
 
@@ -291,7 +291,7 @@ def _mse(img: da.Array, labels: da.Array, palette: np.ndarray) -> float:
     sq = da.map_blocks(_sq_err_tile, img, labels[..., None], palette=palette,
                        chunks=(tuple(1 for _ in img.chunks[0]), tuple(1 for _ in img.chunks[1]),
                                (1,)), dtype=np.float64)
-    total = R.compute(sq.sum(), n_tasks=img.numblocks[0] * img.numblocks[1])
+    total = schedule.compute(sq.sum(), n_tasks=img.numblocks[0] * img.numblocks[1])
     return float(total) / (img.shape[0] * img.shape[1] * 3)
 
 
@@ -304,8 +304,8 @@ def _write(labels: da.Array, palette: np.ndarray, store: Path, n_colors: int) ->
         root.create_array("palette", shape=palette.shape, dtype=np.uint8)[...] = palette
         arr = root.create_array("labels", shape=labels.shape, dtype=labels.dtype,
                                 chunks=tuple(c[0] for c in labels.chunks),
-                                compressors=io._compressor(labels.dtype))
-        R.compute(io.store_blocks(labels, arr),
+                                compressors=io.default_compressor(labels.dtype))
+        schedule.compute(io.store_blocks(labels, arr),
                   n_tasks=labels.numblocks[0] * labels.numblocks[1])
     written = zarr.open_group(store, mode="r")["labels"]
     assert isinstance(written, zarr.Array)

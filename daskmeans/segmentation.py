@@ -18,11 +18,13 @@ import numpy as np
 import zarr
 from sklearn.utils import check_random_state
 
-from . import _reduce as R
 from . import io
 from ._progress import ProgressCallback
 from ._progress import progress as make_progress
 from .cluster import KMeans
+from .engine import passes, schedule
+from .engine.rows import rows_to_grid
+from .engine.source import as_source
 
 __all__ = ["Segmentation", "segment"]
 
@@ -129,18 +131,18 @@ def segment(
             rs = check_random_state(random_state)
             idx = np.sort(rs.choice(n, size=sample_size, replace=False))
             p.report("segment", 0, 3, f"sampling {sample_size} of {n} pixels")
-            sample, _ = R.take_rows(io.as_source(rows), idx)
+            sample, _ = passes.take_rows(as_source(rows), idx)
             p.report("segment", 1, 3, f"fitting on {sample_size} pixels")
             km.fit(sample)
             n_fit = sample_size
         centers = np.asarray(km.cluster_centers_)
         p.report("segment", 2, 3, f"labelling {n} pixels -> {out}")
-        labels = io.rows_to_grid(km.predict(rows), raster.shape)
+        labels = rows_to_grid(km.predict(rows), raster.shape)
         meta = {"n_clusters": int(n_clusters), "bands": raster.bands,
                 "cluster_centers": centers.tolist(), "nodata": nodata,
                 "fitted_on_pixels": int(n_fit)}
         arr, write = io.write_labels(labels, raster, out, attrs={"daskmeans": meta},
                                      storage_options=options_for(out))
-        R.compute(write, n_tasks=int(np.prod(write.numblocks)))
+        schedule.compute(write, n_tasks=int(np.prod(write.numblocks)))
         p.report("segment", 3, 3, f"{n} pixels labelled")
     return Segmentation(arr, centers, raster.bands, nodata, km, n_fit, out)

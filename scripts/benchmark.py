@@ -11,7 +11,7 @@ set-up, initialisation and the final E-step. Ratios are to scikit-learn
 ``KMeans(algorithm="lloyd")`` on the same in-memory array. The contenders take turns:
 each round measures every one once, and the table gives the median time and the median
 of the per-round ratios (with their range), because these virtual machines' speed
-drifts by up to 2x within minutes and a ratio of two measurements taken minutes apart
+drifts a lot within minutes and a ratio of two measurements taken minutes apart
 means little.
 
 Rows (ours run ``algorithm="lloyd"``, every row assigned in every iteration, unless
@@ -115,12 +115,12 @@ def main() -> None:
     import zarr
     from sklearn.cluster import KMeans as SKKMeans
 
-    from daskmeans import KMeans, io
+    from daskmeans import KMeans, io, open_dataset, open_source
 
     tmp = Path(tempfile.mkdtemp(prefix="daskmeans-bench-"))
     store = io.ingest(args.data, tmp / "data.zarr", name="bench")
     split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
-    X = io.open_dataset(store, split)[0].compute()
+    X = open_dataset(store, split)[0].compute()
     # the same rows in stores written by others: plain zarr v3 (Blosc), sharded zstd, v2
     from zarr.codecs import BloscCodec, ZstdCodec
 
@@ -177,7 +177,7 @@ def main() -> None:
             ("scikit-learn (lloyd)", sk, contextlib.nullcontext, args.repeat),
             ("daskmeans threaded", ours(X), threads, args.repeat),
             ("daskmeans threaded, bounds", ours(X, algorithm="auto"), threads, args.repeat),
-        ] + [(f"daskmeans {name} {how}", ours(io.open_source(z, cache=how == "held")),
+        ] + [(f"daskmeans {name} {how}", ours(open_source(z, cache=how == "held")),
               threads, args.repeat) for name, z in stores.items()
              for how in ("streamed", "held")]
         if Xp is not None:
@@ -244,14 +244,14 @@ def main() -> None:
                 print(f"{name[10:]} / in-memory, K={k}: {np.median(rs):.2f}x "
                       f"[{min(rs):.2f}-{max(rs):.2f}] per round")
     print()
-    from daskmeans import _reduce as R
+    from daskmeans.engine import mapreduce
 
     for name, z in stores.items():  # the once-per-fit cost the held rows cancel
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
             with threads():
-                R.hold(io.open_source(z, cache=True))
+                mapreduce.hold(open_source(z, cache=True))
             times.append(time.perf_counter() - t0)
         print(f"read and hold, {name}: {np.median(times) * 1000:.0f} ms once per fit")
 

@@ -47,8 +47,8 @@ def main() -> None:
     import zarr
     from distributed import Client, LocalCluster
 
-    from daskmeans import KMeans, io
-    from daskmeans import _reduce as R
+    from daskmeans import KMeans, io, open_source
+    from daskmeans.engine import mapreduce
 
     tmp = Path(tempfile.mkdtemp(prefix="daskmeans-big-"))
     small = io.ingest(args.data, tmp / "small.zarr", name="small")
@@ -86,11 +86,11 @@ def main() -> None:
         held: dict[str, Any] = {}
 
         def run(m: int) -> float:
-            # a held store is read once per round, outside the timed fits (reading 2.35
-            # GB took 5-10 s and moved the difference of two fits by up to 0.6 s)
+            # a held store is read once per round, outside the timed fits (reading it
+            # takes long and its variance would swamp the difference of two fits)
             if cache and m == 1:
-                held["src"] = R.hold(io.open_source(big, "train", cache=True))
-            src = held["src"] if cache else io.open_source(big, "train", cache=False)
+                held["src"] = mapreduce.hold(open_source(big, "train", cache=True))
+            src = held["src"] if cache else open_source(big, "train", cache=False)
             t = time.perf_counter()
             KMeans(args.k, init=C0, max_iter=m, tol=0, algorithm=args.algorithm).fit(src)
             return time.perf_counter() - t
@@ -103,7 +103,7 @@ def main() -> None:
         "LocalCluster 2x1, held": (fit(True), on_cluster),
     }
     per_iter: dict[str, list[float]] = {name: [] for name in contenders}
-    with threads():  # untimed: round 0's first fit took 12 s on the just-written store
+    with threads():  # untimed: the first fit on a just-written store is much slower
         fit(False)(1)
     for r in range(args.rounds):
         for name, (run, ctx) in contenders.items():

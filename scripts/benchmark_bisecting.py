@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.cluster import BisectingKMeans as SKBisecting
 
-from daskmeans import BisectingKMeans, io, metrics
+from daskmeans import BisectingKMeans, io, metrics, open_dataset, open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,12 +46,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = io.ingest(args.data, Path(tmp) / "mnist.zarr")
         if args.rows:
-            imgs, lab = io.open_dataset(store, "test", scale=False)
+            imgs, lab = open_dataset(store, "test", scale=False)
             store = io.arrays_to_dataset(
                 {"test": (imgs[:args.rows].compute(), lab[:args.rows].compute())},
                 Path(tmp) / "small.zarr", name="mnist-head")
-        X, y = (a.compute() for a in io.open_dataset(store, "test"))
-        src = io.open_source(store, "test")
+        X, y = (a.compute() for a in open_dataset(store, "test"))
+        src = open_source(store, "test")
         # compiled kernels loaded (numba's disk cache) and dask started before timing
         BisectingKMeans(2, max_iter=2).fit(src)
         SKBisecting(2, max_iter=2).fit(X)

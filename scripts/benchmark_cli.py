@@ -27,27 +27,27 @@ from pathlib import Path
 LIBRARY = {
     "fit": """
         import daskmeans
-        from daskmeans import io, metrics
-        X = io.open_source(STORE, SPLIT)
-        y = io.open_dataset(STORE, SPLIT)[1]
+        from daskmeans import io, metrics, open_dataset, open_source
+        X = open_source(STORE, SPLIT)
+        y = open_dataset(STORE, SPLIT)[1]
         km = daskmeans.KMeans(n_clusters=K, random_state=0).fit(X)
         mapping = metrics.infer_cluster_labels(y, km.labels_)
         daskmeans.save_model(km, OUT + "/lib.npz", mapping=mapping)
     """,
     "evaluate": """
         import daskmeans
-        from daskmeans import io, metrics
+        from daskmeans import io, metrics, open_dataset, open_source
         km, header = daskmeans.load_model(MODEL)
-        X = io.open_source(STORE, SPLIT)
-        y = io.open_dataset(STORE, SPLIT)[1]
+        X = open_source(STORE, SPLIT)
+        y = open_dataset(STORE, SPLIT)[1]
         print(metrics.evaluate_model(km, X, y, mapping=header["mapping"])["accuracy"])
     """,
     "predict": """
         import numpy as np, zarr, dask
         import daskmeans
-        from daskmeans import io
+        from daskmeans import io, open_dataset, open_source
         km, _ = daskmeans.load_model(MODEL)
-        labels = km.predict(io.open_source(STORE, SPLIT))
+        labels = km.predict(open_source(STORE, SPLIT))
         root = zarr.open_group(OUT + "/lib-labels.zarr", mode="w")
         arr = root.create_array("labels", shape=labels.shape, dtype=np.int32,
                                 chunks=(labels.chunks[0][0],))

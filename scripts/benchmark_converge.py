@@ -56,12 +56,12 @@ def main() -> None:
     import zarr
     from sklearn.cluster import KMeans as SKKMeans
 
-    from daskmeans import KMeans, io
+    from daskmeans import KMeans, io, open_dataset, open_source
 
     tmp = Path(tempfile.mkdtemp(prefix="daskmeans-converge-"))
     store = io.ingest(args.data, tmp / "data.zarr", name="bench")
     split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
-    X = io.open_dataset(store, split)[0].compute()
+    X = open_dataset(store, split)[0].compute()
     n, d = X.shape
     print(f"data: {n} x {d} float32 from {args.data}", flush=True)
 
@@ -100,8 +100,8 @@ def main() -> None:
     contenders |= {
         "daskmeans lloyd, in memory": ours(X, "lloyd"),
         "daskmeans auto (bounds), in memory": ours(X, "auto"),
-        "daskmeans auto, Zarr store held": ours(io.open_source(store, split), "auto"),
-        "daskmeans auto, Zarr store streamed": ours(io.open_source(store, split, cache=False),
+        "daskmeans auto, Zarr store held": ours(open_source(store, split), "auto"),
+        "daskmeans auto, Zarr store streamed": ours(open_source(store, split, cache=False),
                                                     "auto"),
     }
     sk_iters: dict[int, int] = {}
@@ -132,8 +132,8 @@ def main() -> None:
             contenders["dask-ml (threaded)"] = daskml
 
     rows: dict[str, dict[int, list[tuple[float, float, int, float]]]] = {}
-    # compiled kernels loaded (or compiled, after an upgrade) before any timing: round 0
-    # of an earlier run paid 2-3 s of compilation in our first fit
+    # compiled kernels loaded (or compiled, after an upgrade) before any timing: else
+    # round 0 pays the compilation in our first fit
     if not args.no_warm_up:
         from daskmeans import _kernels_numba
 

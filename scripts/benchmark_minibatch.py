@@ -42,10 +42,10 @@ def main() -> None:
 
     from sklearn.cluster import MiniBatchKMeans as SKMiniBatch
 
-    from daskmeans import KMeans, MiniBatchKMeans, io
+    from daskmeans import KMeans, MiniBatchKMeans, io, open_dataset
 
     store = io.ingest(args.data, Path(tempfile.mkdtemp()) / "d.zarr")
-    X = io.open_dataset(store, "train")[0].compute()
+    X = open_dataset(store, "train")[0].compute()
     k = args.k
     # warm-up: thread pools, BLAS buffers
     MiniBatchKMeans(k, random_state=0, max_iter=1).fit(X)

@@ -38,14 +38,14 @@ def main() -> None:
     import zarr
     from sklearn.cluster import KMeans as SKKMeans
 
-    from daskmeans import KMeans, algorithms, cluster, io
+    from daskmeans import KMeans, algorithms, cluster, io, open_dataset, open_source
 
     store = io.ingest(args.data, Path(tempfile.mkdtemp(prefix="daskmeans-ninit-")) / "d.zarr",
                       name="bench")
     split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
-    X = io.open_dataset(store, split)[0].compute()
-    Xz = io.open_source(store, split)  # held in memory for the fit (the default)
-    Xs = io.open_source(store, split, cache=False)  # read and decoded every pass
+    X = open_dataset(store, split)[0].compute()
+    Xz = open_source(store, split)  # held in memory for the fit (the default)
+    Xs = open_source(store, split, cache=False)  # read and decoded every pass
     shared = cluster.RUNS_MAX_BYTES, algorithms.SAMPLES_MAX_BYTES
     params = {"init": "random", "n_init": args.n_init, "random_state": 0}
 

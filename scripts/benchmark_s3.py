@@ -87,7 +87,7 @@ def main() -> None:
     import s3fs
     import zarr
 
-    from daskmeans import KMeans, io
+    from daskmeans import KMeans, io, open_source
 
     tmp = Path(tempfile.mkdtemp(prefix="daskmeans-s3-"))
     local = io.ingest(args.data, tmp / "local.zarr", name="bench", chunk_rows=args.chunk_rows)
@@ -117,7 +117,7 @@ def main() -> None:
         def fit(where: str, so: dict[str, Any] | None, m: int) -> float:
             t = time.perf_counter()
             KMeans(args.k, init=C0, max_iter=m, tol=0, algorithm="lloyd").fit(
-                io.open_source(where, split, storage_options=so, cache=False))
+                open_source(where, split, storage_options=so, cache=False))
             return time.perf_counter() - t
 
         contenders = {"local disk, streamed": (str(local), None),

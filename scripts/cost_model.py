@@ -29,9 +29,9 @@ def main() -> None:
 
     from distributed import Client, LocalCluster
 
-    from daskmeans import KMeans, io
+    from daskmeans import KMeans, open_array
 
-    X = io.open_array(args.store)
+    X = open_array(args.store)
     print("| workers | rows | K | s/iteration | M rows/s |\n|---|---|---|---|---|")
     for w in args.workers:
         with LocalCluster(n_workers=w, threads_per_worker=1, memory_limit=args.memory_limit,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daskmeans import KMeans, io, metrics
+from daskmeans import KMeans, io, metrics, open_dataset, open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,12 +48,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = io.ingest(args.data, Path(tmp) / "mnist.zarr")
         if args.rows:
-            X, y = io.open_dataset(store, "test", scale=False)
+            X, y = open_dataset(store, "test", scale=False)
             store = io.arrays_to_dataset(
                 {"test": (X[:args.rows].compute(), y[:args.rows].compute())},
                 Path(tmp) / "small.zarr", name="mnist-head")
-        y = io.open_dataset(store, "test")[1].compute()
-        src = io.open_source(store, "test")
+        y = open_dataset(store, "test")[1].compute()
+        src = open_source(store, "test")
         print(f"MNIST test split: {src.n} x {src.d} uint8, K in {ks}, seeds "
               f"0-{args.seeds - 1}, max_iter {args.max_iter}")
         print("| K | metric | seed | purity | held-out majority accuracy | objective "

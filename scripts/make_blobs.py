@@ -13,7 +13,7 @@ import argparse
 import resource
 import time
 
-from daskmeans import io
+from daskmeans import io, open_array
 
 
 def peak_mb() -> float:
@@ -37,7 +37,7 @@ def main() -> None:
     gb = args.rows * args.features * 4 / 1e9
     print(f"wrote {args.rows:,} x {args.features} float32 ({gb:.2f} GB) in {t1 - t0:.1f}s; "
           f"peak RSS {peak_mb():.0f} MB")
-    X = io.open_array(args.store)
+    X = open_array(args.store)
     m = X.mean(axis=0).compute()
     print(f"streamed a full pass (column means, {X.numblocks[0]} chunks) in "
           f"{time.perf_counter() - t1:.1f}s; peak RSS {peak_mb():.0f} MB; mean[0]={m[0]:.4f}")

@@ -23,8 +23,8 @@ import numpy as np
 import zarr
 
 from daskmeans import _kernels as K
-from daskmeans import _reduce as R
-from daskmeans import io
+from daskmeans import io, open_dataset
+from daskmeans.engine import schedule
 
 
 def main() -> int:
@@ -38,7 +38,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = io.ingest(args.data, Path(tmp) / "data.zarr")
         split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
-        X = io.open_dataset(store, split)[0]
+        X = open_dataset(store, split)[0]
         X = X[:args.rows].compute().reshape(min(args.rows, X.shape[0]), -1)
     print("| K | offset | pass ms | labels = float64 argmin |\n|---|---|---|---|")
     for k in args.k:
@@ -46,7 +46,7 @@ def main() -> int:
             Xo = X + np.float32(off)
             C = Xo[np.random.default_rng(0).choice(len(Xo), k, replace=False)]
             cen = K.Centres(C, np.dtype(np.float32))
-            with R.client_blas():
+            with schedule.client_blas():
                 K.lloyd_runs(Xo, cen)
                 t0 = time.perf_counter()
                 K.lloyd_runs(Xo, cen)

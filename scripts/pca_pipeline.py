@@ -32,7 +32,7 @@ from typing import Any
 import dask
 import numpy as np
 
-from daskmeans import KMeans, io, metrics
+from daskmeans import KMeans, io, metrics, open_dataset
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -60,7 +60,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         store = io.ingest(args.data, Path(tmp) / "mnist.zarr", chunk_rows=2500)
-        X, y = io.open_dataset(store, "test")
+        X, y = open_dataset(store, "test")
         if args.rows:
             X, y = X[:args.rows], y[:args.rows]
         cut = int(X.shape[0] * (1 - args.holdout))

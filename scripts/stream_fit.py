@@ -37,9 +37,9 @@ def main() -> None:
 
     from distributed import Client, LocalCluster
 
-    from daskmeans import KMeans, MiniBatchKMeans, io
+    from daskmeans import KMeans, MiniBatchKMeans, open_array
 
-    X = io.open_array(args.store)
+    X = open_array(args.store)
     print(f"data: {X.shape[0]:,} x {X.shape[1]} {X.dtype} = {X.nbytes / 2**30:.2f} GiB in "
           f"{X.numblocks[0]} chunks; workers: {args.workers} x {args.memory_limit}")
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,

@@ -14,11 +14,11 @@ from sklearn.cluster import BisectingKMeans as SKBisecting
 from sklearn.datasets import load_digits, make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from daskmeans import BisectingKMeans, io, load_model, save_model
+from daskmeans import BisectingKMeans, io, load_model, open_source, save_model
 from daskmeans import _kernels as K
-from daskmeans import _reduce as R
 from daskmeans import algorithms as A
 from daskmeans._validation import InvalidParameterError
+from daskmeans.engine.source import ArraySource, reads_raw_uint8
 
 
 def computed(a: object) -> np.ndarray:
@@ -133,7 +133,7 @@ def test_independent_of_chunking_source_and_scheduler(blobs, tmp_path: Path,
         ref.fit(X)
     z = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(300, 5), dtype="f4")
     z[...] = X
-    sources = [io.open_source(z, cache=False)]  # masked passes over streamed blocks
+    sources = [open_source(z, cache=False)]  # masked passes over streamed blocks
     if scheduler == "threads":
         sources += [da.from_array(X, chunks=(170, 5)), X]
     for data in sources:
@@ -169,16 +169,16 @@ def test_uint8_store_fits_as_its_float32_rows_in_memory(
     z[...] = pixels
     X = pixels.reshape(len(pixels), -1).astype(np.float32) * np.float32(1 / 255)
     for cache in (True, False):
-        src = io.open_source(z, cache=cache)
-        assert R.reads_raw_uint8(src) and src.n_blocks > 1
+        src = open_source(z, cache=cache)
+        assert reads_raw_uint8(src) and src.n_blocks > 1
         seen.clear()
         bk = BisectingKMeans(8, init="k-means++", n_init=2, random_state=0).fit(src)
         computed(bk.labels_)
         assert {name for name, _, _ in seen} == {"bisect_block", "tree_nodes", "tree_labels"}
         assert set(seen) == {(name, np.dtype(np.uint8), io.PIXEL_SCALE)
                              for name in ("bisect_block", "tree_nodes", "tree_labels")}
-        mem = io.ArraySource(X, block_rows=src.bounds[1])  # the store's blocks
-        assert mem.bounds == src.bounds
+        mem = ArraySource(X, block_rows=src.offsets[1])  # the store's blocks
+        assert mem.offsets == src.offsets
         ref = BisectingKMeans(8, init="k-means++", n_init=2, random_state=0).fit(mem)
         np.testing.assert_array_equal(computed(bk.labels_), ref.labels_)
         np.testing.assert_array_equal(bk.cluster_centers_, ref.cluster_centers_)

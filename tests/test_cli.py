@@ -263,7 +263,7 @@ def test_demo_finds_a_local_fashion_mnist(offline: Path, mnist_test, monkeypatch
     import dataclasses
 
     from daskmeans import datasets
-    from tests.test_io import write_idx
+    from tests.io.idx_files import write_idx
 
     X, y = mnist_test  # stand-ins for Fashion-MNIST's files, small
     local = offline / "debian-fashion-mnist"
@@ -277,9 +277,9 @@ def test_demo_finds_a_local_fashion_mnist(offline: Path, mnist_test, monkeypatch
     args = cli.build_parser().parse_args(["demo", "--out", str(offline / "out")])
     store, name, where = cli._demo_data(args, cli.Console(quiet=True), offline / "out")
     assert name == "Fashion-MNIST" and str(local) in where and "MNIST cannot be" in where
-    from daskmeans import io
+    from daskmeans import open_dataset
 
-    np.testing.assert_array_equal(io.open_dataset(store, "train")[1].compute(), y[:200])
+    np.testing.assert_array_equal(open_dataset(store, "train")[1].compute(), y[:200])
 
 
 def test_help_imports_neither_dask_nor_scikit_learn(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from daskmeans import datasets, io
+from daskmeans import datasets, io, open_dataset
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -53,7 +53,7 @@ def test_download_falls_through_dead_and_corrupt_mirrors(
     mirrors = [DEAD, serve(corrupt), serve(mnist_dir)]
     home = tmp_path / "home"
     store = datasets.fetch_mnist(data_home=home, mirrors=mirrors, splits=("test",))
-    X, y = io.open_dataset(store, "test")
+    X, y = open_dataset(store, "test")
     assert X.shape == (10000, 784)
     np.testing.assert_array_equal(y.compute(), io.read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
     assert "checksum mismatch" in caplog.text and "127.0.0.1:9" in caplog.text
@@ -73,7 +73,7 @@ def test_rerun_uses_cache(mnist_dir: Path, tmp_path: Path, serve) -> None:
     # the store is gone but the raw files are cached and verified: no download needed
     shutil.rmtree(first)
     third = datasets.fetch_mnist(data_home=home, mirrors=[DEAD], splits=("test",))
-    assert io.open_dataset(third, "test")[0].shape == (10000, 784)
+    assert open_dataset(third, "test")[0].shape == (10000, 784)
 
 
 def test_all_mirrors_corrupt_raises_checksum_error(mnist_dir: Path, tmp_path: Path,
@@ -120,5 +120,5 @@ def test_debian_fashion_mnist_found(tmp_path: Path) -> None:
     if not (local / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("dataset-fashion-mnist is not installed")
     store = datasets.fetch_fashion_mnist(data_home=tmp_path, mirrors=[DEAD], splits=("test",))
-    X, y = io.open_dataset(store, "test")
+    X, y = open_dataset(store, "test")
     assert X.shape == (10000, 784) and set(np.unique(y.compute())) == set(range(10))

@@ -21,7 +21,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from daskmeans import KMeans, MiniBatchKMeans, cli, io
+from daskmeans import KMeans, MiniBatchKMeans, cli, io, open_array
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ def _fit(est, X):  # type: ignore[no-untyped-def]
 def test_fits_through_address_equal_threaded(shared_cluster: ProcessCluster,
                                              blobs_store: Path) -> None:
     cluster = shared_cluster
-    X = io.open_array(blobs_store)
+    X = open_array(blobs_store)
     with dask.config.set(scheduler="threads"):
         ref_l = KMeans(12, init="k-means||", random_state=0, max_iter=12).fit(X)
         ref_m = MiniBatchKMeans(12, random_state=0, batch_size=5000, max_iter=1).fit(X)
@@ -168,7 +168,7 @@ def _kill_when(cond, pid: int, fit_thread: threading.Thread) -> bool:  # type: i
 
 def test_worker_killed_mid_lloyd_fit(cluster: ProcessCluster, blobs_store: Path,
                                      tmp_path: Path) -> None:
-    X = io.open_array(blobs_store)
+    X = open_array(blobs_store)
     ckpt = tmp_path / "c.npz"
     victim = next(iter(cluster.worker_pids.values()))
     result: dict[str, KMeans] = {}
@@ -196,7 +196,7 @@ def test_worker_killed_mid_minibatch_and_evaluate(cluster: ProcessCluster,
 
     from daskmeans import metrics
 
-    X = io.open_array(blobs_store)
+    X = open_array(blobs_store)
     y = io.zarr_to_dask(zarr.open_group(blobs_store, mode="r")["y"])
     params = {"n_clusters": 12, "random_state": 2, "sampling": "chunks", "max_iter": 3,
               "max_no_improvement": None}
@@ -282,17 +282,17 @@ import os, sys
 import numpy as np
 import dask
 import dask.array as da
-import daskmeans._reduce as R
+from daskmeans.engine import passes
 from daskmeans import KMeans
 algorithm = sys.argv[3]
 name = "lloyd_runs_pass" if algorithm == "lloyd" else "bounds_pass"
-real, calls = getattr(R, name), [0]
+real, calls = getattr(passes, name), [0]
 def dying(*a, **k):
     calls[0] += 1
     if calls[0] == 7:
         os._exit(3)  # the client process dies, mid-fit, without cleaning up
     return real(*a, **k)
-setattr(R, name, dying)
+setattr(passes, name, dying)
 X = np.load(sys.argv[1])
 with dask.config.set(scheduler="threads"):
     KMeans(8, random_state=0, max_iter=40, tol=0, algorithm=algorithm).fit(

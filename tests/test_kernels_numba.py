@@ -131,8 +131,8 @@ print(time.perf_counter() - t0)
 def test_warm_up_compiles_every_specialisation_the_estimators_use(mnist_store: Path) -> None:
     """After :func:`warm_up`, fits of every kind on float32, float64 and uint8-store rows
     (weighted or not) compile nothing more: the warm-up once compiled bounds for float64
-    lower bounds after they became float32, and every first fit paid ~5 s."""
-    from daskmeans import BisectingKMeans, KMeans, MiniBatchKMeans, io
+    lower bounds after they became float32, and every first fit paid a compilation."""
+    from daskmeans import BisectingKMeans, KMeans, MiniBatchKMeans, open_source
 
     N.warm_up()
     dispatchers = {n: f for n, f in vars(N).items() if hasattr(f, "signatures")}
@@ -140,7 +140,7 @@ def test_warm_up_compiles_every_specialisation_the_estimators_use(mnist_store: P
     rng = np.random.default_rng(0)
     X = rng.random((600, 16), dtype=np.float32)
     w = rng.uniform(0.5, 2, 600)
-    store = io.open_source(mnist_store, "test")
+    store = open_source(mnist_store, "test")
     for rows in (X, X.astype(np.float64), store):
         weights = [None] if rows is store else [None, w]
         for sw in weights:

@@ -14,8 +14,9 @@ from sklearn.cluster import KMeans as SKKMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from daskmeans import KMeans, io
+from daskmeans import KMeans, as_source, io, open_dataset, open_source
 from daskmeans._validation import InvalidParameterError
+from daskmeans.engine.source import ArraySource, ZarrBlock, ZarrSource
 
 from .conftest import no_compute
 
@@ -151,7 +152,7 @@ def test_init_samples_of_runs_gathered_together_within_the_cap(
     idxs = [np.sort(rng.choice(X.shape[0], size=s, replace=False)) for s in (100, 50, 80)]
     row = 6 * X.dtype.itemsize
     monkeypatch.setattr(algorithms, "SAMPLES_MAX_BYTES", 150 * row)  # runs 0+1, then 2
-    src = io.as_source(Xd).with_options(weights=w)
+    src = as_source(Xd).with_options(weights=w)
     got = algorithms.take_samples(src, idxs)
     assert counting_scheduler.calls == 2
     for (rows, sw), idx in zip(got, idxs, strict=True):
@@ -168,13 +169,13 @@ def test_n_init_runs_one_compute_per_iteration(blobs, counting_scheduler) -> Non
 
 
 def test_graph_does_not_embed_centres_per_task(blobs) -> None:
-    from daskmeans import _reduce as R
+    from daskmeans.engine import passes
 
     X, _ = blobs
     Xd = da.from_array(X, chunks=(100, 6))
     km = KMeans(5, random_state=0).fit(X)
     with no_compute():
-        lab = R.predict_lazy(io.as_source(Xd), km.cluster_centers_)
+        lab = passes.predict_lazy(as_source(Xd), km.cluster_centers_)
     assert lab.numblocks == Xd.numblocks[:1] and lab.dtype == np.int32
 
 
@@ -359,14 +360,14 @@ def test_centres_enter_a_pass_once_or_inline_when_small(chunks: int, inline: boo
     from dask.delayed import Delayed
 
     from daskmeans import _kernels as K
-    from daskmeans import _reduce as R
+    from daskmeans.engine import mapreduce, passes
 
     X = np.random.default_rng(0).normal(size=(6400, 784)).astype(np.float32)
-    src = io.ArraySource(X, block_rows=6400 // chunks)
+    src = ArraySource(X, block_rows=6400 // chunks)
     cen = K.Centres(X[:10], X.dtype)
-    shared = R._shared(cen, src.n_blocks)
+    shared = mapreduce.shared_operand(cen, src.n_blocks)
     assert (shared is cen) == inline and isinstance(shared, Delayed) != inline
-    assert R.lloyd_pass(src, X[:10]).counts.sum() == 6400
+    assert passes.lloyd_pass(src, X[:10]).counts.sum() == 6400
 
 
 @pytest.fixture(scope="module")
@@ -387,10 +388,10 @@ def test_store_source_gives_the_same_fit_as_the_dask_array(
     fitting the float32 dask array that open_dataset gives, bit for bit."""
     from daskmeans import MiniBatchKMeans
 
-    src = io.open_source(pixel_store, "train")
-    assert isinstance(src, io.ZarrSource) and src.scale == io.PIXEL_SCALE
-    X, _ = io.open_dataset(pixel_store, "train")
-    X = X.rechunk((tuple(np.diff(src.bounds).tolist()), -1))  # the same blocks
+    src = open_source(pixel_store, "train")
+    assert isinstance(src, ZarrSource) and src.scale == io.PIXEL_SCALE
+    X, _ = open_dataset(pixel_store, "train")
+    X = X.rechunk((tuple(np.diff(src.offsets).tolist()), -1))  # the same blocks
     models = [KMeans(6, random_state=0, n_init=2),
               MiniBatchKMeans(6, random_state=0, batch_size=1000, max_iter=3)]
     direct = [m.fit(src) for m in models]
@@ -419,19 +420,19 @@ def test_any_zarr_layout_is_read_in_the_tasks(tmp_path: Path, layout: str,
                           zarr_format=2 if layout == "v2" else 3, **kw)
     z[...] = X
     reads: list[tuple[int, int]] = []
-    read = io.ZarrBlock.read
+    read = ZarrBlock.read
 
-    def counting(self: io.ZarrBlock):  # type: ignore[no-untyped-def]
+    def counting(self: ZarrBlock):  # type: ignore[no-untyped-def]
         reads.append((self.start, self.stop))
         return read(self)
 
-    monkeypatch.setattr(io.ZarrBlock, "read", counting)
-    streamed = io.open_source(str(tmp_path / "x.zarr"), cache=False)
+    monkeypatch.setattr(ZarrBlock, "read", counting)
+    streamed = open_source(str(tmp_path / "x.zarr"), cache=False)
     with dask.config.set(scheduler="threads"):
         km = KMeans(4, init=X[:4], max_iter=3, tol=0).fit(streamed)
     ref = KMeans(4, init=X[:4], max_iter=3, tol=0).fit(X)
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-5)
-    src = io.open_source(str(tmp_path / "x.zarr"))
+    src = open_source(str(tmp_path / "x.zarr"))
     assert (src.files is None) == (layout == "v3-sharded")
     assert len(set(reads)) == src.n_blocks
     assert len(reads) == src.n_blocks * (km.n_iter_ + 1)  # passes + the final E-step
@@ -442,7 +443,7 @@ def test_any_zarr_layout_is_read_in_the_tasks(tmp_path: Path, layout: str,
     np.testing.assert_array_equal(held.cluster_centers_, km.cluster_centers_)
     assert held.inertia_ == km.inertia_
     if layout == "v3-sharded":  # blocks are whole shards
-        assert all(b % 1000 == 0 for b in src.bounds[:-1])
+        assert all(b % 1000 == 0 for b in src.offsets[:-1])
 
 
 @pytest.mark.parametrize("cache", [None, False, True])
@@ -455,13 +456,13 @@ def test_store_rows_held_in_memory_or_streamed_give_one_fit(
     rows' |x|^2 next to them (numpy here, futures in the workers on a cluster), equal to
     the norms of the scaled rows."""
     from daskmeans import _kernels as K
-    from daskmeans import _reduce as R
+    from daskmeans.engine import mapreduce, schedule
 
-    ref = KMeans(6, random_state=0, n_init=2).fit(io.open_source(pixel_store, cache=False))
+    ref = KMeans(6, random_state=0, n_init=2).fit(open_source(pixel_store, cache=False))
     if cache is None:  # over the budget: streamed, as with cache=False
-        monkeypatch.setattr(R, "CACHE_FRACTION", 0.0)
-    src = io.open_source(pixel_store, cache=cache)
-    held = R.hold(src)
+        monkeypatch.setattr(schedule, "CACHE_FRACTION", 0.0)
+    src = open_source(pixel_store, cache=cache)
+    held = mapreduce.hold(src)
     assert (held is not src) == bool(cache)
     if cache and scheduler == "threads":  # numpy blocks here (futures on a cluster)
         assert all(b.dtype == np.uint8 for b in held.held)
@@ -470,7 +471,7 @@ def test_store_rows_held_in_memory_or_streamed_give_one_fit(
             return v.result() if hasattr(v, "result") else v
 
         assert isinstance(held.xsq, np.ndarray if scheduler == "threads" else list)
-        assert R.hold(io.open_source(pixel_store, cache=True), with_xsq=False).xsq is None
+        assert mapreduce.hold(open_source(pixel_store, cache=True), with_xsq=False).xsq is None
         for i in range(held.n_blocks):
             rows = held.rows_float(local(held.held[i]))
             np.testing.assert_array_equal(local(held.block_xsq(i)),
@@ -485,24 +486,24 @@ def test_lazy_rows_of_a_held_store_do_not_pickle_it(pixel_store: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A held source's lazy rows (the labels_ / predict graph at the end of a fit) are
     built without pickling the source: dask tokenizes a bound method by pickling its
-    object, held blocks and all (1.2 s per fit of a 2.35 GB store)."""
-    from daskmeans import _reduce as R
+    object, held blocks and all (hashing every held byte at the end of a fit)."""
+    from daskmeans.engine import mapreduce
 
     with dask.config.set(scheduler="threads"):
-        held = R.hold(io.open_source(pixel_store, cache=True))
+        held = mapreduce.hold(open_source(pixel_store, cache=True))
 
         pickled: list[int] = []
-        reduce_ex = io.ZarrSource.__reduce_ex__
+        reduce_ex = ZarrSource.__reduce_ex__
 
         def counting(self, protocol):  # type: ignore[no-untyped-def]
             pickled.append(protocol)  # (dask falls back to a random token on errors)
             return reduce_ex(self, protocol)
 
-        monkeypatch.setattr(io.ZarrSource, "__reduce_ex__", counting)
+        monkeypatch.setattr(ZarrSource, "__reduce_ex__", counting)
         X = held.to_dask()
         monkeypatch.undo()
         assert pickled == []
-        ref = io.open_dataset(pixel_store, "train")[0].compute().reshape(len(X), -1)
+        ref = open_dataset(pixel_store, "train")[0].compute().reshape(len(X), -1)
         np.testing.assert_array_equal(X.compute(), ref)
 
 
@@ -511,29 +512,29 @@ def test_held_store_of_one_chunk_is_cut_for_every_thread(tmp_path: Path) -> None
     per thread (row ranges of the one read), and fits as the streamed store does."""
     import zarr
 
-    from daskmeans import _reduce as R
+    from daskmeans.engine import mapreduce
 
     X, _ = make_blobs(n_samples=1001, n_features=5, centers=3, random_state=3)
     z = zarr.create_array(tmp_path / "one.zarr", shape=X.shape, dtype="f8", chunks=X.shape)
     z[...] = X
     with dask.config.set(scheduler="threads", num_workers=3):
-        src = io.open_source(str(tmp_path / "one.zarr"), cache=True)
+        src = open_source(str(tmp_path / "one.zarr"), cache=True)
         assert src.n_blocks == 1
-        held = R.hold(src)
-        assert held.n_blocks == 3 and held.bounds == (0, 334, 668, 1001)
+        held = mapreduce.hold(src)
+        assert held.n_blocks == 3 and held.offsets == (0, 334, 668, 1001)
         np.testing.assert_array_equal(np.concatenate(held.held), X)
         km = KMeans(3, init=X[:3], max_iter=5, tol=0).fit(held)
         ref = KMeans(3, init=X[:3], max_iter=5, tol=0).fit(
-            io.open_source(str(tmp_path / "one.zarr"), cache=False))
+            open_source(str(tmp_path / "one.zarr"), cache=False))
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-12)
     np.testing.assert_array_equal(km.labels_.compute(), ref.labels_.compute())
     assert km.n_iter_ == ref.n_iter_
 
 
 def test_held_store_fit_one_compute_per_iteration(pixel_store: Path, counting_scheduler) -> None:
-    C0 = io.open_dataset(pixel_store)[0][:6].compute()
+    C0 = open_dataset(pixel_store)[0][:6].compute()
     counting_scheduler.calls = 0
-    km = KMeans(6, init=C0, max_iter=4, tol=0).fit(io.open_source(pixel_store, cache=True))
+    km = KMeans(6, init=C0, max_iter=4, tol=0).fit(open_source(pixel_store, cache=True))
     assert km.n_iter_ == 4
     assert counting_scheduler.calls == 1 + 4 + 1  # read and hold + 4 iterations + E-step
 
@@ -568,15 +569,15 @@ def test_bounded_fit_one_compute_per_iteration_and_skips_settled_blocks(
     """Streamed from a store, a bounded fit makes at most one compute per iteration
     and, once blocks settle, does not read them; the result is plain Lloyd's."""
     reads: list[int] = []
-    read = io.ZarrBlock.read
+    read = ZarrBlock.read
 
-    def counting(self: io.ZarrBlock):  # type: ignore[no-untyped-def]
+    def counting(self: ZarrBlock):  # type: ignore[no-untyped-def]
         reads.append(self.start)
         return read(self)
 
-    monkeypatch.setattr(io.ZarrBlock, "read", counting)
-    src = io.open_source(pixel_store, cache=False)
-    C0 = io.open_dataset(pixel_store)[0][:6].compute()
+    monkeypatch.setattr(ZarrBlock, "read", counting)
+    src = open_source(pixel_store, cache=False)
+    C0 = open_dataset(pixel_store)[0][:6].compute()
     plain = KMeans(6, init=C0, algorithm="lloyd", tol=0, max_iter=50).fit(src)
     counting_scheduler.calls, reads[:] = 0, []
     km = KMeans(6, init=C0, algorithm="elkan", tol=0, max_iter=50).fit(src)
@@ -586,7 +587,7 @@ def test_bounded_fit_one_compute_per_iteration_and_skips_settled_blocks(
     np.testing.assert_allclose(km.cluster_centers_, plain.cluster_centers_, atol=1e-6)
     labels = km.labels_.compute()
     np.testing.assert_array_equal(labels, plain.labels_.compute())
-    exact = exact_inertia(io.open_dataset(pixel_store)[0].compute(), km.cluster_centers_,
+    exact = exact_inertia(open_dataset(pixel_store)[0].compute(), km.cluster_centers_,
                           labels)
     assert km.inertia_ == pytest.approx(exact, rel=1e-9)  # float64 per-cluster sums
     assert plain.inertia_ == pytest.approx(exact, rel=1e-9)  # and plain Lloyd's too
@@ -602,7 +603,7 @@ def test_bounded_fit_one_compute_per_iteration_and_skips_settled_blocks(
     z = zarr.create_array(pixel_store.parent / "sep.zarr", shape=X.shape, chunks=(100, 4),
                           dtype="f8", overwrite=True)
     z[...] = X
-    src = io.open_source(z, cache=False)
+    src = open_source(z, cache=False)
     C0 = X[[int(np.flatnonzero(np.abs(X[:, 0] - c) < 5)[0]) for c in (0, 30, -30)]]
     reads[:] = []
     km = KMeans(3, init=C0, algorithm="elkan", tol=0).fit(src)
@@ -626,9 +627,9 @@ def test_bounded_fit_relocates_empty_clusters_as_plain_lloyd(blobs) -> None:
 
 def test_dask_array_blocks_reach_the_kernels_without_a_copy() -> None:
     """A pass over a persisted dask array hands each kernel the block itself: dask's
-    blockwise ``concatenate=True`` copied every block in every pass (~27% of a Lloyd
-    iteration over 60,000 x 784 float32)."""
-    from daskmeans import _reduce as R
+    blockwise ``concatenate=True`` copied every block in every pass (a sizeable part
+    of a Lloyd iteration)."""
+    from daskmeans.engine import mapreduce
 
     X = np.arange(40, dtype=np.float32).reshape(10, 4)
     with dask.config.set(scheduler="threads"):
@@ -640,5 +641,5 @@ def test_dask_array_blocks_reach_the_kernels_without_a_copy() -> None:
             seen.append(any(np.shares_memory(x, b) for b in blocks))
             return 0
 
-        R.map_reduce(io.as_source(Xd), spy, None)
+        mapreduce.map_reduce(as_source(Xd), spy, None)
     assert seen == [True, True]

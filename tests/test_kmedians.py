@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import zarr
 
-from daskmeans import KMeans, MiniBatchKMeans, io, load_model, save_model
+from daskmeans import KMeans, MiniBatchKMeans, io, load_model, open_source, save_model
 from daskmeans import _kernels as K
 from daskmeans._validation import InvalidParameterError
+from daskmeans.engine.source import ArraySource
 
 
 def lower_weighted_median(v: np.ndarray, w: np.ndarray) -> float:
@@ -89,7 +90,7 @@ def test_uint8_centres_equal_brute_force_medians_exactly(pixels) -> None:
     assert far[-1] > far[-2]  # one farthest row (no tie for the reference to break)
     want, n_empty = brute_step(X, C0, w, labels)
     assert n_empty == 1
-    for data in (io.open_source(path, cache=False), str(path), X,
+    for data in (open_source(path, cache=False), str(path), X,
                  da.from_array(X, chunks=(450, 10))):
         km = KMeans(4, init=C0, metric="manhattan", max_iter=1).fit(data, sample_weight=w)
         assert km.history_[0]["n_relocated"] == 1
@@ -152,8 +153,8 @@ def test_independent_of_chunking_and_source(pixels) -> None:
     params = {"n_clusters": 5, "metric": "manhattan", "random_state": 7, "tol": 0,
               "max_iter": 4}
     ref = KMeans(**params).fit(X, sample_weight=w)
-    sources = [io.ArraySource(X, block_rows=700), da.from_array(X, chunks=(154, 10)),
-               str(path), io.open_source(path, cache=False)]
+    sources = [ArraySource(X, block_rows=700), da.from_array(X, chunks=(154, 10)),
+               str(path), open_source(path, cache=False)]
     for data in sources:
         km = KMeans(**params).fit(data, sample_weight=w)
         np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
@@ -172,7 +173,7 @@ def test_threaded_and_local_cluster_agree(pixels, scheduler: str) -> None:
     with dask.config.set(scheduler="sync"):
         ref.fit(scaled(U))
     assert ref.history_[0]["n_relocated"] == 1
-    for data in (io.open_source(path, cache=False), scaled(U)):
+    for data in (open_source(path, cache=False), scaled(U)):
         km = KMeans(3, init=C0, metric="manhattan", tol=0, max_iter=4).fit(data)
         np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
         np.testing.assert_array_equal(computed(km.labels_), ref.labels_)
@@ -184,7 +185,7 @@ def test_one_compute_per_pass(pixels, counting_scheduler) -> None:
     3 on float data (one more digit), plus one range pass per float fit."""
     U, path = pixels
     C0 = scaled(U[[1, 900, 1600]])
-    for data, passes, once in ((io.open_source(path, cache=False), 2, 0),
+    for data, passes, once in ((open_source(path, cache=False), 2, 0),
                                (da.from_array(scaled(U), chunks=(500, 10)), 3, 1)):
         counting_scheduler.calls = 0
         km = KMeans(3, init=C0, metric="manhattan", max_iter=3, tol=0).fit(data)
@@ -202,7 +203,7 @@ def test_seeding_n_init_and_lazy_predict(pixels) -> None:
     rows = {tuple(r) for r in X}
     for init in ("k-means++", "k-means||"):
         seeds = [KMeans(6, metric=m, init=init)._init(
-            io.ArraySource(X), [np.random.default_rng(5)], [5])[0]
+            ArraySource(X), [np.random.default_rng(5)], [5])[0]
             for m in ("manhattan", "euclidean")]
         assert not np.array_equal(*seeds)
         assert {tuple(r) for r in seeds[0]} <= rows

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from daskmeans import KMeans, MiniBatchKMeans, cli, io, quantize
+from daskmeans import KMeans, MiniBatchKMeans, cli, io, open_dataset, quantize
 from daskmeans._progress import Progress, TqdmBars, progress
 
 Call = tuple[str, int, "int | None", str]
@@ -36,7 +36,7 @@ def test_ingest_reports_every_chunk_of_every_file(mnist_dir: Path, tmp_path: Pat
 
 
 def test_ingest_without_progress_still_works(mnist_dir: Path, tmp_path: Path) -> None:
-    X, _ = io.open_dataset(io.ingest(mnist_dir, tmp_path / "s.zarr", chunk_rows=5000), "test")
+    X, _ = open_dataset(io.ingest(mnist_dir, tmp_path / "s.zarr", chunk_rows=5000), "test")
     assert X.shape == (10000, 784)
 
 

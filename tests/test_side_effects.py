@@ -104,7 +104,7 @@ def test_image_above_cap_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
                                           shape: tuple[int, int]) -> None:
     # 1200 pixels: Pillow only warns at the cap, our own check refuses it; 2500 pixels:
     # Pillow's DecompressionBombError (raised beyond twice the limit) is translated
-    monkeypatch.setattr(io, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(io.images, "MAX_IMAGE_PIXELS", 1000)
     before = Image.MAX_IMAGE_PIXELS
     path = _save(tmp_path / "big.png", *shape)
     with pytest.raises(io.ImageFormatError) as e:
@@ -113,7 +113,7 @@ def test_image_above_cap_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     assert str(path) in msg and "1000 pixels" in msg and "MAX_IMAGE_PIXELS" in msg
     assert Image.MAX_IMAGE_PIXELS == before  # restored on the error path too
     assert not (tmp_path / "big.zarr").exists()
-    io._load_rgb(_save(tmp_path / "small.png", 25, 40))  # 1000 pixels: at the cap is fine
+    io.load_rgb(_save(tmp_path / "small.png", 25, 40))  # 1000 pixels: at the cap is fine
 
 
 @pytest.mark.parametrize("fmt", ["png", "tiff", "gif"])
@@ -125,7 +125,7 @@ def test_our_cap_covers_the_decode_and_callers_limit_stays(
     # and the caller's limit is back afterwards and still guards its own opens
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     path = _save(tmp_path / f"img.{fmt}", 48, 64)
-    assert io._load_rgb(path).shape == (48, 64, 3)
+    assert io.load_rgb(path).shape == (48, 64, 3)
     assert Image.MAX_IMAGE_PIXELS == 100
     with pytest.raises(Image.DecompressionBombError), Image.open(path):
         pass
@@ -139,7 +139,7 @@ def test_concurrent_loads_restore_the_limit(tmp_path: Path) -> None:
     def work() -> None:
         try:
             for _ in range(20):
-                io._load_rgb(path)
+                io.load_rgb(path)
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 

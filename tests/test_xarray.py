@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from daskmeans import KMeans, MiniBatchKMeans, io, metrics
+from daskmeans import KMeans, MiniBatchKMeans, io, metrics, open_source
 
 xr = pytest.importorskip("xarray")
 
@@ -182,7 +182,7 @@ def test_zarr_store_with_nodata_compares_raw_values(tmp_path: Path) -> None:
     raw = np.rint(img.reshape(-1, B) * 200).astype(np.uint8)  # 0 stays 0: nodata
     store = io.arrays_to_dataset({"test": (raw.reshape(-1, 2, 3), classes.ravel())},
                                  tmp_path / "s.zarr", name="scene", chunk_rows=700)
-    km = KMeans(N_CLASSES, random_state=0, nodata=0).fit(io.open_source(store, "test"))
+    km = KMeans(N_CLASSES, random_state=0, nodata=0).fit(open_source(store, "test"))
     lab = np.asarray(km.labels_.compute())
     assert (lab[mask.ravel()] == -1).all()
     assert adjusted_rand_score(classes.ravel()[~mask.ravel()], lab[~mask.ravel()]) > 0.99

@@ -23,7 +23,7 @@ import zarr
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
 
-from daskmeans import KMeans, cli, io
+from daskmeans import KMeans, cli, io, open_dataset, open_source
 
 BUCKET = "daskmeans-test"
 
@@ -204,14 +204,14 @@ def proxy(s3: S3) -> Iterator[Proxy]:
 def test_fit_from_url_equals_fit_from_local_store(s3: S3, s3_store: str, local_store: Path,
                                                   cache: bool | None) -> None:
     remote = KMeans(n_clusters=10, random_state=0).fit(
-        io.open_source(s3_store, "train", storage_options=s3.options(), cache=cache))
-    local = KMeans(n_clusters=10, random_state=0).fit(io.open_source(local_store, "train"))
+        open_source(s3_store, "train", storage_options=s3.options(), cache=cache))
+    local = KMeans(n_clusters=10, random_state=0).fit(open_source(local_store, "train"))
     np.testing.assert_array_equal(remote.cluster_centers_, local.cluster_centers_)
     np.testing.assert_array_equal(computed(remote.labels_), computed(local.labels_))
     assert remote.inertia_ == local.inertia_ and remote.n_iter_ == local.n_iter_
-    src = io.open_source(s3_store, "test", storage_options=s3.options(), cache=cache)
+    src = open_source(s3_store, "test", storage_options=s3.options(), cache=cache)
     np.testing.assert_array_equal(computed(remote.predict(src)),
-                                  computed(local.predict(io.open_source(local_store, "test"))))
+                                  computed(local.predict(open_source(local_store, "test"))))
 
 
 def test_estimators_take_a_bare_url(s3: S3, s3_store: str, local_store: Path,
@@ -228,8 +228,8 @@ def test_estimators_take_a_bare_url(s3: S3, s3_store: str, local_store: Path,
 
 
 def test_open_dataset_from_url(s3: S3, s3_store: str, local_store: Path) -> None:
-    X, y = io.open_dataset(s3_store, "test", storage_options=s3.options())
-    Xl, yl = io.open_dataset(local_store, "test")
+    X, y = open_dataset(s3_store, "test", storage_options=s3.options())
+    Xl, yl = open_dataset(local_store, "test")
     assert X.shape == (397, 64)
     np.testing.assert_array_equal(X.compute(), Xl.compute())
     np.testing.assert_array_equal(y.compute(), yl.compute())
@@ -237,7 +237,7 @@ def test_open_dataset_from_url(s3: S3, s3_store: str, local_store: Path) -> None
 
 def test_storage_options_refused_for_a_local_path(local_store: Path) -> None:
     with pytest.raises(ValueError, match="storage_options apply to URLs.*digits.zarr"):
-        io.open_source(str(local_store), "test", storage_options={"anon": True})
+        open_source(str(local_store), "test", storage_options={"anon": True})
 
 
 # ---------------------------------------------------------------- writing
@@ -247,22 +247,22 @@ def test_storage_options_refused_for_a_local_path(local_store: Path) -> None:
 def model(local_store: Path) -> KMeans:
     """A model of the local store (fitted once, on dask's threads)."""
     return KMeans(n_clusters=10, random_state=0, max_iter=5).fit(
-        io.open_source(local_store, "train"))
+        open_source(local_store, "train"))
 
 
 def test_predict_writes_labels_back_to_the_bucket(s3: S3, s3_store: str, model: KMeans,
                                                   scheduler: str) -> None:
     """Labels computed by the tasks (threads, or the LocalCluster's worker processes) are
     written chunk by chunk to the bucket and read back equal."""
-    from daskmeans import _reduce as R
+    from daskmeans.engine import schedule
 
     km = model
-    labels = km.predict(io.open_source(s3_store, "train", storage_options=s3.options()))
+    labels = km.predict(open_source(s3_store, "train", storage_options=s3.options()))
     out = f"s3://{BUCKET}/labels-{scheduler}.zarr"
     with io.write_group(out, storage_options=s3.options()) as g:
         g.attrs["k"] = 10
         arr = g.create_array("labels", shape=labels.shape, dtype=np.int32, chunks=(300,))
-        R.compute(io.store_blocks(labels, arr), n_tasks=5)
+        schedule.compute(io.store_blocks(labels, arr), n_tasks=5)
     back = zarr.open_group(out, mode="r", storage_options=s3.options())
     assert back.attrs["k"] == 10
     np.testing.assert_array_equal(back["labels"][:], computed(km.labels_))
@@ -302,8 +302,8 @@ def test_ingest_to_a_url(s3: S3, local_store: Path) -> None:
     url = io.arrays_to_dataset(_digits(), f"s3://{BUCKET}/up.zarr", name="digits",
                                chunk_rows=500, storage_options=s3.options())
     assert url == f"s3://{BUCKET}/up.zarr"
-    X, y = io.open_dataset(url, "train", storage_options=s3.options())
-    Xl, yl = io.open_dataset(local_store, "train")
+    X, y = open_dataset(url, "train", storage_options=s3.options())
+    Xl, yl = open_dataset(local_store, "train")
     np.testing.assert_array_equal(X.compute(), Xl.compute())
     np.testing.assert_array_equal(y.compute(), yl.compute())
     assert X.chunks[0][0] == 500
@@ -316,10 +316,10 @@ def test_missing_bucket_and_missing_path_name_the_url(s3: S3, s3_store: str) -> 
     with pytest.raises(FileNotFoundError,
                        match=r"s3://nobucket/digits.zarr: no Zarr store at this URL: the "
                              r"bucket 'nobucket' does not exist"):
-        io.open_source("s3://nobucket/digits.zarr", "test", storage_options=s3.options())
+        open_source("s3://nobucket/digits.zarr", "test", storage_options=s3.options())
     with pytest.raises(FileNotFoundError, match=rf"s3://{BUCKET}/nothere.zarr: .*the bucket "
                                                 rf"'{BUCKET}' exists, nothing is stored"):
-        io.open_dataset(f"s3://{BUCKET}/nothere.zarr", "test", storage_options=s3.options())
+        open_dataset(f"s3://{BUCKET}/nothere.zarr", "test", storage_options=s3.options())
 
 
 @pytest.fixture
@@ -341,7 +341,7 @@ def test_wrong_credentials_name_the_url(s3: S3, s3_store: str, s3_auth: None) ->
     for wrong in ({"secret": "not-the-secret"}, {"key": "AKIANOSUCHKEY"}):
         with pytest.raises(PermissionError, match=rf"{s3_store}: opening the store: access "
                                                   r"denied .*check the credentials"):
-            io.open_source(s3_store, "test", storage_options={**s3.options(), **wrong})
+            open_source(s3_store, "test", storage_options={**s3.options(), **wrong})
 
 
 def test_unreachable_server_names_the_url(s3: S3, proxy: Proxy) -> None:
@@ -349,7 +349,7 @@ def test_unreachable_server_names_the_url(s3: S3, proxy: Proxy) -> None:
     t0 = time.perf_counter()
     with pytest.raises(io.StoreConnectionError,
                        match=rf"s3://{BUCKET}/digits.zarr: .*cannot reach the store.*retries"):
-        io.open_source(f"s3://{BUCKET}/digits.zarr", "test",
+        open_source(f"s3://{BUCKET}/digits.zarr", "test",
                        storage_options=s3.options(proxy.endpoint))
     assert time.perf_counter() - t0 < 10
 
@@ -363,7 +363,7 @@ def test_server_gone_mid_fit_fails_fast_naming_the_url(s3: S3, s3_store: str,
         if phase == "lloyd" and done == 1:
             proxy.close()
 
-    src = io.open_source(s3_store, "train", storage_options=s3.options(proxy.endpoint),
+    src = open_source(s3_store, "train", storage_options=s3.options(proxy.endpoint),
                          cache=False)
     km = KMeans(n_clusters=10, random_state=0, algorithm="lloyd", callback=server_goes_away)
     t0 = time.perf_counter()
@@ -377,12 +377,12 @@ def test_dropped_connections_are_retried(s3: S3, s3_store: str, local_store: Pat
                                          proxy: Proxy) -> None:
     """Connections cut before any answer are transient errors, retried (by s3fs, which
     retries HTTP client errors itself, and botocore): the streamed fit goes on unharmed."""
-    src = io.open_source(s3_store, "train", storage_options=s3.options(proxy.endpoint),
+    src = open_source(s3_store, "train", storage_options=s3.options(proxy.endpoint),
                          cache=False)
     proxy.drop_next = 2
     km = KMeans(n_clusters=10, random_state=0, max_iter=3, algorithm="lloyd").fit(src)
     local = KMeans(n_clusters=10, random_state=0, max_iter=3, algorithm="lloyd").fit(
-        io.open_source(local_store, "train"))
+        open_source(local_store, "train"))
     np.testing.assert_array_equal(km.cluster_centers_, local.cluster_centers_)
     assert proxy.dropped == 2
 
@@ -433,7 +433,7 @@ def test_cli_fit_evaluate_predict_with_a_bucket(s3: S3, s3_store: str, local_sto
     est, header = load_model(model)
     assert "secret" not in json.dumps(header) and s3.secret not in json.dumps(header)
     back = zarr.open_group(url, mode="r", storage_options=s3.options())
-    expect = est.predict(io.open_source(local_store, "test"))
+    expect = est.predict(open_source(local_store, "test"))
     np.testing.assert_array_equal(back["labels"][:], computed(expect))
     assert back.attrs["split"] == "test"
 
@@ -444,8 +444,8 @@ def test_cli_ingest_to_a_bucket(s3: S3, tmp_path: Path, capsys) -> None:
     code, out, err = run(["ingest", "mnist", "--source", str(idx), "--out", url,
                           "--chunk-rows", "10", *s3.cli_options()], capsys)
     assert code == 0 and url in out, err
-    X, y = io.open_dataset(url, "test", storage_options=s3.options(), scale=False)
-    Xl, yl = io.open_dataset(io.ingest(idx, tmp_path / "local.zarr"), "test", scale=False)
+    X, y = open_dataset(url, "test", storage_options=s3.options(), scale=False)
+    Xl, yl = open_dataset(io.ingest(idx, tmp_path / "local.zarr"), "test", scale=False)
     np.testing.assert_array_equal(X.compute(), Xl.compute())
     np.testing.assert_array_equal(y.compute(), yl.compute())
     assert X.chunks[0] == (10, 10, 10)
@@ -489,7 +489,7 @@ def test_parse_storage_options() -> None:
 
 # ---------------------------------------------------------------- the README's examples
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _section() -> str:

@@ -3,10 +3,9 @@
 A streamed fit reads every chunk of its store in every pass. Through
 ``zarr.Array.__getitem__`` a chunk's bytes and its decoding each hop through zarr's
 event loop and thread pool; reading the files and decoding them with numcodecs (the
-library zarr decodes with) in the task's own thread costs about 0.55x as much (two
-threads x 30,000 MNIST rows in 10,000-row Blosc-LZ4 chunks: 10.3 ms against 17-19 ms),
-and a streamed K=10 Fashion-MNIST fit to convergence takes 0.81 s instead of 1.12 s
-(``scripts/benchmark_converge.py``). So this is kept where the layout is unambiguous
+library zarr decodes with) in the task's own thread costs markedly less, and so does a
+streamed fit to convergence (``scripts/benchmark_converge.py`` measures both). So this
+is kept where the layout is unambiguous
 from the array's public metadata and the Zarr spec, and :meth:`ChunkFiles.of` returns
 None for anything else, which zarr then reads: object storage, sharding, filters,
 chunking across the columns, column-major or byte-swapped data, a codec other than
@@ -172,7 +171,7 @@ class ChunkFiles:
 
 class FileRows:
     """:class:`ChunkFiles` as the array-like ``da.from_array`` slices (whole-row
-    blocks, as :meth:`daskmeans.io.ZarrSource.raw_dask` asks for them): lazy graphs
+    blocks, as :meth:`daskmeans.engine.source.ZarrSource.raw_dask` asks for them): lazy graphs
     over a store (``predict``, evaluation) read the files as the fit's passes do."""
 
     def __init__(self, files: ChunkFiles) -> None:

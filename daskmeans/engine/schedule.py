@@ -1,0 +1,183 @@
+"""Where and how the engine's computations run: the local threaded scheduler or a
+``distributed.Client``, how many threads compute, how the cores are split between dask
+and BLAS, how much memory a fit may hold, and the one ``compute`` every pass ends in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+
+__all__ = ["CACHE_FRACTION", "MEMORY_BLOCK_BYTES", "MEMORY_BLOCK_MAX_BYTES", "WorkerBlas",
+           "client_blas", "compute", "local_blas", "local_threads", "memory_block_rows",
+           "memory_budget", "total_threads", "using_distributed", "worker_blas"]
+
+#: in-memory arrays up to this many bytes per thread get one block per thread.
+MEMORY_BLOCK_MAX_BYTES = 256 << 20
+#: larger in-memory arrays get blocks of about this many bytes, a multiple of the threads.
+MEMORY_BLOCK_BYTES = 32 << 20
+
+#: a store's decoded rows are held in memory for a fit while they take at most this
+#: fraction of the available memory (of the workers' memory limits on a cluster).
+CACHE_FRACTION = 0.25
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def using_distributed() -> bool:
+    """True when computations go to a ``distributed.Client``."""
+    sched = dask.config.get("scheduler", None)
+    if sched is not None and sched not in ("dask.distributed", "distributed"):
+        return False
+    try:
+        from distributed import default_client
+
+        default_client()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+def total_threads() -> int:
+    """Threads computing: the cluster's worker threads, or the local thread count."""
+    if using_distributed():
+        from distributed import default_client
+
+        return max(1, sum(default_client().nthreads().values()))
+    return local_threads()
+
+
+@functools.cache
+def _threadpool_controller() -> Any:
+    """One threadpoolctl controller (finding the BLAS libraries costs milliseconds).
+
+    scipy's BLAS (which the compiled kernels call through ``np.dot``) is loaded first:
+    a controller made before it would not limit it, and dask threads each running a
+    multi-threaded GEMM oversubscribe the cores."""
+    import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's compiled kernels call
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # sees the BLAS libraries loaded by now
+
+
+@contextlib.contextmanager
+def local_blas(n_tasks: int) -> Iterator[None]:
+    """Under the local threaded scheduler, split the cores between dask and BLAS for
+    the duration of one of our computations (restored when it returns)."""
+    if using_distributed() or dask.config.get("scheduler", None) == "sync":
+        yield
+        return
+    cores = os.cpu_count() or 1
+    parallel = max(1, min(n_tasks, total_threads()))
+    with _threadpool_controller().limit(limits=max(1, cores // parallel), user_api="blas"):
+        yield
+
+
+@contextlib.contextmanager
+def client_blas() -> Iterator[None]:
+    """One BLAS thread for the small linear algebra an algorithm does between passes
+    (e.g. the centres' Gram matrix): a multi-threaded GEMM leaves OpenBLAS threads
+    spinning for a while after it returns, and they take the cores from the next
+    pass's tasks."""
+    with _threadpool_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+class WorkerBlas:
+    """BLAS pinned to one thread inside a distributed worker while any of our tasks
+    runs there, restored when the last one ends (other users' tasks on a shared
+    cluster keep their BLAS threads). Workers started without a nanny would otherwise
+    run a BLAS pool as large as the machine in every worker thread, oversubscribing
+    the cores many times over. Use the module's one instance, :data:`worker_blas`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+        self.limit: Any = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        try:
+            from distributed import get_worker
+
+            get_worker()
+        except (ImportError, ValueError):
+            yield
+            return
+        with self.lock:
+            if self.active == 0:
+                self.limit = _threadpool_controller().limit(limits=1, user_api="blas")
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.active -= 1
+                if self.active == 0 and self.limit is not None:
+                    self.limit.restore_original_limits()
+                    self.limit = None
+
+
+#: Enter ``with worker_blas():`` around a task's kernel call.
+worker_blas = WorkerBlas()
+
+
+def compute(*objs: Any, n_tasks: int = 1) -> Any:
+    """``dask.compute(*objs)`` with BLAS threads split for the local scheduler."""
+    with local_blas(n_tasks):
+        out = dask.compute(*objs)
+    return out[0] if len(objs) == 1 else out
+
+
+# --------------------------------------------------------------------------- block sizes
+
+
+def local_threads() -> int:
+    """Threads of dask's local scheduler (``num_workers`` or the CPU count)."""
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+
+
+def memory_block_rows(n: int, d: int, itemsize: int, threads: int | None = None) -> int:
+    """Rows per block for an in-memory array.
+
+    One block per thread while blocks stay under :data:`MEMORY_BLOCK_MAX_BYTES`: every
+    task costs a scheduler round trip and a dense (k, d) partial result, so fewer,
+    larger tasks are faster. Larger arrays get blocks of about
+    :data:`MEMORY_BLOCK_BYTES`, a multiple of the threads.
+    """
+    threads = threads or local_threads()
+    nbytes = n * d * itemsize
+    if nbytes < (1 << 20):  # tiny: one block, scheduling would dominate
+        return max(n, 1)
+    if nbytes <= threads * MEMORY_BLOCK_MAX_BYTES:
+        return -(-n // threads)
+    by_bytes = max(1, MEMORY_BLOCK_BYTES // max(1, d * itemsize))
+    n_blocks = max(threads, -(-n // by_bytes))
+    n_blocks = -(-n_blocks // threads) * threads
+    return max(1, -(-n // n_blocks))
+
+
+# --------------------------------------------------------------------------- holding
+
+
+def memory_budget() -> int:
+    """Bytes a fit may hold in memory: :data:`CACHE_FRACTION` of the memory available
+    here, or of the workers' memory limits on a cluster."""
+    if using_distributed():
+        from distributed import default_client
+
+        workers = default_client().scheduler_info(n_workers=-1)["workers"].values()
+        total = sum(int(w.get("memory_limit") or 0) for w in workers)
+    else:
+        import psutil
+
+        total = int(psutil.virtual_memory().available)
+    return int(total * CACHE_FRACTION)
+

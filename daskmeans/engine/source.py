@@ -1,0 +1,519 @@
+"""The data source: the rows to cluster, block by block, as every pass of the engine
+maps over them.
+
+A :class:`Source` is built once per call from whatever the user gave (:func:`as_source`:
+a numpy array, a dask array, a Zarr array or group, a store path or URL) and passed down
+explicitly; nothing is looked up globally. Its kinds:
+
+- :class:`ArraySource`: an in-memory array, in one block per thread (scattered to the
+  workers once on a cluster);
+- :class:`ZarrSource`: a Zarr array read block by block inside the tasks
+  (:class:`ZarrBlock`), or its blocks held in memory for a fit;
+- :class:`DaskSource`: a user's dask array, over its own row chunks.
+
+A block's rows start at ``offsets[i]`` and end at ``offsets[i + 1]`` (its *offsets*;
+"bounds" in daskmeans means the Hamerly/Yinyang distance bounds only).
+:func:`open_source`, :func:`open_dataset` and :func:`open_array` open what
+:mod:`daskmeans.io` writes as a source or as dask arrays.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from ..io.chunkfiles import ChunkFiles, FileRows
+from ..io.errors import StoreError
+from ..io.images import image_pixels
+from ..io.mnist import scale_images, split_array
+from ..io.stores import (
+    PIXEL_SCALE,
+    TASK_MAX_BYTES,
+    PathLike,
+    array_url,
+    get_array,
+    is_url,
+    is_zarr,
+    open_group,
+    open_node,
+    remote_errors,
+    scale_rows,
+    zarr_to_dask,
+)
+from .schedule import local_threads, memory_block_rows
+
+__all__ = ["ArraySource", "DaskSource", "NonFiniteError", "Source", "ZarrBlock", "ZarrSource",
+           "as_source", "block_offsets", "even_offsets", "float_rows", "is_url", "is_zarr",
+           "open_array", "open_dataset", "open_source", "reads_raw_uint8"]
+
+
+class NonFiniteError(ValueError):
+    """The data hold NaN or infinity (the message names a row)."""
+
+
+def block_offsets(sizes: Any) -> tuple[int, ...]:
+    """The (n_blocks + 1,) row offsets of consecutive blocks of ``sizes`` rows."""
+    return (0, *np.cumsum(np.asarray(sizes, dtype=np.int64)).tolist())
+
+
+def even_offsets(n: int, rows: int) -> tuple[int, ...]:
+    """Block offsets of ``n`` rows in blocks of ``rows`` (the last one shorter)."""
+    return block_offsets([min(rows, n - s) for s in range(0, n, rows)] or [0])
+
+
+def float_rows(raw: np.ndarray, scale: float | None, normalize: bool,
+               dtype: Any = None) -> np.ndarray:
+    """Stored rows (m, ...) as float (m, d): scaled when ``scale``, L2-normalised when
+    ``normalize``, cast to ``dtype`` if given (integer rows without a scale stay as
+    stored otherwise); a new array unless nothing applies."""
+    x = raw.reshape(raw.shape[0], -1)
+    x = scale_rows(x, scale) if scale is not None else x
+    if normalize:
+        from .._kernels import normalize_rows
+
+        x = normalize_rows(x)
+    return x if dtype is None else x.astype(dtype, copy=False)
+
+
+class Source:
+    """Rows to cluster, block by block: what every pass of the engine maps over.
+
+    A source is built once per call from whatever the user gave (:func:`as_source`) and
+    passed down explicitly to the algorithms and the map-reduce layer
+    (:mod:`daskmeans.engine.mapreduce`); nothing is looked up globally. Kernels see each block
+    as an (m, d) array: float32/float64 rows, or, when :attr:`scale` is set, the stored
+    integer rows (uint8 pixels) that stand for ``float32(rows) * scale`` and that the
+    kernels scale block by block (no float32 copy of a chunk).
+
+    Attributes
+    ----------
+    n, d : rows and features
+    dtype : float dtype of the rows as the kernels compute with them
+    offsets : (n_blocks + 1,) row offsets of the blocks (block ``i`` is rows
+        ``offsets[i]:offsets[i + 1]``)
+    scale : None, or the factor raw stored values are multiplied by
+    normalize : rows are L2-normalised when read (spherical k-means)
+    weights : (n,) float64 sample weights (numpy), or None
+    xsq : ``|x|^2`` of the rows computed once for every pass, or None: (n,) float64
+        numpy, or one future per block when the blocks are held in a cluster's workers
+        (see :meth:`block_xsq`)
+    lazy : results derived from the rows stay lazy (dask) rather than numpy
+    """
+
+    lazy = True
+    X: Any = None  # the rows, for sources that hold them (numpy or dask)
+
+    def __init__(self, n: int, d: int, dtype: Any, offsets: tuple[int, ...],
+                 scale: float | None = None) -> None:
+        self.n, self.d, self.dtype = int(n), int(d), np.dtype(dtype)
+        self.offsets, self.scale = offsets, scale
+        self.normalize = False
+        self.weights: Any = None
+        self.xsq: np.ndarray | list[Any] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.d)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.offsets) - 1
+
+    def offset(self, i: int) -> int:
+        """The first row of block ``i``."""
+        return self.offsets[i]
+
+    def block_rows(self, i: int) -> int:
+        """The number of rows of block ``i``."""
+        return self.offsets[i + 1] - self.offsets[i]
+
+    def with_options(self, *, weights: Any = None, normalize: bool = False) -> Source:
+        """A copy with sample weights (numpy (n,), or a dask array for a dask source)
+        and/or row normalisation."""
+        out = copy.copy(self)
+        out.weights, out.normalize = weights, normalize
+        if normalize:
+            out.xsq = None
+        return out
+
+    def block(self, i: int) -> Any:
+        """What the task of block ``i`` receives (a numpy view, a future, a reader)."""
+        raise NotImplementedError
+
+    def block_xsq(self, i: int) -> Any:
+        """Block ``i``'s ``|x|^2`` as its task receives it (a numpy slice or a future in
+        the worker holding the block), or None when not known."""
+        if self.xsq is None:
+            return None
+        if isinstance(self.xsq, list):
+            return self.xsq[i]
+        return self.xsq[self.offsets[i]:self.offsets[i + 1]]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the rows as the source holds them."""
+        return self.n * self.d * np.dtype(self.dtype).itemsize
+
+    def to_dask(self) -> da.Array:
+        """The rows as an (n, d) float dask array (lazy)."""
+        raise NotImplementedError
+
+    def rows_float(self, raw: np.ndarray) -> np.ndarray:
+        """A block's rows as the kernels' float dtype (see :func:`float_rows`)."""
+        return float_rows(raw, self.scale, self.normalize)
+
+
+class ArraySource(Source):
+    """An in-memory (n, d) float array, in one block per thread (see
+    :func:`memory_block_rows`); on a ``distributed`` cluster the blocks are scattered
+    to the workers once (:meth:`scatter`) and every pass reuses them."""
+
+    lazy = False
+
+    def __init__(self, X: np.ndarray, *, block_rows: int | None = None) -> None:
+        n, d = X.shape
+        rows = block_rows or memory_block_rows(n, d, X.dtype.itemsize)
+        super().__init__(n, d, X.dtype, even_offsets(n, rows))
+        self.X = X
+        self._futures: list[Any] | None = None
+
+    def scatter(self, client: Any, *, xsq: bool = False) -> None:
+        """Ship the blocks to the cluster's workers once, spread out (``persist`` of a
+        ``from_array`` graph may leave every block on one worker); ``xsq``: also compute
+        each block's ``|x|^2`` once, in the worker holding it (as :attr:`xsq`)."""
+        threads = max(1, sum(client.nthreads().values()))
+        rows = memory_block_rows(self.n, self.d, self.dtype.itemsize, threads)
+        self.offsets = even_offsets(self.n, rows)
+        parts = [self.X[a:b] for a, b in itertools.pairwise(self.offsets)]
+        # received buffers may be unaligned for float32, which slows every kernel:
+        # keep an aligned copy on the worker instead
+        self._futures = [client.submit(_aligned, f, pure=False)
+                         for f in client.scatter(parts, hash=False)]
+        if xsq:
+            self.xsq = [client.submit(_block_xsq, f, pure=False) for f in self._futures]
+
+    def block(self, i: int) -> Any:
+        if self._futures is not None:
+            return self._futures[i]
+        return self.X[self.offsets[i]:self.offsets[i + 1]]
+
+    def to_dask(self) -> da.Array:
+        return da.from_array(self.X, chunks=(tuple(np.diff(self.offsets).tolist()), -1))
+
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    return a if a.flags.aligned and a.flags.c_contiguous else np.array(a, order="C")
+
+
+def _block_xsq(rows: np.ndarray) -> np.ndarray:
+    """(m,) float64 ``|x|^2`` of a scattered block, computed in its worker."""
+    from .._kernels import row_norms_sq
+
+    return row_norms_sq(rows, np.float64)
+
+
+class ZarrSource(Source):
+    """A Zarr array (v2 or v3, any store zarr can open, sharded or not, any codec) read
+    block by block inside the tasks that use the rows: a local unsharded array of plain
+    layout straight from its chunk files (:mod:`daskmeans.io.chunkfiles`: faster than
+    zarr's read path), anything else through zarr's public API.
+
+    Blocks are whole storage units (shards, else chunks) along the rows, grouped up to
+    :data:`TASK_MAX_BYTES`. uint8 arrays are pixels: the kernels take them raw with
+    ``scale = 1/255``.
+
+    ``cache``: a Lloyd fit makes tens of passes, and decoding a compressed chunk can
+    cost as much as the pass's arithmetic, so by
+    default (``None``) :class:`daskmeans.KMeans` reads the decoded stored rows (uint8
+    stays uint8) into memory once, in parallel tasks, when they take at most
+    :data:`daskmeans.engine.schedule.CACHE_FRACTION` of the memory (the workers' on a
+    cluster); ``True`` always, ``False`` never (every pass reads the store: data
+    larger than memory streams either way).
+    """
+
+    def __init__(self, array: zarr.Array, *, scale: float | None = None,
+                 threads: int | None = None, cache: bool | None = None) -> None:
+        if array.ndim < 2:
+            raise StoreError(f"expected an array of rows (n, d, ...), got shape {array.shape}")
+        if scale is None and np.dtype(array.dtype) == np.uint8:
+            scale = PIXEL_SCALE
+        dtype = np.dtype(np.float32) if scale is not None else np.dtype(array.dtype)
+        if dtype.kind != "f":
+            dtype = np.dtype(np.float64)
+        n = int(array.shape[0])
+        d = int(np.prod(array.shape[1:], dtype=np.int64))
+        self.unit = int((getattr(array, "shards", None) or array.chunks)[0])
+        row_bytes = d * np.dtype(array.dtype).itemsize
+        per_task = max(1, TASK_MAX_BYTES // max(1, self.unit * row_bytes))
+        threads = threads or local_threads()
+        # at least one task per thread where the units allow it
+        per_task = max(1, min(per_task, -(-n // self.unit) // threads))
+        super().__init__(n, d, dtype, (0, n), scale)
+        self.array = array
+        self.offsets = self._grouped(per_task)
+        self.cache = cache
+        self.held: list[Any] | None = None
+        self.files = ChunkFiles.of(array)  # None: zarr reads the blocks
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored rows once decoded (what holding them in memory costs)."""
+        return self.n * self.d * np.dtype(self.array.dtype).itemsize
+
+    def wants_cache(self, budget: int) -> bool:
+        """Hold the decoded blocks in memory for a fit: ``cache=True``, or by default
+        (``cache=None``) when they take at most ``budget`` bytes; never with
+        ``cache=False`` (every pass reads the store)."""
+        return self.cache if self.cache is not None else self.nbytes <= budget
+
+    def with_held(self, blocks: list[Any], xsq: np.ndarray | list[Any] | None,
+                  offsets: tuple[int, ...] | None = None) -> ZarrSource:
+        """A copy whose blocks are already read: numpy arrays (local scheduler) or
+        futures in a cluster's workers, with the rows' ``|x|^2`` if known. Passes take
+        them instead of reading the store (see :func:`daskmeans.engine.mapreduce.hold`).
+        ``offsets``: the held blocks' row offsets when they are not the store's blocks."""
+        out = copy.copy(self)
+        out.held, out.xsq = list(blocks), xsq
+        if offsets is not None:
+            if offsets[-1] != self.n or len(offsets) != len(out.held) + 1:
+                raise ValueError(f"offsets {offsets[:3]}... do not cover {self.n} rows in "
+                                 f"{len(out.held)} blocks")
+            out.offsets = tuple(offsets)
+        return out
+
+    def _grouped(self, units: int) -> tuple[int, ...]:
+        return even_offsets(self.n, self.unit * units)
+
+    def regroup(self, units: int) -> ZarrSource:
+        """A copy whose blocks are ``units`` storage units (shards or chunks) each: one
+        unit for mini-batch steps that take whole blocks."""
+        out = copy.copy(self)
+        out.offsets = self._grouped(units)
+        out.held, out.xsq = None, None  # held blocks follow the old offsets
+        return out
+
+    def block(self, i: int) -> Any:
+        if self.held is not None:
+            return self.held[i]
+        return ZarrBlock(self.array, self.offsets[i], self.offsets[i + 1], self.files)
+
+    def raw_dask(self) -> da.Array:
+        """The stored rows as an (n, d) dask array of the stored dtype (a stack of
+        images: one row per image), one block per storage unit."""
+        chunks = (self.unit, *self.array.shape[1:])
+        if self.files is not None:  # read from the chunk files, as the passes do
+            raw = da.from_array(FileRows(self.files), chunks=chunks, lock=False,
+                                meta=np.empty((0,) * self.array.ndim, self.files.dtype))
+        else:
+            raw = zarr_to_dask(self.array, chunks=chunks)
+        if raw.ndim == 2:
+            return raw
+        return da.map_blocks(_image_rows, raw, chunks=(raw.chunks[0], (self.d,)),
+                             drop_axis=list(range(2, raw.ndim)), dtype=raw.dtype,
+                             meta=np.empty((0, 0), raw.dtype))
+
+    def to_dask(self, raw: da.Array | None = None) -> da.Array:
+        """The rows as an (n, d) float dask array; ``raw``: :meth:`raw_dask` if the
+        caller has it (so both come from one read of the store)."""
+        raw = self.raw_dask() if raw is None else raw
+        # float_rows and two scalars, not the bound self.rows_float: dask tokenizes a
+        # bound method by pickling its object, held blocks and all (hashing every held
+        # byte at the end of a fit)
+        return da.map_blocks(float_rows, raw, self.scale, self.normalize, self.dtype,
+                             dtype=self.dtype, meta=np.empty((0, 0), dtype=self.dtype))
+
+
+class ZarrBlock:
+    """Rows ``[start, stop)`` of a Zarr array, read by :meth:`read` inside the task
+    that uses them (the array object pickles as its store and path, not its data).
+    ``files``: the array's chunk files when they may be read directly."""
+
+    def __init__(self, array: zarr.Array, start: int, stop: int,
+                 files: ChunkFiles | None = None) -> None:
+        self.array, self.start, self.stop, self.files = array, start, stop, files
+
+    def read(self) -> np.ndarray:
+        """The stored rows as (m, d): straight from the chunk files of a local array
+        whose layout allows it (:class:`daskmeans.io.chunkfiles.ChunkFiles`, the faster
+        path), else through ``zarr.Array.__getitem__``; from object storage, a failure
+        names the URL and the rows (:func:`~daskmeans.io.stores.remote_errors`)."""
+        url = None if self.files is not None else array_url(self.array)
+        if self.files is not None:
+            rows = self.files.read(self.start, self.stop)
+        elif url is None:
+            rows = np.asarray(self.array[self.start:self.stop])
+        else:
+            with remote_errors(url, f"reading rows {self.start}..{self.stop - 1}"):
+                rows = np.asarray(self.array[self.start:self.stop])
+        return rows.reshape(rows.shape[0], -1)
+
+
+class DaskSource(Source):
+    """A user's (n, d) dask array: passes map over its row blocks with ``da.blockwise``
+    and tree-reduce with ``da.reduction`` (the only public route to a dask array's
+    blocks that also works with array query planning). Weights may be a dask array."""
+
+    def __init__(self, X: da.Array) -> None:
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)
+        super().__init__(X.shape[0], X.shape[1], dtype, block_offsets(X.chunks[0]))
+        self.X = X
+
+    def to_dask(self) -> da.Array:
+        X = self.X if self.X.dtype == self.dtype else self.X.astype(self.dtype)
+        if self.normalize:
+            from .._kernels import normalize_rows
+
+            X = da.map_blocks(normalize_rows, X, dtype=X.dtype,
+                              meta=np.empty((0, 0), X.dtype))
+        return X
+
+
+def _image_rows(block: np.ndarray) -> np.ndarray:
+    return block.reshape(block.shape[0], -1)
+
+
+def reads_raw_uint8(src: Source) -> bool:
+    """True when the kernels get ``src``'s blocks as raw uint8 rows with a scale."""
+    return (isinstance(src, ZarrSource) and src.scale is not None and not src.normalize
+            and np.dtype(src.array.dtype) == np.uint8)
+
+
+def open_source(store: Any, split: str | None = None, *,
+                storage_options: dict[str, Any] | None = None,
+                cache: bool | None = None) -> Source:
+    """The data source for a store path or URL, a Zarr array or group, or a store
+    written by daskmeans (a dataset's ``split``, default train, else test).
+
+    ``cache``: hold the decoded rows in memory during a fit (``True``), never
+    (``False``: every pass reads the store), or when they fit (``None``); see
+    :class:`ZarrSource`.
+
+    ``storage_options``: for a URL (``s3://bucket/mnist.zarr``), passed to fsspec
+    (s3fs: ``key``, ``secret``, ``token``, ``endpoint_url``, ``anon``, ``client_kwargs``,
+    and ``config_kwargs`` for botocore's retries and timeouts, e.g.
+    ``{"retries": {"max_attempts": 10, "mode": "standard"}, "connect_timeout": 5,
+    "read_timeout": 30}``). This is how an estimator reads a bucket with explicit
+    credentials: ``KMeans(...).fit(open_source(url, split, storage_options=...))``.
+    A missing bucket or path raises FileNotFoundError, denied access PermissionError,
+    an unreachable server :class:`StoreConnectionError`, each naming the URL; so does a
+    read that fails during a fit, once the filesystem's retries are spent.
+
+    Examples
+    --------
+    A dataset store of five 2 x 2 uint8 images: the rows stay uint8 in the store and
+    the kernels scale them by ``1/255``:
+
+    >>> import pathlib, shutil, tempfile
+    >>> import numpy as np
+    >>> from daskmeans.io import arrays_to_dataset
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> images = np.arange(20, dtype=np.uint8).reshape(5, 2, 2)
+    >>> store = arrays_to_dataset({"test": (images, np.arange(5))}, d / "data.zarr",
+    ...                           name="tiny")
+    >>> src = open_source(store, "test")
+    >>> src.shape, src.scale, src.n_blocks
+    ((5, 4), 0.00392156862745098, 1)
+    >>> shutil.rmtree(d)
+    """
+    node = store if is_zarr(store) else open_node(store, storage_options)
+    if isinstance(node, zarr.Group):
+        fmt = str(node.attrs.get("format", ""))
+        if fmt.startswith("daskmeans-idx"):
+            if split is None:
+                split = "train" if "train" in node else "test"
+            node = split_array(node, split, "images", str(store))
+        elif fmt.startswith("daskmeans-image"):
+            raise StoreError(f"{store}: an image store; cluster its pixels with "
+                             "daskmeans.quantize or daskmeans.io.image_pixels")
+        else:
+            node = get_array(node, "X", str(store))
+    if node.ndim == 1:
+        raise StoreError(f"{store}: expected a 2-D array (or a stack of images), got "
+                         f"shape {node.shape}")
+    if node.ndim > 2 and np.dtype(node.dtype) != np.uint8:
+        raise StoreError(f"{store}: expected a 2-D array, got shape {node.shape}")
+    return ZarrSource(node, cache=cache)
+
+
+def as_source(X: Any) -> Source:
+    """The :class:`Source` of anything the estimators accept: a Source, a numpy array
+    (validated by the caller), a dask array, a Zarr array or group, a store path or
+    URL."""
+    if isinstance(X, Source):
+        return X
+    if isinstance(X, da.Array):
+        return DaskSource(X)
+    if isinstance(X, str | os.PathLike | zarr.Array | zarr.Group):
+        return open_source(X)
+    return ArraySource(np.asarray(X))
+
+
+def open_dataset(
+    store: PathLike | zarr.Group, split: str = "train", *, scale: bool = True,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[da.Array, da.Array]:
+    """Open one split of a dataset store as dask arrays.
+
+    For clustering, passing the store itself (or :func:`open_source`) to an estimator
+    is faster than passing ``X``: the kernels then read the uint8 rows and scale them
+    block by block, instead of receiving float32 copies of every chunk.
+
+    ``store`` may be a URL (``s3://bucket/mnist.zarr``), with ``storage_options`` for
+    fsspec (s3fs: ``key``, ``secret``, ``endpoint_url``, ``config_kwargs``).
+
+    Returns
+    -------
+    X : dask array, shape (n, 784), float32 in [0, 1]
+        Scaled lazily per chunk from the uint8 store (or the raw (n, 28, 28) uint8
+        images when ``scale=False``).
+    y : dask array, shape (n,), int64
+
+    Examples
+    --------
+    >>> import pathlib, shutil, tempfile
+    >>> import numpy as np
+    >>> from daskmeans.io import arrays_to_dataset
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> images = np.full((3, 2, 2), 255, dtype=np.uint8)
+    >>> store = arrays_to_dataset({"test": (images, [7, 2, 1])}, d / "data.zarr",
+    ...                           name="tiny")
+    >>> X, y = open_dataset(store, "test")
+    >>> X.shape, X.dtype, float(X.max().compute()), int(y[0].compute())
+    ((3, 4), dtype('float32'), 1.0, 7)
+    >>> shutil.rmtree(d)
+    """
+    group = open_group(store, storage_options)
+    images = split_array(group, split, "images", str(store))
+    labels = split_array(group, split, "labels", str(store))
+    if images.shape[0] != labels.shape[0]:
+        raise StoreError(
+            f"{store}: {split}/images has {images.shape[0]} rows but "
+            f"{split}/labels has {labels.shape[0]}"
+        )
+    imgs = zarr_to_dask(images)
+    y = zarr_to_dask(labels, chunks=(imgs.chunks[0],)).astype(np.int64)
+    return (scale_images(imgs) if scale else imgs), y
+
+
+def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = None) -> da.Array:
+    """Open whatever daskmeans wrote as an (n, d) float dask array.
+
+    Accepts a dataset store (its ``split``, default train, else test), a blobs store
+    from :func:`make_blobs_zarr` (its ``X``), an image store (its pixel view), or a
+    plain 2-D (or uint8 image stack) Zarr array. Estimators fit faster from the store
+    itself or :func:`open_source` (no float copy of each chunk).
+    """
+    node = store if is_zarr(store) else open_node(store)
+    if isinstance(node, zarr.Group) and str(node.attrs.get("format", "")).startswith(
+            "daskmeans-image"):
+        return image_pixels(node)
+    return open_source(node, split).to_dask()
+

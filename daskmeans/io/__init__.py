@@ -1,0 +1,109 @@
+"""Storage formats: IDX (MNIST-format) files, images, rasters and synthetic data to and
+from chunked Zarr v3 stores, on a local disk or in object storage.
+
+One module per format, sharing the error classes of :mod:`daskmeans.io.errors` and the
+store helpers of :mod:`daskmeans.io.stores` (atomic writes, URLs, opening groups and
+arrays, the compressor daskmeans writes with):
+
+- :mod:`~daskmeans.io.idx`: IDX files read block by block;
+- :mod:`~daskmeans.io.mnist`: MNIST-format datasets ingested into one store;
+- :mod:`~daskmeans.io.images`: RGB images as tiled stores;
+- :mod:`~daskmeans.io.rasters`: multi-band rasters and labels written beside them;
+- :mod:`~daskmeans.io.chunkfiles`: a local array's chunk files read directly;
+- :mod:`~daskmeans.io.synthetic`: blobs, images and scenes of any size.
+
+Nothing here knows about clustering. Opening a store as the rows an estimator reads
+(:func:`daskmeans.open_source`, :func:`daskmeans.open_dataset`, ...) is the engine's
+work (:mod:`daskmeans.engine.source`).
+"""
+
+from .errors import (
+    DataFormatError,
+    IDXFormatError,
+    ImageFormatError,
+    StoreConnectionError,
+    StoreError,
+)
+from .idx import (
+    DEFAULT_CHUNK_ROWS,
+    IDX_DTYPES,
+    MNIST_FILES,
+    file_checksums,
+    find_idx_files,
+    iter_idx,
+    read_idx,
+    read_idx_header,
+)
+from .images import (
+    DEFAULT_TILE,
+    MAX_IMAGE_PIXELS,
+    image_pixels,
+    image_to_zarr,
+    load_rgb,
+    open_image,
+)
+from .mnist import SPLITS, arrays_to_dataset, ingest, scale_images
+from .rasters import Raster, grid_rows, open_raster, write_labels
+from .stores import (
+    PIXEL_SCALE,
+    GroupWriter,
+    PathLike,
+    atomic_dir,
+    default_compressor,
+    ensure_writable_dir,
+    is_url,
+    is_zarr,
+    new_file_mode,
+    store_blocks,
+    upload_store,
+    write_group,
+    zarr_to_dask,
+)
+from .synthetic import blob_centers, make_blobs_zarr, synthetic_image, synthetic_scene
+
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "DEFAULT_TILE",
+    "IDX_DTYPES",
+    "MAX_IMAGE_PIXELS",
+    "MNIST_FILES",
+    "PIXEL_SCALE",
+    "SPLITS",
+    "DataFormatError",
+    "GroupWriter",
+    "IDXFormatError",
+    "ImageFormatError",
+    "PathLike",
+    "Raster",
+    "StoreConnectionError",
+    "StoreError",
+    "arrays_to_dataset",
+    "atomic_dir",
+    "blob_centers",
+    "default_compressor",
+    "ensure_writable_dir",
+    "file_checksums",
+    "find_idx_files",
+    "grid_rows",
+    "image_pixels",
+    "image_to_zarr",
+    "ingest",
+    "is_url",
+    "is_zarr",
+    "iter_idx",
+    "load_rgb",
+    "make_blobs_zarr",
+    "new_file_mode",
+    "open_image",
+    "open_raster",
+    "read_idx",
+    "read_idx_header",
+    "scale_images",
+    "store_blocks",
+    "synthetic_image",
+    "synthetic_scene",
+    "upload_store",
+    "write_group",
+    "write_labels",
+    "zarr_to_dask",
+]

@@ -1,0 +1,256 @@
+"""MNIST-format datasets as Zarr v3 groups: IDX files (or in-memory arrays) ingested
+into one store, and the store's pixels viewed as float rows.
+
+Layout of a dataset store written by :func:`ingest`::
+
+    STORE/                      zarr v3 group, attrs: dataset, splits, missing_splits, sources
+      train/images  (n, 28, 28) uint8, chunked by rows, Blosc-LZ4-compressed
+      train/labels  (n,)        uint8
+      test/images   ...
+      test/labels   ...
+
+Pixels stay uint8 on disk; :func:`daskmeans.open_dataset` scales them to float32 in
+[0, 1] lazily, chunk by chunk (:func:`scale_images`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, overload
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from .errors import DataFormatError, IDXFormatError, StoreError
+from .idx import DEFAULT_CHUNK_ROWS, MNIST_FILES, file_checksums, find_idx_files, iter_idx
+from .stores import PIXEL_SCALE, PathLike, default_compressor, get_array, is_url, scale_rows, staged
+
+__all__ = ["SPLITS", "arrays_to_dataset", "find_idx_files", "ingest", "scale_images",
+           "split_array"]
+
+log = logging.getLogger(__name__)
+
+#: The splits a dataset store may hold.
+SPLITS = ("train", "test")
+
+
+@overload
+def ingest(source: PathLike | dict[tuple[str, str], PathLike], store: os.PathLike[str], *,
+           name: str = ..., chunk_rows: int = ..., overwrite: bool = ...,
+           extra_attrs: dict[str, Any] | None = ..., progress: Any = ...,
+           storage_options: dict[str, Any] | None = ...) -> Path: ...
+@overload
+def ingest(source: PathLike | dict[tuple[str, str], PathLike], store: str, *,
+           name: str = ..., chunk_rows: int = ..., overwrite: bool = ...,
+           extra_attrs: dict[str, Any] | None = ..., progress: Any = ...,
+           storage_options: dict[str, Any] | None = ...) -> Path | str: ...
+def ingest(
+    source: PathLike | dict[tuple[str, str], PathLike],
+    store: PathLike,
+    *,
+    name: str = "mnist",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    overwrite: bool = True,
+    extra_attrs: dict[str, Any] | None = None,
+    progress: Any = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
+    """Ingest MNIST-format IDX files into one Zarr v3 group.
+
+    Parameters
+    ----------
+    source : path or dict
+        A directory holding any of the four standard file names (``.gz`` or not), or a
+        mapping ``{(split, "images" | "labels"): path}``.
+    store : path or URL
+        Destination directory of the Zarr group; replaced atomically. A URL
+        (``s3://bucket/mnist.zarr``) is written to a local temporary directory first,
+        then uploaded with :func:`upload_store` (root metadata last).
+    name : str
+        Dataset name recorded in the attrs.
+    chunk_rows : int
+        Rows per chunk (default 10,000: ~7.8 MB of uint8 images per chunk, 31 MB once
+        scaled to float32).
+    progress : :data:`daskmeans._progress.ProgressCallback`, optional
+        Called after every chunk written as ``progress("ingest", rows_done, rows,
+        "<split>/<kind> (<file name>)")``, one run up to ``rows`` per file.
+    storage_options : dict, optional
+        For a URL: passed to fsspec (s3fs: ``key``, ``secret``, ``endpoint_url``, ...).
+
+    Returns
+    -------
+    Path of the store (the URL for a URL). Splits without both files are skipped and listed in the
+    ``missing_splits`` attribute (and logged).
+
+    Examples
+    --------
+    A folder holding only the test split, three 2 x 2 images and their labels:
+
+    >>> import pathlib, shutil, struct, tempfile, zarr
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "t10k-images-idx3-ubyte").write_bytes(
+    ...     struct.pack(">BBBBIII", 0, 0, 0x08, 3, 3, 2, 2) + bytes(range(12)))
+    >>> _ = (d / "t10k-labels-idx1-ubyte").write_bytes(
+    ...     struct.pack(">BBBBI", 0, 0, 0x08, 1, 3) + bytes([7, 2, 1]))
+    >>> store = ingest(d, d / "mnist.zarr")
+    >>> group = zarr.open_group(store, mode="r")
+    >>> group.attrs["splits"], group.attrs["missing_splits"], group["test/images"].shape
+    (['test'], ['train'], (3, 2, 2))
+    >>> shutil.rmtree(d)
+
+    :func:`daskmeans.open_dataset` opens a split as ``(X, y)`` dask arrays and
+    :func:`daskmeans.open_source` as the rows an estimator reads.
+    """
+    if not isinstance(chunk_rows, int | np.integer) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    files = find_idx_files(source) if not isinstance(source, dict) else {
+        k: Path(v) for k, v in source.items()
+    }
+    splits = [s for s in SPLITS if (s, "images") in files and (s, "labels") in files]
+    missing = [s for s in SPLITS if s not in splits]
+    for s in SPLITS:
+        half = [k for k in ("images", "labels") if (s, k) in files]
+        if len(half) == 1:
+            log.info("split %r has only its %s file; skipped", s, half[0])
+    if not splits:
+        raise FileNotFoundError(
+            f"{source}: no complete split found (need e.g. "
+            f"{MNIST_FILES[('test', 'images')]}.gz and {MNIST_FILES[('test', 'labels')]}.gz)"
+        )
+    if missing:
+        log.info("%s: splits %s not present; ingesting %s", name, missing, splits)
+    sources: dict[str, Any] = {}
+    with staged(store, storage_options, overwrite) as tmp:
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        for split in splits:
+            grp = root.create_group(split)
+            counts = {}
+            for kind in ("labels", "images"):
+                path = files[(split, kind)]
+                counts[kind] = _idx_to_zarr(path, grp, kind, chunk_rows, progress=progress,
+                                            what=f"{split}/{kind} ({path.name})")
+                sources[f"{split}/{kind}"] = {"file": path.name, **file_checksums(path)}
+            if counts["images"] != counts["labels"]:
+                raise DataFormatError(
+                    f"{files[(split, 'images')]}: {counts['images']} images but "
+                    f"{files[(split, 'labels')].name} has {counts['labels']} labels"
+                )
+        root.attrs.update(
+            {
+                "dataset": name,
+                "format": "daskmeans-idx/1",
+                "splits": splits,
+                "missing_splits": missing,
+                "sources": sources,
+                **(extra_attrs or {}),
+            }
+        )
+    log.info("ingested %s (%s) into %s", name, ", ".join(splits), store)
+    return str(store) if is_url(store) else Path(store)
+
+
+@overload
+def arrays_to_dataset(splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                      store: os.PathLike[str], *, name: str, chunk_rows: int = ...,
+                      overwrite: bool = ...,
+                      storage_options: dict[str, Any] | None = ...) -> Path: ...
+@overload
+def arrays_to_dataset(splits: dict[str, tuple[np.ndarray, np.ndarray]], store: str, *,
+                      name: str, chunk_rows: int = ..., overwrite: bool = ...,
+                      storage_options: dict[str, Any] | None = ...) -> Path | str: ...
+def arrays_to_dataset(
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    store: PathLike,
+    *,
+    name: str,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    overwrite: bool = True,
+    storage_options: dict[str, Any] | None = None,
+) -> Path | str:
+    """Write in-memory ``{split: (images uint8 (n, h, w), labels (n,))}`` as a dataset
+    store with the layout of :func:`ingest` (used for scikit-learn's digits); ``store``
+    may be a URL (with ``storage_options``), written as :func:`ingest` writes one."""
+    with staged(store, storage_options, overwrite) as tmp:
+        root = zarr.open_group(tmp, mode="w", zarr_format=3)
+        for split, (images, labels) in splits.items():
+            if split not in SPLITS:
+                raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            images = np.asarray(images, dtype=np.uint8)
+            labels = np.asarray(labels, dtype=np.uint8)
+            if images.shape[0] != labels.shape[0]:
+                raise DataFormatError(
+                    f"{split}: {images.shape[0]} images but {labels.shape[0]} labels")
+            grp = root.create_group(split)
+            rows = min(chunk_rows, max(1, images.shape[0]))
+            grp.create_array("images", shape=images.shape, chunks=(rows, *images.shape[1:]),
+                             dtype=np.uint8, compressors=default_compressor(np.uint8))[...] = images
+            grp.create_array("labels", shape=labels.shape, chunks=(rows,), dtype=np.uint8,
+                             compressors=default_compressor(np.uint8))[...] = labels
+        root.attrs.update({"dataset": name, "format": "daskmeans-idx/1",
+                           "splits": [s for s in SPLITS if s in splits],
+                           "missing_splits": [s for s in SPLITS if s not in splits],
+                           "sources": {}})
+    return str(store) if is_url(store) else Path(store)
+
+
+def _idx_to_zarr(path: Path, grp: zarr.Group, kind: str, chunk_rows: int, *,
+                 progress: Any = None, what: str = "") -> int:
+    """Copy one IDX file into ``grp[kind]``; returns its rows. ``progress`` is a
+    :data:`daskmeans._progress.ProgressCallback` told ``("ingest", rows, total, what)``."""
+    arr = None
+    n = 0
+    for dtype, shape, block in iter_idx(path, chunk_rows):
+        if arr is None:
+            expect_ndim = 3 if kind == "images" else 1
+            if len(shape) != expect_ndim:
+                raise IDXFormatError(
+                    f"{path}: {kind} must have {expect_ndim} dimensions, header says {shape}"
+                )
+            if dtype != np.uint8:
+                raise IDXFormatError(f"{path}: {kind} must be uint8, header says {dtype}")
+            arr = grp.create_array(
+                kind,
+                shape=shape,
+                chunks=(min(chunk_rows, max(shape[0], 1)), *shape[1:]),
+                dtype=np.uint8,
+                compressors=default_compressor(np.uint8),
+            )
+        if block.shape[0]:
+            arr[n : n + block.shape[0]] = block
+        n += block.shape[0]
+        log.debug("%s: %d/%d rows", path.name, n, shape[0])
+        if progress is not None:
+            progress("ingest", n, shape[0], what or path.name)
+    return n
+
+def split_array(group: zarr.Group, split: str, kind: str, where: str) -> zarr.Array:
+    """``group[split/kind]`` of a dataset store (``kind``: images or labels), with errors
+    naming the split."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in group:
+        raise StoreError(f"{where}: split {split!r} is not in this store "
+                         f"(available: {[s for s in SPLITS if s in group]})")
+    return get_array(group, f"{split}/{kind}", where)
+
+
+def _scale_uint8(block: np.ndarray) -> np.ndarray:
+    return scale_rows(block, PIXEL_SCALE)
+
+
+def scale_images(images: da.Array) -> da.Array:
+    """(n, h, w[, c]) uint8 images -> (n, h*w*c) float32 in [0, 1], lazily per chunk."""
+    if images.ndim > 2:
+        images = images.rechunk({i: -1 for i in range(1, images.ndim)})
+    d = int(np.prod(images.shape[1:]))
+    return da.map_blocks(
+        _scale_uint8, images,
+        dtype=np.float32,
+        chunks=(images.chunks[0], (d,)),
+        drop_axis=list(range(2, images.ndim)) or None,
+        meta=np.empty((0, 0), dtype=np.float32),
+    )
+

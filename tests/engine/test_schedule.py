@@ -1,0 +1,76 @@
+"""Scheduling: one compute per call, block sizes, the BLAS split restored."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+
+from daskmeans.engine import mapreduce, schedule
+from daskmeans.engine.source import ZarrSource
+
+
+def test_compute_is_one_compute(counting_scheduler) -> None:
+    x = da.arange(100, chunks=10)
+    total, mean = schedule.compute(x.sum(), (x * 2).mean(), n_tasks=10)
+    assert counting_scheduler.calls == 1
+    assert total == 4950 and mean == 99.0
+    assert schedule.compute(x.max()) == 99  # one object: the value, not a tuple
+    assert counting_scheduler.calls == 2
+
+
+def _rows(x, w, xsq, shared, *, offset):  # type: ignore[no-untyped-def]
+    return x.sum(axis=0)
+
+
+def test_a_pass_over_a_store_is_one_compute(counting_scheduler, tmp_path: Path) -> None:
+    X = np.arange(300, dtype=np.float64).reshape(100, 3)
+    arr = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(9, 3), dtype=X.dtype)
+    arr[:] = X
+    src = ZarrSource(zarr.open_array(tmp_path / "x.zarr", mode="r"), threads=2)
+    got = mapreduce.map_reduce(src.regroup(1), functools.partial(_rows), split_every=2)
+    np.testing.assert_array_equal(got, X.sum(axis=0))
+    assert counting_scheduler.calls == 1
+
+
+def test_memory_block_rows() -> None:
+    assert schedule.memory_block_rows(1000, 10, 8, threads=4) == 1000  # tiny: one block
+    n, d = 100_000, 100  # 80 MB: one block per thread
+    assert schedule.memory_block_rows(n, d, 8, threads=4) == 25_000
+    n = 2_000_000  # 1.6 GB on 2 threads: blocks near MEMORY_BLOCK_BYTES, a multiple of 2
+    rows = schedule.memory_block_rows(n, d, 8, threads=2)
+    blocks = -(-n // rows)
+    assert blocks % 2 == 0 and rows * d * 8 <= schedule.MEMORY_BLOCK_BYTES
+
+
+def test_local_threads_follows_dask_config() -> None:
+    with dask.config.set(num_workers=3):
+        assert schedule.local_threads() == 3
+        with dask.config.set(scheduler="threads"):
+            assert not schedule.using_distributed()
+            assert schedule.total_threads() == 3
+
+
+def test_local_blas_splits_the_cores_and_restores_them() -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    with schedule.client_blas():  # loads the BLAS libraries the controller sees
+        pass
+    before = blas()
+    with dask.config.set(scheduler="threads", num_workers=2):
+        with schedule.local_blas(2):
+            inside = blas()
+    assert blas() == before
+    import os
+
+    assert inside and all(n == max(1, (os.cpu_count() or 1) // 2) for n in inside)
+    with schedule.client_blas():
+        assert all(n == 1 for n in blas())
+    assert blas() == before

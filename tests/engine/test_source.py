@@ -1,0 +1,67 @@
+"""Data sources: every input's kind, a store's blocks read exactly what zarr reads,
+block offsets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from daskmeans import as_source, io, open_array, open_dataset, open_source
+from daskmeans.engine.source import ArraySource, DaskSource, ZarrSource
+from tests.io.idx_files import small_idx_dir
+
+
+@pytest.fixture
+def small_dir(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A folder holding a 25-image test split in MNIST format, its images and labels."""
+    return small_idx_dir(tmp_path)
+
+
+def _images_with_empty_chunk() -> np.ndarray:
+    imgs = np.random.default_rng(2).integers(0, 256, size=(25, 4, 5), dtype=np.uint8)
+    imgs[7:14] = 0  # chunk 1 of 7 rows equals the fill value: zarr never writes it
+    return imgs
+
+
+def test_zarr_source_blocks_read_what_zarr_reads(tmp_path: Path) -> None:
+    """Blocks are whole chunks (an unwritten chunk reads as the fill value), raw uint8
+    rows that scale to exactly what open_dataset gives."""
+    imgs = _images_with_empty_chunk()
+    store = io.arrays_to_dataset({"test": (imgs, np.zeros(25, np.uint8))}, tmp_path / "d.zarr",
+                                 name="t", chunk_rows=7)
+    src = open_source(store, "test")
+    assert src.scale == io.PIXEL_SCALE and src.shape == (25, 20)
+    assert all(b % 7 == 0 for b in src.offsets[:-1]) and src.offsets[-1] == 25
+    assert not (Path(store) / "test" / "images" / "c" / "1").exists()  # the empty chunk
+    X, _ = open_dataset(store, "test")
+    for i in range(src.n_blocks):
+        raw = src.block(i).read()
+        a, b = src.offsets[i], src.offsets[i + 1]
+        np.testing.assert_array_equal(raw, imgs[a:b].reshape(-1, 20))
+        np.testing.assert_array_equal(src.rows_float(raw), X[a:b].compute())
+    np.testing.assert_array_equal(src.to_dask().compute(), X.compute())
+
+
+def test_sources_of_every_input(small_dir, tmp_path: Path) -> None:
+    """as_source: numpy in memory, dask arrays as given, stores and Zarr arrays streamed;
+    a store URL goes through zarr (fsspec)."""
+    d, _, _ = small_dir
+    store = io.ingest(d, tmp_path / "s.zarr")
+    assert isinstance(as_source(np.zeros((4, 3))), ArraySource)
+    assert isinstance(as_source(da.zeros((4, 3), chunks=2)), DaskSource)
+    assert isinstance(as_source(store), ZarrSource)
+    assert isinstance(as_source(zarr.open_group(store, mode="r")["test/images"]),
+                      ZarrSource)
+    url = open_source(f"file://{store}", "test")
+    assert url.shape == open_source(store, "test").shape
+    with pytest.raises(io.StoreError, match="split 'train' is not in this store"):
+        open_source(store, "train")
+    blobs = io.make_blobs_zarr(tmp_path / "b.zarr", 50, 3, centers=2, chunk_rows=20,
+                               random_state=0)
+    B = open_source(blobs)
+    assert B.scale is None and B.dtype == np.float32
+    np.testing.assert_array_equal(B.to_dask().compute(), open_array(blobs).compute())
