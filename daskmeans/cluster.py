@@ -27,7 +27,6 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _kernels as K
 from . import _reduce as R
 from . import algorithms as A
 from . import io
@@ -40,6 +39,17 @@ from ._validation import (
     validate_params,
 )
 from .algorithms import IterationRecord, LloydResume, LloydRun
+from .kernels.bisect import TreeCentres, tree_labels
+from .kernels.common import (
+    assign,
+    distances,
+    nearest_labels,
+    normalize_rows,
+    row_norms_sq,
+    weighted_sse,
+)
+from .kernels.medians import l1_assign, l1_distances
+from .kernels.scores import LabelError, Scored, score_block
 
 __all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "ModelFormatError", "load_model",
            "save_model"]
@@ -225,7 +235,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
                 src.scatter(default_client(), xsq=xsq)
             elif xsq:
-                src.xsq = K.row_norms_sq(src.X, np.float64)
+                src.xsq = row_norms_sq(src.X, np.float64)
         return src, rows
 
     def _fitted_on(self, rows: _Rows) -> None:
@@ -240,7 +250,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         once, lazy rows as each block is read)."""
         if isinstance(src, io.ArraySource):
             if self.metric == "cosine":
-                src = io.ArraySource(K.normalize_rows(src.X))
+                src = io.ArraySource(normalize_rows(src.X))
             return src.with_options(weights=weights)
         return src.with_options(weights=weights, normalize=self.metric == "cosine")
 
@@ -283,8 +293,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         src, C, rows = self._centers_for(X)
         if not src.lazy:
             if self.metric == "manhattan":
-                return rows.labels(K.l1_assign(src.X, C)[0])
-            return rows.labels(K.nearest_labels(src.X, C))
+                return rows.labels(l1_assign(src.X, C)[0])
+            return rows.labels(nearest_labels(src.X, C))
         return rows.labels(R.predict_lazy(src, C, self.metric))
 
     def transform(self, X: Any) -> Any:
@@ -293,8 +303,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         src, C, rows = self._centers_for(X)
         if not src.lazy:
             if self.metric == "manhattan":
-                return rows.distances(K.l1_distances(src.X, C).astype(src.X.dtype, copy=False))
-            return rows.distances(K.distances(src.X, C))
+                return rows.distances(l1_distances(src.X, C).astype(src.X.dtype, copy=False))
+            return rows.distances(distances(src.X, C))
         return rows.distances(R.transform_lazy(src, C, self.metric))
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
@@ -315,7 +325,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         return C
 
     def _scored(self, X: Any, sample_weight: Any = None, labels_true: Any = None,
-                nearest: bool = False) -> K.Scored:
+                nearest: bool = False) -> Scored:
         """One assignment pass over X: SSE and, given true labels, contingency counts
         (rows to their cluster as ``predict`` gives it, or with ``nearest`` to the
         nearest centre)."""
@@ -323,7 +333,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         C = self._assigner(C, nearest)
         w = rows.weights(sample_weight, src.n)
         if labels_true is not None and labels_true.shape[0] != src.n:
-            raise K.LabelError(f"labels_true must have one label per row of X "
+            raise LabelError(f"labels_true must have one label per row of X "
                                f"({src.n}), got {labels_true.shape[0]}")
         if src.lazy:
             if isinstance(w, da.Array) and not isinstance(src, io.DaskSource):
@@ -334,7 +344,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             labels_true = labels_true.compute()
         if isinstance(w, da.Array):
             w = w.compute()
-        return K.score_block(src.X, C, w, labels_true, self.metric)
+        return score_block(src.X, C, w, labels_true, self.metric)
 
     @property
     def _n_features_out(self) -> int:
@@ -563,9 +573,9 @@ class KMeans(_BaseKMeans):
                 return A.lloyd_e_step(src, Cs, self.split_every)
             out = []
             for C, run in zip(Cs, runs, strict=True):
-                assigned = K.l1_assign if manhattan else K.assign
+                assigned = l1_assign if manhattan else assign
                 labels_of[run], dist = assigned(src.X, C)
-                out.append(K.weighted_sse(dist, w_np))
+                out.append(weighted_sse(dist, w_np))
             return out
 
         best: LloydRun | None = None if state is None else state["best"]
@@ -629,7 +639,7 @@ class KMeans(_BaseKMeans):
             self.labels_ = (R.predict_lazy(src, best.centers, self.metric)
                             if best_labels is None else R.labels_array(src, best_labels))
         else:  # labels of the best run's final E-step (or, after a resume, computed now)
-            assigned = K.l1_assign if manhattan else K.assign
+            assigned = l1_assign if manhattan else assign
             self.labels_ = (best_labels if best_labels is not None
                             else assigned(src.X, best.centers)[0])
         self._fitted_on(rows)
@@ -925,7 +935,7 @@ class MiniBatchKMeans(_BaseKMeans):
         best, best_inertia = None, np.inf
         for _ in range(n_init):
             C = self._init(src, [rng], [int(rs.randint(np.iinfo(np.int32).max))])[0]
-            inertia = K.weighted_sse(K.assign(valid, C)[1], vw)
+            inertia = weighted_sse(assign(valid, C)[1], vw)
             if inertia < best_inertia:
                 best, best_inertia = C, inertia
         assert best is not None
@@ -937,9 +947,9 @@ class MiniBatchKMeans(_BaseKMeans):
             self.labels_ = R.predict_lazy(src, C)
             self.inertia_ = R.lloyd_pass(src, C, split_every=int(self.split_every)).sse()
         else:
-            labels, sq = K.assign(src.X, C)
+            labels, sq = assign(src.X, C)
             self.labels_ = labels
-            self.inertia_ = K.weighted_sse(sq, src.weights)
+            self.inertia_ = weighted_sse(sq, src.weights)
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """One mini-batch step with all of X (a chunk of a stream) as the batch.
@@ -1139,13 +1149,13 @@ class BisectingKMeans(_BaseKMeans):
         nearest centre."""
         if nearest:
             return C
-        return K.TreeCentres(self.tree_.snapshot(), self.tree_.labels,
+        return TreeCentres(self.tree_.snapshot(), self.tree_.labels,
                              self.tree_.centers[self.tree_.leaves()])
 
     def _tree_labels(self, src: io.Source) -> Any:
         snap = self.tree_.snapshot()
         if not src.lazy:
-            return K.tree_labels(src.X, snap, self.tree_.labels)
+            return tree_labels(src.X, snap, self.tree_.labels)
         return R.predict_tree_lazy(src, snap, self.tree_.labels)
 
     def predict(self, X: Any) -> Any:

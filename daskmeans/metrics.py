@@ -32,8 +32,9 @@ import dask.array as da
 import numpy as np
 from sklearn.metrics import mutual_info_score
 
-from . import _kernels as K
 from . import _reduce as R
+from .kernels.scores import LabelError, as_label_codes, pair_table
+from .kernels.silhouette import Queries
 
 __all__ = [
     "Contingency",
@@ -69,8 +70,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-LabelError = K.LabelError
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ def contingency(labels_true: Any, labels_pred: Any) -> Contingency:
             p = da.from_array(p, chunks=(t.chunks[0],))
         classes, clusters, table = R.contingency_pass(t, p)
     else:
-        classes, clusters, table = K.pair_table(t, p).finish()
+        classes, clusters, table = pair_table(t, p).finish()
     return Contingency(classes, clusters, table)
 
 
@@ -621,19 +620,19 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
         raise ValueError(f"sample_size must be an integer >= 2 or None, got {sample_size!r}")
     if sample_size is not None and sample_size < n:
         index = _sample_index(n, int(sample_size), random_state)
-        queries = K.Queries(_reduce.gather_pass(src, index).rows, index)
+        queries = Queries(_reduce.gather_pass(src, index).rows, index)
         return _sampled_silhouette(src, lab, classes, queries)
     index = np.arange(n, dtype=np.int64)  # exact: every row, in memory
     if not isinstance(src, io.ArraySource) or isinstance(lab, da.Array):
         got = _reduce.gather_pass(src, index, {"labels": lab})  # lazy input read once
         src, lab = io.ArraySource(got.rows), got.values["labels"]
         if classes is None:
-            classes, lab = np.unique(K.as_label_codes(lab, "labels"), return_inverse=True)
+            classes, lab = np.unique(as_label_codes(lab, "labels"), return_inverse=True)
             _check_n_labels(classes.size, n)
     assert classes is not None
     per_pass = max(1, SILHOUETTE_PASS_BYTES // (8 * max(classes.size, src.d)))
     parts = [_reduce.cluster_distance_pass(
-        src, lab, K.Queries(src.X[a:a + per_pass], index[a:a + per_pass]))
+        src, lab, Queries(src.X[a:a + per_pass], index[a:a + per_pass]))
         for a in range(0, n, per_pass)]
     values, a, b = _silhouette_values(np.concatenate([p.sums for p in parts], axis=1),
                                       parts[0].counts, np.asarray(lab))
@@ -661,7 +660,7 @@ def _sample_index(n: int, m: int, random_state: Any) -> np.ndarray:
 
 
 def _sampled_silhouette(src: Any, lab: Any, classes: np.ndarray | None,
-                        queries: K.Queries) -> Silhouette:
+                        queries: Queries) -> Silhouette:
     """One distributed pass: the queries' distances to every row, per cluster."""
     from . import _reduce
 
@@ -949,7 +948,7 @@ class _SweepSilhouette:
             if isinstance(seed, np.random.RandomState):
                 seed = int(seed.randint(np.iinfo(np.int32).max))
             index = _sample_index(self.src.n, self.sample_size, seed)
-            self.queries = K.Queries(_reduce.gather_pass(self.src, index).rows, index)
+            self.queries = Queries(_reduce.gather_pass(self.src, index).rows, index)
 
     def row(self, labels: Any, n_clusters: int) -> dict[str, Any]:
         if not self.on:

@@ -31,13 +31,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile the numba kernels into their on-disk cache in a process of its own.
 
-    On a fresh clone every kernel compiles on first use (~30 s on this machine, most of
-    it three specialisations of the bounded pass), in whichever test, cluster worker or
+    On a fresh clone every kernel compiles on first use (most of the time goes to the
+    specialisations of the bounded pass), in whichever test, cluster worker or
     subprocess needs it first. The tests keep about one core of two busy: compiling on
     the other takes that off the suite's wall clock. A test that gets there first
-    compiles for itself, as without this; with the cache filled it costs ~0.5 s."""
+    compiles for itself, as without this; with the cache filled it costs little."""
     _warming.append(subprocess.Popen(
-        [sys.executable, "-c", "from daskmeans import _kernels_numba as N; N.warm_up()"],
+        [sys.executable, "-c", "from daskmeans.kernels import warm_up; warm_up()"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
 

@@ -12,8 +12,8 @@ import pytest
 import zarr
 
 from daskmeans import KMeans, MiniBatchKMeans, io, load_model, save_model
-from daskmeans import _kernels as K
 from daskmeans._validation import InvalidParameterError
+from daskmeans.kernels import common, medians
 
 
 def lower_weighted_median(v: np.ndarray, w: np.ndarray) -> float:
@@ -61,7 +61,7 @@ def pixels(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path]:
 
 
 def scaled(U: np.ndarray) -> np.ndarray:
-    return K.scale_rows(U, io.PIXEL_SCALE)
+    return common.scale_rows(U, io.PIXEL_SCALE)
 
 
 def computed(a: object) -> np.ndarray:
@@ -81,7 +81,7 @@ def test_uint8_centres_equal_brute_force_medians_exactly(pixels) -> None:
     w[1999] = 1.0
     C0 = X[[3, 800, 1500, 20]].copy()
     C0[3] = 5.0  # nearer to no row than the others: empty, relocated
-    labels, _ = K.l1_assign(X, C0)
+    labels, _ = medians.l1_assign(X, C0)
     levels = np.rint(C0.astype(np.float64) * 255).astype(np.int64)
     exact = np.abs(U[:, None, :].astype(np.int64) - levels[None]).sum(-1)
     assert (exact[np.arange(len(U)), labels] == exact.min(1)).all()
@@ -106,15 +106,15 @@ def test_float_centres_within_the_stated_tolerance() -> None:
     X = np.concatenate([rng.normal(0, 1, (600, 5)), rng.laplace(6, 2, (700, 5))])
     w = rng.uniform(0.1, 2.0, len(X))
     C0 = X[[0, 900, 1]].copy()
-    labels, _ = K.l1_assign(X, C0)
+    labels, _ = medians.l1_assign(X, C0)
     want, _ = brute_step(X, C0, w, labels)
-    cell = (X.max(0) - X.min(0)) / K.FLOAT_LEVELS
+    cell = (X.max(0) - X.min(0)) / medians.FLOAT_LEVELS
     for data in (X, da.from_array(X, chunks=(250, 5))):
         km = KMeans(3, init=C0, metric="manhattan", max_iter=1).fit(data, sample_weight=w)
         err = np.abs(km.cluster_centers_ - want)
         assert (err <= cell).all() and err.max() > 0  # within tolerance, not exact here
     lattice = np.round(X * 20) / 20  # 0.05 apart: at most one value per grid cell
-    labels, _ = K.l1_assign(lattice, C0)
+    labels, _ = medians.l1_assign(lattice, C0)
     want, _ = brute_step(lattice, C0, w, labels)
     km = KMeans(3, init=C0, metric="manhattan", max_iter=1).fit(lattice, sample_weight=w)
     np.testing.assert_array_equal(km.cluster_centers_, want)
