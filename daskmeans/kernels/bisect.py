@@ -170,9 +170,9 @@ def _top_of(key: np.ndarray, idx: np.ndarray, n: int, X: Any, labels: np.ndarray
             w: np.ndarray, offset: int) -> TopM:
     """The ``n`` rows ``idx`` (ascending) of the block with the largest ``key`` (one per
     row of idx), ties to the smaller index; O(len(idx)), not O(block). ``X``: the
-    block's rows, or an accessor of them (:class:`ScaledRows` for raw rows)."""
-    return top_m(key, min(n, idx.shape[0]), _RowsAt(X, idx), labels, w[idx],
-                 idx.astype(np.int64) + offset)
+    block's rows, or an accessor of them (:class:`ScaledRows` for raw rows). Its
+    ``cap`` is ``n`` even when fewer rows are there (a merge then keeps up to ``n``)."""
+    return top_m(key, n, _RowsAt(X, idx), labels, w[idx], idx.astype(np.int64) + offset)
 
 
 def tree_nodes(X: np.ndarray, tree: TreeSnapshot, scale: float | None = None) -> np.ndarray:

@@ -473,10 +473,20 @@ def top_m(
 
 
 def merge_top(a: TopM, b: TopM, m: int | None = None) -> TopM:
-    """The ``m`` farthest rows of both; by default as many as either was asked for
-    (blocks smaller than that hold all their rows: the merge keeps them, up to it)."""
+    """The ``m`` farthest rows of both (ties: the smaller index); by default as many as
+    either was asked for (``cap``), or all of them when neither records what it was
+    asked for. A block smaller than its ``cap`` holds all its rows, so the merge keeps
+    ``min(cap, rows of both)``: the farthest rows of the union, whatever the blocks.
+
+    >>> a = top_m(np.array([1.0, 4.0]), 3, np.zeros((2, 1)), np.zeros(2, np.int32),
+    ...           np.ones(2), 0)                       # a block of 2 rows, 3 asked for
+    >>> b = top_m(np.array([9.0, 0.5]), 3, np.zeros((2, 1)), np.zeros(2, np.int32),
+    ...           np.ones(2), 2)
+    >>> merge_top(a, b).sqdist.tolist(), merge_top(a, b).index.tolist()
+    ([9.0, 4.0, 1.0], [2, 1, 0])
+    """
     if m is None:
-        m = max(a.cap, b.cap, len(a.sqdist), len(b.sqdist))
+        m = max(a.cap, b.cap) or len(a.sqdist) + len(b.sqdist)
     return TopM(
         np.concatenate([a.sqdist, b.sqdist]),
         np.concatenate([a.index, b.index]),

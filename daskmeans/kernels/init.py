@@ -59,21 +59,27 @@ def kmeans_plusplus(
 
 @dataclass
 class Oversample:
-    """One k-means|| round's contribution: total cost and the top rows by sampling key."""
+    """One k-means|| round's contribution: total cost and the top rows by sampling key.
+
+    ``cap``: the rows asked for; a block smaller than that holds all its rows, and a sum
+    keeps the ``cap`` largest keys of both (all of them when neither records a cap), as
+    :func:`~daskmeans.kernels.common.merge_top` does.
+    """
 
     cost: float
     key: np.ndarray  # (m,) float64, descending
     index: np.ndarray  # (m,) int64
     rows: np.ndarray  # (m, d)
+    cap: int = 0
 
     def __add__(self, other: Oversample) -> Oversample:
-        m = max(len(self.key), len(other.key))
+        m = max(self.cap, other.cap) or len(self.key) + len(other.key)
         key = np.concatenate([self.key, other.key])
         index = np.concatenate([self.index, other.index])
         order = np.lexsort((index, -key))[:m]
         return Oversample(
             self.cost + other.cost, key[order], index[order],
-            np.concatenate([self.rows, other.rows])[order],
+            np.concatenate([self.rows, other.rows])[order], m,
         )
 
 
@@ -103,7 +109,8 @@ def oversample_partial(
     idx = np.argpartition(-key, mm - 1)[:mm] if 0 < mm < key.shape[0] else np.arange(mm)
     order = np.lexsort((idx, -key[idx]))
     idx = idx[order]
-    return Oversample(float(cost_i.sum()), key[idx], idx.astype(np.int64) + offset, X[idx])
+    return Oversample(float(cost_i.sum()), key[idx], idx.astype(np.int64) + offset, X[idx],
+                      m)
 
 
 def count_nearest(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daskmeans.kernels import bounds, common, common_compiled, lloyd
+from daskmeans.kernels import bisect, bounds, common, common_compiled, lloyd
 
 from .reference import brute_sqdist
 
@@ -204,3 +204,49 @@ def test_near_ties_are_settled_in_float64_by_every_path(
     for got in (lab_assign, st.labels):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(plain.counts, np.bincount(want, minlength=3))
+
+
+def test_merge_top_keeps_the_farthest_rows_of_blocks_smaller_than_asked() -> None:
+    """Three rows asked for, from blocks holding fewer: the merge keeps min(3, rows of
+    both), the largest keys first (ties: the smaller index), by hand; then against the
+    brute-force top 3 of the union, whatever the order of the merges."""
+    def block(keys: list[float], offset: int, m: int = 3) -> common.TopM:
+        n = len(keys)
+        rows = np.arange(offset, offset + n, dtype=np.float64)[:, None]
+        return common.top_m(np.array(keys), m, rows, np.zeros(n, np.int32), np.ones(n),
+                            offset)
+
+    one, two = block([5.0], 0), block([7.0, 1.0], 1)
+    both = common.merge_top(one, two)
+    assert both.sqdist.tolist() == [7.0, 5.0, 1.0] and both.index.tolist() == [1, 0, 2]
+    assert both.rows[:, 0].tolist() == [1.0, 0.0, 2.0] and both.cap == 3
+    # rows that know no cap (built by hand): all of them are kept
+    bare = [common.TopM(np.array([k]), np.array([i]), np.zeros((1, 1)),
+                        np.zeros(1, np.int32), np.ones(1)) for i, k in enumerate([2.0, 3.0])]
+    assert common.merge_top(*bare).sqdist.tolist() == [3.0, 2.0]
+    # a bisecting block's slots record the rows asked for, not the rows they hold
+    tree = bisect.TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, 1)),
+                               np.array([0]))
+    step = bisect.BisectStep(tree, np.zeros((1, 1, 2, 1)), np.ones((1, 1), bool),
+                             np.zeros((1, 1), np.int64), sample=3)
+    tops = [bisect.bisect_block(np.array([[float(i)]]), None, step, offset=i).top[0][0]
+            for i in range(4)]
+    assert [t.cap for t in tops] == [3, 3, 3, 3]
+    merged = common.merge_top(common.merge_top(tops[0], tops[1]),
+                              common.merge_top(tops[2], tops[3]))
+    keys = np.concatenate([t.sqdist for t in tops])
+    index = np.concatenate([t.index for t in tops])
+    want = index[np.lexsort((index, -keys))[:3]]
+    assert merged.index.tolist() == want.tolist() and len(merged.index) == 3
+    # random blocks of 0 to 4 rows against the brute-force top 5 of the union
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(0, 5, 12)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    keys = rng.integers(0, 6, int(sizes.sum())).astype(np.float64)  # ties too
+    parts = [block(keys[o:o + s].tolist(), int(o), 5) for o, s in zip(offsets, sizes, strict=True)]
+    total = parts[0]
+    for p in parts[1:]:
+        total = common.merge_top(p, total)
+    order = np.lexsort((np.arange(len(keys)), -keys))[:5]
+    assert total.index.tolist() == order.tolist()
+    assert total.sqdist.tolist() == keys[order].tolist()
