@@ -259,3 +259,13 @@ def test_errors_name_the_parameter() -> None:
     bad[13, 1] = np.inf
     with pytest.raises(ValueError, match="row 13"):
         KMeans(2, metric="manhattan", init=X[:2]).fit(da.from_array(bad, chunks=5))
+
+
+def test_store_predict_reads_raw_pixels_as_their_scaled_rows(pixels) -> None:
+    """predict and transform on a uint8 store (labels from the raw pixels, scaled block by
+    block inside the L1 labelling) equal those on the scaled float32 rows in memory."""
+    U, path = pixels
+    X = scaled(U)
+    km = KMeans(5, metric="manhattan", n_init=1, max_iter=5, random_state=0).fit(X)
+    np.testing.assert_array_equal(computed(km.predict(path)), km.predict(X))
+    np.testing.assert_array_equal(computed(km.transform(path)), km.transform(X))
