@@ -263,10 +263,9 @@ def n_groups(k: int, row_bytes: int) -> int:
     :data:`BOUNDS_SHARE` of a row (at least one).
 
     Below 16 centres a row that is read is compared with every centre (the group
-    filter is off: see :func:`daskmeans.kernels.bounds_compiled._flush_any`), so all its bounds are
-    fresh again. Fashion-MNIST, K=10, a whole fit (43 iterations): 852,000 rows read
-    with Hamerly's single bound, 731,000 with one bound per centre (914,000 with the
-    group filter on: bounds it leaves decaying), 0.59-0.60 s instead of 0.65-0.67 s.
+    filter is off in :mod:`daskmeans.kernels.bounds_compiled`), so all its bounds are
+    fresh again: over a whole fit fewer rows are read than with Hamerly's single bound,
+    or with the group filter on (the bounds it skips keep decaying).
 
     Examples
     --------
@@ -281,11 +280,9 @@ def n_groups(k: int, row_bytes: int) -> int:
 def centre_groups(C: np.ndarray, row_bytes: int = 1 << 30) -> np.ndarray:
     """(k,) group of each centre for the rows' lower bounds: :func:`n_groups` groups of
     nearby centres (k-means on the initial centres, as Yinyang K-means does); one
-    centre a group (Elkan's bounds) below 16 centres. Fashion-MNIST, time to
-    convergence from the same centres relative to scikit-learn's Lloyd (3 interleaved
-    rounds): K=256, 8 / 16 / 32 groups: 0.53x / 0.50x / 0.48x; K=64, 2 / 4 / 8 groups:
-    0.53x / 0.48x / 0.48x (the share of rows assigned in full over a whole fit at K=256:
-    52% with one bound, 32% with 8 groups, 26% with 32)."""
+    centre a group (Elkan's bounds) below 16 centres. More groups assign fewer rows in
+    full over a fit, with diminishing returns past ``k // 8`` (scripts/benchmark.py
+    measures the time to convergence)."""
     k = len(C)
     t = n_groups(k, row_bytes)
     if t <= 1:
@@ -329,8 +326,8 @@ def lloyd_bounded(
     rows whose bounds leave them in doubt (none after a fit whose labels stopped
     changing), where a plain E-step reads every row; the labels are then those in the
     bounds (``labels`` of the result, when the bounds are in this process) and the
-    inertia comes from the sums. Fashion-MNIST, K=10, streamed from its store: the
-    plain E-step and the labels' pass took 0.17-0.21 s of 1.35-1.65 s.
+    inertia comes from the sums (a plain E-step and a labels' pass would be a
+    noticeable share of a streamed fit).
 
     Examples
     --------
@@ -1123,7 +1120,7 @@ def reservoir_size(state: MiniBatchState, ratio: float, reassign: bool, batch: i
     counts only grow and the max grows by at most the batch's total weight, so only
     centres with ``count < ratio * (max + batch)`` can qualify. The sample is ordered
     by key, so drawing that many rows instead of ``k`` gives the same reassignments
-    (a sample of 256 rows cost ~2.5 ms of a 13 ms step at K=256).
+    (a sample of ``k`` rows is a sizeable share of a step at large K).
     """
     if not reassign or ratio <= 0:
         return 0

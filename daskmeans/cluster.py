@@ -58,9 +58,9 @@ log = logging.getLogger(__name__)
 
 #: ``n_init`` runs share each Lloyd pass while their stacked float64 per-cluster sums
 #: (every chunk's partial result holds them) stay under this many bytes: one GEMM and
-#: one read of the data for all of them (K=10 x 10 runs, Fashion-MNIST: 2.3x faster
-#: than ten passes; no gain at K=256 in memory, where the GEMM is the cost, but a
-#: store is still read once instead of ten times).
+#: one read of the data for all of them (faster than a pass per run at small K; no
+#: gain at large K in memory, where the GEMM is the cost, but a store is still read
+#: once instead of once per run).
 RUNS_MAX_BYTES = 32 << 20
 #: a run replaces the best so far only if its inertia is lower by more than this share:
 #: runs that reach the same clusters (up to the order of their labels) have inertias
@@ -229,7 +229,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             w = _check_weights(w, src.n)
         src = self._as_kernels_see_it(src, w)
         if isinstance(src, io.ArraySource):
-            xsq = self.metric != "manhattan"  # |x|^2 once for every pass (~15% at k=10)
+            xsq = self.metric != "manhattan"  # |x|^2 once for every pass, not per pass
             if R.using_distributed():
                 from distributed import default_client
 
@@ -706,10 +706,9 @@ class MiniBatchKMeans(_BaseKMeans):
         Full Lloyd iterations over all the data after the mini-batch steps (each one
         pass, empty clusters relocated as in :class:`KMeans`). Mini-batch centres are
         running means that still carry the early, poor assignments; a few passes
-        remove that bias: on Fashion-MNIST at K=256 three passes took the inertia from
-        +1.6% to +0.9% of a converged Lloyd fit, and ``max_iter=1, refine=6`` ends
-        within 1% of it in 0.8x scikit-learn's mini-batch time (README). 0 keeps
-        scikit-learn's semantics.
+        remove that bias and bring the inertia close to a converged Lloyd fit's for a
+        fraction of its time (the README measures it). 0 keeps scikit-learn's
+        semantics.
     sampling : {"auto", "rows", "chunks"}
         ``"rows"``: i.i.d. rows (with replacement) from all chunks, scikit-learn's
         scheme, best when the data are in memory. ``"chunks"``: each step takes whole

@@ -91,8 +91,8 @@ def _mosaic_figure(images: np.ndarray, order: Sequence[int], marks: Sequence[str
                    inch: float, fontsize: int, title: str, path: str | Path) -> Path:
     """One image of tiles (:func:`_mosaic`), tile ``pos`` marked with ``marks[pos]``.
 
-    Drawn once, with a text per tile, instead of a subplot per image: 256 centroids
-    took 8.4 s as subplots under a constrained layout, 36 samples 2 s."""
+    Drawn once, with a text per tile, instead of a subplot per image: hundreds of
+    subplots under a constrained layout take seconds to lay out."""
     mosaic, c, tile = _mosaic(images, order)
     r, pad = math.ceil(len(order) / c), tile - _side(images.shape[1])
     fig = _figure(figsize=(inch * c + 0.4, inch * r + 0.6))

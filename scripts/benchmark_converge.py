@@ -133,7 +133,7 @@ def main() -> None:
 
     rows: dict[str, dict[int, list[tuple[float, float, int, float]]]] = {}
     # compiled kernels loaded (or compiled, after an upgrade) before any timing: round 0
-    # of an earlier run paid 2-3 s of compilation in our first fit
+    # of an earlier run paid for the compilation in our first fit
     if not args.no_warm_up:
         from daskmeans.kernels import warm_up
 

@@ -485,7 +485,7 @@ def test_lazy_rows_of_a_held_store_do_not_pickle_it(pixel_store: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A held source's lazy rows (the labels_ / predict graph at the end of a fit) are
     built without pickling the source: dask tokenizes a bound method by pickling its
-    object, held blocks and all (1.2 s per fit of a 2.35 GB store)."""
+    object, held blocks and all (seconds per fit of a large store)."""
     from daskmeans import _reduce as R
 
     with dask.config.set(scheduler="threads"):
@@ -626,8 +626,8 @@ def test_bounded_fit_relocates_empty_clusters_as_plain_lloyd(blobs) -> None:
 
 def test_dask_array_blocks_reach_the_kernels_without_a_copy() -> None:
     """A pass over a persisted dask array hands each kernel the block itself: dask's
-    blockwise ``concatenate=True`` copied every block in every pass (~27% of a Lloyd
-    iteration over 60,000 x 784 float32)."""
+    blockwise ``concatenate=True`` copied every block in every pass (a large share of a
+    Lloyd iteration)."""
     from daskmeans import _reduce as R
 
     X = np.arange(40, dtype=np.float32).reshape(10, 4)
