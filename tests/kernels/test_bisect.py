@@ -95,3 +95,41 @@ def test_raw_uint8_bisect_step_equals_float_rows_bit_for_bit(
                 for f in ("sqdist", "index", "rows", "labels", "weights"):
                     np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
     np.testing.assert_array_equal(U, before)
+
+
+@pytest.mark.usefixtures("both_kernels")
+def test_tree_root_and_two_means_by_hand_and_brute_force() -> None:
+    """The tree descent, the root's statistics and a 2-means step: by hand on a few
+    rows, then every child's sums, weights, SSE and counts against loops in float64."""
+    # root 0 -> 1 (centre 0), 2 (centre 10); 2 -> 3 (centre 8), 4 (centre 12)
+    tree = bisect.TreeSnapshot(np.array([1, -1, 3, -1, -1]), np.array([2, -1, 4, -1, -1]),
+                               np.array([[5.0], [0.0], [10.0], [8.0], [12.0]]),
+                               np.array([-1, 0, -1, 1, -1]))
+    rows = np.array([[1.0], [5.0], [9.0], [10.0], [13.0]])
+    assert bisect.tree_nodes(rows, tree).tolist() == [1, 1, 3, 3, 4]  # 5: tie, the left
+    leaf = np.array([-1, 0, -1, 1, 2])
+    assert bisect.tree_labels(rows, tree, leaf).tolist() == [0, 0, 1, 1, 2]
+    lab, sq = bisect.tree_assign(rows, bisect.TreeCentres(tree, leaf,
+                                                          np.array([[0.0], [8.0], [12.0]])))
+    assert lab.tolist() == [0, 0, 1, 1, 2] and sq.tolist() == [1.0, 25.0, 1.0, 4.0, 1.0]
+    root = bisect.root_block(rows, np.array([1.0, 1.0, 2.0, 0.0, 1.0]))
+    assert (root.sum.tolist(), root.wsum.tolist(), root.n) == ([38.0], [37.0], 5)
+    assert (root.weight, root.wsq) == (5.0, 1 + 25 + 162 + 169)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(500, 3))
+    w = rng.uniform(0, 2, 500)
+    flat = bisect.TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, 3)), np.array([0]))
+    centres = rng.normal(size=(1, 2, 2, 3))  # one slot, two runs
+    step = bisect.BisectStep(flat, centres, np.ones((1, 2), bool), np.zeros((1, 2), np.int64))
+    got = bisect.bisect_block(X, w, step, offset=3)
+    for j in range(2):
+        d = ((X[:, None, :] - centres[0, j][None]) ** 2).sum(-1)
+        child = (d[:, 1] < d[:, 0]).astype(int)
+        for c in (0, 1):
+            sel = child == c
+            np.testing.assert_allclose(got.sums[0, j, c], w[sel] @ X[sel], rtol=1e-12)
+            assert got.weight[0, j, c] == pytest.approx(w[sel].sum(), rel=1e-12)
+            assert got.sse[0, j, c] == pytest.approx(d[sel, c] @ w[sel], rel=1e-12)
+            assert got.count[0, j, c] == sel.sum()
+        far = np.lexsort((np.arange(500), -d[np.arange(500), child]))[:2]
+        assert got.top[0][j].index.tolist() == (far + 3).tolist()

@@ -186,3 +186,25 @@ def test_row_sqdist_by_hand_and_against_float64(rows: str) -> None:
         for j in range(3):
             d2 = bounds_compiled.row_sqdist(Xs, i, 1 / 255, rows == "uint8", C[j])
             assert d2 == pytest.approx(ref[i, j].sum(), rel=1e-5 if dt == np.float32 else 1e-12)
+
+
+def test_drift_separation_and_summary_by_hand() -> None:
+    """The quantities the bound tests use: half the distance to the nearest other
+    centre, each centre's drift and each group's largest, the rounding margin, and a
+    block summary that settles (or not) without reading the block."""
+    C = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
+    assert bounds.half_separation(C).tolist() == [3.0, 3.0, 4.0]
+    assert bounds.half_separation(C[:1]).tolist() == [np.inf]
+    C2 = C + np.array([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0]])
+    step = bounds.Drift.of(C2, C, 0.0, groups=np.array([0, 1, 1]))
+    assert step.drift.tolist() == [5.0, 1.0, 0.0] and step.group_drift.tolist() == [5.0, 1.0]
+    np.testing.assert_allclose(step.half_sep, bounds.half_separation(C2))
+    eps = float(np.finfo(np.float32).eps)
+    assert bounds.bounds_margin(2.0, C, np.dtype(np.float32)) == 4 * 2 * eps * (2.0 + 64.0)
+    still = bounds.Drift(np.zeros(3), np.array([3.0, 3.0, 4.0]), 0.0, np.zeros(1))
+    near = bounds.BoundsSummary(np.array([1.0, -np.inf, 2.0]), np.array([-1.0, -np.inf, 5.0]),
+                                0)
+    assert near.settled(still)  # cluster 0 by its lower bounds, cluster 2 by separation
+    far = bounds.BoundsSummary(np.array([3.5, -np.inf, 2.0]), np.array([0.5, -np.inf, 5.0]),
+                               0)
+    assert not far.settled(still)  # cluster 0: 3.5 > 3 and 0.5 > 0

@@ -250,3 +250,54 @@ def test_merge_top_keeps_the_farthest_rows_of_blocks_smaller_than_asked() -> Non
     order = np.lexsort((np.arange(len(keys)), -keys))[:5]
     assert total.index.tolist() == order.tolist()
     assert total.sqdist.tolist() == keys[order].tolist()
+
+
+def _splitmix64(index: int, seed: int) -> float:
+    """splitmix64 of ``index + seed * golden`` in Python integers, as a [0, 1) double."""
+    mask = (1 << 64) - 1
+    z = (index + (seed & mask) * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    return (z >> 11) / float(1 << 53)
+
+
+def test_splitmix_uniform_equals_an_integer_reference() -> None:
+    idx = np.array([0, 1, 2, 12345, 2**40 + 7])
+    for seed in (0, 42, -3):
+        want = [_splitmix64(int(i), seed) for i in idx]
+        assert common.splitmix64_uniform(idx, seed).tolist() == want
+
+
+def test_weighted_sample_takes_the_largest_keys_of_any_chunking() -> None:
+    """Efraimidis-Spirakis: the rows with the ``m`` largest ``log(u) / w`` (zero weight:
+    never), by brute force; the same rows from two chunks merged."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(40, 3))
+    w = rng.uniform(0.1, 3, 40)
+    w[::9] = 0
+    index = np.arange(100, 140)
+    got = common.weighted_sample(X, np.zeros(40, np.int32), w, index, 6, seed=9)
+    u = np.array([_splitmix64(int(i), 9) for i in index])
+    key = np.where(w > 0, np.log(u) / np.where(w > 0, w, 1), -np.inf)
+    want = np.argsort(-key, kind="stable")[:6]
+    assert got.index.tolist() == index[want].tolist()
+    np.testing.assert_array_equal(got.rows, X[want])
+    np.testing.assert_allclose(got.sqdist, key[want], rtol=1e-12)
+    halves = common.merge_top(
+        common.weighted_sample(X[:15], np.zeros(15, np.int32), w[:15], index[:15], 6, 9),
+        common.weighted_sample(X[15:], np.zeros(25, np.int32), w[15:], index[15:], 6, 9))
+    assert halves.index.tolist() == got.index.tolist()
+
+
+def test_small_helpers_by_hand() -> None:
+    X = np.array([[1.0, 0.0], [2.0, 2.0], [3.0, 4.0]], np.float32)
+    sums = common.cluster_sums(X, np.array([1, 0, 1], np.int32), 3, np.array([1.0, 2.0, 0.5]))
+    assert sums.tolist() == [[4.0, 4.0], [2.5, 2.0], [0.0, 0.0]]
+    two = common.cluster_sums(X, np.array([[0, 2], [1, 2], [0, 3]], np.int32), 4)  # 2 runs
+    assert two.tolist() == [[4.0, 4.0], [2.0, 2.0], [3.0, 2.0], [3.0, 4.0]]
+    assert common.weighted_sse(np.array([1.0, 4.0], np.float32), None) == 5.0
+    assert common.weighted_sse(np.array([1.0, 4.0]), np.array([2.0, 0.5])) == 4.0
+    np.testing.assert_allclose(common.normalize_rows(np.array([[3.0, 4.0], [0.0, 0.0]])),
+                               [[0.6, 0.8], [0.0, 0.0]])
+    assert common.padded_k(3) == 4 and common.padded_k(10) == 16 and common.padded_k(17) == 17

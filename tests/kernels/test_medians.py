@@ -116,3 +116,18 @@ def test_compiled_l1_and_histograms_equal_numpy_reference_bit_for_bit(
         assert (a is None) == (b is None)
         if a is not None:
             np.testing.assert_array_equal(a, b)
+
+
+def test_value_range_and_grid_levels_by_hand() -> None:
+    r = medians.value_range(np.array([[1.0, 5.0], [-2.0, 7.0]]))
+    r = r + medians.value_range(np.array([[0.0, 9.0]]))
+    assert r.lo.tolist() == [-2.0, 5.0] and r.hi.tolist() == [1.0, 9.0]
+    empty = medians.value_range(np.empty((0, 2)))
+    assert (empty + r).lo.tolist() == [-2.0, 5.0]
+    with pytest.raises(common.NonFiniteRow) as e:
+        medians.value_range(np.array([[0.0, 1.0], [np.inf, 0.0]]))
+    assert e.value.row == 1
+    grid = medians.MedianGrid.of_range(np.array([0.0, 3.0]), np.array([16.0, 3.0]), 16)
+    assert grid.level(np.array([[0.0, 3.0], [15.99, 3.0], [16.0, 3.0]])).tolist() == [
+        [0, 0], [15, 0], [15, 0]]  # clipped at the top; a constant feature: level 0
+    assert (grid.digits, medians.MedianGrid(256, scale=1.0).digits) == (1, 2)
