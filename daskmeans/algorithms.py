@@ -6,7 +6,7 @@ kernel and one reduction per pass). Nothing here touches dask or an estimator:
 
 - :func:`lloyd`: Lloyd iterations of one or more independent runs sharing each pass;
   one iteration is :func:`daskmeans.engine.passes.lloyd_runs_pass` (kernel
-  :func:`daskmeans._kernels.lloyd_runs`) followed by :func:`lloyd_update`;
+  :func:`daskmeans.kernels.lloyd.lloyd_runs`) followed by :func:`lloyd_update`;
 - :func:`lloyd_bounded`: the same iterations for one run, with per-row bounds that
   skip the rows (and blocks) that cannot change centre;
 - :func:`init_centers`: k-means++, random, a callable, or k-means|| (:func:`kmeans_parallel`);
@@ -26,10 +26,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _kernels as K
 from .engine import passes, schedule
 from .engine.mapreduce import SPLIT_EVERY
 from .engine.source import NonFiniteError, Source, reads_raw_uint8
+from .kernels.bisect import BisectStep, TreeSnapshot
+from .kernels.bounds import (
+    BlockBounds,
+    BoundsPartial,
+    BoundsSummary,
+    Drift,
+    bounds_margin,
+    half_separation,
+)
+from .kernels.common import TopM, normalize_rows, splitmix64_uniform, sse_of_sums
+from .kernels.init import kmeans_plusplus
+from .kernels.lloyd import LloydPartial
+from .kernels.medians import BINS, L1Centres, MedianGrid, MedianHist, MedianPartial, MedianStep
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +124,7 @@ def centers_from_sums(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray
     return out
 
 
-def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: K.TopM) -> int:
+def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: TopM) -> int:
     """Move empty clusters onto the rows farthest from their centres (in place).
 
     As scikit-learn: each empty cluster takes the next farthest row (largest squared
@@ -135,14 +147,14 @@ def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: K.TopM) -> int:
     return n
 
 
-def lloyd_update(part: K.LloydPartial, C: np.ndarray, metric: str) -> tuple[np.ndarray, float,
+def lloyd_update(part: LloydPartial, C: np.ndarray, metric: str) -> tuple[np.ndarray, float,
                                                                               int]:
     """The M-step: (new centres in C's dtype, squared shift, clusters relocated)."""
     sums, counts = part.sums.copy(), part.counts.copy()
     n_reloc = relocate_empty(sums, counts, part.top)
     C_new = centers_from_sums(sums, counts, C)
     if metric == "cosine":
-        C_new = K.normalize_rows(C_new)
+        C_new = normalize_rows(C_new)
     C_new = C_new.astype(C.dtype)
     return C_new, float(((C_new.astype(np.float64) - C) ** 2).sum()), n_reloc
 
@@ -252,7 +264,7 @@ def n_groups(k: int, row_bytes: int) -> int:
     :data:`BOUNDS_SHARE` of a row (at least one).
 
     Below 16 centres a row that is read is compared with every centre (the group
-    filter is off: see :func:`daskmeans._kernels_numba._flush_any`), so all its bounds are
+    filter is off in :mod:`daskmeans.kernels.bounds_compiled`), so all its bounds are
     fresh again: a fit reads fewer rows than with Hamerly's single bound (or with the
     group filter on, whose bounds it leaves decaying), and takes less time.
 
@@ -334,35 +346,35 @@ def lloyd_bounded(
     n_blocks = src.n_blocks
     groups = centre_groups(C, int(src.nbytes // max(src.n, 1)))
     t = int(groups.max()) + 1
-    fresh_states = [K.BlockBounds.fresh(src.block_rows(i), t) for i in range(n_blocks)]
+    fresh_states = [BlockBounds.fresh(src.block_rows(i), t) for i in range(n_blocks)]
     states: list[Any] = list(fresh_states)
-    summaries: list[K.BoundsSummary | None] = [None] * n_blocks
+    summaries: list[BoundsSummary | None] = [None] * n_blocks
     centres_at: dict[int, np.ndarray] = {}
     S, N, Q = np.zeros((k, d)), np.zeros(k), np.zeros(k)
     margin = 0.0
     strict = False
-    def full_pass(it: int, moments: bool) -> tuple[K.BoundsPartial, dict[int, Any],
-                                                   dict[int, K.BoundsSummary]]:
+    def full_pass(it: int, moments: bool) -> tuple[BoundsPartial, dict[int, Any],
+                                                   dict[int, BoundsSummary]]:
         """Every row assigned from fresh bounds (with the farthest rows for relocation)."""
         return passes.bounds_pass(src, C, fresh_states, dict.fromkeys(range(n_blocks)),
                              version=it, n_top=k, groups=groups, moments=moments,
                              split_every=split_every)
 
-    def bounded_pass(it: int) -> tuple[K.BoundsPartial, dict[int, Any],
-                                       dict[int, K.BoundsSummary]]:
+    def bounded_pass(it: int) -> tuple[BoundsPartial, dict[int, Any],
+                                       dict[int, BoundsSummary]]:
         """The pass of iteration ``it`` against ``C`` from the bounds: only the blocks
         whose rows may change centre are read."""
-        steps: dict[int, K.Drift | None] = {}
+        steps: dict[int, Drift | None] = {}
         # blocks read last iteration share one; None: their labels were made against
         # these very centres (a final E-step after the labels stopped changing)
-        by_version: dict[int, K.Drift | None] = {}
+        by_version: dict[int, Drift | None] = {}
         with schedule.client_blas():
-            half_sep = K.half_separation(C)
+            half_sep = half_separation(C)
             for i, sm in enumerate(summaries):
                 assert sm is not None
                 if sm.version not in by_version:
                     then = centres_at[sm.version]
-                    by_version[sm.version] = None if np.array_equal(then, C) else K.Drift.of(
+                    by_version[sm.version] = None if np.array_equal(then, C) else Drift.of(
                         C, then, margin, half_sep, groups)
                 step = by_version[sm.version]
                 if step is not None and not sm.settled(step):
@@ -371,9 +383,9 @@ def lloyd_bounded(
             return passes.bounds_pass(src, C, states, steps, version=it, groups=groups,
                                  split_every=split_every)
         # every block settled: no row can move, nothing to read
-        return K.BoundsPartial(np.zeros((k, d)), np.zeros(k), np.zeros(k), 0, 0, 0, 0.0), {}, {}
+        return BoundsPartial(np.zeros((k, d)), np.zeros(k), np.zeros(k), 0, 0, 0, 0.0), {}, {}
 
-    def keep(it: int, new: dict[int, Any], sums: dict[int, K.BoundsSummary]) -> None:
+    def keep(it: int, new: dict[int, Any], sums: dict[int, BoundsSummary]) -> None:
         """The blocks read by the pass of iteration ``it`` hold bounds for ``C`` now."""
         for i, st in new.items():
             states[i] = st
@@ -395,14 +407,14 @@ def lloyd_bounded(
             part, new, sums = full_pass(it, moments=it == 0 and tol > 0)
             S, N, Q = part.dsums, part.dcounts, part.dsumsq
             top = part.top
-            margin = K.bounds_margin(part.xsq_max, C, src.dtype)
+            margin = bounds_margin(part.xsq_max, C, src.dtype)
             if part.moments is not None:
                 tol_abs = float(np.mean(part.moments.var)) * tol
         else:
             S, N, Q = S + part.dsums, N + part.dcounts, Q + part.dsumsq
         keep(it, new, sums)
-        lp = K.LloydPartial(S, N, K.sse_of_sums(S, N, Q, C),
-                            top if top is not None else K.TopM.empty(d, src.dtype))
+        lp = LloydPartial(S, N, sse_of_sums(S, N, Q, C),
+                            top if top is not None else TopM.empty(d, src.dtype))
         C_new, shift, n_reloc = lloyd_update(lp, C, metric)
         history.append(IterationRecord(it + 1, lp.sq, shift, n_reloc,
                                        time.perf_counter() - t0, run))
@@ -428,7 +440,7 @@ def lloyd_bounded(
         part, new, sums = bounded_pass(it)
         S, N, Q = S + part.dsums, N + part.dcounts, Q + part.dsumsq
     keep(it, new, sums)
-    return LloydRun(K.sse_of_sums(S, N, Q, C), C, len(history), history, strict,
+    return LloydRun(sse_of_sums(S, N, Q, C), C, len(history), history, strict,
                     passes.bounds_labels(states))
 
 
@@ -441,14 +453,14 @@ def lloyd_e_step(src: Source, Cs: list[np.ndarray], split_every: int = SPLIT_EVE
 # --------------------------------------------------------------------------- k-medians
 
 
-def median_grid(src: Source, split_every: int = SPLIT_EVERY) -> K.MedianGrid:
-    """The levels a k-medians fit histograms (:class:`daskmeans._kernels.MedianGrid`):
+def median_grid(src: Source, split_every: int = SPLIT_EVERY) -> MedianGrid:
+    """The levels a k-medians fit histograms (:class:`daskmeans.kernels.medians.MedianGrid`):
     a uint8 store's raw pixels are their own levels (exact medians, no pass); other
     data get a grid over each feature's range, found in one pass."""
     if reads_raw_uint8(src):
-        return K.MedianGrid(256, scale=src.scale)
+        return MedianGrid(256, scale=src.scale)
     rng = passes.range_pass(src, split_every)
-    return K.MedianGrid.of_range(rng.lo, rng.hi)
+    return MedianGrid.of_range(rng.lo, rng.hi)
 
 
 @dataclass
@@ -482,16 +494,16 @@ class MedianSearch:
         reached = self.below[..., None] + csum >= self.target[:, None, None]
         # non-integer weights: rounding may leave every bin a hair short; the last bin
         # holding weight is then the one
-        last = K.BINS - 1 - np.argmax((hist > 0)[..., ::-1], axis=2)
+        last = BINS - 1 - np.argmax((hist > 0)[..., ::-1], axis=2)
         digit = np.where(reached.any(axis=2), np.argmax(reached, axis=2), last)
         excl = np.concatenate([np.zeros((*hist.shape[:2], 1)), csum[..., :-1]], axis=2)
         self.below = self.below + np.take_along_axis(excl, digit[..., None], axis=2)[..., 0]
-        self.prefix = self.prefix * K.BINS + digit
+        self.prefix = self.prefix * BINS + digit
         return np.asarray(digit)
 
 
-def relocate_empty_medians(counts: np.ndarray, hist: np.ndarray, top: K.TopM,
-                           grid: K.MedianGrid) -> tuple[int, np.ndarray, np.ndarray]:
+def relocate_empty_medians(counts: np.ndarray, hist: np.ndarray, top: TopM,
+                           grid: MedianGrid) -> tuple[int, np.ndarray, np.ndarray]:
     """:func:`relocate_empty` for k-medians: each empty cluster takes the next row
     farthest (in L1 distance) from its centre, which leaves its cluster. ``counts`` and
     the first digit's histograms ``hist`` (k, d, 16) are updated in place; returns
@@ -507,7 +519,7 @@ def relocate_empty_medians(counts: np.ndarray, hist: np.ndarray, top: K.TopM,
         new, old, wt = int(empty[j]), int(top.labels[j]), float(top.weights[j])
         if wt <= 0:
             continue
-        b = (grid.level(top.rows[j:j + 1])[0] >> grid.shift(0)) & (K.BINS - 1)
+        b = (grid.level(top.rows[j:j + 1])[0] >> grid.shift(0)) & (BINS - 1)
         hist[old, cols, b] -= wt
         counts[old] -= wt
         hist[new, cols, b] += wt
@@ -517,7 +529,7 @@ def relocate_empty_medians(counts: np.ndarray, hist: np.ndarray, top: K.TopM,
     return n, np.array(index, np.int64), np.array(label, np.int32)
 
 
-def median_update(src: Source, C: np.ndarray, grid: K.MedianGrid, part: K.MedianPartial,
+def median_update(src: Source, C: np.ndarray, grid: MedianGrid, part: MedianPartial,
                   labels: Sequence[Any] | None, split_every: int = SPLIT_EVERY
                   ) -> tuple[np.ndarray, int]:
     """The M-step of k-medians: every centre to its rows' coordinate-wise lower weighted
@@ -539,11 +551,11 @@ def median_update(src: Source, C: np.ndarray, grid: K.MedianGrid, part: K.Median
     n_reloc, moved_index, moved_label = relocate_empty_medians(counts, hist, part.top, grid)
     search = MedianSearch.start(counts, d)
     digit = search.choose(hist)
-    last: K.MedianHist | None = None
+    last: MedianHist | None = None
     for p in range(1, grid.digits):
         track = not grid.raw and p == grid.digits - 1
-        step = K.MedianStep(grid.shift(p), search.prefix, track, moved_index, moved_label,
-                            None if labels is not None else K.L1Centres(C))
+        step = MedianStep(grid.shift(p), search.prefix, track, moved_index, moved_label,
+                            None if labels is not None else L1Centres(C))
         last = passes.median_refine_pass(src, grid, step, labels, split_every)
         digit = search.choose(last.hist)
     has = counts > 0
@@ -562,7 +574,7 @@ def kmedians(
     src: Source,
     C0: np.ndarray,
     *,
-    grid: K.MedianGrid,
+    grid: MedianGrid,
     max_iter: int,
     tol: float,
     final: Callable[[list[np.ndarray], list[int]], list[float]],
@@ -693,11 +705,11 @@ class BisectingTree:
                 stack += [int(self.children[i, 1]), int(self.children[i, 0])]
         return out
 
-    def snapshot(self, slot: np.ndarray | None = None) -> K.TreeSnapshot:
+    def snapshot(self, slot: np.ndarray | None = None) -> TreeSnapshot:
         """What tasks need to send rows down the tree (``slot``: per node, the 2-means
         it takes part in, -1 for none)."""
         n = self.parent.shape[0]
-        return K.TreeSnapshot(self.children[:, 0].copy(), self.children[:, 1].copy(),
+        return TreeSnapshot(self.children[:, 0].copy(), self.children[:, 1].copy(),
                               np.asarray(self.centers, np.float64),
                               np.full(n, -1, np.int64) if slot is None else slot)
 
@@ -752,7 +764,7 @@ class BisectSpec:
 def _node_seed(key: int, branch: int) -> int:
     """A seed for a node's child or init run from the node's own: it depends on the
     path from the root only, not on the order bisections run in."""
-    u = K.splitmix64_uniform(np.array([branch], np.int64), key)[0]
+    u = splitmix64_uniform(np.array([branch], np.int64), key)[0]
     return int(u * (1 << 62))
 
 
@@ -772,7 +784,7 @@ def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np
     else:
         per = BISECT_SAMPLE_BYTES // max(1, a * r * d * src.dtype.itemsize)
         m, weighted = int(max(2, min(BISECT_SAMPLE_ROWS, per))), False
-    step = K.BisectStep(tree.snapshot(snap_slot), np.zeros((a, r, 2, d)),
+    step = BisectStep(tree.snapshot(snap_slot), np.zeros((a, r, 2, d)),
                         np.zeros((a, r), bool), seeds, sample=m, weighted=weighted)
     part, nodes = passes.bisect_pass(src, step, spec.split_every, keep=True)
     C = np.zeros((a, r, 2, d))
@@ -796,7 +808,7 @@ def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np
                                      f"bisection, got {out.shape}")
                 C[s, j] = out
             else:
-                C[s, j] = K.kmeans_plusplus(rows, 2, np.random.default_rng(int(seeds[s, j])),
+                C[s, j] = kmeans_plusplus(rows, 2, np.random.default_rng(int(seeds[s, j])),
                                             weights=w)
     return C, ok, nodes
 
@@ -827,7 +839,7 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
     for _ in range(spec.max_iter):
         if not active.any():
             break
-        part, _ = passes.bisect_pass(src, K.BisectStep(snap, C.copy(), active.copy(), seeds),
+        part, _ = passes.bisect_pass(src, BisectStep(snap, C.copy(), active.copy(), seeds),
                                 spec.split_every, nodes=nodes)
         n_passes += 1
         for s, j in zip(*np.nonzero(active), strict=True):
@@ -844,7 +856,7 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
             C[s, j] = new
     again = ~strict
     if again.any():  # E-step against the final centres (scikit-learn's last labels)
-        part, _ = passes.bisect_pass(src, K.BisectStep(snap, C.copy(), again, seeds),
+        part, _ = passes.bisect_pass(src, BisectStep(snap, C.copy(), again, seeds),
                                 spec.split_every, nodes=nodes)
         n_passes += 1
         for s, j in zip(*np.nonzero(again), strict=True):
@@ -1010,7 +1022,7 @@ def init_centers(src: Source, spec: InitSpec, rngs: Sequence[np.random.Generator
               for (sample, sw), rng, seed in zip(take_samples(src, idxs), rngs, seeds,
                                                  strict=True)]
     if spec.metric == "cosine":
-        Cs = [K.normalize_rows(C) for C in Cs]
+        Cs = [normalize_rows(C) for C in Cs]
     return [C.astype(src.dtype, copy=False) for C in Cs]
 
 
@@ -1027,7 +1039,7 @@ def _from_sample(spec: InitSpec, sample: np.ndarray, sw: np.ndarray | None,
     if init == "random":
         p = None if sw is None else sw / sw.sum()
         return sample[np.sort(rng.choice(sample.shape[0], size=k, replace=False, p=p))]
-    return K.kmeans_plusplus(sample, k, rng, weights=sw, metric=spec.metric)
+    return kmeans_plusplus(sample, k, rng, weights=sw, metric=spec.metric)
 
 
 def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
@@ -1054,7 +1066,7 @@ def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
         C = np.vstack([C, rows])
     weights = passes.count_pass(src, C, split_every=split_every, metric=metric)
     weights = np.maximum(weights, 1e-12)  # unattracting candidates stay drawable last
-    return K.kmeans_plusplus(C, k, rng, weights=weights, metric=metric)
+    return kmeans_plusplus(C, k, rng, weights=weights, metric=metric)
 
 
 # --------------------------------------------------------------------------- mini-batch
@@ -1119,7 +1131,7 @@ def reservoir_size(state: MiniBatchState, ratio: float, reassign: bool, batch: i
     return min(m, k, batch)
 
 
-def minibatch_update(state: MiniBatchState, part: K.LloydPartial, reassign: bool, batch: int,
+def minibatch_update(state: MiniBatchState, part: LloydPartial, reassign: bool, batch: int,
                      ratio: float, metric: str) -> tuple[float, int]:
     """Apply one batch's partial sums with scikit-learn's count-based learning rate
     ``c <- (c N_c + S_c) / (N_c + n_c)`` and reassign low-count centres; returns
@@ -1144,7 +1156,7 @@ def minibatch_update(state: MiniBatchState, part: K.LloydPartial, reassign: bool
             keep = counts[~to_re]
             counts[idx] = keep.min() if keep.size else 0.0
     if metric == "cosine":
-        new = K.normalize_rows(new)
+        new = normalize_rows(new)
     new = new.astype(C.dtype)
     state.centers = new
     return float(((new.astype(np.float64) - C64) ** 2).sum()), n_re

@@ -27,7 +27,6 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _kernels as K
 from . import algorithms as A
 from . import io
 from ._progress import progress as make_progress
@@ -42,6 +41,17 @@ from .algorithms import IterationRecord, LloydResume, LloydRun
 from .engine import mapreduce, passes, schedule
 from .engine.rows import SampleGrid, is_xarray, mask_nodata, where_rows, xarray_rows
 from .engine.source import ArraySource, DaskSource, Source, ZarrSource, as_source
+from .kernels.bisect import TreeCentres, tree_labels
+from .kernels.common import (
+    assign,
+    distances,
+    nearest_labels,
+    normalize_rows,
+    row_norms_sq,
+    weighted_sse,
+)
+from .kernels.medians import l1_assign, l1_distances
+from .kernels.scores import LabelError, Scored, score_block
 
 __all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "ModelFormatError", "load_model",
            "save_model"]
@@ -221,13 +231,13 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             w = _check_weights(w, src.n)
         src = self._as_kernels_see_it(src, w)
         if isinstance(src, ArraySource):
-            xsq = self.metric != "manhattan"  # |x|^2 once for every pass (~15% at k=10)
+            xsq = self.metric != "manhattan"  # |x|^2 once for every pass, not per pass
             if schedule.using_distributed():
                 from distributed import default_client
 
                 src.scatter(default_client(), xsq=xsq)
             elif xsq:
-                src.xsq = K.row_norms_sq(src.X, np.float64)
+                src.xsq = row_norms_sq(src.X, np.float64)
         return src, rows
 
     def _fitted_on(self, rows: _Rows) -> None:
@@ -242,7 +252,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         once, lazy rows as each block is read)."""
         if isinstance(src, ArraySource):
             if self.metric == "cosine":
-                src = ArraySource(K.normalize_rows(src.X))
+                src = ArraySource(normalize_rows(src.X))
             return src.with_options(weights=weights)
         return src.with_options(weights=weights, normalize=self.metric == "cosine")
 
@@ -285,8 +295,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         src, C, rows = self._centers_for(X)
         if not src.lazy:
             if self.metric == "manhattan":
-                return rows.labels(K.l1_assign(src.X, C)[0])
-            return rows.labels(K.nearest_labels(src.X, C))
+                return rows.labels(l1_assign(src.X, C)[0])
+            return rows.labels(nearest_labels(src.X, C))
         return rows.labels(passes.predict_lazy(src, C, self.metric))
 
     def transform(self, X: Any) -> Any:
@@ -295,8 +305,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         src, C, rows = self._centers_for(X)
         if not src.lazy:
             if self.metric == "manhattan":
-                return rows.distances(K.l1_distances(src.X, C).astype(src.X.dtype, copy=False))
-            return rows.distances(K.distances(src.X, C))
+                return rows.distances(l1_distances(src.X, C).astype(src.X.dtype, copy=False))
+            return rows.distances(distances(src.X, C))
         return rows.distances(passes.transform_lazy(src, C, self.metric))
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
@@ -317,7 +327,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         return C
 
     def _scored(self, X: Any, sample_weight: Any = None, labels_true: Any = None,
-                nearest: bool = False) -> K.Scored:
+                nearest: bool = False) -> Scored:
         """One assignment pass over X: SSE and, given true labels, contingency counts
         (rows to their cluster as ``predict`` gives it, or with ``nearest`` to the
         nearest centre)."""
@@ -325,7 +335,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         C = self._assigner(C, nearest)
         w = rows.weights(sample_weight, src.n)
         if labels_true is not None and labels_true.shape[0] != src.n:
-            raise K.LabelError(f"labels_true must have one label per row of X "
+            raise LabelError(f"labels_true must have one label per row of X "
                                f"({src.n}), got {labels_true.shape[0]}")
         if src.lazy:
             if isinstance(w, da.Array) and not isinstance(src, DaskSource):
@@ -336,7 +346,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             labels_true = labels_true.compute()
         if isinstance(w, da.Array):
             w = w.compute()
-        return K.score_block(src.X, C, w, labels_true, self.metric)
+        return score_block(src.X, C, w, labels_true, self.metric)
 
     @property
     def _n_features_out(self) -> int:
@@ -565,9 +575,9 @@ class KMeans(_BaseKMeans):
                 return A.lloyd_e_step(src, Cs, self.split_every)
             out = []
             for C, run in zip(Cs, runs, strict=True):
-                assigned = K.l1_assign if manhattan else K.assign
+                assigned = l1_assign if manhattan else assign
                 labels_of[run], dist = assigned(src.X, C)
-                out.append(K.weighted_sse(dist, w_np))
+                out.append(weighted_sse(dist, w_np))
             return out
 
         best: LloydRun | None = None if state is None else state["best"]
@@ -631,7 +641,7 @@ class KMeans(_BaseKMeans):
             self.labels_ = (passes.predict_lazy(src, best.centers, self.metric)
                             if best_labels is None else passes.labels_array(src, best_labels))
         else:  # labels of the best run's final E-step (or, after a resume, computed now)
-            assigned = K.l1_assign if manhattan else K.assign
+            assigned = l1_assign if manhattan else assign
             self.labels_ = (best_labels if best_labels is not None
                             else assigned(src.X, best.centers)[0])
         self._fitted_on(rows)
@@ -926,7 +936,7 @@ class MiniBatchKMeans(_BaseKMeans):
         best, best_inertia = None, np.inf
         for _ in range(n_init):
             C = self._init(src, [rng], [int(rs.randint(np.iinfo(np.int32).max))])[0]
-            inertia = K.weighted_sse(K.assign(valid, C)[1], vw)
+            inertia = weighted_sse(assign(valid, C)[1], vw)
             if inertia < best_inertia:
                 best, best_inertia = C, inertia
         assert best is not None
@@ -938,9 +948,9 @@ class MiniBatchKMeans(_BaseKMeans):
             self.labels_ = passes.predict_lazy(src, C)
             self.inertia_ = passes.lloyd_pass(src, C, split_every=int(self.split_every)).sse()
         else:
-            labels, sq = K.assign(src.X, C)
+            labels, sq = assign(src.X, C)
             self.labels_ = labels
-            self.inertia_ = K.weighted_sse(sq, src.weights)
+            self.inertia_ = weighted_sse(sq, src.weights)
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """One mini-batch step with all of X (a chunk of a stream) as the batch.
@@ -1140,13 +1150,13 @@ class BisectingKMeans(_BaseKMeans):
         nearest centre."""
         if nearest:
             return C
-        return K.TreeCentres(self.tree_.snapshot(), self.tree_.labels,
+        return TreeCentres(self.tree_.snapshot(), self.tree_.labels,
                              self.tree_.centers[self.tree_.leaves()])
 
     def _tree_labels(self, src: Source) -> Any:
         snap = self.tree_.snapshot()
         if not src.lazy:
-            return K.tree_labels(src.X, snap, self.tree_.labels)
+            return tree_labels(src.X, snap, self.tree_.labels)
         return passes.predict_tree_lazy(src, snap, self.tree_.labels)
 
     def predict(self, X: Any) -> Any:

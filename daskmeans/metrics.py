@@ -32,10 +32,11 @@ import dask.array as da
 import numpy as np
 from sklearn.metrics import mutual_info_score
 
-from . import _kernels as K
 from .engine import passes
 from .engine.source import ArraySource, Source, as_source
 from .io.stores import is_zarr
+from .kernels.scores import LabelError, as_label_codes, pair_table
+from .kernels.silhouette import Queries
 
 __all__ = [
     "Contingency",
@@ -71,8 +72,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-LabelError = K.LabelError
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ def contingency(labels_true: Any, labels_pred: Any) -> Contingency:
             p = da.from_array(p, chunks=(t.chunks[0],))
         classes, clusters, table = passes.contingency_pass(t, p)
     else:
-        classes, clusters, table = K.pair_table(t, p).finish()
+        classes, clusters, table = pair_table(t, p).finish()
     return Contingency(classes, clusters, table)
 
 
@@ -619,19 +618,19 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
         raise ValueError(f"sample_size must be an integer >= 2 or None, got {sample_size!r}")
     if sample_size is not None and sample_size < n:
         index = _sample_index(n, int(sample_size), random_state)
-        queries = K.Queries(passes.gather_pass(src, index).rows, index)
+        queries = Queries(passes.gather_pass(src, index).rows, index)
         return _sampled_silhouette(src, lab, classes, queries)
     index = np.arange(n, dtype=np.int64)  # exact: every row, in memory
     if not isinstance(src, ArraySource) or isinstance(lab, da.Array):
         got = passes.gather_pass(src, index, {"labels": lab})  # lazy input read once
         src, lab = ArraySource(got.rows), got.values["labels"]
         if classes is None:
-            classes, lab = np.unique(K.as_label_codes(lab, "labels"), return_inverse=True)
+            classes, lab = np.unique(as_label_codes(lab, "labels"), return_inverse=True)
             _check_n_labels(classes.size, n)
     assert classes is not None
     per_pass = max(1, SILHOUETTE_PASS_BYTES // (8 * max(classes.size, src.d)))
     parts = [passes.cluster_distance_pass(
-        src, lab, K.Queries(src.X[a:a + per_pass], index[a:a + per_pass]))
+        src, lab, Queries(src.X[a:a + per_pass], index[a:a + per_pass]))
         for a in range(0, n, per_pass)]
     values, a, b = _silhouette_values(np.concatenate([p.sums for p in parts], axis=1),
                                       parts[0].counts, np.asarray(lab))
@@ -659,7 +658,7 @@ def _sample_index(n: int, m: int, random_state: Any) -> np.ndarray:
 
 
 def _sampled_silhouette(src: Any, lab: Any, classes: np.ndarray | None,
-                        queries: K.Queries) -> Silhouette:
+                        queries: Queries) -> Silhouette:
     """One distributed pass: the queries' distances to every row, per cluster."""
     dist = passes.cluster_distance_pass(src, lab, queries)
     if classes is None:
@@ -944,7 +943,7 @@ class _SweepSilhouette:
             if isinstance(seed, np.random.RandomState):
                 seed = int(seed.randint(np.iinfo(np.int32).max))
             index = _sample_index(self.src.n, self.sample_size, seed)
-            self.queries = K.Queries(passes.gather_pass(self.src, index).rows, index)
+            self.queries = Queries(passes.gather_pass(self.src, index).rows, index)
 
     def row(self, labels: Any, n_clusters: int) -> dict[str, Any]:
         if not self.on:

@@ -401,8 +401,8 @@ def pca_projection(
     >>> v.points.shape, v.centers.shape                                 # doctest: +SKIP
     ((5000, 2), (10, 2))
     """
-    from . import _kernels
     from .engine import passes
+    from .kernels.common import nearest_labels
 
     if isinstance(n_points, bool) or not isinstance(n_points, int | np.integer) or n_points < 1:
         raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
@@ -430,7 +430,7 @@ def pca_projection(
     comps = np.asarray(pca.components_, dtype=np.float64)
     pred = got.values.get("labels_pred")
     if pred is None and centers is not None:
-        pred = _kernels.nearest_labels(np.asarray(got.rows, np.float64), centers)
+        pred = nearest_labels(np.asarray(got.rows, np.float64), centers)
     return PCAView((np.asarray(got.rows, np.float64) - mean) @ comps.T, index,
                    got.values.get("labels_true"), pred,
                    None if centers is None else (centers - mean) @ comps.T,

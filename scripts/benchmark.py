@@ -70,9 +70,9 @@ def gemm_floor(X: np.ndarray, C: np.ndarray) -> Callable[[], float]:
 
     from threadpoolctl import threadpool_limits
 
-    from daskmeans import _kernels
+    from daskmeans.kernels.common import Centres
 
-    cen = _kernels.Centres(C, X.dtype)
+    cen = Centres(C, X.dtype)
     threads = os.cpu_count() or 1
     parts = np.array_split(X, threads)
     pool = ThreadPoolExecutor(threads)

@@ -135,9 +135,9 @@ def main() -> None:
     # compiled kernels loaded (or compiled, after an upgrade) before any timing: else
     # round 0 pays the compilation in our first fit
     if not args.no_warm_up:
-        from daskmeans import _kernels_numba
+        from daskmeans.kernels import warm_up
 
-        print(f"compiled kernels ready in {_kernels_numba.warm_up():.1f} s", flush=True)
+        print(f"compiled kernels ready in {warm_up():.1f} s", flush=True)
     for k in args.k:
         C0 = X[np.random.default_rng(args.seed).choice(n, k, replace=False)]
         print(f"K={k}", flush=True)

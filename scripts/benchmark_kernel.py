@@ -6,7 +6,7 @@ Usage::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/benchmark_kernel.py \\
         --data /usr/share/datasets/fashion-mnist --rows 30000 --k 10 256
 
-Times ``_kernels.lloyd_runs`` on the first ``--rows`` rows, as float32 (|x|^2 given, as
+Times ``kernels.lloyd.lloyd_runs`` on the first ``--rows`` rows, as float32 (|x|^2 given, as
 for in-memory data) and as raw uint8 with ``scale`` (|x|^2 computed in the pass, as for
 a store), BLAS pinned to one thread, the two kernels interleaved round by round
 (median of the rounds). Also prints what compiling the numba kernels costs on first
@@ -37,7 +37,7 @@ def main() -> None:
     import tempfile
 
     if not args.no_compile_timing:
-        code = "from daskmeans import _kernels_numba as N; print(N.warm_up())"
+        code = "from daskmeans.kernels import warm_up; print(warm_up())"
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CACHE_DIR": cache}
             first, again = (float(subprocess.run([sys.executable, "-c", code], env=env,
@@ -48,13 +48,14 @@ def main() -> None:
 
     from threadpoolctl import threadpool_limits
 
-    from daskmeans import _kernels as K
     from daskmeans import io
+    from daskmeans.kernels.common import row_norms_sq, scale_rows
+    from daskmeans.kernels.lloyd import lloyd_runs
 
     U = np.concatenate([io.read_idx(f) for f in sorted(
         os.path.join(args.data, n) for n in os.listdir(args.data) if "images" in n)])
     U = np.ascontiguousarray(U[: args.rows].reshape(args.rows, -1))
-    X = K.scale_rows(U, io.PIXEL_SCALE)
+    X = scale_rows(U, io.PIXEL_SCALE)
     cases = {"float32": (X, {}), "uint8": (U, {"scale": io.PIXEL_SCALE})}
     print(f"{args.rows} x {X.shape[1]} rows, one thread, median of {args.rounds} rounds")
     print("| K | rows | numpy reference | numba | ratio |\n|---|---|---|---|---|")
@@ -68,9 +69,9 @@ def main() -> None:
                     for kern in times:
                         os.environ["DASKMEANS_KERNELS"] = kern
                         if name == "float32":
-                            xsq = K.row_norms_sq(X)  # per kernel: each sums its own way
+                            xsq = row_norms_sq(X)  # per kernel: each sums its own way
                         t0 = time.perf_counter()
-                        K.lloyd_runs(data, C, xsq=xsq, n_top=k, **kw)
+                        lloyd_runs(data, C, xsq=xsq, n_top=k, **kw)
                         if r:  # round 0 warms up
                             times[kern].append(time.perf_counter() - t0)
                 a, b = (float(np.median(times[kern])) * 1000 for kern in ("numpy", "numba"))

@@ -7,7 +7,7 @@ the origin.
 
 The first ``--rows`` training images as float32 in [0, 1], plus a constant offset
 (distances unchanged, ``|x|^2`` grows): per K and offset, one compiled Lloyd pass
-(``_kernels.lloyd_runs``, one thread, after a warm-up call) in milliseconds, and the
+(``kernels.lloyd.lloyd_runs``, one thread, after a warm-up call) in milliseconds, and the
 share of ``assign``'s labels equal to the float64 argmin on the first 2,000 rows.
 """
 
@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from daskmeans import _kernels as K
 from daskmeans import io, open_dataset
 from daskmeans.engine import schedule
+from daskmeans.kernels.common import Centres, assign
+from daskmeans.kernels.lloyd import lloyd_runs
 
 
 def main() -> int:
@@ -45,13 +46,13 @@ def main() -> int:
         for off in args.offsets:
             Xo = X + np.float32(off)
             C = Xo[np.random.default_rng(0).choice(len(Xo), k, replace=False)]
-            cen = K.Centres(C, np.dtype(np.float32))
+            cen = Centres(C, np.dtype(np.float32))
             with schedule.client_blas():
-                K.lloyd_runs(Xo, cen)
+                lloyd_runs(Xo, cen)
                 t0 = time.perf_counter()
-                K.lloyd_runs(Xo, cen)
+                lloyd_runs(Xo, cen)
                 ms = (time.perf_counter() - t0) * 1e3
-                lab, _ = K.assign(Xo, C)
+                lab, _ = assign(Xo, C)
             m = min(2000, len(Xo))
             exact = ((Xo[:m].astype(np.float64)[:, None, :]
                       - C.astype(np.float64)[None]) ** 2).sum(2).argmin(1)

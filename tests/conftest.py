@@ -37,7 +37,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     the other takes that off the suite's wall clock. A test that gets there first
     compiles for itself, as without this; with the cache filled it costs little."""
     _warming.append(subprocess.Popen(
-        [sys.executable, "-c", "from daskmeans import _kernels_numba as N; N.warm_up()"],
+        [sys.executable, "-c", "from daskmeans.kernels import warm_up; warm_up()"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
 

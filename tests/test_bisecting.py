@@ -15,10 +15,10 @@ from sklearn.datasets import load_digits, make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from daskmeans import BisectingKMeans, io, load_model, open_source, save_model
-from daskmeans import _kernels as K
 from daskmeans import algorithms as A
 from daskmeans._validation import InvalidParameterError
 from daskmeans.engine.source import ArraySource, reads_raw_uint8
+from daskmeans.kernels import bisect
 
 
 def computed(a: object) -> np.ndarray:
@@ -162,7 +162,7 @@ def test_uint8_store_fits_as_its_float32_rows_in_memory(
         return call
 
     for name in ("bisect_block", "tree_nodes", "tree_labels"):
-        monkeypatch.setattr(K, name, spy(name, getattr(K, name)))
+        monkeypatch.setattr(bisect, name, spy(name, getattr(bisect, name)))
     pixels = (load_digits().images * 15).astype(np.uint8)  # (1797, 8, 8), 0..240
     z = zarr.create_array(tmp_path / "px.zarr", shape=pixels.shape, chunks=(450, 8, 8),
                           dtype="u1")

@@ -359,12 +359,12 @@ def test_centres_enter_a_pass_once_or_inline_when_small(chunks: int, inline: boo
     """Small centres ride inside a few tasks; with many blocks they are one graph key."""
     from dask.delayed import Delayed
 
-    from daskmeans import _kernels as K
     from daskmeans.engine import mapreduce, passes
+    from daskmeans.kernels import common
 
     X = np.random.default_rng(0).normal(size=(6400, 784)).astype(np.float32)
     src = ArraySource(X, block_rows=6400 // chunks)
-    cen = K.Centres(X[:10], X.dtype)
+    cen = common.Centres(X[:10], X.dtype)
     shared = mapreduce.shared_operand(cen, src.n_blocks)
     assert (shared is cen) == inline and isinstance(shared, Delayed) != inline
     assert passes.lloyd_pass(src, X[:10]).counts.sum() == 6400
@@ -455,8 +455,8 @@ def test_store_rows_held_in_memory_or_streamed_give_one_fit(
     model bit for bit, still one compute per Lloyd iteration. Held blocks keep their
     rows' |x|^2 next to them (numpy here, futures in the workers on a cluster), equal to
     the norms of the scaled rows."""
-    from daskmeans import _kernels as K
     from daskmeans.engine import mapreduce, schedule
+    from daskmeans.kernels import common
 
     ref = KMeans(6, random_state=0, n_init=2).fit(open_source(pixel_store, cache=False))
     if cache is None:  # over the budget: streamed, as with cache=False
@@ -475,7 +475,7 @@ def test_store_rows_held_in_memory_or_streamed_give_one_fit(
         for i in range(held.n_blocks):
             rows = held.rows_float(local(held.held[i]))
             np.testing.assert_array_equal(local(held.block_xsq(i)),
-                                          K.row_norms_sq(rows, np.float64))
+                                          common.row_norms_sq(rows, np.float64))
     km = KMeans(6, random_state=0, n_init=2).fit(src)
     np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
     assert km.inertia_ == ref.inertia_ and km.n_iter_ == ref.n_iter_

@@ -12,9 +12,9 @@ import pytest
 import zarr
 
 from daskmeans import KMeans, MiniBatchKMeans, io, load_model, open_source, save_model
-from daskmeans import _kernels as K
 from daskmeans._validation import InvalidParameterError
 from daskmeans.engine.source import ArraySource
+from daskmeans.kernels import common, medians
 
 
 def lower_weighted_median(v: np.ndarray, w: np.ndarray) -> float:
@@ -62,7 +62,7 @@ def pixels(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path]:
 
 
 def scaled(U: np.ndarray) -> np.ndarray:
-    return K.scale_rows(U, io.PIXEL_SCALE)
+    return common.scale_rows(U, io.PIXEL_SCALE)
 
 
 def computed(a: object) -> np.ndarray:
@@ -82,7 +82,7 @@ def test_uint8_centres_equal_brute_force_medians_exactly(pixels) -> None:
     w[1999] = 1.0
     C0 = X[[3, 800, 1500, 20]].copy()
     C0[3] = 5.0  # nearer to no row than the others: empty, relocated
-    labels, _ = K.l1_assign(X, C0)
+    labels, _ = medians.l1_assign(X, C0)
     levels = np.rint(C0.astype(np.float64) * 255).astype(np.int64)
     exact = np.abs(U[:, None, :].astype(np.int64) - levels[None]).sum(-1)
     assert (exact[np.arange(len(U)), labels] == exact.min(1)).all()
@@ -107,15 +107,15 @@ def test_float_centres_within_the_stated_tolerance() -> None:
     X = np.concatenate([rng.normal(0, 1, (600, 5)), rng.laplace(6, 2, (700, 5))])
     w = rng.uniform(0.1, 2.0, len(X))
     C0 = X[[0, 900, 1]].copy()
-    labels, _ = K.l1_assign(X, C0)
+    labels, _ = medians.l1_assign(X, C0)
     want, _ = brute_step(X, C0, w, labels)
-    cell = (X.max(0) - X.min(0)) / K.FLOAT_LEVELS
+    cell = (X.max(0) - X.min(0)) / medians.FLOAT_LEVELS
     for data in (X, da.from_array(X, chunks=(250, 5))):
         km = KMeans(3, init=C0, metric="manhattan", max_iter=1).fit(data, sample_weight=w)
         err = np.abs(km.cluster_centers_ - want)
         assert (err <= cell).all() and err.max() > 0  # within tolerance, not exact here
     lattice = np.round(X * 20) / 20  # 0.05 apart: at most one value per grid cell
-    labels, _ = K.l1_assign(lattice, C0)
+    labels, _ = medians.l1_assign(lattice, C0)
     want, _ = brute_step(lattice, C0, w, labels)
     km = KMeans(3, init=C0, metric="manhattan", max_iter=1).fit(lattice, sample_weight=w)
     np.testing.assert_array_equal(km.cluster_centers_, want)
@@ -260,3 +260,13 @@ def test_errors_name_the_parameter() -> None:
     bad[13, 1] = np.inf
     with pytest.raises(ValueError, match="row 13"):
         KMeans(2, metric="manhattan", init=X[:2]).fit(da.from_array(bad, chunks=5))
+
+
+def test_store_predict_reads_raw_pixels_as_their_scaled_rows(pixels) -> None:
+    """predict and transform on a uint8 store (labels from the raw pixels, scaled block by
+    block inside the L1 labelling) equal those on the scaled float32 rows in memory."""
+    U, path = pixels
+    X = scaled(U)
+    km = KMeans(5, metric="manhattan", n_init=1, max_iter=5, random_state=0).fit(X)
+    np.testing.assert_array_equal(computed(km.predict(path)), km.predict(X))
+    np.testing.assert_array_equal(computed(km.transform(path)), km.transform(X))

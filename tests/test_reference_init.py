@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 
-from daskmeans._kernels import kmeans_plusplus  # the kernel: a fit draws once per seed
+from daskmeans.kernels.init import kmeans_plusplus  # the kernel: a fit draws once per seed
 
 DRAWS = 2000
 HEAVY = 1e9

@@ -1,6 +1,6 @@
 """Map-reduce over a data source's blocks: the one primitive every pass is built on.
 
-:func:`map_reduce` maps a kernel (from :mod:`daskmeans._kernels`) over the blocks of a
+:func:`map_reduce` maps a kernel (from :mod:`daskmeans.kernels`) over the blocks of a
 :class:`~daskmeans.engine.source.Source` and tree-reduces the per-block partial results
 (``split_every`` at a time) with ``+``, in exactly one ``dask.compute`` under whatever
 scheduler is active (threaded by default, a ``distributed.Client`` when one is active).
@@ -33,7 +33,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .. import _kernels as K
+from ..kernels.common import NonFiniteRow, row_norms_sq
 from .schedule import (
     compute,
     local_blas,
@@ -106,7 +106,7 @@ def call_kernel(kernel: Callable[..., Any], src: Source | TaskSource, rows: Any,
             if scale is not None:
                 return kernel(x, w, xsq, shared, offset=offset, scale=scale, **consts)
             return kernel(x, w, xsq, shared, offset=offset, **consts)
-        except K.NonFiniteRow as e:
+        except NonFiniteRow as e:
             local = consts.get("local")
             row = offset + int(local[e.row] if local is not None else e.row)
             raise NonFiniteError(
@@ -280,8 +280,8 @@ def _read_block(block: ZarrBlock, task_src: TaskSource, with_xsq: bool
     if not with_xsq:
         return rows, None
     if task_src.scale is not None and not task_src.normalize:  # raw pixels: no float32 copy
-        return rows, K.row_norms_sq(rows, np.float64, scale=task_src.scale)
-    return rows, K.row_norms_sq(task_src.rows_float(rows), np.float64)
+        return rows, row_norms_sq(rows, np.float64, scale=task_src.scale)
+    return rows, row_norms_sq(task_src.rows_float(rows), np.float64)
 
 
 def hold(src: Source, *, with_xsq: bool = True) -> Source:

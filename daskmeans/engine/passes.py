@@ -1,5 +1,5 @@
 """The passes over a source that the algorithms make, each a thin wrapper that names
-a kernel of :mod:`daskmeans._kernels` and maps it with
+a kernel of :mod:`daskmeans.kernels` and maps it with
 :func:`~daskmeans.engine.mapreduce.map_reduce` (or
 :func:`~daskmeans.engine.mapreduce.map_reduce_kept` for per-block state kept between
 passes): one read of the data and one compute each. The lazy maps at the end
@@ -17,7 +17,8 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .. import _kernels as K
+from ..kernels import bisect, bounds, common, init, lloyd, medians, scores, silhouette
+from ..kernels.metric import Metric, as_metric
 from .mapreduce import (
     SPLIT_EVERY,
     TaskSource,
@@ -61,25 +62,25 @@ __all__ = [
 def lloyd_runs_pass(
     src: Source, Cs: Sequence[np.ndarray], *, n_top: int = 0, moments: bool = False,
     split_every: int = SPLIT_EVERY,
-) -> list[K.LloydPartial]:
+) -> list[lloyd.LloydPartial]:
     """One Lloyd iteration's statistics for one or more independent fits with the same
     k (``n_init`` runs): one read of the data, one compute, one partial per entry of
-    ``Cs`` (see :func:`daskmeans._kernels.lloyd_runs`)."""
+    ``Cs`` (see :func:`daskmeans.kernels.lloyd.lloyd_runs`)."""
     kernel = functools.partial(_lloyd_kernel, runs=len(Cs), n_top=n_top, moments=moments)
-    out = map_reduce(src, kernel, K.Centres(np.concatenate(Cs), src.dtype),
+    out = map_reduce(src, kernel, common.Centres(np.concatenate(Cs), src.dtype),
                      split_every=split_every, raw=True)
     return list(out.parts)
 
 
-def lloyd_pass(src: Source, C: np.ndarray, **kwargs: Any) -> K.LloydPartial:
+def lloyd_pass(src: Source, C: np.ndarray, **kwargs: Any) -> lloyd.LloydPartial:
     """:func:`lloyd_runs_pass` for one set of centres."""
     return lloyd_runs_pass(src, [C], **kwargs)[0]
 
 
 def _lloyd_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                  C: K.Centres, *, offset: int, runs: int, n_top: int, moments: bool,
-                  scale: float | None = None) -> K.LloydRuns:
-    return K.lloyd_runs(x, C, w, runs=runs, xsq=xsq, offset=offset, n_top=n_top,
+                  C: common.Centres, *, offset: int, runs: int, n_top: int, moments: bool,
+                  scale: float | None = None) -> lloyd.LloydRuns:
+    return lloyd.lloyd_runs(x, C, w, runs=runs, xsq=xsq, offset=offset, n_top=n_top,
                         moments=moments, scale=scale)
 
 
@@ -87,7 +88,7 @@ def batch_pass(
     src: Source, C: np.ndarray, *, rows: np.ndarray | None = None,
     blocks: Sequence[int] | None = None, n_top: int = 0, n_sample: int = 0, seed: int = 0,
     split_every: int = SPLIT_EVERY,
-) -> K.LloydPartial:
+) -> lloyd.LloydPartial:
     """Lloyd statistics of a mini-batch, computed where the rows live: one compute.
 
     ``rows``: sorted global row indices (repeats allowed); each block holding some of
@@ -111,30 +112,30 @@ def batch_pass(
             return {} if i in chosen else None
 
     kernel = functools.partial(_batch_kernel, n_top=n_top, n_sample=n_sample, seed=seed)
-    return map_reduce(src, kernel, K.Centres(C, src.dtype), per_block=per_block,
+    return map_reduce(src, kernel, common.Centres(C, src.dtype), per_block=per_block,
                       split_every=split_every, raw=True)
 
 
 def _batch_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                  C: K.Centres, *, offset: int, n_top: int, n_sample: int, seed: int,
+                  C: common.Centres, *, offset: int, n_top: int, n_sample: int, seed: int,
                   scale: float | None = None, local: np.ndarray | None = None,
-                  positions: np.ndarray | None = None) -> K.LloydPartial:
+                  positions: np.ndarray | None = None) -> lloyd.LloydPartial:
     if local is not None:
         x, w = x[local], (None if w is None else w[local])
-    return K.lloyd_partial(x, C, w, offset=offset if positions is None else positions,
+    return lloyd.lloyd_partial(x, C, w, offset=offset if positions is None else positions,
                            n_top=n_top, n_sample=n_sample, sample_seed=seed, scale=scale)
 
 
 def bounds_pass(
-    src: Source, C: np.ndarray, states: Sequence[Any], steps: dict[int, K.Drift | None],
+    src: Source, C: np.ndarray, states: Sequence[Any], steps: dict[int, bounds.Drift | None],
     *, version: int, groups: np.ndarray | None = None, n_top: int = 0,
     moments: bool = False, split_every: int = SPLIT_EVERY,
-) -> tuple[K.BoundsPartial, dict[int, Any], dict[int, K.BoundsSummary]]:
-    """One Lloyd iteration with per-row bounds (:func:`daskmeans._kernels.bounds_block`)
+) -> tuple[bounds.BoundsPartial, dict[int, Any], dict[int, bounds.BoundsSummary]]:
+    """One Lloyd iteration with per-row bounds (:func:`daskmeans.kernels.bounds.bounds_block`)
     over the blocks named in ``steps`` (block -> how the centres moved since its
     bounds; the other blocks are settled and not read): one compute.
 
-    ``states[i]``: block ``i``'s bounds, a :class:`~daskmeans._kernels.BlockBounds` or,
+    ``states[i]``: block ``i``'s bounds, a :class:`~daskmeans.kernels.BlockBounds` or,
     on a cluster, a future of one in the worker that made it (bounds stay where they
     were computed; only the partial sums and the per-cluster summaries come back).
 
@@ -144,7 +145,7 @@ def bounds_pass(
     if not blocks:
         raise ValueError("a pass needs at least one block")
     task_src = TaskSource(src)
-    cen = shared_operand(K.Centres(C, src.dtype), len(blocks))
+    cen = shared_operand(common.Centres(C, src.dtype), len(blocks))
     C64 = shared_operand(np.asarray(C, np.float64), len(blocks))
     local = not using_distributed()
 
@@ -187,43 +188,44 @@ def bounds_pass(
 def bounds_labels(states: Sequence[Any]) -> np.ndarray | None:
     """(n,) int32: the rows' labels held in the blocks' bounds, in row order; None
     when the bounds are futures in a cluster's workers or a block has none yet."""
-    if not all(isinstance(st, K.BlockBounds) for st in states):
+    if not all(isinstance(st, bounds.BlockBounds) for st in states):
         return None
     labels = np.concatenate([st.labels for st in states]).astype(np.int32, copy=False)
     return None if (labels < 0).any() else labels
 
 
-def _bounds_call(task_src: TaskSource, rows: Any, w: Any, state: K.BlockBounds,
-                 step: K.Drift | None, C: K.Centres, C64: np.ndarray,
+def _bounds_call(task_src: TaskSource, rows: Any, w: Any, state: bounds.BlockBounds,
+                 step: bounds.Drift | None, C: common.Centres, C64: np.ndarray,
                  groups: np.ndarray | None, offset: int, version: int, n_top: int,
                  moments: bool
-                 ) -> tuple[K.BoundsPartial, K.BlockBounds, K.BoundsSummary]:
+                 ) -> tuple[bounds.BoundsPartial, bounds.BlockBounds, bounds.BoundsSummary]:
     kernel = functools.partial(_bounds_kernel, state=state, step=step, C64=C64,
                                groups=groups, version=version, n_top=n_top, moments=moments)
     return call_kernel(kernel, task_src, rows, w, None, C, offset, {}, True)
 
 
 def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                   C: K.Centres, *, offset: int, state: K.BlockBounds, step: K.Drift | None,
+                   C: common.Centres, *, offset: int, state: bounds.BlockBounds,
+                   step: bounds.Drift | None,
                    C64: np.ndarray, groups: np.ndarray | None, version: int, n_top: int,
                    moments: bool, scale: float | None = None
-                   ) -> tuple[K.BoundsPartial, K.BlockBounds, K.BoundsSummary]:
-    return K.bounds_block(x, C, state, step, w, version=version, n_top=n_top,
-                          moments=moments, offset=offset, scale=scale, centres64=C64,
-                          groups=groups)
+                   ) -> tuple[bounds.BoundsPartial, bounds.BlockBounds, bounds.BoundsSummary]:
+    return bounds.bounds_block(x, C, state, step, w, version=version, n_top=n_top,
+                               moments=moments, offset=offset, scale=scale, centres64=C64,
+                               groups=groups)
 
 
 
 def median_assign_pass(
-    src: Source, C: np.ndarray, grid: K.MedianGrid, *, n_top: int = 0, moments: bool = False,
+    src: Source, C: np.ndarray, grid: medians.MedianGrid, *, n_top: int = 0, moments: bool = False,
     split_every: int = SPLIT_EVERY,
-) -> tuple[K.MedianPartial, list[Any] | None]:
-    """The first pass of a k-medians iteration (:func:`daskmeans._kernels.median_assign`):
+) -> tuple[medians.MedianPartial, list[Any] | None]:
+    """The first pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_assign`):
     one compute. Returns the summed partial and each block's labels, kept where the
     block is (numpy, or futures on a cluster) for the iteration's later passes; None
     for a dask array (no public per-block state: later passes assign again)."""
     kernel = functools.partial(_median_assign_kernel, grid=grid, n_top=n_top, moments=moments)
-    cen = K.L1Centres(C)
+    cen = medians.L1Centres(C)
     if isinstance(src, DaskSource):
         return map_reduce(src, functools.partial(kernel, keep=False), cen,
                           split_every=split_every, raw=grid.raw), None
@@ -232,18 +234,18 @@ def median_assign_pass(
 
 
 def _median_assign_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                          C: K.L1Centres, *, offset: int, grid: K.MedianGrid, n_top: int,
-                          moments: bool, keep: bool, scale: float | None = None,
+                          C: medians.L1Centres, *, offset: int, grid: medians.MedianGrid,
+                          n_top: int, moments: bool, keep: bool, scale: float | None = None,
                           state: Any = None) -> Any:
-    part, labels = K.median_assign(x, C, w, grid=grid, offset=offset, n_top=n_top,
+    part, labels = medians.median_assign(x, C, w, grid=grid, offset=offset, n_top=n_top,
                                    moments=moments, scale=scale)
     return (part, labels) if keep else part
 
 
-def median_refine_pass(src: Source, grid: K.MedianGrid, step: K.MedianStep,
+def median_refine_pass(src: Source, grid: medians.MedianGrid, step: medians.MedianStep,
                        labels: Sequence[Any] | None, split_every: int = SPLIT_EVERY
-                       ) -> K.MedianHist:
-    """A later pass of a k-medians iteration (:func:`daskmeans._kernels.median_refine`)
+                       ) -> medians.MedianHist:
+    """A later pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_refine`)
     over the blocks with their kept ``labels`` (or, when None, assigning the rows
     again with ``step.centres``): one compute."""
     kernel = functools.partial(_median_refine_kernel, grid=grid)
@@ -254,35 +256,35 @@ def median_refine_pass(src: Source, grid: K.MedianGrid, step: K.MedianStep,
 
 
 def _median_refine_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                          step: K.MedianStep, *, offset: int, grid: K.MedianGrid,
-                          scale: float | None = None, state: Any = None) -> K.MedianHist:
-    return K.median_refine(x, w, step, grid=grid, labels=state, offset=offset, scale=scale)
+                          step: medians.MedianStep, *, offset: int, grid: medians.MedianGrid,
+                          scale: float | None = None, state: Any = None) -> medians.MedianHist:
+    return medians.median_refine(x, w, step, grid=grid, labels=state, offset=offset, scale=scale)
 
 
-def range_pass(src: Source, split_every: int = SPLIT_EVERY) -> K.ValueRange:
+def range_pass(src: Source, split_every: int = SPLIT_EVERY) -> medians.ValueRange:
     """Per-feature min and max of the rows (as float): one compute; a row holding NaN
     or infinity raises :class:`~daskmeans.engine.source.NonFiniteError` naming it."""
     return map_reduce(src, _range_kernel, split_every=split_every)
 
 
 def _range_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
-                  *, offset: int) -> K.ValueRange:
-    return K.value_range(x)
+                  *, offset: int) -> medians.ValueRange:
+    return medians.value_range(x)
 
 
-def _prepared(C: np.ndarray | K.TreeCentres, dtype: np.dtype, metric: str
-              ) -> K.Centres | K.L1Centres | K.TreeCentres:
+def _prepared(C: np.ndarray | bisect.TreeCentres, dtype: np.dtype, metric: str | Metric
+              ) -> Any:
     """Centres prepared once per pass for the metric's distances."""
-    if isinstance(C, K.TreeCentres):
+    if isinstance(C, bisect.TreeCentres):
         return C
-    return K.L1Centres(C) if metric == "manhattan" else K.Centres(C, dtype)
+    return as_metric(metric).prepare(C, dtype)
 
 
-def score_pass(src: Source, C: np.ndarray | K.TreeCentres, labels_true: Any = None,
-               split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> K.Scored:
+def score_pass(src: Source, C: np.ndarray | bisect.TreeCentres, labels_true: Any = None,
+               split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> scores.Scored:
     """The objective against ``C`` (SSE; the sum of L1 distances for
     ``metric="manhattan"``; to the leaves of a bisecting tree for
-    :class:`~daskmeans._kernels.TreeCentres`) and, given true labels (n,), the
+    :class:`~daskmeans.kernels.TreeCentres`) and, given true labels (n,), the
     contingency table of the rows' clusters against them, in one pass."""
     kernel = functools.partial(_score_kernel, metric=metric)
     return map_reduce(src, kernel, _prepared(C, src.dtype, metric), split_every=split_every,
@@ -290,13 +292,13 @@ def score_pass(src: Source, C: np.ndarray | K.TreeCentres, labels_true: Any = No
 
 
 def _score_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                  C: K.Centres, *, offset: int, metric: str,
-                  labels: np.ndarray | None = None) -> K.Scored:
-    return K.score_block(x, C, w, None if labels is None else np.asarray(labels), metric)
+                  C: common.Centres, *, offset: int, metric: str,
+                  labels: np.ndarray | None = None) -> scores.Scored:
+    return scores.score_block(x, C, w, None if labels is None else np.asarray(labels), metric)
 
 
 def oversample_pass(src: Source, C: np.ndarray, *, seed: int, m: int,
-                    split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> K.Oversample:
+                    split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> init.Oversample:
     """One k-means|| round: total cost and the ``m`` rows with the largest keys."""
     kernel = functools.partial(_oversample_kernel, seed=seed, m=m, metric=metric)
     return map_reduce(src, kernel, C, split_every=split_every)
@@ -304,8 +306,8 @@ def oversample_pass(src: Source, C: np.ndarray, *, seed: int, m: int,
 
 def _oversample_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                        C: np.ndarray, *, offset: int, seed: int, m: int,
-                       metric: str) -> K.Oversample:
-    return K.oversample_partial(x, C, w, offset=offset, seed=seed, m=m, metric=metric)
+                       metric: str) -> init.Oversample:
+    return init.oversample_partial(x, C, w, offset=offset, seed=seed, m=m, metric=metric)
 
 
 def count_pass(src: Source, C: np.ndarray, split_every: int = SPLIT_EVERY,
@@ -317,13 +319,13 @@ def count_pass(src: Source, C: np.ndarray, split_every: int = SPLIT_EVERY,
 
 def _count_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                   C: np.ndarray, *, offset: int, metric: str) -> np.ndarray:
-    return K.count_nearest(x, C, w, metric)
+    return init.count_nearest(x, C, w, metric)
 
 
-def bisect_pass(src: Source, step: K.BisectStep, split_every: int = SPLIT_EVERY, *,
+def bisect_pass(src: Source, step: bisect.BisectStep, split_every: int = SPLIT_EVERY, *,
                 nodes: Sequence[Any] | None = None, keep: bool = False
-                ) -> tuple[K.BisectPartial, list[Any] | None]:
-    """One pass of a round of bisections (:func:`daskmeans._kernels.bisect_block`): every
+                ) -> tuple[bisect.BisectPartial, list[Any] | None]:
+    """One pass of a round of bisections (:func:`daskmeans.kernels.bisect.bisect_block`): every
     2-means of the round (or their init samples) in one read of the data, one compute.
 
     The tree does not change during a round: with ``keep`` each block's nodes (where
@@ -342,21 +344,21 @@ def bisect_pass(src: Source, step: K.BisectStep, split_every: int = SPLIT_EVERY,
 
 
 def _bisect_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                   step: K.BisectStep, *, offset: int, keep: bool, state: Any = None,
+                   step: bisect.BisectStep, *, offset: int, keep: bool, state: Any = None,
                    scale: float | None = None) -> Any:
-    nodes = state if state is not None else K.tree_nodes(x, step.tree, scale)
-    part = K.bisect_block(x, w, step, offset=offset, nodes=nodes, scale=scale)
+    nodes = state if state is not None else bisect.tree_nodes(x, step.tree, scale)
+    part = bisect.bisect_block(x, w, step, offset=offset, nodes=nodes, scale=scale)
     return (part, nodes) if keep else part
 
 
-def root_pass(src: Source, split_every: int = SPLIT_EVERY) -> K.RootPartial:
+def root_pass(src: Source, split_every: int = SPLIT_EVERY) -> bisect.RootPartial:
     """Column sums, weights and ``sum w |x|^2`` of all rows (a bisecting tree's root)."""
     return map_reduce(src, _root_kernel, split_every=split_every)
 
 
 def _root_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
-                 *, offset: int) -> K.RootPartial:
-    return K.root_block(x, w)
+                 *, offset: int) -> bisect.RootPartial:
+    return bisect.root_block(x, w)
 
 
 def take_rows(src: Source, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -377,12 +379,12 @@ def take_rows(src: Source, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
 
 
 def _take_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
-                 *, offset: int, local: np.ndarray) -> K.Rows:
-    return K.Rows(np.array(x[local]), None if w is None else np.asarray(w, np.float64)[local])
+                 *, offset: int, local: np.ndarray) -> common.Rows:
+    return common.Rows(np.array(x[local]), None if w is None else np.asarray(w, np.float64)[local])
 
 
 def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None = None, *,
-                split_every: int = SPLIT_EVERY) -> K.Gathered:
+                split_every: int = SPLIT_EVERY) -> scores.Gathered:
     """Rows ``index`` (sorted, distinct) of the source as float rows, and the same
     entries of each (n,) vector in ``vectors`` (numpy or dask, e.g. labels): one
     compute (none for numpy rows and vectors), each block sending only its rows."""
@@ -390,30 +392,30 @@ def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None =
     vectors = vectors or {}
     if isinstance(src, ArraySource) and not any(isinstance(v, da.Array)
                                                 for v in vectors.values()):
-        return K.Gathered(index, np.asarray(src.X[index]),
+        return scores.Gathered(index, np.asarray(src.X[index]),
                           {k: np.asarray(v)[index] for k, v in vectors.items()})
     out = map_reduce(src, _gather_kernel, index, split_every=split_every, aligned=vectors)
     return out.sorted()
 
 
 def _gather_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                   index: np.ndarray, *, offset: int, **vectors: Any) -> K.Gathered:
-    return K.gather(x, index, offset=offset, **vectors)
+                   index: np.ndarray, *, offset: int, **vectors: Any) -> scores.Gathered:
+    return scores.gather(x, index, offset=offset, **vectors)
 
 
-def cluster_distance_pass(src: Source, labels: Any, queries: K.Queries, *,
-                          split_every: int = SPLIT_EVERY) -> K.ClusterDistances:
+def cluster_distance_pass(src: Source, labels: Any, queries: silhouette.Queries, *,
+                          split_every: int = SPLIT_EVERY) -> silhouette.ClusterDistances:
     """Distances from every query row to every row of the source, summed per cluster
     of the row (``labels``: (n,) numpy or dask, read in the same pass), in float64:
-    one compute (:func:`daskmeans._kernels.cluster_distance_sums` per block)."""
+    one compute (:func:`daskmeans.kernels.silhouette.cluster_distance_sums` per block)."""
     return map_reduce(src, _cluster_distance_kernel, queries, split_every=split_every,
                       aligned={"labels": labels})
 
 
 def _cluster_distance_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                             queries: K.Queries, *, offset: int,
-                             labels: np.ndarray) -> K.ClusterDistances:
-    return K.cluster_distance_sums(x, np.asarray(labels), queries, offset=offset)
+                             queries: silhouette.Queries, *, offset: int,
+                             labels: np.ndarray) -> silhouette.ClusterDistances:
+    return silhouette.cluster_distance_sums(x, np.asarray(labels), queries, offset=offset)
 
 
 def pca_fit(src: Source, n_components: int = 2, *, svd_solver: str = "randomized",
@@ -454,7 +456,7 @@ def contingency_pass(labels_true: da.Array, labels_pred: da.Array, *,
     columns that stay empty are dropped at the end.
     """
     if labels_true.shape[0] != labels_pred.shape[0]:
-        raise K.LabelError(
+        raise scores.LabelError(
             f"labels_true and labels_pred must have the same length, got "
             f"{labels_true.shape[0]} and {labels_pred.shape[0]}"
         )
@@ -468,7 +470,7 @@ def contingency_pass(labels_true: da.Array, labels_pred: da.Array, *,
 
 def _pair_block(t: np.ndarray, p: np.ndarray) -> np.ndarray:
     out = np.empty((1,), dtype=object)
-    out[0] = K.pair_table(t, p)
+    out[0] = scores.pair_table(t, p)
     return out
 
 
@@ -479,36 +481,32 @@ def _labels_of(labels: Callable[[], np.ndarray], block_info: Any) -> np.ndarray:
     """A block's ``labels()``; a non-finite row is named by its global index."""
     try:
         return labels()
-    except K.NonFiniteRow as e:
+    except common.NonFiniteRow as e:
         start = block_info[0]["array-location"][0][0] if block_info else 0
         raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
                              "no cluster can be predicted for it") from None
 
 
-def _labels_block(x: np.ndarray, C: np.ndarray, block_info: Any = None) -> np.ndarray:
+def _labels_block(x: np.ndarray, C: np.ndarray, metric: str, scale: float | None = None,
+                  block_info: Any = None) -> np.ndarray:
+    """(m,) labels of a block's rows (raw stored rows standing for ``float32(x) * scale``
+    with ``scale``: scaled block by block inside the labelling)."""
     with worker_blas():
-        return _labels_of(lambda: K.nearest_labels(x, C), block_info)
+        return _labels_of(lambda: as_metric(metric).nearest_labels(x, C, scale=scale),
+                          block_info)
 
 
-def _transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
+def _transform_block(x: np.ndarray, C: np.ndarray, metric: str) -> np.ndarray:
     with worker_blas():
-        return K.distances(x, C)
+        return as_metric(metric).distances(x, C)
 
 
-def _l1_labels_block(x: np.ndarray, C: np.ndarray, block_info: Any = None) -> np.ndarray:
-    return _labels_of(lambda: K.l1_assign(x, C)[0], block_info)
-
-
-def _l1_transform_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
-    return K.l1_distances(x, C).astype(x.dtype, copy=False)
-
-
-def _tree_labels_block(x: np.ndarray, tree: K.TreeSnapshot, leaf_label: np.ndarray,
+def _tree_labels_block(x: np.ndarray, tree: bisect.TreeSnapshot, leaf_label: np.ndarray,
                        scale: float | None = None, block_info: Any = None) -> np.ndarray:
-    return _labels_of(lambda: K.tree_labels(x, tree, leaf_label, scale), block_info)
+    return _labels_of(lambda: bisect.tree_labels(x, tree, leaf_label, scale), block_info)
 
 
-def predict_tree_lazy(src: Source, tree: K.TreeSnapshot, leaf_label: np.ndarray) -> da.Array:
+def predict_tree_lazy(src: Source, tree: bisect.TreeSnapshot, leaf_label: np.ndarray) -> da.Array:
     """(n,) int32 label of the leaf of a bisecting tree each row reaches, lazily (a
     store's uint8 rows raw, as in :func:`bisect_pass`)."""
     if isinstance(src, ZarrSource) and reads_raw_uint8(src):
@@ -519,26 +517,19 @@ def predict_tree_lazy(src: Source, tree: K.TreeSnapshot, leaf_label: np.ndarray)
                          drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
 
 
-def _raw_labels_block(x: np.ndarray, C: np.ndarray, scale: float,
-                      block_info: Any = None) -> np.ndarray:
-    """(m,) labels of a block of raw stored rows standing for ``float32(x) * scale``."""
-    with worker_blas():
-        return _labels_of(lambda: K.nearest_labels(x, C, scale=scale), block_info)
-
-
-def predict_lazy(src: Source, C: np.ndarray, metric: str = "euclidean") -> da.Array:
-    """(n,) int32 labels of the nearest centre (in L1 distance for
+def predict_lazy(src: Source, C: np.ndarray, metric: str | Metric = "euclidean") -> da.Array:
+    """(n,) int32 labels of the nearest centre (in the metric's distance: L1 for
     ``metric="manhattan"``), lazily. A store's raw pixels are scaled block by block
     inside the labelling (no float32 copy of each chunk)."""
-    if (isinstance(src, ZarrSource) and src.scale is not None and not src.normalize
-            and metric != "manhattan"):
+    name = as_metric(metric).name  # a name travels in the graph
+    if isinstance(src, ZarrSource) and src.scale is not None and not src.normalize:
         raw = src.raw_dask()
-        return da.map_blocks(_raw_labels_block, raw, C=C.astype(np.float32), scale=src.scale,
-                             drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
+        return da.map_blocks(_labels_block, raw, C=C.astype(np.float32), metric=name,
+                             scale=src.scale, drop_axis=1, dtype=np.int32,
+                             meta=np.empty((0,), np.int32))
     X = src.to_dask()
-    fn = _l1_labels_block if metric == "manhattan" else _labels_block
-    return da.map_blocks(fn, X, C=C.astype(X.dtype, copy=False), drop_axis=1,
-                         dtype=np.int32, meta=np.empty((0,), np.int32))
+    return da.map_blocks(_labels_block, X, C=C.astype(X.dtype, copy=False), metric=name,
+                         drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
 
 
 def labels_array(src: Source, labels: np.ndarray) -> da.Array:
@@ -547,10 +538,11 @@ def labels_array(src: Source, labels: np.ndarray) -> da.Array:
     return da.from_array(labels, chunks=(tuple(np.diff(src.offsets).tolist()),))
 
 
-def transform_lazy(src: Source, C: np.ndarray, metric: str = "euclidean") -> da.Array:
-    """(n, k) Euclidean (L1 for ``metric="manhattan"``) distances to the centres,
-    lazily."""
+def transform_lazy(src: Source, C: np.ndarray, metric: str | Metric = "euclidean"
+                   ) -> da.Array:
+    """(n, k) distances to the centres in the metric's distance (Euclidean; L1 for
+    ``metric="manhattan"``), lazily."""
     X = src.to_dask()
-    fn = _l1_transform_block if metric == "manhattan" else _transform_block
-    return da.map_blocks(fn, X, C=C.astype(X.dtype, copy=False), dtype=X.dtype,
+    return da.map_blocks(_transform_block, X, C=C.astype(X.dtype, copy=False),
+                         metric=as_metric(metric).name, dtype=X.dtype,
                          chunks=(X.chunks[0], (C.shape[0],)), meta=np.empty((0, 0), X.dtype))

@@ -75,7 +75,7 @@ def float_rows(raw: np.ndarray, scale: float | None, normalize: bool,
     x = raw.reshape(raw.shape[0], -1)
     x = scale_rows(x, scale) if scale is not None else x
     if normalize:
-        from .._kernels import normalize_rows
+        from ..kernels.common import normalize_rows
 
         x = normalize_rows(x)
     return x if dtype is None else x.astype(dtype, copy=False)
@@ -213,7 +213,7 @@ def _aligned(a: np.ndarray) -> np.ndarray:
 
 def _block_xsq(rows: np.ndarray) -> np.ndarray:
     """(m,) float64 ``|x|^2`` of a scattered block, computed in its worker."""
-    from .._kernels import row_norms_sq
+    from ..kernels.common import row_norms_sq
 
     return row_norms_sq(rows, np.float64)
 
@@ -369,7 +369,7 @@ class DaskSource(Source):
     def to_dask(self) -> da.Array:
         X = self.X if self.X.dtype == self.dtype else self.X.astype(self.dtype)
         if self.normalize:
-            from .._kernels import normalize_rows
+            from ..kernels.common import normalize_rows
 
             X = da.map_blocks(normalize_rows, X, dtype=X.dtype,
                               meta=np.empty((0, 0), X.dtype))

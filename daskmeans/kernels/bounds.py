@@ -1,0 +1,333 @@
+"""A Lloyd iteration with per-row distance bounds (Hamerly's, Elkan's or Yinyang's):
+rows whose bounds prove they keep their centre are not read, rows that move update
+the per-cluster sums by their difference.
+
+The pass runs compiled (:mod:`daskmeans.kernels.bounds_compiled`) when numba is
+installed; :func:`_bounds_numpy` is the reference the tests compare it with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .common import (
+    Centres,
+    Moments,
+    NonFiniteRow,
+    ScaledRows,
+    TopM,
+    column_moments,
+    compiled_kernels,
+    compiled_module,
+    merge_top,
+    rows_and_centres,
+    scale_rows,
+    settle_near_ties,
+    top_m,
+)
+
+
+@dataclass
+class BlockBounds:
+    """A block's rows between Lloyd iterations: each row's centre, an upper bound of
+    its distance to that centre and, per group of centres (Yinyang's global filter;
+    one group is Hamerly's), a lower bound of its distance to every other centre of
+    the group, valid for the centres of iteration ``version``. ``12 + 4 t`` bytes a row
+    (t groups: see :func:`daskmeans.algorithms.n_groups`). The lower bounds are float32:
+    half the bytes to read and write in every pass, and their rounding (a relative
+    6e-8) is far inside the slack every bound test keeps (``4 d eps (|x|^2 + |c|^2)``
+    in float32)."""
+
+    labels: np.ndarray  # (m,) int32; -1: not assigned yet
+    upper: np.ndarray  # (m,) float64
+    lower: np.ndarray  # (m, t) float32: per group of centres
+    version: int = -1
+
+    @classmethod
+    def fresh(cls, m: int, n_groups: int = 1) -> BlockBounds:
+        return cls(np.full(m, -1, np.int32), np.full(m, np.inf),
+                   np.zeros((m, n_groups), np.float32))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.labels.nbytes + self.upper.nbytes + self.lower.nbytes)
+
+
+@dataclass
+class BoundsSummary:
+    """Per cluster, the largest upper bound and the largest ``upper - lower`` among a
+    block's rows (-inf where the block has no row of that cluster): from it the client
+    can tell, without reading the block, that none of its rows can change centre."""
+
+    umax: np.ndarray  # (k,) float64
+    gapmax: np.ndarray  # (k,) float64
+    version: int
+
+    def settled(self, step: Drift) -> bool:
+        """True when the bounds prove every row of the block keeps its centre after
+        the centres moved by ``step`` (from this block's version): in each cluster,
+        every row passes the lower-bound test, or every row the separation test (each
+        with ``sqrt(margin)`` of slack, more than the rows' own tests keep)."""
+        has = self.umax > -np.inf
+        slack = np.sqrt(step.margin)
+        # every group bound of a row fell by at most the largest group drift
+        by_lower = self.gapmax[has] + step.drift[has] + step.group_drift.max() + slack <= 0
+        by_sep = self.umax[has] + step.drift[has] + slack <= step.half_sep[has]
+        return bool(np.all(by_lower | by_sep))
+
+
+@dataclass
+class Drift:
+    """How far the centres moved since the centres some bounds refer to, and how far
+    apart they are now: what :func:`bounds_block` needs to update and test bounds."""
+
+    drift: np.ndarray  # (k,) |C_now - C_then| per centre
+    half_sep: np.ndarray  # (k,) half the distance to the nearest other current centre
+    margin: float  # squared-distance slack covering the float rounding of distances
+    group_drift: np.ndarray  # (t,) largest drift of a centre in each group
+
+    @classmethod
+    def of(cls, C_now: np.ndarray, C_then: np.ndarray, margin: float,
+           half_sep: np.ndarray | None = None, groups: np.ndarray | None = None) -> Drift:
+        """The step from ``C_then`` to ``C_now`` (``half_sep``: of ``C_now``, if known;
+        the same for every block in an iteration, and costs a (k, k) Gram matrix;
+        ``groups``: (k,) group of each centre, one group if None)."""
+        C_now = np.asarray(C_now, np.float64)
+        drift = np.sqrt(((C_now - np.asarray(C_then, np.float64)) ** 2).sum(1))
+        k = len(drift)
+        if half_sep is None:
+            half_sep = half_separation(C_now)
+        if groups is None or k == 0:
+            group_drift = np.array([drift.max() if k else 0.0])
+        else:
+            group_drift = np.zeros(int(groups.max()) + 1)
+            np.maximum.at(group_drift, groups, drift)
+        return cls(drift, half_sep, float(margin), group_drift)
+
+
+def half_separation(C: np.ndarray) -> np.ndarray:
+    """(k,) half the distance from each centre to the nearest other one (inf for k=1)."""
+    C = np.asarray(C, np.float64)
+    if len(C) < 2:
+        return np.full(len(C), np.inf)
+    sq = (C ** 2).sum(1)
+    G = np.maximum(sq[:, None] + sq[None, :] - 2 * C @ C.T, 0)
+    np.fill_diagonal(G, np.inf)
+    return np.asarray(np.sqrt(G.min(1)) / 2)
+
+
+def bounds_margin(xsq_max: float, C: np.ndarray, dtype: np.dtype) -> float:
+    """Slack (in squared distance) a bound test keeps: the rounding error of a
+    ``|x|^2 - 2 x.c + |c|^2`` distance in ``dtype`` over d features is below
+    ``d * eps * (|x|^2 + |c|^2)``; four times that, so that a row the bounds settle is
+    one plain Lloyd would assign to the same centre."""
+    d = C.shape[1]
+    csq = float((np.asarray(C, np.float64) ** 2).sum(1).max()) if len(C) else 0.0
+    return 4.0 * d * float(np.finfo(dtype).eps) * (xsq_max + csq)
+
+
+@dataclass
+class BoundsPartial:
+    """What a block's bounded Lloyd iteration contributes; added with ``+``: the
+    changes of the per-cluster sums, weights and ``sum w |x|^2`` (the rows that moved;
+    everything, from blocks without bounds yet) and how many rows were read and
+    assigned in full. ``top``/``moments``: as :class:`LloydPartial`, for a pass that
+    assigns every row (from fresh bounds). ``n_pairs``: (row, group of centres) pairs
+    the rows assigned in full were compared with (``n_full`` times the groups without
+    the group filter)."""
+
+    dsums: np.ndarray  # (k, d) float64
+    dcounts: np.ndarray  # (k,) float64
+    dsumsq: np.ndarray  # (k,) float64
+    n_rows: int
+    n_read: int
+    n_full: int
+    xsq_max: float
+    top: TopM | None = None
+    moments: Moments | None = None
+    n_pairs: int = 0
+
+    def __add__(self, other: BoundsPartial) -> BoundsPartial:
+        top = (None if self.top is None or other.top is None
+               else merge_top(self.top, other.top))
+        mom = (None if self.moments is None or other.moments is None
+               else self.moments + other.moments)
+        return BoundsPartial(self.dsums + other.dsums, self.dcounts + other.dcounts,
+                             self.dsumsq + other.dsumsq, self.n_rows + other.n_rows,
+                             self.n_read + other.n_read, self.n_full + other.n_full,
+                             max(self.xsq_max, other.xsq_max), top, mom,
+                             self.n_pairs + other.n_pairs)
+
+
+def bounds_block(
+    X: np.ndarray,
+    C: np.ndarray | Centres,
+    state: BlockBounds,
+    step: Drift | None,
+    weights: np.ndarray | None = None,
+    *,
+    version: int,
+    n_top: int = 0,
+    moments: bool = False,
+    offset: int = 0,
+    scale: float | None = None,
+    centres64: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+) -> tuple[BoundsPartial, BlockBounds, BoundsSummary]:
+    """One Lloyd iteration over a block with per-row bounds (Hamerly's, Elkan's or
+    Yinyang's, by ``groups``), exact: the labels are
+    those of :func:`lloyd_runs` (up to float ties), but rows whose bounds prove they
+    keep their centre are not read and rows that move update the per-cluster sums by
+    their difference.
+
+    Parameters
+    ----------
+    X : (m, d) float rows, or raw rows with ``scale`` (as :func:`lloyd_runs`)
+    C : (k, d) current centres
+    state : the block's bounds (:meth:`BlockBounds.fresh` for a first pass: every row
+        is then assigned in full and the partial holds the whole sums)
+    step : how the centres moved since ``state.version`` (None for fresh bounds)
+    weights : (m,) sample weights or None
+    version : the iteration of ``C`` (stored in the new bounds)
+    n_top, moments : as :func:`lloyd_runs`, only for fresh bounds (exact distances)
+    centres64 : C as float64, if the caller has it (C prepared as :class:`Centres`)
+    groups : (k,) group of each centre (``state.lower`` holds one bound per group);
+        one group if None
+
+    Returns
+    -------
+    (partial, new bounds, their per-cluster summary); inputs are not modified.
+
+    Examples
+    --------
+    >>> X = np.array([[0., 0.], [0., 2.], [9., 9.]])
+    >>> C = np.array([[0., 1.], [9., 9.]])
+    >>> p, b, _ = bounds_block(X, C, BlockBounds.fresh(3), None, version=0)
+    >>> p.dsums.tolist(), p.dcounts.tolist(), b.labels.tolist()
+    ([[0.0, 2.0], [9.0, 9.0]], [2.0, 1.0], [0, 0, 1])
+    >>> C2 = np.array([[0., 1.], [9., 9.5]])          # centre 1 moves by 0.5
+    >>> q, b2, _ = bounds_block(X, C2, b, Drift.of(C2, C, 1e-9), version=1)
+    >>> q.dcounts.tolist(), q.n_full, b2.labels.tolist()   # nobody moves, nothing recomputed
+    ([0.0, 0.0], 0, [0, 0, 1])
+    """
+    n = X.shape[0]
+    X, cen = rows_and_centres(X, C, scale)
+    raw, d = scale is not None, X.shape[1]
+    k = cen.k
+    if centres64 is None:
+        centres64 = cen.centres() if isinstance(C, Centres) else np.asarray(C)
+    C64 = np.ascontiguousarray(centres64, dtype=np.float64)
+    grp = np.zeros(k, np.int64) if groups is None else np.asarray(groups, np.int64)
+    t = state.lower.shape[1]
+    if step is None:
+        if not (state.labels < 0).all():
+            raise ValueError("bounds that refer to earlier centres need their drift")
+        step = Drift(np.zeros(k), np.zeros(k), 0.0, np.zeros(t))
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    out = BlockBounds(np.empty(n, np.int32), np.empty(n), np.empty((n, t), np.float32),
+                      version)
+    dS, dN, dQ = np.zeros((k, d)), np.zeros(k), np.zeros(k)
+    if compiled_kernels():
+        compiled = compiled_module("bounds")
+        m2r, gstart, gcols = _centres_by_group(cen, grp, t)
+        bad, n_read, n_full, x2max, n_pairs = compiled.bounds_pass(
+            np.ascontiguousarray(X), float(scale or 1.0), raw, cen.m2t, cen.sq, C64, grp,
+            np.empty(0) if w is None else w, state.labels, state.upper, state.lower,
+            step.drift, step.group_drift, step.half_sep, step.margin,
+            compiled_module("common").tile_rows(cen.m2t.shape[1]),
+            out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
+            compiled.GROUP_FILTER_SHARE, cen.tie)
+    else:
+        bad, n_read, n_full, x2max = _bounds_numpy(
+            X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
+        n_pairs = n_full * t
+    if bad >= 0:
+        raise NonFiniteRow(int(bad))
+    top = mom = None
+    if n_top or moments:
+        if (state.labels >= 0).any():
+            raise ValueError("n_top and moments need fresh bounds (every row assigned)")
+        rows: Any = ScaledRows(X, scale) if scale is not None else X
+        if n_top:
+            w1 = np.ones(n) if w is None else w
+            top = top_m(out.upper ** 2, n_top, rows, out.labels, w1, offset)
+        if moments:
+            mom = column_moments(X, scale)
+    umax, gapmax = np.empty(k), np.empty(k)
+    if compiled_kernels():
+        compiled_module("bounds").cluster_extrema(out.labels, out.upper, out.lower, k, umax,
+                                                  gapmax)
+    else:
+        umax[:], gapmax[:] = -np.inf, -np.inf
+        np.maximum.at(umax, out.labels, out.upper)
+        np.maximum.at(gapmax, out.labels, out.upper - out.lower.min(1))
+    part = BoundsPartial(dS, dN, dQ, n, int(n_read), int(n_full), float(x2max), top, mom,
+                         int(n_pairs))
+    return part, out, BoundsSummary(umax, gapmax, version)
+
+
+def _centres_by_group(cen: Centres, grp: np.ndarray, t: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The centres' ``-2 C`` group by group for the compiled group filter: (k, d) rows
+    in group order, ``start`` (t + 1,) where each group begins, and the centres'
+    indices in that order (ascending within each group)."""
+    cols = np.argsort(grp, kind="stable").astype(np.int64)
+    start = np.searchsorted(grp[cols], np.arange(t + 1)).astype(np.int64)
+    return np.ascontiguousarray(cen.m2t[:, cols].T), start, cols
+
+
+def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarray,
+                  grp: np.ndarray, w: np.ndarray | None, state: BlockBounds, step: Drift,
+                  out: BlockBounds, dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray
+                  ) -> tuple[int, int, int, float]:
+    """The numpy reference of the compiled bounded pass (same outputs)."""
+    k, t = cen.k, state.lower.shape[1]
+    a = state.labels
+    fresh = a < 0
+    ai = np.where(fresh, 0, a)
+    ub = state.upper + step.drift[ai]
+    lg = state.lower - step.group_drift[None, :]
+    bnd = np.maximum(step.half_sep[ai], lg.min(1))
+    ok = (bnd > 0) & (ub * ub <= bnd * bnd - step.margin) & ~fresh
+    out.labels[:], out.upper[:], out.lower[:] = a, ub, lg
+    read = np.flatnonzero(~ok)
+    rows = X[read]
+    rows = scale_rows(rows, scale) if scale is not None else rows
+    d2 = ((rows.astype(np.float64) - C64[ai[read]]) ** 2).sum(1)
+    ok2 = ~fresh[read] & (bnd[read] > 0) & (d2 <= bnd[read] ** 2 - step.margin)
+    out.upper[read[ok2]] = np.sqrt(d2[ok2])
+    full, xf = read[~ok2], rows[~ok2]
+    if len(full) == 0:
+        return -1, len(read), 0, 0.0
+    xf64 = xf.astype(np.float64)
+    x2 = np.einsum("ij,ij->i", xf64, xf64)  # float64, as the compiled pass keeps it
+    D = (xf @ cen.m2t)[:, :k] + cen.sq[:k]
+    lab = np.argmin(D, axis=1)
+    best = D[np.arange(len(full)), lab].astype(np.float64)
+    settle_near_ties(xf, cen, D, lab, best, x2, 0)
+    lab = lab.astype(np.int32)
+    s1 = best + x2
+    if not np.isfinite(s1).all():
+        return int(full[np.flatnonzero(~np.isfinite(s1))[0]]), len(read), len(full), 0.0
+    D[np.arange(len(full)), lab] = np.inf
+    out.labels[full] = lab
+    out.upper[full] = np.sqrt(np.maximum(s1.astype(np.float64), 0))
+    for g in range(t):
+        in_g = grp == g
+        gmin = D[:, in_g].min(1) if in_g.any() else np.full(len(full), np.inf)
+        out.lower[full, g] = np.sqrt(np.maximum((gmin + x2).astype(np.float64), 0))
+    old = a[full]
+    moved = lab != old
+    wf = np.ones(len(full)) if w is None else w[full]
+    wm, xm, x2m = wf[moved], xf64[moved], x2[moved]
+    np.add.at(dN, lab[moved], wm)
+    np.add.at(dQ, lab[moved], wm * x2m)
+    np.add.at(dS, lab[moved], xm * wm[:, None])
+    was = old[moved] >= 0
+    np.subtract.at(dN, old[moved][was], wm[was])
+    np.subtract.at(dQ, old[moved][was], (wm * x2m)[was])
+    np.subtract.at(dS, old[moved][was], (xm * wm[:, None])[was])
+    return -1, len(read), len(full), float(x2.max())

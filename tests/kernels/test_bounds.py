@@ -1,0 +1,210 @@
+"""The bounded Lloyd pass: brute force over iterations under both kernels, and the
+compiled pass (with and without the group filter) against the numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daskmeans.kernels import bounds, bounds_compiled, common_compiled
+
+from .reference import brute_sqdist
+
+
+@pytest.mark.usefixtures("both_kernels")
+@pytest.mark.parametrize("groups", [None, [0, 1, 0, 1, 2, 2]])
+def test_bounds_block_brute_force_over_iterations(groups: list[int] | None) -> None:
+    """Bounded iterations over two blocks (one lower bound per row, or one per group
+    of centres): labels equal the brute-force argmin, the bounds hold (upper >= own
+    distance, each group's lower bound <= the distance to every other centre of the
+    group), the summed changes equal the brute-force sums, and rows are skipped."""
+    grp = None if groups is None else np.array(groups)
+    t = 1 if grp is None else 3
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(c, 1.0, size=(300, 5)) for c in (0, 4, 8)])
+    X = X[rng.permutation(len(X))].astype(np.float32)
+    C = X[:6].astype(np.float64)
+    parts = [(0, 400), (400, 900)]
+    states = [bounds.BlockBounds.fresh(b - a, t) for a, b in parts]
+    S, N = np.zeros((6, 5)), np.zeros(6)
+    seen: dict[int, np.ndarray] = {}
+    margin, skipped = 0.0, 0
+    for it in range(8):
+        tot = None
+        for j, (a, b) in enumerate(parts):
+            st = states[j]
+            step = None if st.version < 0 else bounds.Drift.of(C, seen[st.version], margin,
+                                                          groups=grp)
+            p, states[j], _ = bounds.bounds_block(X[a:b], C, st, step, version=it, offset=a,
+                                             groups=grp)
+            tot = p if tot is None else tot + p
+        margin = bounds.bounds_margin(tot.xsq_max, C, np.float32) if it == 0 else margin
+        skipped += len(X) - tot.n_read
+        S, N = S + tot.dsums, N + tot.dcounts
+        D = np.sqrt(brute_sqdist(X, C))
+        labels = np.concatenate([s.labels for s in states])
+        np.testing.assert_array_equal(labels, D.argmin(1))
+        upper = np.concatenate([s.upper for s in states])
+        lower = np.concatenate([s.lower for s in states])
+        own = D[np.arange(len(X)), labels]
+        D[np.arange(len(X)), labels] = np.inf
+        assert np.all(upper >= own - 1e-4)
+        for g in range(t):
+            in_g = np.ones(6, bool) if grp is None else grp == g
+            assert np.all(lower[:, g] <= D[:, in_g].min(1) + 1e-4)
+        onehot = np.eye(6)[labels]
+        np.testing.assert_allclose(N, onehot.sum(0))
+        np.testing.assert_allclose(S, onehot.T @ X.astype(np.float64), rtol=1e-9, atol=1e-6)
+        seen[it] = C
+        C = np.where(N[:, None] > 0, S / np.maximum(N, 1)[:, None], C)
+    assert skipped > len(X)  # the bounds settled rows without reading them
+
+
+@pytest.mark.parametrize("rows", ["float32", "float64", "uint8"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three bounded iterations over one block: the compiled kernel and the numpy
+    reference give the same labels, bounds and summed changes."""
+    monkeypatch.setattr(common_compiled, "TILE", 64)
+    rng = np.random.default_rng(5)
+    U = rng.integers(0, 256, size=(500, 9), dtype=np.uint8)
+    X = U.astype(np.float32) * np.float32(1 / 255)
+    data, kw = (U, {"scale": 1 / 255}) if rows == "uint8" else (X.astype(rows), {})
+    w = rng.uniform(0.5, 2, 500) if weighted else None
+    Cs = [X[:7].astype(np.float64)]
+    for _ in range(3):
+        Cs.append(Cs[-1] + rng.normal(0, 0.02, Cs[-1].shape))
+    groups = np.array([0, 0, 1, 1, 2, 2, 2])  # three groups of centres, three bounds
+    results = {}
+    for kern in ("numba", "numpy"):
+        monkeypatch.setenv("DASKMEANS_KERNELS", kern)
+        st, out = bounds.BlockBounds.fresh(500, 3), []
+        for it, C in enumerate(Cs):
+            step = None if it == 0 else bounds.Drift.of(C, Cs[it - 1], 1e-6, groups=groups)
+            p, st, sm = bounds.bounds_block(data, C, st, step, w, version=it, groups=groups,
+                                       **kw)
+            out.append((p, st, sm))
+        results[kern] = out
+    for (p, st, sm), (q, su, sn) in zip(results["numba"], results["numpy"], strict=True):
+        np.testing.assert_array_equal(st.labels, su.labels)
+        np.testing.assert_allclose(st.upper, su.upper, rtol=1e-5, atol=1e-3)  # sqrt near 0
+        np.testing.assert_allclose(st.lower, su.lower, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(p.dsums, q.dsums, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(p.dcounts, q.dcounts, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(p.dsumsq, q.dsumsq, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(sm.umax, sn.umax, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(sm.gapmax, sn.gapmax, rtol=1e-5, atol=2e-3)
+    assert results["numba"][-1][0].n_read < 500  # later iterations skip rows
+
+
+@pytest.mark.parametrize("rows", ["float32", "uint8"])
+def test_group_filter_gives_the_full_assignment(rows: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounded iterations with the group filter always on (every tile group by group)
+    and always off give the same labels and summed changes; the filter compared fewer
+    (row, group) pairs, and its bounds are valid (looser lower bounds can leave a row
+    unsettled that the other run settles, so the bounds themselves may differ): the
+    upper bound above the distance to the row's centre, each lower bound below every
+    other centre's distance in its group."""
+    rng = np.random.default_rng(11)
+    U = rng.integers(0, 256, size=(1500, 16), dtype=np.uint8)
+    centres = rng.integers(0, 256, size=(24, 16))
+    U[:1200] = np.clip(centres[rng.integers(0, 24, 1200)] + rng.normal(0, 12, (1200, 16)),
+                       0, 255).astype(np.uint8)
+    X = U.astype(np.float32) * np.float32(1 / 255)
+    data, kw = (U, {"scale": 1 / 255}) if rows == "uint8" else (X, {})
+    Cs = [X[rng.choice(1500, 24, replace=False)].astype(np.float64)]
+    for _ in range(4):
+        Cs.append(Cs[-1] + rng.normal(0, 0.01, Cs[-1].shape))
+    groups = np.repeat(np.arange(6), 4)
+    margin = bounds.bounds_margin(float((X.astype(np.float64) ** 2).sum(1).max()), Cs[0],
+                             np.dtype(np.float32))
+    results = {}
+    for share in (0.0, 1.0):
+        monkeypatch.setattr(bounds_compiled, "GROUP_FILTER_SHARE", share)
+        st, out = bounds.BlockBounds.fresh(1500, 6), []
+        for it, C in enumerate(Cs):
+            step = None if it == 0 else bounds.Drift.of(C, Cs[it - 1], margin, groups=groups)
+            p, st, _ = bounds.bounds_block(data, C, st, step, version=it, groups=groups, **kw)
+            out.append((p, st))
+        results[share] = out
+    pairs = []
+    for it, ((p, st), (q, su)) in enumerate(zip(results[1.0], results[0.0], strict=True)):
+        np.testing.assert_array_equal(st.labels, su.labels)
+        np.testing.assert_allclose(p.dsums, q.dsums, rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(p.dcounts, q.dcounts)
+        C = Cs[it].astype(np.float32).astype(np.float64)
+        dist = np.sqrt(((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(2))
+        assert (st.upper >= dist[np.arange(1500), st.labels] - 1e-5).all()
+        dist[np.arange(1500), st.labels] = np.inf
+        for g in range(6):
+            assert (st.lower[:, g] <= dist[:, groups == g].min(1) + 1e-5).all()
+        pairs.append((p.n_pairs, q.n_pairs))
+    assert any(a < b for a, b in pairs[1:]), pairs  # the filter skipped groups
+
+
+def test_one_centre_per_group_compares_every_centre() -> None:
+    """Below 16 centres each centre is its own group (Elkan's bounds) and a row that is
+    read meets every centre, whatever GROUP_FILTER_SHARE says: the filter would leave
+    the bounds of the centres it skips decaying (more rows read over a fit)."""
+    from daskmeans import algorithms as A
+
+    rng = np.random.default_rng(3)
+    X = rng.random((700, 8), dtype=np.float32)
+    C0 = X[:10].astype(np.float64)
+    groups = A.centre_groups(C0)
+    assert groups.tolist() == list(range(10))
+    C1 = C0 + rng.normal(0, 0.05, C0.shape)
+    margin = bounds.bounds_margin(float((X.astype(np.float64) ** 2).sum(1).max()), C0,
+                             np.dtype(np.float32))
+    _, st, _ = bounds.bounds_block(X, C0, bounds.BlockBounds.fresh(700, 10), None, version=0,
+                              groups=groups)
+    p, _, _ = bounds.bounds_block(X, C1, st, bounds.Drift.of(C1, C0, margin, groups=groups),
+                             version=1, groups=groups)
+    assert 0 < p.n_full < 700 and p.n_pairs == 10 * p.n_full, (p.n_full, p.n_pairs)
+
+
+@pytest.mark.parametrize("rows", ["float32", "float64", "uint8"])
+def test_row_sqdist_by_hand_and_against_float64(rows: str) -> None:
+    """The bounded pass's tightening distance, straight from the stored row (uint8
+    scaled on the fly), in the rows' float dtype."""
+    X = np.array([[0, 3, 4], [255, 0, 51]], np.uint8)
+    scale = 1 / 255 if rows == "uint8" else 1.0
+    Xs = X if rows == "uint8" else X.astype(rows)
+    dt = np.float64 if rows == "float64" else np.float32
+    c = np.zeros(3, dt)
+    got = bounds_compiled.row_sqdist(Xs, 0, scale, rows == "uint8", c)
+    assert got == pytest.approx(25.0 * scale ** 2, rel=1e-6)  # 3-4-5 by hand
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (50, 784)).astype(np.uint8)
+    Xf = X.astype(np.float32) * np.float32(1 / 255)  # how uint8 rows are scaled
+    Xs = X if rows == "uint8" else Xf.astype(rows)
+    C = rng.random((3, 784)).astype(dt)
+    ref = (Xf.astype(np.float64)[:, None, :] - C.astype(np.float64)[None]) ** 2
+    for i in range(50):
+        for j in range(3):
+            d2 = bounds_compiled.row_sqdist(Xs, i, 1 / 255, rows == "uint8", C[j])
+            assert d2 == pytest.approx(ref[i, j].sum(), rel=1e-5 if dt == np.float32 else 1e-12)
+
+
+def test_drift_separation_and_summary_by_hand() -> None:
+    """The quantities the bound tests use: half the distance to the nearest other
+    centre, each centre's drift and each group's largest, the rounding margin, and a
+    block summary that settles (or not) without reading the block."""
+    C = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
+    assert bounds.half_separation(C).tolist() == [3.0, 3.0, 4.0]
+    assert bounds.half_separation(C[:1]).tolist() == [np.inf]
+    C2 = C + np.array([[3.0, 4.0], [0.0, 1.0], [0.0, 0.0]])
+    step = bounds.Drift.of(C2, C, 0.0, groups=np.array([0, 1, 1]))
+    assert step.drift.tolist() == [5.0, 1.0, 0.0] and step.group_drift.tolist() == [5.0, 1.0]
+    np.testing.assert_allclose(step.half_sep, bounds.half_separation(C2))
+    eps = float(np.finfo(np.float32).eps)
+    assert bounds.bounds_margin(2.0, C, np.dtype(np.float32)) == 4 * 2 * eps * (2.0 + 64.0)
+    still = bounds.Drift(np.zeros(3), np.array([3.0, 3.0, 4.0]), 0.0, np.zeros(1))
+    near = bounds.BoundsSummary(np.array([1.0, -np.inf, 2.0]), np.array([-1.0, -np.inf, 5.0]),
+                                0)
+    assert near.settled(still)  # cluster 0 by its lower bounds, cluster 2 by separation
+    far = bounds.BoundsSummary(np.array([3.5, -np.inf, 2.0]), np.array([0.5, -np.inf, 5.0]),
+                               0)
+    assert not far.settled(still)  # cluster 0: 3.5 > 3 and 0.5 > 0
