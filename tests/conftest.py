@@ -115,15 +115,67 @@ def local_cluster():
     cluster.close()
 
 
+#: dask's own names of the schedulers that compute in this process
+LOCAL_SCHEDULERS = {"sync", "synchronous", "single-threaded", "threads", "threading",
+                    "processes", "multiprocessing"}
+
+
+@contextlib.contextmanager
+def ran_on_workers(client):  # type: ignore[no-untyped-def]
+    """Fail unless the block's computations ran as tasks on ``client``'s cluster.
+
+    Results alone cannot tell: local threads give the same numbers. Two checks:
+
+    - distributed's task stream (kept by the scheduler, whichever client submitted the
+      tasks) must show tasks run by the cluster's workers while the block was open;
+    - no computation may run on one of dask's local schedulers (their common loop,
+      ``dask.local.get_async``) unless dask's configuration asked for one there: a test
+      may compute a reference with ``dask.config.set(scheduler="sync")``, but a fit that
+      passes ``scheduler="threads"`` itself, or calls the local scheduler, is caught.
+
+    Yields the task stream; ``stream.data`` lists the tasks (key, worker, start/stop)."""
+    import dask.local
+    import dask.multiprocessing
+    import dask.threaded
+    from distributed import get_task_stream
+
+    unasked: list[str] = []
+    real = dask.local.get_async
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        configured = dask.config.get("scheduler", None)
+        if not (isinstance(configured, str) and configured in LOCAL_SCHEDULERS):
+            unasked.append(f"a local dask scheduler ran (configured: {configured!r})")
+        return real(*args, **kwargs)
+
+    modules = (dask.local, dask.threaded, dask.multiprocessing)
+    workers = set(client.scheduler_info(n_workers=-1)["workers"])
+    for module in modules:
+        module.get_async = watched  # type: ignore[attr-defined]
+    try:
+        with get_task_stream(client=client) as stream:
+            yield stream
+    finally:
+        for module in modules:
+            module.get_async = real  # type: ignore[attr-defined]
+    if unasked:
+        pytest.fail(f"computed in this process, not on the cluster: {unasked[0]} "
+                    f"({len(unasked)} times)")
+    if not any(t.get("worker") in workers for t in stream.data):
+        pytest.fail(f"no task ran on the cluster's workers {sorted(workers)}: the "
+                    "computation did not go to the cluster")
+
+
 @pytest.fixture(params=["threads", "local_cluster"])
 def scheduler(request: pytest.FixtureRequest):
-    """Run the test under dask's threaded scheduler, then under the LocalCluster."""
+    """Run the test under dask's threaded scheduler, then under the LocalCluster (where
+    the test fails unless its computations ran as tasks on the cluster's workers)."""
     if request.param == "threads":
         with dask.config.set(scheduler="threads"):
             yield "threads"
     else:
         client = request.getfixturevalue("local_cluster")
-        with client.as_current():
+        with client.as_current(), ran_on_workers(client):
             yield "local_cluster"
 
 

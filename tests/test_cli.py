@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,15 @@ import pytest
 import zarr
 
 from daskmeans import cli, load_model
-from tests.conftest import MNIST_ROWS
+from tests.conftest import MNIST_ROWS, ran_on_workers
 
 
-@pytest.fixture(scope="module")
-def sched(local_cluster) -> list[str]:
-    return ["--scheduler", local_cluster.scheduler.address, "--quiet"]
+@pytest.fixture
+def sched(local_cluster) -> Iterator[list[str]]:
+    """The options that send a command to the session LocalCluster; the test fails
+    unless tasks then ran on its workers."""
+    with ran_on_workers(local_cluster):
+        yield ["--scheduler", local_cluster.scheduler.address, "--quiet"]
 
 
 @pytest.fixture(scope="module")
