@@ -1301,7 +1301,12 @@ def save_model(
 
     Examples
     --------
-    >>> save_model(KMeans(2).fit([[0.0], [1.0]]), "/tmp/m.npz")  # doctest: +SKIP
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = save_model(KMeans(2, random_state=0).fit([[0.0], [1.0]]), f"{d}/m.npz")
+    ...     model, header = load_model(path)
+    ...     print(path.name, sorted(model.cluster_centers_.ravel().tolist()))
+    m.npz [0.0, 1.0]
     """
 
     import sklearn

@@ -220,8 +220,28 @@ def fetch(
 
     Examples
     --------
+    A directory of IDX files (here a tiny one written on the spot; usually the four
+    files downloaded once) is ingested into the cache, once:
+
+    >>> import struct, tempfile
+    >>> import numpy as np
+    >>> from daskmeans import io
     >>> from daskmeans.datasets import fetch, MNIST
-    >>> store = fetch(MNIST, source="../shared/data/mnist")       # doctest: +SKIP
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> src = Path(tmp.name) / "src"
+    >>> src.mkdir()
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    >>> labels = rng.integers(0, 10, 20).astype(np.uint8)
+    >>> # an IDX file: two zero bytes, the type (8: uint8), the rank, the sizes, the data
+    >>> _ = (src / "t10k-images-idx3-ubyte").write_bytes(
+    ...     struct.pack(">HBB3I", 0, 8, 3, 20, 28, 28) + images.tobytes())
+    >>> _ = (src / "t10k-labels-idx1-ubyte").write_bytes(
+    ...     struct.pack(">HBBI", 0, 8, 1, 20) + labels.tobytes())
+    >>> store = fetch(MNIST, source=src, data_home=Path(tmp.name) / "cache")
+    >>> store.name, io.open_dataset(store, "test")[0].shape
+    ('mnist.zarr', (20, 784))
+    >>> tmp.cleanup()
     """
     bad = [s for s in splits if s not in io.SPLITS]
     if bad:

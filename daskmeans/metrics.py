@@ -758,8 +758,16 @@ def sweep(
 
     Examples
     --------
-    >>> rows = sweep(X, y, [10, 64], X_test=Xt, y_test=yt, random_state=0)  # doctest: +SKIP
-    >>> write_csv(rows, "sweep.csv")                                      # doctest: +SKIP
+    >>> import tempfile
+    >>> from sklearn.datasets import make_blobs
+    >>> X, y = make_blobs(600, n_features=4, centers=3, random_state=0)
+    >>> rows = sweep(X[:400], y[:400], [2, 3], X_test=X[400:], y_test=y[400:],
+    ...              random_state=0, silhouette_sample_size=None)
+    >>> [(r["k"], round(r["purity"], 2), round(r["heldout_accuracy"], 2)) for r in rows]
+    [(2, 0.68, 0.65), (3, 1.0, 1.0)]
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     print(write_csv(rows, f"{d}/sweep.csv").read_text().splitlines()[0][:22])
+    algorithm,seed,k,inert
     """
     from .cluster import BisectingKMeans, KMeans, MiniBatchKMeans
 

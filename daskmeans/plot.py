@@ -397,9 +397,14 @@ def pca_projection(
 
     Examples
     --------
-    >>> v = pca_projection(X, y, km.labels_, centers=km.cluster_centers_)  # doctest: +SKIP
-    >>> v.points.shape, v.centers.shape                                 # doctest: +SKIP
-    ((5000, 2), (10, 2))
+    >>> from sklearn.datasets import make_blobs
+    >>> from daskmeans import KMeans
+    >>> X, y = make_blobs(300, n_features=5, centers=3, random_state=0)
+    >>> km = KMeans(3, random_state=0).fit(X)
+    >>> v = pca_projection(X, y, km.labels_, centers=km.cluster_centers_, n_points=100,
+    ...                    random_state=0)
+    >>> v.points.shape, v.centers.shape
+    ((100, 2), (3, 2))
     """
     from .engine import passes
     from .kernels.common import nearest_labels
@@ -447,12 +452,21 @@ def pca_view(
     fitted on all rows with dask-ml, ``n_points`` random rows are drawn
     (:func:`pca_projection`). Either labelling may be None (one panel then).
 
-    Needs dask-ml, whose PCA does not run under dask's array query planning (hence the
-    skipped example).
+    Needs dask-ml, whose PCA does not run under dask's array query planning (the
+    suite skips this example there, naming the reason).
 
     Examples
     --------
-    >>> pca_view(X, y, km.labels_, "pca.png", centers=km.cluster_centers_)  # doctest: +SKIP
+    >>> import tempfile
+    >>> from sklearn.datasets import make_blobs
+    >>> from daskmeans import KMeans
+    >>> X, y = make_blobs(300, n_features=5, centers=3, random_state=0)
+    >>> km = KMeans(3, random_state=0).fit(X)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     out = pca_view(X, y, km.labels_, f"{d}/pca.png", centers=km.cluster_centers_,
+    ...                    n_points=100)
+    ...     print(out.name, out.stat().st_size > 0)
+    pca.png True
     """
     view = pca_projection(X, labels_true, labels_pred, centers=centers, n_points=n_points,
                           random_state=random_state, svd_solver=svd_solver,

@@ -241,9 +241,10 @@ def quantize(
     Examples
     --------
     >>> from sklearn.datasets import load_sample_image
-    >>> q = quantize(load_sample_image("china.jpg"), 64, random_state=0)  # doctest: +SKIP
-    >>> q.palette.shape, round(q.psnr)                                    # doctest: +SKIP
-    ((64, 3), 30)
+    >>> image = load_sample_image("china.jpg")[::8, ::8]  # a small copy: a fast example
+    >>> q = quantize(image, 16, random_state=0)
+    >>> q.palette.shape, q.psnr > 20
+    ((16, 3), True)
     """
     if not 1 <= n_colors <= 65536:
         raise ValueError(f"n_colors must be in [1, 65536], got {n_colors!r}")

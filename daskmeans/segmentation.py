@@ -106,10 +106,13 @@ def segment(
     --------
     >>> from daskmeans import io
     >>> from daskmeans.segmentation import segment
-    >>> scene = io.synthetic_scene("/tmp/s.zarr", 256, 256)      # doctest: +SKIP
-    >>> seg = segment(scene, 5, "/tmp/labels.zarr")               # doctest: +SKIP
-    >>> seg.labels.shape, seg.centers.shape                       # doctest: +SKIP
-    ((256, 256), (5, 6))
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> scene = io.synthetic_scene(f"{tmp.name}/s.zarr", 64, 64)
+    >>> seg = segment(scene, 5, f"{tmp.name}/labels.zarr")
+    >>> seg.labels.shape, seg.centers.shape
+    ((64, 64), (5, 6))
+    >>> tmp.cleanup()
     """
     def options_for(where: Any) -> dict[str, Any] | None:
         return storage_options if io.is_url(where) else None

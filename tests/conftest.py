@@ -1,9 +1,10 @@
-"""Shared fixtures: offline data, stores, schedulers (threaded and a LocalCluster)."""
+"""Shared fixtures: the shipped test data, stores, schedulers (threaded and a LocalCluster)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,16 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-MNIST_DIR = SHARED / "mnist"
+#: The first 2,000 images and labels of MNIST's test split, shipped in the repository
+#: (tests/data/README.md) so that every MNIST test runs the same way on a fresh clone,
+#: in CI and here: the suite never looks for data outside the repository.
+MNIST_DIR = ROOT / "tests" / "data"
+MNIST_ROWS = 2000
+#: md5s of the shipped files (the originals' are ``datasets.MNIST.md5``)
+MNIST_MD5 = {
+    "t10k-images-idx3-ubyte.gz": "09c79b00154406ecac924b6584731486",
+    "t10k-labels-idx1-ubyte.gz": "1015304e6ad525423be345e91f3ffe78",
+}
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -48,11 +57,33 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         p.wait()
 
 
+def missing_data(message: str) -> None:
+    """Skip a test whose data this machine lacks; under CI (``$CI`` set) fail instead,
+    so that a run whose data went missing cannot go green by skipping."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set: missing data fails the run)")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"offline MNIST not found at {MNIST_DIR}")
+    """The shipped MNIST subset (the test split's first :data:`MNIST_ROWS` rows)."""
+    if not all((MNIST_DIR / name).is_file() for name in MNIST_MD5):
+        missing_data(f"the MNIST test data are missing from {MNIST_DIR}")
     return MNIST_DIR
+
+
+@pytest.fixture
+def mnist_md5(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """``datasets.MNIST`` checks downloads against the shipped files' md5s (a download
+    test serves them), the real files' md5s otherwise kept."""
+    import dataclasses
+
+    from daskmeans import datasets
+
+    md5 = {**datasets.MNIST.md5, **MNIST_MD5}
+    monkeypatch.setattr(datasets, "MNIST", dataclasses.replace(datasets.MNIST, md5=md5))
+    return md5
 
 
 @pytest.fixture(scope="session")
@@ -84,15 +115,67 @@ def local_cluster():
     cluster.close()
 
 
+#: dask's own names of the schedulers that compute in this process
+LOCAL_SCHEDULERS = {"sync", "synchronous", "single-threaded", "threads", "threading",
+                    "processes", "multiprocessing"}
+
+
+@contextlib.contextmanager
+def ran_on_workers(client):  # type: ignore[no-untyped-def]
+    """Fail unless the block's computations ran as tasks on ``client``'s cluster.
+
+    Results alone cannot tell: local threads give the same numbers. Two checks:
+
+    - distributed's task stream (kept by the scheduler, whichever client submitted the
+      tasks) must show tasks run by the cluster's workers while the block was open;
+    - no computation may run on one of dask's local schedulers (their common loop,
+      ``dask.local.get_async``) unless dask's configuration asked for one there: a test
+      may compute a reference with ``dask.config.set(scheduler="sync")``, but a fit that
+      passes ``scheduler="threads"`` itself, or calls the local scheduler, is caught.
+
+    Yields the task stream; ``stream.data`` lists the tasks (key, worker, start/stop)."""
+    import dask.local
+    import dask.multiprocessing
+    import dask.threaded
+    from distributed import get_task_stream
+
+    unasked: list[str] = []
+    real = dask.local.get_async
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        configured = dask.config.get("scheduler", None)
+        if not (isinstance(configured, str) and configured in LOCAL_SCHEDULERS):
+            unasked.append(f"a local dask scheduler ran (configured: {configured!r})")
+        return real(*args, **kwargs)
+
+    modules = (dask.local, dask.threaded, dask.multiprocessing)
+    workers = set(client.scheduler_info(n_workers=-1)["workers"])
+    for module in modules:
+        module.get_async = watched  # type: ignore[attr-defined]
+    try:
+        with get_task_stream(client=client) as stream:
+            yield stream
+    finally:
+        for module in modules:
+            module.get_async = real  # type: ignore[attr-defined]
+    if unasked:
+        pytest.fail(f"computed in this process, not on the cluster: {unasked[0]} "
+                    f"({len(unasked)} times)")
+    if not any(t.get("worker") in workers for t in stream.data):
+        pytest.fail(f"no task ran on the cluster's workers {sorted(workers)}: the "
+                    "computation did not go to the cluster")
+
+
 @pytest.fixture(params=["threads", "local_cluster"])
 def scheduler(request: pytest.FixtureRequest):
-    """Run the test under dask's threaded scheduler, then under the LocalCluster."""
+    """Run the test under dask's threaded scheduler, then under the LocalCluster (where
+    the test fails unless its computations ran as tasks on the cluster's workers)."""
     if request.param == "threads":
         with dask.config.set(scheduler="threads"):
             yield "threads"
     else:
         client = request.getfixturevalue("local_cluster")
-        with client.as_current():
+        with client.as_current(), ran_on_workers(client):
             yield "local_cluster"
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,15 @@ import pytest
 import zarr
 
 from daskmeans import cli, load_model
+from tests.conftest import MNIST_ROWS, ran_on_workers
 
 
-@pytest.fixture(scope="module")
-def sched(local_cluster) -> list[str]:
-    return ["--scheduler", local_cluster.scheduler.address, "--quiet"]
+@pytest.fixture
+def sched(local_cluster) -> Iterator[list[str]]:
+    """The options that send a command to the session LocalCluster; the test fails
+    unless tasks then ran on its workers."""
+    with ran_on_workers(local_cluster):
+        yield ["--scheduler", local_cluster.scheduler.address, "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,7 @@ def test_fit_evaluate_predict(store: Path, sched: list[str], tmp_path: Path, cap
     assert est.get_params()["refine"] == 2 and est.get_params()["max_iter"] == 2
     code, out, _ = run(["evaluate", str(store), "--model", str(model), "--json", *sched], capsys)
     r = json.loads(out)
-    assert code == 0 and r["n_samples"] == 10000 and 0.5 < r["accuracy"] <= 1
+    assert code == 0 and r["n_samples"] == MNIST_ROWS and 0.5 < r["accuracy"] <= 1
     assert r["inertia"] > 0 and 0 < r["homogeneity"] < 1
     code, out, _ = run(["evaluate", str(store), "--model", str(model), *sched], capsys)
     assert "accuracy" in out and "purity" in out and "inertia" in out
@@ -53,7 +58,7 @@ def test_fit_evaluate_predict(store: Path, sched: list[str], tmp_path: Path, cap
                         *sched], capsys)
     assert code == 0
     lab = zarr.open_group(labels, mode="r")["labels"][:]
-    assert lab.shape == (10000,) and set(np.unique(lab)) <= set(range(16))
+    assert lab.shape == (MNIST_ROWS,) and set(np.unique(lab)) <= set(range(16))
 
 
 def test_fit_and_sweep_with_manhattan_metric(store: Path, tmp_path: Path, capsys,
@@ -200,8 +205,13 @@ def test_subprocess_help_and_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_with_real_mnist(mnist_dir: Path, tmp_path: Path) -> None:
-    # as a user runs it: a process of its own; 10,000 images fit in memory, so in it, on
-    # dask's threads (the CLI on a cluster: test_distributed's --scheduler test)
+    # as a user runs it: a process of its own; the images fit in memory, so in it, on
+    # dask's threads (the CLI on a cluster: test_distributed's --scheduler test). The
+    # held-out bound is for the shipped 2,000 rows (0.89 on all 10,000, the same margin
+    # below what the demo reaches: fewer rows per cluster, lower accuracy)
+    import dask
+
+    query_planning = bool(dask.config.get("array.query-planning", None))
     p = _subprocess(["demo", "--out", str(tmp_path / "out")], tmp_path,
                     env={"DASKMEANS_MNIST_DIR": str(mnist_dir)})
     assert p.returncode == 0, p.stderr
@@ -209,13 +219,15 @@ def test_demo_with_real_mnist(mnist_dir: Path, tmp_path: Path) -> None:
     assert "data: MNIST" in p.stdout and "PSNR" in p.stdout
     rows = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert [r["k"] for r in rows] == [10, 16, 36, 64, 144, 256]
-    assert rows[-1]["heldout_accuracy"] >= 0.89
-    assert rows[0]["dataset"] == "MNIST" and rows[0]["split"] == "test[:8000]"
+    assert rows[-1]["heldout_accuracy"] >= 0.79
+    assert rows[0]["dataset"] == "MNIST" and rows[0]["split"] == f"test[:{MNIST_ROWS * 4 // 5}]"
     for name in ("samples.png", "centroids.png", "contingency_k10.png", "sweep.png",
                  "elbow.png", "china-64.png", "china-64-comparison.png", "model.npz",
                  "silhouette_k10.png", "contingency_k10.csv", "purity_k10.csv",
-                 *(() if "PCA view skipped" in p.stdout else ("pca_k10.png",))):
+                 *(() if query_planning else ("pca_k10.png",))):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
+    # dask-ml's PCA cannot run under array query planning, and only there
+    assert ("PCA view skipped" in p.stdout) == query_planning, p.stdout
 
 
 @pytest.fixture

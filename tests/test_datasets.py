@@ -14,6 +14,7 @@ import pytest
 import zarr
 
 from daskmeans import datasets, io, open_dataset
+from tests.conftest import MNIST_ROWS, missing_data
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -42,7 +43,8 @@ DEAD = "http://127.0.0.1:9/"  # discard port: connection refused
 
 
 def test_download_falls_through_dead_and_corrupt_mirrors(
-    mnist_dir: Path, tmp_path: Path, serve, caplog: pytest.LogCaptureFixture
+    mnist_dir: Path, mnist_md5: dict[str, str], tmp_path: Path, serve,
+    caplog: pytest.LogCaptureFixture
 ) -> None:
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
@@ -54,7 +56,7 @@ def test_download_falls_through_dead_and_corrupt_mirrors(
     home = tmp_path / "home"
     store = datasets.fetch_mnist(data_home=home, mirrors=mirrors, splits=("test",))
     X, y = open_dataset(store, "test")
-    assert X.shape == (10000, 784)
+    assert X.shape == (MNIST_ROWS, 784)
     np.testing.assert_array_equal(y.compute(), io.read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
     assert "checksum mismatch" in caplog.text and "127.0.0.1:9" in caplog.text
     raw = home / "mnist" / "raw"
@@ -63,7 +65,8 @@ def test_download_falls_through_dead_and_corrupt_mirrors(
     assert zarr.open_group(store, mode="r").attrs["origin"] == "download"
 
 
-def test_rerun_uses_cache(mnist_dir: Path, tmp_path: Path, serve) -> None:
+def test_rerun_uses_cache(mnist_dir: Path, mnist_md5: dict[str, str], tmp_path: Path,
+                          serve) -> None:
     home = tmp_path / "home"
     url = serve(mnist_dir)
     first = datasets.fetch_mnist(data_home=home, mirrors=[url], splits=("test",))
@@ -73,11 +76,11 @@ def test_rerun_uses_cache(mnist_dir: Path, tmp_path: Path, serve) -> None:
     # the store is gone but the raw files are cached and verified: no download needed
     shutil.rmtree(first)
     third = datasets.fetch_mnist(data_home=home, mirrors=[DEAD], splits=("test",))
-    assert open_dataset(third, "test")[0].shape == (10000, 784)
+    assert open_dataset(third, "test")[0].shape == (MNIST_ROWS, 784)
 
 
-def test_all_mirrors_corrupt_raises_checksum_error(mnist_dir: Path, tmp_path: Path,
-                                                   serve) -> None:
+def test_all_mirrors_corrupt_raises_checksum_error(mnist_dir: Path, mnist_md5: dict[str, str],
+                                                   tmp_path: Path, serve) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
     for f in mnist_dir.glob("t10k-*"):
@@ -118,7 +121,7 @@ def test_bad_split_name(tmp_path: Path) -> None:
 def test_debian_fashion_mnist_found(tmp_path: Path) -> None:
     local = Path(datasets.FASHION_MNIST.local_dirs[0])
     if not (local / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip("dataset-fashion-mnist is not installed")
+        missing_data("dataset-fashion-mnist is not installed")
     store = datasets.fetch_fashion_mnist(data_home=tmp_path, mirrors=[DEAD], splits=("test",))
     X, y = open_dataset(store, "test")
     assert X.shape == (10000, 784) and set(np.unique(y.compute())) == set(range(10))

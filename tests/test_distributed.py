@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from daskmeans import KMeans, MiniBatchKMeans, cli, io, open_array
+from tests.conftest import ran_on_workers
 
 pytestmark = pytest.mark.slow
 
@@ -128,9 +129,11 @@ def test_fits_through_address_equal_threaded(shared_cluster: ProcessCluster,
     with dask.config.set(scheduler="threads"):
         ref_l = KMeans(12, init="k-means||", random_state=0, max_iter=12).fit(X)
         ref_m = MiniBatchKMeans(12, random_state=0, batch_size=5000, max_iter=1).fit(X)
-    with cluster.client():
-        lloyd = KMeans(12, init="k-means||", random_state=0, max_iter=12).fit(X)
-        mini = MiniBatchKMeans(12, random_state=0, batch_size=5000, max_iter=1).fit(X)
+    with cluster.client() as client:
+        with ran_on_workers(client):
+            lloyd = KMeans(12, init="k-means||", random_state=0, max_iter=12).fit(X)
+        with ran_on_workers(client):
+            mini = MiniBatchKMeans(12, random_state=0, batch_size=5000, max_iter=1).fit(X)
     np.testing.assert_allclose(lloyd.cluster_centers_, ref_l.cluster_centers_, atol=1e-5)
     assert lloyd.n_iter_ == ref_l.n_iter_
     np.testing.assert_allclose(mini.cluster_centers_, ref_m.cluster_centers_, atol=1e-5)
@@ -140,10 +143,11 @@ def test_cli_scheduler_option(shared_cluster: ProcessCluster, mnist_store: Path,
                               tmp_path: Path) -> None:
     cluster = shared_cluster
     model = tmp_path / "m.npz"
-    p = subprocess.run([sys.executable, "-m", "daskmeans.cli", "fit", str(mnist_store),
-                        "--split", "test", "--k", "10", "--model", str(model),
-                        "--scheduler", cluster.address], capture_output=True, text=True,
-                       timeout=300)
+    with cluster.client() as client, ran_on_workers(client):
+        p = subprocess.run([sys.executable, "-m", "daskmeans.cli", "fit", str(mnist_store),
+                            "--split", "test", "--k", "10", "--model", str(model),
+                            "--scheduler", cluster.address], capture_output=True, text=True,
+                           timeout=300)
     assert p.returncode == 0, p.stderr
     assert f"cluster: {cluster.address}" in p.stderr and model.exists()
 
@@ -172,19 +176,21 @@ def test_worker_killed_mid_lloyd_fit(cluster: ProcessCluster, blobs_store: Path,
     ckpt = tmp_path / "c.npz"
     victim = next(iter(cluster.worker_pids.values()))
     result: dict[str, KMeans] = {}
-    with cluster.client():
+    with cluster.client() as client:
         # 40 clusters on 12 blobs keep moving for many iterations: the kill lands mid-fit.
         # The reference runs on the same cluster: BLAS thread settings change float
         # rounding, which near-ties carry through 9 unconverged iterations.
-        ref = KMeans(40, random_state=1, max_iter=9, tol=0).fit(X)
+        with ran_on_workers(client):
+            ref = KMeans(40, random_state=1, max_iter=9, tol=0).fit(X)
         assert ref.n_iter_ > 6
-        t = threading.Thread(target=lambda: result.setdefault("km", KMeans(
-            40, random_state=1, max_iter=9, tol=0).fit(X, checkpoint=ckpt)))
-        t.start()
+        with ran_on_workers(client):  # a fit in this process would not see the kill
+            t = threading.Thread(target=lambda: result.setdefault("km", KMeans(
+                40, random_state=1, max_iter=9, tol=0).fit(X, checkpoint=ckpt)))
+            t.start()
 
-        assert _kill_when(lambda: _checkpoint_header(ckpt).get("iteration", 0) >= 2,
-                          victim, t), "fit ended before the kill"
-        t.join(timeout=300)
+            assert _kill_when(lambda: _checkpoint_header(ckpt).get("iteration", 0) >= 2,
+                              victim, t), "fit ended before the kill"
+            t.join(timeout=300)
     km = result["km"]
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
     assert km.n_iter_ == ref.n_iter_ and km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
@@ -202,18 +208,21 @@ def test_worker_killed_mid_minibatch_and_evaluate(cluster: ProcessCluster,
               "max_no_improvement": None}
     pids = list(cluster.worker_pids.values())
     result: dict[str, object] = {}
-    with cluster.client():
-        ref = MiniBatchKMeans(**params).fit(X)  # undisturbed, on the same cluster
-        ref_eval = metrics.evaluate(y, ref.predict(X))
+    with cluster.client() as client:
+        with ran_on_workers(client):
+            ref = MiniBatchKMeans(**params).fit(X)  # undisturbed, on the same cluster
+            ref_eval = metrics.evaluate(y, ref.predict(X))
         assert ref.n_steps_ >= 12  # the kill after step 4 lands mid-fit
         ckpt = tmp_path / "mb.npz"  # only to see progress: the kill lands after step 4
-        t = threading.Thread(target=lambda: result.setdefault(
-            "mb", MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=2)))
-        t.start()
-        assert _kill_when(
-            lambda: _checkpoint_header(ckpt).get("state", {}).get("step", 0) >= 4, pids[0], t
-        ), "fit ended before the kill"
-        t.join(timeout=300)
+        with ran_on_workers(client):  # a fit in this process would not see the kill
+            t = threading.Thread(target=lambda: result.setdefault(
+                "mb", MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=2)))
+            t.start()
+            assert _kill_when(
+                lambda: _checkpoint_header(ckpt).get("state", {}).get("step", 0) >= 4,
+                pids[0], t
+            ), "fit ended before the kill"
+            t.join(timeout=300)
         mb = result["mb"]
         e = threading.Thread(target=lambda: result.setdefault(
             "eval", metrics.evaluate(y, mb.predict(X))))  # type: ignore[attr-defined]
@@ -231,7 +240,7 @@ def test_ten_concurrent_fits(shared_cluster: ProcessCluster) -> None:
     X, _ = make_blobs(20_000, n_features=8, centers=6, random_state=0)
     ref = KMeans(6, random_state=0).fit(X)
     out: list[KMeans] = []
-    with cluster.client():
+    with cluster.client() as client, ran_on_workers(client) as stream:
         threads = [threading.Thread(target=lambda: out.append(KMeans(6, random_state=0).fit(
             da.from_array(X, chunks=2000)))) for _ in range(10)]
         for t in threads:
@@ -239,6 +248,8 @@ def test_ten_concurrent_fits(shared_cluster: ProcessCluster) -> None:
         for t in threads:
             t.join(timeout=300)
     assert len(out) == 10
+    # each fit's blocks went to the workers: 10 chunks per pass, 10 fits
+    assert len(stream.data) >= 100, len(stream.data)
     for km in out:
         np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-9)
 
@@ -257,8 +268,9 @@ def test_tls_scheduler_with_self_signed_certificate(tmp_path: Path, mnist_store:
         model = tmp_path / "m.npz"
         fit = ["fit", str(mnist_store), "--split", "test", "--k", "10", "--model", str(model),
                "--scheduler", c.address, "--quiet"]
-        assert cli.main([*fit, "--tls-ca-file", str(cert), "--tls-cert", str(cert),
-                         "--tls-key", str(key)]) == 0
+        with c.client() as client, ran_on_workers(client):
+            assert cli.main([*fit, "--tls-ca-file", str(cert), "--tls-cert", str(cert),
+                             "--tls-key", str(key)]) == 0
         assert model.exists()
         capsys.readouterr()
         # without the certificate the scheduler refuses us: one clear line, and the

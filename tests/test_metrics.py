@@ -116,7 +116,8 @@ def test_mapping_accuracy_and_confusion() -> None:
 
 def test_mapping_learned_on_train_applies_to_test(mnist_test) -> None:
     X, y = mnist_test
-    Xtr, ytr, Xte, yte = X[:8000], y[:8000], X[8000:], y[8000:]
+    cut = len(X) * 4 // 5  # learn on 80% of the rows, apply to the other 20%
+    Xtr, ytr, Xte, yte = X[:cut], y[:cut], X[cut:], y[cut:]
     km = KMeans(36, random_state=0).fit(Xtr)
     mapping = metrics.infer_cluster_labels(ytr, km.labels_)
     pred_te = km.predict(da.from_array(Xte, chunks=700))
@@ -145,18 +146,18 @@ def test_label_errors(t, p, message: str) -> None:
 
 def test_sweep_table_and_writers(mnist_test, tmp_path: Path) -> None:
     X, y = mnist_test
-    rows = metrics.sweep(X[:3000], y[:3000], [10, 36], X_test=X[3000:4000],
-                         y_test=y[3000:4000], random_state=0, max_iter=50,
-                         meta={"dataset": "mnist", "split": "test[:3000]"})
+    rows = metrics.sweep(X[:1500], y[:1500], [10, 36], X_test=X[1500:2000],
+                         y_test=y[1500:2000], random_state=0, max_iter=50,
+                         meta={"dataset": "mnist", "split": "test[:1500]"})
     assert [r["k"] for r in rows] == [10, 36]
     assert rows[1]["purity"] > rows[0]["purity"]
     assert rows[1]["inertia"] < rows[0]["inertia"]
     assert list(rows[0])[:5] == ["dataset", "split", "algorithm", "seed", "k"]
     assert set(rows[0]) >= {"inertia", "homogeneity", "purity", "heldout_accuracy", "seconds",
                             "silhouette", "silhouette_se"}
-    # the silhouette column is the sampled estimate (1000 of the 3000 rows, the sweep's seed)
-    km = KMeans(10, random_state=0, max_iter=50).fit(X[:3000])
-    want = metrics.silhouette(X[:3000], km.labels_, sample_size=1000, random_state=0)
+    # the silhouette column is the sampled estimate (1000 of the 1500 rows, the sweep's seed)
+    km = KMeans(10, random_state=0, max_iter=50).fit(X[:1500])
+    want = metrics.silhouette(X[:1500], km.labels_, sample_size=1000, random_state=0)
     assert rows[0]["silhouette"] == pytest.approx(want.score, abs=1e-12)
     assert rows[0]["silhouette_se"] == pytest.approx(want.standard_error, rel=1e-9)
     assert "train_accuracy" not in rows[0]  # it was purity under another name
@@ -165,7 +166,7 @@ def test_sweep_table_and_writers(mnist_test, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "s.json").read_text())[0]["k"] == 10
     assert (tmp_path / "s.csv").read_text().startswith("dataset,split,algorithm,seed,k,inertia")
     md = metrics.to_markdown(rows)
-    assert md.startswith("dataset: mnist, split: test[:3000], algorithm: lloyd, seed: 0\n")
+    assert md.startswith("dataset: mnist, split: test[:1500], algorithm: lloyd, seed: 0\n")
     assert "| k | inertia |" in md
     with pytest.raises(ValueError, match="algorithm must be"):
         metrics.sweep(X[:100], y[:100], [2], algorithm="elkan")
@@ -173,14 +174,16 @@ def test_sweep_table_and_writers(mnist_test, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_tutorial_table_on_real_mnist(mnist_test) -> None:
-    """The tutorials' K sweep on the real MNIST test split (mini-batch, as they do)."""
+    """The tutorials' K sweep on real MNIST (mini-batch, as they do). On the shipped
+    2,000 rows the top purity bound is 0.84 (0.89 on the whole 10,000-row test split,
+    the same margin below what the sweep reaches)."""
     X, y = mnist_test
     ks = [10, 16, 36, 64, 144, 256]
     rows = metrics.sweep(X, y, ks, algorithm="minibatch", random_state=0,
                          silhouette_sample_size=None)  # tested above; ~3 s here
     acc = [r["purity"] for r in rows]
     assert "silhouette" not in rows[0]
-    assert acc[-1] >= 0.89, acc
+    assert acc[-1] >= 0.84, acc
     assert acc[2] < acc[4] < acc[5] and acc[0] < acc[3], acc  # rising with K
     assert all(a.get("homogeneity") for a in rows)
 

@@ -30,10 +30,12 @@ def test_recovers_blob_centres() -> None:
 
 
 def test_mnist_quality(mnist_test) -> None:
-    """Real MNIST test split: K=256 accuracy >= 0.89, K=10 purity >= 0.55 on average."""
+    """Real MNIST (the test split's first 2,000 rows): K=256 accuracy >= 0.85, K=10
+    purity >= 0.55 on average. (On all 10,000 rows the bound was 0.89, with the same
+    margin below what a fit reaches: fewer rows per cluster, lower accuracy.)"""
     X, y = mnist_test
     km = MiniBatchKMeans(256, random_state=1).fit(X)
-    assert metrics.cluster_accuracy(y, km.labels_) >= 0.89
+    assert metrics.cluster_accuracy(y, km.labels_) >= 0.85
     purities = [metrics.purity_score(y, MiniBatchKMeans(10, random_state=s).fit(X).labels_)
                 for s in range(5)]
     assert np.mean(purities) >= 0.55, purities

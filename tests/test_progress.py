@@ -11,6 +11,7 @@ import pytest
 
 from daskmeans import KMeans, MiniBatchKMeans, cli, io, open_dataset, quantize
 from daskmeans._progress import Progress, TqdmBars, progress
+from tests.conftest import MNIST_ROWS
 
 Call = tuple[str, int, "int | None", str]
 
@@ -25,19 +26,22 @@ def _last_line(err: str) -> str:
 
 def test_ingest_reports_every_chunk_of_every_file(mnist_dir: Path, tmp_path: Path) -> None:
     calls: list[Call] = []
-    io.ingest(mnist_dir, tmp_path / "s.zarr", chunk_rows=2500,
+    quarter = MNIST_ROWS // 4  # four chunks per file
+    io.ingest(mnist_dir, tmp_path / "s.zarr", chunk_rows=quarter,
               progress=lambda *a: calls.append(a))
-    # the offline copy has the test split only (train lacks its images): labels, then images
-    labels = [("ingest", n, 10000, "test/labels (t10k-labels-idx1-ubyte.gz)")
-              for n in (2500, 5000, 7500, 10000)]
-    images = [("ingest", n, 10000, "test/images (t10k-images-idx3-ubyte.gz)")
-              for n in (2500, 5000, 7500, 10000)]
+    # the test data have the test split only: labels, then images
+    done = [quarter * i for i in (1, 2, 3, 4)]
+    labels = [("ingest", n, MNIST_ROWS, "test/labels (t10k-labels-idx1-ubyte.gz)")
+              for n in done]
+    images = [("ingest", n, MNIST_ROWS, "test/images (t10k-images-idx3-ubyte.gz)")
+              for n in done]
     assert calls == labels + images
 
 
 def test_ingest_without_progress_still_works(mnist_dir: Path, tmp_path: Path) -> None:
-    X, _ = open_dataset(io.ingest(mnist_dir, tmp_path / "s.zarr", chunk_rows=5000), "test")
-    assert X.shape == (10000, 784)
+    X, _ = open_dataset(io.ingest(mnist_dir, tmp_path / "s.zarr",
+                                     chunk_rows=MNIST_ROWS // 2), "test")
+    assert X.shape == (MNIST_ROWS, 784)
 
 
 def test_quantize_reports_its_steps(tmp_path: Path) -> None:
@@ -238,14 +242,14 @@ def test_cli_ingest_draws_the_library_progress(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     argv = ["ingest", "mnist", "--source", str(mnist_dir), "--out", str(tmp_path / "m.zarr"),
-            "--chunk-rows", "5000"]
+            "--chunk-rows", str(MNIST_ROWS // 2)]  # two chunks per file
     assert cli.main([*argv, "--quiet"] if quiet else argv) == 0
     out, err = capsys.readouterr()
     assert "ingested mnist" in out
     if quiet:
-        assert "10000/10000" not in err and "ingest " not in err
+        assert f"{MNIST_ROWS}/{MNIST_ROWS}" not in err and "ingest " not in err
     else:
         bars = [_last_line(chunk) for chunk in err.split("\n") if "ingest " in chunk]
         assert len(bars) == 2, err
-        assert "10000/10000" in bars[0] and "test/labels" in bars[0]
-        assert "10000/10000" in bars[1] and "test/images" in bars[1]
+        assert f"{MNIST_ROWS}/{MNIST_ROWS}" in bars[0] and "test/labels" in bars[0]
+        assert f"{MNIST_ROWS}/{MNIST_ROWS}" in bars[1] and "test/images" in bars[1]

@@ -10,6 +10,7 @@ import pytest
 import zarr
 
 from daskmeans import io
+from tests.conftest import MNIST_MD5, MNIST_ROWS
 from tests.io.idx_files import write_idx
 
 
@@ -35,13 +36,13 @@ def test_real_mnist_labels_match_idx(mnist_dir: Path, mnist_store: Path) -> None
     labels = io.read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
     images = io.read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
     g = zarr.open_group(mnist_store, mode="r")
-    assert g["test/images"].shape == (10000, 28, 28)
+    assert g["test/images"].shape == (MNIST_ROWS, 28, 28)
     assert g["test/images"].dtype == np.uint8
     np.testing.assert_array_equal(g["test/labels"][:], labels)
     np.testing.assert_array_equal(g["test/images"][:], images)
     assert labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert g.attrs["splits"] == ["test"] and g.attrs["missing_splits"] == ["train"]
-    assert g.attrs["sources"]["test/images"]["md5"] == "9fb629c4189551a2d022fa330f9573f3"
+    assert g.attrs["sources"]["test/images"]["md5"] == MNIST_MD5["t10k-images-idx3-ubyte.gz"]
 
 
 @pytest.mark.parametrize(
