@@ -225,7 +225,7 @@ def fetch(
 
     >>> import struct, tempfile
     >>> import numpy as np
-    >>> from daskmeans import io
+    >>> from daskmeans import open_dataset
     >>> from daskmeans.datasets import fetch, MNIST
     >>> tmp = tempfile.TemporaryDirectory()
     >>> src = Path(tmp.name) / "src"
@@ -239,7 +239,7 @@ def fetch(
     >>> _ = (src / "t10k-labels-idx1-ubyte").write_bytes(
     ...     struct.pack(">HBBI", 0, 8, 1, 20) + labels.tobytes())
     >>> store = fetch(MNIST, source=src, data_home=Path(tmp.name) / "cache")
-    >>> store.name, io.open_dataset(store, "test")[0].shape
+    >>> store.name, open_dataset(store, "test")[0].shape
     ('mnist.zarr', (20, 784))
     >>> tmp.cleanup()
     """
