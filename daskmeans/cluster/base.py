@@ -206,12 +206,12 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
                 src.xsq = row_norms_sq(src.X, np.float64)
         return src, rows
 
-    def _fitted_on(self, rows: InputLayout) -> None:
+    def _fitted_on(self, layout: InputLayout) -> None:
         """Learned attributes as the input was given: labels -1 where masked, xarray
         labels and centres for xarray input."""
-        self.labels_ = rows.labels(self.labels_)
-        if rows.grid is not None:
-            self.cluster_centers_ = rows.grid.centers(np.asarray(self.cluster_centers_))
+        self.labels_ = layout.labels(self.labels_)
+        if layout.grid is not None:
+            self.cluster_centers_ = layout.grid.centers(np.asarray(self.cluster_centers_))
 
     def _metric(self) -> Metric:
         """The metric object of ``self.metric``: every distance the estimator needs is
@@ -239,9 +239,9 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         """A fitted model's view of new rows: their source as the metric reads it, the
         centres in the rows' dtype, and how to map results back to the input."""
         check_is_fitted(self)
-        src, rows = self._source(X, reset=False)
+        src, layout = self._source(X, reset=False)
         src = source_for_metric(src, self._metric())
-        return src, np.asarray(self.cluster_centers_).astype(src.dtype, copy=False), rows
+        return src, np.asarray(self.cluster_centers_).astype(src.dtype, copy=False), layout
 
     def predict(self, X: Any) -> Any:
         """Index of the nearest centre of each row.
@@ -256,14 +256,14 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         labels : (n_samples,) int32, numpy for numpy input, a lazy dask array otherwise
             (computing it raises ``ValueError`` naming a row that holds NaN or inf).
         """
-        src, C, rows = self._source_and_centres(X)
-        return rows.labels(predict(src, C, self._metric()))
+        src, C, layout = self._source_and_centres(X)
+        return layout.labels(predict(src, C, self._metric()))
 
     def transform(self, X: Any) -> Any:
         """Distances to every centre, shape (n_samples, n_clusters): Euclidean, or L1
         for ``metric="manhattan"``."""
-        src, C, rows = self._source_and_centres(X)
-        return rows.distances(transform(src, C, self._metric()))
+        src, C, layout = self._source_and_centres(X)
+        return layout.distances(transform(src, C, self._metric()))
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return ``labels_``."""
@@ -287,9 +287,9 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         """One assignment pass over X: SSE and, given true labels, contingency counts
         (rows to their cluster as ``predict`` gives it, or with ``nearest`` to the
         nearest centre)."""
-        src, C, rows = self._source_and_centres(X)
+        src, C, layout = self._source_and_centres(X)
         C = self._scoring_centres(C, nearest)
-        w = rows.weights(sample_weight, src.n)
+        w = layout.weights(sample_weight, src.n)
         return score(src, C, w, labels_true, self._metric())
 
     @property

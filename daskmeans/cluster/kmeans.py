@@ -81,8 +81,8 @@ class KMeans(BaseKMeans):
         iteration (plus one per fit for the features' ranges) place it within
         ``(max - min) / 4096`` of the feature's range, exactly when that cell of the
         range holds one distinct value (e.g. pixels scaled to [0, 1]). Memory per
-        task: a (K, d, 16) float64 histogram, 25.7 MB at K=256, d=784 (twice that in
-        a float fit's last pass). Some tutorials assign by L1 distance but keep the
+        task: a (K, d, 16) float64 histogram, ``128 K d`` bytes (twice that in a float
+        fit's last pass). Some tutorials assign by L1 distance but keep the
         mean as the update; the mean does not minimise L1 distances, so that loop can
         raise its own objective and need not converge; this one cannot raise it.
         ``n_init`` runs then go one after another.
