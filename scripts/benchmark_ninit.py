@@ -7,8 +7,8 @@ Contenders take turns, round by round, on the same data in one process: scikit-l
 ``KMeans(init="random", n_init=N, algorithm="lloyd")`` on the in-memory array, and
 daskmeans with the same parameters on that array and streaming from the Zarr store,
 once with the runs sharing every pass (the default) and once one run per pass (the
-behaviour before runs shared passes, forced through ``cluster.RUNS_MAX_BYTES`` and
-``algorithms.SAMPLES_MAX_BYTES``).
+behaviour before runs shared passes, forced through ``algorithms.solvers.RUNS_MAX_BYTES`` and
+``algorithms.init.SAMPLES_MAX_BYTES``).
 Prints the median seconds and ratio to scikit-learn, and each fit's inertia.
 
 Run it with the BLAS configuration you deploy (see scripts/benchmark.py).
@@ -38,7 +38,9 @@ def main() -> None:
     import zarr
     from sklearn.cluster import KMeans as SKKMeans
 
-    from daskmeans import KMeans, algorithms, cluster, io, open_dataset, open_source
+    from daskmeans import KMeans, io, open_dataset, open_source
+    from daskmeans.algorithms import init as initialisation
+    from daskmeans.algorithms import solvers
 
     store = io.ingest(args.data, Path(tempfile.mkdtemp(prefix="daskmeans-ninit-")) / "d.zarr",
                       name="bench")
@@ -46,16 +48,16 @@ def main() -> None:
     X = open_dataset(store, split)[0].compute()
     Xz = open_source(store, split)  # held in memory for the fit (the default)
     Xs = open_source(store, split, cache=False)  # read and decoded every pass
-    shared = cluster.RUNS_MAX_BYTES, algorithms.SAMPLES_MAX_BYTES
+    shared = solvers.RUNS_MAX_BYTES, initialisation.SAMPLES_MAX_BYTES
     params = {"init": "random", "n_init": args.n_init, "random_state": 0}
 
     def ours(data: object, share: bool) -> Callable[[], float]:
         def fit() -> float:
-            cluster.RUNS_MAX_BYTES, algorithms.SAMPLES_MAX_BYTES = shared if share else (1, 1)
+            solvers.RUNS_MAX_BYTES, initialisation.SAMPLES_MAX_BYTES = shared if share else (1, 1)
             try:
                 return float(KMeans(args.k, **params).fit(data).inertia_)
             finally:
-                cluster.RUNS_MAX_BYTES, algorithms.SAMPLES_MAX_BYTES = shared
+                solvers.RUNS_MAX_BYTES, initialisation.SAMPLES_MAX_BYTES = shared
         return fit
 
     def sk() -> float:

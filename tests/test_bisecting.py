@@ -15,8 +15,9 @@ from sklearn.datasets import load_digits, make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from daskmeans import BisectingKMeans, io, load_model, open_source, save_model
-from daskmeans import algorithms as A
 from daskmeans._validation import InvalidParameterError
+from daskmeans.algorithms import BisectingTree
+from daskmeans.algorithms import bisecting as bisecting_algorithm
 from daskmeans.engine.source import ArraySource, reads_raw_uint8
 from daskmeans.kernels import bisect
 
@@ -34,7 +35,7 @@ def blobs() -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def descend(tree: A.BisectingTree, X: np.ndarray) -> np.ndarray:
+def descend(tree: BisectingTree, X: np.ndarray) -> np.ndarray:
     """Each row from the root to a leaf, at each split to the nearer child centre."""
     out = np.empty(len(X), np.int64)
     for i, x in enumerate(X.astype(np.float64)):
@@ -114,7 +115,7 @@ def test_bisections_share_passes_and_give_the_sequential_tree(
     assert counting_scheduler.calls == 1 + passes  # the root's pass + the rounds' passes
     assert isinstance(together.labels_, da.Array)
     assert max(h["bisections"] for h in together.history_) > 1
-    monkeypatch.setattr(A, "BISECT_TOGETHER", False)
+    monkeypatch.setattr(bisecting_algorithm, "BISECT_TOGETHER", False)
     counting_scheduler.calls = 0
     alone = BisectingKMeans(6, random_state=3, n_init=2).fit(Xd)
     assert [h["bisections"] for h in alone.history_] == [1] * 5
@@ -183,7 +184,7 @@ def test_uint8_store_fits_as_its_float32_rows_in_memory(
         np.testing.assert_array_equal(computed(bk.labels_), ref.labels_)
         np.testing.assert_array_equal(bk.cluster_centers_, ref.cluster_centers_)
         assert bk.cluster_centers_.dtype == np.float32
-        for name in A.BisectingTree.ARRAYS:
+        for name in BisectingTree.ARRAYS:
             np.testing.assert_array_equal(getattr(bk.tree_, name), getattr(ref.tree_, name))
         assert bk.inertia_ == ref.inertia_
         assert bk.history_[-1]["passes"] == ref.history_[-1]["passes"]

@@ -123,15 +123,16 @@ def test_n_init_runs_share_passes_and_equal_separate_runs(
 ) -> None:
     """n_init runs fitted together (one pass per iteration for all) give what each run
     gives alone: same best run, centres, inertia, labels and per-run histories."""
-    from daskmeans import algorithms, cluster
+    from daskmeans.algorithms import init as initialisation
+    from daskmeans.algorithms import solvers
 
     X, _ = blobs
     Xd = da.from_array(X.astype(np.float32), chunks=(750, 6))
     params = {"n_clusters": 7, "init": "random", "n_init": 4, "random_state": 5, "tol": 1e-4}
     together = KMeans(**params).fit(Xd)
-    assert together._runs_per_pass(6) == 4
-    monkeypatch.setattr(cluster, "RUNS_MAX_BYTES", 1)  # one run per pass
-    monkeypatch.setattr(algorithms, "SAMPLES_MAX_BYTES", 1)  # one init sample per pass
+    assert solvers.runs_per_pass(4, 7, 6) == 4
+    monkeypatch.setattr(solvers, "RUNS_MAX_BYTES", 1)  # one run per pass
+    monkeypatch.setattr(initialisation, "SAMPLES_MAX_BYTES", 1)  # one init sample per pass
     alone = KMeans(**params).fit(Xd)
     np.testing.assert_array_equal(together.cluster_centers_, alone.cluster_centers_)
     assert together.inertia_ == alone.inertia_ and together.n_iter_ == alone.n_iter_
@@ -143,7 +144,7 @@ def test_n_init_runs_share_passes_and_equal_separate_runs(
 def test_init_samples_of_runs_gathered_together_within_the_cap(
     blobs, counting_scheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from daskmeans import algorithms
+    from daskmeans.algorithms import init as initialisation
 
     X, _ = blobs
     Xd = da.from_array(X, chunks=(250, 6))
@@ -151,9 +152,9 @@ def test_init_samples_of_runs_gathered_together_within_the_cap(
     rng = np.random.default_rng(0)
     idxs = [np.sort(rng.choice(X.shape[0], size=s, replace=False)) for s in (100, 50, 80)]
     row = 6 * X.dtype.itemsize
-    monkeypatch.setattr(algorithms, "SAMPLES_MAX_BYTES", 150 * row)  # runs 0+1, then 2
+    monkeypatch.setattr(initialisation, "SAMPLES_MAX_BYTES", 150 * row)  # runs 0+1, then 2
     src = as_source(Xd).with_options(weights=w)
-    got = algorithms.take_samples(src, idxs)
+    got = initialisation.take_samples(src, idxs)
     assert counting_scheduler.calls == 2
     for (rows, sw), idx in zip(got, idxs, strict=True):
         np.testing.assert_array_equal(rows, X[idx])

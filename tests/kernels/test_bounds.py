@@ -148,12 +148,12 @@ def test_one_centre_per_group_compares_every_centre() -> None:
     """Below 16 centres each centre is its own group (Elkan's bounds) and a row that is
     read meets every centre, whatever GROUP_FILTER_SHARE says: the filter would leave
     the bounds of the centres it skips decaying (more rows read over a fit)."""
-    from daskmeans import algorithms as A
+    from daskmeans.algorithms.bounded import centre_groups
 
     rng = np.random.default_rng(3)
     X = rng.random((700, 8), dtype=np.float32)
     C0 = X[:10].astype(np.float64)
-    groups = A.centre_groups(C0)
+    groups = centre_groups(C0)
     assert groups.tolist() == list(range(10))
     C1 = C0 + rng.normal(0, 0.05, C0.shape)
     margin = bounds.bounds_margin(float((X.astype(np.float64) ** 2).sum(1).max()), C0,

@@ -1,0 +1,329 @@
+"""Bisecting K-means with scikit-learn's semantics: the tree (:class:`BisectingTree`),
+the rounds of 2-means that bisect several leaves in shared passes
+(:func:`bisect_round`), the whole fit (:func:`bisecting`) and the labels of the leaves
+rows reach (:func:`tree_predict`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..engine import passes
+from ..engine.mapreduce import SPLIT_EVERY
+from ..engine.source import Source
+from ..kernels.bisect import BisectStep, TreeCentres, TreeSnapshot, tree_labels
+from ..kernels.common import splitmix64_uniform
+from ..kernels.init import kmeans_plusplus
+from .common import Progress, centers_from_sums, no_progress, relocate_empty
+
+log = logging.getLogger(__name__)
+
+#: rows a k-means++ or callable bisection init draws from its cluster: at most this
+#: many per cluster, and all the clusters of a round (and their init runs) together
+#: at most :data:`BISECT_SAMPLE_BYTES` of rows.
+BISECT_SAMPLE_ROWS = 2048
+BISECT_SAMPLE_BYTES = 32 << 20
+#: bisect every leaf that may still be split in each round (False: only the next one,
+#: scikit-learn's sequence, one bisection per round; the same tree, more passes).
+BISECT_TOGETHER = True
+
+
+@dataclass
+class BisectingTree:
+    """The tree of a bisecting K-means: node 0 is the root (all rows); a node that was
+    bisected has two children (``children[i]``, left then right; ``-1`` for leaves).
+    Nodes are numbered in the order they were made (children of the k-th split are
+    nodes ``2k+1`` and ``2k+2``).
+
+    Attributes
+    ----------
+    parent : (n_nodes,) int64, -1 for the root
+    children : (n_nodes, 2) int64
+    centers : (n_nodes, n_features) float64: the mean of the node's rows (weighted
+        below the root; the root's is the plain mean, as scikit-learn's)
+    sizes : (n_nodes,) int64 rows in the node
+    weights : (n_nodes,) float64 their total sample weight
+    sse : (n_nodes,) float64 weighted sum of squared distances of the rows to
+        ``centers`` (the node's inertia)
+    scores : (n_nodes,) float64 what ``bisecting_strategy`` ranks (the SSE, or the
+        row count; 0 for the root)
+    labels : (n_nodes,) int64 the cluster label of a leaf, -1 for inner nodes
+    """
+
+    parent: np.ndarray
+    children: np.ndarray
+    centers: np.ndarray
+    sizes: np.ndarray
+    weights: np.ndarray
+    sse: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+    ARRAYS: ClassVar[tuple[str, ...]] = ("parent", "children", "centers", "sizes", "weights",
+                                        "sse", "scores", "labels")
+
+    def leaves(self) -> list[int]:
+        """Leaf nodes left to right (scikit-learn's ``iter_leaves`` order)."""
+        out, stack = [], [0]
+        while stack:
+            i = stack.pop()
+            if self.children[i, 0] < 0:
+                out.append(i)
+            else:
+                stack += [int(self.children[i, 1]), int(self.children[i, 0])]
+        return out
+
+    def snapshot(self, slot: np.ndarray | None = None) -> TreeSnapshot:
+        """What tasks need to send rows down the tree (``slot``: per node, the 2-means
+        it takes part in, -1 for none)."""
+        n = self.parent.shape[0]
+        return TreeSnapshot(self.children[:, 0].copy(), self.children[:, 1].copy(),
+                              np.asarray(self.centers, np.float64),
+                              np.full(n, -1, np.int64) if slot is None else slot)
+
+    def leaf_centres(self) -> TreeCentres:
+        """What scoring assigns rows with to reach this tree's leaves (as ``predict``)."""
+        return TreeCentres(self.snapshot(), self.labels, self.centers[self.leaves()])
+
+    @classmethod
+    def empty(cls, d: int) -> BisectingTree:
+        return cls(np.empty(0, np.int64), np.empty((0, 2), np.int64), np.empty((0, d)),
+                   np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0),
+                   np.empty(0, np.int64))
+
+    def add(self, parent: int, center: np.ndarray, size: int, weight: float, sse: float,
+            score: float) -> int:
+        """Append a node (a child of ``parent``, or the root); returns its number."""
+        i = self.parent.shape[0]
+        self.parent = np.append(self.parent, parent)
+        self.children = np.vstack([self.children, [[-1, -1]]])
+        self.centers = np.vstack([self.centers, np.asarray(center, np.float64)[None]])
+        self.sizes = np.append(self.sizes, size)
+        self.weights = np.append(self.weights, weight)
+        self.sse = np.append(self.sse, sse)
+        self.scores = np.append(self.scores, score)
+        self.labels = np.append(self.labels, -1)
+        if parent >= 0:
+            self.children[parent, int(self.children[parent, 0] >= 0)] = i
+        return i
+
+
+@dataclass
+class Bisection:
+    """The best of a cluster's ``n_init`` 2-means: the children's centres, row counts,
+    weights and SSE, and how it went."""
+
+    centers: np.ndarray  # (2, d) float64
+    sizes: np.ndarray  # (2,) int64
+    weights: np.ndarray  # (2,) float64
+    sse: np.ndarray  # (2,) float64
+    n_iter: int
+    run: int
+
+
+@dataclass
+class BisectSpec:
+    """How to bisect (scikit-learn's BisectingKMeans parameters)."""
+
+    init: Any  # "random", "k-means++" or a callable
+    n_init: int
+    max_iter: int
+    tol: float  # absolute, on the summed squared shift of the two centres
+    strategy: str  # "biggest_inertia" or "largest_cluster"
+    split_every: int = SPLIT_EVERY
+
+
+def _node_seed(key: int, branch: int) -> int:
+    """A seed for a node's child or init run from the node's own: it depends on the
+    path from the root only, not on the order bisections run in."""
+    u = splitmix64_uniform(np.array([branch], np.int64), key)[0]
+    return int(u * (1 << 62))
+
+
+def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np.ndarray,
+                  spec: BisectSpec, snap_slot: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
+    """Initial centres (a, r, 2, d) of the round's 2-means: one pass drawing, per
+    cluster and init run, 2 rows with probability ~ weight, without replacement
+    ("random", as scikit-learn), or a uniform sample of the cluster's rows for
+    k-means++ (weighted) or a callable. Also (a,) whether each cluster has 2 rows of
+    positive weight (one that has not cannot be bisected), and the blocks' nodes in the
+    tree, kept for the round's later passes (see :func:`daskmeans.engine.passes.bisect_pass`)."""
+    a, r = seeds.shape
+    d = src.d
+    if isinstance(spec.init, str) and spec.init == "random":
+        m, weighted = 2, True
+    else:
+        per = BISECT_SAMPLE_BYTES // max(1, a * r * d * src.dtype.itemsize)
+        m, weighted = int(max(2, min(BISECT_SAMPLE_ROWS, per))), False
+    step = BisectStep(tree.snapshot(snap_slot), np.zeros((a, r, 2, d)),
+                        np.zeros((a, r), bool), seeds, sample=m, weighted=weighted)
+    part, nodes = passes.bisect_pass(src, step, spec.split_every, keep=True)
+    C = np.zeros((a, r, 2, d))
+    ok = np.ones(a, bool)
+    for s in range(a):
+        for j in range(r):
+            t = part.top[s][j]
+            usable = np.isfinite(t.sqdist) & (t.weights > 0)
+            if usable.sum() < 2:
+                ok[s] = False
+                continue
+            rows, w = np.asarray(t.rows[usable], np.float64), t.weights[usable]
+            if weighted:  # the two largest keys: two weighted draws without replacement
+                C[s, j] = rows[:2]
+            elif callable(spec.init):
+                out = np.asarray(spec.init(t.rows[usable], 2,
+                                           random_state=np.random.RandomState(
+                                               int(seeds[s, j]) % (1 << 32))))
+                if out.shape != (2, d):
+                    raise ValueError(f"init callable must return shape (2, {d}) for a "
+                                     f"bisection, got {out.shape}")
+                C[s, j] = out
+            else:
+                C[s, j] = kmeans_plusplus(rows, 2, np.random.default_rng(int(seeds[s, j])),
+                                            weights=w)
+    return C, ok, nodes
+
+
+def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict[int, int],
+                 spec: BisectSpec) -> tuple[dict[int, Bisection], int]:
+    """Bisect the clusters ``leaves`` of ``tree`` together: each pass of the round
+    (the init draws, every Lloyd iteration, the final E-step) serves all their 2-means
+    and ``n_init`` runs at once, the rows of each cluster picked out of every block by
+    following the tree (a masked pass: no copy or gather of the rows). Each 2-means
+    stops on its own (labels fixed, or its squared centre shift <= ``spec.tol``) and
+    empty children take the farthest rows, as in
+    :func:`daskmeans.algorithms.lloyd.lloyd`.
+
+    Returns ({leaf: its best Bisection}, passes made); a leaf without two rows of
+    positive weight gets none."""
+    a, r = len(leaves), spec.n_init
+    slot = np.full(tree.parent.shape[0], -1, np.int64)
+    slot[leaves] = np.arange(a)
+    seeds = np.array([[_node_seed(keys[node], 2 + j) for j in range(r)] for node in leaves],
+                     np.int64)
+    C, ok, nodes = _bisect_inits(src, tree, leaves, seeds, spec, slot)
+    n_passes = 1
+    active = np.repeat(ok[:, None], r, axis=1)
+    strict = ~active
+    n_iter = np.zeros((a, r), np.int64)
+    stats: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    snap = tree.snapshot(slot)
+    for _ in range(spec.max_iter):
+        if not active.any():
+            break
+        part, _ = passes.bisect_pass(src, BisectStep(snap, C.copy(), active.copy(), seeds),
+                                spec.split_every, nodes=nodes)
+        n_passes += 1
+        for s, j in zip(*np.nonzero(active), strict=True):
+            sums, weight = part.sums[s, j].copy(), part.weight[s, j].copy()
+            n_reloc = relocate_empty(sums, weight, part.top[s][j])
+            new = centers_from_sums(sums, weight, C[s, j])
+            shift = float(((new - C[s, j]) ** 2).sum())
+            n_iter[s, j] += 1
+            stats[s, j] = (part.sse[s, j], part.count[s, j], part.weight[s, j])
+            if shift == 0 and n_reloc == 0:
+                strict[s, j], active[s, j] = True, False  # labels fixed: stats are final
+            elif shift <= spec.tol:
+                active[s, j] = False
+            C[s, j] = new
+    again = ~strict
+    if again.any():  # E-step against the final centres (scikit-learn's last labels)
+        part, _ = passes.bisect_pass(src, BisectStep(snap, C.copy(), again, seeds),
+                                spec.split_every, nodes=nodes)
+        n_passes += 1
+        for s, j in zip(*np.nonzero(again), strict=True):
+            stats[s, j] = (part.sse[s, j], part.count[s, j], part.weight[s, j])
+    out = {}
+    for s, node in enumerate(leaves):
+        if not ok[s]:
+            continue
+        best = None
+        for j in range(r):
+            inertia = float(stats[s, j][0].sum())
+            if best is None or inertia < best[0] * (1 - 1e-6):  # as scikit-learn
+                best = (inertia, j)
+        assert best is not None
+        j = best[1]
+        sse, count, weight = stats[s, j]
+        out[node] = Bisection(C[s, j].copy(), count.copy(), weight.copy(), sse.copy(),
+                              int(n_iter[s, j]), j)
+    return out, n_passes
+
+
+def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
+              progress: Progress = no_progress) -> tuple[BisectingTree, list[dict[str, Any]]]:
+    """Bisecting K-means with scikit-learn's semantics, distributed.
+
+    Starting from one cluster (all rows), ``n_clusters - 1`` times the leaf with the
+    largest score (its SSE for ``"biggest_inertia"``, its row count for
+    ``"largest_cluster"``; the first such leaf left to right) is split in two by the
+    best of ``n_init`` 2-means. Since a leaf's bisection depends only on its rows and
+    on a seed drawn from its path in the tree, the leaves that may still be split (the
+    ``n_clusters - 1 - splits`` best-scored ones) are bisected together in rounds
+    (:func:`bisect_round`: the rows of all of them in each pass); the splits are then
+    applied in scikit-learn's order, and a round runs again when the next leaf to split
+    has no bisection yet. A bisection computed for a leaf that is never chosen is
+    dropped (its passes were shared with ones that were needed).
+
+    Returns the tree (leaf labels set left to right) and one record per round.
+    """
+    root = passes.root_pass(src, spec.split_every)
+    c = root.sum / max(root.n, 1)
+    sse = max(root.wsq - 2 * float(c @ root.wsum) + root.weight * float(c @ c), 0.0)
+    tree = BisectingTree.empty(src.d)
+    tree.add(-1, c, root.n, root.weight, sse, 0.0)
+    keys = {0: seed}
+    done: dict[int, Bisection] = {}
+    history: list[dict[str, Any]] = []
+    splits = 0
+    while splits < n_clusters - 1:
+        leaves = tree.leaves()
+        order = sorted(range(len(leaves)), key=lambda p: (-tree.scores[leaves[p]], p))
+        ranked = [leaves[p] for p in order]  # by score, then left to right
+        node = ranked[0]
+        if node not in done:
+            t0 = time.perf_counter()
+            budget = n_clusters - 1 - splits
+            todo = [node] + [i for i in ranked[1:budget] if BISECT_TOGETHER
+                             and i not in done and tree.sizes[i] >= 2]
+            got, n_passes = bisect_round(src, tree, todo, keys, spec)
+            if node not in got:
+                raise ValueError(
+                    f"cannot bisect a cluster of {int(tree.sizes[node])} rows with fewer "
+                    f"than 2 of positive weight: n_clusters={n_clusters} is too large for "
+                    "these data")
+            done.update(got)
+            history.append({"round": len(history) + 1, "bisections": len(todo),
+                            "passes": n_passes,
+                            "n_iter": int(max(b.n_iter for b in got.values())),
+                            "seconds": time.perf_counter() - t0})
+            log.debug("bisecting round %d: %d clusters, %d passes", len(history), len(todo),
+                      n_passes)
+            continue
+        b = done.pop(node)
+        scores = b.sse if spec.strategy == "biggest_inertia" else b.sizes.astype(np.float64)
+        for side in (0, 1):
+            child = tree.add(node, b.centers[side], int(b.sizes[side]),
+                             float(b.weights[side]), float(b.sse[side]), float(scores[side]))
+            keys[child] = _node_seed(keys[node], side)
+        splits += 1
+        progress("bisecting", splits, n_clusters - 1, f"{len(tree.leaves())} clusters")
+    for label, leaf in enumerate(tree.leaves()):
+        tree.labels[leaf] = label
+    return tree, history
+
+
+
+def tree_predict(src: Source, tree: BisectingTree) -> Any:
+    """(n,) int32 label of the leaf each row reaches following the tree from the root:
+    numpy for in-memory rows, a lazy dask array otherwise."""
+    snap = tree.snapshot()
+    if not src.lazy:
+        return tree_labels(src.X, snap, tree.labels)
+    return passes.predict_tree_lazy(src, snap, tree.labels)

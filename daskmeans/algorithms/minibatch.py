@@ -1,0 +1,202 @@
+"""Mini-batch K-means (Sculley 2010) with scikit-learn's semantics: the state carried
+from step to step (:class:`MiniBatchState`), one step (:func:`minibatch_step`: one pass
+over the batch's rows or blocks, then :func:`minibatch_update`), early stopping
+(:func:`minibatch_converged`) and the loop (:func:`minibatch`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..engine import passes
+from ..engine.mapreduce import SPLIT_EVERY
+from ..engine.source import Source
+from ..kernels.lloyd import LloydPartial
+from ..kernels.metric import EUCLIDEAN, Metric
+from .common import Progress, no_progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MiniBatchState:
+    """Everything a mini-batch fit carries from step to step (checkpointed as is)."""
+
+    centers: np.ndarray
+    counts: np.ndarray
+    step: int = 0
+    n_since_last_reassign: int = 0
+    ewa_inertia: float | None = None
+    ewa_inertia_min: float | None = None
+    no_improvement: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, C: np.ndarray) -> MiniBatchState:
+        return cls(C, np.zeros(C.shape[0], dtype=np.float64))
+
+
+@dataclass
+class MiniBatchSpec:
+    """Mini-batch parameters (scikit-learn's semantics)."""
+
+    batch: int
+    n_steps: int
+    reassignment_ratio: float = 0.01
+    max_no_improvement: int | None = 10
+    tol_abs: float = 0.0
+    metric: Metric = EUCLIDEAN
+    split_every: int = SPLIT_EVERY
+
+
+def random_reassign(state: MiniBatchState, batch: int) -> bool:
+    """As scikit-learn: every ``10 * n_clusters`` rows, or while a centre is unseen."""
+    state.n_since_last_reassign += batch
+    k = state.centers.shape[0]
+    if (state.counts == 0).any() or state.n_since_last_reassign >= 10 * k:
+        state.n_since_last_reassign = 0
+        return True
+    return False
+
+
+def reservoir_size(state: MiniBatchState, ratio: float, reassign: bool, batch: int,
+                   weighted: bool) -> int:
+    """How many reservoir rows a step needs for reassignment (0 if none can be).
+
+    After a step a centre is reassigned when its count is below ``ratio * max``;
+    counts only grow and the max grows by at most the batch's total weight, so only
+    centres with ``count < ratio * (max + batch)`` can qualify. The sample is ordered
+    by key, so drawing that many rows instead of ``k`` gives the same reassignments
+    (a sample of ``k`` rows is a noticeable part of a step at large K).
+    """
+    if not reassign or ratio <= 0:
+        return 0
+    k = m = state.centers.shape[0]
+    if not weighted:  # with weights the batch's total weight is not known beforehand
+        m = int(np.count_nonzero(state.counts < ratio * (state.counts.max() + batch)))
+    return min(m, k, batch)
+
+
+def minibatch_update(state: MiniBatchState, part: LloydPartial, reassign: bool, batch: int,
+                     ratio: float, metric: Metric) -> tuple[float, int]:
+    """Apply one batch's partial sums with scikit-learn's count-based learning rate
+    ``c <- (c N_c + S_c) / (N_c + n_c)`` and reassign low-count centres; returns
+    (squared centre shift, centres reassigned)."""
+    C = state.centers
+    C64 = C.astype(np.float64)
+    new = C64.copy()
+    wsum, counts = part.counts, state.counts
+    nz = wsum > 0
+    new[nz] = (C64[nz] * counts[nz, None] + part.sums[nz]) / (counts[nz] + wsum[nz])[:, None]
+    counts[nz] += wsum[nz]
+    n_re = 0
+    if reassign and ratio > 0 and part.sample is not None:
+        to_re = counts < ratio * counts.max()
+        if to_re.sum() > 0.5 * batch:  # at most half a batch of centres at once
+            to_re[np.argsort(counts)[int(0.5 * batch):]] = False
+        n_re = min(int(to_re.sum()), len(part.sample.rows))
+        if n_re:
+            idx = np.flatnonzero(to_re)[:n_re]
+            new[idx] = part.sample.rows[:n_re]
+            # reset their counts, but not so low that they are reassigned at once
+            keep = counts[~to_re]
+            counts[idx] = keep.min() if keep.size else 0.0
+    new = metric.finish_centres(new).astype(C.dtype)  # cosine: onto the unit sphere
+    state.centers = new
+    return float(((new.astype(np.float64) - C64) ** 2).sum()), n_re
+
+
+def minibatch_converged(state: MiniBatchState, spec: MiniBatchSpec, n: int, shift: float,
+                        batch_inertia: float, batch: int) -> str | None:
+    """scikit-learn's early stopping on the EWA batch inertia or the centre shift: the
+    reason to stop, or None."""
+    batch_inertia /= batch
+    if state.step <= 1:
+        return None
+    if state.ewa_inertia is None:
+        state.ewa_inertia = batch_inertia
+    else:
+        alpha = min(batch * 2.0 / (n + 1), 1.0)
+        state.ewa_inertia = state.ewa_inertia * (1 - alpha) + batch_inertia * alpha
+    if spec.tol_abs > 0.0 and shift <= spec.tol_abs:
+        why = f"converged: centre shift {shift:.3g} <= tol {spec.tol_abs:.3g}"
+        log.info(why)
+        return why
+    if state.ewa_inertia_min is None or state.ewa_inertia < state.ewa_inertia_min:
+        state.no_improvement = 0
+        state.ewa_inertia_min = state.ewa_inertia
+    else:
+        state.no_improvement += 1
+    m = spec.max_no_improvement
+    if m is not None and state.no_improvement >= m:
+        why = f"converged: smoothed batch inertia not improved in {m} steps"
+        log.info(why)
+        return why
+    return None
+
+
+def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
+                   rows: np.ndarray | None, blocks: Sequence[int] | None, seed: int,
+                   stopping: bool = True) -> str | None:
+    """One mini-batch step (one pass over the batch's rows or blocks, one compute);
+    appends to ``state.history``; returns why early stopping says stop, or None."""
+    t0 = time.perf_counter()
+    b = len(rows) if rows is not None else int(sum(src.block_rows(i) for i in blocks or ()))
+    reassign = random_reassign(state, b)
+    part = passes.batch_pass(
+        src, state.centers, rows=rows, blocks=blocks, seed=seed,
+        n_sample=reservoir_size(state, spec.reassignment_ratio, reassign, b,
+                                src.weights is not None),
+        split_every=spec.split_every)
+    batch_inertia = part.sse()
+    shift, n_re = minibatch_update(state, part, reassign, b, spec.reassignment_ratio,
+                                   spec.metric)
+    state.step += 1
+    stop = minibatch_converged(state, spec, src.n, shift, batch_inertia, b) if stopping else None
+    state.history.append({
+        "step": state.step, "batch_inertia": batch_inertia,
+        "ewa_inertia": state.ewa_inertia if stopping else None, "center_shift": shift,
+        "n_reassigned": n_re, "batch_rows": b, "seconds": time.perf_counter() - t0,
+        "phase": "mini-batch",
+    })
+    return stop
+
+
+def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
+              rng: np.random.Generator, seed0: int, mode: str, per_step: int,
+              order: list[int],
+              on_step: Callable[[MiniBatchState, list[int]], None] | None = None,
+              progress: Progress = no_progress) -> MiniBatchState:
+    """Mini-batch steps from ``state.step`` to ``spec.n_steps`` or early stopping.
+
+    ``mode="rows"``: each step draws ``spec.batch`` i.i.d. rows; ``"chunks"``: each
+    step takes ``per_step`` whole blocks in a fresh random order every epoch
+    (``order``: the rest of the current epoch). ``on_step(state, order)`` runs after
+    every step (checkpoints).
+    """
+    n_blocks = src.n_blocks
+    for step in range(state.step, spec.n_steps):
+        rows = blocks = None
+        if mode == "rows":
+            rows = np.sort(rng.integers(0, src.n, size=spec.batch))
+        else:
+            if len(order) < per_step:
+                order += rng.permutation(n_blocks).tolist()
+            blocks, order[:] = order[:per_step], order[per_step:]
+        stop = minibatch_step(src, state, spec, rows=rows, blocks=blocks, seed=seed0 + step + 1)
+        h = state.history[-1]
+        if stop:  # the bar ends here, full, saying why
+            progress("mini-batch", state.step, state.step,
+                     f"{stop} (step {state.step} of at most {spec.n_steps})")
+            break
+        progress("mini-batch", state.step, spec.n_steps,
+                 f"batch inertia {h['batch_inertia'] / h['batch_rows']:.4g}/row")
+        if on_step is not None:
+            on_step(state, order)
+    return state

@@ -1,0 +1,119 @@
+"""Fitted models saved to and loaded from one ``.npz`` file, without pickle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ..algorithms import BisectingTree
+from .base import BaseKMeans
+from .bisecting import BisectingKMeans
+from .checkpoints import ModelFormatError, write_npz
+from .kmeans import KMeans
+from .minibatch import MiniBatchKMeans
+
+MODEL_FORMAT = "daskmeans-model"
+MODEL_VERSION = 1
+
+
+def save_model(
+    estimator: BaseKMeans, path: str | Path, *, mapping: dict[int, int] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save a fitted estimator without pickle: one ``.npz`` (arrays + a JSON header).
+
+    Stores the centres, the constructor parameters that are plain values, the
+    cluster -> label mapping (optional), and the versions of daskmeans, numpy and
+    scikit-learn. Written atomically (temporary file, then rename).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = save_model(KMeans(2, random_state=0).fit([[0.0], [1.0]]), f"{d}/m.npz")
+    ...     model, header = load_model(path)
+    ...     print(path.name, sorted(model.cluster_centers_.ravel().tolist()))
+    m.npz [0.0, 1.0]
+    """
+
+    import sklearn
+
+    from .. import __version__
+
+    check_is_fitted(estimator)
+    params = {k: v for k, v in estimator.get_params().items()
+              if v is None or isinstance(v, str | int | float | bool)}
+    header = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "class": type(estimator).__name__,
+        "params": params,
+        "n_features_in": int(estimator.n_features_in_),
+        "inertia": float(getattr(estimator, "inertia_", float("nan"))),
+        "n_iter": int(getattr(estimator, "n_iter_", 0)),
+        "mapping": {str(k): int(v) for k, v in (mapping or {}).items()},
+        "versions": {"daskmeans": __version__, "numpy": np.__version__,
+                     "scikit-learn": sklearn.__version__},
+        "extra": extra or {},
+    }
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(".npz")
+    arrays = {"cluster_centers": np.asarray(estimator.cluster_centers_)}
+    tree = getattr(estimator, "tree_", None)
+    if tree is not None:  # BisectingKMeans predicts by following its tree
+        arrays |= {f"tree_{name}": getattr(tree, name) for name in tree.ARRAYS}
+    write_npz(path, header, **arrays)
+    return path
+
+
+def load_model(path: str | Path) -> tuple[BaseKMeans, dict[str, Any]]:
+    """Load a model saved by :func:`save_model` (never unpickles).
+
+    Returns ``(estimator, header)``; ``header["mapping"]`` holds the cluster -> label
+    mapping with integer keys. Raises :class:`ModelFormatError` for anything else.
+    """
+    import json
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(bytes(data["header"]).decode())
+            centers = np.array(data["cluster_centers"])
+            tree = {k[5:]: np.array(data[k]) for k in data.files if k.startswith("tree_")}
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"{path}: not a daskmeans model file ({e})") from e
+    if header.get("format") != MODEL_FORMAT:
+        raise ModelFormatError(f"{path}: not a daskmeans model (format {header.get('format')!r})")
+    if header.get("version") != MODEL_VERSION:
+        raise ModelFormatError(
+            f"{path}: model format version {header.get('version')!r} is not supported "
+            f"(this daskmeans reads version {MODEL_VERSION})"
+        )
+    classes: dict[str, type[BaseKMeans]] = {
+        "KMeans": KMeans, "MiniBatchKMeans": MiniBatchKMeans,
+        "BisectingKMeans": BisectingKMeans}
+    cls = classes.get(header.get("class", ""))
+    if cls is None:
+        raise ModelFormatError(f"{path}: unknown estimator class {header.get('class')!r}")
+    est = cls()
+    valid = est.get_params()
+    est.set_params(**{k: v for k, v in header["params"].items() if k in valid})
+    est.cluster_centers_ = centers
+    est.n_features_in_ = int(header["n_features_in"])
+    est.inertia_ = header["inertia"]
+    est.n_iter_ = header["n_iter"]
+    if isinstance(est, BisectingKMeans):
+        missing = set(BisectingTree.ARRAYS) - set(tree)
+        if missing:
+            raise ModelFormatError(f"{path}: a BisectingKMeans model without its tree "
+                                   f"({sorted(missing)} missing)")
+        est.tree_ = BisectingTree(**{name: tree[name] for name in BisectingTree.ARRAYS})
+    header["mapping"] = {int(k): int(v) for k, v in header.get("mapping", {}).items()}
+    return est, header

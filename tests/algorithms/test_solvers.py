@@ -1,0 +1,80 @@
+"""The three KMeans solvers behind one signature, and the choice between them."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from daskmeans.algorithms import FitSettings, as_metric, choose_solver, runs_per_pass
+from daskmeans.algorithms.bounded import lloyd_bounded_runs
+from daskmeans.algorithms.kmedians import kmedians_runs, prepare_kmedians
+from daskmeans.algorithms.lloyd import lloyd
+from daskmeans.engine.source import ArraySource, DaskSource
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, list[np.ndarray]]:
+    X, _ = make_blobs(600, n_features=4, centers=5, cluster_std=1.5, random_state=0)
+    rng = np.random.default_rng(1)
+    return X, [X[rng.choice(600, 5, replace=False)] for _ in range(2)]
+
+
+def brute_labels(X: np.ndarray, C: np.ndarray, metric: str) -> np.ndarray:
+    diff = X[:, None, :] - C[None]
+    d = np.abs(diff).sum(2) if metric == "manhattan" else (diff ** 2).sum(2)
+    return d.argmin(1)
+
+
+@pytest.mark.parametrize("solver, metric", [(lloyd, "euclidean"),
+                                            (lloyd_bounded_runs, "euclidean"),
+                                            (kmedians_runs, "manhattan")])
+def test_every_solver_takes_the_same_arguments_and_labels_in_memory_runs(
+        data, solver, metric) -> None:
+    """Same call for all three; each returns one result per run, in order, with the
+    labels of its final centres (the brute-force nearest centre) for in-memory rows."""
+    X, C0s = data
+    src = ArraySource(X)
+    settings = FitSettings(max_iter=50, tol=0.0, metric=as_metric(metric))
+    if solver is kmedians_runs:
+        settings = prepare_kmedians(src, settings)
+    results = solver(src, C0s, [3, 4], settings)
+    assert len(results) == 2
+    for r in results:
+        assert r.strict and r.n_iter >= 1
+        assert {h.init_run for h in r.history} <= {3, 4}
+        np.testing.assert_array_equal(r.labels, brute_labels(X, r.centers, metric))
+    assert [h.init_run for h in results[1].history] == [4] * results[1].n_iter
+
+
+def test_bounded_and_shared_pass_lloyd_reach_the_same_run(data) -> None:
+    X, C0s = data
+    settings = FitSettings(max_iter=50, tol=0.0)
+    (plain,) = lloyd(ArraySource(X), C0s[:1], [0], settings)
+    (bounded,) = lloyd_bounded_runs(ArraySource(X), C0s[:1], [0], settings)
+    np.testing.assert_allclose(bounded.centers, plain.centers, rtol=1e-12)
+    assert bounded.n_iter == plain.n_iter
+    assert bounded.inertia == pytest.approx(plain.inertia, rel=1e-9)
+    np.testing.assert_array_equal(bounded.labels, plain.labels)
+
+
+def test_choose_solver_once_per_fit() -> None:
+    X = np.zeros((100, 4))
+    mem, lazy = ArraySource(X), DaskSource(da.from_array(X, chunks=50))
+    euclidean, manhattan = as_metric("euclidean"), as_metric("manhattan")
+
+    def pick(metric, algorithm, src, n_runs=1, one=False):  # type: ignore[no-untyped-def]
+        c = choose_solver(metric, algorithm, src, n_runs=n_runs, n_clusters=8,
+                          one_run_at_a_time=one)
+        return c.name, c.runs_per_pass
+
+    assert pick(euclidean, "auto", mem) == ("bounded lloyd", 1)
+    assert pick(euclidean, "auto", mem, n_runs=10) == ("lloyd", 10)
+    assert pick(euclidean, "auto", mem, n_runs=10, one=True) == ("bounded lloyd", 1)
+    assert pick(euclidean, "auto", lazy) == ("lloyd", 1)  # no bounds on a dask array
+    assert pick(euclidean, "elkan", mem, n_runs=10) == ("bounded lloyd", 1)
+    assert pick(euclidean, "elkan", lazy, n_runs=10) == ("lloyd", 1)
+    assert pick(euclidean, "lloyd", mem) == ("lloyd", 1)
+    assert pick(manhattan, "auto", mem, n_runs=10) == ("k-medians", 1)
+    assert runs_per_pass(10, 8, 4) == 10 and runs_per_pass(10, 1 << 12, 1 << 12) == 1
