@@ -47,7 +47,6 @@ from .kernels.common import (
     distances,
     nearest_labels,
     normalize_rows,
-    row_norms_sq,
     weighted_sse,
 )
 from .kernels.medians import l1_assign, l1_distances
@@ -231,13 +230,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             w = _check_weights(w, src.n)
         src = self._as_kernels_see_it(src, w)
         if isinstance(src, ArraySource):
-            xsq = self.metric != "manhattan"  # |x|^2 once for every pass, not per pass
-            if schedule.using_distributed():
-                from distributed import default_client
-
-                src.scatter(default_client(), xsq=xsq)
-            elif xsq:
-                src.xsq = row_norms_sq(src.X, np.float64)
+            # in memory: |x|^2 once for every pass (k-medians never uses it), and the
+            # blocks in a cluster's workers; a store is held by the fits that iterate
+            # over it (a mini-batch fit streams it)
+            src = mapreduce.hold(src, with_xsq=self.metric != "manhattan")
         return src, rows
 
     def _fitted_on(self, rows: _Rows) -> None:
