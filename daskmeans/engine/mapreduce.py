@@ -249,11 +249,7 @@ def map_reduce(
         return add_all(*out) if len(parts) > 1 else out
     index = [i for i, _ in blocks]
     if whole:
-        with local_blas(len(blocks)):
-            (got,) = dask.compute(tasks)
-        return Reduced(add_all(*(g[0] for g in got)),
-                       dict(zip(index, (g[1] for g in got), strict=True)) if keep else None,
-                       dict(zip(index, (g[-1] for g in got), strict=True)) if summaries else None)
+        return _reduce_whole(tasks, index, keep, summaries)
     return _reduce_split(tasks, index, keep, summaries, split_every)
 
 
@@ -299,6 +295,17 @@ def _block_tasks(src: Source, kernel: Callable[..., Any], shared: Any,
              *(() if states is None else (states[i],)))
         for i, consts in blocks
     ]
+
+
+def _reduce_whole(tasks: list[Any], index: list[int], keep: bool, summaries: bool
+                  ) -> Reduced:
+    """Each task's ``(partial, [state], [summary])`` computed as one result (local
+    scheduler, one level), the partials added here."""
+    with local_blas(len(index)):
+        (got,) = dask.compute(tasks)
+    return Reduced(add_all(*(g[0] for g in got)),
+                   dict(zip(index, (g[1] for g in got), strict=True)) if keep else None,
+                   dict(zip(index, (g[-1] for g in got), strict=True)) if summaries else None)
 
 
 def _reduce_split(tasks: list[Any], index: list[int], keep: bool, summaries: bool,
