@@ -31,10 +31,9 @@ from .._progress import progress as make_progress
 from .._validation import Interval, Options, validate_params
 from ..algorithms import InitSpec, Metric, as_metric, init_centers
 from ..algorithms.predict import Scored, predict, score, source_for_metric, transform
-from ..engine import schedule
+from ..engine import mapreduce, schedule
 from ..engine.rows import SampleGrid, is_xarray, mask_nodata, where_rows, xarray_rows
 from ..engine.source import ArraySource, DaskSource, Source, as_source
-from ..kernels.common import row_norms_sq
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +196,10 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
             w = check_weights(w, src.n)
         src = source_for_metric(src, self._metric(), w)
         if isinstance(src, ArraySource):
-            xsq = self._metric().uses_row_norms  # |x|^2 once for every pass, not per pass
-            if schedule.using_distributed():
-                from distributed import default_client
-
-                src.scatter(default_client(), xsq=xsq)
-            elif xsq:
-                src.xsq = row_norms_sq(src.X, np.float64)
+            # in memory: |x|^2 once for every pass (when the metric uses it), and the
+            # blocks in a cluster's workers; a store is held by the fits that iterate
+            # over it (a mini-batch fit streams it)
+            src = mapreduce.hold(src, with_xsq=self._metric().uses_row_norms)
         return src, rows
 
     def _fitted_on(self, layout: InputLayout) -> None:

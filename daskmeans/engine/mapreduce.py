@@ -2,32 +2,41 @@
 
 :func:`map_reduce` maps a kernel (from :mod:`daskmeans.kernels`) over the blocks of a
 :class:`~daskmeans.engine.source.Source` and tree-reduces the per-block partial results
-(``split_every`` at a time) with ``+``, in exactly one ``dask.compute`` under whatever
-scheduler is active (threaded by default, a ``distributed.Client`` when one is active).
-:func:`map_reduce_kept` is the same with per-block state kept where the blocks are
-(labels, a bisecting tree's nodes), and :func:`hold` reads a store's blocks once and
-keeps them (with their ``|x|^2``) for every later pass. Only public dask APIs are used:
+(``split_every`` at a time) with ``+``, in exactly one compute under whatever scheduler
+is active (threaded by default, a ``distributed.Client`` when one is active). Each
+block's task may also receive a state an earlier pass made there (``states``), return
+a new one that stays where the block is (``keep``: numpy here, futures in the workers
+on a cluster) and a small summary that comes back (``summaries``). Every pass of
+:mod:`daskmeans.engine.passes` is one call of it naming a kernel, as each reduction of
+``dask.array`` is one call of ``reduction(x, chunk, aggregate, ...)``.
+
+:func:`hold` keeps a source's rows in memory with their ``|x|^2`` for every later pass:
+an in-memory array's norms (and, on a cluster, its blocks in the workers), a store's
+blocks read once. Only public dask APIs are used:
 
 - in-memory and Zarr sources: one ``dask.delayed`` task per block, reading its rows
-  where it runs (a numpy view, a scattered future, or a Zarr read), and a tree of
-  delayed additions;
+  where it runs (a numpy view, a held future, or a Zarr read), and a tree of delayed
+  additions;
 - dask arrays: ``da.blockwise`` over the row blocks (with a small object array that
   carries each block's offset and constants) and ``da.reduction`` for the tree
   (:func:`reduce_blocks`). This is the only public route to a dask array's blocks that
   also works with dask's array query planning; it costs more graph handling per pass
-  than the delayed route, which is why the other sources do not take it.
+  than the delayed route, which is why the other sources do not take it. A dask
+  array's blocks keep no state between passes (there is no public way to leave a
+  result beside a block of a user's array).
 
-Centres are prepared once per pass and go inside each task while all copies stay under
-:data:`INLINE_MAX_BYTES`, else enter the graph once as a delayed value
-(:func:`shared_operand`).
+Shared operands (the centres, prepared once per pass) go inside each task while all
+copies stay under :data:`INLINE_MAX_BYTES`, else enter the graph once as a delayed
+value (:func:`shared_operand`).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
@@ -37,23 +46,26 @@ from ..kernels.common import NonFiniteRow, row_norms_sq
 from .schedule import (
     compute,
     local_blas,
+    memory_block_rows,
     memory_budget,
     total_threads,
     using_distributed,
     worker_blas,
 )
 from .source import (
+    ArraySource,
     DaskSource,
     NonFiniteError,
     Source,
     ZarrBlock,
     ZarrSource,
     block_offsets,
+    even_offsets,
     float_rows,
 )
 
-__all__ = ["INLINE_MAX_BYTES", "SPLIT_EVERY", "TaskSource", "add_all", "call_kernel",
-           "delayed_tree", "hold", "map_reduce", "map_reduce_kept", "reduce_blocks",
+__all__ = ["INLINE_MAX_BYTES", "SPLIT_EVERY", "Reduced", "TaskSource", "add_all",
+           "call_kernel", "delayed_tree", "hold", "map_reduce", "reduce_blocks",
            "shared_operand"]
 
 #: partial results combined per tree node.
@@ -129,11 +141,35 @@ class TaskSource:
 
 def shared_operand(value: Any, n_uses: int) -> Any:
     """``value`` itself while all copies stay under :data:`INLINE_MAX_BYTES`, else a
-    delayed value entering the graph once."""
+    delayed value entering the graph once; a plain tuple is decided entry by entry
+    (each of several operands, e.g. centres in two dtypes, on its own size)."""
+    if type(value) is tuple:  # not a NamedTuple operand: that is one value
+        return tuple(shared_operand(v, n_uses) for v in value)
     nbytes = getattr(value, "nbytes", None)
     if value is None or (nbytes is not None and nbytes * max(n_uses, 1) <= INLINE_MAX_BYTES):
         return value
     return dask.delayed(value, pure=False)
+
+
+class Reduced(NamedTuple):
+    """What a pass with per-block outputs returns (see :func:`map_reduce`).
+
+    Attributes
+    ----------
+    total : the summed partial results
+    states : block index -> its new state (numpy, or a future in the worker that made
+        it), for the blocks mapped; None without ``keep`` or for a dask array
+    summaries : block index -> its summary, for the blocks mapped; None without
+        ``summaries``
+    """
+
+    total: Any
+    states: dict[int, Any] | None
+    summaries: dict[int, Any] | None
+
+    def state_list(self) -> list[Any] | None:
+        """The kept states in block order (every block, when every block was mapped)."""
+        return None if self.states is None else list(self.states.values())
 
 
 def map_reduce(
@@ -142,6 +178,10 @@ def map_reduce(
     shared: Any = None,
     *,
     per_block: Callable[[int], dict[str, Any] | None] | None = None,
+    states: Sequence[Any] | Mapping[int, Any] | None = None,
+    keep: bool = False,
+    summaries: bool = False,
+    xsq: bool = True,
     split_every: int = SPLIT_EVERY,
     raw: bool = False,
     aligned: dict[str, Any] | None = None,
@@ -153,15 +193,69 @@ def map_reduce(
     ----------
     src : the data source
     kernel : ``kernel(rows (m, d), w (m,) or None, xsq (m,) or None, shared, *, offset,
-        [scale], **consts) -> partial`` where partials support ``+``
-    shared : one operand every task receives (the prepared centres)
+        [scale], [state], **consts)``; returns a partial result that supports ``+``, or
+        with ``keep`` / ``summaries`` the tuple ``(partial, [new state], [summary])``
+    shared : one operand every task receives (the prepared centres); a plain tuple of
+        operands enters the graph entry by entry (see :func:`shared_operand`)
     per_block : block index -> extra keyword constants for that block, or None to skip
-        the block (mini-batches); every block by default
+        the block (mini-batches, settled blocks); every block by default
+    states : block index -> the state an earlier pass kept for that block (numpy, or a
+        future where the block is held), passed to the kernel as ``state=``; not for a
+        dask array
+    keep : keep each mapped block's new state where the block is: numpy here, futures
+        in the workers on a cluster (only the reduced partial comes back). A dask
+        array's blocks keep none: its states are dropped in the tasks (None returned)
+    summaries : each mapped block's summary comes back too (not for a dask array)
+    xsq : pass each block's ``|x|^2`` when the source holds it (False for kernels that
+        never use it: their tasks then do not depend on it)
     split_every : fan-in of the reduction tree (>= 2)
     raw : the kernel accepts raw stored rows with ``scale=`` (see :class:`Source`)
     aligned : name -> (n,) numpy or dask array; each block's slice is passed to the
         kernel as that keyword (read in the same compute for dask arrays)
+
+    Returns
+    -------
+    The summed partial; with ``keep`` or ``summaries`` a :class:`Reduced`.
     """
+    blocks = _mapped_blocks(src, per_block)
+    aligned = aligned or {}
+    if not isinstance(src, DaskSource) and any(isinstance(a, da.Array)
+                                               for a in aligned.values()):
+        # a dask array read alongside the rows (true labels): the whole pass goes the
+        # dask-array route (a dask array handed to a delayed task fails with query
+        # planning); only evaluation passes do this
+        if per_block is not None or states is not None or keep or summaries:
+            raise ValueError("aligned dask arrays need every block (no per_block) and no "
+                             "per-block state")
+        src = DaskSource(src.to_dask()).with_options(weights=src.weights)
+        blocks = [(i, {}) for i in range(src.n_blocks)]
+    if isinstance(src, DaskSource):
+        if states is not None or summaries:
+            raise TypeError("per-block state and summaries need a numpy or Zarr source, "
+                            "not a dask array")
+        total = _map_reduce_dask(src, kernel, shared, blocks, split_every, raw, aligned,
+                                 first_only=keep)
+        return Reduced(total, None, None) if keep else total
+    n_out = 1 + int(keep) + int(summaries)
+    # with per-block outputs on the local scheduler and no tree to build, each block's
+    # outputs come back as one result (no task splits the tuples apart: dask's own
+    # time per compute counts in fits of many short passes)
+    whole = n_out > 1 and not using_distributed() and len(blocks) <= split_every
+    tasks = _block_tasks(src, kernel, shared, blocks, states, xsq, raw, aligned,
+                         nout=None if (n_out == 1 or whole) else n_out)
+    if n_out == 1:
+        parts = delayed_tree(tasks, split_every)
+        out = compute(*parts, n_tasks=len(blocks))
+        return add_all(*out) if len(parts) > 1 else out
+    index = [i for i, _ in blocks]
+    if whole:
+        return _reduce_whole(tasks, index, keep, summaries)
+    return _reduce_split(tasks, index, keep, summaries, split_every)
+
+
+def _mapped_blocks(src: Source, per_block: Callable[[int], dict[str, Any] | None] | None
+                   ) -> list[tuple[int, dict[str, Any]]]:
+    """(block index, its constants) of every block the pass maps, in block order."""
     blocks: list[tuple[int, dict[str, Any]]] = []
     for i in range(src.n_blocks):
         consts = {} if per_block is None else per_block(i)
@@ -169,46 +263,86 @@ def map_reduce(
             blocks.append((i, consts))
     if not blocks:
         raise ValueError("a pass needs at least one block")
-    aligned = aligned or {}
-    if not isinstance(src, DaskSource) and any(isinstance(a, da.Array)
-                                               for a in aligned.values()):
-        # a dask array read alongside the rows (true labels): the whole pass goes the
-        # dask-array route (a dask array handed to a delayed task fails with query
-        # planning); only evaluation passes do this
-        if per_block is not None:
-            raise ValueError("aligned dask arrays need every block (no per_block)")
-        src = DaskSource(src.to_dask()).with_options(weights=src.weights)
-        blocks = [(i, {}) for i in range(src.n_blocks)]
-    task_src = TaskSource(src)
-    if isinstance(src, DaskSource):
-        return _map_reduce_dask(src, task_src, kernel, shared, blocks, split_every, raw, aligned)
+    return blocks
+
+
+def _block_task(kernel: Callable[..., Any], task_src: TaskSource, rows: Any, w: Any,
+                xsq: Any, shared: Any, offset: int, consts: dict[str, Any], raw: bool,
+                *state: Any) -> Any:
+    """One block's task: :func:`call_kernel`, with the block's kept state (a positional
+    argument, so that a future of it is a dependency the scheduler resolves)."""
+    if state:
+        consts = {**consts, "state": state[0]}
+    return call_kernel(kernel, task_src, rows, w, xsq, shared, offset, consts, raw)
+
+
+def _block_tasks(src: Source, kernel: Callable[..., Any], shared: Any,
+                 blocks: list[tuple[int, dict[str, Any]]],
+                 states: Sequence[Any] | Mapping[int, Any] | None, xsq: bool, raw: bool,
+                 aligned: dict[str, Any], nout: int | None) -> list[Any]:
+    """The delayed task of each mapped block (``nout``: outputs to split apart)."""
 
     def rows_of(a: Any, i: int) -> Any:
         return None if a is None else a[src.offsets[i]:src.offsets[i + 1]]
 
+    task_src = TaskSource(src)
     s = shared_operand(shared, len(blocks))
-    task = dask.delayed(call_kernel, pure=False)
-    parts = [
-        task(kernel, task_src, src.block(i), rows_of(src.weights, i), src.block_xsq(i), s,
-             src.offset(i), {**consts, **{k: rows_of(a, i) for k, a in aligned.items()}}, raw)
+    task = dask.delayed(_block_task, pure=False, nout=nout)
+    return [
+        task(kernel, task_src, src.block(i), rows_of(src.weights, i),
+             src.block_xsq(i) if xsq else None, s, src.offset(i),
+             {**consts, **{k: rows_of(a, i) for k, a in aligned.items()}}, raw,
+             *(() if states is None else (states[i],)))
         for i, consts in blocks
     ]
-    parts = delayed_tree(parts, split_every)
-    out = compute(*parts, n_tasks=len(blocks))
-    return add_all(*out) if len(parts) > 1 else out
+
+
+def _reduce_whole(tasks: list[Any], index: list[int], keep: bool, summaries: bool
+                  ) -> Reduced:
+    """Each task's ``(partial, [state], [summary])`` computed as one result (local
+    scheduler, one level), the partials added here."""
+    with local_blas(len(index)):
+        (got,) = dask.compute(tasks)
+    return Reduced(add_all(*(g[0] for g in got)),
+                   dict(zip(index, (g[1] for g in got), strict=True)) if keep else None,
+                   dict(zip(index, (g[-1] for g in got), strict=True)) if summaries else None)
+
+
+def _reduce_split(tasks: list[Any], index: list[int], keep: bool, summaries: bool,
+                  split_every: int) -> Reduced:
+    """Tree-reduce the partials of tasks with per-block outputs, in one compute; the
+    kept states stay in the workers as futures on a cluster."""
+    parts = delayed_tree([t[0] for t in tasks], split_every)
+    kept = [t[1] for t in tasks] if keep else []
+    sums = [t[1 + int(keep)] for t in tasks] if summaries else []
+    if using_distributed():
+        from distributed import default_client
+
+        client = default_client()
+        futures = client.compute([*parts, *sums, *kept])
+        got = client.gather(futures[:len(parts) + len(sums)])
+        new = futures[len(parts) + len(sums):]
+    else:
+        with local_blas(len(index)):
+            got, new = dask.compute([*parts, *sums], kept)
+    return Reduced(add_all(*got[:len(parts)]),
+                   dict(zip(index, new, strict=True)) if keep else None,
+                   dict(zip(index, got[len(parts):], strict=True)) if summaries else None)
 
 
 def _dask_block(cols: list[np.ndarray], *rest: Any, kernel: Callable[..., Any],
                 task_src: TaskSource, shared: Any, raw: bool, weighted: bool,
-                names: tuple[str, ...]) -> np.ndarray:
+                names: tuple[str, ...], first_only: bool) -> np.ndarray:
     """``da.blockwise`` body: one block's partial in a 1-element object array (``cols``:
-    the block as the one-element list of its column blocks)."""
+    the block as the one-element list of its column blocks; ``first_only``: the kernel
+    returns ``(partial, state)`` and the state is dropped)."""
     (x,) = cols  # not concatenated by dask: that copied every block in every pass
     w = rest[0] if weighted else None
     info = rest[-1][0]
     consts = {**info["consts"], **dict(zip(names, rest[int(weighted):-1], strict=True))}
     out = np.empty((1,), dtype=object)
-    out[0] = call_kernel(kernel, task_src, x, w, None, shared, info["offset"], consts, raw)
+    got = call_kernel(kernel, task_src, x, w, None, shared, info["offset"], consts, raw)
+    out[0] = got[0] if first_only else got
     return out
 
 
@@ -244,9 +378,10 @@ def reduce_blocks(parts: da.Array, split_every: int = SPLIT_EVERY) -> da.Array:
     )
 
 
-def _map_reduce_dask(src: DaskSource, task_src: TaskSource, kernel: Callable[..., Any],
-                     shared: Any, blocks: list[tuple[int, dict[str, Any]]], split_every: int,
-                     raw: bool, aligned: dict[str, Any]) -> Any:
+def _map_reduce_dask(src: DaskSource, kernel: Callable[..., Any], shared: Any,
+                     blocks: list[tuple[int, dict[str, Any]]], split_every: int, raw: bool,
+                     aligned: dict[str, Any], *, first_only: bool) -> Any:
+    """:func:`map_reduce`'s dask-array route: ``da.blockwise`` and ``da.reduction``."""
     X = src.X
     vectors = [a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=-1)
                for a in ([] if src.weights is None else [src.weights]) + list(aligned.values())]
@@ -263,8 +398,9 @@ def _map_reduce_dask(src: DaskSource, task_src: TaskSource, kernel: Callable[...
         args += [v, "i"]
     args += [da.from_array(info, chunks=1), "i"]
     parts = da.blockwise(
-        _dask_block, "i", *args, kernel=kernel, task_src=task_src, shared=shared, raw=raw,
-        weighted=src.weights is not None, names=tuple(aligned), concatenate=False,
+        _dask_block, "i", *args, kernel=kernel, task_src=TaskSource(src), shared=shared,
+        raw=raw, weighted=src.weights is not None, names=tuple(aligned),
+        first_only=first_only, concatenate=False,
         align_arrays=False, dtype=object,
         meta=np.empty((0,), dtype=object), adjust_chunks={"i": 1},
     )
@@ -285,30 +421,90 @@ def _read_block(block: ZarrBlock, task_src: TaskSource, with_xsq: bool
 
 
 def hold(src: Source, *, with_xsq: bool = True) -> Source:
-    """``src`` with its blocks read once, now (one compute, one task per block) and
-    kept in memory (numpy here, futures in the workers on a cluster) when the source
-    asks for it (:meth:`ZarrSource.wants_cache`); every later pass takes
-    the decoded rows instead of reading and decoding the store. Stored rows stay as
-    stored (uint8: a quarter of float32), with each row's ``|x|^2`` unless
-    ``with_xsq`` is False (k-medians never uses it). Other sources are returned as they
-    are."""
+    """``src`` with its rows held in memory for every later pass of a fit, with each
+    row's ``|x|^2`` unless ``with_xsq`` is False (k-medians never uses it): the one
+    place rows are held.
+
+    - an in-memory array here: its ``|x|^2`` computed once (a pass need not recompute
+      it);
+    - an in-memory array on a cluster: its blocks shipped to the workers once, spread
+      out, each block's ``|x|^2`` computed in the worker holding it;
+    - a store (:class:`ZarrSource`) that asks for it (:meth:`ZarrSource.wants_cache`:
+      within the memory budget by default): its blocks read once, now (one compute,
+      one task per block), and kept as stored (uint8: a quarter of float32), numpy
+      here or futures in the workers; every later pass takes the decoded rows instead
+      of reading and decoding the store;
+    - anything else (a dask array, a store streamed by choice): as it is.
+
+    An in-memory source is completed in place and returned (its rows are already the
+    caller's memory; holding adds their norms and where they live); a held store is a
+    new source (the store itself can still be streamed). Holding twice does nothing
+    more.
+    """
+    if isinstance(src, ArraySource):
+        return _hold_array(src, with_xsq)
     if not isinstance(src, ZarrSource) or src.held is not None:
         return src
     if not src.wants_cache(memory_budget()):
         return src
-    task_src = TaskSource(src)
-    read = dask.delayed(_read_block, pure=False, nout=2)
     if using_distributed():
-        from distributed import default_client, wait
+        return _hold_store_in_workers(src, with_xsq)
+    return _hold_store_here(src, with_xsq)
 
-        # each block's |x|^2 too, held next to it (as for local blocks: without it
-        # every pass on the cluster recomputes it)
-        parts = [read(src.block(i), task_src, with_xsq) for i in range(src.n_blocks)]
-        wanted = [p[0] for p in parts] + ([p[1] for p in parts] if with_xsq else [])
-        futures = default_client().compute(wanted)
-        wait(futures)
-        return src.with_held(futures[:src.n_blocks], futures[src.n_blocks:] or None)
-    # |x|^2 once for every pass, as for in-memory arrays (a pass need not recompute it)
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    """A received block as an aligned C-contiguous array: buffers a worker receives may
+    be unaligned for float32, which slows every kernel."""
+    return a if a.flags.aligned and a.flags.c_contiguous else np.array(a, order="C")
+
+
+def _block_xsq(rows: np.ndarray) -> np.ndarray:
+    """(m,) float64 ``|x|^2`` of a block held in a worker, computed there."""
+    return row_norms_sq(rows, np.float64)
+
+
+def _hold_array(src: ArraySource, with_xsq: bool) -> ArraySource:
+    """:func:`hold` for an in-memory array (in place)."""
+    if not using_distributed():
+        if with_xsq and src.xsq is None:
+            src.xsq = row_norms_sq(src.X, np.float64)
+        return src
+    from distributed import default_client
+
+    client = default_client()
+    if src.held is None:
+        # scattered explicitly, a block per worker thread: ``persist`` of a
+        # ``from_array`` graph may leave every block on one worker
+        threads = max(1, sum(client.nthreads().values()))
+        offsets = even_offsets(src.n, memory_block_rows(src.n, src.d, src.dtype.itemsize,
+                                                        threads))
+        parts = [src.X[a:b] for a, b in itertools.pairwise(offsets)]
+        src.offsets = offsets
+        src.held = [client.submit(_aligned, f, pure=False)
+                    for f in client.scatter(parts, hash=False)]
+    if with_xsq and src.xsq is None:
+        src.xsq = [client.submit(_block_xsq, f, pure=False) for f in src.held]
+    return src
+
+
+def _hold_store_in_workers(src: ZarrSource, with_xsq: bool) -> ZarrSource:
+    """:func:`hold` for a store on a cluster: futures of the blocks (and of their
+    ``|x|^2``, held next to them: without it every pass on the cluster recomputes it)."""
+    from distributed import default_client, wait
+
+    read = dask.delayed(_read_block, pure=False, nout=2)
+    task_src = TaskSource(src)
+    parts = [read(src.block(i), task_src, with_xsq) for i in range(src.n_blocks)]
+    wanted = [p[0] for p in parts] + ([p[1] for p in parts] if with_xsq else [])
+    futures = default_client().compute(wanted)
+    wait(futures)
+    return src.with_held(futures[:src.n_blocks], futures[src.n_blocks:] or None)
+
+
+def _hold_store_here(src: ZarrSource, with_xsq: bool) -> ZarrSource:
+    """:func:`hold` for a store under the local scheduler: numpy blocks and ``|x|^2``."""
+    read = dask.delayed(_read_block, pure=False, nout=2)
+    task_src = TaskSource(src)
     out = compute(*[read(src.block(i), task_src, with_xsq) for i in range(src.n_blocks)],
                   n_tasks=src.n_blocks)
     out = out if src.n_blocks > 1 else [out]
@@ -322,52 +518,3 @@ def hold(src: Source, *, with_xsq: bool = True) -> Source:
     # (otherwise every pass of the fit runs on fewer threads than there are)
     views = [v for b in blocks for v in np.array_split(b, min(pieces, max(len(b), 1)))]
     return src.with_held(views, xsq, offsets=block_offsets([len(v) for v in views]))
-
-
-# --------------------------------------------------------------------------- per-block state
-
-
-def _call_with_state(kernel: Callable[..., Any], task_src: TaskSource, rows: Any, w: Any,
-                     shared: Any, offset: int, state: Any, raw: bool) -> Any:
-    return call_kernel(kernel, task_src, rows, w, None, shared, offset, {"state": state}, raw)
-
-
-def map_reduce_kept(
-    src: Source, kernel: Callable[..., Any], shared: Any, states: Sequence[Any] | None, *,
-    keep: bool, split_every: int = SPLIT_EVERY, raw: bool = False,
-) -> tuple[Any, list[Any] | None]:
-    """:func:`map_reduce` over every block of a numpy or Zarr source whose tasks also
-    receive ``state=states[i]`` (something a block's task made in an earlier pass,
-    kept where it was made) and, with ``keep``, return ``(partial, new state)``: the
-    partials are tree-reduced and the new states kept (numpy here, futures in the
-    workers on a cluster: only the reduced partial comes back). One compute.
-
-    Returns (summed partial, new states or None).
-    """
-    if isinstance(src, DaskSource):
-        raise TypeError("per-block state needs a numpy or Zarr source, not a dask array")
-    n = src.n_blocks
-    task_src = TaskSource(src)
-    s = shared_operand(shared, n)
-    task = dask.delayed(_call_with_state, pure=False, nout=2 if keep else None)
-    parts, kept = [], []
-    for i in range(n):
-        w = None if src.weights is None else src.weights[src.offsets[i]:src.offsets[i + 1]]
-        out = task(kernel, task_src, src.block(i), w, s, src.offset(i),
-                   None if states is None else states[i], raw)
-        if keep:
-            part, state = out
-            parts.append(part)
-            kept.append(state)
-        else:
-            parts.append(out)
-    parts = delayed_tree(parts, split_every)
-    if keep and using_distributed():  # the states stay in the workers as futures
-        from distributed import default_client
-
-        client = default_client()
-        futures = client.compute([*parts, *kept])
-        return add_all(*client.gather(futures[:len(parts)])), futures[len(parts):]
-    with local_blas(n):
-        got, got_kept = dask.compute(parts, kept)
-    return add_all(*got), (list(got_kept) if keep else None)

@@ -1,8 +1,8 @@
 """The passes over a source that the algorithms make, each a thin wrapper that names
 a kernel of :mod:`daskmeans.kernels` and maps it with
-:func:`~daskmeans.engine.mapreduce.map_reduce` (or
-:func:`~daskmeans.engine.mapreduce.map_reduce_kept` for per-block state kept between
-passes): one read of the data and one compute each. The lazy maps at the end
+:func:`~daskmeans.engine.mapreduce.map_reduce` (with per-block state kept where the
+blocks are, for the passes that carry labels, bounds or tree nodes from one pass to
+the next): one read of the data and one compute each. The lazy maps at the end
 (:func:`predict_lazy`, :func:`transform_lazy`, ...) are per-block results returned as
 dask arrays instead of reduced.
 """
@@ -19,19 +19,9 @@ import numpy as np
 
 from ..kernels import bisect, bounds, common, init, lloyd, medians, scores, silhouette
 from ..kernels.metric import Metric, as_metric
-from .mapreduce import (
-    SPLIT_EVERY,
-    TaskSource,
-    add_all,
-    call_kernel,
-    delayed_tree,
-    map_reduce,
-    map_reduce_kept,
-    reduce_blocks,
-    shared_operand,
-)
-from .schedule import compute, local_blas, using_distributed, worker_blas
-from .source import ArraySource, DaskSource, NonFiniteError, Source, ZarrSource, reads_raw_uint8
+from .mapreduce import SPLIT_EVERY, map_reduce, reduce_blocks
+from .schedule import compute, local_blas, worker_blas
+from .source import ArraySource, NonFiniteError, Source, ZarrSource, reads_raw_uint8
 
 __all__ = [
     "batch_pass",
@@ -141,48 +131,13 @@ def bounds_pass(
 
     Returns (summed partial, new bounds of the blocks read, their summaries).
     """
-    blocks = sorted(steps)
-    if not blocks:
-        raise ValueError("a pass needs at least one block")
-    task_src = TaskSource(src)
-    cen = shared_operand(common.Centres(C, src.dtype), len(blocks))
-    C64 = shared_operand(np.asarray(C, np.float64), len(blocks))
-    local = not using_distributed()
-
-    def calls(nout: int | None) -> list[Any]:
-        task = dask.delayed(_bounds_call, pure=False, nout=nout)
-        return [task(task_src, src.block(i),
-                     None if src.weights is None else src.weights[src.offset(i):src.offset(i + 1)],
-                     states[i], steps[i], cen, C64, groups, src.offset(i), version, n_top,
-                     moments) for i in blocks]
-
-    if local and len(blocks) <= split_every:
-        # each block's (partial, bounds, summary) as one result, the partials added here:
-        # (halves dask's own time per compute, which matters for fits of many short passes)
-        with local_blas(len(blocks)):
-            (got,) = dask.compute(calls(None))
-        by = dict(zip(blocks, got, strict=True))
-        return (add_all(*(g[0] for g in got)), {i: g[1] for i, g in by.items()},
-                {i: g[2] for i, g in by.items()})
-    parts, new, summaries = [], {}, {}
-    for i, (p, st, sm) in zip(blocks, calls(3), strict=True):
-        parts.append(p)
-        new[i], summaries[i] = st, sm
-    parts = delayed_tree(parts, split_every)
-    if not local:  # the bounds stay in the workers as futures
-        from distributed import default_client
-
-        client = default_client()
-        futures = client.compute([*parts, *summaries.values(), *new.values()])
-        got = client.gather(futures[:len(parts) + len(summaries)])
-        total = add_all(*got[:len(parts)])
-        sums = dict(zip(summaries, got[len(parts):], strict=True))
-        return total, dict(zip(new, futures[len(parts) + len(summaries):], strict=True)), sums
-    with local_blas(len(blocks)):
-        out = dask.compute(parts, list(new.values()), list(summaries.values()))
-    got_parts, got_new, got_sums = out
-    return (add_all(*got_parts), dict(zip(new, got_new, strict=True)),
-            dict(zip(summaries, got_sums, strict=True)))
+    kernel = functools.partial(_bounds_kernel, groups=groups, version=version, n_top=n_top,
+                               moments=moments)
+    out = map_reduce(src, kernel, (common.Centres(C, src.dtype), np.asarray(C, np.float64)),
+                     per_block=lambda i: {"step": steps[i]} if i in steps else None,
+                     states=states, keep=True, summaries=True, xsq=False,
+                     split_every=split_every, raw=True)
+    return out.total, out.states, out.summaries
 
 
 def bounds_labels(states: Sequence[Any]) -> np.ndarray | None:
@@ -194,22 +149,13 @@ def bounds_labels(states: Sequence[Any]) -> np.ndarray | None:
     return None if (labels < 0).any() else labels
 
 
-def _bounds_call(task_src: TaskSource, rows: Any, w: Any, state: bounds.BlockBounds,
-                 step: bounds.Drift | None, C: common.Centres, C64: np.ndarray,
-                 groups: np.ndarray | None, offset: int, version: int, n_top: int,
-                 moments: bool
-                 ) -> tuple[bounds.BoundsPartial, bounds.BlockBounds, bounds.BoundsSummary]:
-    kernel = functools.partial(_bounds_kernel, state=state, step=step, C64=C64,
-                               groups=groups, version=version, n_top=n_top, moments=moments)
-    return call_kernel(kernel, task_src, rows, w, None, C, offset, {}, True)
-
-
 def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                   C: common.Centres, *, offset: int, state: bounds.BlockBounds,
-                   step: bounds.Drift | None,
-                   C64: np.ndarray, groups: np.ndarray | None, version: int, n_top: int,
-                   moments: bool, scale: float | None = None
+                   centres: tuple[common.Centres, np.ndarray], *, offset: int,
+                   state: bounds.BlockBounds, step: bounds.Drift | None,
+                   groups: np.ndarray | None, version: int, n_top: int, moments: bool,
+                   scale: float | None = None
                    ) -> tuple[bounds.BoundsPartial, bounds.BlockBounds, bounds.BoundsSummary]:
+    C, C64 = centres
     return bounds.bounds_block(x, C, state, step, w, version=version, n_top=n_top,
                                moments=moments, offset=offset, scale=scale, centres64=C64,
                                groups=groups)
@@ -225,21 +171,17 @@ def median_assign_pass(
     block is (numpy, or futures on a cluster) for the iteration's later passes; None
     for a dask array (no public per-block state: later passes assign again)."""
     kernel = functools.partial(_median_assign_kernel, grid=grid, n_top=n_top, moments=moments)
-    cen = medians.L1Centres(C)
-    if isinstance(src, DaskSource):
-        return map_reduce(src, functools.partial(kernel, keep=False), cen,
-                          split_every=split_every, raw=grid.raw), None
-    return map_reduce_kept(src, functools.partial(kernel, keep=True), cen, None, keep=True,
-                           split_every=split_every, raw=grid.raw)
+    out = map_reduce(src, kernel, medians.L1Centres(C), keep=True, xsq=False,
+                     split_every=split_every, raw=grid.raw)
+    return out.total, out.state_list()
 
 
 def _median_assign_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                           C: medians.L1Centres, *, offset: int, grid: medians.MedianGrid,
-                          n_top: int, moments: bool, keep: bool, scale: float | None = None,
-                          state: Any = None) -> Any:
-    part, labels = medians.median_assign(x, C, w, grid=grid, offset=offset, n_top=n_top,
-                                   moments=moments, scale=scale)
-    return (part, labels) if keep else part
+                          n_top: int, moments: bool, scale: float | None = None
+                          ) -> tuple[medians.MedianPartial, np.ndarray]:
+    return medians.median_assign(x, C, w, grid=grid, offset=offset, n_top=n_top,
+                                 moments=moments, scale=scale)
 
 
 def median_refine_pass(src: Source, grid: medians.MedianGrid, step: medians.MedianStep,
@@ -248,11 +190,8 @@ def median_refine_pass(src: Source, grid: medians.MedianGrid, step: medians.Medi
     """A later pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_refine`)
     over the blocks with their kept ``labels`` (or, when None, assigning the rows
     again with ``step.centres``): one compute."""
-    kernel = functools.partial(_median_refine_kernel, grid=grid)
-    if labels is None:
-        return map_reduce(src, kernel, step, split_every=split_every, raw=grid.raw)
-    return map_reduce_kept(src, kernel, step, labels, keep=False, split_every=split_every,
-                           raw=grid.raw)[0]
+    return map_reduce(src, functools.partial(_median_refine_kernel, grid=grid), step,
+                      states=labels, xsq=False, split_every=split_every, raw=grid.raw)
 
 
 def _median_refine_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
@@ -336,11 +275,9 @@ def bisect_pass(src: Source, step: bisect.BisectStep, split_every: int = SPLIT_E
     store's uint8 rows reach the kernels raw (:func:`reads_raw_uint8`): each row is
     scaled as it is used, not the whole block in every pass (the same results).
     """
-    if isinstance(src, DaskSource):
-        kernel = functools.partial(_bisect_kernel, keep=False)
-        return map_reduce(src, kernel, step, split_every=split_every), None
-    return map_reduce_kept(src, functools.partial(_bisect_kernel, keep=keep), step, nodes,
-                           keep=keep, split_every=split_every, raw=reads_raw_uint8(src))
+    out = map_reduce(src, functools.partial(_bisect_kernel, keep=keep), step, states=nodes,
+                     keep=keep, xsq=False, split_every=split_every, raw=reads_raw_uint8(src))
+    return (out.total, out.state_list()) if keep else (out, None)
 
 
 def _bisect_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,

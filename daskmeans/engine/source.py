@@ -5,7 +5,7 @@ A :class:`Source` is built once per call from whatever the user gave (:func:`as_
 a numpy array, a dask array, a Zarr array or group, a store path or URL) and passed down
 explicitly; nothing is looked up globally. Its kinds:
 
-- :class:`ArraySource`: an in-memory array, in one block per thread (scattered to the
+- :class:`ArraySource`: an in-memory array, in one block per thread (held in the
   workers once on a cluster);
 - :class:`ZarrSource`: a Zarr array read block by block inside the tasks
   (:class:`ZarrBlock`), or its blocks held in memory for a fit;
@@ -20,7 +20,6 @@ A block's rows start at ``offsets[i]`` and end at ``offsets[i + 1]`` (its *offse
 from __future__ import annotations
 
 import copy
-import itertools
 import os
 from typing import Any
 
@@ -103,6 +102,9 @@ class Source:
     xsq : ``|x|^2`` of the rows computed once for every pass, or None: (n,) float64
         numpy, or one future per block when the blocks are held in a cluster's workers
         (see :meth:`block_xsq`)
+    held : the blocks as :func:`daskmeans.engine.mapreduce.hold` keeps them (numpy
+        arrays, or futures in a cluster's workers), or None: then every pass reads them
+        from where the source has them
     lazy : results derived from the rows stay lazy (dask) rather than numpy
     """
 
@@ -116,6 +118,7 @@ class Source:
         self.normalize = False
         self.weights: Any = None
         self.xsq: np.ndarray | list[Any] | None = None
+        self.held: list[Any] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -171,8 +174,9 @@ class Source:
 
 class ArraySource(Source):
     """An in-memory (n, d) float array, in one block per thread (see
-    :func:`memory_block_rows`); on a ``distributed`` cluster the blocks are scattered
-    to the workers once (:meth:`scatter`) and every pass reuses them."""
+    :func:`memory_block_rows`); on a ``distributed`` cluster its blocks are held in
+    the workers once (:func:`daskmeans.engine.mapreduce.hold`: :attr:`held`) and every
+    pass reuses them."""
 
     lazy = False
 
@@ -181,41 +185,14 @@ class ArraySource(Source):
         rows = block_rows or memory_block_rows(n, d, X.dtype.itemsize)
         super().__init__(n, d, X.dtype, even_offsets(n, rows))
         self.X = X
-        self._futures: list[Any] | None = None
-
-    def scatter(self, client: Any, *, xsq: bool = False) -> None:
-        """Ship the blocks to the cluster's workers once, spread out (``persist`` of a
-        ``from_array`` graph may leave every block on one worker); ``xsq``: also compute
-        each block's ``|x|^2`` once, in the worker holding it (as :attr:`xsq`)."""
-        threads = max(1, sum(client.nthreads().values()))
-        rows = memory_block_rows(self.n, self.d, self.dtype.itemsize, threads)
-        self.offsets = even_offsets(self.n, rows)
-        parts = [self.X[a:b] for a, b in itertools.pairwise(self.offsets)]
-        # received buffers may be unaligned for float32, which slows every kernel:
-        # keep an aligned copy on the worker instead
-        self._futures = [client.submit(_aligned, f, pure=False)
-                         for f in client.scatter(parts, hash=False)]
-        if xsq:
-            self.xsq = [client.submit(_block_xsq, f, pure=False) for f in self._futures]
 
     def block(self, i: int) -> Any:
-        if self._futures is not None:
-            return self._futures[i]
+        if self.held is not None:
+            return self.held[i]
         return self.X[self.offsets[i]:self.offsets[i + 1]]
 
     def to_dask(self) -> da.Array:
         return da.from_array(self.X, chunks=(tuple(np.diff(self.offsets).tolist()), -1))
-
-
-def _aligned(a: np.ndarray) -> np.ndarray:
-    return a if a.flags.aligned and a.flags.c_contiguous else np.array(a, order="C")
-
-
-def _block_xsq(rows: np.ndarray) -> np.ndarray:
-    """(m,) float64 ``|x|^2`` of a scattered block, computed in its worker."""
-    from ..kernels.common import row_norms_sq
-
-    return row_norms_sq(rows, np.float64)
 
 
 class ZarrSource(Source):
@@ -258,7 +235,6 @@ class ZarrSource(Source):
         self.array = array
         self.offsets = self._grouped(per_task)
         self.cache = cache
-        self.held: list[Any] | None = None
         self.files = ChunkFiles.of(array)  # None: zarr reads the blocks
 
     @property

@@ -1,6 +1,7 @@
-"""map_reduce, map_reduce_kept and hold, tested on their own with trivial kernels
-against brute-force numpy results: every source kind, several chunkings, threads and
-one LocalCluster run that proves where its tasks ran."""
+"""map_reduce (with and without per-block state) and hold, tested on their own with
+trivial kernels against brute-force numpy results: every source kind, several
+chunkings, threads and LocalCluster runs that prove where their tasks ran and where
+the kept states stay."""
 
 from __future__ import annotations
 
@@ -165,18 +166,19 @@ def test_map_reduce_kept_hands_each_block_its_own_state(kind: str, tmp_path: Pat
     src = _source(kind, X, CHUNKINGS["uneven"], tmp_path)
     kernel = functools.partial(keep_labels, n=N)
     with dask.config.set(scheduler="threads"):
-        first, states = mapreduce.map_reduce_kept(src, kernel, v, None, keep=True)
+        out = mapreduce.map_reduce(src, kernel, v, keep=True)
+        first, states = out.total, out.state_list()
         assert states is not None and len(states) == src.n_blocks
-        second, none = mapreduce.map_reduce_kept(
-            src, lambda *a, **k: kernel(*a, **k)[0], v, states, keep=False)
+        second = mapreduce.map_reduce(
+            src, lambda *a, **k: kernel(*a, **k)[0], v, states=states)
     np.testing.assert_array_equal(first.values, X @ v)
     np.testing.assert_array_equal(second.values, 2 * (X @ v))  # the state of its own block
-    assert none is None
+    assert not isinstance(second, mapreduce.Reduced)  # nothing kept: the partial alone
     for i, st in enumerate(states):
         np.testing.assert_array_equal(st, X[src.offsets[i]:src.offsets[i + 1]] @ v)
     with pytest.raises(TypeError, match="per-block state"):
-        mapreduce.map_reduce_kept(DaskSource(da.from_array(X, chunks=(10, D))), kernel, v,
-                                  None, keep=True)
+        mapreduce.map_reduce(DaskSource(da.from_array(X, chunks=(10, D))), kernel, v,
+                             states=states)
 
 
 def test_map_reduce_runs_on_the_cluster(local_cluster, tmp_path: Path) -> None:
@@ -190,7 +192,7 @@ def test_map_reduce_runs_on_the_cluster(local_cluster, tmp_path: Path) -> None:
         workers = set(local_cluster.scheduler_info()["workers"])
         scattered = ArraySource(X)
         with local_cluster.as_current():
-            scattered.scatter(local_cluster, xsq=True)
+            assert mapreduce.hold(scattered) is scattered  # its blocks in the workers
             for src in (scattered, _zarr_source(tmp_path, X, 10),
                         DaskSource(da.from_array(X, chunks=(CHUNKINGS["uneven"], D)))):
                 got = mapreduce.map_reduce(src, functools.partial(place, n=N), v)
