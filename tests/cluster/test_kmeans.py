@@ -17,8 +17,7 @@ from sklearn.metrics import adjusted_rand_score
 from daskmeans import KMeans, as_source, io, open_dataset, open_source
 from daskmeans._validation import InvalidParameterError
 from daskmeans.engine.source import ArraySource, ZarrBlock, ZarrSource
-
-from .conftest import no_compute
+from tests.conftest import no_compute
 
 
 @pytest.fixture(scope="module")
