@@ -30,6 +30,7 @@ from . import io
 from ._progress import Progress, ProgressCallback
 from .cluster import KMeans, MiniBatchKMeans
 from .engine import schedule
+from .kernels.metric import EUCLIDEAN
 
 __all__ = ["QuantizedImage", "assign_colors", "color_lut", "psnr", "quantize"]
 
@@ -38,31 +39,26 @@ log = logging.getLogger(__name__)
 #: images with at least this many pixels are assigned through the 2**24 lookup table
 #: (building it costs about as much as assigning 16.7 M pixels directly).
 LUT_MIN_PIXELS = 24_000_000
-_PIX_BLOCK = 1 << 16
 
 
-def _palette_terms(palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    P = np.asarray(palette, dtype=np.float32) / np.float32(255)
-    return np.ascontiguousarray((-2 * P).T), np.einsum("ij,ij->i", P, P)
+def _palette_rows(palette: np.ndarray) -> np.ndarray:
+    """The palette as the estimators see its colours: (k, 3) float32 in [0, 1]."""
+    return np.asarray(palette, dtype=np.float32) / np.float32(255)
 
 
 def assign_colors(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Nearest palette entry of each uint8 RGB pixel; (..., 3) -> (...) uint8/uint16.
 
-    Distances are computed on colours scaled to [0, 1] in float32, in blocks of 65,536
-    pixels so the (block, k) distance matrix stays in cache.
+    The nearest-centre rule of the estimators
+    (:meth:`daskmeans.kernels.metric.Metric.nearest_labels`): colours scaled to [0, 1]
+    in float32 by the GEMM, near ties settled in float64, so a pixel gets the label
+    ``KMeans.predict`` gives it for centres ``palette / 255``. The pixels are scaled
+    a block at a time inside the labelling: no float32 copy of the tile.
     """
-    m2t, psq = _palette_terms(palette)
     flat = np.asarray(pixels).reshape(-1, 3)
-    out = np.empty(flat.shape[0], dtype=np.uint8 if len(palette) <= 256 else np.uint16)
-    scale = np.float32(1 / 255)
-    for s in range(0, flat.shape[0], _PIX_BLOCK):
-        xb = flat[s : s + _PIX_BLOCK].astype(np.float32)
-        xb *= scale
-        D = xb @ m2t
-        D += psq
-        out[s : s + _PIX_BLOCK] = np.argmin(D, axis=1)
-    return out.reshape(np.asarray(pixels).shape[:-1])
+    dtype = np.uint8 if len(palette) <= 256 else np.uint16
+    labels = EUCLIDEAN.nearest_labels(flat, _palette_rows(palette), scale=1 / 255)
+    return labels.astype(dtype).reshape(np.asarray(pixels).shape[:-1])
 
 
 def color_lut(palette: np.ndarray) -> np.ndarray:
