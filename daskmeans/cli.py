@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ._progress import TqdmBars
+from .progress import TqdmBars
 
 __all__ = ["main"]
 
@@ -53,7 +53,7 @@ class UserError(Exception):
 class Console:
     """What the command prints: results always, progress on a TTY unless --quiet.
 
-    :meth:`progress` is the :data:`daskmeans._progress.ProgressCallback` the commands
+    :meth:`progress` is the :data:`daskmeans.progress.ProgressCallback` the commands
     hand to the library (``callback=`` of the estimators, ``progress=`` of
     :func:`daskmeans.io.ingest` and :func:`daskmeans.quantize`): one tqdm bar per phase
     on stderr, nothing when --quiet or when stderr is not a terminal.
@@ -311,7 +311,7 @@ def _metric(args: argparse.Namespace) -> dict[str, str]:
 
 def _estimator(algorithm: str, k: int, args: argparse.Namespace, console: Console) -> Any:
     from . import BisectingKMeans, KMeans, MiniBatchKMeans
-    from ._validation import InvalidParameterError, validate_params
+    from .validation import InvalidParameterError, validate_params
 
     params: dict[str, Any] = {"n_clusters": k, "random_state": args.seed,
                               "callback": console.progress}

@@ -27,7 +27,7 @@ import zarr
 from sklearn.utils import check_random_state
 
 from . import io
-from ._progress import Progress, ProgressCallback
+from .progress import Progress, ProgressCallback
 from .cluster import KMeans, MiniBatchKMeans
 from .engine import schedule
 from .kernels.metric import EUCLIDEAN
@@ -224,7 +224,7 @@ def quantize(
     store : when given, write ``labels`` (H, W) and ``palette`` there (atomically) and
         return labels read back from it
     use_lut : force (True) or forbid (False) the 2**24 lookup table; default by size
-    progress : :data:`daskmeans._progress.ProgressCallback`, optional
+    progress : :data:`daskmeans.progress.ProgressCallback`, optional
         Told ``("quantize", step, n_steps, detail)`` before the first and after every
         step (sample the pixels, fit the palette, write the store if any, PSNR if
         computed); also given to the palette's estimator as its ``callback``, so its

@@ -19,8 +19,8 @@ import zarr
 from sklearn.utils import check_random_state
 
 from . import io
-from ._progress import ProgressCallback
-from ._progress import progress as make_progress
+from .progress import ProgressCallback
+from .progress import progress as make_progress
 from .cluster import KMeans
 from .engine import passes, schedule
 from .engine.rows import rows_to_grid
