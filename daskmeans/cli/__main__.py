@@ -1,0 +1,7 @@
+"""``python -m daskmeans.cli``: the ``daskmeans`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
