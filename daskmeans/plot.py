@@ -382,9 +382,9 @@ def pca_projection(
     svd_solver: str = "randomized", iterated_power: int = 4,
 ) -> PCAView:
     """Project the data on its first two principal components, fitted on ALL rows with
-    ``dask_ml.decomposition.PCA`` (randomized with 4 power iterations, which equals the
-    exact solution to ~1e-6; see :func:`daskmeans.engine.passes.pca_fit`; ``svd_solver="tsqr"``
-    is exact and slower), and keep a random sample of ``n_points`` rows to
+    ``dask_ml.decomposition.PCA`` (randomized with 4 power iterations, close to the exact
+    solution for drawing; see :func:`daskmeans.engine.passes.pca_fit`; ``svd_solver="tsqr"``
+    is exact), and keep a random sample of ``n_points`` rows to
     draw (all rows when there are fewer): ``np.sort(default_rng(random_state).choice(n,
     n_points, replace=False))``, as for the sampled silhouette.
 

@@ -6,9 +6,13 @@ holds one tile.
 
 Pixel assignment with 3 features is memory-bound, not GEMM-bound. For large images we
 precompute the nearest palette entry of all 2**24 RGB colours once (a 16 MiB
-lookup table, the same float32 arithmetic as the direct kernel, so the same labels)
+lookup table, built by the same assignment as the direct path, so the same labels)
 and assignment becomes one table lookup per pixel; small images use the direct
-3-feature kernel. The crossover is :data:`LUT_MIN_PIXELS`.
+assignment. The crossover is :data:`LUT_MIN_PIXELS`.
+
+Both paths assign a pixel as the estimators' ``predict`` does (the nearest-centre rule
+of :mod:`daskmeans.kernels.metric`, near ties settled in float64), for centres
+``palette / 255``.
 """
 
 from __future__ import annotations
@@ -27,17 +31,17 @@ import zarr
 from sklearn.utils import check_random_state
 
 from . import io
-from .progress import Progress, ProgressCallback
 from .cluster import KMeans, MiniBatchKMeans
 from .engine import schedule
 from .kernels.metric import EUCLIDEAN
+from .progress import Progress, ProgressCallback
 
-__all__ = ["QuantizedImage", "assign_colors", "color_lut", "psnr", "quantize"]
+__all__ = ["QuantizedImage", "assign_colors", "color_lut", "lut_labels", "psnr", "quantize"]
 
 log = logging.getLogger(__name__)
 
-#: images with at least this many pixels are assigned through the 2**24 lookup table
-#: (building it costs about as much as assigning 16.7 M pixels directly).
+#: images with at least this many pixels are assigned through the 2**24 lookup table:
+#: building it assigns 2**24 colours directly, which a larger image repays.
 LUT_MIN_PIXELS = 24_000_000
 
 
@@ -112,13 +116,19 @@ def _cached_lut(palette_bytes: bytes, k: int) -> np.ndarray:
     return color_lut(np.frombuffer(palette_bytes, dtype=np.uint8).reshape(k, 3))
 
 
+def lut_labels(pixels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Labels of uint8 RGB pixels (..., 3) through a :func:`color_lut` table: one lookup
+    per pixel."""
+    t = pixels.astype(np.uint32)
+    return lut[(t[..., 0] << 16) | (t[..., 1] << 8) | t[..., 2]]
+
+
 def _lut_tile(tile: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Labels of a tile through the palette's lookup table, built once per process
     (worker) and palette: the 16-32 MB table never travels in the graph."""
     with _LUT_LOCK:
         lut = _cached_lut(np.ascontiguousarray(palette).tobytes(), len(palette))
-    t = tile.astype(np.uint32)
-    return lut[(t[..., 0] << 16) | (t[..., 1] << 8) | t[..., 2]]
+    return lut_labels(tile, lut)
 
 
 def _take_rows(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:

@@ -68,13 +68,7 @@ def sweep(
     >>> rows = sweep(X, y, [10, 64], X_test=Xt, y_test=yt, random_state=0)  # doctest: +SKIP
     >>> write_csv(rows, "sweep.csv")                                      # doctest: +SKIP
     """
-    from ..cluster import BisectingKMeans, KMeans, MiniBatchKMeans
-
-    est_cls = {"lloyd": KMeans, "minibatch": MiniBatchKMeans,
-               "bisecting": BisectingKMeans}.get(algorithm)
-    if est_cls is None:
-        raise ValueError(f"algorithm must be 'lloyd', 'minibatch' or 'bisecting', got "
-                         f"{algorithm!r}")
+    est_cls = _estimator_class(algorithm)
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together")
     if meta is not None and "k" in meta:
@@ -108,6 +102,18 @@ def sweep(
         if callback is not None:
             callback(row)
     return rows
+
+
+def _estimator_class(algorithm: str) -> Any:
+    """The estimator :func:`sweep` fits for ``algorithm``."""
+    from ..cluster import BisectingKMeans, KMeans, MiniBatchKMeans
+
+    est_cls = {"lloyd": KMeans, "minibatch": MiniBatchKMeans,
+               "bisecting": BisectingKMeans}.get(algorithm)
+    if est_cls is None:
+        raise ValueError(f"algorithm must be 'lloyd', 'minibatch' or 'bisecting', got "
+                         f"{algorithm!r}")
+    return est_cls
 
 
 @dataclass(frozen=True)
