@@ -77,6 +77,8 @@ class _ConsoleLogHandler(logging.StreamHandler):
 
 
 def setup_logging(level: str, console: Console) -> None:
+    """The package's log lines to stderr at ``level`` (closing any progress bar first);
+    distributed's only from warnings up, unless debugging."""
     pkg = logging.getLogger("daskmeans")
     pkg.setLevel(logging.DEBUG)
     pkg.handlers.clear()

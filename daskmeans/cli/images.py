@@ -21,6 +21,8 @@ SAMPLES = ("china", "flower")  # scikit-learn's bundled photos (sklearn.datasets
 
 def run_quantize(photo: Any, colors: int, out: Path, seed: int, store: Path | None,
                  console: Console, label: str) -> list[Path]:
+    """Quantise a photo, compare it with a palette of random colours (PSNR and a
+    side-by-side picture on a preview) and say how it went; returns the files written."""
     from .. import plot
     from ..quantization import assign_colors, quantize, random_palette_psnr
 
@@ -101,6 +103,8 @@ def _nodata_arg(text: str | None) -> float | None:
 def run_segment(scene: Any, k: int, out: Any, preview: Path | None, args: argparse.Namespace,
                 console: Console, label: str,
                 storage_options: dict[str, Any] | None = None) -> list[Any]:
+    """Segment a scene, draw its preview if asked and say how it went; returns the label
+    store and the files written."""
     from .. import plot
     from ..segmentation import segment
 

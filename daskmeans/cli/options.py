@@ -17,6 +17,7 @@ __all__ = ["check_k", "check_model", "command_storage_options", "is_url", "load_
 
 
 def is_url(where: Any) -> bool:
+    """``where`` names a store at a URL (s3://...), not a local path."""
     return isinstance(where, str) and "://" in where  # as io.is_url, without importing io
 
 
@@ -78,6 +79,8 @@ def command_storage_options(args: argparse.Namespace, *where: Any) -> dict[str, 
 
 def open_split(store: str, split: str,
                storage_options: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """``(rows, labels)`` of a store's split: the rows as a source read block by block
+    in the tasks, the labels as a dask array."""
     from .. import io
     from ..engine.source import open_dataset, open_source
 
@@ -94,6 +97,7 @@ def open_split(store: str, split: str,
 
 
 def check_k(k: int, n: int, what: str = "--k") -> None:
+    """``k`` clusters are possible for ``n`` samples."""
     if k < 1:
         raise UserError(f"{what} must be >= 1, got {k}")
     if k > n:
@@ -112,6 +116,8 @@ def metric_params(args: argparse.Namespace) -> dict[str, str]:
 
 
 def make_estimator(algorithm: str, k: int, args: argparse.Namespace, console: Console) -> Any:
+    """The estimator of ``--algorithm`` with the command's options, its parameters
+    checked before any data is read or any cluster started."""
     from .. import BisectingKMeans, KMeans, MiniBatchKMeans
     from ..validation import InvalidParameterError, validate_params
 
@@ -146,6 +152,7 @@ def check_model(est: Any, X: Any, model: str) -> None:
 
 
 def writable_dir(path: Path) -> Path:
+    """``path`` as a directory this command can write into (made if missing)."""
     from .. import io
 
     try:
@@ -155,6 +162,7 @@ def writable_dir(path: Path) -> Path:
 
 
 def load_fitted(model: str) -> tuple[Any, dict[str, Any]]:
+    """``(estimator, header)`` of a model file written by ``daskmeans fit``."""
     from .. import load_model
     from ..cluster import ModelFormatError
 

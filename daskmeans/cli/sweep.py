@@ -39,6 +39,8 @@ def _dataset_name(store: Any) -> str:
 def run_sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argparse.Namespace,
               console: Console, out: Path, meta: dict[str, Any]
               ) -> tuple[list[dict[str, Any]], list[Path]]:
+    """Sweep ``ks`` (progress per K), then write the table (CSV, JSON, and markdown with
+    the recommendation) and its figures into ``out``; returns the rows and the files."""
     from .. import metrics, plot
 
     def report(row: dict[str, Any]) -> None:
@@ -65,6 +67,7 @@ def run_sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argpars
 
 
 def recommendation(rows: Sequence[dict[str, Any]]) -> str:
+    """The line saying which K the sweep's rows recommend, and why."""
     from .. import metrics
 
     return "recommendation: " + metrics.choose_k(rows)["message"]
