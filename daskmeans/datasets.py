@@ -129,8 +129,8 @@ def download(
     renamed into place only when the md5 matches. Raises :class:`ChecksumError` when
     every mirror that answered served wrong bytes, :class:`DownloadError` otherwise.
     """
-    # Not pooch 1.9 (tried: 29 lines less, tests pass): no mirror list; prints "Downloading
-    # data from" to stderr past logging/--quiet; file:// mirrors fail as a ChecksumError.
+    # Not pooch: it has no mirror list, prints "Downloading data from" to stderr past
+    # logging and --quiet, and reports a failing file:// mirror as a checksum error.
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / name
     failures: list[str] = []

@@ -21,6 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from . import metrics
+from .engine import passes
+from .kernels.common import nearest_labels
+from .metrics.scores import as_label_vector
+from .metrics.silhouettes import as_data_source, sample_index
 
 __all__ = [
     "PCAView",
@@ -378,9 +382,9 @@ def pca_projection(
     svd_solver: str = "randomized", iterated_power: int = 4,
 ) -> PCAView:
     """Project the data on its first two principal components, fitted on ALL rows with
-    ``dask_ml.decomposition.PCA`` (randomized with 4 power iterations, which equals the
-    exact solution to ~1e-6; see :func:`daskmeans.engine.passes.pca_fit`; ``svd_solver="tsqr"``
-    is exact and slower), and keep a random sample of ``n_points`` rows to
+    ``dask_ml.decomposition.PCA`` (randomized with 4 power iterations, close to the exact
+    solution for drawing; see :func:`daskmeans.engine.passes.pca_fit`; ``svd_solver="tsqr"``
+    is exact), and keep a random sample of ``n_points`` rows to
     draw (all rows when there are fewer): ``np.sort(default_rng(random_state).choice(n,
     n_points, replace=False))``, as for the sampled silhouette.
 
@@ -406,17 +410,14 @@ def pca_projection(
     >>> v.points.shape, v.centers.shape
     ((100, 2), (3, 2))
     """
-    from .engine import passes
-    from .kernels.common import nearest_labels
-
     if isinstance(n_points, bool) or not isinstance(n_points, int | np.integer) or n_points < 1:
         raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
-    src = metrics._metric_source(X)
+    src = as_data_source(X)
     n = src.n
     vectors = {}
     for name, v in (("labels_true", labels_true), ("labels_pred", labels_pred)):
         if v is not None:
-            v = metrics._as_1d(v, name)
+            v = as_label_vector(v, name)
             if v.shape[0] != n:
                 raise ValueError(f"{name} must have one entry per row of X, got "
                                  f"{v.shape[0]} for {n} rows")
@@ -429,7 +430,7 @@ def pca_projection(
     pca = passes.pca_fit(src, 2, svd_solver=svd_solver, iterated_power=iterated_power,
                           random_state=random_state)
     index = (np.arange(n, dtype=np.int64) if n <= n_points
-             else metrics._sample_index(n, int(n_points), random_state))
+             else sample_index(n, int(n_points), random_state))
     got = passes.gather_pass(src, index, vectors)
     mean = np.asarray(pca.mean_, dtype=np.float64)
     comps = np.asarray(pca.components_, dtype=np.float64)

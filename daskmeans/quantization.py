@@ -6,9 +6,13 @@ holds one tile.
 
 Pixel assignment with 3 features is memory-bound, not GEMM-bound. For large images we
 precompute the nearest palette entry of all 2**24 RGB colours once (a 16 MiB
-lookup table, the same float32 arithmetic as the direct kernel, so the same labels)
+lookup table, built by the same assignment as the direct path, so the same labels)
 and assignment becomes one table lookup per pixel; small images use the direct
-3-feature kernel. The crossover is :data:`LUT_MIN_PIXELS`.
+assignment. The crossover is :data:`LUT_MIN_PIXELS`.
+
+Both paths assign a pixel as the estimators' ``predict`` does (the nearest-centre rule
+of :mod:`daskmeans.kernels.metric`, near ties settled in float64), for centres
+``palette / 255``.
 """
 
 from __future__ import annotations
@@ -27,42 +31,38 @@ import zarr
 from sklearn.utils import check_random_state
 
 from . import io
-from ._progress import Progress, ProgressCallback
 from .cluster import KMeans, MiniBatchKMeans
 from .engine import schedule
+from .kernels.metric import EUCLIDEAN
+from .progress import Progress, ProgressCallback
 
-__all__ = ["QuantizedImage", "assign_colors", "color_lut", "psnr", "quantize"]
+__all__ = ["QuantizedImage", "assign_colors", "color_lut", "lut_labels", "psnr", "quantize"]
 
 log = logging.getLogger(__name__)
 
-#: images with at least this many pixels are assigned through the 2**24 lookup table
-#: (building it costs about as much as assigning 16.7 M pixels directly).
+#: images with at least this many pixels are assigned through the 2**24 lookup table:
+#: building it assigns 2**24 colours directly, which a larger image repays.
 LUT_MIN_PIXELS = 24_000_000
-_PIX_BLOCK = 1 << 16
 
 
-def _palette_terms(palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    P = np.asarray(palette, dtype=np.float32) / np.float32(255)
-    return np.ascontiguousarray((-2 * P).T), np.einsum("ij,ij->i", P, P)
+def _palette_rows(palette: np.ndarray) -> np.ndarray:
+    """The palette as the estimators see its colours: (k, 3) float32 in [0, 1]."""
+    return np.asarray(palette, dtype=np.float32) / np.float32(255)
 
 
 def assign_colors(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Nearest palette entry of each uint8 RGB pixel; (..., 3) -> (...) uint8/uint16.
 
-    Distances are computed on colours scaled to [0, 1] in float32, in blocks of 65,536
-    pixels so the (block, k) distance matrix stays in cache.
+    The nearest-centre rule of the estimators
+    (:meth:`daskmeans.kernels.metric.Metric.nearest_labels`): colours scaled to [0, 1]
+    in float32 by the GEMM, near ties settled in float64, so a pixel gets the label
+    ``KMeans.predict`` gives it for centres ``palette / 255``. The pixels are scaled
+    a block at a time inside the labelling: no float32 copy of the tile.
     """
-    m2t, psq = _palette_terms(palette)
     flat = np.asarray(pixels).reshape(-1, 3)
-    out = np.empty(flat.shape[0], dtype=np.uint8 if len(palette) <= 256 else np.uint16)
-    scale = np.float32(1 / 255)
-    for s in range(0, flat.shape[0], _PIX_BLOCK):
-        xb = flat[s : s + _PIX_BLOCK].astype(np.float32)
-        xb *= scale
-        D = xb @ m2t
-        D += psq
-        out[s : s + _PIX_BLOCK] = np.argmin(D, axis=1)
-    return out.reshape(np.asarray(pixels).shape[:-1])
+    dtype = np.uint8 if len(palette) <= 256 else np.uint16
+    labels = EUCLIDEAN.nearest_labels(flat, _palette_rows(palette), scale=1 / 255)
+    return labels.astype(dtype).reshape(np.asarray(pixels).shape[:-1])
 
 
 def color_lut(palette: np.ndarray) -> np.ndarray:
@@ -116,13 +116,19 @@ def _cached_lut(palette_bytes: bytes, k: int) -> np.ndarray:
     return color_lut(np.frombuffer(palette_bytes, dtype=np.uint8).reshape(k, 3))
 
 
+def lut_labels(pixels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Labels of uint8 RGB pixels (..., 3) through a :func:`color_lut` table: one lookup
+    per pixel."""
+    t = pixels.astype(np.uint32)
+    return lut[(t[..., 0] << 16) | (t[..., 1] << 8) | t[..., 2]]
+
+
 def _lut_tile(tile: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Labels of a tile through the palette's lookup table, built once per process
     (worker) and palette: the 16-32 MB table never travels in the graph."""
     with _LUT_LOCK:
         lut = _cached_lut(np.ascontiguousarray(palette).tobytes(), len(palette))
-    t = tile.astype(np.uint32)
-    return lut[(t[..., 0] << 16) | (t[..., 1] << 8) | t[..., 2]]
+    return lut_labels(tile, lut)
 
 
 def _take_rows(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -228,7 +234,7 @@ def quantize(
     store : when given, write ``labels`` (H, W) and ``palette`` there (atomically) and
         return labels read back from it
     use_lut : force (True) or forbid (False) the 2**24 lookup table; default by size
-    progress : :data:`daskmeans._progress.ProgressCallback`, optional
+    progress : :data:`daskmeans.progress.ProgressCallback`, optional
         Told ``("quantize", step, n_steps, detail)`` before the first and after every
         step (sample the pixels, fit the palette, write the store if any, PSNR if
         computed); also given to the palette's estimator as its ``callback``, so its

@@ -19,12 +19,12 @@ import zarr
 from sklearn.utils import check_random_state
 
 from . import io
-from ._progress import ProgressCallback
-from ._progress import progress as make_progress
 from .cluster import KMeans
 from .engine import passes, schedule
 from .engine.rows import rows_to_grid
 from .engine.source import as_source
+from .progress import Progress, ProgressCallback
+from .progress import progress as make_progress
 
 __all__ = ["Segmentation", "segment"]
 
@@ -126,18 +126,8 @@ def segment(
     n = rows.shape[0]
     km = KMeans(n_clusters, random_state=random_state, nodata=nodata, callback=progress)
     with make_progress(0, progress) as p:
-        if full or sample_size >= n:
-            p.report("segment", 0, 3, f"fitting on all {n} pixels")
-            km.fit(rows)
-            n_fit = n
-        else:
-            rs = check_random_state(random_state)
-            idx = np.sort(rs.choice(n, size=sample_size, replace=False))
-            p.report("segment", 0, 3, f"sampling {sample_size} of {n} pixels")
-            sample, _ = passes.take_rows(as_source(rows), idx)
-            p.report("segment", 1, 3, f"fitting on {sample_size} pixels")
-            km.fit(sample)
-            n_fit = sample_size
+        n_fit = n if full or sample_size >= n else sample_size
+        _fit(km, rows, n_fit, random_state, p)
         centers = np.asarray(km.cluster_centers_)
         p.report("segment", 2, 3, f"labelling {n} pixels -> {out}")
         labels = rows_to_grid(km.predict(rows), raster.shape)
@@ -149,3 +139,19 @@ def segment(
         schedule.compute(write, n_tasks=int(np.prod(write.numblocks)))
         p.report("segment", 3, 3, f"{n} pixels labelled")
     return Segmentation(arr, centers, raster.bands, nodata, km, n_fit, out)
+
+
+def _fit(km: KMeans, rows: Any, n_fit: int, random_state: Any, p: Progress) -> None:
+    """Fit ``km`` on every row, or on ``n_fit`` rows drawn uniformly (one pass to
+    gather them), reporting steps 0-1 of 3 to ``p``."""
+    n = rows.shape[0]
+    if n_fit >= n:
+        p.report("segment", 0, 3, f"fitting on all {n} pixels")
+        km.fit(rows)
+        return
+    rs = check_random_state(random_state)
+    idx = np.sort(rs.choice(n, size=n_fit, replace=False))
+    p.report("segment", 0, 3, f"sampling {n_fit} of {n} pixels")
+    sample, _ = passes.take_rows(as_source(rows), idx)
+    p.report("segment", 1, 3, f"fitting on {n_fit} pixels")
+    km.fit(sample)

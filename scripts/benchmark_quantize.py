@@ -47,7 +47,7 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from daskmeans import io, quantize
-    from daskmeans.quantization import _lut_tile, assign_colors, color_lut
+    from daskmeans.quantization import assign_colors, color_lut, lut_labels
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dm-quant-"))
     side = int(math.sqrt(args.megapixels * 1e6))
@@ -91,7 +91,7 @@ def main() -> None:
         t_lut_build = time.perf_counter() - t
         t = time.perf_counter()
         step = 1 << 20  # tile-sized blocks, as the per-tile tasks do
-        ours = np.concatenate([_lut_tile(pixels[s : s + step], lut)
+        ours = np.concatenate([lut_labels(pixels[s : s + step], lut)
                                for s in range(0, n, step)])
         t_lut = time.perf_counter() - t
         t = time.perf_counter()

@@ -14,6 +14,7 @@ import pytest
 import zarr
 
 from daskmeans import cli, load_model
+from daskmeans.cli import demo
 from tests.conftest import MNIST_ROWS, ran_on_workers
 
 
@@ -287,7 +288,7 @@ def test_demo_finds_a_local_fashion_mnist(offline: Path, mnist_test, monkeypatch
     monkeypatch.setattr(datasets, "FASHION_MNIST",
                         dataclasses.replace(datasets.FASHION_MNIST, local_dirs=(str(local),)))
     args = cli.build_parser().parse_args(["demo", "--out", str(offline / "out")])
-    store, name, where = cli._demo_data(args, cli.Console(quiet=True), offline / "out")
+    store, name, where = demo.demo_data(args, cli.Console(quiet=True), offline / "out")
     assert name == "Fashion-MNIST" and str(local) in where and "MNIST cannot be" in where
     from daskmeans import open_dataset
 

@@ -397,3 +397,32 @@ def test_choose_k_says_why() -> None:
     assert metrics.choose_k([{"k": 2, "inertia": 1.0}])["k"] is None
     with pytest.raises(ValueError, match="at least one sweep row"):
         metrics.choose_k([])
+
+
+@settings(max_examples=50, deadline=None)
+@given(labelings)
+def test_homogeneity_completeness_v_measure_equals_sklearn(pair: tuple[list, list]) -> None:
+    from daskmeans.metrics.scores import homogeneity_completeness_v_measure
+
+    t, p = np.array(pair[0]), np.array(pair[1])
+    want = skm.homogeneity_completeness_v_measure(t, p)
+    np.testing.assert_allclose(homogeneity_completeness_v_measure(t, p), want, atol=1e-12)
+    c = metrics.contingency(t, p)  # a table already built: no second pass
+    assert homogeneity_completeness_v_measure(c) == homogeneity_completeness_v_measure(t, p)
+
+
+def test_silhouette_sample_scores_every_labeling_like_silhouette() -> None:
+    from daskmeans.metrics.silhouettes import SilhouetteSample
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    sample = SilhouetteSample(da.from_array(X, chunks=70), 40, random_state=5)
+    for k in (2, 5):
+        labels = rng.integers(0, k, 300)
+        got = sample.score(labels)
+        want = metrics.silhouette(X, labels, sample_size=40, random_state=5)
+        np.testing.assert_array_equal(got.index, want.index)
+        np.testing.assert_allclose(got.values, want.values, rtol=1e-12)
+        assert got.standard_error == pytest.approx(want.standard_error, rel=1e-12)
+    exact = SilhouetteSample(X, 300).score(labels)
+    np.testing.assert_allclose(exact.values, skm.silhouette_samples(X, labels), atol=1e-12)

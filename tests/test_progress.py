@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from daskmeans import KMeans, MiniBatchKMeans, cli, io, open_dataset, quantize
-from daskmeans._progress import Progress, TqdmBars, progress
+from daskmeans.progress import Progress, TqdmBars, progress
 from tests.conftest import MNIST_ROWS
 
 Call = tuple[str, int, "int | None", str]

@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from daskmeans._validation import (
+from daskmeans.validation import (
     Interval,
     InvalidParameterError,
     Options,

@@ -31,7 +31,7 @@ from ..kernels.metric import EUCLIDEAN, Metric
 
 log = logging.getLogger(__name__)
 
-#: ``progress(phase, done, total, detail)``: see :mod:`daskmeans._progress`.
+#: ``progress(phase, done, total, detail)``: see :mod:`daskmeans.progress`.
 Progress = Callable[[str, int, "int | None", str], None]
 
 

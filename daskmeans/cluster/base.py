@@ -27,13 +27,13 @@ from sklearn.base import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import io
-from .._progress import progress as make_progress
-from .._validation import Interval, Options, validate_params
 from ..algorithms import InitSpec, Metric, as_metric, init_centers
 from ..algorithms.predict import Scored, predict, score, source_for_metric, transform
 from ..engine import mapreduce, schedule
 from ..engine.rows import SampleGrid, is_xarray, mask_nodata, where_rows, xarray_rows
 from ..engine.source import ArraySource, DaskSource, Source, as_source
+from ..progress import progress as make_progress
+from ..validation import Interval, Options, validate_params
 
 log = logging.getLogger(__name__)
 
@@ -272,17 +272,18 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) sum of squared distances of X to its nearest centre
         (of L1 distances for ``metric="manhattan"``)."""
-        return -self._scored(X, sample_weight, nearest=True).sse
+        return -self.scored(X, sample_weight, nearest=True).sse
 
     def _scoring_centres(self, C: np.ndarray, nearest: bool) -> Any:
         """What scoring assigns rows with: the centres (the nearest one wins)."""
         return C
 
-    def _scored(self, X: Any, sample_weight: Any = None, labels_true: Any = None,
-                nearest: bool = False) -> Scored:
-        """One assignment pass over X: SSE and, given true labels, contingency counts
-        (rows to their cluster as ``predict`` gives it, or with ``nearest`` to the
-        nearest centre)."""
+    def scored(self, X: Any, sample_weight: Any = None, labels_true: Any = None,
+               nearest: bool = False) -> Scored:
+        """One assignment pass over X: its SSE and, given true labels, the contingency
+        counts (rows to their cluster as ``predict`` gives it, or with ``nearest`` to
+        the nearest centre). What :func:`daskmeans.metrics.evaluate_model` reads: the
+        scores and the inertia of a model from one read of X."""
         src, C, layout = self._source_and_centres(X)
         C = self._scoring_centres(C, nearest)
         w = layout.weights(sample_weight, src.n)

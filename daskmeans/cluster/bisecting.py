@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .._validation import Interval, Options
 from ..algorithms import BisectSpec, tree_predict
 from ..algorithms.bisecting import bisecting
 from ..engine import mapreduce
+from ..validation import Interval, Options
 from .base import POSITIVE, BaseKMeans
 
 

@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .._validation import InvalidParameterError, Options, check_scalar_param
 from ..algorithms import FitSettings, Progress, RunResult, SolverChoice, choose_solver
 from ..algorithms.predict import fit_labels
 from ..engine import mapreduce
 from ..engine.source import Source
+from ..validation import InvalidParameterError, Options, check_scalar_param
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
 from .checkpoints import Checkpoint, SavedFit, SaveRun
 

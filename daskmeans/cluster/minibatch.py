@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .._validation import Interval, Options, check_scalar_param, validate_params
 from ..algorithms import FitSettings, MiniBatchSpec, MiniBatchState, lloyd_iterations
 from ..algorithms.minibatch import minibatch, minibatch_step
 from ..algorithms.predict import labels_and_inertia, sample_inertia, source_for_metric
 from ..engine import passes, schedule
 from ..engine.source import Source, ZarrSource
+from ..validation import Interval, Options, check_scalar_param, validate_params
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
 from .checkpoints import Checkpoint, SaveMiniBatch
 

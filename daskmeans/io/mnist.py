@@ -74,7 +74,7 @@ def ingest(
     chunk_rows : int
         Rows per chunk (default 10,000: ~7.8 MB of uint8 images per chunk, 31 MB once
         scaled to float32).
-    progress : :data:`daskmeans._progress.ProgressCallback`, optional
+    progress : :data:`daskmeans.progress.ProgressCallback`, optional
         Called after every chunk written as ``progress("ingest", rows_done, rows,
         "<split>/<kind> (<file name>)")``, one run up to ``rows`` per file.
     storage_options : dict, optional
@@ -199,7 +199,7 @@ def arrays_to_dataset(
 def _idx_to_zarr(path: Path, grp: zarr.Group, kind: str, chunk_rows: int, *,
                  progress: Any = None, what: str = "") -> int:
     """Copy one IDX file into ``grp[kind]``; returns its rows. ``progress`` is a
-    :data:`daskmeans._progress.ProgressCallback` told ``("ingest", rows, total, what)``."""
+    :data:`daskmeans.progress.ProgressCallback` told ``("ingest", rows, total, what)``."""
     arr = None
     n = 0
     for dtype, shape, block in iter_idx(path, chunk_rows):

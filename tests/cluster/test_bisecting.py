@@ -15,11 +15,11 @@ from sklearn.datasets import load_digits, make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from daskmeans import BisectingKMeans, io, load_model, open_source, save_model
-from daskmeans._validation import InvalidParameterError
 from daskmeans.algorithms import BisectingTree
 from daskmeans.algorithms import bisecting as bisecting_algorithm
 from daskmeans.engine.source import ArraySource, reads_raw_uint8
 from daskmeans.kernels import bisect
+from daskmeans.validation import InvalidParameterError
 
 
 def computed(a: object) -> np.ndarray:

@@ -15,8 +15,8 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from daskmeans import KMeans, as_source, io, open_dataset, open_source
-from daskmeans._validation import InvalidParameterError
 from daskmeans.engine.source import ArraySource, ZarrBlock, ZarrSource
+from daskmeans.validation import InvalidParameterError
 from tests.conftest import no_compute
 
 

@@ -12,9 +12,9 @@ import pytest
 import zarr
 
 from daskmeans import KMeans, MiniBatchKMeans, io, load_model, open_source, save_model
-from daskmeans._validation import InvalidParameterError
 from daskmeans.engine.source import ArraySource
 from daskmeans.kernels import common, medians
+from daskmeans.validation import InvalidParameterError
 
 
 def lower_weighted_median(v: np.ndarray, w: np.ndarray) -> float:

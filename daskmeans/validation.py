@@ -156,7 +156,7 @@ def check_scalar_param(name: str, value: T, constraints: Sequence[object], owner
     >>> check_scalar_param("checkpoint_every", 0, [Interval(Integral, 1, None)], "KMeans.fit")
     Traceback (most recent call last):
     ...
-    daskmeans._validation.InvalidParameterError: The 'checkpoint_every' parameter of \
+    daskmeans.validation.InvalidParameterError: The 'checkpoint_every' parameter of \
 KMeans.fit must be an int in the range [1, inf), got 0.
     """
     resolved = [_resolve(c) for c in constraints]
@@ -187,7 +187,7 @@ def validate_params(estimator: object) -> None:
     >>> validate_params(Est(n_init=0))
     Traceback (most recent call last):
     ...
-    daskmeans._validation.InvalidParameterError: The 'n_init' parameter of Est must be \
+    daskmeans.validation.InvalidParameterError: The 'n_init' parameter of Est must be \
 'auto' or an int in the range [1, inf), got 0.
     """
     owner = type(estimator)

@@ -1,0 +1,100 @@
+"""``daskmeans fit``, ``predict`` and ``evaluate``: a model fitted on a store's split,
+saved, then applied to and scored on other splits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .console import Console, UserError
+from .options import (
+    check_k,
+    check_model,
+    command_storage_options,
+    is_url,
+    load_fitted,
+    make_estimator,
+    metric_params,
+    open_split,
+    writable_dir,
+)
+from .scheduler import dask_cluster, data_nbytes
+
+__all__ = ["cmd_evaluate", "cmd_fit", "cmd_predict"]
+
+
+def cmd_fit(args: argparse.Namespace, console: Console) -> int:
+    from .. import metrics, save_model
+
+    metric_params(args)
+    X, y = open_split(args.store, args.split, command_storage_options(args, args.store))
+    check_k(args.k, X.shape[0])
+    writable_dir(Path(args.model).resolve().parent)
+    est = make_estimator(args.algorithm, args.k, args, console)  # parameters checked here
+    with dask_cluster(args, console, data_nbytes(X)):
+        t0 = time.perf_counter()
+        est.fit(X)
+        secs = time.perf_counter() - t0
+        mapping = metrics.infer_cluster_labels(y, est.labels_)
+    path = save_model(est, args.model, mapping=mapping,  # never the storage options: secrets
+                      extra={"store": str(args.store), "split": args.split})
+    console.say(f"fitted {type(est).__name__}(K={args.k}) on {X.shape[0]} x {X.shape[1]} in "
+                f"{secs:.1f}s: inertia {est.inertia_:.6g}, {est.n_iter_} iterations")
+    console.say(f"model -> {path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    from .. import io
+    from ..engine import schedule
+
+    so = command_storage_options(args, args.store, args.out)
+    est, _ = load_fitted(args.model)
+    X, _ = open_split(args.store, args.split, so)
+    check_model(est, X, args.model)
+    with dask_cluster(args, console, data_nbytes(X)):
+        labels = est.predict(X)
+        # A local --out is written into a temporary directory renamed into place (atomic).
+        # An s3:// --out is written in place by the tasks, chunk by chunk (each object put
+        # whole), with the group's root metadata last: the URL opens as a store only once
+        # every label is written, and a failed write deletes what it wrote when it can.
+        # S3 cannot swap the old store for the new one in one step: the old one is gone
+        # from the start of the write (see io.write_group).
+        try:
+            with io.write_group(args.out, storage_options=so if is_url(args.out) else None
+                                ) as group:
+                group.attrs.update({"model": str(args.model), "store": str(args.store),
+                                    "split": args.split})
+                arr = group.create_array("labels", shape=labels.shape, dtype=np.int32,
+                                         chunks=(labels.chunks[0][0],))
+                schedule.compute(io.store_blocks(labels, arr), n_tasks=labels.numblocks[0])
+        except ImportError as e:
+            raise UserError(str(e)) from e
+    console.say(f"labels of {labels.shape[0]} rows -> {args.out} (array 'labels', int32)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    from .. import metrics
+
+    est, header = load_fitted(args.model)
+    X, y = open_split(args.store, args.split, command_storage_options(args, args.store))
+    check_model(est, X, args.model)
+    # the scores and the inertia from one pass over X
+    with dask_cluster(args, console, data_nbytes(X)):
+        r = metrics.evaluate_model(est, X, y, mapping=header["mapping"] or "majority")
+    r["mapping"] = {str(k): v for k, v in r["mapping"].items()}
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    how = "mapping learned at fit time" if header["mapping"] else "majority mapping"
+    console.say(f"{args.split}: {r['n_samples']} samples, K={r['n_clusters']} ({how})")
+    for key in ("accuracy", "purity", "homogeneity", "completeness", "v_measure",
+                "adjusted_rand", "normalized_mutual_info"):
+        console.say(f"  {key:<24} {r[key]:.4f}")
+    console.say(f"  {'inertia':<24} {r['inertia']:.6g}")
+    return 0

@@ -1,0 +1,172 @@
+"""What several commands share: stores and their storage options, K, the estimator and
+its model file, output directories; each mistake a :class:`~.console.UserError`."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .console import Console, UserError
+
+__all__ = ["check_k", "check_model", "command_storage_options", "is_url", "load_fitted",
+           "make_estimator", "metric_params", "open_split", "parse_storage_options",
+           "writable_dir"]
+
+
+def is_url(where: Any) -> bool:
+    """``where`` names a store at a URL (s3://...), not a local path."""
+    return isinstance(where, str) and "://" in where  # as io.is_url, without importing io
+
+
+def _option_value(text: str) -> Any:
+    """A --storage-option value: true/false as bools, integers as ints, decimals as
+    floats, anything else as the string given."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?", text):
+        return float(text)
+    return text
+
+
+def parse_storage_options(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (repeated ``--storage-option``) as fsspec storage options.
+
+    Values are parsed by :func:`_option_value`; dotted keys nest, so
+    ``config_kwargs.retries.max_attempts=3`` gives
+    ``{"config_kwargs": {"retries": {"max_attempts": 3}}}``.
+
+    Examples
+    --------
+    >>> parse_storage_options(["endpoint_url=http://127.0.0.1:5555", "anon=false",
+    ...                        "config_kwargs.read_timeout=2.5"])
+    {'endpoint_url': 'http://127.0.0.1:5555', 'anon': False, 'config_kwargs': {'read_timeout': 2.5}}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise UserError(f"--storage-option must be KEY=VALUE (KEY may be dotted: "
+                            f"config_kwargs.read_timeout=5), got {item!r}")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--storage-option {item!r}: {'.'.join(parts[:i + 1])} "
+                                "was already given a value")
+        if isinstance(node.get(parts[-1]), dict):
+            raise UserError(f"--storage-option {item!r}: {key} already holds options")
+        node[parts[-1]] = _option_value(text)
+    return out
+
+
+def command_storage_options(args: argparse.Namespace, *where: Any) -> dict[str, Any] | None:
+    """The command's --storage-option values (None when there are none); refused when
+    none of ``where`` (its store and outputs) is a URL."""
+    items = getattr(args, "storage_option", None) or []
+    if not items:
+        return None
+    if not any(is_url(w) for w in where):
+        raise UserError("--storage-option applies to stores at URLs (s3://bucket/data.zarr); "
+                        f"this command's stores are local paths: {', '.join(map(str, where))}")
+    return parse_storage_options(items)
+
+
+def open_split(store: str, split: str,
+               storage_options: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """``(rows, labels)`` of a store's split: the rows as a source read block by block
+    in the tasks, the labels as a dask array."""
+    from .. import io
+    from ..engine.source import open_dataset, open_source
+
+    url = is_url(store)
+    if not url and not Path(store).exists():
+        raise UserError(f"{store}: no such store (make one with 'daskmeans ingest')")
+    where: Any = store if url else Path(store)
+    so = storage_options if url else None
+    try:  # the rows as a source (read block by block in the tasks), the labels as dask
+        return (open_source(where, split, storage_options=so),
+                open_dataset(where, split, storage_options=so)[1])
+    except (io.StoreError, ImportError) as e:
+        raise UserError(str(e)) from e
+
+
+def check_k(k: int, n: int, what: str = "--k") -> None:
+    """``k`` clusters are possible for ``n`` samples."""
+    if k < 1:
+        raise UserError(f"{what} must be >= 1, got {k}")
+    if k > n:
+        raise UserError(f"{what} {k} is larger than the number of samples ({n})")
+
+
+def metric_params(args: argparse.Namespace) -> dict[str, str]:
+    """The estimator keyword for --metric of fit and sweep (none when euclidean, the
+    default, or for commands without it)."""
+    metric = str(getattr(args, "metric", None) or "euclidean")
+    if metric == "manhattan" and args.algorithm != "lloyd":
+        raise UserError("--metric manhattan (k-medians) needs --algorithm lloyd")
+    if metric != "euclidean" and args.algorithm == "bisecting":
+        raise UserError(f"--algorithm bisecting is Euclidean, got --metric {metric}")
+    return {} if metric == "euclidean" else {"metric": metric}
+
+
+def make_estimator(algorithm: str, k: int, args: argparse.Namespace, console: Console) -> Any:
+    """The estimator of ``--algorithm`` with the command's options, its parameters
+    checked before any data is read or any cluster started."""
+    from .. import BisectingKMeans, KMeans, MiniBatchKMeans
+    from ..validation import InvalidParameterError, validate_params
+
+    params: dict[str, Any] = {"n_clusters": k, "random_state": args.seed,
+                              "callback": console.progress}
+    if getattr(args, "init", None):
+        params["init"] = args.init
+    if getattr(args, "max_iter", None):
+        params["max_iter"] = args.max_iter
+    params |= metric_params(args)
+    refine = getattr(args, "refine", None)
+    if refine is not None:
+        if algorithm != "minibatch":
+            raise UserError("--refine applies to --algorithm minibatch")
+        if refine < 0:
+            raise UserError(f"--refine must be >= 0, got {refine}")
+        params["refine"] = refine
+    classes = {"minibatch": MiniBatchKMeans, "bisecting": BisectingKMeans}
+    est = classes.get(algorithm, KMeans)(**params)
+    try:
+        validate_params(est)  # before any data is read or any cluster started
+    except InvalidParameterError as e:
+        raise UserError(str(e)) from e
+    return est
+
+
+def check_model(est: Any, X: Any, model: str) -> None:
+    """The model's features against the data's, before any cluster starts."""
+    if X.shape[1] != est.n_features_in_:
+        raise UserError(f"{model} was fitted on {est.n_features_in_} features; this split "
+                        f"has {X.shape[1]}")
+
+
+def writable_dir(path: Path) -> Path:
+    """``path`` as a directory this command can write into (made if missing)."""
+    from .. import io
+
+    try:
+        return io.ensure_writable_dir(path)
+    except OSError as e:
+        raise UserError(str(e)) from e
+
+
+def load_fitted(model: str) -> tuple[Any, dict[str, Any]]:
+    """``(estimator, header)`` of a model file written by ``daskmeans fit``."""
+    from .. import load_model
+    from ..cluster import ModelFormatError
+
+    try:
+        return load_model(model)
+    except (FileNotFoundError, ModelFormatError) as e:
+        raise UserError(str(e)) from e
