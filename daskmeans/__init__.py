@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "QuantizedImage", "as_source",
            "load_model", "open_array", "open_dataset", "open_source", "quantize", "save_model"]
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 _WHERE = {"BisectingKMeans": "cluster", "KMeans": "cluster", "MiniBatchKMeans": "cluster",
           "load_model": "cluster",

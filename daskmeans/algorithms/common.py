@@ -28,11 +28,12 @@ from ..kernels.common import TopM, weighted_sse
 from ..kernels.lloyd import LloydPartial
 from ..kernels.medians import MedianGrid
 from ..kernels.metric import EUCLIDEAN, Metric
+from ..progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
-#: ``progress(phase, done, total, detail)``: see :mod:`daskmeans.progress`.
-Progress = Callable[[str, int, "int | None", str], None]
+#: ``progress(phase, done, total, detail)``: the callback of :mod:`daskmeans.progress`
+Progress = ProgressCallback
 
 
 def no_progress(phase: str, done: int, total: int | None, detail: str = "") -> None:

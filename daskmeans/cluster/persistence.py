@@ -41,7 +41,7 @@ def save_model(
 
     import sklearn
 
-    from .. import __version__
+    from ..version import __version__
 
     check_is_fitted(estimator)
     params = {k: v for k, v in estimator.get_params().items()

@@ -107,3 +107,20 @@ __all__ = [
     "write_labels",
     "zarr_to_dask",
 ]
+
+
+#: names ``daskmeans.io`` held before data sources moved to the engine, and where they are
+MOVED = {name: "daskmeans" for name in ("open_source", "open_dataset", "as_source", "open_array")}
+MOVED |= {name: "daskmeans.engine.source" for name in (
+    "Source", "ArraySource", "ZarrSource", "DaskSource", "ZarrBlock", "NonFiniteError")}
+MOVED |= {name: "daskmeans.engine.rows" for name in (
+    "SampleGrid", "is_xarray", "mask_nodata", "xarray_rows", "where_rows", "rows_to_grid")}
+
+
+def __getattr__(name: str) -> None:
+    """A clear error for a name that moved out of ``daskmeans.io`` (storage formats
+    only: reading a source's rows is the engine's), without importing the engine."""
+    if name in MOVED:
+        raise AttributeError(f"daskmeans.io.{name} is now {MOVED[name]}.{name}: "
+                             "daskmeans.io holds storage formats only")
+    raise AttributeError(f"module 'daskmeans.io' has no attribute {name!r}")

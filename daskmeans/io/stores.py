@@ -28,6 +28,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from ..pixels import PIXEL_SCALE, scale_rows
 from .errors import StoreConnectionError, StoreError
 from .idx import find_idx_files
 
@@ -483,15 +484,6 @@ def get_array(group: zarr.Group, key: str, where: str) -> zarr.Array:
     if not isinstance(node, zarr.Array):
         raise StoreError(f"{where}: store has no array {key!r}")
     return node
-
-
-#: uint8 pixels are scaled to [0, 1] by this factor (in float32).
-PIXEL_SCALE = 1.0 / 255.0
-
-
-def scale_rows(raw: np.ndarray, scale: float) -> np.ndarray:
-    """(n, ...) raw values -> (n, d) float32 times ``scale`` (cast, then multiply)."""
-    return np.multiply(raw.reshape(raw.shape[0], -1), np.float32(scale), dtype=np.float32)
 
 
 def is_zarr(X: Any) -> bool:

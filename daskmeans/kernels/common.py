@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..pixels import scale_rows
+
 #: rows per block inside a kernel: the block stays in cache while it is assigned and
 #: summed, bounds the (rows, k) distance block, and keeps float32 partial sums short
 #: before they are added into float64 (scripts/benchmark.py compares block sizes).
@@ -551,22 +553,6 @@ class Moments:
         return self.m2 / self.n if self.n else np.zeros_like(self.m2)
 
 
-
-
-def scale_rows(raw: np.ndarray, scale: float, out: np.ndarray | None = None) -> np.ndarray:
-    """``raw`` (integer, e.g. uint8 pixels) as float32 times ``scale``, (n, d).
-
-    Bit for bit what ``io`` scales stored pixels with (cast, then one float32
-    multiply); ``out`` is an optional (>= n, d) float32 buffer to write into (a cast
-    copy, then an in-place multiply: faster than a casting multiply).
-    """
-    raw = raw.reshape(raw.shape[0], -1)
-    if out is None:
-        out = np.empty(raw.shape, dtype=np.float32)
-    out = out[: raw.shape[0]]
-    np.copyto(out, raw, casting="unsafe")
-    out *= np.float32(scale)
-    return out
 
 
 def scaled_block(raw: np.ndarray, scale: float) -> np.ndarray:
