@@ -1,15 +1,23 @@
 """Whole row chunks of a Zarr array on a local disk, read straight from their files.
 
-A streamed fit reads every chunk of its store in every pass. Through
-``zarr.Array.__getitem__`` a chunk's bytes and its decoding each hop through zarr's
-event loop and thread pool; reading the files and decoding them with numcodecs (the
-library zarr decodes with) in the task's own thread costs markedly less, and so does a
-streamed fit to convergence (``scripts/benchmark_converge.py`` measures both). So this
-is kept where the layout is unambiguous
-from the array's public metadata and the Zarr spec, and :meth:`ChunkFiles.of` returns
-None for anything else, which zarr then reads: object storage, sharding, filters,
-chunking across the columns, column-major or byte-swapped data, a codec other than
-Blosc, Zstd or none.
+A streamed fit reads every chunk of its store in every pass, in the scheduler's own
+threads. Through ``zarr.Array.__getitem__`` a chunk's bytes and its decoding each hop
+through zarr's event loop and thread pool; reading the files and decoding them with
+numcodecs (the library zarr decodes with) in the task's own thread costs markedly less.
+
+Why the project keeps this reader next to zarr's, and not the maintained alternative:
+``zarrs``, the Rust codec pipeline for zarr-python, was measured against it on the same
+store, reads and streamed fits interleaved (``scripts/benchmark_zarr_read.py``; results
+in ``benchmarks/results/zarr-read-*.json``). It is faster than zarr's own pipeline but
+well short of reading the chunk files in the task's thread, for block reads and for
+whole streamed fits alike, so the rule "use the library if it is within about 10%" keeps
+this one. Re-run that script when zarr or zarrs change; if ``zarrs`` comes within reach,
+open arrays under its pipeline (it travels with a pickled array) and delete this module.
+
+This reader is used only where the layout is unambiguous from the array's public
+metadata and the Zarr spec; :meth:`ChunkFiles.of` returns None for anything else, which
+zarr then reads: object storage, sharding, filters, chunking across the columns,
+column-major or byte-swapped data, a codec other than Blosc, Zstd or none.
 """
 
 from __future__ import annotations
