@@ -8,13 +8,16 @@ per fit (the k-medians grid) and how many runs go into each call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from ..engine.source import DaskSource, Source
 from ..kernels.metric import Metric
 from .bounded import lloyd_bounded_runs
-from .common import FitSettings, Solver
+from .common import FitSettings, RunResult, Solver
 from .kmedians import kmedians_runs, prepare_kmedians
 from .lloyd import lloyd
 
@@ -53,6 +56,16 @@ def runs_per_pass(n_runs: int, n_clusters: int, n_features: int) -> int:
     return max(1, min(n_runs, RUNS_MAX_BYTES // per_run))
 
 
+def lloyd_sharing_passes(src: Source, centres0: Sequence[np.ndarray], runs: Sequence[int],
+                         settings: FitSettings, **kwargs: Any) -> list[RunResult]:
+    """Shared-pass Lloyd for a batch of runs; a batch of one run (the last of ``n_init``
+    runs that do not divide into full batches) keeps distance bounds instead, since it
+    shares its passes with nothing."""
+    if len(centres0) == 1:
+        return lloyd_bounded_runs(src, centres0, runs, settings, **kwargs)
+    return lloyd(src, centres0, runs, settings, **kwargs)
+
+
 def choose_solver(metric: Metric, algorithm: str, src: Source, *, n_runs: int,
                   n_clusters: int, one_run_at_a_time: bool = False) -> SolverChoice:
     """The solver of a KMeans fit.
@@ -61,7 +74,8 @@ def choose_solver(metric: Metric, algorithm: str, src: Source, *, n_runs: int,
     one run at a time. Otherwise Lloyd: ``"elkan"`` and ``"auto"`` keep distance bounds
     (one run at a time, each with its own bounds) when the source allows them (not a
     dask array) and the runs go one at a time anyway (``"elkan"``, one run,
-    checkpoints, or runs too large to share a pass); else the runs share every pass.
+    checkpoints, or runs too large to share a pass); else the runs share every pass
+    (a lone run left over at the end keeps bounds: :func:`lloyd_sharing_passes`).
     """
     if not metric.squared:
         return SolverChoice("k-medians", kmedians_runs, 1, prepare_kmedians)
@@ -69,6 +83,9 @@ def choose_solver(metric: Metric, algorithm: str, src: Source, *, n_runs: int,
         per_pass = 1
     else:
         per_pass = runs_per_pass(n_runs, n_clusters, src.d)
-    if algorithm != "lloyd" and per_pass == 1 and not isinstance(src, DaskSource):
+    bounds = algorithm != "lloyd" and not isinstance(src, DaskSource)
+    if bounds and per_pass == 1:
         return SolverChoice("bounded lloyd", lloyd_bounded_runs, 1)
+    if bounds:
+        return SolverChoice("lloyd, bounded for a lone run", lloyd_sharing_passes, per_pass)
     return SolverChoice("lloyd", lloyd, per_pass)

@@ -70,7 +70,7 @@ def test_choose_solver_once_per_fit() -> None:
         return c.name, c.runs_per_pass
 
     assert pick(euclidean, "auto", mem) == ("bounded lloyd", 1)
-    assert pick(euclidean, "auto", mem, n_runs=10) == ("lloyd", 10)
+    assert pick(euclidean, "auto", mem, n_runs=10) == ("lloyd, bounded for a lone run", 10)
     assert pick(euclidean, "auto", mem, n_runs=10, one=True) == ("bounded lloyd", 1)
     assert pick(euclidean, "auto", lazy) == ("lloyd", 1)  # no bounds on a dask array
     assert pick(euclidean, "elkan", mem, n_runs=10) == ("bounded lloyd", 1)
@@ -78,3 +78,24 @@ def test_choose_solver_once_per_fit() -> None:
     assert pick(euclidean, "lloyd", mem) == ("lloyd", 1)
     assert pick(manhattan, "auto", mem, n_runs=10) == ("k-medians", 1)
     assert runs_per_pass(10, 8, 4) == 10 and runs_per_pass(10, 1 << 12, 1 << 12) == 1
+
+
+def test_a_lone_run_left_over_keeps_its_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """n_init runs sharing passes in batches: a last batch of one run is fitted with
+    distance bounds (it shares its passes with nothing), the others share passes; the
+    result is the same model either way."""
+    from daskmeans import KMeans
+    from daskmeans.algorithms import bounded, lloyd, solvers
+
+    X, _ = make_blobs(600, n_features=5, centers=4, random_state=0)
+    seen: list[str] = []
+    monkeypatch.setattr(solvers, "RUNS_MAX_BYTES", 3 * 4 * 5 * 8)  # 3 runs a pass
+    real_bounded, real_lloyd = bounded.lloyd_bounded_runs, lloyd.lloyd
+    monkeypatch.setattr(solvers, "lloyd_bounded_runs",
+                        lambda *a, **k: seen.append("bounded") or real_bounded(*a, **k))
+    monkeypatch.setattr(solvers, "lloyd",
+                        lambda *a, **k: seen.append(f"shared {len(a[1])}") or real_lloyd(*a, **k))
+    km = KMeans(4, init="random", n_init=4, random_state=0).fit(X)
+    assert seen == ["shared 3", "bounded"]
+    ref = KMeans(4, init="random", n_init=4, random_state=0, algorithm="lloyd").fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
