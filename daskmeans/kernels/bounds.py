@@ -215,7 +215,7 @@ def bounds_block(
     """
     n = X.shape[0]
     X, cen = rows_and_centres(X, C, scale)
-    raw, d = scale is not None, X.shape[1]
+    d = X.shape[1]
     k = cen.k
     if centres64 is None:
         centres64 = cen.centres() if isinstance(C, Centres) else np.asarray(C)
@@ -230,20 +230,8 @@ def bounds_block(
     out = BlockBounds(np.empty(n, np.int32), np.empty(n), np.empty((n, t), np.float32),
                       version)
     dS, dN, dQ = np.zeros((k, d)), np.zeros(k), np.zeros(k)
-    if compiled_kernels():
-        compiled = compiled_module("bounds")
-        m2r, gstart, gcols = _centres_by_group(cen, grp, t)
-        bad, n_read, n_full, x2max, n_pairs = compiled.bounds_pass(
-            np.ascontiguousarray(X), float(scale or 1.0), raw, cen.m2t, cen.sq, C64, grp,
-            np.empty(0) if w is None else w, state.labels, state.upper, state.lower,
-            step.drift, step.group_drift, step.half_sep, step.margin,
-            compiled_module("common").tile_rows(cen.m2t.shape[1]),
-            out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
-            compiled.GROUP_FILTER_SHARE, cen.tie)
-    else:
-        bad, n_read, n_full, x2max = _bounds_numpy(
-            X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
-        n_pairs = n_full * t
+    bad, n_read, n_full, x2max, n_pairs = _assign_with_bounds(
+        X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
     if bad >= 0:
         raise NonFiniteRow(int(bad))
     top = mom = None
@@ -256,6 +244,38 @@ def bounds_block(
             top = top_m(out.upper ** 2, n_top, rows, out.labels, w1, offset)
         if moments:
             mom = column_moments(X, scale)
+    umax, gapmax = _cluster_extrema(out, k)
+    part = BoundsPartial(dS, dN, dQ, n, int(n_read), int(n_full), float(x2max), top, mom,
+                         int(n_pairs))
+    return part, out, BoundsSummary(umax, gapmax, version)
+
+
+def _assign_with_bounds(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarray,
+                        grp: np.ndarray, w: np.ndarray | None, state: BlockBounds,
+                        step: Drift, out: BlockBounds, dS: np.ndarray, dN: np.ndarray,
+                        dQ: np.ndarray) -> tuple[int, int, int, float, int]:
+    """The rows' pass against the bounds, compiled or in numpy (the same answer): fills
+    ``out`` and the sums' changes; returns (first non-finite row or -1, rows read,
+    rows assigned in full, largest |x|^2 read, (row, group) pairs compared)."""
+    t = state.lower.shape[1]
+    if not compiled_kernels():
+        bad, n_read, n_full, x2max = _bounds_numpy(
+            X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
+        return bad, n_read, n_full, x2max, n_full * t
+    compiled = compiled_module("bounds")
+    m2r, gstart, gcols = _centres_by_group(cen, grp, t)
+    return compiled.bounds_pass(
+        np.ascontiguousarray(X), float(scale or 1.0), scale is not None, cen.m2t, cen.sq,
+        C64, grp, np.empty(0) if w is None else w, state.labels, state.upper, state.lower,
+        step.drift, step.group_drift, step.half_sep, step.margin,
+        compiled_module("common").tile_rows(cen.m2t.shape[1]),
+        out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
+        compiled.GROUP_FILTER_SHARE, cen.tie)
+
+
+def _cluster_extrema(out: BlockBounds, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster, the largest upper bound and the largest gap between a row's upper
+    and lowest lower bound (what :class:`BoundsSummary` needs to settle a block)."""
     umax, gapmax = np.empty(k), np.empty(k)
     if compiled_kernels():
         compiled_module("bounds").cluster_extrema(out.labels, out.upper, out.lower, k, umax,
@@ -264,9 +284,7 @@ def bounds_block(
         umax[:], gapmax[:] = -np.inf, -np.inf
         np.maximum.at(umax, out.labels, out.upper)
         np.maximum.at(gapmax, out.labels, out.upper - out.lower.min(1))
-    part = BoundsPartial(dS, dN, dQ, n, int(n_read), int(n_full), float(x2max), top, mom,
-                         int(n_pairs))
-    return part, out, BoundsSummary(umax, gapmax, version)
+    return umax, gapmax
 
 
 def _centres_by_group(cen: Centres, grp: np.ndarray, t: int
