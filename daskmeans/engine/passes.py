@@ -220,13 +220,15 @@ def _prepared(C: np.ndarray | bisect.TreeCentres, dtype: np.dtype, metric: str |
 
 
 def score_pass(src: Source, C: np.ndarray | bisect.TreeCentres, labels_true: Any = None,
-               split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> scores.Scored:
+               split_every: int = SPLIT_EVERY, metric: str | Metric = "euclidean"
+               ) -> scores.Scored:
     """The objective against ``C`` (SSE; the sum of L1 distances for
     ``metric="manhattan"``; to the leaves of a bisecting tree for
     :class:`~daskmeans.kernels.TreeCentres`) and, given true labels (n,), the
     contingency table of the rows' clusters against them, in one pass."""
-    kernel = functools.partial(_score_kernel, metric=metric)
-    return map_reduce(src, kernel, _prepared(C, src.dtype, metric), split_every=split_every,
+    name = as_metric(metric).name  # a name travels in the graph
+    kernel = functools.partial(_score_kernel, metric=name)
+    return map_reduce(src, kernel, _prepared(C, src.dtype, name), split_every=split_every,
                       aligned=None if labels_true is None else {"labels": labels_true})
 
 
@@ -237,9 +239,11 @@ def _score_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
 
 
 def oversample_pass(src: Source, C: np.ndarray, *, seed: int, m: int,
-                    split_every: int = SPLIT_EVERY, metric: str = "euclidean") -> init.Oversample:
+                    split_every: int = SPLIT_EVERY, metric: str | Metric = "euclidean"
+                    ) -> init.Oversample:
     """One k-means|| round: total cost and the ``m`` rows with the largest keys."""
-    kernel = functools.partial(_oversample_kernel, seed=seed, m=m, metric=metric)
+    kernel = functools.partial(_oversample_kernel, seed=seed, m=m,
+                               metric=as_metric(metric).name)
     return map_reduce(src, kernel, C, split_every=split_every)
 
 
@@ -250,9 +254,9 @@ def _oversample_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | No
 
 
 def count_pass(src: Source, C: np.ndarray, split_every: int = SPLIT_EVERY,
-               metric: str = "euclidean") -> np.ndarray:
+               metric: str | Metric = "euclidean") -> np.ndarray:
     """Weight of rows nearest to each row of C."""
-    return map_reduce(src, functools.partial(_count_kernel, metric=metric), C,
+    return map_reduce(src, functools.partial(_count_kernel, metric=as_metric(metric).name), C,
                       split_every=split_every)
 
 

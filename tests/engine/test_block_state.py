@@ -19,6 +19,7 @@ import zarr
 
 from daskmeans.engine import mapreduce
 from daskmeans.engine.source import ArraySource, DaskSource, Source, ZarrSource
+from tests.engine.test_mapreduce import worker_address
 
 N, D = 103, 5
 
@@ -33,15 +34,6 @@ class Placed:
         return Placed(self.values + other.values, self.where | other.where)
 
 
-def _where() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return "local"
-
-
 def stateful(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, v: np.ndarray, *,
              offset: int, n: int, keep: bool = True, summary: bool = False, state: Any = None,
              extra: float = 0.0) -> Any:
@@ -52,11 +44,11 @@ def stateful(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, v: np.
     if state is not None:
         y = y + state
     out[offset:offset + len(x)] = y
-    part = Placed(out, frozenset({_where()}))
+    part = Placed(out, frozenset({worker_address()}))
     if not keep and not summary:
         return part
     return (part, *((x @ v,) if keep else ()),
-            *(((offset, len(x), _where()),) if summary else ()))
+            *(((offset, len(x), worker_address()),) if summary else ()))
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,8 @@ class Placed:
                       self.where | other.where)
 
 
-def _where() -> str:
+def worker_address() -> str:
+    """The address of the worker running this, or ``local`` outside a cluster."""
     try:
         from distributed import get_worker
 
@@ -56,7 +57,7 @@ def place(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, v: np.nda
     if extra is not None:
         y = y + extra
     out[offset:offset + len(x)] = y
-    return Placed(out, frozenset({offset}), frozenset({_where()}))
+    return Placed(out, frozenset({offset}), frozenset({worker_address()}))
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
