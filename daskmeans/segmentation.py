@@ -20,7 +20,7 @@ from sklearn.utils import check_random_state
 
 from . import io
 from .cluster import KMeans
-from .engine import passes, schedule
+from .engine import reductions, schedule
 from .engine.rows import rows_to_grid
 from .engine.source import as_source
 from .progress import Progress, ProgressCallback
@@ -152,6 +152,6 @@ def _fit(km: KMeans, rows: Any, n_fit: int, random_state: Any, p: Progress) -> N
     rs = check_random_state(random_state)
     idx = np.sort(rs.choice(n, size=n_fit, replace=False))
     p.report("segment", 0, 3, f"sampling {n_fit} of {n} pixels")
-    sample, _ = passes.take_rows(as_source(rows), idx)
+    sample, _ = reductions.take_rows(as_source(rows), idx)
     p.report("segment", 1, 3, f"fitting on {n_fit} pixels")
     km.fit(sample)

@@ -48,7 +48,7 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from daskmeans import KMeans, io, open_source
-    from daskmeans.engine import mapreduce
+    from daskmeans.engine.hold import hold
 
     tmp = Path(tempfile.mkdtemp(prefix="daskmeans-big-"))
     small = io.ingest(args.data, tmp / "small.zarr", name="small")
@@ -89,7 +89,7 @@ def main() -> None:
             # a held store is read once per round, outside the timed fits (reading it
             # takes long and its variance would swamp the difference of two fits)
             if cache and m == 1:
-                held["src"] = mapreduce.hold(open_source(big, "train", cache=True))
+                held["src"] = hold(open_source(big, "train", cache=True))
             src = held["src"] if cache else open_source(big, "train", cache=False)
             t = time.perf_counter()
             KMeans(args.k, init=C0, max_iter=m, tol=0, algorithm=args.algorithm).fit(src)

@@ -294,7 +294,7 @@ import os, sys
 import numpy as np
 import dask
 import dask.array as da
-from daskmeans.engine import passes
+from daskmeans.engine import reductions
 from daskmeans import KMeans
 algorithm = sys.argv[3]
 name = "lloyd_runs_pass" if algorithm == "lloyd" else "bounds_pass"

@@ -5,8 +5,12 @@ module's private (underscore) names. docs/architecture.md draws the same picture
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
+from typing import Any
 
+import dask
+import numpy as np
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "daskmeans"
@@ -97,3 +101,63 @@ def test_no_private_names_of_other_modules(path: Path) -> None:
                 and not node.attr.startswith("__")):
             wrong.append(f"{node.lineno}: {node.value.id}.{node.attr}")
     assert not wrong, "\n".join(wrong)
+
+
+def _paths_to_kernels(fit: Any) -> set[tuple[str, ...]]:
+    """Every path of package modules, from the estimator down to the first kernel module
+    it enters, that ``fit()`` takes (traced under dask's synchronous scheduler, so
+    that each block's task runs on the caller's stack). A ``*_compiled`` module is its
+    kernel's compiled half and counts as that kernel; what a kernel calls below itself
+    (the common distances, the metric object) is the kernel layer's own business; and
+    ``engine/schedule.compute`` is ``dask.compute`` under the BLAS policy, the scheduler
+    that runs a pass's tasks rather than a step of the path."""
+    paths: set[tuple[str, ...]] = set()
+
+    def module_of(frame: Any) -> str | None:
+        name = frame.f_code.co_filename
+        if str(PACKAGE) not in name:
+            return None
+        return str(Path(name).relative_to(PACKAGE).with_suffix("")).removesuffix("_compiled")
+
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        first = module_of(frame)
+        if event != "call" or first is None or not first.startswith("kernels/"):
+            return
+        chain: list[str] = []
+        while frame is not None:
+            module = module_of(frame)
+            if module not in (None, "engine/schedule") and (not chain or chain[-1] != module):
+                chain.append(module)
+            frame = frame.f_back
+        chain.reverse()
+        first_kernel = next(i for i, m in enumerate(chain) if m.startswith("kernels/"))
+        paths.add(tuple(chain[:first_kernel + 1]))
+
+    with dask.config.set(scheduler="sync"):
+        sys.settrace(tracer)
+        try:
+            fit()
+        finally:
+            sys.settrace(None)
+    return paths
+
+
+@pytest.mark.parametrize("params", [{"algorithm": "lloyd"}, {"algorithm": "elkan"},
+                                    {"metric": "manhattan"}])
+def test_a_fit_reaches_every_kernel_through_at_most_four_modules(params: dict) -> None:
+    """From ``KMeans.fit`` to a kernel: the estimator, the algorithm, the engine's
+    reductions (or hold), the kernel; never more than four modules, never a detour
+    back up (docs/architecture.md draws this path)."""
+    from daskmeans import KMeans
+
+    X = np.random.default_rng(0).random((500, 6)).astype(np.float32)
+    paths = _paths_to_kernels(lambda: KMeans(4, n_init=2, random_state=0, max_iter=5,
+                                             **params).fit(X))
+    assert paths, "no kernel was reached: the trace saw nothing"
+    too_long = [p for p in paths if len(set(p)) > 4]
+    assert not too_long, "\n".join(" -> ".join(p) for p in too_long)
+    assert any(p[-1] in ("kernels/lloyd", "kernels/bounds", "kernels/medians")
+               for p in paths)  # an iteration's kernel was among them
+    for path in paths:  # the path only goes down (the cluster package is one estimator)
+        layers = [LAYERS[m.split("/")[0]] for m in path]
+        assert layers == sorted(layers, reverse=True), " -> ".join(path)

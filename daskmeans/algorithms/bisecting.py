@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..engine import passes
-from ..engine.mapreduce import SPLIT_EVERY
+from ..engine import maps, reductions
+from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import Source
 from ..kernels.bisect import BisectStep, TreeCentres, TreeSnapshot, tree_labels
 from ..kernels.common import splitmix64_uniform
@@ -153,7 +153,8 @@ def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np
     ("random", as scikit-learn), or a uniform sample of the cluster's rows for
     k-means++ (weighted) or a callable. Also (a,) whether each cluster has 2 rows of
     positive weight (one that has not cannot be bisected), and the blocks' nodes in the
-    tree, kept for the round's later passes (see :func:`daskmeans.engine.passes.bisect_pass`)."""
+    tree, kept for the round's later passes (see
+    :func:`daskmeans.engine.reductions.bisect_pass`)."""
     a, r = seeds.shape
     d = src.d
     if isinstance(spec.init, str) and spec.init == "random":
@@ -163,7 +164,7 @@ def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np
         m, weighted = int(max(2, min(BISECT_SAMPLE_ROWS, per))), False
     step = BisectStep(tree.snapshot(snap_slot), np.zeros((a, r, 2, d)),
                         np.zeros((a, r), bool), seeds, sample=m, weighted=weighted)
-    part, nodes = passes.bisect_pass(src, step, spec.split_every, keep=True)
+    part, nodes = reductions.bisect_pass(src, step, spec.split_every, keep=True)
     C = np.zeros((a, r, 2, d))
     ok = np.ones(a, bool)
     for s in range(a):
@@ -217,7 +218,7 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
     for _ in range(spec.max_iter):
         if not active.any():
             break
-        part, _ = passes.bisect_pass(src, BisectStep(snap, C.copy(), active.copy(), seeds),
+        part, _ = reductions.bisect_pass(src, BisectStep(snap, C.copy(), active.copy(), seeds),
                                 spec.split_every, nodes=nodes)
         n_passes += 1
         for s, j in zip(*np.nonzero(active), strict=True):
@@ -234,7 +235,7 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
             C[s, j] = new
     again = ~strict
     if again.any():  # E-step against the final centres (scikit-learn's last labels)
-        part, _ = passes.bisect_pass(src, BisectStep(snap, C.copy(), again, seeds),
+        part, _ = reductions.bisect_pass(src, BisectStep(snap, C.copy(), again, seeds),
                                 spec.split_every, nodes=nodes)
         n_passes += 1
         for s, j in zip(*np.nonzero(again), strict=True):
@@ -273,7 +274,7 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
 
     Returns the tree (leaf labels set left to right) and one record per round.
     """
-    root = passes.root_pass(src, spec.split_every)
+    root = reductions.root_pass(src, spec.split_every)
     c = root.sum / max(root.n, 1)
     sse = max(root.wsq - 2 * float(c @ root.wsum) + root.weight * float(c @ c), 0.0)
     tree = BisectingTree.empty(src.d)
@@ -326,4 +327,4 @@ def tree_predict(src: Source, tree: BisectingTree) -> Any:
     snap = tree.snapshot()
     if not src.lazy:
         return tree_labels(src.X, snap, tree.labels)
-    return passes.predict_tree_lazy(src, snap, tree.labels)
+    return maps.predict_tree_lazy(src, snap, tree.labels)

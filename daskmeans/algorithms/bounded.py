@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import passes, schedule
+from ..engine import reductions, schedule
 from ..engine.source import Source
 from ..kernels.bounds import (
     BlockBounds,
@@ -155,17 +155,18 @@ class DistanceBounds:
     def full_pass(self, C: np.ndarray, it: int, moments: bool) -> BoundsPassResult:
         """Every row assigned from fresh bounds (with the farthest rows for relocation)."""
         k = C.shape[0]
-        return passes.bounds_pass(self.src, C, self.fresh, dict.fromkeys(range(len(self.fresh))),
-                                  version=it, n_top=k, groups=self.groups, moments=moments,
-                                  split_every=self.split_every)
+        fresh_steps = dict.fromkeys(range(len(self.fresh)))
+        return reductions.bounds_pass(self.src, C, self.fresh, fresh_steps, version=it,
+                                      n_top=k, groups=self.groups, moments=moments,
+                                      split_every=self.split_every)
 
     def bounded_pass(self, C: np.ndarray, it: int) -> BoundsPassResult:
         """The pass of iteration ``it`` against ``C`` from the bounds: only the blocks
         whose rows may change centre are read."""
         steps = self._unsettled(C)
         if steps:
-            return passes.bounds_pass(self.src, C, self.states, steps, version=it,
-                                      groups=self.groups, split_every=self.split_every)
+            return reductions.bounds_pass(self.src, C, self.states, steps, version=it,
+                                          groups=self.groups, split_every=self.split_every)
         # every block settled: no row can move, nothing to read
         k, d = C.shape
         return BoundsPartial(np.zeros((k, d)), np.zeros(k), np.zeros(k), 0, 0, 0, 0.0), {}, {}
@@ -234,7 +235,7 @@ class DistanceBounds:
 
     def labels(self) -> np.ndarray | None:
         """Every row's label from its bounds, when they are in this process."""
-        return passes.bounds_labels(self.states)
+        return reductions.bounds_labels(self.states)
 
 
 def lloyd_bounded(src: Source, C0: np.ndarray, run: int, settings: FitSettings, *,
@@ -247,7 +248,7 @@ def lloyd_bounded(src: Source, C0: np.ndarray, run: int, settings: FitSettings, 
     they keep their centre are not read, rows in doubt are compared only with the
     groups their bounds do not rule out, blocks whose rows are all settled are not even
     scheduled, and the per-cluster sums change by the rows that moved
-    (:func:`daskmeans.engine.passes.bounds_pass`).
+    (:func:`daskmeans.engine.reductions.bounds_pass`).
 
     The first pass assigns every row (and gives the farthest rows and, with ``tol``,
     the feature variances); a pass that leaves a cluster empty is redone in full so

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..engine.mapreduce import SPLIT_EVERY
+from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import Source
 from ..kernels.common import TopM, weighted_sse
 from ..kernels.lloyd import LloydPartial

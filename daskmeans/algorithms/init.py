@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import passes
-from ..engine.mapreduce import SPLIT_EVERY
+from ..engine import reductions
+from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import NonFiniteError, Source
 from ..kernels.init import kmeans_plusplus
 from ..kernels.metric import EUCLIDEAN, Metric
@@ -47,7 +47,7 @@ def take_samples(src: Source, idxs: Sequence[np.ndarray]
         if i + 1 < len(idxs) and rows_next * row_bytes <= SAMPLES_MAX_BYTES:
             continue  # the next run's sample still fits in this gather
         union = group[0] if len(group) == 1 else np.unique(np.concatenate(group))
-        rows, sw = passes.take_rows(src, union)
+        rows, sw = reductions.take_rows(src, union)
         check_finite_rows(rows, union)
         for g in group:
             if g is union:
@@ -131,19 +131,19 @@ def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
     n = src.n
     ell = oversampling_factor * k
     first = np.array([int(rng.integers(n))])
-    C, _ = passes.take_rows(src, first)
+    C, _ = reductions.take_rows(src, first)
     check_finite_rows(C, first)
     for r in range(rounds):
-        ov = passes.oversample_pass(src, C, seed=seed * 1000 + r, m=int(2 * ell) + 16,
+        ov = reductions.oversample_pass(src, C, seed=seed * 1000 + r, m=int(2 * ell) + 16,
                                split_every=split_every, metric=metric.name)
         if ov.cost <= 0:
             break
         C = np.vstack([C, ov.rows[ov.key > ov.cost / ell]])
         log.debug("k-means|| round %d: cost %.6g, %d candidates", r, ov.cost, len(C))
     if C.shape[0] < k:  # tiny or degenerate data: top up with random rows
-        rows, _ = passes.take_rows(src, np.sort(rng.choice(n, size=k, replace=False)))
+        rows, _ = reductions.take_rows(src, np.sort(rng.choice(n, size=k, replace=False)))
         C = np.vstack([C, rows])
-    weights = passes.count_pass(src, C, split_every=split_every, metric=metric.name)
+    weights = reductions.count_pass(src, C, split_every=split_every, metric=metric.name)
     weights = np.maximum(weights, 1e-12)  # unattracting candidates stay drawable last
     return kmeans_plusplus(C, k, rng, weights=weights, metric=metric)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import passes
-from ..engine.mapreduce import SPLIT_EVERY
+from ..engine import reductions
+from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import Source, reads_raw_uint8
 from ..kernels.common import TopM
 from ..kernels.medians import BINS, L1Centres, MedianGrid, MedianHist, MedianPartial, MedianStep
@@ -39,7 +39,7 @@ def median_grid(src: Source, split_every: int = SPLIT_EVERY) -> MedianGrid:
     data get a grid over each feature's range, found in one pass."""
     if reads_raw_uint8(src):
         return MedianGrid(256, scale=src.scale)
-    rng = passes.range_pass(src, split_every)
+    rng = reductions.range_pass(src, split_every)
     return MedianGrid.of_range(rng.lo, rng.hi)
 
 
@@ -116,7 +116,7 @@ def median_update(src: Source, C: np.ndarray, grid: MedianGrid, part: MedianPart
     median (:class:`MedianSearch`), after moving empty clusters to far rows.
 
     ``part``: the iteration's first pass (labels and first digit); each further digit
-    of the levels costs one pass (:func:`daskmeans.engine.passes.median_refine_pass`, over
+    of the levels costs one pass (:func:`daskmeans.engine.reductions.median_refine_pass`, over
     the kept ``labels``, or assigning again when None). Raw uint8 levels: the median is
     exact. Float grid: the median lies in one cell whose smallest and largest values
     ``[lo, hi]`` the last pass found; the coordinate becomes ``clip(old, lo, hi)``:
@@ -136,7 +136,7 @@ def median_update(src: Source, C: np.ndarray, grid: MedianGrid, part: MedianPart
         track = not grid.raw and p == grid.digits - 1
         step = MedianStep(grid.shift(p), search.prefix, track, moved_index, moved_label,
                             None if labels is not None else L1Centres(C))
-        last = passes.median_refine_pass(src, grid, step, labels, split_every)
+        last = reductions.median_refine_pass(src, grid, step, labels, split_every)
         digit = search.choose(last.hist)
     has = counts > 0
     C_new = np.array(C)
@@ -156,7 +156,7 @@ def kmedians(src: Source, C0: np.ndarray, run: int, settings: FitSettings, *,
     """k-medians iterations of one run from centres ``C0``: rows to the centre nearest
     in L1 distance, centres to the coordinate-wise weighted median of their rows.
 
-    One iteration is :func:`daskmeans.engine.passes.median_assign_pass` (assignment, the
+    One iteration is :func:`daskmeans.engine.reductions.median_assign_pass` (assignment, the
     objective, the first digit of the medians, the farthest rows) then
     :func:`median_update` (``grid.digits - 1`` more passes: 1 for raw uint8 rows, 2 for
     float rows), each one compute. Neither step can raise the L1 objective, so the
@@ -189,8 +189,8 @@ def kmedians(src: Source, C0: np.ndarray, run: int, settings: FitSettings, *,
     for it in range(start, max_iter):
         t0 = time.perf_counter()
         first = it == 0 and tol > 0
-        part, labels = passes.median_assign_pass(src, C, grid, n_top=k, moments=first,
-                                                 split_every=split_every)
+        part, labels = reductions.median_assign_pass(src, C, grid, n_top=k, moments=first,
+                                                     split_every=split_every)
         if first:
             assert part.moments is not None
             tol_abs = float(np.mean(part.moments.var)) * tol
@@ -239,7 +239,7 @@ def kmedians_runs(src: Source, centres0: Sequence[np.ndarray], runs: Sequence[in
 
 def kmedians_e_step(src: Source, Cs: list[np.ndarray], settings: FitSettings) -> list[float]:
     """The L1 objective of each set of centres over all rows, one pass each."""
-    return [passes.score_pass(src, C, split_every=settings.split_every,
-                              metric=settings.metric.name).sse
+    return [reductions.score_pass(src, C, split_every=settings.split_every,
+                                  metric=settings.metric.name).sse
             for C in Cs]
 

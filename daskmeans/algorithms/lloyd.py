@@ -1,6 +1,6 @@
 """Lloyd's iterations of one or more independent runs sharing every pass over the data.
 
-One iteration is :func:`daskmeans.engine.passes.lloyd_runs_pass` (kernel
+One iteration is :func:`daskmeans.engine.reductions.lloyd_runs_pass` (kernel
 :func:`daskmeans.kernels.lloyd.lloyd_runs`: one GEMM and one read for all the runs)
 followed by the M-step :func:`~daskmeans.algorithms.common.lloyd_update` of each run.
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..engine import passes
+from ..engine import reductions
 from ..engine.source import Source
 from .common import (
     FitSettings,
@@ -92,8 +92,8 @@ def lloyd_iterations(src: Source, centres0: Sequence[np.ndarray], runs: Sequence
             break
         t0 = time.perf_counter()
         first = it == 0 and tol > 0
-        parts = passes.lloyd_runs_pass(src, [Cs[i] for i in active], n_top=k, moments=first,
-                                       split_every=settings.split_every)
+        parts = reductions.lloyd_runs_pass(src, [Cs[i] for i in active], n_top=k, moments=first,
+                                           split_every=settings.split_every)
         if first:
             assert parts[0].moments is not None
             tol_abs = float(np.mean(parts[0].moments.var)) * tol
@@ -130,4 +130,4 @@ def _report(progress: Progress, step: int, max_iter: int, done: list[bool],
 
 def lloyd_e_step(src: Source, Cs: list[np.ndarray], settings: FitSettings) -> list[float]:
     """Inertia of each set of centres over all rows, one pass for all."""
-    return [p.sse() for p in passes.lloyd_runs_pass(src, Cs, split_every=settings.split_every)]
+    return [p.sse() for p in reductions.lloyd_runs_pass(src, Cs, split_every=settings.split_every)]

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import passes
-from ..engine.mapreduce import SPLIT_EVERY
+from ..engine import reductions
+from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import Source
 from ..kernels.lloyd import LloydPartial
 from ..kernels.metric import EUCLIDEAN, Metric
@@ -149,7 +149,7 @@ def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     t0 = time.perf_counter()
     b = len(rows) if rows is not None else int(sum(src.block_rows(i) for i in blocks or ()))
     reassign = random_reassign(state, b)
-    part = passes.batch_pass(
+    part = reductions.batch_pass(
         src, state.centers, rows=rows, blocks=blocks, seed=seed,
         n_sample=reservoir_size(state, spec.reassignment_ratio, reassign, b,
                                 src.weights is not None),

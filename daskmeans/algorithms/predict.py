@@ -13,7 +13,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from ..engine import passes, schedule
+from ..engine import maps, reductions, schedule
 from ..engine.source import ArraySource, DaskSource, Source
 from ..kernels.bisect import TreeCentres
 from ..kernels.common import normalize_rows, weighted_sse
@@ -40,7 +40,7 @@ def predict(src: Source, C: np.ndarray, metric: Metric) -> Any:
     dask array otherwise."""
     if not src.lazy:
         return metric.nearest_labels(src.X, C)
-    return passes.predict_lazy(src, C, metric)
+    return maps.predict_lazy(src, C, metric)
 
 
 def transform(src: Source, C: np.ndarray, metric: Metric) -> Any:
@@ -48,7 +48,7 @@ def transform(src: Source, C: np.ndarray, metric: Metric) -> Any:
     dtype: numpy for in-memory rows, a lazy dask array otherwise."""
     if not src.lazy:
         return metric.distances(src.X, C)
-    return passes.transform_lazy(src, C, metric)
+    return maps.transform_lazy(src, C, metric)
 
 
 def score(src: Source, C: np.ndarray | TreeCentres, weights: Any, labels_true: Any,
@@ -62,8 +62,8 @@ def score(src: Source, C: np.ndarray | TreeCentres, weights: Any, labels_true: A
     if src.lazy:
         if isinstance(weights, da.Array) and not isinstance(src, DaskSource):
             weights = schedule.compute(weights)
-        return passes.score_pass(src.with_options(weights=weights, normalize=src.normalize), C,
-                                 labels_true, metric=metric.name)
+        return reductions.score_pass(src.with_options(weights=weights, normalize=src.normalize), C,
+                                     labels_true, metric=metric.name)
     if isinstance(labels_true, da.Array):
         labels_true = labels_true.compute()
     if isinstance(weights, da.Array):
@@ -76,10 +76,10 @@ def fit_labels(src: Source, best: RunResult, metric: Metric) -> Any:
     made them in this process (as a dask array in the source's blocks for lazy data),
     else an E-step against its centres (in memory now, or lazily)."""
     if best.labels is not None:
-        return best.labels if not src.lazy else passes.labels_array(src, best.labels)
+        return best.labels if not src.lazy else maps.labels_array(src, best.labels)
     if not src.lazy:  # a run restored from a checkpoint, or bounds kept on the workers
         return in_memory_e_step(src, best.centers, metric)[0]
-    return passes.predict_lazy(src, best.centers, metric)
+    return maps.predict_lazy(src, best.centers, metric)
 
 
 def labels_and_inertia(src: Source, C: np.ndarray, metric: Metric,
@@ -88,8 +88,8 @@ def labels_and_inertia(src: Source, C: np.ndarray, metric: Metric,
     and one pass for the inertia."""
     if not src.lazy:
         return in_memory_e_step(src, C, metric)
-    return (passes.predict_lazy(src, C, metric),
-            passes.lloyd_pass(src, C, split_every=split_every).sse())
+    return (maps.predict_lazy(src, C, metric),
+            reductions.lloyd_pass(src, C, split_every=split_every).sse())
 
 
 def sample_inertia(rows: np.ndarray, weights: np.ndarray | None, C: np.ndarray,

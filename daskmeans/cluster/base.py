@@ -29,7 +29,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .. import io
 from ..algorithms import InitSpec, Metric, as_metric, init_centers
 from ..algorithms.predict import Scored, predict, score, source_for_metric, transform
-from ..engine import mapreduce, schedule
+from ..engine import schedule
+from ..engine.hold import hold
 from ..engine.rows import SampleGrid, is_xarray, mask_nodata, where_rows, xarray_rows
 from ..engine.source import ArraySource, DaskSource, Source, as_source
 from ..progress import progress as make_progress
@@ -199,7 +200,7 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
             # in memory: |x|^2 once for every pass (when the metric uses it), and the
             # blocks in a cluster's workers; a store is held by the fits that iterate
             # over it (a mini-batch fit streams it)
-            src = mapreduce.hold(src, with_xsq=self._metric().uses_row_norms)
+            src = hold(src, with_xsq=self._metric().uses_row_norms)
         return src, rows
 
     def _fitted_on(self, layout: InputLayout) -> None:

@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 
 from ..algorithms import BisectSpec, tree_predict
 from ..algorithms.bisecting import bisecting
-from ..engine import mapreduce
+from ..engine.hold import hold
 from ..validation import Interval, Options
 from .base import POSITIVE, BaseKMeans
 
@@ -160,7 +160,7 @@ class BisectingKMeans(BaseKMeans):
         -------
         self
         """
-        src = mapreduce.hold(self._prepare(X, sample_weight)[0])
+        src = hold(self._prepare(X, sample_weight)[0])
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(np.iinfo(np.int32).max))
         spec = BisectSpec(self.init, int(self.n_init), int(self.max_iter), float(self.tol),

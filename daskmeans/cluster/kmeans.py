@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 
 from ..algorithms import FitSettings, Progress, RunResult, SolverChoice, choose_solver
 from ..algorithms.predict import fit_labels
-from ..engine import mapreduce
+from ..engine.hold import hold
 from ..engine.source import Source
 from ..validation import InvalidParameterError, Options, check_scalar_param
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
@@ -233,7 +233,7 @@ class KMeans(BaseKMeans):
         src, layout = self._prepare(X, sample_weight)
         metric = self._metric()
         # a store's decoded rows are read once and held while they fit in memory
-        src = mapreduce.hold(src, with_xsq=metric.uses_row_norms)
+        src = hold(src, with_xsq=metric.uses_row_norms)
         rs = check_random_state(self.random_state)
         seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]
         ckpt = Checkpoint(checkpoint, checkpoint_every, self, src, seeds) if checkpoint else None

@@ -16,7 +16,7 @@ from sklearn.utils import check_random_state
 from ..algorithms import FitSettings, MiniBatchSpec, MiniBatchState, lloyd_iterations
 from ..algorithms.minibatch import minibatch, minibatch_step
 from ..algorithms.predict import labels_and_inertia, sample_inertia, source_for_metric
-from ..engine import passes, schedule
+from ..engine import reductions, schedule
 from ..engine.source import Source, ZarrSource
 from ..validation import Interval, Options, check_scalar_param, validate_params
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
@@ -257,7 +257,7 @@ class MiniBatchKMeans(BaseKMeans):
         tol_abs = 0.0
         if self.tol > 0:  # estimated on the init-sized sample: no extra pass
             idx = np.sort(rng.choice(src.n, size=self._sample_size(src.n), replace=False))
-            sample, _ = passes.take_rows(src, idx)
+            sample, _ = reductions.take_rows(src, idx)
             tol_abs = float(np.mean(np.var(sample, axis=0))) * self.tol
         return MiniBatchState.start(C), tol_abs
 
@@ -283,7 +283,7 @@ class MiniBatchKMeans(BaseKMeans):
             seed = int(rs.randint(np.iinfo(np.int32).max))
             return self._init(src, [rng], [seed])[0]
         idx = np.sort(rng.integers(0, src.n, size=self._sample_size(src.n)))
-        valid, vw = passes.take_rows(src, idx)
+        valid, vw = reductions.take_rows(src, idx)
         best, best_inertia = None, np.inf
         for _ in range(n_init):
             C = self._init(src, [rng], [int(rs.randint(np.iinfo(np.int32).max))])[0]

@@ -85,7 +85,7 @@ class Source:
 
     A source is built once per call from whatever the user gave (:func:`as_source`) and
     passed down explicitly to the algorithms and the map-reduce layer
-    (:mod:`daskmeans.engine.mapreduce`); nothing is looked up globally. Kernels see each block
+    (:mod:`daskmeans.engine.reductions`); nothing is looked up globally. Kernels see each block
     as an (m, d) array: float32/float64 rows, or, when :attr:`scale` is set, the stored
     integer rows (uint8 pixels) that stand for ``float32(rows) * scale`` and that the
     kernels scale block by block (no float32 copy of a chunk).
@@ -102,7 +102,7 @@ class Source:
     xsq : ``|x|^2`` of the rows computed once for every pass, or None: (n,) float64
         numpy, or one future per block when the blocks are held in a cluster's workers
         (see :meth:`block_xsq`)
-    held : the blocks as :func:`daskmeans.engine.mapreduce.hold` keeps them (numpy
+    held : the blocks as :func:`daskmeans.engine.hold.hold` keeps them (numpy
         arrays, or futures in a cluster's workers), or None: then every pass reads them
         from where the source has them
     lazy : results derived from the rows stay lazy (dask) rather than numpy
@@ -175,7 +175,7 @@ class Source:
 class ArraySource(Source):
     """An in-memory (n, d) float array, in one block per thread (see
     :func:`memory_block_rows`); on a ``distributed`` cluster its blocks are held in
-    the workers once (:func:`daskmeans.engine.mapreduce.hold`: :attr:`held`) and every
+    the workers once (:func:`daskmeans.engine.hold.hold`: :attr:`held`) and every
     pass reuses them."""
 
     lazy = False
@@ -252,7 +252,7 @@ class ZarrSource(Source):
                   offsets: tuple[int, ...] | None = None) -> ZarrSource:
         """A copy whose blocks are already read: numpy arrays (local scheduler) or
         futures in a cluster's workers, with the rows' ``|x|^2`` if known. Passes take
-        them instead of reading the store (see :func:`daskmeans.engine.mapreduce.hold`).
+        them instead of reading the store (see :func:`daskmeans.engine.hold.hold`).
         ``offsets``: the held blocks' row offsets when they are not the store's blocks."""
         out = copy.copy(self)
         out.held, out.xsq = list(blocks), xsq

@@ -169,13 +169,13 @@ def test_n_init_runs_one_compute_per_iteration(blobs, counting_scheduler) -> Non
 
 
 def test_graph_does_not_embed_centres_per_task(blobs) -> None:
-    from daskmeans.engine import passes
+    from daskmeans.engine import maps
 
     X, _ = blobs
     Xd = da.from_array(X, chunks=(100, 6))
     km = KMeans(5, random_state=0).fit(X)
     with no_compute():
-        lab = passes.predict_lazy(as_source(Xd), km.cluster_centers_)
+        lab = maps.predict_lazy(as_source(Xd), km.cluster_centers_)
     assert lab.numblocks == Xd.numblocks[:1] and lab.dtype == np.int32
 
 
@@ -359,15 +359,15 @@ def test_centres_enter_a_pass_once_or_inline_when_small(chunks: int, inline: boo
     """Small centres ride inside a few tasks; with many blocks they are one graph key."""
     from dask.delayed import Delayed
 
-    from daskmeans.engine import mapreduce, passes
+    from daskmeans.engine import reductions
     from daskmeans.kernels import common
 
     X = np.random.default_rng(0).normal(size=(6400, 784)).astype(np.float32)
     src = ArraySource(X, block_rows=6400 // chunks)
     cen = common.Centres(X[:10], X.dtype)
-    shared = mapreduce.shared_operand(cen, src.n_blocks)
+    shared = reductions.shared_operand(cen, src.n_blocks)
     assert (shared is cen) == inline and isinstance(shared, Delayed) != inline
-    assert passes.lloyd_pass(src, X[:10]).counts.sum() == 6400
+    assert reductions.lloyd_pass(src, X[:10]).counts.sum() == 6400
 
 
 @pytest.fixture(scope="module")
@@ -455,14 +455,15 @@ def test_store_rows_held_in_memory_or_streamed_give_one_fit(
     model bit for bit, still one compute per Lloyd iteration. Held blocks keep their
     rows' |x|^2 next to them (numpy here, futures in the workers on a cluster), equal to
     the norms of the scaled rows."""
-    from daskmeans.engine import mapreduce, schedule
+    from daskmeans.engine import schedule
+    from daskmeans.engine.hold import hold
     from daskmeans.kernels import common
 
     ref = KMeans(6, random_state=0, n_init=2).fit(open_source(pixel_store, cache=False))
     if cache is None:  # over the budget: streamed, as with cache=False
         monkeypatch.setattr(schedule, "CACHE_FRACTION", 0.0)
     src = open_source(pixel_store, cache=cache)
-    held = mapreduce.hold(src)
+    held = hold(src)
     assert (held is not src) == bool(cache)
     if cache and scheduler == "threads":  # numpy blocks here (futures on a cluster)
         assert all(b.dtype == np.uint8 for b in held.held)
@@ -471,7 +472,7 @@ def test_store_rows_held_in_memory_or_streamed_give_one_fit(
             return v.result() if hasattr(v, "result") else v
 
         assert isinstance(held.xsq, np.ndarray if scheduler == "threads" else list)
-        assert mapreduce.hold(open_source(pixel_store, cache=True), with_xsq=False).xsq is None
+        assert hold(open_source(pixel_store, cache=True), with_xsq=False).xsq is None
         for i in range(held.n_blocks):
             rows = held.rows_float(local(held.held[i]))
             np.testing.assert_array_equal(local(held.block_xsq(i)),
@@ -487,10 +488,10 @@ def test_lazy_rows_of_a_held_store_do_not_pickle_it(pixel_store: Path,
     """A held source's lazy rows (the labels_ / predict graph at the end of a fit) are
     built without pickling the source: dask tokenizes a bound method by pickling its
     object, held blocks and all (hashing every held byte at the end of a fit)."""
-    from daskmeans.engine import mapreduce
+    from daskmeans.engine.hold import hold
 
     with dask.config.set(scheduler="threads"):
-        held = mapreduce.hold(open_source(pixel_store, cache=True))
+        held = hold(open_source(pixel_store, cache=True))
 
         pickled: list[int] = []
         reduce_ex = ZarrSource.__reduce_ex__
@@ -512,7 +513,7 @@ def test_held_store_of_one_chunk_is_cut_for_every_thread(tmp_path: Path) -> None
     per thread (row ranges of the one read), and fits as the streamed store does."""
     import zarr
 
-    from daskmeans.engine import mapreduce
+    from daskmeans.engine.hold import hold
 
     X, _ = make_blobs(n_samples=1001, n_features=5, centers=3, random_state=3)
     z = zarr.create_array(tmp_path / "one.zarr", shape=X.shape, dtype="f8", chunks=X.shape)
@@ -520,7 +521,7 @@ def test_held_store_of_one_chunk_is_cut_for_every_thread(tmp_path: Path) -> None
     with dask.config.set(scheduler="threads", num_workers=3):
         src = open_source(str(tmp_path / "one.zarr"), cache=True)
         assert src.n_blocks == 1
-        held = mapreduce.hold(src)
+        held = hold(src)
         assert held.n_blocks == 3 and held.offsets == (0, 334, 668, 1001)
         np.testing.assert_array_equal(np.concatenate(held.held), X)
         km = KMeans(3, init=X[:3], max_iter=5, tol=0).fit(held)
@@ -629,7 +630,7 @@ def test_dask_array_blocks_reach_the_kernels_without_a_copy() -> None:
     """A pass over a persisted dask array hands each kernel the block itself: dask's
     blockwise ``concatenate=True`` copied every block in every pass (a sizeable part
     of a Lloyd iteration)."""
-    from daskmeans.engine import mapreduce
+    from daskmeans.engine import reductions
 
     X = np.arange(40, dtype=np.float32).reshape(10, 4)
     with dask.config.set(scheduler="threads"):
@@ -641,5 +642,5 @@ def test_dask_array_blocks_reach_the_kernels_without_a_copy() -> None:
             seen.append(any(np.shares_memory(x, b) for b in blocks))
             return 0
 
-        mapreduce.map_reduce(as_source(Xd), spy, None)
+        reductions.map_reduce(as_source(Xd), spy, None)
     assert seen == [True, True]

@@ -134,13 +134,13 @@ def test_errors(params: dict, message: str) -> None:
 
 
 def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, monkeypatch) -> None:
-    from daskmeans.engine import passes
+    from daskmeans.engine import reductions
 
     X, _ = make_blobs(5000, n_features=4, centers=5, random_state=9)
     params = {"n_clusters": 5, "batch_size": 256, "random_state": 3, "max_iter": 3,
               "max_no_improvement": None}
     fresh = MiniBatchKMeans(**params).fit(X)
-    real, calls = passes.batch_pass, [0]
+    real, calls = reductions.batch_pass, [0]
 
     def dying(*a, **k):  # type: ignore[no-untyped-def]
         calls[0] += 1
@@ -148,7 +148,7 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, monkeypatch) -> 
             raise KeyboardInterrupt  # the client goes away mid-fit
         return real(*a, **k)
 
-    monkeypatch.setattr(passes, "batch_pass", dying)
+    monkeypatch.setattr(reductions, "batch_pass", dying)
     ckpt = tmp_path / "mb.npz"
     with pytest.raises(KeyboardInterrupt):
         MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5)
@@ -158,7 +158,7 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, monkeypatch) -> 
         calls[0] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(passes, "batch_pass", counting)
+    monkeypatch.setattr(reductions, "batch_pass", counting)
     resumed = MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5,
                                             resume=True)
     np.testing.assert_array_equal(resumed.cluster_centers_, fresh.cluster_centers_)

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import zarr
 
-from daskmeans.engine import mapreduce
+from daskmeans.engine import reductions
+from daskmeans.engine.hold import hold
 from daskmeans.engine.source import ArraySource, DaskSource, Source, ZarrSource
-from tests.engine.test_mapreduce import worker_address
+from tests.engine.test_reductions import worker_address
 
 N, D = 103, 5
 
@@ -107,16 +108,16 @@ def test_states_and_summaries_of_the_blocks_read(kind: str, split_every: int,
     read = [0, 3, 4, src.n_blocks - 1]
     kernel = functools.partial(stateful, n=N, summary=True)
     with dask.config.set(scheduler="threads"):
-        out = mapreduce.map_reduce(src, kernel, v, keep=True, summaries=True,
-                                   per_block=lambda i: {} if i in read else None,
-                                   split_every=split_every)
-        assert isinstance(out, mapreduce.Reduced)
+        out = reductions.map_reduce(src, kernel, v, keep=True, summaries=True,
+                                    per_block=lambda i: {} if i in read else None,
+                                    split_every=split_every)
+        assert isinstance(out, reductions.Reduced)
         assert out.states is not None and out.summaries is not None
         assert list(out.states) == list(out.summaries) == read
-        again = mapreduce.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
-                                     states=out.states,
-                                     per_block=lambda i: {"extra": 1.0} if i in read else None,
-                                     split_every=split_every)
+        again = reductions.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
+                                      states=out.states,
+                                      per_block=lambda i: {"extra": 1.0} if i in read else None,
+                                      split_every=split_every)
     want = np.zeros(N)
     for i in read:
         a, b = src.offsets[i], src.offsets[i + 1]
@@ -139,10 +140,10 @@ def test_summaries_alone_and_state_lists_in_block_order(tmp_path: Path) -> None:
     X, v = _data()
     src = _source("array", X, tmp_path)
     with dask.config.set(scheduler="threads"):
-        sums = mapreduce.map_reduce(src, functools.partial(stateful, n=N, keep=False,
-                                                           summary=True), v, summaries=True)
-        kept = mapreduce.map_reduce(src, functools.partial(stateful, n=N), v, keep=True,
-                                    split_every=2)
+        sums = reductions.map_reduce(src, functools.partial(stateful, n=N, keep=False,
+                                                            summary=True), v, summaries=True)
+        kept = reductions.map_reduce(src, functools.partial(stateful, n=N), v, keep=True,
+                                     split_every=2)
     assert sums.states is None and sums.summaries is not None
     assert [s[0] for s in sums.summaries.values()] == list(src.offsets[:-1])
     np.testing.assert_array_equal(sums.total.values, X @ v)
@@ -159,20 +160,20 @@ def test_one_compute_per_pass(kind: str, split_every: int, tmp_path: Path,
     states and summaries, and a pass over kept states."""
     X, v = _data()
     src = _source(kind, X, tmp_path)
-    plain = mapreduce.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
-                                 split_every=split_every)
+    plain = reductions.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
+                                  split_every=split_every)
     assert counting_scheduler.calls == 1
     np.testing.assert_array_equal(plain.values, X @ v)
-    mapreduce.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
-                         per_block=lambda i: {} if i % 2 else None, split_every=split_every)
+    reductions.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
+                          per_block=lambda i: {} if i % 2 else None, split_every=split_every)
     assert counting_scheduler.calls == 2
     if kind == "dask":
         return
-    out = mapreduce.map_reduce(src, functools.partial(stateful, n=N, summary=True), v,
-                               keep=True, summaries=True, split_every=split_every)
+    out = reductions.map_reduce(src, functools.partial(stateful, n=N, summary=True), v,
+                                keep=True, summaries=True, split_every=split_every)
     assert counting_scheduler.calls == 3
-    mapreduce.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
-                         states=out.states, split_every=split_every)
+    reductions.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
+                          states=out.states, split_every=split_every)
     assert counting_scheduler.calls == 4
 
 
@@ -183,21 +184,21 @@ def test_a_dask_array_keeps_no_state(tmp_path: Path) -> None:
     src = _source("dask", X, tmp_path)
     kernel = functools.partial(stateful, n=N)
     with dask.config.set(scheduler="threads"):
-        out = mapreduce.map_reduce(src, kernel, v, keep=True)
-        assert isinstance(out, mapreduce.Reduced)
+        out = reductions.map_reduce(src, kernel, v, keep=True)
+        assert isinstance(out, reductions.Reduced)
         assert out.states is None and out.state_list() is None
         np.testing.assert_array_equal(out.total.values, X @ v)
         with pytest.raises(TypeError, match="summaries"):
-            mapreduce.map_reduce(src, functools.partial(stateful, n=N, summary=True), v,
-                                 keep=True, summaries=True)
+            reductions.map_reduce(src, functools.partial(stateful, n=N, summary=True), v,
+                                  keep=True, summaries=True)
         with pytest.raises(ValueError, match="aligned dask arrays"):
-            mapreduce.map_reduce(_source("array", X, tmp_path), kernel, v, keep=True,
-                                 aligned={"extra": da.zeros(N, chunks=10)})
+            reductions.map_reduce(_source("array", X, tmp_path), kernel, v, keep=True,
+                                  aligned={"extra": da.zeros(N, chunks=10)})
 
 
 def test_xsq_reaches_the_kernel_only_when_asked(tmp_path: Path) -> None:
     X, _ = _data()
-    src = mapreduce.hold(ArraySource(X, block_rows=10))
+    src = hold(ArraySource(X, block_rows=10))
     seen: list[bool] = []
 
     def spy(x, w, xsq, shared, *, offset):  # type: ignore[no-untyped-def]
@@ -205,20 +206,20 @@ def test_xsq_reaches_the_kernel_only_when_asked(tmp_path: Path) -> None:
         return 0
 
     with dask.config.set(scheduler="sync"):
-        mapreduce.map_reduce(src, spy)
+        reductions.map_reduce(src, spy)
         assert seen == [True] * src.n_blocks
         seen.clear()
-        mapreduce.map_reduce(src, spy, xsq=False)
+        reductions.map_reduce(src, spy, xsq=False)
     assert seen == [False] * src.n_blocks
 
 
 def test_a_tuple_of_shared_operands_enters_the_graph_entry_by_entry() -> None:
     from dask.delayed import Delayed
 
-    small, large = np.zeros(4), np.zeros(mapreduce.INLINE_MAX_BYTES // 8)
-    got = mapreduce.shared_operand((small, large), 2)
+    small, large = np.zeros(4), np.zeros(reductions.INLINE_MAX_BYTES // 8)
+    got = reductions.shared_operand((small, large), 2)
     assert type(got) is tuple and got[0] is small and isinstance(got[1], Delayed)
-    assert mapreduce.shared_operand((small, small), 2) == (small, small)
+    assert reductions.shared_operand((small, small), 2) == (small, small)
 
 
 # --------------------------------------------------------------------------- cluster
@@ -238,13 +239,13 @@ def test_kept_states_stay_in_the_workers(kind: str, local_cluster: Any, by_value
     n = len(X)
     workers = set(local_cluster.scheduler_info()["workers"])
     with local_cluster.as_current():
-        src = mapreduce.hold(_source(kind, X, tmp_path, rows=25))
+        src = hold(_source(kind, X, tmp_path, rows=25))
         assert src.held is not None and all(isinstance(b, Future) for b in src.held)
         read = [0, src.n_blocks - 1]
         assert read[0] < read[1]
-        out = mapreduce.map_reduce(src, functools.partial(stateful, n=n, summary=True), v,
-                                   keep=True, summaries=True,
-                                   per_block=lambda i: {} if i in read else None)
+        out = reductions.map_reduce(src, functools.partial(stateful, n=n, summary=True), v,
+                                    keep=True, summaries=True,
+                                    per_block=lambda i: {} if i in read else None)
         assert out.states is not None and out.summaries is not None
         assert list(out.states) == read
         assert all(isinstance(st, Future) for st in out.states.values())
@@ -254,9 +255,9 @@ def test_kept_states_stay_in_the_workers(kind: str, local_cluster: Any, by_value
         for i, (start, rows, where) in out.summaries.items():
             assert (start, rows) == (src.offsets[i], src.block_rows(i)) and where in workers
         assert out.total.where <= workers
-        again = mapreduce.map_reduce(src, functools.partial(stateful, n=n, keep=False), v,
-                                     states=out.states,
-                                     per_block=lambda i: {} if i in read else None)
+        again = reductions.map_reduce(src, functools.partial(stateful, n=n, keep=False), v,
+                                      states=out.states,
+                                      per_block=lambda i: {} if i in read else None)
         for i in read:
             np.testing.assert_array_equal(out.states[i].result(), _block_values(src, X, v, i))
     want = np.zeros(n)
@@ -274,12 +275,12 @@ def test_hold_an_array_here_computes_its_norms_once() -> None:
     X, _ = _data()
     src = ArraySource(X, block_rows=10)
     with dask.config.set(scheduler="threads"):
-        assert mapreduce.hold(src, with_xsq=False) is src and src.xsq is None
-        assert mapreduce.hold(src) is src
+        assert hold(src, with_xsq=False) is src and src.xsq is None
+        assert hold(src) is src
         xsq = src.xsq
         assert isinstance(xsq, np.ndarray) and xsq.dtype == np.float64
         np.testing.assert_array_equal(xsq, (X ** 2).sum(axis=1))  # integers: exact
-        assert mapreduce.hold(src).xsq is xsq  # held once
+        assert hold(src).xsq is xsq  # held once
     assert src.held is None  # the rows stay the caller's array, viewed block by block
     np.testing.assert_array_equal(src.block(1), X[10:20])
 
@@ -293,7 +294,7 @@ def test_hold_an_array_on_a_cluster_ships_its_blocks_and_norms(local_cluster: An
     src = ArraySource(X)
     workers = set(local_cluster.scheduler_info()["workers"])
     with local_cluster.as_current():
-        assert mapreduce.hold(src) is src
+        assert hold(src) is src
         held, xsq = src.held, src.xsq
         assert held is not None and isinstance(xsq, list)
         assert src.n_blocks == len(held) == len(xsq) == len(workers)
@@ -306,7 +307,7 @@ def test_hold_an_array_on_a_cluster_ships_its_blocks_and_norms(local_cluster: An
         assert {w for f in held for w in who[f.key]} == workers  # spread out
         blocks = local_cluster.gather(held)
         norms = local_cluster.gather(xsq)
-        assert mapreduce.hold(src).held is held  # held once
+        assert hold(src).held is held  # held once
     np.testing.assert_array_equal(np.concatenate(blocks), X)
     np.testing.assert_array_equal(np.concatenate(norms), (X ** 2).sum(axis=1))
 
@@ -315,12 +316,12 @@ def test_hold_a_store_on_a_cluster(local_cluster: Any, tmp_path: Path) -> None:
     X, _ = _data()
     src = ZarrSource(_source("zarr", X, tmp_path, rows=20).array, threads=2, cache=True)
     with local_cluster.as_current():
-        held = mapreduce.hold(src)
+        held = hold(src)
         assert held is not src and src.held is None
         assert held.held is not None and isinstance(held.xsq, list)
         blocks = local_cluster.gather(held.held)
         norms = local_cluster.gather(held.xsq)
-        no_xsq = mapreduce.hold(ZarrSource(src.array, threads=2, cache=True), with_xsq=False)
+        no_xsq = hold(ZarrSource(src.array, threads=2, cache=True), with_xsq=False)
         assert no_xsq.held is not None and no_xsq.xsq is None
     np.testing.assert_array_equal(np.concatenate(blocks), X)
     np.testing.assert_array_equal(np.concatenate(norms), (X ** 2).sum(axis=1))
@@ -331,5 +332,5 @@ def test_hold_leaves_a_dask_array_and_a_streamed_store(tmp_path: Path) -> None:
     lazy = _source("dask", X, tmp_path)
     streamed = ZarrSource(_source("zarr", X, tmp_path).array, threads=2, cache=False)
     with dask.config.set(scheduler="threads"):
-        assert mapreduce.hold(lazy) is lazy and lazy.xsq is None
-        assert mapreduce.hold(streamed) is streamed and streamed.held is None
+        assert hold(lazy) is lazy and lazy.xsq is None
+        assert hold(streamed) is streamed and streamed.held is None

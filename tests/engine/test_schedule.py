@@ -10,7 +10,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from daskmeans.engine import mapreduce, schedule
+from daskmeans.engine import reductions, schedule
 from daskmeans.engine.source import ZarrSource
 
 
@@ -32,7 +32,7 @@ def test_a_pass_over_a_store_is_one_compute(counting_scheduler, tmp_path: Path) 
     arr = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(9, 3), dtype=X.dtype)
     arr[:] = X
     src = ZarrSource(zarr.open_array(tmp_path / "x.zarr", mode="r"), threads=2)
-    got = mapreduce.map_reduce(src.regroup(1), functools.partial(_rows), split_every=2)
+    got = reductions.map_reduce(src.regroup(1), functools.partial(_rows), split_every=2)
     np.testing.assert_array_equal(got, X.sum(axis=0))
     assert counting_scheduler.calls == 1
 

@@ -1,4 +1,4 @@
-"""Seeding kernels: k-means++ and the k-means|| passes."""
+"""Seeding kernels: k-means++ and the k-means|| reductions."""
 
 from __future__ import annotations
 

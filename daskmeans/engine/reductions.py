@@ -1,53 +1,442 @@
-"""The passes over a source that the algorithms make, each a thin wrapper that names
-a kernel of :mod:`daskmeans.kernels` and maps it with
-:func:`~daskmeans.engine.mapreduce.map_reduce` (with per-block state kept where the
-blocks are, for the passes that carry labels, bounds or tree nodes from one pass to
-the next): one read of the data and one compute each. The lazy maps at the end
-(:func:`predict_lazy`, :func:`transform_lazy`, ...) are per-block results returned as
-dask arrays instead of reduced.
+"""Reductions over a data source's blocks: the one map-reduce primitive and the passes
+built on it, as dask's ``array/reductions.py`` holds ``reduction()`` and the reductions
+that call it.
+
+:func:`map_reduce` maps a kernel (from :mod:`daskmeans.kernels`) over the blocks of a
+:class:`~daskmeans.engine.source.Source` and tree-reduces the per-block partial results
+(``split_every`` at a time) with ``+``, in exactly one compute under whatever scheduler
+is active (threaded by default, a ``distributed.Client`` when one is active). Each
+block's task may also receive a state an earlier pass made there (``states``), return
+a new one that stays where the block is (``keep``: numpy here, futures in the workers
+on a cluster) and a small summary that comes back (``summaries``). Every pass below
+(:func:`lloyd_runs_pass`, :func:`bounds_pass`, ...) is one call of it naming a kernel of
+:mod:`daskmeans.kernels`, as each reduction of ``dask.array`` is one call of
+``reduction(x, chunk, aggregate, ...)``: one read of the data and one compute each, with
+per-block state kept where the blocks are for the passes that carry labels, bounds or
+tree nodes from one pass to the next.
+
+Holding rows in memory for a fit is :mod:`daskmeans.engine.hold`; the lazy per-row
+maps (predict, transform) are :mod:`daskmeans.engine.maps`.
+
+Only public dask APIs are used:
+
+- in-memory and Zarr sources: one ``dask.delayed`` task per block, reading its rows
+  where it runs (a numpy view, a held future, or a Zarr read), and a tree of delayed
+  additions;
+- dask arrays: ``da.blockwise`` over the row blocks (with a small object array that
+  carries each block's offset and constants) and ``da.reduction`` for the tree
+  (:func:`reduce_blocks`). This is the only public route to a dask array's blocks that
+  also works with dask's array query planning; it costs more graph handling per pass
+  than the delayed route, which is why the other sources do not take it. A dask
+  array's blocks keep no state between passes (there is no public way to leave a
+  result beside a block of a user's array).
+
+Shared operands (the centres, prepared once per pass) go inside each task while all
+copies stay under :data:`INLINE_MAX_BYTES`, else enter the graph once as a delayed
+value (:func:`shared_operand`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import Any
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
 import numpy as np
 
 from ..kernels import bisect, bounds, common, init, lloyd, medians, scores, silhouette
+from ..kernels.common import NonFiniteRow
 from ..kernels.metric import Metric, as_metric
-from .mapreduce import SPLIT_EVERY, map_reduce, reduce_blocks
-from .schedule import compute, local_blas, worker_blas
-from .source import ArraySource, NonFiniteError, Source, ZarrSource, reads_raw_uint8
+from .schedule import (
+    compute,
+    local_blas,
+    using_distributed,
+    worker_blas,
+)
+from .source import (
+    ArraySource,
+    DaskSource,
+    NonFiniteError,
+    Source,
+    ZarrBlock,
+    float_rows,
+    reads_raw_uint8,
+)
 
 __all__ = [
+    "INLINE_MAX_BYTES",
+    "SPLIT_EVERY",
+    "Reduced",
+    "TaskSource",
+    "add_all",
     "batch_pass",
     "bisect_pass",
     "bounds_labels",
     "bounds_pass",
+    "call_kernel",
     "cluster_distance_pass",
     "contingency_pass",
     "count_pass",
+    "delayed_tree",
     "gather_pass",
-    "labels_array",
     "lloyd_pass",
     "lloyd_runs_pass",
+    "map_reduce",
     "median_assign_pass",
     "median_refine_pass",
     "oversample_pass",
     "pca_fit",
-    "predict_lazy",
-    "predict_tree_lazy",
     "range_pass",
+    "reduce_blocks",
     "root_pass",
     "score_pass",
+    "shared_operand",
     "take_rows",
-    "transform_lazy",
 ]
 
+#: partial results combined per tree node.
+SPLIT_EVERY = 8
+#: an operand travels inside every task (not as one graph key) while all its copies
+#: together stay under this many bytes (saves a worker-to-worker fetch per pass).
+INLINE_MAX_BYTES = 1 << 20
+
+
+def add_all(*parts: Any) -> Any:
+    """``parts[0] + parts[1] + ...`` (partial results of a pass)."""
+    return functools.reduce(operator.add, parts)
+
+
+def delayed_tree(parts: list[Any], split_every: int) -> list[Any]:
+    """Delayed partials added ``split_every`` at a time until at most that many are
+    left (the last level is added on the client, not as a task)."""
+    add = dask.delayed(add_all, pure=False)
+    while len(parts) > split_every:
+        parts = [add(*parts[j:j + split_every]) for j in range(0, len(parts), split_every)]
+    return parts
+
+
+def _rows_for(src: Source | TaskSource, rows: np.ndarray, raw: bool
+              ) -> tuple[np.ndarray, float | None]:
+    """A block's rows as a kernel takes them: raw with ``scale`` when it can, else float."""
+    if src.scale is not None and raw and not src.normalize:
+        return rows, src.scale
+    if src.scale is None and not src.normalize:
+        return (rows if rows.dtype == src.dtype else rows.astype(src.dtype)), None
+    return src.rows_float(rows), None
+
+
+def call_kernel(kernel: Callable[..., Any], src: Source | TaskSource, rows: Any, w: Any,
+                xsq: Any, shared: Any, offset: int, consts: dict[str, Any], raw: bool) -> Any:
+    """Inside a task: load the rows (reading a :class:`ZarrBlock`), check the weights,
+    run the kernel, and name the global row of any NaN/inf it meets."""
+    with worker_blas():
+        if isinstance(rows, ZarrBlock):
+            rows = rows.read()
+        x, scale = _rows_for(src, rows, raw)
+        if w is not None:  # (m,) values: dask weights are checked here, in the pass
+            w = np.asarray(w, dtype=np.float64)
+            bad = ~(np.isfinite(w) & (w >= 0))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"sample_weight must be finite and non-negative, got "
+                                 f"{w[i]!r} in row {offset + i}")
+        try:
+            if scale is not None:
+                return kernel(x, w, xsq, shared, offset=offset, scale=scale, **consts)
+            return kernel(x, w, xsq, shared, offset=offset, **consts)
+        except NonFiniteRow as e:
+            local = consts.get("local")
+            row = offset + int(local[e.row] if local is not None else e.row)
+            raise NonFiniteError(
+                f"X contains NaN or infinity in row {row} (or values so large that "
+                "squared distances overflow); clean or impute the data first") from None
+
+
+class TaskSource:
+    """What a task needs to know about its source to read a block's rows: the scale,
+    the normalisation and the float dtype, never the data (pickling a source would
+    ship the whole array or the held blocks with every task)."""
+
+    def __init__(self, src: Source) -> None:
+        self.scale, self.normalize, self.dtype = src.scale, src.normalize, src.dtype
+
+    def rows_float(self, raw: np.ndarray) -> np.ndarray:
+        """A block's stored rows as float (see :func:`~daskmeans.engine.source.float_rows`)."""
+        return float_rows(raw, self.scale, self.normalize)
+
+
+def shared_operand(value: Any, n_uses: int) -> Any:
+    """``value`` itself while all copies stay under :data:`INLINE_MAX_BYTES`, else a
+    delayed value entering the graph once; a plain tuple is decided entry by entry
+    (each of several operands, e.g. centres in two dtypes, on its own size)."""
+    if type(value) is tuple:  # not a NamedTuple operand: that is one value
+        return tuple(shared_operand(v, n_uses) for v in value)
+    nbytes = getattr(value, "nbytes", None)
+    if value is None or (nbytes is not None and nbytes * max(n_uses, 1) <= INLINE_MAX_BYTES):
+        return value
+    return dask.delayed(value, pure=False)
+
+
+class Reduced(NamedTuple):
+    """What a pass with per-block outputs returns (see :func:`map_reduce`).
+
+    Attributes
+    ----------
+    total : the summed partial results
+    states : block index -> its new state (numpy, or a future in the worker that made
+        it), for the blocks mapped; None without ``keep`` or for a dask array
+    summaries : block index -> its summary, for the blocks mapped; None without
+        ``summaries``
+    """
+
+    total: Any
+    states: dict[int, Any] | None
+    summaries: dict[int, Any] | None
+
+    def state_list(self) -> list[Any] | None:
+        """The kept states in block order (every block, when every block was mapped)."""
+        return None if self.states is None else list(self.states.values())
+
+
+def map_reduce(
+    src: Source,
+    kernel: Callable[..., Any],
+    shared: Any = None,
+    *,
+    per_block: Callable[[int], dict[str, Any] | None] | None = None,
+    states: Sequence[Any] | Mapping[int, Any] | None = None,
+    keep: bool = False,
+    summaries: bool = False,
+    xsq: bool = True,
+    split_every: int = SPLIT_EVERY,
+    raw: bool = False,
+    aligned: dict[str, Any] | None = None,
+) -> Any:
+    """``sum(kernel(rows_i, w_i, xsq_i, shared, offset=off_i, **per_block(i)))`` over the
+    blocks of ``src``: one graph, one compute, a tree reduction.
+
+    Parameters
+    ----------
+    src : the data source
+    kernel : ``kernel(rows (m, d), w (m,) or None, xsq (m,) or None, shared, *, offset,
+        [scale], [state], **consts)``; returns a partial result that supports ``+``, or
+        with ``keep`` / ``summaries`` the tuple ``(partial, [new state], [summary])``
+    shared : one operand every task receives (the prepared centres); a plain tuple of
+        operands enters the graph entry by entry (see :func:`shared_operand`)
+    per_block : block index -> extra keyword constants for that block, or None to skip
+        the block (mini-batches, settled blocks); every block by default
+    states : block index -> the state an earlier pass kept for that block (numpy, or a
+        future where the block is held), passed to the kernel as ``state=``; not for a
+        dask array
+    keep : keep each mapped block's new state where the block is: numpy here, futures
+        in the workers on a cluster (only the reduced partial comes back). A dask
+        array's blocks keep none: its states are dropped in the tasks (None returned)
+    summaries : each mapped block's summary comes back too (not for a dask array)
+    xsq : pass each block's ``|x|^2`` when the source holds it (False for kernels that
+        never use it: their tasks then do not depend on it)
+    split_every : fan-in of the reduction tree (>= 2)
+    raw : the kernel accepts raw stored rows with ``scale=`` (see :class:`Source`)
+    aligned : name -> (n,) numpy or dask array; each block's slice is passed to the
+        kernel as that keyword (read in the same compute for dask arrays)
+
+    Returns
+    -------
+    The summed partial; with ``keep`` or ``summaries`` a :class:`Reduced`.
+    """
+    blocks = _mapped_blocks(src, per_block)
+    aligned = aligned or {}
+    if not isinstance(src, DaskSource) and any(isinstance(a, da.Array)
+                                               for a in aligned.values()):
+        # a dask array read alongside the rows (true labels): the whole pass goes the
+        # dask-array route (a dask array handed to a delayed task fails with query
+        # planning); only evaluation passes do this
+        if per_block is not None or states is not None or keep or summaries:
+            raise ValueError("aligned dask arrays need every block (no per_block) and no "
+                             "per-block state")
+        src = DaskSource(src.to_dask()).with_options(weights=src.weights)
+        blocks = [(i, {}) for i in range(src.n_blocks)]
+    if isinstance(src, DaskSource):
+        if states is not None or summaries:
+            raise TypeError("per-block state and summaries need a numpy or Zarr source, "
+                            "not a dask array")
+        total = _map_reduce_dask(src, kernel, shared, blocks, split_every, raw, aligned,
+                                 first_only=keep)
+        return Reduced(total, None, None) if keep else total
+    n_out = 1 + int(keep) + int(summaries)
+    # with per-block outputs on the local scheduler and no tree to build, each block's
+    # outputs come back as one result (no task splits the tuples apart: dask's own
+    # time per compute counts in fits of many short passes)
+    whole = n_out > 1 and not using_distributed() and len(blocks) <= split_every
+    tasks = _block_tasks(src, kernel, shared, blocks, states, xsq, raw, aligned,
+                         nout=None if (n_out == 1 or whole) else n_out)
+    if n_out == 1:
+        parts = delayed_tree(tasks, split_every)
+        out = compute(*parts, n_tasks=len(blocks))
+        return add_all(*out) if len(parts) > 1 else out
+    index = [i for i, _ in blocks]
+    if whole:
+        return _reduce_whole(tasks, index, keep, summaries)
+    return _reduce_split(tasks, index, keep, summaries, split_every)
+
+
+def _mapped_blocks(src: Source, per_block: Callable[[int], dict[str, Any] | None] | None
+                   ) -> list[tuple[int, dict[str, Any]]]:
+    """(block index, its constants) of every block the pass maps, in block order."""
+    blocks: list[tuple[int, dict[str, Any]]] = []
+    for i in range(src.n_blocks):
+        consts = {} if per_block is None else per_block(i)
+        if consts is not None:
+            blocks.append((i, consts))
+    if not blocks:
+        raise ValueError("a pass needs at least one block")
+    return blocks
+
+
+def _block_task(kernel: Callable[..., Any], task_src: TaskSource, rows: Any, w: Any,
+                xsq: Any, shared: Any, offset: int, consts: dict[str, Any], raw: bool,
+                *state: Any) -> Any:
+    """One block's task: :func:`call_kernel`, with the block's kept state (a positional
+    argument, so that a future of it is a dependency the scheduler resolves)."""
+    if state:
+        consts = {**consts, "state": state[0]}
+    return call_kernel(kernel, task_src, rows, w, xsq, shared, offset, consts, raw)
+
+
+def _block_tasks(src: Source, kernel: Callable[..., Any], shared: Any,
+                 blocks: list[tuple[int, dict[str, Any]]],
+                 states: Sequence[Any] | Mapping[int, Any] | None, xsq: bool, raw: bool,
+                 aligned: dict[str, Any], nout: int | None) -> list[Any]:
+    """The delayed task of each mapped block (``nout``: outputs to split apart)."""
+
+    def rows_of(a: Any, i: int) -> Any:
+        return None if a is None else a[src.offsets[i]:src.offsets[i + 1]]
+
+    task_src = TaskSource(src)
+    s = shared_operand(shared, len(blocks))
+    task = dask.delayed(_block_task, pure=False, nout=nout)
+    return [
+        task(kernel, task_src, src.block(i), rows_of(src.weights, i),
+             src.block_xsq(i) if xsq else None, s, src.offset(i),
+             {**consts, **{k: rows_of(a, i) for k, a in aligned.items()}}, raw,
+             *(() if states is None else (states[i],)))
+        for i, consts in blocks
+    ]
+
+
+def _reduce_whole(tasks: list[Any], index: list[int], keep: bool, summaries: bool
+                  ) -> Reduced:
+    """Each task's ``(partial, [state], [summary])`` computed as one result (local
+    scheduler, one level), the partials added here."""
+    with local_blas(len(index)):
+        (got,) = dask.compute(tasks)
+    return Reduced(add_all(*(g[0] for g in got)),
+                   dict(zip(index, (g[1] for g in got), strict=True)) if keep else None,
+                   dict(zip(index, (g[-1] for g in got), strict=True)) if summaries else None)
+
+
+def _reduce_split(tasks: list[Any], index: list[int], keep: bool, summaries: bool,
+                  split_every: int) -> Reduced:
+    """Tree-reduce the partials of tasks with per-block outputs, in one compute; the
+    kept states stay in the workers as futures on a cluster."""
+    parts = delayed_tree([t[0] for t in tasks], split_every)
+    kept = [t[1] for t in tasks] if keep else []
+    sums = [t[1 + int(keep)] for t in tasks] if summaries else []
+    if using_distributed():
+        from distributed import default_client
+
+        client = default_client()
+        futures = client.compute([*parts, *sums, *kept])
+        got = client.gather(futures[:len(parts) + len(sums)])
+        new = futures[len(parts) + len(sums):]
+    else:
+        with local_blas(len(index)):
+            got, new = dask.compute([*parts, *sums], kept)
+    return Reduced(add_all(*got[:len(parts)]),
+                   dict(zip(index, new, strict=True)) if keep else None,
+                   dict(zip(index, got[len(parts):], strict=True)) if summaries else None)
+
+
+def _dask_block(cols: list[np.ndarray], *rest: Any, kernel: Callable[..., Any],
+                task_src: TaskSource, shared: Any, raw: bool, weighted: bool,
+                names: tuple[str, ...], first_only: bool) -> np.ndarray:
+    """``da.blockwise`` body: one block's partial in a 1-element object array (``cols``:
+    the block as the one-element list of its column blocks; ``first_only``: the kernel
+    returns ``(partial, state)`` and the state is dropped)."""
+    (x,) = cols  # not concatenated by dask: that copied every block in every pass
+    w = rest[0] if weighted else None
+    info = rest[-1][0]
+    consts = {**info["consts"], **dict(zip(names, rest[int(weighted):-1], strict=True))}
+    out = np.empty((1,), dtype=object)
+    got = call_kernel(kernel, task_src, x, w, None, shared, info["offset"], consts, raw)
+    out[0] = got[0] if first_only else got
+    return out
+
+
+def _tree_combine(parts: Any, axis: Any = None, keepdims: bool = False,
+                  computing_meta: bool = False) -> Any:
+    if computing_meta:
+        return np.empty((0,), dtype=object)
+    flat = parts if isinstance(parts, list) else [parts]
+    out = np.empty((1,), dtype=object)
+    out[0] = add_all(*[p for a in flat for p in a])
+    return out
+
+
+def _tree_aggregate(parts: Any, axis: Any = None, keepdims: bool = False,
+                    computing_meta: bool = False) -> Any:
+    if computing_meta:
+        return np.empty((), dtype=object)
+    return _tree_combine(parts, axis, keepdims)[0]
+
+
+def _tree_chunk(x: Any, axis: Any = None, keepdims: bool = False,
+                computing_meta: bool = False) -> Any:
+    return x
+
+
+def reduce_blocks(parts: da.Array, split_every: int = SPLIT_EVERY) -> da.Array:
+    """The sum of a (n_blocks,) object dask array of partial results (one per block),
+    tree-reduced ``split_every`` at a time with ``da.reduction``: a 0-d object array."""
+    return da.reduction(
+        parts, _tree_chunk, _tree_aggregate, combine=_tree_combine, axis=0,
+        concatenate=False, dtype=object, split_every=split_every,
+        meta=np.empty((), dtype=object),
+    )
+
+
+def _map_reduce_dask(src: DaskSource, kernel: Callable[..., Any], shared: Any,
+                     blocks: list[tuple[int, dict[str, Any]]], split_every: int, raw: bool,
+                     aligned: dict[str, Any], *, first_only: bool) -> Any:
+    """:func:`map_reduce`'s dask-array route: ``da.blockwise`` and ``da.reduction``."""
+    X = src.X
+    vectors = [a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=-1)
+               for a in ([] if src.weights is None else [src.weights]) + list(aligned.values())]
+    vectors = [v.rechunk((X.chunks[0],)) for v in vectors]
+    if len(blocks) < src.n_blocks:  # a subset of the blocks (mini-batch steps)
+        keep = [i for i, _ in blocks]
+        X, *vectors = (da.concatenate([a[src.offsets[i]:src.offsets[i + 1]] for i in keep])
+                       for a in (X, *vectors))
+    info = np.empty(len(blocks), dtype=object)
+    for j, (i, consts) in enumerate(blocks):
+        info[j] = {"offset": src.offset(i), "consts": consts}
+    args: list[Any] = [X, "ij"]
+    for v in vectors:
+        args += [v, "i"]
+    args += [da.from_array(info, chunks=1), "i"]
+    parts = da.blockwise(
+        _dask_block, "i", *args, kernel=kernel, task_src=TaskSource(src), shared=shared,
+        raw=raw, weighted=src.weights is not None, names=tuple(aligned),
+        first_only=first_only, concatenate=False,
+        align_arrays=False, dtype=object,
+        meta=np.empty((0,), dtype=object), adjust_chunks={"i": 1},
+    )
+    return compute(reduce_blocks(parts, split_every), n_tasks=len(blocks))
+
+
+# --------------------------------------------------------------------------- the passes
 
 def lloyd_runs_pass(
     src: Source, Cs: Sequence[np.ndarray], *, n_top: int = 0, moments: bool = False,
@@ -413,77 +802,3 @@ def _pair_block(t: np.ndarray, p: np.ndarray) -> np.ndarray:
     out = np.empty((1,), dtype=object)
     out[0] = scores.pair_table(t, p)
     return out
-
-
-# --------------------------------------------------------------------------- lazy maps
-
-
-def _labels_of(labels: Callable[[], np.ndarray], block_info: Any) -> np.ndarray:
-    """A block's ``labels()``; a non-finite row is named by its global index."""
-    try:
-        return labels()
-    except common.NonFiniteRow as e:
-        start = block_info[0]["array-location"][0][0] if block_info else 0
-        raise NonFiniteError(f"X contains NaN or infinity in row {start + e.row}: "
-                             "no cluster can be predicted for it") from None
-
-
-def _labels_block(x: np.ndarray, C: np.ndarray, metric: str, scale: float | None = None,
-                  block_info: Any = None) -> np.ndarray:
-    """(m,) labels of a block's rows (raw stored rows standing for ``float32(x) * scale``
-    with ``scale``: scaled block by block inside the labelling)."""
-    with worker_blas():
-        return _labels_of(lambda: as_metric(metric).nearest_labels(x, C, scale=scale),
-                          block_info)
-
-
-def _transform_block(x: np.ndarray, C: np.ndarray, metric: str) -> np.ndarray:
-    with worker_blas():
-        return as_metric(metric).distances(x, C)
-
-
-def _tree_labels_block(x: np.ndarray, tree: bisect.TreeSnapshot, leaf_label: np.ndarray,
-                       scale: float | None = None, block_info: Any = None) -> np.ndarray:
-    return _labels_of(lambda: bisect.tree_labels(x, tree, leaf_label, scale), block_info)
-
-
-def predict_tree_lazy(src: Source, tree: bisect.TreeSnapshot, leaf_label: np.ndarray) -> da.Array:
-    """(n,) int32 label of the leaf of a bisecting tree each row reaches, lazily (a
-    store's uint8 rows raw, as in :func:`bisect_pass`)."""
-    if isinstance(src, ZarrSource) and reads_raw_uint8(src):
-        X, scale = src.raw_dask(), src.scale
-    else:
-        X, scale = src.to_dask(), None
-    return da.map_blocks(_tree_labels_block, X, tree=tree, leaf_label=leaf_label, scale=scale,
-                         drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
-
-
-def predict_lazy(src: Source, C: np.ndarray, metric: str | Metric = "euclidean") -> da.Array:
-    """(n,) int32 labels of the nearest centre (in the metric's distance: L1 for
-    ``metric="manhattan"``), lazily. A store's raw pixels are scaled block by block
-    inside the labelling (no float32 copy of each chunk)."""
-    name = as_metric(metric).name  # a name travels in the graph
-    if isinstance(src, ZarrSource) and src.scale is not None and not src.normalize:
-        raw = src.raw_dask()
-        return da.map_blocks(_labels_block, raw, C=C.astype(np.float32), metric=name,
-                             scale=src.scale, drop_axis=1, dtype=np.int32,
-                             meta=np.empty((0,), np.int32))
-    X = src.to_dask()
-    return da.map_blocks(_labels_block, X, C=C.astype(X.dtype, copy=False), metric=name,
-                         drop_axis=1, dtype=np.int32, meta=np.empty((0,), np.int32))
-
-
-def labels_array(src: Source, labels: np.ndarray) -> da.Array:
-    """Labels already in memory as a dask array in ``src``'s row blocks (what a fit on
-    lazy data returns as ``labels_``)."""
-    return da.from_array(labels, chunks=(tuple(np.diff(src.offsets).tolist()),))
-
-
-def transform_lazy(src: Source, C: np.ndarray, metric: str | Metric = "euclidean"
-                   ) -> da.Array:
-    """(n, k) distances to the centres in the metric's distance (Euclidean; L1 for
-    ``metric="manhattan"``), lazily."""
-    X = src.to_dask()
-    return da.map_blocks(_transform_block, X, C=C.astype(X.dtype, copy=False),
-                         metric=as_metric(metric).name, dtype=X.dtype,
-                         chunks=(X.chunks[0], (C.shape[0],)), meta=np.empty((0, 0), X.dtype))
