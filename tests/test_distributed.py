@@ -298,13 +298,13 @@ from daskmeans.engine import reductions
 from daskmeans import KMeans
 algorithm = sys.argv[3]
 name = "lloyd_runs_pass" if algorithm == "lloyd" else "bounds_pass"
-real, calls = getattr(passes, name), [0]
+real, calls = getattr(reductions, name), [0]
 def dying(*a, **k):
     calls[0] += 1
     if calls[0] == 7:
         os._exit(3)  # the client process dies, mid-fit, without cleaning up
     return real(*a, **k)
-setattr(passes, name, dying)
+setattr(reductions, name, dying)
 X = np.load(sys.argv[1])
 with dask.config.set(scheduler="threads"):
     KMeans(8, random_state=0, max_iter=40, tol=0, algorithm=algorithm).fit(

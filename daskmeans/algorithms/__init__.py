@@ -2,7 +2,7 @@
 
 Each function takes an explicit :class:`daskmeans.engine.source.Source` and parameters,
 runs its loop here, and makes every pass over the data through
-:mod:`daskmeans.engine.passes` (one kernel and one reduction per pass). Nothing here
+:mod:`daskmeans.engine.reductions` (one kernel and one reduction per pass). Nothing here
 touches dask directly or an estimator:
 
 - :mod:`~daskmeans.algorithms.common`: a run's records and result, where it resumes,

@@ -2,7 +2,7 @@
 nearest centre (:func:`predict`), the distances to every centre (:func:`transform`),
 the objective and contingency counts (:func:`score`), and a fit's ``labels_``
 (:func:`fit_labels`). In-memory rows are assigned here with numpy; lazy rows get a dask
-map or one pass of :mod:`daskmeans.engine.passes`. Every distance is the metric's
+map or one pass of :mod:`daskmeans.engine.reductions`. Every distance is the metric's
 (:class:`daskmeans.kernels.metric.Metric`), so the estimators never branch on it.
 """
 

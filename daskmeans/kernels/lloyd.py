@@ -79,20 +79,10 @@ class LloydPartial:
 
 
 
-def lloyd_partial(
-    X: np.ndarray,
-    C: np.ndarray | Centres,
-    weights: np.ndarray | None = None,
-    *,
-    xsq: np.ndarray | None = None,
-    offset: int | np.ndarray = 0,
-    n_top: int = 0,
-    moments: bool = False,
-    n_sample: int = 0,
-    sample_seed: int = 0,
-    scale: float | None = None,
-) -> LloydPartial:
-    """Assign a chunk to ``C`` and return its per-cluster sums, counts and SSE parts.
+def lloyd_partial(X: np.ndarray, C: np.ndarray | Centres, weights: np.ndarray | None = None,
+                  **options: Any) -> LloydPartial:
+    """Assign a chunk to ``C`` and return its per-cluster sums, counts and SSE parts:
+    :func:`lloyd_runs` for one run, taking the same keyword ``options``.
 
     Parameters
     ----------
@@ -122,9 +112,7 @@ def lloyd_partial(
     >>> q.sums.tolist() == p.sums.tolist()
     True
     """
-    return lloyd_runs(X, C, weights, runs=1, xsq=xsq, offset=offset, n_top=n_top,
-                      moments=moments, n_sample=n_sample, sample_seed=sample_seed,
-                      scale=scale).parts[0]
+    return lloyd_runs(X, C, weights, runs=1, **options).parts[0]
 
 
 @dataclass
