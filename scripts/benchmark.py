@@ -134,7 +134,8 @@ def main() -> None:
             ("zarr v2", {"chunks": (5000, 28, 28), "zarr_format": 2}),
         ]:
             z = zarr.create_array(tmp / f"{len(stores)}.zarr", shape=images.shape,
-                                  dtype="u1", **kw)
+                                  dtype="u1", attributes={"scale_factor": io.PIXEL_SCALE},
+                                  **kw)  # pixels, as the ingested store says
             z[...] = images
             stores[name] = z
     n, d = X.shape

@@ -30,9 +30,8 @@ import zarr
 from ..io.chunkfiles import ChunkFiles, FileRows
 from ..io.errors import StoreError
 from ..io.images import image_pixels
-from ..io.mnist import scale_images, split_array
+from ..io.mnist import images_scale, scale_images, split_array
 from ..io.stores import (
-    PIXEL_SCALE,
     TASK_MAX_BYTES,
     PathLike,
     array_url,
@@ -45,6 +44,7 @@ from ..io.stores import (
     scale_rows,
     zarr_to_dask,
 )
+from ..pixels import scale_from_attrs
 from .schedule import local_threads, memory_block_rows
 
 __all__ = ["ArraySource", "DaskSource", "NonFiniteError", "Source", "ZarrBlock", "ZarrSource",
@@ -202,8 +202,11 @@ class ZarrSource(Source):
     zarr's read path), anything else through zarr's public API.
 
     Blocks are whole storage units (shards, else chunks) along the rows, grouped up to
-    :data:`TASK_MAX_BYTES`. uint8 arrays are pixels: the kernels take them raw with
-    ``scale = 1/255``.
+    :data:`TASK_MAX_BYTES`. ``scale``: the factor from stored values to features; by
+    default the array's ``scale_factor`` attribute (:mod:`daskmeans.pixels`), else none:
+    the values are the features, integers read as float64 as scikit-learn reads an
+    integer array in memory. Stored uint8 rows with a scale (pixels) reach the kernels
+    raw and are scaled a tile at a time inside them.
 
     ``cache``: a Lloyd fit makes tens of passes, and decoding a compressed chunk can
     cost as much as the pass's arithmetic, so by
@@ -218,8 +221,8 @@ class ZarrSource(Source):
                  threads: int | None = None, cache: bool | None = None) -> None:
         if array.ndim < 2:
             raise StoreError(f"expected an array of rows (n, d, ...), got shape {array.shape}")
-        if scale is None and np.dtype(array.dtype) == np.uint8:
-            scale = PIXEL_SCALE
+        if scale is None:
+            scale = scale_from_attrs(array.attrs, str(array.name))
         dtype = np.dtype(np.float32) if scale is not None else np.dtype(array.dtype)
         if dtype.kind != "f":
             dtype = np.dtype(np.float64)
@@ -364,9 +367,15 @@ def reads_raw_uint8(src: Source) -> bool:
 
 def open_source(store: Any, split: str | None = None, *,
                 storage_options: dict[str, Any] | None = None,
-                cache: bool | None = None) -> Source:
+                cache: bool | None = None, scale: float | None = None) -> Source:
     """The data source for a store path or URL, a Zarr array or group, or a store
     written by daskmeans (a dataset's ``split``, default train, else test).
+
+    ``scale``: the factor from stored values to features. By default the array's
+    ``scale_factor`` attribute, which ``daskmeans ingest`` records (``1/255`` for
+    pixels; a dataset store written before that attribute existed is recognised by its
+    ``format`` and read the same way); an array without it is read in its own units,
+    whatever its dtype. ``scale=1.0`` reads a scaled store in its stored units.
 
     ``cache``: hold the decoded rows in memory during a fit (``True``), never
     (``False``: every pass reads the store), or when they fit (``None``); see
@@ -406,6 +415,7 @@ def open_source(store: Any, split: str | None = None, *,
             if split is None:
                 split = "train" if "train" in node else "test"
             node = split_array(node, split, "images", str(store))
+            scale = images_scale(node) if scale is None else scale
         elif fmt.startswith("daskmeans-image"):
             raise StoreError(f"{store}: an image store; cluster its pixels with "
                              "daskmeans.quantize or daskmeans.io.image_pixels")
@@ -416,7 +426,7 @@ def open_source(store: Any, split: str | None = None, *,
                          f"shape {node.shape}")
     if node.ndim > 2 and np.dtype(node.dtype) != np.uint8:
         raise StoreError(f"{store}: expected a 2-D array, got shape {node.shape}")
-    return ZarrSource(node, cache=cache)
+    return ZarrSource(node, cache=cache, scale=scale)
 
 
 def as_source(X: Any) -> Source:
@@ -476,7 +486,7 @@ def open_dataset(
         )
     imgs = zarr_to_dask(images)
     y = zarr_to_dask(labels, chunks=(imgs.chunks[0],)).astype(np.int64)
-    return (scale_images(imgs) if scale else imgs), y
+    return (scale_images(imgs, images_scale(images)) if scale else imgs), y
 
 
 def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = None) -> da.Array:

@@ -9,8 +9,12 @@ Layout of a dataset store written by :func:`ingest`::
       test/images   ...
       test/labels   ...
 
-Pixels stay uint8 on disk; :func:`daskmeans.open_dataset` scales them to float32 in
-[0, 1] lazily, chunk by chunk (:func:`scale_images`).
+Pixels stay uint8 on disk. Each images array records how its values map to features,
+``scale_factor = 1/255`` (:data:`daskmeans.pixels.SCALE_ATTR`), so that readers scale them
+to float32 in [0, 1] (:func:`daskmeans.open_dataset` lazily, chunk by chunk:
+:func:`scale_images`). Stores written before that attribute existed are recognised by
+their group's ``format`` (``daskmeans-idx/...``) and read the same way
+(:func:`images_scale`).
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from ..pixels import SCALE_ATTR, scale_from_attrs
 from .errors import DataFormatError, IDXFormatError, StoreError
 from .idx import DEFAULT_CHUNK_ROWS, MNIST_FILES, file_checksums, find_idx_files, iter_idx
 from .stores import PIXEL_SCALE, PathLike, default_compressor, get_array, is_url, scale_rows, staged
 
-__all__ = ["SPLITS", "arrays_to_dataset", "find_idx_files", "ingest", "scale_images",
-           "split_array"]
+__all__ = ["SPLITS", "arrays_to_dataset", "find_idx_files", "images_scale", "ingest",
+           "scale_images", "split_array"]
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +190,11 @@ def arrays_to_dataset(
                     f"{split}: {images.shape[0]} images but {labels.shape[0]} labels")
             grp = root.create_group(split)
             rows = min(chunk_rows, max(1, images.shape[0]))
-            grp.create_array("images", shape=images.shape, chunks=(rows, *images.shape[1:]),
-                             dtype=np.uint8, compressors=default_compressor(np.uint8))[...] = images
+            arr = grp.create_array("images", shape=images.shape,
+                                   chunks=(rows, *images.shape[1:]), dtype=np.uint8,
+                                   compressors=default_compressor(np.uint8),
+                                   attributes={SCALE_ATTR: PIXEL_SCALE})
+            arr[...] = images
             grp.create_array("labels", shape=labels.shape, chunks=(rows,), dtype=np.uint8,
                              compressors=default_compressor(np.uint8))[...] = labels
         root.attrs.update({"dataset": name, "format": "daskmeans-idx/1",
@@ -217,6 +225,7 @@ def _idx_to_zarr(path: Path, grp: zarr.Group, kind: str, chunk_rows: int, *,
                 chunks=(min(chunk_rows, max(shape[0], 1)), *shape[1:]),
                 dtype=np.uint8,
                 compressors=default_compressor(np.uint8),
+                attributes={SCALE_ATTR: PIXEL_SCALE} if kind == "images" else None,
             )
         if block.shape[0]:
             arr[n : n + block.shape[0]] = block
@@ -237,17 +246,34 @@ def split_array(group: zarr.Group, split: str, kind: str, where: str) -> zarr.Ar
     return get_array(group, f"{split}/{kind}", where)
 
 
-def _scale_uint8(block: np.ndarray) -> np.ndarray:
-    return scale_rows(block, PIXEL_SCALE)
+def images_scale(images: zarr.Array) -> float:
+    """The factor from a dataset store's stored pixels to features: the images array's
+    ``scale_factor`` attribute, or ``1/255`` for a store written before the attribute
+    was recorded (every dataset store's images are uint8 pixels).
+
+    Examples
+    --------
+    >>> import zarr
+    >>> old = zarr.create_array(zarr.storage.MemoryStore(), shape=(2, 4), dtype="uint8")
+    >>> images_scale(old) == PIXEL_SCALE
+    True
+    """
+    scale = scale_from_attrs(images.attrs, str(images.name))
+    return PIXEL_SCALE if scale is None else scale
 
 
-def scale_images(images: da.Array) -> da.Array:
-    """(n, h, w[, c]) uint8 images -> (n, h*w*c) float32 in [0, 1], lazily per chunk."""
+def _scale_block(block: np.ndarray, scale: float) -> np.ndarray:
+    return scale_rows(block, scale)
+
+
+def scale_images(images: da.Array, scale: float = PIXEL_SCALE) -> da.Array:
+    """(n, h, w[, c]) stored images -> (n, h*w*c) float32 ``float32(raw) * scale`` (in
+    [0, 1] for uint8 pixels and the default ``scale``), lazily per chunk."""
     if images.ndim > 2:
         images = images.rechunk({i: -1 for i in range(1, images.ndim)})
     d = int(np.prod(images.shape[1:]))
     return da.map_blocks(
-        _scale_uint8, images,
+        _scale_block, images, scale,
         dtype=np.float32,
         chunks=(images.chunks[0], (d,)),
         drop_axis=list(range(2, images.ndim)) or None,

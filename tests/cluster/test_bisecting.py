@@ -166,7 +166,7 @@ def test_uint8_store_fits_as_its_float32_rows_in_memory(
         monkeypatch.setattr(bisect, name, spy(name, getattr(bisect, name)))
     pixels = (load_digits().images * 15).astype(np.uint8)  # (1797, 8, 8), 0..240
     z = zarr.create_array(tmp_path / "px.zarr", shape=pixels.shape, chunks=(450, 8, 8),
-                          dtype="u1")
+                          dtype="u1", attributes={"scale_factor": io.PIXEL_SCALE})
     z[...] = pixels
     X = pixels.reshape(len(pixels), -1).astype(np.float32) * np.float32(1 / 255)
     for cache in (True, False):

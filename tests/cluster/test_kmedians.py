@@ -56,7 +56,8 @@ def pixels(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path]:
     U[1400:, :5] += 100
     U[1999] = [255, 0] * 5  # far from every group: the row an empty cluster takes
     path = tmp_path_factory.mktemp("px") / "u.zarr"
-    z = zarr.create_array(path, shape=U.shape, chunks=(300, 10), dtype="u1")
+    z = zarr.create_array(path, shape=U.shape, chunks=(300, 10), dtype="u1",
+                          attributes={"scale_factor": io.PIXEL_SCALE})  # pixels
     z[...] = U
     return U, path
 

@@ -22,7 +22,8 @@ def pixel_source(tmp_path: Path, chunk: int, cache: bool | None = True) -> tuple
                                                                                    np.ndarray]:
     U = np.random.default_rng(1).integers(0, 256, size=(N, 12), dtype=np.uint8)
     arr = zarr.create_array(tmp_path / f"u{chunk}.zarr", shape=U.shape, chunks=(chunk, 12),
-                            dtype=np.uint8, overwrite=True)
+                            dtype=np.uint8, overwrite=True,
+                            attributes={"scale_factor": 1 / 255})  # pixels
     arr[:] = U
     return ZarrSource(zarr.open_array(tmp_path / f"u{chunk}.zarr", mode="r"), threads=2,
                       cache=cache), U
