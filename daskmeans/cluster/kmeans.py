@@ -234,23 +234,32 @@ class KMeans(BaseKMeans):
 
         Parameters
         ----------
-        X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-            URL, or :class:`daskmeans.engine.source.Source`. A store's decoded rows are read once
-            and held in memory for the fit while they take at most a quarter of it
-            (``daskmeans.open_source(store, cache=False)`` streams them every iteration)
-        y : ignored
-        sample_weight : (n_samples,) array-like or dask array, optional
-        checkpoint : path of an ``.npz`` checkpoint, written atomically every
-            ``checkpoint_every`` iterations (centres, iteration, tolerance, history, the
-            seeds of every init run and the best run so far; no pickle)
-        resume : continue from ``checkpoint`` if it exists (it must come from the same
+        X : array-like, dask array, Zarr array, str or Source of shape (n_samples, n_features)
+            A numpy array, dask array, Zarr array, store path or URL, or a source from
+            :func:`daskmeans.open_source`. A store's decoded rows are read once and
+            held in memory for the fit while they take at most a quarter of it
+            (``daskmeans.open_source(store, cache=False)`` streams them every
+            iteration).
+        y : None
+            Ignored.
+        sample_weight : array-like or dask array of shape (n_samples,), optional
+            Weight of each row in every sum.
+        checkpoint : str or Path, optional
+            Path of an ``.npz`` checkpoint, written atomically every
+            ``checkpoint_every`` iterations (centres, iteration, tolerance, history,
+            the seeds of every init run and the best run so far; no pickle).
+        checkpoint_every : int, default 1
+            Iterations between two checkpoints.
+        resume : bool, default False
+            Continue from ``checkpoint`` if it exists (it must come from the same
             parameters and data shape); the result equals an uninterrupted fit's
             (the inertia of a bounded fit to float64 rounding: its per-cluster sums
-            were added up from the resume on)
+            were added up from the resume on).
 
         Returns
         -------
-        self
+        KMeans
+            The fitted estimator.
         """
         check_scalar_param("checkpoint_every", checkpoint_every, [POSITIVE], "KMeans.fit")
         src, layout = self._prepare(X, sample_weight)
