@@ -8,20 +8,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-CLI_PAGE = ROOT / "docs" / "guide" / "cli.rst"
-IMAGES_PAGE = ROOT / "docs" / "guide" / "images.rst"
+from .docs_pages import DOCS, rst_code_block
 
-
-def rst_code_block(page: Path, name: str) -> str:
-    """The code of the ``.. code-block::`` with ``:name: name`` on a docs page, dedented."""
-    match = re.search(r"^\.\. code-block:: \w+\n   :name: " + re.escape(name)
-                      + r"\n\n(.*?)(?=^\S|\Z)", page.read_text(), re.S | re.M)
-    assert match is not None, f"{page.name} lost its {name!r} code block"
-    lines = match.group(1).rstrip().splitlines()
-    assert all(not line or line.startswith("   ") for line in lines), name
-    return "\n".join(line[3:] for line in lines) + "\n"
+README = DOCS.parent / "README.md"
+CLI_PAGE = DOCS / "guide" / "cli.rst"
+IMAGES_PAGE = DOCS / "guide" / "images.rst"
 
 
 def test_readme_python_example_runs(mnist_dir: Path, tmp_path: Path,
