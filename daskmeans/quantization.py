@@ -152,12 +152,17 @@ class QuantizedImage:
 
     Attributes
     ----------
-    palette : (k, 3) uint8
-    labels : (H, W) dask array of palette indices, tiled like the image (read from the
-        output store when one was written)
-    image : (H, W, 3) uint8 dask array, the original
-    store : the output Zarr store, or None
-    psnr : PSNR (dB) of the quantised image against the original, when computed
+    palette : ndarray of shape (k, 3), uint8
+        The colours.
+    labels : dask.array.Array of shape (H, W)
+        Palette indices, tiled like the image (read from the output store when one
+        was written).
+    image : dask.array.Array of shape (H, W, 3), uint8
+        The original image.
+    store : Path or None
+        The output Zarr store, if one was written.
+    psnr : float or None
+        PSNR (dB) of the quantised image against the original, when computed.
     """
 
     palette: np.ndarray

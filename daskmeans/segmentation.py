@@ -40,13 +40,20 @@ class Segmentation:
 
     Attributes
     ----------
-    labels : zarr.Array (*sample dims) int32, -1 where nodata
-    centers : (n_clusters, n_bands) float ndarray, the clusters' mean spectra
-    bands : list of str, band names
-    nodata : the nodata value used, or None
-    estimator : the fitted :class:`daskmeans.KMeans`
-    n_fit : pixels the model was fitted on
-    store : where the labels were written
+    labels : zarr.Array
+        int32 labels over the sample dimensions, -1 where nodata.
+    centers : ndarray of shape (n_clusters, n_bands)
+        The clusters' mean spectra.
+    bands : list of str
+        Band names.
+    nodata : float or None
+        The nodata value used.
+    estimator : KMeans
+        The fitted :class:`daskmeans.KMeans`.
+    n_fit : int
+        Pixels the model was fitted on.
+    store : str or zarr store
+        Where the labels were written.
     """
 
     labels: zarr.Array

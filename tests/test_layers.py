@@ -1,6 +1,6 @@
 """The package's layers, checked: no module imports a layer above it, the storage
 formats and the kernels do not import each other, and no module reaches another
-module's private (underscore) names. docs/architecture.md draws the same picture."""
+module's private (underscore) names. docs/architecture.rst draws the same picture."""
 
 from __future__ import annotations
 

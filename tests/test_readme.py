@@ -1,4 +1,5 @@
-"""The README's Python example runs as written (on the offline MNIST test split)."""
+"""The README's Python example, and the command-line walk-through and xarray example of
+the user guide, run as written (on the offline MNIST test split)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from .docs_pages import DOCS, rst_code_block
+
+README = DOCS.parent / "README.md"
+CLI_PAGE = DOCS / "guide" / "cli.rst"
+IMAGES_PAGE = DOCS / "guide" / "images.rst"
 
 
 def test_readme_python_example_runs(mnist_dir: Path, tmp_path: Path,
@@ -25,11 +30,9 @@ def test_readme_python_example_runs(mnist_dir: Path, tmp_path: Path,
 
 
 def _cli_block() -> list[str]:
-    """The commands of the README's command-line block, continuation lines joined."""
-    text = README.read_text()
-    block = re.search(r"## The command line\n\n```bash\n(.*?)```", text, re.S)
-    assert block is not None, "the README lost its command-line block"
-    joined = block.group(1).replace("\\\n", " ")
+    """The commands of the user guide's command-line walk-through, continuation lines
+    joined."""
+    joined = rst_code_block(CLI_PAGE, "cli-walkthrough").replace("\\\n", " ")
     return [line.split("  #")[0].strip() for line in joined.splitlines() if line.strip()]
 
 
@@ -57,7 +60,7 @@ def test_readme_commands_run_in_order(mnist_dir: Path, tmp_path: Path, capsys,
         assert (tmp_path / output).exists(), output
 
 
-def test_every_help_example_is_in_the_readme() -> None:
+def test_every_help_example_is_in_the_docs() -> None:
     """So that the test above runs each of them (demo: the demo tests run it)."""
     from daskmeans import cli
 
@@ -66,7 +69,7 @@ def test_every_help_example_is_in_the_readme() -> None:
     examples = [line.split("#")[0].strip() for line in (parser.epilog or "").splitlines()
                 if line.strip().startswith("daskmeans")]
     examples += [sub.epilog.split("example:", 1)[1].strip() for sub in subs.values()]
-    commands, text = _cli_block(), README.read_text()
+    commands, text = _cli_block(), CLI_PAGE.read_text()
     assert len(examples) >= 2 * len(subs) - 1
     for example in examples:
         if example.endswith("daskmeans demo"):
@@ -75,19 +78,18 @@ def test_every_help_example_is_in_the_readme() -> None:
             assert any(c.startswith(example) for c in commands), example
 
 
-def test_readme_xarray_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docs_xarray_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("xarray")
     import dask
 
     if dask.config.get("array.query-planning", None):
-        pytest.skip("xarray does not read dask's query-planning arrays (README says so)")
-    text = README.read_text()
-    block = re.search(r"## Rasters, xarray and nodata.*?```python\n(.*?)```", text, re.S)
-    assert block is not None, "the README lost its xarray example"
+        pytest.skip("xarray does not read dask's query-planning arrays (the docs say so)")
     monkeypatch.chdir(tmp_path)
-    code = block.group(1).replace("1024, 1024", "256, 256")  # the same, smaller
+    code = rst_code_block(IMAGES_PAGE, "xarray-example")
+    assert "1024, 1024" in code
+    code = code.replace("1024, 1024", "256, 256")  # the same, smaller
     namespace: dict[str, object] = {}
-    exec(compile(code, str(README), "exec"), namespace)
+    exec(compile(code, str(IMAGES_PAGE), "exec"), namespace)
     import xarray as xr
 
     labels = xr.open_zarr(tmp_path / "labels.zarr", consolidated=False)["labels"]

@@ -37,6 +37,7 @@ class BisectingKMeans(BaseKMeans):
     Parameters
     ----------
     n_clusters : int, default 8
+        The number of leaves (clusters) of the final tree.
     init : {"random", "k-means++"} or callable, default "random"
         Initialisation of each 2-means: ``"random"`` draws two of the cluster's rows
         with probability ~ sample weight, without replacement (as scikit-learn);
@@ -48,9 +49,11 @@ class BisectingKMeans(BaseKMeans):
         2-means runs per bisection; the lowest inertia wins (ties within 1e-6, the
         first, as scikit-learn).
     random_state : int, RandomState or None
+        Seeds every bisection's initialisation, together with its place in the tree.
     max_iter : int, default 300
         Lloyd iterations of each 2-means.
     verbose : int, default 0
+        Show a progress bar (tqdm, on stderr) when > 0.
     tol : float, default 1e-4
         A 2-means stops when the summed squared shift of its two centres is <= ``tol``
         (an absolute tolerance: scikit-learn's BisectingKMeans passes ``tol`` to its
@@ -70,17 +73,23 @@ class BisectingKMeans(BaseKMeans):
 
     Attributes
     ----------
-    cluster_centers_ : (n_clusters, n_features) ndarray, X's dtype: the leaves' centres,
-        left to right
-    labels_ : (n_samples,) int32, the leaf each row belongs to (numpy for numpy
-        input, lazy dask array otherwise)
-    inertia_ : float, weighted sum of squared distances of the rows to their leaf's
-        centre
-    tree_ : :class:`daskmeans.algorithms.BisectingTree`: parent and children of every
-        node, its centre, rows, weight, SSE and score, and the leaves' labels
-    n_iter_ : int, Lloyd passes over the data (shared by the bisections of a round)
-    history_ : list of dict, per round: bisections run together, passes, the largest
-        number of iterations, seconds
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        The leaves' centres, left to right, in X's dtype.
+    labels_ : ndarray or dask.array.Array of shape (n_samples,)
+        int32: the leaf each row belongs to (numpy for numpy input, a lazy dask
+        array otherwise).
+    inertia_ : float
+        Weighted sum of squared distances of the rows to their leaf's centre.
+    tree_ : daskmeans.algorithms.BisectingTree
+        Parent and children of every node, its centre, rows, weight, SSE and score,
+        and the leaves' labels.
+    n_iter_ : int
+        Lloyd passes over the data (shared by the bisections of a round).
+    history_ : list of dict
+        One dict per round: bisections run together, passes, the largest number of
+        iterations, seconds.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
 
     Examples
     --------

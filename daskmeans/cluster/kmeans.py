@@ -46,6 +46,7 @@ class KMeans(BaseKMeans):
     Parameters
     ----------
     n_clusters : int, default 8
+        The number of clusters K.
     init : {"k-means++", "k-means||", "random"}, array (n_clusters, n_features) or callable
         ``"k-means++"``: greedy k-means++ on ``init_size`` rows drawn uniformly across
         all chunks (reproducible for a seed, whatever the chunking). ``"k-means||"``:
@@ -63,6 +64,7 @@ class KMeans(BaseKMeans):
         run stops on its own and ends exactly as it would alone), and their init
         samples are gathered in one pass. With a checkpoint, runs go one at a time.
     max_iter : int, default 300
+        Iterations of each run at most.
     tol : float, default 1e-4
         Convergence when the summed squared centre shift is <= ``tol`` times the mean
         per-feature variance of X (computed in the first iteration's pass).
@@ -100,10 +102,22 @@ class KMeans(BaseKMeans):
         With ``metric="manhattan"`` every row is assigned in every iteration
         (``"elkan"`` is refused: the bounds are Euclidean).
     random_state : int, RandomState or None
+        Seeds the initialisation (and the relocation of empty clusters). The same
+        seed gives the same centres whatever the chunking and the scheduler.
     init_size : int or None
         Rows sampled for k-means++/random init (default ``min(n, 10_000 + 20 k)``).
     oversampling_factor : float > 0, default 2
+        For ``init="k-means||"``: each round draws about
+        ``oversampling_factor * n_clusters`` candidate centres, each row with a
+        probability proportional to its distance to the candidates so far.
     init_rounds : int >= 0, default 5
+        For ``init="k-means||"``: the number of oversampling rounds, one pass over the
+        data each; the rounds stop early once every row coincides with a candidate.
+        After the rounds, one more pass weights each candidate by the rows nearest
+        to it, and weighted k-means++ on the candidates picks the ``n_clusters``
+        initial centres. More rounds give more candidates, at one pass each; with 0,
+        the candidates are one random row plus ``n_clusters`` random rows. Ignored by
+        the other ``init`` choices.
     split_every : int >= 2, default 8
         Fan-in of the tree reduction.
     copy_x : bool, default True
@@ -130,12 +144,21 @@ class KMeans(BaseKMeans):
 
     Attributes
     ----------
-    cluster_centers_ : (n_clusters, n_features) ndarray, X's dtype
-    labels_ : (n_samples,) int32, numpy for numpy input, lazy dask array otherwise
-    inertia_ : float, weighted sum of squared distances to the final centres (of L1
-        distances for ``metric="manhattan"``)
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        The final centres, in X's dtype.
+    labels_ : ndarray or dask.array.Array of shape (n_samples,)
+        int32 label of each row: numpy for numpy input, a lazy dask array otherwise
+        (a DataArray over the sample dimensions for xarray input, -1 for nodata).
+    inertia_ : float
+        Weighted sum of squared distances of the rows to their final centres (of L1
+        distances for ``metric="manhattan"``), summed in float64.
     n_iter_ : int
-    history_ : list of dict (iteration, inertia, center_shift, n_relocated, seconds)
+        Iterations run by the best of the ``n_init`` runs.
+    history_ : list of dict
+        One dict per iteration of the best run: ``iteration``, ``inertia``,
+        ``center_shift``, ``n_relocated`` (empty clusters moved) and ``seconds``.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
 
     Examples
     --------
@@ -211,23 +234,32 @@ class KMeans(BaseKMeans):
 
         Parameters
         ----------
-        X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-            URL, or :class:`daskmeans.engine.source.Source`. A store's decoded rows are read once
-            and held in memory for the fit while they take at most a quarter of it
-            (``daskmeans.open_source(store, cache=False)`` streams them every iteration)
-        y : ignored
-        sample_weight : (n_samples,) array-like or dask array, optional
-        checkpoint : path of an ``.npz`` checkpoint, written atomically every
-            ``checkpoint_every`` iterations (centres, iteration, tolerance, history, the
-            seeds of every init run and the best run so far; no pickle)
-        resume : continue from ``checkpoint`` if it exists (it must come from the same
+        X : array-like, dask array, Zarr array, str or Source of shape (n_samples, n_features)
+            A numpy array, dask array, Zarr array, store path or URL, or a source from
+            :func:`daskmeans.open_source`. A store's decoded rows are read once and
+            held in memory for the fit while they take at most a quarter of it
+            (``daskmeans.open_source(store, cache=False)`` streams them every
+            iteration).
+        y : None
+            Ignored.
+        sample_weight : array-like or dask array of shape (n_samples,), optional
+            Weight of each row in every sum.
+        checkpoint : str or Path, optional
+            Path of an ``.npz`` checkpoint, written atomically every
+            ``checkpoint_every`` iterations (centres, iteration, tolerance, history,
+            the seeds of every init run and the best run so far; no pickle).
+        checkpoint_every : int, default 1
+            Iterations between two checkpoints.
+        resume : bool, default False
+            Continue from ``checkpoint`` if it exists (it must come from the same
             parameters and data shape); the result equals an uninterrupted fit's
             (the inertia of a bounded fit to float64 rounding: its per-cluster sums
-            were added up from the resume on)
+            were added up from the resume on).
 
         Returns
         -------
-        self
+        KMeans
+            The fitted estimator.
         """
         check_scalar_param("checkpoint_every", checkpoint_every, [POSITIVE], "KMeans.fit")
         src, layout = self._prepare(X, sample_weight)

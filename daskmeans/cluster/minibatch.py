@@ -44,6 +44,7 @@ class MiniBatchKMeans(BaseKMeans):
     Parameters
     ----------
     n_clusters : int, default 8
+        The number of clusters K.
     init, metric, random_state, oversampling_factor, init_rounds, split_every, verbose,
     callback
         As :class:`KMeans`.
@@ -57,9 +58,13 @@ class MiniBatchKMeans(BaseKMeans):
     max_iter : int, default 100
         Passes over the data (epochs); ``n_steps = max_iter * n // batch_size``.
     max_no_improvement : int or None, default 10
+        Stop after this many steps without improvement of the smoothed batch
+        inertia; None never stops early on it.
     tol : float, default 0.0
         Relative to the mean feature variance, estimated on the init sample.
     reassignment_ratio : float, default 0.01
+        A centre whose count falls below this share of the largest count is moved
+        to a row of the batch (as scikit-learn); 0 never moves one.
     init_size : int or None
         Rows for initialisation (default ``max(3 * 1024, 3 * n_clusters)``, scikit-learn's
         default size, at least ``n_clusters``).
@@ -68,7 +73,7 @@ class MiniBatchKMeans(BaseKMeans):
         pass, empty clusters relocated as in :class:`KMeans`). Mini-batch centres are
         running means that still carry the early, poor assignments; a few passes
         remove that bias and bring the inertia close to a converged Lloyd fit's (the
-        README's benchmarks compare ``max_iter=1, refine=6`` with scikit-learn's
+        performance page compares ``max_iter=1, refine=6`` with scikit-learn's
         mini-batch). 0 keeps scikit-learn's semantics.
     sampling : {"auto", "rows", "chunks"}
         ``"rows"``: i.i.d. rows (with replacement) from all chunks, scikit-learn's
@@ -79,16 +84,32 @@ class MiniBatchKMeans(BaseKMeans):
     compute_labels : bool, default True
         Compute ``labels_`` and the exact ``inertia_`` over all of X after the steps
         (one more pass); as scikit-learn.
-    feature_dim : str or None; nodata : float or None
-        As for :class:`KMeans`: the feature dimension of xarray input, and the value
-        that masks a sample (label -1, no part in the fit).
+    feature_dim : str or None
+        As for :class:`KMeans`: the feature dimension of xarray input.
+    nodata : float or None
+        As for :class:`KMeans`: the value that masks a sample (label -1, no part in
+        the fit).
 
     Attributes
     ----------
-    cluster_centers_, labels_, inertia_ (exact, over all the data, squared), n_iter_,
-    n_steps_ (mini-batch steps), history_ (per step: batch inertia, ewa inertia, center
-    shift, reassigned, rows, seconds, ``phase``: ``"mini-batch"``, or ``"lloyd"`` for
-    ``refine`` iterations, whose ``batch_inertia`` is over all the data)
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        The final centres.
+    labels_ : ndarray or dask.array.Array of shape (n_samples,)
+        Label of each row (with ``compute_labels=True``), as for :class:`KMeans`.
+    inertia_ : float
+        Exact weighted sum of squared distances over all the data (with
+        ``compute_labels=True``).
+    n_iter_ : int
+        Epochs run (passes over the data), counting the ``refine`` iterations.
+    n_steps_ : int
+        Mini-batch steps run.
+    history_ : list of dict
+        One dict per step: batch inertia, smoothed (ewa) inertia, centre shift,
+        reassigned centres, rows, seconds and ``phase``: ``"mini-batch"``, or
+        ``"lloyd"`` for the ``refine`` iterations, whose ``batch_inertia`` is over all
+        the data.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
 
     Examples
     --------

@@ -24,13 +24,20 @@ class Raster:
 
     Attributes
     ----------
-    data : dask array (*shape, n_bands)
-    dims : sample dimension names (e.g. ``("y", "x")``)
-    feature_dim : the band dimension's name
-    bands : list of str, band names (coordinate values, variable names, or indices)
-    coords : dict name -> 1-D numpy coordinate of a sample dimension (when stored)
-    attrs : the array's (and group's) attributes, e.g. a CRS
-    chunks : the input's chunks over the sample dimensions
+    data : dask.array.Array
+        Shape ``(*sample_shape, n_bands)``.
+    dims : tuple of str
+        The sample dimensions' names (e.g. ``("y", "x")``).
+    feature_dim : str
+        The band dimension's name.
+    bands : list of str
+        Band names (coordinate values, variable names, or indices).
+    coords : dict
+        Name -> 1-D numpy coordinate of a sample dimension (when stored).
+    attrs : dict
+        The array's (and group's) attributes, e.g. a CRS.
+    chunks : tuple
+        The input's chunks over the sample dimensions.
     """
 
     def __init__(self, data: da.Array, dims: tuple[str, ...], feature_dim: str,
@@ -177,7 +184,7 @@ def _jsonable(v: Any) -> bool:
 
 
 def grid_rows(data: da.Array) -> da.Array:
-    """(*sample dims, features) dask array -> (n, features) rows in C order, lazily:
+    """``(*sample_shape, features)`` dask array -> ``(n, features)`` rows in C order, lazily:
     rechunked to strips of the first sample dimension (every other dimension in one
     chunk; ~32 MB a block unless the input's chunks are larger), each strip's block
     reshaped into whole rows (no data moves between blocks)."""

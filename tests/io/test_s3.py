@@ -25,6 +25,8 @@ pytest.importorskip("moto.server")
 
 from daskmeans import KMeans, cli, io, open_dataset, open_source
 
+from ..docs_pages import DOCS, rst_code_block
+
 BUCKET = "daskmeans-test"
 
 
@@ -487,44 +489,35 @@ def test_parse_storage_options() -> None:
         cli.parse_storage_options(["=1"])
 
 
-# ---------------------------------------------------------------- the README's examples
+# ------------------------------------------------ the examples of the data page of the docs
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _section() -> str:
-    text = README.read_text()
-    return text[text.index("## Object storage\n"):text.index("\n## ", text.index(
-        "## Object storage\n") + 1)]
+DATA_PAGE = DOCS / "guide" / "data.rst"
 
 
-def test_readme_python_example_runs(s3: S3, local_store: Path) -> None:
-    """The section's Python block, against this session's server (digits, not MNIST)."""
-    import re
-
-    block = re.search(r"```python\n(.*?)```", _section(), re.S)
-    assert block is not None, "the README's Object storage section lost its Python example"
-    code = block.group(1).replace("http://127.0.0.1:5555", s3.endpoint).replace(
+def test_docs_python_example_runs(s3: S3, local_store: Path) -> None:
+    """The object storage section's Python block, against the test's own server (digits,
+    not MNIST)."""
+    code = rst_code_block(DATA_PAGE, "s3-python")
+    code = code.replace("http://127.0.0.1:5555", s3.endpoint).replace(
         'datasets.fetch_mnist(source="../shared/data/mnist")', repr(str(local_store)))
     assert s3.endpoint in code and str(local_store) in code
     namespace: dict[str, Any] = {}
-    exec(compile(code, str(README), "exec"), namespace)
+    exec(compile(code, str(DATA_PAGE), "exec"), namespace)
     opts = namespace["opts"]
     back = zarr.open_group("s3://demo/labels.zarr", mode="r", storage_options=opts)
     np.testing.assert_array_equal(back["labels"][:], computed(namespace["labels"]))
 
 
-def test_readme_commands_run(s3: S3, tmp_path: Path, capsys,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """The section's command block in order (a 30-image IDX directory for MNIST's), the
-    credentials from the environment as the README has them."""
-    import re
+def test_docs_commands_run(s3: S3, tmp_path: Path, capsys,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The object storage section's command block in order (a 30-image IDX directory
+    for MNIST's), the credentials from the environment as the page has them."""
     import shlex
 
     import s3fs
 
-    blocks = re.findall(r"```bash\n(.*?)```", _section(), re.S)
-    lines = [line.split("  #")[0].strip() for line in blocks[-1].splitlines() if line.strip()]
+    block = rst_code_block(DATA_PAGE, "s3-commands")
+    lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
     env = dict(kv.split("=", 1) for kv in shlex.split(lines[0].removeprefix("export ")))
     assert set(env) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     for k, v in env.items():
