@@ -196,6 +196,43 @@ def test_worker_killed_mid_lloyd_fit(cluster: ProcessCluster, blobs_store: Path,
     assert km.n_iter_ == ref.n_iter_ and km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
 
 
+def test_worker_killed_mid_fit_of_held_store_blocks(cluster: ProcessCluster,
+                                                   blobs_store: Path, tmp_path: Path) -> None:
+    """A store's blocks held in the workers (futures of the decoded rows and their
+    norms, and the distance bounds kept beside them): a worker killed mid-fit loses its
+    share, which the cluster recomputes from the store; the fit ends with the model of
+    an undisturbed fit on the same cluster."""
+    ckpt = tmp_path / "held.npz"
+    victim = next(iter(cluster.worker_pids.values()))
+    result: dict[str, KMeans] = {}
+    params = {"n_clusters": 40, "random_state": 1, "max_iter": 9, "tol": 0}
+    with cluster.client() as client:
+        with ran_on_workers(client):
+            held = io_source(blobs_store)
+            ref = KMeans(**params).fit(held)
+        assert ref.n_iter_ > 6
+        with ran_on_workers(client):
+            src = io_source(blobs_store)
+            t = threading.Thread(target=lambda: result.setdefault(
+                "km", KMeans(**params).fit(src, checkpoint=ckpt)))
+            t.start()
+            assert _kill_when(lambda: _checkpoint_header(ckpt).get("iteration", 0) >= 2,
+                              victim, t), "fit ended before the kill"
+            t.join(timeout=300)
+        assert src.held is None  # the fit held a copy; the source given stays as it was
+    km = result["km"]
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
+    assert km.n_iter_ == ref.n_iter_ and km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+    np.testing.assert_array_equal(np.asarray(km.labels_), np.asarray(ref.labels_))
+
+
+def io_source(store: Path):  # type: ignore[no-untyped-def]
+    """The store as a source that a fit holds in the workers (cache=True)."""
+    from daskmeans import open_source
+
+    return open_source(store, cache=True)
+
+
 def test_worker_killed_mid_minibatch_and_evaluate(cluster: ProcessCluster,
                                                   blobs_store: Path, tmp_path: Path) -> None:
     import zarr
