@@ -31,9 +31,12 @@ __all__ = [
     "centroid_grid",
     "contingency_heatmap",
     "elbow_curve",
+    "fit_history",
+    "label_name",
     "label_order",
     "pca_projection",
     "pca_view",
+    "purity_bars",
     "quantize_comparison",
     "report_page",
     "sample_grid",
@@ -67,6 +70,19 @@ def _side(d: int) -> int:
     if side * side != d:
         raise ValueError(f"rows of {d} features are not square images")
     return side
+
+
+def label_name(label: Any, class_names: Sequence[str] | None) -> str:
+    """How a label is shown: its class name when ``class_names`` has one for it, else
+    its number.
+
+    >>> label_name(7, ["T-shirt/top", "Trouser"]), label_name(1, ["T-shirt/top", "Trouser"])
+    ('7', 'Trouser')
+    """
+    i = int(label)
+    if class_names is not None and 0 <= i < len(class_names):
+        return str(class_names[i])
+    return str(i)
 
 
 def _mosaic(images: np.ndarray, order: Sequence[int]) -> tuple[np.ndarray, int, int]:
@@ -136,14 +152,16 @@ def label_order(k: int, mapping: dict[int, int] | None) -> list[int]:
 
 def centroid_grid(
     centers: np.ndarray, path: str | Path, *, mapping: dict[int, int] | None = None,
-    title: str | None = None,
+    title: str | None = None, class_names: Sequence[str] | None = None,
 ) -> Path:
     """Every centroid as a square image in one mosaic, sorted by inferred label and
-    marked with it when ``mapping`` is known.
+    marked with it when ``mapping`` is known (with its name from ``class_names``, as
+    :func:`label_name`).
     """
     k = centers.shape[0]
     order = label_order(k, mapping)
-    marks = [str(mapping[i]) if mapping and i in mapping else None for i in order]
+    marks = [label_name(mapping[i], class_names) if mapping and i in mapping else None
+             for i in order]
     return _mosaic_figure(centers, order, marks, 0.75 if k > 64 else 1.1,
                           10 if k > 64 else 12,
                           title or f"{k} cluster centres" + (
@@ -244,22 +262,24 @@ def contingency_heatmap(
     table: np.ndarray, classes: Sequence[int] | np.ndarray,
     clusters: Sequence[int] | np.ndarray, path: str | Path,
     *, title: str = "Contingency (true label x cluster)",
-    order: str | dict[int, int] = "auto",
+    order: str | dict[int, int] = "auto", class_names: Sequence[str] | None = None,
 ) -> Path:
     """Heat map of a contingency table (n_classes, n_clusters), counts written in the
-    cells when it is small.
+    cells when it is small, the classes named by ``class_names`` (:func:`label_name`).
 
     Clusters are drawn in :func:`daskmeans.metrics.cluster_order` (``order`` is its
     ``mapping``; ``"sorted"`` keeps ``clusters`` as given): matched one-to-one
     (Hungarian) when there are as many clusters as classes, else by majority label, so
     the large counts form a diagonal.
     """
-    return _save(_contingency_figure(table, classes, clusters, title=title, order=order), path)
+    return _save(_contingency_figure(table, classes, clusters, title=title, order=order,
+                                     class_names=class_names), path)
 
 
 def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
                         clusters: Sequence[int] | np.ndarray, *, title: str,
-                        order: str | dict[int, int]) -> Figure:
+                        order: str | dict[int, int],
+                        class_names: Sequence[str] | None = None) -> Figure:
     table = np.asarray(table)
     classes, clusters = np.asarray(classes), np.asarray(clusters)
     if order != "sorted":
@@ -282,7 +302,7 @@ def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
     fig.colorbar(im, ax=ax, label="samples")
     if table.shape[1] <= 40:
         ax.set_xticks(range(len(clusters)), [str(c) for c in clusters], fontsize=8)
-    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_yticks(range(len(classes)), [label_name(c, class_names) for c in classes])
     if table.size <= 400:
         hi = table.max() / 2 if table.size else 0
         for (i, j), v in np.ndenumerate(table):
@@ -447,11 +467,13 @@ def pca_view(
     X: Any, labels_true: Any, labels_pred: Any, path: str | Path, *,
     centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
     svd_solver: str = "randomized", iterated_power: int = 4, title: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """The data on their first two principal components, side by side coloured by true
     label and by cluster, the cluster centres projected (black crosses): the PCA is
     fitted on all rows with dask-ml, ``n_points`` random rows are drawn
-    (:func:`pca_projection`). Either labelling may be None (one panel then).
+    (:func:`pca_projection`). Either labelling may be None (one panel then); the true
+    labels' legend names them by ``class_names`` (:func:`label_name`).
 
     Needs dask-ml, whose PCA does not run under dask's array query planning (the
     suite skips this example there, naming the reason).
@@ -472,10 +494,11 @@ def pca_view(
     view = pca_projection(X, labels_true, labels_pred, centers=centers, n_points=n_points,
                           random_state=random_state, svd_solver=svd_solver,
                           iterated_power=iterated_power)
-    return _save(_pca_figure(view, title), path)
+    return _save(_pca_figure(view, title, class_names), path)
 
 
-def _pca_figure(view: PCAView, title: str | None) -> Figure:
+def _pca_figure(view: PCAView, title: str | None,
+                class_names: Sequence[str] | None = None) -> Figure:
     from matplotlib import colormaps
 
     panels = [(v, what) for v, what in ((view.labels_true, "true label"),
@@ -509,7 +532,9 @@ def _pca_figure(view: PCAView, title: str | None) -> Figure:
         if uniq.size <= 20:  # a legend of the colours
             cmap = colormaps["tab10" if uniq.size <= 10 else "tab20"]
             for i, u in enumerate(uniq):
-                ax.scatter([], [], color=cmap(i), s=20, label=str(u))
+                ax.scatter([], [], color=cmap(i), s=20,
+                           label=label_name(u, class_names) if what == "true label"
+                           else str(u))
             ax.legend(title=what, fontsize=8, loc="best", ncols=2)
         if view.centers is not None and what == "cluster":
             ax.scatter(view.centers[:, 0], view.centers[:, 1], marker="x", color="black",
@@ -525,6 +550,110 @@ def _pca_figure(view: PCAView, title: str | None) -> Figure:
         ax.grid(alpha=0.3)
     shown = view.points.shape[0]
     fig.suptitle(title or f"PCA fitted on all {view.n_samples} rows; {shown} drawn")
+    return fig
+
+
+#: the history keys drawn by :func:`fit_history`, by estimator: (x, [(y, legend)])
+_HISTORY_CURVES = (
+    ("iteration", [("inertia", "inertia (all rows)")]),
+    ("step", [("batch_inertia", "mini-batch inertia (batch rows)"),
+              ("ewa_inertia", "smoothed (EWA) inertia")]),
+)
+
+
+def fit_history(history: Sequence[dict[str, Any]], path: str | Path, *,
+                title: str = "Fit history") -> Path:
+    """Inertia against iteration from an estimator's ``history_`` (as saved in the
+    model file): :class:`~daskmeans.KMeans`'s inertia per Lloyd iteration, or
+    :class:`~daskmeans.MiniBatchKMeans`'s batch and smoothed inertia per step (its
+    ``refine`` Lloyd iterations, over all rows, marked apart). Raises ValueError for a
+    history that records no inertia (:class:`~daskmeans.BisectingKMeans`' rounds).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> h = [{"iteration": 1, "inertia": 9.0}, {"iteration": 2, "inertia": 4.0}]
+    >>> fit_history(h, Path(tempfile.mkdtemp()) / "h.png").name
+    'h.png'
+    """
+    return _save(_history_figure(list(history), title), path)
+
+
+def _history_figure(history: list[dict[str, Any]], title: str) -> Figure:
+    keys = set().union(*(h.keys() for h in history)) if history else set()
+    for x_key, curves in _HISTORY_CURVES:
+        if x_key in keys and any(y in keys for y, _ in curves):
+            break
+    else:
+        raise ValueError("this history records no inertia per iteration or step "
+                         f"(its keys: {sorted(keys)})")
+    fig = _figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    lloyd = [h for h in history if h.get("phase") == "lloyd"]
+    for i, (y_key, legend) in enumerate(curves):
+        pts = [(h[x_key], h[y_key]) for h in history
+               if h.get(y_key) is not None and h.get("phase") != "lloyd"]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, "o-" if len(pts) <= 60 else "-", color=f"C{i}", label=legend,
+                    markersize=3)
+    if lloyd:
+        ax.plot([h[x_key] for h in lloyd], [h["batch_inertia"] for h in lloyd], "s-",
+                color="C3", label="refining Lloyd iterations (all rows)")
+    ax.set_yscale("log")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("inertia (sum of squared distances)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title(f"{title}: {len(history)} {x_key}s")
+    return fig
+
+
+def purity_bars(purity: Any, path: str | Path, *, class_names: Sequence[str] | None = None,
+                title: str = "Per-cluster purity") -> Path:
+    """Each cluster's purity (share of its majority label) as a bar, clusters in the
+    rows' order, each bar coloured by that label and named by it (:func:`label_name`);
+    the overall purity (weighted by size) as a dashed line.
+
+    ``purity``: :func:`daskmeans.metrics.purity_table` (a DataFrame indexed by cluster
+    with columns size, label, count, purity), or its rows as dicts with a ``cluster``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from daskmeans import metrics
+    >>> t = metrics.purity_table([0, 0, 1, 1, 1], [5, 5, 3, 3, 5])
+    >>> purity_bars(t, Path(tempfile.mkdtemp()) / "p.png").name
+    'p.png'
+    """
+    rows = (purity.reset_index().to_dict("records") if hasattr(purity, "reset_index")
+            else list(purity))
+    return _save(_purity_figure(rows, class_names, title), path)
+
+
+def _purity_figure(rows: list[dict[str, Any]], class_names: Sequence[str] | None,
+                   title: str) -> Figure:
+    from matplotlib import colormaps
+
+    k = len(rows)
+    fig = _figure(figsize=(min(max(6.0, 0.3 * k + 2), 20), 4), layout="constrained")
+    ax = fig.subplots()
+    labels = [int(r["label"]) for r in rows]
+    cmap = colormaps["tab10" if max(labels, default=0) < 10 else "tab20"]
+    ax.bar(range(k), [r["purity"] for r in rows], color=[cmap(v % cmap.N) for v in labels])
+    overall = sum(r["count"] for r in rows) / max(sum(r["size"] for r in rows), 1)
+    ax.axhline(overall, color="black", linestyle="--", linewidth=1,
+               label=f"overall purity {overall:.3f}")
+    if k <= 40:
+        ax.set_xticks(range(k), [f"{r['cluster']}\n{label_name(v, class_names)}"
+                                 for r, v in zip(rows, labels, strict=True)],
+                      fontsize=7, rotation=90 if class_names and k > 12 else 0)
+    ax.set_xlabel("cluster (and its majority label)" if k <= 40 else
+                  "clusters, in the order of the contingency table")
+    ax.set_ylabel("purity")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right")
+    ax.set_title(title)
     return fig
 
 
