@@ -9,7 +9,6 @@ importing or calling this module does not change the caller's matplotlib state.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,6 @@ __all__ = [
     "pca_view",
     "purity_bars",
     "quantize_comparison",
-    "report_page",
     "sample_grid",
     "segment_preview",
     "silhouette_plot",
@@ -705,65 +703,3 @@ def segment_preview(labels: np.ndarray, centers: np.ndarray, bands: Sequence[str
     ax_spec.set_title("cluster centres (mean spectra)")
     ax_spec.legend(fontsize="small", ncols=2 if k > 8 else 1)
     return _save(fig, path)
-
-
-def _html_table(rows: Sequence[dict[str, Any]]) -> str:
-    import html
-
-    cols = list(rows[0]) if rows else []
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return html.escape("" if v is None else str(v))
-
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def report_page(path: str | Path, title: str, blocks: Sequence[tuple[str, Any]]) -> Path:
-    """One HTML page holding a run's figures and tables, next to them (images linked
-    by relative path, so the folder can be moved or served as it is).
-
-    ``blocks``: ``("h", text)`` a heading, ``("p", text)`` a paragraph, ``("img", path)``
-    a figure (skipped if the file is missing), ``("table", rows)`` a list of dicts.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> p = report_page(d / "report.html", "Run", [("h", "Sweep"),
-    ...                 ("table", [{"k": 10, "inertia": 1.5}])])
-    >>> "<td>1.5</td>" in p.read_text()
-    True
-    """
-    import html
-
-    path = Path(path)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             "</title><style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
-             "img{max-width:100%;border:1px solid #ddd;margin:.5em 0}"
-             "table{border-collapse:collapse;margin:.5em 0}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>"
-             f"</head><body><h1>{html.escape(title)}</h1>"]
-    for kind, value in blocks:
-        if kind == "h":
-            parts.append(f"<h2>{html.escape(str(value))}</h2>")
-        elif kind == "p":
-            parts.append(f"<p>{html.escape(str(value))}</p>")
-        elif kind == "img":
-            img = Path(value)
-            if img.exists():
-                rel = os.path.relpath(img.resolve(), path.resolve().parent)
-                parts.append(f"<img src='{html.escape(Path(rel).as_posix())}' "
-                             f"alt='{html.escape(img.name)}'>")
-        elif kind == "table":
-            parts.append(_html_table(list(value)))
-        else:
-            raise ValueError(f"blocks: unknown kind {kind!r} (h, p, img, table)")
-    parts.append("</body></html>\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(parts), encoding="utf-8")
-    return path
