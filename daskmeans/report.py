@@ -385,11 +385,12 @@ def _plain_params(est: Any) -> list[dict[str, Any]]:
 def _model_facts(page: Page, est: Any, saved: dict[str, Any] | None) -> None:
     """The model's class, what it was fitted on, and its parameters."""
     page.heading("The model")
-    facts = [{"": "estimator", "value": type(est).__name__},
-             {"": "clusters (K)", "value": int(np.shape(est.cluster_centers_)[0])},
-             {"": "features", "value": int(est.n_features_in_)},
-             {"": "inertia at the end of the fit", "value": float(est.inertia_)},
-             {"": "iterations (n_iter_)", "value": int(getattr(est, "n_iter_", 0))}]
+    facts: list[dict[str, Any]] = [
+        {"": "estimator", "value": type(est).__name__},
+        {"": "clusters (K)", "value": int(np.shape(est.cluster_centers_)[0])},
+        {"": "features", "value": int(est.n_features_in_)},
+        {"": "inertia at the end of the fit", "value": float(est.inertia_)},
+        {"": "iterations (n_iter_)", "value": int(getattr(est, "n_iter_", 0))}]
     extra = (saved or {}).get("extra") or {}
     for key, value in extra.items():
         facts.append({"": f"fitted on: {key}", "value": str(value)})
