@@ -163,8 +163,8 @@ def _add_sweep(add: AddCommand) -> None:
 def _add_report(add: AddCommand) -> None:
     s = add("report", "one self-contained HTML page about a model on a split: its fit, "
                       "scores, centres, contingency, purity, PCA and silhouette",
-            "daskmeans report mnist256.npz mnist.zarr --split test --sweep sweep/sweep.json "
-            "--out report.html", url=True)
+            "daskmeans report mnist256.npz mnist.zarr --sweep sweep/sweep.json --out report.html",
+            url=True)
     s.description = textwrap.fill(
         "Write one HTML file about a fitted model on a split of a store: the model's "
         "parameters and fit history (inertia per iteration), its scores (accuracy under "
