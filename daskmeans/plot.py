@@ -551,21 +551,14 @@ def _pca_figure(view: PCAView, title: str | None,
     return fig
 
 
-#: the history keys drawn by :func:`fit_history`, by estimator: (x, [(y, legend)])
-_HISTORY_CURVES = (
-    ("iteration", [("inertia", "inertia (all rows)")]),
-    ("step", [("batch_inertia", "mini-batch inertia (batch rows)"),
-              ("ewa_inertia", "smoothed (EWA) inertia")]),
-)
-
-
 def fit_history(history: Sequence[dict[str, Any]], path: str | Path, *,
                 title: str = "Fit history") -> Path:
     """Inertia against iteration from an estimator's ``history_`` (as saved in the
     model file): :class:`~daskmeans.KMeans`'s inertia per Lloyd iteration, or
-    :class:`~daskmeans.MiniBatchKMeans`'s batch and smoothed inertia per step (its
-    ``refine`` Lloyd iterations, over all rows, marked apart). Raises ValueError for a
-    history that records no inertia (:class:`~daskmeans.BisectingKMeans`' rounds).
+    :class:`~daskmeans.MiniBatchKMeans`'s per step, per row (each batch's mean squared
+    distance, and its smoothed value; its ``refine`` Lloyd iterations, over all rows,
+    marked apart). Raises ValueError for a history that records no inertia
+    (:class:`~daskmeans.BisectingKMeans`' rounds).
 
     Examples
     --------
@@ -579,28 +572,37 @@ def fit_history(history: Sequence[dict[str, Any]], path: str | Path, *,
 
 def _history_figure(history: list[dict[str, Any]], title: str) -> Figure:
     keys = set().union(*(h.keys() for h in history)) if history else set()
-    for x_key, curves in _HISTORY_CURVES:
-        if x_key in keys and any(y in keys for y, _ in curves):
-            break
+    fig = _figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    if {"iteration", "inertia"} <= keys:  # Lloyd: the inertia over all rows
+        x_key = "iteration"
+        pts = [(h["iteration"], h["inertia"]) for h in history if h.get("inertia") is not None]
+        ax.plot(*zip(*pts, strict=True), "o-" if len(pts) <= 60 else "-", markersize=3,
+                label="inertia (all rows)")
+        ax.set_ylabel("inertia (sum of squared distances)")
+    elif {"step", "batch_inertia", "batch_rows"} <= keys:  # mini-batch: per row, comparable
+        x_key = "step"
+        steps = [h for h in history if h.get("phase") != "lloyd"]
+        lloyd = [h for h in history if h.get("phase") == "lloyd"]
+        marker = "o-" if len(steps) <= 60 else "-"
+        if steps:
+            ax.plot([h["step"] for h in steps],
+                    [h["batch_inertia"] / h["batch_rows"] for h in steps], marker,
+                    markersize=3, color="C0", label="batch inertia per row")
+        smooth = [h for h in steps if h.get("ewa_inertia") is not None]
+        if smooth:
+            ax.plot([h["step"] for h in smooth], [h["ewa_inertia"] for h in smooth], marker,
+                    markersize=3, color="C1", label="smoothed (EWA), per row")
+        if lloyd:
+            ax.plot([h["step"] for h in lloyd],
+                    [h["batch_inertia"] / h["batch_rows"] for h in lloyd], "s-",
+                    color="C3", label="refining Lloyd iterations (all rows), per row")
+        ax.set_ylabel("inertia per row (mean squared distance)")
     else:
         raise ValueError("this history records no inertia per iteration or step "
                          f"(its keys: {sorted(keys)})")
-    fig = _figure(figsize=(8, 4), layout="constrained")
-    ax = fig.subplots()
-    lloyd = [h for h in history if h.get("phase") == "lloyd"]
-    for i, (y_key, legend) in enumerate(curves):
-        pts = [(h[x_key], h[y_key]) for h in history
-               if h.get(y_key) is not None and h.get("phase") != "lloyd"]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, "o-" if len(pts) <= 60 else "-", color=f"C{i}", label=legend,
-                    markersize=3)
-    if lloyd:
-        ax.plot([h[x_key] for h in lloyd], [h["batch_inertia"] for h in lloyd], "s-",
-                color="C3", label="refining Lloyd iterations (all rows)")
     ax.set_yscale("log")
     ax.set_xlabel(x_key)
-    ax.set_ylabel("inertia (sum of squared distances)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     ax.set_title(f"{title}: {len(history)} {x_key}s")
@@ -634,7 +636,7 @@ def _purity_figure(rows: list[dict[str, Any]], class_names: Sequence[str] | None
     from matplotlib import colormaps
 
     k = len(rows)
-    fig = _figure(figsize=(min(max(6.0, 0.3 * k + 2), 20), 4), layout="constrained")
+    fig = _figure(figsize=(min(max(6.0, 0.3 * k + 2), 14), 4), layout="constrained")
     ax = fig.subplots()
     labels = [int(r["label"]) for r in rows]
     cmap = colormaps["tab10" if max(labels, default=0) < 10 else "tab20"]

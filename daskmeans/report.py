@@ -468,6 +468,9 @@ def _contingency_section(page: Page, y: np.ndarray, labels: np.ndarray,
         page.table([{"class": plot.label_name(cls, class_names),
                      **{f"cluster {k}": int(v) for k, v in row.items()}}
                     for cls, row in frame.iterrows()], collapsed="the table's counts")
+    else:
+        page.paragraph(f"With {c.clusters.size} clusters the counts are too many for a "
+                       "table: the figure shows them.", note=True)
     purity = metrics.purity_table(c)
     page.draw(lambda p: plot.purity_bars(purity, p, class_names=class_names),
               "per-cluster purity", "Each cluster's share of its majority label, in the "

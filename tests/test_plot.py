@@ -104,13 +104,18 @@ def test_fit_history_draws_the_inertia_per_iteration(tmp_path: Path) -> None:
     (line,) = plot._history_figure(lloyd, "KMeans").axes[0].get_lines()
     assert line.get_xdata().tolist() == [1, 2, 3, 4, 5]
     assert np.allclose(line.get_ydata(), [100.0 / i for i in range(1, 6)])
-    steps = [{"step": s, "batch_inertia": 50.0 - s, "ewa_inertia": None if s == 1 else 49.0,
-              "phase": "mini-batch"} for s in range(1, 4)]
-    steps.append({"step": 4, "batch_inertia": 9.0e3, "ewa_inertia": None, "phase": "lloyd"})
+    # a mini-batch's inertia is summed over its batch: drawn per row, as the smoothed one
+    steps = [{"step": s, "batch_inertia": 10.0 * (50 - s), "batch_rows": 10,
+              "ewa_inertia": None if s == 1 else 49.0, "phase": "mini-batch"}
+             for s in range(1, 4)]
+    steps.append({"step": 4, "batch_inertia": 9.0e3, "batch_rows": 200, "ewa_inertia": None,
+                  "phase": "lloyd"})
     lines = {ln.get_label(): ln for ln in plot._history_figure(steps, "mb").axes[0].get_lines()}
-    assert lines["mini-batch inertia (batch rows)"].get_xdata().tolist() == [1, 2, 3]
-    assert lines["smoothed (EWA) inertia"].get_xdata().tolist() == [2, 3]  # None: not drawn
-    assert lines["refining Lloyd iterations (all rows)"].get_ydata().tolist() == [9.0e3]
+    batch = lines["batch inertia per row"]
+    assert batch.get_xdata().tolist() == [1, 2, 3]
+    assert batch.get_ydata().tolist() == [49.0, 48.0, 47.0]
+    assert lines["smoothed (EWA), per row"].get_xdata().tolist() == [2, 3]  # None: not drawn
+    assert lines["refining Lloyd iterations (all rows), per row"].get_ydata().tolist() == [45.0]
     rounds = [{"round": 1, "bisections": 1, "passes": 4, "n_iter": 4, "seconds": 0.1}]
     with pytest.raises(ValueError, match="records no inertia"):
         plot.fit_history(rounds, tmp_path / "h.png")
