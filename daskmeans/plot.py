@@ -9,7 +9,6 @@ importing or calling this module does not change the caller's matplotlib state.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,13 @@ __all__ = [
     "centroid_grid",
     "contingency_heatmap",
     "elbow_curve",
+    "fit_history",
+    "label_name",
     "label_order",
     "pca_projection",
     "pca_view",
+    "purity_bars",
     "quantize_comparison",
-    "report_page",
     "sample_grid",
     "segment_preview",
     "silhouette_plot",
@@ -67,6 +68,19 @@ def _side(d: int) -> int:
     if side * side != d:
         raise ValueError(f"rows of {d} features are not square images")
     return side
+
+
+def label_name(label: Any, class_names: Sequence[str] | None) -> str:
+    """How a label is shown: its class name when ``class_names`` has one for it, else
+    its number.
+
+    >>> label_name(7, ["T-shirt/top", "Trouser"]), label_name(1, ["T-shirt/top", "Trouser"])
+    ('7', 'Trouser')
+    """
+    i = int(label)
+    if class_names is not None and 0 <= i < len(class_names):
+        return str(class_names[i])
+    return str(i)
 
 
 def _mosaic(images: np.ndarray, order: Sequence[int]) -> tuple[np.ndarray, int, int]:
@@ -136,14 +150,16 @@ def label_order(k: int, mapping: dict[int, int] | None) -> list[int]:
 
 def centroid_grid(
     centers: np.ndarray, path: str | Path, *, mapping: dict[int, int] | None = None,
-    title: str | None = None,
+    title: str | None = None, class_names: Sequence[str] | None = None,
 ) -> Path:
     """Every centroid as a square image in one mosaic, sorted by inferred label and
-    marked with it when ``mapping`` is known.
+    marked with it when ``mapping`` is known (with its name from ``class_names``, as
+    :func:`label_name`).
     """
     k = centers.shape[0]
     order = label_order(k, mapping)
-    marks = [str(mapping[i]) if mapping and i in mapping else None for i in order]
+    marks = [label_name(mapping[i], class_names) if mapping and i in mapping else None
+             for i in order]
     return _mosaic_figure(centers, order, marks, 0.75 if k > 64 else 1.1,
                           10 if k > 64 else 12,
                           title or f"{k} cluster centres" + (
@@ -244,22 +260,24 @@ def contingency_heatmap(
     table: np.ndarray, classes: Sequence[int] | np.ndarray,
     clusters: Sequence[int] | np.ndarray, path: str | Path,
     *, title: str = "Contingency (true label x cluster)",
-    order: str | dict[int, int] = "auto",
+    order: str | dict[int, int] = "auto", class_names: Sequence[str] | None = None,
 ) -> Path:
     """Heat map of a contingency table (n_classes, n_clusters), counts written in the
-    cells when it is small.
+    cells when it is small, the classes named by ``class_names`` (:func:`label_name`).
 
     Clusters are drawn in :func:`daskmeans.metrics.cluster_order` (``order`` is its
     ``mapping``; ``"sorted"`` keeps ``clusters`` as given): matched one-to-one
     (Hungarian) when there are as many clusters as classes, else by majority label, so
     the large counts form a diagonal.
     """
-    return _save(_contingency_figure(table, classes, clusters, title=title, order=order), path)
+    return _save(_contingency_figure(table, classes, clusters, title=title, order=order,
+                                     class_names=class_names), path)
 
 
 def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
                         clusters: Sequence[int] | np.ndarray, *, title: str,
-                        order: str | dict[int, int]) -> Figure:
+                        order: str | dict[int, int],
+                        class_names: Sequence[str] | None = None) -> Figure:
     table = np.asarray(table)
     classes, clusters = np.asarray(classes), np.asarray(clusters)
     if order != "sorted":
@@ -282,7 +300,7 @@ def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
     fig.colorbar(im, ax=ax, label="samples")
     if table.shape[1] <= 40:
         ax.set_xticks(range(len(clusters)), [str(c) for c in clusters], fontsize=8)
-    ax.set_yticks(range(len(classes)), [str(c) for c in classes])
+    ax.set_yticks(range(len(classes)), [label_name(c, class_names) for c in classes])
     if table.size <= 400:
         hi = table.max() / 2 if table.size else 0
         for (i, j), v in np.ndenumerate(table):
@@ -447,11 +465,13 @@ def pca_view(
     X: Any, labels_true: Any, labels_pred: Any, path: str | Path, *,
     centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
     svd_solver: str = "randomized", iterated_power: int = 4, title: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """The data on their first two principal components, side by side coloured by true
     label and by cluster, the cluster centres projected (black crosses): the PCA is
     fitted on all rows with dask-ml, ``n_points`` random rows are drawn
-    (:func:`pca_projection`). Either labelling may be None (one panel then).
+    (:func:`pca_projection`). Either labelling may be None (one panel then); the true
+    labels' legend names them by ``class_names`` (:func:`label_name`).
 
     Needs dask-ml, whose PCA does not run under dask's array query planning (the
     suite skips this example there, naming the reason).
@@ -472,10 +492,11 @@ def pca_view(
     view = pca_projection(X, labels_true, labels_pred, centers=centers, n_points=n_points,
                           random_state=random_state, svd_solver=svd_solver,
                           iterated_power=iterated_power)
-    return _save(_pca_figure(view, title), path)
+    return _save(_pca_figure(view, title, class_names), path)
 
 
-def _pca_figure(view: PCAView, title: str | None) -> Figure:
+def _pca_figure(view: PCAView, title: str | None,
+                class_names: Sequence[str] | None = None) -> Figure:
     from matplotlib import colormaps
 
     panels = [(v, what) for v, what in ((view.labels_true, "true label"),
@@ -509,7 +530,9 @@ def _pca_figure(view: PCAView, title: str | None) -> Figure:
         if uniq.size <= 20:  # a legend of the colours
             cmap = colormaps["tab10" if uniq.size <= 10 else "tab20"]
             for i, u in enumerate(uniq):
-                ax.scatter([], [], color=cmap(i), s=20, label=str(u))
+                ax.scatter([], [], color=cmap(i), s=20,
+                           label=label_name(u, class_names) if what == "true label"
+                           else str(u))
             ax.legend(title=what, fontsize=8, loc="best", ncols=2)
         if view.centers is not None and what == "cluster":
             ax.scatter(view.centers[:, 0], view.centers[:, 1], marker="x", color="black",
@@ -525,6 +548,112 @@ def _pca_figure(view: PCAView, title: str | None) -> Figure:
         ax.grid(alpha=0.3)
     shown = view.points.shape[0]
     fig.suptitle(title or f"PCA fitted on all {view.n_samples} rows; {shown} drawn")
+    return fig
+
+
+def fit_history(history: Sequence[dict[str, Any]], path: str | Path, *,
+                title: str = "Fit history") -> Path:
+    """Inertia against iteration from an estimator's ``history_`` (as saved in the
+    model file): :class:`~daskmeans.KMeans`'s inertia per Lloyd iteration, or
+    :class:`~daskmeans.MiniBatchKMeans`'s per step, per row (each batch's mean squared
+    distance, and its smoothed value; its ``refine`` Lloyd iterations, over all rows,
+    marked apart). Raises ValueError for a history that records no inertia
+    (:class:`~daskmeans.BisectingKMeans`' rounds).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> h = [{"iteration": 1, "inertia": 9.0}, {"iteration": 2, "inertia": 4.0}]
+    >>> fit_history(h, Path(tempfile.mkdtemp()) / "h.png").name
+    'h.png'
+    """
+    return _save(_history_figure(list(history), title), path)
+
+
+def _history_figure(history: list[dict[str, Any]], title: str) -> Figure:
+    keys = set().union(*(h.keys() for h in history)) if history else set()
+    fig = _figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    if {"iteration", "inertia"} <= keys:  # Lloyd: the inertia over all rows
+        x_key = "iteration"
+        pts = [(h["iteration"], h["inertia"]) for h in history if h.get("inertia") is not None]
+        ax.plot(*zip(*pts, strict=True), "o-" if len(pts) <= 60 else "-", markersize=3,
+                label="inertia (all rows)")
+        ax.set_ylabel("inertia (sum of squared distances)")
+    elif {"step", "batch_inertia", "batch_rows"} <= keys:  # mini-batch: per row, comparable
+        x_key = "step"
+        steps = [h for h in history if h.get("phase") != "lloyd"]
+        lloyd = [h for h in history if h.get("phase") == "lloyd"]
+        marker = "o-" if len(steps) <= 60 else "-"
+        if steps:
+            ax.plot([h["step"] for h in steps],
+                    [h["batch_inertia"] / h["batch_rows"] for h in steps], marker,
+                    markersize=3, color="C0", label="batch inertia per row")
+        smooth = [h for h in steps if h.get("ewa_inertia") is not None]
+        if smooth:
+            ax.plot([h["step"] for h in smooth], [h["ewa_inertia"] for h in smooth], marker,
+                    markersize=3, color="C1", label="smoothed (EWA), per row")
+        if lloyd:
+            ax.plot([h["step"] for h in lloyd],
+                    [h["batch_inertia"] / h["batch_rows"] for h in lloyd], "s-",
+                    color="C3", label="refining Lloyd iterations (all rows), per row")
+        ax.set_ylabel("inertia per row (mean squared distance)")
+    else:
+        raise ValueError("this history records no inertia per iteration or step "
+                         f"(its keys: {sorted(keys)})")
+    ax.set_yscale("log")
+    ax.set_xlabel(x_key)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title(f"{title}: {len(history)} {x_key}s")
+    return fig
+
+
+def purity_bars(purity: Any, path: str | Path, *, class_names: Sequence[str] | None = None,
+                title: str = "Per-cluster purity") -> Path:
+    """Each cluster's purity (share of its majority label) as a bar, clusters in the
+    rows' order, each bar coloured by that label and named by it (:func:`label_name`);
+    the overall purity (weighted by size) as a dashed line.
+
+    ``purity``: :func:`daskmeans.metrics.purity_table` (a DataFrame indexed by cluster
+    with columns size, label, count, purity), or its rows as dicts with a ``cluster``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from daskmeans import metrics
+    >>> t = metrics.purity_table([0, 0, 1, 1, 1], [5, 5, 3, 3, 5])
+    >>> purity_bars(t, Path(tempfile.mkdtemp()) / "p.png").name
+    'p.png'
+    """
+    rows = (purity.reset_index().to_dict("records") if hasattr(purity, "reset_index")
+            else list(purity))
+    return _save(_purity_figure(rows, class_names, title), path)
+
+
+def _purity_figure(rows: list[dict[str, Any]], class_names: Sequence[str] | None,
+                   title: str) -> Figure:
+    from matplotlib import colormaps
+
+    k = len(rows)
+    fig = _figure(figsize=(min(max(6.0, 0.3 * k + 2), 14), 4), layout="constrained")
+    ax = fig.subplots()
+    labels = [int(r["label"]) for r in rows]
+    cmap = colormaps["tab10" if max(labels, default=0) < 10 else "tab20"]
+    ax.bar(range(k), [r["purity"] for r in rows], color=[cmap(v % cmap.N) for v in labels])
+    overall = sum(r["count"] for r in rows) / max(sum(r["size"] for r in rows), 1)
+    ax.axhline(overall, color="black", linestyle="--", linewidth=1,
+               label=f"overall purity {overall:.3f}")
+    if k <= 40:
+        ax.set_xticks(range(k), [f"{r['cluster']}\n{label_name(v, class_names)}"
+                                 for r, v in zip(rows, labels, strict=True)],
+                      fontsize=7, rotation=90 if class_names and k > 12 else 0)
+    ax.set_xlabel("cluster (and its majority label)" if k <= 40 else
+                  "clusters, in the order of the contingency table")
+    ax.set_ylabel("purity")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right")
+    ax.set_title(title)
     return fig
 
 
@@ -576,65 +705,3 @@ def segment_preview(labels: np.ndarray, centers: np.ndarray, bands: Sequence[str
     ax_spec.set_title("cluster centres (mean spectra)")
     ax_spec.legend(fontsize="small", ncols=2 if k > 8 else 1)
     return _save(fig, path)
-
-
-def _html_table(rows: Sequence[dict[str, Any]]) -> str:
-    import html
-
-    cols = list(rows[0]) if rows else []
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return html.escape("" if v is None else str(v))
-
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def report_page(path: str | Path, title: str, blocks: Sequence[tuple[str, Any]]) -> Path:
-    """One HTML page holding a run's figures and tables, next to them (images linked
-    by relative path, so the folder can be moved or served as it is).
-
-    ``blocks``: ``("h", text)`` a heading, ``("p", text)`` a paragraph, ``("img", path)``
-    a figure (skipped if the file is missing), ``("table", rows)`` a list of dicts.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> p = report_page(d / "report.html", "Run", [("h", "Sweep"),
-    ...                 ("table", [{"k": 10, "inertia": 1.5}])])
-    >>> "<td>1.5</td>" in p.read_text()
-    True
-    """
-    import html
-
-    path = Path(path)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-             "</title><style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
-             "img{max-width:100%;border:1px solid #ddd;margin:.5em 0}"
-             "table{border-collapse:collapse;margin:.5em 0}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style>"
-             f"</head><body><h1>{html.escape(title)}</h1>"]
-    for kind, value in blocks:
-        if kind == "h":
-            parts.append(f"<h2>{html.escape(str(value))}</h2>")
-        elif kind == "p":
-            parts.append(f"<p>{html.escape(str(value))}</p>")
-        elif kind == "img":
-            img = Path(value)
-            if img.exists():
-                rel = os.path.relpath(img.resolve(), path.resolve().parent)
-                parts.append(f"<img src='{html.escape(Path(rel).as_posix())}' "
-                             f"alt='{html.escape(img.name)}'>")
-        elif kind == "table":
-            parts.append(_html_table(list(value)))
-        else:
-            raise ValueError(f"blocks: unknown kind {kind!r} (h, p, img, table)")
-    parts.append("</body></html>\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(parts), encoding="utf-8")
-    return path

@@ -206,3 +206,30 @@ def no_compute():
 
     with dask.config.set(scheduler=refuse):
         yield
+
+
+#: rows a test report draws for its views (fewer than the store's, so it says it sampled)
+REPORT_SAMPLE = 500
+
+
+@pytest.fixture(scope="session")
+def report_html(mnist_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A report page (``daskmeans.report.write_report``) of a K=10 model fitted on the
+    shipped MNIST subset, with a sweep, in a folder of its own beside its inputs."""
+    from daskmeans import KMeans, metrics, open_dataset, open_source, report, save_model
+
+    where = tmp_path_factory.mktemp("report")
+    X, y = open_source(mnist_store, "test"), open_dataset(mnist_store, "test")[1]
+    km = KMeans(10, random_state=0, max_iter=20).fit(X)
+    model = save_model(km, where / "mnist10.npz",
+                       mapping=metrics.infer_cluster_labels(y, km.labels_),
+                       extra={"store": str(mnist_store), "split": "test"})
+    rows = [{"dataset": "mnist", "split": "test", "k": k, "inertia": inertia,
+             "purity": purity, "homogeneity": purity - 0.1, "silhouette": sil,
+             "silhouette_se": 0.004}
+            for k, inertia, purity, sil in [(4, 9e4, 0.4, 0.06), (10, 7.4e4, 0.59, 0.05),
+                                            (16, 6.8e4, 0.66, 0.06), (36, 5.9e4, 0.78, 0.07),
+                                            (64, 5.3e4, 0.85, 0.07)]]
+    sweep = metrics.write_json(rows, where / "sweep.json")
+    return report.write_report(model, mnist_store, where / "page" / "report.html",
+                               split="test", sweep=sweep, sample_size=REPORT_SAMPLE)

@@ -33,6 +33,18 @@ def store(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def embedded_figures(page: str) -> list[str]:
+    """The alternative texts of a page's images, after checking that every image is
+    embedded as a PNG data: URI (none linked to a file beside the page)."""
+    import re
+
+    images = re.findall(r"<img src='([^']*)' alt='([^']*)'>", page)
+    assert len(images) == page.count("<img"), "an image the pattern missed"
+    linked = [alt for src, alt in images if not src.startswith("data:image/png;base64,")]
+    assert not linked, f"images not embedded: {linked}"
+    return [alt for _, alt in images]
+
+
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = cli.main(argv)
     out, err = capsys.readouterr()
@@ -121,7 +133,8 @@ def test_sweep_writes_table_and_figures(store: Path, sched: list[str], tmp_path:
                  "report.html"):
         assert (tmp_path / name).stat().st_size > 0, name
     page = (tmp_path / "report.html").read_text()
-    assert "src='sweep.png'" in page and "recommendation:" in page and "<td>36</td>" in page
+    assert embedded_figures(page) == ["sweep.png", "elbow.png"]
+    assert "recommendation:" in page and "<td>36</td>" in page
     rows = json.loads((tmp_path / "sweep.json").read_text())
     assert [r["k"] for r in rows] == [10, 36]
     assert {r["dataset"] for r in rows} == {"mnist"} and {r["split"] for r in rows} == {"test"}
@@ -266,9 +279,12 @@ def test_demo_offline_falls_back_to_digits(offline: Path, capsys) -> None:
     assert "segmented synthetic 6-band scene" in out and "adjusted Rand index 1.0000" in out
     assert (offline / "out" / "scene-labels.png").exists()
     page = (offline / "out" / "report.html").read_text()  # one page holds every picture
-    for name in ("centroids.png", "contingency_k10.png", "silhouette_k10.png", "sweep.png",
-                 "elbow.png", "china-64-comparison.png", "scene-labels.png"):
-        assert f"src='{name}'" in page, name
+    figures = embedded_figures(page)
+    for name in ("samples.png", "cluster centres as images", "inertia per iteration",
+                 "contingency table", "per-cluster purity", "contingency_k10.png",
+                 "silhouette_k10.png", "sweep.png", "elbow.png", "china-64-comparison.png",
+                 "scene-labels.png"):
+        assert name in figures, name
     assert "recommendation:" in page and "<table>" in page
 
 

@@ -125,3 +125,5 @@ def test_debian_fashion_mnist_found(tmp_path: Path) -> None:
     store = datasets.fetch_fashion_mnist(data_home=tmp_path, mirrors=[DEAD], splits=("test",))
     X, y = open_dataset(store, "test")
     assert X.shape == (10000, 784) and set(np.unique(y.compute())) == set(range(10))
+    names = io.class_names(store)  # what a person reads, where the files say 0-9
+    assert names is not None and names[0] == "T-shirt/top" and names[9] == "Ankle boot"

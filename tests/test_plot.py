@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from matplotlib.transforms import Bbox
 
 from daskmeans import plot
@@ -95,3 +96,49 @@ def test_elbow_figure_marks_the_knee(tmp_path: Path) -> None:
     flat = plot._elbow_figure([1, 2, 3], [3.0, 2.0, 1.0], 1.0)
     assert "no knee" in flat.axes[0].get_title()
     assert plot.elbow_curve(KS, INERTIA, tmp_path / "e.png").stat().st_size > 0
+
+
+def test_fit_history_draws_the_inertia_per_iteration(tmp_path: Path) -> None:
+    lloyd = [{"iteration": i, "inertia": 100.0 / i, "center_shift": 1.0 / i}
+             for i in range(1, 6)]
+    (line,) = plot._history_figure(lloyd, "KMeans").axes[0].get_lines()
+    assert line.get_xdata().tolist() == [1, 2, 3, 4, 5]
+    assert np.allclose(line.get_ydata(), [100.0 / i for i in range(1, 6)])
+    # a mini-batch's inertia is summed over its batch: drawn per row, as the smoothed one
+    steps = [{"step": s, "batch_inertia": 10.0 * (50 - s), "batch_rows": 10,
+              "ewa_inertia": None if s == 1 else 49.0, "phase": "mini-batch"}
+             for s in range(1, 4)]
+    steps.append({"step": 4, "batch_inertia": 9.0e3, "batch_rows": 200, "ewa_inertia": None,
+                  "phase": "lloyd"})
+    lines = {ln.get_label(): ln for ln in plot._history_figure(steps, "mb").axes[0].get_lines()}
+    batch = lines["batch inertia per row"]
+    assert batch.get_xdata().tolist() == [1, 2, 3]
+    assert batch.get_ydata().tolist() == [49.0, 48.0, 47.0]
+    assert lines["smoothed (EWA), per row"].get_xdata().tolist() == [2, 3]  # None: not drawn
+    assert lines["refining Lloyd iterations (all rows), per row"].get_ydata().tolist() == [45.0]
+    rounds = [{"round": 1, "bisections": 1, "passes": 4, "n_iter": 4, "seconds": 0.1}]
+    with pytest.raises(ValueError, match="records no inertia"):
+        plot.fit_history(rounds, tmp_path / "h.png")
+    assert plot.fit_history(lloyd, tmp_path / "h.png").stat().st_size > 0
+
+
+def test_purity_bars_name_each_cluster_by_its_label(tmp_path: Path) -> None:
+    from daskmeans import metrics
+
+    table = metrics.purity_table([0, 0, 1, 1, 1, 2], [5, 5, 3, 3, 5, 3])
+    names = ["T-shirt/top", "Trouser", "Pullover"]
+    ax = plot._purity_figure(table.reset_index().to_dict("records"), names, "p").axes[0]
+    assert [round(b.get_height(), 3) for b in ax.patches] == table["purity"].round(3).tolist()
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        f"{c}\n{names[v]}" for c, v in zip(table.index, table["label"], strict=True)]
+    overall = [ln for ln in ax.get_lines() if ln.get_label().startswith("overall purity")]
+    assert len(overall) == 1 and overall[0].get_ydata()[0] == pytest.approx(4 / 6)
+    assert plot.purity_bars(table, tmp_path / "p.png").stat().st_size > 0
+
+
+def test_class_names_in_figures() -> None:
+    table = np.array([[5, 1], [0, 4]])
+    fig = plot._contingency_figure(table, [0, 1], [0, 1], title="t", order="sorted",
+                                   class_names=["Sandal", "Bag"])
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["Sandal", "Bag"]
+    assert plot.label_name(3, ["a"]) == "3"  # a label without a name: its number

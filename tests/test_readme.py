@@ -55,8 +55,8 @@ def test_readme_commands_run_in_order(mnist_dir: Path, tmp_path: Path, capsys,
         _, err = capsys.readouterr()
         assert code == 0, f"{command}: {err}"
     for output in ("mnist.zarr", "mnist256.npz", "mnist256r.npz", "labels.zarr",
-                   "sweep/sweep.json", "china64.png", "china8.png", "china8.zarr",
-                   "scene.zarr", "scene-labels.zarr", "scene.png"):
+                   "sweep/sweep.json", "report.html", "china64.png", "china8.png",
+                   "china8.zarr", "scene.zarr", "scene-labels.zarr", "scene.png"):
         assert (tmp_path / output).exists(), output
 
 

@@ -1,9 +1,9 @@
 """The ``daskmeans`` command: parse, pick the cluster, call the library, print.
 
 One module per command group (:mod:`.ingest`; :mod:`.models` for fit, predict and
-evaluate; :mod:`.sweep`; :mod:`.images` for quantize and segment; :mod:`.demo`), the
-parser in :mod:`.parser` and what they share in :mod:`.console` (output),
-:mod:`.scheduler` (where the work runs) and :mod:`.options`. Importing the package
+evaluate; :mod:`.sweep`; :mod:`.report`; :mod:`.images` for quantize and segment;
+:mod:`.demo`), the parser in :mod:`.parser` and what they share in :mod:`.console`
+(output), :mod:`.scheduler` (where the work runs) and :mod:`.options`. Importing the package
 (and ``daskmeans --help``) imports neither dask nor scikit-learn: each command imports
 the library when it runs. ``daskmeans --help`` ends with examples
 (:data:`.parser.EXAMPLES`).
@@ -23,6 +23,7 @@ from .ingest import cmd_ingest
 from .models import cmd_evaluate, cmd_fit, cmd_predict
 from .options import parse_storage_options
 from .parser import build_parser
+from .report import cmd_report
 from .sweep import cmd_sweep
 
 __all__ = ["COMMANDS", "Console", "UserError", "build_parser", "main", "parse_storage_options"]
@@ -31,7 +32,7 @@ __all__ = ["COMMANDS", "Console", "UserError", "build_parser", "main", "parse_st
 COMMANDS: dict[str, Callable[..., int]] = {
     "ingest": cmd_ingest, "fit": cmd_fit, "predict": cmd_predict, "evaluate": cmd_evaluate,
     "sweep": cmd_sweep, "quantize": cmd_quantize, "segment": cmd_segment,
-    "demo": cmd_demo,
+    "report": cmd_report, "demo": cmd_demo,
 }
 
 

@@ -125,9 +125,11 @@ def _demo_splits(store: Path) -> tuple[Any, Any, Any, Any, str, str, str]:
 
 
 def _demo_fit(args: argparse.Namespace, console: Console, out: Path, name: str, k: int,
-              X: Any, y: Any, Xt: Any, yt: Any) -> tuple[str, list[Path]]:
+              X: Any, y: Any, Xt: Any, yt: Any
+              ) -> tuple[str, Any, dict[int, int], list[Path]]:
     """The main fit: K=``k``, scored on the held-out rows, saved, its centres drawn.
-    Returns the line that says how it went, and the files written."""
+    Returns the line that says how it went, the estimator, its cluster -> label
+    mapping (learned on the fit's rows) and the files written."""
     from .. import metrics, plot, save_model
 
     t0 = time.perf_counter()
@@ -140,9 +142,9 @@ def _demo_fit(args: argparse.Namespace, console: Console, out: Path, name: str, 
               f"held-out accuracy {r['accuracy']:.4f}, purity {r['purity']:.4f}, "
               f"homogeneity {r['homogeneity']:.4f}; inertia {est.inertia_:.6g}")
     console.say(fitted)
-    return fitted, [save_model(est, out / "model.npz", mapping=mapping, extra={"dataset": name}),
-                    plot.centroid_grid(est.cluster_centers_, out / "centroids.png",
-                                       mapping=mapping)]
+    return fitted, est, mapping, [
+        save_model(est, out / "model.npz", mapping=mapping, extra={"dataset": name}),
+        plot.centroid_grid(est.cluster_centers_, out / "centroids.png", mapping=mapping)]
 
 
 def _demo_k10(args: argparse.Namespace, console: Console, out: Path, name: str, X: Any,
@@ -175,6 +177,38 @@ def _demo_k10(args: argparse.Namespace, console: Console, out: Path, name: str, 
     return purity.reset_index().to_dict("records"), files
 
 
+def _demo_page(args: argparse.Namespace, out: Path, store: Path, name: str, how: str,
+               fitted: str, model: tuple[Any, dict[int, int], str], Xt: Any, yt: Any,
+               purity: list[dict[str, Any]], rows: list[dict[str, Any]]) -> Path:
+    """``report.html``: the demo on one self-contained page, as ``daskmeans report``
+    writes (every figure embedded): the main model's sections on the held-out rows,
+    K=10's views, the sweep, quantisation and the multi-band scene."""
+    from .. import io, report
+
+    est, mapping, held = model
+    page = report.Page(f"daskmeans demo: {name}")
+    page.paragraph(f"{name}: {Xt.shape[1]} pixels per image; {how}.")
+    page.figure(out / "samples.png", "samples.png", "The first images and their labels.")
+    page.paragraph(fitted)
+    report.model_sections(page, est, Xt, yt, mapping=mapping,
+                          saved={"extra": {"dataset": name}},
+                          class_names=io.class_names(store),
+                          data=f"the held-out rows ({held})", views=False)
+    page.heading("K=10: contingency, purity, silhouette, PCA view")
+    page.figure(out / "contingency_k10.png", "contingency_k10.png",
+                "K=10 on the fit's rows: true class x cluster.")
+    page.table(purity)
+    page.figure(out / "silhouette_k10.png", "silhouette_k10.png")
+    if (out / "pca_k10.png").exists():  # not under dask's array query planning
+        page.figure(out / "pca_k10.png", "pca_k10.png")
+    report.sweep_section(page, rows, figures=[out / "sweep.png", out / "elbow.png"])
+    page.heading("Colour quantisation")
+    page.figure(out / "china-64-comparison.png", "china-64-comparison.png")
+    page.heading("A multi-band scene")
+    page.figure(out / "scene-labels.png", "scene-labels.png")
+    return page.write(out / "report.html", overwrite=True)  # the folder's outputs
+
+
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     import dask
 
@@ -199,7 +233,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         if client is not None:
             Xs, ys = dask.compute(Xs, ys)
         files.append(plot.sample_grid(Xs, ys, out / "samples.png", title=f"{name} samples"))
-        fitted, more = _demo_fit(args, console, out, name, k_main, X, y, Xt, yt)
+        fitted, est, mapping, more = _demo_fit(args, console, out, name, k_main, X, y,
+                                               Xt, yt)
         purity, k10_files = _demo_k10(args, console, out, name, X, y)
         files += more + k10_files
         console.info(f"the tutorials' sweep over K = {', '.join(map(str, ks))} ...")
@@ -214,17 +249,9 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         files += run_quantize(load_sample_image("china.jpg"), 64, out / "china-64.png",
                               args.seed, None, console, "china.jpg")
         files += _demo_segment(args, console, out)
-    files.append(plot.report_page(out / "report.html", f"daskmeans demo: {name}", [
-        ("p", f"{name}: {X.shape[0]} + {Xt.shape[0]} images of {X.shape[1]} pixels; {how}"),
-        ("img", out / "samples.png"),
-        ("h", f"K={k_main}"), ("p", fitted), ("img", out / "centroids.png"),
-        ("h", "K=10: contingency, purity, silhouette, PCA view"),
-        ("img", out / "contingency_k10.png"), ("table", purity),
-        ("img", out / "silhouette_k10.png"), ("img", out / "pca_k10.png"),
-        ("h", "Choosing K"), ("table", rows), ("p", recommendation(rows)),
-        ("img", out / "sweep.png"), ("img", out / "elbow.png"),
-        ("h", "Colour quantisation"), ("img", out / "china-64-comparison.png"),
-        ("h", "A multi-band scene"), ("img", out / "scene-labels.png")]))
+        console.info("writing the report page ...")
+        files.append(_demo_page(args, out, store, name, how, fitted, (est, mapping, held),
+                                Xt, yt, purity, rows))
     console.say(f"demo finished in {time.perf_counter() - STARTED:.0f}s (wall clock); "
                 "outputs:")
     for f in files:

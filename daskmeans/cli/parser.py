@@ -4,6 +4,7 @@ per command adding its own."""
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ EXAMPLES = """
     daskmeans evaluate mnist.zarr --model mnist256.npz --split test
     daskmeans predict mnist.zarr --model mnist256.npz --out labels.zarr
     daskmeans sweep mnist.zarr --split test --k 10,16,36,64,144,256 --out sweep/
+    daskmeans report mnist256.npz mnist.zarr --sweep sweep/sweep.json --out report.html
     daskmeans quantize --sample china --colors 64 --out china64.png
     daskmeans segment scene.zarr --k 5 --feature-dim band --out scene-labels.zarr
 
@@ -158,6 +160,36 @@ def _add_sweep(add: AddCommand) -> None:
     s.add_argument("--out", required=True, help="directory for the table and figures")
 
 
+def _add_report(add: AddCommand) -> None:
+    s = add("report", "one self-contained HTML page about a model on a split: its fit, "
+                      "scores, centres, contingency, purity, PCA and silhouette",
+            "daskmeans report mnist256.npz mnist.zarr --sweep sweep/sweep.json --out report.html",
+            url=True)
+    s.description = textwrap.fill(
+        "Write one HTML file about a fitted model on a split of a store: the model's "
+        "parameters and fit history (inertia per iteration), its scores (accuracy under "
+        "the mapping saved with the model, purity, homogeneity, completeness, V-measure, "
+        "ARI, NMI, inertia), the centres as images when the features form a square "
+        "image, the contingency table and per-cluster purity (classes named when the "
+        "store records their names), a PCA view and the silhouette of a random sample "
+        "of rows, and a K sweep when given. Every figure is embedded in the page: it "
+        "needs no network and no other file, so it can be moved or mailed alone. The "
+        "model, store, split, feature count, sweep file and output are all checked "
+        "before any row is read.", break_on_hyphens=False)
+    s.add_argument("model", help="a model written by 'daskmeans fit' (.npz)")
+    s.add_argument("store", help="a store written by 'daskmeans ingest' (a path or a URL)")
+    s.add_argument("--split", default="test", help="the split to score and draw")
+    s.add_argument("--sweep", metavar="SWEEP.json",
+                   help="also show a sweep: the sweep.json 'daskmeans sweep' wrote")
+    s.add_argument("--sample", type=int, default=2000, metavar="ROWS",
+                   help="rows drawn at random for the PCA view and the silhouette "
+                        "(all rows when there are fewer)")
+    s.add_argument("--title", help="the page's title (default: the model and the store)")
+    s.add_argument("--out", required=True, help="the HTML file to write")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (otherwise refused)")
+
+
 def _add_images(add: AddCommand) -> None:
     """quantize and segment."""
     s = add("quantize", "reduce a photo to N colours (K-means vs random colours)",
@@ -217,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                               parents=[common, remote] if url else [common],
                               epilog="example:\n  " + example, formatter_class=_HelpFormatter)
 
-    for add_commands in (_add_ingest, _add_models, _add_sweep, _add_images, _add_demo):
+    for add_commands in (_add_ingest, _add_models, _add_sweep, _add_report, _add_images,
+                         _add_demo):
         add_commands(add)
     return p

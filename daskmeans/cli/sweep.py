@@ -94,11 +94,14 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     nbytes = data_nbytes(X) + (data_nbytes(Xt) if Xt is not None else 0)
     with dask_cluster(args, console, nbytes):
         rows, files = run_sweep(X, y, Xt, yt, ks, args, console, out, meta)
-    from .. import plot
+    from .. import report
 
-    files.append(plot.report_page(out / "report.html", f"K sweep: {args.store}", [
-        ("p", ", ".join(f"{k} {v}" for k, v in meta.items())), ("table", rows),
-        ("p", recommendation(rows)), ("img", out / "sweep.png"), ("img", out / "elbow.png")]))
+    page = report.Page(f"K sweep: {args.store}")
+    page.paragraph(f"{X.shape[0]} rows of {X.shape[1]} features, split {args.split!r} of "
+                   f"{args.store}" + (f"; scored on split {args.test_split!r} too"
+                                      if args.test_split else ""))
+    report.sweep_section(page, rows, figures=[out / "sweep.png", out / "elbow.png"])
+    files.append(page.write(out / "report.html", overwrite=True))  # the folder's outputs
     console.say(metrics.to_markdown(rows))
     console.say(recommendation(rows))
     for f in files:

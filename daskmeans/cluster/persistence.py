@@ -25,7 +25,8 @@ def save_model(
 ) -> Path:
     """Save a fitted estimator without pickle: one ``.npz`` (arrays + a JSON header).
 
-    Stores the centres, the constructor parameters that are plain values, the
+    Stores the centres, the constructor parameters that are plain values, the fit's
+    ``history_`` (per iteration, step or round: what the estimator recorded), the
     cluster -> label mapping (optional), and the versions of daskmeans, numpy and
     scikit-learn. Written atomically (temporary file, then rename).
 
@@ -54,6 +55,8 @@ def save_model(
         "n_features_in": int(estimator.n_features_in_),
         "inertia": float(getattr(estimator, "inertia_", float("nan"))),
         "n_iter": int(getattr(estimator, "n_iter_", 0)),
+        # added within format version 1: files written before it load without a history
+        "history": [_plain(h) for h in getattr(estimator, "history_", None) or []],
         "mapping": {str(k): int(v) for k, v in (mapping or {}).items()},
         "versions": {"daskmeans": __version__, "numpy": np.__version__,
                      "scikit-learn": sklearn.__version__},
@@ -70,11 +73,26 @@ def save_model(
     return path
 
 
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """One ``history_`` entry with numpy scalars as Python numbers, for the JSON header
+    (non-finite floats become None: JSON has no NaN)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not np.isfinite(value):
+            value = None
+        out[str(key)] = value
+    return out
+
+
 def load_model(path: str | Path) -> tuple[BaseKMeans, dict[str, Any]]:
     """Load a model saved by :func:`save_model` (never unpickles).
 
     Returns ``(estimator, header)``; ``header["mapping"]`` holds the cluster -> label
-    mapping with integer keys. Raises :class:`ModelFormatError` for anything else.
+    mapping with integer keys, ``header["history"]`` the fit's history (an empty list
+    for files saved before the history was kept; the estimator's ``history_`` then is
+    not set). Raises :class:`ModelFormatError` for anything else.
     """
     import json
     import zipfile
@@ -109,6 +127,9 @@ def load_model(path: str | Path) -> tuple[BaseKMeans, dict[str, Any]]:
     est.n_features_in_ = int(header["n_features_in"])
     est.inertia_ = header["inertia"]
     est.n_iter_ = header["n_iter"]
+    header["history"] = list(header.get("history") or [])
+    if header["history"]:
+        est.history_ = header["history"]
     if isinstance(est, BisectingKMeans):
         missing = set(BisectingTree.ARRAYS) - set(tree)
         if missing:

@@ -42,7 +42,7 @@ from .images import (
     load_rgb,
     open_image,
 )
-from .mnist import SPLITS, arrays_to_dataset, ingest, scale_images
+from .mnist import CLASS_NAMES, SPLITS, arrays_to_dataset, class_names, ingest, scale_images
 from .rasters import Raster, grid_rows, open_raster, write_labels
 from .stores import (
     PIXEL_SCALE,
@@ -62,6 +62,7 @@ from .stores import (
 from .synthetic import blob_centers, make_blobs_zarr, synthetic_image, synthetic_scene
 
 __all__ = [
+    "CLASS_NAMES",
     "DEFAULT_CHUNK_ROWS",
     "DEFAULT_TILE",
     "IDX_DTYPES",
@@ -80,6 +81,7 @@ __all__ = [
     "arrays_to_dataset",
     "atomic_dir",
     "blob_centers",
+    "class_names",
     "default_compressor",
     "ensure_writable_dir",
     "file_checksums",

@@ -3,7 +3,8 @@ into one store, and the store's pixels viewed as float rows.
 
 Layout of a dataset store written by :func:`ingest`::
 
-    STORE/                      zarr v3 group, attrs: dataset, splits, missing_splits, sources
+    STORE/                      zarr v3 group, attrs: dataset, splits, missing_splits,
+                                sources, and class_names where the dataset has them
       train/images  (n, 28, 28) uint8, chunked by rows, Blosc-LZ4-compressed
       train/labels  (n,)        uint8
       test/images   ...
@@ -15,6 +16,8 @@ to float32 in [0, 1] (:func:`daskmeans.open_dataset` lazily, chunk by chunk:
 :func:`scale_images`). Stores written before that attribute existed are recognised by
 their group's ``format`` (``daskmeans-idx/...``) and read the same way
 (:func:`images_scale`).
+``class_names[i]`` names label ``i`` (:data:`CLASS_NAMES`, read back with
+:func:`class_names`).
 """
 
 from __future__ import annotations
@@ -31,27 +34,83 @@ import zarr
 from ..pixels import SCALE_ATTR, scale_from_attrs
 from .errors import DataFormatError, IDXFormatError, StoreError
 from .idx import DEFAULT_CHUNK_ROWS, MNIST_FILES, file_checksums, find_idx_files, iter_idx
-from .stores import PIXEL_SCALE, PathLike, default_compressor, get_array, is_url, scale_rows, staged
+from .stores import (
+    PIXEL_SCALE,
+    PathLike,
+    default_compressor,
+    get_array,
+    is_url,
+    open_group,
+    scale_rows,
+    staged,
+)
 
-__all__ = ["SPLITS", "arrays_to_dataset", "find_idx_files", "images_scale", "ingest",
-           "scale_images", "split_array"]
+__all__ = ["CLASS_NAMES", "SPLITS", "arrays_to_dataset", "class_names", "find_idx_files",
+           "images_scale", "ingest", "scale_images", "split_array"]
 
 log = logging.getLogger(__name__)
 
 #: The splits a dataset store may hold.
 SPLITS = ("train", "test")
 
+#: What the labels of the known datasets stand for, by dataset name: label ``i`` is
+#: class ``CLASS_NAMES[name][i]``. :func:`ingest` and :func:`arrays_to_dataset` record
+#: them as the store's ``class_names`` attribute, so that reports and figures can say
+#: "Sneaker" where the file says 7.
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(i) for i in range(10)),
+    "digits": tuple(str(i) for i in range(10)),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                      "Shirt", "Sneaker", "Bag", "Ankle boot"),
+}
+
+
+def _class_names_attr(name: str, given: Any) -> dict[str, Any]:
+    """The ``class_names`` attribute to record: ``given``, else the known dataset's
+    (none for a dataset not in :data:`CLASS_NAMES`)."""
+    names = CLASS_NAMES.get(name) if given is None else given
+    if names is None:
+        return {}
+    names = [str(v) for v in names]
+    if not names:
+        raise ValueError("class_names must name at least one class")
+    return {"class_names": names}
+
+
+def class_names(store: PathLike | zarr.Group,
+                storage_options: dict[str, Any] | None = None) -> list[str] | None:
+    """The class names a dataset store records (label ``i`` is ``names[i]``), or None
+    for a store that records none (labels are then shown as their numbers).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> images, labels = np.zeros((2, 2, 2), np.uint8), np.array([7, 0], np.uint8)
+    >>> store = arrays_to_dataset({"test": (images, labels)}, f"{d}/f.zarr",
+    ...                           name="fashion-mnist")
+    >>> class_names(store)[7]
+    'Sneaker'
+    >>> class_names(arrays_to_dataset({"test": (images, labels)}, f"{d}/x.zarr", name="x"))
+    """
+    names = open_group(store, storage_options).attrs.get("class_names")
+    if not isinstance(names, list) or not names:
+        return None
+    return [str(v) for v in names]
+
 
 @overload
 def ingest(source: PathLike | dict[tuple[str, str], PathLike], store: os.PathLike[str], *,
            name: str = ..., chunk_rows: int = ..., overwrite: bool = ...,
            extra_attrs: dict[str, Any] | None = ..., progress: Any = ...,
-           storage_options: dict[str, Any] | None = ...) -> Path: ...
+           storage_options: dict[str, Any] | None = ...,
+           class_names: Any = ...) -> Path: ...
 @overload
 def ingest(source: PathLike | dict[tuple[str, str], PathLike], store: str, *,
            name: str = ..., chunk_rows: int = ..., overwrite: bool = ...,
            extra_attrs: dict[str, Any] | None = ..., progress: Any = ...,
-           storage_options: dict[str, Any] | None = ...) -> Path | str: ...
+           storage_options: dict[str, Any] | None = ...,
+           class_names: Any = ...) -> Path | str: ...
 def ingest(
     source: PathLike | dict[tuple[str, str], PathLike],
     store: PathLike,
@@ -62,6 +121,7 @@ def ingest(
     extra_attrs: dict[str, Any] | None = None,
     progress: Any = None,
     storage_options: dict[str, Any] | None = None,
+    class_names: Any = None,
 ) -> Path | str:
     """Ingest MNIST-format IDX files into one Zarr v3 group.
 
@@ -84,6 +144,9 @@ def ingest(
         "<split>/<kind> (<file name>)")``, one run up to ``rows`` per file.
     storage_options : dict, optional
         For a URL: passed to fsspec (s3fs: ``key``, ``secret``, ``endpoint_url``, ...).
+    class_names : sequence of str, optional
+        What label ``i`` stands for, recorded as the ``class_names`` attribute
+        (default: the dataset's in :data:`CLASS_NAMES`, none for another name).
 
     Returns
     -------
@@ -111,6 +174,7 @@ def ingest(
     """
     if not isinstance(chunk_rows, int | np.integer) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    names = _class_names_attr(name, class_names)
     files = find_idx_files(source) if not isinstance(source, dict) else {
         k: Path(v) for k, v in source.items()
     }
@@ -150,6 +214,7 @@ def ingest(
                 "splits": splits,
                 "missing_splits": missing,
                 "sources": sources,
+                **names,
                 **(extra_attrs or {}),
             }
         )
@@ -160,12 +225,13 @@ def ingest(
 @overload
 def arrays_to_dataset(splits: dict[str, tuple[np.ndarray, np.ndarray]],
                       store: os.PathLike[str], *, name: str, chunk_rows: int = ...,
-                      overwrite: bool = ...,
-                      storage_options: dict[str, Any] | None = ...) -> Path: ...
+                      overwrite: bool = ..., storage_options: dict[str, Any] | None = ...,
+                      class_names: Any = ...) -> Path: ...
 @overload
 def arrays_to_dataset(splits: dict[str, tuple[np.ndarray, np.ndarray]], store: str, *,
                       name: str, chunk_rows: int = ..., overwrite: bool = ...,
-                      storage_options: dict[str, Any] | None = ...) -> Path | str: ...
+                      storage_options: dict[str, Any] | None = ...,
+                      class_names: Any = ...) -> Path | str: ...
 def arrays_to_dataset(
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     store: PathLike,
@@ -174,10 +240,13 @@ def arrays_to_dataset(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     overwrite: bool = True,
     storage_options: dict[str, Any] | None = None,
+    class_names: Any = None,
 ) -> Path | str:
     """Write in-memory ``{split: (images uint8 (n, h, w), labels (n,))}`` as a dataset
     store with the layout of :func:`ingest` (used for scikit-learn's digits); ``store``
-    may be a URL (with ``storage_options``), written as :func:`ingest` writes one."""
+    may be a URL (with ``storage_options``), written as :func:`ingest` writes one, and
+    ``class_names`` recorded as there."""
+    names = _class_names_attr(name, class_names)
     with staged(store, storage_options, overwrite) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         for split, (images, labels) in splits.items():
@@ -200,7 +269,7 @@ def arrays_to_dataset(
         root.attrs.update({"dataset": name, "format": "daskmeans-idx/1",
                            "splits": [s for s in SPLITS if s in splits],
                            "missing_splits": [s for s in SPLITS if s not in splits],
-                           "sources": {}})
+                           "sources": {}, **names})
     return str(store) if is_url(store) else Path(store)
 
 

@@ -82,3 +82,24 @@ def test_open_dataset_errors(small_dir, tmp_path: Path) -> None:
     del g["test/labels"]
     with pytest.raises(io.StoreError, match="no array 'test/labels'"):
         open_dataset(store, "test")
+
+
+def test_ingest_records_class_names(small_dir, tmp_path: Path) -> None:
+    """The store says what each label stands for where the dataset has names; a store
+    of another dataset records none; names given explicitly win."""
+    d, _, _ = small_dir
+    fashion = io.ingest(d, tmp_path / "f.zarr", name="fashion-mnist")
+    names = io.class_names(fashion)
+    assert names == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                     "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    assert zarr.open_group(fashion, mode="r").attrs["class_names"] == names
+    assert io.class_names(io.ingest(d, tmp_path / "m.zarr")) == [str(i) for i in range(10)]
+    assert io.class_names(io.ingest(d, tmp_path / "x.zarr", name="mine")) is None
+    given = io.ingest(d, tmp_path / "g.zarr", name="mine", class_names=["a", "b"])
+    assert io.class_names(given) == ["a", "b"]
+    images, labels = np.zeros((2, 2, 2), np.uint8), np.array([0, 1], np.uint8)
+    digits = io.arrays_to_dataset({"test": (images, labels)}, tmp_path / "d.zarr",
+                                  name="digits")
+    assert io.class_names(digits) == [str(i) for i in range(10)]
+    with pytest.raises(ValueError, match="at least one class"):
+        io.ingest(d, tmp_path / "e.zarr", class_names=[])
