@@ -77,6 +77,9 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
+# a fixed light/dark mode: without one the theme's script reads an empty mode on pages
+# opened from disk and logs a console error
+html_context = {"default_mode": "light"}
 html_show_sourcelink = False
 html_copy_source = False
 
