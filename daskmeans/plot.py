@@ -28,19 +28,26 @@ from .metrics.silhouettes import as_data_source, sample_index
 __all__ = [
     "PCAView",
     "centroid_grid",
+    "contingency_figure",
     "contingency_heatmap",
     "elbow_curve",
+    "elbow_figure",
     "fit_history",
+    "history_figure",
     "label_name",
     "label_order",
+    "pca_figure",
     "pca_projection",
     "pca_view",
     "purity_bars",
+    "purity_figure",
     "quantize_comparison",
     "sample_grid",
     "segment_preview",
+    "silhouette_figure",
     "silhouette_plot",
     "sweep_curves",
+    "sweep_figure",
 ]
 
 
@@ -178,10 +185,12 @@ def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """The K sweep side by side: scores vs K; inertia vs K with the Kneedle knee; the
     sampled silhouette vs K with 2-standard-error bars (when the rows have it), from
     :func:`daskmeans.metrics.sweep` rows."""
-    return _save(_sweep_figure(rows), path)
+    return _save(sweep_figure(rows), path)
 
 
-def _sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
+def sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
+    """The figure :func:`sweep_curves` saves, as a matplotlib ``Figure`` on its own Agg
+    canvas (no pyplot): to show in a notebook or embed in a page."""
     ks = [r["k"] for r in rows]
     sil = [r for r in rows if r.get("silhouette") is not None]
     fig = _figure(figsize=(16 if sil else 11, 4), layout="constrained")
@@ -223,10 +232,12 @@ def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path, 
     """The elbow and how its knee was found: inertia against K on linear axes with the
     knee marked, and Kneedle's view of it (the curve scaled to [0, 1], its chord, and
     the difference curve whose maximum is the knee; :func:`daskmeans.metrics.kneedle`)."""
-    return _save(_elbow_figure(ks, inertias, sensitivity), path)
+    return _save(elbow_figure(ks, inertias, sensitivity), path)
 
 
-def _elbow_figure(ks: Sequence[int], inertias: Sequence[float], sensitivity: float) -> Figure:
+def elbow_figure(ks: Sequence[int], inertias: Sequence[float], sensitivity: float) -> Figure:
+    """The figure :func:`elbow_curve` saves, as a matplotlib ``Figure`` on its own Agg
+    canvas (no pyplot): to show in a notebook or embed in a page."""
     r = metrics.kneedle(ks, inertias, sensitivity=sensitivity)
     fig = _figure(figsize=(11, 4), layout="constrained")
     a1, a2 = fig.subplots(1, 2)
@@ -270,14 +281,16 @@ def contingency_heatmap(
     (Hungarian) when there are as many clusters as classes, else by majority label, so
     the large counts form a diagonal.
     """
-    return _save(_contingency_figure(table, classes, clusters, title=title, order=order,
+    return _save(contingency_figure(table, classes, clusters, title=title, order=order,
                                      class_names=class_names), path)
 
 
-def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
+def contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
                         clusters: Sequence[int] | np.ndarray, *, title: str,
                         order: str | dict[int, int],
                         class_names: Sequence[str] | None = None) -> Figure:
+    """The figure :func:`contingency_heatmap` saves, as a matplotlib ``Figure`` on its own Agg
+    canvas (no pyplot): to show in a notebook or embed in a page."""
     table = np.asarray(table)
     classes, clusters = np.asarray(classes), np.asarray(clusters)
     if order != "sorted":
@@ -339,12 +352,14 @@ def silhouette_plot(
     >>> out.name, out.stat().st_size > 0
     ('sil.png', True)
     """
-    return _save(_silhouette_figure(values, labels, score=score,
+    return _save(silhouette_figure(values, labels, score=score,
                                     standard_error=standard_error, title=title), path)
 
 
-def _silhouette_figure(values: np.ndarray, labels: np.ndarray, *, score: float | None,
+def silhouette_figure(values: np.ndarray, labels: np.ndarray, *, score: float | None,
                        standard_error: float | None, title: str | None) -> Figure:
+    """The figure :func:`silhouette_plot` saves, as a matplotlib ``Figure`` on its own Agg
+    canvas (no pyplot): to show in a notebook or embed in a page."""
     from matplotlib import colormaps
 
     values, labels = np.asarray(values, dtype=np.float64), np.asarray(labels)
@@ -492,11 +507,13 @@ def pca_view(
     view = pca_projection(X, labels_true, labels_pred, centers=centers, n_points=n_points,
                           random_state=random_state, svd_solver=svd_solver,
                           iterated_power=iterated_power)
-    return _save(_pca_figure(view, title, class_names), path)
+    return _save(pca_figure(view, title, class_names), path)
 
 
-def _pca_figure(view: PCAView, title: str | None,
+def pca_figure(view: PCAView, title: str | None,
                 class_names: Sequence[str] | None = None) -> Figure:
+    """The figure :func:`pca_view` saves, as a matplotlib ``Figure`` on its own Agg
+    canvas (no pyplot): to show in a notebook or embed in a page."""
     from matplotlib import colormaps
 
     panels = [(v, what) for v, what in ((view.labels_true, "true label"),
@@ -567,10 +584,12 @@ def fit_history(history: Sequence[dict[str, Any]], path: str | Path, *,
     >>> fit_history(h, Path(tempfile.mkdtemp()) / "h.png").name
     'h.png'
     """
-    return _save(_history_figure(list(history), title), path)
+    return _save(history_figure(list(history), title), path)
 
 
-def _history_figure(history: list[dict[str, Any]], title: str) -> Figure:
+def history_figure(history: list[dict[str, Any]], title: str) -> Figure:
+    """The figure :func:`fit_history` saves, as a matplotlib ``Figure`` on its own Agg
+    canvas (no pyplot): to show in a notebook or embed in a page."""
     keys = set().union(*(h.keys() for h in history)) if history else set()
     fig = _figure(figsize=(8, 4), layout="constrained")
     ax = fig.subplots()
@@ -628,11 +647,13 @@ def purity_bars(purity: Any, path: str | Path, *, class_names: Sequence[str] | N
     """
     rows = (purity.reset_index().to_dict("records") if hasattr(purity, "reset_index")
             else list(purity))
-    return _save(_purity_figure(rows, class_names, title), path)
+    return _save(purity_figure(rows, class_names, title), path)
 
 
-def _purity_figure(rows: list[dict[str, Any]], class_names: Sequence[str] | None,
+def purity_figure(rows: list[dict[str, Any]], class_names: Sequence[str] | None,
                    title: str) -> Figure:
+    """The figure :func:`purity_bars` saves, as a matplotlib ``Figure`` on its own Agg
+    canvas (no pyplot): to show in a notebook or embed in a page."""
     from matplotlib import colormaps
 
     k = len(rows)

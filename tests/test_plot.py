@@ -29,7 +29,7 @@ def _overlaps(a: Bbox, others: list[Bbox]) -> bool:
 
 
 def test_sweep_figure_labels_clear_of_ticks() -> None:
-    fig = plot._sweep_figure(_rows())
+    fig = plot.sweep_figure(_rows())
     assert [ax.get_title() for ax in fig.axes] == ["Scores vs K", "Inertia vs K",
                                                    "Silhouette vs K"]
     knee = [line for line in fig.axes[1].get_lines() if "Kneedle" in line.get_label()]
@@ -37,7 +37,7 @@ def test_sweep_figure_labels_clear_of_ticks() -> None:
     bars = fig.axes[2].containers[0]  # silhouette ± 2 SE
     lows = bars.lines[1][0].get_ydata() if bars.lines[1] else None
     assert lows is not None and np.allclose(lows, np.array(SILHOUETTE) - 0.006)
-    assert len(plot._sweep_figure([{k: v for k, v in r.items() if "silhouette" not in k}
+    assert len(plot.sweep_figure([{k: v for k, v in r.items() if "silhouette" not in k}
                                    for r in _rows()]).axes) == 2
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
@@ -59,7 +59,7 @@ def test_contingency_heatmap_draws_a_diagonal(tmp_path: Path) -> None:
     perm = rng.permutation(10)
     table = np.full((10, 10), 3)
     table[classes, perm] = 90  # label i is mostly in cluster perm[i]
-    fig = plot._contingency_figure(table, classes, clusters, title="t", order="auto")
+    fig = plot.contingency_figure(table, classes, clusters, title="t", order="auto")
     drawn = fig.axes[0].images[0].get_array()
     assert (np.diag(drawn) == 90).all()
     ticks = [int(t.get_text()) for t in fig.axes[0].get_xticklabels()]
@@ -72,7 +72,7 @@ def test_silhouette_figure_draws_sorted_knives(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, 300) * 5
     values = rng.uniform(-0.2, 0.9, 300)
-    fig = plot._silhouette_figure(values, labels, score=0.3, standard_error=0.01, title=None)
+    fig = plot.silhouette_figure(values, labels, score=0.3, standard_error=0.01, title=None)
     ax = fig.axes[0]
     knives = [c for c in ax.collections if c.get_label() == "" or c.get_label().startswith("_")]
     assert len(knives) == 4
@@ -89,11 +89,11 @@ def test_silhouette_figure_draws_sorted_knives(tmp_path: Path) -> None:
 
 
 def test_elbow_figure_marks_the_knee(tmp_path: Path) -> None:
-    fig = plot._elbow_figure(KS, INERTIA, 1.0)
+    fig = plot.elbow_figure(KS, INERTIA, 1.0)
     assert "knee at K=64" in fig.axes[0].get_title()
     marked = [line for line in fig.axes[1].get_lines() if line.get_label() == "knee K=64"]
     assert len(marked) == 1
-    flat = plot._elbow_figure([1, 2, 3], [3.0, 2.0, 1.0], 1.0)
+    flat = plot.elbow_figure([1, 2, 3], [3.0, 2.0, 1.0], 1.0)
     assert "no knee" in flat.axes[0].get_title()
     assert plot.elbow_curve(KS, INERTIA, tmp_path / "e.png").stat().st_size > 0
 
@@ -101,7 +101,7 @@ def test_elbow_figure_marks_the_knee(tmp_path: Path) -> None:
 def test_fit_history_draws_the_inertia_per_iteration(tmp_path: Path) -> None:
     lloyd = [{"iteration": i, "inertia": 100.0 / i, "center_shift": 1.0 / i}
              for i in range(1, 6)]
-    (line,) = plot._history_figure(lloyd, "KMeans").axes[0].get_lines()
+    (line,) = plot.history_figure(lloyd, "KMeans").axes[0].get_lines()
     assert line.get_xdata().tolist() == [1, 2, 3, 4, 5]
     assert np.allclose(line.get_ydata(), [100.0 / i for i in range(1, 6)])
     # a mini-batch's inertia is summed over its batch: drawn per row, as the smoothed one
@@ -110,7 +110,7 @@ def test_fit_history_draws_the_inertia_per_iteration(tmp_path: Path) -> None:
              for s in range(1, 4)]
     steps.append({"step": 4, "batch_inertia": 9.0e3, "batch_rows": 200, "ewa_inertia": None,
                   "phase": "lloyd"})
-    lines = {ln.get_label(): ln for ln in plot._history_figure(steps, "mb").axes[0].get_lines()}
+    lines = {ln.get_label(): ln for ln in plot.history_figure(steps, "mb").axes[0].get_lines()}
     batch = lines["batch inertia per row"]
     assert batch.get_xdata().tolist() == [1, 2, 3]
     assert batch.get_ydata().tolist() == [49.0, 48.0, 47.0]
@@ -127,7 +127,7 @@ def test_purity_bars_name_each_cluster_by_its_label(tmp_path: Path) -> None:
 
     table = metrics.purity_table([0, 0, 1, 1, 1, 2], [5, 5, 3, 3, 5, 3])
     names = ["T-shirt/top", "Trouser", "Pullover"]
-    ax = plot._purity_figure(table.reset_index().to_dict("records"), names, "p").axes[0]
+    ax = plot.purity_figure(table.reset_index().to_dict("records"), names, "p").axes[0]
     assert [round(b.get_height(), 3) for b in ax.patches] == table["purity"].round(3).tolist()
     assert [t.get_text() for t in ax.get_xticklabels()] == [
         f"{c}\n{names[v]}" for c, v in zip(table.index, table["label"], strict=True)]
@@ -138,7 +138,7 @@ def test_purity_bars_name_each_cluster_by_its_label(tmp_path: Path) -> None:
 
 def test_class_names_in_figures() -> None:
     table = np.array([[5, 1], [0, 4]])
-    fig = plot._contingency_figure(table, [0, 1], [0, 1], title="t", order="sorted",
+    fig = plot.contingency_figure(table, [0, 1], [0, 1], title="t", order="sorted",
                                    class_names=["Sandal", "Bag"])
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["Sandal", "Bag"]
     assert plot.label_name(3, ["a"]) == "3"  # a label without a name: its number
