@@ -114,3 +114,34 @@ def test_one_and_two_workers_give_the_threaded_model(name: str, rows: np.ndarray
             assert_same_model(make().fit(data), ref, f"two workers, {type(data).__name__}")
     with one_worker.as_current(), ran_on_workers(one_worker):
         assert_same_model(make().fit(open_source(str(store))), ref, "one worker")
+
+
+def test_two_fits_at_once_in_one_process_give_their_models_alone(rows: np.ndarray,
+                                                                 tmp_path: Path) -> None:
+    """Two fits in two threads of one process, at the same time, over a store and an
+    array (sharing the threaded scheduler, the BLAS policy and the compiled kernels):
+    each gives the model it gives alone."""
+    import threading
+
+    store = _store(tmp_path / "d.zarr", rows, 300)
+    jobs = {"elkan on the store": (ESTIMATORS["elkan"], lambda: open_source(str(store))),
+            "minibatch on a dask array": (ESTIMATORS["minibatch"],
+                                          lambda: da.from_array(rows[::-1], chunks=(400, 7))),
+            "k-medians in memory": (ESTIMATORS["k-medians"], lambda: rows[:1500])}
+    alone = {name: make().fit(data()) for name, (make, data) in jobs.items()}
+    together: dict[str, Any] = {}
+    start = threading.Barrier(len(jobs))
+
+    def fit(name: str) -> None:
+        make, data = jobs[name]
+        start.wait()
+        together[name] = make().fit(data())
+
+    threads = [threading.Thread(target=fit, args=(name,)) for name in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert set(together) == set(jobs)
+    for name in jobs:
+        assert_same_model(together[name], alone[name], name)
