@@ -193,17 +193,8 @@ class BisectingKMeans(BaseKMeans):
 
     def predict(self, X: Any) -> Any:
         """The leaf each row reaches following the tree from the root (at each split,
-        the nearer child centre), as scikit-learn's BisectingKMeans predicts.
-
-        Parameters
-        ----------
-        X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-            :class:`daskmeans.engine.source.Source`
-
-        Returns
-        -------
-        labels : (n_samples,) int32, numpy for numpy input, a lazy dask array otherwise
-        """
+        the nearer child centre), as scikit-learn's BisectingKMeans predicts; ``X`` and
+        the (n_samples,) int32 labels are as in :meth:`daskmeans.KMeans.predict`."""
         src, _, _ = self._source_and_centres(X)
         return tree_predict(src, self.tree_)
 

@@ -78,6 +78,18 @@ def test_the_inits_leave_clusters_empty() -> None:
         assert np.bincount(labels, minlength=len(C)).tolist().count(0) == n_empty
 
 
+def assert_step(km: KMeans, reference: tuple[np.ndarray, np.ndarray, float], what: str, *,
+                relocated: int) -> None:
+    """The fit's labels, centres and inertia are the brute-force reference's, and its
+    first iteration relocated ``relocated`` empty clusters."""
+    labels, C, inertia = reference
+    np.testing.assert_allclose(km.cluster_centers_, C, rtol=1e-10, atol=1e-10,
+                               err_msg=f"{what}: centres")
+    np.testing.assert_array_equal(np.asarray(km.labels_), labels)
+    assert km.inertia_ == pytest.approx(inertia, rel=1e-10)
+    assert km.history_[0]["n_relocated"] == relocated
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("max_iter", [1, 2, 3])
 def test_relocation_matches_sklearn_iteration_by_iteration(algorithm: str,
@@ -89,11 +101,7 @@ def test_relocation_matches_sklearn_iteration_by_iteration(algorithm: str,
                   algorithm="lloyd").fit(X)
     labels, C, inertia = lloyd_reference(X, ONE_EMPTY, max_iter)
     np.testing.assert_allclose(sk.cluster_centers_, C, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(km.cluster_centers_, C, rtol=1e-10, atol=1e-10,
-                               err_msg=f"{algorithm}, max_iter={max_iter}: centres")
-    np.testing.assert_array_equal(np.asarray(km.labels_), labels)
-    assert km.inertia_ == pytest.approx(inertia, rel=1e-10)
-    assert km.history_[0]["n_relocated"] == 1
+    assert_step(km, (labels, C, inertia), f"{algorithm}, max_iter={max_iter}", relocated=1)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -105,11 +113,7 @@ def test_two_empty_clusters_take_the_two_farthest_rows(algorithm: str, max_iter:
     km = KMeans(4, init=TWO_EMPTY, n_init=1, max_iter=max_iter, tol=0.0,
                 algorithm=algorithm).fit(X)
     labels, C, inertia = lloyd_reference(X, TWO_EMPTY, max_iter)
-    np.testing.assert_allclose(km.cluster_centers_, C, rtol=1e-10, atol=1e-10,
-                               err_msg=f"{algorithm}, max_iter={max_iter}: centres")
-    np.testing.assert_array_equal(np.asarray(km.labels_), labels)
-    assert km.inertia_ == pytest.approx(inertia, rel=1e-10)
-    assert km.history_[0]["n_relocated"] == 2
+    assert_step(km, (labels, C, inertia), f"{algorithm}, max_iter={max_iter}", relocated=2)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
