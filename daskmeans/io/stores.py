@@ -16,10 +16,13 @@ root metadata is written last, so a store is readable as a group only once compl
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
+import struct
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,18 +32,23 @@ import numpy as np
 import zarr
 
 from ..pixels import PIXEL_SCALE, scale_rows
-from .errors import StoreConnectionError, StoreError
+from .chunkfiles import ChunkFiles, FileRows, chunk_error, store_name
+from .errors import ChunkDecodeError, StoreConnectionError, StoreError, output_exists
 from .idx import find_idx_files
 
 __all__ = [
     "CREDENTIALS_HINT",
     "PIXEL_SCALE",
     "RETRY_HINT",
+    "ROOT_METADATA",
     "TASK_MAX_BYTES",
+    "CheckedArray",
     "GroupWriter",
     "PathLike",
     "array_url",
     "atomic_dir",
+    "atomic_file",
+    "check_output",
     "default_compressor",
     "ensure_writable_dir",
     "get_array",
@@ -49,6 +57,7 @@ __all__ = [
     "new_file_mode",
     "open_group",
     "open_node",
+    "read_checked",
     "remote_errors",
     "scale_rows",
     "staged",
@@ -111,26 +120,105 @@ def ensure_writable_dir(path: PathLike) -> Path:
     return path
 
 
+#: the root metadata files of a Zarr store (v3, then v2)
+ROOT_METADATA = ("zarr.json", ".zgroup", ".zarray")
+
+
+def _is_local_store(path: Path) -> bool:
+    return path.is_dir() and any((path / m).is_file() for m in ROOT_METADATA)
+
+
+def _check_local(dest: Path, overwrite: bool, store: bool) -> None:
+    """Whether ``dest`` may be (re)written: refused when it exists, unless
+    ``overwrite``; even then never over a directory that is not a Zarr store when a
+    store is written (``store``), nor over a directory when a file is."""
+    if not (dest.exists() or dest.is_symlink()):
+        return
+    if not overwrite:
+        raise output_exists(dest)
+    if store and not (_is_local_store(dest) or dest.is_file()):
+        raise output_exists(dest, "exists and is not a Zarr store: refusing to delete it "
+                                  "to write a store there")
+    if not store and dest.is_dir():
+        raise output_exists(dest, "is a directory: refusing to replace it with a file")
+
+
+def _disk_full(dest: Path, e: OSError) -> OSError:
+    """The error of a write that ran out of space (or quota), naming ``dest`` and saying
+    that nothing was replaced."""
+    return OSError(e.errno, f"{dest}: {os.strerror(e.errno or errno.ENOSPC)} while writing it "
+                            f"({e}); nothing was replaced: whatever was at {dest} is kept")
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 @contextlib.contextmanager
-def atomic_dir(dest: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``dest`` only if the block succeeds."""
+def atomic_dir(dest: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory (hidden, beside ``dest``) that replaces ``dest`` only
+    if the block succeeds.
+
+    An existing ``dest`` is refused (:class:`~daskmeans.io.errors.OutputExistsError`)
+    unless ``overwrite``; even then, a directory that is not a Zarr store is never
+    deleted. The new store is renamed into place: readers of ``dest`` see the old store
+    or the whole new one. Replacing takes two renames (the old store aside, the new one
+    in), so a process killed between them leaves no ``dest`` and the old store under
+    ``.NAME.old-*`` beside it; a write that fails or is killed earlier leaves ``dest``
+    as it was (a killed one also leaves its ``.NAME.tmp-*`` directory behind). A full
+    disk raises OSError(ENOSPC) naming ``dest`` and saying that nothing was replaced.
+    """
     dest = Path(dest)
-    if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest}: exists (pass overwrite=True to replace it)")
+    _check_local(dest, overwrite, store=True)
     parent = ensure_writable_dir(dest.parent)
     tmp = parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         yield tmp
-        if dest.exists():
+        _check_local(dest, overwrite, store=True)  # nothing appeared meanwhile
+        if dest.exists() or dest.is_symlink():
             trash = parent / f".{dest.name}.old-{uuid.uuid4().hex[:12]}"
             os.replace(dest, trash)
             os.replace(tmp, dest)
-            shutil.rmtree(trash, ignore_errors=True)
+            if trash.is_dir() and not trash.is_symlink():
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                trash.unlink(missing_ok=True)
         else:
             os.replace(tmp, dest)
+    except OSError as e:
+        if e.errno in _FULL:
+            raise _disk_full(dest, e) from e
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(dest: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path (hidden, beside ``dest``) that replaces the file ``dest``
+    in one rename only if the block succeeds (for files: models, figures, tables).
+
+    An existing ``dest`` is refused (:class:`~daskmeans.io.errors.OutputExistsError`)
+    unless ``overwrite``, and a directory is never replaced. The new file gets the
+    permissions ``open()`` would give it (:func:`new_file_mode`). A failed, killed or
+    out-of-space write leaves ``dest`` as it was; a full disk raises OSError(ENOSPC)
+    naming ``dest``.
+    """
+    dest = Path(dest)
+    _check_local(dest, overwrite, store=False)
+    parent = ensure_writable_dir(dest.parent)
+    tmp = parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}{dest.suffix}"
+    try:
+        yield tmp
+        _check_local(dest, overwrite, store=False)
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, dest)
+    except OSError as e:
+        if e.errno in _FULL:
+            raise _disk_full(dest, e) from e
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- object storage
@@ -250,11 +338,11 @@ def _check_remote(fs: Any, path: str, url: str, overwrite: bool) -> list[str]:
         if not fs.exists(path):
             return []
         if not overwrite:
-            raise FileExistsError(f"{url}: exists (pass overwrite=True to replace it)")
-        metas = [m for m in ("zarr.json", ".zgroup", ".zarray") if fs.exists(f"{path}/{m}")]
+            raise output_exists(url)
+        metas = [m for m in ROOT_METADATA if fs.exists(f"{path}/{m}")]
         if not metas:
-            raise FileExistsError(f"{url}: exists and is not a Zarr store: refusing to "
-                                  "delete it to write a store there")
+            raise output_exists(url, "exists and is not a Zarr store: refusing to delete "
+                                     "it to write a store there")
     return metas
 
 
@@ -281,7 +369,7 @@ def _remove_partial(fs: Any, path: str, url: str) -> None:
 
 
 def upload_store(local: PathLike, url: str, *, storage_options: dict[str, Any] | None = None,
-                 overwrite: bool = True) -> str:
+                 overwrite: bool = False) -> str:
     """Copy a local Zarr store to a URL (object storage), its root metadata last.
 
     Parameters
@@ -289,8 +377,9 @@ def upload_store(local: PathLike, url: str, *, storage_options: dict[str, Any] |
     local : path
         A Zarr store on disk (v2 or v3).
     url : str
-        Destination, e.g. ``s3://bucket/mnist.zarr``; a store already there is replaced
-        when ``overwrite`` (anything else there is refused, never deleted).
+        Destination, e.g. ``s3://bucket/mnist.zarr``; a store already there is refused
+        (:class:`~daskmeans.io.errors.OutputExistsError`) unless ``overwrite``, and
+        anything there that is not a Zarr store is never deleted.
     storage_options : dict, optional
         Passed to fsspec (s3fs: ``key``, ``secret``, ``endpoint_url``, ``config_kwargs``).
 
@@ -319,6 +408,19 @@ def upload_store(local: PathLike, url: str, *, storage_options: dict[str, Any] |
         raise
     fs.invalidate_cache(path)
     return url
+
+
+def check_output(dest: PathLike, *, overwrite: bool = False, store: bool = True,
+                 storage_options: dict[str, Any] | None = None) -> None:
+    """Refuse, before any work, what the writers here would refuse at ``dest`` (a path
+    or URL; a Zarr store when ``store``, else a file): anything already there unless
+    ``overwrite``, and even then a directory (or object-storage prefix) that is not a
+    Zarr store. Raises :class:`~daskmeans.io.errors.OutputExistsError`."""
+    if is_url(dest):
+        url = str(dest).rstrip("/")
+        _check_remote(*_url_fs(url, storage_options), url, overwrite)
+    else:
+        _check_local(Path(dest), overwrite, store=store)
 
 
 @contextlib.contextmanager
@@ -377,7 +479,7 @@ class GroupWriter:
 
 @contextlib.contextmanager
 def write_group(dest: PathLike, *, storage_options: dict[str, Any] | None = None,
-                overwrite: bool = True) -> Iterator[GroupWriter]:
+                overwrite: bool = False) -> Iterator[GroupWriter]:
     """Write a new Zarr v3 group at a local path or a URL, its arrays created with
     :meth:`GroupWriter.create_array` and filled by the block (in dask tasks, on any
     scheduler: the arrays pickle as their store and path).
@@ -385,10 +487,13 @@ def write_group(dest: PathLike, *, storage_options: dict[str, Any] | None = None
     On a local disk the group is written into :func:`atomic_dir` and renamed into place:
     readers see the old store or the whole new one, never a part.
 
+    Whatever is at ``dest`` is refused (:class:`~daskmeans.io.errors.OutputExistsError`)
+    unless ``overwrite``; even then, what is not a Zarr store is never deleted.
+
     In object storage (``s3://...``) there is no rename, and this is the guarantee:
 
     - a store already at ``dest`` is deleted first (its root metadata first), when
-      ``overwrite``; anything there that is not a Zarr store is refused, never deleted;
+      ``overwrite``;
     - each object (a chunk, a metadata file) is put whole: a reader never sees a torn
       chunk;
     - the group's root metadata (``zarr.json``) is written last, so ``dest`` opens as a
@@ -535,7 +640,86 @@ def _store_block(block: np.ndarray, *, array: zarr.Array, block_info: Any = None
 
 def zarr_to_dask(array: zarr.Array, chunks: Any = None) -> da.Array:
     """A Zarr array as a dask array (``da.from_array``: ``da.from_zarr`` is not
-    available with dask's array query planning)."""
-    return da.from_array(array, chunks=chunks or array.chunks, lock=False,
-                         meta=np.empty((0,) * array.ndim, dtype=array.dtype))
+    available with dask's array query planning) whose tasks raise
+    :class:`~daskmeans.io.errors.ChunkDecodeError` naming the store, the array and the
+    chunk for a chunk that does not decode. A local array of plain layout is read
+    straight from its chunk files (:mod:`daskmeans.io.chunkfiles`, which also catches
+    a truncated Blosc chunk that Blosc itself would decode into garbage); anything else
+    through zarr (:class:`CheckedArray`)."""
+    chunks = chunks or array.chunks
+    meta = np.empty((0,) * array.ndim, dtype=array.dtype)
+    files = ChunkFiles.of(array)
+    if files is not None:
+        return da.from_array(FileRows(files), chunks=chunks, lock=False,
+                             meta=meta.astype(files.dtype))
+    return da.from_array(CheckedArray(array), chunks=chunks, lock=False, meta=meta)
 
+
+#: what zarr's codecs raise for a chunk they cannot decode (Blosc: RuntimeError; zstd,
+#: gzip, numcodecs' own checks: ValueError and its kin)
+_DECODE_ERRORS = (RuntimeError, ValueError, TypeError, EOFError, struct.error, zlib.error)
+
+
+class CheckedArray:
+    """A Zarr array as the array-like ``da.from_array`` slices, each read of which turns
+    a codec's error into :class:`~daskmeans.io.errors.ChunkDecodeError` naming the
+    store, the array and the chunk (found by reading the request's storage units one
+    by one once a read has failed); in object storage, transport failures name the
+    URL (:func:`remote_errors`)."""
+
+    def __init__(self, array: zarr.Array) -> None:
+        self.array = array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __dask_tokenize__(self) -> Any:
+        from dask.base import tokenize
+
+        return ("daskmeans.CheckedArray", tokenize(self.array))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return read_checked(self.array, key)
+
+
+def read_checked(array: zarr.Array, key: Any, doing: str = "reading a block") -> np.ndarray:
+    """``array[key]`` with the errors of :class:`CheckedArray` (``doing`` says what, in
+    a transport error's message)."""
+    url = array_url(array)
+    try:
+        if url is None:
+            return np.asarray(array[key])
+        with remote_errors(url, doing):
+            return np.asarray(array[key])
+    except ChunkDecodeError:
+        raise
+    except _DECODE_ERRORS as e:
+        bad = _find_bad_unit(array, key)
+        if bad is None:  # every unit reads alone: not a damaged chunk
+            raise
+        raise chunk_error(store_name(array), array.path, bad,
+                          f"cannot decode: {type(e).__name__}: {e}") from e
+
+
+def _find_bad_unit(array: zarr.Array, key: Any, limit: int = 4096) -> str | None:
+    """The key of the first storage unit (shard, else chunk) within ``key`` that fails to
+    read alone, or None (also when ``key`` is not plain slices or spans too many)."""
+    import itertools
+
+    key = key if isinstance(key, tuple) else (key,)
+    key = key + (slice(None),) * (array.ndim - len(key))
+    if len(key) != array.ndim or not all(isinstance(k, slice | int | np.integer) for k in key):
+        return None
+    unit = tuple(array.shards or array.chunks)
+    ranges = []
+    for k, n, u in zip(key, array.shape, unit, strict=True):
+        lo, hi = (k.indices(n)[:2] if isinstance(k, slice) else (int(k) % n, int(k) % n + 1))
+        ranges.append(range(lo // u, max(lo, hi - 1) // u + 1))
+    if np.prod([len(r) for r in ranges]) > limit:
+        return None
+    for coords in itertools.product(*ranges):
+        region = tuple(slice(c * u, min((c + 1) * u, n))
+                       for c, u, n in zip(coords, unit, array.shape, strict=True))
+        try:
+            array[region]
+        except _DECODE_ERRORS:
+            return str(array.metadata.encode_chunk_key(coords))
+    return None
