@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from . import metrics
+from . import io, metrics
 from .engine import passes
 from .kernels.common import nearest_labels
 from .metrics.scores import as_label_vector
@@ -55,10 +55,12 @@ def _figure(**kwargs: Any) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path, overwrite: bool) -> Path:
+    """Save ``fig`` atomically (:func:`daskmeans.io.atomic_file`): an existing file is
+    refused unless ``overwrite``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with io.atomic_file(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format=path.suffix.lstrip(".") or None)
     return path
 
 
@@ -92,7 +94,8 @@ def _mosaic(images: np.ndarray, order: Sequence[int]) -> tuple[np.ndarray, int, 
 
 
 def _mosaic_figure(images: np.ndarray, order: Sequence[int], marks: Sequence[str | None],
-                   inch: float, fontsize: int, title: str, path: str | Path) -> Path:
+                   inch: float, fontsize: int, title: str, path: str | Path,
+                   overwrite: bool) -> Path:
     """One image of tiles (:func:`_mosaic`), tile ``pos`` marked with ``marks[pos]``.
 
     Drawn once, with a text per tile, instead of a subplot per image: hundreds of
@@ -111,17 +114,17 @@ def _mosaic_figure(images: np.ndarray, order: Sequence[int], marks: Sequence[str
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6,
                           "alpha": 0.85})
     fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
 def sample_grid(
     X: np.ndarray, labels: Sequence[int] | np.ndarray, path: str | Path, *, n: int = 36,
-    title: str = "Samples",
+    title: str = "Samples", overwrite: bool = False,
 ) -> Path:
     """The first ``n`` images (rows of ``X``, square), each marked with its label."""
     X = np.asarray(X)[:n]
     return _mosaic_figure(X, range(len(X)), [str(int(v)) for v in labels[:len(X)]],
-                          1.1, 12, title, path)
+                          1.1, 12, title, path, overwrite)
 
 
 def label_order(k: int, mapping: dict[int, int] | None) -> list[int]:
@@ -136,7 +139,7 @@ def label_order(k: int, mapping: dict[int, int] | None) -> list[int]:
 
 def centroid_grid(
     centers: np.ndarray, path: str | Path, *, mapping: dict[int, int] | None = None,
-    title: str | None = None,
+    title: str | None = None, overwrite: bool = False,
 ) -> Path:
     """Every centroid as a square image in one mosaic, sorted by inferred label and
     marked with it when ``mapping`` is known.
@@ -147,7 +150,8 @@ def centroid_grid(
     return _mosaic_figure(centers, order, marks, 0.75 if k > 64 else 1.1,
                           10 if k > 64 else 12,
                           title or f"{k} cluster centres" + (
-                              ", sorted by majority label (red)" if mapping else ""), path)
+                              ", sorted by majority label (red)" if mapping else ""), path,
+                          overwrite)
 
 
 def _k_axis(ax: Any, ks: Sequence[int]) -> None:
@@ -158,11 +162,12 @@ def _k_axis(ax: Any, ks: Sequence[int]) -> None:
     ax.grid(alpha=0.3)
 
 
-def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path, *,
+                 overwrite: bool = False) -> Path:
     """The K sweep side by side: scores vs K; inertia vs K with the Kneedle knee; the
     sampled silhouette vs K with 2-standard-error bars (when the rows have it), from
     :func:`daskmeans.metrics.sweep` rows."""
-    return _save(_sweep_figure(rows), path)
+    return _save(_sweep_figure(rows), path, overwrite)
 
 
 def _sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
@@ -203,11 +208,11 @@ def _sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
 
 
 def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path, *,
-                sensitivity: float = 1.0) -> Path:
+                sensitivity: float = 1.0, overwrite: bool = False) -> Path:
     """The elbow and how its knee was found: inertia against K on linear axes with the
     knee marked, and Kneedle's view of it (the curve scaled to [0, 1], its chord, and
     the difference curve whose maximum is the knee; :func:`daskmeans.metrics.kneedle`)."""
-    return _save(_elbow_figure(ks, inertias, sensitivity), path)
+    return _save(_elbow_figure(ks, inertias, sensitivity), path, overwrite)
 
 
 def _elbow_figure(ks: Sequence[int], inertias: Sequence[float], sensitivity: float) -> Figure:
@@ -244,7 +249,7 @@ def contingency_heatmap(
     table: np.ndarray, classes: Sequence[int] | np.ndarray,
     clusters: Sequence[int] | np.ndarray, path: str | Path,
     *, title: str = "Contingency (true label x cluster)",
-    order: str | dict[int, int] = "auto",
+    order: str | dict[int, int] = "auto", overwrite: bool = False,
 ) -> Path:
     """Heat map of a contingency table (n_classes, n_clusters), counts written in the
     cells when it is small.
@@ -254,7 +259,8 @@ def contingency_heatmap(
     (Hungarian) when there are as many clusters as classes, else by majority label, so
     the large counts form a diagonal.
     """
-    return _save(_contingency_figure(table, classes, clusters, title=title, order=order), path)
+    return _save(_contingency_figure(table, classes, clusters, title=title, order=order), path,
+                 overwrite)
 
 
 def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
@@ -297,7 +303,7 @@ def _contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
 def silhouette_plot(
     values: np.ndarray, labels: np.ndarray, path: str | Path, *,
     score: float | None = None, standard_error: float | None = None,
-    title: str | None = None,
+    title: str | None = None, overwrite: bool = False,
 ) -> Path:
     """Silhouette analysis as in scikit-learn's gallery: each cluster's coefficients
     sorted into a knife shape, clusters stacked, the mean as a dashed line.
@@ -322,7 +328,8 @@ def silhouette_plot(
     ('sil.png', True)
     """
     return _save(_silhouette_figure(values, labels, score=score,
-                                    standard_error=standard_error, title=title), path)
+                                    standard_error=standard_error, title=title), path,
+                 overwrite)
 
 
 def _silhouette_figure(values: np.ndarray, labels: np.ndarray, *, score: float | None,
@@ -447,6 +454,7 @@ def pca_view(
     X: Any, labels_true: Any, labels_pred: Any, path: str | Path, *,
     centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
     svd_solver: str = "randomized", iterated_power: int = 4, title: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """The data on their first two principal components, side by side coloured by true
     label and by cluster, the cluster centres projected (black crosses): the PCA is
@@ -472,7 +480,7 @@ def pca_view(
     view = pca_projection(X, labels_true, labels_pred, centers=centers, n_points=n_points,
                           random_state=random_state, svd_solver=svd_solver,
                           iterated_power=iterated_power)
-    return _save(_pca_figure(view, title), path)
+    return _save(_pca_figure(view, title), path, overwrite)
 
 
 def _pca_figure(view: PCAView, title: str | None) -> Figure:
@@ -530,7 +538,7 @@ def _pca_figure(view: PCAView, title: str | None) -> Figure:
 
 def quantize_comparison(
     original: np.ndarray, quantized: np.ndarray, random: np.ndarray, path: str | Path, *,
-    n_colors: int, psnr_kmeans: float, psnr_random: float,
+    n_colors: int, psnr_kmeans: float, psnr_random: float, overwrite: bool = False,
 ) -> Path:
     """Original, K-means colours and random colours side by side, with their PSNR."""
     fig = _figure(figsize=(15, 4.2))
@@ -544,11 +552,12 @@ def quantize_comparison(
         ax.imshow(img)
         ax.set_title(t)
         ax.axis("off")
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
 def segment_preview(labels: np.ndarray, centers: np.ndarray, bands: Sequence[str],
-                    path: str | Path, *, title: str = "Segmentation") -> Path:
+                    path: str | Path, *, title: str = "Segmentation",
+                    overwrite: bool = False) -> Path:
     """A label map in qualitative colours (nodata, label -1, white) beside a legend of
     the clusters' centre spectra in the same colours.
 
@@ -575,7 +584,7 @@ def segment_preview(labels: np.ndarray, centers: np.ndarray, bands: Sequence[str
     ax_spec.set_ylabel("centre value")
     ax_spec.set_title("cluster centres (mean spectra)")
     ax_spec.legend(fontsize="small", ncols=2 if k > 8 else 1)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
 def _html_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -594,7 +603,8 @@ def _html_table(rows: Sequence[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def report_page(path: str | Path, title: str, blocks: Sequence[tuple[str, Any]]) -> Path:
+def report_page(path: str | Path, title: str, blocks: Sequence[tuple[str, Any]], *,
+                overwrite: bool = False) -> Path:
     """One HTML page holding a run's figures and tables, next to them (images linked
     by relative path, so the folder can be moved or served as it is).
 
@@ -635,6 +645,6 @@ def report_page(path: str | Path, title: str, blocks: Sequence[tuple[str, Any]])
         else:
             raise ValueError(f"blocks: unknown kind {kind!r} (h, p, img, table)")
     parts.append("</body></html>\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(parts), encoding="utf-8")
+    with io.atomic_file(path, overwrite=overwrite) as tmp:
+        tmp.write_text("".join(parts), encoding="utf-8")
     return path

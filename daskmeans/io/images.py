@@ -111,7 +111,7 @@ def image_to_zarr(
     store: PathLike,
     *,
     tile: int = DEFAULT_TILE,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Store an RGB image as (H, W, 3) uint8 in square ``tile`` x ``tile`` Zarr chunks.
 

@@ -53,7 +53,7 @@ def ingest(
     *,
     name: str = "mnist",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    overwrite: bool = True,
+    overwrite: bool = False,
     extra_attrs: dict[str, Any] | None = None,
     progress: Any = None,
     storage_options: dict[str, Any] | None = None,
@@ -167,7 +167,7 @@ def arrays_to_dataset(
     *,
     name: str,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    overwrite: bool = True,
+    overwrite: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> Path | str:
     """Write in-memory ``{split: (images uint8 (n, h, w), labels (n,))}`` as a dataset
