@@ -282,15 +282,21 @@ def test_write_group_root_metadata_last_and_cleanup(s3: S3) -> None:
             zarr.open_group(url, mode="r", storage_options=s3.options())
     assert list(zarr.open_group(url, mode="r", storage_options=s3.options())["a"][:]) == [
         1, 2, 3, 4]
+    with pytest.raises(io.OutputExistsError, match="w.zarr: exists; .*overwrite=True"), \
+            io.write_group(url, storage_options=s3.options()):
+        pass  # not asked to replace it: refused before anything is deleted
+    assert list(zarr.open_group(url, mode="r", storage_options=s3.options())["a"][:]) == [
+        1, 2, 3, 4]
     with pytest.raises(RuntimeError, match="boom"), \
-            io.write_group(url, storage_options=s3.options()) as g:
+            io.write_group(url, storage_options=s3.options(), overwrite=True) as g:
         g.create_array("b", shape=(4,), dtype=np.int32)[:] = 7
         raise RuntimeError("boom")
     fs.invalidate_cache()
     assert not fs.exists(f"{BUCKET}/w.zarr")  # the old store went first, the partial one after
     fs.pipe(f"{BUCKET}/notzarr/file.txt", b"precious")
     with pytest.raises(FileExistsError, match="notzarr: exists and is not a Zarr store"), \
-            io.write_group(f"s3://{BUCKET}/notzarr", storage_options=s3.options()):
+            io.write_group(f"s3://{BUCKET}/notzarr", storage_options=s3.options(),
+                           overwrite=True):
         pass
     assert fs.cat(f"{BUCKET}/notzarr/file.txt") == b"precious"
     with pytest.raises(ValueError, match="needs a path inside the bucket"), \
@@ -424,10 +430,16 @@ def test_cli_fit_evaluate_predict_with_a_bucket(s3: S3, s3_store: str, local_sto
     assert code == 0, err
     assert json.loads(out)["n_samples"] == 397
     url = f"s3://{BUCKET}/cli-labels.zarr"
-    for _ in range(2):  # the second run replaces the first store
+    for replace in ([], ["--overwrite"]):  # the second run replaces the first store
         code, out, err = run(["predict", s3_store, "--model", str(model), "--out", url,
-                              "--quiet", *opts], capsys)
+                              "--quiet", *replace, *opts], capsys)
         assert code == 0 and url in out, err
+        if not replace:  # asked to write over it without --overwrite: refused, kept
+            code, _, err = run(["predict", s3_store, "--model", str(model), "--out", url,
+                                "--quiet", *opts], capsys)
+            assert code == 2 and f"{url}: exists" in err and "--overwrite" in err, err
+            assert zarr.open_group(url, mode="r", storage_options=s3.options()).attrs[
+                "split"] == "test"
     from daskmeans import load_model
 
     est, header = load_model(model)
