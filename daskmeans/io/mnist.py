@@ -26,7 +26,16 @@ import zarr
 
 from .errors import DataFormatError, IDXFormatError, StoreError
 from .idx import DEFAULT_CHUNK_ROWS, MNIST_FILES, file_checksums, find_idx_files, iter_idx
-from .stores import PIXEL_SCALE, PathLike, default_compressor, get_array, is_url, scale_rows, staged
+from .stores import (
+    PIXEL_SCALE,
+    PathLike,
+    default_compressor,
+    get_array,
+    is_url,
+    metadata_errors,
+    scale_rows,
+    staged,
+)
 
 __all__ = ["SPLITS", "arrays_to_dataset", "find_idx_files", "ingest", "scale_images",
            "split_array"]
@@ -231,7 +240,9 @@ def split_array(group: zarr.Group, split: str, kind: str, where: str) -> zarr.Ar
     naming the split."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if split not in group:
+    with metadata_errors(where):
+        present = split in group
+    if not present:
         raise StoreError(f"{where}: split {split!r} is not in this store "
                          f"(available: {[s for s in SPLITS if s in group]})")
     return get_array(group, f"{split}/{kind}", where)

@@ -17,6 +17,7 @@ from .errors import StoreError
 from .stores import (
     TASK_MAX_BYTES,
     is_zarr,
+    metadata_errors,
     open_node,
     store_blocks,
     write_group,
@@ -92,6 +93,12 @@ def open_raster(store: Any, feature_dim: str | int | None = None, *,
     >>> shutil.rmtree(d)
     """
     node = store if is_zarr(store) else open_node(store, storage_options)
+    with metadata_errors(str(store)):
+        return _open_raster(node, store, feature_dim, variable)
+
+
+def _open_raster(node: Any, store: Any, feature_dim: str | int | None,
+                 variable: str | None) -> Raster:
     coords: dict[str, np.ndarray] = {}
     attrs: dict[str, Any] = {}
     if isinstance(node, zarr.Group):

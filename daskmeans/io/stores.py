@@ -54,6 +54,7 @@ __all__ = [
     "get_array",
     "is_url",
     "is_zarr",
+    "metadata_errors",
     "new_file_mode",
     "open_group",
     "open_node",
@@ -580,10 +581,26 @@ def _ingest_hint(path: Any) -> str:
     return ""
 
 
-def get_array(group: zarr.Group, key: str, where: str) -> zarr.Array:
-    """``group[key]``, a :class:`StoreError` naming ``where`` when it is not an array."""
+@contextlib.contextmanager
+def metadata_errors(where: str) -> Iterator[None]:
+    """Damaged Zarr metadata (an array's or a group's ``zarr.json`` truncated, corrupt
+    or empty: zarr raises the JSON parser's error) as :class:`StoreError` naming
+    ``where``."""
+    import json
+
     try:
-        node = group[key]
+        yield
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreError(f"{where}: damaged Zarr metadata (a zarr.json in it is truncated, "
+                         f"corrupt or empty: {type(e).__name__}: {e})") from e
+
+
+def get_array(group: zarr.Group, key: str, where: str) -> zarr.Array:
+    """``group[key]``, a :class:`StoreError` naming ``where`` when it is not an array
+    (or its metadata is damaged)."""
+    try:
+        with metadata_errors(f"{where}: array {key!r}"):
+            node = group[key]
     except KeyError:
         node = None
     if not isinstance(node, zarr.Array):
