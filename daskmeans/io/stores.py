@@ -190,8 +190,22 @@ def atomic_dir(dest: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
             raise _disk_full(dest, e) from e
         raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_temporary(tmp)
+
+
+def _remove_temporary(tmp: Path, attempts: int = 20) -> None:
+    """Delete a failed write's temporary directory. Tasks still running when another
+    failed may write a last chunk into it after a first delete (dask raises the first
+    error at once), so it is deleted again until it stays gone (a bounded wait)."""
+    import time
+
+    for _ in range(attempts):
+        if not tmp.exists():
+            return
+        shutil.rmtree(tmp, ignore_errors=True)
+        time.sleep(0.05)
+    if tmp.exists():
+        log.warning("%s: could not delete this temporary directory of a failed write", tmp)
 
 
 @contextlib.contextmanager
