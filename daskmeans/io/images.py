@@ -121,6 +121,9 @@ def image_to_zarr(
     For images too large to decode at once, write tiles directly into a store laid
     out like this one (see :func:`daskmeans.io.synthetic_image`), then use :func:`open_image`.
 
+    The store is written atomically (:func:`~daskmeans.io.stores.atomic_dir`); one
+    already at ``store`` is refused unless ``overwrite=True``.
+
     Examples
     --------
     >>> import pathlib, shutil, tempfile

@@ -75,11 +75,16 @@ def ingest(
         A directory holding any of the four standard file names (``.gz`` or not), or a
         mapping ``{(split, "images" | "labels"): path}``.
     store : path or URL
-        Destination directory of the Zarr group; replaced atomically. A URL
+        Destination directory of the Zarr group, written atomically (beside it, then
+        renamed). A URL
         (``s3://bucket/mnist.zarr``) is written to a local temporary directory first,
         then uploaded with :func:`upload_store` (root metadata last).
     name : str
         Dataset name recorded in the attrs.
+    overwrite : bool
+        Replace a store already at ``store``; by default it is refused
+        (:class:`~daskmeans.io.errors.OutputExistsError`). What is not a Zarr store is
+        never deleted.
     chunk_rows : int
         Rows per chunk (default 10,000: ~7.8 MB of uint8 images per chunk, 31 MB once
         scaled to float32).

@@ -1,6 +1,9 @@
 """Synthetic data of any size, written to Zarr chunk by chunk in parallel (peak memory
 a few chunks): Gaussian blobs with known centres, a large RGB image, and a multi-band
 scene with known classes and a nodata border.
+
+Each is written atomically (:func:`~daskmeans.io.stores.atomic_dir`); a store already
+at the destination is refused unless ``overwrite=True``.
 """
 
 from __future__ import annotations
