@@ -308,6 +308,14 @@ def test_ingest_to_a_url(s3: S3, local_store: Path) -> None:
     url = io.arrays_to_dataset(_digits(), f"s3://{BUCKET}/up.zarr", name="digits",
                                chunk_rows=500, storage_options=s3.options())
     assert url == f"s3://{BUCKET}/up.zarr"
+    with pytest.raises(io.OutputExistsError, match=rf"{url}: exists; .*overwrite=True"):
+        io.arrays_to_dataset(_digits(), url, name="again", storage_options=s3.options())
+    with pytest.raises(io.OutputExistsError, match=rf"{url}: exists"):
+        io.upload_store(local_store, url, storage_options=s3.options())
+    assert zarr.open_group(url, mode="r", storage_options=s3.options()).attrs[
+        "dataset"] == "digits"
+    io.arrays_to_dataset(_digits(), url, name="digits", chunk_rows=500,
+                         storage_options=s3.options(), overwrite=True)
     X, y = open_dataset(url, "train", storage_options=s3.options())
     Xl, yl = open_dataset(local_store, "train")
     np.testing.assert_array_equal(X.compute(), Xl.compute())
@@ -583,3 +591,27 @@ def test_cli_segment_a_scene_in_the_bucket(s3: S3, tmp_path: Path, capsys) -> No
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(truth[truth >= 0], got[truth >= 0]) == pytest.approx(1.0)
+
+
+def test_predict_to_a_bucket_killed_mid_write_does_not_open(s3: S3, s3_store: str,
+                                                           local_store: Path, model: KMeans,
+                                                           tmp_path: Path) -> None:
+    """Object storage has no rename: a predict killed after writing label chunks leaves
+    objects without the root metadata, and readers refuse them (not found)."""
+    import s3fs
+
+    from daskmeans import save_model
+    from tests.test_overwrite import kill_mid_write
+
+    path = save_model(model, tmp_path / "m.npz")
+    url = f"s3://{BUCKET}/killed.zarr"
+    kill_mid_write(["predict", s3_store, "--model", str(path), "--out", url,
+                    *s3.cli_options()], tmp_path)
+    fs = s3fs.S3FileSystem(**s3.options())
+    fs.invalidate_cache()
+    assert fs.exists(f"{BUCKET}/killed.zarr/labels/zarr.json")  # the write had begun
+    assert not fs.exists(f"{BUCKET}/killed.zarr/zarr.json")
+    with pytest.raises(FileNotFoundError, match=rf"{url}: no Zarr store at this URL"):
+        open_source(url, storage_options=s3.options())
+    with pytest.raises(FileNotFoundError):
+        zarr.open_group(url, mode="r", storage_options=s3.options())
