@@ -60,7 +60,7 @@ def _save(fig: Figure, path: str | Path, overwrite: bool) -> Path:
     refused unless ``overwrite``."""
     path = Path(path)
     with io.atomic_file(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format=path.suffix.lstrip(".") or None)
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     return path
 
 
