@@ -55,7 +55,7 @@ def _figure(**kwargs: Any) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path, overwrite: bool) -> Path:
+def _save(fig: Figure, path: str | Path, overwrite: bool = False) -> Path:
     """Save ``fig`` atomically (:func:`daskmeans.io.atomic_file`): an existing file is
     refused unless ``overwrite``."""
     path = Path(path)
