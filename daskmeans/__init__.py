@@ -10,8 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "QuantizedImage", "as_source",
-           "load_model", "open_array", "open_dataset", "open_source", "quantize", "save_model"]
+__all__ = ["BisectingKMeans", "CheckpointFormatError", "ChunkDecodeError", "DaskmeansError",
+           "DataFormatError", "IDXFormatError", "ImageFormatError", "KMeans",
+           "MiniBatchKMeans", "ModelFormatError", "OutputExistsError", "QuantizedImage",
+           "StoreConnectionError", "StoreError", "as_source", "load_model", "open_array",
+           "open_dataset", "open_source", "quantize", "save_model"]
 from .version import __version__ as __version__
 
 _WHERE = {"BisectingKMeans": "cluster", "KMeans": "cluster", "MiniBatchKMeans": "cluster",
@@ -19,10 +22,27 @@ _WHERE = {"BisectingKMeans": "cluster", "KMeans": "cluster", "MiniBatchKMeans": 
           "save_model": "cluster", "QuantizedImage": "quantization", "quantize": "quantization",
           "as_source": "engine.source", "open_array": "engine.source",
           "open_dataset": "engine.source", "open_source": "engine.source"}
+#: the errors about the user's files (:mod:`daskmeans.io.errors`: one family, one base)
+_WHERE |= {name: "io.errors" for name in (
+    "CheckpointFormatError", "ChunkDecodeError", "DaskmeansError", "DataFormatError",
+    "IDXFormatError", "ImageFormatError", "ModelFormatError", "OutputExistsError",
+    "StoreConnectionError", "StoreError")}
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .cluster import BisectingKMeans, KMeans, MiniBatchKMeans, load_model, save_model
     from .engine.source import as_source, open_array, open_dataset, open_source
+    from .io.errors import (
+        CheckpointFormatError,
+        ChunkDecodeError,
+        DaskmeansError,
+        DataFormatError,
+        IDXFormatError,
+        ImageFormatError,
+        ModelFormatError,
+        OutputExistsError,
+        StoreConnectionError,
+        StoreError,
+    )
     from .quantization import QuantizedImage, quantize
 
 

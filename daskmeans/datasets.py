@@ -255,7 +255,8 @@ def fetch(
         if not force and _same_origin(store, src):
             log.info("using cached %s (ingested from %s)", store, src)
             return store
-        return io.ingest(src, store, name=spec.name, chunk_rows=chunk_rows,
+        # the cache is daskmeans' own: a store there is replaced when it no longer fits
+        return io.ingest(src, store, name=spec.name, chunk_rows=chunk_rows, overwrite=True,
                          extra_attrs={"origin": str(src.resolve())})
     if not force and _store_has(store, splits):
         log.info("using cached %s", store)
@@ -266,7 +267,7 @@ def fetch(
         ):
             log.info("using local copy %s", local)
             return io.ingest(local, store, name=spec.name, chunk_rows=chunk_rows,
-                             extra_attrs={"origin": local})
+                             overwrite=True, extra_attrs={"origin": local})
     raw = home / spec.name / "raw"
     files: dict[tuple[str, str], io.PathLike] = {}
     for split in splits:
@@ -279,7 +280,7 @@ def fetch(
                 download(fname, mirrors if mirrors is not None else spec.mirrors,
                          spec.md5[fname], raw, timeout=timeout)
             files[(split, kind)] = cached
-    return io.ingest(files, store, name=spec.name, chunk_rows=chunk_rows,
+    return io.ingest(files, store, name=spec.name, chunk_rows=chunk_rows, overwrite=True,
                      extra_attrs={"origin": "download"})
 
 

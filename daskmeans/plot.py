@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from . import metrics
+from . import io, metrics
 from .engine import reductions
 from .kernels.common import nearest_labels
 from .metrics.scores import as_label_vector
@@ -63,10 +63,12 @@ def _figure(**kwargs: Any) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path, overwrite: bool = False) -> Path:
+    """Save ``fig`` atomically (:func:`daskmeans.io.atomic_file`): an existing file is
+    refused unless ``overwrite``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with io.atomic_file(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     return path
 
 
@@ -113,7 +115,8 @@ def _mosaic(images: np.ndarray, order: Sequence[int]) -> tuple[np.ndarray, int, 
 
 
 def _mosaic_figure(images: np.ndarray, order: Sequence[int], marks: Sequence[str | None],
-                   inch: float, fontsize: int, title: str, path: str | Path) -> Path:
+                   inch: float, fontsize: int, title: str, path: str | Path,
+                   overwrite: bool) -> Path:
     """One image of tiles (:func:`_mosaic`), tile ``pos`` marked with ``marks[pos]``.
 
     Drawn once, with a text per tile, instead of a subplot per image: hundreds of
@@ -132,17 +135,17 @@ def _mosaic_figure(images: np.ndarray, order: Sequence[int], marks: Sequence[str
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6,
                           "alpha": 0.85})
     fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
 def sample_grid(
     X: np.ndarray, labels: Sequence[int] | np.ndarray, path: str | Path, *, n: int = 36,
-    title: str = "Samples",
+    title: str = "Samples", overwrite: bool = False,
 ) -> Path:
     """The first ``n`` images (rows of ``X``, square), each marked with its label."""
     X = np.asarray(X)[:n]
     return _mosaic_figure(X, range(len(X)), [str(int(v)) for v in labels[:len(X)]],
-                          1.1, 12, title, path)
+                          1.1, 12, title, path, overwrite)
 
 
 def label_order(k: int, mapping: dict[int, int] | None) -> list[int]:
@@ -157,7 +160,7 @@ def label_order(k: int, mapping: dict[int, int] | None) -> list[int]:
 
 def centroid_grid(
     centers: np.ndarray, path: str | Path, *, mapping: dict[int, int] | None = None,
-    title: str | None = None, class_names: Sequence[str] | None = None,
+    title: str | None = None, class_names: Sequence[str] | None = None, overwrite: bool = False,
 ) -> Path:
     """Every centroid as a square image in one mosaic, sorted by inferred label and
     marked with it when ``mapping`` is known (with its name from ``class_names``, as
@@ -170,7 +173,8 @@ def centroid_grid(
     return _mosaic_figure(centers, order, marks, 0.75 if k > 64 else 1.1,
                           10 if k > 64 else 12,
                           title or f"{k} cluster centres" + (
-                              ", sorted by majority label (red)" if mapping else ""), path)
+                              ", sorted by majority label (red)" if mapping else ""), path,
+                          overwrite)
 
 
 def _k_axis(ax: Any, ks: Sequence[int]) -> None:
@@ -181,11 +185,12 @@ def _k_axis(ax: Any, ks: Sequence[int]) -> None:
     ax.grid(alpha=0.3)
 
 
-def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+def sweep_curves(rows: Sequence[dict[str, Any]], path: str | Path, *,
+                 overwrite: bool = False) -> Path:
     """The K sweep side by side: scores vs K; inertia vs K with the Kneedle knee; the
     sampled silhouette vs K with 2-standard-error bars (when the rows have it), from
     :func:`daskmeans.metrics.sweep` rows."""
-    return _save(sweep_figure(rows), path)
+    return _save(sweep_figure(rows), path, overwrite)
 
 
 def sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
@@ -228,11 +233,11 @@ def sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
 
 
 def elbow_curve(ks: Sequence[int], inertias: Sequence[float], path: str | Path, *,
-                sensitivity: float = 1.0) -> Path:
+                sensitivity: float = 1.0, overwrite: bool = False) -> Path:
     """The elbow and how its knee was found: inertia against K on linear axes with the
     knee marked, and Kneedle's view of it (the curve scaled to [0, 1], its chord, and
     the difference curve whose maximum is the knee; :func:`daskmeans.metrics.kneedle`)."""
-    return _save(elbow_figure(ks, inertias, sensitivity), path)
+    return _save(elbow_figure(ks, inertias, sensitivity), path, overwrite)
 
 
 def elbow_figure(ks: Sequence[int], inertias: Sequence[float], sensitivity: float) -> Figure:
@@ -272,6 +277,7 @@ def contingency_heatmap(
     clusters: Sequence[int] | np.ndarray, path: str | Path,
     *, title: str = "Contingency (true label x cluster)",
     order: str | dict[int, int] = "auto", class_names: Sequence[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Heat map of a contingency table (n_classes, n_clusters), counts written in the
     cells when it is small, the classes named by ``class_names`` (:func:`label_name`).
@@ -282,7 +288,7 @@ def contingency_heatmap(
     the large counts form a diagonal.
     """
     return _save(contingency_figure(table, classes, clusters, title=title, order=order,
-                                     class_names=class_names), path)
+                                     class_names=class_names), path, overwrite)
 
 
 def contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
@@ -328,7 +334,7 @@ def contingency_figure(table: np.ndarray, classes: Sequence[int] | np.ndarray,
 def silhouette_plot(
     values: np.ndarray, labels: np.ndarray, path: str | Path, *,
     score: float | None = None, standard_error: float | None = None,
-    title: str | None = None,
+    title: str | None = None, overwrite: bool = False,
 ) -> Path:
     """Silhouette analysis as in scikit-learn's gallery: each cluster's coefficients
     sorted into a knife shape, clusters stacked, the mean as a dashed line.
@@ -353,7 +359,8 @@ def silhouette_plot(
     ('sil.png', True)
     """
     return _save(silhouette_figure(values, labels, score=score,
-                                    standard_error=standard_error, title=title), path)
+                                    standard_error=standard_error, title=title), path,
+                 overwrite)
 
 
 def silhouette_figure(values: np.ndarray, labels: np.ndarray, *, score: float | None,
@@ -480,7 +487,7 @@ def pca_view(
     X: Any, labels_true: Any, labels_pred: Any, path: str | Path, *,
     centers: np.ndarray | None = None, n_points: int = 5000, random_state: Any = 0,
     svd_solver: str = "randomized", iterated_power: int = 4, title: str | None = None,
-    class_names: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None, overwrite: bool = False,
 ) -> Path:
     """The data on their first two principal components, side by side coloured by true
     label and by cluster, the cluster centres projected (black crosses): the PCA is
@@ -507,7 +514,7 @@ def pca_view(
     view = pca_projection(X, labels_true, labels_pred, centers=centers, n_points=n_points,
                           random_state=random_state, svd_solver=svd_solver,
                           iterated_power=iterated_power)
-    return _save(pca_figure(view, title, class_names), path)
+    return _save(pca_figure(view, title, class_names), path, overwrite)
 
 
 def pca_figure(view: PCAView, title: str | None,
@@ -569,7 +576,7 @@ def pca_figure(view: PCAView, title: str | None,
 
 
 def fit_history(history: Sequence[dict[str, Any]], path: str | Path, *,
-                title: str = "Fit history") -> Path:
+                title: str = "Fit history", overwrite: bool = False) -> Path:
     """Inertia against iteration from an estimator's ``history_`` (as saved in the
     model file): :class:`~daskmeans.KMeans`'s inertia per Lloyd iteration, or
     :class:`~daskmeans.MiniBatchKMeans`'s per step, per row (each batch's mean squared
@@ -584,7 +591,7 @@ def fit_history(history: Sequence[dict[str, Any]], path: str | Path, *,
     >>> fit_history(h, Path(tempfile.mkdtemp()) / "h.png").name
     'h.png'
     """
-    return _save(history_figure(list(history), title), path)
+    return _save(history_figure(list(history), title), path, overwrite)
 
 
 def history_figure(history: list[dict[str, Any]], title: str) -> Figure:
@@ -629,7 +636,7 @@ def history_figure(history: list[dict[str, Any]], title: str) -> Figure:
 
 
 def purity_bars(purity: Any, path: str | Path, *, class_names: Sequence[str] | None = None,
-                title: str = "Per-cluster purity") -> Path:
+                title: str = "Per-cluster purity", overwrite: bool = False) -> Path:
     """Each cluster's purity (share of its majority label) as a bar, clusters in the
     rows' order, each bar coloured by that label and named by it (:func:`label_name`);
     the overall purity (weighted by size) as a dashed line.
@@ -647,7 +654,7 @@ def purity_bars(purity: Any, path: str | Path, *, class_names: Sequence[str] | N
     """
     rows = (purity.reset_index().to_dict("records") if hasattr(purity, "reset_index")
             else list(purity))
-    return _save(purity_figure(rows, class_names, title), path)
+    return _save(purity_figure(rows, class_names, title), path, overwrite)
 
 
 def purity_figure(rows: list[dict[str, Any]], class_names: Sequence[str] | None,
@@ -680,7 +687,7 @@ def purity_figure(rows: list[dict[str, Any]], class_names: Sequence[str] | None,
 
 def quantize_comparison(
     original: np.ndarray, quantized: np.ndarray, random: np.ndarray, path: str | Path, *,
-    n_colors: int, psnr_kmeans: float, psnr_random: float,
+    n_colors: int, psnr_kmeans: float, psnr_random: float, overwrite: bool = False,
 ) -> Path:
     """Original, K-means colours and random colours side by side, with their PSNR."""
     fig = _figure(figsize=(15, 4.2))
@@ -694,11 +701,12 @@ def quantize_comparison(
         ax.imshow(img)
         ax.set_title(t)
         ax.axis("off")
-    return _save(fig, path)
+    return _save(fig, path, overwrite)
 
 
 def segment_preview(labels: np.ndarray, centers: np.ndarray, bands: Sequence[str],
-                    path: str | Path, *, title: str = "Segmentation") -> Path:
+                    path: str | Path, *, title: str = "Segmentation",
+                    overwrite: bool = False) -> Path:
     """A label map in qualitative colours (nodata, label -1, white) beside a legend of
     the clusters' centre spectra in the same colours.
 
@@ -725,4 +733,4 @@ def segment_preview(labels: np.ndarray, centers: np.ndarray, bands: Sequence[str
     ax_spec.set_ylabel("centre value")
     ax_spec.set_title("cluster centres (mean spectra)")
     ax_spec.legend(fontsize="small", ncols=2 if k > 8 else 1)
-    return _save(fig, path)
+    return _save(fig, path, overwrite)

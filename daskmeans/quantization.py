@@ -187,13 +187,16 @@ class QuantizedImage:
         lab = self.labels[::stride, ::stride].compute()
         return self.palette[lab]
 
-    def to_png(self, path: str | Path, max_pixels: int = 50_000_000) -> Path:
-        """Write a PNG (or JPEG by suffix); images above ``max_pixels`` as a preview."""
+    def to_png(self, path: str | Path, max_pixels: int = 50_000_000, *,
+               overwrite: bool = False) -> Path:
+        """Write a PNG (or JPEG by suffix); images above ``max_pixels`` as a preview.
+        Written atomically; an existing file is refused unless ``overwrite``."""
         from PIL import Image
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(self.preview(max_pixels)).save(path)
+        picture = Image.fromarray(self.preview(max_pixels))
+        with io.atomic_file(path, overwrite=overwrite) as tmp:
+            picture.save(tmp, format=Image.registered_extensions().get(path.suffix.lower()))
         return path
 
 
@@ -226,6 +229,7 @@ def quantize(
     compute_psnr: bool = True,
     use_lut: bool | None = None,
     progress: ProgressCallback | None = None,
+    overwrite: bool = False,
 ) -> QuantizedImage:
     """Reduce an image to ``n_colors`` colours with K-means.
 
@@ -237,7 +241,9 @@ def quantize(
     sample_size : pixels drawn (reproducibly, across all tiles) to fit the palette
     algorithm : "minibatch" or "lloyd"
     store : when given, write ``labels`` (H, W) and ``palette`` there (atomically) and
-        return labels read back from it
+        return labels read back from it; a store already there is refused
+        (:class:`~daskmeans.io.errors.OutputExistsError`, before any work) unless
+        ``overwrite=True``
     use_lut : force (True) or forbid (False) the 2**24 lookup table; default by size
     progress : :data:`daskmeans.progress.ProgressCallback`, optional
         Told ``("quantize", step, n_steps, detail)`` before the first and after every
@@ -261,6 +267,8 @@ def quantize(
         raise ValueError(f"n_colors must be in [1, 65536], got {n_colors!r}")
     if algorithm not in ("minibatch", "lloyd"):
         raise ValueError(f"algorithm must be 'minibatch' or 'lloyd', got {algorithm!r}")
+    if store is not None:
+        io.check_output(store, overwrite=overwrite)
     img = _open_source(image, tile, None)
     h, w, _ = img.shape
     n = h * w
@@ -281,7 +289,7 @@ def quantize(
                               use_lut if use_lut is not None else n >= LUT_MIN_PIXELS)
         out_store = None
         if store is not None:
-            labels, out_store = _write(labels, palette, Path(store), n_colors)
+            labels, out_store = _write(labels, palette, Path(store), n_colors, overwrite)
             p.report("quantize", 3, n_steps, f"labels -> {out_store}")
         q = QuantizedImage(palette, labels, img, out_store)
         if compute_psnr:
@@ -307,10 +315,9 @@ def _mse(img: da.Array, labels: da.Array, palette: np.ndarray) -> float:
     return float(total) / (img.shape[0] * img.shape[1] * 3)
 
 
-def _write(labels: da.Array, palette: np.ndarray, store: Path, n_colors: int) -> tuple[
-    da.Array, Path
-]:
-    with io.atomic_dir(store) as tmp:
+def _write(labels: da.Array, palette: np.ndarray, store: Path, n_colors: int,
+           overwrite: bool) -> tuple[da.Array, Path]:
+    with io.atomic_dir(store, overwrite=overwrite) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         root.attrs.update({"format": "daskmeans-quantized/1", "n_colors": n_colors})
         root.create_array("palette", shape=palette.shape, dtype=np.uint8)[...] = palette

@@ -84,6 +84,7 @@ def segment(
     random_state: Any = 0,
     storage_options: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
+    overwrite: bool = False,
 ) -> Segmentation:
     """Cluster the pixels of a multi-band raster by their spectra; write the label map.
 
@@ -104,6 +105,9 @@ def segment(
     random_state : seed of the sample and of k-means++
     storage_options : passed to fsspec for whichever of ``scene`` and ``out`` is a URL
     progress : ``callback(phase, done, total, detail)``
+    overwrite : replace a store already at ``out`` (else it is refused with
+        :class:`~daskmeans.io.errors.OutputExistsError`, before any work); the labels
+        are written atomically either way (see :func:`daskmeans.io.write_labels`)
 
     Returns
     -------
@@ -124,6 +128,7 @@ def segment(
     def options_for(where: Any) -> dict[str, Any] | None:
         return storage_options if io.is_url(where) else None
 
+    io.check_output(out, overwrite=overwrite, storage_options=options_for(out))
     raster = io.open_raster(scene, feature_dim, variable=variable,
                             storage_options=options_for(scene))
     if nodata is None and isinstance(raster.attrs.get("nodata"), int | float):
@@ -141,11 +146,14 @@ def segment(
         meta = {"n_clusters": int(n_clusters), "bands": raster.bands,
                 "cluster_centers": centers.tolist(), "nodata": nodata,
                 "fitted_on_pixels": int(n_fit)}
-        arr, write = io.write_labels(labels, raster, out, attrs={"daskmeans": meta},
-                                     storage_options=options_for(out))
-        schedule.compute(write, n_tasks=int(np.prod(write.numblocks)))
+        with io.write_labels(labels, raster, out, attrs={"daskmeans": meta},
+                             storage_options=options_for(out), overwrite=overwrite
+                             ) as (_, write):
+            schedule.compute(write, n_tasks=int(np.prod(write.numblocks)))
         p.report("segment", 3, 3, f"{n} pixels labelled")
-    return Segmentation(arr, centers, raster.bands, nodata, km, n_fit, out)
+    written = zarr.open_group(out, mode="r", storage_options=options_for(out))["labels"]
+    assert isinstance(written, zarr.Array)
+    return Segmentation(written, centers, raster.bands, nodata, km, n_fit, out)
 
 
 def _fit(km: KMeans, rows: Any, n_fit: int, random_state: Any, p: Progress) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .console import STARTED, Console
 from .images import run_quantize, run_segment
-from .options import make_estimator, writable_dir
+from .options import fresh_folder, make_estimator, overwrite
 from .scheduler import dask_cluster, data_nbytes
 from .sweep import TUTORIAL_KS, recommendation, run_sweep
 
@@ -72,7 +72,8 @@ def demo_data(args: argparse.Namespace, console: Console, out: Path) -> tuple[Pa
     tr, te = order[:1400], order[1400:]
     store = io.arrays_to_dataset({"train": (images[tr], d.target[tr]),
                                   "test": (images[te], d.target[te])},
-                                 out / "data" / "digits.zarr", name="digits", chunk_rows=500)
+                                 out / "data" / "digits.zarr", name="digits", chunk_rows=500,
+                                 overwrite=overwrite(args))
     return store, "digits", (f"{why} and no local MNIST or Fashion-MNIST was found; using "
                              "scikit-learn's bundled 8x8 digits (set DASKMEANS_MNIST_DIR or "
                              "--source to use MNIST)")
@@ -88,9 +89,10 @@ def _demo_segment(args: argparse.Namespace, console: Console, out: Path) -> list
     # xarray, scipy carry RGB photos, a DEM and test NetCDFs): a synthetic one it is.
     console.info("segmenting a synthetic 6-band scene ...")
     scene = io.synthetic_scene(out / "scene.zarr", 768, 1024, tile=256,
-                               random_state=args.seed)
+                               random_state=args.seed, overwrite=overwrite(args))
     seg_args = argparse.Namespace(feature_dim="band", variable="reflectance", nodata=None,
-                                  full=False, sample_size=50_000, seed=args.seed)
+                                  full=False, sample_size=50_000, seed=args.seed,
+                                  overwrite=overwrite(args))
     files = run_segment(scene, 5, out / "scene-labels.zarr", out / "scene-labels.png",
                         seg_args, console, "synthetic 6-band scene")
     truth = np.asarray(zarr.open_array(scene / "classes", mode="r")[:])
@@ -142,36 +144,44 @@ def _demo_fit(args: argparse.Namespace, console: Console, out: Path, name: str, 
               f"held-out accuracy {r['accuracy']:.4f}, purity {r['purity']:.4f}, "
               f"homogeneity {r['homogeneity']:.4f}; inertia {est.inertia_:.6g}")
     console.say(fitted)
+    replace = overwrite(args)
     return fitted, est, mapping, [
-        save_model(est, out / "model.npz", mapping=mapping, extra={"dataset": name}),
-        plot.centroid_grid(est.cluster_centers_, out / "centroids.png", mapping=mapping)]
+        save_model(est, out / "model.npz", mapping=mapping, extra={"dataset": name},
+                   overwrite=replace),
+        plot.centroid_grid(est.cluster_centers_, out / "centroids.png", mapping=mapping,
+                           overwrite=replace)]
 
 
 def _demo_k10(args: argparse.Namespace, console: Console, out: Path, name: str, X: Any,
               y: Any) -> tuple[list[dict[str, Any]], list[Path]]:
     """K=10: its contingency table and purity (figure and CSV), silhouette and PCA view.
     Returns the purity table's rows, and the files written."""
-    from .. import metrics, plot
+    from .. import io, metrics, plot
 
+    replace = overwrite(args)
     console.info("fitting K=10 for the contingency table ...")
     k10 = make_estimator(args.algorithm, 10, args, console).fit(X)
     c = metrics.contingency(y, k10.labels_)
     files = [plot.contingency_heatmap(c.table, c.classes, c.clusters,
                                       out / "contingency_k10.png",
-                                      title=f"{name}, K=10: true class x cluster")]
-    metrics.contingency_frame(c).to_csv(out / "contingency_k10.csv")
+                                      title=f"{name}, K=10: true class x cluster",
+                                      overwrite=replace)]
+    with io.atomic_file(out / "contingency_k10.csv", overwrite=replace) as tmp:
+        metrics.contingency_frame(c).to_csv(tmp)
     purity = metrics.purity_table(c)
-    purity.to_csv(out / "purity_k10.csv")
+    with io.atomic_file(out / "purity_k10.csv", overwrite=replace) as tmp:
+        purity.to_csv(tmp)
     files += [out / "contingency_k10.csv", out / "purity_k10.csv"]
     sil = metrics.silhouette(X, k10.labels_, sample_size=1000, random_state=args.seed)
     files.append(plot.silhouette_plot(
         sil.values, sil.labels, out / "silhouette_k10.png", score=sil.score,
         standard_error=sil.standard_error,
         title=f"{name}, K=10: silhouette of {sil.index.size} random rows "
-              f"(against all {sil.n_samples})"))
+              f"(against all {sil.n_samples})", overwrite=replace))
     try:
         files.append(plot.pca_view(X, y, k10.labels_, out / "pca_k10.png",
-                                   centers=k10.cluster_centers_, random_state=args.seed))
+                                   centers=k10.cluster_centers_, random_state=args.seed,
+                                   overwrite=replace))
     except (NotImplementedError, ImportError) as e:  # query planning; no dask-ml
         console.say(f"PCA view skipped: {e}")
     return purity.reset_index().to_dict("records"), files
@@ -206,7 +216,7 @@ def _demo_page(args: argparse.Namespace, out: Path, store: Path, name: str, how:
     page.figure(out / "china-64-comparison.png", "china-64-comparison.png")
     page.heading("A multi-band scene")
     page.figure(out / "scene-labels.png", "scene-labels.png")
-    return page.write(out / "report.html", overwrite=True)  # the folder's outputs
+    return page.write(out / "report.html", overwrite=overwrite(args))
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
@@ -214,7 +224,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
     from .. import metrics, plot
 
-    out = writable_dir(Path(args.out))
+    out = fresh_folder(args, Path(args.out))
     store, name, where = demo_data(args, console, out)
     X, y, Xt, yt, how, split, held = _demo_splits(store)
     console.say(f"data: {name}, {X.shape[0]} + {Xt.shape[0]} images of {X.shape[1]} pixels: "
@@ -232,7 +242,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         Xs, ys = X[:36], y[:36]
         if client is not None:
             Xs, ys = dask.compute(Xs, ys)
-        files.append(plot.sample_grid(Xs, ys, out / "samples.png", title=f"{name} samples"))
+        files.append(plot.sample_grid(Xs, ys, out / "samples.png", title=f"{name} samples",
+                                      overwrite=overwrite(args)))
         fitted, est, mapping, more = _demo_fit(args, console, out, name, k_main, X, y,
                                                Xt, yt)
         purity, k10_files = _demo_k10(args, console, out, name, X, y)
@@ -247,7 +258,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
         console.info("quantising china.jpg to 64 colours ...")
         files += run_quantize(load_sample_image("china.jpg"), 64, out / "china-64.png",
-                              args.seed, None, console, "china.jpg")
+                              args.seed, None, console, "china.jpg", overwrite(args))
         files += _demo_segment(args, console, out)
         console.info("writing the report page ...")
         files.append(_demo_page(args, out, store, name, how, fitted, (est, mapping, held),

@@ -11,33 +11,49 @@ from typing import Any
 import numpy as np
 
 from .console import Console, UserError
-from .options import check_k, command_storage_options, is_url, writable_dir
+from .options import (
+    check_k,
+    check_outputs,
+    command_storage_options,
+    is_url,
+    overwrite,
+    writable_dir,
+)
 from .scheduler import dask_cluster
 
-__all__ = ["SAMPLES", "cmd_quantize", "cmd_segment", "run_quantize", "run_segment"]
+__all__ = ["SAMPLES", "cmd_quantize", "cmd_segment", "comparison_path", "run_quantize",
+           "run_segment"]
 
 SAMPLES = ("china", "flower")  # scikit-learn's bundled photos (sklearn.datasets)
 
 
+def comparison_path(out: Path) -> Path:
+    """Where :func:`run_quantize` draws its side-by-side picture, beside ``out``."""
+    return out.with_name(out.stem + "-comparison.png")
+
+
 def run_quantize(photo: Any, colors: int, out: Path, seed: int, store: Path | None,
-                 console: Console, label: str) -> list[Path]:
+                 console: Console, label: str, replace: bool = False) -> list[Path]:
     """Quantise a photo, compare it with a palette of random colours (PSNR and a
-    side-by-side picture on a preview) and say how it went; returns the files written."""
+    side-by-side picture on a preview) and say how it went; returns the files written
+    (an existing one is refused unless ``replace``)."""
     from .. import plot
     from ..quantization import assign_colors, quantize, random_palette_psnr
 
     t0 = time.perf_counter()
-    q = quantize(photo, colors, random_state=seed, store=store, progress=console.progress)
+    q = quantize(photo, colors, random_state=seed, store=store, progress=console.progress,
+                 overwrite=replace)
     rand_pal, psnr_random = random_palette_psnr(q.image, colors, random_state=seed)
-    png = q.to_png(out)
-    side = out.with_name(out.stem + "-comparison.png")
+    png = q.to_png(out, overwrite=replace)
+    side = comparison_path(out)
     h, w = q.labels.shape
     stride = max(1, int(np.ceil(np.sqrt(h * w / 4e6))))
     original = q.image[::stride, ::stride].compute()
     # the picture shows the very palette whose PSNR the title states, on the preview
     rand_img = rand_pal[assign_colors(original, rand_pal)]
     plot.quantize_comparison(original, q.preview(4_000_000), rand_img, side, n_colors=colors,
-                             psnr_kmeans=q.psnr or 0.0, psnr_random=psnr_random)
+                             psnr_kmeans=q.psnr or 0.0, psnr_random=psnr_random,
+                             overwrite=replace)
     console.say(f"quantised {label} ({h}x{w}) to {colors} colours in "
                 f"{time.perf_counter() - t0:.1f}s: PSNR {q.psnr:.2f} dB with K-means colours, "
                 f"{psnr_random:.2f} dB with {colors} random colours")
@@ -83,9 +99,12 @@ def cmd_quantize(args: argparse.Namespace, console: Console) -> int:
         label, nbytes = str(photo), _image_nbytes(photo)
     out = Path(args.out)
     writable_dir(out.resolve().parent)
+    check_outputs(args, out, comparison_path(out), store=False)
+    check_outputs(args, args.store)
     with dask_cluster(args, console, nbytes):
         files = run_quantize(photo, args.colors, out, args.seed,
-                             Path(args.store) if args.store else None, console, label)
+                             Path(args.store) if args.store else None, console, label,
+                             overwrite(args))
     for f in files:
         console.say(f"  -> {f}")
     return 0
@@ -112,7 +131,8 @@ def run_segment(scene: Any, k: int, out: Any, preview: Path | None, args: argpar
     seg = segment(scene, k, out, feature_dim=args.feature_dim, variable=args.variable,
                   nodata=_nodata_arg(args.nodata), full=args.full,
                   sample_size=args.sample_size, random_state=args.seed,
-                  storage_options=storage_options, progress=console.progress)
+                  storage_options=storage_options, progress=console.progress,
+                  overwrite=overwrite(args))
     console.end_progress()
     shape = "x".join(map(str, seg.labels.shape))
     how = "all pixels" if seg.n_fit == int(np.prod(seg.labels.shape)) else f"{seg.n_fit} pixels"
@@ -122,7 +142,7 @@ def run_segment(scene: Any, k: int, out: Any, preview: Path | None, args: argpar
     files: list[Any] = [out]
     if preview is not None:
         files.append(plot.segment_preview(seg.preview(), seg.centers, seg.bands, preview,
-                                          title=label))
+                                          title=label, overwrite=overwrite(args)))
     return files
 
 
@@ -142,6 +162,8 @@ def cmd_segment(args: argparse.Namespace, console: Console) -> int:
         writable_dir(out.resolve().parent)
     if args.preview:
         writable_dir(Path(args.preview).resolve().parent)
+    check_outputs(args, args.out, storage_options=so)
+    check_outputs(args, args.preview, store=False)
     try:
         raster = io.open_raster(scene, args.feature_dim, variable=args.variable,
                                 storage_options=so if is_url(args.scene) else None)

@@ -14,12 +14,14 @@ from .console import Console, UserError
 from .options import (
     check_k,
     check_model,
+    check_outputs,
     command_storage_options,
     is_url,
     load_fitted,
     make_estimator,
     metric_params,
     open_split,
+    overwrite,
     writable_dir,
 )
 from .scheduler import dask_cluster, data_nbytes
@@ -34,6 +36,9 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     X, y = open_split(args.store, args.split, command_storage_options(args, args.store))
     check_k(args.k, X.shape[0])
     writable_dir(Path(args.model).resolve().parent)
+    model = Path(args.model)
+    check_outputs(args, model if model.suffix == ".npz" else model.with_suffix(".npz"),
+                  store=False)
     est = make_estimator(args.algorithm, args.k, args, console)  # parameters checked here
     with dask_cluster(args, console, data_nbytes(X)):
         t0 = time.perf_counter()
@@ -41,7 +46,8 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
         secs = time.perf_counter() - t0
         mapping = metrics.infer_cluster_labels(y, est.labels_)
     path = save_model(est, args.model, mapping=mapping,  # never the storage options: secrets
-                      extra={"store": str(args.store), "split": args.split})
+                      extra={"store": str(args.store), "split": args.split},
+                      overwrite=overwrite(args))
     console.say(f"fitted {type(est).__name__}(K={args.k}) on {X.shape[0]} x {X.shape[1]} in "
                 f"{secs:.1f}s: inertia {est.inertia_:.6g}, {est.n_iter_} iterations")
     console.say(f"model -> {path}")
@@ -53,6 +59,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     from ..engine import schedule
 
     so = command_storage_options(args, args.store, args.out)
+    check_outputs(args, args.out, storage_options=so)
     est, _ = load_fitted(args.model)
     X, _ = open_split(args.store, args.split, so)
     check_model(est, X, args.model)
@@ -65,8 +72,8 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
         # S3 cannot swap the old store for the new one in one step: the old one is gone
         # from the start of the write (see io.write_group).
         try:
-            with io.write_group(args.out, storage_options=so if is_url(args.out) else None
-                                ) as group:
+            with io.write_group(args.out, storage_options=so if is_url(args.out) else None,
+                                overwrite=overwrite(args)) as group:
                 group.attrs.update({"model": str(args.model), "store": str(args.store),
                                     "split": args.split})
                 arr = group.create_array("labels", shape=labels.shape, dtype=np.int32,

@@ -11,9 +11,9 @@ from typing import Any
 
 from .console import Console, UserError
 
-__all__ = ["check_k", "check_model", "command_storage_options", "is_url", "load_fitted",
-           "make_estimator", "metric_params", "open_split", "parse_storage_options",
-           "writable_dir"]
+__all__ = ["check_k", "check_model", "check_outputs", "command_storage_options",
+           "fresh_folder", "is_url", "load_fitted", "make_estimator", "metric_params",
+           "open_split", "overwrite", "parse_storage_options", "writable_dir"]
 
 
 def is_url(where: Any) -> bool:
@@ -159,6 +159,47 @@ def writable_dir(path: Path) -> Path:
         return io.ensure_writable_dir(path)
     except OSError as e:
         raise UserError(str(e)) from e
+
+
+def overwrite(args: argparse.Namespace) -> bool:
+    """Whether the command may replace what is at its outputs (``--overwrite``)."""
+    return bool(getattr(args, "overwrite", False))
+
+
+def check_outputs(args: argparse.Namespace, *outputs: Any, store: bool = True,
+                  storage_options: dict[str, Any] | None = None) -> None:
+    """Refuse, before any work, outputs (stores when ``store``, else files) that exist
+    and would be replaced without ``--overwrite`` (and, even with it, a directory that
+    is not a Zarr store): daskmeans never replaces data unasked."""
+    from .. import io
+
+    for out in outputs:
+        if out is None:
+            continue
+        try:
+            io.check_output(out, overwrite=overwrite(args), store=store,
+                            storage_options=storage_options if is_url(out) else None)
+        except io.OutputExistsError as e:
+            raise UserError(_cli_wording(str(e))) from e
+
+
+def _cli_wording(message: str) -> str:
+    """A refusal as the command line says it: pass --overwrite."""
+    return message.replace("unless asked (overwrite=True; on the command line --overwrite)",
+                           "unless asked: pass --overwrite to replace it")
+
+
+def fresh_folder(args: argparse.Namespace, path: Path) -> Path:
+    """``path`` as an output folder: made if missing; one that holds anything is refused
+    without ``--overwrite`` (with it, the files the command writes there are replaced,
+    each atomically, and nothing else in it is touched)."""
+    if path.is_dir() and any(path.iterdir()) and not overwrite(args):
+        raise UserError(f"{path}: exists and is not empty; daskmeans does not replace "
+                        "existing data unless asked: pass --overwrite to replace the files "
+                        "this command writes there, or choose another --out")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a directory")
+    return writable_dir(path)
 
 
 def load_fitted(model: str) -> tuple[Any, dict[str, Any]]:

@@ -89,6 +89,14 @@ def _storage_options() -> argparse.ArgumentParser:
     return remote
 
 
+def _overwrite(s: argparse.ArgumentParser, what: str = "--out") -> None:
+    """--overwrite: without it, a command refuses to replace what exists at its outputs."""
+    s.add_argument("--overwrite", action="store_true",
+                   help=f"replace what already exists at {what} (by default the command "
+                        "refuses before doing any work); the new output is written beside "
+                        "it and renamed into place")
+
+
 def _add_ingest(add: AddCommand) -> None:
     s = add("ingest", "IDX files or a photo -> chunked Zarr store",
             "daskmeans ingest mnist --source ../shared/data/mnist --out mnist.zarr", url=True)
@@ -103,6 +111,7 @@ def _add_ingest(add: AddCommand) -> None:
     s.add_argument("--tile", type=int, default=1024, help="image: tile side in pixels")
     s.add_argument("--size", default="1024x1024",
                    help="synthetic-scene: height x width in pixels")
+    _overwrite(s)
 
 
 def _add_models(add: AddCommand) -> None:
@@ -125,6 +134,7 @@ def _add_models(add: AddCommand) -> None:
                    help="mini-batch: full Lloyd iterations at the end (e.g. --max-iter 1 "
                         "--refine 6: close to converged Lloyd in a fraction of its time)")
     s.add_argument("--model", required=True, help="output .npz (no pickle)")
+    _overwrite(s, "--model")
 
     s = add("predict", "cluster labels of a split, written chunk by chunk to Zarr",
             "daskmeans predict mnist.zarr --model mnist256.npz --out labels.zarr", url=True)
@@ -133,6 +143,7 @@ def _add_models(add: AddCommand) -> None:
     s.add_argument("--split", default="test", help="the split to label")
     s.add_argument("--out", required=True,
                    help="destination Zarr store of the labels (a path or a URL)")
+    _overwrite(s)
 
     s = add("evaluate", "accuracy, purity, homogeneity, inertia of a model on a split",
             "daskmeans evaluate mnist.zarr --model mnist256.npz --split test", url=True)
@@ -158,6 +169,7 @@ def _add_sweep(add: AddCommand) -> None:
                    help="rows whose silhouette (against all rows) estimates each K's; "
                         "0: no silhouette column")
     s.add_argument("--out", required=True, help="directory for the table and figures")
+    _overwrite(s, "--out (a folder that is not empty)")
 
 
 def _add_report(add: AddCommand) -> None:
@@ -201,6 +213,7 @@ def _add_images(add: AddCommand) -> None:
     s.add_argument("--colors", type=int, default=64, help="palette size")
     s.add_argument("--out", required=True, help="output PNG")
     s.add_argument("--store", help="also write the labels as a Zarr store here")
+    _overwrite(s, "--out, its -comparison.png and --store")
 
     s = add("segment", "cluster the pixels of a multi-band Zarr raster by their spectra",
             "daskmeans segment scene.zarr --k 5 --feature-dim band --out scene-labels.zarr "
@@ -220,6 +233,7 @@ def _add_images(add: AddCommand) -> None:
                    help="pixels the model is fitted on, drawn over the whole scene")
     s.add_argument("--out", required=True, help="Zarr store for the label map")
     s.add_argument("--preview", help="also draw the map and the centres' spectra (PNG)")
+    _overwrite(s, "--out and --preview")
 
 
 def _add_demo(add: AddCommand) -> None:
@@ -231,6 +245,7 @@ def _add_demo(add: AddCommand) -> None:
     s.add_argument("--out", default="daskmeans-output", help="directory for every output")
     s.add_argument("--algorithm", help="Lloyd or mini-batch",
                    **{**ALGORITHM, "default": "minibatch"})
+    _overwrite(s, "--out (a folder that is not empty)")
 
 
 def build_parser() -> argparse.ArgumentParser:

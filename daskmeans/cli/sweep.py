@@ -8,12 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from .console import Console, UserError
-from .options import check_k, command_storage_options, metric_params, open_split, writable_dir
+from .options import (
+    check_k,
+    check_outputs,
+    command_storage_options,
+    metric_params,
+    open_split,
+    overwrite,
+    writable_dir,
+)
 from .scheduler import dask_cluster, data_nbytes
 
-__all__ = ["TUTORIAL_KS", "cmd_sweep", "recommendation", "run_sweep"]
+__all__ = ["SWEEP_FILES", "TUTORIAL_KS", "cmd_sweep", "recommendation", "run_sweep"]
 
 TUTORIAL_KS = (10, 16, 36, 64, 144, 256)
+#: the files ``daskmeans sweep`` writes into its --out folder (refused if there, unless
+#: --overwrite: other files in the folder are never touched)
+SWEEP_FILES = ("sweep.csv", "sweep.json", "sweep.md", "sweep.png", "elbow.png", "report.html")
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -41,7 +52,7 @@ def run_sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argpars
               ) -> tuple[list[dict[str, Any]], list[Path]]:
     """Sweep ``ks`` (progress per K), then write the table (CSV, JSON, and markdown with
     the recommendation) and its figures into ``out``; returns the rows and the files."""
-    from .. import metrics, plot
+    from .. import io, metrics, plot
 
     def report(row: dict[str, Any]) -> None:
         detail = f"K={row['k']} purity {row['purity']:.3f}"
@@ -55,14 +66,15 @@ def run_sweep(X: Any, y: Any, Xt: Any, yt: Any, ks: Sequence[int], args: argpars
                          silhouette_sample_size=getattr(args, "silhouette_sample", 1000) or None,
                          **metric_params(args))
     console.end_progress()
-    files = [metrics.write_csv(rows, out / "sweep.csv"),
-             metrics.write_json(rows, out / "sweep.json")]
-    (out / "sweep.md").write_text(metrics.to_markdown(rows) + "\n" + recommendation(rows)
-                                  + "\n")
+    replace = overwrite(args)
+    files = [metrics.write_csv(rows, out / "sweep.csv", overwrite=replace),
+             metrics.write_json(rows, out / "sweep.json", overwrite=replace)]
+    with io.atomic_file(out / "sweep.md", overwrite=replace) as tmp:
+        tmp.write_text(metrics.to_markdown(rows) + "\n" + recommendation(rows) + "\n")
     files.append(out / "sweep.md")
-    files.append(plot.sweep_curves(rows, out / "sweep.png"))
+    files.append(plot.sweep_curves(rows, out / "sweep.png", overwrite=replace))
     files.append(plot.elbow_curve([r["k"] for r in rows], [r["inertia"] for r in rows],
-                                  out / "elbow.png"))
+                                  out / "elbow.png", overwrite=replace))
     return rows, files
 
 
@@ -81,6 +93,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     if args.silhouette_sample < 0 or args.silhouette_sample == 1:
         raise UserError(f"--silhouette-sample must be 0 or >= 2, got {args.silhouette_sample}")
     out = writable_dir(Path(args.out))
+    check_outputs(args, *(out / name for name in SWEEP_FILES), store=False)
     so = command_storage_options(args, args.store)
     X, y = open_split(args.store, args.split, so)
     for k in ks:
@@ -101,7 +114,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                    f"{args.store}" + (f"; scored on split {args.test_split!r} too"
                                       if args.test_split else ""))
     report.sweep_section(page, rows, figures=[out / "sweep.png", out / "elbow.png"])
-    files.append(page.write(out / "report.html", overwrite=True))  # the folder's outputs
+    files.append(page.write(out / "report.html", overwrite=overwrite(args)))
     console.say(metrics.to_markdown(rows))
     console.say(recommendation(rows))
     for f in files:

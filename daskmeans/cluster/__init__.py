@@ -13,11 +13,11 @@ algorithm from :mod:`daskmeans.algorithms`, and sets the learned attributes; it 
 calls a kernel.
 """
 
+from ..io.errors import CheckpointFormatError, ModelFormatError
 from .bisecting import BisectingKMeans
-from .checkpoints import ModelFormatError
 from .kmeans import KMeans
 from .minibatch import MiniBatchKMeans
 from .persistence import load_model, save_model
 
-__all__ = ["BisectingKMeans", "KMeans", "MiniBatchKMeans", "ModelFormatError", "load_model",
-           "save_model"]
+__all__ = ["BisectingKMeans", "CheckpointFormatError", "KMeans", "MiniBatchKMeans",
+           "ModelFormatError", "load_model", "save_model"]

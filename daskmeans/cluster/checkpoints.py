@@ -14,32 +14,44 @@ from sklearn.base import BaseEstimator
 from .. import io
 from ..algorithms import IterationRecord, MiniBatchState, ResumeState, RunResult
 from ..engine.source import Source
+from ..io.errors import CheckpointFormatError, ModelFormatError
 
 log = logging.getLogger(__name__)
 
 
-class ModelFormatError(ValueError):
-    """A model or checkpoint file is not daskmeans', or of an unsupported version."""
-
-
-def write_npz(path: Path, header: dict[str, Any], **arrays: np.ndarray) -> None:
-    """Arrays plus a JSON header in one ``.npz``, written atomically (temp + rename)."""
+def write_npz(path: Path, header: dict[str, Any], *, overwrite: bool = False,
+              **arrays: np.ndarray) -> None:
+    """Arrays plus a JSON header in one ``.npz``, written atomically beside ``path``
+    then renamed over it (:func:`daskmeans.io.atomic_file`): an existing file is
+    refused unless ``overwrite``; a failed write (a full disk) keeps the old one."""
     import json
-    import os
-    import tempfile
 
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with io.atomic_file(path, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # (stub: a key could be allow_pickle)
+
+
+def read_npz(path: Path, error: type[ModelFormatError], what: str
+             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(header, arrays)`` of a file written by :func:`write_npz`; a damaged one
+    (truncated, corrupt, empty, not an ``.npz``) raises ``error`` naming ``path``."""
+    import json
+    import zipfile
+    import zlib
+
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]  # (stub: a key could be allow_pickle)
-        os.chmod(tmp, io.new_file_mode())  # mkstemp's 0o600 -> as any other output
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(bytes(data["header"]).decode())
+            arrays = {key: np.array(data[key]) for key in data.files if key != "header"}
+    except FileNotFoundError:
+        raise
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+            UnicodeDecodeError) as e:
+        raise error(f"{path}: not a daskmeans {what} file: damaged, truncated or of another "
+                    f"kind ({type(e).__name__}: {e})") from e
+    if not isinstance(header, dict):
+        raise error(f"{path}: not a daskmeans {what} file (its header is not a mapping)")
+    return header, arrays
 
 
 @dataclass
@@ -83,26 +95,26 @@ class Checkpoint:
         self.write_raw(header, **arrays)
 
     def write_raw(self, header: dict[str, Any], **arrays: np.ndarray) -> None:
-        """Atomically write ``header`` (JSON, with the fingerprint) and arrays."""
+        """Atomically write ``header`` (JSON, with the fingerprint) and arrays: a
+        checkpoint replaces the last one as the fit proceeds (passing ``checkpoint=``
+        asks for that), never leaving a half-written file."""
         write_npz(self.path, {"format": "daskmeans-checkpoint/1",
-                               "fingerprint": self.fingerprint, **header}, **arrays)
+                               "fingerprint": self.fingerprint, **header}, overwrite=True,
+                  **arrays)
 
     def load_raw(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-        """(header, arrays) of a checkpoint from the same problem, or None."""
-        import json
-
+        """(header, arrays) of a checkpoint from the same problem, or None; a damaged
+        file raises :class:`~daskmeans.io.errors.CheckpointFormatError` naming it."""
         if not self.path.exists():
             log.info("no checkpoint at %s: starting afresh", self.path)
             return None
-        with np.load(self.path, allow_pickle=False) as data:
-            header = json.loads(bytes(data["header"]).decode())
-            arrays = {key: np.array(data[key]) for key in data.files if key != "header"}
+        header, arrays = read_npz(self.path, CheckpointFormatError, "checkpoint")
         if header.get("format") != "daskmeans-checkpoint/1":
-            raise ModelFormatError(f"{self.path}: not a daskmeans checkpoint")
-        if header["fingerprint"] != self.fingerprint:
+            raise CheckpointFormatError(f"{self.path}: not a daskmeans checkpoint")
+        if header.get("fingerprint") != self.fingerprint:
             raise ValueError(
                 f"checkpoint {self.path} comes from other parameters or data "
-                f"({header['fingerprint']} != {self.fingerprint})")
+                f"({header.get('fingerprint')} != {self.fingerprint})")
         return header, arrays
 
     def load(self) -> SavedFit | None:

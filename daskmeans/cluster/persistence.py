@@ -9,9 +9,10 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ..algorithms import BisectingTree
+from ..io.errors import ModelFormatError
 from .base import BaseKMeans
 from .bisecting import BisectingKMeans
-from .checkpoints import ModelFormatError, write_npz
+from .checkpoints import read_npz, write_npz
 from .kmeans import KMeans
 from .minibatch import MiniBatchKMeans
 
@@ -21,14 +22,17 @@ MODEL_VERSION = 1
 
 def save_model(
     estimator: BaseKMeans, path: str | Path, *, mapping: dict[int, int] | None = None,
-    extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None, overwrite: bool = False,
 ) -> Path:
     """Save a fitted estimator without pickle: one ``.npz`` (arrays + a JSON header).
 
     Stores the centres, the constructor parameters that are plain values, the fit's
     ``history_`` (per iteration, step or round: what the estimator recorded), the
     cluster -> label mapping (optional), and the versions of daskmeans, numpy and
-    scikit-learn. Written atomically (temporary file, then rename).
+    scikit-learn. Written atomically (a temporary file beside ``path``, then a
+    rename): an existing file is refused
+    (:class:`~daskmeans.io.errors.OutputExistsError`) unless ``overwrite=True``, and a
+    failed write (a full disk) leaves the old file as it was.
 
     Examples
     --------
@@ -69,7 +73,7 @@ def save_model(
     tree = getattr(estimator, "tree_", None)
     if tree is not None:  # BisectingKMeans predicts by following its tree
         arrays |= {f"tree_{name}": getattr(tree, name) for name in tree.ARRAYS}
-    write_npz(path, header, **arrays)
+    write_npz(path, header, overwrite=overwrite, **arrays)
     return path
 
 
@@ -92,21 +96,14 @@ def load_model(path: str | Path) -> tuple[BaseKMeans, dict[str, Any]]:
     Returns ``(estimator, header)``; ``header["mapping"]`` holds the cluster -> label
     mapping with integer keys, ``header["history"]`` the fit's history (an empty list
     for files saved before the history was kept; the estimator's ``history_`` then is
-    not set). Raises :class:`ModelFormatError` for anything else.
+    not set). Raises :class:`~daskmeans.io.errors.ModelFormatError` naming the file for
+    anything else (a truncated, corrupt or empty file included).
     """
-    import json
-    import zipfile
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(bytes(data["header"]).decode())
-            centers = np.array(data["cluster_centers"])
-            tree = {k[5:]: np.array(data[k]) for k in data.files if k.startswith("tree_")}
-    except (ValueError, KeyError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as e:
-        raise ModelFormatError(f"{path}: not a daskmeans model file ({e})") from e
+    header, arrays = read_npz(path, ModelFormatError, "model")
+    tree = {k[5:]: v for k, v in arrays.items() if k.startswith("tree_")}
     if header.get("format") != MODEL_FORMAT:
         raise ModelFormatError(f"{path}: not a daskmeans model (format {header.get('format')!r})")
     if header.get("version") != MODEL_VERSION:
@@ -120,6 +117,9 @@ def load_model(path: str | Path) -> tuple[BaseKMeans, dict[str, Any]]:
     cls = classes.get(header.get("class", ""))
     if cls is None:
         raise ModelFormatError(f"{path}: unknown estimator class {header.get('class')!r}")
+    if "cluster_centers" not in arrays:
+        raise ModelFormatError(f"{path}: a daskmeans model without its cluster centres")
+    centers = arrays["cluster_centers"]
     est = cls()
     valid = est.get_params()
     est.set_params(**{k: v for k, v in header["params"].items() if k in valid})

@@ -34,17 +34,16 @@ from ..io.mnist import images_scale, scale_images, split_array
 from ..io.stores import (
     TASK_MAX_BYTES,
     PathLike,
-    array_url,
     get_array,
     is_url,
     is_zarr,
     open_group,
     open_node,
-    remote_errors,
+    read_checked,
+    scale_from_attrs,
     scale_rows,
     zarr_to_dask,
 )
-from ..pixels import scale_from_attrs
 from .schedule import local_threads, memory_block_rows
 
 __all__ = ["ArraySource", "DaskSource", "NonFiniteError", "Source", "ZarrBlock", "ZarrSource",
@@ -320,16 +319,15 @@ class ZarrBlock:
     def read(self) -> np.ndarray:
         """The stored rows as (m, d): straight from the chunk files of a local array
         whose layout allows it (:class:`daskmeans.io.chunkfiles.ChunkFiles`, the faster
-        path), else through ``zarr.Array.__getitem__``; from object storage, a failure
-        names the URL and the rows (:func:`~daskmeans.io.stores.remote_errors`)."""
-        url = None if self.files is not None else array_url(self.array)
+        path), else through ``zarr.Array.__getitem__``; a chunk that does not decode
+        raises :class:`~daskmeans.io.errors.ChunkDecodeError` naming it, and from object
+        storage a failure names the URL and the rows
+        (:func:`~daskmeans.io.stores.read_checked`)."""
         if self.files is not None:
             rows = self.files.read(self.start, self.stop)
-        elif url is None:
-            rows = np.asarray(self.array[self.start:self.stop])
         else:
-            with remote_errors(url, f"reading rows {self.start}..{self.stop - 1}"):
-                rows = np.asarray(self.array[self.start:self.stop])
+            rows = read_checked(self.array, slice(self.start, self.stop),
+                                f"reading rows {self.start}..{self.stop - 1}")
         return rows.reshape(rows.shape[0], -1)
 
 

@@ -31,9 +31,25 @@ from typing import Any
 import numpy as np
 import zarr
 
+from .errors import ChunkDecodeError
 
-class ChunkDecodeError(ValueError):
-    """A chunk file that does not decode to the chunk's bytes (corrupt or truncated)."""
+__all__ = ["ChunkDecodeError", "ChunkFiles", "FileRows", "chunk_error", "store_name"]
+
+
+def store_name(array: zarr.Array) -> str:
+    """Where ``array``'s store is, for messages: its directory, its URL, else zarr's
+    description of the store."""
+    store = array.store
+    if isinstance(store, zarr.storage.LocalStore):
+        return str(store.root)
+    if isinstance(store, zarr.storage.FsspecStore):
+        return str(store.fs.unstrip_protocol(store.path)).rstrip("/")
+    return str(store)
+
+
+def chunk_error(store: str, array: str, key: str, problem: str) -> ChunkDecodeError:
+    """The :class:`ChunkDecodeError` of chunk ``key`` of ``array`` in ``store``."""
+    return ChunkDecodeError(f"{store}: array {array or '/'!r}, chunk {key}: {problem}")
 
 
 def _numcodecs_codec(array: zarr.Array) -> tuple[bool, Any]:
@@ -92,6 +108,8 @@ class ChunkFiles:
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
     fill_value: Any
+    store: str = ""  # the store's directory and the array's path in it, for messages
+    array_path: str = ""
 
     @classmethod
     def of(cls, array: zarr.Array) -> ChunkFiles | None:
@@ -111,15 +129,17 @@ class ChunkFiles:
         fill = array.fill_value if array.fill_value is not None else 0
         return cls(str(Path(store.root) / array.path), array.metadata, codec,
                    int(array.chunks[0]), tuple(int(s) for s in array.shape),
-                   dtype.newbyteorder("="), fill)
+                   dtype.newbyteorder("="), fill, str(store.root), array.path)
 
     @property
     def _chunk_shape(self) -> tuple[int, ...]:
         return (self.chunk_rows, *self.shape[1:])
 
+    def _key(self, c: int) -> str:
+        return str(self.metadata.encode_chunk_key((c,) + (0,) * (len(self.shape) - 1)))
+
     def _path(self, c: int) -> str:
-        key = self.metadata.encode_chunk_key((c,) + (0,) * (len(self.shape) - 1))
-        return f"{self.directory}/{key}"
+        return f"{self.directory}/{self._key(c)}"
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` (``0 <= start <= stop <= n``) as a new
@@ -141,39 +161,47 @@ class ChunkFiles:
                 dest[...] = self.fill_value
                 continue
             if s == lo and e == hi:
-                self._decode(raw, dest, path)
+                self._decode(raw, dest, c)
             else:  # the rows wanted are part of the chunk (its last rows, or a block edge)
                 full = np.empty(self._chunk_shape, self.dtype)
-                self._decode(raw, full, path)
+                self._decode(raw, full, c)
                 dest[...] = full[s - lo:e - lo]
         return out
 
-    def _decode(self, raw: bytes, dest: np.ndarray, path: str) -> None:
-        """Decode one whole chunk into ``dest`` (contiguous, the chunk's shape)."""
+    def _decode(self, raw: bytes, dest: np.ndarray, c: int) -> None:
+        """Decode chunk ``c`` (whole) into ``dest`` (contiguous, the chunk's shape)."""
         import numcodecs
+
+        def damaged(problem: str) -> ChunkDecodeError:
+            return chunk_error(self.store or self.directory, self.array_path, self._key(c),
+                               problem)
 
         size = dest.nbytes
         if isinstance(self.codec, numcodecs.Blosc):
-            # the Blosc header's bytes 4-7 hold the decoded size (little-endian)
+            # the Blosc header: bytes 4-7 the decoded size, 12-15 the compressed size
+            # (little-endian); Blosc decodes a truncated buffer without a word, so the
+            # sizes are checked here
             if len(raw) < 16:
-                raise ChunkDecodeError(f"{path}: cannot decode chunk: {len(raw)} bytes is "
-                                       f"shorter than a Blosc header")
-            got = struct.unpack_from("<I", raw, 4)[0]
+                raise damaged(f"cannot decode: {len(raw)} bytes is shorter than a Blosc "
+                              "header (an empty or truncated file)")
+            got, stored = struct.unpack_from("<I", raw, 4)[0], struct.unpack_from("<I", raw, 12)[0]
             if got != size:
-                raise ChunkDecodeError(f"{path}: chunk decodes to {got} bytes, expected {size}")
+                raise damaged(f"chunk decodes to {got} bytes, expected {size}")
+            if stored != len(raw):
+                raise damaged(f"cannot decode: the file holds {len(raw)} bytes, its Blosc "
+                              f"header says {stored} (truncated or corrupt)")
             try:
                 self.codec.decode(raw, out=dest.reshape(-1).view(np.uint8))
             except (RuntimeError, ValueError) as e:
-                raise ChunkDecodeError(f"{path}: cannot decode chunk: {e}") from e
+                raise damaged(f"cannot decode: {e}") from e
             return
         try:
             data = raw if self.codec is None else self.codec.decode(raw)
         except (RuntimeError, ValueError) as e:
-            raise ChunkDecodeError(f"{path}: cannot decode chunk: {e}") from e
+            raise damaged(f"cannot decode: {e}") from e
         flat = np.frombuffer(data, np.uint8)
         if flat.size != size:
-            raise ChunkDecodeError(f"{path}: chunk decodes to {flat.size} bytes, "
-                                   f"expected {size}")
+            raise damaged(f"chunk decodes to {flat.size} bytes, expected {size}")
         dest.reshape(-1).view(np.uint8)[...] = flat
 
 

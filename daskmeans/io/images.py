@@ -111,7 +111,7 @@ def image_to_zarr(
     store: PathLike,
     *,
     tile: int = DEFAULT_TILE,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Store an RGB image as (H, W, 3) uint8 in square ``tile`` x ``tile`` Zarr chunks.
 
@@ -120,6 +120,9 @@ def image_to_zarr(
     memory once (PIL decodes whole frames); everything downstream works tile by tile.
     For images too large to decode at once, write tiles directly into a store laid
     out like this one (see :func:`daskmeans.io.synthetic_image`), then use :func:`open_image`.
+
+    The store is written atomically (:func:`~daskmeans.io.stores.atomic_dir`); one
+    already at ``store`` is refused unless ``overwrite=True``.
 
     Examples
     --------

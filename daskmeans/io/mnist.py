@@ -11,7 +11,7 @@ Layout of a dataset store written by :func:`ingest`::
       test/labels   ...
 
 Pixels stay uint8 on disk. Each images array records how its values map to features,
-``scale_factor = 1/255`` (:data:`daskmeans.pixels.SCALE_ATTR`), so that readers scale them
+``scale_factor = 1/255`` (:data:`daskmeans.io.stores.SCALE_ATTR`), so that readers scale them
 to float32 in [0, 1] (:func:`daskmeans.open_dataset` lazily, chunk by chunk:
 :func:`scale_images`). Stores written before that attribute existed are recognised by
 their group's ``format`` (``daskmeans-idx/...``) and read the same way
@@ -31,16 +31,18 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from ..pixels import SCALE_ATTR, scale_from_attrs
 from .errors import DataFormatError, IDXFormatError, StoreError
 from .idx import DEFAULT_CHUNK_ROWS, MNIST_FILES, file_checksums, find_idx_files, iter_idx
 from .stores import (
     PIXEL_SCALE,
+    SCALE_ATTR,
     PathLike,
     default_compressor,
     get_array,
     is_url,
+    metadata_errors,
     open_group,
+    scale_from_attrs,
     scale_rows,
     staged,
 )
@@ -117,7 +119,7 @@ def ingest(
     *,
     name: str = "mnist",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    overwrite: bool = True,
+    overwrite: bool = False,
     extra_attrs: dict[str, Any] | None = None,
     progress: Any = None,
     storage_options: dict[str, Any] | None = None,
@@ -131,11 +133,16 @@ def ingest(
         A directory holding any of the four standard file names (``.gz`` or not), or a
         mapping ``{(split, "images" | "labels"): path}``.
     store : path or URL
-        Destination directory of the Zarr group; replaced atomically. A URL
+        Destination directory of the Zarr group, written atomically (beside it, then
+        renamed). A URL
         (``s3://bucket/mnist.zarr``) is written to a local temporary directory first,
         then uploaded with :func:`upload_store` (root metadata last).
     name : str
         Dataset name recorded in the attrs.
+    overwrite : bool
+        Replace a store already at ``store``; by default it is refused
+        (:class:`~daskmeans.io.errors.OutputExistsError`). What is not a Zarr store is
+        never deleted.
     chunk_rows : int
         Rows per chunk (default 10,000: ~7.8 MB of uint8 images per chunk, 31 MB once
         scaled to float32).
@@ -238,7 +245,7 @@ def arrays_to_dataset(
     *,
     name: str,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    overwrite: bool = True,
+    overwrite: bool = False,
     storage_options: dict[str, Any] | None = None,
     class_names: Any = None,
 ) -> Path | str:
@@ -309,7 +316,9 @@ def split_array(group: zarr.Group, split: str, kind: str, where: str) -> zarr.Ar
     naming the split."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if split not in group:
+    with metadata_errors(where):
+        present = split in group
+    if not present:
         raise StoreError(f"{where}: split {split!r} is not in this store "
                          f"(available: {[s for s in SPLITS if s in group]})")
     return get_array(group, f"{split}/{kind}", where)

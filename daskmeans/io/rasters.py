@@ -5,6 +5,8 @@ labels written back aligned with them (readable by ``xarray.open_zarr``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import dask.array as da
@@ -12,7 +14,15 @@ import numpy as np
 import zarr
 
 from .errors import StoreError
-from .stores import TASK_MAX_BYTES, is_zarr, open_node, store_blocks, zarr_to_dask
+from .stores import (
+    TASK_MAX_BYTES,
+    is_zarr,
+    metadata_errors,
+    open_node,
+    store_blocks,
+    write_group,
+    zarr_to_dask,
+)
 
 __all__ = ["Raster", "grid_rows", "open_raster", "write_labels"]
 
@@ -90,6 +100,12 @@ def open_raster(store: Any, feature_dim: str | int | None = None, *,
     >>> shutil.rmtree(d)
     """
     node = store if is_zarr(store) else open_node(store, storage_options)
+    with metadata_errors(str(store)):
+        return _open_raster(node, store, feature_dim, variable)
+
+
+def _open_raster(node: Any, store: Any, feature_dim: str | int | None,
+                 variable: str | None) -> Raster:
     coords: dict[str, np.ndarray] = {}
     attrs: dict[str, Any] = {}
     if isinstance(node, zarr.Group):
@@ -151,25 +167,34 @@ def _coords_of(arrays: dict[str, zarr.Array], dims: tuple[str, ...]) -> dict[str
     return {d: np.asarray(arrays[d][:]) for d in dims if d in arrays and arrays[d].ndim == 1}
 
 
+@contextlib.contextmanager
 def write_labels(labels: da.Array, raster: Raster, out: Any, *,
                  attrs: dict[str, Any] | None = None,
-                 storage_options: dict[str, Any] | None = None) -> tuple[zarr.Array, da.Array]:
-    """Create ``out`` (a Zarr v3 group, readable by ``xarray.open_zarr``) holding a
+                 storage_options: dict[str, Any] | None = None,
+                 overwrite: bool = False) -> Iterator[tuple[zarr.Array, da.Array]]:
+    """Write ``out`` (a Zarr v3 group, readable by ``xarray.open_zarr``) holding a
     ``labels`` array over the raster's sample dimensions, chunked like the input, its
-    coordinates copied; returns the array and the lazy write (compute it once)."""
-    root = zarr.open_group(out, mode="w", zarr_format=3, storage_options=storage_options)
-    root.attrs.update({k: v for k, v in raster.attrs.items() if _jsonable(v)})
-    arr = root.create_array("labels", shape=raster.shape, dtype=np.int32,
-                            chunks=tuple(c[0] for c in raster.chunks),
-                            dimension_names=raster.dims, fill_value=-1)
-    arr.attrs.update({k: v for k, v in {**raster.attrs, **(attrs or {})}.items()
-                      if _jsonable(v)})
-    for d, values in raster.coords.items():
-        c = root.create_array(d, shape=values.shape,
-                              dtype=str if values.dtype.kind in "UOT" else values.dtype,
-                              chunks=values.shape, dimension_names=(d,))
-        c[:] = values
-    return arr, store_blocks(labels, arr)
+    coordinates copied: yields the array and the lazy write, which the block computes
+    (once); the group is complete at ``out`` once the block ends.
+
+    Written as :func:`~daskmeans.io.stores.write_group` writes (atomically on a local
+    disk, root metadata last in object storage): an existing ``out`` is refused
+    (:class:`~daskmeans.io.errors.OutputExistsError`) unless ``overwrite``, and a
+    failed write leaves what was there. Reopen the labels from ``out`` after the block:
+    the array yielded lives in a temporary directory until then."""
+    with write_group(out, storage_options=storage_options, overwrite=overwrite) as group:
+        group.attrs.update({k: v for k, v in raster.attrs.items() if _jsonable(v)})
+        arr = group.create_array("labels", shape=raster.shape, dtype=np.int32,
+                                 chunks=tuple(c[0] for c in raster.chunks),
+                                 dimension_names=raster.dims, fill_value=-1)
+        arr.attrs.update({k: v for k, v in {**raster.attrs, **(attrs or {})}.items()
+                          if _jsonable(v)})
+        for d, values in raster.coords.items():
+            c = group.create_array(d, shape=values.shape,
+                                   dtype=str if values.dtype.kind in "UOT" else values.dtype,
+                                   chunks=values.shape, dimension_names=(d,))
+            c[:] = values
+        yield arr, store_blocks(labels, arr)
 
 
 def _jsonable(v: Any) -> bool:

@@ -16,11 +16,14 @@ root metadata is written last, so a store is readable as a group only once compl
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
+import struct
 import uuid
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +32,36 @@ import numpy as np
 import zarr
 
 from ..pixels import PIXEL_SCALE, scale_rows
-from .errors import StoreConnectionError, StoreError
+from .chunkfiles import ChunkFiles, FileRows, chunk_error, store_name
+from .errors import ChunkDecodeError, StoreConnectionError, StoreError, output_exists
 from .idx import find_idx_files
 
 __all__ = [
     "CREDENTIALS_HINT",
     "PIXEL_SCALE",
     "RETRY_HINT",
+    "ROOT_METADATA",
+    "SCALE_ATTR",
     "TASK_MAX_BYTES",
+    "CheckedArray",
     "GroupWriter",
     "PathLike",
     "array_url",
     "atomic_dir",
+    "atomic_file",
+    "check_output",
     "default_compressor",
     "ensure_writable_dir",
     "get_array",
     "is_url",
     "is_zarr",
+    "metadata_errors",
     "new_file_mode",
     "open_group",
     "open_node",
+    "read_checked",
     "remote_errors",
+    "scale_from_attrs",
     "scale_rows",
     "staged",
     "store_blocks",
@@ -65,6 +77,38 @@ PathLike = str | os.PathLike[str]
 #: raw bytes a store-backed task reads at most (several storage chunks or shards are
 #: grouped up to this size: fewer, larger tasks cost fewer scheduler round trips).
 TASK_MAX_BYTES = 32 << 20
+
+
+#: the array attribute that records the factor from stored values to features.
+SCALE_ATTR = "scale_factor"
+
+
+def scale_from_attrs(attrs: Mapping[str, Any], where: str = "the array") -> float | None:
+    """The factor from stored values to features that an array's attributes record
+    (:data:`SCALE_ATTR`), or None: the values are the features.
+
+    An ``add_offset`` other than 0 is refused (a shift of every feature does not change
+    a clustering, but the centres would be in other units than the ones the store
+    says), naming ``where``.
+
+    Examples
+    --------
+    >>> scale_from_attrs({"scale_factor": 1 / 255}) == 1 / 255
+    True
+    >>> scale_from_attrs({}) is None
+    True
+    """
+    if float(attrs.get("add_offset", 0) or 0) != 0:
+        raise StoreError(f"{where}: add_offset={attrs['add_offset']!r} is not "
+                                  "supported; pass scale= explicitly or remove the offset")
+    scale = attrs.get(SCALE_ATTR)
+    if scale is None:
+        return None
+    scale = float(scale)
+    if not np.isfinite(scale) or scale <= 0:
+        raise StoreError(f"{where}: {SCALE_ATTR}={scale!r} must be a positive "
+                                  "finite number")
+    return scale
 
 
 def default_compressor(dtype: np.dtype[Any] | type) -> Any:
@@ -111,26 +155,119 @@ def ensure_writable_dir(path: PathLike) -> Path:
     return path
 
 
+#: the root metadata files of a Zarr store (v3, then v2)
+ROOT_METADATA = ("zarr.json", ".zgroup", ".zarray")
+
+
+def _is_local_store(path: Path) -> bool:
+    return path.is_dir() and any((path / m).is_file() for m in ROOT_METADATA)
+
+
+def _check_local(dest: Path, overwrite: bool, store: bool) -> None:
+    """Whether ``dest`` may be (re)written: refused when it exists, unless
+    ``overwrite``; even then never over a directory that is not a Zarr store when a
+    store is written (``store``), nor over a directory when a file is."""
+    if not (dest.exists() or dest.is_symlink()):
+        return
+    if not overwrite:
+        raise output_exists(dest)
+    if store and not (_is_local_store(dest) or dest.is_file()):
+        raise output_exists(dest, "exists and is not a Zarr store: refusing to delete it "
+                                  "to write a store there")
+    if not store and dest.is_dir():
+        raise output_exists(dest, "is a directory: refusing to replace it with a file")
+
+
+def _disk_full(dest: Path, e: OSError) -> OSError:
+    """The error of a write that ran out of space (or quota), naming ``dest`` and saying
+    that nothing was replaced."""
+    return OSError(e.errno, f"{dest}: {os.strerror(e.errno or errno.ENOSPC)} while writing it "
+                            f"({e}); nothing was replaced: whatever was at {dest} is kept")
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 @contextlib.contextmanager
-def atomic_dir(dest: PathLike, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``dest`` only if the block succeeds."""
+def atomic_dir(dest: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory (hidden, beside ``dest``) that replaces ``dest`` only
+    if the block succeeds.
+
+    An existing ``dest`` is refused (:class:`~daskmeans.io.errors.OutputExistsError`)
+    unless ``overwrite``; even then, a directory that is not a Zarr store is never
+    deleted. The new store is renamed into place: readers of ``dest`` see the old store
+    or the whole new one. Replacing takes two renames (the old store aside, the new one
+    in), so a process killed between them leaves no ``dest`` and the old store under
+    ``.NAME.old-*`` beside it; a write that fails or is killed earlier leaves ``dest``
+    as it was (a killed one also leaves its ``.NAME.tmp-*`` directory behind). A full
+    disk raises OSError(ENOSPC) naming ``dest`` and saying that nothing was replaced.
+    """
     dest = Path(dest)
-    if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest}: exists (pass overwrite=True to replace it)")
+    _check_local(dest, overwrite, store=True)
     parent = ensure_writable_dir(dest.parent)
     tmp = parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         yield tmp
-        if dest.exists():
+        _check_local(dest, overwrite, store=True)  # nothing appeared meanwhile
+        if dest.exists() or dest.is_symlink():
             trash = parent / f".{dest.name}.old-{uuid.uuid4().hex[:12]}"
             os.replace(dest, trash)
             os.replace(tmp, dest)
-            shutil.rmtree(trash, ignore_errors=True)
+            if trash.is_dir() and not trash.is_symlink():
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                trash.unlink(missing_ok=True)
         else:
             os.replace(tmp, dest)
+    except OSError as e:
+        if e.errno in _FULL:
+            raise _disk_full(dest, e) from e
+        raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _remove_temporary(tmp)
+
+
+def _remove_temporary(tmp: Path, attempts: int = 20) -> None:
+    """Delete a failed write's temporary directory. Tasks still running when another
+    failed may write a last chunk into it after a first delete (dask raises the first
+    error at once), so it is deleted again until it stays gone (a bounded wait)."""
+    import time
+
+    for _ in range(attempts):
+        if not tmp.exists():
+            return
+        shutil.rmtree(tmp, ignore_errors=True)
+        time.sleep(0.05)
+    if tmp.exists():
+        log.warning("%s: could not delete this temporary directory of a failed write", tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(dest: PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path (hidden, beside ``dest``) that replaces the file ``dest``
+    in one rename only if the block succeeds (for files: models, figures, tables).
+
+    An existing ``dest`` is refused (:class:`~daskmeans.io.errors.OutputExistsError`)
+    unless ``overwrite``, and a directory is never replaced. The new file gets the
+    permissions ``open()`` would give it (:func:`new_file_mode`). A failed, killed or
+    out-of-space write leaves ``dest`` as it was; a full disk raises OSError(ENOSPC)
+    naming ``dest``.
+    """
+    dest = Path(dest)
+    _check_local(dest, overwrite, store=False)
+    parent = ensure_writable_dir(dest.parent)
+    tmp = parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}{dest.suffix}"
+    try:
+        yield tmp
+        _check_local(dest, overwrite, store=False)
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, dest)
+    except OSError as e:
+        if e.errno in _FULL:
+            raise _disk_full(dest, e) from e
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- object storage
@@ -250,11 +387,11 @@ def _check_remote(fs: Any, path: str, url: str, overwrite: bool) -> list[str]:
         if not fs.exists(path):
             return []
         if not overwrite:
-            raise FileExistsError(f"{url}: exists (pass overwrite=True to replace it)")
-        metas = [m for m in ("zarr.json", ".zgroup", ".zarray") if fs.exists(f"{path}/{m}")]
+            raise output_exists(url)
+        metas = [m for m in ROOT_METADATA if fs.exists(f"{path}/{m}")]
         if not metas:
-            raise FileExistsError(f"{url}: exists and is not a Zarr store: refusing to "
-                                  "delete it to write a store there")
+            raise output_exists(url, "exists and is not a Zarr store: refusing to delete "
+                                     "it to write a store there")
     return metas
 
 
@@ -281,7 +418,7 @@ def _remove_partial(fs: Any, path: str, url: str) -> None:
 
 
 def upload_store(local: PathLike, url: str, *, storage_options: dict[str, Any] | None = None,
-                 overwrite: bool = True) -> str:
+                 overwrite: bool = False) -> str:
     """Copy a local Zarr store to a URL (object storage), its root metadata last.
 
     Parameters
@@ -289,8 +426,9 @@ def upload_store(local: PathLike, url: str, *, storage_options: dict[str, Any] |
     local : path
         A Zarr store on disk (v2 or v3).
     url : str
-        Destination, e.g. ``s3://bucket/mnist.zarr``; a store already there is replaced
-        when ``overwrite`` (anything else there is refused, never deleted).
+        Destination, e.g. ``s3://bucket/mnist.zarr``; a store already there is refused
+        (:class:`~daskmeans.io.errors.OutputExistsError`) unless ``overwrite``, and
+        anything there that is not a Zarr store is never deleted.
     storage_options : dict, optional
         Passed to fsspec (s3fs: ``key``, ``secret``, ``endpoint_url``, ``config_kwargs``).
 
@@ -319,6 +457,19 @@ def upload_store(local: PathLike, url: str, *, storage_options: dict[str, Any] |
         raise
     fs.invalidate_cache(path)
     return url
+
+
+def check_output(dest: PathLike, *, overwrite: bool = False, store: bool = True,
+                 storage_options: dict[str, Any] | None = None) -> None:
+    """Refuse, before any work, what the writers here would refuse at ``dest`` (a path
+    or URL; a Zarr store when ``store``, else a file): anything already there unless
+    ``overwrite``, and even then a directory (or object-storage prefix) that is not a
+    Zarr store. Raises :class:`~daskmeans.io.errors.OutputExistsError`."""
+    if is_url(dest):
+        url = str(dest).rstrip("/")
+        _check_remote(*_url_fs(url, storage_options), url, overwrite)
+    else:
+        _check_local(Path(dest), overwrite, store=store)
 
 
 @contextlib.contextmanager
@@ -377,7 +528,7 @@ class GroupWriter:
 
 @contextlib.contextmanager
 def write_group(dest: PathLike, *, storage_options: dict[str, Any] | None = None,
-                overwrite: bool = True) -> Iterator[GroupWriter]:
+                overwrite: bool = False) -> Iterator[GroupWriter]:
     """Write a new Zarr v3 group at a local path or a URL, its arrays created with
     :meth:`GroupWriter.create_array` and filled by the block (in dask tasks, on any
     scheduler: the arrays pickle as their store and path).
@@ -385,10 +536,13 @@ def write_group(dest: PathLike, *, storage_options: dict[str, Any] | None = None
     On a local disk the group is written into :func:`atomic_dir` and renamed into place:
     readers see the old store or the whole new one, never a part.
 
+    Whatever is at ``dest`` is refused (:class:`~daskmeans.io.errors.OutputExistsError`)
+    unless ``overwrite``; even then, what is not a Zarr store is never deleted.
+
     In object storage (``s3://...``) there is no rename, and this is the guarantee:
 
     - a store already at ``dest`` is deleted first (its root metadata first), when
-      ``overwrite``; anything there that is not a Zarr store is refused, never deleted;
+      ``overwrite``;
     - each object (a chunk, a metadata file) is put whole: a reader never sees a torn
       chunk;
     - the group's root metadata (``zarr.json``) is written last, so ``dest`` opens as a
@@ -475,10 +629,26 @@ def _ingest_hint(path: Any) -> str:
     return ""
 
 
-def get_array(group: zarr.Group, key: str, where: str) -> zarr.Array:
-    """``group[key]``, a :class:`StoreError` naming ``where`` when it is not an array."""
+@contextlib.contextmanager
+def metadata_errors(where: str) -> Iterator[None]:
+    """Damaged Zarr metadata (an array's or a group's ``zarr.json`` truncated, corrupt
+    or empty: zarr raises the JSON parser's error) as :class:`StoreError` naming
+    ``where``."""
+    import json
+
     try:
-        node = group[key]
+        yield
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreError(f"{where}: damaged Zarr metadata (a zarr.json in it is truncated, "
+                         f"corrupt or empty: {type(e).__name__}: {e})") from e
+
+
+def get_array(group: zarr.Group, key: str, where: str) -> zarr.Array:
+    """``group[key]``, a :class:`StoreError` naming ``where`` when it is not an array
+    (or its metadata is damaged)."""
+    try:
+        with metadata_errors(f"{where}: array {key!r}"):
+            node = group[key]
     except KeyError:
         node = None
     if not isinstance(node, zarr.Array):
@@ -535,7 +705,86 @@ def _store_block(block: np.ndarray, *, array: zarr.Array, block_info: Any = None
 
 def zarr_to_dask(array: zarr.Array, chunks: Any = None) -> da.Array:
     """A Zarr array as a dask array (``da.from_array``: ``da.from_zarr`` is not
-    available with dask's array query planning)."""
-    return da.from_array(array, chunks=chunks or array.chunks, lock=False,
-                         meta=np.empty((0,) * array.ndim, dtype=array.dtype))
+    available with dask's array query planning) whose tasks raise
+    :class:`~daskmeans.io.errors.ChunkDecodeError` naming the store, the array and the
+    chunk for a chunk that does not decode. A local array of plain layout is read
+    straight from its chunk files (:mod:`daskmeans.io.chunkfiles`, which also catches
+    a truncated Blosc chunk that Blosc itself would decode into garbage); anything else
+    through zarr (:class:`CheckedArray`)."""
+    chunks = chunks or array.chunks
+    meta = np.empty((0,) * array.ndim, dtype=array.dtype)
+    files = ChunkFiles.of(array)
+    if files is not None:
+        return da.from_array(FileRows(files), chunks=chunks, lock=False,
+                             meta=meta.astype(files.dtype))
+    return da.from_array(CheckedArray(array), chunks=chunks, lock=False, meta=meta)
 
+
+#: what zarr's codecs raise for a chunk they cannot decode (Blosc: RuntimeError; zstd,
+#: gzip, numcodecs' own checks: ValueError and its kin)
+_DECODE_ERRORS = (RuntimeError, ValueError, TypeError, EOFError, struct.error, zlib.error)
+
+
+class CheckedArray:
+    """A Zarr array as the array-like ``da.from_array`` slices, each read of which turns
+    a codec's error into :class:`~daskmeans.io.errors.ChunkDecodeError` naming the
+    store, the array and the chunk (found by reading the request's storage units one
+    by one once a read has failed); in object storage, transport failures name the
+    URL (:func:`remote_errors`)."""
+
+    def __init__(self, array: zarr.Array) -> None:
+        self.array = array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __dask_tokenize__(self) -> Any:
+        from dask.base import tokenize
+
+        return ("daskmeans.CheckedArray", tokenize(self.array))
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return read_checked(self.array, key)
+
+
+def read_checked(array: zarr.Array, key: Any, doing: str = "reading a block") -> np.ndarray:
+    """``array[key]`` with the errors of :class:`CheckedArray` (``doing`` says what, in
+    a transport error's message)."""
+    url = array_url(array)
+    try:
+        if url is None:
+            return np.asarray(array[key])
+        with remote_errors(url, doing):
+            return np.asarray(array[key])
+    except ChunkDecodeError:
+        raise
+    except _DECODE_ERRORS as e:
+        bad = _find_bad_unit(array, key)
+        if bad is None:  # every unit reads alone: not a damaged chunk
+            raise
+        raise chunk_error(store_name(array), array.path, bad,
+                          f"cannot decode: {type(e).__name__}: {e}") from e
+
+
+def _find_bad_unit(array: zarr.Array, key: Any, limit: int = 4096) -> str | None:
+    """The key of the first storage unit (shard, else chunk) within ``key`` that fails to
+    read alone, or None (also when ``key`` is not plain slices or spans too many)."""
+    import itertools
+
+    key = key if isinstance(key, tuple) else (key,)
+    key = key + (slice(None),) * (array.ndim - len(key))
+    if len(key) != array.ndim or not all(isinstance(k, slice | int | np.integer) for k in key):
+        return None
+    unit = tuple(array.shards or array.chunks)
+    ranges = []
+    for k, n, u in zip(key, array.shape, unit, strict=True):
+        lo, hi = (k.indices(n)[:2] if isinstance(k, slice) else (int(k) % n, int(k) % n + 1))
+        ranges.append(range(lo // u, max(lo, hi - 1) // u + 1))
+    if np.prod([len(r) for r in ranges]) > limit:
+        return None
+    for coords in itertools.product(*ranges):
+        region = tuple(slice(c * u, min((c + 1) * u, n))
+                       for c, u, n in zip(coords, unit, array.shape, strict=True))
+        try:
+            array[region]
+        except _DECODE_ERRORS:
+            return str(array.metadata.encode_chunk_key(coords))
+    return None

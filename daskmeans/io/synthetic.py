@@ -1,6 +1,9 @@
 """Synthetic data of any size, written to Zarr chunk by chunk in parallel (peak memory
 a few chunks): Gaussian blobs with known centres, a large RGB image, and a multi-band
 scene with known classes and a nodata border.
+
+Each is written atomically (:func:`~daskmeans.io.stores.atomic_dir`); a store already
+at the destination is refused unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ __all__ = ["blob_centers", "make_blobs_zarr", "synthetic_image", "synthetic_scen
 def synthetic_scene(store: PathLike, height: int, width: int, *, bands: int = 6,
                     n_classes: int = 5, nodata: float = 0.0, tile: int = 512,
                     noise: float = 0.02, random_state: int = 0,
-                    overwrite: bool = True) -> Path:
+                    overwrite: bool = False) -> Path:
     """Write a multi-band scene with known classes, tile by tile (a few tiles in memory).
 
     The group holds ``reflectance`` (band, y, x) float32 — each pixel the spectrum of
@@ -97,7 +100,7 @@ def _synthetic_tile(src: np.ndarray, r0: int, c0: int, h: int, w: int, seed: int
 
 def synthetic_image(
     store: PathLike, height: int, width: int, *, source: np.ndarray | None = None,
-    tile: int = DEFAULT_TILE, random_state: int = 0, overwrite: bool = True,
+    tile: int = DEFAULT_TILE, random_state: int = 0, overwrite: bool = False,
 ) -> Path:
     """Write a large RGB test image tile by tile: a photo repeated with random shifts
     and +-8 noise (scikit-learn's china.jpg by default). Memory: a few tiles.
@@ -158,7 +161,7 @@ def make_blobs_zarr(
     cluster_std: float = 1.0,
     chunk_rows: int = 100_000,
     random_state: int = 0,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write Gaussian blobs straight to a Zarr group, chunk by chunk, in parallel.
 

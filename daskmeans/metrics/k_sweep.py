@@ -264,20 +264,29 @@ class _SweepSilhouette:
         return {"silhouette": r.score, "silhouette_se": r.standard_error}
 
 
-def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write sweep rows as CSV (header from the first row)."""
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path, *,
+              overwrite: bool = False) -> Path:
+    """Write sweep rows as CSV (header from the first row), atomically; an existing
+    file is refused unless ``overwrite``."""
+    from .. import io
+
     path = Path(path)
-    with open(path, "w", newline="") as f:
+    with io.atomic_file(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
         w.writeheader()
         w.writerows(rows)
     return path
 
 
-def write_json(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write sweep rows as a JSON list."""
+def write_json(rows: Sequence[dict[str, Any]], path: str | Path, *,
+               overwrite: bool = False) -> Path:
+    """Write sweep rows as a JSON list, atomically; an existing file is refused unless
+    ``overwrite``."""
+    from .. import io
+
     path = Path(path)
-    path.write_text(json.dumps(list(rows), indent=2) + "\n")
+    with io.atomic_file(path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(list(rows), indent=2) + "\n")
     return path
 
 

@@ -60,7 +60,7 @@ def test_failed_ingest_keeps_previous_store(small_dir, tmp_path: Path) -> None:
     (bad / "t10k-images-idx3-ubyte.gz").write_bytes(b"garbage")
     write_idx(bad / "t10k-labels-idx1-ubyte.gz", np.zeros(3, np.uint8))
     with pytest.raises(io.IDXFormatError):
-        io.ingest(bad, dest)
+        io.ingest(bad, dest, overwrite=True)
     np.testing.assert_array_equal(open_dataset(dest, "test")[1].compute(), labels)
 
 

@@ -284,15 +284,21 @@ def test_write_group_root_metadata_last_and_cleanup(s3: S3) -> None:
             zarr.open_group(url, mode="r", storage_options=s3.options())
     assert list(zarr.open_group(url, mode="r", storage_options=s3.options())["a"][:]) == [
         1, 2, 3, 4]
+    with pytest.raises(io.OutputExistsError, match="w.zarr: exists; .*overwrite=True"), \
+            io.write_group(url, storage_options=s3.options()):
+        pass  # not asked to replace it: refused before anything is deleted
+    assert list(zarr.open_group(url, mode="r", storage_options=s3.options())["a"][:]) == [
+        1, 2, 3, 4]
     with pytest.raises(RuntimeError, match="boom"), \
-            io.write_group(url, storage_options=s3.options()) as g:
+            io.write_group(url, storage_options=s3.options(), overwrite=True) as g:
         g.create_array("b", shape=(4,), dtype=np.int32)[:] = 7
         raise RuntimeError("boom")
     fs.invalidate_cache()
     assert not fs.exists(f"{BUCKET}/w.zarr")  # the old store went first, the partial one after
     fs.pipe(f"{BUCKET}/notzarr/file.txt", b"precious")
     with pytest.raises(FileExistsError, match="notzarr: exists and is not a Zarr store"), \
-            io.write_group(f"s3://{BUCKET}/notzarr", storage_options=s3.options()):
+            io.write_group(f"s3://{BUCKET}/notzarr", storage_options=s3.options(),
+                           overwrite=True):
         pass
     assert fs.cat(f"{BUCKET}/notzarr/file.txt") == b"precious"
     with pytest.raises(ValueError, match="needs a path inside the bucket"), \
@@ -304,6 +310,14 @@ def test_ingest_to_a_url(s3: S3, local_store: Path) -> None:
     url = io.arrays_to_dataset(_digits(), f"s3://{BUCKET}/up.zarr", name="digits",
                                chunk_rows=500, storage_options=s3.options())
     assert url == f"s3://{BUCKET}/up.zarr"
+    with pytest.raises(io.OutputExistsError, match=rf"{url}: exists; .*overwrite=True"):
+        io.arrays_to_dataset(_digits(), url, name="again", storage_options=s3.options())
+    with pytest.raises(io.OutputExistsError, match=rf"{url}: exists"):
+        io.upload_store(local_store, url, storage_options=s3.options())
+    assert zarr.open_group(url, mode="r", storage_options=s3.options()).attrs[
+        "dataset"] == "digits"
+    io.arrays_to_dataset(_digits(), url, name="digits", chunk_rows=500,
+                         storage_options=s3.options(), overwrite=True)
     X, y = open_dataset(url, "train", storage_options=s3.options())
     Xl, yl = open_dataset(local_store, "train")
     np.testing.assert_array_equal(X.compute(), Xl.compute())
@@ -426,10 +440,16 @@ def test_cli_fit_evaluate_predict_with_a_bucket(s3: S3, s3_store: str, local_sto
     assert code == 0, err
     assert json.loads(out)["n_samples"] == 397
     url = f"s3://{BUCKET}/cli-labels.zarr"
-    for _ in range(2):  # the second run replaces the first store
+    for replace in ([], ["--overwrite"]):  # the second run replaces the first store
         code, out, err = run(["predict", s3_store, "--model", str(model), "--out", url,
-                              "--quiet", *opts], capsys)
+                              "--quiet", *replace, *opts], capsys)
         assert code == 0 and url in out, err
+        if not replace:  # asked to write over it without --overwrite: refused, kept
+            code, _, err = run(["predict", s3_store, "--model", str(model), "--out", url,
+                                "--quiet", *opts], capsys)
+            assert code == 2 and f"{url}: exists" in err and "--overwrite" in err, err
+            assert zarr.open_group(url, mode="r", storage_options=s3.options()).attrs[
+                "split"] == "test"
     from daskmeans import load_model
 
     est, header = load_model(model)
@@ -564,3 +584,27 @@ def test_cli_segment_a_scene_in_the_bucket(s3: S3, tmp_path: Path, capsys) -> No
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(truth[truth >= 0], got[truth >= 0]) == pytest.approx(1.0)
+
+
+def test_predict_to_a_bucket_killed_mid_write_does_not_open(s3: S3, s3_store: str,
+                                                           local_store: Path, model: KMeans,
+                                                           tmp_path: Path) -> None:
+    """Object storage has no rename: a predict killed after writing label chunks leaves
+    objects without the root metadata, and readers refuse them (not found)."""
+    import s3fs
+
+    from daskmeans import save_model
+    from tests.test_overwrite import kill_mid_write
+
+    path = save_model(model, tmp_path / "m.npz")
+    url = f"s3://{BUCKET}/killed.zarr"
+    kill_mid_write(["predict", s3_store, "--model", str(path), "--out", url,
+                    *s3.cli_options()], tmp_path)
+    fs = s3fs.S3FileSystem(**s3.options())
+    fs.invalidate_cache()
+    assert fs.exists(f"{BUCKET}/killed.zarr/labels/zarr.json")  # the write had begun
+    assert not fs.exists(f"{BUCKET}/killed.zarr/zarr.json")
+    with pytest.raises(FileNotFoundError, match=rf"{url}: no Zarr store at this URL"):
+        open_source(url, storage_options=s3.options())
+    with pytest.raises(FileNotFoundError):
+        zarr.open_group(url, mode="r", storage_options=s3.options())
