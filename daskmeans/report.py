@@ -28,7 +28,6 @@ import base64
 import html
 import json
 import math
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -163,20 +162,12 @@ class Page:
                 f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p></body></html>\n")
 
     def write(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the page to ``path`` atomically: a temporary file beside it, renamed
-        into place, so a reader never sees half a page. An existing file is replaced
-        only with ``overwrite``."""
+        """Write the page to ``path`` atomically (:func:`daskmeans.io.atomic_file`): a
+        temporary file beside it, renamed into place, so a reader never sees half a
+        page. An existing file is replaced only with ``overwrite``."""
         path = check_output(path, overwrite)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.html())
-            os.chmod(tmp, io.new_file_mode())  # mkstemp's 0o600 -> as any other output
-            if not overwrite and path.exists():  # appeared while the page was drawn
-                raise FileExistsError(_exists_message(path))
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with io.atomic_file(path, overwrite=overwrite) as tmp:
+            tmp.write_text(self.html(), encoding="utf-8")
         return path
 
 
@@ -197,21 +188,15 @@ def _html_table(rows: Sequence[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _exists_message(path: Path) -> str:
-    return (f"{path} exists; pass --overwrite (overwrite=True) to replace it, or choose "
-            "another --out")
-
-
 def check_output(path: str | Path, overwrite: bool = False) -> Path:
     """``path`` as a page this process may write: not a folder, its folder there and
     writable, and no file there unless ``overwrite``. Raises :class:`ReportError` or
-    :class:`FileExistsError` naming the path."""
+    :class:`~daskmeans.io.errors.OutputExistsError` naming the path."""
     path = Path(path)
     if path.is_dir():
         raise ReportError(f"{path} is a folder; the output is the HTML file to write "
                           f"(e.g. {path / 'report.html'})")
-    if path.exists() and not overwrite:
-        raise FileExistsError(_exists_message(path))
+    io.check_output(path, overwrite=overwrite, store=False)
     parent = path.parent if str(path.parent) else Path(".")
     try:
         io.ensure_writable_dir(parent)

@@ -177,7 +177,7 @@ def test_library_writers_refuse_unless_asked(tmp_path: Path) -> None:
     rows = [{"k": 2, "inertia": 1.0}, {"k": 3, "inertia": 0.5}]
     for write in (metrics.write_csv, metrics.write_json,
                   lambda r, p, **k: plot.elbow_curve([2, 3], [1.0, 0.5], p, **k),
-                  lambda r, p, **k: plot.report_page(p, "t", [("table", r)], **k)):
+                  lambda r, p, **k: _page(r).write(p, **k)):
         path = tmp_path / "out.png"
         path.write_text("old")
         with pytest.raises(OutputExistsError, match="out.png: exists"):
@@ -186,6 +186,14 @@ def test_library_writers_refuse_unless_asked(tmp_path: Path) -> None:
         write(rows, path, overwrite=True)
         assert path.read_bytes() != b"old"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _page(rows: list[dict[str, float]]):  # type: ignore[no-untyped-def]
+    from daskmeans import report
+
+    page = report.Page("t")
+    page.table(rows)
+    return page
 
 
 # ---------------------------------------------------------------- killed mid-write
