@@ -29,7 +29,7 @@ print(china.shape, f"{len(np.unique(pixels, axis=0))} distinct colours")
 rng = np.random.default_rng(0)
 sample = pixels[rng.choice(len(pixels), 5000, replace=False)]
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-for ax, (a, b) in zip(axes, [(0, 1), (0, 2)]):
+for ax, (a, b) in zip(axes, [(0, 1), (0, 2)], strict=True):
     ax.scatter(sample[:, a], sample[:, b], c=sample / 255, s=2)
     ax.set_xlabel("RGB"[a])
     ax.set_ylabel("RGB"[b])
@@ -48,7 +48,7 @@ results = {k: daskmeans.quantize(china, k, sample_size=50_000, random_state=0)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 axes[0].imshow(china)
 axes[0].set_title("original")
-for ax, (k, q) in zip(axes[1:], results.items()):
+for ax, (k, q) in zip(axes[1:], results.items(), strict=True):
     ax.imshow(q.preview())
     ax.set_title(f"{k} colours, PSNR {q.psnr:.1f} dB")
 for ax in axes:

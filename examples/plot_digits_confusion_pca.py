@@ -31,7 +31,7 @@ km = daskmeans.KMeans(10, n_init=4, random_state=0).fit(X)
 # that blend two of them.
 fig, axes = plt.subplots(2, 5, figsize=(8, 3.5))
 mapping = metrics.infer_cluster_labels(y, km.labels_)
-for ax, cluster in zip(axes.flat, plot.label_order(10, mapping)):
+for ax, cluster in zip(axes.flat, plot.label_order(10, mapping), strict=True):
     ax.imshow(km.cluster_centers_[cluster].reshape(8, 8), cmap="binary")
     ax.set_title(f"cluster {cluster}: {mapping.get(cluster, '?')}")
     ax.set_axis_off()

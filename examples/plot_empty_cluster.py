@@ -40,10 +40,10 @@ one_step = daskmeans.KMeans(3, init=init, n_init=1, max_iter=1).fit(X)
 nearest = np.argmin(((X[:, None, :] - init[None]) ** 2).sum(axis=-1), axis=1)
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharex=True, sharey=True)
-for ax, (title, labels, centres) in zip(axes, [
-        ("start: one centre is empty", nearest, init),
-        ("after one iteration (relocated)", one_step.labels_, one_step.cluster_centers_),
-        (f"converged after {km.n_iter_} iterations", km.labels_, km.cluster_centers_)]):
+stages = [("start: one centre is empty", nearest, init),
+          ("after one iteration (relocated)", one_step.labels_, one_step.cluster_centers_),
+          (f"converged after {km.n_iter_} iterations", km.labels_, km.cluster_centers_)]
+for ax, (title, labels, centres) in zip(axes, stages, strict=True):
     ax.scatter(X[:, 0], X[:, 1], c=labels, s=12, cmap="viridis", vmin=0, vmax=2)
     ax.scatter(*np.asarray(centres).T, c="red", s=150, marker="X")
     ax.set_title(title)

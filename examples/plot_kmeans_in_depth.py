@@ -41,7 +41,7 @@ for ax, (name, est) in zip(axes, [
         ("init='random', n_init=1, seed 4",
          daskmeans.KMeans(4, init="random", n_init=1, random_state=4)),
         ("k-means++, n_init=10",
-         daskmeans.KMeans(4, n_init=10, random_state=4))]):
+         daskmeans.KMeans(4, n_init=10, random_state=4))], strict=True):
     est.fit(X)
     ax.scatter(X[:, 0], X[:, 1], c=est.labels_, s=20, cmap="viridis")
     ax.scatter(*est.cluster_centers_.T, c="black", s=200, alpha=0.5, marker="X")
@@ -72,7 +72,7 @@ stretched = X @ np.array([[0.6, -0.64], [-0.41, 0.85]])
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 for ax, (name, data, k) in zip(axes, [("two moons", moons, 2),
-                                      ("stretched blobs", stretched, 4)]):
+                                      ("stretched blobs", stretched, 4)], strict=True):
     est = daskmeans.KMeans(k, random_state=0).fit(data)
     ax.scatter(data[:, 0], data[:, 1], c=est.labels_, s=20, cmap="viridis")
     ax.scatter(*est.cluster_centers_.T, c="red", s=150, marker="X")

@@ -35,7 +35,7 @@ models = {metric: daskmeans.KMeans(10, metric=metric, random_state=0).fit(X)
           for metric in ("euclidean", "manhattan")}
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-for ax, (metric, km) in zip(axes, models.items()):
+for ax, (metric, km) in zip(axes, models.items(), strict=True):
     ax.plot([h["iteration"] for h in km.history_], [h["inertia"] for h in km.history_], "o-")
     ax.set_xlabel("iteration")
     ax.set_title(f"{metric}: {km.n_iter_} iterations")
@@ -47,9 +47,9 @@ axes[0].set_ylabel("objective")
 # A median pixel is one of the values its rows hold, so the k-medians centres
 # are sharper images than the means (many of their pixels are exactly 0).
 fig, axes = plt.subplots(2, 10, figsize=(10, 2.4))
-for row, (metric, km) in zip(axes, models.items()):
+for row, (metric, km) in zip(axes, models.items(), strict=True):
     mapping = metrics.infer_cluster_labels(y, km.labels_)
-    for ax, cluster in zip(row, plot.label_order(10, mapping)):
+    for ax, cluster in zip(row, plot.label_order(10, mapping), strict=True):
         ax.imshow(km.cluster_centers_[cluster].reshape(8, 8), cmap="binary")
         ax.set_axis_off()
     row[0].set_title(metric, loc="left", fontsize=9)

@@ -76,7 +76,7 @@ predicted = metrics.apply_mapping(km.predict(X_test), mapping)
 print(f"held-out accuracy: {float((predicted == y_test).mean().compute()):.3f}")
 
 fig, axes = plt.subplots(1, 10, figsize=(10, 1.6))
-for ax, cluster in zip(axes, sorted(mapping, key=mapping.get)):
+for ax, cluster in zip(axes, sorted(mapping, key=mapping.get), strict=False):
     ax.imshow(km.cluster_centers_[cluster].reshape(8, 8), cmap="binary")
     ax.set_title(str(mapping[cluster]))
     ax.set_axis_off()
