@@ -17,6 +17,7 @@ store, and watches the memory the fit allocates.
 # :func:`daskmeans.io.make_blobs_zarr` writes Gaussian blobs straight to Zarr,
 # one chunk of rows at a time, so writing needs a few chunks of memory whatever
 # the size. Here 1,200,000 rows of 32 float32 features: 146 MiB decoded.
+import copy
 import tempfile
 import time
 import tracemalloc
@@ -48,6 +49,7 @@ print(f"{source.n} rows x {source.d} features, {source.nbytes / 2**20:.0f} MiB d
 # limit) is switched off: it measures the whole process, which here also holds
 # Python, the libraries and this example, so it would pause the worker at once.
 # The limit still sets daskmeans' memory budget: a quarter of it.
+saved_memory_settings = copy.deepcopy(dask.config.get("distributed.worker.memory"))
 dask.config.set({"distributed.worker.memory.target": False,
                  "distributed.worker.memory.spill": False,
                  "distributed.worker.memory.pause": False,
@@ -117,5 +119,5 @@ print(f"largest distance from a true centre to a fitted one: {gaps.max():.3f}")
 # Clean up: close the cluster, restore dask's memory settings, remove the store.
 client.close()
 cluster.close()
-dask.config.refresh()
+dask.config.set({"distributed.worker.memory": saved_memory_settings})
 workdir.cleanup()

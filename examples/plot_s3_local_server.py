@@ -27,7 +27,9 @@ from sklearn.datasets import load_digits
 import daskmeans
 from daskmeans import io, metrics
 
-logging.getLogger("werkzeug").setLevel(logging.ERROR)  # quiet: one line per request
+werkzeug = logging.getLogger("werkzeug")  # moto's web server: one line per request
+werkzeug_level = werkzeug.level
+werkzeug.setLevel(logging.ERROR)
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
 server.start()
 host, port = server.get_host_and_port()
@@ -87,3 +89,4 @@ fig.suptitle("centres fitted from s3://daskmeans-examples/digits.zarr")
 # ---------------
 # Its buckets were in memory: they go with it.
 server.stop()
+werkzeug.setLevel(werkzeug_level)

@@ -50,7 +50,10 @@ def main() -> None:
     from daskmeans import KMeans, MiniBatchKMeans, io, open_dataset
 
     store = io.ingest(args.data, Path(tempfile.mkdtemp()) / "d.zarr")
-    X = open_dataset(store, "train")[0].compute()
+    import zarr
+
+    split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
+    X = open_dataset(store, split)[0].compute()
     k = args.k
     # warm-up: thread pools, BLAS buffers
     MiniBatchKMeans(k, random_state=0, max_iter=1).fit(X)
