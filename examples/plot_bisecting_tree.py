@@ -61,7 +61,9 @@ for node in reversed(range(tree.parent.shape[0])):
     else:
         rows_of[node] = np.concatenate([rows_of[int(c)] for c in tree.children[node]])
 
-fig, ax = plt.subplots(figsize=(12, 1.4 * (max(depth.values()) + 1)))
+# one unit of x (a leaf) and of y (a level) the same size on the page
+fig, ax = plt.subplots(figsize=(len(leaves) + 0.5, max(depth.values()) + 1.7),
+                       layout="constrained")
 for node, parent in enumerate(tree.parent):
     if parent >= 0:
         ax.plot([x[int(parent)], x[node]], [-depth[int(parent)], -depth[node]], color="gray",
@@ -71,7 +73,7 @@ for node in depth:
     share = digit_counts.max() / digit_counts.sum()
     ax.imshow(tree.centers[node].reshape(8, 8), cmap="binary",
               extent=(x[node] - 0.35, x[node] + 0.35, -depth[node] - 0.35,
-                      -depth[node] + 0.35), zorder=1)
+                      -depth[node] + 0.35), aspect="auto", zorder=1)
     ax.text(x[node], -depth[node] - 0.42, f"{digit_counts.argmax()} ({share:.0%})",
             ha="center", va="top", fontsize=7)
 ax.set_xlim(-0.6, len(leaves) - 0.4)

@@ -99,15 +99,17 @@ _, plain = fit_measured(algorithm="lloyd")
 # Every iteration read all of the store, yet none held more than part of it: a
 # few blocks of rows per thread and the partial sums, plus the distance bounds
 # of the default fit.
-fig, ax = plt.subplots(figsize=(7, 3.5))
+fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
 for i, (name, peaks) in enumerate([("default (distance bounds)", bounded),
                                    ('algorithm="lloyd"', plain)]):
     ax.bar(np.arange(1, len(peaks) + 1) + 0.4 * i - 0.2, peaks, width=0.4, label=name)
 ax.axhline(source.nbytes / 2**20, color="C3", label="the store, decoded")
 ax.axhline(128, color="gray", linestyle="--", label="the worker's memory limit")
+ax.set_xticks(range(1, max(len(bounded), len(plain)) + 1))
+ax.set_ylim(0, 1.45 * source.nbytes / 2**20)
 ax.set_xlabel("iteration")
 ax.set_ylabel("largest allocation (MiB)")
-ax.legend(loc="lower right")
+ax.legend(loc="upper center", ncols=2, fontsize=8)
 
 # %%
 # The true centres are in the store; each is matched by a fitted one.

@@ -44,13 +44,15 @@ reflectance = scene["reflectance"]
 nodata = reflectance.isnull().any("band")
 print(f"{int(nodata.sum())} of {nodata.size} pixels are nodata")
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), layout="constrained")
 reflectance.sel(band=["B1", "B2", "B3"]).transpose("y", "x", "band").plot.imshow(
     ax=axes[0], robust=True)
 axes[0].set_title("bands B1-B3 as RGB (nodata white)")
 scene["classes"].where(scene["classes"] >= 0).plot.imshow(ax=axes[1], cmap="tab10",
                                                            add_colorbar=False)
 axes[1].set_title("true classes")
+for ax in axes:
+    ax.tick_params(axis="x", labelrotation=30)
 
 # %%
 # Fit on the DataArray
@@ -84,10 +86,12 @@ print(f"fitted on {seg.n_fit} pixels, nodata {seg.nodata}")
 written = xr.open_zarr(seg.store, consolidated=False)
 print(written)
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), width_ratios=[1, 1.2])
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), width_ratios=[1, 1.2],
+                         layout="constrained")
 written["labels"].where(written["labels"] >= 0).plot.imshow(ax=axes[0], cmap="tab10",
                                                             add_colorbar=False)
 axes[0].set_title("segment(): labels, nodata blank")
+axes[0].tick_params(axis="x", labelrotation=30)
 for c, spectrum in enumerate(seg.centers):
     axes[1].plot(seg.bands, spectrum, "o-", color=plt.get_cmap("tab10")(c / 9),
                  label=f"cluster {c}")
