@@ -10,6 +10,7 @@ benchmark-kernel script, which switches kernels through the environment, runs la
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -110,8 +111,8 @@ def results_of(smoke: dict[str, Any], name: str) -> dict[str, Any]:
     assert "flags" in machine["cpu"] and "numpy" in machine["versions"]
     assert data["params"]["data"] and "out" not in data["params"]
     assert data["measure"] and data["records"], data
-    for rec in data["records"]:
-        assert isinstance(rec["contender"], str) and rec["seconds"] >= 0, rec
+    for rec in data["records"]:  # a marginal time of a tiny run may come out negative
+        assert isinstance(rec["contender"], str) and math.isfinite(rec["seconds"]), rec
     return data
 
 
