@@ -324,3 +324,29 @@ def test_plot_benchmarks_draws_k_and_workers_when_results_have_them(
     report = plotting.draw_all([path], tmp_path / "fewer")
     assert [d.kind for d in report.drawn] == ["ratio"]
     assert set(report.skipped) == {"k", "workers"}
+
+
+def test_docs_hook_writes_the_performance_page_figures(tmp_path: Path) -> None:
+    """docs/_ext/benchmarks.py, as Sphinx runs it: the figures and the text including
+    them, each with its machine."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location(
+        "docs_benchmarks_hook", SCRIPTS.parent / "docs" / "_ext" / "benchmarks.py")
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    try:
+        (tmp_path / "_benchmarks").mkdir()
+        (tmp_path / "_benchmarks" / "stale.png").write_bytes(b"")  # of a removed result
+        hook.generate(SimpleNamespace(srcdir=str(tmp_path)))
+    finally:
+        sys.modules.pop("daskmeans_plot_benchmarks", None)
+    out = tmp_path / "_benchmarks"
+    text = (out / "figures.inc").read_text()
+    pngs = sorted(out.glob("*.png"))
+    assert pngs and all(_is_png(p) for p in pngs)
+    assert [f".. figure:: /_benchmarks/{p.name}" in text for p in pngs] == [True] * len(pngs)
+    assert text.count("**Machine:** ") == len(pngs) and "no AVX-512" in text
+    assert "Figures not drawn" in text  # no result has several K or worker counts yet

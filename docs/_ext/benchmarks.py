@@ -45,19 +45,20 @@ def _plotting() -> Any:
 
 
 def figures_rst(report: Any, summary: Any) -> str:
-    """The reStructuredText of the drawn figures, one section each, newest first."""
+    """The reStructuredText of the drawn figures, one subsection (``~``) each, newest
+    first: the page including it uses ``=`` and ``-`` for its own titles."""
     if not report.drawn:
         return "No benchmark results yet: ``benchmarks/results`` holds no JSON file.\n"
     lines: list[str] = []
     for d in sorted(report.drawn, key=lambda d: str(d.machine.get("date", "")),
                     reverse=True):
         title = f"{d.benchmark}: {TITLES[d.kind]} ({d.source.name})"
-        lines += [title, "-" * len(title), "",
+        lines += [title, "~" * len(title), "",
                   f".. figure:: /{OUT}/{d.path.name}", f"   :alt: {title}", "",
                   f"   {d.measure}; results file ``benchmarks/results/{d.source.name}``.", "",
                   f"**Machine:** {summary(d.machine)}.", ""]
     if report.skipped:
-        lines += ["Figures not drawn", "-----------------", ""]
+        lines += ["Figures not drawn", "~~~~~~~~~~~~~~~~~", ""]
         lines += [f"- {TITLES[kind]}: {why}." for kind, why in report.skipped.items()]
         lines.append("")
     return "\n".join(lines)
