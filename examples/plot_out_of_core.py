@@ -72,7 +72,9 @@ print(f"budget {budget / 2**20:.0f} MiB; the store is {source.nbytes / budget:.0
 # Two fits: the default one keeps exact distance bounds for every row between
 # iterations (16 bytes a row here, beside the block they belong to) so that
 # late iterations skip most rows; ``algorithm="lloyd"`` keeps nothing per row
-# and measures every distance in every pass.
+# and measures every distance in every pass. (distributed warns below that the
+# first graph is large: the default fit builds every row's initial bounds here,
+# in this process, and sends them with its first pass.)
 
 
 def fit_measured(**params):
