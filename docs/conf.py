@@ -30,6 +30,8 @@ extensions = [
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
+# the performance page's figures, drawn at build time from benchmarks/results/*.json
+extensions.append("docs._ext.benchmarks")
 
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb",

@@ -42,12 +42,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 
 def marginal(fit: Callable[[int], object], base: int, extra: int) -> float:
@@ -105,6 +110,7 @@ def main() -> None:
     p.add_argument("--no-dask-ml", action="store_true")
     p.add_argument("--no-other-stores", action="store_true",
                    help="skip the stores written by zarr itself (v3 Blosc, sharded, v2)")
+    add_out_argument(p, "lloyd-iteration")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -163,6 +169,7 @@ def main() -> None:
     # in this order, so each ratio compares measurements seconds apart
     results: dict[str, dict[int, list[float]]] = {}
     ratios: dict[str, dict[int, list[float]]] = {}
+    records: list[dict[str, Any]] = []
     for k in args.k:
         C0 = X[np.random.default_rng(0).choice(n, k, replace=False)]
 
@@ -207,6 +214,8 @@ def main() -> None:
                 ref = secs if ref is None else ref
                 results.setdefault(name, {}).setdefault(k, []).append(secs)
                 ratios.setdefault(name, {}).setdefault(k, []).append(secs / ref)
+                records.append({"contender": name, "k": k, "round": r, "seconds": secs,
+                                **({"workers": 2} if "LocalCluster" in name else {})})
                 print(f"  round {r} {name:<28} K={k:<4} {secs * 1000:8.1f} ms/iter "
                       f"({secs / ref:.2f}x)", flush=True)
             assert ref is not None
@@ -214,6 +223,7 @@ def main() -> None:
             name = "floor: distance GEMM alone"
             results.setdefault(name, {}).setdefault(k, []).append(secs)
             ratios.setdefault(name, {}).setdefault(k, []).append(secs / ref)
+            records.append({"contender": name, "k": k, "round": r, "seconds": secs})
             print(f"  round {r} {name:<28} K={k:<4} {secs * 1000:8.1f} ms/pass "
                   f"({secs / ref:.2f}x)", flush=True)
 
@@ -247,14 +257,18 @@ def main() -> None:
     print()
     from daskmeans.engine.hold import hold
 
+    hold_seconds: dict[str, list[float]] = {}
     for name, z in stores.items():  # the once-per-fit cost the held rows cancel
-        times = []
+        times = hold_seconds[name] = []
         for _ in range(3):
             t0 = time.perf_counter()
             with threads():
                 hold(open_source(z, cache=True))
             times.append(time.perf_counter() - t0)
         print(f"read and hold, {name}: {np.median(times) * 1000:.0f} ms once per fit")
+    save_results("lloyd-iteration", args, records, measure="seconds per iteration",
+                 reference="scikit-learn (lloyd)", rows=n, features=d,
+                 read_and_hold_seconds=hold_seconds)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 
 def main() -> None:
@@ -39,6 +43,7 @@ def main() -> None:
     p.add_argument("--no-worker-profile", action="store_true",
                    help="start the LocalCluster with distributed's statistical profiler off "
                         "(distributed.worker.profile.enabled: False)")
+    add_out_argument(p, "big-store")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -103,6 +108,7 @@ def main() -> None:
         "LocalCluster 2x1, held": (fit(True), on_cluster),
     }
     per_iter: dict[str, list[float]] = {name: [] for name in contenders}
+    records: list[dict[str, Any]] = []
     with threads():  # untimed: the first fit on a just-written store is much slower
         fit(False)(1)
     for r in range(args.rounds):
@@ -111,6 +117,9 @@ def main() -> None:
                 a = run(1)
                 b = run(1 + args.iters)
             per_iter[name].append((b - a) / args.iters)
+            records.append({"contender": name, "k": args.k, "round": r,
+                            "seconds": per_iter[name][-1],
+                            **({"workers": 2} if "LocalCluster" in name else {})})
             print(f"  round {r} {name:<28} {per_iter[name][-1]:7.2f} s/iteration "
                   f"(fit of 1 iteration {a:.1f} s)", flush=True)
     client.close()
@@ -129,6 +138,8 @@ def main() -> None:
             rs = [a / b for a, b in zip(v, per_iter[ref_name], strict=True)]
             cells.append(f"{np.median(rs):.2f}x [{min(rs):.2f}-{max(rs):.2f}]")
         print(f"| {name} | {np.median(v):.2f} | {cells[0]} | {cells[1]} |")
+    save_results("big-store", args, records, measure="seconds per iteration",
+                 reference="threaded, streamed", rows=n)
 
 
 if __name__ == "__main__":

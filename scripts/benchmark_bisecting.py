@@ -22,9 +22,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.cluster import BisectingKMeans as SKBisecting
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 from daskmeans import BisectingKMeans, io, metrics, open_dataset, open_source
 
@@ -41,6 +45,7 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=3, help="random_state 0 .. seeds-1")
     p.add_argument("--max-iter", type=int, default=300)
     p.add_argument("--rows", type=int, help="only the first ROWS test images (smoke runs)")
+    add_out_argument(p, "bisecting")
     args = p.parse_args()
     ks = [int(k) for k in args.k.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,6 +66,7 @@ def main() -> int:
               "| seconds | rounds / passes |")
         print("|---|---|---|---|---|---|---|---|---|")
         means: dict[tuple[int, str, str], list[tuple[float, float, float]]] = {}
+        records: list[dict[str, Any]] = []
         for k in ks:
             for strategy in args.strategies.split(","):
                 for seed in range(args.seeds):
@@ -86,6 +92,10 @@ def main() -> int:
                               flush=True)
                         means.setdefault((k, strategy, name), []).append(
                             (est.inertia_, purity, secs))
+                        records.append({"contender": name, "k": k, "strategy": strategy,
+                                        "seed": seed, "round": seed, "seconds": secs,
+                                        "inertia": float(est.inertia_),
+                                        "purity": float(purity)})
         print("\n| K | strategy | contender | mean inertia | vs scikit-learn | mean purity "
               "| mean seconds |")
         print("|---|---|---|---|---|---|---|")
@@ -94,6 +104,8 @@ def main() -> int:
             ref = np.mean(means[k, strategy, "scikit-learn"], axis=0)[0]
             print(f"| {k} | {strategy} | {name} | {m[0]:.6g} | {m[0] / ref:.4f} | "
                   f"{m[1]:.4f} | {m[2]:.2f} |")
+    save_results("bisecting", args, records, measure="seconds per fit",
+                 reference="scikit-learn", rows=int(X.shape[0]))
     return 0
 
 

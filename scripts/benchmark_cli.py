@@ -23,6 +23,10 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 LIBRARY = {
     "fit": """
@@ -81,6 +85,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--no-cluster", action="store_true", help="skip the --workers 2 rows")
     p.add_argument("--commands", default="fit,evaluate,predict", help="which to time")
+    add_out_argument(p, "cli")
     args = p.parse_args()
 
     from daskmeans import cli
@@ -134,6 +139,12 @@ def main() -> None:
     print(f"\ndaskmeans --help: {t_help:.2f} s; python -c 'import dask.array': {t_dask:.2f} s "
           "(target: help at most half of it)")
     print("target: CLI / script <= 1.5x for fit, evaluate and predict")
+    records: list[dict[str, Any]] = [
+        {"contender": who, "command": name, "where": where, "k": args.k, "round": r,
+         "seconds": secs, **({"workers": 2} if where.startswith("LocalCluster") else {})}
+        for (where, name, who), ts in times.items() for r, secs in enumerate(ts)]
+    save_results("cli", args, records, measure="seconds of a fresh process",
+                 reference="script", help_seconds=t_help, import_dask_seconds=t_dask)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 
 def inertia64(X: np.ndarray, C: np.ndarray, labels: np.ndarray) -> float:
@@ -49,6 +53,7 @@ def main() -> None:
     p.add_argument("--no-peers", action="store_true", help="only scikit-learn and ours")
     p.add_argument("--no-warm-up", action="store_true",
                    help="skip compiling every kernel first (smoke runs)")
+    add_out_argument(p, "converge")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -138,6 +143,7 @@ def main() -> None:
         from daskmeans.kernels import warm_up
 
         print(f"compiled kernels ready in {warm_up():.1f} s", flush=True)
+    records: list[dict[str, Any]] = []
     for k in args.k:
         C0 = X[np.random.default_rng(args.seed).choice(n, k, replace=False)]
         print(f"K={k}", flush=True)
@@ -155,6 +161,8 @@ def main() -> None:
                 inertia = inertia64(X, C, labels)
                 rows.setdefault(name, {}).setdefault(k, []).append(
                     (secs, secs / ref, it, inertia))
+                records.append({"contender": name, "k": k, "round": r, "seconds": secs,
+                                "n_iter": it, "inertia": inertia})
                 print(f"  round {r} {name:<38} {secs:7.2f} s ({secs / ref:.2f}x) "
                       f"{it:4d} iterations, inertia {inertia:.7g}", flush=True)
     print()
@@ -176,6 +184,8 @@ def main() -> None:
             cells.append(f"{np.median([x[0] for x in v]):.2f} s ({np.median(rs):.2f}x{rng}), "
                          f"{v[0][2]} it, {v[0][3]:.6g}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    save_results("converge", args, records, measure="seconds to convergence",
+                 reference="scikit-learn lloyd", rows=n, features=d)
 
 
 if __name__ == "__main__":

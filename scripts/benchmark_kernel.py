@@ -20,8 +20,13 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 
 def main() -> None:
@@ -32,9 +37,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--no-compile-timing", action="store_true",
                    help="skip timing the first compilation (two fresh processes)")
+    add_out_argument(p, "kernel")
     args = p.parse_args()
 
     import tempfile
+
+    records: list[dict[str, Any]] = []
+    compile_seconds = None
 
     if not args.no_compile_timing:
         code = "from daskmeans.kernels import warm_up; print(warm_up())"
@@ -43,6 +52,7 @@ def main() -> None:
             first, again = (float(subprocess.run([sys.executable, "-c", code], env=env,
                                                  check=True, capture_output=True,
                                                  text=True).stdout) for _ in range(2))
+        compile_seconds = {"compile": first, "load": again}
         print(f"numba kernels: compiled on first use in {first:.2f} s, "
               f"loaded from the disk cache in {again:.2f} s")
 
@@ -74,9 +84,13 @@ def main() -> None:
                         lloyd_runs(data, C, xsq=xsq, n_top=k, **kw)
                         if r:  # round 0 warms up
                             times[kern].append(time.perf_counter() - t0)
+                            records.append({"contender": kern, "k": k, "rows": name,
+                                            "round": r - 1, "seconds": times[kern][-1]})
                 a, b = (float(np.median(times[kern])) * 1000 for kern in ("numpy", "numba"))
                 print(f"| {k} | {name} | {a:.1f} ms | {b:.1f} ms | {b / a:.2f}x |",
                       flush=True)
+    save_results("kernel", args, records, measure="seconds per Lloyd pass, one thread",
+                 reference="numpy", compile_seconds=compile_seconds)
 
 
 if __name__ == "__main__":

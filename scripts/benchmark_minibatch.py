@@ -17,12 +17,16 @@ AVX-512 kernels, for every contender alike.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 #: daskmeans.MiniBatchKMeans settings compared (besides its defaults).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -38,6 +42,7 @@ def main() -> None:
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--k", type=int, default=256)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_out_argument(p, "minibatch")
     args = p.parse_args()
 
     from sklearn.cluster import MiniBatchKMeans as SKMiniBatch
@@ -45,13 +50,17 @@ def main() -> None:
     from daskmeans import KMeans, MiniBatchKMeans, io, open_dataset
 
     store = io.ingest(args.data, Path(tempfile.mkdtemp()) / "d.zarr")
-    X = open_dataset(store, "train")[0].compute()
+    import zarr
+
+    split = "train" if "train" in zarr.open_group(store, mode="r").attrs["splits"] else "test"
+    X = open_dataset(store, split)[0].compute()
     k = args.k
     # warm-up: thread pools, BLAS buffers
     MiniBatchKMeans(k, random_state=0, max_iter=1).fit(X)
     SKMiniBatch(k, random_state=0, max_iter=1).fit(X)
 
     results: dict[str, list[tuple[float, float]]] = {}
+    records: list[dict[str, Any]] = []
 
     def timed(name: str, fit: Any, lloyd: float) -> float:
         t0 = time.perf_counter()
@@ -59,6 +68,9 @@ def main() -> None:
         secs = time.perf_counter() - t0
         rel = float(est.inertia_) / lloyd - 1 if lloyd else 0.0
         results.setdefault(name, []).append((secs, rel))
+        records.append({"contender": name, "k": k, "round": seed, "seed": seed,
+                        "seconds": secs, "inertia": float(est.inertia_),
+                        "inertia_vs_lloyd": rel})
         print(f"  {name:<48} {secs:6.2f}s  inertia {est.inertia_:.6g} ({rel:+.2%})", flush=True)
         return float(est.inertia_)
 
@@ -68,6 +80,10 @@ def main() -> None:
         lloyd = float(KMeans(k, random_state=seed).fit(X).inertia_)
         results.setdefault("daskmeans.KMeans (lloyd, converged)", []).append(
             (time.perf_counter() - t0, 0.0))
+        records.append({"contender": "daskmeans.KMeans (lloyd, converged)", "k": k,
+                        "round": seed, "seed": seed,
+                        "seconds": results["daskmeans.KMeans (lloyd, converged)"][-1][0],
+                        "inertia": lloyd, "inertia_vs_lloyd": 0.0})
         print(f"  {'daskmeans.KMeans (lloyd, converged)':<48} "
               f"{results['daskmeans.KMeans (lloyd, converged)'][-1][0]:6.2f}s  "
               f"inertia {lloyd:.6g}", flush=True)
@@ -89,6 +105,8 @@ def main() -> None:
         rel = np.array([r[1] for r in rows])
         print(f"| {name} | {t.mean():.2f} / {t.max():.2f} | {t.mean() / sk:.2f}x | "
               f"{t.mean() / ll:.2f}x | {rel.mean():+.2%} / {rel.max():+.2%} |")
+    save_results("minibatch", args, records, measure="seconds per fit",
+                 reference="scikit-learn MiniBatchKMeans", rows=int(X.shape[0]))
 
 
 if __name__ == "__main__":

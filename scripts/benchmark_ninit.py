@@ -17,12 +17,17 @@ Run it with the BLAS configuration you deploy (see scripts/benchmark.py).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 
 def main() -> None:
@@ -32,6 +37,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--n-init", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
+    add_out_argument(p, "ninit")
     args = p.parse_args()
 
     import dask
@@ -71,12 +77,15 @@ def main() -> None:
         "daskmeans from the store (streamed), runs sharing passes": ours(Xs, True),
     }
     times: dict[str, list[float]] = {name: [] for name in contenders}
+    records: list[dict[str, Any]] = []
     with dask.config.set(scheduler="threads"):
         for r in range(args.rounds):
             for name, fit in contenders.items():
                 t0 = time.perf_counter()
                 inertia = fit()
                 times[name].append(time.perf_counter() - t0)
+                records.append({"contender": name, "k": args.k, "round": r,
+                                "seconds": times[name][-1], "inertia": inertia})
                 print(f"  round {r} {name:<48} {times[name][-1]:6.2f} s "
                       f"inertia {inertia:.6g}", flush=True)
     ref = float(np.median(times["scikit-learn"]))
@@ -85,6 +94,8 @@ def main() -> None:
     print("| fit | seconds | vs scikit-learn |\n|---|---|---|")
     for name, ts in times.items():
         print(f"| {name} | {np.median(ts):.1f} | {np.median(ts) / ref:.2f}x |")
+    save_results("ninit", args, records, measure="seconds per fit",
+                 reference="scikit-learn", rows=int(X.shape[0]))
 
 
 if __name__ == "__main__":

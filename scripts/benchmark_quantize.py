@@ -18,11 +18,15 @@ import argparse
 import logging
 import math
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 
 def peak_mb() -> float:
@@ -39,6 +43,7 @@ def main() -> None:
     p.add_argument("--assign-megapixels", type=float, default=16)
     p.add_argument("--workdir", default=None)
     p.add_argument("--reuse", action="store_true", help="reuse WORKDIR/big.zarr if present")
+    add_out_argument(p, "quantize")
     args = p.parse_args()
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
@@ -100,13 +105,20 @@ def main() -> None:
     agree = float(np.mean(ours == ref))
     print(f"\nassigning {n / 1e6:.0f} MP to {args.colors} colours, one thread each:")
     print("| method | seconds | MP/s | ratio to scikit-learn |\n|---|---|---|---|")
+    records: list[dict[str, object]] = []
     for name, secs in [("scikit-learn KMeans.predict", t_sk),
                        ("daskmeans lookup table (+ build once)", t_lut + t_lut_build),
                        ("daskmeans lookup table (built)", t_lut),
                        ("daskmeans direct 3-feature kernel", t_direct)]:
         print(f"| {name} | {secs:.2f} | {n / secs / 1e6:.0f} | {secs / t_sk:.2f}x |")
+        records.append({"contender": name, "k": args.colors, "round": 0, "seconds": secs,
+                        "pixels": n})
     print(f"labels equal to scikit-learn's for {agree:.5%} of pixels "
           f"(direct kernel: {np.mean(direct == ref):.5%})")
+    save_results("quantize", args, records, measure="seconds to assign the pixels, one thread",
+                 reference="scikit-learn KMeans.predict", megapixels=mp,
+                 quantize_seconds=t2 - t1, psnr=q.psnr,
+                 worker_peak_rss_mb=list(peaks.values()))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,15 @@ A figure is only worth quoting with the machine it came from: the CPU (and wheth
 had AVX-512 that day), the cores, the versions of everything that computes, the BLAS
 and its variables, and the date. The docs' performance page reads these files; nothing
 else keeps a history of figures.
+
+A results file is one JSON object: ``benchmark`` (its name), ``machine``
+(:func:`machine_info`), ``params`` (the script's command-line settings) and, for the
+scripts that call :func:`save_results`, ``measure`` (what ``seconds`` means: per
+iteration, to convergence, per fit), ``reference`` (the contender ratios are taken
+against, when there is one) and ``records``: one object per measurement with at least
+``contender`` and ``seconds``, and where they apply ``round`` (the interleaved round it
+was measured in), ``k``, ``workers``, ``inertia``. ``scripts/plot_benchmarks.py``
+draws them.
 """
 
 from __future__ import annotations
@@ -83,6 +92,24 @@ def write_results(path: str | Path, results: dict[str, Any], *,
         f.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def add_out_argument(parser: Any, name: str) -> None:
+    """The ``--out`` option every benchmark script takes."""
+    parser.add_argument("--out", help=f"JSON results (default: "
+                        f"benchmarks/results/{name}-DATE.json)")
+
+
+def save_results(name: str, args: Any, records: list[dict[str, Any]], *, measure: str,
+                 reference: str | None = None, **extra: Any) -> Path:
+    """Write a script's ``records`` with the machine and its settings to ``args.out`` (or
+    :func:`default_out`) and say where."""
+    params = {k: v for k, v in vars(args).items() if k != "out"}
+    out = write_results(args.out or default_out(name), {
+        "benchmark": name, "machine": machine_info(), "params": params, "measure": measure,
+        "reference": reference, **extra, "records": records})
+    print(f"results: {out}")
+    return out
 
 
 def default_out(name: str) -> Path:

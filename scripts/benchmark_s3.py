@@ -36,6 +36,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
+
 BUCKET = "daskmeans-bench"
 
 
@@ -81,6 +84,7 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3)
+    add_out_argument(p, "s3")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -125,11 +129,14 @@ def main() -> None:
         for where, so in contenders.values():  # warm-up: compiled kernels, connections
             fit(where, so, 1)
         per_iter: dict[str, list[float]] = {name: [] for name in contenders}
+        records: list[dict[str, Any]] = []
         for r in range(args.rounds):
             for name, (where, so) in contenders.items():
                 a = fit(where, so, 1)
                 b = fit(where, so, 1 + args.iters)
                 per_iter[name].append((b - a) / args.iters)
+                records.append({"contender": name, "k": args.k, "round": r,
+                                "seconds": per_iter[name][-1]})
                 print(f"  round {r} {name:<30} {per_iter[name][-1] * 1e3:8.1f} ms/iteration "
                       f"(fit of 1 iteration {a:.2f} s)", flush=True)
 
@@ -146,6 +153,8 @@ def main() -> None:
               f"[{min(rs):.2f}-{max(rs):.2f}] |")
     s3_ratio = np.median(ratios["moto S3 (127.0.0.1), streamed"])
     print(f"\nS3 / local disk, median of the per-round ratios: {s3_ratio:.2f}x")
+    save_results("s3", args, records, measure="seconds per iteration",
+                 reference="local disk, streamed", rows=n, stored_bytes=stored)
 
 if __name__ == "__main__":
     main()

@@ -17,9 +17,14 @@ streamed strip by strip, never loaded whole.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_results import add_out_argument, save_results
 
 
 def main() -> None:
@@ -30,6 +35,7 @@ def main() -> None:
     p.add_argument("--memory-limit", default="1GiB", help="per worker")
     p.add_argument("--max-iter", type=int, default=20, help="Lloyd iterations for --full")
     p.add_argument("--work", help="directory for the scene (default: a temporary one)")
+    add_out_argument(p, "segment")
     args = p.parse_args()
 
     import numpy as np
@@ -56,6 +62,7 @@ def main() -> None:
             Client(cluster) as client:
         print(f"LocalCluster: 2 workers x 1 thread, memory limit {args.memory_limit} each; "
               f"{len(client.scheduler_info()['workers'])} workers up")
+        records: list[dict[str, Any]] = []
         for full in (False, True):
             ms = MemorySampler()
             name = "every pixel" if full else "a 200,000-pixel sample"
@@ -74,6 +81,12 @@ def main() -> None:
                   f"ARI {ari:.4f} (on a 1/{stride} grid), nodata -> -1: "
                   f"{bool((got[~inside] == -1).all())}; peak cluster memory "
                   f"{peak / 2**20:.0f} MiB (2 workers) for a {nbytes / 2**20:.0f} MiB scene")
+            records.append({"contender": f"fitted on {name}", "k": args.k, "round": 0,
+                            "workers": 2, "seconds": secs,
+                            "n_iter": int(seg.estimator.n_iter_), "ari": float(ari),
+                            "peak_cluster_memory_bytes": peak})
+    save_results("segment", args, records, measure="seconds to segment the scene",
+                 scene_bytes=nbytes)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The benchmark scripts run end to end (tiny settings) and print their tables.
+"""The benchmark scripts run end to end (tiny settings), print their tables and write
+their results as JSON; the plotting script draws the results kept in the repository.
 
 All of them run in one fresh Python process, one after another (each as ``__main__``
 with its own ``sys.argv``, its output captured): they pay the imports of dask,
@@ -9,8 +10,10 @@ benchmark-kernel script, which switches kernels through the environment, runs la
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,13 @@ SMOKE: dict[str, list[str]] = {
         "--data {data} --rows 1000 --chunk-rows 500 --k 3 --iters 1 --rounds 1".split(),
 }
 
+#: the scripts that write their results as JSON (given ``--out`` in a temporary folder,
+#: so that no smoke run writes into the repository): name -> their ``benchmark`` field
+WRITES_JSON = {"benchmark.py": "lloyd-iteration", "benchmark_ninit.py": "ninit",
+               "benchmark_kernel.py": "kernel", "benchmark_converge.py": "converge",
+               "benchmark_big_store.py": "big-store", "benchmark_cli.py": "cli",
+               "benchmark_bisecting.py": "bisecting", "benchmark_s3.py": "s3"}
+
 RUNNER = """
 import contextlib, io, json, runpy, sys, traceback
 specs, dest = json.loads(sys.argv[1]), sys.argv[2]
@@ -67,14 +77,19 @@ for name, path, args in specs:
 @pytest.fixture(scope="module")
 def smoke(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     order = sorted(SMOKE, key=lambda name: name == "benchmark_kernel.py")
+    work = tmp_path_factory.mktemp("smoke")
     specs = [(name, str(SCRIPTS / name),
-              [a.replace("{data}", str(mnist_dir)) for a in SMOKE[name]]) for name in order]
-    dest = tmp_path_factory.mktemp("smoke") / "results.json"
+              [a.replace("{data}", str(mnist_dir)) for a in SMOKE[name]]
+              + (["--out", str(work / f"{name}.json")] if name in WRITES_JSON else []))
+             for name in order]
+    dest = work / "results.json"
     p = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(specs), str(dest)],
                        capture_output=True, text=True, timeout=900)
     results: dict[str, Any] = json.loads(dest.read_text()) if dest.exists() else {}
     for name in SMOKE:  # a crash of the whole process fails every test that did not run
         results.setdefault(name, {"ok": False, "out": "", "err": p.stderr[-4000:]})
+        written = work / f"{name}.json"
+        results[name]["json"] = json.loads(written.read_text()) if written.exists() else None
     return results
 
 
@@ -83,6 +98,27 @@ def ran(smoke: dict[str, Any], name: str) -> str:
     r = smoke[name]
     assert r["ok"], r["err"]
     return str(r["out"])
+
+
+def results_of(smoke: dict[str, Any], name: str) -> dict[str, Any]:
+    """The JSON results the script wrote, checked for what every results file holds."""
+    out = ran(smoke, name)
+    data = smoke[name]["json"]
+    assert data is not None, f"{name} wrote no JSON results:\n{out}"
+    assert data["benchmark"] == WRITES_JSON[name]
+    machine = data["machine"]
+    assert {"date", "cpu", "cores", "versions", "blas", "python"} <= set(machine), machine
+    assert "flags" in machine["cpu"] and "numpy" in machine["versions"]
+    assert data["params"]["data"] and "out" not in data["params"]
+    assert data["measure"] and data["records"], data
+    for rec in data["records"]:  # a marginal time of a tiny run may come out negative
+        assert isinstance(rec["contender"], str) and math.isfinite(rec["seconds"]), rec
+    return data
+
+
+def contenders(data: dict[str, Any]) -> list[str]:
+    """The results' contenders, in the order first measured."""
+    return list(dict.fromkeys(r["contender"] for r in data["records"]))
 
 
 @pytest.mark.slow
@@ -97,6 +133,11 @@ def test_benchmark_prints_every_row(smoke: dict[str, Any]) -> None:
     assert "our store held / in-memory, K=3:" in out
     assert "zarr v2 streamed / in-memory, K=3:" in out
     assert "read and hold, zarr v3 sharded zstd:" in out
+    data = results_of(smoke, "benchmark.py")
+    assert contenders(data) == names  # every row of the table, in its order
+    assert data["reference"] == "scikit-learn (lloyd)"
+    assert {r["k"] for r in data["records"]} == {3}
+    assert set(data["read_and_hold_seconds"]) == set(stores)
 
 
 @pytest.mark.slow
@@ -107,6 +148,10 @@ def test_benchmark_ninit_prints_every_fit(smoke: dict[str, Any]) -> None:
     ours = [line for line in out.splitlines() if "round 0 daskmeans" in line]
     inertias = {line.split("inertia ")[1] for line in ours}
     assert len(ours) == 4 and len(inertias) == 1, out  # shared passes or not, held or not
+    data = results_of(smoke, "benchmark_ninit.py")
+    assert contenders(data)[0] == data["reference"] == "scikit-learn"
+    assert len(contenders(data)) == 5
+    assert len({f"{r['inertia']:.6g}" for r in data["records"][1:]}) == 1, data
 
 
 @pytest.mark.slow
@@ -114,6 +159,9 @@ def test_benchmark_kernel_prints_both_kernels(smoke: dict[str, Any]) -> None:
     out = ran(smoke, "benchmark_kernel.py")
     rows = [line for line in out.splitlines() if line.startswith("| 3 |")]
     assert [r.split(" | ")[1] for r in rows] == ["float32", "uint8"], out
+    data = results_of(smoke, "benchmark_kernel.py")
+    assert contenders(data) == ["numpy", "numba"] and data["reference"] == "numpy"
+    assert {(r["rows"], r["k"]) for r in data["records"]} == {("float32", 3), ("uint8", 3)}
 
 
 @pytest.mark.slow
@@ -126,6 +174,9 @@ def test_benchmark_converge_prints_every_contender(smoke: dict[str, Any]) -> Non
                     "daskmeans auto, Zarr store streamed"], out
     inertias = {line.rsplit(", ", 1)[1] for line in out.splitlines() if " it, " in line}
     assert len(inertias) == 1, out  # every contender converged to the same answer
+    data = results_of(smoke, "benchmark_converge.py")
+    assert contenders(data) == rows
+    assert all(r["n_iter"] >= 1 and r["inertia"] > 0 for r in data["records"]), data
 
 
 @pytest.mark.slow
@@ -135,6 +186,9 @@ def test_benchmark_big_store_prints_every_contender(smoke: dict[str, Any]) -> No
             if line.startswith("| ") and "contender" not in line]
     assert rows == ["threaded, streamed", "threaded, held", "LocalCluster 2x1, streamed",
                     "LocalCluster 2x1, held"], out
+    data = results_of(smoke, "benchmark_big_store.py")
+    assert contenders(data) == rows
+    assert [r.get("workers") for r in data["records"]] == [None, None, 2, 2]
 
 
 def test_near_tie_cost_prints_each_offset(smoke: dict[str, Any]) -> None:
@@ -146,6 +200,9 @@ def test_near_tie_cost_prints_each_offset(smoke: dict[str, Any]) -> None:
 def test_benchmark_cli_prints_ratios(smoke: dict[str, Any]) -> None:
     out = ran(smoke, "benchmark_cli.py")
     assert "| threaded | evaluate |" in out and "daskmeans --help:" in out, out
+    data = results_of(smoke, "benchmark_cli.py")
+    assert sorted(contenders(data)) == ["CLI", "script"] and data["reference"] == "script"
+    assert {(r["where"], r["command"]) for r in data["records"]} == {("threaded", "evaluate")}
 
 
 @pytest.mark.slow
@@ -161,6 +218,9 @@ def test_benchmark_bisecting_prints_both_contenders(smoke: dict[str, Any]) -> No
     rows = [line.split(" | ")[3] for line in out.splitlines() if line.startswith("| 3 |")
             and line.count(" | ") == 8]
     assert rows == ["scikit-learn", "daskmeans"], out
+    data = results_of(smoke, "benchmark_bisecting.py")
+    assert contenders(data) == rows and data["reference"] == "scikit-learn"
+    assert all(0 < r["purity"] <= 1 and r["inertia"] > 0 for r in data["records"]), data
 
 
 @pytest.mark.slow
@@ -172,3 +232,121 @@ def test_benchmark_s3_prints_both_stores(smoke: dict[str, Any]) -> None:
             if line.startswith("| ") and "contender" not in line]
     assert rows == ["local disk, streamed", "moto S3 (127.0.0.1), streamed"], out
     assert "S3 / local disk, median of the per-round ratios:" in out, out
+    data = results_of(smoke, "benchmark_s3.py")
+    assert contenders(data) == rows and data["reference"] == "local disk, streamed"
+
+
+# ------------------------------------------------------------------ plot_benchmarks.py
+
+
+@pytest.fixture(scope="module")
+def plotting() -> Iterator[Any]:
+    """scripts/plot_benchmarks.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_benchmarks",
+                                                  SCRIPTS / "plot_benchmarks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def _is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_benchmarks_draws_the_results_in_the_repository(
+        plotting: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = sorted((SCRIPTS.parent / "benchmarks" / "results").glob("*.json"))
+    assert results, "the repository keeps benchmark results"
+    assert plotting.main(["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    report = plotting.draw_all(results, tmp_path / "again")
+    assert report.drawn and all(_is_png(d.path) for d in report.drawn)
+    assert {d.kind for d in report.drawn} <= set(plotting.KINDS)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(
+        d.path.name for d in report.drawn)
+    for kind, why in report.skipped.items():  # a kind no result allows: said, and why
+        assert f"no {kind} figure: {why}" in out
+    # the newest of each benchmark and set of cases: both revisions files (a re-run of
+    # one case does not hide the full run), one of the two zarr-read runs
+    assert sorted(d.source.name for d in report.drawn if d.kind == "ratio") == [
+        "revisions-restructure-k10.json", "revisions-restructure.json",
+        "zarr-read-restructure-2.json"]
+    summary = plotting.machine_summary(report.drawn[0].machine)
+    assert "2 cores" in summary and "no AVX-512" in summary and "numpy" in summary
+
+
+def _result(records: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    machine = {"date": "2026-12-07T00:00:00+00:00", "cores": 2,
+               "cpu": {"model": "Test CPU", "flags": ["avx2", "avx512f"]},
+               "versions": {"numpy": "2"}, "blas": [], "python": "3.11"}
+    return {"benchmark": "demo", "machine": machine, "measure": "seconds per iteration",
+            "reference": "peer", "records": records, **extra}
+
+
+def test_plot_benchmarks_ratios_pair_measurements_of_one_round(plotting: Any) -> None:
+    recs = [{"contender": "peer", "k": 10, "round": 0, "seconds": 1.0},
+            {"contender": "ours", "k": 10, "round": 0, "seconds": 0.5},
+            {"contender": "peer", "k": 10, "round": 1, "seconds": 4.0},
+            {"contender": "ours", "k": 10, "round": 1, "seconds": 2.0},
+            {"contender": "ours", "k": 99, "round": 0, "seconds": 1.0}]  # no reference
+    assert plotting.ratios(recs, "peer") == {"K=10": {"peer": 1.0, "ours": 0.5}}
+    # round 1 now 0.25: the median of the per-round ratios is 0.375, where the ratio of
+    # the medians would be 0.75 / 2.5 = 0.3
+    recs[3]["seconds"] = 1.0
+    assert plotting.ratios(recs, "peer")["K=10"]["ours"] == pytest.approx(0.375)
+
+
+def test_plot_benchmarks_draws_k_and_workers_when_results_have_them(
+        plotting: Any, tmp_path: Path) -> None:
+    recs = [{"contender": c, "k": k, "round": r, "seconds": k * f / w,
+             **({"workers": w} if c.startswith("ours") else {})}
+            for r in range(2) for k in (10, 256)
+            for c, f, w in (("peer", 2.0, 1), ("ours LocalCluster 1x1", 1.0, 1),
+                            ("ours LocalCluster 2x1", 1.0, 2))]
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps(_result(recs)))
+    report = plotting.draw_all([path], tmp_path / "figures")
+    assert [d.kind for d in report.drawn] == ["ratio", "k", "workers"]
+    assert report.skipped == {}
+    assert all(_is_png(d.path) and d.measure == "seconds per iteration"
+               for d in report.drawn)
+    assert "AVX-512 (avx512f)" in plotting.machine_summary(report.drawn[0].machine)
+    # a result with one K and no workers: only the ratio bars
+    path.write_text(json.dumps(_result([r for r in recs
+                                        if r["k"] == 10 and r.get("workers") != 2])))
+    report = plotting.draw_all([path], tmp_path / "fewer")
+    assert [d.kind for d in report.drawn] == ["ratio"]
+    assert set(report.skipped) == {"k", "workers"}
+
+
+def test_docs_hook_writes_the_performance_page_figures(tmp_path: Path) -> None:
+    """docs/_ext/benchmarks.py, as Sphinx runs it: the figures and the text including
+    them, each with its machine."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location(
+        "docs_benchmarks_hook", SCRIPTS.parent / "docs" / "_ext" / "benchmarks.py")
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    try:
+        (tmp_path / "_benchmarks").mkdir()
+        (tmp_path / "_benchmarks" / "stale.png").write_bytes(b"")  # of a removed result
+        hook.generate(SimpleNamespace(srcdir=str(tmp_path)))
+    finally:
+        sys.modules.pop("daskmeans_plot_benchmarks", None)
+    out = tmp_path / "_benchmarks"
+    text = (out / "figures.inc").read_text()
+    pngs = sorted(out.glob("*.png"))
+    assert pngs and all(_is_png(p) for p in pngs)
+    assert [f".. figure:: /_benchmarks/{p.name}" in text for p in pngs] == [True] * len(pngs)
+    assert text.count("**Machine:** ") == len(pngs) and "no AVX-512" in text
+    assert "Figures not drawn" in text  # no result has several K or worker counts yet
