@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["BisectingKMeans", "CheckpointFormatError", "ChunkDecodeError", "DaskmeansError",
-           "DataFormatError", "IDXFormatError", "ImageFormatError", "KMeans",
+__all__ = ["BisectingKMeans", "BlockReadError", "CheckpointFormatError", "ChunkDecodeError",
+           "DaskmeansError", "DataFormatError", "IDXFormatError", "ImageFormatError", "KMeans",
            "MiniBatchKMeans", "ModelFormatError", "OutputExistsError", "QuantizedImage",
            "StoreConnectionError", "StoreError", "as_source", "load_model", "open_array",
            "open_dataset", "open_source", "quantize", "save_model"]
@@ -24,14 +24,15 @@ _WHERE = {"BisectingKMeans": "cluster", "KMeans": "cluster", "MiniBatchKMeans": 
           "open_dataset": "engine.source", "open_source": "engine.source"}
 #: the errors about the user's files (:mod:`daskmeans.io.errors`: one family, one base)
 _WHERE |= {name: "io.errors" for name in (
-    "CheckpointFormatError", "ChunkDecodeError", "DaskmeansError", "DataFormatError",
-    "IDXFormatError", "ImageFormatError", "ModelFormatError", "OutputExistsError",
-    "StoreConnectionError", "StoreError")}
+    "BlockReadError", "CheckpointFormatError", "ChunkDecodeError", "DaskmeansError",
+    "DataFormatError", "IDXFormatError", "ImageFormatError", "ModelFormatError",
+    "OutputExistsError", "StoreConnectionError", "StoreError")}
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .cluster import BisectingKMeans, KMeans, MiniBatchKMeans, load_model, save_model
     from .engine.source import as_source, open_array, open_dataset, open_source
     from .io.errors import (
+        BlockReadError,
         CheckpointFormatError,
         ChunkDecodeError,
         DaskmeansError,

@@ -47,6 +47,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ..io.errors import BlockReadError, DaskmeansError
 from ..kernels import bisect, bounds, common, init, lloyd, medians, scores, silhouette
 from ..kernels.common import NonFiniteRow
 from ..kernels.metric import Metric, as_metric
@@ -95,6 +96,7 @@ __all__ = [
     "score_pass",
     "shared_operand",
     "take_rows",
+    "unreadable_block",
 ]
 
 #: partial results combined per tree node.
@@ -433,7 +435,37 @@ def _map_reduce_dask(src: DaskSource, kernel: Callable[..., Any], shared: Any,
         align_arrays=False, dtype=object,
         meta=np.empty((0,), dtype=object), adjust_chunks={"i": 1},
     )
-    return compute(reduce_blocks(parts, split_every), n_tasks=len(blocks))
+    try:
+        return compute(reduce_blocks(parts, split_every), n_tasks=len(blocks))
+    except DaskmeansError:
+        raise
+    except (RuntimeError, ValueError) as e:  # codecs' errors; not a lost worker's
+        if isinstance(e, NonFiniteError):
+            raise
+        unreadable = unreadable_block(src, [i for i, _ in blocks])
+        if unreadable is None:  # every block computes alone: the error was not the input's
+            raise
+        raise unreadable from e
+
+
+def unreadable_block(src: DaskSource, indices: Sequence[int]) -> BlockReadError | None:
+    """The error naming the first of ``src``'s row blocks ``indices`` whose own graph
+    fails when computed alone (``X.blocks[i]``), or None if every one computes.
+
+    A user's dask array (``da.from_zarr``, xarray over Zarr) reads its chunks in tasks
+    of its own graph, so a damaged chunk raises the codec's bare error, naming nothing;
+    only after a pass has failed are its blocks tried one by one, to name the array, the
+    block and its rows."""
+    for i in indices:
+        try:
+            dask.compute(src.X.blocks[i])
+        except Exception as e:
+            return BlockReadError(
+                f"dask array {src.X.name!r}: row block {i} of {src.n_blocks} (rows "
+                f"{src.offsets[i]}..{src.offsets[i + 1] - 1}) cannot be read: "
+                f"{type(e).__name__}: {e} (to have the file and chunk named, give daskmeans "
+                "the store itself, e.g. daskmeans.open_source(path))")
+    return None
 
 
 # --------------------------------------------------------------------------- the passes

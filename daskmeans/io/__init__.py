@@ -18,6 +18,7 @@ work (:mod:`daskmeans.engine.source`).
 """
 
 from .errors import (
+    BlockReadError,
     CheckpointFormatError,
     ChunkDecodeError,
     DaskmeansError,
@@ -78,6 +79,7 @@ __all__ = [
     "MNIST_FILES",
     "PIXEL_SCALE",
     "SPLITS",
+    "BlockReadError",
     "CheckedArray",
     "CheckpointFormatError",
     "ChunkDecodeError",

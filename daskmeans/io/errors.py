@@ -24,6 +24,7 @@ one, then the problem.
 from __future__ import annotations
 
 __all__ = [
+    "BlockReadError",
     "CheckpointFormatError",
     "ChunkDecodeError",
     "DaskmeansError",
@@ -49,6 +50,12 @@ class DataFormatError(DaskmeansError, ValueError):
 class ChunkDecodeError(DataFormatError):
     """A chunk of a Zarr array that does not decode (truncated, corrupt or empty): the
     message names the store (path or URL), the array and the chunk's key."""
+
+
+class BlockReadError(DataFormatError):
+    """A block of a dask array the user built (``da.from_zarr``, xarray over Zarr, any
+    graph) that cannot be computed on its own: the message names the array, the block and
+    its rows, and the error its graph raised."""
 
 
 class IDXFormatError(DataFormatError):

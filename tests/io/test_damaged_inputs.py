@@ -15,6 +15,7 @@ import zarr
 
 from daskmeans import KMeans, io, open_dataset, open_source
 from daskmeans.io.errors import (
+    BlockReadError,
     ChunkDecodeError,
     DaskmeansError,
     DataFormatError,
@@ -199,3 +200,31 @@ def test_the_family_is_exported() -> None:
     assert issubclass(errors.StoreConnectionError, ConnectionError)
     assert issubclass(errors.OutputExistsError, FileExistsError)
     assert issubclass(errors.CheckpointFormatError, errors.ModelFormatError)
+
+
+@pytest.mark.parametrize("how", ["corrupted", "zero-length"])
+def test_a_users_dask_array_over_a_damaged_store_names_the_block(dataset: Path,
+                                                                 how: str) -> None:
+    """A dask array the user built over the store (``da.from_zarr``, ``da.from_array``
+    over a Zarr array, xarray's ``open_zarr``) reads its chunks in its own graph's tasks:
+    a fit over it raises BlockReadError naming the array, the row block and its rows,
+    with the codec's error, instead of the bare RuntimeError; arrays that compute are
+    left alone."""
+    import dask.array as da
+
+    damage(dataset / "test" / "images" / "c" / "1" / "0" / "0", how)
+    images = da.from_zarr(str(dataset), component="test/images")  # chunks of 500 rows
+    X = images.reshape(images.shape[0], -1)
+    with pytest.raises(Exception) as bare:  # what the user's graph raises by itself
+        X.compute()
+    assert not isinstance(bare.value, DaskmeansError)
+    with pytest.raises(BlockReadError, match=rf"dask array '{X.name}': row block 1 of 4 "
+                                             r"\(rows 500\.\.999\) cannot be read: ") as e:
+        KMeans(3, random_state=0, max_iter=2).fit(X)
+    in_family(e)
+    assert str(bare.value) in str(e.value)
+    wrapped = da.from_array(zarr.open_array(dataset / "test" / "images", mode="r"),
+                            chunks=(500, 28, 28))
+    with pytest.raises(BlockReadError, match=r"row block 1 of 4 \(rows 500\.\.999\)"):
+        KMeans(3, random_state=0, max_iter=2).fit(wrapped.reshape(wrapped.shape[0], -1))
+    KMeans(3, random_state=0, max_iter=2).fit(X[:500])  # the undamaged rows fit
