@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import pytest
 import zarr
@@ -35,8 +36,15 @@ def _store(path: Path, raw: np.ndarray, scale: float | None) -> Path:
     return path
 
 
+def _labels(model: Any) -> np.ndarray:
+    """numpy labels of a fit (a lazy fit's are a dask array: np.asarray of one is an
+    object array under dask's array query planning)."""
+    labels = model.labels_
+    return labels.compute() if isinstance(labels, da.Array) else np.asarray(labels)
+
+
 def _same_model(a: Any, b: Any) -> None:
-    np.testing.assert_array_equal(np.asarray(a.labels_), np.asarray(b.labels_))
+    np.testing.assert_array_equal(_labels(a), _labels(b))
     assert a.cluster_centers_.dtype == b.cluster_centers_.dtype
     np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-6, atol=0)
     assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-6)
