@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import platform
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -82,15 +81,10 @@ def write_results(path: str | Path, results: dict[str, Any], *,
                   overwrite: bool = False) -> Path:
     """Write ``results`` as JSON at ``path``, atomically (a sibling file renamed into
     place); an existing file is kept unless ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass another --out (or remove it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    from daskmeans import io
+
+    with io.atomic_file(path, overwrite=overwrite) as tmp:  # readable like any output
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
     return path
 
 
