@@ -44,6 +44,8 @@ SMOKE: dict[str, list[str]] = {
         "--data {data} --rows 500 --k 3 --offsets 0 100".split(),
     "benchmark_s3.py":
         "--data {data} --rows 1000 --chunk-rows 500 --k 3 --iters 1 --rounds 1".split(),
+    "benchmark_workers.py":
+        "--data {data} --rows 1000 --k 3 --iters 1 --rounds 1 --no-cluster".split(),
 }
 
 #: the scripts that write their results as JSON (given ``--out`` in a temporary folder,
@@ -51,7 +53,8 @@ SMOKE: dict[str, list[str]] = {
 WRITES_JSON = {"benchmark.py": "lloyd-iteration", "benchmark_ninit.py": "ninit",
                "benchmark_kernel.py": "kernel", "benchmark_converge.py": "converge",
                "benchmark_big_store.py": "big-store", "benchmark_cli.py": "cli",
-               "benchmark_bisecting.py": "bisecting", "benchmark_s3.py": "s3"}
+               "benchmark_bisecting.py": "bisecting", "benchmark_s3.py": "s3",
+               "benchmark_workers.py": "workers"}
 
 RUNNER = """
 import contextlib, io, json, runpy, sys, traceback
@@ -177,6 +180,18 @@ def test_benchmark_converge_prints_every_contender(smoke: dict[str, Any]) -> Non
     data = results_of(smoke, "benchmark_converge.py")
     assert contenders(data) == rows
     assert all(r["n_iter"] >= 1 and r["inertia"] > 0 for r in data["records"]), data
+
+
+def test_benchmark_workers_prints_each_worker_count(smoke: dict[str, Any]) -> None:
+    out = ran(smoke, "benchmark_workers.py")
+    rows = [line.split(" | ")[0].lstrip("| ") for line in out.splitlines()
+            if line.startswith("| ") and "contender" not in line]
+    assert rows == ["daskmeans threaded 1x1", "daskmeans threaded 1x2"], out
+    data = results_of(smoke, "benchmark_workers.py")
+    assert [r["workers"] for r in data["records"]] == [1, 2]
+    assert data["reference"] == "daskmeans threaded 1x1"
+    first, second = (r["inertia"] for r in data["records"])
+    assert first == pytest.approx(second, rel=1e-9)  # the same fit (sums in another order)
 
 
 @pytest.mark.slow
