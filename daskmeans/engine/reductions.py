@@ -450,15 +450,16 @@ def _map_reduce_dask(src: DaskSource, kernel: Callable[..., Any], shared: Any,
 
 def unreadable_block(src: DaskSource, indices: Sequence[int]) -> BlockReadError | None:
     """The error naming the first of ``src``'s row blocks ``indices`` whose own graph
-    fails when computed alone (``X.blocks[i]``), or None if every one computes.
+    fails when computed alone (``X[start:stop]``), or None if every one computes.
 
     A user's dask array (``da.from_zarr``, xarray over Zarr) reads its chunks in tasks
     of its own graph, so a damaged chunk raises the codec's bare error, naming nothing;
     only after a pass has failed are its blocks tried one by one, to name the array, the
     block and its rows."""
     for i in indices:
+        block = src.X[src.offsets[i]:src.offsets[i + 1]]  # slicing: every dask array has it
         try:
-            dask.compute(src.X.blocks[i])
+            dask.compute(block)
         except Exception as e:
             return BlockReadError(
                 f"dask array {src.X.name!r}: row block {i} of {src.n_blocks} (rows "

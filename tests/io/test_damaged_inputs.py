@@ -203,18 +203,26 @@ def test_the_family_is_exported() -> None:
 
 
 @pytest.mark.parametrize("how", ["corrupted", "zero-length"])
-def test_a_users_dask_array_over_a_damaged_store_names_the_block(dataset: Path,
-                                                                 how: str) -> None:
-    """A dask array the user built over the store (``da.from_zarr``, ``da.from_array``
-    over a Zarr array, xarray's ``open_zarr``) reads its chunks in its own graph's tasks:
+@pytest.mark.parametrize("built", ["from_array", "from_zarr"])
+def test_a_users_dask_array_over_a_damaged_store_names_the_block(dataset: Path, how: str,
+                                                                 built: str) -> None:
+    """A dask array the user built over the store (``da.from_array`` over a Zarr array,
+    ``da.from_zarr``, xarray's ``open_zarr``) reads its chunks in its own graph's tasks:
     a fit over it raises BlockReadError naming the array, the row block and its rows,
     with the codec's error, instead of the bare RuntimeError; arrays that compute are
     left alone."""
+    import dask
     import dask.array as da
 
-    damage(dataset / "test" / "images" / "c" / "1" / "0" / "0", how)
-    images = da.from_zarr(str(dataset), component="test/images")  # chunks of 500 rows
-    X = images.reshape(images.shape[0], -1)
+    if built == "from_zarr" and dask.config.get("array.query-planning", None):
+        pytest.skip("dask's array query planning does not implement da.from_zarr")
+    rows = zarr.open_array(dataset / "test" / "images", mode="r")[:].reshape(-1, 784)
+    path = dataset.parent / "rows.zarr"  # a 2-D array of the images, in 4 chunks
+    zarr.create_array(path, shape=rows.shape, chunks=(500, 784), dtype=rows.dtype,
+                      compressors=io.default_compressor(rows.dtype))[...] = rows
+    damage(path / "c" / "1" / "0", how)
+    X = (da.from_zarr(str(path)) if built == "from_zarr"
+         else da.from_array(zarr.open_array(path, mode="r"), chunks=(500, 784)))
     with pytest.raises(Exception) as bare:  # what the user's graph raises by itself
         X.compute()
     assert not isinstance(bare.value, DaskmeansError)
@@ -223,8 +231,4 @@ def test_a_users_dask_array_over_a_damaged_store_names_the_block(dataset: Path,
         KMeans(3, random_state=0, max_iter=2).fit(X)
     in_family(e)
     assert str(bare.value) in str(e.value)
-    wrapped = da.from_array(zarr.open_array(dataset / "test" / "images", mode="r"),
-                            chunks=(500, 28, 28))
-    with pytest.raises(BlockReadError, match=r"row block 1 of 4 \(rows 500\.\.999\)"):
-        KMeans(3, random_state=0, max_iter=2).fit(wrapped.reshape(wrapped.shape[0], -1))
     KMeans(3, random_state=0, max_iter=2).fit(X[:500])  # the undamaged rows fit
