@@ -8,7 +8,7 @@ scikit-learn's), and the source is compiled under the original file's name and l
 numbers (tracebacks point into scikit-learn's file). Their tests are then this module's
 tests. scikit-learn's ``global_random_seed`` and ``global_dtype`` fixtures are supplied as
 scikit-learn's conftest supplies them (seed 42 unless ``SKLEARN_TESTS_GLOBAL_RANDOM_SEED``
-says otherwise; float32 too with ``SKLEARN_RUN_FLOAT32_TESTS=1``).
+says otherwise), except that the float32 variants always run.
 
 The only expected failures (strict: one that starts passing fails the run) are the
 tests that read scikit-learn's private attributes, and for now the sparse variants
@@ -98,13 +98,11 @@ def _collect() -> dict[str, Any]:
 globals().update(_collect())
 
 
-@pytest.fixture(params=[
-    pytest.param(np.float32, marks=pytest.mark.skipif(
-        os.environ.get("SKLEARN_RUN_FLOAT32_TESTS", "0") != "1",
-        reason="Set SKLEARN_RUN_FLOAT32_TESTS=1 to run float32 dtype tests")),
-    np.float64])
+@pytest.fixture(params=[np.float32, np.float64])
 def global_dtype(request: pytest.FixtureRequest) -> Any:
-    """scikit-learn's ``global_dtype`` fixture."""
+    """scikit-learn's ``global_dtype`` fixture, float32 always included (scikit-learn
+    runs it only with ``SKLEARN_RUN_FLOAT32_TESTS=1``): daskmeans keeps float32 data in
+    float32, so those variants are part of its contract."""
     return request.param
 
 
