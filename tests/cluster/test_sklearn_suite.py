@@ -98,6 +98,16 @@ def _collect() -> dict[str, Any]:
 globals().update(_collect())
 
 
+def test_scikit_learns_test_modules_are_installed() -> None:
+    """The modules above come with scikit-learn's wheels; a build without its tests
+    would leave this module empty: say so (under CI, fail)."""
+    from tests.conftest import missing_data
+
+    if not all((SUITE / name).is_file() for name in MODULES):
+        missing_data(f"scikit-learn's test modules are not installed in {SUITE}")
+    assert sum(name.startswith("test_") for name in globals()) > 50
+
+
 @pytest.fixture(params=[np.float32, np.float64])
 def global_dtype(request: pytest.FixtureRequest) -> Any:
     """scikit-learn's ``global_dtype`` fixture, float32 always included (scikit-learn
