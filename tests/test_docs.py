@@ -22,7 +22,7 @@ PUBLIC_MODULES = [
     "daskmeans.io.idx", "daskmeans.io.mnist", "daskmeans.io.stores", "daskmeans.io.images",
     "daskmeans.io.rasters", "daskmeans.io.synthetic", "daskmeans.metrics", "daskmeans.plot",
     "daskmeans.quantization", "daskmeans.segmentation", "daskmeans.datasets",
-    "daskmeans.report", "daskmeans.pixels",
+    "daskmeans.report", "daskmeans.pixels", "daskmeans.export",
 ]
 
 

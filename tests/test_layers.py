@@ -26,6 +26,7 @@ LAYERS = {
     "metrics": 5, "plot": 5, "quantization": 5, "segmentation": 5, "datasets": 5,
     # the report page draws on metrics and plot: above them, so they cannot import it
     "report": 6,
+    "export": 5,
     "cli": 7,
 }
 #: the package root is the public facade: only the command line may import it

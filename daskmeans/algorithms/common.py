@@ -144,22 +144,29 @@ def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: TopM) -> int:
 
     As scikit-learn: each empty cluster takes the next farthest row (largest squared
     distance, ties to the smaller row index); that row's weighted value leaves the sums
-    of the cluster it was assigned to. Returns how many clusters were relocated.
+    of the cluster it was assigned to. A row on its centre (distance 0) is not taken, as
+    scikit-learn does since its issue 28055: with fewer distinct rows than clusters,
+    moving a centre onto a duplicate only makes another empty cluster. Returns how many
+    clusters were relocated.
     """
     empty = np.flatnonzero(counts == 0)
     n = min(len(empty), len(top.sqdist))
     if len(empty) > n:
         log.warning("%d empty clusters but only %d far rows known", len(empty), n)
+    moved = 0
     for j in range(n):
         new, old, wt = empty[j], top.labels[j], top.weights[j]
+        if top.sqdist[j] <= 0:
+            break  # the rest are as near (descending order)
         if wt <= 0:
             continue
+        moved += 1
         row = top.rows[j].astype(np.float64) * wt
         sums[old] -= row
         counts[old] -= wt
         sums[new] = row
         counts[new] = wt
-    return n
+    return moved
 
 
 def lloyd_update(part: LloydPartial, C: np.ndarray, metric: Metric

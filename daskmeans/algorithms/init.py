@@ -84,10 +84,7 @@ def init_centers(src: Source, spec: InitSpec, rngs: Sequence[np.random.Generator
     k, n, init = spec.n_clusters, src.n, spec.init
     if hasattr(init, "__array__") and not isinstance(init, str):
         C = np.array(init, dtype=src.dtype)
-        if C.shape != (k, src.d):
-            raise ValueError(
-                f"init array must have shape (n_clusters, n_features)=({k}, {src.d}), "
-                f"got {C.shape}")
+        check_centre_shape(C, k, src.d)
         if not np.isfinite(C).all():
             raise ValueError("init array contains NaN or infinity")
         Cs = [C.copy() for _ in rngs]
@@ -105,6 +102,17 @@ def init_centers(src: Source, spec: InitSpec, rngs: Sequence[np.random.Generator
     return [C.astype(src.dtype, copy=False) for C in Cs]
 
 
+def check_centre_shape(C: np.ndarray, k: int, d: int) -> None:
+    """Initial centres (an array, or a callable's result) must be (k, d); the errors
+    in scikit-learn's words (users and tests match them)."""
+    if C.ndim != 2 or C.shape[0] != k:
+        raise ValueError(f"The shape of the initial centers {C.shape} does not match the "
+                         f"number of clusters {k}.")
+    if C.shape[1] != d:
+        raise ValueError(f"The shape of the initial centers {C.shape} does not match the "
+                         f"number of features of the data {d}.")
+
+
 def _from_sample(spec: InitSpec, sample: np.ndarray, sw: np.ndarray | None,
                  rng: np.random.Generator, seed: int, d: int) -> np.ndarray:
     """Initial centres drawn from a sample of rows (k-means++, random, callable)."""
@@ -112,8 +120,7 @@ def _from_sample(spec: InitSpec, sample: np.ndarray, sw: np.ndarray | None,
     if callable(init):
         C = np.asarray(init(sample, k, random_state=np.random.RandomState(seed)),
                        dtype=sample.dtype)
-        if C.shape != (k, d):
-            raise ValueError(f"init callable must return shape ({k}, {d}), got {C.shape}")
+        check_centre_shape(C, k, d)
         return C
     if init == "random":
         p = None if sw is None else sw / sw.sum()

@@ -1,7 +1,7 @@
 """The ``daskmeans`` command: parse, pick the cluster, call the library, print.
 
-One module per command group (:mod:`.ingest`; :mod:`.models` for fit, predict and
-evaluate; :mod:`.sweep`; :mod:`.report`; :mod:`.images` for quantize and segment;
+One module per command group (:mod:`.ingest`; :mod:`.models` for fit, predict,
+evaluate and export; :mod:`.sweep`; :mod:`.report`; :mod:`.images` for quantize and segment;
 :mod:`.demo`), the parser in :mod:`.parser` and what they share in :mod:`.console`
 (output), :mod:`.scheduler` (where the work runs) and :mod:`.options`. Importing the package
 (and ``daskmeans --help``) imports neither dask nor scikit-learn: each command imports
@@ -20,7 +20,7 @@ from .console import Console, UserError, setup_logging
 from .demo import cmd_demo
 from .images import cmd_quantize, cmd_segment
 from .ingest import cmd_ingest
-from .models import cmd_evaluate, cmd_fit, cmd_predict
+from .models import cmd_evaluate, cmd_export, cmd_fit, cmd_predict
 from .options import parse_storage_options
 from .parser import build_parser
 from .report import cmd_report
@@ -32,7 +32,7 @@ __all__ = ["COMMANDS", "Console", "UserError", "build_parser", "main", "parse_st
 COMMANDS: dict[str, Callable[..., int]] = {
     "ingest": cmd_ingest, "fit": cmd_fit, "predict": cmd_predict, "evaluate": cmd_evaluate,
     "sweep": cmd_sweep, "quantize": cmd_quantize, "segment": cmd_segment,
-    "report": cmd_report, "demo": cmd_demo,
+    "report": cmd_report, "demo": cmd_demo, "export": cmd_export,
 }
 
 

@@ -1,5 +1,5 @@
-"""``daskmeans fit``, ``predict`` and ``evaluate``: a model fitted on a store's split,
-saved, then applied to and scored on other splits."""
+"""``daskmeans fit``, ``predict``, ``evaluate`` and ``export``: a model fitted on a
+store's split, saved, then applied to and scored on other splits, or exported to ONNX."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .options import (
 )
 from .scheduler import dask_cluster, data_nbytes
 
-__all__ = ["cmd_evaluate", "cmd_fit", "cmd_predict"]
+__all__ = ["cmd_evaluate", "cmd_export", "cmd_fit", "cmd_predict"]
 
 
 def cmd_fit(args: argparse.Namespace, console: Console) -> int:
@@ -104,4 +104,36 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
                 "adjusted_rand", "normalized_mutual_info"):
         console.say(f"  {key:<24} {r[key]:.4f}")
     console.say(f"  {'inertia':<24} {r['inertia']:.6g}")
+    return 0
+
+
+def parse_scale(text: str | None) -> float | None:
+    """``--scale``: a positive number or a fraction (``1/255``)."""
+    if text is None:
+        return None
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise UserError(f"--scale must be a positive number or fraction (e.g. 1/255), "
+                        f"got {text!r}")
+    return value
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from ..export import to_onnx
+
+    scale = parse_scale(args.scale)
+    check_outputs(args, args.onnx, store=False)
+    est, _ = load_fitted(args.model)
+    try:
+        to_onnx(est, args.onnx, input_dtype=args.input, scale=scale, overwrite=overwrite(args))
+    except ImportError as e:
+        raise UserError(f"{e}: 'daskmeans export' needs the onnx package "
+                        f"(pip install 'daskmeans[onnx]')") from e
+    what = "features" if scale is None else f"raw values, scaled by {scale:.6g}"
+    console.say(f"{type(est).__name__}(K={est.n_clusters}) -> {args.onnx} (input X: "
+                f"{args.input} {what}; outputs label int64, distances float32)")
     return 0

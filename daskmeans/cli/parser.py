@@ -22,6 +22,7 @@ EXAMPLES = """
     daskmeans predict mnist.zarr --model mnist256.npz --out labels.zarr
     daskmeans sweep mnist.zarr --split test --k 10,16,36,64,144,256 --out sweep/
     daskmeans report mnist256.npz mnist.zarr --sweep sweep/sweep.json --out report.html
+    daskmeans export mnist256.npz --onnx mnist256.onnx --input uint8 --scale 1/255
     daskmeans quantize --sample china --colors 64 --out china64.png
     daskmeans segment scene.zarr --k 5 --feature-dim band --out scene-labels.zarr
 
@@ -153,6 +154,22 @@ def _add_models(add: AddCommand) -> None:
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _add_export(add: AddCommand) -> None:
+    s = add("export", "a saved model as an ONNX graph (predict's labels and transform's "
+            "distances) for onnxruntime and other runtimes",
+            "daskmeans export mnist256.npz --onnx mnist256.onnx --input uint8 --scale 1/255")
+    s.add_argument("model", help="a model written by 'daskmeans fit' (or save_model)")
+    s.add_argument("--onnx", required=True, help="output .onnx file")
+    s.add_argument("--input", choices=["float32", "float64", "uint8"], default="float32",
+                   help="element type of the graph's input X")
+    s.add_argument("--scale", help="the input holds raw stored values whose features are "
+                                   "float32(raw) * scale, as a store's scale_factor (e.g. "
+                                   "1/255 for pixels of 'daskmeans ingest'): the graph "
+                                   "scales them as predict scales the store's rows; "
+                                   "without it the input is the features")
+    _overwrite(s, "--onnx")
+
+
 def _add_sweep(add: AddCommand) -> None:
     s = add("sweep", "the tutorials' table over K, with figures",
             "daskmeans sweep mnist.zarr --split test --k 10,16,36,64,144,256 --out sweep/",
@@ -264,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                               parents=[common, remote] if url else [common],
                               epilog="example:\n  " + example, formatter_class=_HelpFormatter)
 
-    for add_commands in (_add_ingest, _add_models, _add_sweep, _add_report, _add_images,
-                         _add_demo):
+    for add_commands in (_add_ingest, _add_models, _add_export, _add_sweep, _add_report,
+                         _add_images, _add_demo):
         add_commands(add)
     return p

@@ -12,6 +12,7 @@ attributes. Every distance is the metric object's
 from __future__ import annotations
 
 import logging
+import warnings
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
@@ -172,13 +173,17 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
             return 1 if plus or hasattr(self.init, "__array__") else self._auto_n_init
         if hasattr(self.init, "__array__") and not isinstance(self.init, str) and (
                 self.n_init != 1):
-            log.warning("explicit initial centres given: running n_init=1, not %s", self.n_init)
+            # scikit-learn's warning, word for word (users and tests match it)
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={self.n_init}.",
+                RuntimeWarning, stacklevel=3)
             return 1
         return int(self.n_init)
 
     def _check_params(self, src: Source) -> None:
-        if self.n_clusters > src.n:
-            raise ValueError(f"n_clusters={self.n_clusters} must be <= n_samples={src.n}")
+        if self.n_clusters > src.n:  # scikit-learn's wording
+            raise ValueError(f"n_samples={src.n} should be >= n_clusters={self.n_clusters}.")
 
     def _check_combination(self) -> None:
         """Parameters that are valid alone but not together (none here)."""
@@ -228,7 +233,9 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         return init_centers(src, spec, rngs, seeds)
 
     def _progress(self) -> Any:
-        return make_progress(self.verbose, self.callback)
+        """Progress reports go to ``callback`` (e.g. :class:`daskmeans.progress.TqdmBars`
+        for bars); ``verbose`` prints scikit-learn's lines instead (``cluster/verbose.py``)."""
+        return make_progress(0, self.callback)
 
     # ------------------------------------------------------------------ public methods
 

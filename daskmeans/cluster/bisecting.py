@@ -16,6 +16,7 @@ from ..algorithms.bisecting import bisecting
 from ..engine.hold import hold
 from ..validation import Interval, Options
 from .base import POSITIVE, BaseKMeans
+from .verbose import say_bisecting
 
 
 class BisectingKMeans(BaseKMeans):
@@ -53,7 +54,8 @@ class BisectingKMeans(BaseKMeans):
     max_iter : int, default 300
         Lloyd iterations of each 2-means.
     verbose : int, default 0
-        Show a progress bar (tqdm, on stderr) when > 0.
+        When > 0, print each round of bisections on stdout when the fit ends
+        (``callback=daskmeans.progress.TqdmBars()`` draws a progress bar instead).
     tol : float, default 1e-4
         A 2-means stops when the summed squared shift of its two centres is <= ``tol``
         (an absolute tolerance: scikit-learn's BisectingKMeans passes ``tol`` to its
@@ -176,6 +178,8 @@ class BisectingKMeans(BaseKMeans):
                           str(self.bisecting_strategy), int(self.split_every))
         with self._progress() as progress:
             tree, history = bisecting(src, int(self.n_clusters), spec, seed, progress.report)
+        if self.verbose:
+            say_bisecting(history)
         leaves = tree.leaves()
         self.tree_ = tree
         self.cluster_centers_ = tree.centers[leaves].astype(src.dtype)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ..algorithms import FitSettings, Progress, RunResult, SolverChoice, choose_solver
@@ -24,6 +26,7 @@ from ..engine.source import Source
 from ..validation import InvalidParameterError, Options, check_scalar_param
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
 from .checkpoints import Checkpoint, SavedFit, SaveRun
+from .verbose import say_run
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +126,13 @@ class KMeans(BaseKMeans):
     copy_x : bool, default True
         Accepted for scikit-learn compatibility: X is never modified.
     verbose : int, default 0
-        Show a progress bar (tqdm, on stderr) when > 0.
+        When > 0, print scikit-learn's messages on stdout: ``Initialization complete``,
+        ``Iteration i, inertia ...``, ``Converged at iteration i: ...`` (each run's
+        lines when it ends).
     callback : callable or None
-        ``callback(phase, done, total, detail)`` after every iteration (instead of a bar).
+        ``callback(phase, done, total, detail)`` after every iteration;
+        ``callback=daskmeans.progress.TqdmBars()`` draws progress bars (tqdm, on
+        stderr).
     feature_dim : str or None
         For an ``xarray.DataArray`` X: the dimension that holds the features (e.g.
         ``"band"``); every other dimension is a sample dimension, so a ``(band, y, x)``
@@ -271,7 +278,7 @@ class KMeans(BaseKMeans):
         ckpt = Checkpoint(checkpoint, checkpoint_every, self, src, seeds) if checkpoint else None
         saved = ckpt.load() if (ckpt is not None and resume) else None
         # checkpoints go one run at a time: their format holds one run's state
-        solver = choose_solver(metric, str(self.algorithm), src, n_runs=len(seeds),
+        solver = choose_solver(metric, self._algorithm(), src, n_runs=len(seeds),
                                n_clusters=int(self.n_clusters),
                                one_run_at_a_time=ckpt is not None)
         settings = solver.prepare(src, FitSettings(int(self.max_iter), float(self.tol), metric,
@@ -284,7 +291,30 @@ class KMeans(BaseKMeans):
         self.inertia_ = best.inertia
         self.labels_ = fit_labels(src, best, metric)
         self._fitted_on(layout)
+        self._warn_distinct_clusters()
         return self
+
+    def _algorithm(self) -> str:
+        """The algorithm to run: ``"elkan"`` with one cluster runs ``"lloyd"``, with
+        scikit-learn's warning."""
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn("algorithm='elkan' doesn't make sense for a single cluster. "
+                          "Using 'lloyd' instead.", RuntimeWarning, stacklevel=3)
+            return "lloyd"
+        return str(self.algorithm)
+
+    def _warn_distinct_clusters(self) -> None:
+        """scikit-learn's ConvergenceWarning when fewer clusters than ``n_clusters``
+        got rows (duplicate points): for labels in memory (lazy labels are not
+        computed for it)."""
+        labels = self.labels_
+        if not isinstance(labels, np.ndarray):
+            return
+        distinct = int(np.unique(labels[labels >= 0]).size)
+        if distinct < self.n_clusters:
+            warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than "
+                          f"n_clusters ({self.n_clusters}). Possibly due to duplicate "
+                          "points in X.", ConvergenceWarning, stacklevel=3)
 
     def _best_run(self, src: Source, solver: SolverChoice, settings: FitSettings,
                   seeds: list[int], ckpt: Checkpoint | None, saved: SavedFit | None,
@@ -302,10 +332,14 @@ class KMeans(BaseKMeans):
                 log.info("resuming run %d at iteration %d", batch[0], resume_at.iteration)
             else:
                 centres0 = self._init_runs(src, seeds, batch)
+                if self.verbose:
+                    print("Initialization complete\n" * len(batch), end="")
             on_iteration = None if ckpt is None else SaveRun(ckpt, batch[0], best)
             results = solver.solve(src, centres0, batch, settings, resume=resume_at,
                                    on_iteration=on_iteration, progress=progress)
             for result in results:
+                if self.verbose:
+                    say_run(result, int(self.max_iter), float(self.tol))
                 if best is None or result.inertia < best.inertia * (1 - SAME_INERTIA_RTOL):
                     best = result
             if ckpt is not None:

@@ -5,6 +5,7 @@ learning rate, reassignment and early stopping (:mod:`daskmeans.algorithms.minib
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..engine.source import Source, ZarrSource
 from ..validation import Interval, Options, check_scalar_param, validate_params
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
 from .checkpoints import Checkpoint, SaveMiniBatch
+from .verbose import say_minibatch
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +186,19 @@ class MiniBatchKMeans(BaseKMeans):
     def _batch(self, n: int) -> int:
         return int(min(n, DEFAULT_BATCH_SIZE if self.batch_size == "auto" else self.batch_size))
 
+    def _check_params(self, src: Source) -> None:
+        super()._check_params(src)
+        if self.init_size is not None and self.init_size < self.n_clusters:
+            warnings.warn(  # scikit-learn's warning, word for word
+                f"init_size={self.init_size} should be larger than "
+                f"n_clusters={self.n_clusters}. Setting it to min(3*n_clusters, n_samples)",
+                RuntimeWarning, stacklevel=4)
+
     def _sample_size(self, n: int) -> int:
         # scikit-learn's default is 3 * its batch (1024); k-means++ cost grows with it
         size = self.init_size if self.init_size is not None else 3 * 1024
+        if size < self.n_clusters:  # scikit-learn's rule (it warns: _check_params)
+            size = 3 * self.n_clusters
         return int(min(n, max(size, 3 * self.n_clusters if self.init_size is None else 0,
                               self.n_clusters)))
 
@@ -252,6 +264,8 @@ class MiniBatchKMeans(BaseKMeans):
         with self._progress() as progress:
             minibatch(src, state, spec, rng=rng, seed0=seed0, mode=mode, per_step=per_step,
                       order=order, on_step=on_step, progress=progress.report)
+            if self.verbose:
+                say_minibatch(state.history, n_steps, tol_abs)
             self._set_state(state)
             if self.refine:
                 self._refine(src, progress)

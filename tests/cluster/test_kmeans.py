@@ -230,7 +230,8 @@ def test_init_array_and_callable(blobs) -> None:
     b = KMeans(3, init=C0, max_iter=1).fit(X)
     np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
     assert calls and calls[0][1] == 6
-    with pytest.raises(ValueError, match=r"init array must have shape \(n_clusters"):
+    with pytest.raises(ValueError, match=r"The shape of the initial centers \(3, 6\) does "
+                                         r"not match the number of clusters 4\."):
         KMeans(4, init=C0).fit(X)
 
 
@@ -283,7 +284,7 @@ def test_history_records_each_iteration(blobs) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"n_clusters": 50}, r"n_clusters=50 must be <= n_samples=10"),
+        ({"n_clusters": 50}, r"n_samples=10 should be >= n_clusters=50\."),
         ({"n_clusters": 0}, r"'n_clusters' parameter of KMeans must be an int in the range "
                             r"\[1, inf\), got 0"),
         ({"init": "kmeans"}, "'init' parameter of KMeans must be"),

@@ -124,7 +124,7 @@ def test_chunk_sampling_and_partial_fit_stream_a_store(tmp_path: Path) -> None:
         ({"sampling": "random"}, "'sampling' parameter of MiniBatchKMeans must be"),
         ({"reassignment_ratio": -1}, "'reassignment_ratio' parameter of MiniBatchKMeans"),
         ({"refine": -1}, "'refine' parameter of MiniBatchKMeans must be .*, got -1"),
-        ({"n_clusters": 30}, r"n_clusters=30 must be <= n_samples=20"),
+        ({"n_clusters": 30}, r"n_samples=20 should be >= n_clusters=30\."),
     ],
 )
 def test_errors(params: dict, message: str) -> None:
