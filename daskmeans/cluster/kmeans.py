@@ -54,7 +54,13 @@ class KMeans(BaseKMeans):
         ``oversampling_factor * n_clusters`` candidates per round, then weighted
         k-means++ on the candidates weighted by the rows they attract. ``"random"``:
         ``n_clusters`` rows of that sample. A callable is called as
-        ``init(sample, n_clusters, random_state=RandomState)``.
+        ``init(sample, n_clusters, random_state=RandomState)``. From 1024 clusters
+        on, k-means++ (also on the k-means|| candidates) draws 4 candidates per centre
+        instead of ``2 + log(n_clusters)``, and those of 64 centres at once, whose
+        distances to the sample are then one matrix product (see
+        :func:`daskmeans.kernels.init.kmeans_plusplus`): the sequential seeding is
+        bound by memory traffic at such K. Below 1024 it is scikit-learn's greedy
+        k-means++, draw for draw.
     n_init : "auto" or int, default "auto"
         Runs with different initialisations; the lowest inertia wins. "auto" is 1 for
         k-means++, k-means|| and arrays, 10 for "random" and callables (as
@@ -123,9 +129,11 @@ class KMeans(BaseKMeans):
     copy_x : bool, default True
         Accepted for scikit-learn compatibility: X is never modified.
     verbose : int, default 0
-        Show a progress bar (tqdm, on stderr) when > 0.
+        Show progress bars (tqdm, on stderr) when > 0: the init (``"init"``: the
+        k-means++ centres chosen, the k-means|| rounds), then the iterations.
     callback : callable or None
-        ``callback(phase, done, total, detail)`` after every iteration (instead of a bar).
+        ``callback(phase, done, total, detail)`` as the init advances and after every
+        iteration (instead of a bar).
     feature_dim : str or None
         For an ``xarray.DataArray`` X: the dimension that holds the features (e.g.
         ``"band"``); every other dimension is a sample dimension, so a ``(band, y, x)``
@@ -301,7 +309,7 @@ class KMeans(BaseKMeans):
                 centres0 = [resume_at.centers]
                 log.info("resuming run %d at iteration %d", batch[0], resume_at.iteration)
             else:
-                centres0 = self._init_runs(src, seeds, batch)
+                centres0 = self._init_runs(src, seeds, batch, progress)
             on_iteration = None if ckpt is None else SaveRun(ckpt, batch[0], best)
             results = solver.solve(src, centres0, batch, settings, resume=resume_at,
                                    on_iteration=on_iteration, progress=progress)
@@ -313,11 +321,13 @@ class KMeans(BaseKMeans):
         assert best is not None
         return best
 
-    def _init_runs(self, src: Source, seeds: list[int], batch: list[int]) -> list[np.ndarray]:
-        """Initial centres of the runs ``batch`` (their samples gathered together)."""
+    def _init_runs(self, src: Source, seeds: list[int], batch: list[int],
+                   progress: Progress | None = None) -> list[np.ndarray]:
+        """Initial centres of the runs ``batch`` (their samples gathered together);
+        ``progress`` hears of the phase ``"init"``."""
         t0 = time.perf_counter()
         centres0 = self._init(src, [np.random.default_rng(seeds[r]) for r in batch],
-                              [seeds[r] for r in batch])
+                              [seeds[r] for r in batch], progress)
         log.info("init runs %d-%d: %.2fs", batch[0], batch[-1], time.perf_counter() - t0)
         return centres0
 
