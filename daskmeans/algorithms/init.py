@@ -13,7 +13,7 @@ import numpy as np
 
 from ..engine import reductions
 from ..engine.reductions import SPLIT_EVERY
-from ..engine.source import NonFiniteError, Source
+from ..engine.source import ArraySource, NonFiniteError, Source
 from ..kernels.init import kmeans_plusplus
 from ..kernels.metric import EUCLIDEAN, Metric
 from ..progress import ProgressCallback
@@ -67,6 +67,23 @@ def take_samples(src: Source, idxs: Sequence[np.ndarray]
                 out.append((rows[pos], None if sw is None else sw[pos]))
         group = []
     return out
+
+
+def training_sample(src: Source, n_rows: int, rng: np.random.Generator) -> Source:
+    """``n_rows`` rows of the source drawn uniformly without replacement across all its
+    blocks, in memory with their weights (one pass); the source itself when it has
+    no more rows than that.
+
+    The rows are chosen by their global indices, so the same generator gives the same
+    rows whatever the chunking (an index's training set, as faiss's
+    ``max_points_per_centroid`` subsamples it).
+    """
+    if src.n <= n_rows:
+        return src
+    index = np.sort(rng.choice(src.n, size=n_rows, replace=False))
+    rows, weights = reductions.take_rows(src, index)
+    check_finite_rows(rows, index)
+    return ArraySource(rows).with_options(weights=weights)
 
 
 @dataclass
