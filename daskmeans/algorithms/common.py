@@ -145,20 +145,23 @@ def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: TopM) -> int:
     As scikit-learn: each empty cluster takes the next farthest row (largest squared
     distance, ties to the smaller row index); that row's weighted value leaves the sums
     of the cluster it was assigned to. Returns how many clusters were relocated.
+
+    No loop over the clusters: a row's former cluster had rows, so it is never one of
+    the empty ones, and the rows leave their clusters' sums in order
+    (``np.subtract.at``), as one at a time would.
     """
     empty = np.flatnonzero(counts == 0)
     n = min(len(empty), len(top.sqdist))
     if len(empty) > n:
         log.warning("%d empty clusters but only %d far rows known", len(empty), n)
-    for j in range(n):
-        new, old, wt = empty[j], top.labels[j], top.weights[j]
-        if wt <= 0:
-            continue
-        row = top.rows[j].astype(np.float64) * wt
-        sums[old] -= row
-        counts[old] -= wt
-        sums[new] = row
-        counts[new] = wt
+    wt = np.asarray(top.weights[:n], np.float64)
+    take = wt > 0
+    new, old, wt = empty[:n][take], np.asarray(top.labels[:n])[take], wt[take]
+    rows = np.asarray(top.rows[:n])[take].astype(np.float64) * wt[:, None]
+    np.subtract.at(sums, old, rows)
+    np.subtract.at(counts, old, wt)
+    sums[new] = rows
+    counts[new] = wt
     return n
 
 
