@@ -228,12 +228,47 @@ def test_a_fit_that_converges_says_so_at_the_end(make) -> None:
     est = make(lambda *a: calls.append(a)).fit(load_digits().data)
     phase, done, total, detail = calls[-1]
     assert done == total and detail.startswith("converged") and "of at most" in detail
-    max_steps = calls[0][2]
+    max_steps = next(c[2] for c in calls if c[0] == phase)  # the init comes first
     assert max_steps is not None and done < max_steps
     if phase in ("lloyd", "k-medians") and "runs" not in detail:
         assert detail.startswith(f"converged at iteration {est.n_iter_} of at most 300")
     elif phase == "lloyd":  # several runs share the passes: the bar ends with the last
         assert done >= est.n_iter_ and "all 3 runs" in detail
+
+
+@pytest.mark.parametrize(("init", "ends"), [
+    ("k-means++", [("init", 20, 20, "k-means++ on 1797 rows")]),
+    ("k-means||", [("init", 2, 2, "k-means|| round 2: "),
+                   ("init", 20, 20, "k-means++ on ")]),
+])
+def test_the_init_reports_its_progress_before_the_iterations(init: str, ends) -> None:
+    """The init is a phase of its own, reported before the first iteration: the
+    k-means++ centres chosen of K (and first the k-means|| rounds), each bar ending
+    full; two runs report two inits."""
+    from sklearn.datasets import load_digits
+
+    calls: list[Call] = []
+    KMeans(20, init=init, init_rounds=2, n_init=2, algorithm="lloyd", random_state=0,
+           callback=lambda *a: calls.append(a)).fit(load_digits().data)
+    first_lloyd = next(i for i, c in enumerate(calls) if c[0] == "lloyd")
+    inits = calls[:first_lloyd]
+    assert inits and {c[0] for c in inits} == {"init"}
+    assert all(c[0] != "init" for c in calls[first_lloyd:])
+    ended = [c for c in inits if c[1] == c[2]]
+    assert len(ended) == 2 * len(ends)  # each of the two runs' phases ends full
+    for got, (phase, done, total, detail) in zip(ended, ends * 2, strict=True):
+        assert got[:3] == (phase, done, total) and got[3].startswith(detail), got
+    assert inits[0][:3] == ("init", 1, ends[0][2])  # the first report at once
+
+
+def test_verbose_draws_an_init_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    from sklearn.datasets import load_digits
+
+    KMeans(20, random_state=0, verbose=1).fit(load_digits().data)
+    err = capsys.readouterr().err
+    bars = [_last_line(chunk) for chunk in err.split("\n") if chunk.strip()]
+    assert bars[0].startswith("init") and "20/20" in bars[0], bars
+    assert any(b.startswith("lloyd") for b in bars[1:]), bars
 
 
 @pytest.mark.parametrize("quiet", [False, True])

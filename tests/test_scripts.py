@@ -46,6 +46,10 @@ SMOKE: dict[str, list[str]] = {
         "--data {data} --rows 1000 --chunk-rows 500 --k 3 --iters 1 --rounds 1".split(),
     "benchmark_workers.py":
         "--data {data} --rows 1000 --k 3 --iters 1 --rounds 1 --no-cluster".split(),
+    "benchmark_largek.py":
+        ["--data", "{data}", "--k", "8", "--rows", "3000", "--dim", "16", "--components",
+         "20", "--chunk-rows", "1000", "--max-iter", "5", "--faiss-iters", "3", "--no-peers",
+         "--only", "scikit-learn lloyd", "daskmeans default init, 256 rows per centre"],
 }
 
 #: the scripts that write their results as JSON (given ``--out`` in a temporary folder,
@@ -54,7 +58,7 @@ WRITES_JSON = {"benchmark.py": "lloyd-iteration", "benchmark_ninit.py": "ninit",
                "benchmark_kernel.py": "kernel", "benchmark_converge.py": "converge",
                "benchmark_big_store.py": "big-store", "benchmark_cli.py": "cli",
                "benchmark_bisecting.py": "bisecting", "benchmark_s3.py": "s3",
-               "benchmark_workers.py": "workers"}
+               "benchmark_workers.py": "workers", "benchmark_largek.py": "largek"}
 
 RUNNER = """
 import contextlib, io, json, runpy, sys, traceback
@@ -368,3 +372,20 @@ def test_docs_hook_writes_the_performance_page_figures(tmp_path: Path) -> None:
     # the results kept in the repository give every kind of figure: none is left out
     assert {p.stem.rsplit("-", 1)[1] for p in pngs} == {"ratio", "k", "workers"}
     assert "Figures not drawn" not in text
+
+
+@pytest.mark.slow
+def test_benchmark_largek_records_each_data_set_and_contender(smoke: dict[str, Any]) -> None:
+    out = ran(smoke, "benchmark_largek.py")
+    assert "fashion, K=8" in out and "embeddings, K=8" in out, out
+    data = results_of(smoke, "benchmark_largek.py")
+    names = ["scikit-learn lloyd", "daskmeans default init, 256 rows per centre"]
+    assert [(r["dataset"], r["contender"]) for r in data["records"]] == [
+        (d, n) for d in ("fashion", "embeddings") for n in names]
+    for r in data["records"]:
+        assert r["k"] == 8 and r["n_iter"] >= 1 and r["peak_rss_bytes"] > 0, r
+        assert r["target_inertia"] > 0 and r["inertia"] > 0, r
+    ours = [r for r in data["records"] if r["contender"].startswith("daskmeans")]
+    assert all(r["seconds_before_iterations"] <= r["seconds"] for r in ours), ours
+    # the default init ends below the 3 Lloyd iterations from random rows on both sets
+    assert all(r["seconds_to_target"] is not None for r in ours), ours

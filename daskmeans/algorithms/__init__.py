@@ -51,7 +51,14 @@ from .common import (
     relocate_empty,
     stop_or_go,
 )
-from .init import InitSpec, check_finite_rows, init_centers, kmeans_parallel, take_samples
+from .init import (
+    InitSpec,
+    check_finite_rows,
+    init_centers,
+    kmeans_parallel,
+    take_samples,
+    training_sample,
+)
 from .kmedians import (
     MedianSearch,
     kmedians_e_step,
@@ -118,5 +125,6 @@ __all__ = [
     "runs_per_pass",
     "stop_or_go",
     "take_samples",
+    "training_sample",
     "tree_predict",
 ]

@@ -148,25 +148,26 @@ def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: TopM) -> int:
     scikit-learn does since its issue 28055: with fewer distinct rows than clusters,
     moving a centre onto a duplicate only makes another empty cluster. Returns how many
     clusters were relocated.
+
+    No loop over the clusters: a row's former cluster had rows, so it is never one of
+    the empty ones, and the rows leave their clusters' sums in order
+    (``np.subtract.at``), as one at a time would.
     """
     empty = np.flatnonzero(counts == 0)
     n = min(len(empty), len(top.sqdist))
     if len(empty) > n:
         log.warning("%d empty clusters but only %d far rows known", len(empty), n)
-    moved = 0
-    for j in range(n):
-        new, old, wt = empty[j], top.labels[j], top.weights[j]
-        if top.sqdist[j] <= 0:
-            break  # the rest are as near (descending order)
-        if wt <= 0:
-            continue
-        moved += 1
-        row = top.rows[j].astype(np.float64) * wt
-        sums[old] -= row
-        counts[old] -= wt
-        sums[new] = row
-        counts[new] = wt
-    return moved
+    near = np.flatnonzero(np.asarray(top.sqdist[:n]) <= 0)
+    n = int(near[0]) if len(near) else n  # the rest are as near (descending order)
+    wt = np.asarray(top.weights[:n], np.float64)
+    take = wt > 0
+    new, old, wt = empty[:n][take], np.asarray(top.labels[:n])[take], wt[take]
+    rows = np.asarray(top.rows[:n])[take].astype(np.float64) * wt[:, None]
+    np.subtract.at(sums, old, rows)
+    np.subtract.at(counts, old, wt)
+    sums[new] = rows
+    counts[new] = wt
+    return len(new)
 
 
 def lloyd_update(part: LloydPartial, C: np.ndarray, metric: Metric

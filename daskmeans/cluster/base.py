@@ -34,6 +34,7 @@ from ..engine import schedule
 from ..engine.hold import hold
 from ..engine.rows import SampleGrid, is_xarray, mask_nodata, where_rows, xarray_rows
 from ..engine.source import ArraySource, DaskSource, Source, as_source
+from ..progress import ProgressCallback
 from ..progress import progress as make_progress
 from ..validation import Interval, Options, validate_params
 
@@ -225,12 +226,12 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         size = self.init_size if self.init_size is not None else 10_000 + 20 * k
         return int(min(n, max(size, k)))
 
-    def _init(self, src: Source, rngs: list[np.random.Generator], seeds: list[int]
-              ) -> list[np.ndarray]:
+    def _init(self, src: Source, rngs: list[np.random.Generator], seeds: list[int],
+              progress: ProgressCallback | None = None) -> list[np.ndarray]:
         spec = InitSpec(self.init, int(self.n_clusters), self._sample_size(src.n),
                         self._metric(), float(self.oversampling_factor),
                         int(self.init_rounds), int(self.split_every))
-        return init_centers(src, spec, rngs, seeds)
+        return init_centers(src, spec, rngs, seeds, progress)
 
     def _progress(self) -> Any:
         """Progress reports go to ``callback`` (e.g. :class:`daskmeans.progress.TqdmBars`

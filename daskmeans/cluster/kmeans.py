@@ -19,8 +19,16 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from ..algorithms import FitSettings, Progress, RunResult, SolverChoice, choose_solver
-from ..algorithms.predict import fit_labels
+from ..algorithms import (
+    FitSettings,
+    Progress,
+    RunResult,
+    SolverChoice,
+    choose_solver,
+    training_sample,
+)
+from ..algorithms.common import in_memory_e_step
+from ..algorithms.predict import fit_labels, predict, score
 from ..engine.hold import hold
 from ..engine.source import Source
 from ..validation import InvalidParameterError, Options, check_scalar_param
@@ -57,7 +65,13 @@ class KMeans(BaseKMeans):
         ``oversampling_factor * n_clusters`` candidates per round, then weighted
         k-means++ on the candidates weighted by the rows they attract. ``"random"``:
         ``n_clusters`` rows of that sample. A callable is called as
-        ``init(sample, n_clusters, random_state=RandomState)``.
+        ``init(sample, n_clusters, random_state=RandomState)``. From 1024 clusters
+        on, k-means++ (also on the k-means|| candidates) draws 4 candidates per centre
+        instead of ``2 + log(n_clusters)``, and those of 64 centres at once, whose
+        distances to the sample are then one matrix product (see
+        :func:`daskmeans.kernels.init.kmeans_plusplus`): the sequential seeding is
+        bound by memory traffic at such K. Below 1024 it is scikit-learn's greedy
+        k-means++, draw for draw.
     n_init : "auto" or int, default "auto"
         Runs with different initialisations; the lowest inertia wins. "auto" is 1 for
         k-means++, k-means|| and arrays, 10 for "random" and callables (as
@@ -121,6 +135,14 @@ class KMeans(BaseKMeans):
         initial centres. More rounds give more candidates, at one pass each; with 0,
         the candidates are one random row plus ``n_clusters`` random rows. Ignored by
         the other ``init`` choices.
+    max_points_per_centroid : int >= 1 or None, default None
+        None: the fit iterates over every row. Else, as faiss's option of that name
+        for training an index's coarse quantiser, the init and the iterations use at
+        most ``n_clusters * max_points_per_centroid`` rows drawn uniformly without
+        replacement across all chunks (the same rows for a seed, whatever the
+        chunking), held in memory; ``labels_`` and ``inertia_`` are then those of
+        every row against the centres found (one more assignment of all rows), while
+        ``history_`` and ``n_iter_`` describe the fit on the sample. faiss uses 256.
     split_every : int >= 2, default 8
         Fan-in of the tree reduction.
     copy_x : bool, default True
@@ -130,7 +152,8 @@ class KMeans(BaseKMeans):
         ``Iteration i, inertia ...``, ``Converged at iteration i: ...`` (each run's
         lines when it ends).
     callback : callable or None
-        ``callback(phase, done, total, detail)`` after every iteration;
+        ``callback(phase, done, total, detail)`` as the init advances (phase ``"init"``: the
+        k-means++ centres chosen, the k-means|| rounds) and after every iteration;
         ``callback=daskmeans.progress.TqdmBars()`` draws progress bars (tqdm, on
         stderr).
     feature_dim : str or None
@@ -186,6 +209,7 @@ class KMeans(BaseKMeans):
         **COMMON_CONSTRAINTS, "algorithm": [Options("auto", "lloyd", "elkan")],
         "metric": [Options("euclidean", "cosine", "manhattan")],
         "copy_x": ["boolean"],
+        "max_points_per_centroid": [None, POSITIVE],
     }
 
     def __init__(
@@ -202,6 +226,7 @@ class KMeans(BaseKMeans):
         init_size: int | None = None,
         oversampling_factor: float = 2,
         init_rounds: int = 5,
+        max_points_per_centroid: int | None = None,
         split_every: int = 8,
         copy_x: bool = True,
         verbose: int = 0,
@@ -220,6 +245,7 @@ class KMeans(BaseKMeans):
         self.init_size = init_size
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
+        self.max_points_per_centroid = max_points_per_centroid
         self.split_every = split_every
         self.copy_x = copy_x
         self.verbose = verbose
@@ -275,21 +301,28 @@ class KMeans(BaseKMeans):
         src = hold(src, with_xsq=metric.uses_row_norms)
         rs = check_random_state(self.random_state)
         seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]
-        ckpt = Checkpoint(checkpoint, checkpoint_every, self, src, seeds) if checkpoint else None
+        train = self._training_rows(src, rs)
+        ckpt = Checkpoint(checkpoint, checkpoint_every, self, train, seeds) if checkpoint else None
         saved = ckpt.load() if (ckpt is not None and resume) else None
         # checkpoints go one run at a time: their format holds one run's state
-        solver = choose_solver(metric, self._algorithm(), src, n_runs=len(seeds),
+        solver = choose_solver(metric, self._algorithm(), train, n_runs=len(seeds),
                                n_clusters=int(self.n_clusters),
                                one_run_at_a_time=ckpt is not None)
-        settings = solver.prepare(src, FitSettings(int(self.max_iter), float(self.tol), metric,
-                                                   int(self.split_every)))
+        settings = solver.prepare(train, FitSettings(int(self.max_iter), float(self.tol),
+                                                     metric, int(self.split_every)))
         with self._progress() as progress:
-            best = self._best_run(src, solver, settings, seeds, ckpt, saved, progress.report)
+            best = self._best_run(train, solver, settings, seeds, ckpt, saved, progress.report)
         self.cluster_centers_ = best.centers
         self.n_iter_ = best.n_iter
         self.history_ = [asdict(h) for h in best.history]
-        self.inertia_ = best.inertia
-        self.labels_ = fit_labels(src, best, metric)
+        if train is src:
+            self.inertia_ = best.inertia
+            self.labels_ = fit_labels(src, best, metric)
+        elif not src.lazy:  # every row against the centres found on the sample
+            self.labels_, self.inertia_ = in_memory_e_step(src, best.centers, metric)
+        else:
+            self.labels_ = predict(src, best.centers, metric)
+            self.inertia_ = score(src, best.centers, src.weights, None, metric).sse
         self._fitted_on(layout)
         self._warn_distinct_clusters()
         return self
@@ -316,6 +349,21 @@ class KMeans(BaseKMeans):
                           f"n_clusters ({self.n_clusters}). Possibly due to duplicate "
                           "points in X.", ConvergenceWarning, stacklevel=3)
 
+    def _training_rows(self, src: Source, rs: np.random.RandomState) -> Source:
+        """The rows the fit iterates over: all of them, or a sample of at most
+        ``n_clusters * max_points_per_centroid`` (drawn after the runs' seeds, so
+        the seeds are those of a fit of every row)."""
+        if self.max_points_per_centroid is None:
+            return src
+        cap = int(self.n_clusters) * int(self.max_points_per_centroid)
+        if src.n <= cap:
+            return src
+        rng = np.random.default_rng(int(rs.randint(np.iinfo(np.int32).max)))
+        train = hold(training_sample(src, cap, rng), with_xsq=self._metric().uses_row_norms)
+        log.info("fitting on %d of %d rows (max_points_per_centroid=%d)", train.n, src.n,
+                 self.max_points_per_centroid)
+        return train
+
     def _best_run(self, src: Source, solver: SolverChoice, settings: FitSettings,
                   seeds: list[int], ckpt: Checkpoint | None, saved: SavedFit | None,
                   progress: Progress) -> RunResult:
@@ -331,7 +379,7 @@ class KMeans(BaseKMeans):
                 centres0 = [resume_at.centers]
                 log.info("resuming run %d at iteration %d", batch[0], resume_at.iteration)
             else:
-                centres0 = self._init_runs(src, seeds, batch)
+                centres0 = self._init_runs(src, seeds, batch, progress)
                 if self.verbose:
                     print("Initialization complete\n" * len(batch), end="")
             on_iteration = None if ckpt is None else SaveRun(ckpt, batch[0], best)
@@ -347,11 +395,13 @@ class KMeans(BaseKMeans):
         assert best is not None
         return best
 
-    def _init_runs(self, src: Source, seeds: list[int], batch: list[int]) -> list[np.ndarray]:
-        """Initial centres of the runs ``batch`` (their samples gathered together)."""
+    def _init_runs(self, src: Source, seeds: list[int], batch: list[int],
+                   progress: Progress | None = None) -> list[np.ndarray]:
+        """Initial centres of the runs ``batch`` (their samples gathered together);
+        ``progress`` hears of the phase ``"init"``."""
         t0 = time.perf_counter()
         centres0 = self._init(src, [np.random.default_rng(seeds[r]) for r in batch],
-                              [seeds[r] for r in batch])
+                              [seeds[r] for r in batch], progress)
         log.info("init runs %d-%d: %.2fs", batch[0], batch[-1], time.perf_counter() - t0)
         return centres0
 

@@ -108,15 +108,26 @@ class Drift:
         return cls(drift, half_sep, float(margin), group_drift)
 
 
+#: :func:`half_separation` takes the centres' Gram matrix this many rows at a time, so
+#: that its memory stays near ``SEPARATION_ROWS * k`` float64 at any K (a whole (k, k)
+#: matrix would be gigabytes at K in the tens of thousands)
+SEPARATION_ROWS = 512
+
+
 def half_separation(C: np.ndarray) -> np.ndarray:
     """(k,) half the distance from each centre to the nearest other one (inf for k=1)."""
     C = np.asarray(C, np.float64)
-    if len(C) < 2:
-        return np.full(len(C), np.inf)
+    k = len(C)
+    if k < 2:
+        return np.full(k, np.inf)
     sq = (C ** 2).sum(1)
-    G = np.maximum(sq[:, None] + sq[None, :] - 2 * C @ C.T, 0)
-    np.fill_diagonal(G, np.inf)
-    return np.asarray(np.sqrt(G.min(1)) / 2)
+    nearest = np.empty(k)
+    for lo in range(0, k, SEPARATION_ROWS):
+        hi = min(k, lo + SEPARATION_ROWS)
+        G = np.maximum(sq[lo:hi, None] + sq[None, :] - 2 * C[lo:hi] @ C.T, 0)
+        G[np.arange(hi - lo), np.arange(lo, hi)] = np.inf
+        nearest[lo:hi] = G.min(1)
+    return np.asarray(np.sqrt(nearest) / 2)
 
 
 def bounds_margin(xsq_max: float, C: np.ndarray, dtype: np.dtype) -> float:

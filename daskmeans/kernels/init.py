@@ -3,12 +3,16 @@ k-means|| (oversampling by key, then the weight of rows nearest each candidate).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .common import row_norms_sq, splitmix64_uniform
 from .metric import Metric, as_metric
+
+#: the distances of one batch of k-means++ candidates take at most this many bytes
+BATCH_MAX_BYTES = 64 << 20
 
 
 def kmeans_plusplus(
@@ -18,6 +22,9 @@ def kmeans_plusplus(
     weights: np.ndarray | None = None,
     n_local_trials: int | None = None,
     metric: str | Metric = "euclidean",
+    *,
+    batch: int = 1,
+    report: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Greedy k-means++ (Arthur & Vassilvitskii; greedy variant as in scikit-learn).
 
@@ -25,12 +32,24 @@ def kmeans_plusplus(
     proportional to weight x squared distance (x L1 distance for
     ``metric="manhattan"``, the k-medians seeding: the potential is then the L1
     objective). Returns (k, d) centres in X's dtype.
+
+    ``batch > 1`` draws the candidates of ``batch`` centres at once, from the
+    potential as it stood before the batch, and computes all their distances in one
+    GEMM; the centres of the batch are then chosen one after another as above, each
+    the candidate of its draw that lowers the potential most given the centres chosen
+    so far (so a candidate whose region an earlier centre of the batch now covers
+    loses). Each row is then read once per batch instead of once per centre: the
+    distances are a matrix product instead of memory-bound matrix-vector products.
+    ``batch=1`` is the classic sequential algorithm, draw for draw.
+
+    ``report(done, k)`` is called as centres are chosen (about a hundred times).
     """
     metric = as_metric(metric)
     n, d = X.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
+    trials = n_local_trials
     centers = np.empty((n_clusters, d), dtype=X.dtype)
     x_sq = row_norms_sq(X).astype(np.float64) if metric.uses_row_norms else np.empty(0)
     first = rng.choice(n, p=w / w.sum())
@@ -41,20 +60,33 @@ def kmeans_plusplus(
 
     closest = sqd(centers[:1])[0]
     pot = float(closest @ w)
-    for c in range(1, n_clusters):
+    # the candidates' distances of a batch, (batch * trials, n) float64, stay bounded
+    batch = max(1, min(batch, BATCH_MAX_BYTES // (8 * trials * n)))
+    every, next_report = max(1, n_clusters // 100), 1
+    c = 1
+    while c < n_clusters:
         if pot <= 0:  # fewer distinct points than clusters: duplicate one
             centers[c] = X[rng.integers(n)]
-            continue
-        cum = np.cumsum(closest * w)
-        ids = np.searchsorted(cum, rng.uniform(size=n_local_trials) * cum[-1])
-        np.clip(ids, None, n - 1, out=ids)
-        dcand = np.minimum(closest, sqd(X[ids]))
-        pots = dcand @ w
-        best = int(np.argmin(pots))
-        pot, closest = float(pots[best]), dcand[best]
-        centers[c] = X[ids[best]]
+            c += 1
+        else:
+            b = min(batch, n_clusters - c)
+            cum = np.cumsum(closest * w)
+            ids = np.searchsorted(cum, rng.uniform(size=(b, trials)) * cum[-1])
+            np.clip(ids, None, n - 1, out=ids)
+            dist = sqd(X[ids.ravel()]).reshape(b, trials, n)
+            for j in range(b):
+                dcand = np.minimum(closest, dist[j])
+                pots = dcand @ w
+                best = int(np.argmin(pots))
+                pot, closest = float(pots[best]), dcand[best]
+                centers[c] = X[ids[j, best]]
+                c += 1
+                if pot <= 0:  # the rest of the batch's draws are void
+                    break
+        if report is not None and (c >= next_report or c == n_clusters):
+            report(c, n_clusters)
+            next_report = c + every
     return centers
-
 
 
 @dataclass

@@ -208,3 +208,17 @@ def test_drift_separation_and_summary_by_hand() -> None:
     far = bounds.BoundsSummary(np.array([3.5, -np.inf, 2.0]), np.array([0.5, -np.inf, 5.0]),
                                0)
     assert not far.settled(still)  # cluster 0: 3.5 > 3 and 0.5 > 0
+
+
+def test_half_separation_in_blocks_of_rows_equals_brute_force(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Gram matrix a block of rows at a time (blocks of 7 rows here, so the last is
+    shorter): each centre's half distance to its nearest other, as pairwise float64
+    differences give it."""
+    C = np.random.default_rng(3).normal(size=(50, 6))
+    want = np.sqrt(((C[:, None] - C[None]) ** 2).sum(-1) + np.diag(np.full(50, np.inf))
+                   ).min(1) / 2
+    whole = bounds.half_separation(C)
+    monkeypatch.setattr(bounds, "SEPARATION_ROWS", 7)
+    np.testing.assert_allclose(bounds.half_separation(C), want, rtol=1e-12)
+    np.testing.assert_allclose(whole, want, rtol=1e-12)

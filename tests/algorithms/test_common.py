@@ -1,0 +1,59 @@
+"""The M-step at large K (algorithms/common.py): empty clusters relocated without a
+loop over the clusters, exactly as one at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from daskmeans.algorithms.common import relocate_empty
+from daskmeans.kernels.common import TopM
+
+
+def _one_at_a_time(sums: np.ndarray, counts: np.ndarray, top: TopM) -> int:
+    """scikit-learn's ``_relocate_empty_clusters_dense`` written out row by row."""
+    empty = np.flatnonzero(counts == 0)
+    n = min(len(empty), len(top.sqdist))
+    for j in range(n):
+        new, old, wt = empty[j], top.labels[j], top.weights[j]
+        if wt <= 0:
+            continue
+        row = top.rows[j].astype(np.float64) * wt
+        sums[old] -= row
+        counts[old] -= wt
+        sums[new] = row
+        counts[new] = wt
+    return n
+
+
+def test_relocation_equals_one_cluster_at_a_time() -> None:
+    """3,000 clusters, 700 of them empty, 500 far rows known (so 200 stay empty), some
+    far rows sharing a former cluster and some of zero weight: the same sums and counts
+    bit for bit."""
+    rng = np.random.default_rng(0)
+    k, d, m = 3000, 7, 500
+    counts = rng.integers(1, 20, k).astype(np.float64)
+    empty = rng.choice(k, 700, replace=False)
+    counts[empty] = 0
+    full = np.flatnonzero(counts > 0)
+    sums = rng.normal(size=(k, d)) * counts[:, None]
+    top = TopM(np.sort(rng.uniform(size=m))[::-1], np.arange(m, dtype=np.int64),
+               rng.normal(size=(m, d)).astype(np.float32),
+               rng.choice(full[:50], m).astype(np.int32),  # many rows per former cluster
+               np.where(rng.uniform(size=m) < 0.1, 0.0, rng.uniform(0.5, 2, m)))
+    want_s, want_n = sums.copy(), counts.copy()
+    assert _one_at_a_time(want_s, want_n, top) == 500
+    got_s, got_n = sums.copy(), counts.copy()
+    assert relocate_empty(got_s, got_n, top) == 500
+    np.testing.assert_array_equal(got_s, want_s)
+    np.testing.assert_array_equal(got_n, want_n)
+    assert (got_n == 0).sum() == 200 + int((top.weights == 0).sum())
+
+
+def test_relocation_by_hand() -> None:
+    sums = np.array([[6.0, 0.0], [0.0, 0.0], [2.0, 2.0]])
+    counts = np.array([3.0, 0.0, 1.0])
+    top = TopM(np.array([9.0]), np.array([4]), np.array([[3.0, 0.0]]),
+               np.array([0], np.int32), np.array([1.0]))
+    assert relocate_empty(sums, counts, top) == 1
+    assert sums.tolist() == [[3.0, 0.0], [3.0, 0.0], [2.0, 2.0]]
+    assert counts.tolist() == [2.0, 1.0, 1.0]
