@@ -261,10 +261,10 @@ def test_the_init_reports_its_progress_before_the_iterations(init: str, ends) ->
     assert inits[0][:3] == ("init", 1, ends[0][2])  # the first report at once
 
 
-def test_verbose_draws_an_init_bar(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bars_draw_the_init(capsys: pytest.CaptureFixture[str]) -> None:
     from sklearn.datasets import load_digits
 
-    KMeans(20, random_state=0, verbose=1).fit(load_digits().data)
+    KMeans(20, random_state=0, callback=TqdmBars()).fit(load_digits().data)
     err = capsys.readouterr().err
     bars = [_last_line(chunk) for chunk in err.split("\n") if chunk.strip()]
     assert bars[0].startswith("init") and "20/20" in bars[0], bars

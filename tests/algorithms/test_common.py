@@ -13,16 +13,20 @@ def _one_at_a_time(sums: np.ndarray, counts: np.ndarray, top: TopM) -> int:
     """scikit-learn's ``_relocate_empty_clusters_dense`` written out row by row."""
     empty = np.flatnonzero(counts == 0)
     n = min(len(empty), len(top.sqdist))
+    moved = 0
     for j in range(n):
         new, old, wt = empty[j], top.labels[j], top.weights[j]
+        if top.sqdist[j] <= 0:
+            break  # a row on its centre is not taken (scikit-learn's issue 28055)
         if wt <= 0:
             continue
+        moved += 1
         row = top.rows[j].astype(np.float64) * wt
         sums[old] -= row
         counts[old] -= wt
         sums[new] = row
         counts[new] = wt
-    return n
+    return moved
 
 
 def test_relocation_equals_one_cluster_at_a_time() -> None:
@@ -41,12 +45,30 @@ def test_relocation_equals_one_cluster_at_a_time() -> None:
                rng.choice(full[:50], m).astype(np.int32),  # many rows per former cluster
                np.where(rng.uniform(size=m) < 0.1, 0.0, rng.uniform(0.5, 2, m)))
     want_s, want_n = sums.copy(), counts.copy()
-    assert _one_at_a_time(want_s, want_n, top) == 500
+    moved = 500 - int((top.weights == 0).sum())
+    assert _one_at_a_time(want_s, want_n, top) == moved
     got_s, got_n = sums.copy(), counts.copy()
-    assert relocate_empty(got_s, got_n, top) == 500
+    assert relocate_empty(got_s, got_n, top) == moved
     np.testing.assert_array_equal(got_s, want_s)
     np.testing.assert_array_equal(got_n, want_n)
     assert (got_n == 0).sum() == 200 + int((top.weights == 0).sum())
+
+
+def test_relocation_stops_at_rows_on_their_centre() -> None:
+    """Far rows at distance 0 (duplicates of their centre) are not taken: the rest of
+    the empty clusters stay empty, as one at a time."""
+    k, d = 6, 2
+    counts = np.array([3.0, 0.0, 2.0, 0.0, 0.0, 1.0])
+    sums = np.arange(k * d, dtype=np.float64).reshape(k, d) * counts[:, None]
+    top = TopM(np.array([4.0, 0.0, 0.0]), np.array([7, 8, 9]),
+               np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], np.float32),
+               np.array([0, 2, 2], np.int32), np.array([1.0, 1.0, 1.0]))
+    want_s, want_n = sums.copy(), counts.copy()
+    assert _one_at_a_time(want_s, want_n, top) == 1
+    assert relocate_empty(sums, counts, top) == 1
+    np.testing.assert_array_equal(sums, want_s)
+    np.testing.assert_array_equal(counts, want_n)
+    assert counts.tolist() == [2.0, 1.0, 2.0, 0.0, 0.0, 1.0]
 
 
 def test_relocation_by_hand() -> None:
