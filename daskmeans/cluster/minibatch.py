@@ -10,13 +10,15 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
 
+import dask.array as da
 import numpy as np
 from sklearn.utils import check_random_state
 
 from ..algorithms import FitSettings, MiniBatchSpec, MiniBatchState, lloyd_iterations
-from ..algorithms.minibatch import minibatch, minibatch_step
+from ..algorithms.minibatch import minibatch, minibatch_step, weights_cdf
 from ..algorithms.predict import labels_and_inertia, sample_inertia, source_for_metric
 from ..engine import reductions, schedule
+from ..engine.hold import hold
 from ..engine.source import Source, ZarrSource
 from ..validation import Interval, Options, check_scalar_param, validate_params
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
@@ -231,6 +233,9 @@ class MiniBatchKMeans(BaseKMeans):
         mode = self._sampling_mode(src)
         if mode == "chunks" and isinstance(src, ZarrSource):
             src = src.regroup(1)  # a step reads whole storage chunks, not grouped blocks
+        elif mode == "rows":  # random rows: a store's blocks held (within the memory
+            # budget) so that every step takes its rows from memory, not from every chunk
+            src = hold(src, with_xsq=self._metric().uses_row_norms)
         seed0 = int(rs.randint(np.iinfo(np.int32).max))
         rng = np.random.default_rng(seed0)
         per_step, n_steps = self._steps(src, mode, batch)
@@ -247,10 +252,10 @@ class MiniBatchKMeans(BaseKMeans):
             log.info("resuming mini-batch at step %d", state.step)
         spec = MiniBatchSpec(batch, n_steps, float(self.reassignment_ratio),
                              self.max_no_improvement, tol_abs, self._metric(),
-                             int(self.split_every))
+                             int(self.split_every), self._row_cdf(src, mode))
         on_step = None if ckpt is None else SaveMiniBatch(ckpt, tol_abs, rng)
         with self._progress() as progress:
-            minibatch(src, state, spec, rng=rng, seed0=seed0, mode=mode, per_step=per_step,
+            minibatch(src, state, spec, rng=rng, mode=mode, per_step=per_step,
                       order=order, on_step=on_step, progress=progress.report)
             self._set_state(state)
             if self.refine:
@@ -263,6 +268,15 @@ class MiniBatchKMeans(BaseKMeans):
         elif layout.grid is not None:
             self.cluster_centers_ = layout.grid.centers(np.asarray(self.cluster_centers_))
         return self
+
+    @staticmethod
+    def _row_cdf(src: Source, mode: str) -> np.ndarray | None:
+        """With sample weights and random rows: the weights' distribution the batches
+        are drawn from (dask weights computed once: n values)."""
+        if src.weights is None or mode != "rows":
+            return None
+        w = src.weights
+        return weights_cdf(schedule.compute(w) if isinstance(w, da.Array) else w)
 
     def _steps(self, src: Source, mode: str, batch: int) -> tuple[int, int]:
         """(blocks a step takes in ``"chunks"`` mode: one per thread, steps in all)."""
@@ -335,14 +349,22 @@ class MiniBatchKMeans(BaseKMeans):
             self._stream_rs = check_random_state(self.random_state)
         if first:
             self._check_params(src)
-            seed = int(self._stream_rs.randint(np.iinfo(np.int32).max))
+            # an init array draws nothing (as scikit-learn, whose random state then
+            # picks only the reassigned rows: given the same batches, the same steps)
+            seed = 0
+            if isinstance(self.init, str) or callable(self.init):
+                seed = int(self._stream_rs.randint(np.iinfo(np.int32).max))
             self._set_state(MiniBatchState.start(
                 self._init(src, [np.random.default_rng(seed)], [seed])[0]))
+            # scikit-learn's reassignment schedule counts the first batch's size (at
+            # most batch_size) for every partial_fit
+            self._stream_batch = self._batch(src.n)
         spec = MiniBatchSpec(src.n, 0, float(self.reassignment_ratio), None, 0.0,
                              self._metric(), int(self.split_every))
-        seed = int(self._stream_rs.randint(np.iinfo(np.int32).max))
         minibatch_step(src, self._state, spec, rows=None, blocks=range(src.n_blocks),
-                       seed=seed, stopping=False)
+                       chooser=self._stream_rs,
+                       counted=getattr(self, "_stream_batch", self._batch(src.n)),
+                       stopping=False)
         self.history_[-1]["seconds"] = 0.0
         self._set_state(self._state)
         self.n_iter_ = 0
