@@ -109,6 +109,7 @@ __all__ = [
     "root_pass",
     "score_pass",
     "shared_operand",
+    "steps_in_process",
     "take_rows",
     "unreadable_block",
 ]
@@ -604,6 +605,12 @@ def held_parts(src: Source, rows: np.ndarray | None, blocks: Sequence[int] | Non
         return [(i, np.asarray(rows[cuts[i]:cuts[i + 1]] - src.offsets[i], dtype=np.int64))
                 for i in range(src.n_blocks) if cuts[i + 1] > cuts[i]]
     return [(i, np.arange(src.block_rows(i), dtype=np.int64)) for i in sorted(set(blocks or ()))]
+
+
+def steps_in_process(src: Source) -> bool:
+    """Whether :func:`batch_pass` runs a mini-batch step of ``src`` in this process
+    (its rows held here: no graph per step)."""
+    return held_parts(src, np.empty(0, np.int64), None) is not None
 
 
 def _held_block(src: Source, i: int) -> np.ndarray:

@@ -164,3 +164,28 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, monkeypatch) -> 
     np.testing.assert_array_equal(resumed.cluster_centers_, fresh.cluster_centers_)
     assert resumed.n_steps_ == fresh.n_steps_ and resumed.inertia_ == fresh.inertia_
     assert calls[0] == fresh.n_steps_ - 20  # continued from the step-20 checkpoint
+
+
+def test_rows_held_here_take_no_graph_and_the_same_batches_whatever_the_chunking(
+        tmp_path: Path, counting_scheduler) -> None:
+    """numpy rows, and a store's blocks held in memory for the fit, run every step in
+    process (no compute per step), on batches drawn over global row indices: the same
+    centres, bit for bit, however the store is chunked."""
+    X, _ = make_blobs(6000, n_features=5, centers=6, random_state=3)
+    X = X.astype(np.float32)
+    params = {"batch_size": 700, "random_state": 4, "max_iter": 2, "reassignment_ratio": 0.2}
+    ref = MiniBatchKMeans(6, **params).fit(X)
+    assert counting_scheduler.calls == 0
+    assert ref.n_steps_ > 5
+    for chunks in (6000, 900, 411):  # one chunk, even and odd splits
+        z = zarr.create_array(tmp_path / f"x{chunks}.zarr", shape=X.shape, chunks=(chunks, 5),
+                              dtype=X.dtype)
+        z[:] = X
+        counting_scheduler.calls = 0
+        km = MiniBatchKMeans(6, **params).fit(z)
+        assert counting_scheduler.calls <= 4  # hold, init sample, labels; none per step
+        np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+        assert km.n_steps_ == ref.n_steps_
+        assert [h["n_reassigned"] for h in km.history_] == [h["n_reassigned"]
+                                                              for h in ref.history_]
+        np.testing.assert_array_equal(np.asarray(km.labels_), ref.labels_)
