@@ -18,8 +18,8 @@ import numpy as np
 from ..engine import reductions
 from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import Source
-from ..kernels.minibatch import BatchStep
 from ..kernels.metric import EUCLIDEAN, Metric
+from ..kernels.minibatch import BatchStep
 from .common import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     cdf = spec.row_cdf if mode == "rows" else None
     if cdf is not None:  # the weights chose the rows: each counts once
         src = src.with_options(weights=None, normalize=src.normalize)
-    for step in range(state.step, spec.n_steps):
+    for _ in range(state.step, spec.n_steps):
         rows = blocks = None
         if mode == "rows":
             rows = np.sort(batch_rows(rng, src.n, spec.batch, cdf))

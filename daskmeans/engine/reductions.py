@@ -569,13 +569,13 @@ def batch_pass(
                     "positions": np.arange(lo, hi, dtype=np.int64)}
     else:
         chosen = sorted(set(blocks or ()))
-        starts = dict(zip(chosen, np.cumsum([0] + [src.block_rows(i) for i in chosen]).tolist(),
-                          strict=False))
+        first = dict(zip(chosen, np.cumsum([0] + [src.block_rows(i) for i in chosen]).tolist(),
+                         strict=False))
 
         def per_block(i: int) -> dict[str, Any] | None:
-            if i not in starts:
+            if i not in first:
                 return None
-            return {"positions": np.arange(starts[i], starts[i] + src.block_rows(i),
+            return {"positions": np.arange(first[i], first[i] + src.block_rows(i),
                                            dtype=np.int64)}
 
     kernel = functools.partial(_batch_kernel, picks=picks)

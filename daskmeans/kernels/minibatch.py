@@ -127,7 +127,7 @@ def minibatch_step(parts: Sequence[Part], C: np.ndarray | Centres, counts: np.nd
     first = parts[0][0] if parts else np.empty((0, 0))
     _, cen = rows_and_centres(first, C, scale)
     C64 = cen.centres().astype(np.float64)
-    k, d = C64.shape
+    d = C64.shape[1]
     w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     if compiled_kernels() and threads > 1:
         sums, wsum, sumsq = _step_threaded(parts, cen, w, scale, b, d, threads)

@@ -1,4 +1,5 @@
-"""Compiled (numba) mini-batch step: the hot loop of :func:`daskmeans.kernels.minibatch.minibatch_step`.
+"""Compiled (numba) mini-batch step: the hot loop of
+:func:`daskmeans.kernels.minibatch.minibatch_step`.
 
 The batch's rows are gathered a tile at a time from the rows where they are held (a
 numpy block and the local indices of the batch's rows in it) into a reused buffer
