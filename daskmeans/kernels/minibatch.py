@@ -136,9 +136,11 @@ def minibatch_step(parts: Sequence[Part], C: np.ndarray | Centres, counts: np.nd
     else:
         sums, wsum, sumsq = _step_numpy(parts, cen, w, scale, b, d)
     centers, new_counts = update_centres(C64, counts, sums, wsum)
-    picked = rows_at(parts, np.empty(0, np.int64) if picks is None else picks, scale)
-    return BatchStep(centers, new_counts, sse_of_sums(sums, wsum, sumsq, C64), b,
-                     picked.reshape(-1, d))
+    if picks is None or not len(picks):  # most steps reassign nothing
+        picked = np.empty((0, d), np.float32 if scale is not None else cen.dtype)
+    else:
+        picked = rows_at(parts, picks, scale).reshape(-1, d)
+    return BatchStep(centers, new_counts, sse_of_sums(sums, wsum, sumsq, C64), b, picked)
 
 
 def _step_compiled(parts: Sequence[Part], cen: Centres, w: np.ndarray | None,
