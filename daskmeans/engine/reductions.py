@@ -543,7 +543,7 @@ def batch_pass(
         w = None
         if src.weights is not None:
             weights = np.asarray(src.weights, dtype=np.float64)
-            w = np.concatenate([weights[src.offsets[i] + ix] for i, ix in parts])
+            w = np.concatenate([weights[_held_offset(src, i) + ix] for i, ix in parts])
         try:
             # tile-sized GEMMs, one BLAS thread each; above a few tens of centres the
             # GEMM is most of a step and the tiles are spread over the local threads
@@ -556,8 +556,8 @@ def batch_pass(
             starts = np.cumsum([0] + [len(ix) for _, ix in parts])
             j = int(np.searchsorted(starts, e.row, side="right")) - 1
             i, ix = parts[j]
-            raise NonFiniteError(_non_finite_message(src.offsets[i] + int(ix[e.row - starts[j]])
-                                                     )) from None
+            row = _held_offset(src, i) + int(ix[e.row - starts[j]])
+            raise NonFiniteError(_non_finite_message(row)) from None
     if rows is not None:
         cuts = np.searchsorted(rows, src.offsets)
 
@@ -616,6 +616,11 @@ def steps_in_process(src: Source) -> bool:
 def _held_block(src: Source, i: int) -> np.ndarray:
     """Block ``i`` as held here (``-1``: the whole in-memory array)."""
     return src.X if i < 0 else src.block(i)
+
+
+def _held_offset(src: Source, i: int) -> int:
+    """The first row of block ``i`` (``-1``: the whole in-memory array)."""
+    return 0 if i < 0 else src.offsets[i]
 
 
 def _batch_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,

@@ -189,3 +189,25 @@ def test_rows_held_here_take_no_graph_and_the_same_batches_whatever_the_chunking
         assert [h["n_reassigned"] for h in km.history_] == [h["n_reassigned"]
                                                               for h in ref.history_]
         np.testing.assert_array_equal(np.asarray(km.labels_), ref.labels_)
+
+
+@pytest.mark.parametrize("sampling", ["rows", "chunks"])
+def test_in_process_steps_name_bad_rows_and_take_weights(tmp_path: Path, sampling: str) -> None:
+    """A store held here with a NaN row: the step names the row; weighted steps on
+    numpy rows (chunks: the weights in the sums; rows: batches drawn by weight)."""
+    X, _ = make_blobs(3000, n_features=3, centers=3, random_state=6)
+    X = X.astype(np.float32)
+    X[2345, 1] = np.nan
+    z = zarr.create_array(tmp_path / "nan.zarr", shape=X.shape, chunks=(700, 3), dtype=X.dtype)
+    z[:] = X
+    with pytest.raises(ValueError, match="row 2345"):
+        MiniBatchKMeans(3, init=X[:3], batch_size=3000, sampling=sampling,
+                        random_state=0).fit(z)
+    X[2345, 1] = 0.0
+    w = np.ones(len(X))
+    w[:1500] = 0.0  # only the second half counts
+    km = MiniBatchKMeans(3, batch_size=500, sampling=sampling, random_state=0,
+                         max_no_improvement=None, max_iter=2).fit(X, sample_weight=w)
+    half = MiniBatchKMeans(3, batch_size=500, sampling=sampling, random_state=0,
+                           max_no_improvement=None, max_iter=2).fit(X[1500:])
+    assert match_centres(km.cluster_centers_, half.cluster_centers_) < 1.0
