@@ -587,9 +587,10 @@ def batch_pass(
 def held_parts(src: Source, rows: np.ndarray | None, blocks: Sequence[int] | None
                ) -> list[tuple[int, np.ndarray]] | None:
     """A mini-batch as (block index, local row indices) pairs in batch order when every
-    block is held as a numpy array in this process and the kernels take it as held
-    (no normalisation, the rows' dtype or raw pixels with a scale); else None."""
-    if src.normalize or isinstance(src, DaskSource):
+    block is held as a numpy array in this process (an in-memory array, or any source
+    whose ``held`` blocks are numpy) and the kernels take it as held (no
+    normalisation, the rows' dtype or raw pixels with a scale); else None."""
+    if src.normalize:
         return None
     if isinstance(src, ArraySource):
         if src.held is not None or src.scale is not None:
@@ -615,7 +616,9 @@ def steps_in_process(src: Source) -> bool:
 
 def _held_block(src: Source, i: int) -> np.ndarray:
     """Block ``i`` as held here (``-1``: the whole in-memory array)."""
-    return src.X if i < 0 else src.block(i)
+    if i < 0:
+        return src.X
+    return src.held[i] if src.held is not None else src.block(i)
 
 
 def _held_offset(src: Source, i: int) -> int:

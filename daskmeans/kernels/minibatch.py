@@ -276,5 +276,5 @@ def batch_partial(X: np.ndarray, C: np.ndarray | Centres, weights: np.ndarray | 
     mine = np.flatnonzero(np.isin(positions, picks)) if picks is not None else positions[:0]
     rows = X.reshape(X.shape[0], -1)[mine]
     if scale is not None:
-        rows = scale_rows(rows, scale)
+        rows = scale_rows(rows, scale) if len(rows) else rows.astype(np.float32)
     return BatchPartial(part, positions[mine], rows)

@@ -168,3 +168,15 @@ def test_update_centres_is_scikit_learns_rule(both_kernels: str) -> None:
                                         [5.0, 6.0]])
     np.testing.assert_array_equal(n, [5.0, 2.0, 7.0])
     assert counts.tolist() == [3.0, 0.0, 7.0] and C[1].tolist() == [3.0, 4.0]
+
+
+@pytest.mark.usefixtures("both_kernels")
+def test_block_shares_of_raw_images_with_and_without_picked_rows() -> None:
+    rng = np.random.default_rng(9)
+    raw = rng.integers(0, 256, (50, 3, 4), dtype=np.uint8)  # a block of images as stored
+    C = raw[:4].reshape(4, -1).astype(np.float32) / 255
+    for picks in (None, np.array([7]), np.array([70])):  # none, one here, one elsewhere
+        share = minibatch.batch_partial(raw, C, None, positions=np.arange(50), picks=picks,
+                                        scale=1 / 255)
+        assert share.rows.shape == (0 if picks is None or picks[0] >= 50 else 1, 12)
+        assert share.rows.dtype == np.float32 and share.part.n_rows == 50
