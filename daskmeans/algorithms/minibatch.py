@@ -1,6 +1,7 @@
 """Mini-batch K-means (Sculley 2010) with scikit-learn's semantics: the state carried
-from step to step (:class:`MiniBatchState`), one step (:func:`minibatch_step`: one pass
-over the batch's rows or blocks, then :func:`minibatch_update`), early stopping
+from step to step (:class:`MiniBatchState`), one step (:func:`minibatch_step`: the
+fused step of :func:`daskmeans.engine.reductions.batch_pass` over the batch's rows or
+blocks, then the reassignment of :func:`minibatch_update`), early stopping
 (:func:`minibatch_converged`) and the loop (:func:`minibatch`).
 """
 
@@ -17,11 +18,14 @@ import numpy as np
 from ..engine import reductions
 from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import Source
-from ..kernels.lloyd import LloydPartial
 from ..kernels.metric import EUCLIDEAN, Metric
+from ..kernels.minibatch import BatchStep
 from .common import Progress, no_progress
 
 log = logging.getLogger(__name__)
+
+#: what picks the rows reassigned centres move to
+Chooser = np.random.Generator | np.random.RandomState
 
 
 @dataclass
@@ -53,6 +57,26 @@ class MiniBatchSpec:
     tol_abs: float = 0.0
     metric: Metric = EUCLIDEAN
     split_every: int = SPLIT_EVERY
+    #: with sample weights, "rows" batches are drawn with probability ~ weight (this
+    #: (n,) cumulative distribution of the weights) and count every row once, as
+    #: scikit-learn's ``fit``: a row of zero weight never enters a batch
+    row_cdf: np.ndarray | None = None
+
+
+def batch_rows(rng: np.random.Generator, n: int, batch: int, cdf: np.ndarray | None
+               ) -> np.ndarray:
+    """``batch`` global row indices drawn i.i.d.: uniformly, or with probability ~ weight
+    given the weights' cumulative distribution ``cdf`` (as ``Generator.choice`` with
+    ``p``, its distribution computed once per fit instead of every step)."""
+    if cdf is None:
+        return rng.integers(0, n, size=batch)
+    return np.minimum(cdf.searchsorted(rng.random(batch), side="right"), n - 1)
+
+
+def weights_cdf(weights: np.ndarray) -> np.ndarray:
+    """The cumulative distribution of (n,) non-negative weights, for :func:`batch_rows`."""
+    cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
+    return cdf / cdf[-1]
 
 
 def random_reassign(state: MiniBatchState, batch: int) -> bool:
@@ -65,15 +89,15 @@ def random_reassign(state: MiniBatchState, batch: int) -> bool:
     return False
 
 
-def reservoir_size(state: MiniBatchState, ratio: float, reassign: bool, batch: int,
-                   weighted: bool) -> int:
-    """How many reservoir rows a step needs for reassignment (0 if none can be).
+def reassign_candidates(state: MiniBatchState, ratio: float, reassign: bool, batch: int,
+                        weighted: bool) -> int:
+    """How many candidate rows a step needs for reassignment (0 if none can be).
 
     After a step a centre is reassigned when its count is below ``ratio * max``;
     counts only grow and the max grows by at most the batch's total weight, so only
-    centres with ``count < ratio * (max + batch)`` can qualify. The sample is ordered
-    by key, so drawing that many rows instead of ``k`` gives the same reassignments
-    (a sample of ``k`` rows is a noticeable part of a step at large K).
+    centres with ``count < ratio * (max + batch)`` can qualify. The candidates are a
+    prefix of a random permutation of the batch, so drawing that many rows instead of
+    every one gives the same reassignments (rows held elsewhere travel only as needed).
     """
     if not reassign or ratio <= 0:
         return 0
@@ -83,33 +107,32 @@ def reservoir_size(state: MiniBatchState, ratio: float, reassign: bool, batch: i
     return min(m, k, batch)
 
 
-def minibatch_update(state: MiniBatchState, part: LloydPartial, reassign: bool, batch: int,
+def minibatch_update(state: MiniBatchState, step: BatchStep, reassign: bool, batch: int,
                      ratio: float, metric: Metric) -> tuple[float, int]:
-    """Apply one batch's partial sums with scikit-learn's count-based learning rate
-    ``c <- (c N_c + S_c) / (N_c + n_c)`` and reassign low-count centres; returns
-    (squared centre shift, centres reassigned)."""
+    """Take a step's updated centres and counts (scikit-learn's count-based learning
+    rate ``c <- (c N_c + S_c) / (N_c + n_c)``, applied by the kernel) and, as
+    scikit-learn's ``_mini_batch_step``, reassign the centres whose count is below
+    ``ratio`` times the largest (at most half a batch of them) to the batch's rows
+    picked for it (``step.picked``: a prefix of a random permutation of the batch),
+    their counts reset to the smallest count kept. Returns (squared centre shift,
+    centres reassigned)."""
     C = state.centers
-    C64 = C.astype(np.float64)
-    new = C64.copy()
-    wsum, counts = part.counts, state.counts
-    nz = wsum > 0
-    new[nz] = (C64[nz] * counts[nz, None] + part.sums[nz]) / (counts[nz] + wsum[nz])[:, None]
-    counts[nz] += wsum[nz]
+    new, counts = step.centers, step.counts
     n_re = 0
-    if reassign and ratio > 0 and part.sample is not None:
+    if reassign and ratio > 0:
         to_re = counts < ratio * counts.max()
         if to_re.sum() > 0.5 * batch:  # at most half a batch of centres at once
             to_re[np.argsort(counts)[int(0.5 * batch):]] = False
-        n_re = min(int(to_re.sum()), len(part.sample.rows))
+        idx = np.flatnonzero(to_re)
+        n_re = min(len(idx), len(step.picked))
         if n_re:
-            idx = np.flatnonzero(to_re)[:n_re]
-            new[idx] = part.sample.rows[:n_re]
-            # reset their counts, but not so low that they are reassigned at once
-            keep = counts[~to_re]
-            counts[idx] = keep.min() if keep.size else 0.0
+            new[idx[:n_re]] = step.picked[:n_re]
+        # reset their counts, but not so low that they are reassigned at once
+        keep = counts[~to_re]
+        counts[idx[:n_re]] = keep.min() if keep.size else 0.0
     new = metric.finish_centres(new).astype(C.dtype)  # cosine: onto the unit sphere
-    state.centers = new
-    return float(((new.astype(np.float64) - C64) ** 2).sum()), n_re
+    state.centers, state.counts = new, counts
+    return float(((new.astype(np.float64) - C.astype(np.float64)) ** 2).sum()), n_re
 
 
 def minibatch_converged(state: MiniBatchState, spec: MiniBatchSpec, n: int, shift: float,
@@ -142,22 +165,36 @@ def minibatch_converged(state: MiniBatchState, spec: MiniBatchSpec, n: int, shif
 
 
 def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
-                   rows: np.ndarray | None, blocks: Sequence[int] | None, seed: int,
-                   stopping: bool = True) -> str | None:
-    """One mini-batch step (one pass over the batch's rows or blocks, one compute);
-    appends to ``state.history``; returns why early stopping says stop, or None."""
+                   rows: np.ndarray | None, blocks: Sequence[int] | None, chooser: Chooser,
+                   counted: int | None = None, stopping: bool = True) -> str | None:
+    """One mini-batch step (:func:`daskmeans.engine.reductions.batch_pass`: no compute
+    for rows held here, one otherwise); appends to ``state.history``; returns why early
+    stopping says stop, or None.
+
+    ``chooser`` (a numpy ``Generator`` or ``RandomState``) picks the rows that
+    reassigned centres move to: ``chooser.permutation(b)[:n]``, which for a
+    ``RandomState`` is scikit-learn's ``choice(b, n, replace=False)``, drawn only when
+    a centre is reassigned (as there). ``counted``: rows the reassignment schedule
+    counts for this step (scikit-learn's ``partial_fit`` counts its first batch's size
+    every step), the batch's rows by default.
+    """
     t0 = time.perf_counter()
     b = len(rows) if rows is not None else int(sum(src.block_rows(i) for i in blocks or ()))
-    reassign = random_reassign(state, b)
-    part = reductions.batch_pass(
-        src, state.centers, rows=rows, blocks=blocks, seed=seed,
-        n_sample=reservoir_size(state, spec.reassignment_ratio, reassign, b,
-                                src.weights is not None),
-        split_every=spec.split_every)
-    batch_inertia = part.sse()
-    shift, n_re = minibatch_update(state, part, reassign, b, spec.reassignment_ratio,
+    reassign = random_reassign(state, b if counted is None else counted)
+    m = reassign_candidates(state, spec.reassignment_ratio, reassign, b,
+                            src.weights is not None)
+    saved, picks = None, None
+    if m:  # drawn before the step (rows held elsewhere come back with it), undone if unused
+        saved = _chooser_state(chooser)
+        picks = chooser.permutation(b)[:m]
+    step = reductions.batch_pass(src, state.centers, state.counts, rows=rows, blocks=blocks,
+                                 picks=picks, split_every=spec.split_every)
+    shift, n_re = minibatch_update(state, step, reassign, b, spec.reassignment_ratio,
                                    spec.metric)
+    if saved is not None and not n_re:
+        _restore_chooser(chooser, saved)
     state.step += 1
+    batch_inertia = step.inertia
     stop = minibatch_converged(state, spec, src.n, shift, batch_inertia, b) if stopping else None
     state.history.append({
         "step": state.step, "batch_inertia": batch_inertia,
@@ -168,28 +205,46 @@ def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     return stop
 
 
+def _chooser_state(chooser: Chooser) -> Any:
+    if isinstance(chooser, np.random.RandomState):
+        return chooser.get_state()
+    return chooser.bit_generator.state
+
+
+def _restore_chooser(chooser: Chooser, saved: Any) -> None:
+    if isinstance(chooser, np.random.RandomState):
+        chooser.set_state(saved)
+    else:
+        chooser.bit_generator.state = saved
+
+
 def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
-              rng: np.random.Generator, seed0: int, mode: str, per_step: int,
+              rng: np.random.Generator, mode: str, per_step: int,
               order: list[int],
               on_step: Callable[[MiniBatchState, list[int]], None] | None = None,
               progress: Progress = no_progress) -> MiniBatchState:
     """Mini-batch steps from ``state.step`` to ``spec.n_steps`` or early stopping.
 
-    ``mode="rows"``: each step draws ``spec.batch`` i.i.d. rows; ``"chunks"``: each
+    ``mode="rows"``: each step draws ``spec.batch`` i.i.d. rows over the global row
+    indices (so the batches are the same whatever the blocks); ``"chunks"``: each
     step takes ``per_step`` whole blocks in a fresh random order every epoch
-    (``order``: the rest of the current epoch). ``on_step(state, order)`` runs after
-    every step (checkpoints).
+    (``order``: the rest of the current epoch). ``rng`` draws the batches and the rows
+    reassigned centres move to. ``on_step(state, order)`` runs after every step
+    (checkpoints).
     """
     n_blocks = src.n_blocks
-    for step in range(state.step, spec.n_steps):
+    cdf = spec.row_cdf if mode == "rows" else None
+    if cdf is not None:  # the weights chose the rows: each counts once
+        src = src.with_options(weights=None, normalize=src.normalize)
+    for _ in range(state.step, spec.n_steps):
         rows = blocks = None
         if mode == "rows":
-            rows = np.sort(rng.integers(0, src.n, size=spec.batch))
+            rows = np.sort(batch_rows(rng, src.n, spec.batch, cdf))
         else:
             if len(order) < per_step:
                 order += rng.permutation(n_blocks).tolist()
             blocks, order[:] = order[:per_step], order[per_step:]
-        stop = minibatch_step(src, state, spec, rows=rows, blocks=blocks, seed=seed0 + step + 1)
+        stop = minibatch_step(src, state, spec, rows=rows, blocks=blocks, chooser=rng)
         h = state.history[-1]
         if stop:  # the bar ends here, full, saying why
             progress("mini-batch", state.step, state.step,

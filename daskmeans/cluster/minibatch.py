@@ -11,13 +11,15 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
 
+import dask.array as da
 import numpy as np
 from sklearn.utils import check_random_state
 
 from ..algorithms import FitSettings, MiniBatchSpec, MiniBatchState, lloyd_iterations
-from ..algorithms.minibatch import minibatch, minibatch_step
+from ..algorithms.minibatch import minibatch, minibatch_step, weights_cdf
 from ..algorithms.predict import labels_and_inertia, sample_inertia, source_for_metric
 from ..engine import reductions, schedule
+from ..engine.hold import hold
 from ..engine.source import Source, ZarrSource
 from ..validation import Interval, Options, check_scalar_param, validate_params
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: default rows per mini-batch step (see ``batch_size`` in MiniBatchKMeans' docs for why).
 DEFAULT_BATCH_SIZE = 4096
+#: the default when the steps run in this process (rows held here: no graph per step).
+IN_PROCESS_BATCH_SIZE = 2048
 #: above this many bytes, "auto" sampling streams whole chunks instead of random rows.
 ROWS_SAMPLING_MAX_BYTES = 2 << 30
 
@@ -35,13 +39,17 @@ ROWS_SAMPLING_MAX_BYTES = 2 << 30
 class MiniBatchKMeans(BaseKMeans):
     """Mini-batch K-means (Sculley 2010) with scikit-learn's semantics, distributed.
 
-    Each step draws a batch, computes per-chunk partial sums against the current
-    centres where the rows live, tree-reduces them (one ``dask.compute`` per step) and
-    moves every centre by scikit-learn's count-based learning rate
-    ``c <- (c * N_c + S_c) / (N_c + n_c)`` (see :func:`daskmeans.algorithms.minibatch.minibatch`).
-    Low-count centres are reassigned to rows of the batch (``reassignment_ratio``);
-    early stopping uses the smoothed batch inertia (``max_no_improvement``) or the
-    centre shift (``tol``) as scikit-learn defines them.
+    Each step draws a batch over the global row indices (the same batches however
+    the data are chunked), assigns it to the current centres and moves every centre
+    by scikit-learn's count-based learning rate ``c <- (c * N_c + S_c) / (N_c + n_c)``
+    (see :func:`daskmeans.algorithms.minibatch.minibatch`). Rows held in this process
+    (numpy input, a store held in memory) go through one compiled, fused step with no
+    dask graph; rows held elsewhere (a cluster's workers, a dask array, a streamed
+    store) compute per-block partial sums where they are, tree-reduced in one
+    ``dask.compute`` per step. Low-count centres are reassigned to rows of the batch
+    (``reassignment_ratio``) and early stopping uses the smoothed batch inertia
+    (``max_no_improvement``) or the centre shift (``tol``), as scikit-learn's: given
+    the same batches, ``partial_fit`` takes the same steps as scikit-learn's.
 
     Parameters
     ----------
@@ -54,9 +62,13 @@ class MiniBatchKMeans(BaseKMeans):
         ``"auto"`` is 3 for ``init="random"`` or a callable, else 1 (as scikit-learn).
         With several inits the best one on an ``init_size`` validation sample wins.
     batch_size : int or "auto"
-        Rows per step (``"auto"``: 4096). Larger than scikit-learn's 1024 because a
-        distributed step costs its scheduling whatever its size: a larger batch lets
-        the compute, not that overhead, take most of a step.
+        Rows per step. ``"auto"``: 2048 when the steps run in this process (numpy
+        rows, or a store's blocks held in memory here), 4096 otherwise. Larger than
+        scikit-learn's 1024: every step has costs of its own (drawing the batch, the
+        update, the reassignment check and, when the rows are elsewhere, a compute
+        with its scheduling), so fewer, larger steps let the rows' arithmetic take
+        most of the time; the smoothed inertia stops the fit after a similar number
+        of rows, with an inertia as good (``scripts/benchmark_minibatch.py``).
     max_iter : int, default 100
         Passes over the data (epochs); ``n_steps = max_iter * n // batch_size``.
     max_no_improvement : int or None, default 10
@@ -183,8 +195,12 @@ class MiniBatchKMeans(BaseKMeans):
         self.feature_dim = feature_dim
         self.nodata = nodata
 
-    def _batch(self, n: int) -> int:
-        return int(min(n, DEFAULT_BATCH_SIZE if self.batch_size == "auto" else self.batch_size))
+    def _batch(self, src: Source) -> int:
+        size = self.batch_size
+        if size == "auto":
+            size = (IN_PROCESS_BATCH_SIZE if reductions.steps_in_process(src)
+                    else DEFAULT_BATCH_SIZE)
+        return int(min(src.n, size))
 
     def _check_params(self, src: Source) -> None:
         super()._check_params(src)
@@ -239,10 +255,13 @@ class MiniBatchKMeans(BaseKMeans):
                            "MiniBatchKMeans.fit")
         src, layout = self._prepare(X, sample_weight)
         rs = check_random_state(self.random_state)
-        batch = self._batch(src.n)
         mode = self._sampling_mode(src)
         if mode == "chunks" and isinstance(src, ZarrSource):
             src = src.regroup(1)  # a step reads whole storage chunks, not grouped blocks
+        elif mode == "rows":  # random rows: a store's blocks held (within the memory
+            # budget) so that every step takes its rows from memory, not from every chunk
+            src = hold(src, with_xsq=self._metric().uses_row_norms)
+        batch = self._batch(src)
         seed0 = int(rs.randint(np.iinfo(np.int32).max))
         rng = np.random.default_rng(seed0)
         per_step, n_steps = self._steps(src, mode, batch)
@@ -259,10 +278,10 @@ class MiniBatchKMeans(BaseKMeans):
             log.info("resuming mini-batch at step %d", state.step)
         spec = MiniBatchSpec(batch, n_steps, float(self.reassignment_ratio),
                              self.max_no_improvement, tol_abs, self._metric(),
-                             int(self.split_every))
+                             int(self.split_every), self._row_cdf(src, mode))
         on_step = None if ckpt is None else SaveMiniBatch(ckpt, tol_abs, rng)
         with self._progress() as progress:
-            minibatch(src, state, spec, rng=rng, seed0=seed0, mode=mode, per_step=per_step,
+            minibatch(src, state, spec, rng=rng, mode=mode, per_step=per_step,
                       order=order, on_step=on_step, progress=progress.report)
             if self.verbose:
                 say_minibatch(state.history, n_steps, tol_abs)
@@ -277,6 +296,15 @@ class MiniBatchKMeans(BaseKMeans):
         elif layout.grid is not None:
             self.cluster_centers_ = layout.grid.centers(np.asarray(self.cluster_centers_))
         return self
+
+    @staticmethod
+    def _row_cdf(src: Source, mode: str) -> np.ndarray | None:
+        """With sample weights and random rows: the weights' distribution the batches
+        are drawn from (dask weights computed once: n values)."""
+        if src.weights is None or mode != "rows":
+            return None
+        w = src.weights
+        return weights_cdf(schedule.compute(w) if isinstance(w, da.Array) else w)
 
     def _steps(self, src: Source, mode: str, batch: int) -> tuple[int, int]:
         """(blocks a step takes in ``"chunks"`` mode: one per thread, steps in all)."""
@@ -349,14 +377,22 @@ class MiniBatchKMeans(BaseKMeans):
             self._stream_rs = check_random_state(self.random_state)
         if first:
             self._check_params(src)
-            seed = int(self._stream_rs.randint(np.iinfo(np.int32).max))
+            # an init array draws nothing (as scikit-learn, whose random state then
+            # picks only the reassigned rows: given the same batches, the same steps)
+            seed = 0
+            if isinstance(self.init, str) or callable(self.init):
+                seed = int(self._stream_rs.randint(np.iinfo(np.int32).max))
             self._set_state(MiniBatchState.start(
                 self._init(src, [np.random.default_rng(seed)], [seed])[0]))
+            # scikit-learn's reassignment schedule counts the first batch's size (at
+            # most batch_size) for every partial_fit
+            self._stream_batch = self._batch(src)
         spec = MiniBatchSpec(src.n, 0, float(self.reassignment_ratio), None, 0.0,
                              self._metric(), int(self.split_every))
-        seed = int(self._stream_rs.randint(np.iinfo(np.int32).max))
         minibatch_step(src, self._state, spec, rows=None, blocks=range(src.n_blocks),
-                       seed=seed, stopping=False)
+                       chooser=self._stream_rs,
+                       counted=getattr(self, "_stream_batch", self._batch(src)),
+                       stopping=False)
         self.history_[-1]["seconds"] = 0.0
         self._set_state(self._state)
         self.n_iter_ = 0

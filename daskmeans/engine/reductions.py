@@ -48,12 +48,24 @@ import dask.array as da
 import numpy as np
 
 from ..io.errors import BlockReadError, DaskmeansError
-from ..kernels import bisect, bounds, common, init, lloyd, medians, scores, silhouette
+from ..kernels import (
+    bisect,
+    bounds,
+    common,
+    init,
+    lloyd,
+    medians,
+    minibatch,
+    scores,
+    silhouette,
+)
 from ..kernels.common import NonFiniteRow
 from ..kernels.metric import Metric, as_metric
 from .schedule import (
+    client_blas,
     compute,
     local_blas,
+    local_threads,
     using_distributed,
     worker_blas,
 )
@@ -69,6 +81,7 @@ from .source import (
 
 __all__ = [
     "INLINE_MAX_BYTES",
+    "MINIBATCH_SERIAL_K",
     "SPLIT_EVERY",
     "Reduced",
     "TaskSource",
@@ -83,6 +96,7 @@ __all__ = [
     "count_pass",
     "delayed_tree",
     "gather_pass",
+    "held_parts",
     "lloyd_pass",
     "lloyd_runs_pass",
     "map_reduce",
@@ -95,10 +109,14 @@ __all__ = [
     "root_pass",
     "score_pass",
     "shared_operand",
+    "steps_in_process",
     "take_rows",
     "unreadable_block",
 ]
 
+#: up to this many centres a mini-batch step held here runs on one thread (its GEMM
+#: is narrow: the gathering and summing, which stay on one thread, weigh as much).
+MINIBATCH_SERIAL_K = 16
 #: partial results combined per tree node.
 SPLIT_EVERY = 8
 #: an operand travels inside every task (not as one graph key) while all its copies
@@ -152,9 +170,12 @@ def call_kernel(kernel: Callable[..., Any], src: Source | TaskSource, rows: Any,
         except NonFiniteRow as e:
             local = consts.get("local")
             row = offset + int(local[e.row] if local is not None else e.row)
-            raise NonFiniteError(
-                f"X contains NaN or infinity in row {row} (or values so large that "
-                "squared distances overflow); clean or impute the data first") from None
+            raise NonFiniteError(_non_finite_message(row)) from None
+
+
+def _non_finite_message(row: int) -> str:
+    return (f"X contains NaN or infinity in row {row} (or values so large that squared "
+            "distances overflow); clean or impute the data first")
 
 
 class TaskSource:
@@ -497,17 +518,46 @@ def _lloyd_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
 
 
 def batch_pass(
-    src: Source, C: np.ndarray, *, rows: np.ndarray | None = None,
-    blocks: Sequence[int] | None = None, n_top: int = 0, n_sample: int = 0, seed: int = 0,
+    src: Source, C: np.ndarray, counts: np.ndarray, *, rows: np.ndarray | None = None,
+    blocks: Sequence[int] | None = None, picks: np.ndarray | None = None,
     split_every: int = SPLIT_EVERY,
-) -> lloyd.LloydPartial:
-    """Lloyd statistics of a mini-batch, computed where the rows live: one compute.
+) -> minibatch.BatchStep:
+    """One mini-batch step (:class:`~daskmeans.kernels.minibatch.BatchStep`): the batch
+    assigned to ``C``, the count-weighted update from ``counts``, the batch's inertia,
+    and the batch's rows at positions ``picks`` (reassignment candidates).
 
-    ``rows``: sorted global row indices (repeats allowed); each block holding some of
-    them computes on just those rows, the reservoir keys use their position in the
-    batch. ``blocks``: whole blocks form the batch (data streamed from storage, where
-    any row read costs its block).
+    ``rows``: sorted global row indices (repeats allowed), the batch in that order;
+    ``blocks``: whole blocks form the batch, in block order (data streamed from
+    storage, where any row read costs its block).
+
+    Rows held in this process (a numpy array, a store's blocks held here) go straight
+    to the fused kernel (:func:`~daskmeans.kernels.minibatch.minibatch_step`): no graph,
+    no compute, the batch gathered a tile at a time from where the rows are. Otherwise
+    (blocks in a cluster's workers, a dask array, a streamed store) each block holding
+    some of the batch computes its share where it is and only the per-cluster sums
+    (and the picked rows) come back: one compute. The batch order, and so the
+    result, is the same whatever the blocks.
     """
+    parts = held_parts(src, rows, blocks)
+    if parts is not None:
+        w = None
+        if src.weights is not None:
+            weights = np.asarray(src.weights, dtype=np.float64)
+            w = np.concatenate([weights[_held_offset(src, i) + ix] for i, ix in parts])
+        try:
+            # tile-sized GEMMs, one BLAS thread each; above a few tens of centres the
+            # GEMM is most of a step and the tiles are spread over the local threads
+            threads = local_threads() if C.shape[0] > MINIBATCH_SERIAL_K else 1
+            with client_blas():
+                return minibatch.minibatch_step(
+                    [(_held_block(src, i), ix) for i, ix in parts], C, counts, w,
+                    scale=src.scale, picks=picks, threads=threads)
+        except NonFiniteRow as e:
+            starts = np.cumsum([0] + [len(ix) for _, ix in parts])
+            j = int(np.searchsorted(starts, e.row, side="right")) - 1
+            i, ix = parts[j]
+            row = _held_offset(src, i) + int(ix[e.row - starts[j]])
+            raise NonFiniteError(_non_finite_message(row)) from None
     if rows is not None:
         cuts = np.searchsorted(rows, src.offsets)
 
@@ -518,24 +568,71 @@ def batch_pass(
             return {"local": rows[lo:hi] - src.offsets[i],
                     "positions": np.arange(lo, hi, dtype=np.int64)}
     else:
-        chosen = set(blocks or ())
+        chosen = sorted(set(blocks or ()))
+        first = dict(zip(chosen, np.cumsum([0] + [src.block_rows(i) for i in chosen]).tolist(),
+                         strict=False))
 
         def per_block(i: int) -> dict[str, Any] | None:
-            return {} if i in chosen else None
+            if i not in first:
+                return None
+            return {"positions": np.arange(first[i], first[i] + src.block_rows(i),
+                                           dtype=np.int64)}
 
-    kernel = functools.partial(_batch_kernel, n_top=n_top, n_sample=n_sample, seed=seed)
-    return map_reduce(src, kernel, common.Centres(C, src.dtype), per_block=per_block,
-                      split_every=split_every, raw=True)
+    kernel = functools.partial(_batch_kernel, picks=picks)
+    out = map_reduce(src, kernel, common.Centres(C, src.dtype), per_block=per_block,
+                     split_every=split_every, raw=True)
+    return out.finish(C, counts, picks)
+
+
+def held_parts(src: Source, rows: np.ndarray | None, blocks: Sequence[int] | None
+               ) -> list[tuple[int, np.ndarray]] | None:
+    """A mini-batch as (block index, local row indices) pairs in batch order when every
+    block is held as a numpy array in this process (an in-memory array, or any source
+    whose ``held`` blocks are numpy) and the kernels take it as held (no
+    normalisation, the rows' dtype or raw pixels with a scale); else None."""
+    if src.normalize:
+        return None
+    if isinstance(src, ArraySource):
+        if src.held is not None or src.scale is not None:
+            return None
+        if rows is not None:  # one part: the whole array, however it is blocked
+            return [(-1, np.asarray(rows, dtype=np.int64))]
+    elif src.held is None or not all(isinstance(b, np.ndarray) for b in src.held):
+        return None
+    elif src.scale is None and any(b.dtype != src.dtype for b in src.held):
+        return None
+    if rows is not None:
+        cuts = np.searchsorted(rows, src.offsets)
+        return [(i, np.asarray(rows[cuts[i]:cuts[i + 1]] - src.offsets[i], dtype=np.int64))
+                for i in range(src.n_blocks) if cuts[i + 1] > cuts[i]]
+    return [(i, np.arange(src.block_rows(i), dtype=np.int64)) for i in sorted(set(blocks or ()))]
+
+
+def steps_in_process(src: Source) -> bool:
+    """Whether :func:`batch_pass` runs a mini-batch step of ``src`` in this process
+    (its rows held here: no graph per step)."""
+    return held_parts(src, np.empty(0, np.int64), None) is not None
+
+
+def _held_block(src: Source, i: int) -> np.ndarray:
+    """Block ``i`` as held here (``-1``: the whole in-memory array)."""
+    if i < 0:
+        return src.X
+    return src.held[i] if src.held is not None else src.block(i)
+
+
+def _held_offset(src: Source, i: int) -> int:
+    """The first row of block ``i`` (``-1``: the whole in-memory array)."""
+    return 0 if i < 0 else src.offsets[i]
 
 
 def _batch_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                  C: common.Centres, *, offset: int, n_top: int, n_sample: int, seed: int,
-                  scale: float | None = None, local: np.ndarray | None = None,
-                  positions: np.ndarray | None = None) -> lloyd.LloydPartial:
+                  C: common.Centres, *, offset: int, picks: np.ndarray | None,
+                  positions: np.ndarray, scale: float | None = None,
+                  local: np.ndarray | None = None) -> minibatch.BatchPartial:
     if local is not None:
         x, w = x[local], (None if w is None else w[local])
-    return lloyd.lloyd_partial(x, C, w, offset=offset if positions is None else positions,
-                           n_top=n_top, n_sample=n_sample, sample_seed=seed, scale=scale)
+    return minibatch.batch_partial(x, C, w, positions=positions, picks=picks, scale=scale)
 
 
 def bounds_pass(

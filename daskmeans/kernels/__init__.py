@@ -8,6 +8,8 @@ Split by algorithm, as scikit-learn splits its ``_k_means_*`` modules:
   moments and the SSE helpers;
 - :mod:`.metric`: the Euclidean, cosine and Manhattan metrics as objects;
 - :mod:`.lloyd`: a block's part of a Lloyd iteration (one or several runs at once);
+- :mod:`.minibatch`: one mini-batch step, fused (assignment, count-weighted update,
+  batch inertia), and a block's share of one;
 - :mod:`.bounds`: a Lloyd iteration with Hamerly/Elkan/Yinyang distance bounds;
 - :mod:`.init`: k-means++ and k-means|| seeding;
 - :mod:`.medians`: k-medians (L1 assignment and the medians' histograms);
@@ -38,17 +40,19 @@ def warm_up() -> float:
     """Compile (or load from numba's on-disk cache) every specialisation a fit uses
     (float32, float64 and uint8 rows, weighted or not; plain and bounded passes; the
     k-medians L1 distances and histograms; the bisecting tree descent and 2-means
-    step, on float and raw uint8 rows); returns the seconds it took."""
+    step; the mini-batch step, on float and raw uint8 rows); returns the seconds it
+    took."""
     from . import (
         bisect_compiled,
         bounds_compiled,
         common_compiled,
         lloyd_compiled,
         medians_compiled,
+        minibatch_compiled,
     )
 
     t0 = time.perf_counter()
     for module in (common_compiled, lloyd_compiled, bounds_compiled, medians_compiled,
-                   bisect_compiled):
+                   bisect_compiled, minibatch_compiled):
         module.warm_up()
     return time.perf_counter() - t0

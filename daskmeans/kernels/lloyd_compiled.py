@@ -19,7 +19,7 @@ from .common_compiled import TILE, finite_max, jit, near_tie, row_sq, scaled_til
 
 
 @jit
-def _assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray, g0: int,
+def assign_tile(xb: np.ndarray, D: np.ndarray, csq: np.ndarray, x2: np.ndarray, g0: int,
                  w: np.ndarray, runs: int, k: int, labels: np.ndarray, sqd: np.ndarray,
                  sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray, m2t: np.ndarray,
                  tie: float, cmax: float) -> int:
@@ -71,7 +71,7 @@ def _lloyd_tile(xb: np.ndarray, D: np.ndarray, x2: np.ndarray, m2t: np.ndarray,
                 labels: np.ndarray, sqd: np.ndarray, sums: np.ndarray,
                 counts: np.ndarray, sumsq: np.ndarray, tie: float, cmax: float) -> int:
     """One tile of float rows starting at row ``s0``: the GEMM into ``D``, ``|x|^2``
-    (given or summed here into ``x2``), then :func:`_assign_tile`."""
+    (given or summed here into ``x2``), then :func:`assign_tile`."""
     m = xb.shape[0]
     Db = D[:m]
     np.dot(xb, m2t, Db)
@@ -79,7 +79,7 @@ def _lloyd_tile(xb: np.ndarray, D: np.ndarray, x2: np.ndarray, m2t: np.ndarray,
         x2[:m] = xsq[s0:s0 + m]
     else:
         row_sq(xb, x2)
-    return _assign_tile(xb, Db, csq, x2, s0, w, runs, k, labels, sqd, sums, counts, sumsq,
+    return assign_tile(xb, Db, csq, x2, s0, w, runs, k, labels, sqd, sums, counts, sumsq,
                         m2t, tie, cmax)
 
 

@@ -164,3 +164,50 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, monkeypatch) -> 
     np.testing.assert_array_equal(resumed.cluster_centers_, fresh.cluster_centers_)
     assert resumed.n_steps_ == fresh.n_steps_ and resumed.inertia_ == fresh.inertia_
     assert calls[0] == fresh.n_steps_ - 20  # continued from the step-20 checkpoint
+
+
+def test_rows_held_here_take_no_graph_and_the_same_batches_whatever_the_chunking(
+        tmp_path: Path, counting_scheduler) -> None:
+    """numpy rows, and a store's blocks held in memory for the fit, run every step in
+    process (no compute per step), on batches drawn over global row indices: the same
+    centres, bit for bit, however the store is chunked."""
+    X, _ = make_blobs(6000, n_features=5, centers=6, random_state=3)
+    X = X.astype(np.float32)
+    params = {"batch_size": 700, "random_state": 4, "max_iter": 2, "reassignment_ratio": 0.2}
+    ref = MiniBatchKMeans(6, **params).fit(X)
+    assert counting_scheduler.calls == 0
+    assert ref.n_steps_ > 5
+    for chunks in (6000, 900, 411):  # one chunk, even and odd splits
+        z = zarr.create_array(tmp_path / f"x{chunks}.zarr", shape=X.shape, chunks=(chunks, 5),
+                              dtype=X.dtype)
+        z[:] = X
+        counting_scheduler.calls = 0
+        km = MiniBatchKMeans(6, **params).fit(z)
+        assert counting_scheduler.calls <= 4  # hold, init sample, labels; none per step
+        np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+        assert km.n_steps_ == ref.n_steps_
+        assert [h["n_reassigned"] for h in km.history_] == [h["n_reassigned"]
+                                                              for h in ref.history_]
+        np.testing.assert_array_equal(np.asarray(km.labels_), ref.labels_)
+
+
+@pytest.mark.parametrize("sampling", ["rows", "chunks"])
+def test_in_process_steps_name_bad_rows_and_take_weights(tmp_path: Path, sampling: str) -> None:
+    """A store held here with a NaN row: the step names the row; weighted steps on
+    numpy rows (chunks: the weights in the sums; rows: batches drawn by weight)."""
+    X, _ = make_blobs(3000, n_features=3, centers=3, random_state=6)
+    X = X.astype(np.float32)
+    X[2345, 1] = np.nan
+    z = zarr.create_array(tmp_path / "nan.zarr", shape=X.shape, chunks=(700, 3), dtype=X.dtype)
+    z[:] = X
+    with pytest.raises(ValueError, match="row 2345"):
+        MiniBatchKMeans(3, init=X[:3], batch_size=3000, sampling=sampling,
+                        random_state=0).fit(z)
+    X[2345, 1] = 0.0
+    w = np.ones(len(X))
+    w[:1500] = 0.0  # only the second half counts
+    km = MiniBatchKMeans(3, batch_size=500, sampling=sampling, random_state=0,
+                         max_no_improvement=None, max_iter=2).fit(X, sample_weight=w)
+    half = MiniBatchKMeans(3, batch_size=500, sampling=sampling, random_state=0,
+                           max_no_improvement=None, max_iter=2).fit(X[1500:])
+    assert match_centres(km.cluster_centers_, half.cluster_centers_) < 1.0

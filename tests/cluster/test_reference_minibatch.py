@@ -8,6 +8,7 @@ here takes at least two steps: only the second one shows the rate.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
 
 from daskmeans import MiniBatchKMeans
@@ -79,3 +80,26 @@ def test_weighted_partial_fit_steps_match_sklearn() -> None:
                                    atol=1e-12, err_msg=f"step {step}: numpy running mean")
         np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_,
                                    rtol=1e-10, atol=1e-10, err_msg=f"step {step}: sklearn")
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_steps_with_reassignment_match_sklearn_partial_fit(weighted: bool) -> None:
+    """Given the same batches and the same seed, every step as scikit-learn's
+    ``partial_fit``: the count-weighted update, and the reassignment of low-count
+    centres (which ones, to which rows of the batch, their counts reset)."""
+    rng = np.random.default_rng(2)
+    true = np.array([[0.0, 0.0, 0.0], [8.0, 0.0, 1.0], [0.0, 9.0, -2.0], [6.0, 6.0, 6.0]])
+    data = [true[rng.integers(0, 4, 150)] + rng.normal(0, 1.0, (150, 3)) for _ in range(8)]
+    weights = [rng.uniform(0.2, 3.0, 150) for _ in data] if weighted else [None] * len(data)
+    # two centres far away: nobody's nearest, so they get reassigned
+    init = np.vstack([true[:3] + 0.5, [[40.0, 40.0, 40.0]], [[-40.0, 0.0, 0.0]], true[3:]])
+    params = {"init": init, "n_init": 1, "batch_size": 150, "reassignment_ratio": 0.05,
+              "random_state": 7}
+    ours, theirs = MiniBatchKMeans(6, **params), SkMiniBatchKMeans(6, **params)
+    for step, (X, w) in enumerate(zip(data, weights, strict=True)):
+        ours.partial_fit(X, sample_weight=w)
+        theirs.partial_fit(X, sample_weight=w)
+        np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_,
+                                   rtol=1e-10, atol=1e-10, err_msg=f"step {step}")
+    assert sum(h["n_reassigned"] for h in ours.history_) >= 2
+    assert np.abs(ours.cluster_centers_).max() < 20  # the far centres came back
