@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state
 from ..algorithms import BisectSpec, tree_predict
 from ..algorithms.bisecting import bisecting
 from ..engine.hold import hold
+from ..engine.source import ArraySource
 from ..validation import Interval, Options
 from .base import POSITIVE, BaseKMeans
 
@@ -169,7 +170,9 @@ class BisectingKMeans(BaseKMeans):
         -------
         self
         """
-        src = hold(self._prepare(X, sample_weight)[0])
+        src = self._prepare(X, sample_weight)[0]
+        if not isinstance(src, ArraySource):  # in-memory rows are bisected where they are
+            src = hold(src, with_xsq=False)
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(np.iinfo(np.int32).max))
         spec = BisectSpec(self.init, int(self.n_init), int(self.max_iter), float(self.tol),

@@ -83,6 +83,7 @@ __all__ = [
     "count_pass",
     "delayed_tree",
     "gather_pass",
+    "leaf_rows_pass",
     "lloyd_pass",
     "lloyd_runs_pass",
     "map_reduce",
@@ -712,6 +713,21 @@ def _bisect_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
     nodes = state if state is not None else bisect.tree_nodes(x, step.tree, scale)
     part = bisect.bisect_block(x, w, step, offset=offset, nodes=nodes, scale=scale)
     return (part, nodes) if keep else part
+
+
+def leaf_rows_pass(src: Source, tree: bisect.TreeSnapshot, split_every: int = SPLIT_EVERY
+                   ) -> bisect.LeafRows:
+    """The rows that reach the leaves with a slot in ``tree``, gathered into this
+    process (:func:`daskmeans.kernels.bisect.leaf_rows_block`: each block sends only
+    those rows, as stored: raw uint8 rows stay raw): one compute."""
+    return map_reduce(src, _leaf_rows_kernel, tree, xsq=False, split_every=split_every,
+                      raw=reads_raw_uint8(src))
+
+
+def _leaf_rows_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
+                      tree: bisect.TreeSnapshot, *, offset: int,
+                      scale: float | None = None) -> bisect.LeafRows:
+    return bisect.leaf_rows_block(x, w, tree, offset=offset, scale=scale)
 
 
 def root_pass(src: Source, split_every: int = SPLIT_EVERY) -> bisect.RootPartial:

@@ -9,14 +9,19 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import dask
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
 __all__ = ["CACHE_FRACTION", "MEMORY_BLOCK_BYTES", "MEMORY_BLOCK_MAX_BYTES", "WorkerBlas",
            "client_blas", "compute", "local_blas", "local_threads", "memory_block_rows",
-           "memory_budget", "total_threads", "using_distributed", "worker_blas"]
+           "memory_budget", "thread_map", "total_threads", "using_distributed",
+           "worker_blas"]
 
 #: in-memory arrays up to this many bytes per thread get one block per thread.
 MEMORY_BLOCK_MAX_BYTES = 256 << 20
@@ -134,6 +139,19 @@ def compute(*objs: Any, n_tasks: int = 1) -> Any:
     with local_blas(n_tasks):
         out = dask.compute(*objs)
     return out[0] if len(objs) == 1 else out
+
+
+def thread_map(fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+    """``[fn(x) for x in items]`` in this process's threads (as many as dask's local
+    scheduler has), taken in order: for work on rows held in this process by compiled
+    kernels that release the GIL, where a dask graph would only add its overhead. A
+    thread runs one item at a time, so the results do not depend on the threads."""
+    items = list(items)
+    threads = min(len(items), local_threads())
+    if threads <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, items))
 
 
 # --------------------------------------------------------------------------- block sizes
