@@ -484,7 +484,4 @@ def root_block(X: np.ndarray, weights: np.ndarray | None) -> RootPartial:
     X = X.reshape(X.shape[0], -1)
     if not np.isfinite(X).all():
         raise NonFiniteRow(int(np.flatnonzero(~np.isfinite(X).all(1))[0]))
-    x64 = X.astype(np.float64)
-    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, np.float64)
-    return RootPartial(x64.sum(0), w @ x64, X.shape[0], float(w.sum()),
-                       float(w @ (x64 ** 2).sum(1)))
+    return root_rows(X, np.ones(X.shape[0]) if weights is None else weights)
