@@ -587,24 +587,27 @@ def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
 
 def median_assign_pass(
     src: Source, C: np.ndarray, grid: medians.MedianGrid, *, n_top: int = 0, moments: bool = False,
-    split_every: int = SPLIT_EVERY,
+    guess: np.ndarray | None = None, split_every: int = SPLIT_EVERY,
 ) -> tuple[medians.MedianPartial, list[Any] | None]:
-    """The first pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_assign`):
-    one compute. Returns the summed partial and each block's labels, kept where the
-    block is (numpy, or futures on a cluster) for the iteration's later passes; None
-    for a dask array (no public per-block state: later passes assign again)."""
+    """The first pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_assign`,
+    with the second digit's histograms counted ahead around ``guess``, if given): one
+    compute. Returns the summed partial and each block's labels, kept where the block is
+    (numpy, or futures on a cluster) for the iteration's later passes; None for a dask
+    array (no public per-block state: later passes assign again)."""
     kernel = functools.partial(_median_assign_kernel, grid=grid, n_top=n_top, moments=moments)
-    out = map_reduce(src, kernel, medians.L1Centres(C), keep=True, xsq=False,
+    out = map_reduce(src, kernel, (medians.L1Centres(C), guess), keep=True, xsq=False,
                      split_every=split_every, raw=grid.raw)
     return out.total, out.state_list()
 
 
 def _median_assign_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                          C: medians.L1Centres, *, offset: int, grid: medians.MedianGrid,
-                          n_top: int, moments: bool, scale: float | None = None
+                          shared: tuple[medians.L1Centres, np.ndarray | None], *,
+                          offset: int, grid: medians.MedianGrid, n_top: int, moments: bool,
+                          scale: float | None = None
                           ) -> tuple[medians.MedianPartial, np.ndarray]:
+    C, guess = shared
     return medians.median_assign(x, C, w, grid=grid, offset=offset, n_top=n_top,
-                                 moments=moments, scale=scale)
+                                 moments=moments, scale=scale, guess=guess)
 
 
 def median_refine_pass(src: Source, grid: medians.MedianGrid, step: medians.MedianStep,
