@@ -396,7 +396,8 @@ def _root(src: Source, held: HeldRows | None, split_every: int) -> bisect.RootPa
 
 
 def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
-              progress: Progress = no_progress) -> tuple[BisectingTree, list[dict[str, Any]]]:
+              progress: Progress = no_progress
+              ) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
     """Bisecting K-means with scikit-learn's semantics, distributed.
 
     Starting from one cluster (all rows), ``n_clusters - 1`` times the leaf with the
@@ -417,7 +418,10 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
     children's rows follow from the labels; leaves too large to gather by
     :func:`bisect_round` (masked passes shared by the round's bisections).
 
-    Returns the tree (leaf labels set left to right) and one record per round.
+    Returns the tree (leaf labels set left to right), one record per round and, when
+    every leaf's rows are held here, each row's (n,) int32 label: the leaf its last
+    bisection sent it to, which is the leaf the tree descent reaches (the same float64
+    distances); else None.
     """
     held_all = _held_source(src, spec.split_every)
     root = _root(src, held_all, spec.split_every)
@@ -467,9 +471,13 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
                 held[child] = b.parts[side]
         splits += 1
         progress("bisecting", splits, n_clusters - 1, f"{len(tree.leaves())} clusters")
+    labels = np.empty(src.n, np.int32) if all(i in held for i in tree.leaves()) else None
     for label, leaf in enumerate(tree.leaves()):
         tree.labels[leaf] = label
-    return tree, history
+        if labels is not None:
+            at = held[leaf]
+            labels[at.rows.global_index(at.pos)] = label
+    return tree, history, labels
 
 
 def _bisect_round_anywhere(src: Source, tree: BisectingTree, todo: list[int],

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
+import dask.array as da
 import numpy as np
 from sklearn.utils import check_random_state
 
@@ -118,6 +119,7 @@ class BisectingKMeans(BaseKMeans):
     metric = "euclidean"
     feature_dim = None
     nodata = None
+    _holds_in_memory = False  # in-memory rows are bisected where they are, in this process
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_clusters": [POSITIVE],
         "init": [Options("k-means++", "random"), callable],
@@ -178,21 +180,26 @@ class BisectingKMeans(BaseKMeans):
         self
         """
         src = self._prepare(X, sample_weight)[0]
-        if not isinstance(src, ArraySource):  # in-memory rows are bisected where they are
-            src = hold(src, with_xsq=False)
+        if not isinstance(src, ArraySource):  # a store's rows are read once (a dask array's
+            src = hold(src, with_xsq=False)  # stay as they are): then gathered if they fit
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(np.iinfo(np.int32).max))
         spec = BisectSpec(self.init, int(self.n_init), int(self.max_iter), float(self.tol),
                           str(self.bisecting_strategy), int(self.split_every))
         with self._progress() as progress:
-            tree, history = bisecting(src, int(self.n_clusters), spec, seed, progress.report)
+            tree, history, labels = bisecting(src, int(self.n_clusters), spec, seed,
+                                              progress.report)
         leaves = tree.leaves()
         self.tree_ = tree
         self.cluster_centers_ = tree.centers[leaves].astype(src.dtype)
         self.inertia_ = float(tree.sse[leaves].sum())
         self.history_ = history
         self.n_iter_ = int(sum(h["n_iter"] for h in history))
-        self.labels_ = tree_predict(src, tree)
+        if labels is None:
+            self.labels_ = tree_predict(src, tree)
+        else:  # known from the bisections (lazy input: lazy labels, as predict's)
+            self.labels_ = labels if not src.lazy else da.from_array(
+                labels, chunks=(tuple(np.diff(src.offsets).tolist()),))
         return self
 
     def _scoring_centres(self, C: np.ndarray, nearest: bool) -> Any:

@@ -204,7 +204,8 @@ def test_uint8_store_fits_as_its_float32_rows_in_memory(
         assert reads_raw_uint8(src) and src.n_blocks > 1
         seen.clear()
         bk = BisectingKMeans(8, init="k-means++", n_init=2, random_state=0).fit(src)
-        computed(bk.labels_)
+        computed(bk.labels_)  # known from the bisections: no descent
+        bk.predict(src).compute()
         assert {name for name, _, _ in seen} == {"two_means", "tree_nodes", "tree_labels"}
         assert set(seen) == {(name, np.dtype(np.uint8), io.PIXEL_SCALE)
                              for name in ("two_means", "tree_nodes", "tree_labels")}
