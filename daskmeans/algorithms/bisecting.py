@@ -16,7 +16,7 @@ import numpy as np
 
 from ..engine import maps, reductions
 from ..engine.reductions import SPLIT_EVERY
-from ..engine.schedule import memory_budget, thread_map
+from ..engine.schedule import local_memory_budget, thread_map
 from ..engine.source import ArraySource, Source, reads_raw_uint8
 from ..kernels import bisect
 from ..kernels.bisect import BisectStep, TreeCentres, TreeSnapshot, tree_labels
@@ -38,9 +38,10 @@ BISECT_TOGETHER = True
 
 def gather_budget() -> int:
     """Bytes of rows a fit may gather into this process to bisect their leaves there
-    (:func:`daskmeans.engine.schedule.memory_budget`); leaves whose rows do not fit
-    are bisected by masked passes over the blocks."""
-    return memory_budget()
+    (:func:`daskmeans.engine.schedule.local_memory_budget`: this process's memory, also
+    on a cluster); leaves whose rows do not fit are bisected by masked passes over the
+    blocks."""
+    return local_memory_budget()
 
 
 @dataclass

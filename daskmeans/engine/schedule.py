@@ -19,7 +19,8 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 __all__ = ["CACHE_FRACTION", "MEMORY_BLOCK_BYTES", "MEMORY_BLOCK_MAX_BYTES", "WorkerBlas",
-           "client_blas", "compute", "local_blas", "local_threads", "memory_block_rows",
+           "client_blas", "compute", "local_blas", "local_memory_budget", "local_threads",
+           "memory_block_rows",
            "memory_budget", "thread_map", "total_threads", "using_distributed",
            "worker_blas"]
 
@@ -194,8 +195,14 @@ def memory_budget() -> int:
         workers = default_client().scheduler_info(n_workers=-1)["workers"].values()
         total = sum(int(w.get("memory_limit") or 0) for w in workers)
     else:
-        import psutil
-
-        total = int(psutil.virtual_memory().available)
+        return local_memory_budget()
     return int(total * CACHE_FRACTION)
+
+
+def local_memory_budget() -> int:
+    """Bytes a fit may hold in this process (rows gathered here, whatever the
+    scheduler): :data:`CACHE_FRACTION` of the memory available here."""
+    import psutil
+
+    return int(psutil.virtual_memory().available * CACHE_FRACTION)
 
