@@ -50,6 +50,9 @@ SMOKE: dict[str, list[str]] = {
         ["--data", "{data}", "--k", "8", "--rows", "3000", "--dim", "16", "--components",
          "20", "--chunk-rows", "1000", "--max-iter", "5", "--faiss-iters", "3", "--no-peers",
          "--only", "scikit-learn lloyd", "daskmeans default init, 256 rows per centre"],
+    "benchmark_algorithms.py":
+        "--data {data} --rows 600 --k-minibatch 3 --k-bisecting 3 --k-medians 3 --seeds 1 "
+        "--chunk-rows 300 --no-cluster --no-warm-up".split(),
 }
 
 #: the scripts that write their results as JSON (given ``--out`` in a temporary folder,
@@ -58,7 +61,8 @@ WRITES_JSON = {"benchmark.py": "lloyd-iteration", "benchmark_ninit.py": "ninit",
                "benchmark_kernel.py": "kernel", "benchmark_converge.py": "converge",
                "benchmark_big_store.py": "big-store", "benchmark_cli.py": "cli",
                "benchmark_bisecting.py": "bisecting", "benchmark_s3.py": "s3",
-               "benchmark_workers.py": "workers", "benchmark_largek.py": "largek"}
+               "benchmark_workers.py": "workers", "benchmark_largek.py": "largek",
+               "benchmark_algorithms.py": "algorithms"}
 
 RUNNER = """
 import contextlib, io, json, runpy, sys, traceback
@@ -196,6 +200,39 @@ def test_benchmark_workers_prints_each_worker_count(smoke: dict[str, Any]) -> No
     assert data["reference"] == "daskmeans threaded 1x1"
     first, second = (r["inertia"] for r in data["records"])
     assert first == pytest.approx(second, rel=1e-9)  # the same fit (sums in another order)
+
+
+@pytest.mark.slow
+def test_benchmark_algorithms_prints_every_case(smoke: dict[str, Any]) -> None:
+    out = ran(smoke, "benchmark_algorithms.py")
+    rows = [tuple(cell.strip() for cell in line.split(" | ")[:4]) for line in out.splitlines()
+            if line.startswith("| ") and "contender" not in line]
+    assert rows == [
+        ("| MiniBatchKMeans", "3", "scikit-learn", "in memory"),
+        ("| MiniBatchKMeans", "3", "daskmeans", "in memory"),
+        ("| MiniBatchKMeans", "3", "daskmeans", "Zarr store"),
+        ("| MiniBatchKMeans", "3", "daskmeans", "dask array"),
+        ("| MiniBatchKMeans", "3", "dask-ml Incremental", "dask array"),
+        ("| BisectingKMeans", "3", "scikit-learn", "in memory"),
+        ("| BisectingKMeans", "3", "daskmeans", "in memory"),
+        ("| BisectingKMeans", "3", "daskmeans", "Zarr store"),
+        ("| k-medians", "3", "daskmeans euclidean", "in memory"),
+        ("| k-medians", "3", "daskmeans manhattan", "in memory"),
+        ("| k-medians", "3", "daskmeans euclidean", "Zarr store"),
+        ("| k-medians", "3", "daskmeans manhattan", "Zarr store"),
+    ], out
+    data = results_of(smoke, "benchmark_algorithms.py")
+    assert data["reference"] == "scikit-learn" and contenders(data)[0] == "scikit-learn"
+    assert all(r["inertia"] > 0 and r["case"] and r["where"] for r in data["records"]), data
+    summary = {(s["case"], s["contender"], s["where"]): s for s in data["summary"]}
+    assert summary["BisectingKMeans", "scikit-learn", "in memory"]["time_ratio"] == 1.0
+    medians = summary["k-medians", "daskmeans manhattan", "Zarr store"]
+    assert medians["reference"] == "daskmeans euclidean, Zarr store"
+    assert medians["time_ratio"] > 0
+    # the same fit of the same rows wherever they are (in memory, a store, a dask array)
+    ours = {round(s["inertia"], 3) for (case, name, _), s in summary.items()
+            if case == "BisectingKMeans" and name == "daskmeans"}
+    assert len(ours) == 1, summary
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """Bisecting K-means with scikit-learn's semantics: the tree (:class:`BisectingTree`),
-the rounds of 2-means that bisect several leaves in shared passes
-(:func:`bisect_round`), the whole fit (:func:`bisecting`) and the labels of the leaves
-rows reach (:func:`tree_predict`).
+the bisections of leaves whose rows are held in this process (:func:`bisect_held`: a
+whole compiled 2-means on each leaf's rows), the rounds of 2-means that bisect leaves
+too large to gather in shared masked passes (:func:`bisect_round`), the whole fit
+(:func:`bisecting`) and the labels of the leaves rows reach (:func:`tree_predict`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import numpy as np
 
 from ..engine import maps, reductions
 from ..engine.reductions import SPLIT_EVERY
-from ..engine.source import Source
+from ..engine.schedule import local_memory_budget, thread_map
+from ..engine.source import ArraySource, Source, reads_raw_uint8
+from ..kernels import bisect
 from ..kernels.bisect import BisectStep, TreeCentres, TreeSnapshot, tree_labels
-from ..kernels.common import splitmix64_uniform
+from ..kernels.common import TopM, splitmix64_uniform
 from ..kernels.init import kmeans_plusplus
 from .common import Progress, centers_from_sums, no_progress, relocate_empty
 
@@ -31,6 +34,40 @@ BISECT_SAMPLE_BYTES = 32 << 20
 #: bisect every leaf that may still be split in each round (False: only the next one,
 #: scikit-learn's sequence, one bisection per round; the same tree, more passes).
 BISECT_TOGETHER = True
+
+
+def gather_budget() -> int:
+    """Bytes of rows a fit may gather into this process to bisect their leaves there
+    (:func:`daskmeans.engine.schedule.local_memory_budget`: this process's memory, also
+    on a cluster); leaves whose rows do not fit are bisected by masked passes over the
+    blocks."""
+    return local_memory_budget()
+
+
+@dataclass
+class HeldRows:
+    """Rows held in this process for bisecting their leaves here: ``X`` (m, d) as the
+    kernels take them (float rows, or raw uint8 rows standing for
+    ``float32(X) * scale``), their weights ``w`` (m,) float64 and global row indices
+    ``index`` (m,), ascending (None: X is the whole source, a row's position is its
+    index). In-memory data are held as they are (no copy)."""
+
+    X: np.ndarray
+    scale: float | None
+    w: np.ndarray
+    index: np.ndarray | None = None
+
+    def global_index(self, pos: np.ndarray) -> np.ndarray:
+        return pos if self.index is None else self.index[pos]
+
+
+@dataclass
+class LeafAt:
+    """A leaf whose rows are held here: rows ``pos`` (ascending, so in global row
+    order) of ``rows``."""
+
+    rows: HeldRows
+    pos: np.ndarray
 
 
 @dataclass
@@ -124,6 +161,8 @@ class Bisection:
     sse: np.ndarray  # (2,) float64
     n_iter: int
     run: int
+    #: the children's rows when the leaf's rows are held here (left, right)
+    parts: tuple[LeafAt, LeafAt] | None = None
 
 
 @dataclass
@@ -169,26 +208,33 @@ def _bisect_inits(src: Source, tree: BisectingTree, leaves: list[int], seeds: np
     ok = np.ones(a, bool)
     for s in range(a):
         for j in range(r):
-            t = part.top[s][j]
-            usable = np.isfinite(t.sqdist) & (t.weights > 0)
-            if usable.sum() < 2:
+            got = _init_from_sample(part.top[s][j], spec, int(seeds[s, j]), d)
+            if got is None:
                 ok[s] = False
-                continue
-            rows, w = np.asarray(t.rows[usable], np.float64), t.weights[usable]
-            if weighted:  # the two largest keys: two weighted draws without replacement
-                C[s, j] = rows[:2]
-            elif callable(spec.init):
-                out = np.asarray(spec.init(t.rows[usable], 2,
-                                           random_state=np.random.RandomState(
-                                               int(seeds[s, j]) % (1 << 32))))
-                if out.shape != (2, d):
-                    raise ValueError(f"init callable must return shape (2, {d}) for a "
-                                     f"bisection, got {out.shape}")
-                C[s, j] = out
             else:
-                C[s, j] = kmeans_plusplus(rows, 2, np.random.default_rng(int(seeds[s, j])),
-                                            weights=w)
+                C[s, j] = got
     return C, ok, nodes
+
+
+def _init_from_sample(t: TopM, spec: BisectSpec, seed: int, d: int) -> np.ndarray | None:
+    """A 2-means' initial centres (2, d) from its drawn rows (``t``, by key): the two
+    first ("random": two weighted draws without replacement), k-means++ on them
+    (weighted), or the callable's; None when fewer than 2 rows of positive weight were
+    drawn (the cluster cannot be bisected)."""
+    usable = np.isfinite(t.sqdist) & (t.weights > 0)
+    if usable.sum() < 2:
+        return None
+    rows, w = np.asarray(t.rows[usable], np.float64), t.weights[usable]
+    if isinstance(spec.init, str) and spec.init == "random":
+        return rows[:2]
+    if callable(spec.init):
+        out = np.asarray(spec.init(t.rows[usable], 2,
+                                   random_state=np.random.RandomState(seed % (1 << 32))))
+        if out.shape != (2, d):
+            raise ValueError(f"init callable must return shape (2, {d}) for a "
+                             f"bisection, got {out.shape}")
+        return out
+    return kmeans_plusplus(rows, 2, np.random.default_rng(seed), weights=w)
 
 
 def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict[int, int],
@@ -257,8 +303,102 @@ def bisect_round(src: Source, tree: BisectingTree, leaves: list[int], keys: dict
     return out, n_passes
 
 
+def bisect_held(held: dict[int, LeafAt], leaves: list[int], keys: dict[int, int],
+                spec: BisectSpec) -> dict[int, Bisection]:
+    """Bisect the clusters ``leaves``, whose rows are held here (``held``): each 2-means
+    (every leaf's ``n_init`` runs) runs whole on its leaf's rows only
+    (:func:`daskmeans.kernels.bisect.two_means`, compiled), the runs side by side in
+    this process's threads, largest first. The init draws are those of a masked init
+    pass (the same keys of the same global rows), except that k-means++ always samples
+    :data:`BISECT_SAMPLE_ROWS` rows (no pass carries the samples).
+
+    Returns {leaf: its best Bisection, with its children's rows}; a leaf without two
+    rows of positive weight gets none."""
+    r = spec.n_init
+    jobs = sorted(((node, j) for node in leaves for j in range(r)),
+                  key=lambda job: -held[job[0]].pos.shape[0])
+    weighted = isinstance(spec.init, str) and spec.init == "random"
+    m = 2 if weighted else BISECT_SAMPLE_ROWS
+
+    def run(job: tuple[int, int]) -> bisect.TwoMeans | None:
+        node, j = job
+        at, seed = held[node], _node_seed(keys[node], 2 + j)
+        rows = at.rows
+        sample = bisect.leaf_sample(rows.X, at.pos, rows.global_index(at.pos), rows.w, seed,
+                                    m, weighted, rows.scale)
+        C0 = _init_from_sample(sample, spec, seed, rows.X.shape[1])
+        if C0 is None:
+            return None
+        return bisect.two_means(rows.X, at.pos, rows.w, C0, max_iter=spec.max_iter,
+                                tol=spec.tol, scale=rows.scale)
+
+    done = dict(zip(jobs, thread_map(run, jobs), strict=True))
+    out = {}
+    for node in leaves:
+        runs = [done[node, j] for j in range(r)]
+        best: tuple[float, int] | None = None
+        for j, run_j in enumerate(runs):
+            if run_j is None:
+                break
+            inertia = float(run_j.sse.sum())
+            if best is None or inertia < best[0] * (1 - 1e-6):  # as scikit-learn
+                best = (inertia, j)
+        if best is None or any(g is None for g in runs):
+            continue
+        j = best[1]
+        got, at = runs[j], held[node]
+        assert got is not None
+        parts = (LeafAt(at.rows, at.pos[got.labels == 0]),
+                 LeafAt(at.rows, at.pos[got.labels == 1]))
+        out[node] = Bisection(got.centres, got.count, got.weight, got.sse, got.n_iter, j,
+                              parts)
+    return out
+
+
+def _held_source(src: Source, split_every: int) -> HeldRows | None:
+    """All of ``src``'s rows held here, when they fit in :func:`gather_budget`: an
+    in-memory array as it is, anything else gathered in one pass (raw uint8 rows stay
+    raw); None when they do not fit."""
+    if isinstance(src, ArraySource):
+        X = src.X.reshape(src.n, -1)
+        w = np.ones(src.n) if src.weights is None else np.asarray(src.weights, np.float64)
+        return HeldRows(X, None, w)
+    if src.n * src.d * _gathered_itemsize(src) > gather_budget():
+        return None
+    return _gather(src, BisectingTree.empty(src.d), [0], split_every)[0].rows
+
+
+def _gathered_itemsize(src: Source) -> int:
+    """Bytes per value of gathered rows (raw uint8 rows stay raw)."""
+    return 1 if reads_raw_uint8(src) else src.dtype.itemsize
+
+
+def _gather(src: Source, tree: BisectingTree, leaves: list[int], split_every: int
+            ) -> dict[int, LeafAt]:
+    """The rows of ``leaves`` gathered from the blocks into this process in one pass
+    (each block sends the rows that reach them), in global row order."""
+    raw = reads_raw_uint8(src)
+    n_nodes = max(tree.parent.shape[0], 1)
+    slot = np.full(n_nodes, -1, np.int64)
+    slot[leaves] = np.arange(len(leaves))
+    snap = (tree.snapshot(slot) if tree.parent.shape[0] else
+            TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, src.d)), slot))
+    index, X, slots, w = reductions.leaf_rows_pass(src, snap, split_every).joined(
+        src.d, np.uint8 if raw else src.dtype)
+    rows = HeldRows(X, src.scale if raw else None,
+                    np.ones(X.shape[0]) if w is None else w, index)
+    return {node: LeafAt(rows, np.flatnonzero(slots == s)) for s, node in enumerate(leaves)}
+
+
+def _root(src: Source, held: HeldRows | None, split_every: int) -> bisect.RootPartial:
+    if held is None:
+        return reductions.root_pass(src, split_every)
+    return bisect.root_rows(held.X, held.w, held.scale)
+
+
 def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
-              progress: Progress = no_progress) -> tuple[BisectingTree, list[dict[str, Any]]]:
+              progress: Progress = no_progress
+              ) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
     """Bisecting K-means with scikit-learn's semantics, distributed.
 
     Starting from one cluster (all rows), ``n_clusters - 1`` times the leaf with the
@@ -266,20 +406,34 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
     ``"largest_cluster"``; the first such leaf left to right) is split in two by the
     best of ``n_init`` 2-means. Since a leaf's bisection depends only on its rows and
     on a seed drawn from its path in the tree, the leaves that may still be split (the
-    ``n_clusters - 1 - splits`` best-scored ones) are bisected together in rounds
-    (:func:`bisect_round`: the rows of all of them in each pass); the splits are then
-    applied in scikit-learn's order, and a round runs again when the next leaf to split
-    has no bisection yet. A bisection computed for a leaf that is never chosen is
-    dropped (its passes were shared with ones that were needed).
+    ``n_clusters - 1 - splits`` best-scored ones) are bisected together in rounds; the
+    splits are then applied in scikit-learn's order, and a round runs again when the
+    next leaf to split has no bisection yet. A bisection computed for a leaf that is
+    never chosen is dropped.
 
-    Returns the tree (leaf labels set left to right) and one record per round.
+    Where a leaf's rows are: an in-memory array's rows are held here as they are; a
+    store's or dask array's rows are gathered here in one pass while they fit in
+    :func:`gather_budget` (the whole source at the start, else leaves as they become
+    small enough), in global row order. Leaves held here are bisected by
+    :func:`bisect_held` (each 2-means on its own rows, no pass at all) and their
+    children's rows follow from the labels; leaves too large to gather by
+    :func:`bisect_round` (masked passes shared by the round's bisections).
+
+    Returns the tree (leaf labels set left to right), one record per round and, when
+    every leaf's rows are held here, each row's (n,) int32 label: the leaf its last
+    bisection sent it to, which is the leaf the tree descent reaches (the same float64
+    distances); else None.
     """
-    root = reductions.root_pass(src, spec.split_every)
+    held_all = _held_source(src, spec.split_every)
+    root = _root(src, held_all, spec.split_every)
     c = root.sum / max(root.n, 1)
     sse = max(root.wsq - 2 * float(c @ root.wsum) + root.weight * float(c @ c), 0.0)
     tree = BisectingTree.empty(src.d)
     tree.add(-1, c, root.n, root.weight, sse, 0.0)
     keys = {0: seed}
+    held: dict[int, LeafAt] = {}
+    if held_all is not None:
+        held[0] = LeafAt(held_all, np.arange(src.n))
     done: dict[int, Bisection] = {}
     history: list[dict[str, Any]] = []
     splits = 0
@@ -293,7 +447,7 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
             budget = n_clusters - 1 - splits
             todo = [node] + [i for i in ranked[1:budget] if BISECT_TOGETHER
                              and i not in done and tree.sizes[i] >= 2]
-            got, n_passes = bisect_round(src, tree, todo, keys, spec)
+            got, n_passes = _bisect_round_anywhere(src, tree, todo, held, keys, spec)
             if node not in got:
                 raise ValueError(
                     f"cannot bisect a cluster of {int(tree.sizes[node])} rows with fewer "
@@ -309,16 +463,54 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
             continue
         b = done.pop(node)
         scores = b.sse if spec.strategy == "biggest_inertia" else b.sizes.astype(np.float64)
+        held.pop(node, None)
         for side in (0, 1):
             child = tree.add(node, b.centers[side], int(b.sizes[side]),
                              float(b.weights[side]), float(b.sse[side]), float(scores[side]))
             keys[child] = _node_seed(keys[node], side)
+            if b.parts is not None:
+                held[child] = b.parts[side]
         splits += 1
         progress("bisecting", splits, n_clusters - 1, f"{len(tree.leaves())} clusters")
+    labels = np.empty(src.n, np.int32) if all(i in held for i in tree.leaves()) else None
     for label, leaf in enumerate(tree.leaves()):
         tree.labels[leaf] = label
-    return tree, history
+        if labels is not None:
+            at = held[leaf]
+            labels[at.rows.global_index(at.pos)] = label
+    return tree, history, labels
 
+
+def _bisect_round_anywhere(src: Source, tree: BisectingTree, todo: list[int],
+                           held: dict[int, LeafAt], keys: dict[int, int], spec: BisectSpec
+                           ) -> tuple[dict[int, Bisection], int]:
+    """A round: the leaves of ``todo`` not held here are gathered (one pass) when they
+    fit, those that do not are bisected by masked passes (:func:`bisect_round`), the
+    held ones here (:func:`bisect_held`). Returns the bisections and the passes made."""
+    far = [i for i in todo if i not in held]
+    n_passes = 0
+    if far:
+        itemsize = _gathered_itemsize(src)
+        in_use = sum({id(at.rows): at.rows.X.nbytes for at in held.values()}.values())
+        room, fit = gather_budget() - in_use, []
+        for i in sorted(far, key=lambda i: (tree.sizes[i], i)):  # the smallest first
+            need = int(tree.sizes[i]) * src.d * itemsize
+            if need > room:
+                break
+            room -= need
+            fit.append(i)
+        if fit:
+            held.update(_gather(src, tree, fit, spec.split_every))
+            n_passes += 1
+    got: dict[int, Bisection] = {}
+    masked = [i for i in todo if i not in held]
+    if masked:
+        got, passes = bisect_round(src, tree, masked, keys, spec)
+        n_passes += passes
+    local = [i for i in todo if i in held]
+    if local:
+        got.update(bisect_held(held, local, keys, spec))
+    return got, n_passes
 
 
 def tree_predict(src: Source, tree: BisectingTree) -> Any:

@@ -32,6 +32,10 @@ from .common import (
 
 log = logging.getLogger(__name__)
 
+#: count the second digit's histograms ahead in an iteration's first pass once the
+#: medians' first digits settle (False: always a separate pass; the same centres).
+COUNT_AHEAD = True
+
 
 def median_grid(src: Source, split_every: int = SPLIT_EVERY) -> MedianGrid:
     """The levels a k-medians fit histograms (:class:`daskmeans.kernels.medians.MedianGrid`):
@@ -110,8 +114,8 @@ def relocate_empty_medians(counts: np.ndarray, hist: np.ndarray, top: TopM,
 
 
 def median_update(src: Source, C: np.ndarray, grid: MedianGrid, part: MedianPartial,
-                  labels: Sequence[Any] | None, split_every: int = SPLIT_EVERY
-                  ) -> tuple[np.ndarray, int]:
+                  labels: Sequence[Any] | None, split_every: int = SPLIT_EVERY,
+                  guess: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """The M-step of k-medians: every centre to its rows' coordinate-wise lower weighted
     median (:class:`MedianSearch`), after moving empty clusters to far rows.
 
@@ -124,6 +128,11 @@ def median_update(src: Source, C: np.ndarray, grid: MedianGrid, part: MedianPart
     width of it, and never further from it than the old coordinate (so the L1
     objective of the cluster cannot grow). A cluster without weight keeps its centre.
 
+    ``guess``: the first digits around which the first pass counted the second
+    digit's histograms ahead (:func:`median_guess`); when every chosen first digit is
+    within one of its guess and no row moved to an empty cluster, those histograms
+    are the second pass's, exactly, and that pass is not made.
+
     Returns (new centres in C's dtype, clusters relocated).
     """
     d = C.shape[1]
@@ -132,7 +141,13 @@ def median_update(src: Source, C: np.ndarray, grid: MedianGrid, part: MedianPart
     search = MedianSearch.start(counts, d)
     digit = search.choose(hist)
     last: MedianHist | None = None
-    for p in range(1, grid.digits):
+    first = 1
+    ahead = _counted_ahead(part, search.prefix, guess, grid, moved_index)
+    if ahead is not None:  # the second digit's histograms came with the first pass
+        last = ahead
+        digit = search.choose(ahead.hist)
+        first = 2
+    for p in range(first, grid.digits):
         track = not grid.raw and p == grid.digits - 1
         step = MedianStep(grid.shift(p), search.prefix, track, moved_index, moved_label,
                             None if labels is not None else L1Centres(C))
@@ -150,6 +165,27 @@ def median_update(src: Source, C: np.ndarray, grid: MedianGrid, part: MedianPart
     return C_new.astype(C.dtype, copy=False), n_reloc
 
 
+def median_guess(grid: MedianGrid, C: np.ndarray) -> np.ndarray:
+    """(k, d) int64: the first digit of each centre coordinate's level, around which a
+    first pass counts the second digit ahead (a median seldom moves further)."""
+    return grid.centre_level(C) >> grid.shift(0)
+
+
+def _counted_ahead(part: MedianPartial, prefix: np.ndarray, guess: np.ndarray | None,
+                   grid: MedianGrid, moved_index: np.ndarray) -> MedianHist | None:
+    """The second digit's histograms counted ahead in the first pass, picked for the
+    chosen first digits (``prefix``), when every one is within one of its guess, no
+    row moved to an empty cluster, and the pass is not a float grid's last (whose value
+    range the first pass does not track); else None."""
+    if (guess is None or part.ahead is None or len(moved_index)
+            or (not grid.raw and grid.digits == 2) or grid.digits < 2):
+        return None
+    c = prefix - guess + 1
+    if not ((c >= 0) & (c <= 2)).all():
+        return None
+    return MedianHist(np.take_along_axis(part.ahead, c[:, :, None, None], axis=2)[:, :, 0])
+
+
 def kmedians(src: Source, C0: np.ndarray, run: int, settings: FitSettings, *,
              resume: ResumeState | None = None, on_iteration: OnIteration | None = None,
              progress: Progress = no_progress) -> RunResult:
@@ -159,7 +195,11 @@ def kmedians(src: Source, C0: np.ndarray, run: int, settings: FitSettings, *,
     One iteration is :func:`daskmeans.engine.reductions.median_assign_pass` (assignment, the
     objective, the first digit of the medians, the farthest rows) then
     :func:`median_update` (``grid.digits - 1`` more passes: 1 for raw uint8 rows, 2 for
-    float rows), each one compute. Neither step can raise the L1 objective, so the
+    float rows), each one compute. Once the centres' first digits move by at most one
+    in an iteration, the next first pass also counts the second digit's histograms
+    around them: when the medians' first digits stay within one, the second pass is
+    not needed (raw uint8 rows: one pass per iteration; float rows: two), and the
+    result is the same. Neither step can raise the L1 objective, so the
     recorded ``inertia`` (the objective against the assigning centres) never grows.
     Stopping, ``tol`` (on the summed squared centre shift, relative to the mean
     feature variance), ``resume`` and ``on_iteration`` are as in
@@ -186,16 +226,20 @@ def kmedians(src: Source, C0: np.ndarray, run: int, settings: FitSettings, *,
     history: list[IterationRecord] = [] if resume is None else resume.history
     start = 0 if resume is None else resume.iteration
     strict, inertia = False, np.inf
+    near = False  # the last update moved every first digit by at most one
     for it in range(start, max_iter):
         t0 = time.perf_counter()
         first = it == 0 and tol > 0
+        guess = median_guess(grid, C) if near and COUNT_AHEAD else None
         part, labels = reductions.median_assign_pass(src, C, grid, n_top=k, moments=first,
-                                                     split_every=split_every)
+                                                     guess=guess, split_every=split_every)
         if first:
             assert part.moments is not None
             tol_abs = float(np.mean(part.moments.var)) * tol
         inertia = part.dist
-        C_new, n_reloc = median_update(src, C, grid, part, labels, split_every)
+        C_new, n_reloc = median_update(src, C, grid, part, labels, split_every, guess)
+        moved = median_guess(grid, C_new) - median_guess(grid, C)
+        near = bool(np.abs(moved).max(initial=0) <= 1)
         shift = float(((C_new.astype(np.float64) - C) ** 2).sum())
         history.append(IterationRecord(it + 1, inertia, shift, n_reloc,
                                        time.perf_counter() - t0, run))

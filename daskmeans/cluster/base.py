@@ -125,6 +125,9 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
     """Shared validation, initialisation, predict/transform/score."""
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    #: hold in-memory rows for the fit's passes (their norms, and their blocks in a
+    #: cluster's workers); False for an estimator that works on them where they are
+    _holds_in_memory: ClassVar[bool] = True
     labels_: Any  # numpy for numpy input, lazy dask for lazy input, xarray for xarray
     cluster_centers_: Any  # (k, d) numpy; a DataArray(cluster, feature) for xarray input
     _auto_n_init = 10
@@ -202,7 +205,7 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
             w = schedule.compute(w)  # n float64 values: small next to the rows
             w = check_weights(w, src.n)
         src = source_for_metric(src, self._metric(), w)
-        if isinstance(src, ArraySource):
+        if isinstance(src, ArraySource) and self._holds_in_memory:
             # in memory: |x|^2 once for every pass (when the metric uses it), and the
             # blocks in a cluster's workers; a store is held by the fits that iterate
             # over it (a mini-batch fit streams it)

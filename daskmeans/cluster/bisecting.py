@@ -8,12 +8,14 @@ from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
+import dask.array as da
 import numpy as np
 from sklearn.utils import check_random_state
 
 from ..algorithms import BisectSpec, tree_predict
 from ..algorithms.bisecting import bisecting
 from ..engine.hold import hold
+from ..engine.source import ArraySource
 from ..validation import Interval, Options
 from .base import POSITIVE, BaseKMeans
 from .verbose import say_bisecting
@@ -25,15 +27,19 @@ class BisectingKMeans(BaseKMeans):
     Starting from one cluster holding every row, ``n_clusters - 1`` times the cluster
     with the largest score (``bisecting_strategy``) is split in two by a 2-means (the
     best of ``n_init``, each from its own initialisation), as
-    ``sklearn.cluster.BisectingKMeans`` does. Each 2-means runs as masked passes over
-    the blocks: in every pass each row follows the tree from the root to its cluster
-    (at each split, to the nearer child centre) and counts only for the 2-means of that
-    cluster; nothing is copied or gathered. The clusters that may still be split are
-    bisected together, their 2-means (and ``n_init`` runs) sharing every pass, one per
-    Lloyd iteration; their splits are then applied in scikit-learn's order (see
-    :func:`daskmeans.algorithms.bisecting.bisecting`). The result does not depend on the
-    chunking or on which bisections shared a round: each one's initialisation is
-    seeded from ``random_state`` and its place in the tree.
+    ``sklearn.cluster.BisectingKMeans`` does. Each 2-means runs on its cluster's
+    rows only, whole, in a compiled loop in this process (distance bounds skip the
+    rows that cannot change side; several bisections run side by side in threads):
+    in-memory rows where they are, a store's or dask array's rows gathered here once
+    (one pass) while they fit in memory. Clusters too large to gather are bisected by
+    masked passes over the blocks: in every pass each row follows the tree from the
+    root to its cluster (at each split, to the nearer child centre) and counts only for
+    the 2-means of that cluster, the 2-means (and ``n_init`` runs) of every cluster
+    that may still be split sharing each pass. Bisections computed ahead are applied
+    in scikit-learn's order (see :func:`daskmeans.algorithms.bisecting.bisecting`).
+    The result does not depend on the chunking or on which bisections ran together:
+    a cluster's rows are taken in global row order and each bisection's
+    initialisation is seeded from ``random_state`` and its place in the tree.
 
     Parameters
     ----------
@@ -43,8 +49,9 @@ class BisectingKMeans(BaseKMeans):
         Initialisation of each 2-means: ``"random"`` draws two of the cluster's rows
         with probability ~ sample weight, without replacement (as scikit-learn);
         ``"k-means++"`` runs k-means++ for two centres on a uniform sample of at most
-        2048 of the cluster's rows (fewer when many clusters are bisected at once:
-        all samples of a pass stay under 32 MB); a callable gets such a sample as
+        2048 of the cluster's rows (fewer when many clusters are bisected at once by
+        masked passes: all samples of a pass stay under 32 MB); a callable gets such a
+        sample as
         ``init(sample, 2, random_state=RandomState)``.
     n_init : int, default 1
         2-means runs per bisection; the lowest inertia wins (ties within 1e-6, the
@@ -86,10 +93,12 @@ class BisectingKMeans(BaseKMeans):
         Parent and children of every node, its centre, rows, weight, SSE and score,
         and the leaves' labels.
     n_iter_ : int
-        Lloyd passes over the data (shared by the bisections of a round).
+        Per round, the largest number of Lloyd iterations of its bisections, summed
+        over the rounds.
     history_ : list of dict
-        One dict per round: bisections run together, passes, the largest number of
-        iterations, seconds.
+        One dict per round: bisections run together, passes over the data (gathering
+        rows, or masked passes; none for rows already held here), the largest number
+        of iterations, seconds.
     n_features_in_ : int
         Number of features seen in ``fit``.
 
@@ -112,6 +121,7 @@ class BisectingKMeans(BaseKMeans):
     metric = "euclidean"
     feature_dim = None
     nodata = None
+    _holds_in_memory = False  # in-memory rows are bisected where they are, in this process
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_clusters": [POSITIVE],
         "init": [Options("k-means++", "random"), callable],
@@ -171,13 +181,16 @@ class BisectingKMeans(BaseKMeans):
         -------
         self
         """
-        src = hold(self._prepare(X, sample_weight)[0])
+        src = self._prepare(X, sample_weight)[0]
+        if not isinstance(src, ArraySource):  # a store's rows are read once (a dask array's
+            src = hold(src, with_xsq=False)  # stay as they are): then gathered if they fit
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(np.iinfo(np.int32).max))
         spec = BisectSpec(self.init, int(self.n_init), int(self.max_iter), float(self.tol),
                           str(self.bisecting_strategy), int(self.split_every))
         with self._progress() as progress:
-            tree, history = bisecting(src, int(self.n_clusters), spec, seed, progress.report)
+            tree, history, labels = bisecting(src, int(self.n_clusters), spec, seed,
+                                              progress.report)
         if self.verbose:
             say_bisecting(history)
         leaves = tree.leaves()
@@ -186,7 +199,11 @@ class BisectingKMeans(BaseKMeans):
         self.inertia_ = float(tree.sse[leaves].sum())
         self.history_ = history
         self.n_iter_ = int(sum(h["n_iter"] for h in history))
-        self.labels_ = tree_predict(src, tree)
+        if labels is None:
+            self.labels_ = tree_predict(src, tree)
+        else:  # known from the bisections (lazy input: lazy labels, as predict's)
+            self.labels_ = labels if not src.lazy else da.from_array(
+                labels, chunks=(tuple(np.diff(src.offsets).tolist()),))
         return self
 
     def _scoring_centres(self, C: np.ndarray, nearest: bool) -> Any:

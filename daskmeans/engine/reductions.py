@@ -97,6 +97,7 @@ __all__ = [
     "delayed_tree",
     "gather_pass",
     "held_parts",
+    "leaf_rows_pass",
     "lloyd_pass",
     "lloyd_runs_pass",
     "map_reduce",
@@ -683,24 +684,27 @@ def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
 
 def median_assign_pass(
     src: Source, C: np.ndarray, grid: medians.MedianGrid, *, n_top: int = 0, moments: bool = False,
-    split_every: int = SPLIT_EVERY,
+    guess: np.ndarray | None = None, split_every: int = SPLIT_EVERY,
 ) -> tuple[medians.MedianPartial, list[Any] | None]:
-    """The first pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_assign`):
-    one compute. Returns the summed partial and each block's labels, kept where the
-    block is (numpy, or futures on a cluster) for the iteration's later passes; None
-    for a dask array (no public per-block state: later passes assign again)."""
+    """The first pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_assign`,
+    with the second digit's histograms counted ahead around ``guess``, if given): one
+    compute. Returns the summed partial and each block's labels, kept where the block is
+    (numpy, or futures on a cluster) for the iteration's later passes; None for a dask
+    array (no public per-block state: later passes assign again)."""
     kernel = functools.partial(_median_assign_kernel, grid=grid, n_top=n_top, moments=moments)
-    out = map_reduce(src, kernel, medians.L1Centres(C), keep=True, xsq=False,
+    out = map_reduce(src, kernel, (medians.L1Centres(C), guess), keep=True, xsq=False,
                      split_every=split_every, raw=grid.raw)
     return out.total, out.state_list()
 
 
 def _median_assign_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
-                          C: medians.L1Centres, *, offset: int, grid: medians.MedianGrid,
-                          n_top: int, moments: bool, scale: float | None = None
+                          shared: tuple[medians.L1Centres, np.ndarray | None], *,
+                          offset: int, grid: medians.MedianGrid, n_top: int, moments: bool,
+                          scale: float | None = None
                           ) -> tuple[medians.MedianPartial, np.ndarray]:
+    C, guess = shared
     return medians.median_assign(x, C, w, grid=grid, offset=offset, n_top=n_top,
-                                 moments=moments, scale=scale)
+                                 moments=moments, scale=scale, guess=guess)
 
 
 def median_refine_pass(src: Source, grid: medians.MedianGrid, step: medians.MedianStep,
@@ -809,6 +813,21 @@ def _bisect_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
     nodes = state if state is not None else bisect.tree_nodes(x, step.tree, scale)
     part = bisect.bisect_block(x, w, step, offset=offset, nodes=nodes, scale=scale)
     return (part, nodes) if keep else part
+
+
+def leaf_rows_pass(src: Source, tree: bisect.TreeSnapshot, split_every: int = SPLIT_EVERY
+                   ) -> bisect.LeafRows:
+    """The rows that reach the leaves with a slot in ``tree``, gathered into this
+    process (:func:`daskmeans.kernels.bisect.leaf_rows_block`: each block sends only
+    those rows, as stored: raw uint8 rows stay raw): one compute."""
+    return map_reduce(src, _leaf_rows_kernel, tree, xsq=False, split_every=split_every,
+                      raw=reads_raw_uint8(src))
+
+
+def _leaf_rows_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
+                      tree: bisect.TreeSnapshot, *, offset: int,
+                      scale: float | None = None) -> bisect.LeafRows:
+    return bisect.leaf_rows_block(x, w, tree, offset=offset, scale=scale)
 
 
 def root_pass(src: Source, split_every: int = SPLIT_EVERY) -> bisect.RootPartial:

@@ -9,14 +9,20 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import dask
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
 __all__ = ["CACHE_FRACTION", "MEMORY_BLOCK_BYTES", "MEMORY_BLOCK_MAX_BYTES", "WorkerBlas",
-           "client_blas", "compute", "local_blas", "local_threads", "memory_block_rows",
-           "memory_budget", "total_threads", "using_distributed", "worker_blas"]
+           "client_blas", "compute", "local_blas", "local_memory_budget", "local_threads",
+           "memory_block_rows",
+           "memory_budget", "thread_map", "total_threads", "using_distributed",
+           "worker_blas"]
 
 #: in-memory arrays up to this many bytes per thread get one block per thread.
 MEMORY_BLOCK_MAX_BYTES = 256 << 20
@@ -136,6 +142,19 @@ def compute(*objs: Any, n_tasks: int = 1) -> Any:
     return out[0] if len(objs) == 1 else out
 
 
+def thread_map(fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+    """``[fn(x) for x in items]`` in this process's threads (as many as dask's local
+    scheduler has), taken in order: for work on rows held in this process by compiled
+    kernels that release the GIL, where a dask graph would only add its overhead. A
+    thread runs one item at a time, so the results do not depend on the threads."""
+    items = list(items)
+    threads = min(len(items), local_threads())
+    if threads <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, items))
+
+
 # --------------------------------------------------------------------------- block sizes
 
 
@@ -176,8 +195,14 @@ def memory_budget() -> int:
         workers = default_client().scheduler_info(n_workers=-1)["workers"].values()
         total = sum(int(w.get("memory_limit") or 0) for w in workers)
     else:
-        import psutil
-
-        total = int(psutil.virtual_memory().available)
+        return local_memory_budget()
     return int(total * CACHE_FRACTION)
+
+
+def local_memory_budget() -> int:
+    """Bytes a fit may hold in this process (rows gathered here, whatever the
+    scheduler): :data:`CACHE_FRACTION` of the memory available here."""
+    import psutil
+
+    return int(psutil.virtual_memory().available * CACHE_FRACTION)
 

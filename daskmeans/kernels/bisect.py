@@ -241,11 +241,8 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
             continue
         if step.sample:
             for j in range(r):
-                u = splitmix64_uniform(idx.astype(np.int64) + offset, int(step.seeds[s, j]))
-                key = np.log(np.maximum(u, 1e-300))
-                if step.weighted:
-                    with np.errstate(divide="ignore"):
-                        key = np.where(w[idx] > 0, key / w[idx], -np.inf)
+                key = sample_keys(idx.astype(np.int64) + offset, w[idx], int(step.seeds[s, j]),
+                                  step.weighted)
                 top[s][j] = _top_of(key, idx, step.sample, rows,
                                     np.zeros(len(idx), np.int32), w, offset)
             continue
@@ -276,6 +273,196 @@ def bisect_block(X: np.ndarray, weights: np.ndarray | None, step: BisectStep, *,
     return BisectPartial(sums, weight, sse, count, top, step.sample or 2)
 
 
+def sample_keys(index: np.ndarray, w: np.ndarray, seed: int, weighted: bool) -> np.ndarray:
+    """Each row's key for drawing a bisection's init rows (the rows with the largest
+    keys are drawn): ``log(u)`` of a counter-based uniform of its global ``index``, so
+    that the draw does not depend on the chunking; divided by the row's weight
+    (``weighted``: the largest keys are then a weighted draw without replacement), and
+    ``-inf`` for rows of zero weight."""
+    key = np.log(np.maximum(splitmix64_uniform(index, seed), 1e-300))
+    if weighted:
+        with np.errstate(divide="ignore"):
+            key = np.where(w > 0, key / np.where(w > 0, w, 1.0), -np.inf)
+    return key
+
+
+def leaf_sample(X: np.ndarray, pos: np.ndarray, index: np.ndarray, w: np.ndarray, seed: int,
+                m: int, weighted: bool, scale: float | None = None) -> TopM:
+    """The ``m`` rows of a leaf (rows ``pos`` of X, global indices ``index``, weights
+    ``w`` indexed as X) with the largest :func:`sample_keys`, ties to the smaller index:
+    what an init pass of :func:`bisect_block` draws from the same rows, whatever blocks
+    they are in (raw rows with ``scale`` come back as their float32 rows)."""
+    rows: Any = ScaledRows(X, scale) if scale is not None else X
+    return top_m(sample_keys(index, w[pos], seed, weighted), m, _RowsAt(rows, pos),
+                 np.zeros(len(pos), np.int32), w[pos], index)
+
+
+@dataclass
+class TwoMeans:
+    """A finished 2-means on a leaf's rows (:func:`two_means`): the final centres, each
+    row's child against them, and each child's SSE, weight and row count."""
+
+    centres: np.ndarray  # (2, d) float64
+    labels: np.ndarray  # (m,) int32, 0 or 1
+    sse: np.ndarray  # (2,) float64
+    weight: np.ndarray  # (2,) float64
+    count: np.ndarray  # (2,) int64
+    n_iter: int
+
+
+def two_means(X: np.ndarray, pos: np.ndarray, w: np.ndarray, centres: np.ndarray, *,
+              max_iter: int, tol: float, scale: float | None = None) -> TwoMeans:
+    """A whole 2-means (Lloyd's iterations) on the rows ``pos`` of X (one leaf's rows
+    held in this process, in global row order; ``w``: every row's weight, indexed as
+    X) from ``centres`` (2, d).
+
+    Each iteration sends every row to the nearer centre (float64 squared distances,
+    row by row: the tree descent's choice, the first centre on a tie), moves an empty
+    child (no weight) onto the row farthest from its centre (of positive weight, the
+    first in row order on a tie), which leaves the other child, and takes the children's
+    weighted means; it stops when nothing moved and nothing was relocated (the centres
+    are a fixed point), when the centres' summed squared shift is <= ``tol``, or after
+    ``max_iter`` iterations. The rows are then assigned to the final centres once more
+    (the labels, SSE, weights and counts returned), as scikit-learn's last E-step. The
+    same iterations as a round of masked passes (:func:`bisect_block`), on these rows
+    only.
+
+    Runs compiled (:func:`daskmeans.kernels.bisect_compiled.two_means_fit`: with
+    distance bounds, the same centres to float rounding) when it can; this numpy code
+    is the reference. Raw rows with ``scale`` as :func:`tree_nodes`.
+
+    Examples
+    --------
+    >>> X = np.array([[0.], [1.], [9.], [10.]])
+    >>> got = two_means(X, np.arange(4), np.ones(4), np.array([[0.], [1.]]),
+    ...                 max_iter=10, tol=0.0)
+    >>> got.centres.ravel().tolist(), got.labels.tolist(), got.sse.tolist(), got.n_iter
+    ([0.5, 9.5], [0, 0, 1, 1], [0.5, 0.5], 3)
+    """
+    pos = np.asarray(pos, np.int64)
+    m = pos.shape[0]
+    C = np.array(centres, dtype=np.float64)
+    lab = np.empty(m, np.int32)
+    if uses_compiled(X, scale):
+        sse, weight, count = np.zeros(2), np.zeros(2), np.zeros(2, np.int64)
+        n_iter = compiled_module("bisect").two_means_fit(
+            np.ascontiguousarray(X), None if scale is None else float(scale), pos,
+            np.ascontiguousarray(w, dtype=np.float64), C, int(max_iter), float(tol), lab, sse,
+            weight, count)
+        return TwoMeans(C, lab, sse, weight, count, int(n_iter))
+    rows: Any = ScaledRows(X, scale) if scale is not None else X
+    wl = np.asarray(w, np.float64)[pos]
+    n_iter = 0
+    for _ in range(max_iter):
+        dist = _assign_two(rows, pos, C, lab)
+        n_iter += 1
+        sums = np.stack([_weighted_rows(rows, pos, wl, lab == c) for c in (0, 1)])
+        wts = np.array([wl[lab == c].sum() for c in (0, 1)])
+        n_reloc = 0
+        if (wts == 0).any() and (wl > 0).any():
+            cand = np.flatnonzero(wl > 0)
+            far = cand[int(np.argmax(dist[cand]))]  # the first of equal distances
+            empty, old = int(np.flatnonzero(wts == 0)[0]), int(lab[far])
+            row = rows[pos[far:far + 1]].astype(np.float64)[0] * wl[far]
+            sums[old] -= row
+            wts[old] -= wl[far]
+            sums[empty], wts[empty] = row, wl[far]
+            n_reloc = 1
+        new = C.copy()
+        nz = wts > 0
+        new[nz] = sums[nz] / wts[nz, None]
+        shift = float(((new - C) ** 2).sum())
+        C = new
+        if (shift == 0 and n_reloc == 0) or shift <= tol:
+            break
+    dist = _assign_two(rows, pos, C, lab)
+    sse = np.array([dist[lab == c] @ wl[lab == c] for c in (0, 1)])
+    weight = np.array([wl[lab == c].sum() for c in (0, 1)])
+    count = np.array([(lab == c).sum() for c in (0, 1)], np.int64)
+    return TwoMeans(C, lab, sse, weight, count, n_iter)
+
+
+def _assign_two(rows: Any, pos: np.ndarray, C: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Each row ``pos`` to the nearer of ``C[0]``, ``C[1]`` (into ``lab``); returns the
+    squared distances to it (float64, :data:`_BISECT_STEP` rows at a time)."""
+    dist = np.empty(pos.shape[0])
+    for t in range(0, pos.shape[0], _BISECT_STEP):
+        x64 = rows[pos[t:t + _BISECT_STEP]].astype(np.float64)
+        d0, d1 = _sq_two(x64, C[0], C[1])
+        lt = d1 < d0
+        lab[t:t + _BISECT_STEP], dist[t:t + _BISECT_STEP] = lt, np.where(lt, d1, d0)
+    return dist
+
+
+def _weighted_rows(rows: Any, pos: np.ndarray, wl: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """``sum(wl[j] * row j)`` over the selected rows of ``pos``, in float64."""
+    out = np.zeros(rows.shape[1])
+    at = np.flatnonzero(sel)
+    for t in range(0, at.shape[0], _BISECT_STEP):
+        j = at[t:t + _BISECT_STEP]
+        out += wl[j] @ rows[pos[j]].astype(np.float64)
+    return out
+
+
+@dataclass
+class LeafRows:
+    """Rows of leaves gathered from blocks (:func:`leaf_rows_block`): per block that
+    holds some, its first row, and their global indices, stored rows, slots (the leaf
+    each belongs to) and weights; added with ``+`` (the pieces of both)."""
+
+    pieces: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]
+
+    def __add__(self, other: LeafRows) -> LeafRows:
+        return LeafRows(self.pieces + other.pieces)
+
+    def joined(self, d: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                  np.ndarray | None]:
+        """(global indices (m,), rows (m, d), slots (m,), weights (m,) or None) of
+        every piece, in global row order."""
+        pieces = sorted(self.pieces, key=lambda p: p[0])
+        if not pieces:
+            return (np.empty(0, np.int64), np.empty((0, d), dtype), np.empty(0, np.int64),
+                    None)
+        w = None if pieces[0][4] is None else np.concatenate([p[4] for p in pieces])
+        return (np.concatenate([p[1] for p in pieces]), np.concatenate([p[2] for p in pieces]),
+                np.concatenate([p[3] for p in pieces]), w)
+
+
+def leaf_rows_block(X: np.ndarray, weights: np.ndarray | None, tree: TreeSnapshot, *,
+                    offset: int = 0, scale: float | None = None) -> LeafRows:
+    """The rows of a block that reach the leaves with a slot in ``tree`` (the leaves
+    being gathered), as stored (raw with ``scale``), with their global indices, slots
+    and weights (float rows are checked finite, as :func:`tree_nodes`)."""
+    X = X.reshape(X.shape[0], -1)
+    nodes = tree_nodes(X, tree, scale)
+    keep = np.flatnonzero(tree.slot[nodes] >= 0)
+    if keep.shape[0] == 0:
+        return LeafRows([])
+    w = None if weights is None else np.asarray(weights, np.float64)[keep]
+    return LeafRows([(offset, keep.astype(np.int64) + offset, np.array(X[keep]),
+                      tree.slot[nodes[keep]], w)])
+
+
+def root_rows(X: np.ndarray, w: np.ndarray, scale: float | None = None) -> RootPartial:
+    """The root statistics (:class:`RootPartial`) of rows held in this process (``w``:
+    their weights), :data:`_BISECT_STEP` rows at a time (compiled when it can)."""
+    d = X.shape[1]
+    total, wtotal = np.zeros(d), np.zeros(d)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if uses_compiled(X, scale):
+        wsq = compiled_module("bisect").root_stats(
+            np.ascontiguousarray(X), None if scale is None else float(scale), w, total, wtotal)
+        return RootPartial(total, wtotal, X.shape[0], float(w.sum()), float(wsq))
+    rows: Any = ScaledRows(X, scale) if scale is not None else X
+    wsq = 0.0
+    for t in range(0, X.shape[0], _BISECT_STEP):
+        x64 = rows[t:t + _BISECT_STEP].astype(np.float64)
+        total += x64.sum(0)
+        wtotal += w[t:t + _BISECT_STEP] @ x64
+        wsq += float(w[t:t + _BISECT_STEP] @ (x64 ** 2).sum(1))
+    return RootPartial(total, wtotal, X.shape[0], float(w.sum()), wsq)
+
+
 @dataclass
 class RootPartial:
     """Column sums (plain and weighted), row count, total weight and ``sum w |x|^2``
@@ -297,7 +484,4 @@ def root_block(X: np.ndarray, weights: np.ndarray | None) -> RootPartial:
     X = X.reshape(X.shape[0], -1)
     if not np.isfinite(X).all():
         raise NonFiniteRow(int(np.flatnonzero(~np.isfinite(X).all(1))[0]))
-    x64 = X.astype(np.float64)
-    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, np.float64)
-    return RootPartial(x64.sum(0), w @ x64, X.shape[0], float(w.sum()),
-                       float(w @ (x64 ** 2).sum(1)))
+    return root_rows(X, np.ones(X.shape[0]) if weights is None else weights)

@@ -191,6 +191,14 @@ class MedianGrid:
         """The float32 value of raw levels (the raw grid only)."""
         return scale_rows(np.asarray(level, np.float32), float(self.scale or 1.0))
 
+    def centre_level(self, C: np.ndarray) -> np.ndarray:
+        """(k, d) int64 levels of centres (float values; raw grid: the nearest level,
+        whose :meth:`value` a raw grid's medians are)."""
+        if self.lo is None:
+            lev = np.rint(np.asarray(C, np.float64) / float(self.scale or 1.0))
+            return np.clip(lev, 0, self.levels - 1).astype(np.int64)
+        return self.level(np.asarray(C, np.float64))
+
 
 @dataclass
 class ValueRange:
@@ -310,6 +318,36 @@ def median_hist(X: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, k
     return MedianHist(hist, vmin, vmax)
 
 
+def median_hist_ahead(X: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, k: int,
+                      grid: MedianGrid, shift: int, guess: np.ndarray) -> np.ndarray:
+    """(k, d, 3, 16) float64: :func:`median_hist`'s histogram at ``shift`` for the
+    prefixes ``guess - 1``, ``guess`` and ``guess + 1`` of each (cluster, feature), in
+    one scan (compiled when it can): the next digit's histogram counted ahead, before
+    the prefix is known, for each of the three prefixes it will most likely be.
+
+    >>> g = MedianGrid(256, scale=1.0)
+    >>> X = np.array([[1], [17], [18], [40]], np.uint8)            # high digits 0, 1, 1, 2
+    >>> h = median_hist_ahead(X, np.zeros(4, int), None, 1, g, 0, np.array([[1]]))
+    >>> h[0, 0, 0, 1], h[0, 0, 1, 1:3].tolist(), h[0, 0, 2, 8]    # prefixes 0, 1, 2
+    (np.float64(1.0), [1.0, 1.0], np.float64(1.0))
+    """
+    X = X.reshape(X.shape[0], -1)
+    guess = np.ascontiguousarray(guess, np.int64)
+    hist = np.zeros((k, X.shape[1], 3, BINS))
+    if compiled_kernels():
+        w = None if weights is None else np.asarray(weights, np.float64)
+        empty_f = np.empty(0)
+        compiled_module("medians").median_hist_ahead(
+            np.ascontiguousarray(X), grid.raw,
+            empty_f if grid.lo is None else grid.lo, empty_f if grid.inv is None else grid.inv,
+            int(grid.levels), np.ascontiguousarray(labels), empty_f if w is None else w,
+            int(shift), guess, hist)
+        return hist
+    for c in range(3):
+        hist[:, :, c] = median_hist(X, labels, weights, k, grid, shift, guess - 1 + c).hist
+    return hist
+
+
 @dataclass
 class MedianPartial:
     """What one block contributes to a k-medians iteration's first pass; added with
@@ -323,19 +361,24 @@ class MedianPartial:
     top: TopM
     moments: Moments | None = None
     n_rows: int = 0
+    #: (k, d, 3, 16): the second digit's histograms counted ahead
+    #: (:func:`median_hist_ahead`), or None
+    ahead: np.ndarray | None = None
 
     def __add__(self, other: MedianPartial) -> MedianPartial:
         mom = (None if self.moments is None or other.moments is None
                else self.moments + other.moments)
+        ahead = (None if self.ahead is None or other.ahead is None
+                 else self.ahead + other.ahead)
         return MedianPartial(self.counts + other.counts, self.dist + other.dist,
                              self.hist + other.hist, merge_top(self.top, other.top), mom,
-                             self.n_rows + other.n_rows)
+                             self.n_rows + other.n_rows, ahead)
 
 
 def median_assign(
     X: np.ndarray, C: np.ndarray | L1Centres, weights: np.ndarray | None = None, *,
     grid: MedianGrid, offset: int = 0, n_top: int = 0, moments: bool = False,
-    scale: float | None = None,
+    scale: float | None = None, guess: np.ndarray | None = None,
 ) -> tuple[MedianPartial, np.ndarray]:
     """The first pass of a k-medians iteration over one block: assign every row to
     its nearest centre in L1 distance and histogram the first digit of its levels.
@@ -349,6 +392,8 @@ def median_assign(
     offset : global index of row 0 (farthest rows)
     n_top : how many farthest rows (by L1 distance) to keep
     moments : also the column moments
+    guess : (k, d) int64 or None: also the second digit's histograms for the first
+        digits ``guess - 1``, ``guess``, ``guess + 1`` (:func:`median_hist_ahead`)
 
     Returns
     -------
@@ -372,7 +417,9 @@ def median_assign(
     w1 = np.ones(X.shape[0]) if w is None else w
     top = top_m(dist, n_top, X, labels, w1, offset)  # raw rows stay raw (their levels)
     mom = column_moments(X, scale) if moments else None
-    return MedianPartial(counts, total, hist, top, mom, X.shape[0]), labels
+    ahead = (None if guess is None or grid.digits < 2 else
+             median_hist_ahead(X, labels, w, cen.k, grid, grid.shift(1), guess))
+    return MedianPartial(counts, total, hist, top, mom, X.shape[0], ahead), labels
 
 
 @dataclass

@@ -105,11 +105,13 @@ def test_inertia_within_two_percent_of_scikit_learn_on_digits() -> None:
 def test_bisections_share_passes_and_give_the_sequential_tree(
     blobs, counting_scheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The leaves that may still be split are bisected together (their 2-means share
+    """Leaves too large to gather (here: no room at all) are bisected by masked passes:
+    the leaves that may still be split are bisected together (their 2-means share
     every pass, one compute each) and the tree is the one made one bisection at a
     time, in scikit-learn's order."""
     X, _ = blobs
     Xd = da.from_array(X, chunks=(400, 5))
+    monkeypatch.setattr(bisecting_algorithm, "gather_budget", lambda: 0)
     together = BisectingKMeans(6, random_state=3, n_init=2).fit(Xd)
     passes = sum(h["passes"] for h in together.history_)
     assert counting_scheduler.calls == 1 + passes  # the root's pass + the rounds' passes
@@ -125,6 +127,34 @@ def test_bisections_share_passes_and_give_the_sequential_tree(
     np.testing.assert_array_equal(together.labels_.compute(), alone.labels_.compute())
 
 
+def test_rows_gathered_once_give_the_tree_of_masked_passes(
+    blobs, counting_scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dask array that fits in memory is gathered in one pass (one compute for the
+    whole fit; every 2-means then runs on its leaf's rows here), and the tree is the
+    one masked passes over the blocks make; leaves gathered as they become small enough
+    (room for a third of the rows) give it too."""
+    X, _ = blobs
+    w = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
+    Xd = da.from_array(X, chunks=(400, 5))
+    gathered = BisectingKMeans(8, random_state=1, n_init=2).fit(Xd, sample_weight=w)
+    assert counting_scheduler.calls == 1
+    assert sum(h["passes"] for h in gathered.history_) == 0
+    assert isinstance(gathered.labels_, da.Array)
+    for room in (0, X.nbytes // 3):
+        monkeypatch.setattr(bisecting_algorithm, "gather_budget", lambda room=room: room)
+        counting_scheduler.calls = 0
+        other = BisectingKMeans(8, random_state=1, n_init=2).fit(Xd, sample_weight=w)
+        passes = sum(h["passes"] for h in other.history_)
+        assert counting_scheduler.calls == 1 + passes > 2  # the root's pass, the rounds'
+        np.testing.assert_array_equal(other.tree_.children, gathered.tree_.children)
+        np.testing.assert_array_equal(other.tree_.sizes, gathered.tree_.sizes)
+        np.testing.assert_allclose(other.cluster_centers_, gathered.cluster_centers_,
+                                   rtol=1e-9, atol=1e-12)
+        assert other.inertia_ == pytest.approx(gathered.inertia_, rel=1e-9)
+        np.testing.assert_array_equal(other.labels_.compute(), gathered.labels_.compute())
+
+
 def test_independent_of_chunking_source_and_scheduler(blobs, tmp_path: Path,
                                                       scheduler: str) -> None:
     X, _ = blobs
@@ -134,7 +164,7 @@ def test_independent_of_chunking_source_and_scheduler(blobs, tmp_path: Path,
         ref.fit(X)
     z = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(300, 5), dtype="f4")
     z[...] = X
-    sources = [open_source(z, cache=False)]  # masked passes over streamed blocks
+    sources = [open_source(z, cache=False)]  # streamed blocks, gathered here
     if scheduler == "threads":
         sources += [da.from_array(X, chunks=(170, 5)), X]
     for data in sources:
@@ -162,7 +192,7 @@ def test_uint8_store_fits_as_its_float32_rows_in_memory(
             return fn(*args, **kw)
         return call
 
-    for name in ("bisect_block", "tree_nodes", "tree_labels"):
+    for name in ("two_means", "tree_nodes", "tree_labels"):
         monkeypatch.setattr(bisect, name, spy(name, getattr(bisect, name)))
     pixels = (load_digits().images * 15).astype(np.uint8)  # (1797, 8, 8), 0..240
     z = zarr.create_array(tmp_path / "px.zarr", shape=pixels.shape, chunks=(450, 8, 8),
@@ -174,10 +204,11 @@ def test_uint8_store_fits_as_its_float32_rows_in_memory(
         assert reads_raw_uint8(src) and src.n_blocks > 1
         seen.clear()
         bk = BisectingKMeans(8, init="k-means++", n_init=2, random_state=0).fit(src)
-        computed(bk.labels_)
-        assert {name for name, _, _ in seen} == {"bisect_block", "tree_nodes", "tree_labels"}
+        computed(bk.labels_)  # known from the bisections: no descent
+        bk.predict(src).compute()
+        assert {name for name, _, _ in seen} == {"two_means", "tree_nodes", "tree_labels"}
         assert set(seen) == {(name, np.dtype(np.uint8), io.PIXEL_SCALE)
-                             for name in ("bisect_block", "tree_nodes", "tree_labels")}
+                             for name in ("two_means", "tree_nodes", "tree_labels")}
         mem = ArraySource(X, block_rows=src.offsets[1])  # the store's blocks
         assert mem.offsets == src.offsets
         ref = BisectingKMeans(8, init="k-means++", n_init=2, random_state=0).fit(mem)

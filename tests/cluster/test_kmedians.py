@@ -12,6 +12,7 @@ import pytest
 import zarr
 
 from daskmeans import KMeans, MiniBatchKMeans, io, load_model, open_source, save_model
+from daskmeans.algorithms import kmedians as kmedians_algorithm
 from daskmeans.engine.source import ArraySource
 from daskmeans.kernels import common, medians
 from daskmeans.validation import InvalidParameterError
@@ -181,10 +182,13 @@ def test_threaded_and_local_cluster_agree(pixels, scheduler: str) -> None:
         assert km.n_iter_ == ref.n_iter_
 
 
-def test_one_compute_per_pass(pixels, counting_scheduler) -> None:
-    """Per iteration: 2 passes on a uint8 store (assign + first digit, second digit),
-    3 on float data (one more digit), plus one range pass per float fit."""
+def test_one_compute_per_pass(pixels, counting_scheduler,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per iteration, without counting ahead: 2 passes on a uint8 store (assign + first
+    digit, second digit), 3 on float data (one more digit), plus one range pass per
+    float fit."""
     U, path = pixels
+    monkeypatch.setattr(kmedians_algorithm, "COUNT_AHEAD", False)
     C0 = scaled(U[[1, 900, 1600]])
     for data, passes, once in ((open_source(path, cache=False), 2, 0),
                                (da.from_array(scaled(U), chunks=(500, 10)), 3, 1)):
@@ -194,6 +198,39 @@ def test_one_compute_per_pass(pixels, counting_scheduler) -> None:
         assert km.n_iter_ >= 2
         assert counting_scheduler.calls == once + passes * km.n_iter_ + (not strict)
         assert isinstance(km.labels_, da.Array)
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_counting_ahead_saves_passes_and_changes_nothing(
+    pixels, counting_scheduler, monkeypatch: pytest.MonkeyPatch, kernels: str
+) -> None:
+    """Once the medians' first digits move by at most one, the first pass also counts
+    the second digit around them: iterations whose medians stay that close make one
+    pass fewer (a uint8 store: one pass; float data: two), and the fit is the same,
+    bit for bit, as with a separate pass for every digit."""
+    monkeypatch.setenv("DASKMEANS_KERNELS", kernels)
+    U, path = pixels
+    w = np.random.default_rng(3).integers(0, 3, len(U)).astype(np.float64)
+    C0 = scaled(U[[1, 5, 900, 1600]])
+    for data, passes, once in ((open_source(path, cache=False), 2, 0),
+                               (da.from_array(scaled(U), chunks=(500, 10)), 3, 1)):
+        fits, calls = [], []
+        for ahead in (False, True):
+            monkeypatch.setattr(kmedians_algorithm, "COUNT_AHEAD", ahead)
+            counting_scheduler.calls = 0
+            fits.append(KMeans(4, init=C0, metric="manhattan", max_iter=30, tol=0).fit(
+                data, sample_weight=w))
+            calls.append(counting_scheduler.calls)
+        alone, ahead_fit = fits
+        strict = alone.history_[-1]["center_shift"] == 0
+        assert alone.n_iter_ == ahead_fit.n_iter_ >= 4
+        assert calls[0] == once + passes * alone.n_iter_ + (not strict)
+        assert calls[0] - alone.n_iter_ + 1 <= calls[1] < calls[0]  # one per iteration
+        np.testing.assert_array_equal(ahead_fit.cluster_centers_, alone.cluster_centers_)
+        np.testing.assert_array_equal(computed(ahead_fit.labels_), computed(alone.labels_))
+        assert ahead_fit.inertia_ == alone.inertia_
+        assert ([h["inertia"] for h in ahead_fit.history_]
+                == [h["inertia"] for h in alone.history_])
 
 
 def test_seeding_n_init_and_lazy_predict(pixels) -> None:

@@ -74,3 +74,23 @@ def test_local_blas_splits_the_cores_and_restores_them() -> None:
     with schedule.client_blas():
         assert all(n == 1 for n in blas())
     assert blas() == before
+
+
+def test_thread_map_keeps_the_order_of_its_items() -> None:
+    import threading
+
+    from daskmeans.engine.schedule import thread_map
+
+    seen: set[int] = set()
+
+    def square(x: int) -> int:
+        seen.add(threading.get_ident())
+        return x * x
+
+    with dask.config.set(num_workers=2):
+        assert thread_map(square, range(20)) == [x * x for x in range(20)]
+    with dask.config.set(num_workers=1):
+        seen.clear()
+        assert thread_map(square, [3, 1]) == [9, 1]
+        assert seen == {threading.get_ident()}  # one thread: this one
+    assert thread_map(square, []) == []

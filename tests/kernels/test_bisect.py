@@ -8,6 +8,8 @@ import pytest
 
 from daskmeans.kernels import bisect
 
+from .reference import brute_sqdist, brute_two_means
+
 
 @pytest.mark.parametrize("rows", ["float32", "float64"])
 @pytest.mark.parametrize("weighted", [False, True])
@@ -133,3 +135,124 @@ def test_tree_root_and_two_means_by_hand_and_brute_force() -> None:
             assert got.count[0, j, c] == sel.sum()
         far = np.lexsort((np.arange(500), -d[np.arange(500), child]))[:2]
         assert got.top[0][j].index.tolist() == (far + 3).tolist()
+
+
+@pytest.mark.usefixtures("both_kernels")
+def test_two_means_by_hand() -> None:
+    """A leaf's whole 2-means on a few rows: by hand, with an empty child relocated and
+    with rows of the array that are not the leaf's left alone."""
+    X = np.array([[0.0], [1.0], [100.0], [9.0], [10.0]])  # row 2 is another leaf's
+    pos = np.array([0, 1, 3, 4])
+    got = bisect.two_means(X, pos, np.ones(5), np.array([[0.0], [1.0]]), max_iter=10, tol=0.0)
+    # 1: {0} {1, 9, 10} -> 0, 20/3; 2: {0, 1} {9, 10} -> 0.5, 9.5; 3: no change
+    assert got.centres.ravel().tolist() == [0.5, 9.5] and got.n_iter == 3
+    assert got.labels.tolist() == [0, 0, 1, 1]
+    assert got.sse.tolist() == [0.5, 0.5] and got.count.tolist() == [2, 2]
+    assert got.weight.tolist() == [2.0, 2.0]
+    # both centres far to the right: every row goes to the first, the second (empty)
+    # takes the farthest row (0), which leaves the first: {1, 9, 10} and {0}
+    w = np.array([1.0, 1.0, 1.0, 2.0, 1.0])
+    got = bisect.two_means(X, pos, w, np.array([[50.0], [60.0]]), max_iter=1, tol=0.0)
+    assert got.n_iter == 1
+    assert got.centres.ravel().tolist() == [(1 + 18 + 10) / 4, 0.0]
+    assert got.labels.tolist() == [1, 1, 0, 0]  # the final assignment to those centres
+    assert got.weight.tolist() == [3.0, 2.0] and got.count.tolist() == [2, 2]
+    assert got.sse.tolist() == [2 * 1.75 ** 2 + 2.75 ** 2, 1.0]
+    # a loose tolerance stops after the first iteration (then the last assignment)
+    got = bisect.two_means(X, pos, np.ones(5), np.array([[0.0], [1.0]]), max_iter=10, tol=50)
+    assert got.n_iter == 1 and got.centres.ravel().tolist() == [0.0, 20 / 3]
+
+
+@pytest.mark.usefixtures("both_kernels")
+@pytest.mark.parametrize("weighted", [False, True])
+def test_two_means_equals_brute_force(weighted: bool) -> None:
+    """Random leaves of random rows, from random and from tied (equal) starting centres:
+    the centres, labels, children's SSE, weights and counts of a row-by-row float64
+    2-means."""
+    rng = np.random.default_rng(8)
+    X = np.concatenate([rng.normal(size=(150, 4)), rng.normal(3, 1, size=(150, 4))])
+    w = rng.integers(0, 3, 300).astype(np.float64) if weighted else np.ones(300)
+    for trial in range(6):
+        pos = np.sort(rng.choice(300, 120, replace=False))
+        C0 = X[rng.choice(300, 2)] if trial % 3 else np.repeat(X[pos[:1]], 2, axis=0)
+        for max_iter, tol in ((300, 0.0), (300, 1e-2), (2, 0.0)):
+            got = bisect.two_means(X, pos, w, C0, max_iter=max_iter, tol=tol)
+            C, lab, n_iter = brute_two_means(X[pos], w[pos], C0, max_iter, tol)
+            np.testing.assert_allclose(got.centres, C, rtol=1e-10, atol=1e-12)
+            np.testing.assert_array_equal(got.labels, lab)
+            assert got.n_iter == n_iter
+            d = brute_sqdist(X[pos], C)
+            for c in (0, 1):
+                sel = lab == c
+                assert got.sse[c] == pytest.approx(d[sel, c] @ w[pos][sel], rel=1e-10)
+                assert got.weight[c] == pytest.approx(w[pos][sel].sum(), rel=1e-12)
+                assert got.count[c] == sel.sum()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "uint8"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_two_means_equals_numpy_reference(
+    dtype: str, weighted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled 2-means (distance bounds, sums changed by the rows that move) ends
+    where the reference (every row, every iteration) does; raw uint8 rows as their
+    float32 rows, bit for bit; root statistics likewise."""
+    rng = np.random.default_rng(9)
+    if dtype == "uint8":
+        X, scale = rng.integers(0, 256, size=(800, 40), dtype=np.uint8), 1 / 255
+        F = X.astype(np.float32) * np.float32(scale)
+    else:
+        X, scale = (rng.normal(size=(800, 40)) + np.arange(800)[:, None] % 3).astype(dtype), None
+        F = X
+    w = rng.uniform(0, 2, 800) * (rng.uniform(size=800) > 0.1) if weighted else np.ones(800)
+    pos = np.sort(rng.choice(800, 600, replace=False))
+    C0 = F[pos[:2]].astype(np.float64)
+    got = {}
+    for kernels in ("numba", "numpy"):
+        monkeypatch.setenv("DASKMEANS_KERNELS", kernels)
+        got[kernels] = bisect.two_means(X, pos, w, C0, max_iter=300, tol=1e-6, scale=scale)
+        if scale is not None:
+            same = bisect.two_means(F, pos, w, C0, max_iter=300, tol=1e-6)
+            for f in ("centres", "labels", "sse", "weight", "count", "n_iter"):
+                np.testing.assert_array_equal(getattr(got[kernels], f), getattr(same, f))
+            a, b = bisect.root_rows(X, w, scale), bisect.root_rows(F, w)
+            np.testing.assert_array_equal(a.sum, b.sum)
+            assert a.wsq == b.wsq
+    a, b = got["numba"], got["numpy"]
+    assert a.n_iter == b.n_iter > 2
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.count, b.count)
+    np.testing.assert_allclose(a.centres, b.centres, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.sse, b.sse, rtol=1e-9)
+    np.testing.assert_allclose(a.weight, b.weight, rtol=1e-12)
+    monkeypatch.setenv("DASKMEANS_KERNELS", "numba")
+    r64 = bisect.root_rows(X, w, scale)
+    monkeypatch.setenv("DASKMEANS_KERNELS", "numpy")
+    ref = bisect.root_rows(X, w, scale)
+    np.testing.assert_allclose(r64.sum, ref.sum, rtol=1e-10)
+    np.testing.assert_allclose(r64.wsum, ref.wsum, rtol=1e-10)
+    assert r64.wsq == pytest.approx(ref.wsq, rel=1e-10)
+
+
+@pytest.mark.usefixtures("both_kernels")
+def test_leaf_sample_draws_what_an_init_pass_draws() -> None:
+    """A leaf's init rows drawn from its rows held together are those a masked init
+    pass draws from the same rows spread over blocks (weighted and uniform keys)."""
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(400, 3))
+    w = rng.integers(0, 3, 400).astype(np.float64)
+    tree = bisect.TreeSnapshot(np.array([1, -1, -1]), np.array([2, -1, -1]),
+                               np.array([[0.0] * 3, [-1.0] * 3, [1.0] * 3]),
+                               np.array([-1, 0, -1]))
+    pos = np.flatnonzero(bisect.tree_nodes(X, tree) == 1)
+    for m, weighted in ((2, True), (30, False)):
+        step = bisect.BisectStep(tree, np.zeros((1, 1, 2, 3)), np.ones((1, 1), bool),
+                                 np.array([[12345]]), sample=m, weighted=weighted)
+        parts = [bisect.bisect_block(X[s:s + 70], w[s:s + 70], step, offset=s)
+                 for s in range(0, 400, 70)]
+        want = parts[0]
+        for p in parts[1:]:
+            want = want + p
+        got = bisect.leaf_sample(X, pos, pos, w, 12345, m, weighted)
+        np.testing.assert_array_equal(got.index, want.top[0][0].index)
+        np.testing.assert_array_equal(got.rows, want.top[0][0].rows)

@@ -131,3 +131,32 @@ def test_value_range_and_grid_levels_by_hand() -> None:
     assert grid.level(np.array([[0.0, 3.0], [15.99, 3.0], [16.0, 3.0]])).tolist() == [
         [0, 0], [15, 0], [15, 0]]  # clipped at the top; a constant feature: level 0
     assert (grid.digits, medians.MedianGrid(256, scale=1.0).digits) == (1, 2)
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_histograms_counted_ahead_are_three_prefixed_histograms(
+    raw: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second digit counted ahead for the first digits guess - 1, guess, guess + 1
+    is, bit for bit, the histogram of each of those prefixes, compiled and in the
+    numpy reference (the same for both)."""
+    rng = np.random.default_rng(12)
+    if raw:
+        X, grid = rng.integers(0, 256, size=(500, 7), dtype=np.uint8), medians.MedianGrid(
+            256, scale=1 / 255)
+    else:
+        X = rng.normal(size=(500, 7))
+        grid = medians.MedianGrid.of_range(X.min(0), X.max(0))
+    labels = rng.integers(0, 3, 500)
+    w = rng.integers(0, 3, 500).astype(np.float64)
+    shift = grid.shift(1)
+    guess = rng.integers(-1, 17, size=(3, 7))
+    got = {}
+    for kernels in ("numba", "numpy"):
+        monkeypatch.setenv("DASKMEANS_KERNELS", kernels)
+        got[kernels] = medians.median_hist_ahead(X, labels, w, 3, grid, shift, guess)
+        for c in range(3):
+            want = medians.median_hist(X, labels, w, 3, grid, shift, guess - 1 + c).hist
+            np.testing.assert_array_equal(got[kernels][:, :, c], want)
+    np.testing.assert_array_equal(got["numba"], got["numpy"])
+    assert got["numba"].sum() > 0
