@@ -333,6 +333,11 @@ def nearest_labels(X: np.ndarray, C: np.ndarray | Centres, *, scale: float | Non
     return labels
 
 
+#: a squared distance within this many eps of ``|x|^2 + |c|^2`` is within the GEMM
+#: expansion's rounding: :func:`distances` recomputes it from the differences
+NEAR_EPS = 16
+
+
 def winner_sqdist(X: np.ndarray, C: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(n,) float64 ``|X[i] - C[labels[i]]|^2``, the differences squared and summed in
     float64 (``C`` float64): each row's distance to its centre without the GEMM
@@ -356,11 +361,24 @@ def winner_sqdist(X: np.ndarray, C: np.ndarray, labels: np.ndarray) -> np.ndarra
 
 
 def distances(X: np.ndarray, C: np.ndarray | Centres) -> np.ndarray:
-    """(n, k) Euclidean (not squared) distances, X's dtype."""
+    """(n, k) Euclidean (not squared) distances, X's dtype.
+
+    The GEMM expansion ``|x|^2 + |c|^2 - 2 x.c`` loses a small distance to rounding
+    (a row on its centre would be a few ulps of its norm away, not 0), so distances
+    within that rounding are recomputed from the differences in float64.
+
+    >>> distances(np.array([[0.1, 0.7], [3.0, 4.0]]), np.array([[0.1, 0.7]]))[:, 0]
+    array([0.        , 4.39317653])
+    """
     cen = Centres.of(C, X.dtype)
+    xsq = row_norms_sq(X)
     D = X @ cen.m2t[:, : cen.k]
     D += cen.sq[: cen.k]
-    D += row_norms_sq(X)[:, None]
+    D += xsq[:, None]
+    near = np.nonzero(D <= NEAR_EPS * np.finfo(D.dtype).eps * (xsq[:, None] + cen.sq[: cen.k]))
+    if near[0].size:
+        diff = X[near[0]].astype(np.float64) - cen.centres()[near[1]].astype(np.float64)
+        D[near] = np.einsum("ij,ij->i", diff, diff)
     np.maximum(D, 0, out=D)
     return np.sqrt(D, out=D)
 

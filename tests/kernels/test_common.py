@@ -301,3 +301,18 @@ def test_small_helpers_by_hand() -> None:
     np.testing.assert_allclose(common.normalize_rows(np.array([[3.0, 4.0], [0.0, 0.0]])),
                                [[0.6, 0.8], [0.0, 0.0]])
     assert common.padded_k(3) == 4 and common.padded_k(10) == 16 and common.padded_k(17) == 17
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_distances_are_zero_on_a_centre_and_match_brute_force(dtype: type) -> None:
+    """Rows that are centres are at distance exactly 0 (the expansion alone leaves a
+    few ulps of their norms); every other distance matches the differences'."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(500, 30)) * 10 + 50).astype(dtype)
+    C = X[[3, 77, 401]].astype(np.float64)
+    D = common.distances(X, C)
+    assert D.dtype == dtype
+    assert D[3, 0] == D[77, 1] == D[401, 2] == 0
+    brute = np.sqrt(((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(D, brute, rtol=1e-3 if dtype == np.float32 else 1e-9,
+                               atol=1e-2 if dtype == np.float32 else 1e-9)
