@@ -234,7 +234,8 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     """
     n_blocks = src.n_blocks
     cdf = spec.row_cdf if mode == "rows" else None
-    if cdf is not None:  # the weights chose the rows: each counts once
+    if mode == "rows" and src.weights is not None:
+        # the weights chose the rows (equal weights: uniformly): each counts once
         src = src.with_options(weights=None, normalize=src.normalize)
     for _ in range(state.step, spec.n_steps):
         rows = blocks = None

@@ -300,11 +300,16 @@ class MiniBatchKMeans(BaseKMeans):
     @staticmethod
     def _row_cdf(src: Source, mode: str) -> np.ndarray | None:
         """With sample weights and random rows: the weights' distribution the batches
-        are drawn from (dask weights computed once: n values)."""
+        are drawn from (dask weights computed once: n values). Equal weights draw as no
+        weights (uniformly, the same draws), so unit weights fit as none, as in
+        scikit-learn."""
         if src.weights is None or mode != "rows":
             return None
         w = src.weights
-        return weights_cdf(schedule.compute(w) if isinstance(w, da.Array) else w)
+        w = np.asarray(schedule.compute(w) if isinstance(w, da.Array) else w)
+        if w.size and (w == w.flat[0]).all():
+            return None
+        return weights_cdf(w)
 
     def _steps(self, src: Source, mode: str, batch: int) -> tuple[int, int]:
         """(blocks a step takes in ``"chunks"`` mode: one per thread, steps in all)."""

@@ -8,6 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from sklearn.base import clone
 from sklearn.datasets import make_blobs
 
 from daskmeans import KMeans, MiniBatchKMeans, io, metrics
@@ -211,3 +212,16 @@ def test_in_process_steps_name_bad_rows_and_take_weights(tmp_path: Path, samplin
     half = MiniBatchKMeans(3, batch_size=500, sampling=sampling, random_state=0,
                            max_no_improvement=None, max_iter=2).fit(X[1500:])
     assert match_centres(km.cluster_centers_, half.cluster_centers_) < 1.0
+
+
+@pytest.mark.parametrize("w", [1.0, 2.5])
+def test_equal_weights_fit_as_no_weights(w: float) -> None:
+    """Random batches drawn by weight count every row once (scikit-learn's fit): equal
+    weights, whatever their value, give the fit without weights."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 5))
+    km = MiniBatchKMeans(4, random_state=0, n_init=1, batch_size=256)
+    a = clone(km).fit(X)
+    b = clone(km).fit(X, sample_weight=np.full(len(X), w))
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_)
