@@ -34,7 +34,6 @@ from ..io.mnist import images_scale, scale_images, split_array
 from ..io.stores import (
     TASK_MAX_BYTES,
     PathLike,
-    get_array,
     is_url,
     is_zarr,
     open_group,
@@ -42,6 +41,7 @@ from ..io.stores import (
     read_checked,
     scale_from_attrs,
     scale_rows,
+    select_array,
     zarr_to_dask,
 )
 from .schedule import local_threads, memory_block_rows
@@ -363,11 +363,19 @@ def reads_raw_uint8(src: Source) -> bool:
             and np.dtype(src.array.dtype) == np.uint8)
 
 
-def open_source(store: Any, split: str | None = None, *,
+def open_source(store: Any, split: str | None = None, *, array: str | None = None,
                 storage_options: dict[str, Any] | None = None,
                 cache: bool | None = None, scale: float | None = None) -> Source:
     """The data source for a store path or URL, a Zarr array or group, or a store
     written by daskmeans (a dataset's ``split``, default train, else test).
+
+    Which array holds the rows: a store that is one (root) array is that array; in a
+    group, ``array`` names it by its path in the group (``"vectors"``,
+    ``"embeddings/train"``, or the variable's name in a Zarr store written by xarray's
+    ``Dataset.to_zarr``); without ``array``, a dataset store's ``split``, else the
+    group's ``X`` (what :func:`~daskmeans.io.make_blobs_zarr` writes), else the
+    group's only array of two or more dimensions. A group where none of these applies
+    raises :class:`~daskmeans.io.errors.StoreError` listing the arrays it holds.
 
     ``scale``: the factor from stored values to features. By default the array's
     ``scale_factor`` attribute, which ``daskmeans ingest`` records (``1/255`` for
@@ -407,7 +415,7 @@ def open_source(store: Any, split: str | None = None, *,
     >>> shutil.rmtree(d)
     """
     node = store if is_zarr(store) else open_node(store, storage_options)
-    if isinstance(node, zarr.Group):
+    if isinstance(node, zarr.Group) and array is None:
         fmt = str(node.attrs.get("format", ""))
         if fmt.startswith("daskmeans-idx"):
             if split is None:
@@ -418,7 +426,13 @@ def open_source(store: Any, split: str | None = None, *,
             raise StoreError(f"{store}: an image store; cluster its pixels with "
                              "daskmeans.quantize or daskmeans.io.image_pixels")
         else:
-            node = get_array(node, "X", str(store))
+            node = select_array(node, None, str(store))
+    else:
+        dataset = isinstance(node, zarr.Group) and str(
+            node.attrs.get("format", "")).startswith("daskmeans-idx")
+        node = select_array(node, array, str(store))
+        if dataset and node.basename == "images":  # a split named by its path
+            scale = images_scale(node) if scale is None else scale
     if node.ndim == 1:
         raise StoreError(f"{store}: expected a 2-D array (or a stack of images), got "
                          f"shape {node.shape}")
