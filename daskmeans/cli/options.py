@@ -103,7 +103,7 @@ def open_split(store: str, split: str, storage_options: dict[str, Any] | None = 
         if fmt.startswith("daskmeans-idx"):
             y = open_dataset(node, split)[1]
         elif fmt.startswith("daskmeans-blobs") and "y" in node:
-            y = zarr_to_dask(node["y"], chunks=(X.unit,))
+            y = zarr_to_dask(node["y"], chunks=(X.offsets[1],))
         return X, y
     except (io.StoreError, ImportError) as e:
         raise UserError(str(e)) from e

@@ -8,16 +8,26 @@ its blocks in the workers), a store's blocks read once.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 
 from ..kernels.common import row_norms_sq
 from .reductions import TaskSource
 from .schedule import compute, memory_block_rows, memory_budget, total_threads, using_distributed
-from .source import ArraySource, Source, ZarrBlock, ZarrSource, block_offsets, even_offsets
+from .source import (
+    ArraySource,
+    DaskSource,
+    Source,
+    ZarrBlock,
+    ZarrSource,
+    block_offsets,
+    even_offsets,
+)
 
-__all__ = ["hold"]
+__all__ = ["held_summary", "hold"]
 
 def _read_block(block: ZarrBlock, task_src: TaskSource, with_xsq: bool
                 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -44,7 +54,15 @@ def hold(src: Source, *, with_xsq: bool = True) -> Source:
       one task per block), and kept as stored (uint8: a quarter of float32), numpy
       here or futures in the workers; every later pass takes the decoded rows instead
       of reading and decoding the store;
-    - anything else (a dask array, a store streamed by choice): as it is.
+    - a dask array within the memory budget: its graph computed once, now (one
+      compute), each block kept in the float dtype, numpy here (regrouped to about one
+      block per thread) or persisted in the worker that computed it, with its
+      ``|x|^2`` and weights; every later pass then takes the blocks as it takes a held
+      store's, bounds and all, and the user's graph is not computed again;
+    - anything else (a larger dask array, a store streamed by choice): as it is.
+
+    On a cluster, numpy sample weights are held in the workers too, a block each
+    (:attr:`Source.held_weights`): no pass's graph carries anything per row.
 
     An in-memory source is completed in place and returned (its rows are already the
     caller's memory; holding adds their norms and where they live); a held store is a
@@ -52,14 +70,146 @@ def hold(src: Source, *, with_xsq: bool = True) -> Source:
     more.
     """
     if isinstance(src, ArraySource):
-        return _hold_array(src, with_xsq)
-    if not isinstance(src, ZarrSource) or src.held is not None:
+        return _hold_weights(_hold_array(src, with_xsq))
+    if src.held is not None:
         return src
-    if not src.wants_cache(memory_budget()):
+    if isinstance(src, DaskSource):
+        if src.nbytes > memory_budget():
+            return src  # streams: every pass computes the user's graph
+        held = _hold_dask_in_workers(src, with_xsq) if using_distributed() else \
+            _hold_dask_here(src, with_xsq)
+        return _hold_weights(held)
+    if not isinstance(src, ZarrSource) or not src.wants_cache(memory_budget()):
         return src
     if using_distributed():
-        return _hold_store_in_workers(src, with_xsq)
+        return _hold_weights(_hold_store_in_workers(src, with_xsq))
     return _hold_store_here(src, with_xsq)
+
+
+def held_summary(src: Source) -> str:
+    """One line saying what a fit holds of ``src`` and against which budget (the
+    progress line of the ``hold`` phase)."""
+    budget = _mib(memory_budget())
+    if src.held is None and not isinstance(src, ArraySource):
+        return (f"streaming {_mib(src.nbytes)} of rows (above the memory budget of "
+                f"{budget}, or cache=False): read in every pass")
+    where = "in the workers" if using_distributed() else "in this process"
+    xsq = " and |x|^2" if src.xsq is not None else ""
+    what = "an in-memory array" if isinstance(src, ArraySource) else f"{src.n_blocks} blocks"
+    return f"holding {_mib(src.nbytes)} of rows{xsq} {where} ({what}; budget {budget})"
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / (1 << 30):.1f} GiB" if nbytes >= 1 << 30 else f"{nbytes / (1 << 20):.1f} MiB"
+
+
+def _hold_weights(src: Source) -> Source:
+    """On a cluster, numpy sample weights held in the workers, a future per block (else
+    every pass's graph would carry them, eight bytes a row)."""
+    if not using_distributed() or not isinstance(src.weights, np.ndarray) or (
+            src.held_weights is not None):
+        return src
+    from distributed import default_client
+
+    parts = [src.weights[a:b] for a, b in itertools.pairwise(src.offsets)]
+    src.held_weights = default_client().scatter(parts, hash=False)
+    return src
+
+
+def _dask_held_block(cols: list[np.ndarray], *w: np.ndarray, task_src: TaskSource,
+                     with_xsq: bool) -> np.ndarray:
+    """``da.blockwise`` body: a block of a user's dask array computed for holding, as a
+    1-element object array of (rows in the float dtype, their ``|x|^2``, the weights)."""
+    (x,) = cols
+    rows = np.ascontiguousarray(x, dtype=task_src.dtype)
+    xsq = row_norms_sq(task_src.rows_float(rows), np.float64) if with_xsq else None
+    out = np.empty((1,), dtype=object)
+    out[0] = (rows, xsq, np.asarray(w[0], np.float64) if w else None)
+    return out
+
+
+def _dask_parts(src: DaskSource, with_xsq: bool) -> da.Array:
+    """(n_blocks,) object dask array: each block of the user's array as held (public
+    ``da.blockwise``, which dask's array query planning has too)."""
+    args: list[Any] = [src.X, "ij"]
+    if isinstance(src.weights, da.Array):  # computed with the rows, in the same tasks
+        args += [src.weights.rechunk((src.X.chunks[0],)), "i"]
+    return da.blockwise(_dask_held_block, "i", *args, task_src=TaskSource(src),
+                        with_xsq=with_xsq, concatenate=False, align_arrays=False,
+                        dtype=object, meta=np.empty((0,), dtype=object),
+                        adjust_chunks={"i": 1})
+
+
+def _hold_dask_here(src: DaskSource, with_xsq: bool) -> DaskSource:
+    """:func:`hold` for a dask array under the local scheduler: its graph computed once
+    (one compute), the blocks kept as numpy, regrouped to about one block per thread
+    (as an in-memory array is blocked: :func:`memory_block_rows`)."""
+    got = compute(_dask_parts(src, with_xsq), n_tasks=src.n_blocks)
+    rows = [g[0] for g in got]
+    xsq = np.concatenate([g[1] for g in got]) if with_xsq else None
+    weights = src.weights
+    if isinstance(weights, da.Array):
+        weights = np.concatenate([g[2] for g in got])
+    target = memory_block_rows(src.n, src.d, src.dtype.itemsize)
+    blocks = _regrouped(rows, target)
+    return src.with_held(blocks, xsq, block_offsets([len(b) for b in blocks]), weights)
+
+
+def _regrouped(blocks: list[np.ndarray], target: int) -> list[np.ndarray]:
+    """Consecutive blocks joined up to about ``target`` rows each, and blocks of more
+    than twice ``target`` rows cut into views: a user's chunks may be far smaller than
+    a task should be (a scheduler round trip each), or fewer than the threads."""
+    out: list[np.ndarray] = []
+    run: list[np.ndarray] = []
+    for b in blocks:
+        if len(b) > 2 * target:
+            out += _flush(run)
+            run = []
+            out += np.array_split(b, -(-len(b) // target))
+            continue
+        run.append(b)
+        if sum(len(r) for r in run) >= target:
+            out += _flush(run)
+            run = []
+    return out + _flush(run)
+
+
+def _flush(run: list[np.ndarray]) -> list[np.ndarray]:
+    if not run:
+        return []
+    return [run[0] if len(run) == 1 else np.concatenate(run)]
+
+
+def _part(item: Any, i: int) -> Any:
+    """Entry ``i`` of a held block's (rows, |x|^2, weights), inside the worker."""
+    return item[0][i]
+
+
+def _hold_dask_in_workers(src: DaskSource, with_xsq: bool) -> DaskSource:
+    """:func:`hold` for a dask array on a cluster: its graph computed once, each block
+    persisted in the worker that made it (futures, in block order by their keys: the
+    dask collection protocol), its ``|x|^2`` and weights beside it."""
+    from distributed import default_client, futures_of, wait
+
+    client = default_client()
+    parts = client.persist(_dask_parts(src, with_xsq))
+    # a dask array's chunk keys are ``(name, i)``: in block order by ``i`` (with query
+    # planning the persisted collection's own keys may name another, equal expression)
+    items = sorted(futures_of(parts), key=lambda f: f.key[1:])
+    if len(items) != src.n_blocks:
+        raise RuntimeError(f"persisting {src.n_blocks} blocks gave {len(items)} futures")
+    rows = [client.submit(_part, f, 0, pure=False) for f in items]
+    xsq = [client.submit(_part, f, 1, pure=False) for f in items] if with_xsq else None
+    weights = src.weights
+    held_w = None
+    if isinstance(weights, da.Array):
+        held_w = [client.submit(_part, f, 2, pure=False) for f in items]
+        weights = np.concatenate(client.gather(held_w))
+    wait(rows + (xsq or []))
+    del parts, items  # the (rows, |x|^2, weights) objects: released
+    out = src.with_held(rows, xsq, src.offsets, weights)
+    out.held_weights = held_w
+    return out
 
 
 def _aligned(a: np.ndarray) -> np.ndarray:

@@ -104,11 +104,16 @@ class Source:
     held : the blocks as :func:`daskmeans.engine.hold.hold` keeps them (numpy
         arrays, or futures in a cluster's workers), or None: then every pass reads them
         from where the source has them
+    held_weights : the weights' blocks as futures in a cluster's workers, or None (see
+        :meth:`block_weights`)
     lazy : results derived from the rows stay lazy (dask) rather than numpy
     """
 
     lazy = True
     X: Any = None  # the rows, for sources that hold them (numpy or dask)
+    #: passes map over a dask array's own blocks (``da.blockwise``): no per-block state
+    #: (bounds, labels) can be kept between passes; see :attr:`DaskSource.dask_route`
+    dask_route = False
 
     def __init__(self, n: int, d: int, dtype: Any, offsets: tuple[int, ...],
                  scale: float | None = None) -> None:
@@ -118,6 +123,7 @@ class Source:
         self.weights: Any = None
         self.xsq: np.ndarray | list[Any] | None = None
         self.held: list[Any] | None = None
+        self.held_weights: list[Any] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -140,6 +146,7 @@ class Source:
         and/or row normalisation."""
         out = copy.copy(self)
         out.weights, out.normalize = weights, normalize
+        out.held_weights = None
         if normalize:
             out.xsq = None
         return out
@@ -156,6 +163,15 @@ class Source:
         if isinstance(self.xsq, list):
             return self.xsq[i]
         return self.xsq[self.offsets[i]:self.offsets[i + 1]]
+
+    def block_weights(self, i: int) -> Any:
+        """Block ``i``'s sample weights as its task receives them (a numpy slice, or a
+        future in a cluster's workers), or None without weights."""
+        if self.held_weights is not None:
+            return self.held_weights[i]
+        if self.weights is None:
+            return None
+        return self.weights[self.offsets[i]:self.offsets[i + 1]]
 
     @property
     def nbytes(self) -> int:
@@ -274,6 +290,7 @@ class ZarrSource(Source):
         out = copy.copy(self)
         out.offsets = self._grouped(units)
         out.held, out.xsq = None, None  # held blocks follow the old offsets
+        out.held_weights = None
         return out
 
     def block(self, i: int) -> Any:
@@ -332,9 +349,16 @@ class ZarrBlock:
 
 
 class DaskSource(Source):
-    """A user's (n, d) dask array: passes map over its row blocks with ``da.blockwise``
+    """A user's (n, d) dask array. Passes map over its row blocks with ``da.blockwise``
     and tree-reduce with ``da.reduction`` (the only public route to a dask array's
-    blocks that also works with array query planning). Weights may be a dask array."""
+    blocks that also works with array query planning), with no state kept beside the
+    blocks between passes. Weights may be a dask array.
+
+    Held for a fit (:func:`daskmeans.engine.hold.hold`, when the rows fit the memory
+    budget), its blocks are computed once and kept, numpy here or futures in a
+    cluster's workers (:attr:`held`, with their ``|x|^2`` and the weights as numpy):
+    every later pass then takes them as it takes a held store's, with per-block state
+    (bounds, labels) and no recomputation of the user's graph."""
 
     def __init__(self, X: da.Array) -> None:
         if X.numblocks[1] != 1:
@@ -342,6 +366,31 @@ class DaskSource(Source):
         dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)
         super().__init__(X.shape[0], X.shape[1], dtype, block_offsets(X.chunks[0]))
         self.X = X
+
+    @property
+    def dask_route(self) -> bool:  # type: ignore[override]
+        """True while the blocks are not held: passes go through ``da.blockwise``."""
+        return self.held is None
+
+    def block(self, i: int) -> Any:
+        if self.held is None:
+            raise ValueError("a dask array's blocks are reached through da.blockwise "
+                             "until they are held (daskmeans.engine.hold.hold)")
+        return self.held[i]
+
+    def with_held(self, blocks: list[Any], xsq: np.ndarray | list[Any] | None,
+                  offsets: tuple[int, ...], weights: np.ndarray | None = None) -> DaskSource:
+        """A copy whose blocks are computed: numpy arrays of the float dtype here, or
+        futures in a cluster's workers, covering rows ``offsets``, with their ``|x|^2``
+        (if known) and the weights (numpy, if any)."""
+        if offsets[-1] != self.n or len(offsets) != len(blocks) + 1:
+            raise ValueError(f"offsets {offsets[:3]}... do not cover {self.n} rows in "
+                             f"{len(blocks)} blocks")
+        out = copy.copy(self)
+        out.held, out.xsq, out.offsets = list(blocks), xsq, tuple(offsets)
+        if self.weights is not None:
+            out.weights = weights
+        return out
 
     def to_dask(self) -> da.Array:
         X = self.X if self.X.dtype == self.dtype else self.X.astype(self.dtype)

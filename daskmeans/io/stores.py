@@ -675,9 +675,17 @@ def _listing(group: zarr.Group) -> str:
     paths = array_paths(group)
     if not paths:
         return "it holds no array"
-    shown = [f"{p} {tuple(group[p].shape)} {group[p].dtype}" for p in paths[:LISTED_ARRAYS]]
+    arrays = [_array_at(group, p) for p in paths[:LISTED_ARRAYS]]
+    shown = [f"{p} {tuple(a.shape)} {a.dtype}" for p, a in zip(paths, arrays, strict=False)]
     more = len(paths) - len(shown)
     return "it holds " + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _array_at(group: zarr.Group, path: str) -> zarr.Array:
+    """``group[path]``, known to be an array."""
+    node = group[path]
+    assert isinstance(node, zarr.Array)
+    return node
 
 
 def select_array(node: zarr.Array | zarr.Group, array: str | None, where: str,
@@ -718,10 +726,10 @@ def select_array(node: zarr.Array | zarr.Group, array: str | None, where: str,
             raise StoreError(f"{where}: {what} {key!r}; {_listing(node)}")
         return found
     if isinstance(node.get(default), zarr.Array):
-        return node[default]
-    rows = [p for p in array_paths(node) if node[p].ndim >= 2]
+        return _array_at(node, default)
+    rows = [p for p in array_paths(node) if _array_at(node, p).ndim >= 2]
     if len(rows) == 1:
-        return node[rows[0]]
+        return _array_at(node, rows[0])
     raise StoreError(f"{where}: no array {default!r}, and {len(rows)} arrays of rows to "
                      "choose from: name one with array= (on the command line, --array of "
                      f"fit and predict); {_listing(node)}")
