@@ -185,3 +185,24 @@ def test_nothing_per_row_in_the_graphs_sent(local_cluster, tmp_path: Path) -> No
                 largest[name].append(max(sizes))
     for name, (small, large) in largest.items():
         assert large < 1.2 * small and large < (1 << 20), (name, small, large)
+
+
+def test_the_progress_says_what_a_fit_holds(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    X = blobs(3000)
+    calls: list[tuple[str, int, int | None, str]] = []
+    with dask.config.set(scheduler="threads"):
+        KMeans(9, random_state=0, callback=lambda *a: calls.append(a)).fit(
+            da.from_array(X, chunks=(1000, -1)))
+        phase, done, total, detail = calls[0]
+        assert (phase, done, total) == ("hold", 1, 1)
+        assert re.fullmatch(r"holding 0\.1 MiB of rows and \|x\|\^2 in this process "
+                            r"\(\d+ blocks; budget [0-9.]+ [MG]iB\)", detail), detail
+        monkeypatch.setattr(hold_module, "memory_budget", lambda: 1 << 10)
+        calls.clear()
+        KMeans(9, random_state=0, callback=lambda *a: calls.append(a)).fit(
+            da.from_array(X, chunks=(1000, -1)))
+        assert calls[0][3].startswith("streaming 0.1 MiB of rows (above the memory budget")
+        calls.clear()
+        KMeans(9, random_state=0, callback=lambda *a: calls.append(a)).fit(X)
+        assert calls[0][0] != "hold"  # numpy: the caller's own memory, nothing held

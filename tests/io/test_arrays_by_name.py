@@ -95,3 +95,12 @@ def _error(call: object) -> str:
     with pytest.raises(io.StoreError) as e:
         call()  # type: ignore[operator]
     return str(e.value)
+
+
+def test_the_guides_example_runs() -> None:
+    from tests.docs_pages import DOCS, rst_code_block
+
+    namespace: dict[str, object] = {}
+    exec(rst_code_block(DOCS / "guide" / "data.rst", "array-by-name"), namespace)
+    assert namespace["src"].array.path == "vectors"  # type: ignore[attr-defined]
+    assert namespace["km"].cluster_centers_.shape == (4, 8)  # type: ignore[attr-defined]
