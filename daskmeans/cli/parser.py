@@ -124,8 +124,8 @@ def _array_option(s: argparse.ArgumentParser) -> None:
     s.add_argument("--array", metavar="NAME",
                    help="the array of rows, by its path in the store's group (e.g. vectors, "
                         "or an xarray Dataset's variable); default: a dataset store's "
-                        "--split, else the array X, else the group's only array of two or "
-                        "more dimensions")
+                        "--split (--split applies to dataset stores only), else the array "
+                        "X, else the group's only array of two or more dimensions")
 
 
 def _add_models(add: AddCommand) -> None:
@@ -136,7 +136,7 @@ def _add_models(add: AddCommand) -> None:
     s.add_argument("store", help=ROWS_STORE)
     _array_option(s)
     s.add_argument("--k", type=int, required=True, help="number of clusters")
-    s.add_argument("--split", default="train", help="the split to fit (a dataset store's)")
+    s.add_argument("--split", default="train", help="the split to fit")
     s.add_argument("--algorithm", help="Lloyd (exact; pruned with bounds), mini-batch, or "
                                        "bisecting K-means (a tree of 2-means splits)",
                    **ALGORITHM)
@@ -155,7 +155,7 @@ def _add_models(add: AddCommand) -> None:
     s.add_argument("store", help=ROWS_STORE)
     _array_option(s)
     s.add_argument("--model", required=True, help="a model written by 'daskmeans fit'")
-    s.add_argument("--split", default="test", help="the split to label (a dataset store's)")
+    s.add_argument("--split", default="test", help="the split to label")
     s.add_argument("--out", required=True,
                    help="destination Zarr store of the labels (a path or a URL)")
     _overwrite(s)

@@ -8,14 +8,16 @@ its blocks in the workers), a store's blocks read once.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
 
+from ..io.errors import DaskmeansError
 from ..kernels.common import row_norms_sq
-from .reductions import TaskSource
+from .reductions import TaskSource, unreadable_block
 from .schedule import compute, memory_block_rows, memory_budget, total_threads, using_distributed
 from .source import (
     ArraySource,
@@ -55,8 +57,8 @@ def hold(src: Source, *, with_xsq: bool = True) -> Source:
       here or futures in the workers; every later pass takes the decoded rows instead
       of reading and decoding the store;
     - a dask array within the memory budget: its graph computed once, now (one
-      compute), each block kept in the float dtype, numpy here (regrouped to about one
-      block per thread) or persisted in the worker that computed it, with its
+      compute), each block kept in the float dtype, numpy here (in the array's own row
+      chunks) or persisted in the worker that computed it, with its
       ``|x|^2`` and weights; every later pass then takes the blocks as it takes a held
       store's, bounds and all, and the user's graph is not computed again;
     - anything else (a larger dask array, a store streamed by choice): as it is.
@@ -140,44 +142,46 @@ def _dask_parts(src: DaskSource, with_xsq: bool) -> da.Array:
                         adjust_chunks={"i": 1})
 
 
+def _named_errors(src: DaskSource, read: Callable[[], Any]) -> Any:
+    """``read()``; an error of the user's graph (a codec's, reading a damaged chunk of
+    a store the array was built over) raised as the
+    :class:`~daskmeans.io.errors.BlockReadError` naming the first block that cannot be
+    computed, as a pass over the array names it
+    (:func:`~daskmeans.engine.reductions.unreadable_block`)."""
+    try:
+        return read()
+    except DaskmeansError:
+        raise
+    except (RuntimeError, ValueError) as e:  # codecs' errors; not a lost worker's
+        unreadable = unreadable_block(src, range(src.n_blocks))
+        if unreadable is None:  # every block computes alone: the error was not the input's
+            raise
+        raise unreadable from e
+
+
 def _hold_dask_here(src: DaskSource, with_xsq: bool) -> DaskSource:
     """:func:`hold` for a dask array under the local scheduler: its graph computed once
-    (one compute), the blocks kept as numpy, regrouped to about one block per thread
-    (as an in-memory array is blocked: :func:`memory_block_rows`)."""
-    got = compute(_dask_parts(src, with_xsq), n_tasks=src.n_blocks)
+    (one compute), the blocks kept as numpy in the array's own row chunks (so that a
+    store and a dask array over it in the same blocks give the same fit, bit for bit),
+    cut into row ranges when there are fewer blocks than threads, as a store's are."""
+    got = _named_errors(src, lambda: compute(_dask_parts(src, with_xsq),
+                                             n_tasks=src.n_blocks))
     rows = [g[0] for g in got]
     xsq = np.concatenate([g[1] for g in got]) if with_xsq else None
     weights = src.weights
     if isinstance(weights, da.Array):
         weights = np.concatenate([g[2] for g in got])
-    target = memory_block_rows(src.n, src.d, src.dtype.itemsize)
-    blocks = _regrouped(rows, target)
+    blocks = _per_thread(rows)
     return src.with_held(blocks, xsq, block_offsets([len(b) for b in blocks]), weights)
 
 
-def _regrouped(blocks: list[np.ndarray], target: int) -> list[np.ndarray]:
-    """Consecutive blocks joined up to about ``target`` rows each, and blocks of more
-    than twice ``target`` rows cut into views: a user's chunks may be far smaller than
-    a task should be (a scheduler round trip each), or fewer than the threads."""
-    out: list[np.ndarray] = []
-    run: list[np.ndarray] = []
-    for b in blocks:
-        if len(b) > 2 * target:
-            out += _flush(run)
-            run = []
-            out += np.array_split(b, -(-len(b) // target))
-            continue
-        run.append(b)
-        if sum(len(r) for r in run) >= target:
-            out += _flush(run)
-            run = []
-    return out + _flush(run)
-
-
-def _flush(run: list[np.ndarray]) -> list[np.ndarray]:
-    if not run:
-        return []
-    return [run[0] if len(run) == 1 else np.concatenate(run)]
+def _per_thread(blocks: list[np.ndarray]) -> list[np.ndarray]:
+    """Held blocks cut into row ranges (views) when there are fewer than threads, so
+    that every pass of the fit runs on every thread."""
+    pieces = -(-total_threads() // max(len(blocks), 1))
+    if pieces <= 1:
+        return blocks
+    return [v for b in blocks for v in np.array_split(b, min(pieces, max(len(b), 1)))]
 
 
 def _part(item: Any, i: int) -> Any:
@@ -200,12 +204,14 @@ def _hold_dask_in_workers(src: DaskSource, with_xsq: bool) -> DaskSource:
         raise RuntimeError(f"persisting {src.n_blocks} blocks gave {len(items)} futures")
     rows = [client.submit(_part, f, 0, pure=False) for f in items]
     xsq = [client.submit(_part, f, 1, pure=False) for f in items] if with_xsq else None
-    weights = src.weights
     held_w = None
-    if isinstance(weights, da.Array):
+    if isinstance(src.weights, da.Array):
         held_w = [client.submit(_part, f, 2, pure=False) for f in items]
-        weights = np.concatenate(client.gather(held_w))
     wait(rows + (xsq or []))
+    failed = [f for f in rows if f.status == "error"]
+    if failed:
+        _named_errors(src, failed[0].result)
+    weights = src.weights if held_w is None else np.concatenate(client.gather(held_w))
     del parts, items  # the (rows, |x|^2, weights) objects: released
     out = src.with_held(rows, xsq, src.offsets, weights)
     out.held_weights = held_w
@@ -270,11 +276,8 @@ def _hold_store_here(src: ZarrSource, with_xsq: bool) -> ZarrSource:
     out = out if src.n_blocks > 1 else [out]
     blocks = [r for r, _ in out]
     xsq = np.concatenate([x for _, x in out]) if with_xsq else None
-    pieces = -(-total_threads() // src.n_blocks)
-    if pieces <= 1:
+    if total_threads() <= src.n_blocks:
         return src.with_held(blocks, xsq)
-    # fewer blocks than threads (a store of one or two chunks, e.g. MNIST's test split):
-    # each held block is cut into row ranges (views) so that every thread gets one
-    # (otherwise every pass of the fit runs on fewer threads than there are)
-    views = [v for b in blocks for v in np.array_split(b, min(pieces, max(len(b), 1)))]
+    # fewer blocks than threads (a store of one or two chunks, e.g. MNIST's test split)
+    views = _per_thread(blocks)
     return src.with_held(views, xsq, offsets=block_offsets([len(v) for v in views]))

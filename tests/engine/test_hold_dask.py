@@ -95,13 +95,17 @@ def test_the_same_model_from_every_kind_of_input(tmp_path: Path) -> None:
 def test_held_blocks_carry_weights_norms_and_follow_the_threads() -> None:
     X = blobs(5000)
     w = np.random.default_rng(2).random(len(X))
-    small_chunks = DaskSource(da.from_array(X, chunks=(100, -1))).with_options(
+    chunked = DaskSource(da.from_array(X, chunks=(1000, -1))).with_options(
         weights=da.from_array(w, chunks=250))
     with dask.config.set(scheduler="threads", num_workers=2):
-        held = hold(small_chunks)
-    assert held.held is not None and not held.dask_route and small_chunks.held is None
-    assert held.n_blocks < small_chunks.n_blocks  # 50 small chunks: regrouped
+        held = hold(chunked)
+    assert held.held is not None and not held.dask_route and chunked.held is None
+    assert held.offsets == chunked.offsets  # the array's own row chunks
     np.testing.assert_array_equal(np.concatenate(held.held), X)
+    with dask.config.set(scheduler="threads", num_workers=4):  # fewer chunks than threads
+        two = hold(DaskSource(da.from_array(X, chunks=(2500, -1))))
+    assert two.offsets == (0, 1250, 2500, 3750, 5000)
+    np.testing.assert_array_equal(np.concatenate(two.held), X)
     np.testing.assert_allclose(held.xsq, (X.astype(np.float64) ** 2).sum(1), rtol=1e-6)
     np.testing.assert_array_equal(held.weights, w)
     assert "holding" in held_summary(held) and "in this process" in held_summary(held)
