@@ -399,3 +399,57 @@ def test_model_files_get_the_permissions_of_other_outputs(tmp_path: Path) -> Non
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == io.new_file_mode()
+
+
+def test_any_array_by_name(tmp_path: Path, capsys) -> None:
+    """fit and predict take a root Zarr array, an array of a group named by --array and
+    an xarray Dataset's variable; a group holding several arrays of rows, or a name it
+    does not hold, is refused listing what it holds; evaluate, which needs true labels,
+    refuses a store without them."""
+    import warnings
+
+    import xarray as xr
+
+    X = np.random.default_rng(1).normal(size=(240, 6)).astype(np.float32)
+    zarr.create_array(tmp_path / "emb.zarr", data=X, chunks=(80, 6))
+    group = zarr.open_group(tmp_path / "grp.zarr", mode="w")
+    group.create_array("vectors", data=X, chunks=(80, 6))
+    group.create_array("other", data=X[:, :3], chunks=(80, 3))
+    with warnings.catch_warnings():  # xarray's notes on the Zarr format it writes
+        warnings.simplefilter("ignore")
+        xr.Dataset({"emb": (("row", "feature"), X)}).to_zarr(tmp_path / "xr.zarr",
+                                                             consolidated=False)
+    inertias = []
+    for name, extra in (("emb.zarr", []), ("grp.zarr", ["--array", "vectors"]),
+                        ("xr.zarr", ["--array", "emb"])):
+        model = tmp_path / f"{name}.npz"
+        code, out, err = run(["fit", str(tmp_path / name), *extra, "--k", "4", "--model",
+                              str(model), "--quiet"], capsys)
+        assert code == 0, err
+        est, header = load_model(model)
+        inertias.append(est.inertia_)
+        assert header["extra"].get("array") == (extra[1] if extra else None)
+        labels = tmp_path / f"{name}-labels.zarr"
+        code, out, err = run(["predict", str(tmp_path / name), *extra, "--model", str(model),
+                              "--out", str(labels), "--quiet"], capsys)
+        assert code == 0, err
+        np.testing.assert_array_equal(zarr.open_group(labels, mode="r")["labels"][:],
+                                      est.predict(X))
+    np.testing.assert_allclose(inertias, inertias[0], rtol=1e-6)
+    for argv, message in (
+            (["fit", "grp.zarr"], "arrays of rows to choose from: name one with array= "
+                                  "(on the command line, --array of fit and predict)"),
+            (["fit", "grp.zarr", "--array", "vector"], "no array 'vector'; it holds other "
+                                                      "(240, 3) float32, vectors (240, 6)"),
+            (["fit", "emb.zarr", "--array", "vectors"], "not a group"),
+            (["evaluate", "emb.zarr", "--model", "emb.zarr.npz"], "holds no true labels")):
+        argv = [str(tmp_path / a) if a.endswith((".zarr", ".npz")) else a for a in argv]
+        if argv[0] == "fit":
+            argv += ["--k", "3", "--model", str(tmp_path / "x.npz")]
+        code, _, err = run([*argv, "--quiet"], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    for command in ("fit", "predict"):  # --help says what the store and --array are
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "--array NAME" in out and "a Zarr array, or a Zarr group holding" in out

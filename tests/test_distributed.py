@@ -226,6 +226,39 @@ def test_worker_killed_mid_fit_of_held_store_blocks(cluster: ProcessCluster,
     np.testing.assert_array_equal(km.labels_.compute(), ref.labels_.compute())  # lazy
 
 
+def test_worker_killed_mid_fit_of_held_dask_blocks(cluster: ProcessCluster,
+                                                  blobs_store: Path, tmp_path: Path) -> None:
+    """A dask array's blocks computed once and persisted in the workers (with their
+    norms and the bounds beside them): a worker killed mid-fit loses its share, which
+    the cluster recomputes from the array's graph; the fit ends with the model of an
+    undisturbed fit on the same cluster."""
+    import zarr
+
+    from daskmeans.engine.hold import hold
+    from daskmeans.engine.source import DaskSource
+
+    X = io.zarr_to_dask(zarr.open_group(blobs_store, mode="r")["X"])
+    ckpt = tmp_path / "held-dask.npz"
+    victim = next(iter(cluster.worker_pids.values()))
+    result: dict[str, KMeans] = {}
+    params = {"n_clusters": 40, "random_state": 1, "max_iter": 9, "tol": 0}
+    with cluster.client() as client:
+        with ran_on_workers(client):
+            assert hold(DaskSource(X)).held is not None  # the fit holds it
+            ref = KMeans(**params).fit(X)
+        assert ref.n_iter_ > 6
+        with ran_on_workers(client):
+            t = threading.Thread(target=lambda: result.setdefault(
+                "km", KMeans(**params).fit(X, checkpoint=ckpt)))
+            t.start()
+            assert _kill_when(lambda: _checkpoint_header(ckpt).get("iteration", 0) >= 2,
+                              victim, t), "fit ended before the kill"
+            t.join(timeout=300)
+    km = result["km"]
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
+    assert km.n_iter_ == ref.n_iter_ and km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+
+
 def io_source(store: Path):  # type: ignore[no-untyped-def]
     """The store as a source that a fit holds in the workers (cache=True)."""
     from daskmeans import open_source

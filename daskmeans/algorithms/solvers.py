@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.source import DaskSource, Source
+from ..engine.source import Source
 from ..kernels.metric import Metric
 from .bounded import lloyd_bounded_runs
 from .common import FitSettings, RunResult, Solver
@@ -73,8 +73,9 @@ def choose_solver(metric: Metric, algorithm: str, src: Source, *, n_runs: int,
     A metric whose objective is not squared (L1) has medians for centres: k-medians,
     one run at a time. Otherwise Lloyd: ``"elkan"`` and ``"auto"`` keep distance bounds
     (one run at a time, each with its own bounds) when the source allows them (not a
-    dask array) and the runs go one at a time anyway (``"elkan"``, one run,
-    checkpoints, or runs too large to share a pass); else the runs share every pass
+    dask array streamed through its own graph: ``Source.dask_route``) and the runs go
+    one at a time anyway (``"elkan"``, one run, checkpoints, or runs too large to share
+    a pass); else the runs share every pass
     (a lone run left over at the end keeps bounds: :func:`lloyd_sharing_passes`).
     """
     if not metric.squared:
@@ -83,7 +84,7 @@ def choose_solver(metric: Metric, algorithm: str, src: Source, *, n_runs: int,
         per_pass = 1
     else:
         per_pass = runs_per_pass(n_runs, n_clusters, src.d)
-    bounds = algorithm != "lloyd" and not isinstance(src, DaskSource)
+    bounds = algorithm != "lloyd" and not src.dask_route
     if bounds and per_pass == 1:
         return SolverChoice("bounded lloyd", lloyd_bounded_runs, 1)
     if bounds:

@@ -20,6 +20,7 @@ from .options import (
     load_fitted,
     make_estimator,
     metric_params,
+    need_labels,
     open_split,
     overwrite,
     writable_dir,
@@ -33,7 +34,8 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
     from .. import metrics, save_model
 
     metric_params(args)
-    X, y = open_split(args.store, args.split, command_storage_options(args, args.store))
+    X, y = open_split(args.store, args.split, command_storage_options(args, args.store),
+                      args.array)
     check_k(args.k, X.shape[0])
     writable_dir(Path(args.model).resolve().parent)
     model = Path(args.model)
@@ -44,9 +46,11 @@ def cmd_fit(args: argparse.Namespace, console: Console) -> int:
         t0 = time.perf_counter()
         est.fit(X)
         secs = time.perf_counter() - t0
-        mapping = metrics.infer_cluster_labels(y, est.labels_)
+        # the cluster -> class mapping, when the store has true labels
+        mapping = None if y is None else metrics.infer_cluster_labels(y, est.labels_)
+    where = {"array": args.array} if args.array else {"split": args.split}
     path = save_model(est, args.model, mapping=mapping,  # never the storage options: secrets
-                      extra={"store": str(args.store), "split": args.split},
+                      extra={"store": str(args.store), **where},
                       overwrite=overwrite(args))
     console.say(f"fitted {type(est).__name__}(K={args.k}) on {X.shape[0]} x {X.shape[1]} in "
                 f"{secs:.1f}s: inertia {est.inertia_:.6g}, {est.n_iter_} iterations")
@@ -61,7 +65,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     so = command_storage_options(args, args.store, args.out)
     check_outputs(args, args.out, storage_options=so)
     est, _ = load_fitted(args.model)
-    X, _ = open_split(args.store, args.split, so)
+    X, _ = open_split(args.store, args.split, so, args.array)
     check_model(est, X, args.model)
     with dask_cluster(args, console, data_nbytes(X)):
         labels = est.predict(X)
@@ -75,7 +79,8 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
             with io.write_group(args.out, storage_options=so if is_url(args.out) else None,
                                 overwrite=overwrite(args)) as group:
                 group.attrs.update({"model": str(args.model), "store": str(args.store),
-                                    "split": args.split})
+                                    **({"array": args.array} if args.array
+                                       else {"split": args.split})})
                 arr = group.create_array("labels", shape=labels.shape, dtype=np.int32,
                                          chunks=(labels.chunks[0][0],))
                 schedule.compute(io.store_blocks(labels, arr), n_tasks=labels.numblocks[0])
@@ -90,6 +95,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
     est, header = load_fitted(args.model)
     X, y = open_split(args.store, args.split, command_storage_options(args, args.store))
+    need_labels(y, args.store, "evaluate")
     check_model(est, X, args.model)
     # the scores and the inertia from one pass over X
     with dask_cluster(args, console, data_nbytes(X)):

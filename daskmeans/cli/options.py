@@ -12,8 +12,9 @@ from typing import Any
 from .console import Console, UserError
 
 __all__ = ["check_k", "check_model", "check_outputs", "command_storage_options",
-           "fresh_folder", "is_url", "load_fitted", "make_estimator", "metric_params",
-           "open_split", "overwrite", "parse_storage_options", "writable_dir"]
+           "fresh_folder", "is_group", "is_url", "load_fitted", "make_estimator",
+           "metric_params", "need_labels", "open_split", "overwrite", "parse_storage_options",
+           "writable_dir"]
 
 
 def is_url(where: Any) -> bool:
@@ -77,12 +78,15 @@ def command_storage_options(args: argparse.Namespace, *where: Any) -> dict[str, 
     return parse_storage_options(items)
 
 
-def open_split(store: str, split: str,
-               storage_options: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """``(rows, labels)`` of a store's split: the rows as a source read block by block
-    in the tasks, the labels as a dask array."""
+def open_split(store: str, split: str, storage_options: dict[str, Any] | None = None,
+               array: str | None = None) -> tuple[Any, Any]:
+    """``(rows, labels)`` of a store: the rows as a source read block by block in the
+    tasks (a dataset store's ``split``, or the ``array`` of any Zarr store, see
+    :func:`daskmeans.open_source`), the true labels as a dask array when the store has
+    them (a dataset store's split, a blobs store's ``y``), else None."""
     from .. import io
     from ..engine.source import open_dataset, open_source
+    from ..io.stores import open_node, zarr_to_dask
 
     url = is_url(store)
     if not url and not Path(store).exists():
@@ -90,10 +94,35 @@ def open_split(store: str, split: str,
     where: Any = store if url else Path(store)
     so = storage_options if url else None
     try:  # the rows as a source (read block by block in the tasks), the labels as dask
-        return (open_source(where, split, storage_options=so),
-                open_dataset(where, split, storage_options=so)[1])
+        X = open_source(where, split, array=array, storage_options=so)
+        if array is not None:  # an array by name: no labels beside it
+            return X, None
+        node = open_node(where, so)
+        fmt = str(node.attrs.get("format", "")) if is_group(node) else ""
+        y = None
+        if fmt.startswith("daskmeans-idx"):
+            y = open_dataset(node, split)[1]
+        elif fmt.startswith("daskmeans-blobs") and "y" in node:
+            y = zarr_to_dask(node["y"], chunks=(X.offsets[1],))
+        return X, y
     except (io.StoreError, ImportError) as e:
         raise UserError(str(e)) from e
+
+
+def is_group(node: Any) -> bool:
+    """``node`` is a Zarr group (not an array)."""
+    import zarr
+
+    return isinstance(node, zarr.Group)
+
+
+def need_labels(y: Any, store: str, command: str) -> Any:
+    """``y``, or the refusal of a command that scores against true labels when the
+    store has none."""
+    if y is None:
+        raise UserError(f"{store}: holds no true labels; {command} scores clusters against "
+                        "them, so it needs a dataset store written by 'daskmeans ingest'")
+    return y
 
 
 def check_k(k: int, n: int, what: str = "--k") -> None:

@@ -115,13 +115,27 @@ def _add_ingest(add: AddCommand) -> None:
     _overwrite(s)
 
 
+#: what fit and predict take as their store
+ROWS_STORE = ("the rows: a dataset store written by 'daskmeans ingest', a Zarr array, or a "
+              "Zarr group holding the array (see --array); a path or a URL")
+
+
+def _array_option(s: argparse.ArgumentParser) -> None:
+    """--array: which array of a Zarr group holds the rows."""
+    s.add_argument("--array", metavar="NAME",
+                   help="the array of rows, by its path in the store's group (e.g. vectors, "
+                        "or an xarray Dataset's variable); default: a dataset store's "
+                        "--split (--split applies to dataset stores only), else the array "
+                        "X, else the group's only array of two or more dimensions")
+
+
 def _add_models(add: AddCommand) -> None:
     """fit, predict and evaluate."""
     s = add("fit", "fit K-means on a split of a store and save the model",
             "daskmeans fit mnist.zarr --split test --k 256 --algorithm minibatch "
             "--model mnist256.npz", url=True)
-    s.add_argument("store", help="a store written by 'daskmeans ingest' (or any Zarr array), "
-                                 "a path or a URL")
+    s.add_argument("store", help=ROWS_STORE)
+    _array_option(s)
     s.add_argument("--k", type=int, required=True, help="number of clusters")
     s.add_argument("--split", default="train", help="the split to fit")
     s.add_argument("--algorithm", help="Lloyd (exact; pruned with bounds), mini-batch, or "
@@ -139,7 +153,8 @@ def _add_models(add: AddCommand) -> None:
 
     s = add("predict", "cluster labels of a split, written chunk by chunk to Zarr",
             "daskmeans predict mnist.zarr --model mnist256.npz --out labels.zarr", url=True)
-    s.add_argument("store", help="a store written by 'daskmeans ingest' (a path or a URL)")
+    s.add_argument("store", help=ROWS_STORE)
+    _array_option(s)
     s.add_argument("--model", required=True, help="a model written by 'daskmeans fit'")
     s.add_argument("--split", default="test", help="the split to label")
     s.add_argument("--out", required=True,

@@ -13,6 +13,7 @@ from .options import (
     check_outputs,
     command_storage_options,
     metric_params,
+    need_labels,
     open_split,
     overwrite,
     writable_dir,
@@ -96,11 +97,13 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     check_outputs(args, *(out / name for name in SWEEP_FILES), store=False)
     so = command_storage_options(args, args.store)
     X, y = open_split(args.store, args.split, so)
+    need_labels(y, args.store, "sweep")
     for k in ks:
         check_k(k, X.shape[0])
     Xt = yt = None
     if args.test_split:
         Xt, yt = open_split(args.store, args.test_split, so)
+        need_labels(yt, args.store, "sweep")
     meta = {"dataset": _dataset_name(args.store), "split": args.split}
     if args.test_split:
         meta["heldout_split"] = args.test_split

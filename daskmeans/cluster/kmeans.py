@@ -29,7 +29,7 @@ from ..algorithms import (
 )
 from ..algorithms.common import in_memory_e_step
 from ..algorithms.predict import fit_labels, predict, score
-from ..engine.hold import hold
+from ..engine.hold import held_summary, hold
 from ..engine.source import Source
 from ..validation import InvalidParameterError, Options, check_scalar_param
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
@@ -115,7 +115,9 @@ class KMeans(BaseKMeans):
         blocks, that cannot change centre are skipped; ``n_init`` runs then run one
         after another. ``"auto"``: bounds for a single run, shared passes when several
         ``n_init`` runs are fitted together.
-        Bounds need a numpy array or Zarr source (a dask array runs ``"lloyd"``).
+        Bounds need rows kept between passes: a numpy array, a Zarr source, or a dask
+        array within the memory budget (held for the fit); a larger dask array runs
+        ``"lloyd"``.
         With ``metric="manhattan"`` every row is assigned in every iteration
         (``"elkan"`` is refused: the bounds are Euclidean).
     random_state : int, RandomState or None
@@ -269,10 +271,13 @@ class KMeans(BaseKMeans):
         ----------
         X : array-like, dask array, Zarr array, str or Source of shape (n_samples, n_features)
             A numpy array, dask array, Zarr array, store path or URL, or a source from
-            :func:`daskmeans.open_source`. A store's decoded rows are read once and
-            held in memory for the fit while they take at most a quarter of it
-            (``daskmeans.open_source(store, cache=False)`` streams them every
-            iteration).
+            :func:`daskmeans.open_source`. A store's decoded rows, or a dask array's
+            computed blocks, are read once and held in memory for the fit while they
+            take at most a quarter of it (of the workers' memory on a cluster: the
+            memory budget, ``daskmeans.engine.schedule.memory_budget()``); larger
+            ones are read in every pass (``daskmeans.open_source(store, cache=False)``
+            streams a store by choice). With ``verbose`` or a ``callback``, a
+            ``"hold"`` report says what the fit holds and the budget.
         y : None
             Ignored.
         sample_weight : array-like or dask array of shape (n_samples,), optional
@@ -297,7 +302,8 @@ class KMeans(BaseKMeans):
         check_scalar_param("checkpoint_every", checkpoint_every, [POSITIVE], "KMeans.fit")
         src, layout = self._prepare(X, sample_weight)
         metric = self._metric()
-        # a store's decoded rows are read once and held while they fit in memory
+        # a store's decoded rows (a dask array's computed blocks) are read once and held
+        # while they fit in the memory budget
         src = hold(src, with_xsq=metric.uses_row_norms)
         rs = check_random_state(self.random_state)
         seeds = [int(rs.randint(np.iinfo(np.int32).max)) for _ in range(self._n_init())]
@@ -311,6 +317,8 @@ class KMeans(BaseKMeans):
         settings = solver.prepare(train, FitSettings(int(self.max_iter), float(self.tol),
                                                      metric, int(self.split_every)))
         with self._progress() as progress:
+            if src.lazy and progress.enabled:  # what the fit holds, against which budget
+                progress.report("hold", 1, 1, held_summary(src))
             best = self._best_run(train, solver, settings, seeds, ckpt, saved, progress.report)
         self.cluster_centers_ = best.centers
         self.n_iter_ = best.n_iter

@@ -83,6 +83,7 @@ __all__ = [
     "INLINE_MAX_BYTES",
     "MINIBATCH_SERIAL_K",
     "SPLIT_EVERY",
+    "FreshBounds",
     "Reduced",
     "TaskSource",
     "add_all",
@@ -257,8 +258,10 @@ def map_reduce(
         dask array
     keep : keep each mapped block's new state where the block is: numpy here, futures
         in the workers on a cluster (only the reduced partial comes back). A dask
-        array's blocks keep none: its states are dropped in the tasks (None returned)
-    summaries : each mapped block's summary comes back too (not for a dask array)
+        array that is not held keeps none: its states are dropped in the tasks (None
+        returned)
+    summaries : each mapped block's summary comes back too (not for a dask array
+        that is not held)
     xsq : pass each block's ``|x|^2`` when the source holds it (False for kernels that
         never use it: their tasks then do not depend on it)
     split_every : fan-in of the reduction tree (>= 2)
@@ -272,8 +275,7 @@ def map_reduce(
     """
     blocks = _mapped_blocks(src, per_block)
     aligned = aligned or {}
-    if not isinstance(src, DaskSource) and any(isinstance(a, da.Array)
-                                               for a in aligned.values()):
+    if not src.dask_route and any(isinstance(a, da.Array) for a in aligned.values()):
         # a dask array read alongside the rows (true labels): the whole pass goes the
         # dask-array route (a dask array handed to a delayed task fails with query
         # planning); only evaluation passes do this
@@ -282,7 +284,8 @@ def map_reduce(
                              "per-block state")
         src = DaskSource(src.to_dask()).with_options(weights=src.weights)
         blocks = [(i, {}) for i in range(src.n_blocks)]
-    if isinstance(src, DaskSource):
+    if src.dask_route:
+        assert isinstance(src, DaskSource)
         if states is not None or summaries:
             raise TypeError("per-block state and summaries need a numpy or Zarr source, "
                             "not a dask array")
@@ -342,7 +345,7 @@ def _block_tasks(src: Source, kernel: Callable[..., Any], shared: Any,
     s = shared_operand(shared, len(blocks))
     task = dask.delayed(_block_task, pure=False, nout=nout)
     return [
-        task(kernel, task_src, src.block(i), rows_of(src.weights, i),
+        task(kernel, task_src, src.block(i), src.block_weights(i),
              src.block_xsq(i) if xsq else None, s, src.offset(i),
              {**consts, **{k: rows_of(a, i) for k, a in aligned.items()}}, raw,
              *(() if states is None else (states[i],)))
@@ -653,6 +656,7 @@ def bounds_pass(
     """
     kernel = functools.partial(_bounds_kernel, groups=groups, version=version, n_top=n_top,
                                moments=moments)
+    states = [_as_sent(st) for st in states]
     out = map_reduce(src, kernel, (common.Centres(C, src.dtype), np.asarray(C, np.float64)),
                      per_block=lambda i: {"step": steps[i]} if i in steps else None,
                      states=states, keep=True, summaries=True, xsq=False,
@@ -669,13 +673,31 @@ def bounds_labels(states: Sequence[Any]) -> np.ndarray | None:
     return None if (labels < 0).any() else labels
 
 
+class FreshBounds(NamedTuple):
+    """What a task receives instead of a block's fresh bounds (no row assigned yet):
+    the task makes them (:meth:`~daskmeans.kernels.BlockBounds.fresh`) where the block
+    is, so that a first pass's graph carries nothing per row (``12 + 4 t`` bytes a row
+    otherwise, sent from the client with every task on a cluster)."""
+
+    n_groups: int
+
+
+def _as_sent(state: Any) -> Any:
+    """A block's state as its task receives it: fresh bounds as :class:`FreshBounds`."""
+    if isinstance(state, bounds.BlockBounds) and state.version < 0:  # never assigned
+        return FreshBounds(int(state.lower.shape[1]))
+    return state
+
+
 def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                    centres: tuple[common.Centres, np.ndarray], *, offset: int,
-                   state: bounds.BlockBounds, step: bounds.Drift | None,
+                   state: bounds.BlockBounds | FreshBounds, step: bounds.Drift | None,
                    groups: np.ndarray | None, version: int, n_top: int, moments: bool,
                    scale: float | None = None
                    ) -> tuple[bounds.BoundsPartial, bounds.BlockBounds, bounds.BoundsSummary]:
     C, C64 = centres
+    if isinstance(state, FreshBounds):
+        state = bounds.BlockBounds.fresh(len(x), state.n_groups)
     return bounds.bounds_block(x, C, state, step, w, version=version, n_top=n_top,
                                moments=moments, offset=offset, scale=scale, centres64=C64,
                                groups=groups)
@@ -689,8 +711,8 @@ def median_assign_pass(
     """The first pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_assign`,
     with the second digit's histograms counted ahead around ``guess``, if given): one
     compute. Returns the summed partial and each block's labels, kept where the block is
-    (numpy, or futures on a cluster) for the iteration's later passes; None for a dask
-    array (no public per-block state: later passes assign again)."""
+    (numpy, or futures on a cluster) for the iteration's later passes; None for a
+    streamed dask array (no public per-block state: later passes assign again)."""
     kernel = functools.partial(_median_assign_kernel, grid=grid, n_top=n_top, moments=moments)
     out = map_reduce(src, kernel, (medians.L1Centres(C), guess), keep=True, xsq=False,
                      split_every=split_every, raw=grid.raw)
@@ -797,8 +819,8 @@ def bisect_pass(src: Source, step: bisect.BisectStep, split_every: int = SPLIT_E
     The tree does not change during a round: with ``keep`` each block's nodes (where
     its rows end in the tree) stay where the block is (numpy, or futures on a cluster)
     and are returned for the round's later passes (``nodes``), which then do not
-    descend the tree again (the descent is a large part of a pass). A dask array
-    has no public per-block state: its passes descend every time (None returned). A
+    descend the tree again (the descent is a large part of a pass). A streamed dask
+    array has no public per-block state: its passes descend every time (None returned). A
     store's uint8 rows reach the kernels raw (:func:`reads_raw_uint8`): each row is
     scaled as it is used, not the whole block in every pass (the same results).
     """

@@ -34,7 +34,6 @@ from ..io.mnist import images_scale, scale_images, split_array
 from ..io.stores import (
     TASK_MAX_BYTES,
     PathLike,
-    get_array,
     is_url,
     is_zarr,
     open_group,
@@ -42,6 +41,7 @@ from ..io.stores import (
     read_checked,
     scale_from_attrs,
     scale_rows,
+    select_array,
     zarr_to_dask,
 )
 from .schedule import local_threads, memory_block_rows
@@ -104,11 +104,16 @@ class Source:
     held : the blocks as :func:`daskmeans.engine.hold.hold` keeps them (numpy
         arrays, or futures in a cluster's workers), or None: then every pass reads them
         from where the source has them
+    held_weights : the weights' blocks as futures in a cluster's workers, or None (see
+        :meth:`block_weights`)
     lazy : results derived from the rows stay lazy (dask) rather than numpy
     """
 
     lazy = True
     X: Any = None  # the rows, for sources that hold them (numpy or dask)
+    #: passes map over a dask array's own blocks (``da.blockwise``): no per-block state
+    #: (bounds, labels) can be kept between passes; see :attr:`DaskSource.dask_route`
+    dask_route = False
 
     def __init__(self, n: int, d: int, dtype: Any, offsets: tuple[int, ...],
                  scale: float | None = None) -> None:
@@ -118,6 +123,7 @@ class Source:
         self.weights: Any = None
         self.xsq: np.ndarray | list[Any] | None = None
         self.held: list[Any] | None = None
+        self.held_weights: list[Any] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -140,6 +146,7 @@ class Source:
         and/or row normalisation."""
         out = copy.copy(self)
         out.weights, out.normalize = weights, normalize
+        out.held_weights = None
         if normalize:
             out.xsq = None
         return out
@@ -156,6 +163,15 @@ class Source:
         if isinstance(self.xsq, list):
             return self.xsq[i]
         return self.xsq[self.offsets[i]:self.offsets[i + 1]]
+
+    def block_weights(self, i: int) -> Any:
+        """Block ``i``'s sample weights as its task receives them (a numpy slice, or a
+        future in a cluster's workers), or None without weights."""
+        if self.held_weights is not None:
+            return self.held_weights[i]
+        if self.weights is None:
+            return None
+        return self.weights[self.offsets[i]:self.offsets[i + 1]]
 
     @property
     def nbytes(self) -> int:
@@ -274,6 +290,7 @@ class ZarrSource(Source):
         out = copy.copy(self)
         out.offsets = self._grouped(units)
         out.held, out.xsq = None, None  # held blocks follow the old offsets
+        out.held_weights = None
         return out
 
     def block(self, i: int) -> Any:
@@ -332,9 +349,16 @@ class ZarrBlock:
 
 
 class DaskSource(Source):
-    """A user's (n, d) dask array: passes map over its row blocks with ``da.blockwise``
+    """A user's (n, d) dask array. Passes map over its row blocks with ``da.blockwise``
     and tree-reduce with ``da.reduction`` (the only public route to a dask array's
-    blocks that also works with array query planning). Weights may be a dask array."""
+    blocks that also works with array query planning), with no state kept beside the
+    blocks between passes. Weights may be a dask array.
+
+    Held for a fit (:func:`daskmeans.engine.hold.hold`, when the rows fit the memory
+    budget), its blocks are computed once and kept, numpy here or futures in a
+    cluster's workers (:attr:`held`, with their ``|x|^2`` and the weights as numpy):
+    every later pass then takes them as it takes a held store's, with per-block state
+    (bounds, labels) and no recomputation of the user's graph."""
 
     def __init__(self, X: da.Array) -> None:
         if X.numblocks[1] != 1:
@@ -342,6 +366,31 @@ class DaskSource(Source):
         dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)
         super().__init__(X.shape[0], X.shape[1], dtype, block_offsets(X.chunks[0]))
         self.X = X
+
+    @property
+    def dask_route(self) -> bool:  # type: ignore[override]
+        """True while the blocks are not held: passes go through ``da.blockwise``."""
+        return self.held is None
+
+    def block(self, i: int) -> Any:
+        if self.held is None:
+            raise ValueError("a dask array's blocks are reached through da.blockwise "
+                             "until they are held (daskmeans.engine.hold.hold)")
+        return self.held[i]
+
+    def with_held(self, blocks: list[Any], xsq: np.ndarray | list[Any] | None,
+                  offsets: tuple[int, ...], weights: np.ndarray | None = None) -> DaskSource:
+        """A copy whose blocks are computed: numpy arrays of the float dtype here, or
+        futures in a cluster's workers, covering rows ``offsets``, with their ``|x|^2``
+        (if known) and the weights (numpy, if any)."""
+        if offsets[-1] != self.n or len(offsets) != len(blocks) + 1:
+            raise ValueError(f"offsets {offsets[:3]}... do not cover {self.n} rows in "
+                             f"{len(blocks)} blocks")
+        out = copy.copy(self)
+        out.held, out.xsq, out.offsets = list(blocks), xsq, tuple(offsets)
+        if self.weights is not None:
+            out.weights = weights
+        return out
 
     def to_dask(self) -> da.Array:
         X = self.X if self.X.dtype == self.dtype else self.X.astype(self.dtype)
@@ -363,11 +412,19 @@ def reads_raw_uint8(src: Source) -> bool:
             and np.dtype(src.array.dtype) == np.uint8)
 
 
-def open_source(store: Any, split: str | None = None, *,
+def open_source(store: Any, split: str | None = None, *, array: str | None = None,
                 storage_options: dict[str, Any] | None = None,
                 cache: bool | None = None, scale: float | None = None) -> Source:
     """The data source for a store path or URL, a Zarr array or group, or a store
     written by daskmeans (a dataset's ``split``, default train, else test).
+
+    Which array holds the rows: a store that is one (root) array is that array; in a
+    group, ``array`` names it by its path in the group (``"vectors"``,
+    ``"embeddings/train"``, or the variable's name in a Zarr store written by xarray's
+    ``Dataset.to_zarr``); without ``array``, a dataset store's ``split``, else the
+    group's ``X`` (what :func:`~daskmeans.io.make_blobs_zarr` writes), else the
+    group's only array of two or more dimensions. A group where none of these applies
+    raises :class:`~daskmeans.io.errors.StoreError` listing the arrays it holds.
 
     ``scale``: the factor from stored values to features. By default the array's
     ``scale_factor`` attribute, which ``daskmeans ingest`` records (``1/255`` for
@@ -407,7 +464,7 @@ def open_source(store: Any, split: str | None = None, *,
     >>> shutil.rmtree(d)
     """
     node = store if is_zarr(store) else open_node(store, storage_options)
-    if isinstance(node, zarr.Group):
+    if isinstance(node, zarr.Group) and array is None:
         fmt = str(node.attrs.get("format", ""))
         if fmt.startswith("daskmeans-idx"):
             if split is None:
@@ -418,7 +475,13 @@ def open_source(store: Any, split: str | None = None, *,
             raise StoreError(f"{store}: an image store; cluster its pixels with "
                              "daskmeans.quantize or daskmeans.io.image_pixels")
         else:
-            node = get_array(node, "X", str(store))
+            node = select_array(node, None, str(store))
+    else:
+        dataset = isinstance(node, zarr.Group) and str(
+            node.attrs.get("format", "")).startswith("daskmeans-idx")
+        node = select_array(node, array, str(store))
+        if dataset and node.basename == "images":  # a split named by its path
+            scale = images_scale(node) if scale is None else scale
     if node.ndim == 1:
         raise StoreError(f"{store}: expected a 2-D array (or a stack of images), got "
                          f"shape {node.shape}")

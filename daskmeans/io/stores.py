@@ -38,6 +38,7 @@ from .idx import find_idx_files
 
 __all__ = [
     "CREDENTIALS_HINT",
+    "LISTED_ARRAYS",
     "PIXEL_SCALE",
     "RETRY_HINT",
     "ROOT_METADATA",
@@ -46,6 +47,7 @@ __all__ = [
     "CheckedArray",
     "GroupWriter",
     "PathLike",
+    "array_paths",
     "array_url",
     "atomic_dir",
     "atomic_file",
@@ -63,6 +65,7 @@ __all__ = [
     "remote_errors",
     "scale_from_attrs",
     "scale_rows",
+    "select_array",
     "staged",
     "store_blocks",
     "upload_store",
@@ -654,6 +657,82 @@ def get_array(group: zarr.Group, key: str, where: str) -> zarr.Array:
     if not isinstance(node, zarr.Array):
         raise StoreError(f"{where}: store has no array {key!r}")
     return node
+
+
+#: arrays a "has no array" error lists at most
+LISTED_ARRAYS = 20
+
+
+def array_paths(group: zarr.Group) -> list[str]:
+    """The path of every array in ``group`` and its subgroups (``"a/b"``), sorted."""
+    with metadata_errors(str(getattr(group, "store_path", group))):
+        return sorted(name for name, node in group.members(max_depth=None)
+                      if isinstance(node, zarr.Array))
+
+
+def _listing(group: zarr.Group) -> str:
+    """The arrays of ``group`` as an error lists them: path, shape and dtype."""
+    paths = array_paths(group)
+    if not paths:
+        return "it holds no array"
+    arrays = [_array_at(group, p) for p in paths[:LISTED_ARRAYS]]
+    shown = [f"{p} {tuple(a.shape)} {a.dtype}" for p, a in zip(paths, arrays, strict=False)]
+    more = len(paths) - len(shown)
+    return "it holds " + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _array_at(group: zarr.Group, path: str) -> zarr.Array:
+    """``group[path]``, known to be an array."""
+    node = group[path]
+    assert isinstance(node, zarr.Array)
+    return node
+
+
+def select_array(node: zarr.Array | zarr.Group, array: str | None, where: str,
+                 default: str = "X") -> zarr.Array:
+    """The array of rows in a store's root ``node``: the root array itself; in a group,
+    the array at path ``array`` (``"vectors"``, ``"embeddings/train"``, an xarray
+    Dataset's variable); without ``array``, ``default`` if the group has it, else the
+    group's only array of two or more dimensions. Anything else is a
+    :class:`StoreError` naming ``where`` and listing the arrays the group holds.
+
+    Examples
+    --------
+    >>> g = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    >>> _ = g.create_array("vectors", shape=(4, 3), dtype="f4")
+    >>> _ = g.create_array("ids", shape=(4,), dtype="i8")
+    >>> select_array(g, None, "mem").path, select_array(g, "vectors", "mem").shape
+    ('vectors', (4, 3))
+    >>> select_array(g, "nope", "mem")  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    daskmeans.io.errors.StoreError: mem: no array 'nope';
+        it holds ids (4,) int64, vectors (4, 3) float32
+    """
+    if isinstance(node, zarr.Array):
+        if array is not None and array.strip("/") not in ("", node.basename):
+            raise StoreError(f"{where}: a Zarr array, not a group, so it holds no array "
+                             f"{array!r}: leave out array= (--array)")
+        return node
+    if array is not None:
+        key = array.strip("/")
+        try:
+            with metadata_errors(f"{where}: array {key!r}"):
+                found = node[key] if key else None
+        except KeyError:
+            found = None
+        if not isinstance(found, zarr.Array):
+            what = "a group, not an array" if isinstance(found, zarr.Group) else "no array"
+            raise StoreError(f"{where}: {what} {key!r}; {_listing(node)}")
+        return found
+    if isinstance(node.get(default), zarr.Array):
+        return _array_at(node, default)
+    rows = [p for p in array_paths(node) if _array_at(node, p).ndim >= 2]
+    if len(rows) == 1:
+        return _array_at(node, rows[0])
+    raise StoreError(f"{where}: no array {default!r}, and {len(rows)} arrays of rows to "
+                     "choose from: name one with array= (on the command line, --array of "
+                     f"fit and predict); {_listing(node)}")
 
 
 def is_zarr(X: Any) -> bool:

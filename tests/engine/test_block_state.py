@@ -327,10 +327,16 @@ def test_hold_a_store_on_a_cluster(local_cluster: Any, tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.concatenate(norms), (X ** 2).sum(axis=1))
 
 
-def test_hold_leaves_a_dask_array_and_a_streamed_store(tmp_path: Path) -> None:
+def test_hold_leaves_a_streamed_store_and_a_dask_array_over_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     X, _ = _data()
     lazy = _source("dask", X, tmp_path)
     streamed = ZarrSource(_source("zarr", X, tmp_path).array, threads=2, cache=False)
     with dask.config.set(scheduler="threads"):
-        assert hold(lazy) is lazy and lazy.xsq is None
         assert hold(streamed) is streamed and streamed.held is None
+        held = hold(lazy)  # within the budget: a copy holding the computed blocks
+        assert held is not lazy and held.held is not None and lazy.xsq is None
+        from daskmeans.engine import hold as hold_module
+
+        monkeypatch.setattr(hold_module, "memory_budget", lambda: 0)
+        assert hold(lazy) is lazy and lazy.held is None

@@ -1,5 +1,6 @@
 """hold, tested on its own: rows kept as stored with their squared norms, a pass over
-held rows, too few blocks cut into one per thread, and what is left as it is."""
+held rows, too few blocks cut into one per thread, and what is left as it is (dask arrays
+held: tests/engine/test_hold_dask.py)."""
 
 from __future__ import annotations
 
@@ -74,14 +75,17 @@ def test_hold_leaves_what_it_should_not_hold(tmp_path: Path,
     lazy = DaskSource(da.from_array(X, chunks=(10, D)))
     streamed, _ = pixel_source(tmp_path, 10, cache=False)
     with dask.config.set(scheduler="threads"):
-        assert hold(mem) is mem and hold(lazy) is lazy
+        assert hold(mem) is mem
         assert hold(streamed) is streamed  # cache=False: every pass reads
         by_budget, _ = pixel_source(tmp_path, 10, cache=None)
         from daskmeans.engine import schedule
 
         monkeypatch.setattr(schedule, "CACHE_FRACTION", 0.0)  # over the budget: streamed
         assert hold(by_budget) is by_budget
+        assert hold(lazy) is lazy  # a dask array over the budget streams too
         monkeypatch.setattr(schedule, "CACHE_FRACTION", 0.25)
         assert hold(by_budget).held is not None
+        held_lazy = hold(lazy)  # within the budget: computed once and held
+        assert lazy.held is None and held_lazy.held is not None and not held_lazy.dask_route
         no_xsq = hold(pixel_source(tmp_path, 10)[0], with_xsq=False)
     assert no_xsq.held is not None and no_xsq.xsq is None

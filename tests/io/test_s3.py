@@ -608,3 +608,34 @@ def test_predict_to_a_bucket_killed_mid_write_does_not_open(s3: S3, s3_store: st
         open_source(url, storage_options=s3.options())
     with pytest.raises(FileNotFoundError):
         zarr.open_group(url, mode="r", storage_options=s3.options())
+
+
+def test_arrays_by_name_from_a_bucket(s3: S3, local_store: Path, tmp_path: Path,
+                                      capsys) -> None:
+    """A root array and an array of a group named by array= (--array), at URLs: the same
+    fit as from the local copies; a wrong name lists what the group holds."""
+    import s3fs
+
+    rows = open_source(local_store, "train").array[:].reshape(1400, -1).astype(np.float32)
+    zarr.create_array(tmp_path / "root.zarr", data=rows, chunks=(400, 64))
+    group = zarr.open_group(tmp_path / "grp.zarr", mode="w")
+    group.create_array("vectors", data=rows, chunks=(400, 64))
+    group.create_array("ids", data=np.arange(1400))
+    fs = s3fs.S3FileSystem(**s3.options())
+    for name in ("root.zarr", "grp.zarr"):
+        fs.put(str(tmp_path / name), f"{BUCKET}/named/{name}", recursive=True)
+    root, grp = (f"s3://{BUCKET}/named/{name}" for name in ("root.zarr", "grp.zarr"))
+    local = KMeans(n_clusters=5, random_state=0, max_iter=5).fit(rows)
+    for url, array in ((root, None), (grp, "vectors"), (grp, None)):  # ids is 1-D: rows found
+        km = KMeans(n_clusters=5, random_state=0, max_iter=5).fit(
+            open_source(url, array=array, storage_options=s3.options()))
+        np.testing.assert_allclose(km.inertia_, local.inertia_, rtol=1e-6)
+    with pytest.raises(io.StoreError, match=rf"{grp}: no array 'x'; it holds ids"):
+        open_source(grp, array="x", storage_options=s3.options())
+    model = tmp_path / "m.npz"
+    code, _, err = run(["fit", grp, "--array", "vectors", "--k", "5", "--max-iter", "5",
+                          "--model", str(model), "--quiet", *s3.cli_options()], capsys)
+    assert code == 0, err
+    code, _, err = run(["fit", root, "--k", "5", "--max-iter", "5", "--model", str(model),
+                          "--overwrite", "--quiet", *s3.cli_options()], capsys)
+    assert code == 0, err
