@@ -132,15 +132,16 @@ def test_bisections_share_passes_and_give_the_sequential_tree(
 def test_rows_gathered_once_give_the_tree_of_masked_passes(
     blobs, counting_scheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A dask array that fits in memory is gathered in one pass (one compute for the
-    whole fit; every 2-means then runs on its leaf's rows here), and the tree is the
+    """A dask array that fits in memory is held (one compute) and its rows gathered in
+    one pass (one more for the whole fit; every 2-means then runs on its leaf's rows
+    here), and the tree is the
     one masked passes over the blocks make; leaves gathered as they become small enough
     (room for a third of the rows) give it too."""
     X, _ = blobs
     w = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
     Xd = da.from_array(X, chunks=(400, 5))
     gathered = BisectingKMeans(8, random_state=1, n_init=2).fit(Xd, sample_weight=w)
-    assert counting_scheduler.calls == 1
+    assert counting_scheduler.calls == 2
     assert sum(h["passes"] for h in gathered.history_) == 0
     assert isinstance(gathered.labels_, da.Array)
     for room in (0, X.nbytes // 3):
@@ -148,7 +149,8 @@ def test_rows_gathered_once_give_the_tree_of_masked_passes(
         counting_scheduler.calls = 0
         other = BisectingKMeans(8, random_state=1, n_init=2).fit(Xd, sample_weight=w)
         passes = sum(h["passes"] for h in other.history_)
-        assert counting_scheduler.calls == 1 + passes > 2  # the root's pass, the rounds'
+        # the hold, the root's pass, the rounds'
+        assert counting_scheduler.calls == 1 + 1 + passes > 3
         np.testing.assert_array_equal(other.tree_.children, gathered.tree_.children)
         np.testing.assert_array_equal(other.tree_.sizes, gathered.tree_.sizes)
         np.testing.assert_allclose(other.cluster_centers_, gathered.cluster_centers_,

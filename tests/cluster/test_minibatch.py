@@ -53,13 +53,22 @@ def test_same_seed_same_centres_across_chunkings_and_schedulers(scheduler) -> No
         np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
 
 
-def test_one_compute_per_step(counting_scheduler) -> None:
+@pytest.mark.parametrize("held", [True, False])
+def test_one_compute_per_step_and_none_on_held_rows(
+        held: bool, counting_scheduler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dask array within the memory budget is computed once and held: its steps run
+    here and take no compute. Over the budget it streams: one compute per step."""
+    from daskmeans.engine import hold as hold_module
+
+    if not held:
+        monkeypatch.setattr(hold_module, "memory_budget", lambda: 0)
     X, _ = make_blobs(3000, n_features=4, centers=3, random_state=0)
     Xd = da.from_array(X, chunks=500)
     km = MiniBatchKMeans(3, batch_size=300, max_iter=1, max_no_improvement=None,
                          init=X[:3], random_state=0).fit(Xd)
     assert km.n_steps_ == 10
-    assert counting_scheduler.calls == km.n_steps_ + 1  # + the exact inertia pass
+    # + the exact inertia pass (and the hold)
+    assert counting_scheduler.calls == (1 + 1 if held else km.n_steps_ + 1)
     assert isinstance(km.labels_, da.Array)
 
 
@@ -71,8 +80,9 @@ def test_refine_runs_lloyd_from_the_minibatch_centres(lazy: bool, counting_sched
     plain = MiniBatchKMeans(8, **params).fit(data)
     counting_scheduler.calls = 0
     refined = MiniBatchKMeans(8, refine=3, **params).fit(data)
-    if lazy:  # init sample + steps + 3 Lloyd passes + the exact inertia pass
-        assert counting_scheduler.calls == 1 + refined.n_steps_ + 3 + 1
+    if lazy:  # the hold, the init sample (steps on held rows take none), 3 Lloyd
+        # passes, the exact inertia pass
+        assert counting_scheduler.calls == 1 + 1 + 3 + 1
     lloyd = KMeans(8, init=plain.cluster_centers_, max_iter=3, tol=0).fit(X)
     np.testing.assert_allclose(refined.cluster_centers_, lloyd.cluster_centers_, rtol=1e-10)
     assert refined.inertia_ == pytest.approx(lloyd.inertia_, rel=1e-10)
