@@ -41,6 +41,20 @@ def l1_dist(X: np.ndarray, scale: float, raw: bool, ct: np.ndarray, D: np.ndarra
 
 
 @jit
+def _level(x: float, raw: bool, lo: float, inv: float, n_levels: int) -> np.int64:
+    """A value's level: a raw row's value itself, else ``clip(floor((x - lo) * inv), 0,
+    n_levels - 1)`` (as :meth:`daskmeans.kernels.medians.MedianGrid.level`)."""
+    if raw:
+        return np.int64(x)
+    u = (np.float64(x) - lo) * inv
+    if u >= n_levels - 1:
+        return np.int64(n_levels - 1)
+    if u > 0:
+        return np.int64(np.floor(u))
+    return np.int64(0)
+
+
+@jit
 def median_hist(X: np.ndarray, raw: bool, lo: np.ndarray, inv: np.ndarray, n_levels: int,
                 labels: np.ndarray, w: np.ndarray, shift: int, prefix: np.ndarray,
                 hist: np.ndarray, vmin: np.ndarray, vmax: np.ndarray) -> None:
@@ -61,16 +75,7 @@ def median_hist(X: np.ndarray, raw: bool, lo: np.ndarray, inv: np.ndarray, n_lev
             continue
         j = labels[i]
         for t in range(d):
-            if raw:
-                lev = np.int64(X[i, t])
-            else:
-                u = (np.float64(X[i, t]) - lo[t]) * inv[t]
-                if u >= n_levels - 1:
-                    lev = np.int64(n_levels - 1)
-                elif u > 0:
-                    lev = np.int64(np.floor(u))
-                else:
-                    lev = np.int64(0)
+            lev = _level(X[i, t], raw, lo[t], inv[t], n_levels)
             if filtered and (lev >> (shift + 4)) != prefix[j, t]:
                 continue
             b = (lev >> shift) & 15
@@ -99,16 +104,7 @@ def median_hist_ahead(X: np.ndarray, raw: bool, lo: np.ndarray, inv: np.ndarray,
             continue
         j = labels[i]
         for t in range(d):
-            if raw:
-                lev = np.int64(X[i, t])
-            else:
-                u = (np.float64(X[i, t]) - lo[t]) * inv[t]
-                if u >= n_levels - 1:
-                    lev = np.int64(n_levels - 1)
-                elif u > 0:
-                    lev = np.int64(np.floor(u))
-                else:
-                    lev = np.int64(0)
+            lev = _level(X[i, t], raw, lo[t], inv[t], n_levels)
             c = (lev >> (shift + 4)) - guess[j, t] + 1
             if 0 <= c <= 2:
                 hist[j, t, c, (lev >> shift) & 15] += wi
