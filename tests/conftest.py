@@ -57,6 +57,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         p.wait()
 
 
+def computed(a: object) -> np.ndarray:
+    """Labels or distances as numpy: a dask array computed (``np.asarray`` of a query-
+    planning array is an object array), anything else as an array."""
+    compute = getattr(a, "compute", None)
+    return np.asarray(compute() if callable(compute) else a)
+
+
 def missing_data(message: str) -> None:
     """Skip a test whose data this machine lacks; under CI (``$CI`` set) fail instead,
     so that a run whose data went missing cannot go green by skipping."""

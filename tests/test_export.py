@@ -16,6 +16,8 @@ from daskmeans.export import to_onnx
 from daskmeans.io.errors import OutputExistsError
 from daskmeans.pixels import PIXEL_SCALE
 
+from .conftest import computed
+
 ort = pytest.importorskip("onnxruntime")
 
 
@@ -29,10 +31,10 @@ def run_onnx(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def assert_same(model: Any, est: Any, X: Any, given: np.ndarray) -> None:
     """onnxruntime on ``given`` gives ``est.predict(X)`` and ``est.transform(X)``."""
     label, distances = run_onnx(model, given)
-    expected = np.asarray(est.predict(X))
+    expected = computed(est.predict(X))
     assert label.dtype == np.int64 and distances.dtype == np.float32
     np.testing.assert_array_equal(label, expected)
-    np.testing.assert_allclose(distances, np.asarray(est.transform(X)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(distances, computed(est.transform(X)), rtol=1e-5, atol=1e-5)
 
 
 ESTIMATORS = {
@@ -122,7 +124,7 @@ def test_command(tmp_path: Path, mnist_store: Path, capsys) -> None:
     assert "BisectingKMeans(K=5) -> " in capsys.readouterr().out
     raw = zarr.open_group(str(mnist_store), mode="r")["test/images"][:500]
     label, _ = run_onnx(_load(out), raw.reshape(500, -1))
-    np.testing.assert_array_equal(label, np.asarray(est.predict(src))[:500])
+    np.testing.assert_array_equal(label, computed(est.predict(src))[:500])
     # an existing output is refused before any work, replaced with --overwrite
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
