@@ -21,9 +21,7 @@ from daskmeans.engine.source import ArraySource, reads_raw_uint8
 from daskmeans.kernels import bisect
 from daskmeans.validation import InvalidParameterError
 
-
-def computed(a: object) -> np.ndarray:
-    return a.compute() if isinstance(a, da.Array) else np.asarray(a)
+from ..conftest import computed
 
 
 @pytest.fixture(scope="module")

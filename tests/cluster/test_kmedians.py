@@ -17,6 +17,8 @@ from daskmeans.engine.source import ArraySource
 from daskmeans.kernels import common, medians
 from daskmeans.validation import InvalidParameterError
 
+from ..conftest import computed
+
 
 def lower_weighted_median(v: np.ndarray, w: np.ndarray) -> float:
     """The smallest value whose cumulative weight (values sorted, weight > 0) reaches
@@ -65,12 +67,6 @@ def pixels(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path]:
 
 def scaled(U: np.ndarray) -> np.ndarray:
     return common.scale_rows(U, io.PIXEL_SCALE)
-
-
-def computed(a: object) -> np.ndarray:
-    """numpy of a numpy or dask result (np.asarray of a dask array is an object array
-    with query planning)."""
-    return a.compute() if isinstance(a, da.Array) else np.asarray(a)
 
 
 def test_uint8_centres_equal_brute_force_medians_exactly(pixels) -> None:

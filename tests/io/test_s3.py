@@ -25,15 +25,10 @@ pytest.importorskip("moto.server")
 
 from daskmeans import KMeans, cli, io, open_dataset, open_source
 
+from ..conftest import computed
 from ..docs_pages import DOCS, rst_code_block
 
 BUCKET = "daskmeans-test"
-
-
-def computed(x: Any) -> np.ndarray:
-    """A lazy result as numpy (``np.asarray`` of a dask array fails with dask's array query
-    planning)."""
-    return np.asarray(x.compute() if hasattr(x, "compute") else x)
 
 
 # ---------------------------------------------------------------- the server
