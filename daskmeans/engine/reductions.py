@@ -86,6 +86,7 @@ __all__ = [
     "FreshBounds",
     "Reduced",
     "TaskSource",
+    "WorkerSteps",
     "add_all",
     "batch_pass",
     "bisect_pass",
@@ -112,8 +113,10 @@ __all__ = [
     "score_pass",
     "shared_operand",
     "steps_in_process",
+    "steps_in_workers",
     "take_rows",
     "unreadable_block",
+    "worker_batch_step",
 ]
 
 #: up to this many centres a mini-batch step held here runs on one thread (its GEMM
@@ -543,6 +546,8 @@ def batch_pass(
     result, is the same whatever the blocks.
     """
     parts = held_parts(src, rows, blocks)
+    if parts is None and steps_in_workers(src):
+        return worker_batch_step(src, C, counts, rows=rows, blocks=blocks, picks=picks)
     if parts is not None:
         w = None
         if src.weights is not None:
@@ -616,6 +621,134 @@ def steps_in_process(src: Source) -> bool:
     """Whether :func:`batch_pass` runs a mini-batch step of ``src`` in this process
     (its rows held here: no graph per step)."""
     return held_parts(src, np.empty(0, np.int64), None) is not None
+
+
+def steps_in_workers(src: Source) -> bool:
+    """Whether :func:`batch_pass` runs a mini-batch step of ``src`` in a cluster's
+    worker (:func:`worker_batch_step`): its blocks held in the workers (futures) and
+    taken by the fused step as held (no normalisation)."""
+    return (src.held is not None and not src.normalize and using_distributed()
+            and not all(isinstance(b, np.ndarray) for b in src.held))
+
+
+def worker_batch_step(src: Source, C: np.ndarray, counts: np.ndarray, *,
+                      rows: np.ndarray | None = None, blocks: Sequence[int] | None = None,
+                      picks: np.ndarray | None = None) -> minibatch.BatchStep:
+    """One mini-batch step of rows held in a cluster's workers, the same step, bit for
+    bit, as on rows held here (see :class:`WorkerSteps`)."""
+    steps = WorkerSteps(src, C.dtype)
+    return steps.result(steps.submit(rows, (C, counts), blocks=blocks, picks=picks))
+
+
+class WorkerSteps:
+    """Mini-batch steps of rows held in a cluster's workers (:func:`steps_in_workers`),
+    each the same step, bit for bit, as on rows held here: each block holding some of
+    the batch picks its rows (a task where the block is), and ONE task assembles the
+    batch in batch order and runs the fused step
+    (:func:`~daskmeans.kernels.minibatch.minibatch_step`) on it, so that the rows are
+    summed in the same order as in process. Rows move from worker to worker only: the
+    client sends the centres and counts (or nothing: the step before's future), the
+    batch's local row indices, and receives the K x d step.
+
+    A step may start from the future of the step before it (``submit(rows, handle)``):
+    its centres and counts as :func:`~daskmeans.algorithms.minibatch.minibatch_update`
+    leaves them when it reassigns nothing (``dtype``: the centres' dtype), so several
+    steps can be in flight before the first result comes back.
+    """
+
+    def __init__(self, src: Source, dtype: Any) -> None:
+        from distributed import default_client
+
+        self.src, self.dtype, self.client = src, np.dtype(dtype), default_client()
+
+    def submit(self, rows: np.ndarray | None, start: Any, *,
+               blocks: Sequence[int] | None = None, picks: np.ndarray | None = None) -> Any:
+        """Submit a step on the batch ``rows`` (sorted global indices) or ``blocks``
+        (whole blocks), from ``start``: (centres, counts), or the handle of an earlier
+        step. Returns its handle (a future)."""
+        if rows is not None:
+            shares = self._shares(rows)
+        else:
+            src = self.src
+            shares = [self.client.submit(_batch_share, src.held[i], None, src.block_weights(i),
+                                         src.offsets[i], self._cast(), pure=False)
+                      for i in sorted(set(blocks or ()))]
+        if isinstance(start, tuple):
+            C, counts, after = start[0], start[1], None
+        else:
+            C, counts, after = start, None, self.dtype
+        return self.client.submit(_batch_step_task, C, counts, after, picks, self.src.scale,
+                                  *shares, pure=False)
+
+    def result(self, handle: Any) -> minibatch.BatchStep:
+        """The step's :class:`~daskmeans.kernels.minibatch.BatchStep` (waits for it)."""
+        return handle.result()
+
+    def cancel(self, handles: Sequence[Any]) -> None:
+        """Drop steps submitted ahead that will not be used."""
+        if handles:
+            self.client.cancel(list(handles))
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Rows ``index`` (global, in that order, repeats allowed) as the fused step
+        picks them for reassignment (float rows, raw rows scaled): at most a few
+        rows, assembled in a worker."""
+        uniq, pos = np.unique(np.asarray(index, np.int64), return_inverse=True)
+        return self.client.submit(_rows_task, self.src.scale, pos, *self._shares(uniq),
+                                  pure=False).result()
+
+    def _cast(self) -> Any:
+        return self.src.dtype if self.src.scale is None else None
+
+    def _shares(self, rows: np.ndarray) -> list[Any]:
+        src = self.src
+        cuts = np.searchsorted(rows, src.offsets)
+        return [self.client.submit(_batch_share, src.held[i],
+                                   np.asarray(rows[cuts[i]:cuts[i + 1]] - src.offsets[i],
+                                              np.int64),
+                                   src.block_weights(i), src.offsets[i], self._cast(),
+                                   pure=False)
+                for i in range(src.n_blocks) if cuts[i + 1] > cuts[i]]
+
+
+def _batch_share(block: np.ndarray, index: np.ndarray | None, w: Any, offset: int,
+                 dtype: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """In the worker holding a block: its rows ``index`` of a batch (all of them for
+    None), as the fused step takes them, with their weights and global row indices."""
+    if index is None:
+        index = np.arange(block.shape[0], dtype=np.int64)
+    x = block[index]
+    if dtype is not None and x.dtype != dtype:
+        x = x.astype(dtype)
+    w = None if w is None else np.asarray(w, np.float64)[index]
+    return x, w, index + offset
+
+
+Share = tuple[np.ndarray, np.ndarray | None, np.ndarray]
+
+
+def _batch_step_task(C: Any, counts: Any, after: Any, picks: np.ndarray | None,
+                     scale: float | None, *shares: Share) -> minibatch.BatchStep:
+    """In one worker: the batch's shares (in batch order) through the fused step, from
+    (C, counts), or from the step ``C`` before it (``after``: the centres' dtype)."""
+    if after is not None:  # as minibatch_update leaves a step that reassigns nothing
+        C, counts = C.centers.astype(after), C.counts
+    parts = [(x, np.arange(x.shape[0], dtype=np.int64)) for x, _, _ in shares]
+    w = None if shares[0][1] is None else np.concatenate([s[1] for s in shares])
+    threads = local_threads() if C.shape[0] > MINIBATCH_SERIAL_K else 1
+    try:
+        with worker_blas():
+            return minibatch.minibatch_step(parts, C, counts, w, scale=scale, picks=picks,
+                                            threads=threads)
+    except NonFiniteRow as e:
+        row = int(np.concatenate([s[2] for s in shares])[e.row])
+        raise NonFiniteError(_non_finite_message(row)) from None
+
+
+def _rows_task(scale: float | None, positions: np.ndarray, *shares: Share) -> np.ndarray:
+    """In one worker: the rows at ``positions`` of the shares (in order)."""
+    parts = [(x, np.arange(x.shape[0], dtype=np.int64)) for x, _, _ in shares]
+    return minibatch.rows_at(parts, positions, scale)
 
 
 def _held_block(src: Source, i: int) -> np.ndarray:
