@@ -75,6 +75,7 @@ from .source import (
     NonFiniteError,
     Source,
     ZarrBlock,
+    ZarrSource,
     float_rows,
     reads_raw_uint8,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "TaskSource",
     "WorkerSteps",
     "add_all",
+    "all_rows_call",
     "batch_pass",
     "bisect_pass",
     "bounds_labels",
@@ -983,6 +985,74 @@ def _leaf_rows_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | Non
                       tree: bisect.TreeSnapshot, *, offset: int,
                       scale: float | None = None) -> bisect.LeafRows:
     return bisect.leaf_rows_block(x, w, tree, offset=offset, scale=scale)
+
+
+def all_rows_call(src: Source, fn: Callable[..., Any], *args: Any, budget_here: int,
+                  budget_worker: int, here: dict[str, Any] | None = None,
+                  split_every: int = SPLIT_EVERY) -> Any:
+    """``fn(index, X, w, scale, *args)`` on all of ``src``'s rows, gathered once where
+    they are, in global row order as :func:`leaf_rows_pass` gathers them (``X`` as
+    stored for raw uint8 rows, with ``scale``; else float rows and ``scale`` None;
+    ``w`` the weights or None; ``index`` the global row indices):
+
+    - on a cluster, when the blocks are held in the workers (or are a store's, read
+      there) and fit in ``budget_worker``: in ONE task on a worker, which reads the
+      blocks' rows (worker to worker) and runs ``fn`` there; only ``fn``'s result
+      comes back, no row travels through the client;
+    - blocks held here as numpy: joined here, no compute;
+    - else, when they fit in ``budget_here``: gathered here in one pass.
+
+    ``here``: keyword arguments for ``fn`` when it runs in this process (a progress
+    callback). Returns ``fn``'s result, or None when the rows fit nowhere.
+    """
+    raw = reads_raw_uint8(src)
+    dtype = np.dtype(np.uint8) if raw else src.dtype
+    nbytes = src.n * src.d * dtype.itemsize
+    snap = bisect.TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, src.d)),
+                               np.zeros(1, np.int64))
+    scale = src.scale if raw else None
+    held_here = src.held is not None and all(isinstance(b, np.ndarray) for b in src.held)
+    readable_there = (src.held is not None and not held_here) or (
+        src.held is None and isinstance(src, ZarrSource))
+    if using_distributed() and readable_there and nbytes <= budget_worker:
+        from distributed import default_client
+
+        k = src.n_blocks
+        items = ([src.block(i) for i in range(k)] + [src.block_weights(i) for i in range(k)]
+                 + [src.offset(i) for i in range(k)])
+        return default_client().submit(
+            _all_rows_task, fn, args, TaskSource(src), snap, raw, src.d, dtype, scale, *items,
+            pure=False).result()
+    if nbytes > budget_here:
+        return None
+    if held_here:
+        joined = _joined_rows(TaskSource(src), snap, raw, src.d, dtype, [
+            (src.block(i), src.block_weights(i), src.offset(i)) for i in range(src.n_blocks)])
+    else:
+        joined = leaf_rows_pass(src, snap, split_every).joined(src.d, dtype)
+    index, X, _, w = joined
+    return fn(index, X, w, scale, *args, **(here or {}))
+
+
+def _joined_rows(task_src: TaskSource, snap: bisect.TreeSnapshot, raw: bool, d: int,
+                 dtype: Any, blocks: list[tuple[Any, Any, int]]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every block's rows through the kernel of :func:`leaf_rows_pass` (the same rows,
+    checks and errors), joined in global row order."""
+    parts = [call_kernel(_leaf_rows_kernel, task_src, rows, w, None, snap, offset, {}, raw)
+             for rows, w, offset in blocks]
+    return add_all(*parts).joined(d, dtype)
+
+
+def _all_rows_task(fn: Callable[..., Any], args: tuple[Any, ...], task_src: TaskSource,
+                   snap: bisect.TreeSnapshot, raw: bool, d: int, dtype: Any,
+                   scale: float | None, *items: Any) -> Any:
+    """In one worker: all the blocks' rows (``items``: the blocks, their weights, their
+    offsets) joined, then ``fn`` on them (see :func:`all_rows_call`)."""
+    k = len(items) // 3
+    blocks = list(zip(items[:k], items[k:2 * k], items[2 * k:], strict=True))
+    index, X, _, w = _joined_rows(task_src, snap, raw, d, dtype, blocks)
+    return fn(index, X, w, scale, *args)
 
 
 def root_pass(src: Source, split_every: int = SPLIT_EVERY) -> bisect.RootPartial:
