@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,6 +254,7 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     if mode == "rows" and src.weights is not None:
         # the weights chose the rows (equal weights: uniformly): each counts once
         src = src.with_options(weights=None, normalize=src.normalize)
+    steps: Generator[str | None, None, None]
     if mode == "rows" and reductions.steps_in_workers(src) and not spec.metric.normalizes_rows:
         steps = _worker_steps(src, state, spec, rng, cdf)
     else:
@@ -274,7 +275,7 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
 
 def _steps(src: Source, state: MiniBatchState, spec: MiniBatchSpec, rng: np.random.Generator,
            mode: str, per_step: int, order: list[int], cdf: np.ndarray | None
-           ) -> Iterator[str | None]:
+           ) -> Generator[str | None, None, None]:
     """The steps one at a time (:func:`minibatch_step`); yields why to stop, or None."""
     for _ in range(state.step, spec.n_steps):
         rows = blocks = None
@@ -289,7 +290,7 @@ def _steps(src: Source, state: MiniBatchState, spec: MiniBatchSpec, rng: np.rand
 
 def _worker_steps(src: Source, state: MiniBatchState, spec: MiniBatchSpec,
                   rng: np.random.Generator, cdf: np.ndarray | None,
-                  ahead: int = STEPS_AHEAD) -> Iterator[str | None]:
+                  ahead: int = STEPS_AHEAD) -> Generator[str | None, None, None]:
     """The ``"rows"`` steps of rows held in a cluster's workers
     (:class:`daskmeans.engine.reductions.WorkerSteps`), ``ahead`` of them in flight:
     each next step is submitted from the future of the one before, on the batch the

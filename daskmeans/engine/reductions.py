@@ -672,7 +672,7 @@ class WorkerSteps:
             shares = self._shares(rows)
         else:
             src = self.src
-            shares = [self.client.submit(_batch_share, src.held[i], None, src.block_weights(i),
+            shares = [self.client.submit(_batch_share, src.block(i), None, src.block_weights(i),
                                          src.offsets[i], self._cast(), pure=False)
                       for i in sorted(set(blocks or ()))]
         if isinstance(start, tuple):
@@ -705,7 +705,7 @@ class WorkerSteps:
     def _shares(self, rows: np.ndarray) -> list[Any]:
         src = self.src
         cuts = np.searchsorted(rows, src.offsets)
-        return [self.client.submit(_batch_share, src.held[i],
+        return [self.client.submit(_batch_share, src.block(i),
                                    np.asarray(rows[cuts[i]:cuts[i + 1]] - src.offsets[i],
                                               np.int64),
                                    src.block_weights(i), src.offsets[i], self._cast(),
