@@ -541,11 +541,13 @@ def batch_pass(
 
     Rows held in this process (a numpy array, a store's blocks held here) go straight
     to the fused kernel (:func:`~daskmeans.kernels.minibatch.minibatch_step`): no graph,
-    no compute, the batch gathered a tile at a time from where the rows are. Otherwise
-    (blocks in a cluster's workers, a dask array, a streamed store) each block holding
-    some of the batch computes its share where it is and only the per-cluster sums
-    (and the picked rows) come back: one compute. The batch order, and so the
-    result, is the same whatever the blocks.
+    no compute, the batch gathered a tile at a time from where the rows are. Blocks
+    held in a cluster's workers take the same fused step in a worker
+    (:class:`WorkerSteps`: the batch's rows fetched from worker to worker, never
+    through the client), bit for bit the same. Otherwise (a dask array or a store
+    streamed) each block holding some of the batch computes its share where it is and
+    only the per-cluster sums (and the picked rows) come back: one compute. The batch
+    order, and so the result, is the same whatever the blocks.
     """
     parts = held_parts(src, rows, blocks)
     if parts is None and steps_in_workers(src):

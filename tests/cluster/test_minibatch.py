@@ -334,3 +334,38 @@ def test_cluster_steps_carry_no_rows_from_the_client(
         assert sum(sent) < km.n_steps_ * (8 * k * d + 8 * k + 8 * batch + 256)
         assert max(sent) < batch * d * X.itemsize // 4
     assert counts[0] == counts[1]
+
+
+def test_cluster_steps_checkpoint_and_resume_as_threads(
+        tmp_path: Path, local_cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps in flight on a cluster leave the checkpoint what a step at a time leaves
+    (the random generator as after the step, not after the batches drawn ahead): a fit
+    interrupted mid-way and resumed on the cluster is the threaded fit."""
+    from daskmeans.engine import reductions
+
+    X, _ = make_blobs(5000, n_features=4, centers=5, random_state=9)
+    params = {"n_clusters": 5, "batch_size": 256, "random_state": 3, "max_iter": 3,
+              "max_no_improvement": None, "reassignment_ratio": 0.3}
+    with dask.config.set(scheduler="threads"):
+        fresh = MiniBatchKMeans(**params).fit(X)
+    real, calls = reductions.WorkerSteps.result, [0]
+
+    def dying(self, handle):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 23:
+            raise KeyboardInterrupt  # the client goes away mid-fit
+        return real(self, handle)
+
+    ckpt = tmp_path / "mb.npz"
+    with local_cluster.as_current():
+        monkeypatch.setattr(reductions.WorkerSteps, "result", dying)
+        with pytest.raises(KeyboardInterrupt):
+            MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5)
+        monkeypatch.setattr(reductions.WorkerSteps, "result", real)
+        resumed = MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5,
+                                                resume=True)
+    assert resumed.history_[0]["step"] == 1 and len(resumed.history_) == fresh.n_steps_
+    np.testing.assert_array_equal(resumed.cluster_centers_, fresh.cluster_centers_)
+    assert resumed.n_steps_ == fresh.n_steps_
+    assert [h["n_reassigned"] for h in resumed.history_] == [
+        h["n_reassigned"] for h in fresh.history_]
