@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..engine import maps, reductions
+from ..engine import maps, reductions, workers
 from ..engine.reductions import SPLIT_EVERY
 from ..engine.schedule import local_memory_budget, thread_map, worker_memory_budget
 from ..engine.source import ArraySource, Source, reads_raw_uint8
@@ -392,7 +392,7 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
 
     Where a leaf's rows are: an in-memory array's rows are used here as they are. A
     store's or dask array's rows are gathered once, in global row order, where they
-    are (:func:`daskmeans.engine.reductions.all_rows_call`): blocks held in a
+    are (:func:`daskmeans.engine.workers.all_rows_call`): blocks held in a
     cluster's workers are joined in one task on a worker, within
     :func:`worker_gather_budget`, which runs the whole fit (:func:`bisect_rows`) there
     and sends back the tree; blocks held here are joined here; others are gathered
@@ -418,7 +418,7 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
         reported.append(done)
         progress(phase, done, total, detail)
 
-    got = reductions.all_rows_call(
+    got = workers.all_rows_call(
         src, _bisect_joined, n_clusters, spec, seed, budget_here=gather_budget(),
         budget_worker=worker_gather_budget(), here={"progress": report},
         split_every=spec.split_every)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import reductions
+from ..engine import reductions, workers
 from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import Source
 from ..kernels.metric import EUCLIDEAN, Metric
@@ -180,8 +180,9 @@ def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
                    rows: np.ndarray | None, blocks: Sequence[int] | None, chooser: Chooser,
                    counted: int | None = None, stopping: bool = True) -> str | None:
     """One mini-batch step (:func:`daskmeans.engine.reductions.batch_pass`: no compute
-    for rows held here, one otherwise); appends to ``state.history``; returns why early
-    stopping says stop, or None.
+    for rows held here, one for rows streamed; rows held in a cluster's workers:
+    :func:`daskmeans.engine.workers.worker_batch_step`); appends to
+    ``state.history``; returns why early stopping says stop, or None.
 
     ``chooser`` (a numpy ``Generator`` or ``RandomState``) picks the rows that
     reassigned centres move to: ``chooser.permutation(b)[:n]``, which for a
@@ -199,8 +200,12 @@ def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     if m:  # drawn before the step (rows held elsewhere come back with it), undone if unused
         saved = _chooser_state(chooser)
         picks = chooser.permutation(b)[:m]
-    step = reductions.batch_pass(src, state.centers, state.counts, rows=rows, blocks=blocks,
-                                 picks=picks, split_every=spec.split_every)
+    if workers.steps_in_workers(src):  # the fused step in a worker
+        step = workers.worker_batch_step(src, state.centers, state.counts, rows=rows,
+                                         blocks=blocks, picks=picks)
+    else:
+        step = reductions.batch_pass(src, state.centers, state.counts, rows=rows,
+                                     blocks=blocks, picks=picks, split_every=spec.split_every)
     shift, n_re = minibatch_update(state, step, reassign, b, spec.reassignment_ratio,
                                    spec.metric)
     if saved is not None and not n_re:
@@ -255,7 +260,7 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
         # the weights chose the rows (equal weights: uniformly): each counts once
         src = src.with_options(weights=None, normalize=src.normalize)
     steps: Generator[str | None, None, None]
-    if mode == "rows" and reductions.steps_in_workers(src) and not spec.metric.normalizes_rows:
+    if mode == "rows" and workers.steps_in_workers(src) and not spec.metric.normalizes_rows:
         steps = _worker_steps(src, state, spec, rng, cdf)
     else:
         steps = _steps(src, state, spec, rng, mode, per_step, order, cdf)
@@ -292,7 +297,7 @@ def _worker_steps(src: Source, state: MiniBatchState, spec: MiniBatchSpec,
                   rng: np.random.Generator, cdf: np.ndarray | None,
                   ahead: int = STEPS_AHEAD) -> Generator[str | None, None, None]:
     """The ``"rows"`` steps of rows held in a cluster's workers
-    (:class:`daskmeans.engine.reductions.WorkerSteps`), ``ahead`` of them in flight:
+    (:class:`daskmeans.engine.workers.WorkerSteps`), ``ahead`` of them in flight:
     each next step is submitted from the future of the one before, on the batch the
     generator draws next, so the client does not wait a round trip per step. Yields,
     in order, why to stop or None, with ``state`` and ``rng`` exactly as
@@ -304,7 +309,7 @@ def _worker_steps(src: Source, state: MiniBatchState, spec: MiniBatchSpec,
     :func:`minibatch_step` draws them, before the next batch), the picked rows are
     fetched, and the steps in flight after it are dropped and drawn again.
     """
-    steps = reductions.WorkerSteps(src, state.centers.dtype)
+    steps = workers.WorkerSteps(src, state.centers.dtype)
     flight: deque[tuple[Any, np.ndarray, Any]] = deque()  # (step, batch, rng after it)
     drawn_ahead = None  # the generator's state after the last batch drawn
     ratio = spec.reassignment_ratio

@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from ..algorithms import FitSettings, MiniBatchSpec, MiniBatchState, lloyd_iterations
 from ..algorithms.minibatch import minibatch, minibatch_step, weights_cdf
 from ..algorithms.predict import labels_and_inertia, sample_inertia, source_for_metric
-from ..engine import reductions, schedule
+from ..engine import reductions, schedule, workers
 from ..engine.hold import hold
 from ..engine.source import Source, ZarrSource
 from ..validation import Interval, Options, check_scalar_param, validate_params
@@ -199,7 +199,7 @@ class MiniBatchKMeans(BaseKMeans):
     def _batch(self, src: Source) -> int:
         size = self.batch_size
         if size == "auto":
-            fused = reductions.steps_in_process(src) or reductions.steps_in_workers(src)
+            fused = reductions.steps_in_process(src) or workers.steps_in_workers(src)
             size = IN_PROCESS_BATCH_SIZE if fused else DEFAULT_BATCH_SIZE
         return int(min(src.n, size))
 

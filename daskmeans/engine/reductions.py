@@ -75,7 +75,6 @@ from .source import (
     NonFiniteError,
     Source,
     ZarrBlock,
-    ZarrSource,
     float_rows,
     reads_raw_uint8,
 )
@@ -87,9 +86,7 @@ __all__ = [
     "FreshBounds",
     "Reduced",
     "TaskSource",
-    "WorkerSteps",
     "add_all",
-    "all_rows_call",
     "batch_pass",
     "bisect_pass",
     "bounds_labels",
@@ -107,6 +104,7 @@ __all__ = [
     "map_reduce",
     "median_assign_pass",
     "median_refine_pass",
+    "non_finite_message",
     "oversample_pass",
     "pca_fit",
     "range_pass",
@@ -115,10 +113,8 @@ __all__ = [
     "score_pass",
     "shared_operand",
     "steps_in_process",
-    "steps_in_workers",
     "take_rows",
     "unreadable_block",
-    "worker_batch_step",
 ]
 
 #: up to this many centres a mini-batch step held here runs on one thread (its GEMM
@@ -177,10 +173,10 @@ def call_kernel(kernel: Callable[..., Any], src: Source | TaskSource, rows: Any,
         except NonFiniteRow as e:
             local = consts.get("local")
             row = offset + int(local[e.row] if local is not None else e.row)
-            raise NonFiniteError(_non_finite_message(row)) from None
+            raise NonFiniteError(non_finite_message(row)) from None
 
 
-def _non_finite_message(row: int) -> str:
+def non_finite_message(row: int) -> str:
     return (f"X contains NaN or infinity in row {row} (or values so large that squared "
             "distances overflow); clean or impute the data first")
 
@@ -541,17 +537,14 @@ def batch_pass(
 
     Rows held in this process (a numpy array, a store's blocks held here) go straight
     to the fused kernel (:func:`~daskmeans.kernels.minibatch.minibatch_step`): no graph,
-    no compute, the batch gathered a tile at a time from where the rows are. Blocks
-    held in a cluster's workers take the same fused step in a worker
-    (:class:`WorkerSteps`: the batch's rows fetched from worker to worker, never
-    through the client), bit for bit the same. Otherwise (a dask array or a store
-    streamed) each block holding some of the batch computes its share where it is and
-    only the per-cluster sums (and the picked rows) come back: one compute. The batch
-    order, and so the result, is the same whatever the blocks.
+    no compute, the batch gathered a tile at a time from where the rows are. Otherwise
+    each block holding some of the batch computes its share where it is and only the
+    per-cluster sums (and the picked rows) come back: one compute. The batch order,
+    and so the result, is the same whatever the blocks. (Blocks held in a cluster's
+    workers take the fused step there instead:
+    :func:`daskmeans.engine.workers.worker_batch_step`.)
     """
     parts = held_parts(src, rows, blocks)
-    if parts is None and steps_in_workers(src):
-        return worker_batch_step(src, C, counts, rows=rows, blocks=blocks, picks=picks)
     if parts is not None:
         w = None
         if src.weights is not None:
@@ -570,7 +563,7 @@ def batch_pass(
             j = int(np.searchsorted(starts, e.row, side="right")) - 1
             i, ix = parts[j]
             row = _held_offset(src, i) + int(ix[e.row - starts[j]])
-            raise NonFiniteError(_non_finite_message(row)) from None
+            raise NonFiniteError(non_finite_message(row)) from None
     if rows is not None:
         cuts = np.searchsorted(rows, src.offsets)
 
@@ -625,134 +618,6 @@ def steps_in_process(src: Source) -> bool:
     """Whether :func:`batch_pass` runs a mini-batch step of ``src`` in this process
     (its rows held here: no graph per step)."""
     return held_parts(src, np.empty(0, np.int64), None) is not None
-
-
-def steps_in_workers(src: Source) -> bool:
-    """Whether :func:`batch_pass` runs a mini-batch step of ``src`` in a cluster's
-    worker (:func:`worker_batch_step`): its blocks held in the workers (futures) and
-    taken by the fused step as held (no normalisation)."""
-    return (src.held is not None and not src.normalize and using_distributed()
-            and not all(isinstance(b, np.ndarray) for b in src.held))
-
-
-def worker_batch_step(src: Source, C: np.ndarray, counts: np.ndarray, *,
-                      rows: np.ndarray | None = None, blocks: Sequence[int] | None = None,
-                      picks: np.ndarray | None = None) -> minibatch.BatchStep:
-    """One mini-batch step of rows held in a cluster's workers, the same step, bit for
-    bit, as on rows held here (see :class:`WorkerSteps`)."""
-    steps = WorkerSteps(src, C.dtype)
-    return steps.result(steps.submit(rows, (C, counts), blocks=blocks, picks=picks))
-
-
-class WorkerSteps:
-    """Mini-batch steps of rows held in a cluster's workers (:func:`steps_in_workers`),
-    each the same step, bit for bit, as on rows held here: each block holding some of
-    the batch picks its rows (a task where the block is), and ONE task assembles the
-    batch in batch order and runs the fused step
-    (:func:`~daskmeans.kernels.minibatch.minibatch_step`) on it, so that the rows are
-    summed in the same order as in process. Rows move from worker to worker only: the
-    client sends the centres and counts (or nothing: the step before's future), the
-    batch's local row indices, and receives the K x d step.
-
-    A step may start from the future of the step before it (``submit(rows, handle)``):
-    its centres and counts as :func:`~daskmeans.algorithms.minibatch.minibatch_update`
-    leaves them when it reassigns nothing (``dtype``: the centres' dtype), so several
-    steps can be in flight before the first result comes back.
-    """
-
-    def __init__(self, src: Source, dtype: Any) -> None:
-        from distributed import default_client
-
-        self.src, self.dtype, self.client = src, np.dtype(dtype), default_client()
-
-    def submit(self, rows: np.ndarray | None, start: Any, *,
-               blocks: Sequence[int] | None = None, picks: np.ndarray | None = None) -> Any:
-        """Submit a step on the batch ``rows`` (sorted global indices) or ``blocks``
-        (whole blocks), from ``start``: (centres, counts), or the handle of an earlier
-        step. Returns its handle (a future)."""
-        if rows is not None:
-            shares = self._shares(rows)
-        else:
-            src = self.src
-            shares = [self.client.submit(_batch_share, src.block(i), None, src.block_weights(i),
-                                         src.offsets[i], self._cast(), pure=False)
-                      for i in sorted(set(blocks or ()))]
-        if isinstance(start, tuple):
-            C, counts, after = start[0], start[1], None
-        else:
-            C, counts, after = start, None, self.dtype
-        return self.client.submit(_batch_step_task, C, counts, after, picks, self.src.scale,
-                                  *shares, pure=False)
-
-    def result(self, handle: Any) -> minibatch.BatchStep:
-        """The step's :class:`~daskmeans.kernels.minibatch.BatchStep` (waits for it)."""
-        return handle.result()
-
-    def cancel(self, handles: Sequence[Any]) -> None:
-        """Drop steps submitted ahead that will not be used."""
-        if handles:
-            self.client.cancel(list(handles))
-
-    def rows(self, index: np.ndarray) -> np.ndarray:
-        """Rows ``index`` (global, in that order, repeats allowed) as the fused step
-        picks them for reassignment (float rows, raw rows scaled): at most a few
-        rows, assembled in a worker."""
-        uniq, pos = np.unique(np.asarray(index, np.int64), return_inverse=True)
-        return self.client.submit(_rows_task, self.src.scale, pos, *self._shares(uniq),
-                                  pure=False).result()
-
-    def _cast(self) -> Any:
-        return self.src.dtype if self.src.scale is None else None
-
-    def _shares(self, rows: np.ndarray) -> list[Any]:
-        src = self.src
-        cuts = np.searchsorted(rows, src.offsets)
-        return [self.client.submit(_batch_share, src.block(i),
-                                   np.asarray(rows[cuts[i]:cuts[i + 1]] - src.offsets[i],
-                                              np.int64),
-                                   src.block_weights(i), src.offsets[i], self._cast(),
-                                   pure=False)
-                for i in range(src.n_blocks) if cuts[i + 1] > cuts[i]]
-
-
-def _batch_share(block: np.ndarray, index: np.ndarray | None, w: Any, offset: int,
-                 dtype: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """In the worker holding a block: its rows ``index`` of a batch (all of them for
-    None), as the fused step takes them, with their weights and global row indices."""
-    if index is None:
-        index = np.arange(block.shape[0], dtype=np.int64)
-    x = block[index]
-    if dtype is not None and x.dtype != dtype:
-        x = x.astype(dtype)
-    w = None if w is None else np.asarray(w, np.float64)[index]
-    return x, w, index + offset
-
-
-Share = tuple[np.ndarray, np.ndarray | None, np.ndarray]
-
-
-def _batch_step_task(C: Any, counts: Any, after: Any, picks: np.ndarray | None,
-                     scale: float | None, *shares: Share) -> minibatch.BatchStep:
-    """In one worker: the batch's shares (in batch order) through the fused step, from
-    (C, counts), or from the step ``C`` before it (``after``: the centres' dtype)."""
-    if after is not None:  # as minibatch_update leaves a step that reassigns nothing
-        C, counts = C.centers.astype(after), C.counts
-    parts = [(x, np.arange(x.shape[0], dtype=np.int64)) for x, _, _ in shares]
-    w = None if shares[0][1] is None else np.concatenate([s[1] for s in shares])
-    threads = local_threads() if C.shape[0] > MINIBATCH_SERIAL_K else 1
-    try:
-        with worker_blas():
-            return minibatch.minibatch_step(parts, C, counts, w, scale=scale, picks=picks,
-                                            threads=threads)
-    except NonFiniteRow as e:
-        row = int(np.concatenate([s[2] for s in shares])[e.row])
-        raise NonFiniteError(_non_finite_message(row)) from None
-
-
-def _rows_task(scale: float | None, positions: np.ndarray, *shares: Share) -> np.ndarray:
-    """In one worker: the rows at ``positions`` of the shares (in order)."""
-    parts = [(x, np.arange(x.shape[0], dtype=np.int64)) for x, _, _ in shares]
-    return minibatch.rows_at(parts, positions, scale)
 
 
 def _held_block(src: Source, i: int) -> np.ndarray:
@@ -987,74 +852,6 @@ def _leaf_rows_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | Non
                       tree: bisect.TreeSnapshot, *, offset: int,
                       scale: float | None = None) -> bisect.LeafRows:
     return bisect.leaf_rows_block(x, w, tree, offset=offset, scale=scale)
-
-
-def all_rows_call(src: Source, fn: Callable[..., Any], *args: Any, budget_here: int,
-                  budget_worker: int, here: dict[str, Any] | None = None,
-                  split_every: int = SPLIT_EVERY) -> Any:
-    """``fn(index, X, w, scale, *args)`` on all of ``src``'s rows, gathered once where
-    they are, in global row order as :func:`leaf_rows_pass` gathers them (``X`` as
-    stored for raw uint8 rows, with ``scale``; else float rows and ``scale`` None;
-    ``w`` the weights or None; ``index`` the global row indices):
-
-    - on a cluster, when the blocks are held in the workers (or are a store's, read
-      there) and fit in ``budget_worker``: in ONE task on a worker, which reads the
-      blocks' rows (worker to worker) and runs ``fn`` there; only ``fn``'s result
-      comes back, no row travels through the client;
-    - blocks held here as numpy: joined here, no compute;
-    - else, when they fit in ``budget_here``: gathered here in one pass.
-
-    ``here``: keyword arguments for ``fn`` when it runs in this process (a progress
-    callback). Returns ``fn``'s result, or None when the rows fit nowhere.
-    """
-    raw = reads_raw_uint8(src)
-    dtype = np.dtype(np.uint8) if raw else src.dtype
-    nbytes = src.n * src.d * dtype.itemsize
-    snap = bisect.TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, src.d)),
-                               np.zeros(1, np.int64))
-    scale = src.scale if raw else None
-    held_here = src.held is not None and all(isinstance(b, np.ndarray) for b in src.held)
-    readable_there = (src.held is not None and not held_here) or (
-        src.held is None and isinstance(src, ZarrSource))
-    if using_distributed() and readable_there and nbytes <= budget_worker:
-        from distributed import default_client
-
-        k = src.n_blocks
-        items = ([src.block(i) for i in range(k)] + [src.block_weights(i) for i in range(k)]
-                 + [src.offset(i) for i in range(k)])
-        return default_client().submit(
-            _all_rows_task, fn, args, TaskSource(src), snap, raw, src.d, dtype, scale, *items,
-            pure=False).result()
-    if nbytes > budget_here:
-        return None
-    if held_here:
-        joined = _joined_rows(TaskSource(src), snap, raw, src.d, dtype, [
-            (src.block(i), src.block_weights(i), src.offset(i)) for i in range(src.n_blocks)])
-    else:
-        joined = leaf_rows_pass(src, snap, split_every).joined(src.d, dtype)
-    index, X, _, w = joined
-    return fn(index, X, w, scale, *args, **(here or {}))
-
-
-def _joined_rows(task_src: TaskSource, snap: bisect.TreeSnapshot, raw: bool, d: int,
-                 dtype: Any, blocks: list[tuple[Any, Any, int]]
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Every block's rows through the kernel of :func:`leaf_rows_pass` (the same rows,
-    checks and errors), joined in global row order."""
-    parts = [call_kernel(_leaf_rows_kernel, task_src, rows, w, None, snap, offset, {}, raw)
-             for rows, w, offset in blocks]
-    return add_all(*parts).joined(d, dtype)
-
-
-def _all_rows_task(fn: Callable[..., Any], args: tuple[Any, ...], task_src: TaskSource,
-                   snap: bisect.TreeSnapshot, raw: bool, d: int, dtype: Any,
-                   scale: float | None, *items: Any) -> Any:
-    """In one worker: all the blocks' rows (``items``: the blocks, their weights, their
-    offsets) joined, then ``fn`` on them (see :func:`all_rows_call`)."""
-    k = len(items) // 3
-    blocks = list(zip(items[:k], items[k:2 * k], items[2 * k:], strict=True))
-    index, X, _, w = _joined_rows(task_src, snap, raw, d, dtype, blocks)
-    return fn(index, X, w, scale, *args)
 
 
 def root_pass(src: Source, split_every: int = SPLIT_EVERY) -> bisect.RootPartial:

@@ -341,14 +341,14 @@ def test_cluster_steps_checkpoint_and_resume_as_threads(
     """Steps in flight on a cluster leave the checkpoint what a step at a time leaves
     (the random generator as after the step, not after the batches drawn ahead): a fit
     interrupted mid-way and resumed on the cluster is the threaded fit."""
-    from daskmeans.engine import reductions
+    from daskmeans.engine import workers
 
     X, _ = make_blobs(5000, n_features=4, centers=5, random_state=9)
     params = {"n_clusters": 5, "batch_size": 256, "random_state": 3, "max_iter": 3,
               "max_no_improvement": None, "reassignment_ratio": 0.3}
     with dask.config.set(scheduler="threads"):
         fresh = MiniBatchKMeans(**params).fit(X)
-    real, calls = reductions.WorkerSteps.result, [0]
+    real, calls = workers.WorkerSteps.result, [0]
 
     def dying(self, handle):  # type: ignore[no-untyped-def]
         calls[0] += 1
@@ -358,10 +358,10 @@ def test_cluster_steps_checkpoint_and_resume_as_threads(
 
     ckpt = tmp_path / "mb.npz"
     with local_cluster.as_current():
-        monkeypatch.setattr(reductions.WorkerSteps, "result", dying)
+        monkeypatch.setattr(workers.WorkerSteps, "result", dying)
         with pytest.raises(KeyboardInterrupt):
             MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5)
-        monkeypatch.setattr(reductions.WorkerSteps, "result", real)
+        monkeypatch.setattr(workers.WorkerSteps, "result", real)
         resumed = MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5,
                                                 resume=True)
     assert resumed.history_[0]["step"] == 1 and len(resumed.history_) == fresh.n_steps_
