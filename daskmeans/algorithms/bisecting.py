@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..engine import maps, reductions
+from ..engine import maps, reductions, workers
 from ..engine.reductions import SPLIT_EVERY
-from ..engine.schedule import local_memory_budget, thread_map
+from ..engine.schedule import local_memory_budget, thread_map, worker_memory_budget
 from ..engine.source import ArraySource, Source, reads_raw_uint8
 from ..kernels import bisect
 from ..kernels.bisect import BisectStep, TreeCentres, TreeSnapshot, tree_labels
@@ -355,19 +356,6 @@ def bisect_held(held: dict[int, LeafAt], leaves: list[int], keys: dict[int, int]
     return out
 
 
-def _held_source(src: Source, split_every: int) -> HeldRows | None:
-    """All of ``src``'s rows held here, when they fit in :func:`gather_budget`: an
-    in-memory array as it is, anything else gathered in one pass (raw uint8 rows stay
-    raw); None when they do not fit."""
-    if isinstance(src, ArraySource):
-        X = src.X.reshape(src.n, -1)
-        w = np.ones(src.n) if src.weights is None else np.asarray(src.weights, np.float64)
-        return HeldRows(X, None, w)
-    if src.n * src.d * _gathered_itemsize(src) > gather_budget():
-        return None
-    return _gather(src, BisectingTree.empty(src.d), [0], split_every)[0].rows
-
-
 def _gathered_itemsize(src: Source) -> int:
     """Bytes per value of gathered rows (raw uint8 rows stay raw)."""
     return 1 if reads_raw_uint8(src) else src.dtype.itemsize
@@ -378,22 +366,13 @@ def _gather(src: Source, tree: BisectingTree, leaves: list[int], split_every: in
     """The rows of ``leaves`` gathered from the blocks into this process in one pass
     (each block sends the rows that reach them), in global row order."""
     raw = reads_raw_uint8(src)
-    n_nodes = max(tree.parent.shape[0], 1)
-    slot = np.full(n_nodes, -1, np.int64)
+    slot = np.full(tree.parent.shape[0], -1, np.int64)
     slot[leaves] = np.arange(len(leaves))
-    snap = (tree.snapshot(slot) if tree.parent.shape[0] else
-            TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, src.d)), slot))
-    index, X, slots, w = reductions.leaf_rows_pass(src, snap, split_every).joined(
+    index, X, slots, w = reductions.leaf_rows_pass(src, tree.snapshot(slot), split_every).joined(
         src.d, np.uint8 if raw else src.dtype)
     rows = HeldRows(X, src.scale if raw else None,
                     np.ones(X.shape[0]) if w is None else w, index)
     return {node: LeafAt(rows, np.flatnonzero(slots == s)) for s, node in enumerate(leaves)}
-
-
-def _root(src: Source, held: HeldRows | None, split_every: int) -> bisect.RootPartial:
-    if held is None:
-        return reductions.root_pass(src, split_every)
-    return bisect.root_rows(held.X, held.w, held.scale)
 
 
 def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
@@ -411,29 +390,96 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
     next leaf to split has no bisection yet. A bisection computed for a leaf that is
     never chosen is dropped.
 
-    Where a leaf's rows are: an in-memory array's rows are held here as they are; a
-    store's or dask array's rows are gathered here in one pass while they fit in
-    :func:`gather_budget` (the whole source at the start, else leaves as they become
-    small enough), in global row order. Leaves held here are bisected by
-    :func:`bisect_held` (each 2-means on its own rows, no pass at all) and their
-    children's rows follow from the labels; leaves too large to gather by
-    :func:`bisect_round` (masked passes shared by the round's bisections).
+    Where a leaf's rows are: an in-memory array's rows are used here as they are. A
+    store's or dask array's rows are gathered once, in global row order, where they
+    are (:func:`daskmeans.engine.workers.all_rows_call`): blocks held in a
+    cluster's workers are joined in one task on a worker, within
+    :func:`worker_gather_budget`, which runs the whole fit (:func:`bisect_rows`) there
+    and sends back the tree; blocks held here are joined here; others are gathered
+    here within :func:`gather_budget`. With all rows in one place each leaf is
+    bisected by :func:`bisect_held` (each 2-means on its own rows, no pass at all)
+    and its children's rows follow from the labels. Rows too many for that are left
+    where they are and leaves are gathered here as they become small enough; the
+    larger ones are bisected by :func:`bisect_round` (masked passes shared by the
+    round's bisections).
 
     Returns the tree (leaf labels set left to right), one record per round and, when
     every leaf's rows are held here, each row's (n,) int32 label: the leaf its last
     bisection sent it to, which is the leaf the tree descent reaches (the same float64
     distances); else None.
     """
-    held_all = _held_source(src, spec.split_every)
-    root = _root(src, held_all, spec.split_every)
+    if isinstance(src, ArraySource):
+        X = src.X.reshape(src.n, -1)
+        w = np.ones(src.n) if src.weights is None else np.asarray(src.weights, np.float64)
+        return bisect_rows(HeldRows(X, None, w), n_clusters, spec, seed, progress)
+    reported: list[int] = []
+
+    def report(phase: str, done: int, total: int, detail: str = "") -> None:
+        reported.append(done)
+        progress(phase, done, total, detail)
+
+    got = workers.all_rows_call(
+        src, _bisect_joined, n_clusters, spec, seed, budget_here=gather_budget(),
+        budget_worker=worker_gather_budget(), here={"progress": report},
+        split_every=spec.split_every)
+    if got is not None:
+        if not reported and n_clusters > 1:  # ran in a worker: the bar ends here
+            progress("bisecting", n_clusters - 1, n_clusters - 1,
+                     f"{len(got[0].leaves())} clusters")
+        return got
+    root = reductions.root_pass(src, spec.split_every)
+
+    def far_round(tree: BisectingTree, todo: list[int], held: dict[int, LeafAt],
+                  keys: dict[int, int]) -> tuple[dict[int, Bisection], int]:
+        return _bisect_round_anywhere(src, tree, todo, held, keys, spec)
+
+    return _grow(root, src.n, src.d, n_clusters, spec, seed, {}, far_round, progress)
+
+
+def _bisect_joined(index: np.ndarray, X: np.ndarray, w: np.ndarray | None,
+                   scale: float | None, n_clusters: int, spec: BisectSpec, seed: int,
+                   progress: Progress = no_progress
+                   ) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
+    """:func:`bisect_rows` on all rows gathered in one place (here or in a worker)."""
+    rows = HeldRows(X, scale, np.ones(X.shape[0]) if w is None else w, index)
+    return bisect_rows(rows, n_clusters, spec, seed, progress)
+
+
+def bisect_rows(rows: HeldRows, n_clusters: int, spec: BisectSpec, seed: int,
+                progress: Progress = no_progress
+                ) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
+    """The whole bisecting fit (see :func:`bisecting`) on all rows held in this
+    process (here, or in the worker that gathered them): every bisection by
+    :func:`bisect_held`, no pass at all."""
+    n, d = rows.X.shape[0], int(np.prod(rows.X.shape[1:]))
+    root = bisect.root_rows(rows.X, rows.w, rows.scale)
+
+    def held_round(tree: BisectingTree, todo: list[int], held: dict[int, LeafAt],
+                   keys: dict[int, int]) -> tuple[dict[int, Bisection], int]:
+        return bisect_held(held, todo, keys, spec), 0
+
+    return _grow(root, n, d, n_clusters, spec, seed, {0: LeafAt(rows, np.arange(n))},
+                 held_round, progress)
+
+
+def worker_gather_budget() -> int:
+    """Bytes of rows a fit may gather into one of a cluster's workers to run the whole
+    fit there (:func:`daskmeans.engine.schedule.worker_memory_budget`)."""
+    return worker_memory_budget()
+
+
+def _grow(root: bisect.RootPartial, n: int, d: int, n_clusters: int, spec: BisectSpec,
+          seed: int, held: dict[int, LeafAt],
+          bisect_leaves: Callable[..., tuple[dict[int, Bisection], int]],
+          progress: Progress) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
+    """The tree from its root's statistics: rounds of ``bisect_leaves(tree, todo,
+    held, keys)`` (returning the bisections and the passes made) and the splits in
+    scikit-learn's order (see :func:`bisecting`)."""
     c = root.sum / max(root.n, 1)
     sse = max(root.wsq - 2 * float(c @ root.wsum) + root.weight * float(c @ c), 0.0)
-    tree = BisectingTree.empty(src.d)
+    tree = BisectingTree.empty(d)
     tree.add(-1, c, root.n, root.weight, sse, 0.0)
     keys = {0: seed}
-    held: dict[int, LeafAt] = {}
-    if held_all is not None:
-        held[0] = LeafAt(held_all, np.arange(src.n))
     done: dict[int, Bisection] = {}
     history: list[dict[str, Any]] = []
     splits = 0
@@ -447,7 +493,7 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
             budget = n_clusters - 1 - splits
             todo = [node] + [i for i in ranked[1:budget] if BISECT_TOGETHER
                              and i not in done and tree.sizes[i] >= 2]
-            got, n_passes = _bisect_round_anywhere(src, tree, todo, held, keys, spec)
+            got, n_passes = bisect_leaves(tree, todo, held, keys)
             if node not in got:
                 raise ValueError(
                     f"cannot bisect a cluster of {int(tree.sizes[node])} rows with fewer "
@@ -472,7 +518,7 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
                 held[child] = b.parts[side]
         splits += 1
         progress("bisecting", splits, n_clusters - 1, f"{len(tree.leaves())} clusters")
-    labels = np.empty(src.n, np.int32) if all(i in held for i in tree.leaves()) else None
+    labels = np.empty(n, np.int32) if all(i in held for i in tree.leaves()) else None
     for label, leaf in enumerate(tree.leaves()):
         tree.labels[leaf] = label
         if labels is not None:

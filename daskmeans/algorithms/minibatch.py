@@ -7,15 +7,17 @@ blocks, then the reassignment of :func:`minibatch_update`), early stopping
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..engine import reductions
+from ..engine import reductions, workers
 from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import Source
 from ..kernels.metric import EUCLIDEAN, Metric
@@ -23,6 +25,9 @@ from ..kernels.minibatch import BatchStep
 from .common import Progress, no_progress
 
 log = logging.getLogger(__name__)
+
+#: mini-batch steps of rows held in a cluster's workers in flight at once
+STEPS_AHEAD = 4
 
 #: what picks the rows reassigned centres move to
 Chooser = np.random.Generator | np.random.RandomState
@@ -120,9 +125,7 @@ def minibatch_update(state: MiniBatchState, step: BatchStep, reassign: bool, bat
     new, counts = step.centers, step.counts
     n_re = 0
     if reassign and ratio > 0:
-        to_re = counts < ratio * counts.max()
-        if to_re.sum() > 0.5 * batch:  # at most half a batch of centres at once
-            to_re[np.argsort(counts)[int(0.5 * batch):]] = False
+        to_re = _to_reassign(counts, batch, ratio)
         idx = np.flatnonzero(to_re)
         n_re = min(len(idx), len(step.picked))
         if n_re:
@@ -133,6 +136,15 @@ def minibatch_update(state: MiniBatchState, step: BatchStep, reassign: bool, bat
     new = metric.finish_centres(new).astype(C.dtype)  # cosine: onto the unit sphere
     state.centers, state.counts = new, counts
     return float(((new.astype(np.float64) - C.astype(np.float64)) ** 2).sum()), n_re
+
+
+def _to_reassign(counts: np.ndarray, batch: int, ratio: float) -> np.ndarray:
+    """(k,) bool: the centres a step reassigns (scikit-learn's rule), given the counts
+    after its update: below ``ratio`` times the largest, at most half a batch."""
+    to_re = counts < ratio * counts.max()
+    if to_re.sum() > 0.5 * batch:  # at most half a batch of centres at once
+        to_re[np.argsort(counts)[int(0.5 * batch):]] = False
+    return to_re
 
 
 def minibatch_converged(state: MiniBatchState, spec: MiniBatchSpec, n: int, shift: float,
@@ -168,8 +180,9 @@ def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
                    rows: np.ndarray | None, blocks: Sequence[int] | None, chooser: Chooser,
                    counted: int | None = None, stopping: bool = True) -> str | None:
     """One mini-batch step (:func:`daskmeans.engine.reductions.batch_pass`: no compute
-    for rows held here, one otherwise); appends to ``state.history``; returns why early
-    stopping says stop, or None.
+    for rows held here, one for rows streamed; rows held in a cluster's workers:
+    :func:`daskmeans.engine.workers.worker_batch_step`); appends to
+    ``state.history``; returns why early stopping says stop, or None.
 
     ``chooser`` (a numpy ``Generator`` or ``RandomState``) picks the rows that
     reassigned centres move to: ``chooser.permutation(b)[:n]``, which for a
@@ -187,15 +200,24 @@ def minibatch_step(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     if m:  # drawn before the step (rows held elsewhere come back with it), undone if unused
         saved = _chooser_state(chooser)
         picks = chooser.permutation(b)[:m]
-    step = reductions.batch_pass(src, state.centers, state.counts, rows=rows, blocks=blocks,
-                                 picks=picks, split_every=spec.split_every)
+    if workers.steps_in_workers(src):  # the fused step in a worker
+        step = workers.worker_batch_step(src, state.centers, state.counts, rows=rows,
+                                         blocks=blocks, picks=picks)
+    else:
+        step = reductions.batch_pass(src, state.centers, state.counts, rows=rows,
+                                     blocks=blocks, picks=picks, split_every=spec.split_every)
     shift, n_re = minibatch_update(state, step, reassign, b, spec.reassignment_ratio,
                                    spec.metric)
     if saved is not None and not n_re:
         _restore_chooser(chooser, saved)
+    return _stepped(state, spec, src.n, step.inertia, b, shift, n_re, t0, stopping)
+
+
+def _stepped(state: MiniBatchState, spec: MiniBatchSpec, n: int, batch_inertia: float,
+             b: int, shift: float, n_re: int, t0: float, stopping: bool = True) -> str | None:
+    """A step's end: counted, early stopping checked, recorded in ``state.history``."""
     state.step += 1
-    batch_inertia = step.inertia
-    stop = minibatch_converged(state, spec, src.n, shift, batch_inertia, b) if stopping else None
+    stop = minibatch_converged(state, spec, n, shift, batch_inertia, b) if stopping else None
     state.history.append({
         "step": state.step, "batch_inertia": batch_inertia,
         "ewa_inertia": state.ewa_inertia if stopping else None, "center_shift": shift,
@@ -230,29 +252,89 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     step takes ``per_step`` whole blocks in a fresh random order every epoch
     (``order``: the rest of the current epoch). ``rng`` draws the batches and the rows
     reassigned centres move to. ``on_step(state, order)`` runs after every step
-    (checkpoints).
+    (checkpoints). Rows held in a cluster's workers take their steps several at a
+    time (:func:`_worker_steps`), with the same results.
     """
-    n_blocks = src.n_blocks
     cdf = spec.row_cdf if mode == "rows" else None
     if mode == "rows" and src.weights is not None:
         # the weights chose the rows (equal weights: uniformly): each counts once
         src = src.with_options(weights=None, normalize=src.normalize)
+    steps: Generator[str | None, None, None]
+    if mode == "rows" and workers.steps_in_workers(src) and not spec.metric.normalizes_rows:
+        steps = _worker_steps(src, state, spec, rng, cdf)
+    else:
+        steps = _steps(src, state, spec, rng, mode, per_step, order, cdf)
+    with contextlib.closing(steps):
+        for stop in steps:
+            h = state.history[-1]
+            if stop:  # the bar ends here, full, saying why
+                progress("mini-batch", state.step, state.step,
+                         f"{stop} (step {state.step} of at most {spec.n_steps})")
+                break
+            progress("mini-batch", state.step, spec.n_steps,
+                     f"batch inertia {h['batch_inertia'] / h['batch_rows']:.4g}/row")
+            if on_step is not None:
+                on_step(state, order)
+    return state
+
+
+def _steps(src: Source, state: MiniBatchState, spec: MiniBatchSpec, rng: np.random.Generator,
+           mode: str, per_step: int, order: list[int], cdf: np.ndarray | None
+           ) -> Generator[str | None, None, None]:
+    """The steps one at a time (:func:`minibatch_step`); yields why to stop, or None."""
     for _ in range(state.step, spec.n_steps):
         rows = blocks = None
         if mode == "rows":
             rows = np.sort(batch_rows(rng, src.n, spec.batch, cdf))
         else:
             if len(order) < per_step:
-                order += rng.permutation(n_blocks).tolist()
+                order += rng.permutation(src.n_blocks).tolist()
             blocks, order[:] = order[:per_step], order[per_step:]
-        stop = minibatch_step(src, state, spec, rows=rows, blocks=blocks, chooser=rng)
-        h = state.history[-1]
-        if stop:  # the bar ends here, full, saying why
-            progress("mini-batch", state.step, state.step,
-                     f"{stop} (step {state.step} of at most {spec.n_steps})")
-            break
-        progress("mini-batch", state.step, spec.n_steps,
-                 f"batch inertia {h['batch_inertia'] / h['batch_rows']:.4g}/row")
-        if on_step is not None:
-            on_step(state, order)
-    return state
+        yield minibatch_step(src, state, spec, rows=rows, blocks=blocks, chooser=rng)
+
+
+def _worker_steps(src: Source, state: MiniBatchState, spec: MiniBatchSpec,
+                  rng: np.random.Generator, cdf: np.ndarray | None,
+                  ahead: int = STEPS_AHEAD) -> Generator[str | None, None, None]:
+    """The ``"rows"`` steps of rows held in a cluster's workers
+    (:class:`daskmeans.engine.workers.WorkerSteps`), ``ahead`` of them in flight:
+    each next step is submitted from the future of the one before, on the batch the
+    generator draws next, so the client does not wait a round trip per step. Yields,
+    in order, why to stop or None, with ``state`` and ``rng`` exactly as
+    :func:`minibatch_step` leaves them.
+
+    The steps in flight assume that the steps before them reassign no centre (most
+    reassign none). A step that does reassign is finished as in process: its picks are
+    drawn from the generator as it stood after the step's batch (as
+    :func:`minibatch_step` draws them, before the next batch), the picked rows are
+    fetched, and the steps in flight after it are dropped and drawn again.
+    """
+    steps = workers.WorkerSteps(src, state.centers.dtype)
+    flight: deque[tuple[Any, np.ndarray, Any]] = deque()  # (step, batch, rng after it)
+    drawn_ahead = None  # the generator's state after the last batch drawn
+    ratio = spec.reassignment_ratio
+    try:
+        while state.step < spec.n_steps:
+            if drawn_ahead is not None:
+                _restore_chooser(rng, drawn_ahead)
+            while len(flight) < ahead and state.step + len(flight) < spec.n_steps:
+                rows = np.sort(batch_rows(rng, src.n, spec.batch, cdf))
+                start = flight[-1][0] if flight else (state.centers, state.counts)
+                flight.append((steps.submit(rows, start), rows, _chooser_state(rng)))
+            t0 = time.perf_counter()
+            handle, rows, drawn = flight.popleft()
+            drawn_ahead = _chooser_state(rng)
+            step = steps.result(handle)
+            b = len(rows)
+            reassign = random_reassign(state, b)
+            m = reassign_candidates(state, ratio, reassign, b, False)
+            _restore_chooser(rng, drawn)  # as minibatch_step leaves it
+            if m and _to_reassign(step.counts, b, ratio).any():
+                steps.cancel([f for f, _, _ in flight])
+                flight.clear()
+                step.picked = steps.rows(rows[rng.permutation(b)[:m]])
+                drawn_ahead = None
+            shift, n_re = minibatch_update(state, step, reassign, b, ratio, spec.metric)
+            yield _stepped(state, spec, src.n, step.inertia, b, shift, n_re, t0)
+    finally:
+        steps.cancel([f for f, _, _ in flight])

@@ -183,7 +183,8 @@ class BisectingKMeans(BaseKMeans):
         """
         src = self._prepare(X, sample_weight)[0]
         if not isinstance(src, ArraySource):  # a store's or dask array's rows are read
-            src = hold(src, with_xsq=False)  # once (within the budget), then gathered
+            # once (within the budget), then joined where they are held
+            src = hold(src, with_xsq=False)
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(np.iinfo(np.int32).max))
         spec = BisectSpec(self.init, int(self.n_init), int(self.max_iter), float(self.tol),

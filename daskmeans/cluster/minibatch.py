@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from ..algorithms import FitSettings, MiniBatchSpec, MiniBatchState, lloyd_iterations
 from ..algorithms.minibatch import minibatch, minibatch_step, weights_cdf
 from ..algorithms.predict import labels_and_inertia, sample_inertia, source_for_metric
-from ..engine import reductions, schedule
+from ..engine import reductions, schedule, workers
 from ..engine.hold import hold
 from ..engine.source import Source, ZarrSource
 from ..validation import Interval, Options, check_scalar_param, validate_params
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 #: default rows per mini-batch step (see ``batch_size`` in MiniBatchKMeans' docs for why).
 DEFAULT_BATCH_SIZE = 4096
-#: the default when the steps run in this process (rows held here: no graph per step).
+#: the default when the steps are fused (rows held here or in a cluster's workers).
 IN_PROCESS_BATCH_SIZE = 2048
 #: above this many bytes, "auto" sampling streams whole chunks instead of random rows.
 ROWS_SAMPLING_MAX_BYTES = 2 << 30
@@ -62,8 +62,9 @@ class MiniBatchKMeans(BaseKMeans):
         ``"auto"`` is 3 for ``init="random"`` or a callable, else 1 (as scikit-learn).
         With several inits the best one on an ``init_size`` validation sample wins.
     batch_size : int or "auto"
-        Rows per step. ``"auto"``: 2048 when the steps run in this process (numpy
-        rows, or a store's blocks held in memory here), 4096 otherwise. Larger than
+        Rows per step. ``"auto"``: 2048 when the steps are fused (rows held in
+        memory, here or in a cluster's workers: numpy rows, a store's blocks or a
+        dask array held for the fit), 4096 otherwise (rows streamed). Larger than
         scikit-learn's 1024: every step has costs of its own (drawing the batch, the
         update, the reassignment check and, when the rows are elsewhere, a compute
         with its scheduling), so fewer, larger steps let the rows' arithmetic take
@@ -198,8 +199,8 @@ class MiniBatchKMeans(BaseKMeans):
     def _batch(self, src: Source) -> int:
         size = self.batch_size
         if size == "auto":
-            size = (IN_PROCESS_BATCH_SIZE if reductions.steps_in_process(src)
-                    else DEFAULT_BATCH_SIZE)
+            fused = reductions.steps_in_process(src) or workers.steps_in_workers(src)
+            size = IN_PROCESS_BATCH_SIZE if fused else DEFAULT_BATCH_SIZE
         return int(min(src.n, size))
 
     def _check_params(self, src: Source) -> None:

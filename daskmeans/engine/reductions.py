@@ -104,6 +104,7 @@ __all__ = [
     "map_reduce",
     "median_assign_pass",
     "median_refine_pass",
+    "non_finite_message",
     "oversample_pass",
     "pca_fit",
     "range_pass",
@@ -172,10 +173,10 @@ def call_kernel(kernel: Callable[..., Any], src: Source | TaskSource, rows: Any,
         except NonFiniteRow as e:
             local = consts.get("local")
             row = offset + int(local[e.row] if local is not None else e.row)
-            raise NonFiniteError(_non_finite_message(row)) from None
+            raise NonFiniteError(non_finite_message(row)) from None
 
 
-def _non_finite_message(row: int) -> str:
+def non_finite_message(row: int) -> str:
     return (f"X contains NaN or infinity in row {row} (or values so large that squared "
             "distances overflow); clean or impute the data first")
 
@@ -537,10 +538,11 @@ def batch_pass(
     Rows held in this process (a numpy array, a store's blocks held here) go straight
     to the fused kernel (:func:`~daskmeans.kernels.minibatch.minibatch_step`): no graph,
     no compute, the batch gathered a tile at a time from where the rows are. Otherwise
-    (blocks in a cluster's workers, a dask array, a streamed store) each block holding
-    some of the batch computes its share where it is and only the per-cluster sums
-    (and the picked rows) come back: one compute. The batch order, and so the
-    result, is the same whatever the blocks.
+    each block holding some of the batch computes its share where it is and only the
+    per-cluster sums (and the picked rows) come back: one compute. The batch order,
+    and so the result, is the same whatever the blocks. (Blocks held in a cluster's
+    workers take the fused step there instead:
+    :func:`daskmeans.engine.workers.worker_batch_step`.)
     """
     parts = held_parts(src, rows, blocks)
     if parts is not None:
@@ -561,7 +563,7 @@ def batch_pass(
             j = int(np.searchsorted(starts, e.row, side="right")) - 1
             i, ix = parts[j]
             row = _held_offset(src, i) + int(ix[e.row - starts[j]])
-            raise NonFiniteError(_non_finite_message(row)) from None
+            raise NonFiniteError(non_finite_message(row)) from None
     if rows is not None:
         cuts = np.searchsorted(rows, src.offsets)
 

@@ -22,7 +22,7 @@ __all__ = ["CACHE_FRACTION", "MEMORY_BLOCK_BYTES", "MEMORY_BLOCK_MAX_BYTES", "Wo
            "client_blas", "compute", "local_blas", "local_memory_budget", "local_threads",
            "memory_block_rows",
            "memory_budget", "thread_map", "total_threads", "using_distributed",
-           "worker_blas"]
+           "worker_blas", "worker_memory_budget"]
 
 #: in-memory arrays up to this many bytes per thread get one block per thread.
 MEMORY_BLOCK_MAX_BYTES = 256 << 20
@@ -197,6 +197,18 @@ def memory_budget() -> int:
     else:
         return local_memory_budget()
     return int(total * CACHE_FRACTION)
+
+
+def worker_memory_budget() -> int:
+    """Bytes one task may hold in one worker: :data:`CACHE_FRACTION` of the largest
+    worker's memory limit (of the memory available here without a cluster)."""
+    if not using_distributed():
+        return local_memory_budget()
+    from distributed import default_client
+
+    workers = default_client().scheduler_info(n_workers=-1)["workers"].values()
+    return int(max((int(w.get("memory_limit") or 0) for w in workers), default=0)
+               * CACHE_FRACTION)
 
 
 def local_memory_budget() -> int:

@@ -130,16 +130,16 @@ def test_bisections_share_passes_and_give_the_sequential_tree(
 def test_rows_gathered_once_give_the_tree_of_masked_passes(
     blobs, counting_scheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A dask array that fits in memory is held (one compute) and its rows gathered in
-    one pass (one more for the whole fit; every 2-means then runs on its leaf's rows
-    here), and the tree is the
+    """A dask array that fits in memory is held (one compute, the only one of the
+    whole fit: the held blocks are joined here and every 2-means runs on its leaf's
+    rows), and the tree is the
     one masked passes over the blocks make; leaves gathered as they become small enough
     (room for a third of the rows) give it too."""
     X, _ = blobs
     w = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
     Xd = da.from_array(X, chunks=(400, 5))
     gathered = BisectingKMeans(8, random_state=1, n_init=2).fit(Xd, sample_weight=w)
-    assert counting_scheduler.calls == 2
+    assert counting_scheduler.calls == 1
     assert sum(h["passes"] for h in gathered.history_) == 0
     assert isinstance(gathered.labels_, da.Array)
     for room in (0, X.nbytes // 3):
@@ -175,6 +175,60 @@ def test_independent_of_chunking_source_and_scheduler(blobs, tmp_path: Path,
         np.testing.assert_allclose(bk.cluster_centers_, ref.cluster_centers_, rtol=1e-6)
         np.testing.assert_array_equal(bk.tree_.sizes, ref.tree_.sizes)
         assert bk.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+
+
+def test_cluster_fit_runs_in_a_worker_and_equals_threads(blobs, tmp_path: Path,
+                                                       local_cluster,
+                                                       monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """On a cluster, a dask array's or store's blocks held in the workers (and a store
+    streamed from there) are joined in one task on a worker, which runs the whole fit
+    there and sends back the tree and labels: no row reaches the client, and the model
+    is the threaded fit's, bit for bit (a uint8 store's rows stay raw)."""
+    from distributed import Client
+
+    from ..conftest import ran_on_workers
+
+    X, _ = blobs
+    X = X.astype(np.float32)
+    w = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
+    z = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(300, 5), dtype="f4")
+    z[...] = X
+    pixels = (load_digits().images * 15).astype(np.uint8)
+    px = zarr.create_array(tmp_path / "px.zarr", shape=pixels.shape, chunks=(450, 8, 8),
+                           dtype="u1", attributes={"scale_factor": io.PIXEL_SCALE})
+    px[...] = pixels
+    cases = {"dask": lambda: da.from_array(X, chunks=(170, 5)),
+             "held store": lambda: open_source(z, cache=True),
+             "streamed store": lambda: open_source(z, cache=False),
+             "uint8 store": lambda: open_source(px, cache=True)}
+    params = {"n_clusters": 7, "init": "k-means++", "n_init": 2, "random_state": 2}
+    gets: list[int] = []
+    get = Client.get
+
+    def spy_get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        gets.append(1)
+        return get(self, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "get", spy_get)
+    for name, data in cases.items():
+        weights = w if name != "uint8 store" else None
+        with dask.config.set(scheduler="threads"):
+            ref = BisectingKMeans(**params).fit(data(), sample_weight=weights)
+        gets.clear()
+        with local_cluster.as_current(), ran_on_workers(local_cluster):
+            bk = BisectingKMeans(**params).fit(data(), sample_weight=weights)
+            fit_gets = len(gets)
+            labels = computed(bk.labels_)
+        # no graph computed from here: the hold persists, the rows are joined and
+        # bisected by a submitted task (a gather here would be a compute)
+        assert fit_gets == 0, name
+        assert sum(h["passes"] for h in bk.history_) == 0
+        for attr in BisectingTree.ARRAYS:
+            np.testing.assert_array_equal(getattr(bk.tree_, attr), getattr(ref.tree_, attr))
+        np.testing.assert_array_equal(bk.cluster_centers_, ref.cluster_centers_)
+        assert bk.inertia_ == ref.inertia_
+        np.testing.assert_array_equal(labels, computed(ref.labels_))
 
 
 @pytest.mark.parametrize("kernels", ["numba", "numpy"])

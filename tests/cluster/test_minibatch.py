@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def test_same_seed_same_centres_across_chunkings_and_schedulers(scheduler) -> No
     for chunks in (6000, 900, 411):  # one block, even and odd splits
         km = MiniBatchKMeans(6, batch_size=700, random_state=4).fit(
             da.from_array(X, chunks=(chunks, 5)))
-        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-9)
+        np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
         assert km.n_steps_ == ref.n_steps_
         np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
 
@@ -237,3 +238,134 @@ def test_equal_weights_fit_as_no_weights(w: float) -> None:
     b = clone(km).fit(X, sample_weight=np.full(len(X), w))
     np.testing.assert_array_equal(a.labels_, b.labels_)
     np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_)
+
+
+def _cluster_data(X: np.ndarray, tmp_path: Path) -> dict[str, object]:
+    """The same rows as numpy, dask arrays of even and odd chunks, and a store."""
+    z = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(700, X.shape[1]),
+                          dtype=X.dtype)
+    z[:] = X
+    return {"numpy": X, "dask 900": da.from_array(X, chunks=(900, X.shape[1])),
+            "dask 411": da.from_array(X, chunks=(411, X.shape[1])), "store": z}
+
+
+@pytest.mark.parametrize("k", [6, 24])  # one thread, and the tiles spread over threads
+def test_cluster_steps_are_the_threaded_steps_bit_for_bit(
+        k: int, local_cluster, tmp_path: Path) -> None:
+    """Rows held in a cluster's workers (numpy blocks scattered, a dask array
+    persisted, a store's blocks read there) take the fused step of rows held here, in
+    a worker on the batch assembled in batch order, several steps in flight: the same
+    centres, steps, reassignments, batch inertias and labels as the threaded fit, bit
+    for bit, whatever the chunking; the exact inertia too, wherever the blocks are the
+    same."""
+    from ..conftest import ran_on_workers
+
+    X, _ = make_blobs(6000, n_features=5, centers=[[0] * 5, [9] * 5, [-9] * 5],
+                      cluster_std=[0.5, 2.0, 4.0], random_state=3)
+    X = X.astype(np.float32)
+    params = {"batch_size": 300, "random_state": 4, "max_iter": 2,
+              "reassignment_ratio": 0.3, "max_no_improvement": None}
+    data = _cluster_data(X, tmp_path)
+    with dask.config.set(scheduler="threads"):
+        refs = {name: MiniBatchKMeans(k, **params).fit(x) for name, x in data.items()}
+    ref = refs["numpy"]
+    reassigned = [h["n_reassigned"] for h in ref.history_]
+    assert ref.n_steps_ == 40 and 0 < sum(r > 0 for r in reassigned) < ref.n_steps_ // 2
+    for name, x in data.items():
+        with local_cluster.as_current(), ran_on_workers(local_cluster):
+            km = MiniBatchKMeans(k, **params).fit(x)
+        np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+        assert [h["n_reassigned"] for h in km.history_] == reassigned
+        assert [h["batch_inertia"] for h in km.history_] == [
+            h["batch_inertia"] for h in ref.history_]
+        np.testing.assert_array_equal(computed(km.labels_), ref.labels_)
+        if name != "numpy":  # numpy blocks: one per thread, here or in the workers
+            assert km.inertia_ == refs[name].inertia_, name
+        assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-12)
+
+
+def _nbytes(value: object) -> int:
+    """Bytes of the numpy arrays in a task's arguments (futures count nothing)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+def test_cluster_steps_carry_no_rows_from_the_client(
+        local_cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step on rows held in the workers submits tasks whose arguments are the K x d
+    centres, the counts and the batch's local row indices, never rows; and it takes
+    no graph compute (``Client.get``): a fit of three times the steps makes the same
+    computes."""
+    from distributed import Client
+
+    from ..conftest import ran_on_workers
+
+    k, d, batch = 4, 64, 200
+    X, _ = make_blobs(4000, n_features=d, centers=k, random_state=1)
+    X = X.astype(np.float32)
+    sent: list[int] = []
+    gets: list[int] = []
+    submit, get = Client.submit, Client.get
+
+    def spy_submit(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(_nbytes(args) + _nbytes(list(kwargs.values())))
+        return submit(self, fn, *args, **kwargs)
+
+    def spy_get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        gets.append(1)
+        return get(self, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "submit", spy_submit)
+    monkeypatch.setattr(Client, "get", spy_get)
+    counts = []
+    for max_iter in (1, 3):
+        sent.clear()
+        gets.clear()
+        with local_cluster.as_current(), ran_on_workers(local_cluster):
+            km = MiniBatchKMeans(k, batch_size=batch, max_iter=max_iter,
+                                 max_no_improvement=None, random_state=0).fit(X)
+        assert km.n_steps_ == max_iter * len(X) // batch
+        counts.append(len(gets))
+        # the largest task argument: the centres (float64 in a step), never rows
+        assert max(sent) <= 8 * k * d + 8 * k + 8 * batch + 64
+        assert sum(sent) < km.n_steps_ * (8 * k * d + 8 * k + 8 * batch + 256)
+        assert max(sent) < batch * d * X.itemsize // 4
+    assert counts[0] == counts[1]
+
+
+def test_cluster_steps_checkpoint_and_resume_as_threads(
+        tmp_path: Path, local_cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps in flight on a cluster leave the checkpoint what a step at a time leaves
+    (the random generator as after the step, not after the batches drawn ahead): a fit
+    interrupted mid-way and resumed on the cluster is the threaded fit."""
+    from daskmeans.engine import workers
+
+    X, _ = make_blobs(5000, n_features=4, centers=5, random_state=9)
+    params = {"n_clusters": 5, "batch_size": 256, "random_state": 3, "max_iter": 3,
+              "max_no_improvement": None, "reassignment_ratio": 0.3}
+    with dask.config.set(scheduler="threads"):
+        fresh = MiniBatchKMeans(**params).fit(X)
+    real, calls = workers.WorkerSteps.result, [0]
+
+    def dying(self, handle):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 23:
+            raise KeyboardInterrupt  # the client goes away mid-fit
+        return real(self, handle)
+
+    ckpt = tmp_path / "mb.npz"
+    with local_cluster.as_current():
+        monkeypatch.setattr(workers.WorkerSteps, "result", dying)
+        with pytest.raises(KeyboardInterrupt):
+            MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5)
+        monkeypatch.setattr(workers.WorkerSteps, "result", real)
+        resumed = MiniBatchKMeans(**params).fit(X, checkpoint=ckpt, checkpoint_every=5,
+                                                resume=True)
+    assert resumed.history_[0]["step"] == 1 and len(resumed.history_) == fresh.n_steps_
+    np.testing.assert_array_equal(resumed.cluster_centers_, fresh.cluster_centers_)
+    assert resumed.n_steps_ == fresh.n_steps_
+    assert [h["n_reassigned"] for h in resumed.history_] == [
+        h["n_reassigned"] for h in fresh.history_]
