@@ -52,6 +52,10 @@ MAX_GROUPS = 32
 #: the rows' bounds (12 + 4 t bytes a row) take at most this share of the rows' bytes as
 #: stored (a uint8 store's rows allow fewer groups than float32 rows).
 BOUNDS_SHARE = 1 / 8
+#: a full pass returns at most this many farthest rows per block (the rows empty
+#: clusters move to), whatever K: O(FAR_ROWS d) per block and per merge instead of
+#: O(K d); a pass leaving more clusters empty is redone asking for as many
+FAR_ROWS = 64
 
 
 def n_groups(k: int, row_bytes: int) -> int:
@@ -153,12 +157,21 @@ class DistanceBounds:
         return all(sm is not None for sm in self.summaries)
 
     def full_pass(self, C: np.ndarray, it: int, moments: bool) -> BoundsPassResult:
-        """Every row assigned from fresh bounds (with the farthest rows for relocation)."""
+        """Every row assigned from fresh bounds, with the farthest rows for relocation:
+        :data:`FAR_ROWS` of them (scikit-learn's relocation takes one per empty
+        cluster), the pass redone for as many as the clusters it left empty if more
+        (rare: most passes leave none)."""
         k = C.shape[0]
         fresh_steps = dict.fromkeys(range(len(self.fresh)))
-        return reductions.bounds_pass(self.src, C, self.fresh, fresh_steps, version=it,
-                                      n_top=k, groups=self.groups, moments=moments,
-                                      split_every=self.split_every)
+        n_top = min(k, FAR_ROWS)
+        while True:
+            result = reductions.bounds_pass(self.src, C, self.fresh, fresh_steps,
+                                            version=it, n_top=n_top, groups=self.groups,
+                                            moments=moments, split_every=self.split_every)
+            n_empty = int((result[0].dcounts == 0).sum())
+            if n_empty <= n_top:
+                return result
+            n_top = n_empty
 
     def bounded_pass(self, C: np.ndarray, it: int) -> BoundsPassResult:
         """The pass of iteration ``it`` against ``C`` from the bounds: only the blocks
@@ -290,9 +303,10 @@ def lloyd_bounded(src: Source, C0: np.ndarray, run: int, settings: FitSettings, 
         history.append(IterationRecord(it + 1, lp.sq, shift, n_reloc,
                                        time.perf_counter() - t0, run))
         log.debug("run %d iter %d: inertia %.6g shift %.3g relocated %d, read %d of %d rows, "
-                  "%d in full against %d groups of centres of %d", run, it + 1, lp.sq, shift,
-                  n_reloc, part.n_read, src.n, part.n_full, part.n_pairs,
-                  part.n_full * (int(bounds.groups.max()) + 1))
+                  "%d in full against %d groups of centres of %d, %d distances of %d",
+                  run, it + 1, lp.sq, shift, n_reloc, part.n_read, src.n, part.n_full,
+                  part.n_pairs, part.n_full * (int(bounds.groups.max()) + 1), part.n_dist,
+                  src.n * k)
         C = C_new
         stop = stop_or_go(progress, "lloyd", it + 1, settings.max_iter, shift, n_reloc,
                           tol_abs, "labels unchanged", f"inertia {lp.sq:.6g}")

@@ -148,7 +148,8 @@ class BoundsPartial:
     assigned in full. ``top``/``moments``: as :class:`LloydPartial`, for a pass that
     assigns every row (from fresh bounds). ``n_pairs``: (row, group of centres) pairs
     the rows assigned in full were compared with (``n_full`` times the groups without
-    the group filter)."""
+    the group filter); ``n_dist``: (row, centre) distances they computed (``n_full``
+    times k without the group and local filters)."""
 
     dsums: np.ndarray  # (k, d) float64
     dcounts: np.ndarray  # (k,) float64
@@ -160,6 +161,7 @@ class BoundsPartial:
     top: TopM | None = None
     moments: Moments | None = None
     n_pairs: int = 0
+    n_dist: int = 0
 
     def __add__(self, other: BoundsPartial) -> BoundsPartial:
         top = (None if self.top is None or other.top is None
@@ -170,7 +172,7 @@ class BoundsPartial:
                              self.dsumsq + other.dsumsq, self.n_rows + other.n_rows,
                              self.n_read + other.n_read, self.n_full + other.n_full,
                              max(self.xsq_max, other.xsq_max), top, mom,
-                             self.n_pairs + other.n_pairs)
+                             self.n_pairs + other.n_pairs, self.n_dist + other.n_dist)
 
 
 def bounds_block(
@@ -241,7 +243,7 @@ def bounds_block(
     out = BlockBounds(np.empty(n, np.int32), np.empty(n), np.empty((n, t), np.float32),
                       version)
     dS, dN, dQ = np.zeros((k, d)), np.zeros(k), np.zeros(k)
-    bad, n_read, n_full, x2max, n_pairs = _assign_with_bounds(
+    bad, n_read, n_full, x2max, n_pairs, n_dist = _assign_with_bounds(
         X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
     if bad >= 0:
         raise NonFiniteRow(int(bad))
@@ -257,22 +259,23 @@ def bounds_block(
             mom = column_moments(X, scale)
     umax, gapmax = _cluster_extrema(out, k)
     part = BoundsPartial(dS, dN, dQ, n, int(n_read), int(n_full), float(x2max), top, mom,
-                         int(n_pairs))
+                         int(n_pairs), int(n_dist))
     return part, out, BoundsSummary(umax, gapmax, version)
 
 
 def _assign_with_bounds(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarray,
                         grp: np.ndarray, w: np.ndarray | None, state: BlockBounds,
                         step: Drift, out: BlockBounds, dS: np.ndarray, dN: np.ndarray,
-                        dQ: np.ndarray) -> tuple[int, int, int, float, int]:
+                        dQ: np.ndarray) -> tuple[int, int, int, float, int, int]:
     """The rows' pass against the bounds, compiled or in numpy (the same answer): fills
     ``out`` and the sums' changes; returns (first non-finite row or -1, rows read,
-    rows assigned in full, largest |x|^2 read, (row, group) pairs compared)."""
+    rows assigned in full, largest |x|^2 read, (row, group) pairs compared, (row,
+    centre) distances computed)."""
     t = state.lower.shape[1]
     if not compiled_kernels():
         bad, n_read, n_full, x2max = _bounds_numpy(
             X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
-        return bad, n_read, n_full, x2max, n_full * t
+        return bad, n_read, n_full, x2max, n_full * t, n_full * cen.k
     compiled = compiled_module("bounds")
     m2r, gstart, gcols = _centres_by_group(cen, grp, t)
     return compiled.bounds_pass(
@@ -281,7 +284,7 @@ def _assign_with_bounds(X: np.ndarray, scale: float | None, cen: Centres, C64: n
         step.drift, step.group_drift, step.half_sep, step.margin,
         compiled_module("common").tile_rows(cen.m2t.shape[1]),
         out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
-        compiled.GROUP_FILTER_SHARE, cen.tie)
+        compiled.GROUP_FILTER_SHARE, cen.tie, compiled.LOCAL_FILTER)
 
 
 def _cluster_extrema(out: BlockBounds, k: int) -> tuple[np.ndarray, np.ndarray]:
