@@ -17,17 +17,24 @@ Elkan's). ``12 + 4 t`` bytes a row for ``t`` groups, ``t`` chosen by
 :func:`daskmeans.algorithms.n_groups` so that the bounds take at most a quarter of a
 row's stored bytes (a uint8 row of 784 pixels: 196 bytes, 46 groups) whatever K;
 rows of under 64 bytes keep one group, 16 bytes. Centres are grouped by k-means on
-the initial centres, as Yinyang K-means does. A pass applies three filters:
+the initial centres, as Yinyang K-means does. The groups are as many as that budget
+allows (up to ``K // 8``): a group's bounds fall by its farthest-moving centre, so
+smaller groups keep tighter bounds, and counting the distances a fit computes showed
+more groups to be the largest gain. A pass applies these filters:
 
 - the global filter: a row whose upper bound (loosened by its centre's drift) is
   below every group's lower bound (loosened by the group's largest drift) or half
   its centre's distance to the nearest other one is not read;
 - the group filter: a row read is tightened against its own centre, and then
   compared only with the groups whose bound does not pass;
-- the local filter: within such a group, a centre whose own bound (the group's
-  bound from the last pass minus that centre's drift) proves it farther than the
-  nearest centre found so far is skipped; the group's new bound is the smallest of
-  its compared centres' distances and its skipped centres' bounds.
+- the local filter (available, off by default:
+  :data:`~daskmeans.kernels.bounds_compiled.LOCAL_FILTER`): within such a group, a
+  centre whose own bound (the group's bound from the last pass minus that centre's
+  drift) proves it farther than the nearest centre found so far is skipped; the
+  group's new bound is the smallest of its compared centres' distances and its
+  skipped centres' bounds. It saves distances in the pass, but the bounds it leaves
+  are looser than the fresh distances, and over a fit the rows it keeps in doubt
+  cost more distances than it saved.
 
 A tile of rows whose (row, group) pairs are mostly in doubt (early iterations, when
 the centres move far) is instead assigned against every centre in one GEMM, which
