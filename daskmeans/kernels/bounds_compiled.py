@@ -295,11 +295,12 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
     ``u``, ``lo`` and the changes of the per-cluster sums, weights and
     ``sum w |x|^2`` of the rows that moved into ``dS``, ``dN``, ``dQ``. A row in doubt
     is compared only with the groups of centres its bounds do not rule out (Yinyang's
-    group filter, and within a group only with the centres its local filter does not
-    rule out, :func:`_flush_groups`; ``m2r``, ``gstart``, ``gcols``: the centres
-    by group; ``share``: :data:`GROUP_FILTER_SHARE`; ``local``: :data:`LOCAL_FILTER`). Returns (first non-finite row or
-    -1, rows read, rows assigned in full, largest |x|^2 of those, (row, group) pairs
-    compared, (row, centre) distances computed)."""
+    group filter, and with ``local`` within a group only with the centres its local
+    filter does not rule out, :func:`_flush_groups`; ``m2r``, ``gstart``, ``gcols``:
+    the centres by group; ``share``: :data:`GROUP_FILTER_SHARE`; ``local``:
+    :data:`LOCAL_FILTER`). Returns (first non-finite row or -1, rows read, rows
+    assigned in full, largest |x|^2 of those, (row, group) pairs compared, (row,
+    centre) distances computed)."""
     n, d = X.shape
     k = C64.shape[0]
     t = l_in.shape[1]
