@@ -10,8 +10,10 @@ Usage (Fashion-MNIST train: ``apt-get install dataset-fashion-mnist``; the peers
 
 Two data sets: Fashion-MNIST train (60,000 x 784 pixels scaled to [0, 1], a Zarr store
 of uint8 rows) and a synthetic embedding-like store, ``--rows`` x ``--dim`` float32
-written chunk by chunk: a mixture of ``--components`` Gaussians of varied sizes
-(Pareto weights) and spreads (log-normal), every row normalised to unit length.
+written chunk by chunk (:func:`daskmeans.io.make_embeddings_zarr`): a mixture of
+``--components`` Gaussians of varied sizes (Pareto weights) and spreads (log-normal),
+every row normalised to unit length. ``--datasets``, ``--k``, ``--rows``, ``--dim`` and
+``--only`` choose a subset (e.g. ``--datasets embeddings --k 16384 --rows 200000``).
 
 For each data set and K, each contender runs in a process of its own, so that its
 peak resident memory (``ru_maxrss``, data and imports included) is its own:
@@ -27,6 +29,10 @@ peak resident memory (``ru_maxrss``, data and imports included) is its own:
   iteration (holding the store's rows, then the init), to reach the target inertia
   (the pass of the iteration that reached it done) and to convergence.
 
+For daskmeans' fits it also prints, per iteration, the machine-independent measure of
+the pruning: the (row, centre) distances computed as a share of ``n K`` (what a
+Lloyd iteration computes) and the rows read as a share of ``n`` (both in the JSON).
+
 Every inertia is recomputed here in float64 from the returned centres and labels, the
 same way for everyone. Results as JSON (``benchmark: largek``).
 """
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import subprocess
 import sys
@@ -60,29 +67,6 @@ CONTENDERS = {
     "daskmeans random init": ("own init", False),
     "daskmeans default init, 256 rows per centre": ("own init", False),
 }
-
-
-def write_embeddings(path: Path, n: int, d: int, components: int, chunk_rows: int,
-                     seed: int) -> Path:
-    """An embedding-like Zarr array written chunk by chunk (see the module's docstring):
-    chunk ``i`` comes from ``default_rng([seed, i])``, so memory stays a chunk's."""
-    import zarr
-
-    rng = np.random.default_rng([seed, 0])
-    centres = rng.normal(size=(components, d))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    weights = rng.pareto(1.5, components) + 0.05
-    weights /= weights.sum()
-    spread = np.exp(rng.normal(np.log(0.25), 0.5, components)) / np.sqrt(d)
-    arr = zarr.create_array(str(path), shape=(n, d), chunks=(chunk_rows, d), dtype=np.float32)
-    for i, start in enumerate(range(0, n, chunk_rows)):
-        rows = min(chunk_rows, n - start)
-        r = np.random.default_rng([seed, 1, i])
-        comp = r.choice(components, size=rows, p=weights)
-        X = centres[comp] + r.normal(size=(rows, d)) * spread[comp, None]
-        X /= np.linalg.norm(X, axis=1, keepdims=True)
-        arr[start:start + rows] = X.astype(np.float32)
-    return path
 
 
 def load_rows(spec: dict[str, Any]) -> np.ndarray:
@@ -128,6 +112,18 @@ def run_ours(spec: dict[str, Any], name: str) -> tuple[np.ndarray, Any, int, dic
         rng = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
         return kmeans_plusplus(sample, n_clusters, rng)
 
+    pruning: list[dict[str, int]] = []
+
+    class Counts(logging.Handler):
+        """The bounded solver's per-iteration counts (its DEBUG record's ``pruning``)."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if hasattr(record, "pruning"):
+                pruning.append(record.pruning)
+
+    logger = logging.getLogger("daskmeans.algorithms.bounded")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(Counts())
     params: dict[str, Any] = {"max_iter": spec["max_iter"], "random_state": seed,
                               "callback": callback}
     if name == "daskmeans auto":
@@ -149,7 +145,11 @@ def run_ours(spec: dict[str, Any], name: str) -> tuple[np.ndarray, Any, int, dic
     # before the first iteration: holding the store's rows, then the init
     extra = {"seconds_before_iterations":
              init_end - (m.history_[0]["seconds"] if m.history_ else 0.0),
-             "trajectory": trajectory}
+             "trajectory": trajectory,
+             # machine-independent: per iteration, the (row, centre) distances computed
+             # and the rows read, as shares of n K and n
+             "distance_fraction": [p["distances"] / p["all_distances"] for p in pruning],
+             "rows_read_fraction": [p["rows_read"] / p["rows"] for p in pruning]}
     return m.cluster_centers_, labels, int(m.n_iter_), {"seconds": seconds, **extra}
 
 
@@ -195,6 +195,18 @@ def worker(spec: dict[str, Any]) -> None:
     print("RECORD " + json.dumps(rec), flush=True)
 
 
+def print_pruning(rec: dict[str, Any]) -> None:
+    """The per-iteration shares of the distances computed (of n K) and of the rows
+    read (of n), and the distances' share over the whole fit."""
+    dist, read = rec["distance_fraction"], rec["rows_read_fraction"]
+    print("      distances computed, share of n*K per iteration: "
+          + " ".join(f"{v:.3f}" for v in dist), flush=True)
+    print("      rows read, share per iteration:                 "
+          + " ".join(f"{v:.3f}" for v in read), flush=True)
+    print(f"      over the fit: {sum(dist) / len(dist):.4f} of the distances of as many "
+          f"Lloyd iterations", flush=True)
+
+
 def contend(spec: dict[str, Any]) -> dict[str, Any] | None:
     """Run one contender in a fresh process; None if it failed (said why)."""
     p = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
@@ -218,8 +230,9 @@ def datasets(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, Any]]:
         splits = zarr.open_group(store, mode="r").attrs["splits"]
         out["fashion"] = {"store": str(store), "split": "train" if "train" in splits else "test"}
     if "embeddings" in args.datasets:
-        path = write_embeddings(tmp / "embeddings.zarr", args.rows, args.dim, args.components,
-                                args.chunk_rows, args.seed)
+        path = io.make_embeddings_zarr(tmp / "embeddings.zarr", args.rows, args.dim,
+                                       components=args.components,
+                                       chunk_rows=args.chunk_rows, random_state=args.seed)
         out["embeddings"] = {"store": str(path)}
     return out
 
@@ -276,6 +289,8 @@ def main() -> None:
                       f"inertia {rec['inertia']:.7g}  to target "
                       f"{'-' if to_t is None else f'{to_t:.2f} s'}  "
                       f"peak {rec['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
+                if rec.get("distance_fraction"):
+                    print_pruning(rec)
     save_results("largek", args, records, measure="seconds to convergence (faiss: its "
                  "iterations); seconds_to_target: to the target inertia",
                  reference="faiss" if "faiss" in names else None)

@@ -426,3 +426,9 @@ def test_benchmark_largek_records_each_data_set_and_contender(smoke: dict[str, A
     assert all(r["seconds_before_iterations"] <= r["seconds"] for r in ours), ours
     # the default init ends below the 3 Lloyd iterations from random rows on both sets
     assert all(r["seconds_to_target"] is not None for r in ours), ours
+    # the pruning per iteration: the first pass computes every distance, none is above 1
+    for r in ours:
+        dist, read = r["distance_fraction"], r["rows_read_fraction"]
+        assert len(dist) == len(read) >= r["n_iter"] and dist[0] == read[0] == 1.0, r
+        assert all(0 <= v <= 1 for v in dist + read), r
+    assert "distances computed, share of n*K per iteration: 1.000" in out, out

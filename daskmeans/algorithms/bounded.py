@@ -48,16 +48,23 @@ log = logging.getLogger(__name__)
 
 #: Yinyang groups: one lower bound per group of centres (see :func:`centre_groups`).
 GROUP_CENTRES = 8
-MAX_GROUPS = 32
+MAX_GROUPS = 256
 #: the rows' bounds (12 + 4 t bytes a row) take at most this share of the rows' bytes as
-#: stored (a uint8 store's rows allow fewer groups than float32 rows).
-BOUNDS_SHARE = 1 / 8
+#: stored, whatever K (a uint8 store's rows allow fewer groups than float32 rows).
+BOUNDS_SHARE = 1 / 4
+#: a full pass returns at most this many farthest rows per block (the rows empty
+#: clusters move to), whatever K: O(FAR_ROWS d) per block and per merge instead of
+#: O(K d); a pass leaving more clusters empty is redone asking for as many
+FAR_ROWS = 64
 
 
 def n_groups(k: int, row_bytes: int) -> int:
     """Groups of centres for the rows' lower bounds: below 16 centres one per centre
-    (Elkan's bounds), else ``k // 8``, at most 32; at most what keeps the bounds within
-    :data:`BOUNDS_SHARE` of a row (at least one).
+    (Elkan's bounds), else ``k // 8``, at most :data:`MAX_GROUPS`; at most what keeps
+    the bounds within :data:`BOUNDS_SHARE` of a row's stored bytes (at least one: rows
+    of under 64 bytes keep 16 bytes of bounds). Smaller groups move less (a group's
+    bounds fall by its farthest-moving centre), so more of them leave fewer rows in
+    doubt.
 
     Below 16 centres a row that is read is compared with every centre (the group
     filter is off in :mod:`daskmeans.kernels.bounds_compiled`), so all its bounds are
@@ -66,8 +73,10 @@ def n_groups(k: int, row_bytes: int) -> int:
 
     Examples
     --------
-    >>> n_groups(10, 3136), n_groups(64, 3136), n_groups(256, 3136), n_groups(256, 784)
-    (10, 8, 32, 21)
+    >>> n_groups(10, 3136), n_groups(64, 3136), n_groups(256, 3136), n_groups(1024, 784)
+    (10, 8, 32, 46)
+    >>> n_groups(16384, 512), n_groups(16384, 8)   # 128 float32 features; 2
+    (29, 1)
     """
     budget = int((row_bytes * BOUNDS_SHARE - 12) // 4)
     want = k if k < 2 * GROUP_CENTRES else min(MAX_GROUPS, k // GROUP_CENTRES)
@@ -153,12 +162,21 @@ class DistanceBounds:
         return all(sm is not None for sm in self.summaries)
 
     def full_pass(self, C: np.ndarray, it: int, moments: bool) -> BoundsPassResult:
-        """Every row assigned from fresh bounds (with the farthest rows for relocation)."""
+        """Every row assigned from fresh bounds, with the farthest rows for relocation:
+        :data:`FAR_ROWS` of them (scikit-learn's relocation takes one per empty
+        cluster), the pass redone for as many as the clusters it left empty if more
+        (rare: most passes leave none)."""
         k = C.shape[0]
         fresh_steps = dict.fromkeys(range(len(self.fresh)))
-        return reductions.bounds_pass(self.src, C, self.fresh, fresh_steps, version=it,
-                                      n_top=k, groups=self.groups, moments=moments,
-                                      split_every=self.split_every)
+        n_top = min(k, FAR_ROWS)
+        while True:
+            result = reductions.bounds_pass(self.src, C, self.fresh, fresh_steps,
+                                            version=it, n_top=n_top, groups=self.groups,
+                                            moments=moments, split_every=self.split_every)
+            n_empty = int((result[0].dcounts == 0).sum())
+            if n_empty <= n_top:
+                return result
+            n_top = n_empty
 
     def bounded_pass(self, C: np.ndarray, it: int) -> BoundsPassResult:
         """The pass of iteration ``it`` against ``C`` from the bounds: only the blocks
@@ -255,6 +273,10 @@ def lloyd_bounded(src: Source, C0: np.ndarray, run: int, settings: FitSettings, 
     that it can be relocated as plain Lloyd does. The inertia of each iteration comes
     from the per-cluster sums (``sum_j Q_j - 2 c_j . S_j + N_j |c_j|^2``, float64).
 
+    Each iteration logs (DEBUG) the rows it read and the (row, centre) distances it
+    computed, also as the record's ``pruning`` dict (``rows_read``, ``rows``,
+    ``distances``, ``all_distances``: a plain Lloyd iteration's ``n K``).
+
     The E-step against the final centres is one more bounded pass: it reads only the
     rows whose bounds leave them in doubt (none after a fit whose labels stopped
     changing), where a plain E-step reads every row; the labels are then those in the
@@ -290,9 +312,12 @@ def lloyd_bounded(src: Source, C0: np.ndarray, run: int, settings: FitSettings, 
         history.append(IterationRecord(it + 1, lp.sq, shift, n_reloc,
                                        time.perf_counter() - t0, run))
         log.debug("run %d iter %d: inertia %.6g shift %.3g relocated %d, read %d of %d rows, "
-                  "%d in full against %d groups of centres of %d", run, it + 1, lp.sq, shift,
-                  n_reloc, part.n_read, src.n, part.n_full, part.n_pairs,
-                  part.n_full * (int(bounds.groups.max()) + 1))
+                  "%d in full against %d groups of centres of %d, %d distances of %d",
+                  run, it + 1, lp.sq, shift, n_reloc, part.n_read, src.n, part.n_full,
+                  part.n_pairs, part.n_full * (int(bounds.groups.max()) + 1), part.n_dist,
+                  src.n * k, extra={"pruning": {"rows_read": part.n_read, "rows": src.n,
+                                                "distances": part.n_dist,
+                                                "all_distances": src.n * k}})
         C = C_new
         stop = stop_or_go(progress, "lloyd", it + 1, settings.max_iter, shift, n_reloc,
                           tol_abs, "labels unchanged", f"inertia {lp.sq:.6g}")

@@ -110,7 +110,7 @@ class KMeans(BaseKMeans):
         assigns every row. ``"elkan"``: each row keeps bounds of its distances between
         iterations (an upper bound to its centre and, per group of nearby centres, a
         lower bound to the others: one per centre below 16 centres, Yinyang's groups above,
-        ``k // 8`` of them up to 32 while the bounds stay within an eighth of a row's
+        ``k // 8`` of them while the bounds stay within a quarter of a row's stored
         bytes: 12 + 4 per group bytes a row, kept where the rows are) and rows, or whole
         blocks, that cannot change centre are skipped; ``n_init`` runs then run one
         after another. ``"auto"``: bounds for a single run, shared passes when several

@@ -10,7 +10,7 @@ arrays, the compressor daskmeans writes with):
 - :mod:`~daskmeans.io.images`: RGB images as tiled stores;
 - :mod:`~daskmeans.io.rasters`: multi-band rasters and labels written beside them;
 - :mod:`~daskmeans.io.chunkfiles`: a local array's chunk files read directly;
-- :mod:`~daskmeans.io.synthetic`: blobs, images and scenes of any size.
+- :mod:`~daskmeans.io.synthetic`: blobs, embeddings, images and scenes of any size.
 
 Nothing here knows about clustering. Opening a store as the rows an estimator reads
 (:func:`daskmeans.open_source`, :func:`daskmeans.open_dataset`, ...) is the engine's
@@ -68,7 +68,13 @@ from .stores import (
     write_group,
     zarr_to_dask,
 )
-from .synthetic import blob_centers, make_blobs_zarr, synthetic_image, synthetic_scene
+from .synthetic import (
+    blob_centers,
+    make_blobs_zarr,
+    make_embeddings_zarr,
+    synthetic_image,
+    synthetic_scene,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -113,6 +119,7 @@ __all__ = [
     "iter_idx",
     "load_rgb",
     "make_blobs_zarr",
+    "make_embeddings_zarr",
     "new_file_mode",
     "open_image",
     "open_raster",

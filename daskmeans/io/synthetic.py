@@ -1,5 +1,6 @@
 """Synthetic data of any size, written to Zarr chunk by chunk in parallel (peak memory
-a few chunks): Gaussian blobs with known centres, a large RGB image, and a multi-band
+a few chunks): Gaussian blobs with known centres, embedding-like unit vectors (a
+mixture of clusters of varied sizes and spreads), a large RGB image, and a multi-band
 scene with known classes and a nodata border.
 
 Each is written atomically (:func:`~daskmeans.io.stores.atomic_dir`); a store already
@@ -16,7 +17,8 @@ import zarr
 from .images import DEFAULT_TILE, create_image_store
 from .stores import PathLike, atomic_dir, default_compressor
 
-__all__ = ["blob_centers", "make_blobs_zarr", "synthetic_image", "synthetic_scene"]
+__all__ = ["blob_centers", "make_blobs_zarr", "make_embeddings_zarr", "synthetic_image",
+           "synthetic_scene"]
 
 
 def synthetic_scene(store: PathLike, height: int, width: int, *, bands: int = 6,
@@ -226,4 +228,60 @@ def make_blobs_zarr(
         # Bounded parallelism: at most ~2 blocks per thread in flight.
         total = sum(dask.compute(*tasks))
         assert total == n_samples
+    return Path(store)
+
+
+def make_embeddings_zarr(
+    store: PathLike,
+    n_samples: int,
+    n_features: int,
+    *,
+    components: int = 2000,
+    chunk_rows: int = 50_000,
+    random_state: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write embedding-like rows to a Zarr array, chunk by chunk: what a vector
+    index's coarse quantiser is trained on.
+
+    A mixture of ``components`` Gaussians around unit directions, of varied sizes
+    (Pareto weights: a few large clusters, many small ones) and spreads (log-normal),
+    every row normalised to unit length, float32. Chunk ``i`` comes from
+    ``default_rng([random_state, 1, i])``, so the rows depend only on the seed and
+    ``chunk_rows`` and memory stays a chunk's whatever ``n_samples`` is.
+
+    Examples
+    --------
+    >>> import pathlib, shutil, tempfile, zarr
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> p = make_embeddings_zarr(d / "emb.zarr", 1_000, 8, components=5, chunk_rows=300)
+    >>> X = zarr.open_array(p, mode="r")
+    >>> X.shape, X.chunks, bool(np.allclose((X[:] ** 2).sum(1), 1, atol=1e-5))
+    ((1000, 8), (300, 8), True)
+    >>> shutil.rmtree(d)
+    """
+    if n_samples < 1 or n_features < 1 or components < 1:
+        raise ValueError("n_samples, n_features and components must be >= 1, got "
+                         f"{n_samples!r}, {n_features!r}, {components!r}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows!r}")
+    rng = np.random.default_rng([random_state, 0])
+    centres = rng.normal(size=(components, n_features))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    weights = rng.pareto(1.5, components) + 0.05
+    weights /= weights.sum()
+    spread = np.exp(rng.normal(np.log(0.25), 0.5, components)) / np.sqrt(n_features)
+    with atomic_dir(store, overwrite=overwrite) as tmp:
+        arr = zarr.create_array(str(tmp), shape=(n_samples, n_features),
+                                chunks=(chunk_rows, n_features), dtype=np.float32,
+                                compressors=default_compressor(np.float32))
+        arr.attrs.update({"format": "daskmeans-embeddings/1", "components": components,
+                          "random_state": random_state})
+        for i, start in enumerate(range(0, n_samples, chunk_rows)):
+            rows = min(chunk_rows, n_samples - start)
+            r = np.random.default_rng([random_state, 1, i])
+            comp = r.choice(components, size=rows, p=weights)
+            X = centres[comp] + r.normal(size=(rows, n_features)) * spread[comp, None]
+            X /= np.linalg.norm(X, axis=1, keepdims=True)
+            arr[start:start + rows] = X.astype(np.float32)
     return Path(store)

@@ -3,7 +3,55 @@ rows whose bounds prove they keep their centre are not read, rows that move upda
 the per-cluster sums by their difference.
 
 The pass runs compiled (:mod:`daskmeans.kernels.bounds_compiled`) when numba is
-installed; :func:`_bounds_numpy` is the reference the tests compare it with.
+installed; :func:`_bounds_numpy` is the reference the tests compare it with (it
+assigns every row in doubt against every centre, as the compiled pass's GEMM path
+does: the same labels and sums; the group path's bounds are looser but valid, and
+the tests check them against brute force).
+
+Which bounds, and why
+---------------------
+Each row keeps its centre, an upper bound of the distance to it and, per group of
+centres, one float32 lower bound of its distance to the group's other centres
+(Yinyang K-means, Ding et al. 2015; one group is Hamerly's bounds, one centre a group
+Elkan's). ``12 + 4 t`` bytes a row for ``t`` groups, ``t`` chosen by
+:func:`daskmeans.algorithms.n_groups` so that the bounds take at most a quarter of a
+row's stored bytes (a uint8 row of 784 pixels: 196 bytes, 46 groups) whatever K;
+rows of under 64 bytes keep one group, 16 bytes. Centres are grouped by k-means on
+the initial centres, as Yinyang K-means does. The groups are as many as that budget
+allows (up to ``K // 8``): a group's bounds fall by its farthest-moving centre, so
+smaller groups keep tighter bounds, and counting the distances a fit computes showed
+more groups to be the largest gain. A pass applies these filters:
+
+- the global filter: a row whose upper bound (loosened by its centre's drift) is
+  below every group's lower bound (loosened by the group's largest drift) or half
+  its centre's distance to the nearest other one is not read;
+- the group filter: a row read is tightened against its own centre, and then
+  compared only with the groups whose bound does not pass;
+- the local filter (available, off by default:
+  :data:`~daskmeans.kernels.bounds_compiled.LOCAL_FILTER`): within such a group, a
+  centre whose own bound (the group's bound from the last pass minus that centre's
+  drift) proves it farther than the nearest centre found so far is skipped; the
+  group's new bound is the smallest of its compared centres' distances and its
+  skipped centres' bounds. It saves distances in the pass, but the bounds it leaves
+  are looser than the fresh distances, and over a fit the rows it keeps in doubt
+  cost more distances than it saved.
+
+A tile of rows whose (row, group) pairs are mostly in doubt (early iterations, when
+the centres move far) is instead assigned against every centre in one GEMM, which
+also renews all its rows' bounds: bounds left to decay cost more rows read later.
+Each pass counts the distances it computed (:attr:`BoundsPartial.n_dist`), the
+machine-independent measure of the pruning.
+
+Not chosen: Exponion (Newling & Fleuret 2016) keeps O(1) bounds a row and compares a
+row in doubt with the centres inside an annulus around its own centre, found from
+sorted centre-to-centre distances; the papers' own comparisons give it the lead in
+low dimensions, where such annuli hold few centres, and the Elkan/Yinyang family the
+lead in high dimensions (pixels, embeddings), where distances concentrate and the
+annuli hold most centres; it also needs a sorted (K, K) table, gigabytes at K in
+the tens of thousands. Ball k-means (Xia et al. 2020) keeps no per-row bounds but
+works cluster by cluster on each cluster's rows and its neighbour clusters: here a
+cluster's rows are spread over blocks read independently (out of core, on workers),
+so it would need the rows regrouped by cluster every iteration.
 """
 
 from __future__ import annotations
@@ -148,7 +196,8 @@ class BoundsPartial:
     assigned in full. ``top``/``moments``: as :class:`LloydPartial`, for a pass that
     assigns every row (from fresh bounds). ``n_pairs``: (row, group of centres) pairs
     the rows assigned in full were compared with (``n_full`` times the groups without
-    the group filter)."""
+    the group filter); ``n_dist``: (row, centre) distances they computed (``n_full``
+    times k without the group and local filters)."""
 
     dsums: np.ndarray  # (k, d) float64
     dcounts: np.ndarray  # (k,) float64
@@ -160,6 +209,7 @@ class BoundsPartial:
     top: TopM | None = None
     moments: Moments | None = None
     n_pairs: int = 0
+    n_dist: int = 0
 
     def __add__(self, other: BoundsPartial) -> BoundsPartial:
         top = (None if self.top is None or other.top is None
@@ -170,7 +220,7 @@ class BoundsPartial:
                              self.dsumsq + other.dsumsq, self.n_rows + other.n_rows,
                              self.n_read + other.n_read, self.n_full + other.n_full,
                              max(self.xsq_max, other.xsq_max), top, mom,
-                             self.n_pairs + other.n_pairs)
+                             self.n_pairs + other.n_pairs, self.n_dist + other.n_dist)
 
 
 def bounds_block(
@@ -241,7 +291,7 @@ def bounds_block(
     out = BlockBounds(np.empty(n, np.int32), np.empty(n), np.empty((n, t), np.float32),
                       version)
     dS, dN, dQ = np.zeros((k, d)), np.zeros(k), np.zeros(k)
-    bad, n_read, n_full, x2max, n_pairs = _assign_with_bounds(
+    bad, n_read, n_full, x2max, n_pairs, n_dist = _assign_with_bounds(
         X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
     if bad >= 0:
         raise NonFiniteRow(int(bad))
@@ -257,22 +307,23 @@ def bounds_block(
             mom = column_moments(X, scale)
     umax, gapmax = _cluster_extrema(out, k)
     part = BoundsPartial(dS, dN, dQ, n, int(n_read), int(n_full), float(x2max), top, mom,
-                         int(n_pairs))
+                         int(n_pairs), int(n_dist))
     return part, out, BoundsSummary(umax, gapmax, version)
 
 
 def _assign_with_bounds(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarray,
                         grp: np.ndarray, w: np.ndarray | None, state: BlockBounds,
                         step: Drift, out: BlockBounds, dS: np.ndarray, dN: np.ndarray,
-                        dQ: np.ndarray) -> tuple[int, int, int, float, int]:
+                        dQ: np.ndarray) -> tuple[int, int, int, float, int, int]:
     """The rows' pass against the bounds, compiled or in numpy (the same answer): fills
     ``out`` and the sums' changes; returns (first non-finite row or -1, rows read,
-    rows assigned in full, largest |x|^2 read, (row, group) pairs compared)."""
+    rows assigned in full, largest |x|^2 read, (row, group) pairs compared, (row,
+    centre) distances computed)."""
     t = state.lower.shape[1]
     if not compiled_kernels():
         bad, n_read, n_full, x2max = _bounds_numpy(
             X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
-        return bad, n_read, n_full, x2max, n_full * t
+        return bad, n_read, n_full, x2max, n_full * t, n_full * cen.k
     compiled = compiled_module("bounds")
     m2r, gstart, gcols = _centres_by_group(cen, grp, t)
     return compiled.bounds_pass(
@@ -281,7 +332,7 @@ def _assign_with_bounds(X: np.ndarray, scale: float | None, cen: Centres, C64: n
         step.drift, step.group_drift, step.half_sep, step.margin,
         compiled_module("common").tile_rows(cen.m2t.shape[1]),
         out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
-        compiled.GROUP_FILTER_SHARE, cen.tie)
+        compiled.GROUP_FILTER_SHARE, cen.tie, compiled.LOCAL_FILTER)
 
 
 def _cluster_extrema(out: BlockBounds, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -99,3 +99,32 @@ def test_a_lone_run_left_over_keeps_its_bounds(monkeypatch: pytest.MonkeyPatch) 
     assert seen == ["shared 3", "bounded"]
     ref = KMeans(4, init="random", n_init=4, random_state=0, algorithm="lloyd").fit(X)
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
+
+
+def test_bounded_full_pass_asks_few_far_rows_and_again_for_more_empties(
+        data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bounded fit's full pass returns at most FAR_ROWS farthest rows, whatever K;
+    one that leaves more clusters empty is redone for as many, so three centres far
+    away are relocated as plain Lloyd (every far row known) relocates them."""
+    from daskmeans.algorithms import bounded
+    from daskmeans.engine import reductions
+
+    X, C0s = data
+    C0 = np.concatenate([C0s[0], np.full((3, 4), 1e3) + np.arange(3)[:, None]])
+    asked: list[int] = []
+    real = reductions.bounds_pass
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(kwargs.get("n_top", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bounded, "FAR_ROWS", 2)
+    monkeypatch.setattr(bounded.reductions, "bounds_pass", spy)
+    settings = FitSettings(max_iter=50, tol=0.0)
+    (plain,) = lloyd(ArraySource(X), [C0], [0], settings)
+    (ours,) = lloyd_bounded_runs(ArraySource(X), [C0], [0], settings)
+    assert asked[:2] == [2, 3] and set(asked[2:]) <= {0, 2}, asked
+    assert ours.history[0].n_relocated == plain.history[0].n_relocated == 3
+    assert ours.n_iter == plain.n_iter
+    np.testing.assert_array_equal(ours.labels, plain.labels)
+    np.testing.assert_allclose(ours.centers, plain.centers, rtol=1e-12)

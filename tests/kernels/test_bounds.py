@@ -101,9 +101,10 @@ def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
 @pytest.mark.parametrize("rows", ["float32", "uint8"])
 def test_group_filter_gives_the_full_assignment(rows: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bounded iterations with the group filter always on (every tile group by group)
-    and always off give the same labels and summed changes; the filter compared fewer
-    (row, group) pairs, and its bounds are valid (looser lower bounds can leave a row
+    """Bounded iterations with the group filter always on (every tile group by group,
+    with and without the local filter) and always off give the same labels and summed
+    changes; the group filter compared fewer (row, group) pairs, the local filter fewer
+    (row, centre) distances still, and their bounds are valid (looser lower bounds can leave a row
     unsettled that the other run settles, so the bounds themselves may differ): the
     upper bound above the distance to the row's centre, each lower bound below every
     other centre's distance in its group."""
@@ -121,27 +122,33 @@ def test_group_filter_gives_the_full_assignment(rows: str,
     margin = bounds.bounds_margin(float((X.astype(np.float64) ** 2).sum(1).max()), Cs[0],
                              np.dtype(np.float32))
     results = {}
-    for share in (0.0, 1.0):
+    for share, local in ((0.0, True), (1.0, False), (1.0, True)):
         monkeypatch.setattr(bounds_compiled, "GROUP_FILTER_SHARE", share)
+        monkeypatch.setattr(bounds_compiled, "LOCAL_FILTER", local)
         st, out = bounds.BlockBounds.fresh(1500, 6), []
         for it, C in enumerate(Cs):
             step = None if it == 0 else bounds.Drift.of(C, Cs[it - 1], margin, groups=groups)
             p, st, _ = bounds.bounds_block(data, C, st, step, version=it, groups=groups, **kw)
             out.append((p, st))
-        results[share] = out
-    pairs = []
-    for it, ((p, st), (q, su)) in enumerate(zip(results[1.0], results[0.0], strict=True)):
-        np.testing.assert_array_equal(st.labels, su.labels)
-        np.testing.assert_allclose(p.dsums, q.dsums, rtol=1e-9, atol=1e-9)
-        np.testing.assert_array_equal(p.dcounts, q.dcounts)
-        C = Cs[it].astype(np.float32).astype(np.float64)
-        dist = np.sqrt(((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(2))
-        assert (st.upper >= dist[np.arange(1500), st.labels] - 1e-5).all()
-        dist[np.arange(1500), st.labels] = np.inf
-        for g in range(6):
-            assert (st.lower[:, g] <= dist[:, groups == g].min(1) + 1e-5).all()
+        results[share, local] = out
+    pairs, dists = [], []
+    for it, ((p, st), (q, su), (r, sv)) in enumerate(zip(
+            results[1.0, True], results[0.0, True], results[1.0, False], strict=True)):
+        for pp, ss in ((p, st), (r, sv)):
+            np.testing.assert_array_equal(ss.labels, su.labels)
+            np.testing.assert_allclose(pp.dsums, q.dsums, rtol=1e-9, atol=1e-9)
+            np.testing.assert_array_equal(pp.dcounts, q.dcounts)
+            C = Cs[it].astype(np.float32).astype(np.float64)
+            dist = np.sqrt(((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(2))
+            assert (ss.upper >= dist[np.arange(1500), ss.labels] - 1e-5).all()
+            dist[np.arange(1500), ss.labels] = np.inf
+            for g in range(6):
+                assert (ss.lower[:, g] <= dist[:, groups == g].min(1) + 1e-5).all()
         pairs.append((p.n_pairs, q.n_pairs))
+        dists.append((p.n_dist, r.n_dist, q.n_dist))
+        assert q.n_dist == 24 * q.n_full and r.n_dist == 4 * r.n_pairs, (q, r)
     assert any(a < b for a, b in pairs[1:]), pairs  # the filter skipped groups
+    assert any(a < b < c for a, b, c in dists[1:]), dists  # and the local filter centres
 
 
 def test_one_centre_per_group_compares_every_centre() -> None:
@@ -222,3 +229,33 @@ def test_half_separation_in_blocks_of_rows_equals_brute_force(
     monkeypatch.setattr(bounds, "SEPARATION_ROWS", 7)
     np.testing.assert_allclose(bounds.half_separation(C), want, rtol=1e-12)
     np.testing.assert_allclose(whole, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_local_filter_by_hand(local: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One row at 0, centres 1, 5 (group 0) and -10, -3 (group 1): at first its centre
+    is 1, upper bound 1, lower bounds 5 (group 0) and 3 (group 1). The centres move to
+    1.5, 5, -10, -1: the row is in doubt (upper 1.5 > max(half separation 1.25, group
+    1's 3 - 2)) and both groups are compared. The local filter skips centre 5 (5 - 0 >
+    1.5) and -10 (3 - 0 > 1.5), not -1 (3 - 2 = 1): two distances instead of four; the
+    row moves to -1, and a group's new bound is its nearest compared centre other than
+    the row's (1.5 in group 0) or its skipped centres' bound (3 in group 1), where
+    comparing every centre finds 1.5 and 10."""
+    monkeypatch.setattr(bounds_compiled, "GROUP_FILTER_SHARE", 1.0)
+    monkeypatch.setattr(bounds_compiled, "LOCAL_FILTER", local)
+    monkeypatch.setenv("DASKMEANS_KERNELS", "numba")
+    X = np.array([[0.0]], np.float32)
+    groups = np.array([0, 0, 1, 1])
+    C0 = np.array([[1.0], [5.0], [-10.0], [-3.0]])
+    C1 = np.array([[1.5], [5.0], [-10.0], [-1.0]])
+    _, st, _ = bounds.bounds_block(X, C0, bounds.BlockBounds.fresh(1, 2), None, version=0,
+                                   groups=groups)
+    assert st.labels.tolist() == [0] and st.upper.tolist() == [1.0]
+    assert st.lower.tolist() == [[5.0, 3.0]]
+    step = bounds.Drift.of(C1, C0, 1e-9, groups=groups)
+    p, st, _ = bounds.bounds_block(X, C1, st, step, version=1, groups=groups)
+    assert (p.n_read, p.n_full, p.n_pairs) == (1, 1, 2)
+    assert p.n_dist == (2 if local else 4)
+    assert st.labels.tolist() == [3] and st.upper.tolist() == [1.0]
+    assert st.lower.tolist() == [[1.5, 3.0 if local else 10.0]]
+    assert p.dcounts.tolist() == [-1.0, 0.0, 0.0, 1.0]
