@@ -111,8 +111,9 @@ class Source:
 
     lazy = True
     X: Any = None  # the rows, for sources that hold them (numpy or dask)
-    #: passes map over a dask array's own blocks (``da.blockwise``): no per-block state
-    #: (bounds, labels) can be kept between passes; see :attr:`DaskSource.dask_route`
+    #: passes map over a dask array's own blocks (``da.blockwise``), per-block state
+    #: (bounds, labels) going in as one more blockwise operand; see
+    #: :attr:`DaskSource.dask_route`
     dask_route = False
 
     def __init__(self, n: int, d: int, dtype: Any, offsets: tuple[int, ...],
@@ -349,10 +350,13 @@ class ZarrBlock:
 
 
 class DaskSource(Source):
-    """A user's (n, d) dask array. Passes map over its row blocks with ``da.blockwise``
-    and tree-reduce with ``da.reduction`` (the only public route to a dask array's
-    blocks that also works with array query planning), with no state kept beside the
-    blocks between passes. Weights may be a dask array.
+    """A user's (n, d) dask array. Streamed (larger than the memory budget), passes map
+    over its row blocks with ``da.blockwise`` and tree-reduce with ``da.reduction``
+    (the only public route to a dask array's blocks that also works with array query
+    planning); per-block state (distance bounds, labels) is kept beside the blocks all
+    the same, numpy here or persisted in a cluster's workers, and blocks whose rows
+    are settled are left out of a pass (their part of the graph is not computed).
+    Weights may be a dask array.
 
     Held for a fit (:func:`daskmeans.engine.hold.hold`, when the rows fit the memory
     budget), its blocks are computed once and kept, numpy here or futures in a
