@@ -794,8 +794,8 @@ def median_assign_pass(
     """The first pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_assign`,
     with the second digit's histograms counted ahead around ``guess``, if given): one
     compute. Returns the summed partial and each block's labels, kept where the block is
-    (numpy, or futures on a cluster) for the iteration's later passes; None for a
-    streamed dask array (no public per-block state: later passes assign again)."""
+    (numpy, or futures on a cluster; one-chunk persisted arrays for a streamed dask
+    array) for the iteration's later passes."""
     kernel = functools.partial(_median_assign_kernel, grid=grid, n_top=n_top, moments=moments)
     out = map_reduce(src, kernel, (medians.L1Centres(C), guess), keep=True, xsq=False,
                      split_every=split_every, raw=grid.raw)
@@ -902,8 +902,7 @@ def bisect_pass(src: Source, step: bisect.BisectStep, split_every: int = SPLIT_E
     The tree does not change during a round: with ``keep`` each block's nodes (where
     its rows end in the tree) stay where the block is (numpy, or futures on a cluster)
     and are returned for the round's later passes (``nodes``), which then do not
-    descend the tree again (the descent is a large part of a pass). A streamed dask
-    array has no public per-block state: its passes descend every time (None returned). A
+    descend the tree again (the descent is a large part of a pass). A
     store's uint8 rows reach the kernels raw (:func:`reads_raw_uint8`): each row is
     scaled as it is used, not the whole block in every pass (the same results).
     """
