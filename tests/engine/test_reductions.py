@@ -178,9 +178,13 @@ def test_map_reduce_kept_hands_each_block_its_own_state(kind: str, tmp_path: Pat
     assert not isinstance(second, reductions.Reduced)  # nothing kept: the partial alone
     for i, st in enumerate(states):
         np.testing.assert_array_equal(st, X[src.offsets[i]:src.offsets[i + 1]] @ v)
-    with pytest.raises(TypeError, match="per-block state"):
-        reductions.map_reduce(DaskSource(da.from_array(X, chunks=(10, D))), kernel, v,
-                              states=states)
+    # a streamed dask array in other chunks hands its blocks their states as well
+    lazy = DaskSource(da.from_array(X, chunks=(tuple(np.diff(src.offsets).tolist()), D)))
+    assert lazy.dask_route and lazy.offsets == src.offsets
+    with dask.config.set(scheduler="threads"):
+        third = reductions.map_reduce(lazy, lambda *a, **k: kernel(*a, **k)[0], v,
+                                      states=states)
+    np.testing.assert_array_equal(third.values, 2 * (X @ v))
 
 
 def test_map_reduce_runs_on_the_cluster(local_cluster, tmp_path: Path) -> None:
