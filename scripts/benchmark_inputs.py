@@ -33,8 +33,9 @@ report), ``init`` (until the last ``init`` report), ``iterations`` (until the la
 ``lloyd`` report), ``final`` (the E-step after it, until ``fit`` returns) and
 ``labels`` (``labels_`` computed). ``open_source`` and the lazy ``open_dataset`` array
 on a LocalCluster of 2 workers x 1 thread against the same threaded; any "large graph"
-warning distributed gives is recorded. ``--profile DIR`` writes dask's
-``performance_report`` of each cluster fit there.
+warning distributed gives is recorded. ``--profile`` records where the workers spent
+each cluster fit (seconds per task prefix, transfers, the statistical profiler's top
+functions) in its record.
 
 Results as JSON (``benchmark: inputs``).
 """
@@ -216,7 +217,7 @@ def large_graph_warnings(found: list[str]) -> Iterator[None]:
 def on_cluster(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     """The cluster comparison (see the module's docstring)."""
     import dask
-    from distributed import Client, LocalCluster, performance_report
+    from distributed import Client, LocalCluster, get_task_stream
 
     from daskmeans import KMeans, io, open_dataset, open_source
 
@@ -247,9 +248,10 @@ def on_cluster(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         for name in args.cluster_inputs:
             for place, ctx in where.items():
                 found: list[str] = []
-                report = (performance_report(str(Path(args.profile) / f"{name}-{r}.html"))
-                          if args.profile and place != "threaded" else contextlib.nullcontext())
-                with ctx(), large_graph_warnings(found), report:
+                profiled = args.profile and place != "threaded"
+                stream = get_task_stream(client) if profiled else contextlib.nullcontext()
+                started = time.time()
+                with ctx(), large_graph_warnings(found), stream as tasks:
                     phases.start()
                     km = KMeans(args.k[0], n_init=1, max_iter=args.cluster_iters, tol=0,
                                 random_state=args.seed, callback=phases)
@@ -263,6 +265,8 @@ def on_cluster(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                        "n_iter": int(km.n_iter_), "inertia": float(km.inertia_),
                        "large_graph_warnings": found,
                        **({"workers": 2} if place != "threaded" else {})}
+                if profiled:
+                    rec["profile"] = worker_profile(client, tasks.data, started)
                 records.append(rec)
                 cells = "  ".join(f"{p} {s:.2f}" for p, s in rec["phases"].items())
                 print(f"  round {r} {rec['contender']:<32} {labelled:7.2f} s  ({cells})"
@@ -280,6 +284,40 @@ def on_cluster(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         print(f"| {name} | {np.median(th):.2f} | {np.median(cl):.2f} | "
               f"{np.median([c / t for c, t in zip(cl, th, strict=True)]):.2f}x | {warned} |")
     return records
+
+
+def worker_profile(client: Any, tasks: list[dict[str, Any]], since: float,
+                   top: int = 15) -> dict[str, Any]:
+    """Where the workers spent a fit: seconds computing per task prefix and moving data
+    (distributed's task stream), and the functions its statistical profiler saw most
+    often in the workers' task threads since ``since`` (own samples, not children's)."""
+    computing: dict[str, float] = {}
+    moving = 0.0
+    for t in tasks:
+        key = t["key"]
+        prefix = (key[0] if isinstance(key, tuple) else str(key)).rsplit("-", 1)[0]
+        for s in t["startstops"]:
+            if s["action"] == "compute":
+                computing[prefix] = computing.get(prefix, 0.0) + s["stop"] - s["start"]
+            else:
+                moving += s["stop"] - s["start"]
+    own: dict[str, int] = {}
+
+    def walk(node: dict[str, Any]) -> None:
+        d = node.get("description", {})
+        name = f"{d.get('filename', '?')}:{d.get('name', '?')}"
+        below = sum(c["count"] for c in node.get("children", {}).values())
+        own[name] = own.get(name, 0) + node["count"] - below
+        for child in node.get("children", {}).values():
+            walk(child)
+
+    tree = client.profile(start=since)
+    walk(tree)
+    total = max(1, tree.get("count", 0))
+    return {"compute_seconds_by_task": dict(sorted(computing.items(), key=lambda kv: -kv[1])),
+            "transfer_seconds": moving, "tasks": len(tasks),
+            "profile_top": [(n, c / total) for n, c in sorted(own.items(),
+                                                              key=lambda kv: -kv[1])[:top]]}
 
 
 def _images(store: Path) -> Any:
@@ -305,14 +343,14 @@ def main() -> None:
     p.add_argument("--cluster-inputs", nargs="+",
                    default=["open_source", "open_dataset", "lazy graph"],
                    choices=["open_source", "open_dataset", "lazy graph"])
-    p.add_argument("--profile", help="folder for dask performance reports of cluster fits")
+    p.add_argument("--profile", action="store_true",
+                   help="record where the workers spent each cluster fit: seconds per task "
+                        "prefix, transfers and the profiler's top functions")
     add_out_argument(p, "inputs")
     args = p.parse_args()
     args.k = args.k or ([64] if args.cluster else [10, 256])
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    if args.profile:
-        Path(args.profile).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="daskmeans-inputs-"))
     ok = True
     if args.cluster:

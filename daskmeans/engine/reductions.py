@@ -411,7 +411,7 @@ def _entry(parts: np.ndarray, j: int) -> np.ndarray:
 
 
 def _entries(parts: da.Array, j: int) -> da.Array:
-    return parts.map_blocks(_entry, j, dtype=object, meta=np.empty((0,), dtype=object))
+    return da.map_blocks(_entry, parts, j, dtype=object, meta=np.empty((0,), dtype=object))
 
 
 def _state_array(states: Sequence[Any] | Mapping[int, Any], mapped: list[int]) -> da.Array:
@@ -516,9 +516,8 @@ def _reduce_dask_outputs(parts: da.Array, mapped: list[int], keep: bool, summari
     here under the local scheduler; on a cluster the states' object array persisted in
     the workers in the same graph (one submission), each block's state a one-chunk
     slice of it that the next pass names by key."""
-    total = reduce_blocks(parts.map_blocks(_summarised, summaries, dtype=object,
-                                           meta=np.empty((0,), dtype=object)),
-                         split_every)
+    total = reduce_blocks(da.map_blocks(_summarised, parts, summaries, dtype=object,
+                                        meta=np.empty((0,), dtype=object)), split_every)
     wanted = [total, *([_entries(parts, 1)] if keep else [])]
     if using_distributed():
         from distributed import default_client, futures_of

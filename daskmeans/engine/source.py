@@ -622,5 +622,6 @@ def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = No
             "daskmeans-image"):
         return image_pixels(node)
     src = open_source(node, split)
+    assert isinstance(src, ZarrSource)  # what open_source opens
     return _remember(src.to_dask(), src)
 
