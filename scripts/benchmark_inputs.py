@@ -291,11 +291,12 @@ def worker_profile(client: Any, tasks: list[dict[str, Any]], since: float,
     """Where the workers spent a fit: seconds computing per task prefix and moving data
     (distributed's task stream), and the functions its statistical profiler saw most
     often in the workers' task threads since ``since`` (own samples, not children's)."""
+    from dask.utils import key_split
+
     computing: dict[str, float] = {}
     moving = 0.0
     for t in tasks:
-        key = t["key"]
-        prefix = (key[0] if isinstance(key, tuple) else str(key)).rsplit("-", 1)[0]
+        prefix = key_split(t["key"])
         for s in t["startstops"]:
             if s["action"] == "compute":
                 computing[prefix] = computing.get(prefix, 0.0) + s["stop"] - s["start"]

@@ -956,13 +956,16 @@ def take_rows(src: Source, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
         lo, hi = int(cuts[i]), int(cuts[i + 1])
         return None if hi == lo else {"local": index[lo:hi] - src.offsets[i]}
 
-    out = map_reduce(src, _take_kernel, per_block=per_block)
+    out = map_reduce(src, _take_kernel, per_block=per_block, raw=True)
     return out.rows, out.weights
 
 
 def _take_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
-                 *, offset: int, local: np.ndarray) -> common.Rows:
-    return common.Rows(np.array(x[local]), None if w is None else np.asarray(w, np.float64)[local])
+                 *, offset: int, local: np.ndarray, scale: float | None = None) -> common.Rows:
+    # raw stored rows: only the rows taken are scaled, not the whole block (the init's
+    # sample takes a few rows of every block)
+    rows = x[local] if scale is None else float_rows(x[local], scale, False)
+    return common.Rows(np.array(rows), None if w is None else np.asarray(w, np.float64)[local])
 
 
 def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None = None, *,
