@@ -53,6 +53,12 @@ SMOKE: dict[str, list[str]] = {
     "benchmark_algorithms.py":
         "--data {data} --rows 600 --k-minibatch 3 --k-bisecting 3 --k-medians 3 --seeds 1 "
         "--chunk-rows 300 --no-cluster --no-warm-up".split(),
+    "benchmark_inputs.py":
+        "--data {data} --k 3 --rounds 1 --max-iter 20 --chunk-rows 700".split(),
+    # a second run of the same script ("#" and what follows name the run, not the file)
+    "benchmark_inputs.py#cluster":
+        "--data {data} --cluster --cluster-rows 3000 --chunk-rows 1000 --cluster-iters 2 "
+        "--k 3 --rounds 1".split(),
 }
 
 #: the scripts that write their results as JSON (given ``--out`` in a temporary folder,
@@ -62,7 +68,8 @@ WRITES_JSON = {"benchmark.py": "lloyd-iteration", "benchmark_ninit.py": "ninit",
                "benchmark_big_store.py": "big-store", "benchmark_cli.py": "cli",
                "benchmark_bisecting.py": "bisecting", "benchmark_s3.py": "s3",
                "benchmark_workers.py": "workers", "benchmark_largek.py": "largek",
-               "benchmark_algorithms.py": "algorithms"}
+               "benchmark_algorithms.py": "algorithms", "benchmark_inputs.py": "inputs",
+               "benchmark_inputs.py#cluster": "inputs"}
 
 RUNNER = """
 import contextlib, io, json, runpy, sys, traceback
@@ -89,9 +96,10 @@ for name, path, args in specs:
 def smoke(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     order = sorted(SMOKE, key=lambda name: name == "benchmark_kernel.py")
     work = tmp_path_factory.mktemp("smoke")
-    specs = [(name, str(SCRIPTS / name),
+    specs = [(name, str(SCRIPTS / name.split("#")[0]),
               [a.replace("{data}", str(mnist_dir)) for a in SMOKE[name]]
-              + (["--out", str(work / f"{name}.json")] if name in WRITES_JSON else []))
+              + (["--out", str(work / f"{name}.json".replace("#", "-"))]
+                 if name in WRITES_JSON else []))
              for name in order]
     dest = work / "results.json"
     p = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(specs), str(dest)],
@@ -99,7 +107,7 @@ def smoke(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     results: dict[str, Any] = json.loads(dest.read_text()) if dest.exists() else {}
     for name in SMOKE:  # a crash of the whole process fails every test that did not run
         results.setdefault(name, {"ok": False, "out": "", "err": p.stderr[-4000:]})
-        written = work / f"{name}.json"
+        written = work / f"{name}.json".replace("#", "-")
         results[name]["json"] = json.loads(written.read_text()) if written.exists() else None
     return results
 
@@ -432,3 +440,36 @@ def test_benchmark_largek_records_each_data_set_and_contender(smoke: dict[str, A
         assert len(dist) == len(read) >= r["n_iter"] and dist[0] == read[0] == 1.0, r
         assert all(0 <= v <= 1 for v in dist + read), r
     assert "distances computed, share of n*K per iteration: 1.000" in out, out
+
+
+def test_benchmark_inputs_compares_every_input(smoke: dict[str, Any]) -> None:
+    """Threaded: every input at each K, the same inertia as numpy's, ratios to numpy
+    and to open_source."""
+    out = ran(smoke, "benchmark_inputs.py")
+    assert "CHECK inertia equal to numpy's to 1e-6 for every input: ok" in out, out
+    data = results_of(smoke, "benchmark_inputs.py")
+    names = ["numpy", "da.from_array", "open_source", "open_dataset", "lazy graph"]
+    assert contenders(data) == names
+    for r in data["records"]:
+        assert r["k"] == 3 and r["same_inertia"] and r["n_iter"] >= 1, r
+        assert r["vs_numpy"] > 0 and r["vs_open_source"] > 0, r
+    assert [r["vs_numpy"] for r in data["records"] if r["contender"] == "numpy"] == [1.0]
+
+
+@pytest.mark.slow
+def test_benchmark_inputs_on_a_cluster_times_every_phase(smoke: dict[str, Any]) -> None:
+    """--cluster: each input threaded and on the LocalCluster, a whole fit split into
+    its phases, and the large-graph warnings (none)."""
+    out = ran(smoke, "benchmark_inputs.py#cluster")
+    assert "3000 rows, 2 iterations" in out, out
+    data = results_of(smoke, "benchmark_inputs.py#cluster")
+    assert contenders(data) == [f"{where}, {name}"
+                                for name in ("open_source", "open_dataset", "lazy graph")
+                                for where in ("threaded", "LocalCluster 2x1")]
+    inertia = data["records"][0]["inertia"]
+    for r in data["records"]:
+        assert set(r["phases"]) == {"read+hold", "init", "iterations", "final", "labels"}
+        assert all(s >= 0 for s in r["phases"].values()), r
+        assert sum(r["phases"].values()) == pytest.approx(r["seconds"]), r
+        assert r["n_iter"] == 2 and r["large_graph_warnings"] == [], r
+        assert r["inertia"] == pytest.approx(inertia, rel=1e-6), r

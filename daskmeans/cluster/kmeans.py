@@ -115,9 +115,9 @@ class KMeans(BaseKMeans):
         blocks, that cannot change centre are skipped; ``n_init`` runs then run one
         after another. ``"auto"``: bounds for a single run, shared passes when several
         ``n_init`` runs are fitted together.
-        Bounds need rows kept between passes: a numpy array, a Zarr source, or a dask
-        array within the memory budget (held for the fit); a larger dask array runs
-        ``"lloyd"``.
+        Every input keeps its bounds beside its blocks: a numpy array, a Zarr source, a
+        dask array held for the fit or, larger than the memory budget, streamed (its
+        settled blocks not computed).
         With ``metric="manhattan"`` every row is assigned in every iteration
         (``"elkan"`` is refused: the bounds are Euclidean).
     random_state : int, RandomState or None

@@ -94,7 +94,7 @@ def held_summary(src: Source) -> str:
     budget = _mib(memory_budget())
     if src.held is None and not isinstance(src, ArraySource):
         return (f"streaming {_mib(src.nbytes)} of rows (above the memory budget of "
-                f"{budget}, or cache=False): read in every pass")
+                f"{budget}, or cache=False): read in every pass, settled blocks skipped")
     where = "in the workers" if using_distributed() else "in this process"
     xsq = " and |x|^2" if src.xsq is not None else ""
     what = "an in-memory array" if isinstance(src, ArraySource) else f"{src.n_blocks} blocks"

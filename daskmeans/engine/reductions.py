@@ -23,13 +23,17 @@ Only public dask APIs are used:
 - in-memory and Zarr sources: one ``dask.delayed`` task per block, reading its rows
   where it runs (a numpy view, a held future, or a Zarr read), and a tree of delayed
   additions;
-- dask arrays: ``da.blockwise`` over the row blocks (with a small object array that
-  carries each block's offset and constants) and ``da.reduction`` for the tree
-  (:func:`reduce_blocks`). This is the only public route to a dask array's blocks that
-  also works with dask's array query planning; it costs more graph handling per pass
-  than the delayed route, which is why the other sources do not take it. A dask
-  array's blocks keep no state between passes (there is no public way to leave a
-  result beside a block of a user's array).
+- dask arrays streamed (not held): ``da.blockwise`` over the row blocks (with a small
+  object array that carries each block's offset and constants) and ``da.reduction``
+  for the tree (:func:`reduce_blocks`). This is the only public route to a dask
+  array's blocks that also works with dask's array query planning (which has neither
+  ``to_delayed`` nor ``from_delayed``); it costs more graph handling per pass than the
+  delayed route, which is why the other sources do not take it. Per-block state
+  travels as one more blockwise operand, a (n_blocks,) object array with one state a
+  chunk: numpy here under threads; on a cluster the chunks of an object array
+  persisted in the workers (``Client.persist``), so a state stays in the worker that
+  made it and the next pass's graph names it by key. Settled blocks are left out of
+  the pass's slice of the array, so their part of the user's graph is not computed.
 
 Shared operands (the centres, prepared once per pass) go inside each task while all
 copies stay under :data:`INLINE_MAX_BYTES`, else enter the graph once as a delayed
@@ -255,14 +259,13 @@ def map_reduce(
     per_block : block index -> extra keyword constants for that block, or None to skip
         the block (mini-batches, settled blocks); every block by default
     states : block index -> the state an earlier pass kept for that block (numpy, or a
-        future where the block is held), passed to the kernel as ``state=``; not for a
-        dask array
+        future where the block is held, or for a streamed dask array on a cluster a
+        one-chunk dask array persisted in the workers), passed to the kernel as
+        ``state=``
     keep : keep each mapped block's new state where the block is: numpy here, futures
-        in the workers on a cluster (only the reduced partial comes back). A dask
-        array that is not held keeps none: its states are dropped in the tasks (None
-        returned)
-    summaries : each mapped block's summary comes back too (not for a dask array
-        that is not held)
+        (or persisted chunks, for a streamed dask array) in the workers on a cluster;
+        only the reduced partial comes back
+    summaries : each mapped block's summary comes back too
     xsq : pass each block's ``|x|^2`` when the source holds it (False for kernels that
         never use it: their tasks then do not depend on it)
     split_every : fan-in of the reduction tree (>= 2)
@@ -287,12 +290,8 @@ def map_reduce(
         blocks = [(i, {}) for i in range(src.n_blocks)]
     if src.dask_route:
         assert isinstance(src, DaskSource)
-        if states is not None or summaries:
-            raise TypeError("per-block state and summaries need a numpy or Zarr source, "
-                            "not a dask array")
-        total = _map_reduce_dask(src, kernel, shared, blocks, split_every, raw, aligned,
-                                 first_only=keep)
-        return Reduced(total, None, None) if keep else total
+        return _map_reduce_dask(src, kernel, shared, blocks, split_every, raw, aligned,
+                                states=states, keep=keep, summaries=summaries)
     n_out = 1 + int(keep) + int(summaries)
     # with per-block outputs on the local scheduler and no tree to build, each block's
     # outputs come back as one result (no task splits the tuples apart: dask's own
@@ -389,17 +388,48 @@ def _reduce_split(tasks: list[Any], index: list[int], keep: bool, summaries: boo
 
 def _dask_block(cols: list[np.ndarray], *rest: Any, kernel: Callable[..., Any],
                 task_src: TaskSource, shared: Any, raw: bool, weighted: bool,
-                names: tuple[str, ...], first_only: bool) -> np.ndarray:
-    """``da.blockwise`` body: one block's partial in a 1-element object array (``cols``:
-    the block as the one-element list of its column blocks; ``first_only``: the kernel
-    returns ``(partial, state)`` and the state is dropped)."""
+                names: tuple[str, ...], stateful: bool) -> np.ndarray:
+    """``da.blockwise`` body: one block's result in a 1-element object array (``cols``:
+    the block as the one-element list of its column blocks; ``rest``: the weights, the
+    aligned vectors, the block's state (``stateful``) and its offset and constants)."""
     (x,) = cols  # not concatenated by dask: that copied every block in every pass
     w = rest[0] if weighted else None
     info = rest[-1][0]
-    consts = {**info["consts"], **dict(zip(names, rest[int(weighted):-1], strict=True))}
+    vectors = rest[int(weighted):len(rest) - 1 - int(stateful)]
+    consts = {**info["consts"], **dict(zip(names, vectors, strict=True))}
+    if stateful:
+        consts["state"] = rest[-2][0]
     out = np.empty((1,), dtype=object)
-    got = call_kernel(kernel, task_src, x, w, None, shared, info["offset"], consts, raw)
-    out[0] = got[0] if first_only else got
+    out[0] = call_kernel(kernel, task_src, x, w, None, shared, info["offset"], consts, raw)
+    return out
+
+
+def _entry(parts: np.ndarray, j: int) -> np.ndarray:
+    """Entry ``j`` of a block's ``(partial, [state], [summary])`` (``map_blocks`` body)."""
+    out = np.empty((1,), dtype=object)
+    out[0] = parts[0][j]
+    return out
+
+
+def _entries(parts: da.Array, j: int) -> da.Array:
+    return da.map_blocks(_entry, parts, j, dtype=object, meta=np.empty((0,), dtype=object))
+
+
+def _state_array(states: Sequence[Any] | Mapping[int, Any], mapped: list[int]) -> da.Array:
+    """The mapped blocks' states as a (len(mapped),) object dask array, one a chunk:
+    states kept here go in as they are; states persisted in a cluster's workers (one-
+    chunk dask arrays) are named by their keys, and stay where they are."""
+    values = [states[i] for i in mapped]
+    if not any(isinstance(v, da.Array) for v in values):
+        return da.from_array(_objects(values), chunks=1)
+    return da.concatenate([v if isinstance(v, da.Array) else
+                           da.from_array(_objects([v]), chunks=1) for v in values])
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for j, v in enumerate(values):  # one by one: a state may itself be a sequence
+        out[j] = v
     return out
 
 
@@ -437,15 +467,18 @@ def reduce_blocks(parts: da.Array, split_every: int = SPLIT_EVERY) -> da.Array:
 
 def _map_reduce_dask(src: DaskSource, kernel: Callable[..., Any], shared: Any,
                      blocks: list[tuple[int, dict[str, Any]]], split_every: int, raw: bool,
-                     aligned: dict[str, Any], *, first_only: bool) -> Any:
-    """:func:`map_reduce`'s dask-array route: ``da.blockwise`` and ``da.reduction``."""
+                     aligned: dict[str, Any], *,
+                     states: Sequence[Any] | Mapping[int, Any] | None, keep: bool,
+                     summaries: bool) -> Any:
+    """:func:`map_reduce`'s dask-array route: ``da.blockwise`` and ``da.reduction``, the
+    blocks not mapped left out of the array (their part of its graph not computed)."""
     X = src.X
     vectors = [a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=-1)
                for a in ([] if src.weights is None else [src.weights]) + list(aligned.values())]
     vectors = [v.rechunk((X.chunks[0],)) for v in vectors]
-    if len(blocks) < src.n_blocks:  # a subset of the blocks (mini-batch steps)
-        keep = [i for i, _ in blocks]
-        X, *vectors = (da.concatenate([a[src.offsets[i]:src.offsets[i + 1]] for i in keep])
+    mapped = [i for i, _ in blocks]
+    if len(blocks) < src.n_blocks:  # settled blocks, mini-batch steps: a subset
+        X, *vectors = (da.concatenate([a[src.offsets[i]:src.offsets[i + 1]] for i in mapped])
                        for a in (X, *vectors))
     info = np.empty(len(blocks), dtype=object)
     for j, (i, consts) in enumerate(blocks):
@@ -453,25 +486,74 @@ def _map_reduce_dask(src: DaskSource, kernel: Callable[..., Any], shared: Any,
     args: list[Any] = [X, "ij"]
     for v in vectors:
         args += [v, "i"]
+    if states is not None:
+        args += [_state_array(states, mapped), "i"]
     args += [da.from_array(info, chunks=1), "i"]
     parts = da.blockwise(
         _dask_block, "i", *args, kernel=kernel, task_src=TaskSource(src), shared=shared,
         raw=raw, weighted=src.weights is not None, names=tuple(aligned),
-        first_only=first_only, concatenate=False,
-        align_arrays=False, dtype=object,
+        stateful=states is not None, concatenate=False, align_arrays=False, dtype=object,
         meta=np.empty((0,), dtype=object), adjust_chunks={"i": 1},
     )
     try:
-        return compute(reduce_blocks(parts, split_every), n_tasks=len(blocks))
+        if not keep and not summaries:
+            return compute(reduce_blocks(parts, split_every), n_tasks=len(blocks))
+        return _reduce_dask_outputs(parts, mapped, keep, summaries, split_every)
     except DaskmeansError:
         raise
     except (RuntimeError, ValueError) as e:  # codecs' errors; not a lost worker's
         if isinstance(e, NonFiniteError):
             raise
-        unreadable = unreadable_block(src, [i for i, _ in blocks])
+        unreadable = unreadable_block(src, mapped)
         if unreadable is None:  # every block computes alone: the error was not the input's
             raise
         raise unreadable from e
+
+
+def _reduce_dask_outputs(parts: da.Array, mapped: list[int], keep: bool, summaries: bool,
+                         split_every: int) -> Reduced:
+    """The partials of a blockwise pass with per-block outputs tree-reduced with its
+    summaries (:class:`_Summarised`: no task of their own), and its states kept: numpy
+    here under the local scheduler; on a cluster the states' object array persisted in
+    the workers in the same graph (one submission), each block's state a one-chunk
+    slice of it that the next pass names by key."""
+    total = reduce_blocks(da.map_blocks(_summarised, parts, summaries, dtype=object,
+                                        meta=np.empty((0,), dtype=object)), split_every)
+    wanted = [total, *([_entries(parts, 1)] if keep else [])]
+    if using_distributed():
+        from distributed import default_client, futures_of
+
+        client = default_client()
+        done = client.persist(wanted)
+        (got,) = client.gather(futures_of(done[0]))
+        kept = [done[1][j:j + 1] for j in range(len(mapped))] if keep else None
+    else:
+        out = compute(*wanted, n_tasks=len(mapped))
+        got, kept = (out[0], list(out[1])) if keep else (out, None)
+    sums = {mapped[j]: sm for j, sm in sorted(got.summaries.items())} if summaries else None
+    return Reduced(got.partial, None if kept is None else dict(zip(mapped, kept, strict=True)),
+                   sums)
+
+
+class _Summarised:
+    """A partial result with the summaries of the blocks it sums (by position in the
+    pass), added as the partials are."""
+
+    def __init__(self, partial: Any, summaries: dict[int, Any]) -> None:
+        self.partial, self.summaries = partial, summaries
+
+    def __add__(self, other: _Summarised) -> _Summarised:
+        return _Summarised(self.partial + other.partial, {**self.summaries, **other.summaries})
+
+
+def _summarised(parts: np.ndarray, summaries: bool, block_info: Any = None) -> np.ndarray:
+    """``map_blocks`` body: a block's partial and (with ``summaries``) its summary, from
+    its ``(partial, [state], [summary])``."""
+    got = parts[0]
+    j = block_info[0]["chunk-location"][0] if block_info else 0
+    out = np.empty((1,), dtype=object)
+    out[0] = _Summarised(got[0], {j: got[-1]} if summaries else {})
+    return out
 
 
 def unreadable_block(src: DaskSource, indices: Sequence[int]) -> BlockReadError | None:
@@ -713,8 +795,8 @@ def median_assign_pass(
     """The first pass of a k-medians iteration (:func:`daskmeans.kernels.medians.median_assign`,
     with the second digit's histograms counted ahead around ``guess``, if given): one
     compute. Returns the summed partial and each block's labels, kept where the block is
-    (numpy, or futures on a cluster) for the iteration's later passes; None for a
-    streamed dask array (no public per-block state: later passes assign again)."""
+    (numpy, or futures on a cluster; one-chunk persisted arrays for a streamed dask
+    array) for the iteration's later passes."""
     kernel = functools.partial(_median_assign_kernel, grid=grid, n_top=n_top, moments=moments)
     out = map_reduce(src, kernel, (medians.L1Centres(C), guess), keep=True, xsq=False,
                      split_every=split_every, raw=grid.raw)
@@ -821,8 +903,7 @@ def bisect_pass(src: Source, step: bisect.BisectStep, split_every: int = SPLIT_E
     The tree does not change during a round: with ``keep`` each block's nodes (where
     its rows end in the tree) stay where the block is (numpy, or futures on a cluster)
     and are returned for the round's later passes (``nodes``), which then do not
-    descend the tree again (the descent is a large part of a pass). A streamed dask
-    array has no public per-block state: its passes descend every time (None returned). A
+    descend the tree again (the descent is a large part of a pass). A
     store's uint8 rows reach the kernels raw (:func:`reads_raw_uint8`): each row is
     scaled as it is used, not the whole block in every pass (the same results).
     """
@@ -877,13 +958,16 @@ def take_rows(src: Source, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
         lo, hi = int(cuts[i]), int(cuts[i + 1])
         return None if hi == lo else {"local": index[lo:hi] - src.offsets[i]}
 
-    out = map_reduce(src, _take_kernel, per_block=per_block)
+    out = map_reduce(src, _take_kernel, per_block=per_block, raw=True)
     return out.rows, out.weights
 
 
 def _take_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
-                 *, offset: int, local: np.ndarray) -> common.Rows:
-    return common.Rows(np.array(x[local]), None if w is None else np.asarray(w, np.float64)[local])
+                 *, offset: int, local: np.ndarray, scale: float | None = None) -> common.Rows:
+    # raw stored rows: only the rows taken are scaled, not the whole block (the init's
+    # sample takes a few rows of every block)
+    rows = x[local] if scale is None else float_rows(x[local], scale, False)
+    return common.Rows(np.array(rows), None if w is None else np.asarray(w, np.float64)[local])
 
 
 def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None = None, *,

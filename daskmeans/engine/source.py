@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import dask.array as da
@@ -48,7 +50,7 @@ from .schedule import local_threads, memory_block_rows
 
 __all__ = ["ArraySource", "DaskSource", "NonFiniteError", "Source", "ZarrBlock", "ZarrSource",
            "as_source", "block_offsets", "even_offsets", "float_rows", "is_url", "is_zarr",
-           "open_array", "open_dataset", "open_source", "reads_raw_uint8"]
+           "open_array", "open_dataset", "open_source", "opened_source", "reads_raw_uint8"]
 
 
 class NonFiniteError(ValueError):
@@ -111,8 +113,9 @@ class Source:
 
     lazy = True
     X: Any = None  # the rows, for sources that hold them (numpy or dask)
-    #: passes map over a dask array's own blocks (``da.blockwise``): no per-block state
-    #: (bounds, labels) can be kept between passes; see :attr:`DaskSource.dask_route`
+    #: passes map over a dask array's own blocks (``da.blockwise``), per-block state
+    #: (bounds, labels) going in as one more blockwise operand; see
+    #: :attr:`DaskSource.dask_route`
     dask_route = False
 
     def __init__(self, n: int, d: int, dtype: Any, offsets: tuple[int, ...],
@@ -349,10 +352,13 @@ class ZarrBlock:
 
 
 class DaskSource(Source):
-    """A user's (n, d) dask array. Passes map over its row blocks with ``da.blockwise``
-    and tree-reduce with ``da.reduction`` (the only public route to a dask array's
-    blocks that also works with array query planning), with no state kept beside the
-    blocks between passes. Weights may be a dask array.
+    """A user's (n, d) dask array. Streamed (larger than the memory budget), passes map
+    over its row blocks with ``da.blockwise`` and tree-reduce with ``da.reduction``
+    (the only public route to a dask array's blocks that also works with array query
+    planning); per-block state (distance bounds, labels) is kept beside the blocks all
+    the same, numpy here or persisted in a cluster's workers, and blocks whose rows
+    are settled are left out of a pass (their part of the graph is not computed).
+    Weights may be a dask array.
 
     Held for a fit (:func:`daskmeans.engine.hold.hold`, when the rows fit the memory
     budget), its blocks are computed once and kept, numpy here or futures in a
@@ -493,14 +499,61 @@ def open_source(store: Any, split: str | None = None, *, array: str | None = Non
 def as_source(X: Any) -> Source:
     """The :class:`Source` of anything the estimators accept: a Source, a numpy array
     (validated by the caller), a dask array, a Zarr array or group, a store path or
-    URL."""
+    URL. A dask array that :func:`open_dataset` or :func:`open_array` made, untouched
+    since, is read through its store's own fast path (:func:`opened_source`)."""
     if isinstance(X, Source):
         return X
     if isinstance(X, da.Array):
-        return DaskSource(X)
+        opened = opened_source(X)
+        return opened if opened is not None else DaskSource(X)
     if isinstance(X, str | os.PathLike | zarr.Array | zarr.Group):
         return open_source(X)
     return ArraySource(np.asarray(X))
+
+
+
+#: How many of the dask arrays :func:`open_dataset` and :func:`open_array` made are
+#: remembered by name (a few per store a session opens; each entry is a store handle).
+OPENED_MAX = 64
+_opened: OrderedDict[str, ZarrSource] = OrderedDict()
+_opened_lock = threading.Lock()
+
+
+def _remember(X: da.Array, src: ZarrSource) -> da.Array:
+    """Remember that the dask array ``X`` reads exactly ``src``'s rows (see
+    :func:`opened_source`); returns ``X``."""
+    with _opened_lock:
+        _opened[X.name] = src
+        _opened.move_to_end(X.name)
+        while len(_opened) > OPENED_MAX:
+            _opened.popitem(last=False)
+    return X
+
+
+def opened_source(X: da.Array) -> ZarrSource | None:
+    """The store source behind a dask array that :func:`open_dataset` or
+    :func:`open_array` made, or None.
+
+    A dask array's name is a token of its whole graph (public: ``Array.name``, in
+    both of dask's array implementations), so an array that was sliced, rechunked or
+    computed on since it was opened has another name and is not recognised; one that
+    is recognised reads the same rows, and fitting the store itself gives the same
+    model while reading raw stored rows (uint8 pixels stay uint8, no float32 copy of
+    each chunk, the local chunk-file reader).
+
+    Arrays made elsewhere are not recognised: ``da.from_zarr``, ``io.zarr_to_dask``
+    and xarray's ``open_zarr`` build ``da.from_array`` graphs, and which storage a
+    dask array reads is said only inside its graph's tasks, whose layout is dask's
+    internal business (it differs between the two array implementations, and
+    ``from_zarr`` has none under query planning); xarray's ``encoding`` names a
+    variable's store, but survives indexing, so it cannot tell a whole variable from a
+    slice of one. Pass the store itself (``open_source(path, array=name)``) to get its
+    fast path for those."""
+    with _opened_lock:
+        src = _opened.get(X.name)
+    if src is None or src.shape != tuple(X.shape) or src.dtype != X.dtype:
+        return None
+    return copy.copy(src)
 
 
 def open_dataset(
@@ -509,9 +562,10 @@ def open_dataset(
 ) -> tuple[da.Array, da.Array]:
     """Open one split of a dataset store as dask arrays.
 
-    For clustering, passing the store itself (or :func:`open_source`) to an estimator
-    is faster than passing ``X``: the kernels then read the uint8 rows and scale them
-    block by block, instead of receiving float32 copies of every chunk.
+    An estimator given ``X`` as returned (not sliced or computed on since) reads the
+    store itself, as for :func:`open_source`: the kernels then read the uint8 rows and
+    scale them block by block, instead of receiving float32 copies of every chunk
+    (:func:`opened_source`). Anything derived from ``X`` is a plain dask array.
 
     ``store`` may be a URL (``s3://bucket/mnist.zarr``), with ``storage_options`` for
     fsspec (s3fs: ``key``, ``secret``, ``endpoint_url``, ``config_kwargs``).
@@ -547,7 +601,12 @@ def open_dataset(
         )
     imgs = zarr_to_dask(images)
     y = zarr_to_dask(labels, chunks=(imgs.chunks[0],)).astype(np.int64)
-    return (scale_images(imgs, images_scale(images)) if scale else imgs), y
+    if not scale:
+        return imgs, y
+    factor = images_scale(images)
+    X = scale_images(imgs, factor)
+    # an estimator given X reads the store itself (the same rows: float32(raw) * scale)
+    return _remember(X, ZarrSource(images, scale=factor)), y
 
 
 def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = None) -> da.Array:
@@ -562,5 +621,7 @@ def open_array(store: PathLike | zarr.Array | zarr.Group, split: str | None = No
     if isinstance(node, zarr.Group) and str(node.attrs.get("format", "")).startswith(
             "daskmeans-image"):
         return image_pixels(node)
-    return open_source(node, split).to_dask()
+    src = open_source(node, split)
+    assert isinstance(src, ZarrSource)  # what open_source opens
+    return _remember(src.to_dask(), src)
 

@@ -72,9 +72,9 @@ def test_choose_solver_once_per_fit() -> None:
     assert pick(euclidean, "auto", mem) == ("bounded lloyd", 1)
     assert pick(euclidean, "auto", mem, n_runs=10) == ("lloyd, bounded for a lone run", 10)
     assert pick(euclidean, "auto", mem, n_runs=10, one=True) == ("bounded lloyd", 1)
-    assert pick(euclidean, "auto", lazy) == ("lloyd", 1)  # no bounds on a dask array
+    assert pick(euclidean, "auto", lazy) == ("bounded lloyd", 1)  # streamed: bounds too
     assert pick(euclidean, "elkan", mem, n_runs=10) == ("bounded lloyd", 1)
-    assert pick(euclidean, "elkan", lazy, n_runs=10) == ("lloyd", 1)
+    assert pick(euclidean, "elkan", lazy, n_runs=10) == ("bounded lloyd", 1)
     assert pick(euclidean, "lloyd", mem) == ("lloyd", 1)
     assert pick(manhattan, "auto", mem, n_runs=10) == ("k-medians", 1)
     assert runs_per_pass(10, 8, 4) == 10 and runs_per_pass(10, 1 << 12, 1 << 12) == 1

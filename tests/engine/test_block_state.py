@@ -167,8 +167,6 @@ def test_one_compute_per_pass(kind: str, split_every: int, tmp_path: Path,
     reductions.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
                           per_block=lambda i: {} if i % 2 else None, split_every=split_every)
     assert counting_scheduler.calls == 2
-    if kind == "dask":
-        return
     out = reductions.map_reduce(src, functools.partial(stateful, n=N, summary=True), v,
                                 keep=True, summaries=True, split_every=split_every)
     assert counting_scheduler.calls == 3
@@ -177,23 +175,35 @@ def test_one_compute_per_pass(kind: str, split_every: int, tmp_path: Path,
     assert counting_scheduler.calls == 4
 
 
-def test_a_dask_array_keeps_no_state(tmp_path: Path) -> None:
-    """keep on a dask array: the right total, the states dropped in the tasks (None);
-    states or summaries asked of one are refused."""
+def test_a_streamed_dask_array_keeps_state_beside_its_blocks(tmp_path: Path) -> None:
+    """A dask array that is not held keeps per-block states and summaries too (through
+    its own blockwise graph): the blocks read get theirs, the next pass takes them; an
+    aligned dask array with per-block state is refused for other sources."""
     X, v = _data()
     src = _source("dask", X, tmp_path)
-    kernel = functools.partial(stateful, n=N)
+    assert src.dask_route
+    read = [0, 3, 4, src.n_blocks - 1]
+    kernel = functools.partial(stateful, n=N, summary=True)
     with dask.config.set(scheduler="threads"):
-        out = reductions.map_reduce(src, kernel, v, keep=True)
-        assert isinstance(out, reductions.Reduced)
-        assert out.states is None and out.state_list() is None
-        np.testing.assert_array_equal(out.total.values, X @ v)
-        with pytest.raises(TypeError, match="summaries"):
-            reductions.map_reduce(src, functools.partial(stateful, n=N, summary=True), v,
-                                  keep=True, summaries=True)
+        out = reductions.map_reduce(src, kernel, v, keep=True, summaries=True,
+                                    per_block=lambda i: {} if i in read else None,
+                                    split_every=2)
+        assert out.states is not None and out.summaries is not None
+        assert list(out.states) == list(out.summaries) == read
+        again = reductions.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
+                                      states=out.states,
+                                      per_block=lambda i: {"extra": 1.0} if i in read else None)
         with pytest.raises(ValueError, match="aligned dask arrays"):
             reductions.map_reduce(_source("array", X, tmp_path), kernel, v, keep=True,
                                   aligned={"extra": da.zeros(N, chunks=10)})
+    want = np.zeros(N)
+    for i in read:
+        a, b = src.offsets[i], src.offsets[i + 1]
+        want[a:b] = X[a:b] @ v
+        np.testing.assert_array_equal(out.states[i], X[a:b] @ v)
+        assert out.summaries[i] == (a, b - a, "local")
+    np.testing.assert_array_equal(out.total.values, want)
+    np.testing.assert_array_equal(again.values, 2 * want + _ones(src, read))
 
 
 def test_xsq_reaches_the_kernel_only_when_asked(tmp_path: Path) -> None:
@@ -266,6 +276,46 @@ def test_kept_states_stay_in_the_workers(kind: str, local_cluster: Any, by_value
     np.testing.assert_array_equal(out.total.values, want)
     np.testing.assert_array_equal(again.values, 2 * want)
     assert again.where <= workers
+
+
+def test_a_streamed_dask_array_keeps_its_states_in_the_workers(local_cluster: Any,
+                                                              by_value: None,
+                                                              tmp_path: Path) -> None:
+    """A dask array that is not held, on a cluster: each block's kept state is a one-
+    chunk dask array persisted in a worker (its future named in the next pass's graph,
+    nothing per row sent back or forth); the next pass takes it."""
+    from distributed import futures_of, wait
+
+    X, v = _data()
+    workers = set(local_cluster.scheduler_info()["workers"])
+    src = _source("dask", X, tmp_path, rows=25)
+    read = [0, src.n_blocks - 1]
+    with local_cluster.as_current():
+        assert src.dask_route
+        out = reductions.map_reduce(src, functools.partial(stateful, n=N, summary=True), v,
+                                    keep=True, summaries=True,
+                                    per_block=lambda i: {} if i in read else None)
+        assert out.states is not None and out.summaries is not None
+        assert list(out.states) == list(out.summaries) == read
+        futures = list({f.key: f for st in out.states.values() for f in futures_of(st)}
+                       .values())
+        assert len(futures) == len(read)  # one object, a block's state, each
+        wait(futures)
+        held_by = local_cluster.who_has(futures)
+        assert all(set(ws) and set(ws) <= workers for ws in held_by.values())
+        for i, (start, rows, where) in out.summaries.items():
+            assert (start, rows) == (src.offsets[i], src.block_rows(i)) and where in workers
+        again = reductions.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
+                                      states=out.states,
+                                      per_block=lambda i: {} if i in read else None)
+        kept = {i: local_cluster.compute(st).result()[0] for i, st in out.states.items()}
+    want = np.zeros(N)
+    for i in read:
+        want[src.offsets[i]:src.offsets[i + 1]] = _block_values(src, X, v, i)
+        np.testing.assert_array_equal(kept[i], _block_values(src, X, v, i))
+    np.testing.assert_array_equal(out.total.values, want)
+    np.testing.assert_array_equal(again.values, 2 * want)
+    assert out.total.where <= workers and again.where <= workers
 
 
 # --------------------------------------------------------------------------- hold

@@ -6,6 +6,7 @@ a fit sends to a cluster."""
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from daskmeans import KMeans, io, open_source
 from daskmeans.engine import hold as hold_module
 from daskmeans.engine.hold import held_summary, hold
 from daskmeans.engine.source import DaskSource
-from tests.conftest import ran_on_workers
+from tests.conftest import computed, ran_on_workers
 
 QUERY_PLANNING = bool(dask.config.get("array.query-planning", None))
 
@@ -115,18 +116,110 @@ def test_held_blocks_carry_weights_norms_and_follow_the_threads() -> None:
     assert weighted.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
 
 
-def test_over_the_budget_a_dask_array_streams(monkeypatch: pytest.MonkeyPatch) -> None:
-    X = blobs(3000)
+def sorted_blobs(n: int = 12_000, d: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ordered by blob (most blocks hold one blob: their rows settle early, and
+    whole blocks are skipped) and initial centres drawn from them."""
+    rng = np.random.default_rng(4)
+    centres = rng.normal(scale=6, size=(9, d))
+    X = (centres[np.sort(rng.integers(0, 9, n))] + rng.normal(size=(n, d))).astype(np.float32)
+    return X, X[rng.choice(n, 9, replace=False)]
+
+
+def mapped_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of blocks each bounded pass of a fit maps (its unsettled blocks)."""
+    from daskmeans.engine import reductions
+
+    mapped: list[int] = []
+    real = reductions.bounds_pass
+
+    def spy(src, C, states, steps, **kwargs):  # type: ignore[no-untyped-def]
+        mapped.append(len(steps))
+        return real(src, C, states, steps, **kwargs)
+
+    monkeypatch.setattr(reductions, "bounds_pass", spy)
+    return mapped
+
+
+def test_over_the_budget_a_dask_array_streams_with_bounds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the memory budget the array is not held but keeps its distance bounds:
+    the same labels, inertia and iterations as held and as numpy, and the blocks whose
+    rows are all settled are not computed (the user's graph runs exactly for the
+    blocks the passes map)."""
+    X, C0 = sorted_blobs()
     counter = Counter()
-    lazy = da.map_blocks(counter, da.from_array(X, chunks=(1000, -1)), dtype=X.dtype)
-    monkeypatch.setattr(hold_module, "memory_budget", lambda: 0)
-    src = hold(DaskSource(lazy))
-    assert src.held is None and src.dask_route and "streaming" in held_summary(src)
+    lazy = da.map_blocks(counter, da.from_array(X, chunks=(500, -1)), dtype=X.dtype)
+    params = {"n_clusters": 9, "init": C0, "n_init": 1, "max_iter": 100}
     with dask.config.set(scheduler="threads"):
-        km = KMeans(9, random_state=0, max_iter=20).fit(lazy)
-    assert counter.calls > lazy.numblocks[0]  # read in every pass
-    ref = KMeans(9, random_state=0, max_iter=20).fit(X)
+        ref = KMeans(**params).fit(X)
+        held = KMeans(**params).fit(lazy)
+        monkeypatch.setattr(hold_module, "memory_budget", lambda: 0)
+        src = hold(DaskSource(lazy))
+        assert src.held is None and src.dask_route and "streaming" in held_summary(src)
+        counter.calls = 0
+        mapped = mapped_blocks(monkeypatch)
+        streamed = KMeans(**params).fit(lazy)
+        calls = counter.calls
+    assert calls == sum(mapped)  # exactly the blocks the passes mapped...
+    assert len(mapped) == streamed.n_iter_ + 1 and mapped[0] == lazy.numblocks[0]
+    assert min(mapped) < lazy.numblocks[0] // 2  # ...and the settled ones were skipped
+    for km in (held, streamed):
+        assert km.n_iter_ == ref.n_iter_
+        assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+        np.testing.assert_array_equal(computed(km.labels_), ref.labels_)
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
+
+
+class Marker:
+    """A block function that leaves a file per non-empty block it made (it runs in a
+    cluster's worker processes: the files are the count)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        return ("Marker", str(self.folder))
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        if len(block):
+            import uuid
+
+            (self.folder / uuid.uuid4().hex).touch()
+        return block
+
+
+def test_a_streamed_dask_array_on_a_cluster(local_cluster, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a cluster a streamed array's bounds stay in the workers (persisted chunks):
+    numpy's model, labels and iterations, its settled blocks not computed, and the
+    graphs it sends do not carry the rows' bounds."""
+    import cloudpickle
+
+    X, C0 = sorted_blobs()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    lazy = da.map_blocks(Marker(marks), da.from_array(X, chunks=(500, -1)), dtype=X.dtype)
+    params = {"n_clusters": 9, "init": C0, "n_init": 1, "max_iter": 100}
+    ref = KMeans(**params).fit(X)
+    monkeypatch.setattr(hold_module, "memory_budget", lambda: 0)
+    mapped = mapped_blocks(monkeypatch)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with local_cluster.as_current(), ran_on_workers(local_cluster):
+            sizes = graph_sizes(lambda: KMeans(**params).fit(lazy))
+            calls = len(list(marks.iterdir()))
+            km = KMeans(**params).fit(lazy)
+            labels = computed(km.labels_)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert calls == sum(mapped) // 2  # two fits, each its mapped blocks
+    assert min(mapped) < lazy.numblocks[0] // 2
+    # the user's graph (its numpy array) and per-block constants; the rows' bounds
+    # (48 bytes a row here: as large as the rows) stay in the workers
+    assert max(sizes) < X.nbytes + (1 << 17)
+    assert km.n_iter_ == ref.n_iter_
     assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+    np.testing.assert_array_equal(labels, ref.labels_)
 
 
 def test_held_in_the_workers_of_a_cluster(local_cluster) -> None:  # type: ignore[no-untyped-def]

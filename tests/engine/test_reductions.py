@@ -178,9 +178,13 @@ def test_map_reduce_kept_hands_each_block_its_own_state(kind: str, tmp_path: Pat
     assert not isinstance(second, reductions.Reduced)  # nothing kept: the partial alone
     for i, st in enumerate(states):
         np.testing.assert_array_equal(st, X[src.offsets[i]:src.offsets[i + 1]] @ v)
-    with pytest.raises(TypeError, match="per-block state"):
-        reductions.map_reduce(DaskSource(da.from_array(X, chunks=(10, D))), kernel, v,
-                              states=states)
+    # a streamed dask array in other chunks hands its blocks their states as well
+    lazy = DaskSource(da.from_array(X, chunks=(tuple(np.diff(src.offsets).tolist()), D)))
+    assert lazy.dask_route and lazy.offsets == src.offsets
+    with dask.config.set(scheduler="threads"):
+        third = reductions.map_reduce(lazy, lambda *a, **k: kernel(*a, **k)[0], v,
+                                      states=states)
+    np.testing.assert_array_equal(third.values, 2 * (X @ v))
 
 
 def test_map_reduce_runs_on_the_cluster(local_cluster, tmp_path: Path) -> None:
@@ -202,3 +206,23 @@ def test_map_reduce_runs_on_the_cluster(local_cluster, tmp_path: Path) -> None:
                 assert got.where and got.where <= workers, (type(src).__name__, got.where)
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_take_rows_of_raw_pixels_scales_only_the_rows_taken(tmp_path: Path) -> None:
+    """take_rows of a uint8 store with a scale: exactly the rows as a whole block read
+    as float would give them (the kernel receives the block raw and scales the rows it
+    takes), and one block's rows only where the index names no other."""
+    from daskmeans import io, open_source
+    from daskmeans.engine.source import float_rows
+
+    imgs = np.random.default_rng(5).integers(0, 256, size=(300, 4, 5), dtype=np.uint8)
+    store = io.arrays_to_dataset({"test": (imgs, np.zeros(300, np.uint8))},
+                                 tmp_path / "d.zarr", name="t", chunk_rows=70)
+    src = open_source(store, "test", cache=False)
+    assert src.scale is not None and src.n_blocks > 1
+    index = np.array([0, 3, 69, 70, 150, 299])
+    with dask.config.set(scheduler="threads"):
+        rows, w = reductions.take_rows(src, index)
+    want = float_rows(imgs.reshape(300, -1), src.scale, False)[index]
+    assert rows.dtype == np.float32 and w is None
+    np.testing.assert_array_equal(rows, want)

@@ -65,3 +65,36 @@ def test_sources_of_every_input(small_dir, tmp_path: Path) -> None:
     B = open_source(blobs)
     assert B.scale is None and B.dtype == np.float32
     np.testing.assert_array_equal(B.to_dask().compute(), open_array(blobs).compute())
+
+
+def test_our_own_lazy_arrays_are_read_through_their_store(small_dir, tmp_path: Path) -> None:
+    """open_dataset's X and open_array's array, as returned, become the store's source
+    (raw uint8 rows with their scale: the same rows); anything derived from them, and
+    dask arrays made elsewhere over the same store, stay dask arrays."""
+    from daskmeans import KMeans
+    from daskmeans.engine.source import opened_source
+
+    d, _, _ = small_dir
+    store = io.ingest(d, tmp_path / "s.zarr", chunk_rows=10)
+    X, _ = open_dataset(store, "test")
+    src = as_source(X)
+    assert isinstance(src, ZarrSource) and src.scale == io.PIXEL_SCALE
+    assert src.shape == X.shape and src.array.dtype == np.uint8
+    np.testing.assert_array_equal(src.to_dask().compute(), X.compute())
+    assert as_source(X) is not src  # a copy each time: a fit's holding is its own
+    for derived in (X[:20], X.rechunk((5, -1)), X * 1.0, X.astype(np.float64)):
+        assert isinstance(as_source(derived), DaskSource)
+    raw, _ = open_dataset(store, "test", scale=False)  # stored images: not rows
+    assert opened_source(raw) is None
+    blobs = io.make_blobs_zarr(tmp_path / "b.zarr", 50, 3, centers=2, chunk_rows=20,
+                               random_state=0)
+    assert isinstance(as_source(open_array(blobs)), ZarrSource)
+    elsewhere = io.zarr_to_dask(zarr.open_group(blobs, mode="r")["X"])  # the same rows
+    assert isinstance(as_source(elsewhere), DaskSource)
+    # the same model as from the dask array's own graph (the same initial centres)
+    C0 = X[:3].compute()
+    fast = KMeans(3, init=C0, n_init=1).fit(X)
+    plain = KMeans(3, init=C0, n_init=1).fit(X.map_blocks(np.asarray))  # another name
+    assert fast.inertia_ == pytest.approx(plain.inertia_, rel=1e-6)
+    np.testing.assert_array_equal(fast.labels_.compute(), plain.labels_.compute())
+    assert fast.n_iter_ == plain.n_iter_
