@@ -893,7 +893,8 @@ def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None =
     vectors = vectors or {}
     if isinstance(src, ArraySource) and not any(isinstance(v, da.Array)
                                                 for v in vectors.values()):
-        return scores.Gathered(index, np.asarray(src.X[index]),
+        rows = src.X[index]  # CSR rows stay CSR
+        return scores.Gathered(index, rows if src.sparse else np.asarray(rows),
                           {k: np.asarray(v)[index] for k, v in vectors.items()})
     out = map_reduce(src, _gather_kernel, index, split_every=split_every, aligned=vectors)
     return out.sorted()
