@@ -84,7 +84,7 @@ def choose_solver(metric: Metric, algorithm: str, src: Source, *, n_runs: int,
         per_pass = 1
     else:
         per_pass = runs_per_pass(n_runs, n_clusters, src.d)
-    bounds = algorithm != "lloyd" and not src.dask_route and not src.sparse
+    bounds = algorithm != "lloyd" and not src.dask_route
     if bounds and per_pass == 1:
         return SolverChoice("bounded lloyd", lloyd_bounded_runs, 1)
     if bounds:

@@ -697,7 +697,7 @@ def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                    ) -> tuple[bounds.BoundsPartial, bounds.BlockBounds, bounds.BoundsSummary]:
     C, C64 = centres
     if isinstance(state, FreshBounds):
-        state = bounds.BlockBounds.fresh(len(x), state.n_groups)
+        state = bounds.BlockBounds.fresh(x.shape[0], state.n_groups)
     return bounds.bounds_block(x, C, state, step, w, version=version, n_top=n_top,
                                moments=moments, offset=offset, scale=scale, centres64=C64,
                                groups=groups)

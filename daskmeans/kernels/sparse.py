@@ -37,8 +37,8 @@ from .common import (
 )
 
 __all__ = ["assign", "cluster_sums", "column_moments", "csr_parts", "distances",
-           "exact_sq", "lloyd_stats", "nearest", "nearest_labels", "products",
-           "winner_sqdist"]
+           "exact_csq", "exact_sq", "lloyd_stats", "nearest", "nearest_labels", "products",
+           "row_norms_sq", "settle_near_ties", "winner_sqdist"]
 
 
 def csr_parts(X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
