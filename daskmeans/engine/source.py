@@ -432,14 +432,11 @@ class SparseSource(ArraySource):
             offsets = _nnz_offsets(X.indptr, local_threads() if X.nnz >= 1 << 16 else 1)
         Source.__init__(self, n, d, X.dtype, offsets)
         self.X = X
+        self.blocks = [_csr_view(X, a, b) for a, b in zip(offsets[:-1], offsets[1:],
+                                                           strict=True)]
 
     def block(self, i: int) -> Any:
-        a, b = self.offsets[i], self.offsets[i + 1]
-        if a == 0 and b == self.n:
-            return self.X
-        p0, p1 = int(self.X.indptr[a]), int(self.X.indptr[b])
-        return type(self.X)((self.X.data[p0:p1], self.X.indices[p0:p1],
-                             self.X.indptr[a:b + 1] - p0), shape=(b - a, self.d))
+        return self.blocks[i]
 
     @property
     def nbytes(self) -> int:
@@ -462,6 +459,19 @@ def csr_rows(X: Any) -> Any:
     if not out.has_canonical_format:
         out = out.copy()  # a new object may still share X's arrays: sorted in a copy
         out.sum_duplicates()
+    return out
+
+
+def _csr_view(X: Any, a: int, b: int) -> Any:
+    """Rows ``a:b`` of CSR ``X`` as a CSR matrix of the same kind whose ``data`` and
+    ``indices`` are views of X's (scipy's constructor copies a slice much smaller than
+    its base, which for the blocks of a source would copy every block)."""
+    if a == 0 and b == X.shape[0]:
+        return X
+    p0, p1 = int(X.indptr[a]), int(X.indptr[b])
+    out = type(X)((b - a, X.shape[1]), dtype=X.dtype)
+    out.data, out.indices = X.data[p0:p1], X.indices[p0:p1]
+    out.indptr = X.indptr[a:b + 1] - X.indptr.dtype.type(p0)
     return out
 
 
