@@ -26,6 +26,7 @@ like a dense one's. The kernels (:mod:`daskmeans.kernels.sparse`) need nothing e
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 from typing import Any
 
@@ -432,8 +433,7 @@ class SparseSource(ArraySource):
             offsets = _nnz_offsets(X.indptr, local_threads() if X.nnz >= 1 << 16 else 1)
         Source.__init__(self, n, d, X.dtype, offsets)
         self.X = X
-        self.blocks = [_csr_view(X, a, b) for a, b in zip(offsets[:-1], offsets[1:],
-                                                           strict=True)]
+        self.blocks = [_csr_view(X, a, b) for a, b in itertools.pairwise(offsets)]
 
     def block(self, i: int) -> Any:
         return self.blocks[i]
