@@ -11,9 +11,10 @@ not depend on the block it is in), and the rows that reach a leaf being bisected
 part in that leaf's 2-means. Leaves hold disjoint rows, so all the bisections of a round
 share each pass.
 
-CSR rows (:mod:`daskmeans.kernels.sparse`) take the numpy path, their squared
-distances to a centre ``|c|^2`` plus, over the stored values, ``(x_t - c_t)^2 - c_t^2``
-in float64; the rows drawn for initialisation stay CSR.
+CSR rows (:mod:`daskmeans.kernels.sparse`): squared distances to a centre are
+``|c|^2`` plus, over the stored values, ``(x_t - c_t)^2 - c_t^2`` in float64; the
+2-means runs compiled (:func:`daskmeans.kernels.sparse_compiled.two_means_sparse`), the
+rest in numpy; the rows drawn for initialisation stay CSR.
 """
 
 from __future__ import annotations
@@ -359,6 +360,13 @@ def two_means(X: np.ndarray, pos: np.ndarray, w: np.ndarray, centres: np.ndarray
     m = pos.shape[0]
     C = np.array(centres, dtype=np.float64)
     lab = np.empty(m, np.int32)
+    if is_sparse(X) and compiled_kernels():
+        sse, weight, count = np.zeros(2), np.zeros(2), np.zeros(2, np.int64)
+        data, indices, indptr = sparse.csr_parts(X)
+        n_iter = compiled_module("sparse").two_means_sparse(
+            data, indices, indptr, pos, np.ascontiguousarray(w, dtype=np.float64), C,
+            int(max_iter), float(tol), lab, sse, weight, count)
+        return TwoMeans(C, lab, sse, weight, count, int(n_iter))
     if uses_compiled(X, scale):
         sse, weight, count = np.zeros(2), np.zeros(2), np.zeros(2, np.int64)
         n_iter = compiled_module("bisect").two_means_fit(

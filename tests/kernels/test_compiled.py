@@ -74,5 +74,6 @@ def test_warm_up_compiles_every_specialisation_the_estimators_use(mnist_store: P
                 rows, sample_weight=sw)
             km.predict(rows)
             MiniBatchKMeans(3, random_state=0, max_iter=1).fit(rows, sample_weight=sw)
+            BisectingKMeans(3, random_state=0, max_iter=3).fit(rows, sample_weight=sw)
     new = {n: [str(s) for s in set(f.signatures) - before[n]] for n, f in dispatchers.items()}
     assert not {n: s for n, s in new.items() if s}, new
