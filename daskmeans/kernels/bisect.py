@@ -35,6 +35,7 @@ from .common import (
     is_sparse,
     merge_top,
     splitmix64_uniform,
+    stack_rows,
     top_m,
 )
 
@@ -449,7 +450,7 @@ class LeafRows:
             return (np.empty(0, np.int64), np.empty((0, d), dtype), np.empty(0, np.int64),
                     None)
         w = None if pieces[0][4] is None else np.concatenate([p[4] for p in pieces])
-        return (np.concatenate([p[1] for p in pieces]), np.concatenate([p[2] for p in pieces]),
+        return (np.concatenate([p[1] for p in pieces]), stack_rows([p[2] for p in pieces]),
                 np.concatenate([p[3] for p in pieces]), w)
 
 
@@ -464,7 +465,8 @@ def leaf_rows_block(X: np.ndarray, weights: np.ndarray | None, tree: TreeSnapsho
     if keep.shape[0] == 0:
         return LeafRows([])
     w = None if weights is None else np.asarray(weights, np.float64)[keep]
-    return LeafRows([(offset, keep.astype(np.int64) + offset, np.array(X[keep]),
+    return LeafRows([(offset, keep.astype(np.int64) + offset,
+                      X[keep] if is_sparse(X) else np.array(X[keep]),
                       tree.slot[nodes[keep]], w)])
 
 

@@ -184,3 +184,26 @@ def test_compiled_sparse_two_means_equals_numpy_and_dense(
             np.testing.assert_allclose(got.sse, other.sse, rtol=1e-9)
             np.testing.assert_allclose(got.centres, other.centres, rtol=1e-9, atol=1e-12)
             np.testing.assert_array_equal(got.count, other.count)
+
+
+def test_gathered_rows_of_csr_blocks_stay_csr_and_add_up() -> None:
+    """Rows picked from CSR blocks (take_rows' Rows, gather's Gathered, a bisecting
+    round's LeafRows) stay CSR and add up to the rows in order, as dense ones do."""
+    from daskmeans.kernels import bisect, scores
+
+    X = sp.csr_matrix(np.arange(24.0).reshape(8, 3))
+    a, b = X[:4], X[4:]
+    rows = common.Rows(a[[1, 3]], None) + common.Rows(b[[0]], None)
+    assert sp.issparse(rows.rows)
+    np.testing.assert_array_equal(rows.rows.toarray(), X.toarray()[[1, 3, 4]])
+    got = (scores.gather(a, np.array([2, 5]), offset=0)
+           + scores.gather(b, np.array([2, 5]), offset=4)).sorted()
+    assert sp.issparse(got.rows) and got.index.tolist() == [2, 5]
+    np.testing.assert_array_equal(got.rows.toarray(), X.toarray()[[2, 5]])
+    tree = bisect.TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, 3)),
+                               np.array([0]))
+    parts = bisect.leaf_rows_block(b, None, tree, offset=4) + bisect.leaf_rows_block(a, None,
+                                                                                      tree)
+    index, held, slots, _ = parts.joined(3, np.float64)
+    assert index.tolist() == list(range(8)) and slots.tolist() == [0] * 8
+    np.testing.assert_array_equal(held.toarray(), X.toarray())
