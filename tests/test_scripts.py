@@ -59,6 +59,8 @@ SMOKE: dict[str, list[str]] = {
     "benchmark_inputs.py#cluster":
         "--data {data} --cluster --cluster-rows 3000 --chunk-rows 1000 --cluster-iters 2 "
         "--k 3 --rounds 1".split(),
+    "benchmark_sparse.py":
+        "--data json --k 3 --seeds 1 --max-iter 3 --no-warm-up".split(),
 }
 
 #: the scripts that write their results as JSON (given ``--out`` in a temporary folder,
@@ -69,7 +71,8 @@ WRITES_JSON = {"benchmark.py": "lloyd-iteration", "benchmark_ninit.py": "ninit",
                "benchmark_bisecting.py": "bisecting", "benchmark_s3.py": "s3",
                "benchmark_workers.py": "workers", "benchmark_largek.py": "largek",
                "benchmark_algorithms.py": "algorithms", "benchmark_inputs.py": "inputs",
-               "benchmark_inputs.py#cluster": "inputs"}
+               "benchmark_inputs.py#cluster": "inputs",
+               "benchmark_sparse.py": "sparse"}
 
 RUNNER = """
 import contextlib, io, json, runpy, sys, traceback
@@ -285,6 +288,19 @@ def test_benchmark_bisecting_prints_both_contenders(smoke: dict[str, Any]) -> No
     data = results_of(smoke, "benchmark_bisecting.py")
     assert contenders(data) == rows and data["reference"] == "scikit-learn"
     assert all(0 < r["purity"] <= 1 and r["inertia"] > 0 for r in data["records"]), data
+
+
+@pytest.mark.slow
+def test_benchmark_sparse_prints_every_contender(smoke: dict[str, Any]) -> None:
+    """The TF-IDF benchmark fits scikit-learn's sparse Lloyd and daskmeans' (plain and
+    bounded) from the same centres and records each fit."""
+    out = ran(smoke, "benchmark_sparse.py")
+    rows = [line.split(" | ")[1] for line in out.splitlines() if line.startswith("| 3 |")]
+    assert rows == ["scikit-learn", "daskmeans lloyd", "daskmeans bounded"], out
+    data = results_of(smoke, "benchmark_sparse.py")
+    assert contenders(data) == rows and data["reference"] == "scikit-learn"
+    assert data["nnz"] > 0 and data["terms"] > 0, data
+    assert all(r["inertia"] > 0 and 1 <= r["n_iter"] <= 3 for r in data["records"]), data
 
 
 @pytest.mark.slow

@@ -781,7 +781,7 @@ def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                    ) -> tuple[bounds.BoundsPartial, bounds.BlockBounds, bounds.BoundsSummary]:
     C, C64 = centres
     if isinstance(state, FreshBounds):
-        state = bounds.BlockBounds.fresh(len(x), state.n_groups)
+        state = bounds.BlockBounds.fresh(x.shape[0], state.n_groups)
     return bounds.bounds_block(x, C, state, step, w, version=version, n_top=n_top,
                                moments=moments, offset=offset, scale=scale, centres64=C64,
                                groups=groups)
@@ -964,10 +964,13 @@ def take_rows(src: Source, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
 
 def _take_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
                  *, offset: int, local: np.ndarray, scale: float | None = None) -> common.Rows:
-    # raw stored rows: only the rows taken are scaled, not the whole block (the init's
-    # sample takes a few rows of every block)
-    rows = x[local] if scale is None else float_rows(x[local], scale, False)
-    return common.Rows(np.array(rows), None if w is None else np.asarray(w, np.float64)[local])
+    if common.is_sparse(x):  # CSR rows stay CSR
+        rows = x[local]
+    else:
+        # raw stored rows: only the rows taken are scaled, not the whole block (the
+        # init's sample takes a few rows of every block)
+        rows = np.array(x[local] if scale is None else float_rows(x[local], scale, False))
+    return common.Rows(rows, None if w is None else np.asarray(w, np.float64)[local])
 
 
 def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None = None, *,
@@ -979,7 +982,8 @@ def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None =
     vectors = vectors or {}
     if isinstance(src, ArraySource) and not any(isinstance(v, da.Array)
                                                 for v in vectors.values()):
-        return scores.Gathered(index, np.asarray(src.X[index]),
+        rows = src.X[index]  # CSR rows stay CSR
+        return scores.Gathered(index, rows if src.sparse else np.asarray(rows),
                           {k: np.asarray(v)[index] for k, v in vectors.items()})
     out = map_reduce(src, _gather_kernel, index, split_every=split_every, aligned=vectors)
     return out.sorted()
