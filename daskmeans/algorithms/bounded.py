@@ -197,7 +197,7 @@ class DistanceBounds:
         # these very centres (a final E-step after the labels stopped changing)
         by_version: dict[int, Drift | None] = {}
         with schedule.client_blas():
-            half_sep = half_separation(C)
+            half_sep = half_separation(C, schedule.thread_map)
             for i, sm in enumerate(self.summaries):
                 assert sm is not None
                 if sm.version not in by_version:

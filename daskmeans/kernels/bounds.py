@@ -58,6 +58,7 @@ so it would need the rows regrouped by cluster every iteration.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,20 +168,29 @@ class Drift:
 SEPARATION_ROWS = 512
 
 
-def half_separation(C: np.ndarray) -> np.ndarray:
-    """(k,) half the distance from each centre to the nearest other one (inf for k=1)."""
+def half_separation(C: np.ndarray,
+                    map_blocks: Callable[[Callable[[int], np.ndarray], Iterable[int]],
+                                         Iterable[np.ndarray]] = map) -> np.ndarray:
+    """(k,) half the distance from each centre to the nearest other one (inf for k=1).
+
+    The Gram matrix is taken :data:`SEPARATION_ROWS` centres at a time; ``map_blocks``
+    maps over those blocks (e.g. a thread pool's: each block's GEMM releases the GIL,
+    and at large K this runs on the client between every two passes). The result does
+    not depend on it."""
     C = np.asarray(C, np.float64)
     k = len(C)
     if k < 2:
         return np.full(k, np.inf)
     sq = (C ** 2).sum(1)
-    nearest = np.empty(k)
-    for lo in range(0, k, SEPARATION_ROWS):
+
+    def nearest(lo: int) -> np.ndarray:
         hi = min(k, lo + SEPARATION_ROWS)
         G = np.maximum(sq[lo:hi, None] + sq[None, :] - 2 * C[lo:hi] @ C.T, 0)
         G[np.arange(hi - lo), np.arange(lo, hi)] = np.inf
-        nearest[lo:hi] = G.min(1)
-    return np.asarray(np.sqrt(nearest) / 2)
+        return G.min(1)
+
+    parts = list(map_blocks(nearest, range(0, k, SEPARATION_ROWS)))
+    return np.asarray(np.sqrt(np.concatenate(parts)) / 2)
 
 
 def bounds_margin(xsq_max: float, C: np.ndarray, dtype: np.dtype) -> float:

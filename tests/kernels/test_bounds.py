@@ -229,6 +229,12 @@ def test_half_separation_in_blocks_of_rows_equals_brute_force(
     monkeypatch.setattr(bounds, "SEPARATION_ROWS", 7)
     np.testing.assert_allclose(bounds.half_separation(C), want, rtol=1e-12)
     np.testing.assert_allclose(whole, want, rtol=1e-12)
+    # the blocks mapped by a thread pool: the same numbers, bit for bit
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        np.testing.assert_array_equal(bounds.half_separation(C, pool.map),
+                                      bounds.half_separation(C))
 
 
 @pytest.mark.parametrize("local", [True, False])
