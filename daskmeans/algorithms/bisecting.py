@@ -20,7 +20,7 @@ from ..engine.schedule import local_memory_budget, thread_map
 from ..engine.source import ArraySource, Source, reads_raw_uint8
 from ..kernels import bisect
 from ..kernels.bisect import BisectStep, TreeCentres, TreeSnapshot, tree_labels
-from ..kernels.common import TopM, splitmix64_uniform
+from ..kernels.common import TopM, dense, splitmix64_uniform
 from ..kernels.init import kmeans_plusplus
 from .common import Progress, centers_from_sums, no_progress, relocate_empty
 
@@ -224,12 +224,12 @@ def _init_from_sample(t: TopM, spec: BisectSpec, seed: int, d: int) -> np.ndarra
     usable = np.isfinite(t.sqdist) & (t.weights > 0)
     if usable.sum() < 2:
         return None
-    rows, w = np.asarray(t.rows[usable], np.float64), t.weights[usable]
+    rows, w = t.rows[np.flatnonzero(usable)].astype(np.float64), t.weights[usable]
     if isinstance(spec.init, str) and spec.init == "random":
-        return rows[:2]
+        return dense(rows[:2])
     if callable(spec.init):
-        out = np.asarray(spec.init(t.rows[usable], 2,
-                                   random_state=np.random.RandomState(seed % (1 << 32))))
+        out = dense(spec.init(t.rows[np.flatnonzero(usable)], 2,
+                              random_state=np.random.RandomState(seed % (1 << 32))))
         if out.shape != (2, d):
             raise ValueError(f"init callable must return shape (2, {d}) for a "
                              f"bisection, got {out.shape}")

@@ -14,6 +14,7 @@ import numpy as np
 from ..engine import reductions
 from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import ArraySource, NonFiniteError, Source
+from ..kernels.common import dense, is_sparse
 from ..kernels.init import kmeans_plusplus
 from ..kernels.metric import EUCLIDEAN, Metric
 from ..progress import ProgressCallback
@@ -37,6 +38,8 @@ SAMPLES_MAX_BYTES = 256 << 20
 def check_finite_rows(rows: np.ndarray, index: np.ndarray) -> None:
     """Raise :class:`NonFiniteError` naming the first row of a gathered sample that
     holds NaN or infinity (``index``: the rows' global indices)."""
+    if is_sparse(rows):  # validated by scikit-learn when it came in: finite
+        return
     ok = np.isfinite(rows).all(axis=1)
     if not ok.all():
         raise NonFiniteError(f"X contains NaN or infinity in row {int(index[~ok][0])}; "
@@ -149,15 +152,15 @@ def _from_sample(spec: InitSpec, sample: np.ndarray, sw: np.ndarray | None,
     """Initial centres drawn from a sample of rows (k-means++, random, callable)."""
     k, init = spec.n_clusters, spec.init
     if callable(init):
-        C = np.asarray(init(sample, k, random_state=np.random.RandomState(seed)),
-                       dtype=sample.dtype)
+        C = dense(init(sample, k, random_state=np.random.RandomState(seed))).astype(
+            sample.dtype, copy=False)
         check_centre_shape(C, k, d)
         return C
     if init == "random":
         p = None if sw is None else sw / sw.sum()
-        return sample[np.sort(rng.choice(sample.shape[0], size=k, replace=False, p=p))]
+        return dense(sample[np.sort(rng.choice(sample.shape[0], size=k, replace=False, p=p))])
     return seed_plusplus(sample, k, rng, sw, spec.metric, progress,
-                         f"k-means++ on {len(sample)} rows")
+                         f"k-means++ on {sample.shape[0]} rows")
 
 
 def seed_plusplus(rows: np.ndarray, k: int, rng: np.random.Generator,
@@ -190,6 +193,7 @@ def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
     first = np.array([int(rng.integers(n))])
     C, _ = reductions.take_rows(src, first)
     check_finite_rows(C, first)
+    C = dense(C)
     for r in range(rounds):
         ov = reductions.oversample_pass(src, C, seed=seed * 1000 + r, m=int(2 * ell) + 16,
                                split_every=split_every, metric=metric.name)
@@ -201,7 +205,7 @@ def kmeans_parallel(src: Source, k: int, rng: np.random.Generator, seed: int, *,
             progress("init", r + 1, rounds, f"k-means|| round {r + 1}: {len(C)} candidates")
     if C.shape[0] < k:  # tiny or degenerate data: top up with random rows
         rows, _ = reductions.take_rows(src, np.sort(rng.choice(n, size=k, replace=False)))
-        C = np.vstack([C, rows])
+        C = np.vstack([C, dense(rows)])
     weights = reductions.count_pass(src, C, split_every=split_every, metric=metric.name)
     weights = np.maximum(weights, 1e-12)  # unattracting candidates stay drawable last
     return seed_plusplus(C, k, rng, weights, metric, progress,

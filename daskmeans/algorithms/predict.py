@@ -30,7 +30,7 @@ def source_for_metric(src: Source, metric: Metric, weights: Any = None) -> Sourc
     rows normalised (numpy rows at once, lazy rows as each block is read)."""
     if isinstance(src, ArraySource):
         if metric.normalizes_rows:
-            src = ArraySource(normalize_rows(src.X))
+            src = type(src)(normalize_rows(src.X))  # dense or CSR rows, normalised
         return src.with_options(weights=weights)
     return src.with_options(weights=weights, normalize=metric.normalizes_rows)
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import dask.array as da
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -33,7 +34,7 @@ from ..algorithms.predict import Scored, predict, score, source_for_metric, tran
 from ..engine import schedule
 from ..engine.hold import hold
 from ..engine.rows import SampleGrid, is_xarray, mask_nodata, where_rows, xarray_rows
-from ..engine.source import ArraySource, DaskSource, Source, as_source
+from ..engine.source import ArraySource, DaskSource, Source, SparseSource, as_source
 from ..progress import ProgressCallback
 from ..progress import progress as make_progress
 from ..validation import Interval, Options, validate_params
@@ -165,9 +166,13 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
                 )
             return src
         nan_nodata = self.nodata is not None and np.isnan(self.nodata)
-        Xv = validate_data(self, X, accept_sparse=False, dtype=[np.float64, np.float32],
+        Xv = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32],
                            order="C", reset=reset,
                            ensure_all_finite="allow-nan" if nan_nodata else True)
+        if sp.issparse(Xv):
+            if self.nodata is not None:
+                raise ValueError("nodata is not supported for sparse X")
+            return SparseSource(Xv)
         return ArraySource(Xv)
 
     def _n_init(self) -> int:
@@ -199,6 +204,9 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
         validate_params(self)
         self._check_combination()
         src, rows = self._source(X, reset=True)
+        if src.sparse and not self._metric().squared:
+            raise ValueError(f"metric={self.metric!r} does not take sparse X: use "
+                             "'euclidean' or 'cosine', or X.toarray()")
         self._check_params(src)
         w = rows.weights(sample_weight, src.n)
         if isinstance(w, da.Array) and not isinstance(src, DaskSource):
@@ -307,6 +315,6 @@ class BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 

@@ -231,7 +231,7 @@ def _block_xsq(rows: np.ndarray) -> np.ndarray:
 
 def _hold_array(src: ArraySource, with_xsq: bool) -> ArraySource:
     """:func:`hold` for an in-memory array (in place)."""
-    if not using_distributed():
+    if not using_distributed() or src.sparse:  # CSR blocks travel in the tasks
         if with_xsq and src.xsq is None:
             src.xsq = row_norms_sq(src.X, np.float64)
         return src

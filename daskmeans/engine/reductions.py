@@ -697,7 +697,7 @@ def _bounds_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
                    ) -> tuple[bounds.BoundsPartial, bounds.BlockBounds, bounds.BoundsSummary]:
     C, C64 = centres
     if isinstance(state, FreshBounds):
-        state = bounds.BlockBounds.fresh(len(x), state.n_groups)
+        state = bounds.BlockBounds.fresh(x.shape[0], state.n_groups)
     return bounds.bounds_block(x, C, state, step, w, version=version, n_top=n_top,
                                moments=moments, offset=offset, scale=scale, centres64=C64,
                                groups=groups)
@@ -893,7 +893,8 @@ def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None =
     vectors = vectors or {}
     if isinstance(src, ArraySource) and not any(isinstance(v, da.Array)
                                                 for v in vectors.values()):
-        return scores.Gathered(index, np.asarray(src.X[index]),
+        rows = src.X[index]  # CSR rows stay CSR
+        return scores.Gathered(index, rows if src.sparse else np.asarray(rows),
                           {k: np.asarray(v)[index] for k, v in vectors.items()})
     out = map_reduce(src, _gather_kernel, index, split_every=split_every, aligned=vectors)
     return out.sorted()

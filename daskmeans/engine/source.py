@@ -9,10 +9,16 @@ explicitly; nothing is looked up globally. Its kinds:
   workers once on a cluster);
 - :class:`ZarrSource`: a Zarr array read block by block inside the tasks
   (:class:`ZarrBlock`), or its blocks held in memory for a fit;
-- :class:`DaskSource`: a user's dask array, over its own row chunks.
+- :class:`DaskSource`: a user's dask array, over its own row chunks;
+- :class:`SparseSource`: in-memory ``scipy.sparse`` CSR rows.
 
 A block's rows start at ``offsets[i]`` and end at ``offsets[i + 1]`` (its *offsets*;
-"bounds" in daskmeans means the Hamerly/Yinyang distance bounds only).
+"bounds" in daskmeans means the Hamerly/Yinyang distance bounds only). A block is
+what the kernels take: a dense (m, d) array, or, for a sparse source
+(:attr:`Source.sparse`), a CSR matrix of rows ``offsets[i]..offsets[i + 1]``
+(``scipy.sparse.csr_matrix`` or ``csr_array``, canonical: sorted indices, no
+duplicates), whose ``|x|^2`` the source computes once per fit (:attr:`Source.xsq`)
+like a dense one's. The kernels (:mod:`daskmeans.kernels.sparse`) need nothing else.
 :func:`open_source`, :func:`open_dataset` and :func:`open_array` open what
 :mod:`daskmeans.io` writes as a source or as dask arrays.
 """
@@ -20,11 +26,13 @@ A block's rows start at ``offsets[i]`` and end at ``offsets[i + 1]`` (its *offse
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 from typing import Any
 
 import dask.array as da
 import numpy as np
+import scipy.sparse as sp
 import zarr
 
 from ..io.chunkfiles import ChunkFiles, FileRows
@@ -46,9 +54,9 @@ from ..io.stores import (
 )
 from .schedule import local_threads, memory_block_rows
 
-__all__ = ["ArraySource", "DaskSource", "NonFiniteError", "Source", "ZarrBlock", "ZarrSource",
-           "as_source", "block_offsets", "even_offsets", "float_rows", "is_url", "is_zarr",
-           "open_array", "open_dataset", "open_source", "reads_raw_uint8"]
+__all__ = ["ArraySource", "DaskSource", "NonFiniteError", "Source", "SparseSource", "ZarrBlock",
+           "ZarrSource", "as_source", "block_offsets", "csr_rows", "even_offsets", "float_rows",
+           "is_url", "is_zarr", "open_array", "open_dataset", "open_source", "reads_raw_uint8"]
 
 
 class NonFiniteError(ValueError):
@@ -111,6 +119,8 @@ class Source:
 
     lazy = True
     X: Any = None  # the rows, for sources that hold them (numpy or dask)
+    #: the blocks are CSR matrices of rows (see the module's docstring)
+    sparse = False
     #: passes map over a dask array's own blocks (``da.blockwise``): no per-block state
     #: (bounds, labels) can be kept between passes; see :attr:`DaskSource.dask_route`
     dask_route = False
@@ -402,6 +412,77 @@ class DaskSource(Source):
         return X
 
 
+class SparseSource(ArraySource):
+    """In-memory CSR rows (``scipy.sparse`` ``csr_matrix`` or ``csr_array``, float32 or
+    float64), in one block per thread of about equal stored values.
+
+    A block is a CSR matrix of rows ``offsets[i]..offsets[i + 1]`` sharing X's data
+    and indices (no copy). The rows are put in canonical form first (a copy only if
+    they are not: the caller's matrix is never changed). An in-memory source like
+    :class:`ArraySource` (``lazy`` False: predict and transform answer in numpy); on
+    a ``distributed`` cluster its blocks travel inside the tasks."""
+
+    sparse = True
+
+    def __init__(self, X: Any, *, block_rows: int | None = None) -> None:
+        X = csr_rows(X)
+        n, d = X.shape
+        if block_rows is not None:
+            offsets = even_offsets(n, block_rows)
+        else:
+            offsets = _nnz_offsets(X.indptr, local_threads() if X.nnz >= 1 << 16 else 1)
+        Source.__init__(self, n, d, X.dtype, offsets)
+        self.X = X
+        self.blocks = [_csr_view(X, a, b) for a, b in itertools.pairwise(offsets)]
+
+    def block(self, i: int) -> Any:
+        return self.blocks[i]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored values, their column indices and the row pointers."""
+        return int(self.X.data.nbytes + self.X.indices.nbytes + self.X.indptr.nbytes)
+
+    def to_dask(self) -> da.Array:
+        """The rows as a dask array of CSR blocks."""
+        return da.from_array(self.X, chunks=(tuple(np.diff(self.offsets).tolist()), -1),
+                             asarray=False)
+
+
+def csr_rows(X: Any) -> Any:
+    """``X`` (any ``scipy.sparse`` matrix or array) as canonical CSR of a float dtype
+    (float32 kept, anything else float64): sorted indices, no duplicate entries. The
+    input itself when it already is; never changed in place."""
+    kind = sp.csr_array if isinstance(X, sp.sparray) else sp.csr_matrix
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    out = kind(X, dtype=dtype)  # a CSR input of the dtype is not copied
+    if not out.has_canonical_format:
+        out = out.copy()  # a new object may still share X's arrays: sorted in a copy
+        out.sum_duplicates()
+    return out
+
+
+def _csr_view(X: Any, a: int, b: int) -> Any:
+    """Rows ``a:b`` of CSR ``X`` as a CSR matrix of the same kind whose ``data`` and
+    ``indices`` are views of X's (scipy's constructor copies a slice much smaller than
+    its base, which for the blocks of a source would copy every block)."""
+    if a == 0 and b == X.shape[0]:
+        return X
+    p0, p1 = int(X.indptr[a]), int(X.indptr[b])
+    out = type(X)((b - a, X.shape[1]), dtype=X.dtype)
+    out.data, out.indices = X.data[p0:p1], X.indices[p0:p1]
+    out.indptr = X.indptr[a:b + 1] - X.indptr.dtype.type(p0)
+    return out
+
+
+def _nnz_offsets(indptr: np.ndarray, blocks: int) -> tuple[int, ...]:
+    """Row offsets of ``blocks`` blocks of about equal stored values."""
+    n = len(indptr) - 1
+    targets = np.linspace(0, indptr[-1], blocks + 1)[1:-1]
+    cuts = np.searchsorted(indptr, targets)
+    return tuple(sorted({0, n, *(int(c) for c in cuts if 0 < c < n)}))
+
+
 def _image_rows(block: np.ndarray) -> np.ndarray:
     return block.reshape(block.shape[0], -1)
 
@@ -492,12 +573,14 @@ def open_source(store: Any, split: str | None = None, *, array: str | None = Non
 
 def as_source(X: Any) -> Source:
     """The :class:`Source` of anything the estimators accept: a Source, a numpy array
-    (validated by the caller), a dask array, a Zarr array or group, a store path or
-    URL."""
+    (validated by the caller), a ``scipy.sparse`` matrix or array, a dask array, a Zarr
+    array or group, a store path or URL."""
     if isinstance(X, Source):
         return X
     if isinstance(X, da.Array):
         return DaskSource(X)
+    if sp.issparse(X):
+        return SparseSource(X)
     if isinstance(X, str | os.PathLike | zarr.Array | zarr.Group):
         return open_source(X)
     return ArraySource(np.asarray(X))

@@ -15,7 +15,8 @@ Split by algorithm, as scikit-learn splits its ``_k_means_*`` modules:
 - :mod:`.medians`: k-medians (L1 assignment and the medians' histograms);
 - :mod:`.bisect`: bisecting k-means (the tree descent and the 2-means step);
 - :mod:`.silhouette`: per-cluster sums of distances to query rows;
-- :mod:`.scores`: label validation, contingency tables, scoring a model, gathering rows.
+- :mod:`.scores`: label validation, contingency tables, scoring a model, gathering rows;
+- :mod:`.sparse`: the same on CSR rows (sparse–dense distances, a Lloyd pass).
 
 The hot loops run compiled (``<name>_compiled.py`` beside each ``<name>.py``) when numba
 is installed; the numpy versions are the reference the tests compare them with,
@@ -49,10 +50,11 @@ def warm_up() -> float:
         lloyd_compiled,
         medians_compiled,
         minibatch_compiled,
+        sparse_compiled,
     )
 
     t0 = time.perf_counter()
     for module in (common_compiled, lloyd_compiled, bounds_compiled, medians_compiled,
-                   bisect_compiled, minibatch_compiled):
+                   bisect_compiled, minibatch_compiled, sparse_compiled):
         module.warm_up()
     return time.perf_counter() - t0

@@ -10,6 +10,10 @@ children's centres (squared distances in float64, row by row, so that a row's pa
 not depend on the block it is in), and the rows that reach a leaf being bisected take
 part in that leaf's 2-means. Leaves hold disjoint rows, so all the bisections of a round
 share each pass.
+
+CSR rows (:mod:`daskmeans.kernels.sparse`) take the numpy path, their squared
+distances to a centre ``|c|^2`` plus, over the stored values, ``(x_t - c_t)^2 - c_t^2``
+in float64; the rows drawn for initialisation stay CSR.
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from . import sparse
 from .common import (
     NonFiniteRow,
     ScaledRows,
     TopM,
     compiled_kernels,
     compiled_module,
+    dense,
+    is_sparse,
     merge_top,
     splitmix64_uniform,
     top_m,
@@ -34,8 +41,12 @@ from .common import (
 _BISECT_STEP = 1024
 
 
-def _sq_two(x64: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Squared distances (float64) of float64 rows to two centres."""
+def _sq_two(x64: Any, c0: np.ndarray, c1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances (float64) of float64 rows (dense or CSR) to two centres."""
+    if is_sparse(x64):
+        zero = np.zeros(x64.shape[0], np.int64)
+        return (sparse.winner_sqdist(x64, c0[None], zero),
+                sparse.winner_sqdist(x64, c1[None], zero))
     return ((x64 - c0) ** 2).sum(1), ((x64 - c1) ** 2).sum(1)
 
 
@@ -104,6 +115,8 @@ def tree_assign(X: np.ndarray, tc: TreeCentres, scale: float | None = None
     rows with ``scale`` as :func:`tree_nodes`."""
     X = X.reshape(X.shape[0], -1)
     labels = tree_labels(X, tc.tree, tc.leaf_label, scale)
+    if is_sparse(X):
+        return labels, sparse.winner_sqdist(X, tc.centres, labels)
     rows: Any = ScaledRows(X, scale) if scale is not None else X
     sq = np.empty(X.shape[0])
     for s in range(0, X.shape[0], _BISECT_STEP):
@@ -162,8 +175,9 @@ class _RowsAt:
         self.X, self.rows = X, rows
         self.shape, self.dtype = (rows.shape[0], X.shape[1]), X.dtype
 
-    def __getitem__(self, i: np.ndarray) -> np.ndarray:
-        return np.asarray(self.X[self.rows[i]])
+    def __getitem__(self, i: np.ndarray) -> Any:
+        rows = self.X[self.rows[i]]
+        return rows if is_sparse(rows) else np.asarray(rows)
 
 
 def _top_of(key: np.ndarray, idx: np.ndarray, n: int, X: Any, labels: np.ndarray,
@@ -182,7 +196,7 @@ def tree_nodes(X: np.ndarray, tree: TreeSnapshot, scale: float | None = None) ->
     (the same nodes, bit for bit) without a float copy of the block, and need no check.
     """
     X = X.reshape(X.shape[0], -1)
-    if scale is None:
+    if scale is None and not is_sparse(X):  # CSR rows were validated when they came
         ok = np.isfinite(X).all(1)
         if not ok.all():
             raise NonFiniteRow(int(np.flatnonzero(~ok)[0]))
@@ -191,6 +205,8 @@ def tree_nodes(X: np.ndarray, tree: TreeSnapshot, scale: float | None = None) ->
 
 def uses_compiled(X: np.ndarray, scale: float | None) -> bool:
     """The compiled bisecting kernels take these rows: float32/float64, or raw uint8."""
+    if is_sparse(X):
+        return False
     if scale is not None:
         return compiled_kernels() and X.dtype == np.uint8
     return compiled_kernels() and X.dtype in (np.float32, np.float64)
@@ -363,7 +379,7 @@ def two_means(X: np.ndarray, pos: np.ndarray, w: np.ndarray, centres: np.ndarray
             cand = np.flatnonzero(wl > 0)
             far = cand[int(np.argmax(dist[cand]))]  # the first of equal distances
             empty, old = int(np.flatnonzero(wts == 0)[0]), int(lab[far])
-            row = rows[pos[far:far + 1]].astype(np.float64)[0] * wl[far]
+            row = dense(rows[pos[far:far + 1]]).astype(np.float64)[0] * wl[far]
             sums[old] -= row
             wts[old] -= wl[far]
             sums[empty], wts[empty] = row, wl[far]
@@ -400,7 +416,8 @@ def _weighted_rows(rows: Any, pos: np.ndarray, wl: np.ndarray, sel: np.ndarray) 
     at = np.flatnonzero(sel)
     for t in range(0, at.shape[0], _BISECT_STEP):
         j = at[t:t + _BISECT_STEP]
-        out += wl[j] @ rows[pos[j]].astype(np.float64)
+        x64 = rows[pos[j]].astype(np.float64)
+        out += np.asarray(x64.T @ wl[j]).ravel() if is_sparse(x64) else wl[j] @ x64
     return out
 
 
@@ -453,6 +470,13 @@ def root_rows(X: np.ndarray, w: np.ndarray, scale: float | None = None) -> RootP
         wsq = compiled_module("bisect").root_stats(
             np.ascontiguousarray(X), None if scale is None else float(scale), w, total, wtotal)
         return RootPartial(total, wtotal, X.shape[0], float(w.sum()), float(wsq))
+    if is_sparse(X):
+        x64 = X.astype(np.float64)
+        total += np.asarray(x64.sum(0)).ravel()
+        wtotal += np.asarray(x64.T @ w).ravel()
+        return RootPartial(total, wtotal, X.shape[0], float(w.sum()),
+                           float(w @ sparse.winner_sqdist(x64, np.zeros((1, d)),
+                                                          np.zeros(X.shape[0], np.int64))))
     rows: Any = ScaledRows(X, scale) if scale is not None else X
     wsq = 0.0
     for t in range(0, X.shape[0], _BISECT_STEP):

@@ -3,7 +3,9 @@ rows whose bounds prove they keep their centre are not read, rows that move upda
 the per-cluster sums by their difference.
 
 The pass runs compiled (:mod:`daskmeans.kernels.bounds_compiled`) when numba is
-installed; :func:`_bounds_numpy` is the reference the tests compare it with.
+installed; :func:`_bounds_numpy` is the reference the tests compare it with, and the
+pass of CSR rows (the rows in doubt recomputed from their stored values by the sparse
+kernels of :mod:`daskmeans.kernels.sparse`, near ties in float64 as for plain Lloyd).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import sparse
 from .common import (
     Centres,
     Moments,
@@ -22,7 +25,9 @@ from .common import (
     column_moments,
     compiled_kernels,
     compiled_module,
+    is_sparse,
     merge_top,
+    row_access,
     rows_and_centres,
     scale_rows,
     settle_near_ties,
@@ -249,12 +254,12 @@ def bounds_block(
     if n_top or moments:
         if (state.labels >= 0).any():
             raise ValueError("n_top and moments need fresh bounds (every row assigned)")
-        rows: Any = ScaledRows(X, scale) if scale is not None else X
+        rows: Any = ScaledRows(X, scale) if scale is not None else row_access(X)
         if n_top:
             w1 = np.ones(n) if w is None else w
             top = top_m(out.upper ** 2, n_top, rows, out.labels, w1, offset)
         if moments:
-            mom = column_moments(X, scale)
+            mom = sparse.column_moments(X) if is_sparse(X) else column_moments(X, scale)
     umax, gapmax = _cluster_extrema(out, k)
     part = BoundsPartial(dS, dN, dQ, n, int(n_read), int(n_full), float(x2max), top, mom,
                          int(n_pairs))
@@ -269,7 +274,7 @@ def _assign_with_bounds(X: np.ndarray, scale: float | None, cen: Centres, C64: n
     ``out`` and the sums' changes; returns (first non-finite row or -1, rows read,
     rows assigned in full, largest |x|^2 read, (row, group) pairs compared)."""
     t = state.lower.shape[1]
-    if not compiled_kernels():
+    if not compiled_kernels() or is_sparse(X):
         bad, n_read, n_full, x2max = _bounds_numpy(
             X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
         return bad, n_read, n_full, x2max, n_full * t
@@ -312,7 +317,8 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
                   grp: np.ndarray, w: np.ndarray | None, state: BlockBounds, step: Drift,
                   out: BlockBounds, dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray
                   ) -> tuple[int, int, int, float]:
-    """The numpy reference of the compiled bounded pass (same outputs)."""
+    """The numpy reference of the compiled bounded pass (same outputs); the pass of
+    CSR rows."""
     k, t = cen.k, state.lower.shape[1]
     a = state.labels
     fresh = a < 0
@@ -325,18 +331,29 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
     read = np.flatnonzero(~ok)
     rows = X[read]
     rows = scale_rows(rows, scale) if scale is not None else rows
-    d2 = ((rows.astype(np.float64) - C64[ai[read]]) ** 2).sum(1)
+    csr = is_sparse(rows)
+    if csr:
+        d2 = sparse.winner_sqdist(rows, C64, ai[read])
+    else:
+        d2 = ((rows.astype(np.float64) - C64[ai[read]]) ** 2).sum(1)
     ok2 = ~fresh[read] & (bnd[read] > 0) & (d2 <= bnd[read] ** 2 - step.margin)
     out.upper[read[ok2]] = np.sqrt(d2[ok2])
-    full, xf = read[~ok2], rows[~ok2]
+    full, xf = read[~ok2], rows[np.flatnonzero(~ok2)]
     if len(full) == 0:
         return -1, len(read), 0, 0.0
     xf64 = xf.astype(np.float64)
-    x2 = np.einsum("ij,ij->i", xf64, xf64)  # float64, as the compiled pass keeps it
-    D = (xf @ cen.m2t)[:, :k] + cen.sq[:k]
+    if csr:
+        x2 = sparse.row_norms_sq(xf, np.float64)
+        D = sparse.products(xf, cen)[:, :k]
+    else:
+        x2 = np.einsum("ij,ij->i", xf64, xf64)  # float64, as the compiled pass keeps it
+        D = (xf @ cen.m2t)[:, :k] + cen.sq[:k]
     lab = np.argmin(D, axis=1)
     best = D[np.arange(len(full)), lab].astype(np.float64)
-    settle_near_ties(xf, cen, D, lab, best, x2, 0)
+    if csr:
+        sparse.settle_near_ties(xf, cen, sparse.exact_csq(cen), D, lab, best, x2, 0)
+    else:
+        settle_near_ties(xf, cen, D, lab, best, x2, 0)
     lab = lab.astype(np.int32)
     s1 = best + x2
     if not np.isfinite(s1).all():
@@ -351,12 +368,16 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
     old = a[full]
     moved = lab != old
     wf = np.ones(len(full)) if w is None else w[full]
-    wm, xm, x2m = wf[moved], xf64[moved], x2[moved]
+    wm, xm, x2m = wf[moved], xf64[np.flatnonzero(moved)], x2[moved]
     np.add.at(dN, lab[moved], wm)
     np.add.at(dQ, lab[moved], wm * x2m)
-    np.add.at(dS, lab[moved], xm * wm[:, None])
     was = old[moved] >= 0
     np.subtract.at(dN, old[moved][was], wm[was])
     np.subtract.at(dQ, old[moved][was], (wm * x2m)[was])
+    if csr:  # the moved rows' stored values, summed by a sparse product
+        sparse.cluster_sums(xm, lab[moved], k, wm, out=dS)
+        dS -= sparse.cluster_sums(xm[np.flatnonzero(was)], old[moved][was], k, wm[was])
+        return -1, len(read), len(full), float(x2.max())
+    np.add.at(dS, lab[moved], xm * wm[:, None])
     np.subtract.at(dS, old[moved][was], (xm * wm[:, None])[was])
     return -1, len(read), len(full), float(x2.max())

@@ -2,6 +2,12 @@
 near-tie rule), row norms, raw rows and their scaling, per-cluster sums, the farthest
 rows and weighted samples (mergeable across blocks), column moments, SSE helpers, and
 the switch between the compiled and the numpy kernels (:func:`compiled_kernels`).
+
+A block of rows is a dense (m, d) array, or a CSR matrix (``scipy.sparse``
+``csr_matrix`` or ``csr_array``) of m rows: :func:`is_sparse` tells them apart, and
+:class:`SparseRows` reads a CSR block's rows as dense ones where a few rows are
+needed whole (the farthest rows, samples, new centres). The sparse kernels are in
+:mod:`daskmeans.kernels.sparse`.
 """
 
 from __future__ import annotations
@@ -258,7 +264,10 @@ def row_norms_sq(X: np.ndarray, dtype: Any = None, *, scale: float | None = None
     :func:`daskmeans.kernels.lloyd.lloyd_runs`) are
     the ones the loop would compute. ``scale``: X holds raw (m, d) values (uint8
     pixels) standing for ``float32(X) * scale``, squared without a float32 copy of X
-    (holding a store's block would otherwise scale it once more just for its norms)."""
+    (holding a store's block would otherwise scale it once more just for its norms).
+    A CSR block: :func:`sparse_row_norms_sq`."""
+    if is_sparse(X):
+        return sparse_row_norms_sq(X, dtype)
     if scale is not None:
         dtype = np.float32 if dtype is None else dtype  # the scaled rows' dtype
         if X.ndim == 2 and compiled_kernels():
@@ -277,11 +286,76 @@ def row_norms_sq(X: np.ndarray, dtype: Any = None, *, scale: float | None = None
     return np.einsum("ij,ij->i", X, X).astype(dtype, copy=False)
 
 
-def normalize_rows(X: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero); a new array."""
+def normalize_rows(X: Any) -> Any:
+    """Rows scaled to unit L2 norm (zero rows stay zero); a new array (a new CSR
+    matrix of the same kind for CSR rows)."""
     norms = np.sqrt(row_norms_sq(X))
     norms[norms == 0] = 1
+    if is_sparse(X):
+        out = X.copy()
+        out.data /= np.repeat(norms.astype(X.dtype, copy=False), np.diff(X.indptr))
+        return out
     return X / norms[:, None].astype(X.dtype, copy=False)
+
+
+def is_sparse(X: Any) -> bool:
+    """True for a block of CSR rows (any ``scipy.sparse`` matrix or array): the one
+    test that sends a block to the kernels of :mod:`daskmeans.kernels.sparse`."""
+    return bool(sp.issparse(X))
+
+
+def sparse_row_norms_sq(X: Any, dtype: Any = None) -> np.ndarray:
+    """``|x|^2`` of every row of a CSR block, squared and summed in float64 in the
+    order of the stored values, returned in ``dtype`` (default X's)."""
+    dtype = X.dtype if dtype is None else np.dtype(dtype)
+    if compiled_kernels():
+        out = np.empty(X.shape[0])
+        compiled_module("sparse").row_sq(np.ascontiguousarray(X.data),
+                                         np.ascontiguousarray(X.indptr), out)
+        return out.astype(dtype, copy=False)
+    v = X.data.astype(np.float64)
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    return np.bincount(rows, weights=v * v, minlength=X.shape[0]).astype(dtype, copy=False)
+
+
+def dense(X: Any) -> np.ndarray:
+    """A block's rows as a dense array (a CSR block densified: for a few rows only)."""
+    return X.toarray() if is_sparse(X) else np.asarray(X)
+
+
+class SparseRows:
+    """Row access (``[i]``, ``[idx]``, ``shape``, ``dtype``) to a CSR block as dense
+    rows: ``[i]`` is a (d,) row, ``[idx]`` an (m, d) array. For the few rows a kernel
+    needs whole (the farthest rows, samples, candidate centres), never a whole block."""
+
+    def __init__(self, X: Any) -> None:
+        self.X, self.shape, self.dtype = X, X.shape, X.dtype
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        if np.ndim(idx) == 0:
+            return self.X[[int(idx)]].toarray()[0]
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return self.X[idx].toarray()
+
+
+def row_access(X: Any) -> Any:
+    """``X`` itself (dense rows), or :class:`SparseRows` of a CSR block: what
+    ``[idx]`` gives dense rows of."""
+    return SparseRows(X) if is_sparse(X) else X
+
+
+class RowsAt:
+    """Row access to the rows ``idx`` of ``X`` (an array or an accessor) without
+    taking them: ``[j]`` is ``X[idx[j]]``."""
+
+    def __init__(self, X: Any, idx: np.ndarray) -> None:
+        self.X, self.idx = X, idx
+        self.shape, self.dtype = (len(idx), X.shape[1]), X.dtype
+
+    def __getitem__(self, j: Any) -> Any:
+        return self.X[self.idx[j]]
 
 
 def assign(X: np.ndarray, C: np.ndarray | Centres) -> tuple[np.ndarray, np.ndarray]:
@@ -474,7 +548,7 @@ def top_m(
     """
     if weights.size and not (weights > 0).all():
         keep = np.flatnonzero(weights > 0)
-        return top_m(sqdist[keep], m, X[keep], labels[keep], weights[keep],
+        return top_m(sqdist[keep], m, RowsAt(X, keep), labels[keep], weights[keep],
                      row_index(offset, keep))
     n = sqdist.shape[0]
     if min(m, n) == 0:

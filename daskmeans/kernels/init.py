@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import row_norms_sq, splitmix64_uniform
+from .common import row_access, row_norms_sq, splitmix64_uniform
 from .metric import Metric, as_metric
 
 #: the distances of one batch of k-means++ candidates take at most this many bytes
@@ -31,7 +31,7 @@ def kmeans_plusplus(
     Each new centre is the best of ``2 + log(k)`` candidates drawn with probability
     proportional to weight x squared distance (x L1 distance for
     ``metric="manhattan"``, the k-medians seeding: the potential is then the L1
-    objective). Returns (k, d) centres in X's dtype.
+    objective). Returns (k, d) centres in X's dtype, dense (X may be CSR rows).
 
     ``batch > 1`` draws the candidates of ``batch`` centres at once, from the
     potential as it stood before the batch, and computes all their distances in one
@@ -52,8 +52,9 @@ def kmeans_plusplus(
     trials = n_local_trials
     centers = np.empty((n_clusters, d), dtype=X.dtype)
     x_sq = row_norms_sq(X).astype(np.float64) if metric.uses_row_norms else np.empty(0)
+    rows = row_access(X)  # dense rows of X (CSR rows: a few densified at a time)
     first = rng.choice(n, p=w / w.sum())
-    centers[0] = X[first]
+    centers[0] = rows[first]
 
     def sqd(cands: np.ndarray) -> np.ndarray:
         return metric.seeding_distances(X, x_sq, cands)
@@ -66,20 +67,20 @@ def kmeans_plusplus(
     c = 1
     while c < n_clusters:
         if pot <= 0:  # fewer distinct points than clusters: duplicate one
-            centers[c] = X[rng.integers(n)]
+            centers[c] = rows[rng.integers(n)]
             c += 1
         else:
             b = min(batch, n_clusters - c)
             cum = np.cumsum(closest * w)
             ids = np.searchsorted(cum, rng.uniform(size=(b, trials)) * cum[-1])
             np.clip(ids, None, n - 1, out=ids)
-            dist = sqd(X[ids.ravel()]).reshape(b, trials, n)
+            dist = sqd(rows[ids.ravel()]).reshape(b, trials, n)
             for j in range(b):
                 dcand = np.minimum(closest, dist[j])
                 pots = dcand @ w
                 best = int(np.argmin(pots))
                 pot, closest = float(pots[best]), dcand[best]
-                centers[c] = X[ids[j, best]]
+                centers[c] = rows[ids[j, best]]
                 c += 1
                 if pot <= 0:  # the rest of the batch's draws are void
                     break
@@ -141,8 +142,8 @@ def oversample_partial(
     idx = np.argpartition(-key, mm - 1)[:mm] if 0 < mm < key.shape[0] else np.arange(mm)
     order = np.lexsort((idx, -key[idx]))
     idx = idx[order]
-    return Oversample(float(cost_i.sum()), key[idx], idx.astype(np.int64) + offset, X[idx],
-                      m)
+    return Oversample(float(cost_i.sum()), key[idx], idx.astype(np.int64) + offset,
+                      row_access(X)[idx], m)
 
 
 def count_nearest(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import common
+from . import common, sparse
 from .common import (
     Centres,
     Moments,
@@ -25,7 +25,9 @@ from .common import (
     column_moments,
     compiled_kernels,
     compiled_module,
+    is_sparse,
     merge_top,
+    row_access,
     row_index,
     rows_and_centres,
     scaled_block,
@@ -87,7 +89,8 @@ def lloyd_partial(X: np.ndarray, C: np.ndarray | Centres, weights: np.ndarray | 
     Parameters
     ----------
     X : (n, d) float array, one chunk; with ``scale``, raw (n, ...) values (uint8
-        pixels) standing for ``float32(X) * scale``
+        pixels) standing for ``float32(X) * scale``; or a CSR matrix of the chunk's
+        rows (:mod:`daskmeans.kernels.sparse`)
     C : (k, d) current centres (cast to X's dtype for the GEMM)
     weights : (n,) sample weights or None
     xsq : (n,) the rows' ``|x|^2`` in X's dtype if known (in-memory data: computed once
@@ -169,7 +172,10 @@ def lloyd_runs(
     sqdist = np.empty((n, runs), dtype=dtype)
     sums = np.zeros((kk, d), dtype=np.float64)
     C64 = cen.centres().astype(np.float64)  # the centres the rows were assigned to
-    if compiled_kernels():
+    if is_sparse(X):  # CSR rows: the sparse kernels (compiled or numpy)
+        counts, sse = sparse.lloyd_stats(X, cen, xsq, w, runs, k, labels, sqdist, sums)
+        mom = sparse.column_moments(X) if moments else None
+    elif compiled_kernels():
         counts = np.zeros(kk, dtype=np.float64)
         sumsq = np.zeros(kk, dtype=np.float64)  # per cluster, sum w |x|^2
         _lloyd_compiled(X, scale, cen, xsq, w, runs, k, labels, sqdist, sums, counts, sumsq)
@@ -180,7 +186,7 @@ def lloyd_runs(
         mom, counts, sse = _lloyd_numpy(X, scale, cen, C64, xsq, w, runs, k, moments, labels,
                                         sqdist, sums)
     w1 = np.ones(n) if w is None else w
-    rows: Any = ScaledRows(X, scale) if scale is not None else X
+    rows: Any = ScaledRows(X, scale) if scale is not None else row_access(X)
     index = row_index(offset, np.arange(n)) if n_sample else None
     parts = []
     for r in range(runs):

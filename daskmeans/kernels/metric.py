@@ -22,7 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from .common import Centres, assign, distances, nearest_labels, normalize_rows, row_norms_sq
+from . import sparse
+from .common import (
+    Centres,
+    assign,
+    distances,
+    is_sparse,
+    nearest_labels,
+    normalize_rows,
+    row_norms_sq,
+)
 from .lloyd import lloyd_runs
 from .medians import L1Centres, l1_assign, l1_distances, median_assign
 
@@ -90,7 +99,8 @@ class Metric:
 
 class _Euclidean(Metric):
     """Euclidean distances by the GEMM, near ties settled in float64 (cosine: the same
-    on unit rows and centres)."""
+    on unit rows and centres); CSR rows by the sparse kernels
+    (:mod:`daskmeans.kernels.sparse`), the one place a block's kind is looked at."""
 
     def __init__(self, name: str, normalizes_rows: bool) -> None:
         self.name, self.normalizes_rows = name, normalizes_rows
@@ -100,19 +110,21 @@ class _Euclidean(Metric):
 
     def nearest_labels(self, X: np.ndarray, C: Any, *, scale: float | None = None
                        ) -> np.ndarray:
+        if is_sparse(X):
+            return sparse.nearest_labels(X, C)
         return nearest_labels(X, C, scale=scale)
 
     def assign(self, X: np.ndarray, C: Any) -> tuple[np.ndarray, np.ndarray]:
-        return assign(X, C)
+        return sparse.assign(X, C) if is_sparse(X) else assign(X, C)
 
     def distances(self, X: np.ndarray, C: Any) -> np.ndarray:
-        return distances(X, C)
+        return sparse.distances(X, C) if is_sparse(X) else distances(X, C)
 
     def seeding_distances(self, X: np.ndarray, x_sq: np.ndarray, cands: np.ndarray
                           ) -> np.ndarray:
         # GEMM in X's dtype (float32 stays float32) and padded to an efficient width
-        # (see padded_k), distances kept in float64
-        D = (X @ Centres(cands, X.dtype).m2t)[:, : len(cands)].T.astype(np.float64)
+        # (see padded_k), distances kept in float64; CSR rows: the sparse-dense product
+        D = np.asarray(X @ Centres(cands, X.dtype).m2t)[:, : len(cands)].T.astype(np.float64)
         D += row_norms_sq(cands.astype(np.float64))[:, None]
         D += x_sq
         return np.maximum(D, 0, out=D)

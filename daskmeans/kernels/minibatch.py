@@ -6,7 +6,7 @@ held elsewhere (a cluster's workers, a dask array), a block's share of a step
 update (:func:`update_centres`).
 
 A batch is given as *parts*: ``(block, index)`` pairs, a block of rows as held (float
-rows, or raw uint8 pixels with ``scale``) and the int64 local indices of the batch's
+rows, raw uint8 pixels with ``scale``, or CSR rows) and the int64 local indices of the batch's
 rows in it (repeats allowed), in batch order. No copy of the batch is made: the
 compiled loop (:mod:`daskmeans.kernels.minibatch_compiled`) gathers a tile at a time;
 :func:`_step_numpy` is the reference the tests compare it with.
@@ -21,14 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..pixels import scale_rows
-from . import lloyd
+from . import lloyd, sparse
 from .common import (
     Centres,
     NonFiniteRow,
+    SparseRows,
     compiled_kernels,
     compiled_module,
+    is_sparse,
+    row_access,
     rows_and_centres,
     sse_of_sums,
 )
@@ -129,6 +133,8 @@ def minibatch_step(parts: Sequence[Part], C: np.ndarray | Centres, counts: np.nd
     C64 = cen.centres().astype(np.float64)
     d = C64.shape[1]
     w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    if is_sparse(first):
+        return _step_sparse(parts, cen, C64, counts, w, picks)
     if compiled_kernels() and threads > 1:
         sums, wsum, sumsq = _step_threaded(parts, cen, w, scale, b, d, threads)
     elif compiled_kernels():
@@ -141,6 +147,22 @@ def minibatch_step(parts: Sequence[Part], C: np.ndarray | Centres, counts: np.nd
     else:
         picked = rows_at(parts, picks, scale).reshape(-1, d)
     return BatchStep(centers, new_counts, sse_of_sums(sums, wsum, sumsq, C64), b, picked)
+
+
+def _step_sparse(parts: Sequence[Part], cen: Centres, C64: np.ndarray, counts: np.ndarray,
+                 w: np.ndarray | None, picks: np.ndarray | None) -> BatchStep:
+    """:func:`minibatch_step` on CSR blocks: the batch's rows gathered as CSR rows in
+    batch order (only their stored values), assigned and summed in that order by the
+    sparse Lloyd kernel (:func:`daskmeans.kernels.sparse.lloyd_stats`), then the same
+    update."""
+    batch = sp.vstack([block[np.asarray(index)] for block, index in parts], format="csr")
+    b, k = batch.shape[0], cen.k
+    labels, sqd = np.empty((b, 1), np.int32), np.empty((b, 1), cen.dtype)
+    sums = np.zeros((k, C64.shape[1]))
+    wsum, sse = sparse.lloyd_stats(batch, cen, None, w, 1, k, labels, sqd, sums)
+    centers, new_counts = update_centres(C64, counts, sums, wsum)
+    picked = SparseRows(batch)[np.asarray([] if picks is None else picks, np.int64)]
+    return BatchStep(centers, new_counts, sse[0], b, picked)
 
 
 def _step_compiled(parts: Sequence[Part], cen: Centres, w: np.ndarray | None,
@@ -274,6 +296,8 @@ def batch_partial(X: np.ndarray, C: np.ndarray | Centres, weights: np.ndarray | 
     part = lloyd.lloyd_partial(X, C, weights, scale=scale)
     positions = np.asarray(positions, dtype=np.int64)
     mine = np.flatnonzero(np.isin(positions, picks)) if picks is not None else positions[:0]
+    if is_sparse(X):
+        return BatchPartial(part, positions[mine], row_access(X)[mine])
     rows = X.reshape(X.shape[0], -1)[mine]
     if scale is not None:
         rows = scale_rows(rows, scale) if len(rows) else rows.astype(np.float32)

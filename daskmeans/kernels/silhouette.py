@@ -4,11 +4,12 @@ row of a block."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import common
-from .common import NonFiniteRow, onehot
+from .common import NonFiniteRow, is_sparse, onehot
 from .scores import LabelError, as_label_codes
 
 
@@ -17,12 +18,15 @@ class Queries:
     """Rows whose Euclidean distances to every row of the data are summed per cluster
     (the silhouette's a(i) and b(i)), with their global row indices (sorted, distinct)."""
 
-    rows: np.ndarray  # (m, d) float
+    rows: Any  # (m, d) float, dense or CSR
     index: np.ndarray  # (m,) int64
 
     @property
     def nbytes(self) -> int:
-        return int(self.rows.nbytes + self.index.nbytes)
+        rows = self.rows
+        held = (rows.data.nbytes + rows.indices.nbytes + rows.indptr.nbytes
+                if is_sparse(rows) else rows.nbytes)
+        return int(held + self.index.nbytes)
 
 
 @dataclass
@@ -47,13 +51,24 @@ class ClusterDistances:
         return ClusterDistances(sums, counts, own)
 
 
+def _float64_rows(X: Any) -> Any:
+    """Rows (dense or CSR) in float64."""
+    return X.astype(np.float64) if is_sparse(X) else np.asarray(X, dtype=np.float64)
+
+
+def _sq(X: Any) -> np.ndarray:
+    """float64 ``|x|^2`` of float64 rows, dense or CSR."""
+    return common.sparse_row_norms_sq(X, np.float64) if is_sparse(X) else np.einsum(
+        "ij,ij->i", X, X)
+
+
 def cluster_distance_sums(X: np.ndarray, labels: np.ndarray, queries: Queries, *,
                           offset: int = 0) -> ClusterDistances:
     """Distances from every query to the rows of one block, summed per cluster.
 
     Parameters
     ----------
-    X : (n, d) float rows of the block
+    X : (n, d) float rows of the block (dense or CSR; the queries' rows too)
     labels : (n,) their clusters, non-negative integers (validated here: the error
         names ``labels``)
     queries : (m, d) rows and their global indices; a query that is row ``offset + i``
@@ -94,15 +109,15 @@ def cluster_distance_sums(X: np.ndarray, labels: np.ndarray, queries: Queries, *
     own[own_q] = codes[own_rows]
     if n == 0 or m == 0:
         return ClusterDistances(sums, counts, own)
-    Q = np.asarray(queries.rows, dtype=np.float64)
-    qsq = np.einsum("ij,ij->i", Q, Q)
+    Q = _float64_rows(queries.rows)
+    qsq = _sq(Q)
     step = max(1, common.DIST_BLOCK_BYTES // (8 * m))
     for s in range(0, n, step):
-        x = np.asarray(X[s:s + step], dtype=np.float64)
-        xsq = np.einsum("ij,ij->i", x, x)
+        x = _float64_rows(X[s:s + step])
+        xsq = _sq(x)
         if not np.isfinite(xsq).all():
             raise NonFiniteRow(s + int(np.flatnonzero(~np.isfinite(xsq))[0]))
-        D = x @ Q.T
+        D = common.dense(x @ Q.T)  # CSR rows or queries: a sparse product, then dense
         D *= -2
         D += xsq[:, None]
         D += qsq

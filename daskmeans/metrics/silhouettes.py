@@ -61,12 +61,13 @@ class Silhouette:
 
 def as_data_source(X: Any) -> Source:
     """X as a :class:`~daskmeans.engine.source.Source`: lazy inputs (dask, Zarr, a store
-    path, a source) as they are, array-likes checked as float64/float32 rows."""
+    path, a source) as they are, array-likes checked as float64/float32 rows (dense, or
+    ``scipy.sparse`` CSR rows)."""
     from sklearn.utils import check_array
 
     if isinstance(X, Source | da.Array | str | Path) or is_zarr(X):
         return as_source(X)
-    return as_source(check_array(X, dtype=[np.float64, np.float32]))
+    return as_source(check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32]))
 
 
 def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
@@ -96,8 +97,8 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
 
     Parameters
     ----------
-    X : (n_samples, n_features) numpy array, dask array, Zarr array, store path or
-        :func:`daskmeans.open_source` source
+    X : (n_samples, n_features) numpy array, ``scipy.sparse`` matrix, dask array, Zarr
+        array, store path or :func:`daskmeans.open_source` source
     labels : (n_samples,) cluster of each row: numpy (any values), or dask
         (non-negative integers, checked inside the passes)
     sample_size : rows to sample (>= 2), or None for all rows (exact)

@@ -11,14 +11,13 @@ scikit-learn's conftest supplies them (seed 42 unless ``SKLEARN_TESTS_GLOBAL_RAN
 says otherwise), except that the float32 variants always run.
 
 The only expected failures (strict: one that starts passing fails the run) are the
-tests that read scikit-learn's private attributes, and for now the sparse variants
-(:data:`SPARSE_REASON`), listed by test and parameter below.
+tests that read scikit-learn's private attributes, listed below; the sparse variants
+(scipy.sparse CSR input) run like the dense ones.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ IMPORTS = {
 }
 
 PRIVATE = "reads scikit-learn's private attribute {}"
-SPARSE_REASON = "sparse input: issue 31, not built yet"
 #: tests that fail whatever their parameters, with why
 XFAIL_TESTS: dict[str, str] = {
     "test_kmeans_init_auto_with_initial_centroids": PRIVATE.format("_n_init"),
@@ -48,23 +46,6 @@ XFAIL_TESTS: dict[str, str] = {
     "test_sample_weight_init": PRIVATE.format("_init_centroids"),
     "test_sample_weight_zero": PRIVATE.format("_init_centroids"),
 }
-#: the tests that fit or predict daskmeans' estimators on sparse input, in their
-#: variants whose parameter id names a sparse container (:data:`SPARSE_IDS`); their
-#: dense variants must pass. scikit-learn's tests of its own sparse helpers
-#: (``test_relocate_empty_clusters``, ``test_minibatch_reassign``, ...) pass and are not
-#: listed.
-SPARSE_TESTS = {
-    "test_all_init", "test_dense_sparse", "test_dtype_preserved", "test_fit_predict",
-    "test_float32_float64_equivalence", "test_float_precision", "test_integer_input",
-    "test_k_means_1_iteration", "test_kmeans_elkan_results",
-    "test_kmeans_empty_cluster_relocated", "test_kmeans_init_fitted_centers",
-    "test_kmeans_predict", "test_kmeans_relocated_clusters", "test_kmeans_results",
-    "test_predict_dense_sparse", "test_predict_does_not_change_cluster_centers",
-    "test_relocating_with_duplicates", "test_scaled_weights", "test_sparse",
-    "test_unit_weights_vs_no_weights",
-}
-#: the parameter ids of scikit-learn's sparse containers in these modules
-SPARSE_IDS = re.compile(r"(^|-)(sparse_matrix|sparse_array|csr_matrix|csr_array|X_csr\d)(-|$)")
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -138,8 +119,5 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _expected_failures(request: pytest.FixtureRequest) -> None:
     """Mark the listed tests as expected failures (strict), with their reason."""
     name = request.node.originalname
-    callspec = getattr(request.node, "callspec", None)
     if name in XFAIL_TESTS:
         request.applymarker(pytest.mark.xfail(reason=XFAIL_TESTS[name], strict=True))
-    elif name in SPARSE_TESTS and callspec is not None and SPARSE_IDS.search(callspec.id):
-        request.applymarker(pytest.mark.xfail(reason=SPARSE_REASON, strict=True))
