@@ -253,6 +253,8 @@ class Rows:
     def __add__(self, other: Rows) -> Rows:
         w = None if self.weights is None or other.weights is None else np.concatenate(
             [self.weights, other.weights])
+        if is_sparse(self.rows):  # CSR blocks' rows (a sparse store's)
+            return Rows(sp.vstack([self.rows, other.rows], format="csr"), w)
         return Rows(np.concatenate([self.rows, other.rows]), w)
 
 
