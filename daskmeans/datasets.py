@@ -315,7 +315,7 @@ DOCSTRING_MODULES = (
     "decimal", "difflib", "email.message", "fractions", "ftplib", "gzip", "http.client",
     "http.cookiejar", "imaplib", "ipaddress", "json", "logging", "mailbox", "os",
     "pathlib", "pickle", "random", "shutil", "smtplib", "statistics", "string",
-    "subprocess", "tarfile", "tempfile", "textwrap", "threading", "typing", "unittest",
+    "subprocess", "tarfile", "tempfile", "textwrap", "threading", "inspect", "unittest",
     "urllib.parse", "urllib.request", "uuid", "xml.dom.minidom", "zipfile",
 )
 
