@@ -53,6 +53,8 @@ SMOKE: dict[str, list[str]] = {
     "benchmark_algorithms.py":
         "--data {data} --rows 600 --k-minibatch 3 --k-bisecting 3 --k-medians 3 --seeds 1 "
         "--chunk-rows 300 --no-cluster --no-warm-up".split(),
+    "benchmark_sparse.py":
+        "--data json --k 3 --seeds 1 --max-iter 3 --no-warm-up".split(),
 }
 
 #: the scripts that write their results as JSON (given ``--out`` in a temporary folder,
@@ -62,7 +64,7 @@ WRITES_JSON = {"benchmark.py": "lloyd-iteration", "benchmark_ninit.py": "ninit",
                "benchmark_big_store.py": "big-store", "benchmark_cli.py": "cli",
                "benchmark_bisecting.py": "bisecting", "benchmark_s3.py": "s3",
                "benchmark_workers.py": "workers", "benchmark_largek.py": "largek",
-               "benchmark_algorithms.py": "algorithms"}
+               "benchmark_algorithms.py": "algorithms", "benchmark_sparse.py": "sparse"}
 
 RUNNER = """
 import contextlib, io, json, runpy, sys, traceback
@@ -277,6 +279,19 @@ def test_benchmark_bisecting_prints_both_contenders(smoke: dict[str, Any]) -> No
     data = results_of(smoke, "benchmark_bisecting.py")
     assert contenders(data) == rows and data["reference"] == "scikit-learn"
     assert all(0 < r["purity"] <= 1 and r["inertia"] > 0 for r in data["records"]), data
+
+
+@pytest.mark.slow
+def test_benchmark_sparse_prints_every_contender(smoke: dict[str, Any]) -> None:
+    """The TF-IDF benchmark fits scikit-learn's sparse Lloyd and daskmeans' (plain and
+    bounded) from the same centres and records each fit."""
+    out = ran(smoke, "benchmark_sparse.py")
+    rows = [line.split(" | ")[1] for line in out.splitlines() if line.startswith("| 3 |")]
+    assert rows == ["scikit-learn", "daskmeans lloyd", "daskmeans bounded"], out
+    data = results_of(smoke, "benchmark_sparse.py")
+    assert contenders(data) == rows and data["reference"] == "scikit-learn"
+    assert data["nnz"] > 0 and data["terms"] > 0, data
+    assert all(r["inertia"] > 0 and 1 <= r["n_iter"] <= 3 for r in data["records"]), data
 
 
 @pytest.mark.slow

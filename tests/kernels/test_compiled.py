@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from daskmeans import kernels
 from daskmeans.kernels import (
@@ -16,9 +17,11 @@ from daskmeans.kernels import (
     common_compiled,
     lloyd_compiled,
     medians_compiled,
+    sparse_compiled,
 )
 
-COMPILED = (common_compiled, lloyd_compiled, bounds_compiled, medians_compiled, bisect_compiled)
+COMPILED = (common_compiled, lloyd_compiled, bounds_compiled, medians_compiled, bisect_compiled,
+            sparse_compiled)
 
 
 def test_compiled_functions_are_cached_on_disk(tmp_path: Path) -> None:
@@ -45,7 +48,7 @@ print(time.perf_counter() - t0)
 
 def test_warm_up_compiles_every_specialisation_the_estimators_use(mnist_store: Path) -> None:
     """After :func:`warm_up`, fits of every kind on float32, float64 and uint8-store rows
-    (weighted or not) compile nothing more: the warm-up once compiled bounds for float64
+    and on CSR rows (weighted or not) compile nothing more: the warm-up once compiled bounds for float64
     lower bounds after they became float32, and every first fit paid for a compile."""
     from daskmeans import BisectingKMeans, KMeans, MiniBatchKMeans, open_source
 
@@ -65,5 +68,11 @@ def test_warm_up_compiles_every_specialisation_the_estimators_use(mnist_store: P
             KMeans(3, random_state=0, max_iter=2, metric="manhattan").fit(rows, sample_weight=sw)
             BisectingKMeans(3, random_state=0, max_iter=3).fit(rows, sample_weight=sw)
         MiniBatchKMeans(3, random_state=0, max_iter=1).fit(rows)
+    for rows in (sp.csr_matrix(X), sp.csr_array(X.astype(np.float64))):  # CSR rows
+        for sw in (None, w):
+            km = KMeans(20, random_state=0, max_iter=3, algorithm="lloyd").fit(
+                rows, sample_weight=sw)
+            km.predict(rows)
+            MiniBatchKMeans(3, random_state=0, max_iter=1).fit(rows, sample_weight=sw)
     new = {n: [str(s) for s in set(f.signatures) - before[n]] for n, f in dispatchers.items()}
     assert not {n: s for n, s in new.items() if s}, new
