@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import sparse
 from .common import (
@@ -441,7 +442,9 @@ class LeafRows:
             return (np.empty(0, np.int64), np.empty((0, d), dtype), np.empty(0, np.int64),
                     None)
         w = None if pieces[0][4] is None else np.concatenate([p[4] for p in pieces])
-        return (np.concatenate([p[1] for p in pieces]), np.concatenate([p[2] for p in pieces]),
+        rows = [p[2] for p in pieces]  # CSR rows (a sparse store's blocks) stay CSR
+        X = sp.vstack(rows, format="csr") if is_sparse(rows[0]) else np.concatenate(rows)
+        return (np.concatenate([p[1] for p in pieces]), X,
                 np.concatenate([p[3] for p in pieces]), w)
 
 
@@ -456,8 +459,9 @@ def leaf_rows_block(X: np.ndarray, weights: np.ndarray | None, tree: TreeSnapsho
     if keep.shape[0] == 0:
         return LeafRows([])
     w = None if weights is None else np.asarray(weights, np.float64)[keep]
-    return LeafRows([(offset, keep.astype(np.int64) + offset, np.array(X[keep]),
-                      tree.slot[nodes[keep]], w)])
+    rows = X[keep]
+    return LeafRows([(offset, keep.astype(np.int64) + offset,
+                      rows if is_sparse(rows) else np.array(rows), tree.slot[nodes[keep]], w)])
 
 
 def root_rows(X: np.ndarray, w: np.ndarray, scale: float | None = None) -> RootPartial:

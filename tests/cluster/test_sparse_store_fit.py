@@ -83,3 +83,14 @@ def test_clusters_follow_the_modules(tfidf: tuple[sp.csr_matrix, np.ndarray]) ->
     X, target = tfidf
     labels = KMeans(len(MODULES), metric="cosine", n_init=4, random_state=0).fit_predict(X)
     assert adjusted_rand_score(target, labels) > 0.2
+
+
+def test_bisecting_from_the_store_equals_in_memory(tfidf: tuple[sp.csr_matrix, np.ndarray],
+                                                   store: Path) -> None:
+    from daskmeans import BisectingKMeans
+
+    X, _ = tfidf
+    memory = BisectingKMeans(4, random_state=0).fit(X)
+    stored = BisectingKMeans(4, random_state=0).fit(store)
+    np.testing.assert_array_equal(computed(stored.labels_), memory.labels_)
+    assert stored.inertia_ == pytest.approx(memory.inertia_, rel=1e-6)
