@@ -881,9 +881,8 @@ def take_rows(src: Source, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
 
 def _take_kernel(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None, shared: Any,
                  *, offset: int, local: np.ndarray) -> common.Rows:
-    rows = x[local]  # CSR rows stay CSR (as an in-memory source's take)
-    return common.Rows(rows if common.is_sparse(rows) else np.array(rows),
-                       None if w is None else np.asarray(w, np.float64)[local])
+    rows = x[local] if common.is_sparse(x) else np.array(x[local])  # CSR rows stay CSR
+    return common.Rows(rows, None if w is None else np.asarray(w, np.float64)[local])
 
 
 def gather_pass(src: Source, index: np.ndarray, vectors: dict[str, Any] | None = None, *,

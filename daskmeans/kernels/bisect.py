@@ -11,9 +11,10 @@ not depend on the block it is in), and the rows that reach a leaf being bisected
 part in that leaf's 2-means. Leaves hold disjoint rows, so all the bisections of a round
 share each pass.
 
-CSR rows (:mod:`daskmeans.kernels.sparse`) take the numpy path, their squared
-distances to a centre ``|c|^2`` plus, over the stored values, ``(x_t - c_t)^2 - c_t^2``
-in float64; the rows drawn for initialisation stay CSR.
+CSR rows (:mod:`daskmeans.kernels.sparse`): squared distances to a centre are
+``|c|^2`` plus, over the stored values, ``(x_t - c_t)^2 - c_t^2`` in float64; the
+2-means runs compiled (:func:`daskmeans.kernels.sparse_compiled.two_means_sparse`), the
+rest in numpy; the rows drawn for initialisation stay CSR.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import sparse
 from .common import (
@@ -35,6 +35,7 @@ from .common import (
     is_sparse,
     merge_top,
     splitmix64_uniform,
+    stack_rows,
     top_m,
 )
 
@@ -360,6 +361,13 @@ def two_means(X: np.ndarray, pos: np.ndarray, w: np.ndarray, centres: np.ndarray
     m = pos.shape[0]
     C = np.array(centres, dtype=np.float64)
     lab = np.empty(m, np.int32)
+    if is_sparse(X) and compiled_kernels():
+        sse, weight, count = np.zeros(2), np.zeros(2), np.zeros(2, np.int64)
+        data, indices, indptr = sparse.csr_parts(X)
+        n_iter = compiled_module("sparse").two_means_sparse(
+            data, indices, indptr, pos, np.ascontiguousarray(w, dtype=np.float64), C,
+            int(max_iter), float(tol), lab, sse, weight, count)
+        return TwoMeans(C, lab, sse, weight, count, int(n_iter))
     if uses_compiled(X, scale):
         sse, weight, count = np.zeros(2), np.zeros(2), np.zeros(2, np.int64)
         n_iter = compiled_module("bisect").two_means_fit(
@@ -442,9 +450,7 @@ class LeafRows:
             return (np.empty(0, np.int64), np.empty((0, d), dtype), np.empty(0, np.int64),
                     None)
         w = None if pieces[0][4] is None else np.concatenate([p[4] for p in pieces])
-        rows = [p[2] for p in pieces]  # CSR rows (a sparse store's blocks) stay CSR
-        X = sp.vstack(rows, format="csr") if is_sparse(rows[0]) else np.concatenate(rows)
-        return (np.concatenate([p[1] for p in pieces]), X,
+        return (np.concatenate([p[1] for p in pieces]), stack_rows([p[2] for p in pieces]),
                 np.concatenate([p[3] for p in pieces]), w)
 
 
@@ -459,9 +465,9 @@ def leaf_rows_block(X: np.ndarray, weights: np.ndarray | None, tree: TreeSnapsho
     if keep.shape[0] == 0:
         return LeafRows([])
     w = None if weights is None else np.asarray(weights, np.float64)[keep]
-    rows = X[keep]
     return LeafRows([(offset, keep.astype(np.int64) + offset,
-                      rows if is_sparse(rows) else np.array(rows), tree.slot[nodes[keep]], w)])
+                      X[keep] if is_sparse(X) else np.array(X[keep]),
+                      tree.slot[nodes[keep]], w)])
 
 
 def root_rows(X: np.ndarray, w: np.ndarray, scale: float | None = None) -> RootPartial:

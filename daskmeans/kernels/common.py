@@ -247,15 +247,21 @@ class NonFiniteRow(ValueError):
 class Rows:
     """Gathered rows (and weights) of one or more blocks, in row order; added with ``+``."""
 
-    rows: np.ndarray  # (m, d)
+    rows: Any  # (m, d), dense or CSR
     weights: np.ndarray | None  # (m,) float64
 
     def __add__(self, other: Rows) -> Rows:
         w = None if self.weights is None or other.weights is None else np.concatenate(
             [self.weights, other.weights])
-        if is_sparse(self.rows):  # CSR blocks' rows (a sparse store's)
-            return Rows(sp.vstack([self.rows, other.rows], format="csr"), w)
-        return Rows(np.concatenate([self.rows, other.rows]), w)
+        return Rows(stack_rows([self.rows, other.rows]), w)
+
+
+def stack_rows(parts: list[Any]) -> Any:
+    """Blocks of rows one after another: ``np.concatenate``, or one CSR matrix for CSR
+    blocks (``scipy.sparse.vstack``)."""
+    if parts and is_sparse(parts[0]):
+        return sp.vstack(parts, format="csr")
+    return np.concatenate(parts)
 
 
 def row_norms_sq(X: np.ndarray, dtype: Any = None, *, scale: float | None = None

@@ -4,11 +4,12 @@ a block's objective against centres, and gathering rows by global index."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .bisect import TreeCentres, tree_assign
-from .common import Centres, weighted_sse
+from .common import Centres, is_sparse, stack_rows, weighted_sse
 from .medians import L1Centres
 from .metric import Metric, as_metric
 
@@ -180,12 +181,12 @@ class Gathered:
     vectors read alongside (labels); added with ``+`` (concatenated)."""
 
     index: np.ndarray  # (m,) int64
-    rows: np.ndarray  # (m, d)
+    rows: Any  # (m, d), dense or CSR
     values: dict[str, np.ndarray]  # name -> (m,)
 
     def __add__(self, other: Gathered) -> Gathered:
         return Gathered(np.concatenate([self.index, other.index]),
-                        np.concatenate([self.rows, other.rows]),
+                        stack_rows([self.rows, other.rows]),
                         {k: np.concatenate([v, other.values[k]]) for k, v in self.values.items()})
 
     def sorted(self) -> Gathered:
@@ -208,5 +209,6 @@ def gather(X: np.ndarray, index: np.ndarray, *, offset: int = 0,
     """
     lo, hi = np.searchsorted(index, [offset, offset + X.shape[0]])
     local = np.asarray(index[lo:hi]) - offset
-    return Gathered(np.asarray(index[lo:hi], dtype=np.int64), np.array(X[local]),
+    rows = X[local] if is_sparse(X) else np.array(X[local])  # CSR rows stay CSR
+    return Gathered(np.asarray(index[lo:hi], dtype=np.int64), rows,
                     {k: np.asarray(v)[local] for k, v in vectors.items()})

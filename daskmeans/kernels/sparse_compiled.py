@@ -8,7 +8,8 @@ contiguous row of ``m2t``, so a row costs ``nnz * kp`` multiply-adds that vector
 instead). The distances are accumulated in the centres' dtype as the dense GEMM
 does; the nearest centre, the near-tie rule (:func:`exact_sq_sparse`), the
 per-cluster sums and ``sum w |x|^2`` follow the dense fused loop
-(:mod:`daskmeans.kernels.lloyd_compiled`), in float64.
+(:mod:`daskmeans.kernels.lloyd_compiled`), in float64. :func:`two_means_sparse` is
+bisecting k-means' 2-means on CSR rows.
 """
 
 from __future__ import annotations
@@ -163,7 +164,101 @@ def warm_up() -> None:
             row_sq(data, indptr, np.empty(2))
             assign_sparse(data, indices, indptr, m2t, csq, np.zeros(2), 1, 2,
                           np.empty((2, 1), np.int32), np.empty((2, 1)), 1e-6)
+            lab = np.empty(2, np.int32)
+            two_means_sparse(data, indices, indptr, np.arange(2, dtype=np.int64), np.ones(2),
+                             np.zeros((2, 2)), 2, 0.0, lab, np.zeros(2), np.zeros(2),
+                             np.zeros(2, np.int64))
             for w in (np.empty(0), np.ones(2)):
                 lloyd_sparse(data, indices, indptr, m2t, csq, np.zeros(2), np.ones(2), w,
                              1, 2, np.empty((2, 1), np.int32), np.empty((2, 1), dtype),
                              np.zeros((2, 2)), np.zeros(2), np.zeros(2), 1e-6)
+
+
+@jit
+def _two_assign(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, pos: np.ndarray,
+                C: np.ndarray, lab: np.ndarray, dist: np.ndarray) -> None:
+    """Each CSR row ``pos[j]`` to the nearer of the two float64 centres ``C`` (the
+    first on a tie) into ``lab``, its float64 squared distance into ``dist``."""
+    c0, c1 = 0.0, 0.0
+    for t in range(C.shape[1]):
+        c0 += C[0, t] * C[0, t]
+        c1 += C[1, t] * C[1, t]
+    for j in range(pos.shape[0]):
+        i = pos[j]
+        d0, d1 = c0, c1
+        for p in range(indptr[i], indptr[i + 1]):
+            v = np.float64(data[p])
+            a, b = C[0, indices[p]], C[1, indices[p]]
+            d0 += (v - a) * (v - a) - a * a
+            d1 += (v - b) * (v - b) - b * b
+        if d1 < d0:
+            lab[j], dist[j] = 1, d1
+        else:
+            lab[j], dist[j] = 0, d0
+
+
+@jit
+def two_means_sparse(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+                     pos: np.ndarray, w: np.ndarray, C: np.ndarray, max_iter: int,
+                     tol: float, lab: np.ndarray, sse: np.ndarray, weight: np.ndarray,
+                     count: np.ndarray) -> int:
+    """A whole 2-means on the CSR rows ``pos`` (``w``: every row's weight), from the
+    float64 centres ``C`` (2, d), updated in place: the iterations of
+    :func:`daskmeans.kernels.bisect.two_means` (the nearer centre, an empty child
+    moved onto the farthest row of positive weight, the weighted means, stopping at a
+    fixed point or a shift <= ``tol``), then the final assignment into ``lab``,
+    ``sse``, ``weight`` and ``count``. Returns the iterations made."""
+    m, d = pos.shape[0], C.shape[1]
+    dist = np.empty(m)
+    sums = np.empty((2, d))
+    wts = np.empty(2)
+    n_iter = 0
+    for _ in range(max_iter):
+        _two_assign(data, indices, indptr, pos, C, lab, dist)
+        n_iter += 1
+        sums[:] = 0.0
+        wts[:] = 0.0
+        any_w = False
+        for j in range(m):
+            wl = w[pos[j]]
+            c = lab[j]
+            wts[c] += wl
+            any_w = any_w or wl > 0
+            for p in range(indptr[pos[j]], indptr[pos[j] + 1]):
+                sums[c, indices[p]] += wl * data[p]
+        n_reloc = 0
+        if (wts[0] == 0 or wts[1] == 0) and any_w:
+            far, best = -1, -np.inf
+            for j in range(m):
+                if w[pos[j]] > 0 and dist[j] > best:
+                    far, best = j, dist[j]
+            empty = 0 if wts[0] == 0 else 1
+            old = lab[far]
+            wl = w[pos[far]]
+            sums[empty, :] = 0.0
+            for p in range(indptr[pos[far]], indptr[pos[far] + 1]):
+                v = np.float64(data[p]) * wl
+                sums[old, indices[p]] -= v
+                sums[empty, indices[p]] = v
+            wts[old] -= wl
+            wts[empty] = wl
+            n_reloc = 1
+        shift = 0.0
+        for c in range(2):
+            for t in range(d):
+                new = sums[c, t] / wts[c] if wts[c] > 0 else C[c, t]
+                shift += (new - C[c, t]) * (new - C[c, t])
+                C[c, t] = new
+        if (shift == 0 and n_reloc == 0) or shift <= tol:
+            break
+    _two_assign(data, indices, indptr, pos, C, lab, dist)
+    sse[:] = 0.0
+    weight[:] = 0.0
+    count[:] = 0
+    for j in range(m):
+        c = lab[j]
+        wl = w[pos[j]]
+        sse[c] += dist[j] * wl
+        weight[c] += wl
+        count[c] += 1
+    return n_iter

@@ -48,8 +48,9 @@ print(time.perf_counter() - t0)
 
 def test_warm_up_compiles_every_specialisation_the_estimators_use(mnist_store: Path) -> None:
     """After :func:`warm_up`, fits of every kind on float32, float64 and uint8-store rows
-    and on CSR rows (weighted or not) compile nothing more: the warm-up once compiled bounds for float64
-    lower bounds after they became float32, and every first fit paid for a compile."""
+    and on CSR rows (weighted or not) compile nothing more: the warm-up once compiled
+    bounds for float64 lower bounds after they became float32, and every first fit paid
+    for a compile."""
     from daskmeans import BisectingKMeans, KMeans, MiniBatchKMeans, open_source
 
     kernels.warm_up()
@@ -74,5 +75,6 @@ def test_warm_up_compiles_every_specialisation_the_estimators_use(mnist_store: P
                 rows, sample_weight=sw)
             km.predict(rows)
             MiniBatchKMeans(3, random_state=0, max_iter=1).fit(rows, sample_weight=sw)
+            BisectingKMeans(3, random_state=0, max_iter=3).fit(rows, sample_weight=sw)
     new = {n: [str(s) for s in set(f.signatures) - before[n]] for n, f in dispatchers.items()}
     assert not {n: s for n, s in new.items() if s}, new

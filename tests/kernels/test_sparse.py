@@ -158,3 +158,52 @@ def test_centres_prepared_once_serve_sparse_rows() -> None:
     cen = Centres(C, np.dtype(np.float32))
     assert cen.m2t.shape[1] == 4  # padded: the padding centre is never chosen
     np.testing.assert_array_equal(sparse.nearest_labels(X, cen), sparse.nearest_labels(X, C))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_sparse_two_means_equals_numpy_and_dense(
+        weighted: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bisecting's 2-means on CSR rows, compiled, gives the numpy reference's labels,
+    iterations and SSE, and those of the same rows dense; an empty child is relocated."""
+    from daskmeans.kernels import bisect
+
+    rng = np.random.default_rng(5)
+    X = _csr(rng, 400, 20, np.float64)
+    pos = np.sort(rng.choice(400, 300, replace=False))
+    w = rng.uniform(0, 2, 400) if weighted else np.ones(400)
+    far = np.full((1, 20), 50.0)
+    for C0 in (X[[pos[0], pos[1]]].toarray(), np.vstack([X[[pos[2]]].toarray(), far])):
+        monkeypatch.setenv("DASKMEANS_KERNELS", "numba")
+        got = bisect.two_means(X, pos, w, C0, max_iter=50, tol=0.0)
+        dense = bisect.two_means(X.toarray(), pos, w, C0, max_iter=50, tol=0.0)
+        monkeypatch.setenv("DASKMEANS_KERNELS", "numpy")
+        want = bisect.two_means(X, pos, w, C0, max_iter=50, tol=0.0)
+        for other in (want, dense):
+            np.testing.assert_array_equal(got.labels, other.labels)
+            assert got.n_iter == other.n_iter
+            np.testing.assert_allclose(got.sse, other.sse, rtol=1e-9)
+            np.testing.assert_allclose(got.centres, other.centres, rtol=1e-9, atol=1e-12)
+            np.testing.assert_array_equal(got.count, other.count)
+
+
+def test_gathered_rows_of_csr_blocks_stay_csr_and_add_up() -> None:
+    """Rows picked from CSR blocks (take_rows' Rows, gather's Gathered, a bisecting
+    round's LeafRows) stay CSR and add up to the rows in order, as dense ones do."""
+    from daskmeans.kernels import bisect, scores
+
+    X = sp.csr_matrix(np.arange(24.0).reshape(8, 3))
+    a, b = X[:4], X[4:]
+    rows = common.Rows(a[[1, 3]], None) + common.Rows(b[[0]], None)
+    assert sp.issparse(rows.rows)
+    np.testing.assert_array_equal(rows.rows.toarray(), X.toarray()[[1, 3, 4]])
+    got = (scores.gather(a, np.array([2, 5]), offset=0)
+           + scores.gather(b, np.array([2, 5]), offset=4)).sorted()
+    assert sp.issparse(got.rows) and got.index.tolist() == [2, 5]
+    np.testing.assert_array_equal(got.rows.toarray(), X.toarray()[[2, 5]])
+    tree = bisect.TreeSnapshot(np.array([-1]), np.array([-1]), np.zeros((1, 3)),
+                               np.array([0]))
+    parts = bisect.leaf_rows_block(b, None, tree, offset=4) + bisect.leaf_rows_block(a, None,
+                                                                                      tree)
+    index, held, slots, _ = parts.joined(3, np.float64)
+    assert index.tolist() == list(range(8)) and slots.tolist() == [0] * 8
+    np.testing.assert_array_equal(held.toarray(), X.toarray())
