@@ -1,4 +1,5 @@
-"""Fetch MNIST and Fashion-MNIST: mirrors, checksums, a cache, or a local copy.
+"""Fetch MNIST and Fashion-MNIST: mirrors, checksums, a cache, or a local copy; and a
+text corpus every Python installation has (:func:`load_docstrings`).
 
 ``fetch_mnist()`` returns the path of a Zarr store written by
 :func:`daskmeans.io.ingest`; open it with :func:`daskmeans.open_dataset`.
@@ -38,6 +39,7 @@ import zarr
 from . import io
 
 __all__ = [
+    "DOCSTRING_MODULES",
     "FASHION_MNIST",
     "MNIST",
     "ChecksumError",
@@ -47,6 +49,7 @@ __all__ = [
     "fetch",
     "fetch_fashion_mnist",
     "fetch_mnist",
+    "load_docstrings",
 ]
 
 log = logging.getLogger(__name__)
@@ -300,3 +303,97 @@ def clear_cache(home: str | os.PathLike[str] | None = None) -> None:
 
 
 _data_home = data_home
+
+
+# --------------------------------------------------------------------------- text corpus
+
+#: the standard library modules :func:`load_docstrings` reads by default: pure-Python
+#: modules present in every CPython build, on distinct topics (files, text, numbers,
+#: networking, concurrency, dates, testing, archives, ...)
+DOCSTRING_MODULES = (
+    "argparse", "asyncio", "calendar", "collections", "configparser", "csv", "datetime",
+    "decimal", "difflib", "email.message", "fractions", "ftplib", "gzip", "http.client",
+    "http.cookiejar", "imaplib", "ipaddress", "json", "logging", "mailbox", "os",
+    "pathlib", "pickle", "random", "shutil", "smtplib", "statistics", "string",
+    "subprocess", "tarfile", "tempfile", "textwrap", "threading", "inspect", "unittest",
+    "urllib.parse", "urllib.request", "uuid", "xml.dom.minidom", "zipfile",
+)
+
+
+def load_docstrings(modules: Sequence[str] = DOCSTRING_MODULES, *,
+                    min_chars: int = 200) -> Any:
+    """A text corpus available offline on any machine: the docstrings of the Python
+    standard library's public functions, classes and methods, one document each.
+
+    The documents are the docstrings (``__doc__``, indentation cleaned, none inherited) of each
+    module's public functions and classes defined in that module, and of those
+    classes' public methods, of at least ``min_chars`` characters, in a fixed order:
+    modules as given, then names sorted. The same Python version gives the same
+    documents in the same order on any machine: they depend only on the standard
+    library's source (docstrings change between Python releases, and a module missing
+    from a stripped-down build is skipped), not on the installed packages, the locale
+    or the file system. Each document's label is the module it comes from.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``data``: list of str, the documents; ``target``: (n,) int array, the index of
+        each document's module in ``target_names``; ``target_names``: the modules read;
+        ``names``: each document's qualified name (``"json.dumps"``,
+        ``"pathlib.Path.glob"``).
+
+    Examples
+    --------
+    >>> corpus = load_docstrings(["json", "csv"])
+    >>> corpus.target_names
+    ['json', 'csv']
+    >>> corpus.names[0], len(corpus.data) == len(corpus.target)
+    ('json.dump', True)
+    """
+    import importlib
+    import inspect
+
+    import numpy as np
+    from sklearn.utils import Bunch
+
+    data: list[str] = []
+    names: list[str] = []
+    target: list[int] = []
+    found: list[str] = []
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found.append(module_name)
+        for qualname, doc in _module_docstrings(module, inspect):
+            if len(doc) >= min_chars:
+                data.append(doc)
+                names.append(f"{module_name}.{qualname}")
+                target.append(len(found) - 1)
+    return Bunch(data=data, target=np.asarray(target, dtype=np.int64), target_names=found,
+                 names=names)
+
+
+def _module_docstrings(module: Any, inspect: Any) -> list[tuple[str, str]]:
+    """(qualified name, docstring) of a module's public functions and classes defined
+    in it, and of its classes' public methods, names sorted."""
+    out = []
+    for name in sorted(vars(module)):
+        obj = vars(module)[name]
+        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        doc = obj.__doc__ and inspect.cleandoc(obj.__doc__)
+        if doc:
+            out.append((name, doc))
+        if inspect.isclass(obj):
+            for attr in sorted(vars(obj)):
+                member = vars(obj)[attr]
+                if attr.startswith("_") or not inspect.isfunction(member):
+                    continue
+                mdoc = member.__doc__ and inspect.cleandoc(member.__doc__)
+                if mdoc:
+                    out.append((f"{name}.{attr}", mdoc))
+    return out

@@ -453,3 +453,44 @@ def test_any_array_by_name(tmp_path: Path, capsys) -> None:
             cli.main([command, "--help"])
         out = " ".join(capsys.readouterr().out.split())
         assert "--array NAME" in out and "a Zarr array, or a Zarr group holding" in out
+
+
+def test_ingest_npz_then_fit_the_csr_store(tmp_path: Path, capsys) -> None:
+    """A scipy .npz becomes a CSR store; fitting it from the command line gives the
+    in-memory fit's centres; an existing store is refused, a bad file named."""
+    import scipy.sparse as sp
+
+    from daskmeans import KMeans
+    from daskmeans.io import open_csr
+
+    X = sp.random(400, 30, density=0.1, format="csr", dtype="float32", random_state=0)
+    sp.save_npz(tmp_path / "x.npz", X)
+    out = tmp_path / "x.zarr"
+    code, text, _ = run(["ingest", "npz", str(tmp_path / "x.npz"), "--out", str(out),
+                         "--chunk-rows", "64"], capsys)
+    assert code == 0 and "400 rows x 30 features" in text
+    m = open_csr(out)
+    assert m.rows_per_chunk == 64 and (m.to_scipy() != X).nnz == 0
+    code, _, err = run(["ingest", "npz", str(tmp_path / "x.npz"), "--out", str(out)], capsys)
+    assert code == 2 and "--overwrite" in err
+    code, _, _ = run(["fit", str(out), "--k", "4", "--metric", "cosine", "--seed", "0",
+                      "--model", str(tmp_path / "m.npz")], capsys)
+    assert code == 0
+    model, _ = load_model(tmp_path / "m.npz")
+    memory = KMeans(4, metric="cosine", random_state=0).fit(X)
+    np.testing.assert_allclose(model.cluster_centers_, memory.cluster_centers_, rtol=1e-5,
+                               atol=1e-7)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    code, _, err = run(["ingest", "npz", str(tmp_path / "bad.npz"), "--out",
+                        str(tmp_path / "bad.zarr")], capsys)
+    assert code == 2 and "bad.npz: not a sparse matrix" in err
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_ingest_docstrings(tmp_path: Path, capsys) -> None:
+    code, text, _ = run(["ingest", "docstrings", "--out", str(tmp_path / "d.zarr")], capsys)
+    assert code == 0 and "CSR store" in text
+    g = zarr.open_group(tmp_path / "d.zarr", mode="r")
+    assert g.attrs["encoding-type"] == "csr_matrix"
+    assert len(g.attrs["terms"]) == g.attrs["shape"][1]
+    assert len(g.attrs["documents"]) == g.attrs["shape"][0]

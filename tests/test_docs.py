@@ -20,7 +20,8 @@ API_PAGE = ROOT / "docs" / "api" / "index.rst"
 PUBLIC_MODULES = [
     "daskmeans", "daskmeans.cluster", "daskmeans.io", "daskmeans.io.errors",
     "daskmeans.io.idx", "daskmeans.io.mnist", "daskmeans.io.stores", "daskmeans.io.images",
-    "daskmeans.io.rasters", "daskmeans.io.synthetic", "daskmeans.metrics", "daskmeans.plot",
+    "daskmeans.io.rasters", "daskmeans.io.synthetic", "daskmeans.io.sparse",
+    "daskmeans.metrics", "daskmeans.plot",
     "daskmeans.quantization", "daskmeans.segmentation", "daskmeans.datasets",
     "daskmeans.report", "daskmeans.pixels", "daskmeans.export",
 ]

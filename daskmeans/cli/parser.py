@@ -99,16 +99,23 @@ def _overwrite(s: argparse.ArgumentParser, what: str = "--out") -> None:
 
 
 def _add_ingest(add: AddCommand) -> None:
-    s = add("ingest", "IDX files or a photo -> chunked Zarr store",
+    s = add("ingest", "IDX files, a photo or a sparse matrix -> chunked Zarr store",
             "daskmeans ingest mnist --source ../shared/data/mnist --out mnist.zarr", url=True)
-    s.add_argument("kind", choices=["mnist", "fashion-mnist", "image", "synthetic-scene"],
+    s.add_argument("kind", choices=["mnist", "fashion-mnist", "image", "synthetic-scene",
+                                    "npz", "docstrings"],
                    help="what to ingest (synthetic-scene: a multi-band scene with known "
-                        "classes and nodata borders, --size HxW)")
-    s.add_argument("path", nargs="?", help="the photo (image) or a directory of IDX files")
+                        "classes and nodata borders, --size HxW; npz: a sparse matrix "
+                        "saved by scipy.sparse.save_npz, into a CSR store; docstrings: "
+                        "TF-IDF of the Python standard library's docstrings, into a CSR "
+                        "store)")
+    s.add_argument("path", nargs="?", help="the photo (image), a directory of IDX files, "
+                                           "or the .npz file (npz)")
     s.add_argument("--source", help="directory with the IDX files (else download)")
     s.add_argument("--out", required=True, help="destination store (a path, or for mnist "
                                                 "and fashion-mnist a URL: s3://bucket/x.zarr)")
-    s.add_argument("--chunk-rows", type=int, default=10_000, help="images per Zarr chunk")
+    s.add_argument("--chunk-rows", type=int, default=None,
+                   help="rows per Zarr chunk (images: 10000 by default; sparse rows: "
+                        "about 256 Ki stored values a chunk)")
     s.add_argument("--tile", type=int, default=1024, help="image: tile side in pixels")
     s.add_argument("--size", default="1024x1024",
                    help="synthetic-scene: height x width in pixels")

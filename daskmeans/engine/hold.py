@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 
 from ..io.errors import DaskmeansError
-from ..kernels.common import row_norms_sq
+from ..kernels.common import is_sparse, row_norms_sq
 from .reductions import TaskSource, unreadable_block
 from .schedule import compute, memory_block_rows, memory_budget, total_threads, using_distributed
 from .source import (
@@ -123,7 +123,8 @@ def _dask_held_block(cols: list[np.ndarray], *w: np.ndarray, task_src: TaskSourc
     """``da.blockwise`` body: a block of a user's dask array computed for holding, as a
     1-element object array of (rows in the float dtype, their ``|x|^2``, the weights)."""
     (x,) = cols
-    rows = np.ascontiguousarray(x, dtype=task_src.dtype)
+    rows = x.astype(task_src.dtype, copy=False) if is_sparse(x) else \
+        np.ascontiguousarray(x, dtype=task_src.dtype)
     xsq = row_norms_sq(task_src.rows_float(rows), np.float64) if with_xsq else None
     out = np.empty((1,), dtype=object)
     out[0] = (rows, xsq, np.asarray(w[0], np.float64) if w else None)
@@ -172,14 +173,14 @@ def _hold_dask_here(src: DaskSource, with_xsq: bool) -> DaskSource:
     if isinstance(weights, da.Array):
         weights = np.concatenate([g[2] for g in got])
     blocks = _per_thread(rows)
-    return src.with_held(blocks, xsq, block_offsets([len(b) for b in blocks]), weights)
+    return src.with_held(blocks, xsq, block_offsets([b.shape[0] for b in blocks]), weights)
 
 
 def _per_thread(blocks: list[np.ndarray]) -> list[np.ndarray]:
     """Held blocks cut into row ranges (views) when there are fewer than threads, so
     that every pass of the fit runs on every thread."""
     pieces = -(-total_threads() // max(len(blocks), 1))
-    if pieces <= 1:
+    if pieces <= 1 or is_sparse(blocks[0]):  # CSR blocks are held whole
         return blocks
     return [v for b in blocks for v in np.array_split(b, min(pieces, max(len(b), 1)))]
 
@@ -280,4 +281,4 @@ def _hold_store_here(src: ZarrSource, with_xsq: bool) -> ZarrSource:
         return src.with_held(blocks, xsq)
     # fewer blocks than threads (a store of one or two chunks, e.g. MNIST's test split)
     views = _per_thread(blocks)
-    return src.with_held(views, xsq, offsets=block_offsets([len(v) for v in views]))
+    return src.with_held(views, xsq, offsets=block_offsets([v.shape[0] for v in views]))

@@ -10,7 +10,10 @@ explicitly; nothing is looked up globally. Its kinds:
 - :class:`ZarrSource`: a Zarr array read block by block inside the tasks
   (:class:`ZarrBlock`), or its blocks held in memory for a fit;
 - :class:`DaskSource`: a user's dask array, over its own row chunks;
-- :class:`SparseSource`: in-memory ``scipy.sparse`` CSR rows.
+- :class:`SparseSource`: in-memory ``scipy.sparse`` CSR rows;
+- :class:`CSRStoreSource`: a CSR matrix in Zarr (:mod:`daskmeans.io.sparse`), read a
+  block of rows at a time (:class:`CSRBlock`), or held for a fit;
+- :class:`SparseDaskSource`: a dask array whose blocks are ``scipy.sparse`` matrices.
 
 A block's rows start at ``offsets[i]`` and end at ``offsets[i + 1]`` (its *offsets*;
 "bounds" in daskmeans means the Hamerly/Yinyang distance bounds only). A block is
@@ -41,6 +44,7 @@ from ..io.chunkfiles import ChunkFiles, FileRows
 from ..io.errors import StoreError
 from ..io.images import image_pixels
 from ..io.mnist import images_scale, scale_images, split_array
+from ..io.sparse import CSRStore, is_csr_group
 from ..io.stores import (
     TASK_MAX_BYTES,
     PathLike,
@@ -56,8 +60,9 @@ from ..io.stores import (
 )
 from .schedule import local_threads, memory_block_rows
 
-__all__ = ["ArraySource", "DaskSource", "NonFiniteError", "Source", "SparseSource", "ZarrBlock",
-           "ZarrSource", "as_source", "block_offsets", "csr_rows", "even_offsets", "float_rows",
+__all__ = ["ArraySource", "CSRBlock", "CSRStoreSource", "DaskSource", "NonFiniteError", "Source",
+           "SparseDaskSource", "SparseSource", "ZarrBlock", "ZarrSource", "as_source",
+           "block_offsets", "csr_rows", "even_offsets", "float_rows", "is_sparse_dask",
            "is_url", "is_zarr", "open_array", "open_dataset", "open_source", "opened_source",
            "reads_raw_uint8"]
 
@@ -490,6 +495,174 @@ def _nnz_offsets(indptr: np.ndarray, blocks: int) -> tuple[int, ...]:
     return tuple(sorted({0, n, *(int(c) for c in cuts if 0 < c < n)}))
 
 
+# --------------------------------------------------------------------------- sparse
+# out of core: a CSR store in Zarr, and dask arrays of scipy.sparse blocks. Their blocks
+# are what SparseSource's are: canonical CSR matrices of rows offsets[i]..offsets[i+1],
+# float32 or float64, their |x|^2 computed once per fit (by hold) like a dense block's.
+
+
+class CSRStoreSource(ZarrSource):
+    """A CSR matrix in a Zarr group (:mod:`daskmeans.io.sparse`) read a block of rows at
+    a time inside the tasks that use them (:class:`CSRBlock`): each block reads its own
+    chunks of ``indptr`` and only the chunks of ``indices`` and ``data`` its nonzeros
+    overlap, from a local path or object storage.
+
+    Blocks are whole row chunks grouped up to :data:`TASK_MAX_BYTES` of stored values
+    (at least one block per thread where the chunks allow). Like a dense store
+    (:class:`ZarrSource`), a fit holds the blocks in memory when they fit the budget
+    (``cache``; numpy here, futures in a cluster's workers) and else reads the store in
+    every pass. Values stored as integers (counts) are read as float64."""
+
+    sparse = True
+
+    def __init__(self, matrix: CSRStore, *, threads: int | None = None,
+                 cache: bool | None = None) -> None:
+        n, d = matrix.shape
+        dtype = matrix.dtype if matrix.dtype in (np.float32, np.float64) else np.float64
+        Source.__init__(self, n, d, dtype, (0, n))
+        self.matrix, self.array, self.files, self.cache = matrix, matrix.data, None, cache
+        self.unit = matrix.rows_per_chunk
+        per_unit = max(1, self.matrix.nbytes // max(1, matrix.n_chunks))
+        per_task = max(1, TASK_MAX_BYTES // per_unit)
+        threads = threads or local_threads()
+        per_task = max(1, min(per_task, matrix.n_chunks // threads))
+        self.offsets = self._grouped(per_task)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the CSR matrix in memory (values, column indices, row pointers)."""
+        return self.matrix.nbytes
+
+    def block(self, i: int) -> Any:
+        if self.held is not None:
+            return self.held[i]
+        return CSRBlock(self.matrix, self.offsets[i], self.offsets[i + 1], self.dtype)
+
+    def raw_dask(self) -> da.Array:
+        """The rows as an (n, d) dask array of CSR blocks, one per block of the source."""
+        meta = sp.csr_matrix((0, self.d), dtype=self.dtype)
+        return da.from_array(_CSRRows(self.matrix, self.dtype), asarray=False, meta=meta,
+                             chunks=(tuple(np.diff(self.offsets).tolist()), (self.d,)))
+
+    def to_dask(self, raw: da.Array | None = None) -> da.Array:
+        """The rows as an (n, d) dask array of CSR blocks (normalised with
+        ``normalize``)."""
+        X = self.raw_dask() if raw is None else raw
+        if self.normalize:
+            from ..kernels.common import normalize_rows
+
+            X = da.map_blocks(normalize_rows, X, dtype=self.dtype,
+                             meta=sp.csr_matrix((0, self.d), dtype=self.dtype))
+        return X
+
+
+class CSRBlock(ZarrBlock):
+    """Rows ``[start, stop)`` of a CSR store, read by :meth:`read` inside the task that
+    uses them (the store pickles as its arrays' stores and paths, not its data)."""
+
+    def __init__(self, matrix: CSRStore, start: int, stop: int, dtype: Any) -> None:
+        super().__init__(matrix.data, start, stop)
+        self.matrix, self.dtype = matrix, np.dtype(dtype)
+
+    def read(self) -> Any:
+        """The rows as a canonical ``scipy.sparse.csr_matrix`` of the source's dtype; a
+        damaged chunk raises :class:`~daskmeans.io.errors.ChunkDecodeError` naming the
+        store, the array and the chunk (:meth:`CSRStore.read_rows`)."""
+        rows = self.matrix.read_rows(self.start, self.stop)
+        return rows if rows.dtype == self.dtype else rows.astype(self.dtype)
+
+
+class _CSRRows:
+    """A CSR store as the array-like ``da.from_array`` slices (rows at whole row
+    chunks: the source's blocks), each slice a CSR matrix."""
+
+    def __init__(self, matrix: CSRStore, dtype: Any) -> None:
+        self.matrix, self.dtype = matrix, np.dtype(dtype)
+        self.shape, self.ndim = matrix.shape, 2
+
+    def __dask_tokenize__(self) -> Any:
+        from dask.base import tokenize
+
+        return ("daskmeans.CSRRows", tokenize(self.matrix), str(self.dtype))
+
+    def __getitem__(self, key: Any) -> Any:
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        start, stop, _ = rows.indices(self.shape[0])
+        R = self.matrix.rows_per_chunk
+        lo, hi = start - start % R, min(self.shape[0], -(-stop // R) * R)
+        out = CSRBlock(self.matrix, lo, hi, self.dtype).read()
+        if (lo, hi) != (start, stop):  # not whole row chunks: dask's meta probes
+            out = out[start - lo:stop - lo]
+        return out if cols == slice(None) else out[:, cols]
+
+
+def is_sparse_dask(X: da.Array) -> bool:
+    """True for a dask array whose blocks are ``scipy.sparse`` matrices or pydata
+    ``sparse`` arrays (by its meta: ``dask.array.utils.meta_from_array``)."""
+    from dask.array.utils import meta_from_array
+
+    meta = meta_from_array(X)
+    return bool(sp.issparse(meta)) or type(meta).__module__.split(".")[0] == "sparse"
+
+
+def _csr_block(block: Any) -> Any:
+    """A block of a user's sparse dask array as canonical CSR of a float dtype (pydata
+    ``sparse`` arrays through their ``tocsr``)."""
+    if not sp.issparse(block) and hasattr(block, "tocsr"):
+        block = block.tocsr()
+    return csr_rows(block)
+
+
+class SparseDaskSource(DaskSource):
+    """A user's (n, d) dask array whose blocks are ``scipy.sparse`` matrices (e.g.
+    ``da.from_array(X_csr, chunks=(rows, -1), asarray=False)``, or ``map_blocks``
+    producing them) or pydata ``sparse`` arrays, each block made canonical CSR of a
+    float dtype as it is computed.
+
+    As a dense dask array (:class:`DaskSource`): streamed through ``da.blockwise``, or
+    held for a fit when its dense size fits the memory budget (the number of stored
+    values of a lazy array is not known before it is computed, so the dense size is
+    the bound used)."""
+
+    sparse = True
+
+    def __init__(self, X: da.Array) -> None:
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        meta = sp.csr_matrix((0, X.shape[1]), dtype=dtype)
+        X = da.map_blocks(_csr_block, X, dtype=dtype, meta=meta)
+        super().__init__(X)
+
+    def to_dask(self) -> da.Array:
+        X = self.X
+        if self.normalize:
+            from ..kernels.common import normalize_rows
+
+            X = da.map_blocks(normalize_rows, X, dtype=X.dtype,
+                             meta=sp.csr_matrix((0, self.d), dtype=X.dtype))
+        return X
+
+
+def _csr_group(node: Any, array: str | None) -> zarr.Group | None:
+    """The CSR group a store holds as its rows: the store itself, the group named by
+    ``array``, or (unnamed) a CSR group ``X`` in it (an AnnData store's), else None."""
+    if not isinstance(node, zarr.Group):
+        return None
+    if array is None:
+        if is_csr_group(node):
+            return node
+        found = node.get("X")
+    else:
+        found = node.get(array.strip("/")) if array.strip("/") else node
+    return found if isinstance(found, zarr.Group) and is_csr_group(found) else None
+
+
+def _where(store: Any, group: zarr.Group) -> str | None:
+    """The path or URL of a CSR group for messages (None: the reader finds it)."""
+    if is_zarr(store):
+        return None
+    return f"{str(store).rstrip('/')}/{group.path}" if group.path else str(store)
+
+
 def _image_rows(block: np.ndarray) -> np.ndarray:
     return block.reshape(block.shape[0], -1)
 
@@ -552,6 +725,9 @@ def open_source(store: Any, split: str | None = None, *, array: str | None = Non
     >>> shutil.rmtree(d)
     """
     node = store if is_zarr(store) else open_node(store, storage_options)
+    csr = _csr_group(node, array)
+    if csr is not None:
+        return CSRStoreSource(CSRStore(csr, _where(store, csr)), cache=cache)
     if isinstance(node, zarr.Group) and array is None:
         fmt = str(node.attrs.get("format", ""))
         if fmt.startswith("daskmeans-idx"):
@@ -587,6 +763,8 @@ def as_source(X: Any) -> Source:
     if isinstance(X, Source):
         return X
     if isinstance(X, da.Array):
+        if is_sparse_dask(X):
+            return SparseDaskSource(X)
         opened = opened_source(X)
         return opened if opened is not None else DaskSource(X)
     if sp.issparse(X):

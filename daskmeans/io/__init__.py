@@ -10,7 +10,9 @@ arrays, the compressor daskmeans writes with):
 - :mod:`~daskmeans.io.images`: RGB images as tiled stores;
 - :mod:`~daskmeans.io.rasters`: multi-band rasters and labels written beside them;
 - :mod:`~daskmeans.io.chunkfiles`: a local array's chunk files read directly;
-- :mod:`~daskmeans.io.synthetic`: blobs, embeddings, images and scenes of any size.
+- :mod:`~daskmeans.io.synthetic`: blobs, embeddings, images and scenes of any size;
+- :mod:`~daskmeans.io.sparse`: sparse CSR matrices (TF-IDF, one-hot) in a Zarr group
+  whose row blocks read independently.
 
 Nothing here knows about clustering. Opening a store as the rows an estimator reads
 (:func:`daskmeans.open_source`, :func:`daskmeans.open_dataset`, ...) is the engine's
@@ -50,6 +52,7 @@ from .images import (
 )
 from .mnist import CLASS_NAMES, SPLITS, arrays_to_dataset, class_names, ingest, scale_images
 from .rasters import Raster, grid_rows, open_raster, write_labels
+from .sparse import CSRStore, open_csr, write_csr
 from .stores import (
     PIXEL_SCALE,
     CheckedArray,
@@ -86,6 +89,7 @@ __all__ = [
     "PIXEL_SCALE",
     "SPLITS",
     "BlockReadError",
+    "CSRStore",
     "CheckedArray",
     "CheckpointFormatError",
     "ChunkDecodeError",
@@ -121,6 +125,7 @@ __all__ = [
     "make_blobs_zarr",
     "make_embeddings_zarr",
     "new_file_mode",
+    "open_csr",
     "open_image",
     "open_raster",
     "read_idx",
@@ -130,6 +135,7 @@ __all__ = [
     "synthetic_image",
     "synthetic_scene",
     "upload_store",
+    "write_csr",
     "write_group",
     "write_labels",
     "zarr_to_dask",

@@ -634,3 +634,29 @@ def test_arrays_by_name_from_a_bucket(s3: S3, local_store: Path, tmp_path: Path,
     code, _, err = run(["fit", root, "--k", "5", "--max-iter", "5", "--model", str(model),
                           "--overwrite", "--quiet", *s3.cli_options()], capsys)
     assert code == 0, err
+
+
+# ---------------------------------------------------------------- sparse CSR stores
+
+
+def test_csr_store_in_a_bucket(s3: S3, tmp_path: Path) -> None:
+    """A CSR store written to a bucket chunk by chunk reads back block by block, its
+    root metadata written last; an existing one is refused unless overwrite."""
+    import s3fs
+    import scipy.sparse as sp
+
+    from daskmeans.io.sparse import open_csr, write_csr
+
+    X = sp.random(120, 40, density=0.1, format="csr", dtype="float32", random_state=1)
+    url = f"s3://{BUCKET}/tfidf.zarr"
+    write_csr(X, url, rows_per_chunk=32, nnz_per_chunk=100, storage_options=s3.options())
+    fs = s3fs.S3FileSystem(**s3.options())
+    assert fs.exists(f"{BUCKET}/tfidf.zarr/zarr.json")
+    m = open_csr(url, storage_options=s3.options())
+    assert m.where == url and m.shape == (120, 40)
+    assert (m.read_rows(32, 96) != X[32:96]).nnz == 0
+    assert (m.to_scipy() != X).nnz == 0
+    with pytest.raises(io.OutputExistsError, match=url):
+        write_csr(X, url, storage_options=s3.options())
+    write_csr(X[:10], url, storage_options=s3.options(), overwrite=True)
+    assert open_csr(url, storage_options=s3.options()).shape == (10, 40)
