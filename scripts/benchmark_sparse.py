@@ -17,8 +17,8 @@ from those centres (``n_init=1``, the same ``max_iter`` and ``tol``):
 - ``scikit-learn``: ``sklearn.cluster.KMeans(algorithm="lloyd")``, its sparse Lloyd
   (the reference);
 - ``daskmeans lloyd``: ``daskmeans.KMeans(algorithm="lloyd")``, plain Lloyd through the
-  compiled sparse kernel;
-- ``daskmeans bounded``: ``daskmeans.KMeans()`` (the default: distance bounds, the
+  compiled sparse kernel (what the default, ``"auto"``, runs on sparse rows);
+- ``daskmeans bounded``: ``daskmeans.KMeans(algorithm="elkan")`` (distance bounds, the
   rows in doubt recomputed from their stored values).
 
 The table gives the mean over the rounds of the seconds, the iterations and the
@@ -116,7 +116,7 @@ def contenders() -> dict[str, Callable[[Any, np.ndarray, argparse.Namespace], An
     return {
         REFERENCE: lambda X, C0, a: SkKMeans(algorithm="lloyd", **common(C0, a)).fit(X),
         "daskmeans lloyd": lambda X, C0, a: KMeans(algorithm="lloyd", **common(C0, a)).fit(X),
-        "daskmeans bounded": lambda X, C0, a: KMeans(**common(C0, a)).fit(X),
+        "daskmeans bounded": lambda X, C0, a: KMeans(algorithm="elkan", **common(C0, a)).fit(X),
     }
 
 

@@ -72,11 +72,12 @@ def choose_solver(metric: Metric, algorithm: str, src: Source, *, n_runs: int,
 
     A metric whose objective is not squared (L1) has medians for centres: k-medians,
     one run at a time. Otherwise Lloyd: ``"elkan"`` and ``"auto"`` keep distance bounds
-    (one run at a time, each with its own bounds) when the source allows them (not a
-    dask array streamed through its own graph: ``Source.dask_route``) and the runs go
-    one at a time anyway (``"elkan"``, one run, checkpoints, or runs too large to share
-    a pass); else the runs share every pass
-    (a lone run left over at the end keeps bounds: :func:`lloyd_sharing_passes`).
+    (one run at a time, each with its own bounds) when the runs go one at a time anyway
+    (``"elkan"``, one run, checkpoints, or runs too large to share a pass); else the
+    runs share every pass (a lone run left over at the end keeps bounds:
+    :func:`lloyd_sharing_passes`). ``"auto"`` on CSR rows runs plain Lloyd: the bounds
+    recompute the rows in doubt in numpy there, slower than the compiled sparse Lloyd
+    pass that assigns them all.
     """
     if not metric.squared:
         return SolverChoice("k-medians", kmedians_runs, 1, prepare_kmedians)
@@ -84,7 +85,7 @@ def choose_solver(metric: Metric, algorithm: str, src: Source, *, n_runs: int,
         per_pass = 1
     else:
         per_pass = runs_per_pass(n_runs, n_clusters, src.d)
-    bounds = algorithm != "lloyd"
+    bounds = algorithm == "elkan" or (algorithm == "auto" and not src.sparse)
     if bounds and per_pass == 1:
         return SolverChoice("bounded lloyd", lloyd_bounded_runs, 1)
     if bounds:

@@ -114,7 +114,7 @@ class KMeans(BaseKMeans):
         bytes: 12 + 4 per group bytes a row, kept where the rows are) and rows, or whole
         blocks, that cannot change centre are skipped; ``n_init`` runs then run one
         after another. ``"auto"``: bounds for a single run, shared passes when several
-        ``n_init`` runs are fitted together.
+        ``n_init`` runs are fitted together; plain Lloyd on sparse rows.
         Every input keeps its bounds beside its blocks: a numpy array, a Zarr source, a
         dask array held for the fit or, larger than the memory budget, streamed (its
         settled blocks not computed).

@@ -232,14 +232,18 @@ def _block_xsq(rows: np.ndarray) -> np.ndarray:
 
 def _hold_array(src: ArraySource, with_xsq: bool) -> ArraySource:
     """:func:`hold` for an in-memory array (in place)."""
-    if not using_distributed() or src.sparse:  # CSR blocks travel in the tasks
+    if not using_distributed():
         if with_xsq and src.xsq is None:
             src.xsq = row_norms_sq(src.X, np.float64)
         return src
     from distributed import default_client
 
     client = default_client()
-    if src.held is None:
+    if src.held is None and src.sparse:
+        # CSR blocks (of about equal stored values) scattered as they are: no pass
+        # sends them again
+        src.held = client.scatter([src.block(i) for i in range(src.n_blocks)], hash=False)
+    elif src.held is None:
         # scattered explicitly, a block per worker thread: ``persist`` of a
         # ``from_array`` graph may leave every block on one worker
         threads = max(1, sum(client.nthreads().values()))

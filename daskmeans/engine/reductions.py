@@ -675,8 +675,8 @@ def batch_pass(
 def held_parts(src: Source, rows: np.ndarray | None, blocks: Sequence[int] | None
                ) -> list[tuple[int, np.ndarray]] | None:
     """A mini-batch as (block index, local row indices) pairs in batch order when every
-    block is held as a numpy array in this process (an in-memory array, or any source
-    whose ``held`` blocks are numpy) and the kernels take it as held (no
+    block is held as a numpy array or a CSR matrix in this process (an in-memory array,
+    or any source whose ``held`` blocks are) and the kernels take it as held (no
     normalisation, the rows' dtype or raw pixels with a scale); else None."""
     if src.normalize:
         return None
@@ -685,7 +685,8 @@ def held_parts(src: Source, rows: np.ndarray | None, blocks: Sequence[int] | Non
             return None
         if rows is not None:  # one part: the whole array, however it is blocked
             return [(-1, np.asarray(rows, dtype=np.int64))]
-    elif src.held is None or not all(isinstance(b, np.ndarray) for b in src.held):
+    elif src.held is None or not all(isinstance(b, np.ndarray) or common.is_sparse(b)
+                                     for b in src.held):
         return None
     elif src.scale is None and any(b.dtype != src.dtype for b in src.held):
         return None

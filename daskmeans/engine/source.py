@@ -432,7 +432,7 @@ class SparseSource(ArraySource):
     and indices (no copy). The rows are put in canonical form first (a copy only if
     they are not: the caller's matrix is never changed). An in-memory source like
     :class:`ArraySource` (``lazy`` False: predict and transform answer in numpy); on
-    a ``distributed`` cluster its blocks travel inside the tasks."""
+    a ``distributed`` cluster its blocks are scattered to the workers once per fit."""
 
     sparse = True
 

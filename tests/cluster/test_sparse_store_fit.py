@@ -94,3 +94,21 @@ def test_bisecting_from_the_store_equals_in_memory(tfidf: tuple[sp.csr_matrix, n
     stored = BisectingKMeans(4, random_state=0).fit(store)
     np.testing.assert_array_equal(computed(stored.labels_), memory.labels_)
     assert stored.inertia_ == pytest.approx(memory.inertia_, rel=1e-6)
+
+
+@pytest.mark.parametrize("cache", [None, False])
+def test_minibatch_from_the_store_equals_in_memory(tfidf: tuple[sp.csr_matrix, np.ndarray],
+                                                   store: Path, scheduler: str,
+                                                   cache: bool | None) -> None:
+    """The same batches (drawn over global row indices) summed in the same order: the
+    same model bit for bit, the store held (here or in the workers) or streamed."""
+    from daskmeans import MiniBatchKMeans
+
+    X, _ = tfidf
+    params = {"n_clusters": len(MODULES), "batch_size": 64, "max_iter": 3, "n_init": 1,
+              "random_state": 0}
+    memory = MiniBatchKMeans(**params).fit(X)
+    stored = MiniBatchKMeans(**params).fit(open_source(store, cache=cache))
+    np.testing.assert_array_equal(stored.cluster_centers_, memory.cluster_centers_)
+    assert stored.n_steps_ == memory.n_steps_
+    np.testing.assert_array_equal(computed(stored.labels_), memory.labels_)
