@@ -214,24 +214,32 @@ def settle_near_ties(xb: np.ndarray, cen: Centres, D: np.ndarray, lab: np.ndarra
     >>> settle_near_ties(x, cen, D, lab, sq, np.array([1.0]), 0); lab.tolist()
     [0]
     """
-    if D.shape[0] == 0 or D.shape[1] < 2:
-        return
-    k = D.shape[1]
-    csq = cen.sq[j0:j0 + k]
-    cmax = float(np.max(csq[np.isfinite(csq)], initial=0.0))
-    best = np.take_along_axis(D, (lab - j0)[:, None], axis=1)[:, 0]
-    win = cen.tie * (np.maximum(xsq, 0) + cmax)
-    two = np.partition(D, 1, axis=1)[:, 1]
-    rows = np.flatnonzero((two - best <= win) & np.isfinite(best))
+    rows, best, win = near_tie_rows(cen, D, lab, xsq, j0)
     if rows.shape[0] == 0:
         return
-    C = cen.m2t[:, j0:j0 + k].T.astype(np.float64) * -0.5
+    C = cen.m2t[:, j0:j0 + D.shape[1]].T.astype(np.float64) * -0.5
     for i in rows:
         js = np.flatnonzero(D[i] <= best[i] + win[i])
         e = ((xb[i].astype(np.float64)[None, :] - C[js]) ** 2).sum(1)
         b = int(np.argmin(e))
         lab[i] = j0 + js[b]
         sq[i] = e[b] - float(xsq[i])
+
+
+def near_tie_rows(cen: Centres, D: np.ndarray, lab: np.ndarray, xsq: np.ndarray, j0: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, best, window) of :func:`settle_near_ties`: the rows of ``D`` with another
+    centre within the near-tie window of their smallest value, every row's smallest
+    value and its window (no rows for fewer than two centres). One rule for dense and
+    CSR blocks (:func:`daskmeans.kernels.sparse.settle_near_ties`)."""
+    if D.shape[0] == 0 or D.shape[1] < 2:
+        return np.empty(0, np.intp), np.empty(0), np.empty(0)
+    csq = cen.sq[j0:j0 + D.shape[1]]
+    cmax = float(np.max(csq[np.isfinite(csq)], initial=0.0))
+    best = np.take_along_axis(D, (lab - j0)[:, None], axis=1)[:, 0]
+    win = cen.tie * (np.maximum(xsq, 0) + cmax)
+    two = np.partition(D, 1, axis=1)[:, 1]
+    return np.flatnonzero((two - best <= win) & np.isfinite(best)), best, win
 
 
 class NonFiniteRow(ValueError):

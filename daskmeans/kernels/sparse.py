@@ -32,6 +32,7 @@ from .common import (
     NonFiniteRow,
     compiled_kernels,
     compiled_module,
+    near_tie_rows,
     row_norms_sq,
     sse_of_sums,
 )
@@ -79,15 +80,8 @@ def settle_near_ties(X: Any, cen: Centres, csq64: np.ndarray, D: np.ndarray,
                      lab: np.ndarray, sq: np.ndarray, xsq: np.ndarray, j0: int) -> None:
     """:func:`daskmeans.kernels.common.settle_near_ties` for a CSR block, in place:
     the centres within the window compared by :func:`exact_sq`."""
-    if D.shape[0] == 0 or D.shape[1] < 2:
-        return
-    k = D.shape[1]
-    csq = cen.sq[j0:j0 + k]
-    cmax = float(np.max(csq[np.isfinite(csq)], initial=0.0))
-    best = np.take_along_axis(D, (lab - j0)[:, None], axis=1)[:, 0]
-    win = cen.tie * (np.maximum(xsq, 0) + cmax)
-    two = np.partition(D, 1, axis=1)[:, 1]
-    for i in np.flatnonzero((two - best <= win) & np.isfinite(best)):
+    rows, best, win = near_tie_rows(cen, D, lab, xsq, j0)
+    for i in rows:
         js = j0 + np.flatnonzero(D[i] <= best[i] + win[i])
         e = exact_sq(X, int(i), cen, csq64, js)
         b = int(np.argmin(e))
