@@ -837,15 +837,21 @@ def read_checked(array: zarr.Array, key: Any, doing: str = "reading a block") ->
         raise
     except _DECODE_ERRORS as e:
         bad = _find_bad_unit(array, key)
-        if bad is None:  # every unit reads alone: not a damaged chunk
-            raise
+        if bad is None:
+            # every unit read alone: a read of one unit names it all the same (a codec
+            # may read past a truncated buffer, and then fail or not); of several, not
+            # a damaged chunk
+            units = _units(array, key)
+            if units is None or len(units) != 1:
+                raise
+            bad = str(array.metadata.encode_chunk_key(units[0]))
         raise chunk_error(store_name(array), array.path, bad,
                           f"cannot decode: {type(e).__name__}: {e}") from e
 
 
-def _find_bad_unit(array: zarr.Array, key: Any, limit: int = 4096) -> str | None:
-    """The key of the first storage unit (shard, else chunk) within ``key`` that fails to
-    read alone, or None (also when ``key`` is not plain slices or spans too many)."""
+def _units(array: zarr.Array, key: Any, limit: int = 4096) -> list[tuple[int, ...]] | None:
+    """The grid coordinates of the storage units (shards, else chunks) ``key`` reads, or
+    None when ``key`` is not plain slices and integers or spans more than ``limit``."""
     import itertools
 
     key = key if isinstance(key, tuple) else (key,)
@@ -859,7 +865,17 @@ def _find_bad_unit(array: zarr.Array, key: Any, limit: int = 4096) -> str | None
         ranges.append(range(lo // u, max(lo, hi - 1) // u + 1))
     if np.prod([len(r) for r in ranges]) > limit:
         return None
-    for coords in itertools.product(*ranges):
+    return list(itertools.product(*ranges))
+
+
+def _find_bad_unit(array: zarr.Array, key: Any) -> str | None:
+    """The key of the first storage unit (shard, else chunk) within ``key`` that fails to
+    read alone, or None (also when ``key`` is not plain slices or spans too many)."""
+    units = _units(array, key)
+    if units is None:
+        return None
+    unit = tuple(array.shards or array.chunks)
+    for coords in units:
         region = tuple(slice(c * u, min((c + 1) * u, n))
                        for c, u, n in zip(coords, unit, array.shape, strict=True))
         try:

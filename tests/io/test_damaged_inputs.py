@@ -111,6 +111,32 @@ def test_a_sharded_arrays_damaged_shard_is_named(tmp_path: Path, how: str) -> No
         KMeans(2, random_state=0, max_iter=2).fit(tmp_path / "s.zarr")
 
 
+def test_a_chunk_that_fails_once_is_named(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A codec reading past a truncated buffer may fail on one read and decode garbage
+    on the next: a failed read of one chunk names that chunk even when it then reads
+    alone; a failed read of several chunks that all read alone is not a damaged chunk."""
+    from daskmeans.io.stores import read_checked
+
+    z = zarr.create_array(tmp_path / "a.zarr", shape=(8, 4), chunks=(4, 4), dtype="f4")
+    z[...] = 1.0
+    calls = {"n": 0}
+    read = zarr.Array.__getitem__
+
+    def flaky(self: zarr.Array, key: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("error during blosc decompression: -1")
+        return read(self, key)
+
+    monkeypatch.setattr(zarr.Array, "__getitem__", flaky)
+    with pytest.raises(ChunkDecodeError, match=r"a.zarr: array '/', chunk c/1/0: "):
+        read_checked(z, (slice(4, 8), slice(None)))
+    calls["n"] = 0
+    with pytest.raises(RuntimeError, match="blosc"):
+        read_checked(z, (slice(0, 8), slice(None)))
+
+
 @pytest.mark.parametrize("how", DAMAGES)
 def test_damaged_raster_chunk_and_metadata(tmp_path: Path, how: str) -> None:
     """A raster's damaged chunk names it (reading the raster, and segmenting it); its
