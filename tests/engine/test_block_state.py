@@ -97,14 +97,16 @@ def by_value() -> Iterator[None]:
 
 
 @pytest.mark.parametrize("split_every", [2, 16], ids=["tree", "one-level"])
-@pytest.mark.parametrize("kind", ["array", "zarr"])
+@pytest.mark.parametrize("kind", ["array", "zarr", "dask"])
 def test_states_and_summaries_of_the_blocks_read(kind: str, split_every: int,
                                                  tmp_path: Path) -> None:
     """Skipped blocks are not read and get no state or summary; each block read gets
     its own state and summary; its kept state reaches it in the next pass; the same
-    with a reduction tree of several levels and with none."""
+    with a reduction tree of several levels and with none, and for a dask array that
+    is not held (through its own blockwise graph)."""
     X, v = _data()
     src = _source(kind, X, tmp_path)
+    assert src.dask_route == (kind == "dask")
     read = [0, 3, 4, src.n_blocks - 1]
     kernel = functools.partial(stateful, n=N, summary=True)
     with dask.config.set(scheduler="threads"):
@@ -175,35 +177,14 @@ def test_one_compute_per_pass(kind: str, split_every: int, tmp_path: Path,
     assert counting_scheduler.calls == 4
 
 
-def test_a_streamed_dask_array_keeps_state_beside_its_blocks(tmp_path: Path) -> None:
-    """A dask array that is not held keeps per-block states and summaries too (through
-    its own blockwise graph): the blocks read get theirs, the next pass takes them; an
-    aligned dask array with per-block state is refused for other sources."""
+def test_aligned_dask_arrays_are_refused_with_block_state(tmp_path: Path) -> None:
+    """An aligned dask array sends a pass through the dask-array route, where only a
+    dask array's own blocks keep state: with per-block state it is refused."""
     X, v = _data()
-    src = _source("dask", X, tmp_path)
-    assert src.dask_route
-    read = [0, 3, 4, src.n_blocks - 1]
     kernel = functools.partial(stateful, n=N, summary=True)
-    with dask.config.set(scheduler="threads"):
-        out = reductions.map_reduce(src, kernel, v, keep=True, summaries=True,
-                                    per_block=lambda i: {} if i in read else None,
-                                    split_every=2)
-        assert out.states is not None and out.summaries is not None
-        assert list(out.states) == list(out.summaries) == read
-        again = reductions.map_reduce(src, functools.partial(stateful, n=N, keep=False), v,
-                                      states=out.states,
-                                      per_block=lambda i: {"extra": 1.0} if i in read else None)
-        with pytest.raises(ValueError, match="aligned dask arrays"):
-            reductions.map_reduce(_source("array", X, tmp_path), kernel, v, keep=True,
-                                  aligned={"extra": da.zeros(N, chunks=10)})
-    want = np.zeros(N)
-    for i in read:
-        a, b = src.offsets[i], src.offsets[i + 1]
-        want[a:b] = X[a:b] @ v
-        np.testing.assert_array_equal(out.states[i], X[a:b] @ v)
-        assert out.summaries[i] == (a, b - a, "local")
-    np.testing.assert_array_equal(out.total.values, want)
-    np.testing.assert_array_equal(again.values, 2 * want + _ones(src, read))
+    with pytest.raises(ValueError, match="aligned dask arrays"):
+        reductions.map_reduce(_source("array", X, tmp_path), kernel, v, keep=True,
+                              aligned={"extra": da.zeros(N, chunks=10)})
 
 
 def test_xsq_reaches_the_kernel_only_when_asked(tmp_path: Path) -> None:
