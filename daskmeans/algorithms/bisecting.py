@@ -164,6 +164,9 @@ class Bisection:
     run: int
     #: the children's rows when the leaf's rows are held here (left, right)
     parts: tuple[LeafAt, LeafAt] | None = None
+    #: the children's own bisections when they were made ahead, with this one (a
+    #: leaf's subtree grown in a worker: :func:`bisect_subtree`), None where not
+    below: tuple[Bisection | None, Bisection | None] | None = None
 
 
 @dataclass
@@ -430,8 +433,9 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
     root = reductions.root_pass(src, spec.split_every)
 
     def far_round(tree: BisectingTree, todo: list[int], held: dict[int, LeafAt],
-                  keys: dict[int, int]) -> tuple[dict[int, Bisection], int]:
-        return _bisect_round_anywhere(src, tree, todo, held, keys, spec)
+                  keys: dict[int, int], most: dict[int, int]
+                  ) -> tuple[dict[int, Bisection], int]:
+        return _bisect_round_anywhere(src, tree, todo, held, keys, most, spec)
 
     return _grow(root, src.n, src.d, n_clusters, spec, seed, {}, far_round, progress)
 
@@ -455,7 +459,8 @@ def bisect_rows(rows: HeldRows, n_clusters: int, spec: BisectSpec, seed: int,
     root = bisect.root_rows(rows.X, rows.w, rows.scale)
 
     def held_round(tree: BisectingTree, todo: list[int], held: dict[int, LeafAt],
-                   keys: dict[int, int]) -> tuple[dict[int, Bisection], int]:
+                   keys: dict[int, int], most: dict[int, int]
+                   ) -> tuple[dict[int, Bisection], int]:
         return bisect_held(held, todo, keys, spec), 0
 
     return _grow(root, n, d, n_clusters, spec, seed, {0: LeafAt(rows, np.arange(n))},
@@ -473,51 +478,15 @@ def _grow(root: bisect.RootPartial, n: int, d: int, n_clusters: int, spec: Bisec
           bisect_leaves: Callable[..., tuple[dict[int, Bisection], int]],
           progress: Progress) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
     """The tree from its root's statistics: rounds of ``bisect_leaves(tree, todo,
-    held, keys)`` (returning the bisections and the passes made) and the splits in
-    scikit-learn's order (see :func:`bisecting`)."""
+    held, keys, most)`` (returning the bisections and the passes made) and the splits
+    in scikit-learn's order (see :func:`bisecting`, :func:`_split`)."""
     c = root.sum / max(root.n, 1)
     sse = max(root.wsq - 2 * float(c @ root.wsum) + root.weight * float(c @ c), 0.0)
     tree = BisectingTree.empty(d)
     tree.add(-1, c, root.n, root.weight, sse, 0.0)
-    keys = {0: seed}
-    done: dict[int, Bisection] = {}
     history: list[dict[str, Any]] = []
-    splits = 0
-    while splits < n_clusters - 1:
-        leaves = tree.leaves()
-        order = sorted(range(len(leaves)), key=lambda p: (-tree.scores[leaves[p]], p))
-        ranked = [leaves[p] for p in order]  # by score, then left to right
-        node = ranked[0]
-        if node not in done:
-            t0 = time.perf_counter()
-            budget = n_clusters - 1 - splits
-            todo = [node] + [i for i in ranked[1:budget] if BISECT_TOGETHER
-                             and i not in done and tree.sizes[i] >= 2]
-            got, n_passes = bisect_leaves(tree, todo, held, keys)
-            if node not in got:
-                raise ValueError(
-                    f"cannot bisect a cluster of {int(tree.sizes[node])} rows with fewer "
-                    f"than 2 of positive weight: n_clusters={n_clusters} is too large for "
-                    "these data")
-            done.update(got)
-            history.append({"round": len(history) + 1, "bisections": len(todo),
-                            "passes": n_passes,
-                            "n_iter": int(max(b.n_iter for b in got.values())),
-                            "seconds": time.perf_counter() - t0})
-            log.debug("bisecting round %d: %d clusters, %d passes", len(history), len(todo),
-                      n_passes)
-            continue
-        b = done.pop(node)
-        scores = b.sse if spec.strategy == "biggest_inertia" else b.sizes.astype(np.float64)
-        held.pop(node, None)
-        for side in (0, 1):
-            child = tree.add(node, b.centers[side], int(b.sizes[side]),
-                             float(b.weights[side]), float(b.sse[side]), float(scores[side]))
-            keys[child] = _node_seed(keys[node], side)
-            if b.parts is not None:
-                held[child] = b.parts[side]
-        splits += 1
-        progress("bisecting", splits, n_clusters - 1, f"{len(tree.leaves())} clusters")
+    _split(tree, {0: seed}, held, n_clusters - 1, spec.strategy, bisect_leaves, history,
+           progress)
     labels = np.empty(n, np.int32) if all(i in held for i in tree.leaves()) else None
     for label, leaf in enumerate(tree.leaves()):
         tree.labels[leaf] = label
@@ -527,16 +496,87 @@ def _grow(root: bisect.RootPartial, n: int, d: int, n_clusters: int, spec: Bisec
     return tree, history, labels
 
 
+def _split(tree: BisectingTree, keys: dict[int, int], held: dict[int, LeafAt],
+           n_splits: int, strategy: str, bisect_leaves: Callable[..., tuple[dict[int, Bisection], int]],
+           history: list[dict[str, Any]], progress: Progress = no_progress, *,
+           stop_when_stuck: bool = False) -> dict[int, Bisection]:
+    """Split ``tree``'s leaves ``n_splits`` times in scikit-learn's order (a child's
+    score: its SSE, or its row count for the ``"largest_cluster"`` ``strategy``): rounds of
+    ``bisect_leaves(tree, todo, held, keys, most)`` (``most``: per leaf of ``todo``,
+    the most splits its subtree can still take: a leaf ranked p-th is split after
+    the p leaves ranked before it), each recorded in ``history``; the children of a
+    bisection made with its children's own (:attr:`Bisection.below`) need no round.
+
+    A leaf that cannot be bisected when its turn comes is an error, or, with
+    ``stop_when_stuck``, ends the splits (a subtree grown ahead: the fit would fail
+    only if it came to that leaf). Returns {node split: its bisection}."""
+    done: dict[int, Bisection] = {}
+    applied: dict[int, Bisection] = {}
+    splits = 0
+    while splits < n_splits:
+        leaves = tree.leaves()
+        order = sorted(range(len(leaves)), key=lambda p: (-tree.scores[leaves[p]], p))
+        ranked = [leaves[p] for p in order]  # by score, then left to right
+        node = ranked[0]
+        if node not in done:
+            t0 = time.perf_counter()
+            budget = n_splits - splits
+            todo = [node] + [i for i in ranked[1:budget] if BISECT_TOGETHER
+                             and i not in done and tree.sizes[i] >= 2]
+            most = {i: budget - p for p, i in enumerate(ranked[:budget])}
+            got, n_passes = bisect_leaves(tree, todo, held, keys, most)
+            if node not in got:
+                if stop_when_stuck:
+                    break
+                raise ValueError(
+                    f"cannot bisect a cluster of {int(tree.sizes[node])} rows with fewer "
+                    f"than 2 of positive weight: n_clusters={n_splits + 1} is too large for "
+                    "these data")
+            done.update(got)
+            history.append({"round": len(history) + 1, "bisections": len(todo),
+                            "passes": n_passes,
+                            "n_iter": int(max(b.n_iter for b in got.values())),
+                            "seconds": time.perf_counter() - t0})
+            log.debug("bisecting round %d: %d clusters, %d passes", len(history), len(todo),
+                      n_passes)
+            continue
+        b = applied[node] = done.pop(node)
+        scores = b.sse if strategy == "biggest_inertia" else b.sizes.astype(np.float64)
+        held.pop(node, None)
+        for side in (0, 1):
+            child = tree.add(node, b.centers[side], int(b.sizes[side]),
+                             float(b.weights[side]), float(b.sse[side]), float(scores[side]))
+            keys[child] = _node_seed(keys[node], side)
+            if b.parts is not None:
+                held[child] = b.parts[side]
+            ahead = None if b.below is None else b.below[side]
+            if ahead is not None:
+                done[child] = ahead
+        splits += 1
+        progress("bisecting", splits, n_splits, f"{len(tree.leaves())} clusters")
+    return applied
+
+
 def _bisect_round_anywhere(src: Source, tree: BisectingTree, todo: list[int],
-                           held: dict[int, LeafAt], keys: dict[int, int], spec: BisectSpec
+                           held: dict[int, LeafAt], keys: dict[int, int],
+                           most: dict[int, int], spec: BisectSpec
                            ) -> tuple[dict[int, Bisection], int]:
-    """A round: the leaves of ``todo`` not held here are gathered (one pass) when they
-    fit, those that do not are bisected by masked passes (:func:`bisect_round`), the
-    held ones here (:func:`bisect_held`). Returns the bisections and the passes made."""
+    """A round: the leaves of ``todo`` not held here whose rows fit in one place go
+    where they are gathered: on a cluster whose workers can take the rows
+    (:func:`daskmeans.engine.workers.readable_in_workers`), each such leaf's rows to
+    one worker (within :func:`worker_gather_budget`), which grows the leaf's whole
+    subtree there (:func:`bisect_subtree`, at most ``most[leaf]`` splits); else into
+    this process (one pass, within :func:`gather_budget`). Those that fit nowhere are
+    bisected by masked passes (:func:`bisect_round`, meanwhile), the held ones here
+    (:func:`bisect_held`). Returns the bisections and the passes made."""
     far = [i for i in todo if i not in held]
     n_passes = 0
-    if far:
-        itemsize = _gathered_itemsize(src)
+    itemsize = _gathered_itemsize(src)
+    there: list[int] = []
+    if far and workers.readable_in_workers(src):
+        room = worker_gather_budget()
+        there = [i for i in far if int(tree.sizes[i]) * src.d * itemsize <= room]
+    elif far:
         in_use = sum({id(at.rows): at.rows.X.nbytes for at in held.values()}.values())
         room, fit = gather_budget() - in_use, []
         for i in sorted(far, key=lambda i: (tree.sizes[i], i)):  # the smallest first
@@ -548,15 +588,75 @@ def _bisect_round_anywhere(src: Source, tree: BisectingTree, todo: list[int],
         if fit:
             held.update(_gather(src, tree, fit, spec.split_every))
             n_passes += 1
+    calls = _subtrees_in_workers(src, tree, there, keys, most, spec)
     got: dict[int, Bisection] = {}
-    masked = [i for i in todo if i not in held]
+    masked = [i for i in todo if i not in held and i not in there]
     if masked:
         got, passes = bisect_round(src, tree, masked, keys, spec)
         n_passes += passes
     local = [i for i in todo if i in held]
     if local:
         got.update(bisect_held(held, local, keys, spec))
+    for node, made in zip(there, calls.result(), strict=True):
+        if made is not None:
+            got[node] = _linked(*made)
     return got, n_passes
+
+
+def _subtrees_in_workers(src: Source, tree: BisectingTree, leaves: list[int],
+                         keys: dict[int, int], most: dict[int, int], spec: BisectSpec
+                         ) -> workers.LeafCalls:
+    """Submit :func:`bisect_subtree` on each of ``leaves``, its rows joined in a
+    worker (:func:`daskmeans.engine.workers.leaf_rows_calls`)."""
+    slot = np.full(tree.parent.shape[0], -1, np.int64)
+    slot[leaves] = np.arange(len(leaves))
+    return workers.leaf_rows_calls(src, tree.snapshot(slot), bisect_subtree,
+                                   [(keys[i], most[i], spec) for i in leaves])
+
+
+def bisect_subtree(index: np.ndarray, X: np.ndarray, w: np.ndarray | None,
+                   scale: float | None, key: int, n_splits: int, spec: BisectSpec
+                   ) -> tuple[list[Bisection], np.ndarray] | None:
+    """A leaf's subtree grown on its rows held in this process (in the worker that
+    joined them), as the whole fit would grow it: the leaf's seed ``key``, at most
+    ``n_splits`` splits, each bisection by :func:`bisect_held`, in the fit's order
+    (within a subtree, the fit splits its leaves in the subtree's own order of
+    scores, left to right on ties). The fit takes the first of these splits that its
+    other leaves leave room for.
+
+    Returns the bisections made (the leaf's first), without their rows, and each
+    one's children's places in that list, (m, 2), -1 for a child not split
+    (:func:`_linked` links them), or None when the leaf cannot be bisected."""
+    rows = HeldRows(X, scale, np.ones(X.shape[0]) if w is None else w, index)
+    n, d = X.shape[0], X.shape[1]
+    tree = BisectingTree.empty(d)
+    tree.add(-1, np.zeros(d), n, float(rows.w.sum()), 0.0, 0.0)
+
+    def held_round(tree: BisectingTree, todo: list[int], held: dict[int, LeafAt],
+                   keys: dict[int, int], most: dict[int, int]
+                   ) -> tuple[dict[int, Bisection], int]:
+        return bisect_held(held, todo, keys, spec), 0
+
+    applied = _split(tree, {0: key}, {0: LeafAt(rows, np.arange(n))}, n_splits,
+                     spec.strategy, held_round, [], stop_when_stuck=True)
+    if not applied:
+        return None
+    nodes = sorted(applied)
+    place = {node: p for p, node in enumerate(nodes)}
+    links = np.array([[place.get(int(c), -1) for c in tree.children[node]] for node in nodes],
+                     np.int64).reshape(-1, 2)
+    made = [applied[node] for node in nodes]
+    for b in made:
+        b.parts = None
+    return made, links
+
+
+def _linked(made: list[Bisection], links: np.ndarray) -> Bisection:
+    """The first bisection of :func:`bisect_subtree`'s list, each one's children's
+    bisections set as :attr:`Bisection.below`."""
+    for b, (left, right) in zip(made, links.tolist(), strict=True):
+        b.below = (made[left] if left >= 0 else None, made[right] if right >= 0 else None)
+    return made[0]
 
 
 def tree_predict(src: Source, tree: BisectingTree) -> Any:

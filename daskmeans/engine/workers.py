@@ -3,7 +3,8 @@ through the client: a mini-batch step on rows held in the workers
 (:class:`WorkerSteps`: the batch assembled in one worker and stepped by the same fused
 kernel as in process, so the model is the threaded fit's bit for bit), and a function
 run on all of a source's rows joined once where they are (:func:`all_rows_call`: a
-whole bisecting fit). Beside :mod:`daskmeans.engine.reductions`, whose passes map a
+whole bisecting fit) or on the rows of each of some leaves of a bisecting tree, each
+leaf's joined in its own task (:func:`leaf_rows_calls`: a leaf's whole subtree). Beside :mod:`daskmeans.engine.reductions`, whose passes map a
 kernel over every block and reduce the results; here one task does the work on rows
 brought to it.
 """
@@ -29,7 +30,8 @@ from .reductions import (
 from .schedule import local_threads, using_distributed, worker_blas
 from .source import NonFiniteError, Source, ZarrSource, reads_raw_uint8
 
-__all__ = ["WorkerSteps", "all_rows_call", "steps_in_workers", "worker_batch_step"]
+__all__ = ["LeafCalls", "WorkerSteps", "all_rows_call", "leaf_rows_calls", "readable_in_workers",
+           "steps_in_workers", "worker_batch_step"]
 
 
 def steps_in_workers(src: Source) -> bool:
@@ -185,9 +187,7 @@ def all_rows_call(src: Source, fn: Callable[..., Any], *args: Any, budget_here: 
                                np.zeros(1, np.int64))
     scale = src.scale if raw else None
     held_here = src.held is not None and all(isinstance(b, np.ndarray) for b in src.held)
-    readable_there = (src.held is not None and not held_here) or (
-        src.held is None and isinstance(src, ZarrSource))
-    if using_distributed() and readable_there and nbytes <= budget_worker:
+    if readable_in_workers(src) and nbytes <= budget_worker:
         from distributed import default_client
 
         k = src.n_blocks
@@ -205,6 +205,92 @@ def all_rows_call(src: Source, fn: Callable[..., Any], *args: Any, budget_here: 
         joined = leaf_rows_pass(src, snap, split_every).joined(src.d, dtype)
     index, X, _, w = joined
     return fn(index, X, w, scale, *args, **(here or {}))
+
+
+def readable_in_workers(src: Source) -> bool:
+    """Whether a task on a cluster's worker can take ``src``'s rows where they are: a
+    cluster is in use and the blocks are held in its workers (futures), or are a
+    store's, read in the task (not a streamed dask array, whose blocks are a graph)."""
+    if not using_distributed():
+        return False
+    if src.held is not None:
+        return not all(isinstance(b, np.ndarray) for b in src.held)
+    return isinstance(src, ZarrSource)
+
+
+class LeafCalls:
+    """The tasks of :func:`leaf_rows_calls`, submitted: :meth:`result` waits for them."""
+
+    def __init__(self, futures: list[Any]) -> None:
+        self.futures = futures
+
+    def result(self) -> list[Any]:
+        """Each leaf's ``fn`` result, in slot order (waits for them)."""
+        if not self.futures:
+            return []
+        from distributed import default_client
+
+        return list(default_client().gather(self.futures))
+
+
+def leaf_rows_calls(src: Source, snap: bisect.TreeSnapshot, fn: Callable[..., Any],
+                    args: Sequence[tuple[Any, ...]]) -> LeafCalls:
+    """``fn(index, X, w, scale, *args[s])`` on the rows of each leaf ``s`` of a tree
+    (the rows that reach a node with ``snap.slot`` == s), each leaf's rows joined in
+    ONE task on a worker, in global row order as :func:`all_rows_call` joins them:
+    the rows move from worker to worker, never through the client
+    (:func:`readable_in_workers` must hold).
+
+    Each block's task sends its rows down the tree once and splits them by leaf (the
+    kernel of :func:`~daskmeans.engine.reductions.leaf_rows_pass`: the same rows,
+    checks and errors); a leaf's task then fetches its share of every block. The
+    leaves' tasks are independent: the scheduler spreads them over the workers.
+    Submits them all and returns at once (:meth:`LeafCalls.result` waits)."""
+    if not args:
+        return LeafCalls([])
+    from distributed import default_client
+
+    client = default_client()
+    raw = reads_raw_uint8(src)
+    dtype = np.dtype(np.uint8) if raw else src.dtype
+    scale = src.scale if raw else None
+    task_src, n_leaves = TaskSource(src), len(args)
+    split = [client.submit(_leaf_split, task_src, snap, raw, n_leaves, src.block(i),
+                           src.block_weights(i), src.offset(i), pure=False)
+             for i in range(src.n_blocks)]
+    futures = []
+    for s, leaf_args in enumerate(args):
+        shares = [client.submit(_leaf_share, part, s, pure=False) for part in split]
+        futures.append(client.submit(_leaf_call_task, fn, leaf_args, src.d, dtype, scale,
+                                     *shares, pure=False))
+    return LeafCalls(futures)
+
+
+def _leaf_split(task_src: TaskSource, snap: bisect.TreeSnapshot, raw: bool, n_leaves: int,
+                rows: Any, w: Any, offset: int) -> list[bisect.LeafRows]:
+    """In the worker holding a block: its rows that reach the leaves, one
+    :class:`~daskmeans.kernels.bisect.LeafRows` per leaf (slot)."""
+    got = call_kernel(_leaf_rows, task_src, rows, w, None, snap, offset, {}, raw)
+    out = [bisect.LeafRows([]) for _ in range(n_leaves)]
+    for first, index, x, slots, wp in got.pieces:
+        for s in np.unique(slots):
+            keep = np.flatnonzero(slots == s)
+            out[int(s)] = bisect.LeafRows([(first, index[keep], x[keep], slots[keep],
+                                            None if wp is None else wp[keep])])
+    return out
+
+
+def _leaf_share(split: list[bisect.LeafRows], s: int) -> bisect.LeafRows:
+    """A block's rows of leaf ``s`` (picked where the block's split is)."""
+    return split[s]
+
+
+def _leaf_call_task(fn: Callable[..., Any], args: tuple[Any, ...], d: int, dtype: Any,
+                    scale: float | None, *shares: bisect.LeafRows) -> Any:
+    """In one worker: a leaf's rows from every block joined in global row order, then
+    ``fn`` on them (see :func:`leaf_rows_calls`)."""
+    index, X, _, w = add_all(bisect.LeafRows([]), *shares).joined(d, dtype)
+    return fn(index, X, w, scale, *args)
 
 
 def _joined_rows(task_src: TaskSource, snap: bisect.TreeSnapshot, raw: bool, d: int,
