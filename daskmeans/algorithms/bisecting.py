@@ -1,8 +1,10 @@
 """Bisecting K-means with scikit-learn's semantics: the tree (:class:`BisectingTree`),
 the bisections of leaves whose rows are held in this process (:func:`bisect_held`: a
-whole compiled 2-means on each leaf's rows), the rounds of 2-means that bisect leaves
-too large to gather in shared masked passes (:func:`bisect_round`), the whole fit
-(:func:`bisecting`) and the labels of the leaves rows reach (:func:`tree_predict`).
+whole compiled 2-means on each leaf's rows; :func:`bisect_subtree`: a leaf's whole
+subtree, in the cluster's worker that joined its rows), the rounds of 2-means that
+bisect leaves too large to gather in shared masked passes (:func:`bisect_round`), the
+whole fit (:func:`bisecting`) and the labels of the leaves rows reach
+(:func:`tree_predict`).
 """
 
 from __future__ import annotations
@@ -402,9 +404,14 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
     here within :func:`gather_budget`. With all rows in one place each leaf is
     bisected by :func:`bisect_held` (each 2-means on its own rows, no pass at all)
     and its children's rows follow from the labels. Rows too many for that are left
-    where they are and leaves are gathered here as they become small enough; the
-    larger ones are bisected by :func:`bisect_round` (masked passes shared by the
-    round's bisections).
+    where they are and leaves are gathered where they are as they become small
+    enough: on a cluster whose workers hold (or read) the blocks, each such leaf's
+    rows are joined in one task on a worker, within :func:`worker_gather_budget`,
+    which grows the leaf's whole subtree there (:func:`bisect_subtree`) and sends
+    back its bisections (the leaves' tasks run side by side on the workers; no row
+    reaches the client); else they are gathered here, within :func:`gather_budget`.
+    The larger ones are bisected by :func:`bisect_round` (masked passes shared by
+    the round's bisections).
 
     Returns the tree (leaf labels set left to right), one record per round and, when
     every leaf's rows are held here, each row's (n,) int32 label: the leaf its last
@@ -497,7 +504,8 @@ def _grow(root: bisect.RootPartial, n: int, d: int, n_clusters: int, spec: Bisec
 
 
 def _split(tree: BisectingTree, keys: dict[int, int], held: dict[int, LeafAt],
-           n_splits: int, strategy: str, bisect_leaves: Callable[..., tuple[dict[int, Bisection], int]],
+           n_splits: int, strategy: str,
+           bisect_leaves: Callable[..., tuple[dict[int, Bisection], int]],
            history: list[dict[str, Any]], progress: Progress = no_progress, *,
            stop_when_stuck: bool = False) -> dict[int, Bisection]:
     """Split ``tree``'s leaves ``n_splits`` times in scikit-learn's order (a child's

@@ -4,9 +4,9 @@ through the client: a mini-batch step on rows held in the workers
 kernel as in process, so the model is the threaded fit's bit for bit), and a function
 run on all of a source's rows joined once where they are (:func:`all_rows_call`: a
 whole bisecting fit) or on the rows of each of some leaves of a bisecting tree, each
-leaf's joined in its own task (:func:`leaf_rows_calls`: a leaf's whole subtree). Beside :mod:`daskmeans.engine.reductions`, whose passes map a
-kernel over every block and reduce the results; here one task does the work on rows
-brought to it.
+leaf's joined in its own task (:func:`leaf_rows_calls`: a leaf's whole subtree).
+Beside :mod:`daskmeans.engine.reductions`, whose passes map a kernel over every block
+and reduce the results; here one task does the work on rows brought to it.
 """
 
 from __future__ import annotations
@@ -171,9 +171,10 @@ def all_rows_call(src: Source, fn: Callable[..., Any], *args: Any, budget_here: 
     ``w`` the weights or None; ``index`` the global row indices):
 
     - on a cluster, when the blocks are held in the workers (or are a store's, read
-      there) and fit in ``budget_worker``: in ONE task on a worker, which reads the
-      blocks' rows (worker to worker) and runs ``fn`` there; only ``fn``'s result
-      comes back, no row travels through the client;
+      there: :func:`readable_in_workers`) and fit in ``budget_worker``: in ONE task on
+      a worker, which reads the blocks' rows (worker to worker) and runs ``fn`` there;
+      only ``fn``'s result comes back, no row travels through the client; rows that
+      do not fit in a worker are not gathered here either (None);
     - blocks held here as numpy: joined here, no compute;
     - else, when they fit in ``budget_here``: gathered here in one pass.
 
@@ -196,7 +197,7 @@ def all_rows_call(src: Source, fn: Callable[..., Any], *args: Any, budget_here: 
         return default_client().submit(
             _all_rows_task, fn, args, TaskSource(src), snap, raw, src.d, dtype, scale, *items,
             pure=False).result()
-    if nbytes > budget_here:
+    if nbytes > budget_here or readable_in_workers(src):
         return None
     if held_here:
         joined = _joined_rows(TaskSource(src), snap, raw, src.d, dtype, [

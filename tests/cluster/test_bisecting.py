@@ -231,6 +231,139 @@ def test_cluster_fit_runs_in_a_worker_and_equals_threads(blobs, tmp_path: Path,
         np.testing.assert_array_equal(labels, computed(ref.labels_))
 
 
+def _array_bytes(value: object) -> list[int]:
+    """The sizes of the numpy arrays in ``value`` (through tuples, lists, dicts and the
+    package's objects' attributes), a few levels deep."""
+    seen: list[int] = []
+
+    def walk(v: object, depth: int) -> None:
+        if isinstance(v, np.ndarray):
+            seen.append(v.nbytes)
+        elif depth > 6 or isinstance(v, (str, bytes, int, float)) or v is None:
+            return
+        elif isinstance(v, dict):
+            for item in v.values():
+                walk(item, depth + 1)
+        elif isinstance(v, (tuple, list)):
+            for item in v:
+                walk(item, depth + 1)
+        elif type(v).__module__.startswith("daskmeans") and hasattr(v, "__dict__"):
+            for item in list(vars(v).values()):
+                walk(item, depth + 1)
+
+    walk(value, 0)
+    return seen
+
+
+def test_cluster_leaves_too_large_for_a_worker_bisect_in_the_workers(
+        tmp_path: Path, local_cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a cluster, rows that do not fit in a worker (the root here: the worker's
+    budget patched just below it) are bisected by masked passes, not gathered to the
+    client though they would fit there, and each leaf whose
+    rows fit then has them joined in one task on a worker, which grows its whole
+    subtree there: the two leaves of the root's split go to the workers at once and
+    no other round follows. No row goes through the client (no task argument and no
+    result the client receives is as large as a byte per row), and the model is the
+    threaded fit's, bit for bit, when that fit bisects the root by masked passes and
+    every later leaf on its rows held here."""
+    from distributed import Client, Future
+
+    from daskmeans.engine import workers
+
+    from ..conftest import ran_on_workers
+
+    X, _ = make_blobs(12000, n_features=8, centers=6, cluster_std=2.0, random_state=5)
+    X = X.astype(np.float32)
+    n = len(X)
+    w = np.random.default_rng(4).uniform(0.5, 2.0, n)
+    z = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(1500, 8), dtype="f4")
+    z[...] = X
+    cases = {"dask": (lambda: da.from_array(X, chunks=(1700, 8)), w),
+             "held store": (lambda: open_source(z, cache=True), None)}
+    params = {"n_clusters": 7, "init": "random", "n_init": 2, "random_state": 2}
+    real_round = bisecting_algorithm.bisect_round
+    masked: list[int] = []
+
+    def spy_round(*args, **kwargs):  # type: ignore[no-untyped-def]
+        masked.append(1)
+        return real_round(*args, **kwargs)
+
+    monkeypatch.setattr(bisecting_algorithm, "bisect_round", spy_round)
+    on_cluster: list[bool] = []
+    # threads: no room here for all the rows until a masked round has run, then room
+    # for all; on the cluster room for all here (rows in the workers stay there)
+    monkeypatch.setattr(bisecting_algorithm, "gather_budget",
+                        lambda: X.nbytes - 1 if not (masked or on_cluster) else 1 << 40)
+    # in a worker: room for any leaf but the root
+    monkeypatch.setattr(bisecting_algorithm, "worker_gather_budget", lambda: X.nbytes - 1)
+    sent: list[int] = []
+    received: list[int] = []
+    leaves_sent: list[int] = []
+    submit, gather, get, result = Client.submit, Client.gather, Client.get, Future.result
+    real_calls = workers.leaf_rows_calls
+
+    def spy_submit(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.extend(_array_bytes([args, kwargs]))
+        return submit(self, fn, *args, **kwargs)
+
+    def spy_gather(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        got = gather(self, *args, **kwargs)
+        received.extend(_array_bytes(got))
+        return got
+
+    def spy_get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        got = get(self, *args, **kwargs)
+        received.extend(_array_bytes(got))
+        return got
+
+    def spy_result(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        got = result(self, *args, **kwargs)
+        received.extend(_array_bytes(got))
+        return got
+
+    def spy_calls(src, snap, fn, args):  # type: ignore[no-untyped-def]
+        leaves_sent.append(len(args))
+        return real_calls(src, snap, fn, args)
+
+    monkeypatch.setattr(workers, "leaf_rows_calls", spy_calls)
+    for name, (data, weights) in cases.items():
+        masked.clear()
+        on_cluster.clear()
+        with dask.config.set(scheduler="threads"):
+            ref = BisectingKMeans(**params).fit(data(), sample_weight=weights)
+        assert ref.history_[0]["passes"] > 0  # the root: masked passes
+        # the root's children gathered here (one pass), the rest bisected here
+        assert [h["passes"] for h in ref.history_[1:]] == [1] + [0] * (len(ref.history_) - 2)
+        masked.clear()
+        sent.clear()
+        received.clear()
+        leaves_sent.clear()
+        on_cluster.append(True)
+        with local_cluster.as_current(), ran_on_workers(local_cluster):
+            monkeypatch.setattr(Client, "submit", spy_submit)
+            monkeypatch.setattr(Client, "gather", spy_gather)
+            monkeypatch.setattr(Client, "get", spy_get)
+            monkeypatch.setattr(Future, "result", spy_result)
+            try:
+                bk = BisectingKMeans(**params).fit(data(), sample_weight=weights)
+            finally:
+                for cls, attr, real in ((Client, "submit", submit), (Client, "gather", gather),
+                                        (Client, "get", get), (Future, "result", result)):
+                    monkeypatch.setattr(cls, attr, real)
+            labels = computed(bk.labels_)
+        assert max(sent + received) < n, name  # less than a byte a row
+        assert masked and received and sent, name
+        assert [k for k in leaves_sent if k] == [2], name  # the root's children, together
+        assert len(bk.history_) == 2 and bk.history_[0]["passes"] > 0, name
+        assert bk.history_[1]["passes"] == 0, name
+        for attr in BisectingTree.ARRAYS:
+            np.testing.assert_array_equal(getattr(bk.tree_, attr), getattr(ref.tree_, attr),
+                                          err_msg=f"{name}: {attr}")
+        np.testing.assert_array_equal(bk.cluster_centers_, ref.cluster_centers_)
+        assert bk.inertia_ == ref.inertia_, name
+        np.testing.assert_array_equal(labels, computed(ref.labels_))
+
+
 @pytest.mark.parametrize("kernels", ["numba", "numpy"])
 def test_uint8_store_fits_as_its_float32_rows_in_memory(
     tmp_path: Path, kernels: str, monkeypatch: pytest.MonkeyPatch
