@@ -607,7 +607,7 @@ def _bisect_round_anywhere(src: Source, tree: BisectingTree, todo: list[int],
         got.update(bisect_held(held, local, keys, spec))
     for node, made in zip(there, calls.result(), strict=True):
         if made is not None:
-            got[node] = _linked(*made)
+            got[node] = link_subtree(*made)
     return got, n_passes
 
 
@@ -634,7 +634,7 @@ def bisect_subtree(index: np.ndarray, X: np.ndarray, w: np.ndarray | None,
 
     Returns the bisections made (the leaf's first), without their rows, and each
     one's children's places in that list, (m, 2), -1 for a child not split
-    (:func:`_linked` links them), or None when the leaf cannot be bisected."""
+    (:func:`link_subtree` links them), or None when the leaf cannot be bisected."""
     rows = HeldRows(X, scale, np.ones(X.shape[0]) if w is None else w, index)
     n, d = X.shape[0], X.shape[1]
     tree = BisectingTree.empty(d)
@@ -659,7 +659,7 @@ def bisect_subtree(index: np.ndarray, X: np.ndarray, w: np.ndarray | None,
     return made, links
 
 
-def _linked(made: list[Bisection], links: np.ndarray) -> Bisection:
+def link_subtree(made: list[Bisection], links: np.ndarray) -> Bisection:
     """The first bisection of :func:`bisect_subtree`'s list, each one's children's
     bisections set as :attr:`Bisection.below`."""
     for b, (left, right) in zip(made, links.tolist(), strict=True):
