@@ -265,7 +265,8 @@ def test_cluster_leaves_too_large_for_a_worker_bisect_in_the_workers(
     no other round follows. No row goes through the client (no task argument and no
     result the client receives is as large as a byte per row), and the model is the
     threaded fit's, bit for bit, when that fit bisects the root by masked passes and
-    every later leaf on its rows held here."""
+    every later leaf on its rows held here: for a weighted dask array, and a store
+    held, streamed, or of uint8 rows (raw in the leaves' tasks)."""
     from distributed import Client, Future
 
     from daskmeans.engine import workers
@@ -278,8 +279,15 @@ def test_cluster_leaves_too_large_for_a_worker_bisect_in_the_workers(
     w = np.random.default_rng(4).uniform(0.5, 2.0, n)
     z = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(1500, 8), dtype="f4")
     z[...] = X
-    cases = {"dask": (lambda: da.from_array(X, chunks=(1700, 8)), w),
-             "held store": (lambda: open_source(z, cache=True), None)}
+    pixels = np.clip(X * 8 + 128, 0, 255).astype(np.uint8)
+    px = zarr.create_array(tmp_path / "px.zarr", shape=X.shape, chunks=(1500, 8), dtype="u1",
+                           attributes={"scale_factor": io.PIXEL_SCALE})
+    px[...] = pixels
+    # the data, the weights, the bytes of the rows as held (uint8 rows stay raw)
+    cases = {"dask": (lambda: da.from_array(X, chunks=(1700, 8)), w, X.nbytes),
+             "held store": (lambda: open_source(z, cache=True), None, X.nbytes),
+             "streamed store": (lambda: open_source(z, cache=False), None, X.nbytes),
+             "uint8 store": (lambda: open_source(px, cache=True), None, pixels.nbytes)}
     params = {"n_clusters": 7, "init": "random", "n_init": 2, "random_state": 2}
     real_round = bisecting_algorithm.bisect_round
     masked: list[int] = []
@@ -290,12 +298,14 @@ def test_cluster_leaves_too_large_for_a_worker_bisect_in_the_workers(
 
     monkeypatch.setattr(bisecting_algorithm, "bisect_round", spy_round)
     on_cluster: list[bool] = []
+    rows_bytes = [0]
     # threads: no room here for all the rows until a masked round has run, then room
     # for all; on the cluster room for all here (rows in the workers stay there)
     monkeypatch.setattr(bisecting_algorithm, "gather_budget",
-                        lambda: X.nbytes - 1 if not (masked or on_cluster) else 1 << 40)
+                        lambda: rows_bytes[0] - 1 if not (masked or on_cluster) else 1 << 40)
     # in a worker: room for any leaf but the root
-    monkeypatch.setattr(bisecting_algorithm, "worker_gather_budget", lambda: X.nbytes - 1)
+    monkeypatch.setattr(bisecting_algorithm, "worker_gather_budget",
+                        lambda: rows_bytes[0] - 1)
     sent: list[int] = []
     received: list[int] = []
     leaves_sent: list[int] = []
@@ -326,7 +336,8 @@ def test_cluster_leaves_too_large_for_a_worker_bisect_in_the_workers(
         return real_calls(src, snap, fn, args)
 
     monkeypatch.setattr(workers, "leaf_rows_calls", spy_calls)
-    for name, (data, weights) in cases.items():
+    for name, (data, weights, nbytes) in cases.items():
+        rows_bytes[0] = nbytes
         masked.clear()
         on_cluster.clear()
         with dask.config.set(scheduler="threads"):
