@@ -27,6 +27,7 @@ import numpy as np
 from . import sparse
 from .common import (
     NonFiniteRow,
+    RowsAt,
     ScaledRows,
     TopM,
     compiled_kernels,
@@ -34,6 +35,7 @@ from .common import (
     dense,
     is_sparse,
     merge_top,
+    row_access,
     splitmix64_uniform,
     stack_rows,
     top_m,
@@ -169,26 +171,13 @@ class BisectPartial:
                              self.sse + other.sse, self.count + other.count, top, self.cap)
 
 
-class _RowsAt:
-    """Row access (``[i]``, ``shape``, ``dtype``) to the rows ``rows`` of a block, so
-    that only the rows :func:`top_m` selects are copied."""
-
-    def __init__(self, X: Any, rows: np.ndarray) -> None:
-        self.X, self.rows = X, rows
-        self.shape, self.dtype = (rows.shape[0], X.shape[1]), X.dtype
-
-    def __getitem__(self, i: np.ndarray) -> Any:
-        rows = self.X[self.rows[i]]
-        return rows if is_sparse(rows) else np.asarray(rows)
-
-
 def _top_of(key: np.ndarray, idx: np.ndarray, n: int, X: Any, labels: np.ndarray,
             w: np.ndarray, offset: int) -> TopM:
     """The ``n`` rows ``idx`` (ascending) of the block with the largest ``key`` (one per
     row of idx), ties to the smaller index; O(len(idx)), not O(block). ``X``: the
     block's rows, or an accessor of them (:class:`ScaledRows` for raw rows). Its
     ``cap`` is ``n`` even when fewer rows are there (a merge then keeps up to ``n``)."""
-    return top_m(key, n, _RowsAt(X, idx), labels, w[idx], idx.astype(np.int64) + offset)
+    return top_m(key, n, RowsAt(row_access(X), idx), labels, w[idx], idx.astype(np.int64) + offset)
 
 
 def tree_nodes(X: np.ndarray, tree: TreeSnapshot, scale: float | None = None) -> np.ndarray:
@@ -311,7 +300,7 @@ def leaf_sample(X: np.ndarray, pos: np.ndarray, index: np.ndarray, w: np.ndarray
     what an init pass of :func:`bisect_block` draws from the same rows, whatever blocks
     they are in (raw rows with ``scale`` come back as their float32 rows)."""
     rows: Any = ScaledRows(X, scale) if scale is not None else X
-    return top_m(sample_keys(index, w[pos], seed, weighted), m, _RowsAt(rows, pos),
+    return top_m(sample_keys(index, w[pos], seed, weighted), m, RowsAt(row_access(rows), pos),
                  np.zeros(len(pos), np.int32), w[pos], index)
 
 
@@ -515,7 +504,13 @@ class RootPartial:
 
 def root_block(X: np.ndarray, weights: np.ndarray | None) -> RootPartial:
     """A block's part of the root statistics (:class:`RootPartial`)."""
-    X = X.reshape(X.shape[0], -1)
-    if not np.isfinite(X).all():
-        raise NonFiniteRow(int(np.flatnonzero(~np.isfinite(X).all(1))[0]))
+    if is_sparse(X):  # only the stored values can be non-finite
+        data, _, indptr = sparse.csr_parts(X)
+        bad = np.flatnonzero(~np.isfinite(data))
+        if bad.size:
+            raise NonFiniteRow(int(np.searchsorted(indptr, bad[0], side="right") - 1))
+    else:
+        X = X.reshape(X.shape[0], -1)
+        if not np.isfinite(X).all():
+            raise NonFiniteRow(int(np.flatnonzero(~np.isfinite(X).all(1))[0]))
     return root_rows(X, np.ones(X.shape[0]) if weights is None else weights)

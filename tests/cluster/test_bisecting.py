@@ -444,3 +444,31 @@ def test_errors_name_the_parameter(params: dict, message: str) -> None:
         BisectingKMeans(2, **params).fit(np.zeros((5, 2)))
     with pytest.raises(ValueError, match=r"n_samples=5 should be >= n_clusters=6\."):
         BisectingKMeans(6).fit(np.zeros((5, 2)))
+
+
+def test_sparse_rows_bisected_by_masked_passes_give_the_gathered_tree(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSR store's rows too large to gather take the masked passes (the root's
+    statistics from the stored values only, the drawn rows dense) and reach the tree
+    of the rows in memory; a non-finite stored value is named by its row."""
+    import scipy.sparse
+
+    from daskmeans.io import write_csr
+    from daskmeans.kernels.common import NonFiniteRow
+
+    X = scipy.sparse.random(600, 40, density=0.1, format="csr", random_state=0)
+    gathered = BisectingKMeans(5, random_state=0).fit(X)
+    store = write_csr(X, tmp_path / "x.zarr", rows_per_chunk=150, nnz_per_chunk=1000)
+    monkeypatch.setattr(bisecting_algorithm, "gather_budget", lambda: 0)
+    masked = BisectingKMeans(5, random_state=0).fit(open_source(store, cache=False))
+    assert masked.history_[0]["passes"] > 1  # masked passes, not one gathered fit
+    # the same tree; CSR sums of the masked passes add in block order (rounding only)
+    np.testing.assert_allclose(masked.cluster_centers_, gathered.cluster_centers_,
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(computed(masked.labels_), computed(gathered.labels_))
+    assert masked.inertia_ == pytest.approx(gathered.inertia_, rel=1e-12)
+    bad = X.copy()
+    bad.data[bad.indptr[7]] = np.inf  # the first stored value of row 7
+    with pytest.raises(NonFiniteRow) as err:
+        bisect.root_block(bad, None)
+    assert err.value.row == 7
