@@ -123,7 +123,7 @@ def test_group_filter_gives_the_full_assignment(rows: str,
                              np.dtype(np.float32))
     results = {}
     for share, local in ((0.0, True), (1.0, False), (1.0, True)):
-        monkeypatch.setattr(bounds_compiled, "GROUP_FILTER_SHARE", share)
+        monkeypatch.setattr(bounds, "GROUP_FILTER_SHARE", share)
         monkeypatch.setattr(bounds_compiled, "LOCAL_FILTER", local)
         st, out = bounds.BlockBounds.fresh(1500, 6), []
         for it, C in enumerate(Cs):
@@ -247,7 +247,7 @@ def test_local_filter_by_hand(local: bool, monkeypatch: pytest.MonkeyPatch) -> N
     row moves to -1, and a group's new bound is its nearest compared centre other than
     the row's (1.5 in group 0) or its skipped centres' bound (3 in group 1), where
     comparing every centre finds 1.5 and 10."""
-    monkeypatch.setattr(bounds_compiled, "GROUP_FILTER_SHARE", 1.0)
+    monkeypatch.setattr(bounds, "GROUP_FILTER_SHARE", 1.0)
     monkeypatch.setattr(bounds_compiled, "LOCAL_FILTER", local)
     monkeypatch.setenv("DASKMEANS_KERNELS", "numba")
     X = np.array([[0.0]], np.float32)
