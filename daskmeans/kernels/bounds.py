@@ -3,12 +3,11 @@ rows whose bounds prove they keep their centre are not read, rows that move upda
 the per-cluster sums by their difference.
 
 The pass runs compiled (:mod:`daskmeans.kernels.bounds_compiled`) when numba is
-installed; :func:`_bounds_numpy` is the reference the tests compare it with (it
-assigns every row in doubt against every centre, as the compiled pass's GEMM path
-does: the same labels and sums; the group path's bounds are looser but valid, and
-the tests check them against brute force), and the pass of CSR rows (the rows in doubt
-recomputed from their stored values by the sparse kernels of
-:mod:`daskmeans.kernels.sparse`, near ties in float64 as for plain Lloyd).
+installed; :func:`_bounds_numpy` is the reference the tests compare it with (the same
+rows read, the same groups of centres compared, the same labels, bounds and sums), and
+the pass of CSR rows (the rows in doubt recomputed from their stored values by the
+sparse kernels of :mod:`daskmeans.kernels.sparse` against every centre, near ties in
+float64 as for plain Lloyd).
 
 Which bounds, and why
 ---------------------
@@ -28,7 +27,11 @@ more groups to be the largest gain. A pass applies these filters:
   below every group's lower bound (loosened by the group's largest drift) or half
   its centre's distance to the nearest other one is not read;
 - the group filter: a row read is tightened against its own centre, and then
-  compared only with the groups whose bound does not pass;
+  compared only with the groups whose bound does not pass. The rows in doubt are
+  gathered a tile at a time and each group's centres meet the tile's rows that need
+  them in one GEMM (BLAS's speed a distance, where one dot product per (row, centre)
+  pair cost several times more); a compiled loop then finds each row's nearest centre
+  and new group bounds from those products;
 - the local filter (available, off by default:
   :data:`~daskmeans.kernels.bounds_compiled.LOCAL_FILTER`): within such a group, a
   centre whose own bound (the group's bound from the last pass minus that centre's
@@ -36,13 +39,14 @@ more groups to be the largest gain. A pass applies these filters:
   group's new bound is the smallest of its compared centres' distances and its
   skipped centres' bounds. It saves distances in the pass, but the bounds it leaves
   are looser than the fresh distances, and over a fit the rows it keeps in doubt
-  cost more distances than it saved.
+  cost more distances than it saved; and it needs a dot product per centre, not a
+  GEMM.
 
-A tile of rows whose (row, group) pairs are mostly in doubt (early iterations, when
-the centres move far) is instead assigned against every centre in one GEMM, which
-also renews all its rows' bounds: bounds left to decay cost more rows read later.
-Each pass counts the distances it computed (:attr:`BoundsPartial.n_dist`), the
-machine-independent measure of the pruning.
+A row in doubt in more than :data:`GROUP_FILTER_SHARE` of the groups (every row in
+early iterations, when the centres move far) is instead compared with every centre in
+one GEMM with the other such rows, which also renews all its bounds: bounds left to
+decay cost more rows read later. Each pass counts the distances it computed
+(:attr:`BoundsPartial.n_dist`), the machine-independent measure of the pruning.
 
 Not chosen: Exponion (Newling & Fleuret 2016) keeps O(1) bounds a row and compares a
 row in doubt with the centres inside an annulus around its own centre, found from
@@ -50,10 +54,13 @@ sorted centre-to-centre distances; the papers' own comparisons give it the lead 
 low dimensions, where such annuli hold few centres, and the Elkan/Yinyang family the
 lead in high dimensions (pixels, embeddings), where distances concentrate and the
 annuli hold most centres; it also needs a sorted (K, K) table, gigabytes at K in
-the tens of thousands. Ball k-means (Xia et al. 2020) keeps no per-row bounds but
-works cluster by cluster on each cluster's rows and its neighbour clusters: here a
-cluster's rows are spread over blocks read independently (out of core, on workers),
-so it would need the rows regrouped by cluster every iteration.
+the tens of thousands. Its candidate centres are a set of its own for every row,
+while Yinyang's groups are shared: the rows that need a group are batched into one
+GEMM against its centres, so that BLAS computes the distances of the rows in doubt.
+Ball k-means (Xia et al. 2020) keeps no per-row
+bounds but works cluster by cluster on each cluster's rows and its neighbour
+clusters: here a cluster's rows are spread over blocks read independently (out of
+core, on workers), so it would need the rows regrouped by cluster every iteration.
 """
 
 from __future__ import annotations

@@ -2,9 +2,12 @@
 
 Rows whose Hamerly/Elkan/Yinyang bounds prove they keep their centre are not read; the
 others are tightened against their own centre, and those still in doubt are gathered
-and assigned in full, a GEMM (or, with Yinyang's group filter, one dot product per
-candidate centre) per tile of gathered rows. :mod:`daskmeans.kernels.bounds` keeps the
-numpy reference that the tests compare this against.
+and assigned: rows in doubt in most groups of centres against every centre, a GEMM per
+tile of them; the others against only their groups in doubt, a GEMM per group over
+the tile's rows that need it (Yinyang's group filter in BLAS). The products are then
+scanned group by group for each row's nearest centre and new group bounds.
+:mod:`daskmeans.kernels.bounds` keeps the numpy reference that the tests compare this
+against.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from .common_compiled import (
     jit,
     jit_reassoc,
     load_row,
-    near_tie,
     row_sq,
     tie_window,
 )
@@ -61,19 +63,40 @@ def _move_row(x: np.ndarray, wi: float, x2: float, a: int, b: int, dS: np.ndarra
 
 
 @jit
+def _group_min2(Drow: np.ndarray, csqg: np.ndarray, s: int, e: int) -> tuple[float, float, int]:
+    """The smallest and second smallest ``Drow[jj] + csqg[jj]`` for ``s <= jj < e``
+    and where the smallest is (the first on a tie, as np.argmin; -1 if none is
+    finite-comparable): one group's scan of a row of distances in group order."""
+    m1 = np.inf
+    m2 = np.inf
+    j1 = -1
+    for jj in range(s, e):
+        v = Drow[jj] + csqg[jj]
+        if v < m1:
+            m2 = m1
+            m1, j1 = v, jj
+        elif v < m2:
+            m2 = v
+    return m1, m2, j1
+
+
+@jit
 def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.ndarray,
-           m2t: np.ndarray, csq: np.ndarray, group: np.ndarray, w: np.ndarray,
-           lab_in: np.ndarray, lab: np.ndarray, u: np.ndarray, lo: np.ndarray,
-           dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray, tie: float, cmax: float) -> int:
-    """Full assignment of the ``cnt`` gathered rows (one GEMM): the nearest centre,
-    the distance to it and, per group of centres, the distance to the nearest other
-    one; moved rows leave their old cluster's sums for the new one's. Returns a row
-    with a non-finite distance or -1."""
+           m2r: np.ndarray, csqg: np.ndarray, gstart: np.ndarray, gcols: np.ndarray,
+           m2t: np.ndarray, w: np.ndarray, lab_in: np.ndarray, lab: np.ndarray,
+           u: np.ndarray, lo: np.ndarray, dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray,
+           tie: float, cmax: float) -> int:
+    """Full assignment of the ``cnt`` gathered rows (one GEMM against every centre, in
+    group order: ``m2r`` and ``csqg`` hold ``-2 C`` and ``|c|^2`` group by group, group
+    ``g`` at ``gstart[g]:gstart[g + 1]``, its centres ``gcols[...]`` ascending, so that
+    each group's scan is contiguous): the nearest centre, the distance to it and, per
+    group of centres, the distance to the nearest other one; moved rows leave their old
+    cluster's sums for the new one's. Returns a row with a non-finite distance or -1."""
     if cnt == 0:
         return -1
     Db = D[:cnt]
-    np.dot(G[:cnt], m2t, Db)
-    k = csq.shape[0]
+    np.dot(G[:cnt], m2r.T, Db)
+    k = csqg.shape[0]
     t = lo.shape[1]
     weighted = w.shape[0] > 0
     gm1 = np.empty(t, dtype=D.dtype)  # per group: nearest, second nearest, its index
@@ -81,21 +104,11 @@ def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.nda
     gj = np.empty(t, dtype=np.int64)
     for r in range(cnt):
         i = gidx[r]
-        gm1[:] = np.inf
-        gm2[:] = np.inf
-        gj[:] = -1
-        for j in range(k):  # one sweep: first minimum wins ties, as np.argmin
-            v = Db[r, j] + csq[j]
-            g = group[j]
-            if v < gm1[g]:
-                gm2[g] = gm1[g]
-                gm1[g], gj[g] = v, j
-            elif v < gm2[g]:
-                gm2[g] = v
         gb = -1
         for g in range(t):  # the nearest overall; ties to the smaller centre index
-            if gj[g] >= 0 and (gb < 0 or gm1[g] < gm1[gb] or (gm1[g] == gm1[gb]
-                                                               and gj[g] < gj[gb])):
+            m1, m2, jj = _group_min2(Db[r], csqg, gstart[g], gstart[g + 1])
+            gm1[g], gm2[g], gj[g] = m1, m2, gcols[jj] if jj >= 0 else -1
+            if gj[g] >= 0 and (gb < 0 or m1 < gm1[gb] or (m1 == gm1[gb] and gj[g] < gj[gb])):
                 gb = g
         if gb < 0:  # NaN distances compare false everywhere
             return i
@@ -110,7 +123,14 @@ def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.nda
                 second = v
         win = tie_window(tie, gx2[r], cmax)
         if second - gm1[gb] <= win:  # a near tie: float64 decides, as every path does
-            bj, s1 = near_tie(G[r], m2t, Db[r], csq, 0, k, gm1[gb] + win)
+            limit = gm1[gb] + win
+            s1 = np.inf
+            for jj in range(k):  # the first centre on an exact tie, as np.argmin
+                if Db[r, jj] + csqg[jj] <= limit:
+                    j = gcols[jj]
+                    e = exact_sq(G[r], m2t, j)
+                    if e < s1 or (e == s1 and j < bj):
+                        s1, bj = e, j
         u[i] = np.sqrt(max(s1, 0.0))
         for g in range(t):  # per group, the nearest centre other than the row's own
             v = gm2[g] if gj[g] == bj else gm1[g]
@@ -146,17 +166,19 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @jit
-def _group_gemms(H: np.ndarray, cnt: int, cand: np.ndarray, Hb: np.ndarray,
-                 rows: np.ndarray, Dflat: np.ndarray, m2r: np.ndarray, gstart: np.ndarray,
-                 gcols: np.ndarray, csq: np.ndarray, gm1: np.ndarray, gm2: np.ndarray,
-                 gj: np.ndarray) -> int:
+def _group_gemms(X: np.ndarray, scale: float, raw: bool, H: np.ndarray, hidx: np.ndarray,
+                 cnt: int, cand: np.ndarray, Hb: np.ndarray, rows: np.ndarray,
+                 Dflat: np.ndarray, m2r: np.ndarray, gstart: np.ndarray, gcols: np.ndarray,
+                 csqg: np.ndarray, gm1: np.ndarray, gm2: np.ndarray, gj: np.ndarray) -> int:
     """Per group of centres, the gathered rows that ``cand`` marks for it (copied
     together into ``Hb`` unless they are all the tile's rows) against the group's
     centres in one GEMM (``m2r``: the rows of ``-2 C`` in group order, group ``g`` at
-    ``gstart[g]:gstart[g + 1]``, its centres ``gcols[...]`` ascending; ``Dflat``: room
-    for the product); per (row, group) the nearest and second nearest distance (less
-    ``|x|^2``) and the nearest centre, in ``gm1``, ``gm2``, ``gj`` (inf, inf, -1 for
-    groups not compared). Returns the distances computed."""
+    ``gstart[g]:gstart[g + 1]``, its centres ``gcols[...]`` ascending, their ``|c|^2``
+    in ``csqg``; ``Dflat``: room for the product); per (row, group) the nearest and
+    second nearest distance (less ``|x|^2``) and the nearest centre, in ``gm1``,
+    ``gm2``, ``gj`` (inf, inf, -1 for groups not compared). The rows are copied from
+    ``X`` (row ``hidx[r]`` of tile row ``r``), where raw rows are fewer bytes to read
+    than their floats in ``H``. Returns the distances computed."""
     t = cand.shape[1]
     for r in range(cnt):
         for g in range(t):
@@ -177,25 +199,16 @@ def _group_gemms(H: np.ndarray, cnt: int, cand: np.ndarray, Hb: np.ndarray,
         if ng == cnt:
             A = H[:cnt]
         else:
-            for q in range(ng):
-                Hb[q, :] = H[rows[q]]
+            for q in range(ng):  # from X: raw rows are a quarter of the bytes to read
+                load_row(X, hidx[rows[q]], scale, raw, Hb[q])
             A = Hb[:ng]
         Dg = Dflat[:ng * kg].reshape((ng, kg))
         np.dot(A, m2r[s:e].T, Dg)
         n_dist += ng * kg
         for q in range(ng):  # ascending centres: the first minimum wins, as np.argmin
-            m1 = np.inf
-            m2 = np.inf
-            j1 = -1
-            for jj in range(kg):
-                v = Dg[q, jj] + csq[gcols[s + jj]]
-                if v < m1:
-                    m2 = m1
-                    m1, j1 = v, gcols[s + jj]
-                elif v < m2:
-                    m2 = v
+            m1, m2, jj = _group_min2(Dg[q], csqg[s:e], 0, kg)
             r = rows[q]
-            gm1[r, g], gm2[r, g], gj[r, g] = m1, m2, j1
+            gm1[r, g], gm2[r, g], gj[r, g] = m1, m2, gcols[s + jj] if jj >= 0 else -1
     return n_dist
 
 
@@ -309,7 +322,8 @@ def _settle_grouped(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray,
 
 
 @jit
-def _flush_grouped(H: np.ndarray, cnt: int, hidx: np.ndarray, hx2: np.ndarray,
+def _flush_grouped(X: np.ndarray, scale: float, raw: bool, H: np.ndarray, cnt: int,
+                   hidx: np.ndarray, hx2: np.ndarray,
                    hthr: np.ndarray, cand: np.ndarray, Hb: np.ndarray, rows: np.ndarray,
                    Dflat: np.ndarray, m2r: np.ndarray, gstart: np.ndarray,
                    gcols: np.ndarray, csq: np.ndarray, m2t: np.ndarray, w: np.ndarray,
@@ -332,8 +346,9 @@ def _flush_grouped(H: np.ndarray, cnt: int, hidx: np.ndarray, hx2: np.ndarray,
         n_dist = _local_dots(H, cnt, hidx, hx2, hthr, cand, m2r, gstart, gcols, csq,
                              lab_in, l_in, drift, margin, gm1, gm2, gj, gskip)
     else:
-        n_dist = _group_gemms(H, cnt, cand, Hb, rows, Dflat, m2r, gstart, gcols, csq,
-                              gm1, gm2, gj)
+        n_dist = _group_gemms(X, scale, raw, H, hidx, cnt, cand, Hb, rows, Dflat, m2r,
+                              gstart, gcols,
+                              csq[gcols], gm1, gm2, gj)
     bad = _settle_grouped(H, cnt, hidx, hx2, cand, gstart, gcols, m2t, w, lab_in, lab, u,
                           lo, dS, dN, dQ, gm1, gm2, gj, gskip, tie, cmax)
     return bad, n_dist
@@ -398,7 +413,8 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
     t = l_in.shape[1]
     grouped = 1 < t < k
     G = np.empty((tile, d), dtype=m2t.dtype)  # rows meeting every centre
-    D = np.empty((tile, m2t.shape[1]), dtype=m2t.dtype)
+    D = np.empty((tile, k), dtype=m2t.dtype)  # distances in group order
+    csqg = csq[gcols]
     gidx = np.empty(tile, dtype=np.int64)
     gx2 = np.empty(tile, dtype=np.float64)  # |x|^2 as summed: the inertia's sums
     ht = group_tile if grouped else 1  # rows meeting some groups
@@ -457,21 +473,22 @@ def bounds_pass(X: np.ndarray, scale: float, raw: bool, m2t: np.ndarray, csq: np
             n_pairs += t
             n_dist += k
         if cnt == tile:
-            bad = _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u, lo,
-                         dS, dN, dQ, tie, cmax)
+            bad = _flush(G, cnt, gidx, gx2, D, m2r, csqg, gstart, gcols, m2t, w, lab_in,
+                         lab, u, lo, dS, dN, dQ, tie, cmax)
             cnt = 0
         if hcnt == ht:
-            bad, dists = _flush_grouped(H, hcnt, hidx, hx2, hthr, cand, Hb, rows, Dflat,
-                                        m2r, gstart, gcols, csq, m2t, w, lab_in, l_in,
+            bad, dists = _flush_grouped(X, scale, raw, H, hcnt, hidx, hx2, hthr, cand, Hb,
+                                        rows, Dflat, m2r, gstart, gcols, csq, m2t, w, lab_in, l_in,
                                         drift, margin, lab, u, lo, dS, dN, dQ, gm1, gm2,
                                         gj, gskip, tie, cmax, local)
             n_dist += dists
             hcnt = 0
         if bad >= 0:  # the other tile's rows too: the first bad row may be among them
             break
-    bad = _first(bad, _flush(G, cnt, gidx, gx2, D, m2t, csq[:k], group, w, lab_in, lab, u,
-                             lo, dS, dN, dQ, tie, cmax))
-    hbad, dists = _flush_grouped(H, hcnt, hidx, hx2, hthr, cand, Hb, rows, Dflat, m2r,
+    bad = _first(bad, _flush(G, cnt, gidx, gx2, D, m2r, csqg, gstart, gcols, m2t, w, lab_in,
+                             lab, u, lo, dS, dN, dQ, tie, cmax))
+    hbad, dists = _flush_grouped(X, scale, raw, H, hcnt, hidx, hx2, hthr, cand, Hb, rows,
+                                 Dflat, m2r,
                                  gstart, gcols, csq, m2t, w, lab_in, l_in, drift, margin,
                                  lab, u, lo, dS, dN, dQ, gm1, gm2, gj, gskip, tie, cmax,
                                  local)
