@@ -3,12 +3,11 @@ rows whose bounds prove they keep their centre are not read, rows that move upda
 the per-cluster sums by their difference.
 
 The pass runs compiled (:mod:`daskmeans.kernels.bounds_compiled`) when numba is
-installed; :func:`_bounds_numpy` is the reference the tests compare it with (it
-assigns every row in doubt against every centre, as the compiled pass's GEMM path
-does: the same labels and sums; the group path's bounds are looser but valid, and
-the tests check them against brute force), and the pass of CSR rows (the rows in doubt
-recomputed from their stored values by the sparse kernels of
-:mod:`daskmeans.kernels.sparse`, near ties in float64 as for plain Lloyd).
+installed; :func:`_bounds_numpy` is the reference the tests compare it with (the same
+rows read, the same groups of centres compared, the same labels, bounds and sums), and
+the pass of CSR rows (the rows in doubt recomputed from their stored values by the
+sparse kernels of :mod:`daskmeans.kernels.sparse` against every centre, near ties in
+float64 as for plain Lloyd).
 
 Which bounds, and why
 ---------------------
@@ -28,7 +27,11 @@ more groups to be the largest gain. A pass applies these filters:
   below every group's lower bound (loosened by the group's largest drift) or half
   its centre's distance to the nearest other one is not read;
 - the group filter: a row read is tightened against its own centre, and then
-  compared only with the groups whose bound does not pass;
+  compared only with the groups whose bound does not pass. The rows in doubt are
+  gathered a tile at a time and each group's centres meet the tile's rows that need
+  them in one GEMM (BLAS's speed a distance, where one dot product per (row, centre)
+  pair cost several times more); a compiled loop then finds each row's nearest centre
+  and new group bounds from those products;
 - the local filter (available, off by default:
   :data:`~daskmeans.kernels.bounds_compiled.LOCAL_FILTER`): within such a group, a
   centre whose own bound (the group's bound from the last pass minus that centre's
@@ -36,13 +39,14 @@ more groups to be the largest gain. A pass applies these filters:
   group's new bound is the smallest of its compared centres' distances and its
   skipped centres' bounds. It saves distances in the pass, but the bounds it leaves
   are looser than the fresh distances, and over a fit the rows it keeps in doubt
-  cost more distances than it saved.
+  cost more distances than it saved; and it needs a dot product per centre, not a
+  GEMM.
 
-A tile of rows whose (row, group) pairs are mostly in doubt (early iterations, when
-the centres move far) is instead assigned against every centre in one GEMM, which
-also renews all its rows' bounds: bounds left to decay cost more rows read later.
-Each pass counts the distances it computed (:attr:`BoundsPartial.n_dist`), the
-machine-independent measure of the pruning.
+A row in doubt in more than :data:`GROUP_FILTER_SHARE` of the groups (every row in
+early iterations, when the centres move far) is instead compared with every centre in
+one GEMM with the other such rows, which also renews all its bounds: bounds left to
+decay cost more rows read later. Each pass counts the distances it computed
+(:attr:`BoundsPartial.n_dist`), the machine-independent measure of the pruning.
 
 Not chosen: Exponion (Newling & Fleuret 2016) keeps O(1) bounds a row and compares a
 row in doubt with the centres inside an annulus around its own centre, found from
@@ -50,10 +54,13 @@ sorted centre-to-centre distances; the papers' own comparisons give it the lead 
 low dimensions, where such annuli hold few centres, and the Elkan/Yinyang family the
 lead in high dimensions (pixels, embeddings), where distances concentrate and the
 annuli hold most centres; it also needs a sorted (K, K) table, gigabytes at K in
-the tens of thousands. Ball k-means (Xia et al. 2020) keeps no per-row bounds but
-works cluster by cluster on each cluster's rows and its neighbour clusters: here a
-cluster's rows are spread over blocks read independently (out of core, on workers),
-so it would need the rows regrouped by cluster every iteration.
+the tens of thousands. Its candidate centres are a set of its own for every row,
+while Yinyang's groups are shared: the rows that need a group are batched into one
+GEMM against its centres, so that BLAS computes the distances of the rows in doubt.
+Ball k-means (Xia et al. 2020) keeps no per-row
+bounds but works cluster by cluster on each cluster's rows and its neighbour
+clusters: here a cluster's rows are spread over blocks read independently (out of
+core, on workers), so it would need the rows regrouped by cluster every iteration.
 """
 
 from __future__ import annotations
@@ -82,6 +89,11 @@ from .common import (
     settle_near_ties,
     top_m,
 )
+
+#: a row in doubt is compared only with the groups of centres its bounds do not rule
+#: out when they are at most this share of the groups, else with every centre (which
+#: also renews all its bounds: bounds left to decay cost more rows read later)
+GROUP_FILTER_SHARE = 0.5
 
 
 @dataclass
@@ -336,9 +348,7 @@ def _assign_with_bounds(X: np.ndarray, scale: float | None, cen: Centres, C64: n
     centre) distances computed)."""
     t = state.lower.shape[1]
     if not compiled_kernels() or is_sparse(X):
-        bad, n_read, n_full, x2max = _bounds_numpy(
-            X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
-        return bad, n_read, n_full, x2max, n_full * t, n_full * cen.k
+        return _bounds_numpy(X, scale, cen, C64, grp, w, state, step, out, dS, dN, dQ)
     compiled = compiled_module("bounds")
     m2r, gstart, gcols = _centres_by_group(cen, grp, t)
     return compiled.bounds_pass(
@@ -347,7 +357,7 @@ def _assign_with_bounds(X: np.ndarray, scale: float | None, cen: Centres, C64: n
         step.drift, step.group_drift, step.half_sep, step.margin,
         compiled_module("common").tile_rows(cen.m2t.shape[1]),
         out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
-        compiled.GROUP_FILTER_SHARE, cen.tie, compiled.LOCAL_FILTER)
+        GROUP_FILTER_SHARE, cen.tie, compiled.LOCAL_FILTER, compiled.GROUP_TILE)
 
 
 def _cluster_extrema(out: BlockBounds, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -374,12 +384,28 @@ def _centres_by_group(cen: Centres, grp: np.ndarray, t: int
     return np.ascontiguousarray(cen.m2t[:, cols].T), start, cols
 
 
+def _groups_to_meet(lower: np.ndarray, d2: np.ndarray, own: np.ndarray, fresh: np.ndarray,
+                    margin: float, k: int, share: float) -> np.ndarray:
+    """(m, t) the groups of centres each row in doubt is compared with, as the compiled
+    pass chooses them: its own centre's group (``own``) and every group whose (float32,
+    decayed) lower bound does not prove all its centres farther than the row's own
+    centre (``d2``: the squared distance to it), when that is at most ``share`` of the
+    groups; every group for the others, for rows without bounds (``fresh``) and with
+    one group or one centre a group."""
+    t = lower.shape[1]
+    meet = ((own[:, None] == np.arange(t)[None, :])
+            | ~((lower > 0) & (d2[:, None] <= (lower * lower).astype(np.float64) - margin)))
+    meet[fresh | (meet.sum(1) > share * t) | (not 1 < t < k)] = True
+    return meet
+
+
 def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarray,
                   grp: np.ndarray, w: np.ndarray | None, state: BlockBounds, step: Drift,
                   out: BlockBounds, dS: np.ndarray, dN: np.ndarray, dQ: np.ndarray
-                  ) -> tuple[int, int, int, float]:
-    """The numpy reference of the compiled bounded pass (same outputs); the pass of
-    CSR rows."""
+                  ) -> tuple[int, int, int, float, int, int]:
+    """The numpy reference of the compiled bounded pass (same outputs, the same groups
+    compared: their distances taken from a GEMM against every centre); the pass of CSR
+    rows (every row in doubt compared with every centre)."""
     k, t = cen.k, state.lower.shape[1]
     a = state.labels
     fresh = a < 0
@@ -401,14 +427,17 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
     out.upper[read[ok2]] = np.sqrt(d2[ok2])
     full, xf = read[~ok2], rows[np.flatnonzero(~ok2)]
     if len(full) == 0:
-        return -1, len(read), 0, 0.0
+        return -1, len(read), 0, 0.0, 0, 0
+    meet = _groups_to_meet(out.lower[full], d2[~ok2], grp[ai[full]], fresh[full],
+                           step.margin, k, 0.0 if csr else GROUP_FILTER_SHARE)
+    counts = (len(read), len(full), int(meet.sum()), int(meet[:, grp].sum()))
     xf64 = xf.astype(np.float64)
     if csr:
         x2 = sparse.row_norms_sq(xf, np.float64)
         D = sparse.products(xf, cen)[:, :k]
     else:
         x2 = np.einsum("ij,ij->i", xf64, xf64)  # float64, as the compiled pass keeps it
-        D = (xf @ cen.m2t)[:, :k] + cen.sq[:k]
+        D = np.where(meet[:, grp], (xf @ cen.m2t)[:, :k] + cen.sq[:k], np.inf)
     lab = np.argmin(D, axis=1)
     best = D[np.arange(len(full)), lab].astype(np.float64)
     if csr:
@@ -418,14 +447,15 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
     lab = lab.astype(np.int32)
     s1 = best + x2
     if not np.isfinite(s1).all():
-        return int(full[np.flatnonzero(~np.isfinite(s1))[0]]), len(read), len(full), 0.0
+        return int(full[np.flatnonzero(~np.isfinite(s1))[0]]), *counts[:2], 0.0, *counts[2:]
     D[np.arange(len(full)), lab] = np.inf
     out.labels[full] = lab
     out.upper[full] = np.sqrt(np.maximum(s1.astype(np.float64), 0))
-    for g in range(t):
+    for g in range(t):  # the groups compared; the others keep their decayed bounds
         in_g = grp == g
         gmin = D[:, in_g].min(1) if in_g.any() else np.full(len(full), np.inf)
-        out.lower[full, g] = np.sqrt(np.maximum((gmin + x2).astype(np.float64), 0))
+        new_g = np.sqrt(np.maximum((gmin + x2).astype(np.float64), 0))
+        out.lower[full[meet[:, g]], g] = new_g[meet[:, g]]
     old = a[full]
     moved = lab != old
     wf = np.ones(len(full)) if w is None else w[full]
@@ -438,7 +468,7 @@ def _bounds_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndar
     if csr:  # the moved rows' stored values, summed by a sparse product
         sparse.cluster_sums(xm, lab[moved], k, wm, out=dS)
         dS -= sparse.cluster_sums(xm[np.flatnonzero(was)], old[moved][was], k, wm[was])
-        return -1, len(read), len(full), float(x2.max())
+        return -1, *counts[:2], float(x2.max()), *counts[2:]
     np.add.at(dS, lab[moved], xm * wm[:, None])
     np.subtract.at(dS, old[moved][was], (xm * wm[:, None])[was])
-    return -1, len(read), len(full), float(x2.max())
+    return -1, *counts[:2], float(x2.max()), *counts[2:]

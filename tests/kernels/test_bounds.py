@@ -95,7 +95,12 @@ def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
         np.testing.assert_allclose(p.dsumsq, q.dsumsq, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(sm.umax, sn.umax, rtol=1e-5, atol=1e-3)
         np.testing.assert_allclose(sm.gapmax, sn.gapmax, rtol=1e-5, atol=2e-3)
+        # the same rows read, and the same groups compared
+        assert (p.n_read, p.n_full, p.n_pairs, p.n_dist) == (
+            q.n_read, q.n_full, q.n_pairs, q.n_dist)
     assert results["numba"][-1][0].n_read < 500  # later iterations skip rows
+    # the group filter compared some rows with only some groups
+    assert any(p.n_pairs < 3 * p.n_full for p, _, _ in results["numba"][1:])
 
 
 @pytest.mark.parametrize("rows", ["float32", "uint8"])
@@ -123,7 +128,7 @@ def test_group_filter_gives_the_full_assignment(rows: str,
                              np.dtype(np.float32))
     results = {}
     for share, local in ((0.0, True), (1.0, False), (1.0, True)):
-        monkeypatch.setattr(bounds_compiled, "GROUP_FILTER_SHARE", share)
+        monkeypatch.setattr(bounds, "GROUP_FILTER_SHARE", share)
         monkeypatch.setattr(bounds_compiled, "LOCAL_FILTER", local)
         st, out = bounds.BlockBounds.fresh(1500, 6), []
         for it, C in enumerate(Cs):
@@ -237,6 +242,40 @@ def test_half_separation_in_blocks_of_rows_equals_brute_force(
                                       bounds.half_separation(C))
 
 
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_group_filter_by_hand(kernels: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Centres 0, 1 (group 0), 10, 11 (group 1), -10, -11 (group 2); rows 0.4 and 5.6
+    start at centres 0 (upper 0.4, lower bounds 0.6, 9.6, 10.4) and 10 (upper 4.4,
+    lower 4.6, 5.4, 15.6). Centre 0 moves to -0.4 (group 0's drift 0.4). Row 0.4:
+    upper 0.8 > max(half separation 0.7, lowest bound 0.6 - 0.4), its distance 0.8 too:
+    in doubt, but groups 1 and 2 stay ruled out (9.6, 10.4 > 0.8), so it meets group 0
+    alone (one group of three, at most GROUP_FILTER_SHARE): two distances, it moves to
+    centre 1 (0.6), group 0's bound becomes 0.8 and the others keep theirs. Row 5.6:
+    its distance 4.4 is above group 0's 4.6 - 0.4 = 4.2, so it is in doubt in two
+    groups of three and meets every centre (six distances, all its bounds fresh:
+    4.6, 5.4, 15.6); it stays at centre 10."""
+    monkeypatch.setenv("DASKMEANS_KERNELS", kernels)
+    X = np.array([[0.4], [5.6]], np.float32)
+    groups = np.array([0, 0, 1, 1, 2, 2])
+    C0 = np.array([[0.0], [1.0], [10.0], [11.0], [-10.0], [-11.0]])
+    C1 = C0.copy()
+    C1[0] = -0.4
+    _, st, _ = bounds.bounds_block(X, C0, bounds.BlockBounds.fresh(2, 3), None, version=0,
+                                   groups=groups)
+    assert st.labels.tolist() == [0, 2]
+    np.testing.assert_allclose(st.upper, [0.4, 4.4], rtol=1e-6)
+    np.testing.assert_allclose(st.lower, [[0.6, 9.6, 10.4], [4.6, 5.4, 15.6]], rtol=1e-6)
+    step = bounds.Drift.of(C1, C0, 1e-9, groups=groups)
+    p, st2, _ = bounds.bounds_block(X, C1, st, step, version=1, groups=groups)
+    assert (p.n_read, p.n_full, p.n_pairs, p.n_dist) == (2, 2, 1 + 3, 2 + 6)
+    assert st2.labels.tolist() == [1, 2]
+    np.testing.assert_allclose(st2.upper, [0.6, 4.4], rtol=1e-6)
+    np.testing.assert_allclose(st2.lower, [[0.8, 9.6, 10.4], [4.6, 5.4, 15.6]], rtol=1e-6)
+    assert p.dcounts.tolist() == [-1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    np.testing.assert_allclose(p.dsums[:2, 0], [-0.4, 0.4], rtol=1e-6)
+    assert st.labels.tolist() == [0, 2]  # the input bounds are not modified
+
+
 @pytest.mark.parametrize("local", [True, False])
 def test_local_filter_by_hand(local: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """One row at 0, centres 1, 5 (group 0) and -10, -3 (group 1): at first its centre
@@ -247,7 +286,7 @@ def test_local_filter_by_hand(local: bool, monkeypatch: pytest.MonkeyPatch) -> N
     row moves to -1, and a group's new bound is its nearest compared centre other than
     the row's (1.5 in group 0) or its skipped centres' bound (3 in group 1), where
     comparing every centre finds 1.5 and 10."""
-    monkeypatch.setattr(bounds_compiled, "GROUP_FILTER_SHARE", 1.0)
+    monkeypatch.setattr(bounds, "GROUP_FILTER_SHARE", 1.0)
     monkeypatch.setattr(bounds_compiled, "LOCAL_FILTER", local)
     monkeypatch.setenv("DASKMEANS_KERNELS", "numba")
     X = np.array([[0.0]], np.float32)
