@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..engine.reductions import SPLIT_EVERY
+from ..engine.reductions import SPLIT_EVERY, HeldLabels
 from ..engine.source import Source
 from ..kernels.common import TopM, weighted_sse
 from ..kernels.lloyd import LloydPartial
@@ -85,8 +85,10 @@ class RunResult:
     n_iter: int
     history: list[IterationRecord] = field(default_factory=list)
     strict: bool = False
-    #: (n,) int32 labels against ``centers``, when the run made them in this process
-    labels: np.ndarray | None = None
+    #: (n,) int32 labels against ``centers``, when the run made them in this process;
+    #: where they were made in a cluster's workers, beside the blocks (gathered for
+    #: the best run only)
+    labels: np.ndarray | HeldLabels | None = None
 
 
 @dataclass

@@ -237,7 +237,9 @@ def test_held_in_the_workers_of_a_cluster(local_cluster) -> None:  # type: ignor
         assert all(isinstance(x, Future) for x in src.held_weights)
         assert "in the workers" in held_summary(src)
         km = KMeans(9, random_state=0, max_iter=50).fit(lazy, sample_weight=w)
-        labels = km.labels_.compute()
+        # gathered from the workers, where the final E-step left them beside the blocks
+        assert isinstance(km.labels_, np.ndarray) and km.labels_.dtype == np.int32
+        labels = km.labels_
     ref = KMeans(9, random_state=0, max_iter=50).fit(X, sample_weight=w)
     assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
     np.testing.assert_array_equal(labels, ref.labels_)
