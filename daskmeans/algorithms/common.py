@@ -86,8 +86,7 @@ class RunResult:
     history: list[IterationRecord] = field(default_factory=list)
     strict: bool = False
     #: (n,) int32 labels against ``centers``, when the run made them in this process;
-    #: where they were made in a cluster's workers, beside the blocks (gathered for
-    #: the best run only)
+    #: their futures, when it made them in a cluster's workers, beside the blocks
     labels: np.ndarray | HeldLabels | None = None
 
 

@@ -823,7 +823,7 @@ def bounds_labels(states: Sequence[Any]) -> np.ndarray | HeldLabels | None:
     """(n,) int32: the rows' labels held in the blocks' bounds, in row order; None
     when a block has none yet. Bounds kept in a cluster's workers give
     :class:`HeldLabels`: each block's labels taken out of its bounds in the worker
-    that holds them, gathered only if the run's labels are wanted."""
+    that holds them, and left there."""
     if all(isinstance(st, bounds.BlockBounds) for st in states):
         labels = np.concatenate([st.labels for st in states]).astype(np.int32, copy=False)
         return None if (labels < 0).any() else labels
@@ -842,14 +842,12 @@ def _chunk_labels(state: np.ndarray) -> np.ndarray:
     return _state_labels(state[0])
 
 
-class HeldLabels:
+class HeldLabels(NamedTuple):
     """A run's labels where its blocks' bounds are, in a cluster's workers: a future of
-    each block's (m,) int32 labels, in block order. Only the best run's are gathered
-    (:meth:`gather`), to the client as one numpy array: nothing per row enters a
-    graph, and the rows are not read again."""
+    each block's (m,) int32 labels, in block order (made in the worker holding the
+    bounds; nothing per row comes back until they are computed)."""
 
-    def __init__(self, futures: list[Any]) -> None:
-        self.futures = futures
+    futures: list[Any]
 
     @classmethod
     def of(cls, states: Sequence[Any]) -> HeldLabels:
@@ -868,13 +866,12 @@ class HeldLabels:
                 futures.append(client.submit(_state_labels, st, pure=False))
         return cls(futures)
 
-    def gather(self) -> np.ndarray | None:
-        """(n,) int32 labels in row order, here; None if a block has none yet."""
+    def gather(self) -> np.ndarray:
+        """(n,) int32 labels in row order, here."""
         from distributed import default_client
 
-        parts = default_client().gather(self.futures)
-        labels = np.concatenate(parts).astype(np.int32, copy=False)
-        return None if (labels < 0).any() else labels
+        return np.concatenate(default_client().gather(self.futures)).astype(np.int32,
+                                                                          copy=False)
 
 
 class FreshBounds(NamedTuple):
