@@ -363,15 +363,17 @@ def _block_tasks(src: Source, kernel: Callable[..., Any], shared: Any,
 def _holder_groups(src: Source, blocks: list[tuple[int, dict[str, Any]]]
                    ) -> list[list[int]] | None:
     """On a cluster, for rows held there (futures): the positions in ``blocks`` of the
-    blocks each worker holds, one group per worker (``Client.who_has``); None
-    otherwise. Blocks whose holder is not known (lost with a worker, being
+    blocks each worker holds (``Client.who_has``), in one group per worker thread;
+    None otherwise. Blocks whose holder is not known (lost with a worker, being
     recomputed) go alone."""
     if not using_distributed() or src.held is None or len(blocks) < 2:
         return None
     from distributed import default_client
 
+    client = default_client()
     futures = [src.held[i] for i, _ in blocks]
-    where = default_client().who_has(futures)
+    where = client.who_has(futures)
+    threads = client.nthreads()
     by_worker: dict[str, list[int]] = {}
     alone: list[list[int]] = []
     for j, f in enumerate(futures):
@@ -380,12 +382,14 @@ def _holder_groups(src: Source, blocks: list[tuple[int, dict[str, Any]]]
             by_worker.setdefault(holders[0], []).append(j)
         else:
             alone.append([j])
-    return [*by_worker.values(), *alone]
+    groups = [part.tolist() for w, group in by_worker.items()
+              for part in np.array_split(group, min(len(group), threads.get(w, 1)))]
+    return [*groups, *alone]
 
 
 def _group_task(kernel: Callable[..., Any], task_src: TaskSource, shared: Any,
                 raw: bool, per_block: list[tuple[Any, ...]], n_out: int) -> tuple[Any, ...]:
-    """The blocks one worker holds, in one task: each block's :func:`_block_task`
+    """Blocks one worker holds, in one task: each block's :func:`_block_task`
     outputs, flattened in order (``n_out`` each)."""
     out: list[Any] = []
     for rows, w, xsq, offset, consts, *state in per_block:
@@ -399,10 +403,10 @@ def _group_tasks(src: Source, kernel: Callable[..., Any], task_src: TaskSource, 
                  blocks: list[tuple[int, dict[str, Any]]], groups: list[list[int]],
                  states: Sequence[Any] | Mapping[int, Any] | None, xsq: bool, raw: bool,
                  nout: int | None) -> list[Any]:
-    """:func:`_block_tasks` on a cluster for held rows: one task per worker for the
-    blocks it holds, so that the scheduler has no queue of block tasks to spread by
-    moving held rows between workers (it did, to balance the workers' queues; the
-    rows then lived twice). Each block's outputs still come out one by one, and the
+    """:func:`_block_tasks` on a cluster for held rows: one task per worker thread
+    for the blocks its worker holds, so that the scheduler has no queue of block tasks
+    to spread by moving held rows between workers (it did, to balance the workers'
+    queues; the rows then lived twice). Each block's outputs still come out one by one, and the
     partials are added in the same tree as a task per block adds them: the same sums,
     bit for bit."""
     n_out = nout or 1
@@ -856,15 +860,11 @@ class HeldLabels(NamedTuple):
         from distributed import default_client
 
         client = default_client()
-        futures = []
-        for st in states:
-            if isinstance(st, da.Array):  # persisted: its one chunk is named by key
-                futures.append(client.compute(da.map_blocks(
-                    _chunk_labels, st, dtype=np.int32, chunks=((np.nan,),),
-                    meta=np.empty((0,), np.int32))))
-            else:
-                futures.append(client.submit(_state_labels, st, pure=False))
-        return cls(futures)
+        if all(isinstance(st, da.Array) for st in states):  # persisted: named by key
+            return cls(client.compute([
+                da.map_blocks(_chunk_labels, st, dtype=np.int32, chunks=((np.nan,),),
+                              meta=np.empty((0,), np.int32)) for st in states]))
+        return cls([client.submit(_state_labels, st, pure=False) for st in states])
 
     def gather(self) -> np.ndarray:
         """(n,) int32 labels in row order, here."""
