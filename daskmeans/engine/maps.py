@@ -80,8 +80,9 @@ def labels_array(src: Source, labels: np.ndarray) -> da.Array:
     return da.from_array(labels, chunks=(tuple(np.diff(src.offsets).tolist()),))
 
 
-def _held_labels(shape: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``map_blocks`` body: a block's labels, kept in the worker that made them."""
+def _held_labels(placeholder: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``map_blocks`` body: a block's labels, kept in the worker that made them (the
+    placeholder block only gives the array its chunks)."""
     return labels
 
 

@@ -406,9 +406,9 @@ def _group_tasks(src: Source, kernel: Callable[..., Any], task_src: TaskSource, 
     """:func:`_block_tasks` on a cluster for held rows: one task per worker thread
     for the blocks its worker holds, so that the scheduler has no queue of block tasks
     to spread by moving held rows between workers (it did, to balance the workers'
-    queues; the rows then lived twice). Each block's outputs still come out one by one, and the
-    partials are added in the same tree as a task per block adds them: the same sums,
-    bit for bit."""
+    queues; the rows then lived twice). Each block's outputs still come out one by
+    one, and the partials are added in the same tree as a task per block adds them:
+    the same sums, bit for bit."""
     n_out = nout or 1
     task = dask.delayed(_group_task, pure=False)
     per: list[Any] = [None] * len(blocks)
