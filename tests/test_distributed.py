@@ -196,67 +196,53 @@ def test_worker_killed_mid_lloyd_fit(cluster: ProcessCluster, blobs_store: Path,
     assert km.n_iter_ == ref.n_iter_ and km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
 
 
-def test_worker_killed_mid_fit_of_held_store_blocks(cluster: ProcessCluster,
-                                                   blobs_store: Path, tmp_path: Path) -> None:
-    """A store's blocks held in the workers (futures of the decoded rows and their
-    norms, and the distance bounds kept beside them): a worker killed mid-fit loses its
-    share, which the cluster recomputes from the store; the fit ends with the model of
-    an undisturbed fit on the same cluster."""
+def _held_store(store: Path):  # type: ignore[no-untyped-def]
+    return io_source(store)
+
+
+def _held_dask(store: Path):  # type: ignore[no-untyped-def]
+    import zarr
+
+    from daskmeans.engine.hold import hold
+    from daskmeans.engine.source import DaskSource
+
+    X = io.zarr_to_dask(zarr.open_group(store, mode="r")["X"])
+    assert hold(DaskSource(X)).held is not None  # the fit holds it
+    return X
+
+
+@pytest.mark.parametrize("make", [_held_store, _held_dask], ids=["store", "dask array"])
+def test_worker_killed_mid_fit_of_held_blocks(cluster: ProcessCluster, blobs_store: Path,
+                                              tmp_path: Path, make) -> None:  # type: ignore[no-untyped-def]
+    """Blocks held in the workers (a store's decoded rows, or a dask array's blocks
+    computed once and persisted, with their norms and the distance bounds beside
+    them): a worker killed mid-fit loses its share, which the cluster recomputes from
+    the store or the array's graph; the fit ends with the model and the labels of an
+    undisturbed fit on the same cluster."""
     ckpt = tmp_path / "held.npz"
     victim = next(iter(cluster.worker_pids.values()))
     result: dict[str, KMeans] = {}
     params = {"n_clusters": 40, "random_state": 1, "max_iter": 9, "tol": 0}
     with cluster.client() as client:
         with ran_on_workers(client):
-            held = io_source(blobs_store)
-            ref = KMeans(**params).fit(held)
+            ref = KMeans(**params).fit(make(blobs_store))
+            ref_labels = ref.labels_.compute()  # lazy: kept in the workers
         assert ref.n_iter_ > 6
         with ran_on_workers(client):
-            src = io_source(blobs_store)
-            t = threading.Thread(target=lambda: result.setdefault(
-                "km", KMeans(**params).fit(src, checkpoint=ckpt)))
-            t.start()
-            assert _kill_when(lambda: _checkpoint_header(ckpt).get("iteration", 0) >= 2,
-                              victim, t), "fit ended before the kill"
-            t.join(timeout=300)
-        assert src.held is None  # the fit held a copy; the source given stays as it was
-    km = result["km"]
-    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
-    assert km.n_iter_ == ref.n_iter_ and km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
-    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_.compute())  # lazy
-
-
-def test_worker_killed_mid_fit_of_held_dask_blocks(cluster: ProcessCluster,
-                                                  blobs_store: Path, tmp_path: Path) -> None:
-    """A dask array's blocks computed once and persisted in the workers (with their
-    norms and the bounds beside them): a worker killed mid-fit loses its share, which
-    the cluster recomputes from the array's graph; the fit ends with the model of an
-    undisturbed fit on the same cluster."""
-    import zarr
-
-    from daskmeans.engine.hold import hold
-    from daskmeans.engine.source import DaskSource
-
-    X = io.zarr_to_dask(zarr.open_group(blobs_store, mode="r")["X"])
-    ckpt = tmp_path / "held-dask.npz"
-    victim = next(iter(cluster.worker_pids.values()))
-    result: dict[str, KMeans] = {}
-    params = {"n_clusters": 40, "random_state": 1, "max_iter": 9, "tol": 0}
-    with cluster.client() as client:
-        with ran_on_workers(client):
-            assert hold(DaskSource(X)).held is not None  # the fit holds it
-            ref = KMeans(**params).fit(X)
-        assert ref.n_iter_ > 6
-        with ran_on_workers(client):
+            X = make(blobs_store)
             t = threading.Thread(target=lambda: result.setdefault(
                 "km", KMeans(**params).fit(X, checkpoint=ckpt)))
             t.start()
             assert _kill_when(lambda: _checkpoint_header(ckpt).get("iteration", 0) >= 2,
                               victim, t), "fit ended before the kill"
             t.join(timeout=300)
+            labels = result["km"].labels_.compute()  # the survivor's, or recomputed
+        if make is _held_store:
+            assert X.held is None  # the fit held a copy; the source given stays as it was
     km = result["km"]
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, atol=1e-5)
     assert km.n_iter_ == ref.n_iter_ and km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+    np.testing.assert_array_equal(labels, ref_labels)
 
 
 def io_source(store: Path):  # type: ignore[no-untyped-def]

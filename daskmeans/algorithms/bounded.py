@@ -251,8 +251,9 @@ class DistanceBounds:
             sums.reset(result[0])
         self.keep(it, C, result)
 
-    def labels(self) -> np.ndarray | None:
-        """Every row's label from its bounds, when they are in this process."""
+    def labels(self) -> np.ndarray | reductions.HeldLabels | None:
+        """Every row's label from its bounds: here, or beside the blocks in a cluster's
+        workers."""
         return reductions.bounds_labels(self.states)
 
 

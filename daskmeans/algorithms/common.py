@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..engine.reductions import SPLIT_EVERY
+from ..engine.reductions import SPLIT_EVERY, HeldLabels
 from ..engine.source import Source
 from ..kernels.common import TopM, weighted_sse
 from ..kernels.lloyd import LloydPartial
@@ -85,8 +85,9 @@ class RunResult:
     n_iter: int
     history: list[IterationRecord] = field(default_factory=list)
     strict: bool = False
-    #: (n,) int32 labels against ``centers``, when the run made them in this process
-    labels: np.ndarray | None = None
+    #: (n,) int32 labels against ``centers``, when the run made them in this process;
+    #: their futures, when it made them in a cluster's workers, beside the blocks
+    labels: np.ndarray | HeldLabels | None = None
 
 
 @dataclass

@@ -74,7 +74,12 @@ def score(src: Source, C: np.ndarray | TreeCentres, weights: Any, labels_true: A
 def fit_labels(src: Source, best: RunResult, metric: Metric) -> Any:
     """``labels_`` of a fit whose best run is ``best``: the labels the run made when it
     made them in this process (as a dask array in the source's blocks for lazy data),
-    else an E-step against its centres (in memory now, or lazily)."""
+    or where it left them beside the blocks in a cluster's workers (a dask array over
+    them there: no second read of the rows, nothing per row in a graph); else an
+    E-step against its centres (in memory now, or lazily)."""
+    if isinstance(best.labels, reductions.HeldLabels):  # in-memory rows: numpy
+        return maps.held_labels_array(src, best.labels.futures) if src.lazy else \
+            best.labels.gather()
     if best.labels is not None:
         return best.labels if not src.lazy else maps.labels_array(src, best.labels)
     if not src.lazy:  # a run restored from a checkpoint, or bounds kept on the workers

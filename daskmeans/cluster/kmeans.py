@@ -181,6 +181,8 @@ class KMeans(BaseKMeans):
     labels_ : ndarray or dask.array.Array of shape (n_samples,)
         int32 label of each row: numpy for numpy input, a lazy dask array otherwise
         (a DataArray over the sample dimensions for xarray input, -1 for nodata).
+        On a cluster, the labels of held rows stay in the workers where the last
+        E-step made them, and the lazy array names them there.
     inertia_ : float
         Weighted sum of squared distances of the rows to their final centres (of L1
         distances for ``metric="manhattan"``), summed in float64.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -15,7 +16,8 @@ from ..kernels.metric import Metric, as_metric
 from .schedule import worker_blas
 from .source import NonFiniteError, Source, ZarrSource, reads_raw_uint8
 
-__all__ = ["labels_array", "predict_lazy", "predict_tree_lazy", "transform_lazy"]
+__all__ = ["held_labels_array", "labels_array", "predict_lazy", "predict_tree_lazy",
+           "transform_lazy"]
 
 def _labels_of(labels: Callable[[], np.ndarray], block_info: Any) -> np.ndarray:
     """A block's ``labels()``; a non-finite row is named by its global index."""
@@ -76,6 +78,26 @@ def labels_array(src: Source, labels: np.ndarray) -> da.Array:
     """Labels already in memory as a dask array in ``src``'s row blocks (what a fit on
     lazy data returns as ``labels_``)."""
     return da.from_array(labels, chunks=(tuple(np.diff(src.offsets).tolist()),))
+
+
+def _held_labels(placeholder: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``map_blocks`` body: a block's labels, kept in the worker that made them (the
+    placeholder block only gives the array its chunks)."""
+    return labels
+
+
+def held_labels_array(src: Source, futures: list[Any]) -> da.Array:
+    """Labels kept in a cluster's workers (a future of each block's labels, in block
+    order) as a lazy dask array in ``src``'s row blocks: its graph names each block's
+    labels by key (a ``map_blocks`` with the future as a delayed operand), so that
+    computing it, or any graph built on it, carries nothing per row from the client
+    (``da.from_array`` of gathered labels would send them in every graph)."""
+    parts = [da.map_blocks(_held_labels, da.zeros((int(b - a),), dtype=np.int32,
+                                                  chunks=int(b - a)),
+                           labels=dask.delayed(f), dtype=np.int32,
+                           meta=np.empty((0,), np.int32))
+             for a, b, f in zip(src.offsets[:-1], src.offsets[1:], futures, strict=True)]
+    return da.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def transform_lazy(src: Source, C: np.ndarray, metric: str | Metric = "euclidean"

@@ -88,6 +88,7 @@ __all__ = [
     "MINIBATCH_SERIAL_K",
     "SPLIT_EVERY",
     "FreshBounds",
+    "HeldLabels",
     "Reduced",
     "TaskSource",
     "add_all",
@@ -343,6 +344,12 @@ def _block_tasks(src: Source, kernel: Callable[..., Any], shared: Any,
 
     task_src = TaskSource(src)
     s = shared_operand(shared, len(blocks))
+    groups = _holder_groups(src, blocks)
+    if groups is not None:
+        with_aligned = [(i, {**consts, **{k: rows_of(a, i) for k, a in aligned.items()}})
+                        for i, consts in blocks]
+        return _group_tasks(src, kernel, task_src, s, with_aligned, groups, states, xsq,
+                            raw, nout)
     task = dask.delayed(_block_task, pure=False, nout=nout)
     return [
         task(kernel, task_src, src.block(i), src.block_weights(i),
@@ -351,6 +358,73 @@ def _block_tasks(src: Source, kernel: Callable[..., Any], shared: Any,
              *(() if states is None else (states[i],)))
         for i, consts in blocks
     ]
+
+
+def _holder_groups(src: Source, blocks: list[tuple[int, dict[str, Any]]]
+                   ) -> list[list[int]] | None:
+    """On a cluster, for rows held there (futures): the positions in ``blocks`` of the
+    blocks each worker holds (``Client.who_has``), in one group per worker thread;
+    None otherwise. Blocks whose holder is not known (lost with a worker, being
+    recomputed) go alone."""
+    if not using_distributed() or src.held is None or len(blocks) < 2:
+        return None
+    from distributed import default_client
+
+    client = default_client()
+    futures = [src.held[i] for i, _ in blocks]
+    where = client.who_has(futures)
+    threads = client.nthreads()
+    by_worker: dict[str, list[int]] = {}
+    alone: list[list[int]] = []
+    for j, f in enumerate(futures):
+        holders = sorted(where.get(f.key, ()))
+        if holders:
+            by_worker.setdefault(holders[0], []).append(j)
+        else:
+            alone.append([j])
+    groups = [part.tolist() for w, group in by_worker.items()
+              for part in np.array_split(group, min(len(group), threads.get(w, 1)))]
+    return [*groups, *alone]
+
+
+def _group_task(kernel: Callable[..., Any], task_src: TaskSource, shared: Any,
+                raw: bool, per_block: list[tuple[Any, ...]], n_out: int) -> tuple[Any, ...]:
+    """Blocks one worker holds, in one task: each block's :func:`_block_task`
+    outputs, flattened in order (``n_out`` each)."""
+    out: list[Any] = []
+    for rows, w, xsq, offset, consts, *state in per_block:
+        got = _block_task(kernel, task_src, rows, w, xsq, shared, offset, consts, raw,
+                          *state)
+        out.extend(got if n_out > 1 else (got,))
+    return tuple(out)
+
+
+def _group_tasks(src: Source, kernel: Callable[..., Any], task_src: TaskSource, shared: Any,
+                 blocks: list[tuple[int, dict[str, Any]]], groups: list[list[int]],
+                 states: Sequence[Any] | Mapping[int, Any] | None, xsq: bool, raw: bool,
+                 nout: int | None) -> list[Any]:
+    """:func:`_block_tasks` on a cluster for held rows: one task per worker thread
+    for the blocks its worker holds, so that the scheduler has no queue of block tasks
+    to spread by moving held rows between workers (it did, to balance the workers'
+    queues; the rows then lived twice). Each block's outputs still come out one by
+    one, and the partials are added in the same tree as a task per block adds them:
+    the same sums, bit for bit."""
+    n_out = nout or 1
+    task = dask.delayed(_group_task, pure=False)
+    per: list[Any] = [None] * len(blocks)
+    for group in groups:
+        args = []
+        for j in group:
+            i, consts = blocks[j]
+            args.append((src.block(i), src.block_weights(i),
+                         src.block_xsq(i) if xsq else None, src.offset(i), consts,
+                         *(() if states is None else (states[i],))))
+        got = task(kernel, task_src, shared, raw, args, n_out)
+        outs = [got[q] for q in range(len(group) * n_out)]
+        for g, j in enumerate(group):
+            mine = outs[g * n_out:(g + 1) * n_out]
+            per[j] = mine[0] if nout is None else tuple(mine)
+    return per
 
 
 def _reduce_whole(tasks: list[Any], index: list[int], keep: bool, summaries: bool
@@ -749,13 +823,55 @@ def bounds_pass(
     return out.total, out.states, out.summaries
 
 
-def bounds_labels(states: Sequence[Any]) -> np.ndarray | None:
+def bounds_labels(states: Sequence[Any]) -> np.ndarray | HeldLabels | None:
     """(n,) int32: the rows' labels held in the blocks' bounds, in row order; None
-    when the bounds are futures in a cluster's workers or a block has none yet."""
-    if not all(isinstance(st, bounds.BlockBounds) for st in states):
+    when a block has none yet. Bounds kept in a cluster's workers give
+    :class:`HeldLabels`: each block's labels taken out of its bounds in the worker
+    that holds them, and left there."""
+    if all(isinstance(st, bounds.BlockBounds) for st in states):
+        labels = np.concatenate([st.labels for st in states]).astype(np.int32, copy=False)
+        return None if (labels < 0).any() else labels
+    if not using_distributed():
         return None
-    labels = np.concatenate([st.labels for st in states]).astype(np.int32, copy=False)
-    return None if (labels < 0).any() else labels
+    return HeldLabels.of(states)
+
+
+def _state_labels(state: bounds.BlockBounds) -> np.ndarray:
+    """A block's labels out of its bounds (inside the worker holding them)."""
+    return np.asarray(state.labels, dtype=np.int32)
+
+
+def _chunk_labels(state: np.ndarray) -> np.ndarray:
+    """``map_blocks`` body: the labels of a persisted one-chunk state array."""
+    return _state_labels(state[0])
+
+
+class HeldLabels(NamedTuple):
+    """A run's labels where its blocks' bounds are, in a cluster's workers: a future of
+    each block's (m,) int32 labels, in block order (made in the worker holding the
+    bounds; nothing per row comes back until they are computed)."""
+
+    futures: list[Any]
+
+    @classmethod
+    def of(cls, states: Sequence[Any]) -> HeldLabels:
+        """The labels of bounds kept as futures (a held source's blocks) or as
+        persisted one-chunk object arrays (a streamed dask array's)."""
+        from distributed import default_client
+
+        client = default_client()
+        if all(isinstance(st, da.Array) for st in states):  # persisted: named by key
+            return cls(client.compute([
+                da.map_blocks(_chunk_labels, st, dtype=np.int32, chunks=((np.nan,),),
+                              meta=np.empty((0,), np.int32)) for st in states]))
+        return cls([client.submit(_state_labels, st, pure=False) for st in states])
+
+    def gather(self) -> np.ndarray:
+        """(n,) int32 labels in row order, here."""
+        from distributed import default_client
+
+        return np.concatenate(default_client().gather(self.futures)).astype(np.int32,
+                                                                          copy=False)
 
 
 class FreshBounds(NamedTuple):
