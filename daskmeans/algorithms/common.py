@@ -133,8 +133,10 @@ class Solver(Protocol):
 
 def centers_from_sums(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """Means from per-cluster sums; a cluster with no weight keeps its previous centre."""
-    out = previous.astype(np.float64).copy()
     nz = counts > 0
+    if nz.all():  # the common case: one division, no copies of the sums
+        return (sums / counts[:, None]).astype(np.float64, copy=False)
+    out = previous.astype(np.float64)  # a copy
     out[nz] = sums[nz] / counts[nz, None]
     return out
 
@@ -174,11 +176,16 @@ def lloyd_update(part: LloydPartial, C: np.ndarray, metric: Metric
                  ) -> tuple[np.ndarray, float, int]:
     """The M-step: (new centres in C's dtype, squared shift, clusters relocated); the
     metric finishes the means (cosine: back onto the unit sphere)."""
-    sums, counts = part.sums.copy(), part.counts.copy()
-    n_reloc = relocate_empty(sums, counts, part.top)
+    sums, counts = part.sums, part.counts
+    n_reloc = 0
+    if not (counts > 0).all():  # relocation changes them: copies, the partial kept
+        sums, counts = sums.copy(), counts.copy()
+        n_reloc = relocate_empty(sums, counts, part.top)
     C_new = metric.finish_centres(centers_from_sums(sums, counts, C))
-    C_new = C_new.astype(C.dtype)
-    return C_new, float(((C_new.astype(np.float64) - C) ** 2).sum()), n_reloc
+    C_new = C_new.astype(C.dtype, copy=False)
+    diff = C_new.astype(np.float64, copy=False) - C
+    np.multiply(diff, diff, out=diff)
+    return C_new, float(diff.sum()), n_reloc
 
 
 def in_memory_e_step(src: Source, C: np.ndarray, metric: Metric) -> tuple[np.ndarray, float]:

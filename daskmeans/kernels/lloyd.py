@@ -171,7 +171,6 @@ def lloyd_runs(
     labels = np.empty((n, runs), dtype=np.int32)  # index of the stacked centre
     sqdist = np.empty((n, runs), dtype=dtype)
     sums = np.zeros((kk, d), dtype=np.float64)
-    C64 = cen.centres().astype(np.float64)  # the centres the rows were assigned to
     if is_sparse(X):  # CSR rows: the sparse kernels (compiled or numpy)
         counts, sse = sparse.lloyd_stats(X, cen, xsq, w, runs, k, labels, sqdist, sums)
         mom = sparse.column_moments(X) if moments else None
@@ -181,9 +180,10 @@ def lloyd_runs(
         _lloyd_compiled(X, scale, cen, xsq, w, runs, k, labels, sqdist, sums, counts, sumsq)
         mom = column_moments(X, scale) if moments else None
         each = [slice(r * k, (r + 1) * k) for r in range(runs)]
+        C64 = cen.centres64()  # the centres the rows were assigned to
         sse = [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j]) for j in each]
     else:
-        mom, counts, sse = _lloyd_numpy(X, scale, cen, C64, xsq, w, runs, k, moments, labels,
+        mom, counts, sse = _lloyd_numpy(X, scale, cen, cen.centres64(), xsq, w, runs, k, moments, labels,
                                         sqdist, sums)
     w1 = np.ones(n) if w is None else w
     rows: Any = ScaledRows(X, scale) if scale is not None else row_access(X)

@@ -51,11 +51,8 @@ def csr_parts(X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def exact_csq(cen: Centres) -> np.ndarray:
     """(kp,) float64 ``|c|^2`` of the prepared centres (``-m2t / 2`` is exact), inf
-    for the padding centres."""
-    C = cen.m2t.astype(np.float64) * -0.5
-    out = np.einsum("ij,ij->j", C, C)
-    out[cen.k:] = np.inf
-    return out
+    for the padding centres (read-only: :meth:`Centres.csq64`, made once a pass)."""
+    return cen.csq64()
 
 
 def exact_sq(X: Any, i: int, cen: Centres, csq64: np.ndarray, js: np.ndarray
@@ -142,7 +139,7 @@ def assign(X: Any, C: np.ndarray | Centres) -> tuple[np.ndarray, np.ndarray]:
     if compiled_kernels():
         return _assign_compiled(X, cen)
     labels = nearest(X, cen)[0].astype(np.int32)
-    return labels, winner_sqdist(X, cen.centres().astype(np.float64), labels)
+    return labels, winner_sqdist(X, cen.centres64(), labels)
 
 
 def _assign_compiled(X: Any, cen: Centres) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +221,7 @@ def lloyd_stats(X: Any, cen: Centres, xsq: np.ndarray | None, w: np.ndarray | No
             labels, sqdist, sums, counts, sumsq, cen.tie)
         if bad >= 0:
             raise NonFiniteRow(int(bad))
-        C64 = cen.centres().astype(np.float64)
+        C64 = cen.centres64()
         each = [slice(r * k, (r + 1) * k) for r in range(runs)]
         return counts, [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j]) for j in each]
     lab, sq, _ = nearest(X, cen, xsq.astype(cen.dtype), runs)
@@ -233,7 +230,7 @@ def lloyd_stats(X: Any, cen: Centres, xsq: np.ndarray | None, w: np.ndarray | No
     cluster_sums(X, labels if runs > 1 else labels[:, 0], cen.k, w, out=sums)
     counts += np.bincount(labels.ravel(), weights=None if w is None else np.repeat(w, runs),
                           minlength=cen.k)
-    C64 = cen.centres().astype(np.float64)
+    C64 = cen.centres64()
     sse = []
     for r in range(runs):
         e = winner_sqdist(X, C64, labels[:, r])
