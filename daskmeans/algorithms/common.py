@@ -47,11 +47,14 @@ def converged_detail(step: int, max_iter: int, why: str) -> str:
 
 
 def stop_or_go(progress: Progress, phase: str, step: int, max_iter: int, shift: float,
-               n_reloc: int, tol_abs: float, fixed: str, detail: str) -> str | None:
+               n_reloc: int, tol_abs: float, fixed: str, detail: str,
+               tell: Callable[[str | None], None] | None = None) -> str | None:
     """The stopping rule after iteration ``step`` of a single run: ``"strict"`` at a
     fixed point (no shift, nothing relocated), ``"tol"`` when the shift is within the
-    tolerance, else None; the progress bar is told either way (ending with why it
-    stopped)."""
+    tolerance, else None; ``tell`` hears of it first (verbose lines), then the progress
+    bar (ending with why it stopped)."""
+    if tell is not None:
+        tell("strict" if shift == 0 and n_reloc == 0 else "tol" if shift <= tol_abs else None)
     if shift == 0 and n_reloc == 0:
         progress(phase, step, step, converged_detail(step, max_iter, fixed))
         return "strict"
@@ -104,12 +107,18 @@ class ResumeState:
 OnIteration = Callable[[int, np.ndarray, float, list[IterationRecord]], None]
 
 
+#: ``on_record(record, stop)`` as each run's iteration ends: its record and how the run
+#: stopped there (``"strict"``, ``"tol"``) or None (``verbose`` prints from it, live).
+OnRecord = Callable[[IterationRecord, "str | None"], None]
+
+
 @dataclass(frozen=True)
 class FitSettings:
     """What a solver needs besides the data and the initial centres.
 
     ``grid``: the levels a k-medians fit histograms, found once per fit by the
-    solver's ``prepare`` step (None for the others).
+    solver's ``prepare`` step (None for the others). ``on_record``: told of every
+    iteration of every run as it ends (:data:`OnRecord`), or None.
     """
 
     max_iter: int
@@ -117,6 +126,12 @@ class FitSettings:
     metric: Metric = EUCLIDEAN
     split_every: int = SPLIT_EVERY
     grid: MedianGrid | None = None
+    on_record: OnRecord | None = None
+
+    def record(self, record: IterationRecord, stop: str | None) -> None:
+        """Tell :attr:`on_record` (if any) that a run's iteration ended."""
+        if self.on_record is not None:
+            self.on_record(record, stop)
 
     def with_grid(self, grid: MedianGrid) -> FitSettings:
         return replace(self, grid=grid)
