@@ -58,7 +58,7 @@ from ..io.stores import (
     select_array,
     zarr_to_dask,
 )
-from .schedule import local_threads, memory_block_rows
+from .schedule import compute, local_threads, memory_block_rows
 
 __all__ = ["ArraySource", "CSRBlock", "CSRStoreSource", "DaskSource", "NonFiniteError", "Source",
            "SparseDaskSource", "SparseSource", "ZarrBlock", "ZarrSource", "as_source",
@@ -605,6 +605,12 @@ def is_sparse_dask(X: da.Array) -> bool:
     return bool(sp.issparse(meta)) or type(meta).__module__.split(".")[0] == "sparse"
 
 
+def _csr_nbytes(block: Any) -> np.ndarray:
+    """(1, 1) bytes of a CSR block's values, column indices and row pointers."""
+    return np.array([[block.data.nbytes + block.indices.nbytes + block.indptr.nbytes]],
+                    dtype=np.int64)
+
+
 def _csr_block(block: Any) -> Any:
     """A block of a user's sparse dask array as canonical CSR of a float dtype (pydata
     ``sparse`` arrays through their ``tocsr``)."""
@@ -620,17 +626,49 @@ class SparseDaskSource(DaskSource):
     float dtype as it is computed.
 
     As a dense dask array (:class:`DaskSource`): streamed through ``da.blockwise``, or
-    held for a fit when its dense size fits the memory budget (the number of stored
-    values of a lazy array is not known before it is computed, so the dense size is
-    the bound used)."""
+    held for a fit when its rows fit the memory budget: their CSR size (stored values,
+    column indices, row pointers), which a lazy array does not know before it is
+    computed. Its dense size bounds it; when that is over the budget,
+    :meth:`measure` computes the blocks once for their CSR sizes alone
+    (:attr:`stored_nbytes`), and rows whose CSR size fits are held all the same."""
 
     sparse = True
+    #: bytes of the CSR blocks (values, column indices, row pointers) once measured or
+    #: held, else None (then :attr:`nbytes` is the dense size, a bound)
+    stored_nbytes: int | None = None
 
     def __init__(self, X: da.Array) -> None:
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
         meta = sp.csr_matrix((0, X.shape[1]), dtype=dtype)
         X = da.map_blocks(_csr_block, X, dtype=dtype, meta=meta)
         super().__init__(X)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the CSR rows once known (:attr:`stored_nbytes`), else the dense size."""
+        if self.stored_nbytes is not None:
+            return self.stored_nbytes
+        return self.n * self.d * np.dtype(self.dtype).itemsize
+
+    def measure(self) -> int:
+        """The CSR bytes of the rows (:attr:`stored_nbytes`, recorded on this source):
+        one compute of the array's graph from which only each block's size comes back
+        (the blocks are not kept)."""
+        if self.stored_nbytes is None:
+            n_blocks = len(self.X.chunks[0])
+            sizes = da.map_blocks(_csr_nbytes, self.X, dtype=np.int64,
+                                  chunks=((1,) * n_blocks, (1,)),
+                                  meta=np.empty((0, 0), np.int64))
+            self.stored_nbytes = int(compute(sizes.sum(), n_tasks=n_blocks))
+        return self.stored_nbytes
+
+    def with_held(self, blocks: list[Any], xsq: np.ndarray | list[Any] | None,
+                  offsets: tuple[int, ...], weights: np.ndarray | None = None) -> DaskSource:
+        out = super().with_held(blocks, xsq, offsets, weights)
+        if all(sp.issparse(b) for b in blocks):  # held here: their size is known
+            assert isinstance(out, SparseDaskSource)
+            out.stored_nbytes = sum(_csr_nbytes(b).item() for b in blocks)
+        return out
 
     def to_dask(self) -> da.Array:
         X = self.X
