@@ -24,7 +24,7 @@ import numpy as np
 
 from ..engine.reductions import SPLIT_EVERY
 from ..engine.source import Source
-from ..kernels.common import TopM, weighted_sse
+from ..kernels.common import TopM, dense, weighted_sse
 from ..kernels.lloyd import LloydPartial
 from ..kernels.medians import MedianGrid
 from ..kernels.metric import EUCLIDEAN, Metric
@@ -179,7 +179,7 @@ def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: TopM) -> int:
     wt = np.asarray(top.weights[:n], np.float64)
     take = wt > 0
     new, old, wt = empty[:n][take], np.asarray(top.labels[:n])[take], wt[take]
-    rows = np.asarray(top.rows[:n])[take].astype(np.float64) * wt[:, None]
+    rows = dense(top.rows[:n])[take].astype(np.float64) * wt[:, None]
     np.subtract.at(sums, old, rows)
     np.subtract.at(counts, old, wt)
     sums[new] = rows

@@ -53,11 +53,11 @@ def scratch(name: str, size: int, dtype: np.dtype) -> np.ndarray:
 
 
 def sse_of_sums(sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray,
-                C: np.ndarray) -> float:
+                C: np.ndarray, csq: np.ndarray | None = None) -> float:
     """``sum_i w_i |x_i - c_(i)|^2`` from each cluster's weighted sums: ``sum_j Q_j - 2
     c_j . S_j + N_j |c_j|^2`` in float64 (``sums`` (k, d) ``S``, ``counts`` ``N`` and
-    ``sumsq`` ``Q = sum w |x|^2`` (k,), ``C`` (k, d) the centres the rows went to),
-    clipped at 0. Exact to float64 rounding of the sums, where adding float32 distances
+    ``sumsq`` ``Q = sum w |x|^2`` (k,), ``C`` (k, d) the centres the rows went to,
+    ``csq`` their ``(C * C).sum(1)`` if known: :meth:`Centres.row_sq64`), clipped at 0. Exact to float64 rounding of the sums, where adding float32 distances
     ``|x|^2 - 2 x.c + |c|^2`` from the GEMM is off by float32 rounding, most on
     tight clusters.
 
@@ -65,8 +65,9 @@ def sse_of_sums(sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray,
     2.0
     """
     C = np.asarray(C, np.float64)
-    return max(float(sumsq.sum() - 2 * np.einsum("ij,ij->", C, sums) + counts @ (C * C).sum(1)),
-               0.0)
+    if csq is None:
+        csq = (C * C).sum(1)
+    return max(float(sumsq.sum() - 2 * np.einsum("ij,ij->", C, sums) + counts @ csq), 0.0)
 
 
 def weighted_sse(sqdist: np.ndarray, weights: np.ndarray | None) -> float:
@@ -100,7 +101,7 @@ class Centres:
 
     #: what a pass computes once and every task reuses, left out of the pickled
     #: object (a cluster's worker recomputes them from ``m2t``)
-    _CACHED = ("_centres", "_centres64", "_csq64")
+    _CACHED = ("_centres", "_centres64", "_csq64", "_row_sq64")
 
     def __init__(self, C: np.ndarray, dtype: np.dtype) -> None:
         C = np.asarray(C)
@@ -112,7 +113,7 @@ class Centres:
         # ``m2t.T / -2``, without a strided copy per task)
         m2 = np.empty((self.k, d), dtype=self.dtype)
         np.multiply(C, -2, out=m2, casting="unsafe")
-        self.m2t = np.zeros((d, kp), dtype=self.dtype)
+        self.m2t = (np.empty if kp == self.k else np.zeros)((d, kp), dtype=self.dtype)
         self.m2t[:, : self.k] = m2.T
         self.sq = np.full(kp, np.inf, dtype=self.dtype)
         Cd = C.astype(self.dtype, copy=False)
@@ -121,6 +122,7 @@ class Centres:
         self._centres: np.ndarray | None = m2
         self._centres64: np.ndarray | None = None
         self._csq64: np.ndarray | None = None
+        self._row_sq64: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in self._CACHED}
@@ -162,6 +164,14 @@ class Centres:
                 C = C.astype(np.float64)
             self._centres64 = C
         return self._centres64
+
+    def row_sq64(self) -> np.ndarray:
+        """(k,) ``(C * C).sum(1)`` of :meth:`centres64` (what :func:`sse_of_sums`
+        computes from the centres), made once."""
+        if self._row_sq64 is None:
+            C = self.centres64()
+            self._row_sq64 = (C * C).sum(1)
+        return self._row_sq64
 
     def csq64(self) -> np.ndarray:
         """(kp,) float64 ``|c|^2`` of the centres, exact from ``c = -m2t / 2`` in
@@ -566,7 +576,7 @@ class TopM:
 
     sqdist: np.ndarray  # (m,) float64, descending
     index: np.ndarray  # (m,) int64 global row index (ties: smaller index first)
-    rows: np.ndarray  # (m, d)
+    rows: Any  # (m, d): dense, or CSR for a sparse Lloyd pass (see lloyd_runs)
     labels: np.ndarray  # (m,) int32
     weights: np.ndarray  # (m,) float64
     cap: int = 0  # the rows asked for: a small block holds fewer, a merge keeps up to it
@@ -655,6 +665,12 @@ def merge_top(a: TopM, b: TopM, m: int | None = None) -> TopM:
     index = np.concatenate([a.index, b.index])
     order = top_order(sqdist, index, m)
     na = len(a.sqdist)
+    if is_sparse(a.rows) or is_sparse(b.rows):  # CSR rows (a sparse Lloyd pass's)
+        rows: Any = sp.vstack([sp.csr_matrix(a.rows), sp.csr_matrix(b.rows)],
+                              format="csr")[order]
+        return TopM(sqdist[order], index[order], rows,
+                    np.concatenate([a.labels, b.labels])[order],
+                    np.concatenate([a.weights, b.weights])[order], m)
     from_a = order < na
     # the kept rows only, each from its side (no copy of both sides' rows first)
     rows = np.empty((len(order), *a.rows.shape[1:]), dtype=np.result_type(a.rows, b.rows))

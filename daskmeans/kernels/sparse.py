@@ -221,9 +221,10 @@ def lloyd_stats(X: Any, cen: Centres, xsq: np.ndarray | None, w: np.ndarray | No
             labels, sqdist, sums, counts, sumsq, cen.tie)
         if bad >= 0:
             raise NonFiniteRow(int(bad))
-        C64 = cen.centres64()
+        C64, csq = cen.centres64(), cen.row_sq64()
         each = [slice(r * k, (r + 1) * k) for r in range(runs)]
-        return counts, [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j]) for j in each]
+        return counts, [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j], csq[j])
+                        for j in each]
     lab, sq, _ = nearest(X, cen, xsq.astype(cen.dtype), runs)
     labels[:] = lab.reshape(n, runs)
     sqdist[:] = sq.reshape(n, runs)
