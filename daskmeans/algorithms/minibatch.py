@@ -255,8 +255,9 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     (``order``: the rest of the current epoch). ``rng`` draws the batches and the rows
     reassigned centres move to. ``on_step(state, order)`` runs after every step
     (checkpoints); ``on_record(entry, stop)`` after every step too, with its
-    ``history`` entry and why the fit stops there, or None (``verbose``). Rows held in a cluster's workers take their steps several at a
-    time (:func:`_worker_steps`), with the same results.
+    ``history`` entry and why the fit stops there, or None (``verbose``). Rows held
+    in a cluster's workers take their steps several at a time
+    (:func:`_worker_steps`), with the same results.
     """
     cdf = spec.row_cdf if mode == "rows" else None
     if mode == "rows" and src.weights is not None:

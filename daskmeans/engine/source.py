@@ -19,9 +19,10 @@ A block's rows start at ``offsets[i]`` and end at ``offsets[i + 1]`` (its *offse
 "bounds" in daskmeans means the Hamerly/Yinyang distance bounds only). A block is
 what the kernels take: a dense (m, d) array, or, for a sparse source
 (:attr:`Source.sparse`), a CSR matrix of rows ``offsets[i]..offsets[i + 1]``
-(``scipy.sparse.csr_matrix`` or ``csr_array``, canonical: sorted indices, no
-duplicates), whose ``|x|^2`` the source computes once per fit (:attr:`Source.xsq`)
-like a dense one's. The kernels (:mod:`daskmeans.kernels.sparse`) need nothing else.
+(``scipy.sparse.csr_matrix`` or ``csr_array`` with no column stored twice in a row,
+its columns in any order: :func:`csr_rows`), whose ``|x|^2`` the source computes
+once per fit (:attr:`Source.xsq`) like a dense one's. The kernels
+(:mod:`daskmeans.kernels.sparse`) need nothing else.
 :func:`open_source`, :func:`open_dataset` and :func:`open_array` open what
 :mod:`daskmeans.io` writes as a source or as dask arrays.
 """
@@ -58,6 +59,7 @@ from ..io.stores import (
     select_array,
     zarr_to_dask,
 )
+from ..kernels.sparse import duplicate_free
 from .schedule import compute, local_threads, memory_block_rows
 
 __all__ = ["ArraySource", "CSRBlock", "CSRStoreSource", "DaskSource", "NonFiniteError", "Source",
@@ -429,10 +431,11 @@ class SparseSource(ArraySource):
     float64), in one block per thread of about equal stored values.
 
     A block is a CSR matrix of rows ``offsets[i]..offsets[i + 1]`` sharing X's data
-    and indices (no copy). The rows are put in canonical form first (a copy only if
-    they are not: the caller's matrix is never changed). An in-memory source like
-    :class:`ArraySource` (``lazy`` False: predict and transform answer in numpy); on
-    a ``distributed`` cluster its blocks are scattered to the workers once per fit."""
+    and indices (no copy). Rows that store a column twice are put in canonical form
+    first, in a copy (:func:`csr_rows`: the caller's matrix is never changed). An
+    in-memory source like :class:`ArraySource` (``lazy`` False: predict and transform
+    answer in numpy); on a ``distributed`` cluster its blocks are scattered to the
+    workers once per fit."""
 
     sparse = True
 
@@ -462,13 +465,16 @@ class SparseSource(ArraySource):
 
 
 def csr_rows(X: Any) -> Any:
-    """``X`` (any ``scipy.sparse`` matrix or array) as canonical CSR of a float dtype
-    (float32 kept, anything else float64): sorted indices, no duplicate entries. The
-    input itself when it already is; never changed in place."""
+    """``X`` (any ``scipy.sparse`` matrix or array) as CSR of a float dtype (float32
+    kept, anything else float64) with no column stored twice in a row: the input
+    itself when it already is, its columns in whatever order (a vectoriser's TF-IDF
+    rows are not sorted, and sorting a copy of them in every fit buys the kernels
+    nothing); else canonical (duplicates summed, columns sorted) in a copy. Never
+    changed in place."""
     kind = sp.csr_array if isinstance(X, sp.sparray) else sp.csr_matrix
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     out = kind(X, dtype=dtype)  # a CSR input of the dtype is not copied
-    if not out.has_canonical_format:
+    if not duplicate_free(out):
         out = out.copy()  # a new object may still share X's arrays: sorted in a copy
         out.sum_duplicates()
     return out
@@ -497,7 +503,7 @@ def _nnz_offsets(indptr: np.ndarray, blocks: int) -> tuple[int, ...]:
 
 # --------------------------------------------------------------------------- sparse
 # out of core: a CSR store in Zarr, and dask arrays of scipy.sparse blocks. Their blocks
-# are what SparseSource's are: canonical CSR matrices of rows offsets[i]..offsets[i+1],
+# are what SparseSource's are: CSR matrices (csr_rows) of rows offsets[i]..offsets[i+1],
 # float32 or float64, their |x|^2 computed once per fit (by hold) like a dense block's.
 
 
@@ -612,8 +618,8 @@ def _csr_nbytes(block: Any) -> np.ndarray:
 
 
 def _csr_block(block: Any) -> Any:
-    """A block of a user's sparse dask array as canonical CSR of a float dtype (pydata
-    ``sparse`` arrays through their ``tocsr``)."""
+    """A block of a user's sparse dask array as CSR of a float dtype (:func:`csr_rows`;
+    pydata ``sparse`` arrays through their ``tocsr``)."""
     if not sp.issparse(block) and hasattr(block, "tocsr"):
         block = block.tocsr()
     return csr_rows(block)
@@ -622,8 +628,8 @@ def _csr_block(block: Any) -> Any:
 class SparseDaskSource(DaskSource):
     """A user's (n, d) dask array whose blocks are ``scipy.sparse`` matrices (e.g.
     ``da.from_array(X_csr, chunks=(rows, -1), asarray=False)``, or ``map_blocks``
-    producing them) or pydata ``sparse`` arrays, each block made canonical CSR of a
-    float dtype as it is computed.
+    producing them) or pydata ``sparse`` arrays, each block made CSR of a float dtype
+    (:func:`csr_rows`) as it is computed.
 
     As a dense dask array (:class:`DaskSource`): streamed through ``da.blockwise``, or
     held for a fit when its rows fit the memory budget: their CSR size (stored values,

@@ -57,9 +57,9 @@ def sse_of_sums(sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray,
     """``sum_i w_i |x_i - c_(i)|^2`` from each cluster's weighted sums: ``sum_j Q_j - 2
     c_j . S_j + N_j |c_j|^2`` in float64 (``sums`` (k, d) ``S``, ``counts`` ``N`` and
     ``sumsq`` ``Q = sum w |x|^2`` (k,), ``C`` (k, d) the centres the rows went to,
-    ``csq`` their ``(C * C).sum(1)`` if known: :meth:`Centres.row_sq64`), clipped at 0. Exact to float64 rounding of the sums, where adding float32 distances
-    ``|x|^2 - 2 x.c + |c|^2`` from the GEMM is off by float32 rounding, most on
-    tight clusters.
+    ``csq`` their ``(C * C).sum(1)`` if known: :meth:`Centres.row_sq64`), clipped at
+    0. Exact to float64 rounding of the sums, where adding float32 distances ``|x|^2 -
+    2 x.c + |c|^2`` from the GEMM is off by float32 rounding, most on tight clusters.
 
     >>> sse_of_sums(np.array([[0., 2.]]), np.array([2.]), np.array([4.]), np.array([[0., 1.]]))
     2.0

@@ -183,8 +183,8 @@ def lloyd_runs(
         C64, csq = cen.centres64(), cen.row_sq64()  # the centres the rows went to
         sse = [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j], csq[j]) for j in each]
     else:
-        mom, counts, sse = _lloyd_numpy(X, scale, cen, cen.centres64(), xsq, w, runs, k, moments, labels,
-                                        sqdist, sums)
+        mom, counts, sse = _lloyd_numpy(X, scale, cen, cen.centres64(), xsq, w, runs, k,
+                                        moments, labels, sqdist, sums)
     w1 = np.ones(n) if w is None else w
     rows: Any = ScaledRows(X, scale) if scale is not None else row_access(X)
     # CSR rows keep their farthest rows as CSR (a few stored values, where dense rows of

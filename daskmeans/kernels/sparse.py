@@ -38,8 +38,22 @@ from .common import (
 )
 
 __all__ = ["assign", "cluster_sums", "column_moments", "csr_parts", "distances",
+           "duplicate_free",
            "exact_csq", "exact_sq", "lloyd_stats", "nearest", "nearest_labels", "products",
            "row_norms_sq", "settle_near_ties", "winner_sqdist"]
+
+
+def duplicate_free(X: Any) -> bool:
+    """True when no row of a CSR matrix stores a column twice, its columns in any
+    order: what the kernels need (a row's ``|x|^2`` sums its stored values' squares).
+    scipy's canonical format (sorted columns) implies it; rows in any order are checked
+    in one compiled read of the indices (without numba: canonical rows only)."""
+    if X.has_canonical_format:
+        return True
+    if not compiled_kernels():
+        return False
+    return not compiled_module("sparse").has_duplicates(
+        np.ascontiguousarray(X.indices), np.ascontiguousarray(X.indptr), X.shape[1])
 
 
 def csr_parts(X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
