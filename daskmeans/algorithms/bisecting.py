@@ -29,6 +29,9 @@ from .common import Progress, centers_from_sums, no_progress, relocate_empty
 
 log = logging.getLogger(__name__)
 
+#: ``on_split(centres)``: a split's two children's (2, d) centres, as it is applied
+OnSplit = Callable[[np.ndarray], None]
+
 #: rows a k-means++ or callable bisection init draws from its cluster: at most this
 #: many per cluster, and all the clusters of a round (and their init runs) together
 #: at most :data:`BISECT_SAMPLE_BYTES` of rows.
@@ -381,7 +384,7 @@ def _gather(src: Source, tree: BisectingTree, leaves: list[int], split_every: in
 
 
 def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
-              progress: Progress = no_progress
+              progress: Progress = no_progress, on_split: OnSplit | None = None
               ) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
     """Bisecting K-means with scikit-learn's semantics, distributed.
 
@@ -413,6 +416,9 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
     The larger ones are bisected by :func:`bisect_round` (masked passes shared by
     the round's bisections).
 
+    ``on_split(centres)`` hears of each split's two new centres as it is applied, in
+    scikit-learn's order (``verbose``; after the fit, when the fit ran in a worker).
+
     Returns the tree (leaf labels set left to right), one record per round and, when
     every leaf's rows are held here, each row's (n,) int32 label: the leaf its last
     bisection sent it to, which is the leaf the tree descent reaches (the same float64
@@ -421,8 +427,14 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
     if isinstance(src, ArraySource):
         X = src.X.reshape(src.n, -1)
         w = np.ones(src.n) if src.weights is None else np.asarray(src.weights, np.float64)
-        return bisect_rows(HeldRows(X, None, w), n_clusters, spec, seed, progress)
+        return bisect_rows(HeldRows(X, None, w), n_clusters, spec, seed, progress, on_split)
     reported: list[int] = []
+    told: list[np.ndarray] = []
+
+    def tell(centres: np.ndarray) -> None:
+        told.append(centres)
+        if on_split is not None:
+            on_split(centres)
 
     def report(phase: str, done: int, total: int, detail: str = "") -> None:
         reported.append(done)
@@ -430,12 +442,16 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
 
     got = workers.all_rows_call(
         src, _bisect_joined, n_clusters, spec, seed, budget_here=gather_budget(),
-        budget_worker=worker_gather_budget(), here={"progress": report},
+        budget_worker=worker_gather_budget(), here={"progress": report, "on_split": tell},
         split_every=spec.split_every)
     if got is not None:
         if not reported and n_clusters > 1:  # ran in a worker: the bar ends here
             progress("bisecting", n_clusters - 1, n_clusters - 1,
                      f"{len(got[0].leaves())} clusters")
+        if not told and on_split is not None:  # ran in a worker: its splits now
+            tree = got[0]  # each split added its two children one after the other
+            for child in range(1, len(tree.sizes), 2):
+                on_split(tree.centers[child:child + 2])
         return got
     root = reductions.root_pass(src, spec.split_every)
 
@@ -444,20 +460,20 @@ def bisecting(src: Source, n_clusters: int, spec: BisectSpec, seed: int,
                   ) -> tuple[dict[int, Bisection], int]:
         return _bisect_round_anywhere(src, tree, todo, held, keys, most, spec)
 
-    return _grow(root, src.n, src.d, n_clusters, spec, seed, {}, far_round, progress)
+    return _grow(root, src.n, src.d, n_clusters, spec, seed, {}, far_round, progress, tell)
 
 
 def _bisect_joined(index: np.ndarray, X: np.ndarray, w: np.ndarray | None,
                    scale: float | None, n_clusters: int, spec: BisectSpec, seed: int,
-                   progress: Progress = no_progress
+                   progress: Progress = no_progress, on_split: OnSplit | None = None
                    ) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
     """:func:`bisect_rows` on all rows gathered in one place (here or in a worker)."""
     rows = HeldRows(X, scale, np.ones(X.shape[0]) if w is None else w, index)
-    return bisect_rows(rows, n_clusters, spec, seed, progress)
+    return bisect_rows(rows, n_clusters, spec, seed, progress, on_split)
 
 
 def bisect_rows(rows: HeldRows, n_clusters: int, spec: BisectSpec, seed: int,
-                progress: Progress = no_progress
+                progress: Progress = no_progress, on_split: OnSplit | None = None
                 ) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
     """The whole bisecting fit (see :func:`bisecting`) on all rows held in this
     process (here, or in the worker that gathered them): every bisection by
@@ -471,7 +487,7 @@ def bisect_rows(rows: HeldRows, n_clusters: int, spec: BisectSpec, seed: int,
         return bisect_held(held, todo, keys, spec), 0
 
     return _grow(root, n, d, n_clusters, spec, seed, {0: LeafAt(rows, np.arange(n))},
-                 held_round, progress)
+                 held_round, progress, on_split)
 
 
 def worker_gather_budget() -> int:
@@ -483,7 +499,8 @@ def worker_gather_budget() -> int:
 def _grow(root: bisect.RootPartial, n: int, d: int, n_clusters: int, spec: BisectSpec,
           seed: int, held: dict[int, LeafAt],
           bisect_leaves: Callable[..., tuple[dict[int, Bisection], int]],
-          progress: Progress) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
+          progress: Progress, on_split: OnSplit | None = None
+          ) -> tuple[BisectingTree, list[dict[str, Any]], np.ndarray | None]:
     """The tree from its root's statistics: rounds of ``bisect_leaves(tree, todo,
     held, keys, most)`` (returning the bisections and the passes made) and the splits
     in scikit-learn's order (see :func:`bisecting`, :func:`_split`)."""
@@ -493,7 +510,7 @@ def _grow(root: bisect.RootPartial, n: int, d: int, n_clusters: int, spec: Bisec
     tree.add(-1, c, root.n, root.weight, sse, 0.0)
     history: list[dict[str, Any]] = []
     _split(tree, {0: seed}, held, n_clusters - 1, spec.strategy, bisect_leaves, history,
-           progress)
+           progress, on_split=on_split)
     labels = np.empty(n, np.int32) if all(i in held for i in tree.leaves()) else None
     for label, leaf in enumerate(tree.leaves()):
         tree.labels[leaf] = label
@@ -507,7 +524,8 @@ def _split(tree: BisectingTree, keys: dict[int, int], held: dict[int, LeafAt],
            n_splits: int, strategy: str,
            bisect_leaves: Callable[..., tuple[dict[int, Bisection], int]],
            history: list[dict[str, Any]], progress: Progress = no_progress, *,
-           stop_when_stuck: bool = False) -> dict[int, Bisection]:
+           stop_when_stuck: bool = False, on_split: OnSplit | None = None
+           ) -> dict[int, Bisection]:
     """Split ``tree``'s leaves ``n_splits`` times in scikit-learn's order (a child's
     score: its SSE, or its row count for the ``"largest_cluster"`` ``strategy``): rounds of
     ``bisect_leaves(tree, todo, held, keys, most)`` (``most``: per leaf of ``todo``,
@@ -517,7 +535,8 @@ def _split(tree: BisectingTree, keys: dict[int, int], held: dict[int, LeafAt],
 
     A leaf that cannot be bisected when its turn comes is an error, or, with
     ``stop_when_stuck``, ends the splits (a subtree grown ahead: the fit would fail
-    only if it came to that leaf). Returns {node split: its bisection}."""
+    only if it came to that leaf). ``on_split`` hears of each split's two centres as it
+    is applied. Returns {node split: its bisection}."""
     done: dict[int, Bisection] = {}
     applied: dict[int, Bisection] = {}
     splits = 0
@@ -561,6 +580,8 @@ def _split(tree: BisectingTree, keys: dict[int, int], held: dict[int, LeafAt],
             if ahead is not None:
                 done[child] = ahead
         splits += 1
+        if on_split is not None:
+            on_split(b.centers)
         progress("bisecting", splits, n_splits, f"{len(tree.leaves())} clusters")
     return applied
 

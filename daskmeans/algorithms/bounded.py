@@ -321,7 +321,8 @@ def lloyd_bounded(src: Source, C0: np.ndarray, run: int, settings: FitSettings, 
                                                 "all_distances": src.n * k}})
         C = C_new
         stop = stop_or_go(progress, "lloyd", it + 1, settings.max_iter, shift, n_reloc,
-                          tol_abs, "labels unchanged", f"inertia {lp.sq:.6g}")
+                          tol_abs, "labels unchanged", f"inertia {lp.sq:.6g}",
+                          lambda why: settings.record(history[-1], why))
         if stop:
             strict = stop == "strict"
             break

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..engine.reductions import SPLIT_EVERY, HeldLabels
 from ..engine.source import Source
-from ..kernels.common import TopM, weighted_sse
+from ..kernels.common import TopM, dense, weighted_sse
 from ..kernels.lloyd import LloydPartial
 from ..kernels.medians import MedianGrid
 from ..kernels.metric import EUCLIDEAN, Metric
@@ -47,11 +47,14 @@ def converged_detail(step: int, max_iter: int, why: str) -> str:
 
 
 def stop_or_go(progress: Progress, phase: str, step: int, max_iter: int, shift: float,
-               n_reloc: int, tol_abs: float, fixed: str, detail: str) -> str | None:
+               n_reloc: int, tol_abs: float, fixed: str, detail: str,
+               tell: Callable[[str | None], None] | None = None) -> str | None:
     """The stopping rule after iteration ``step`` of a single run: ``"strict"`` at a
     fixed point (no shift, nothing relocated), ``"tol"`` when the shift is within the
-    tolerance, else None; the progress bar is told either way (ending with why it
-    stopped)."""
+    tolerance, else None; ``tell`` hears of it first (verbose lines), then the progress
+    bar (ending with why it stopped)."""
+    if tell is not None:
+        tell("strict" if shift == 0 and n_reloc == 0 else "tol" if shift <= tol_abs else None)
     if shift == 0 and n_reloc == 0:
         progress(phase, step, step, converged_detail(step, max_iter, fixed))
         return "strict"
@@ -105,12 +108,18 @@ class ResumeState:
 OnIteration = Callable[[int, np.ndarray, float, list[IterationRecord]], None]
 
 
+#: ``on_record(record, stop)`` as each run's iteration ends: its record and how the run
+#: stopped there (``"strict"``, ``"tol"``) or None (``verbose`` prints from it, live).
+OnRecord = Callable[[IterationRecord, "str | None"], None]
+
+
 @dataclass(frozen=True)
 class FitSettings:
     """What a solver needs besides the data and the initial centres.
 
     ``grid``: the levels a k-medians fit histograms, found once per fit by the
-    solver's ``prepare`` step (None for the others).
+    solver's ``prepare`` step (None for the others). ``on_record``: told of every
+    iteration of every run as it ends (:data:`OnRecord`), or None.
     """
 
     max_iter: int
@@ -118,6 +127,12 @@ class FitSettings:
     metric: Metric = EUCLIDEAN
     split_every: int = SPLIT_EVERY
     grid: MedianGrid | None = None
+    on_record: OnRecord | None = None
+
+    def record(self, record: IterationRecord, stop: str | None) -> None:
+        """Tell :attr:`on_record` (if any) that a run's iteration ended."""
+        if self.on_record is not None:
+            self.on_record(record, stop)
 
     def with_grid(self, grid: MedianGrid) -> FitSettings:
         return replace(self, grid=grid)
@@ -134,8 +149,10 @@ class Solver(Protocol):
 
 def centers_from_sums(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """Means from per-cluster sums; a cluster with no weight keeps its previous centre."""
-    out = previous.astype(np.float64).copy()
     nz = counts > 0
+    if nz.all():  # the common case: one division, no copies of the sums
+        return (sums / counts[:, None]).astype(np.float64, copy=False)
+    out = previous.astype(np.float64)  # a copy
     out[nz] = sums[nz] / counts[nz, None]
     return out
 
@@ -163,7 +180,7 @@ def relocate_empty(sums: np.ndarray, counts: np.ndarray, top: TopM) -> int:
     wt = np.asarray(top.weights[:n], np.float64)
     take = wt > 0
     new, old, wt = empty[:n][take], np.asarray(top.labels[:n])[take], wt[take]
-    rows = np.asarray(top.rows[:n])[take].astype(np.float64) * wt[:, None]
+    rows = dense(top.rows[:n])[take].astype(np.float64) * wt[:, None]
     np.subtract.at(sums, old, rows)
     np.subtract.at(counts, old, wt)
     sums[new] = rows
@@ -175,11 +192,16 @@ def lloyd_update(part: LloydPartial, C: np.ndarray, metric: Metric
                  ) -> tuple[np.ndarray, float, int]:
     """The M-step: (new centres in C's dtype, squared shift, clusters relocated); the
     metric finishes the means (cosine: back onto the unit sphere)."""
-    sums, counts = part.sums.copy(), part.counts.copy()
-    n_reloc = relocate_empty(sums, counts, part.top)
+    sums, counts = part.sums, part.counts
+    n_reloc = 0
+    if not (counts > 0).all():  # relocation changes them: copies, the partial kept
+        sums, counts = sums.copy(), counts.copy()
+        n_reloc = relocate_empty(sums, counts, part.top)
     C_new = metric.finish_centres(centers_from_sums(sums, counts, C))
-    C_new = C_new.astype(C.dtype)
-    return C_new, float(((C_new.astype(np.float64) - C) ** 2).sum()), n_reloc
+    C_new = C_new.astype(C.dtype, copy=False)
+    diff = C_new.astype(np.float64, copy=False) - C
+    np.multiply(diff, diff, out=diff)
+    return C_new, float(diff.sum()), n_reloc
 
 
 def in_memory_e_step(src: Source, C: np.ndarray, metric: Metric) -> tuple[np.ndarray, float]:

@@ -247,7 +247,8 @@ def kmedians(src: Source, C0: np.ndarray, run: int, settings: FitSettings, *,
                   inertia, shift, n_reloc)
         C = C_new
         stop = stop_or_go(progress, "k-medians", it + 1, max_iter, shift, n_reloc, tol_abs,
-                           "centres unchanged", f"L1 objective {inertia:.6g}")
+                           "centres unchanged", f"L1 objective {inertia:.6g}",
+                           lambda why: settings.record(history[-1], why))
         if stop:  # "strict": the labels are a fixed point, the objective is final
             strict = stop == "strict"
             break

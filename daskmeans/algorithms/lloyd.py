@@ -100,15 +100,20 @@ def lloyd_iterations(src: Source, centres0: Sequence[np.ndarray], runs: Sequence
         for i, part in zip(active, parts, strict=True):
             inertia[i] = part.sse()
             C_new, shift, n_reloc = lloyd_update(part, Cs[i], settings.metric)
-            histories[i].append(IterationRecord(
-                it + 1, inertia[i], shift, n_reloc, time.perf_counter() - t0, runs[i]))
+            record = IterationRecord(it + 1, inertia[i], shift, n_reloc,
+                                     time.perf_counter() - t0, runs[i])
+            histories[i].append(record)
             log.debug("run %d iter %d: inertia %.6g shift %.3g relocated %d", runs[i], it + 1,
                       inertia[i], shift, n_reloc)
             Cs[i] = C_new
+            stop = None
             if shift == 0 and n_reloc == 0:
                 strict[i] = done[i] = True  # labels are a fixed point: inertia is final
+                stop = "strict"
             elif shift <= tol_abs:
                 done[i] = True
+                stop = "tol"
+            settings.record(record, stop)
         _report(progress, it + 1, max_iter, done, strict, min(inertia[i] for i in active))
         if on_iteration is not None and not done[0]:
             on_iteration(it + 1, Cs[0], tol_abs, histories[0])

@@ -244,7 +244,9 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
               rng: np.random.Generator, mode: str, per_step: int,
               order: list[int],
               on_step: Callable[[MiniBatchState, list[int]], None] | None = None,
-              progress: Progress = no_progress) -> MiniBatchState:
+              progress: Progress = no_progress,
+              on_record: Callable[[dict[str, Any], str | None], None] | None = None
+              ) -> MiniBatchState:
     """Mini-batch steps from ``state.step`` to ``spec.n_steps`` or early stopping.
 
     ``mode="rows"``: each step draws ``spec.batch`` i.i.d. rows over the global row
@@ -252,8 +254,10 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     step takes ``per_step`` whole blocks in a fresh random order every epoch
     (``order``: the rest of the current epoch). ``rng`` draws the batches and the rows
     reassigned centres move to. ``on_step(state, order)`` runs after every step
-    (checkpoints). Rows held in a cluster's workers take their steps several at a
-    time (:func:`_worker_steps`), with the same results.
+    (checkpoints); ``on_record(entry, stop)`` after every step too, with its
+    ``history`` entry and why the fit stops there, or None (``verbose``). Rows held
+    in a cluster's workers take their steps several at a time
+    (:func:`_worker_steps`), with the same results.
     """
     cdf = spec.row_cdf if mode == "rows" else None
     if mode == "rows" and src.weights is not None:
@@ -267,6 +271,8 @@ def minibatch(src: Source, state: MiniBatchState, spec: MiniBatchSpec, *,
     with contextlib.closing(steps):
         for stop in steps:
             h = state.history[-1]
+            if on_record is not None:
+                on_record(h, stop)
             if stop:  # the bar ends here, full, saying why
                 progress("mini-batch", state.step, state.step,
                          f"{stop} (step {state.step} of at most {spec.n_steps})")

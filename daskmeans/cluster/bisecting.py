@@ -18,7 +18,7 @@ from ..engine.hold import hold
 from ..engine.source import ArraySource
 from ..validation import Interval, Options
 from .base import POSITIVE, BaseKMeans
-from .verbose import say_bisecting
+from .verbose import say_split
 
 
 class BisectingKMeans(BaseKMeans):
@@ -61,8 +61,9 @@ class BisectingKMeans(BaseKMeans):
     max_iter : int, default 300
         Lloyd iterations of each 2-means.
     verbose : int, default 0
-        When > 0, print each round of bisections on stdout when the fit ends
-        (``callback=daskmeans.progress.TqdmBars()`` draws a progress bar instead).
+        When > 0, print scikit-learn's ``New centroids from bisection: ...`` on stdout
+        as each split is applied (``callback=daskmeans.progress.TqdmBars()`` draws a
+        progress bar instead).
     tol : float, default 1e-4
         A 2-means stops when the summed squared shift of its two centres is <= ``tol``
         (an absolute tolerance: scikit-learn's BisectingKMeans passes ``tol`` to its
@@ -191,9 +192,8 @@ class BisectingKMeans(BaseKMeans):
                           str(self.bisecting_strategy), int(self.split_every))
         with self._progress() as progress:
             tree, history, labels = bisecting(src, int(self.n_clusters), spec, seed,
-                                              progress.report)
-        if self.verbose:
-            say_bisecting(history)
+                                              progress.report,
+                                              say_split if self.verbose else None)
         leaves = tree.leaves()
         self.tree_ = tree
         self.cluster_centers_ = tree.centers[leaves].astype(src.dtype)

@@ -34,7 +34,7 @@ from ..engine.source import Source
 from ..validation import InvalidParameterError, Options, check_scalar_param
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
 from .checkpoints import Checkpoint, SavedFit, SaveRun
-from .verbose import say_run
+from .verbose import RunLines
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,8 @@ class KMeans(BaseKMeans):
         Accepted for scikit-learn compatibility: X is never modified.
     verbose : int, default 0
         When > 0, print scikit-learn's messages on stdout: ``Initialization complete``,
-        ``Iteration i, inertia ...``, ``Converged at iteration i: ...`` (each run's
-        lines when it ends).
+        ``Iteration i, inertia ...``, ``Converged at iteration i: ...`` (each line as
+        its iteration ends).
     callback : callable or None
         ``callback(phase, done, total, detail)`` as the init advances (phase ``"init"``: the
         k-means++ centres chosen, the k-means|| rounds) and after every iteration;
@@ -316,8 +316,10 @@ class KMeans(BaseKMeans):
         solver = choose_solver(metric, self._algorithm(), train, n_runs=len(seeds),
                                n_clusters=int(self.n_clusters),
                                one_run_at_a_time=ckpt is not None)
+        lines = RunLines(float(self.tol)) if self.verbose else None  # printed live
         settings = solver.prepare(train, FitSettings(int(self.max_iter), float(self.tol),
-                                                     metric, int(self.split_every)))
+                                                     metric, int(self.split_every),
+                                                     on_record=lines))
         with self._progress() as progress:
             if src.lazy and progress.enabled:  # what the fit holds, against which budget
                 progress.report("hold", 1, 1, held_summary(src))
@@ -391,13 +393,11 @@ class KMeans(BaseKMeans):
             else:
                 centres0 = self._init_runs(src, seeds, batch, progress)
                 if self.verbose:
-                    print("Initialization complete\n" * len(batch), end="")
+                    print("Initialization complete\n" * len(batch), end="", flush=True)
             on_iteration = None if ckpt is None else SaveRun(ckpt, batch[0], best)
             results = solver.solve(src, centres0, batch, settings, resume=resume_at,
                                    on_iteration=on_iteration, progress=progress)
             for result in results:
-                if self.verbose:
-                    say_run(result, int(self.max_iter), float(self.tol))
                 if best is None or result.inertia < best.inertia * (1 - SAME_INERTIA_RTOL):
                     best = result
             if ckpt is not None:

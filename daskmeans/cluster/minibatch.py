@@ -24,7 +24,7 @@ from ..engine.source import Source, ZarrSource
 from ..validation import Interval, Options, check_scalar_param, validate_params
 from .base import COMMON_CONSTRAINTS, POSITIVE, BaseKMeans
 from .checkpoints import Checkpoint, SaveMiniBatch
-from .verbose import say_minibatch
+from .verbose import StepLines
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +283,8 @@ class MiniBatchKMeans(BaseKMeans):
         on_step = None if ckpt is None else SaveMiniBatch(ckpt, tol_abs, rng)
         with self._progress() as progress:
             minibatch(src, state, spec, rng=rng, mode=mode, per_step=per_step,
-                      order=order, on_step=on_step, progress=progress.report)
-            if self.verbose:
-                say_minibatch(state.history, n_steps, tol_abs)
+                      order=order, on_step=on_step, progress=progress.report,
+                      on_record=StepLines(n_steps, tol_abs) if self.verbose else None)
             self._set_state(state)
             if self.refine:
                 self._refine(src, progress)

@@ -1,62 +1,70 @@
-"""``verbose``: scikit-learn's messages, in its words, on stdout.
+"""``verbose``: scikit-learn's messages, in its words, on stdout, as the fit goes.
 
 With ``verbose`` set, the estimators print what scikit-learn's print
 (``sklearn/cluster/_kmeans.py``): ``Initialization complete``, ``Iteration i, inertia
 ...`` and ``Converged at iteration i: ...`` for KMeans; ``Minibatch step i/n: mean
 batch inertia: ...`` and ``Converged (small centers change) ...`` or ``Converged
-(lack of improvement in inertia) ...`` for MiniBatchKMeans. Users and tests match
-these lines, so their wording is scikit-learn's. A run's lines are printed when the
-run ends (its iterations share passes with the other runs of its batch, and its record
-is complete then): they come from the run's history, the same numbers as
-``history_``. Iterations are numbered from 0, as scikit-learn numbers them. Progress
-bars are a separate choice: ``callback=daskmeans.progress.TqdmBars()``.
+(lack of improvement in inertia) ...`` for MiniBatchKMeans; ``New centroids from
+bisection: ...`` for BisectingKMeans. Users and tests match
+these lines, so their wording is scikit-learn's. Each line is printed as its iteration
+(step, split) ends, from the record that goes into ``history_`` (the same
+numbers); the ``n_init`` runs that share their passes print their lines iteration by
+iteration, run after run within each pass. Iterations are numbered from 0, as
+scikit-learn numbers them. Progress bars are a separate choice:
+``callback=daskmeans.progress.TqdmBars()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from ..algorithms import RunResult
+import numpy as np
 
-__all__ = ["say_bisecting", "say_minibatch", "say_run"]
+from ..algorithms import IterationRecord
 
-
-def say_run(result: RunResult, max_iter: int, tol: float) -> None:
-    """A KMeans run's iterations and how it stopped (``tol``: the estimator's, relative
-    to the mean feature variance, as ``center shift`` is compared with it)."""
-    for record in result.history:
-        print(f"Iteration {record.iteration - 1}, inertia {record.inertia}")
-    if not result.history:
-        return
-    last = result.history[-1].iteration - 1
-    if result.strict:
-        print(f"Converged at iteration {last}: strict convergence.")
-    elif result.n_iter < max_iter:
-        print(f"Converged at iteration {last}: center shift "
-              f"{result.history[-1].center_shift} within tolerance {tol} (times the mean "
-              "feature variance).")
+__all__ = ["RunLines", "StepLines", "say_split"]
 
 
-def say_minibatch(history: Sequence[dict[str, Any]], n_steps: int, tol_abs: float) -> None:
-    """A mini-batch fit's steps and, if it stopped early, why (scikit-learn's lines)."""
-    steps = [h for h in history if h.get("phase", "mini-batch") == "mini-batch"]
-    for h in steps:
+class RunLines:
+    """``on_record`` of a KMeans fit (:class:`~daskmeans.algorithms.FitSettings`): each
+    iteration's line and, at the run's last, how it stopped (``tol``: the estimator's,
+    relative to the mean feature variance, as ``center shift`` is compared with it)."""
+
+    def __init__(self, tol: float) -> None:
+        self.tol = tol
+
+    def __call__(self, record: IterationRecord, stop: str | None) -> None:
+        i = record.iteration - 1
+        print(f"Iteration {i}, inertia {record.inertia}", flush=True)
+        if stop == "strict":
+            print(f"Converged at iteration {i}: strict convergence.", flush=True)
+        elif stop == "tol":
+            print(f"Converged at iteration {i}: center shift {record.center_shift} within "
+                  f"tolerance {self.tol} (times the mean feature variance).", flush=True)
+
+
+class StepLines:
+    """A mini-batch fit's ``on_record``: each step's line as it ends and, at an early
+    stop, why (scikit-learn's lines)."""
+
+    def __init__(self, n_steps: int, tol_abs: float) -> None:
+        self.n_steps, self.tol_abs = n_steps, tol_abs
+
+    def __call__(self, h: dict[str, Any], stop: str | None) -> None:
         mean = h["batch_inertia"] / max(h["batch_rows"], 1)
-        line = f"Minibatch step {h['step']}/{n_steps}: mean batch inertia: {mean}"
+        line = f"Minibatch step {h['step']}/{self.n_steps}: mean batch inertia: {mean}"
         if h.get("ewa_inertia") is not None:
             line += f", ewa inertia: {h['ewa_inertia']}"
-        print(line)
-    if steps and steps[-1]["step"] < n_steps:
-        last = steps[-1]
-        if tol_abs > 0.0 and last["center_shift"] <= tol_abs:
-            print(f"Converged (small centers change) at step {last['step']}/{n_steps}")
-        else:
-            print(f"Converged (lack of improvement in inertia) at step "
-                  f"{last['step']}/{n_steps}")
+        print(line, flush=True)
+        if stop:
+            if self.tol_abs > 0.0 and h["center_shift"] <= self.tol_abs:
+                print(f"Converged (small centers change) at step {h['step']}/{self.n_steps}",
+                      flush=True)
+            else:
+                print(f"Converged (lack of improvement in inertia) at step "
+                      f"{h['step']}/{self.n_steps}", flush=True)
 
 
-def say_bisecting(history: Sequence[dict[str, Any]]) -> None:
-    """A bisecting fit's rounds: the bisections run together and their passes."""
-    for i, h in enumerate(history):
-        print(f"Round {i}: " + ", ".join(f"{k} {v}" for k, v in h.items()))
+def say_split(centres: np.ndarray) -> None:
+    """A bisecting fit's line as each split is applied (scikit-learn's)."""
+    print(f"New centroids from bisection: {centres}", flush=True)

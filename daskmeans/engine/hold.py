@@ -23,6 +23,7 @@ from .source import (
     ArraySource,
     DaskSource,
     Source,
+    SparseDaskSource,
     ZarrBlock,
     ZarrSource,
     block_offsets,
@@ -56,8 +57,9 @@ def hold(src: Source, *, with_xsq: bool = True) -> Source:
       one task per block), and kept as stored (uint8: a quarter of float32), numpy
       here or futures in the workers; every later pass takes the decoded rows instead
       of reading and decoding the store;
-    - a dask array within the memory budget: its graph computed once, now (one
-      compute), each block kept in the float dtype, numpy here (in the array's own row
+    - a dask array within the memory budget (sparse blocks: their CSR size, measured
+      by one more compute when their dense size is over it): its graph computed once,
+      now (one compute), each block kept in the float dtype, numpy here (in the array's own row
       chunks) or persisted in the worker that computed it, with its
       ``|x|^2`` and weights; every later pass then takes the blocks as it takes a held
       store's, bounds and all, and the user's graph is not computed again;
@@ -76,7 +78,8 @@ def hold(src: Source, *, with_xsq: bool = True) -> Source:
     if src.held is not None:
         return src
     if isinstance(src, DaskSource):
-        if src.nbytes > memory_budget():
+        if src.nbytes > memory_budget() and (
+                not isinstance(src, SparseDaskSource) or src.measure() > memory_budget()):
             return src  # streams: every pass computes the user's graph
         held = _hold_dask_in_workers(src, with_xsq) if using_distributed() else \
             _hold_dask_here(src, with_xsq)

@@ -19,9 +19,10 @@ A block's rows start at ``offsets[i]`` and end at ``offsets[i + 1]`` (its *offse
 "bounds" in daskmeans means the Hamerly/Yinyang distance bounds only). A block is
 what the kernels take: a dense (m, d) array, or, for a sparse source
 (:attr:`Source.sparse`), a CSR matrix of rows ``offsets[i]..offsets[i + 1]``
-(``scipy.sparse.csr_matrix`` or ``csr_array``, canonical: sorted indices, no
-duplicates), whose ``|x|^2`` the source computes once per fit (:attr:`Source.xsq`)
-like a dense one's. The kernels (:mod:`daskmeans.kernels.sparse`) need nothing else.
+(``scipy.sparse.csr_matrix`` or ``csr_array`` with no column stored twice in a row,
+its columns in any order: :func:`csr_rows`), whose ``|x|^2`` the source computes
+once per fit (:attr:`Source.xsq`) like a dense one's. The kernels
+(:mod:`daskmeans.kernels.sparse`) need nothing else.
 :func:`open_source`, :func:`open_dataset` and :func:`open_array` open what
 :mod:`daskmeans.io` writes as a source or as dask arrays.
 """
@@ -58,7 +59,8 @@ from ..io.stores import (
     select_array,
     zarr_to_dask,
 )
-from .schedule import local_threads, memory_block_rows
+from ..kernels.sparse import duplicate_free
+from .schedule import compute, local_threads, memory_block_rows
 
 __all__ = ["ArraySource", "CSRBlock", "CSRStoreSource", "DaskSource", "NonFiniteError", "Source",
            "SparseDaskSource", "SparseSource", "ZarrBlock", "ZarrSource", "as_source",
@@ -429,10 +431,11 @@ class SparseSource(ArraySource):
     float64), in one block per thread of about equal stored values.
 
     A block is a CSR matrix of rows ``offsets[i]..offsets[i + 1]`` sharing X's data
-    and indices (no copy). The rows are put in canonical form first (a copy only if
-    they are not: the caller's matrix is never changed). An in-memory source like
-    :class:`ArraySource` (``lazy`` False: predict and transform answer in numpy); on
-    a ``distributed`` cluster its blocks are scattered to the workers once per fit."""
+    and indices (no copy). Rows that store a column twice are put in canonical form
+    first, in a copy (:func:`csr_rows`: the caller's matrix is never changed). An
+    in-memory source like :class:`ArraySource` (``lazy`` False: predict and transform
+    answer in numpy); on a ``distributed`` cluster its blocks are scattered to the
+    workers once per fit."""
 
     sparse = True
 
@@ -462,13 +465,16 @@ class SparseSource(ArraySource):
 
 
 def csr_rows(X: Any) -> Any:
-    """``X`` (any ``scipy.sparse`` matrix or array) as canonical CSR of a float dtype
-    (float32 kept, anything else float64): sorted indices, no duplicate entries. The
-    input itself when it already is; never changed in place."""
+    """``X`` (any ``scipy.sparse`` matrix or array) as CSR of a float dtype (float32
+    kept, anything else float64) with no column stored twice in a row: the input
+    itself when it already is, its columns in whatever order (a vectoriser's TF-IDF
+    rows are not sorted, and sorting a copy of them in every fit buys the kernels
+    nothing); else canonical (duplicates summed, columns sorted) in a copy. Never
+    changed in place."""
     kind = sp.csr_array if isinstance(X, sp.sparray) else sp.csr_matrix
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     out = kind(X, dtype=dtype)  # a CSR input of the dtype is not copied
-    if not out.has_canonical_format:
+    if not duplicate_free(out):
         out = out.copy()  # a new object may still share X's arrays: sorted in a copy
         out.sum_duplicates()
     return out
@@ -497,7 +503,7 @@ def _nnz_offsets(indptr: np.ndarray, blocks: int) -> tuple[int, ...]:
 
 # --------------------------------------------------------------------------- sparse
 # out of core: a CSR store in Zarr, and dask arrays of scipy.sparse blocks. Their blocks
-# are what SparseSource's are: canonical CSR matrices of rows offsets[i]..offsets[i+1],
+# are what SparseSource's are: CSR matrices (csr_rows) of rows offsets[i]..offsets[i+1],
 # float32 or float64, their |x|^2 computed once per fit (by hold) like a dense block's.
 
 
@@ -605,9 +611,15 @@ def is_sparse_dask(X: da.Array) -> bool:
     return bool(sp.issparse(meta)) or type(meta).__module__.split(".")[0] == "sparse"
 
 
+def _csr_nbytes(block: Any) -> np.ndarray:
+    """(1, 1) bytes of a CSR block's values, column indices and row pointers."""
+    return np.array([[block.data.nbytes + block.indices.nbytes + block.indptr.nbytes]],
+                    dtype=np.int64)
+
+
 def _csr_block(block: Any) -> Any:
-    """A block of a user's sparse dask array as canonical CSR of a float dtype (pydata
-    ``sparse`` arrays through their ``tocsr``)."""
+    """A block of a user's sparse dask array as CSR of a float dtype (:func:`csr_rows`;
+    pydata ``sparse`` arrays through their ``tocsr``)."""
     if not sp.issparse(block) and hasattr(block, "tocsr"):
         block = block.tocsr()
     return csr_rows(block)
@@ -616,21 +628,53 @@ def _csr_block(block: Any) -> Any:
 class SparseDaskSource(DaskSource):
     """A user's (n, d) dask array whose blocks are ``scipy.sparse`` matrices (e.g.
     ``da.from_array(X_csr, chunks=(rows, -1), asarray=False)``, or ``map_blocks``
-    producing them) or pydata ``sparse`` arrays, each block made canonical CSR of a
-    float dtype as it is computed.
+    producing them) or pydata ``sparse`` arrays, each block made CSR of a float dtype
+    (:func:`csr_rows`) as it is computed.
 
     As a dense dask array (:class:`DaskSource`): streamed through ``da.blockwise``, or
-    held for a fit when its dense size fits the memory budget (the number of stored
-    values of a lazy array is not known before it is computed, so the dense size is
-    the bound used)."""
+    held for a fit when its rows fit the memory budget: their CSR size (stored values,
+    column indices, row pointers), which a lazy array does not know before it is
+    computed. Its dense size bounds it; when that is over the budget,
+    :meth:`measure` computes the blocks once for their CSR sizes alone
+    (:attr:`stored_nbytes`), and rows whose CSR size fits are held all the same."""
 
     sparse = True
+    #: bytes of the CSR blocks (values, column indices, row pointers) once measured or
+    #: held, else None (then :attr:`nbytes` is the dense size, a bound)
+    stored_nbytes: int | None = None
 
     def __init__(self, X: da.Array) -> None:
         dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
         meta = sp.csr_matrix((0, X.shape[1]), dtype=dtype)
         X = da.map_blocks(_csr_block, X, dtype=dtype, meta=meta)
         super().__init__(X)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the CSR rows once known (:attr:`stored_nbytes`), else the dense size."""
+        if self.stored_nbytes is not None:
+            return self.stored_nbytes
+        return self.n * self.d * np.dtype(self.dtype).itemsize
+
+    def measure(self) -> int:
+        """The CSR bytes of the rows (:attr:`stored_nbytes`, recorded on this source):
+        one compute of the array's graph from which only each block's size comes back
+        (the blocks are not kept)."""
+        if self.stored_nbytes is None:
+            n_blocks = len(self.X.chunks[0])
+            sizes = da.map_blocks(_csr_nbytes, self.X, dtype=np.int64,
+                                  chunks=((1,) * n_blocks, (1,)),
+                                  meta=np.empty((0, 0), np.int64))
+            self.stored_nbytes = int(compute(sizes.sum(), n_tasks=n_blocks))
+        return self.stored_nbytes
+
+    def with_held(self, blocks: list[Any], xsq: np.ndarray | list[Any] | None,
+                  offsets: tuple[int, ...], weights: np.ndarray | None = None) -> DaskSource:
+        out = super().with_held(blocks, xsq, offsets, weights)
+        if all(sp.issparse(b) for b in blocks):  # held here: their size is known
+            assert isinstance(out, SparseDaskSource)
+            out.stored_nbytes = sum(_csr_nbytes(b).item() for b in blocks)
+        return out
 
     def to_dask(self) -> da.Array:
         X = self.X

@@ -53,20 +53,21 @@ def scratch(name: str, size: int, dtype: np.dtype) -> np.ndarray:
 
 
 def sse_of_sums(sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray,
-                C: np.ndarray) -> float:
+                C: np.ndarray, csq: np.ndarray | None = None) -> float:
     """``sum_i w_i |x_i - c_(i)|^2`` from each cluster's weighted sums: ``sum_j Q_j - 2
     c_j . S_j + N_j |c_j|^2`` in float64 (``sums`` (k, d) ``S``, ``counts`` ``N`` and
-    ``sumsq`` ``Q = sum w |x|^2`` (k,), ``C`` (k, d) the centres the rows went to),
-    clipped at 0. Exact to float64 rounding of the sums, where adding float32 distances
-    ``|x|^2 - 2 x.c + |c|^2`` from the GEMM is off by float32 rounding, most on
-    tight clusters.
+    ``sumsq`` ``Q = sum w |x|^2`` (k,), ``C`` (k, d) the centres the rows went to,
+    ``csq`` their ``(C * C).sum(1)`` if known: :meth:`Centres.row_sq64`), clipped at
+    0. Exact to float64 rounding of the sums, where adding float32 distances ``|x|^2 -
+    2 x.c + |c|^2`` from the GEMM is off by float32 rounding, most on tight clusters.
 
     >>> sse_of_sums(np.array([[0., 2.]]), np.array([2.]), np.array([4.]), np.array([[0., 1.]]))
     2.0
     """
     C = np.asarray(C, np.float64)
-    return max(float(sumsq.sum() - 2 * np.einsum("ij,ij->", C, sums) + counts @ (C * C).sum(1)),
-               0.0)
+    if csq is None:
+        csq = (C * C).sum(1)
+    return max(float(sumsq.sum() - 2 * np.einsum("ij,ij->", C, sums) + counts @ csq), 0.0)
 
 
 def weighted_sse(sqdist: np.ndarray, weights: np.ndarray | None) -> float:
@@ -98,16 +99,38 @@ class Centres:
     with every chunk task (kernels accept either an array or a ``Centres``).
     """
 
+    #: what a pass computes once and every task reuses, left out of the pickled
+    #: object (a cluster's worker recomputes them from ``m2t``)
+    _CACHED = ("_centres", "_centres64", "_csq64", "_row_sq64")
+
     def __init__(self, C: np.ndarray, dtype: np.dtype) -> None:
         C = np.asarray(C)
         self.dtype = np.dtype(dtype)
         self.k, d = C.shape
         kp = padded_k(self.k)
-        self.m2t = np.zeros((d, kp), dtype=self.dtype)
-        np.multiply(C.T, -2, out=self.m2t[:, : self.k], casting="unsafe")
+        # -2 C in the prepared dtype, row-major: transposed once into m2t, then halved
+        # into the centres every kernel of the pass reads back (the values of
+        # ``m2t.T / -2``, without a strided copy per task)
+        m2 = np.empty((self.k, d), dtype=self.dtype)
+        np.multiply(C, -2, out=m2, casting="unsafe")
+        self.m2t = (np.empty if kp == self.k else np.zeros)((d, kp), dtype=self.dtype)
+        self.m2t[:, : self.k] = m2.T
         self.sq = np.full(kp, np.inf, dtype=self.dtype)
         Cd = C.astype(self.dtype, copy=False)
         self.sq[: self.k] = np.einsum("ij,ij->i", Cd, Cd)
+        np.divide(m2, -2, out=m2)
+        self._centres: np.ndarray | None = m2
+        self._centres64: np.ndarray | None = None
+        self._csq64: np.ndarray | None = None
+        self._row_sq64: np.ndarray | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._CACHED}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for name in self._CACHED:
+            setattr(self, name, None)
 
     @property
     def nbytes(self) -> int:
@@ -126,8 +149,43 @@ class Centres:
         return cls(C.centres() if isinstance(C, Centres) else C, dtype)
 
     def centres(self) -> np.ndarray:
-        """The (k, d) centres back (in the prepared dtype)."""
-        return np.ascontiguousarray(self.m2t[:, : self.k].T / -2)
+        """The (k, d) centres back (in the prepared dtype), contiguous, not to be modified:
+        made once per set of centres, shared by every task of a pass."""
+        if self._centres is None:
+            C = np.ascontiguousarray(self.m2t[:, : self.k].T / -2)
+            self._centres = C
+        return self._centres
+
+    def centres64(self) -> np.ndarray:
+        """:meth:`centres` in float64 (not to be modified), made once."""
+        if self._centres64 is None:
+            C = self.centres()
+            if C.dtype != np.float64:
+                C = C.astype(np.float64)
+            self._centres64 = C
+        return self._centres64
+
+    def row_sq64(self) -> np.ndarray:
+        """(k,) ``(C * C).sum(1)`` of :meth:`centres64` (what :func:`sse_of_sums`
+        computes from the centres), made once."""
+        if self._row_sq64 is None:
+            C = self.centres64()
+            self._row_sq64 = (C * C).sum(1)
+        return self._row_sq64
+
+    def csq64(self) -> np.ndarray:
+        """(kp,) float64 ``|c|^2`` of the centres, exact from ``c = -m2t / 2`` in
+        float64, inf for the padding centres (the sparse kernels' near-tie rule), made
+        once."""
+        if self._csq64 is None:
+            if self.dtype == np.float64:
+                C = self.centres()  # m2t / -2: the same values, no strided copy
+            else:
+                C = self.m2t[:, : self.k].T.astype(np.float64) * -0.5
+            out = np.full(self.m2t.shape[1], np.inf)
+            out[: self.k] = np.einsum("ij,ij->i", C, C)
+            self._csq64 = out
+        return self._csq64
 
     def buffer(self, n: int, itemsize: int) -> tuple[int, np.ndarray]:
         """(rows per block, distance block) for ``n`` rows.
@@ -518,7 +576,7 @@ class TopM:
 
     sqdist: np.ndarray  # (m,) float64, descending
     index: np.ndarray  # (m,) int64 global row index (ties: smaller index first)
-    rows: np.ndarray  # (m, d)
+    rows: Any  # (m, d): dense, or CSR for a sparse Lloyd pass (see lloyd_runs)
     labels: np.ndarray  # (m,) int32
     weights: np.ndarray  # (m,) float64
     cap: int = 0  # the rows asked for: a small block holds fewer, a merge keeps up to it
@@ -532,11 +590,17 @@ class TopM:
 
     def select(self, m: int) -> TopM:
         """The ``m`` farthest (ties: smaller index), ``m`` the new ``cap``."""
-        order = np.lexsort((self.index, -self.sqdist))[:m]
+        order = top_order(self.sqdist, self.index, m)
         return TopM(
             self.sqdist[order], self.index[order], self.rows[order], self.labels[order],
             self.weights[order], m,
         )
+
+
+def top_order(sqdist: np.ndarray, index: np.ndarray, m: int) -> np.ndarray:
+    """Positions of the ``m`` largest ``sqdist``, descending, ties to the smaller
+    ``index``: the order :meth:`TopM.select` keeps (found before any row is copied)."""
+    return np.lexsort((index, -sqdist))[:m]
 
 
 def row_index(offset: int | np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -574,12 +638,12 @@ def top_m(
     # at the boundary: pull every row equal to the threshold and let select() decide.
     thr = sqdist[idx].min()
     idx = np.union1d(idx, np.flatnonzero(sqdist == thr)) if m < n else idx
-    gidx = row_index(offset, idx)
-    t = TopM(
-        sqdist[idx].astype(np.float64), gidx.astype(np.int64), X[idx],
-        labels[idx], weights[idx].astype(np.float64),
-    )
-    return t.select(m)
+    gidx = row_index(offset, idx).astype(np.int64)
+    sq = sqdist[idx].astype(np.float64)
+    order = top_order(sq, gidx, m)  # the rows taken once, the kept ones only
+    idx = idx[order]
+    return TopM(sq[order], gidx[order], X[idx], labels[idx],
+                weights[idx].astype(np.float64), m)
 
 
 def merge_top(a: TopM, b: TopM, m: int | None = None) -> TopM:
@@ -597,13 +661,24 @@ def merge_top(a: TopM, b: TopM, m: int | None = None) -> TopM:
     """
     if m is None:
         m = max(a.cap, b.cap) or len(a.sqdist) + len(b.sqdist)
-    return TopM(
-        np.concatenate([a.sqdist, b.sqdist]),
-        np.concatenate([a.index, b.index]),
-        np.concatenate([a.rows, b.rows]),
-        np.concatenate([a.labels, b.labels]),
-        np.concatenate([a.weights, b.weights]),
-    ).select(m)
+    sqdist = np.concatenate([a.sqdist, b.sqdist])
+    index = np.concatenate([a.index, b.index])
+    order = top_order(sqdist, index, m)
+    na = len(a.sqdist)
+    if is_sparse(a.rows) or is_sparse(b.rows):  # CSR rows (a sparse Lloyd pass's)
+        rows: Any = sp.vstack([sp.csr_matrix(a.rows), sp.csr_matrix(b.rows)],
+                              format="csr")[order]
+        return TopM(sqdist[order], index[order], rows,
+                    np.concatenate([a.labels, b.labels])[order],
+                    np.concatenate([a.weights, b.weights])[order], m)
+    from_a = order < na
+    # the kept rows only, each from its side (no copy of both sides' rows first)
+    rows = np.empty((len(order), *a.rows.shape[1:]), dtype=np.result_type(a.rows, b.rows))
+    rows[from_a] = a.rows[order[from_a]]
+    rows[~from_a] = b.rows[order[~from_a] - na]
+    return TopM(sqdist[order], index[order], rows,
+                np.concatenate([a.labels, b.labels])[order],
+                np.concatenate([a.weights, b.weights])[order], m)
 
 
 def weighted_sample(

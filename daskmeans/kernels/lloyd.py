@@ -171,7 +171,6 @@ def lloyd_runs(
     labels = np.empty((n, runs), dtype=np.int32)  # index of the stacked centre
     sqdist = np.empty((n, runs), dtype=dtype)
     sums = np.zeros((kk, d), dtype=np.float64)
-    C64 = cen.centres().astype(np.float64)  # the centres the rows were assigned to
     if is_sparse(X):  # CSR rows: the sparse kernels (compiled or numpy)
         counts, sse = sparse.lloyd_stats(X, cen, xsq, w, runs, k, labels, sqdist, sums)
         mom = sparse.column_moments(X) if moments else None
@@ -181,12 +180,17 @@ def lloyd_runs(
         _lloyd_compiled(X, scale, cen, xsq, w, runs, k, labels, sqdist, sums, counts, sumsq)
         mom = column_moments(X, scale) if moments else None
         each = [slice(r * k, (r + 1) * k) for r in range(runs)]
-        sse = [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j]) for j in each]
+        C64, csq = cen.centres64(), cen.row_sq64()  # the centres the rows went to
+        sse = [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j], csq[j]) for j in each]
     else:
-        mom, counts, sse = _lloyd_numpy(X, scale, cen, C64, xsq, w, runs, k, moments, labels,
-                                        sqdist, sums)
+        mom, counts, sse = _lloyd_numpy(X, scale, cen, cen.centres64(), xsq, w, runs, k,
+                                        moments, labels, sqdist, sums)
     w1 = np.ones(n) if w is None else w
     rows: Any = ScaledRows(X, scale) if scale is not None else row_access(X)
+    # CSR rows keep their farthest rows as CSR (a few stored values, where dense rows of
+    # a wide vocabulary weigh megabytes in every partial); relocation densifies the few
+    # it takes
+    far = X if is_sparse(X) else rows
     index = row_index(offset, np.arange(n)) if n_sample else None
     parts = []
     for r in range(runs):
@@ -196,7 +200,7 @@ def lloyd_runs(
             sample = weighted_sample(rows, lab_r, w1, index, n_sample, sample_seed)
         parts.append(LloydPartial(
             sums[r * k : (r + 1) * k], counts[r * k : (r + 1) * k], sse[r],
-            top_m(sqdist[:, r], n_top, rows, lab_r, w1, offset), mom, n, sample))
+            top_m(sqdist[:, r], n_top, far, lab_r, w1, offset), mom, n, sample))
     return LloydRuns(tuple(parts))
 
 def _lloyd_numpy(X: np.ndarray, scale: float | None, cen: Centres, C64: np.ndarray,

@@ -38,8 +38,22 @@ from .common import (
 )
 
 __all__ = ["assign", "cluster_sums", "column_moments", "csr_parts", "distances",
+           "duplicate_free",
            "exact_csq", "exact_sq", "lloyd_stats", "nearest", "nearest_labels", "products",
            "row_norms_sq", "settle_near_ties", "winner_sqdist"]
+
+
+def duplicate_free(X: Any) -> bool:
+    """True when no row of a CSR matrix stores a column twice, its columns in any
+    order: what the kernels need (a row's ``|x|^2`` sums its stored values' squares).
+    scipy's canonical format (sorted columns) implies it; rows in any order are checked
+    in one compiled read of the indices (without numba: canonical rows only)."""
+    if X.has_canonical_format:
+        return True
+    if not compiled_kernels():
+        return False
+    return not compiled_module("sparse").has_duplicates(
+        np.ascontiguousarray(X.indices), np.ascontiguousarray(X.indptr), X.shape[1])
 
 
 def csr_parts(X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,11 +65,8 @@ def csr_parts(X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def exact_csq(cen: Centres) -> np.ndarray:
     """(kp,) float64 ``|c|^2`` of the prepared centres (``-m2t / 2`` is exact), inf
-    for the padding centres."""
-    C = cen.m2t.astype(np.float64) * -0.5
-    out = np.einsum("ij,ij->j", C, C)
-    out[cen.k:] = np.inf
-    return out
+    for the padding centres (read-only: :meth:`Centres.csq64`, made once a pass)."""
+    return cen.csq64()
 
 
 def exact_sq(X: Any, i: int, cen: Centres, csq64: np.ndarray, js: np.ndarray
@@ -142,7 +153,7 @@ def assign(X: Any, C: np.ndarray | Centres) -> tuple[np.ndarray, np.ndarray]:
     if compiled_kernels():
         return _assign_compiled(X, cen)
     labels = nearest(X, cen)[0].astype(np.int32)
-    return labels, winner_sqdist(X, cen.centres().astype(np.float64), labels)
+    return labels, winner_sqdist(X, cen.centres64(), labels)
 
 
 def _assign_compiled(X: Any, cen: Centres) -> tuple[np.ndarray, np.ndarray]:
@@ -224,16 +235,17 @@ def lloyd_stats(X: Any, cen: Centres, xsq: np.ndarray | None, w: np.ndarray | No
             labels, sqdist, sums, counts, sumsq, cen.tie)
         if bad >= 0:
             raise NonFiniteRow(int(bad))
-        C64 = cen.centres().astype(np.float64)
+        C64, csq = cen.centres64(), cen.row_sq64()
         each = [slice(r * k, (r + 1) * k) for r in range(runs)]
-        return counts, [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j]) for j in each]
+        return counts, [sse_of_sums(sums[j], counts[j], sumsq[j], C64[j], csq[j])
+                        for j in each]
     lab, sq, _ = nearest(X, cen, xsq.astype(cen.dtype), runs)
     labels[:] = lab.reshape(n, runs)
     sqdist[:] = sq.reshape(n, runs)
     cluster_sums(X, labels if runs > 1 else labels[:, 0], cen.k, w, out=sums)
     counts += np.bincount(labels.ravel(), weights=None if w is None else np.repeat(w, runs),
                           minlength=cen.k)
-    C64 = cen.centres().astype(np.float64)
+    C64 = cen.centres64()
     sse = []
     for r in range(runs):
         e = winner_sqdist(X, C64, labels[:, r])

@@ -30,6 +30,20 @@ def row_sq(data: np.ndarray, indptr: np.ndarray, out: np.ndarray) -> None:
         out[i] = acc
 
 
+@jit
+def has_duplicates(indices: np.ndarray, indptr: np.ndarray, d: int) -> bool:
+    """True when a CSR row stores a column twice (or a column index is outside
+    ``0..d-1``), whatever the order of its columns: one read of the indices."""
+    seen = np.full(d, -1, np.int64)  # the last row that stored each column
+    for i in range(indptr.shape[0] - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            t = indices[p]
+            if t < 0 or t >= d or seen[t] == i:
+                return True
+            seen[t] = i
+    return False
+
+
 @jit_reassoc
 def exact_sq_sparse(data: np.ndarray, indices: np.ndarray, p0: int, p1: int,
                     m2t: np.ndarray, csq64: np.ndarray, j: int) -> float:
@@ -162,6 +176,7 @@ def warm_up() -> None:
             m2t = np.zeros((2, 2), dtype)
             csq = np.zeros(2, dtype)
             row_sq(data, indptr, np.empty(2))
+            has_duplicates(indices, indptr, 2)
             assign_sparse(data, indices, indptr, m2t, csq, np.zeros(2), 1, 2,
                           np.empty((2, 1), np.int32), np.empty((2, 1)), 1e-6)
             lab = np.empty(2, np.int32)

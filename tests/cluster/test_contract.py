@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -120,9 +121,71 @@ def test_minibatch_verbose(capsys) -> None:
 def test_bisecting_verbose_and_quiet_by_default(X: np.ndarray, capsys) -> None:
     BisectingKMeans(3, random_state=0).fit(X)
     assert capsys.readouterr() == ("", "")
-    BisectingKMeans(3, random_state=0, verbose=1).fit(X)
+    model = BisectingKMeans(3, random_state=0, verbose=1).fit(X)
     out, err = capsys.readouterr()
-    assert out.startswith("Round 0: ") and err == ""
+    assert err == ""
+    splits = re.findall(r"^New centroids from bisection: \[\[", out, re.M)  # scikit-learn's
+    assert len(splits) == 2
+    # the first split's two centres, as numpy prints them
+    root = model.tree_.children[0]
+    assert f"New centroids from bisection: {model.tree_.centers[list(root)]}" in out
+
+
+class StdoutAtReports:
+    """A progress callback that notes, at every report, the lines printed so far."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys, self.out, self.seen = capsys, "", []
+
+    def __call__(self, phase: str, done: int, total: int | None, detail: str = "") -> None:
+        self.out += self.capsys.readouterr().out
+        self.seen.append((phase, done, self.out.splitlines()))
+
+
+def _sparse(X: np.ndarray) -> Any:
+    import scipy.sparse as sp
+
+    Xs = X - X.min(0)
+    Xs[Xs < 2] = 0  # mostly zeros
+    return sp.csr_matrix(Xs)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_kmeans_verbose_lines_are_live(X: np.ndarray, capsys, algorithm: str,
+                                       sparse: bool) -> None:
+    """Each iteration's line is out before the next progress report: printed as the
+    iteration ends, not when the fit does."""
+    at = StdoutAtReports(capsys)
+    km = KMeans(3, init="random", n_init=1, tol=0.0, algorithm=algorithm, random_state=1,
+                verbose=1, callback=at).fit(_sparse(X) if sparse else X)
+    reports = [(done, lines) for phase, done, lines in at.seen if phase == "lloyd"]
+    assert len(reports) == km.n_iter_ > 1
+    for done, lines in reports:
+        its = [ln for ln in lines if ln.startswith("Iteration ")]
+        assert its[-1].startswith(f"Iteration {done - 1}, inertia ")
+        assert len(its) == done
+    assert reports[-1][1][-1] == f"Converged at iteration {km.n_iter_ - 1}: strict convergence."
+    assert km.history_[0]["inertia"] == float(reports[0][1][-1].split()[-1])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_minibatch_and_bisecting_verbose_lines_are_live(X: np.ndarray, capsys,
+                                                        sparse: bool) -> None:
+    rows = _sparse(X) if sparse else X
+    at = StdoutAtReports(capsys)
+    MiniBatchKMeans(3, batch_size=50, max_iter=3, n_init=1, tol=0.0, random_state=0,
+                    max_no_improvement=None, verbose=1, callback=at).fit(rows)
+    steps = [(done, lines) for phase, done, lines in at.seen if phase == "mini-batch"]
+    assert len(steps) > 1
+    for done, lines in steps:
+        assert re.match(rf"Minibatch step {done}/\d+: mean batch inertia: ", lines[-1])
+    at = StdoutAtReports(capsys)
+    BisectingKMeans(4, random_state=0, verbose=1, callback=at).fit(rows)
+    splits = [(done, lines) for phase, done, lines in at.seen if phase == "bisecting"]
+    assert [done for done, _ in splits] == [1, 2, 3]
+    for done, lines in splits:
+        assert sum(ln.startswith("New centroids from bisection: ") for ln in lines) == done
 
 
 def test_progress_bars_behind_callback(X: np.ndarray, capsys) -> None:

@@ -11,6 +11,7 @@ from daskmeans import as_source
 from daskmeans.engine import reductions
 from daskmeans.engine.hold import hold
 from daskmeans.engine.source import SparseSource, csr_rows
+from daskmeans.kernels import sparse
 
 
 def _rows(n: int = 2000, d: int = 30, seed: int = 0) -> sp.csr_matrix:
@@ -54,6 +55,34 @@ def test_non_canonical_rows_are_summed_in_a_copy() -> None:
     assert X.data.tolist() == [1.0, 2.0, 3.0] and X.indices.tolist() == [2, 0, 2]
     assert csr_rows(out) is not None and csr_rows(X.astype(np.int64)).dtype == np.float64
     assert csr_rows(X.astype(np.float32)).dtype == np.float32
+
+
+def test_unsorted_rows_without_duplicates_are_taken_as_they_are() -> None:
+    """Rows whose columns are not sorted (a vectoriser's TF-IDF) but stored once each
+    are not copied nor sorted; a fit on them equals the fit on the sorted rows."""
+    from daskmeans import KMeans
+
+    X = sp.random(300, 40, density=0.2, format="csr", random_state=5)
+    X.data += 0.5
+    rng = np.random.default_rng(0)
+    indices, data = X.indices.copy(), X.data.copy()
+    for i in range(X.shape[0]):  # each row's entries shuffled
+        p0, p1 = X.indptr[i], X.indptr[i + 1]
+        perm = p0 + rng.permutation(p1 - p0)
+        indices[p0:p1], data[p0:p1] = X.indices[perm], X.data[perm]
+    U = sp.csr_matrix((data, indices, X.indptr.copy()), shape=X.shape)
+    assert not U.has_canonical_format and (U != X).nnz == 0
+    out = csr_rows(U)
+    assert np.shares_memory(out.indices, U.indices) and np.shares_memory(out.data, U.data)
+    assert not out.has_canonical_format  # not copied, not sorted
+    assert sparse.duplicate_free(U)
+    twice = sp.csr_matrix((np.ones(2), np.array([3, 3]), np.array([0, 2])), shape=(1, 5))
+    assert not sparse.duplicate_free(twice)
+    init = X[:4].toarray()
+    a = KMeans(4, init=init, n_init=1, algorithm="lloyd").fit(X)
+    b = KMeans(4, init=init, n_init=1, algorithm="lloyd").fit(U)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-12, atol=1e-15)
 
 
 def test_hold_computes_row_norms_once() -> None:

@@ -142,3 +142,31 @@ def test_dask_array_of_sparse_blocks_from_map_blocks() -> None:
     assert got.dtype == np.float64 and np.array_equal(got.toarray(), dense)
     assert not isinstance(as_source(sp.csr_matrix(dense)), SparseDaskSource)
     assert isinstance(as_source(sp.csr_matrix(dense)), SparseSource)
+
+
+def test_sparse_dask_array_is_sized_by_its_csr_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dask array of CSR blocks whose dense size is over the memory budget but whose
+    CSR size (values, column indices, row pointers) fits is held; over its CSR size
+    too, it streams."""
+    from daskmeans.engine import hold as hold_module
+
+    X = matrix(2000, 400)  # 8% stored: the CSR rows take a fraction of the dense ones
+    csr_bytes = X.data.nbytes + X.indices.nbytes + 5 * (400 + 1) * X.indptr.itemsize
+    dense_bytes = X.shape[0] * X.shape[1] * X.dtype.itemsize
+    assert csr_bytes < dense_bytes // 4
+    Xd = da.from_array(X, chunks=(400, 400), asarray=False)
+    monkeypatch.setattr(hold_module, "memory_budget", lambda: 2 * csr_bytes)
+    src = as_source(Xd)
+    assert src.nbytes == dense_bytes  # not known before it is computed: the bound
+    held = hold(src)
+    assert held.held is not None and not held.dask_route
+    assert held.nbytes == src.stored_nbytes == csr_bytes  # measured, then held
+    for i, block in enumerate(held.held):
+        assert same(block, X[held.offsets[i]:held.offsets[i + 1]])
+    monkeypatch.setattr(hold_module, "memory_budget", lambda: csr_bytes - 1)
+    streamed = hold(as_source(Xd))
+    assert streamed.held is None and streamed.dask_route
+    assert streamed.nbytes == csr_bytes
+    monkeypatch.setattr(hold_module, "memory_budget", lambda: dense_bytes)
+    small = as_source(Xd)
+    assert hold(small).held is not None and small.stored_nbytes is None  # not measured

@@ -252,6 +252,31 @@ def test_merge_top_keeps_the_farthest_rows_of_blocks_smaller_than_asked() -> Non
     assert total.sqdist.tolist() == keys[order].tolist()
 
 
+def test_merge_top_of_csr_rows_equals_the_dense_merge() -> None:
+    """Farthest rows kept as CSR (a sparse Lloyd pass's), merged with each other and
+    with an empty block's dense rows: the rows, keys and order of the dense merge."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(1)
+    X = rng.random((12, 6))
+    X[X < 0.6] = 0
+    keys = rng.integers(0, 4, 12).astype(np.float64)  # ties too
+
+    def tops(rows: np.ndarray | sp.csr_matrix) -> list[common.TopM]:
+        return [common.top_m(keys[a:b], 4, rows[a:b], np.zeros(b - a, np.int32),
+                             np.ones(b - a), a) for a, b in [(0, 5), (5, 5), (5, 12)]]
+
+    dense = tops(X)
+    csr = tops(sp.csr_matrix(X))
+    assert sp.issparse(csr[0].rows) and not sp.issparse(csr[1].rows)  # empty: dense
+    want = common.merge_top(common.merge_top(dense[0], dense[1]), dense[2])
+    got = common.merge_top(common.merge_top(csr[0], csr[1]), csr[2])
+    assert sp.issparse(got.rows) and got.cap == 4
+    assert got.index.tolist() == want.index.tolist()
+    np.testing.assert_array_equal(got.rows.toarray(), want.rows)
+    np.testing.assert_array_equal(want.rows, X[want.index])
+
+
 def _splitmix64(index: int, seed: int) -> float:
     """splitmix64 of ``index + seed * golden`` in Python integers, as a [0, 1) double."""
     mask = (1 << 64) - 1
