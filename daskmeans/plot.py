@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from . import io, metrics
-from .engine import reductions
+from .engine import evaluation
 from .kernels.common import nearest_labels
 from .metrics.scores import as_label_vector
 from .metrics.silhouettes import as_data_source, sample_index
@@ -423,7 +423,7 @@ def pca_projection(
 ) -> PCAView:
     """Project the data on its first two principal components, fitted on ALL rows with
     ``dask_ml.decomposition.PCA`` (randomized with 4 power iterations, close to the exact
-    solution for drawing; see :func:`daskmeans.engine.reductions.pca_fit`; ``svd_solver="tsqr"``
+    solution for drawing; see :func:`daskmeans.engine.evaluation.pca_fit`; ``svd_solver="tsqr"``
     is exact), and keep a random sample of ``n_points`` rows to
     draw (all rows when there are fewer): ``np.sort(default_rng(random_state).choice(n,
     n_points, replace=False))``, as for the sampled silhouette.
@@ -467,11 +467,11 @@ def pca_projection(
         if centers.ndim != 2 or centers.shape[1] != src.d:
             raise ValueError(f"centers must be (n_clusters, {src.d}), got shape "
                              f"{centers.shape}")
-    pca = reductions.pca_fit(src, 2, svd_solver=svd_solver, iterated_power=iterated_power,
+    pca = evaluation.pca_fit(src, 2, svd_solver=svd_solver, iterated_power=iterated_power,
                           random_state=random_state)
     index = (np.arange(n, dtype=np.int64) if n <= n_points
              else sample_index(n, int(n_points), random_state))
-    got = reductions.gather_pass(src, index, vectors)
+    got = evaluation.gather_pass(src, index, vectors)
     mean = np.asarray(pca.mean_, dtype=np.float64)
     comps = np.asarray(pca.components_, dtype=np.float64)
     pred = got.values.get("labels_pred")

@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 from sklearn.metrics import mutual_info_score
 
-from ..engine import reductions
+from ..engine import evaluation
 from ..kernels.scores import LabelError, pair_table
 
 __all__ = [
@@ -97,7 +97,7 @@ def contingency(labels_true: Any, labels_pred: Any) -> Contingency:
             t = da.from_array(t, chunks=(p.chunks[0],))  # type: ignore[union-attr]
         if not isinstance(p, da.Array):
             p = da.from_array(p, chunks=(t.chunks[0],))
-        classes, clusters, table = reductions.contingency_pass(t, p)
+        classes, clusters, table = evaluation.contingency_pass(t, p)
     else:
         classes, clusters, table = pair_table(t, p).finish()
     return Contingency(classes, clusters, table)

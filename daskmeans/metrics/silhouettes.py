@@ -11,7 +11,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from ..engine import reductions
+from ..engine import evaluation
 from ..engine.source import ArraySource, Source, as_source
 from ..io.stores import is_zarr
 from ..kernels.scores import LabelError, as_label_codes
@@ -85,7 +85,7 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
     ``np.sort(np.random.default_rng(random_state).choice(n, m, replace=False))``, so
     the sample depends only on ``n``, ``m`` and ``random_state``, never on the
     chunking. One pass gathers them (none for numpy input), one distributed pass
-    (:func:`daskmeans.engine.reductions.cluster_distance_pass`) sums, in float64, their distances
+    (:func:`daskmeans.engine.evaluation.cluster_distance_pass`) sums, in float64, their distances
     to every row per cluster: each sampled row's a(i), b(i) and s(i) are exact, only
     the mean is estimated. O(m n d); ``standard_error`` is ``std(values, ddof=1) /
     sqrt(m) * sqrt(1 - m / n)`` (simple random sampling without replacement).
@@ -128,18 +128,18 @@ def silhouette(X: Any, labels: Any, *, sample_size: int | None = None,
         raise ValueError(f"sample_size must be an integer >= 2 or None, got {sample_size!r}")
     if sample_size is not None and sample_size < n:
         index = sample_index(n, int(sample_size), random_state)
-        queries = Queries(reductions.gather_pass(src, index).rows, index)
+        queries = Queries(evaluation.gather_pass(src, index).rows, index)
         return _sampled_silhouette(src, lab, classes, queries)
     index = np.arange(n, dtype=np.int64)  # exact: every row, in memory
     if not isinstance(src, ArraySource) or isinstance(lab, da.Array):
-        got = reductions.gather_pass(src, index, {"labels": lab})  # lazy input read once
+        got = evaluation.gather_pass(src, index, {"labels": lab})  # lazy input read once
         src, lab = ArraySource(got.rows), got.values["labels"]
         if classes is None:
             classes, lab = np.unique(as_label_codes(lab, "labels"), return_inverse=True)
             _check_n_labels(classes.size, n)
     assert classes is not None
     per_pass = max(1, SILHOUETTE_PASS_BYTES // (8 * max(classes.size, src.d)))
-    parts = [reductions.cluster_distance_pass(
+    parts = [evaluation.cluster_distance_pass(
         src, lab, Queries(src.X[a:a + per_pass], index[a:a + per_pass]))
         for a in range(0, n, per_pass)]
     values, a, b = _silhouette_values(np.concatenate([p.sums for p in parts], axis=1),
@@ -183,7 +183,7 @@ class SilhouetteSample:
             if isinstance(random_state, np.random.RandomState):
                 random_state = int(random_state.randint(np.iinfo(np.int32).max))
             index = sample_index(self.src.n, sample_size, random_state)
-            self.queries = Queries(reductions.gather_pass(self.src, index).rows, index)
+            self.queries = Queries(evaluation.gather_pass(self.src, index).rows, index)
 
     @property
     def n_samples(self) -> int:
@@ -201,7 +201,7 @@ class SilhouetteSample:
 def _sampled_silhouette(src: Any, lab: Any, classes: np.ndarray | None,
                         queries: Queries) -> Silhouette:
     """One distributed pass: the queries' distances to every row, per cluster."""
-    dist = reductions.cluster_distance_pass(src, lab, queries)
+    dist = evaluation.cluster_distance_pass(src, lab, queries)
     if classes is None:
         _check_n_labels(int((dist.counts > 0).sum()), src.n)
     values, a, b = _silhouette_values(dist.sums, dist.counts, dist.own)
