@@ -67,6 +67,8 @@ from ..kernels.metric import Metric, as_metric
 from .schedule import (
     client_blas,
     compute,
+    forget_holders,
+    holder_groups,
     local_blas,
     local_threads,
     using_distributed,
@@ -295,14 +297,19 @@ def map_reduce(
     whole = n_out > 1 and not using_distributed() and len(blocks) <= split_every
     tasks = _block_tasks(src, kernel, shared, blocks, states, xsq, raw, aligned,
                          nout=None if (n_out == 1 or whole) else n_out)
-    if n_out == 1:
-        parts = delayed_tree(tasks, split_every)
-        out = compute(*parts, n_tasks=len(blocks))
-        return add_all(*out) if len(parts) > 1 else out
-    index = [i for i, _ in blocks]
-    if whole:
-        return _reduce_whole(tasks, index, keep, summaries)
-    return _reduce_split(tasks, index, keep, summaries, split_every)
+    try:
+        if n_out == 1:
+            parts = delayed_tree(tasks, split_every)
+            out = compute(*parts, n_tasks=len(blocks))
+            return add_all(*out) if len(parts) > 1 else out
+        index = [i for i, _ in blocks]
+        if whole:
+            return _reduce_whole(tasks, index, keep, summaries)
+        return _reduce_split(tasks, index, keep, summaries, split_every)
+    except BaseException:
+        if src.held is not None and using_distributed():
+            forget_holders(src.held)  # its workers may have left: asked again next pass
+        raise
 
 
 def _mapped_blocks(src: Source, per_block: Callable[[int], dict[str, Any] | None] | None
@@ -339,7 +346,7 @@ def _block_tasks(src: Source, kernel: Callable[..., Any], shared: Any,
 
     task_src = TaskSource(src)
     s = shared_operand(shared, len(blocks))
-    groups = _holder_groups(src, blocks)
+    groups = holder_groups(src.held, [i for i, _ in blocks])
     if groups is not None:
         with_aligned = [(i, {**consts, **{k: rows_of(a, i) for k, a in aligned.items()}})
                         for i, consts in blocks]
@@ -353,33 +360,6 @@ def _block_tasks(src: Source, kernel: Callable[..., Any], shared: Any,
              *(() if states is None else (states[i],)))
         for i, consts in blocks
     ]
-
-
-def _holder_groups(src: Source, blocks: list[tuple[int, dict[str, Any]]]
-                   ) -> list[list[int]] | None:
-    """On a cluster, for rows held there (futures): the positions in ``blocks`` of the
-    blocks each worker holds (``Client.who_has``), in one group per worker thread;
-    None otherwise. Blocks whose holder is not known (lost with a worker, being
-    recomputed) go alone."""
-    if not using_distributed() or src.held is None or len(blocks) < 2:
-        return None
-    from distributed import default_client
-
-    client = default_client()
-    futures = [src.held[i] for i, _ in blocks]
-    where = client.who_has(futures)
-    threads = client.nthreads()
-    by_worker: dict[str, list[int]] = {}
-    alone: list[list[int]] = []
-    for j, f in enumerate(futures):
-        holders = sorted(where.get(f.key, ()))
-        if holders:
-            by_worker.setdefault(holders[0], []).append(j)
-        else:
-            alone.append([j])
-    groups = [part.tolist() for w, group in by_worker.items()
-              for part in np.array_split(group, min(len(group), threads.get(w, 1)))]
-    return [*groups, *alone]
 
 
 def _group_task(kernel: Callable[..., Any], task_src: TaskSource, shared: Any,

@@ -1,6 +1,7 @@
 """Where and how the engine's computations run: the local threaded scheduler or a
 ``distributed.Client``, how many threads compute, how the cores are split between dask
-and BLAS, how much memory a fit may hold, and the one ``compute`` every pass ends in.
+and BLAS, how much memory a fit may hold, which worker thread runs which held blocks
+(:func:`holder_groups`), and the one ``compute`` every pass ends in.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -19,8 +21,8 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 __all__ = ["CACHE_FRACTION", "MEMORY_BLOCK_BYTES", "MEMORY_BLOCK_MAX_BYTES", "WorkerBlas",
-           "client_blas", "compute", "local_blas", "local_memory_budget", "local_threads",
-           "memory_block_rows",
+           "client_blas", "compute", "forget_holders", "holder_groups", "holders_of",
+           "local_blas", "local_memory_budget", "local_threads", "memory_block_rows",
            "memory_budget", "thread_map", "total_threads", "using_distributed",
            "worker_blas", "worker_memory_budget"]
 
@@ -153,6 +155,99 @@ def thread_map(fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(fn, items))
+
+
+# --------------------------------------------------------------------------- placement
+
+#: held sources whose holders are remembered (the oldest forgotten first): a few fits'.
+HOLDERS_KEPT = 16
+_holders: OrderedDict[tuple[str, ...], tuple[dict[str, str], dict[str, int]]] = OrderedDict()
+_holders_lock = threading.Lock()
+
+
+def _holders_key(client: Any, held: Sequence[Any]) -> tuple[str, ...]:
+    return (str(client.id), *(str(getattr(f, "key", id(f))) for f in held))
+
+
+def holders_of(held: Sequence[Any]) -> tuple[dict[str, str], dict[str, int]]:
+    """Which worker holds each of ``held`` (futures of the default client), as
+    ``{future key: worker address}`` (the first of its holders, in address order;
+    a future no worker holds is left out), and each worker's threads.
+
+    Asked of the scheduler once per held source (``Client.who_has`` and
+    ``Client.nthreads``: a round trip each) and remembered for its later passes, so a
+    fit's passes over held rows add no round trip of their own. Asked again when a
+    held future is not finished (lost with a worker, being recomputed) or after
+    :func:`forget_holders` (a failed pass); a mapping with a block no worker holds is
+    not remembered."""
+    from distributed import default_client
+
+    client = default_client()
+    key = _holders_key(client, held)
+    if all(f.status == "finished" for f in held):
+        with _holders_lock:
+            known = _holders.get(key)
+            if known is not None:
+                _holders.move_to_end(key)
+                return known
+    where = client.who_has(list(held))
+    first = {str(k): sorted(v)[0] for k, v in where.items() if v}
+    got = (first, dict(client.nthreads()))
+    if len(first) == len(held):  # every block somewhere: remembered
+        with _holders_lock:
+            _holders[key] = got
+            while len(_holders) > HOLDERS_KEPT:
+                _holders.popitem(last=False)
+    return got
+
+
+def forget_holders(held: Sequence[Any]) -> None:
+    """Ask the scheduler again where ``held`` is at their next pass (after a pass over
+    them failed: its workers may have left)."""
+    from distributed import default_client
+
+    with _holders_lock:
+        _holders.pop(_holders_key(default_client(), held), None)
+
+
+def holder_groups(held: Sequence[Any] | None, positions: Sequence[int]
+                  ) -> list[list[int]] | None:
+    """On a cluster, for rows held there (``held``: a future per block): the blocks
+    ``positions`` (the ones a pass maps) grouped by the worker holding them, one group
+    per worker thread, each group as indices into ``positions``; None without a
+    cluster, without held rows or for a single block.
+
+    One task per group (:func:`daskmeans.engine.reductions.map_reduce`) leaves the
+    scheduler no queue of block tasks to balance by moving held rows between workers.
+    Blocks whose holder is not known (lost with a worker, being recomputed) go alone.
+    The holders are remembered per held source (:func:`holders_of`)."""
+    if held is None or len(positions) < 2 or not using_distributed():
+        return None
+    where, threads = holders_of(held)
+    by_worker: dict[str, list[int]] = {}
+    alone: list[list[int]] = []
+    for j, i in enumerate(positions):
+        holder = where.get(str(held[i].key))
+        if holder is not None:
+            by_worker.setdefault(holder, []).append(j)
+        else:
+            alone.append([j])
+    groups = [[int(v) for v in part] for w, group in by_worker.items()
+              for part in _split(group, threads.get(w, 1))]
+    return [*groups, *alone]
+
+
+def _split(items: list[int], parts: int) -> list[list[int]]:
+    """``items`` in ``parts`` consecutive runs of (nearly) equal length (the first ones
+    longer), none empty."""
+    parts = max(1, min(len(items), parts))
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for p in range(parts):
+        stop = start + size + int(p < extra)
+        out.append(items[start:stop])
+        start = stop
+    return out
 
 
 # --------------------------------------------------------------------------- block sizes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 
 import dask
@@ -94,3 +95,73 @@ def test_thread_map_keeps_the_order_of_its_items() -> None:
         assert thread_map(square, [3, 1]) == [9, 1]
         assert seen == {threading.get_ident()}  # one thread: this one
     assert thread_map(square, []) == []
+
+
+def _counting_who_has(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
+    """Count the client's ``who_has`` round trips."""
+    from distributed import Client
+
+    asked: list[int] = []
+    who_has = Client.who_has
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(len(args[0]) if args else 0)
+        return who_has(self, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "who_has", counted)
+    return asked
+
+
+def test_holder_groups_follow_the_holders_asked_once(local_cluster, monkeypatch) -> None:
+    """Held futures grouped by the worker holding them, one group per worker thread
+    (the cluster's workers have one each), as indices into the blocks a pass maps; the
+    scheduler is asked once, then again only after forget_holders or when a held
+    future is not finished."""
+    from distributed import wait
+
+    workers = sorted(local_cluster.scheduler_info()["workers"])
+    asked = _counting_who_has(monkeypatch)
+    with local_cluster.as_current():
+        held = [local_cluster.scatter(np.full(3, i), workers=[workers[i % 2]], hash=False)
+                for i in range(5)]
+        wait(held)
+        groups = schedule.holder_groups(held, [0, 1, 2, 3, 4])
+        assert sorted(map(sorted, groups)) == [[0, 2, 4], [1, 3]]
+        assert len(asked) == 1
+        # a pass over some blocks: positions in the pass, not block indices
+        assert sorted(map(sorted, schedule.holder_groups(held, [1, 2, 4]))) == [[0], [1, 2]]
+        assert schedule.holder_groups(held, [3]) is None  # one block: nothing to group
+        assert len(asked) == 1
+        schedule.forget_holders(held)
+        assert sorted(map(sorted, schedule.holder_groups(held, [0, 1]))) == [[0], [1]]
+        assert len(asked) == 2
+        # a block not finished (as one lost with a worker, being recomputed): the
+        # holders are asked again, and it goes alone
+        held[4] = local_cluster.submit(time.sleep, 60, pure=False)
+        groups = schedule.holder_groups(held, [0, 1, 2, 3, 4])
+        assert len(asked) == 3
+        assert sorted(map(sorted, groups)) == [[0, 2], [1, 3], [4]]
+        schedule.holder_groups(held, [0, 1, 2, 3, 4])
+        assert len(asked) == 4  # a mapping with a block nowhere is not remembered
+        held[4].cancel()
+    assert schedule.holder_groups(held, [0, 1]) is None  # no cluster: no groups
+
+
+def test_a_fit_over_held_rows_asks_for_their_holders_once(local_cluster, monkeypatch,
+                                                          tmp_path: Path) -> None:
+    """Every pass over a store held in the workers plans its tasks from the holders
+    asked at its first pass: no round trip per pass."""
+    from daskmeans.engine.hold import hold
+
+    X = np.arange(600, dtype=np.float64).reshape(200, 3)
+    arr = zarr.create_array(tmp_path / "x.zarr", shape=X.shape, chunks=(25, 3), dtype=X.dtype)
+    arr[:] = X
+    asked = _counting_who_has(monkeypatch)
+    with local_cluster.as_current():
+        src = hold(ZarrSource(zarr.open_array(tmp_path / "x.zarr", mode="r")).regroup(1))
+        assert src.held is not None and src.n_blocks > 2
+        for _ in range(3):
+            got = reductions.range_pass(src)
+            np.testing.assert_array_equal(got.lo, X.min(axis=0))
+            np.testing.assert_array_equal(got.hi, X.max(axis=0))
+    assert asked == [src.n_blocks]
