@@ -217,9 +217,10 @@ class SeparationBound:
     triangle inequality gives ``|c - c'| >= 2 by_group[c, g] - r_c - r_g`` for every
     ``c'`` of group ``g``, so half the nearest distance is at least
     ``min_g (by_group[c, g] - r_g / 2) - r_c / 2``. Any lower bound keeps the bounded
-    pass exact (a smaller half separation only settles fewer rows); per group, a
-    centre that moved far (a relocated one) loosens the bounds of its group's
-    neighbours only, not every centre's.
+    pass exact (a smaller half separation only settles fewer rows). Each group's
+    distances fall by that group's own largest drift: groups whose centres barely
+    moved keep their neighbours' bounds, where one largest drift over all centres
+    would loosen every centre's.
 
     Examples
     --------
@@ -227,7 +228,7 @@ class SeparationBound:
     >>> sb = SeparationBound.of(C, np.array([0, 0, 1]))
     >>> sb.exact.tolist()
     [2.0, 2.0, 3.0]
-    >>> sb.bound(C + [[0., 0.], [1., 0.], [0., 0.]]).tolist()   # centre 1 moved by 1
+    >>> sb.bound(C + np.array([[0., 0.], [1., 0.], [0., 0.]])).tolist()   # centre 1 moved by 1
     [1.5, 1.0, 2.5]
     """
 
