@@ -59,8 +59,13 @@ FAR_ROWS = 64
 #: the centres' half separation (a (k, k) Gram matrix, as costly as a pass's distances
 #: of k rows) is carried from the last exact one as a lower bound
 #: (:class:`~daskmeans.kernels.bounds.SeparationBound`, O(k d) a pass), and computed
-#: anew once the carried bound has lost this share of the exact one's sum
+#: anew once the carried bound has lost this share of the exact one's sum...
 SEPARATION_LOSS = 0.3
+#: ... while the Gram matrix costs at most this share of a full pass (``k <= share *
+#: n``): beyond, the first exact one is carried for the whole fit, as the Yinyang
+#: groups' bounds do most of the settling at such K and a tighter separation would
+#: not repay its Gram matrix
+SEPARATION_COST = 0.05
 
 
 def n_groups(k: int, row_bytes: int) -> int:
@@ -219,11 +224,13 @@ class DistanceBounds:
     def half_separation(self, C: np.ndarray) -> np.ndarray:
         """(k,) a lower bound of half the distance from each centre of ``C`` to the
         nearest other one: carried from the last exact one while it keeps
-        ``1 - SEPARATION_LOSS`` of its sum, else computed exactly (and kept). Any
-        lower bound keeps the passes exact; a looser one only settles fewer rows."""
+        ``1 - SEPARATION_LOSS`` of its sum (always, from ``k > SEPARATION_COST n``),
+        else computed exactly (and kept). Any lower bound keeps the passes exact; a
+        looser one only settles fewer rows."""
         if self.separation is not None:
             low = self.separation.bound(C)
-            if float(low.sum()) >= (1 - SEPARATION_LOSS) * self.separation_sum:
+            if (len(C) > SEPARATION_COST * self.src.n
+                    or float(low.sum()) >= (1 - SEPARATION_LOSS) * self.separation_sum):
                 return low
         self.separation = SeparationBound.of(C, self.groups, schedule.thread_map)
         exact = self.separation.exact
