@@ -31,7 +31,9 @@ peak resident memory (``ru_maxrss``, data and imports included) is its own:
 
 For daskmeans' fits it also prints, per iteration, the machine-independent measure of
 the pruning: the (row, centre) distances computed as a share of ``n K`` (what a
-Lloyd iteration computes) and the rows read as a share of ``n`` (both in the JSON).
+Lloyd iteration computes) and the rows read as a share of ``n``, and the iteration's
+seconds (all three in the JSON: ``distance_fraction``, ``rows_read_fraction``,
+``iteration_seconds``).
 
 Every inertia is recomputed here in float64 from the returned centres and labels, the
 same way for everyone. Results as JSON (``benchmark: largek``).
@@ -149,7 +151,10 @@ def run_ours(spec: dict[str, Any], name: str) -> tuple[np.ndarray, Any, int, dic
              # machine-independent: per iteration, the (row, centre) distances computed
              # and the rows read, as shares of n K and n
              "distance_fraction": [p["distances"] / p["all_distances"] for p in pruning],
-             "rows_read_fraction": [p["rows_read"] / p["rows"] for p in pruning]}
+             "rows_read_fraction": [p["rows_read"] / p["rows"] for p in pruning],
+             # each iteration's seconds (its pass and its update, on the client), so
+             # that what an iteration costs beside its pass shows
+             "iteration_seconds": [h["seconds"] for h in m.history_]}
     return m.cluster_centers_, labels, int(m.n_iter_), {"seconds": seconds, **extra}
 
 
@@ -205,6 +210,8 @@ def print_pruning(rec: dict[str, Any]) -> None:
           + " ".join(f"{v:.3f}" for v in read), flush=True)
     print(f"      over the fit: {sum(dist) / len(dist):.4f} of the distances of as many "
           f"Lloyd iterations", flush=True)
+    print("      seconds per iteration:                          "
+          + " ".join(f"{v:.3f}" for v in rec["iteration_seconds"]), flush=True)
 
 
 def contend(spec: dict[str, Any]) -> dict[str, Any] | None:

@@ -455,7 +455,11 @@ def test_benchmark_largek_records_each_data_set_and_contender(smoke: dict[str, A
         dist, read = r["distance_fraction"], r["rows_read_fraction"]
         assert len(dist) == len(read) >= r["n_iter"] and dist[0] == read[0] == 1.0, r
         assert all(0 <= v <= 1 for v in dist + read), r
+        # each iteration's seconds, one per iteration, within the fit's
+        secs = r["iteration_seconds"]
+        assert len(secs) == r["n_iter"] and all(0 < v <= r["seconds"] for v in secs), r
     assert "distances computed, share of n*K per iteration: 1.000" in out, out
+    assert "seconds per iteration:" in out, out
 
 
 def test_benchmark_inputs_compares_every_input(smoke: dict[str, Any]) -> None:

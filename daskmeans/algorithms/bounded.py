@@ -27,8 +27,8 @@ from ..kernels.bounds import (
     BoundsPartial,
     BoundsSummary,
     Drift,
+    SeparationBound,
     bounds_margin,
-    half_separation,
 )
 from ..kernels.common import TopM, sse_of_sums
 from ..kernels.lloyd import LloydPartial
@@ -56,6 +56,16 @@ BOUNDS_SHARE = 1 / 4
 #: clusters move to), whatever K: O(FAR_ROWS d) per block and per merge instead of
 #: O(K d); a pass leaving more clusters empty is redone asking for as many
 FAR_ROWS = 64
+#: the centres' half separation (a (k, k) Gram matrix, as costly as a pass's distances
+#: of k rows) is carried from the last exact one as a lower bound
+#: (:class:`~daskmeans.kernels.bounds.SeparationBound`, O(k d) a pass), and computed
+#: anew once the carried bound has lost this share of the exact one's sum...
+SEPARATION_LOSS = 0.3
+#: ... while the Gram matrix costs at most this share of a full pass (``k <= share *
+#: n``): beyond, the first exact one is carried for the whole fit, as the Yinyang
+#: groups' bounds do most of the settling at such K and a tighter separation would
+#: not repay its Gram matrix
+SEPARATION_COST = 0.05
 
 
 def n_groups(k: int, row_bytes: int) -> int:
@@ -154,6 +164,8 @@ class DistanceBounds:
         self.summaries: list[BoundsSummary | None] = [None] * src.n_blocks
         self.centres_at: dict[int, np.ndarray] = {}
         self.margin = 0.0
+        self.separation: SeparationBound | None = None
+        self.separation_sum = 0.0
 
     @property
     def complete(self) -> bool:
@@ -197,7 +209,7 @@ class DistanceBounds:
         # these very centres (a final E-step after the labels stopped changing)
         by_version: dict[int, Drift | None] = {}
         with schedule.client_blas():
-            half_sep = half_separation(C, schedule.thread_map)
+            half_sep = self.half_separation(C)
             for i, sm in enumerate(self.summaries):
                 assert sm is not None
                 if sm.version not in by_version:
@@ -208,6 +220,22 @@ class DistanceBounds:
                 if step is not None and not sm.settled(step):
                     steps[i] = step
         return steps
+
+    def half_separation(self, C: np.ndarray) -> np.ndarray:
+        """(k,) a lower bound of half the distance from each centre of ``C`` to the
+        nearest other one: carried from the last exact one while it keeps
+        ``1 - SEPARATION_LOSS`` of its sum (always, from ``k > SEPARATION_COST n``),
+        else computed exactly (and kept). Any lower bound keeps the passes exact; a
+        looser one only settles fewer rows."""
+        if self.separation is not None:
+            low = self.separation.bound(C)
+            if (len(C) > SEPARATION_COST * self.src.n
+                    or float(low.sum()) >= (1 - SEPARATION_LOSS) * self.separation_sum):
+                return low
+        self.separation = SeparationBound.of(C, self.groups, schedule.thread_map)
+        exact = self.separation.exact
+        self.separation_sum = float(exact.sum())
+        return exact
 
     def keep(self, it: int, C: np.ndarray, result: BoundsPassResult) -> None:
         """The blocks read by the pass of iteration ``it`` hold bounds for ``C`` now."""

@@ -75,11 +75,12 @@ def kmeans_plusplus(
             ids = np.searchsorted(cum, rng.uniform(size=(b, trials)) * cum[-1])
             np.clip(ids, None, n - 1, out=ids)
             dist = sqd(rows[ids.ravel()]).reshape(b, trials, n)
-            for j in range(b):
-                dcand = np.minimum(closest, dist[j])
+            for j in range(b):  # one buffer for every draw: no fresh pages per centre
+                dcand = np.minimum(closest, dist[j], out=dist[j])
                 pots = dcand @ w
                 best = int(np.argmin(pots))
-                pot, closest = float(pots[best]), dcand[best]
+                pot = float(pots[best])
+                closest[:] = dcand[best]
                 centers[c] = rows[ids[j, best]]
                 c += 1
                 if pot <= 0:  # the rest of the batch's draws are void

@@ -122,9 +122,17 @@ class _Euclidean(Metric):
 
     def seeding_distances(self, X: np.ndarray, x_sq: np.ndarray, cands: np.ndarray
                           ) -> np.ndarray:
-        # GEMM in X's dtype (float32 stays float32) and padded to an efficient width
-        # (see padded_k), distances kept in float64; CSR rows: the sparse-dense product
-        D = np.asarray(X @ Centres(cands, X.dtype).m2t)[:, : len(cands)].T.astype(np.float64)
+        # GEMM in X's dtype (float32 stays float32), distances kept in float64. Dense
+        # rows: the candidates times the rows' transpose, so that the GEMM writes the
+        # (m, n) result row-major (the seeding reads it a candidate at a time; a
+        # transposed (n, m) product would cost a strided copy as large as the product);
+        # CSR rows: the sparse-dense product, padded to an efficient width (padded_k)
+        if is_sparse(X):
+            D = np.asarray(X @ Centres(cands, X.dtype).m2t)[:, : len(cands)].T.astype(
+                np.float64, order="C")
+        else:
+            D = (np.asarray(cands, X.dtype) @ X.T).astype(np.float64)
+            D *= -2
         D += row_norms_sq(cands.astype(np.float64))[:, None]
         D += x_sq
         return np.maximum(D, 0, out=D)

@@ -304,3 +304,51 @@ def test_local_filter_by_hand(local: bool, monkeypatch: pytest.MonkeyPatch) -> N
     assert st.labels.tolist() == [3] and st.upper.tolist() == [1.0]
     assert st.lower.tolist() == [[1.5, 3.0 if local else 10.0]]
     assert p.dcounts.tolist() == [-1.0, 0.0, 0.0, 1.0]
+
+
+def test_separation_bound_by_hand() -> None:
+    """Centres 0, 4 (group 0) and 10 (group 1) on a line: half the distance to the
+    nearest centre of each group is (2, 5), (2, 3), (3, inf); exact 2, 2, 3. Centre 1
+    moves to 5 (group 0's drift 1, group 1's 0): the carried bounds are
+    min(2 - 1/2, 5 - 0) - 0 = 1.5, min(2 - 1/2, 3 - 0) - 1/2 = 1 and
+    min(3 - 1/2, inf) - 0 = 2.5, below the true 2.5, 2.5, 2.5. With one group, every
+    distance falls by the largest drift: the same here, but 3 - 1/2 - 0 for centre 2
+    only because its own drift is 0."""
+    C = np.array([[0.0, 0.0], [4.0, 0.0], [10.0, 0.0]])
+    sb = bounds.SeparationBound.of(C, np.array([0, 0, 1]))
+    assert sb.by_group.tolist() == [[2.0, 5.0], [2.0, 3.0], [3.0, np.inf]]
+    assert sb.exact.tolist() == [2.0, 2.0, 3.0] == bounds.half_separation(C).tolist()
+    C2 = C + np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    assert sb.bound(C).tolist() == [2.0, 2.0, 3.0]  # not moved: exact
+    assert sb.bound(C2).tolist() == [1.5, 1.0, 2.5]
+    assert bounds.half_separation(C2).tolist() == [2.5, 2.5, 2.5]
+    assert bounds.SeparationBound.of(C).bound(C2).tolist() == [1.5, 1.0, 2.5]
+    # group 1 far from centre 0: centre 2's move of 3 (group 1's drift) leaves centre
+    # 0's bound at min(2 - 0, 5 - 3/2) = 2 (true 2: centre 1 is still 4 away), where
+    # one group would take 2 - 3/2
+    C3 = C + np.array([[0.0, 0.0], [0.0, 0.0], [3.0, 0.0]])
+    assert sb.bound(C3)[0] == 2.0
+    assert bounds.SeparationBound.of(C).bound(C3)[0] == 0.5
+    # a centre that moved past its neighbour: never below zero
+    assert bounds.SeparationBound.of(C).bound(C + np.array([[9.0, 0.0], [0, 0], [0, 0]]))[0] == 0.0
+    assert bounds.SeparationBound.of(C[:1]).exact.tolist() == [np.inf]
+
+
+def test_separation_bound_stays_below_the_exact_one_as_centres_move(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random groups (one left empty), centres moved step after step by random
+    amounts, a few far (relocated): the carried bound never exceeds the exact half
+    separation, and equals it where it was computed (in blocks of 7 rows too)."""
+    rng = np.random.default_rng(5)
+    C = rng.normal(size=(60, 5))
+    groups = rng.choice([0, 1, 3, 4], size=60)  # group 2 has no centre
+    monkeypatch.setattr(bounds, "SEPARATION_ROWS", 7)
+    sb = bounds.SeparationBound.of(C, groups)
+    np.testing.assert_allclose(sb.exact, bounds.half_separation(C), rtol=1e-12)
+    assert np.isinf(sb.by_group[:, 2]).all()
+    for _ in range(20):
+        C = C + rng.normal(size=C.shape) * rng.uniform(0, 0.2, (60, 1))
+        C[rng.integers(60)] += rng.normal(size=5) * 3
+        low, exact = sb.bound(C), bounds.half_separation(C)
+        assert (low >= 0).all() and (low <= exact * (1 + 1e-12)).all()
+    assert (low < exact).any()

@@ -74,3 +74,24 @@ def test_names_and_raw_rows() -> None:
     for met in (metric.EUCLIDEAN, metric.MANHATTAN):  # raw rows: those of the scaled rows
         np.testing.assert_array_equal(met.nearest_labels(raw, C / 4, scale=1 / 255),
                                       met.nearest_labels(scaled, C / 4))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_seeding_distances_are_row_major_by_candidate(dtype: type) -> None:
+    """The k-means++ seeding reads the potentials a candidate at a time: dense rows
+    give them (m, n) row-major from the GEMM itself (no transposing copy), float64,
+    equal to float64 differences (CSR rows too, in the same layout)."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(300, 20)).astype(dtype)
+    cands = Y[[3, 50, 7, 200, 9]]
+    xsq = (Y.astype(np.float64) ** 2).sum(1)
+    want = ((Y.astype(np.float64)[None] - cands.astype(np.float64)[:, None]) ** 2).sum(-1)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for rows in (Y, sp.csr_matrix(Y)):
+        got = metric.EUCLIDEAN.seeding_distances(rows, xsq, cands)
+        assert got.shape == (5, 300) and got.dtype == np.float64
+        assert got.flags.c_contiguous
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-4 if dtype == np.float32
+                                   else 1e-9)
