@@ -438,7 +438,8 @@ def _assign_with_bounds(X: np.ndarray, scale: float | None, cen: Centres, C64: n
         step.drift, step.group_drift, step.half_sep, step.margin,
         compiled_module("common").tile_rows(cen.m2t.shape[1]),
         out.labels, out.upper, out.lower, dS, dN, dQ, m2r, gstart, gcols,
-        GROUP_FILTER_SHARE, cen.tie, compiled.LOCAL_FILTER, compiled.GROUP_TILE)
+        GROUP_FILTER_SHARE, cen.tie, compiled.LOCAL_FILTER,
+        compiled.group_tile(cen.m2t.shape[0], cen.m2t.dtype.itemsize))
 
 
 def _cluster_extrema(out: BlockBounds, k: int) -> tuple[np.ndarray, np.ndarray]:

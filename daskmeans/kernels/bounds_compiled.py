@@ -144,6 +144,21 @@ def _flush(G: np.ndarray, cnt: int, gidx: np.ndarray, gx2: np.ndarray, D: np.nda
 #: rows gathered for the group by group comparison before their GEMMs run: a group's
 #: GEMM takes the tile's rows that must meet it, so longer tiles make longer GEMMs
 GROUP_TILE = 1024
+#: at most this many bytes in each of the group path's two row buffers (the gathered
+#: rows, and those of one group copied together), so that very wide rows take fewer
+#: rows a tile rather than more memory (:func:`group_tile`)
+GROUP_TILE_BYTES = 4 << 20
+
+
+def group_tile(d: int, itemsize: int) -> int:
+    """Rows gathered per tile of the group path for rows of ``d`` features of
+    ``itemsize`` bytes (as floats): :data:`GROUP_TILE`, fewer when that many rows
+    would take more than :data:`GROUP_TILE_BYTES`, at least one.
+
+    >>> group_tile(784, 4), group_tile(100_000, 4), group_tile(10 ** 7, 8)
+    (1024, 10, 1)
+    """
+    return max(1, min(GROUP_TILE, GROUP_TILE_BYTES // max(1, d * itemsize)))
 
 #: whether :func:`_flush_grouped` skips centres by their own drift (Yinyang's local
 #: filter) within the groups it compares, one dot product per centre left

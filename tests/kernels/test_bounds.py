@@ -103,6 +103,38 @@ def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
     assert any(p.n_pairs < 3 * p.n_full for p, _, _ in results["numba"][1:])
 
 
+def test_group_tile_capped_by_bytes_keeps_the_reference_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group path's row buffers capped at two rows' bytes (rows of 9 float32: 36
+    bytes, a cap of 80 bytes): tiles of two rows, and the compiled pass still chooses the
+    rows and groups of the numpy reference and gives its labels and bounds."""
+    assert bounds_compiled.group_tile(9, 4) == bounds_compiled.GROUP_TILE
+    monkeypatch.setattr(bounds_compiled, "GROUP_TILE_BYTES", 80)
+    assert bounds_compiled.group_tile(9, 4) == 2
+    assert bounds_compiled.group_tile(30, 4) == 1  # one row's bytes above the cap: one row
+    rng = np.random.default_rng(6)
+    X = rng.random((400, 9), dtype=np.float32)
+    Cs = [X[:12].astype(np.float64)]
+    for _ in range(3):
+        Cs.append(Cs[-1] + rng.normal(0, 0.01, Cs[-1].shape))
+    groups = np.repeat(np.arange(4), 3)
+    results = {}
+    for kern in ("numba", "numpy"):
+        monkeypatch.setenv("DASKMEANS_KERNELS", kern)
+        st, out = bounds.BlockBounds.fresh(400, 4), []
+        for it, C in enumerate(Cs):
+            step = None if it == 0 else bounds.Drift.of(C, Cs[it - 1], 1e-6, groups=groups)
+            p, st, _ = bounds.bounds_block(X, C, st, step, version=it, groups=groups)
+            out.append((p, st))
+        results[kern] = out
+    for (p, st), (q, su) in zip(results["numba"], results["numpy"], strict=True):
+        np.testing.assert_array_equal(st.labels, su.labels)
+        np.testing.assert_allclose(st.lower, su.lower, rtol=1e-5, atol=1e-3)
+        assert (p.n_read, p.n_full, p.n_pairs, p.n_dist) == (
+            q.n_read, q.n_full, q.n_pairs, q.n_dist)
+    assert any(p.n_pairs < 4 * p.n_full for p, _ in results["numba"][1:])
+
+
 @pytest.mark.parametrize("rows", ["float32", "uint8"])
 def test_group_filter_gives_the_full_assignment(rows: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
