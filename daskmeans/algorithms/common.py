@@ -24,7 +24,7 @@ import numpy as np
 
 from ..engine.reductions import SPLIT_EVERY, HeldLabels
 from ..engine.source import Source
-from ..kernels.common import TopM, dense, weighted_sse
+from ..kernels.common import TopM, centres_temporary, dense, weighted_sse
 from ..kernels.lloyd import LloydPartial
 from ..kernels.medians import MedianGrid
 from ..kernels.metric import EUCLIDEAN, Metric
@@ -199,9 +199,21 @@ def lloyd_update(part: LloydPartial, C: np.ndarray, metric: Metric
         n_reloc = relocate_empty(sums, counts, part.top)
     C_new = metric.finish_centres(centers_from_sums(sums, counts, C))
     C_new = C_new.astype(C.dtype, copy=False)
-    diff = C_new.astype(np.float64, copy=False) - C
+    return C_new, squared_shift(C_new, C), n_reloc
+
+
+def squared_shift(C_new: np.ndarray, C: np.ndarray) -> float:
+    """``sum((C_new - C) ** 2)`` in float64: the difference in a reused buffer when
+    both are C-contiguous (a fresh one the centres' size every iteration costs page
+    faults), summed as the same expression on new arrays would be."""
+    new64 = C_new.astype(np.float64, copy=False)
+    if new64.flags.c_contiguous and C.flags.c_contiguous and new64.shape == C.shape:
+        diff = np.subtract(new64, C, out=centres_temporary(
+            "shift", C.shape, np.result_type(new64, C)))
+    else:
+        diff = new64 - C
     np.multiply(diff, diff, out=diff)
-    return C_new, float(diff.sum()), n_reloc
+    return float(diff.sum())
 
 
 def in_memory_e_step(src: Source, C: np.ndarray, metric: Metric) -> tuple[np.ndarray, float]:

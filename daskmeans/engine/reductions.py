@@ -20,9 +20,12 @@ maps (predict, transform) are :mod:`daskmeans.engine.maps`.
 
 Only public dask APIs are used:
 
-- in-memory and Zarr sources: one ``dask.delayed`` task per block, reading its rows
-  where it runs (a numpy view, a held future, or a Zarr read), and a tree of delayed
-  additions;
+- in-memory and Zarr sources under the local scheduler: a low-level graph in dask's
+  graph spec, one task per block reading its rows where it runs (a numpy view or a
+  Zarr read) and a tree of additions, run by the configured scheduler
+  (:func:`~daskmeans.engine.schedule.compute_graph`);
+- the same on a cluster: one ``dask.delayed`` task per block (its rows a numpy view,
+  a held future or a Zarr read) and a tree of delayed additions;
 - dask arrays streamed (not held): ``da.blockwise`` over the row blocks (with a small
   object array that carries each block's offset and constants) and ``da.reduction``
   for the tree (:func:`reduce_blocks`). This is the only public route to a dask
@@ -35,15 +38,17 @@ Only public dask APIs are used:
   made it and the next pass's graph names it by key. Settled blocks are left out of
   the pass's slice of the array, so their part of the user's graph is not computed.
 
-Shared operands (the centres, prepared once per pass) go inside each task while all
-copies stay under :data:`INLINE_MAX_BYTES`, else enter the graph once as a delayed
-value (:func:`shared_operand`).
+Shared operands (the centres, prepared once per pass) are one object every local
+task reads; on a cluster they go inside each task while all copies stay under
+:data:`INLINE_MAX_BYTES`, else enter the graph once as a delayed value
+(:func:`shared_operand`).
 """
 
 from __future__ import annotations
 
 import functools
 import operator
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -67,9 +72,9 @@ from ..kernels.metric import Metric, as_metric
 from .schedule import (
     client_blas,
     compute,
+    compute_graph,
     forget_holders,
     holder_groups,
-    local_blas,
     local_threads,
     using_distributed,
     worker_blas,
@@ -290,24 +295,21 @@ def map_reduce(
         assert isinstance(src, DaskSource)
         return _map_reduce_dask(src, kernel, shared, blocks, split_every, raw, aligned,
                                 states=states, keep=keep, summaries=summaries)
+    if not using_distributed():
+        return _map_reduce_local(src, kernel, shared, blocks, states, xsq, raw, aligned,
+                                 keep, summaries, split_every)
     n_out = 1 + int(keep) + int(summaries)
-    # with per-block outputs on the local scheduler and no tree to build, each block's
-    # outputs come back as one result (no task splits the tuples apart: dask's own
-    # time per compute counts in fits of many short passes)
-    whole = n_out > 1 and not using_distributed() and len(blocks) <= split_every
     tasks = _block_tasks(src, kernel, shared, blocks, states, xsq, raw, aligned,
-                         nout=None if (n_out == 1 or whole) else n_out)
+                         nout=None if n_out == 1 else n_out)
     try:
         if n_out == 1:
             parts = delayed_tree(tasks, split_every)
             out = compute(*parts, n_tasks=len(blocks))
             return add_all(*out) if len(parts) > 1 else out
         index = [i for i, _ in blocks]
-        if whole:
-            return _reduce_whole(tasks, index, keep, summaries)
         return _reduce_split(tasks, index, keep, summaries, split_every)
     except BaseException:
-        if src.held is not None and using_distributed():
+        if src.held is not None:
             forget_holders(src.held)  # its workers may have left: asked again next pass
         raise
 
@@ -402,34 +404,93 @@ def _group_tasks(src: Source, kernel: Callable[..., Any], task_src: TaskSource, 
     return per
 
 
-def _reduce_whole(tasks: list[Any], index: list[int], keep: bool, summaries: bool
-                  ) -> Reduced:
-    """Each task's ``(partial, [state], [summary])`` computed as one result (local
-    scheduler, one level), the partials added here."""
-    with local_blas(len(index)):
-        (got,) = dask.compute(tasks)
-    return Reduced(add_all(*(g[0] for g in got)),
-                   dict(zip(index, (g[1] for g in got), strict=True)) if keep else None,
-                   dict(zip(index, (g[-1] for g in got), strict=True)) if summaries else None)
+def _map_reduce_local(src: Source, kernel: Callable[..., Any], shared: Any,
+                      blocks: list[tuple[int, dict[str, Any]]],
+                      states: Sequence[Any] | Mapping[int, Any] | None, xsq: bool, raw: bool,
+                      aligned: dict[str, Any], keep: bool, summaries: bool, split_every: int
+                      ) -> Any:
+    """:func:`map_reduce` under the local scheduler, as a low-level graph run in one
+    compute (:func:`~daskmeans.engine.schedule.compute_graph`): a task per block with
+    everything it takes bound in (a ``functools.partial``: nothing in it is tokenized
+    or searched for keys, and the shared operand is one object all the threads read),
+    and the tree of additions. A fit makes many short passes, and building delayed
+    objects and optimising their graph cost more than the graph does to run.
+
+    With per-block outputs, each block's ``(partial, [state], [summary])`` comes back
+    whole when the blocks are added in one level, here; else the tree adds their
+    partials and a task per block returns the rest (so the partials are freed as the
+    tree consumes them).
+    """
+    name = f"daskmeans-pass-{uuid.uuid4().hex}"
+    task_src = TaskSource(src)
+    dsk: dict[Any, Any] = {}
+    keys = []
+    for j, (i, consts) in enumerate(blocks):
+        lo, hi = src.offsets[i], src.offsets[i + 1]
+        consts = {**consts, **{k: None if a is None else a[lo:hi] for k, a in aligned.items()}}
+        keys.append((name, j))
+        dsk[keys[-1]] = (functools.partial(
+            _block_task, kernel, task_src, src.block(i), src.block_weights(i),
+            src.block_xsq(i) if xsq else None, shared, src.offset(i), consts, raw,
+            *(() if states is None else (states[i],))),)
+    whole = keep or summaries
+    if len(keys) <= split_every:
+        got = compute_graph(dsk, keys, n_tasks=len(blocks))
+        total = add_all(*(g[0] for g in got)) if whole else add_all(*got)
+        rest = [g[1:] for g in got] if whole else []
+    else:
+        top = _add_tree(dsk, keys, f"{name}-sum", split_every, _add_firsts if whole else add_all)
+        ends = [(f"{name}-rest", j) for j in range(len(keys))] if whole else []
+        dsk.update({end: (_rest, keys[j]) for j, end in enumerate(ends)})
+        got = compute_graph(dsk, [*top, *ends], n_tasks=len(blocks))
+        total, rest = add_all(*got[:len(top)]), got[len(top):]
+    if not whole:
+        return total
+    index = [i for i, _ in blocks]
+    return Reduced(total,
+                   dict(zip(index, (r[0] for r in rest), strict=True)) if keep else None,
+                   dict(zip(index, (r[-1] for r in rest), strict=True)) if summaries else None)
+
+
+def _add_tree(dsk: dict[Any, Any], keys: list[Any], name: str, split_every: int,
+              first: Callable[..., Any]) -> list[Any]:
+    """Add to ``dsk`` the tasks adding ``keys``' values ``split_every`` at a time until
+    at most that many are left (the order :func:`delayed_tree` adds them in; ``first``
+    adds the first level); their keys."""
+    add, level = first, 0
+    while len(keys) > split_every:
+        level += 1
+        nxt = []
+        for g in range(0, len(keys), split_every):
+            nxt.append((name, level, g))
+            dsk[nxt[-1]] = (add, *keys[g:g + split_every])
+        keys, add = nxt, add_all
+    return keys
+
+
+def _add_firsts(*outputs: tuple[Any, ...]) -> Any:
+    """The sum of the partials of blocks' ``(partial, [state], [summary])``."""
+    return add_all(*(o[0] for o in outputs))
+
+
+def _rest(output: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A block's ``([state], [summary])`` without its partial."""
+    return output[1:]
 
 
 def _reduce_split(tasks: list[Any], index: list[int], keep: bool, summaries: bool,
                   split_every: int) -> Reduced:
-    """Tree-reduce the partials of tasks with per-block outputs, in one compute; the
-    kept states stay in the workers as futures on a cluster."""
+    """Tree-reduce the partials of tasks with per-block outputs on a cluster, in one
+    compute; the kept states stay in the workers as futures."""
     parts = delayed_tree([t[0] for t in tasks], split_every)
     kept = [t[1] for t in tasks] if keep else []
     sums = [t[1 + int(keep)] for t in tasks] if summaries else []
-    if using_distributed():
-        from distributed import default_client
+    from distributed import default_client
 
-        client = default_client()
-        futures = client.compute([*parts, *sums, *kept])
-        got = client.gather(futures[:len(parts) + len(sums)])
-        new = futures[len(parts) + len(sums):]
-    else:
-        with local_blas(len(index)):
-            got, new = dask.compute([*parts, *sums], kept)
+    client = default_client()
+    futures = client.compute([*parts, *sums, *kept])
+    got = client.gather(futures[:len(parts) + len(sums)])
+    new = futures[len(parts) + len(sums):]
     return Reduced(add_all(*got[:len(parts)]),
                    dict(zip(index, new, strict=True)) if keep else None,
                    dict(zip(index, got[len(parts):], strict=True)) if summaries else None)

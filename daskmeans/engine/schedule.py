@@ -21,8 +21,9 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 __all__ = ["CACHE_FRACTION", "MEMORY_BLOCK_BYTES", "MEMORY_BLOCK_MAX_BYTES", "WorkerBlas",
-           "client_blas", "compute", "forget_holders", "holder_groups", "holders_of",
-           "local_blas", "local_memory_budget", "local_threads", "memory_block_rows",
+           "client_blas", "compute", "compute_graph", "forget_holders", "holder_groups",
+           "holders_of", "local_blas", "local_memory_budget", "local_threads",
+           "memory_block_rows",
            "memory_budget", "thread_map", "total_threads", "using_distributed",
            "worker_blas", "worker_memory_budget"]
 
@@ -142,6 +143,37 @@ def compute(*objs: Any, n_tasks: int = 1) -> Any:
     with local_blas(n_tasks):
         out = dask.compute(*objs)
     return out[0] if len(objs) == 1 else out
+
+
+#: the names of dask's local schedulers that take a low-level graph as it is
+_THREADED = ("threads", "threading")
+_SYNC = ("sync", "synchronous", "single-threaded")
+
+
+def compute_graph(dsk: dict[Any, Any], keys: list[Any], n_tasks: int = 1) -> list[Any]:
+    """The values of ``keys`` in the low-level graph ``dsk`` (dask's graph spec: key ->
+    ``(callable, *args)``), in one call of dask's configured scheduler, with BLAS
+    threads split as :func:`compute` splits them.
+
+    For passes built as such a graph under the local scheduler: a callable configured
+    as the scheduler, dask's threaded scheduler (the default, ``dask.threaded.get``) or
+    its synchronous one (``dask.get``) runs the graph as it is, with none of
+    ``dask.compute``'s handling of collections (the graph has nothing to optimise);
+    any other scheduler (a ``Client``, processes) gets it through ``dask.compute``
+    without optimisation.
+    """
+    sched = dask.config.get("scheduler", None)
+    name = sched.lower() if isinstance(sched, str) else None
+    with local_blas(n_tasks):
+        if callable(sched):
+            return list(sched(dsk, keys))
+        if name in _THREADED or (sched is None and not using_distributed()):
+            return list(dask.threaded.get(dsk, keys))
+        if name in _SYNC:
+            return list(dask.get(dsk, keys))
+        from dask.delayed import Delayed
+
+        return list(dask.compute(*[Delayed(k, dsk) for k in keys], optimize_graph=False))
 
 
 def thread_map(fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:

@@ -52,6 +52,33 @@ def scratch(name: str, size: int, dtype: np.dtype) -> np.ndarray:
     return buf[:size]
 
 
+#: a temporary the size of the centres is taken from a reused per-thread buffer up to
+#: this many bytes (a buffer kept for the life of a thread must stay small; larger
+#: temporaries are allocated as usual)
+CENTRES_SCRATCH_MAX_BYTES = 32 << 20
+
+
+def centres_temporary(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised C-contiguous array of ``shape``: this thread's reusable buffer
+    ``name`` (see :func:`scratch`) up to :data:`CENTRES_SCRATCH_MAX_BYTES`, else a new
+    array. For a temporary made every pass and reduced at once (a fresh array of the
+    centres' size costs page faults every time); valid until the thread's next call
+    with the same ``name``."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    if size * dtype.itemsize <= CENTRES_SCRATCH_MAX_BYTES:
+        return scratch(name, size, dtype).reshape(shape)
+    return np.empty(shape, dtype)
+
+
+def squares(A: np.ndarray) -> np.ndarray:
+    """``A * A`` (the same values and layout) for a reduction that follows at once, in
+    a reused buffer when ``A`` is C-contiguous (:func:`centres_temporary`)."""
+    if not A.flags.c_contiguous:
+        return A * A
+    return np.multiply(A, A, out=centres_temporary("squares", A.shape, A.dtype))
+
+
 def sse_of_sums(sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray,
                 C: np.ndarray, csq: np.ndarray | None = None) -> float:
     """``sum_i w_i |x_i - c_(i)|^2`` from each cluster's weighted sums: ``sum_j Q_j - 2
@@ -66,7 +93,7 @@ def sse_of_sums(sums: np.ndarray, counts: np.ndarray, sumsq: np.ndarray,
     """
     C = np.asarray(C, np.float64)
     if csq is None:
-        csq = (C * C).sum(1)
+        csq = squares(C).sum(1)
     return max(float(sumsq.sum() - 2 * np.einsum("ij,ij->", C, sums) + counts @ csq), 0.0)
 
 
@@ -96,7 +123,9 @@ class Centres:
 
     Both may carry extra dummy centres (zero columns, ``|C|^2 = inf``) that no row is
     ever assigned to: see :func:`padded_k`. Passes prepare them once and share them
-    with every chunk task (kernels accept either an array or a ``Centres``).
+    with every chunk task (kernels accept either an array or a ``Centres``). Centres
+    already C-contiguous in the prepared dtype are kept, not copied (:meth:`centres`
+    returns them): they must not be modified while the ``Centres`` is in use.
     """
 
     #: what a pass computes once and every task reuses, left out of the pickled
@@ -108,18 +137,27 @@ class Centres:
         self.dtype = np.dtype(dtype)
         self.k, d = C.shape
         kp = padded_k(self.k)
-        # -2 C in the prepared dtype, row-major: transposed once into m2t, then halved
-        # into the centres every kernel of the pass reads back (the values of
-        # ``m2t.T / -2``, without a strided copy per task)
-        m2 = np.empty((self.k, d), dtype=self.dtype)
-        np.multiply(C, -2, out=m2, casting="unsafe")
         self.m2t = (np.empty if kp == self.k else np.zeros)((d, kp), dtype=self.dtype)
-        self.m2t[:, : self.k] = m2.T
         self.sq = np.full(kp, np.inf, dtype=self.dtype)
         Cd = C.astype(self.dtype, copy=False)
         self.sq[: self.k] = np.einsum("ij,ij->i", Cd, Cd)
-        np.divide(m2, -2, out=m2)
-        self._centres: np.ndarray | None = m2
+        self._centres: np.ndarray | None
+        if C.dtype == self.dtype and C.flags.c_contiguous and np.isfinite(self.sq[: self.k]).all():
+            # C is already what every kernel of the pass reads back: ``m2t.T / -2`` gives
+            # its values exactly (doubling and halving are exact while |c|^2 is finite),
+            # so only m2t is made, in one strided pass, and no (k, d) array is allocated
+            # (a fresh one costs page faults in every pass)
+            np.multiply(C.T, -2, out=self.m2t[:, : self.k])
+            self._centres = C
+        else:
+            # -2 C in the prepared dtype, row-major: transposed once into m2t, then
+            # halved into the centres every kernel of the pass reads back (the values of
+            # ``m2t.T / -2``, without a strided copy per task)
+            m2 = np.empty((self.k, d), dtype=self.dtype)
+            np.multiply(C, -2, out=m2, casting="unsafe")
+            self.m2t[:, : self.k] = m2.T
+            np.divide(m2, -2, out=m2)
+            self._centres = m2
         self._centres64: np.ndarray | None = None
         self._csq64: np.ndarray | None = None
         self._row_sq64: np.ndarray | None = None
@@ -170,7 +208,7 @@ class Centres:
         computes from the centres), made once."""
         if self._row_sq64 is None:
             C = self.centres64()
-            self._row_sq64 = (C * C).sum(1)
+            self._row_sq64 = squares(C).sum(1)
         return self._row_sq64
 
     def csq64(self) -> np.ndarray:

@@ -79,3 +79,19 @@ def test_relocation_by_hand() -> None:
     assert relocate_empty(sums, counts, top) == 1
     assert sums.tolist() == [[3.0, 0.0], [3.0, 0.0], [2.0, 2.0]]
     assert counts.tolist() == [2.0, 1.0, 1.0]
+
+
+def test_squared_shift_is_the_sum_of_the_squared_differences() -> None:
+    from daskmeans.algorithms.common import squared_shift
+
+    rng = np.random.default_rng(0)
+    old = rng.normal(size=(7, 300))
+    new = old + rng.normal(size=old.shape) * 1e-3
+    expected = float(((new - old) ** 2).sum())
+    assert squared_shift(new, old) == expected
+    assert squared_shift(new, old) == expected  # the reused buffer, again
+    assert squared_shift(np.asfortranarray(new), np.asfortranarray(old)) == float(
+        ((np.asfortranarray(new) - np.asfortranarray(old)) ** 2).sum())
+    new32 = new.astype(np.float32)  # float32 centres: the difference in float64
+    assert squared_shift(new32, old) == float(((new32.astype(np.float64) - old) ** 2).sum())
+    assert squared_shift(old, old) == 0.0

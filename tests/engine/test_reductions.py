@@ -226,3 +226,40 @@ def test_take_rows_of_raw_pixels_scales_only_the_rows_taken(tmp_path: Path) -> N
     want = float_rows(imgs.reshape(300, -1), src.scale, False)[index]
     assert rows.dtype == np.float32 and w is None
     np.testing.assert_array_equal(rows, want)
+
+
+def keep_and_summarise(x: np.ndarray, w: np.ndarray | None, xsq: np.ndarray | None,
+                       v: np.ndarray, *, offset: int, n: int
+                       ) -> tuple[Placed, np.ndarray, int]:
+    """A partial, a state (the rows' ``x @ v``) and a summary (the block's offset)."""
+    return place(x, w, xsq, v, offset=offset, n=n), x @ v, offset
+
+
+@pytest.mark.parametrize("split_every", [2, 8, 32])
+def test_a_local_pass_with_outputs_is_one_compute_whatever_the_tree(
+        split_every: int, counting_scheduler) -> None:
+    X, v = data()
+    src = ArraySource(X, block_rows=4)  # 26 blocks: no tree, or several levels
+    got = reductions.map_reduce(src, functools.partial(keep_and_summarise, n=N), v,
+                                keep=True, summaries=True, split_every=split_every)
+    assert counting_scheduler.calls == 1
+    np.testing.assert_array_equal(got.total.values, X @ v)
+    assert got.total.starts == set(src.offsets[:-1])
+    assert got.summaries == {i: src.offsets[i] for i in range(src.n_blocks)}
+    assert got.states is not None and list(got.states) == list(range(src.n_blocks))
+    for i, st in got.states.items():
+        np.testing.assert_array_equal(st, X[src.offsets[i]:src.offsets[i + 1]] @ v)
+
+
+def test_local_tasks_share_the_operand_itself(counting_scheduler) -> None:
+    X, _ = data()
+    seen: list[int] = []
+
+    def kernel(x, w, xsq, shared, *, offset):  # type: ignore[no-untyped-def]
+        seen.append(id(shared))
+        return len(x)
+
+    big = np.zeros(reductions.INLINE_MAX_BYTES)  # too large to copy into every task
+    src = ArraySource(X, block_rows=4)
+    assert reductions.map_reduce(src, kernel, big) == len(X)
+    assert counting_scheduler.calls == 1 and set(seen) == {id(big)}

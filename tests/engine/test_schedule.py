@@ -9,6 +9,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+import pytest
 import zarr
 
 from daskmeans.engine import reductions, schedule
@@ -165,3 +166,23 @@ def test_a_fit_over_held_rows_asks_for_their_holders_once(local_cluster, monkeyp
             np.testing.assert_array_equal(got.lo, X.min(axis=0))
             np.testing.assert_array_equal(got.hi, X.max(axis=0))
     assert asked == [src.n_blocks]
+
+
+def _plus(a: int, b: int) -> int:
+    return a + b
+
+
+def test_compute_graph_is_one_call_of_the_configured_scheduler(counting_scheduler) -> None:
+    dsk = {("x", 0): 1, ("x", 1): (_plus, ("x", 0), 2), "y": (_plus, ("x", 1), ("x", 1))}
+    assert schedule.compute_graph(dsk, ["y", ("x", 1)], n_tasks=2) == [6, 3]
+    assert counting_scheduler.calls == 1
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync", "single-threaded", "executor"])
+def test_compute_graph_under_every_local_scheduler(scheduler: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    dsk = {"a": (_plus, 1, 2), "b": (_plus, "a", 10)}
+    with ThreadPoolExecutor(2) as pool:  # an executor: through dask.compute
+        with dask.config.set(scheduler=pool if scheduler == "executor" else scheduler):
+            assert schedule.compute_graph(dsk, ["b", "a"]) == [13, 3]

@@ -341,3 +341,64 @@ def test_distances_are_zero_on_a_centre_and_match_brute_force(dtype: type) -> No
     brute = np.sqrt(((X.astype(np.float64)[:, None, :] - C[None]) ** 2).sum(-1))
     np.testing.assert_allclose(D, brute, rtol=1e-3 if dtype == np.float32 else 1e-9,
                                atol=1e-2 if dtype == np.float32 else 1e-9)
+
+
+def _prepared_fields(cen: common.Centres) -> list[np.ndarray]:
+    return [cen.m2t, cen.sq, cen.centres(), cen.centres64(), cen.row_sq64(), cen.csq64()]
+
+
+def _prepared_by_copies(C: np.ndarray, dtype: np.dtype) -> list[np.ndarray]:
+    """What :class:`common.Centres` prepared when it always copied: ``-2 C`` made,
+    transposed into ``m2t`` and halved back into the centres."""
+    k, d = C.shape
+    kp = common.padded_k(k)
+    m2 = np.empty((k, d), dtype=dtype)
+    np.multiply(C, -2, out=m2, casting="unsafe")
+    m2t = np.zeros((d, kp), dtype=dtype)
+    m2t[:, :k] = m2.T
+    sq = np.full(kp, np.inf, dtype=dtype)
+    Cd = C.astype(dtype, copy=False)
+    sq[:k] = np.einsum("ij,ij->i", Cd, Cd)
+    np.divide(m2, -2, out=m2)
+    C64 = m2.astype(np.float64)
+    exact = C64 if dtype == np.float64 else m2t[:, :k].T.astype(np.float64) * -0.5
+    csq = np.full(kp, np.inf)
+    csq[:k] = np.einsum("ij,ij->i", exact, exact)
+    return [m2t, sq, m2, C64, (C64 * C64).sum(1), csq]
+
+
+@pytest.mark.parametrize("k", [3, 20])
+def test_centres_of_their_own_dtype_are_kept_and_prepare_the_same_values(k: int) -> None:
+    rng = np.random.default_rng(0)
+    C = rng.normal(size=(k, 37))
+    cen = common.Centres(C, np.dtype(np.float64))
+    assert cen.centres() is C  # kept, not copied
+    huge = C.copy()
+    huge[0, 0] = 1e308  # -2 c overflows: the centres read back are m2t's, as before
+    for A, dtype in [(C, np.float64), (np.asfortranarray(C), np.float64),
+                     (C, np.float32), (C.astype(np.float32), np.float32),
+                     (C.astype(np.float32), np.float64), (huge, np.float64)]:
+        with np.errstate(over="ignore"):
+            got = _prepared_fields(common.Centres(A, np.dtype(dtype)))
+            want = _prepared_by_copies(A, np.dtype(dtype))
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+    with np.errstate(over="ignore"):
+        assert np.isinf(common.Centres(huge, np.dtype(np.float64)).centres()[0, 0])
+
+
+def test_squares_and_centres_temporaries() -> None:
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(5, 11))
+    sq = common.squares(A)
+    np.testing.assert_array_equal(sq, A * A)
+    assert sq.flags.c_contiguous and sq.shape == A.shape
+    np.testing.assert_array_equal(common.squares(A).sum(1), (A * A).sum(1))
+    F = np.asfortranarray(A)
+    assert common.squares(F).flags.f_contiguous  # the layout A * A has
+    t = common.centres_temporary("test", (3, 4), np.float32)
+    assert t.shape == (3, 4) and t.dtype == np.float32 and t.flags.c_contiguous
+    assert np.shares_memory(t, common.centres_temporary("test", (2, 6), np.float32))
+    big = (common.CENTRES_SCRATCH_MAX_BYTES // 8 + 1,)
+    assert not np.shares_memory(common.centres_temporary("test2", big, np.float64),
+                                common.centres_temporary("test2", big, np.float64))
