@@ -3,6 +3,8 @@ compiled pass (with and without the group filter) against the numpy reference.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,24 @@ def test_bounds_block_brute_force_over_iterations(groups: list[int] | None) -> N
     assert skipped > len(X)  # the bounds settled rows without reading them
 
 
+def _passes_by_kernel(monkeypatch: pytest.MonkeyPatch, data: np.ndarray,
+                      Cs: list[np.ndarray], groups: np.ndarray, w: np.ndarray | None = None,
+                      **kw: Any) -> dict[str, list[tuple[Any, Any, Any]]]:
+    """Bounded passes over ``data`` against the centres ``Cs`` in turn, under the
+    compiled and the numpy kernels: each pass's (partial, bounds, summary)."""
+    results = {}
+    for kern in ("numba", "numpy"):
+        monkeypatch.setenv("DASKMEANS_KERNELS", kern)
+        st, out = bounds.BlockBounds.fresh(data.shape[0], int(groups.max()) + 1), []
+        for it, C in enumerate(Cs):
+            step = None if it == 0 else bounds.Drift.of(C, Cs[it - 1], 1e-6, groups=groups)
+            p, st, sm = bounds.bounds_block(data, C, st, step, w, version=it, groups=groups,
+                                            **kw)
+            out.append((p, st, sm))
+        results[kern] = out
+    return results
+
+
 @pytest.mark.parametrize("rows", ["float32", "float64", "uint8"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
@@ -76,16 +96,7 @@ def test_compiled_bounds_equal_numpy_reference(rows: str, weighted: bool,
     for _ in range(3):
         Cs.append(Cs[-1] + rng.normal(0, 0.02, Cs[-1].shape))
     groups = np.array([0, 0, 1, 1, 2, 2, 2])  # three groups of centres, three bounds
-    results = {}
-    for kern in ("numba", "numpy"):
-        monkeypatch.setenv("DASKMEANS_KERNELS", kern)
-        st, out = bounds.BlockBounds.fresh(500, 3), []
-        for it, C in enumerate(Cs):
-            step = None if it == 0 else bounds.Drift.of(C, Cs[it - 1], 1e-6, groups=groups)
-            p, st, sm = bounds.bounds_block(data, C, st, step, w, version=it, groups=groups,
-                                       **kw)
-            out.append((p, st, sm))
-        results[kern] = out
+    results = _passes_by_kernel(monkeypatch, data, Cs, groups, w, **kw)
     for (p, st, sm), (q, su, sn) in zip(results["numba"], results["numpy"], strict=True):
         np.testing.assert_array_equal(st.labels, su.labels)
         np.testing.assert_allclose(st.upper, su.upper, rtol=1e-5, atol=1e-3)  # sqrt near 0
@@ -118,21 +129,13 @@ def test_group_tile_capped_by_bytes_keeps_the_reference_answer(
     for _ in range(3):
         Cs.append(Cs[-1] + rng.normal(0, 0.01, Cs[-1].shape))
     groups = np.repeat(np.arange(4), 3)
-    results = {}
-    for kern in ("numba", "numpy"):
-        monkeypatch.setenv("DASKMEANS_KERNELS", kern)
-        st, out = bounds.BlockBounds.fresh(400, 4), []
-        for it, C in enumerate(Cs):
-            step = None if it == 0 else bounds.Drift.of(C, Cs[it - 1], 1e-6, groups=groups)
-            p, st, _ = bounds.bounds_block(X, C, st, step, version=it, groups=groups)
-            out.append((p, st))
-        results[kern] = out
-    for (p, st), (q, su) in zip(results["numba"], results["numpy"], strict=True):
+    results = _passes_by_kernel(monkeypatch, X, Cs, groups)
+    for (p, st, _), (q, su, _) in zip(results["numba"], results["numpy"], strict=True):
         np.testing.assert_array_equal(st.labels, su.labels)
         np.testing.assert_allclose(st.lower, su.lower, rtol=1e-5, atol=1e-3)
         assert (p.n_read, p.n_full, p.n_pairs, p.n_dist) == (
             q.n_read, q.n_full, q.n_pairs, q.n_dist)
-    assert any(p.n_pairs < 4 * p.n_full for p, _ in results["numba"][1:])
+    assert any(p.n_pairs < 4 * p.n_full for p, _, _ in results["numba"][1:])
 
 
 @pytest.mark.parametrize("rows", ["float32", "uint8"])
