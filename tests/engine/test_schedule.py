@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 
 import dask
@@ -138,7 +137,9 @@ def test_holder_groups_follow_the_holders_asked_once(local_cluster, monkeypatch)
         assert len(asked) == 2
         # a block not finished (as one lost with a worker, being recomputed): the
         # holders are asked again, and it goes alone
-        held[4] = local_cluster.submit(time.sleep, 60, pure=False)
+        # (restricted to a worker that never joins: pending, and no worker thread busy)
+        held[4] = local_cluster.submit(np.zeros, 3, workers=["tcp://127.0.0.1:9"],
+                                       allow_other_workers=False, pure=False)
         groups = schedule.holder_groups(held, [0, 1, 2, 3, 4])
         assert len(asked) == 3
         assert sorted(map(sorted, groups)) == [[0, 2], [1, 3], [4]]
