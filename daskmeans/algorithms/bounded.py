@@ -165,7 +165,6 @@ class DistanceBounds:
         self.centres_at: dict[int, np.ndarray] = {}
         self.margin = 0.0
         self.separation: SeparationBound | None = None
-        self.separation_sum = 0.0
 
     @property
     def complete(self) -> bool:
@@ -230,12 +229,10 @@ class DistanceBounds:
         if self.separation is not None:
             low = self.separation.bound(C)
             if (len(C) > SEPARATION_COST * self.src.n
-                    or float(low.sum()) >= (1 - SEPARATION_LOSS) * self.separation_sum):
+                    or low.sum() >= (1 - SEPARATION_LOSS) * self.separation.exact.sum()):
                 return low
         self.separation = SeparationBound.of(C, self.groups, schedule.thread_map)
-        exact = self.separation.exact
-        self.separation_sum = float(exact.sum())
-        return exact
+        return self.separation.exact
 
     def keep(self, it: int, C: np.ndarray, result: BoundsPassResult) -> None:
         """The blocks read by the pass of iteration ``it`` hold bounds for ``C`` now."""

@@ -188,21 +188,8 @@ def half_separation(C: np.ndarray,
     The Gram matrix is taken :data:`SEPARATION_ROWS` centres at a time; ``map_blocks``
     maps over those blocks (e.g. a thread pool's: each block's GEMM releases the GIL,
     and at large K this runs on the client between every two passes). The result does
-    not depend on it."""
-    C = np.asarray(C, np.float64)
-    k = len(C)
-    if k < 2:
-        return np.full(k, np.inf)
-    sq = (C ** 2).sum(1)
-
-    def nearest(lo: int) -> np.ndarray:
-        hi = min(k, lo + SEPARATION_ROWS)
-        G = np.maximum(sq[lo:hi, None] + sq[None, :] - 2 * C[lo:hi] @ C.T, 0)
-        G[np.arange(hi - lo), np.arange(lo, hi)] = np.inf
-        return G.min(1)
-
-    parts = list(map_blocks(nearest, range(0, k, SEPARATION_ROWS)))
-    return np.asarray(np.sqrt(np.concatenate(parts)) / 2)
+    not depend on it. The exact value :class:`SeparationBound` carries, with one group."""
+    return SeparationBound.of(C, None, map_blocks).exact
 
 
 @dataclass
